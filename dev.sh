@@ -1,0 +1,65 @@
+#!/usr/bin/env sh
+# One entry point for a fresh clone; each command installs what it needs first.
+#   ./dev.sh up     set up and run the whole product (private Redis when none is configured)
+#   ./dev.sh test   set up and run the whole test suite: lint, types, unit, integration, e2e
+set -eu
+cd "$(dirname "$0")"
+
+find_python() {
+    for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return
+        fi
+    done
+    echo "dev.sh: Python >= 3.11 is required" >&2
+    exit 1
+}
+
+setup_python() {
+    [ -x .venv/bin/python ] || "$(find_python)" -m venv .venv
+    stamp=".venv/.installed-$(cksum pyproject.toml | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ]; then
+        .venv/bin/python -m pip install --quiet --upgrade pip
+        .venv/bin/python -m pip install --quiet -e ".[dev]"
+        touch "$stamp"
+    fi
+}
+
+# System packages the tests drive: redis-server (integration tier) and docker-compose (compose check).
+setup_system() {
+    missing=""
+    command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+    command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
+    [ -n "$missing" ] || return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "dev.sh: installing$missing" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    else
+        echo "dev.sh: please install:$missing" >&2
+    fi
+}
+
+command="${1:-}"
+[ $# -gt 0 ] && shift
+case "$command" in
+up)
+    setup_python
+    exec .venv/bin/notifier up "$@"
+    ;;
+test)
+    setup_python
+    setup_system
+    .venv/bin/ruff check .
+    .venv/bin/ruff format --check .
+    .venv/bin/mypy
+    exec .venv/bin/python -m pytest "$@"
+    ;;
+*)
+    echo "usage: ./dev.sh up | ./dev.sh test [pytest args]" >&2
+    exit 2
+    ;;
+esac

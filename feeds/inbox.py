@@ -1,0 +1,123 @@
+"""Users' notification inboxes: aggregated groups, unread state and the change log they feed.
+
+Every write is one Lua script run atomically on one user's slot; a batch of writes is one
+pipelined round trip. Writes are idempotent and order-insensitive (see lua/apply.lua).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+
+from schemas import keys
+
+from .items import ItemOp
+from .limits import FeedLimits
+from .scripts import InboxScripts
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPage:
+    groups: list[bytes]  # each a JSON object, newest first
+    more: bool
+    unread: int
+    cursor: str  # change-log cursor as of this read: resume the WebSocket from here
+
+    @property
+    def next_before(self) -> str | None:
+        """Opaque cursor for the next page, or None on the last page."""
+        if not self.more or not self.groups:
+            return None
+        return _page_cursor(self.groups[-1])
+
+
+def _page_cursor(group_json: bytes) -> str:
+    group = orjson.loads(group_json)
+    return f"{group['last_at']}:{group['id']}"
+
+
+class Inbox:
+    """The only code that reads or writes the inbox keys (`nt: nf: ng: na: nu: nr: nm:`)."""
+
+    def __init__(self, redis: Redis, limits: FeedLimits) -> None:
+        self._redis = redis
+        self._limits = limits
+        self._scripts = InboxScripts.register(redis)
+
+    def _keys(self, user: str) -> list[str]:
+        return [
+            keys.toggles(user),
+            keys.inbox(user),
+            keys.unread(user),
+            keys.read_marks(user),
+            keys.changelog(user),
+            keys.feed_meta(user),
+            keys.followers(user),
+        ]
+
+    def _head(self, user: str) -> list[str | int]:
+        limits = self._limits
+        return [
+            keys.group_prefix(user),
+            keys.group_actors_prefix(user),
+            keys.user_channel(user),
+            os.urandom(6).hex(),  # the epoch, if this write creates the user's change log
+            limits.max_groups,
+            limits.max_changes,
+            limits.shown_actors,
+        ]
+
+    async def apply(self, ops: Sequence[ItemOp]) -> list[BaseException | None]:
+        """Apply `ops` in one round trip; the error of each op that failed, else None."""
+        if not ops:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for op in ops:
+                args = [
+                    *self._head(op.user),
+                    op.item,
+                    op.state,
+                    op.at_ms,
+                    op.event_id,
+                    op.group_id,
+                    op.actor,
+                    op.verb,
+                    op.post,
+                    op.comment,
+                    op.text,
+                    int(op.follows),
+                ]
+                await self._scripts.apply(self._keys(op.user), args, client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+    async def mark_read(self, user: str, group_ids: Sequence[str] | None) -> int:
+        """Mark `group_ids` (None: all) read; returns how many were unread."""
+        mode = ["all"] if group_ids is None else ["ids", *group_ids]
+        marked = await self._scripts.mark_read(self._keys(user), [*self._head(user), *mode])
+        return int(marked)
+
+    async def page(self, user: str, before: str | None, limit: int) -> InboxPage:
+        """Groups newest first; `before` is a previous page's `next_before`."""
+        max_score, after = "+inf", ""
+        if before:
+            score, _, after = before.partition(":")
+            max_score = str(int(score))
+        reply = await self._scripts.page(self._keys(user), [*self._head(user), max_score, after, limit])
+        more, unread, epoch, last_id, *groups = reply
+        return InboxPage(
+            groups=list(groups),
+            more=bool(more),
+            unread=int(unread),
+            cursor=f"{epoch.decode()}.{last_id.decode()}",
+        )
+
+    async def unread(self, user: str) -> int:
+        return int(await self._redis.scard(keys.unread(user)))
+
+    async def followers(self, user: str) -> set[str]:
+        return {m.decode() for m in await self._redis.smembers(keys.followers(user))}

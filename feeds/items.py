@@ -1,0 +1,79 @@
+"""Pure mapping from an event to the per-user inbox items it sets (who is notified of what)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from schemas.events import (
+    Comment,
+    CommentDeleted,
+    Event,
+    Follow,
+    Like,
+    Mention,
+    Unfollow,
+    Unlike,
+)
+
+from .limits import FeedLimits
+
+State = Literal["a", "i", "x"]  # active, inactive (may come back), retracted for good
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOp:
+    """Set `item` of `user`'s inbox to `state` as of (`at_ms`, `event_id`), last writer wins."""
+
+    user: str
+    item: str
+    state: State
+    at_ms: int
+    event_id: str
+    actor: str
+    group_id: str = ""
+    verb: str = ""
+    post: str = ""
+    comment: str = ""
+    text: str = ""
+    follows: bool = False
+
+
+def plan(event: Event, limits: FeedLimits) -> list[ItemOp]:
+    """Every item `event` sets, one per recipient; nobody is notified of their own action."""
+    ops = _ops(event, limits.aggregation_window_ms)
+    return [op for op in ops if op.user != event.actor]
+
+
+def _ops(event: Event, window_ms: int) -> list[ItemOp]:
+    at, eid, actor = event.at_ms, event.id, event.actor
+    bucket = at // window_ms
+    match event:
+        case Like(post=post, owner=owner):
+            gid = f"like:{post}:{bucket}"
+            return [ItemOp(owner, f"l|{post}|{actor}", "a", at, eid, actor, gid, "like", post)]
+        case Unlike(post=post, owner=owner):
+            return [ItemOp(owner, f"l|{post}|{actor}", "i", at, eid, actor)]
+        case Follow(user=user):
+            gid = f"follow:{bucket}"
+            return [ItemOp(user, f"f|{actor}", "a", at, eid, actor, gid, "follow", follows=True)]
+        case Unfollow(user=user):
+            return [ItemOp(user, f"f|{actor}", "i", at, eid, actor, follows=True)]
+        case Comment(post=post, owner=owner, comment=comment, text=text):
+            gid = f"comment:{comment}"
+            item = f"c|{comment}"
+            return [ItemOp(owner, item, "a", at, eid, actor, gid, "comment", post, comment, text)]
+        case CommentDeleted(owner=owner, comment=comment, mentioned=mentioned):
+            retract = [ItemOp(owner, f"c|{comment}", "x", at, eid, actor)]
+            for user in dict.fromkeys(mentioned):
+                retract.append(ItemOp(user, f"m|{comment}|{actor}", "x", at, eid, actor))
+            return retract
+        case Mention(post=post, users=users, comment=comment, text=text):
+            source = comment or post
+            gid = f"mention:{source}:{actor}"
+            item = f"m|{source}|{actor}"
+            return [
+                ItemOp(user, item, "a", at, eid, actor, gid, "mention", post, comment or "", text)
+                for user in dict.fromkeys(users)
+            ]
+    raise TypeError(f"unknown event {event!r}")

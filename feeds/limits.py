@@ -1,0 +1,13 @@
+"""Caps and windows of the materialized views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLimits:
+    max_groups: int = 200  # groups kept per inbox; the oldest beyond are dropped
+    max_changes: int = 1_000  # change-log entries kept per user (resume window)
+    shown_actors: int = 3  # latest actors listed per group
+    aggregation_window_ms: int = 86_400_000  # likes of one post / new followers group per window

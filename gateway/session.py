@@ -1,0 +1,203 @@
+"""One client connection: authenticate → resume from its cursor → live, with a bounded queue."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from redis.asyncio import Redis
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from feeds import changelog
+from feeds.changelog import Cursor, Refetch
+from notifier.runtime import tokens
+from notifier.runtime.settings import AuthSettings, GatewaySettings
+from schemas import protocol
+from schemas.errors import Reason, Rejected
+
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+_RESYNC = ("", "")  # queue marker: re-read the change log from our cursor
+
+
+class Closed(Exception):
+    """The session ends with a close code and reason (sent to the client)."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.rejected = Rejected(reason, detail)
+
+
+class Session:
+    """Nothing is sent before authentication. Live changes are queued from the moment the
+    user's subscription is confirmed; the change log is replayed after the client's cursor;
+    queued changes at or before the last replayed entry are skipped, so the seam has no gap
+    and no duplicate."""
+
+    def __init__(
+        self, ws: WebSocket, redis: Redis, hub: Hub, settings: GatewaySettings, auth: AuthSettings
+    ) -> None:
+        self._ws = ws
+        self._redis = redis
+        self._hub = hub
+        self._settings = settings
+        self._auth = auth
+        self._send: MemoryObjectSendStream[tuple[str, str]]
+        self._receive: MemoryObjectReceiveStream[tuple[str, str]]
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, str]](
+            settings.send_queue_frames
+        )
+        self._overflowed = False
+        self.user = ""
+        self._expires_at = 0.0
+        self._cursor = Cursor(changelog.NO_EPOCH, (0, 0))
+
+    # -- Listener (called by the hub, never blocks) -------------------------------------
+
+    def push_nowait(self, cursor: str, payload: str) -> None:
+        try:
+            self._send.send_nowait((cursor, payload))
+        except anyio.WouldBlock:
+            self._overflowed = True
+            self._send.close()  # the writer sees the end and closes with "slow consumer"
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    def resync(self) -> None:
+        try:
+            self._send.send_nowait(_RESYNC)
+        except anyio.WouldBlock:
+            self._overflowed = True
+            self._send.close()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        await self._ws.accept()
+        try:
+            cursor = await self._authenticate()
+            await self._hub.register(self.user, self)
+            try:
+                await self._live(cursor)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._hub.unregister(self.user, self)
+        except* Closed as closed:
+            first = closed.exceptions[0]
+            assert isinstance(first, Closed)
+            await self._close(first.rejected)
+        except* (WebSocketDisconnect, OSError):
+            pass  # the client went away
+
+    async def _close(self, rejected: Rejected) -> None:
+        log.info("ws close user=%s reason=%s", self.user or "-", rejected.reason.value)
+        with anyio.move_on_after(1, shield=True):
+            try:
+                await self._ws.send_text(protocol.error(rejected.reason, rejected.detail))
+                await self._ws.close(rejected.ws_close_code, rejected.reason.value)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                pass
+
+    async def _authenticate(self) -> Cursor | None:
+        with anyio.move_on_after(self._settings.auth_deadline_s):
+            text = await self._ws.receive_text()
+            frame = self._decode(text)
+            if not isinstance(frame, protocol.Auth):
+                raise Closed(Reason.UNAUTHORIZED, "the first frame must be auth")
+            self._check_token(frame.token)
+            if frame.cursor is None:
+                return None
+            try:
+                return Cursor.parse(frame.cursor)
+            except Rejected as exc:
+                raise Closed(exc.reason, exc.detail) from None
+        raise Closed(Reason.AUTH_TIMEOUT, f"no auth frame within {self._settings.auth_deadline_s}s")
+
+    def _check_token(self, token: str) -> None:
+        try:
+            claims = tokens.verify(token, self._auth)
+        except Rejected as exc:
+            raise Closed(exc.reason, exc.detail) from None
+        if self.user and claims.user != self.user:
+            raise Closed(Reason.FORBIDDEN, "a refreshed token must be for the same user")
+        self.user = claims.user
+        self._expires_at = claims.expires_at
+
+    def _decode(self, text: str) -> protocol.ClientFrame:
+        try:
+            return protocol.decode_client(text)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise Closed(Reason.MALFORMED, f"bad frame: {exc}") from None
+
+    async def _live(self, cursor: Cursor | None) -> None:
+        replayed = 0
+        if cursor is None:
+            self._cursor = await changelog.tail(self._redis, self.user)
+        else:
+            self._cursor = cursor
+            replayed = await self._catch_up()
+        await self._ws.send_text(protocol.ready(self.user, str(self._cursor), replayed))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._read_client, tg.cancel_scope)
+            tg.start_soon(self._expire, tg.cancel_scope)
+            await self._write()
+            tg.cancel_scope.cancel()
+
+    async def _catch_up(self) -> int:
+        """Send every logged change after our cursor; a lost position means refetch."""
+        sent = 0
+        while True:
+            result = await changelog.read_after(
+                self._redis, self.user, self._cursor, self._settings.replay_batch
+            )
+            if isinstance(result, Refetch):
+                self._cursor = result.tail
+                await self._ws.send_text(protocol.refetch(Reason.CURSOR_EXPIRED, str(result.tail)))
+                return sent
+            for change in result.changes:
+                await self._ws.send_text(protocol.change(str(change.cursor), change.payload.decode()))
+                self._cursor = change.cursor
+            sent += len(result.changes)
+            if len(result.changes) < self._settings.replay_batch:
+                return sent
+
+    async def _write(self) -> None:
+        async for cursor_text, payload in self._receive:
+            if self._overflowed:
+                break
+            if (cursor_text, payload) == _RESYNC:
+                await self._catch_up()
+                continue
+            cursor = Cursor.parse(cursor_text)
+            if cursor.epoch != self._cursor.epoch and self._cursor.epoch != changelog.NO_EPOCH:
+                await self._catch_up()  # the log was recreated: the catch-up says refetch
+                continue
+            if cursor.epoch == self._cursor.epoch and cursor.entry <= self._cursor.entry:
+                continue  # already sent by the replay
+            await self._ws.send_text(protocol.change(cursor_text, payload))
+            self._cursor = cursor
+        if self._overflowed:
+            raise Closed(Reason.SLOW_CONSUMER, "send queue full; reconnect with your cursor")
+
+    async def _read_client(self, scope: anyio.CancelScope) -> None:
+        try:
+            while True:
+                frame = self._decode(await self._ws.receive_text())
+                if isinstance(frame, protocol.Ping):
+                    await self._ws.send_text(protocol.pong())
+                else:
+                    self._check_token(frame.token)
+        except WebSocketDisconnect:
+            scope.cancel()
+
+    async def _expire(self, scope: anyio.CancelScope) -> None:
+        while (left := self._expires_at - time.time()) > 0:  # noqa: ASYNC110 (refresh moves it)
+            await anyio.sleep(left)
+        raise Closed(Reason.TOKEN_EXPIRED, "token expired; reconnect with a fresh token")

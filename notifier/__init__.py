@@ -1,0 +1,1 @@
+"""Ingest, fan-out and the process roles of the notification backend."""

@@ -1,0 +1,1 @@
+"""The HTTP API: service-facing ingest and client-facing inbox REST."""

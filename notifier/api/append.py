@@ -1,0 +1,74 @@
+"""Idempotent append to the partitioned event log: the dedupe check and the XADD are one script."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from redis.asyncio import Redis
+
+from notifier.runtime.eventlog import entry_fields, partition_of
+from schemas import keys
+from schemas.events import Event, encode_event
+
+# KEYS: event log, dedupe key. ARGV: fingerprint, ttl_s, then the entry's field/value pairs.
+# Returns {1, new id, fingerprint} or {0, original id, original fingerprint}.
+_APPEND: Final = """
+local seen = redis.call('GET', KEYS[2])
+if seen then
+  local bar = string.find(seen, '|', 1, true)
+  return {0, string.sub(seen, 1, bar - 1), string.sub(seen, bar + 1)}
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+redis.call('SET', KEYS[2], id .. '|' .. ARGV[1], 'EX', ARGV[2])
+return {1, id, ARGV[1]}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    status: Literal["accepted", "duplicate", "conflict"]
+    position: str  # the event-log entry id, "PARTITION/ID"
+
+
+class EventLog:
+    """The only writer of `events:` and `dedupe:` keys."""
+
+    def __init__(self, redis: Redis, *, partitions: int, dedupe_ttl_s: int) -> None:
+        self._redis = redis
+        self._partitions = partitions
+        self._ttl_s = dedupe_ttl_s
+        self._script = redis.register_script(_APPEND)
+
+    async def append(self, events: Sequence[Event], service: str) -> list[Appended]:
+        """Append `events` in one round trip; an id seen within the TTL is not appended again."""
+        if not events:
+            return []
+        now_ms = int(time.time() * 1000)
+        parts: list[int] = []
+        prints: list[str] = []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                p = partition_of(event.actor, self._partitions)
+                parts.append(p)
+                payload = encode_event(event)
+                fingerprint = hashlib.blake2b(payload, digest_size=12).hexdigest()
+                prints.append(fingerprint)
+                fields = entry_fields(payload, service, now_ms)
+                args: list[bytes | str | int] = [fingerprint, self._ttl_s]
+                for name, value in fields.items():
+                    args += [name, value]
+                await self._script([keys.events(p), keys.dedupe(p, event.id)], args, client=pipe)
+            replies = await pipe.execute()
+        out = []
+        for p, mine, (new, entry_id, theirs) in zip(parts, prints, replies, strict=True):
+            position = f"{p}/{entry_id.decode()}"
+            if new:
+                out.append(Appended("accepted", position))
+            else:
+                same = theirs.decode() == mine
+                out.append(Appended("duplicate" if same else "conflict", position))
+        return out

@@ -1,0 +1,145 @@
+"""POST /v1/events: one event or a batch; every event gets its own verdict."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Final
+
+import msgspec
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from notifier.runtime.settings import IngestSettings, ServiceKey
+from schemas.errors import Reason, Rejected
+from schemas.events import Event, decode_event, type_name
+
+from .append import EventLog
+
+_AT_PATH: Final = re.compile(r" - at `\$(.*)`$")
+_Item = tuple[Event | None, Rejected | None]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 before reading when declared too large, or once it grows too large."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise Rejected(Reason.TOO_LARGE, f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(Reason.TOO_LARGE, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def require_json(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise Rejected(Reason.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
+
+
+def split_batch(body: bytes, max_events: int) -> tuple[list[msgspec.Raw], bool]:
+    """The raw events of a body holding one event object or an array of them."""
+    try:
+        if body.lstrip()[:1] == b"[":
+            batch = msgspec.json.decode(body, type=list[msgspec.Raw])
+        else:
+            single = msgspec.json.decode(body, type=msgspec.Raw)
+    except msgspec.DecodeError as exc:
+        raise Rejected(Reason.MALFORMED, f"body is not valid JSON: {exc}") from None
+    except msgspec.ValidationError as exc:
+        raise Rejected(Reason.MALFORMED, f"body is not valid JSON: {exc}") from None
+    if body.lstrip()[:1] == b"[":
+        if not batch:
+            raise Rejected(Reason.INVALID, "empty batch")
+        if len(batch) > max_events:
+            raise Rejected(Reason.TOO_LARGE, f"{len(batch)} events; at most {max_events} a batch")
+        return batch, True
+    if not bytes(single).lstrip().startswith(b"{"):
+        raise Rejected(Reason.INVALID, "expected an event object or an array of them")
+    return [single], False
+
+
+def check_event(
+    raw: msgspec.Raw, pointer: str, service: ServiceKey, settings: IngestSettings, now_ms: int
+) -> _Item:
+    try:
+        event = decode_event(bytes(raw))
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        found = _AT_PATH.search(message)
+        path = found.group(1) if found else ""
+        detail = _AT_PATH.sub("", message)
+        return None, Rejected(Reason.INVALID, detail, pointer + _json_pointer(path))
+    except msgspec.DecodeError as exc:
+        return None, Rejected(Reason.MALFORMED, str(exc), pointer)
+    if type_name(event) not in service.event_types:
+        detail = f"service {service.name!r} may not send {type_name(event)!r} events"
+        return None, Rejected(Reason.FORBIDDEN, detail, pointer + "/type")
+    if event.at_ms > now_ms + settings.max_clock_skew_s * 1000:
+        detail = f"occurred_at is more than {settings.max_clock_skew_s}s in the future"
+        return None, Rejected(Reason.INVALID, detail, pointer + "/occurred_at")
+    return event, None
+
+
+def _json_pointer(path: str) -> str:
+    """msgspec's `.a[0].b` → `/a/0/b`."""
+    return re.sub(r"\[(\d+)\]", r"/\1", path).replace(".", "/")
+
+
+async def ingest(request: Request, log: EventLog, settings: IngestSettings, service: ServiceKey) -> Response:
+    require_json(request)
+    body = await read_body(request, settings.max_body_bytes)
+    raws, batched = split_batch(body, settings.max_batch_events)
+    now_ms = int(time.time() * 1000)
+    items = [
+        check_event(raw, f"/{i}" if batched else "", service, settings, now_ms) for i, raw in enumerate(raws)
+    ]
+    good = [event for event, _ in items if event is not None]
+    appended = iter(await log.append(good, service.name))
+    results: list[dict[str, str]] = []
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    for raw_item, (event, error) in zip(raws, items, strict=True):
+        if event is not None:
+            done = next(appended)
+            if done.status == "conflict":
+                error = Rejected(Reason.CONFLICT, "event id reused with a different body", "/id")
+            else:
+                counts[done.status] += 1
+                results.append({"id": event.id, "status": done.status, "position": done.position})
+                continue
+        assert error is not None
+        counts["rejected"] += 1
+        result = {"status": "rejected", "error": error.reason.value, "detail": error.detail}
+        if error.pointer:
+            result["pointer"] = error.pointer
+        event_id = _id_of(raw_item)
+        if event_id:
+            result["id"] = event_id
+        results.append(result)
+    status = 202 if counts["accepted"] + counts["duplicate"] else _all_rejected_status(results)
+    return Response(
+        orjson.dumps({**counts, "results": results}),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def _all_rejected_status(results: list[dict[str, str]]) -> int:
+    reasons = {Reason(r["error"]) for r in results}
+    if len(reasons) == 1:
+        return Rejected(reasons.pop(), "").http_status
+    return 422
+
+
+def _id_of(raw: msgspec.Raw) -> str:
+    try:
+        value = orjson.loads(bytes(raw))
+    except orjson.JSONDecodeError:
+        return ""
+    event_id = value.get("id") if isinstance(value, dict) else None
+    return event_id if isinstance(event_id, str) and len(event_id) <= 128 else ""

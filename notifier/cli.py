@@ -1,0 +1,122 @@
+"""The composition root: `notifier api | worker | gateway | up | token`. Settings are read once here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+import anyio
+from starlette.applications import Starlette
+
+from gateway.app import gateway_routes
+from gateway.hub import Hub
+from notifier.api.app import EXCEPTION_HANDLERS, api_routes
+from notifier.fanout.consumer import FanoutWorker
+from notifier.runtime import logs, tokens
+from notifier.runtime.lifecycle import Service, run_services
+from notifier.runtime.redis import RedisHandle, open_redis
+from notifier.runtime.server import HttpService
+from notifier.runtime.settings import Settings
+from schemas.errors import ConfigError
+
+log = logging.getLogger("notifier")
+
+ROLES = ("api", "worker", "gateway", "up")
+
+
+def _http(settings: Settings, app: Starlette, port: int) -> HttpService:
+    return HttpService(
+        app,
+        host=settings.http.host,
+        port=port,
+        ping_interval_s=settings.gateway.ping_interval_s,
+        max_frame_bytes=settings.gateway.max_frame_bytes,
+    )
+
+
+def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Service]:
+    client = redis.client
+    services: list[Service] = []
+    if role in {"worker", "up"}:
+        consumer = settings.fanout.consumer or f"{socket.gethostname()}-0"
+        worker = FanoutWorker(
+            client,
+            settings.fanout,
+            partitions=settings.ingest.partitions,
+            limits=settings.feeds,
+            consumer=consumer,
+            blocking=redis.blocking,
+        )
+        services.append(worker)
+    if role == "api":
+        app = Starlette(routes=api_routes(settings, client), exception_handlers=EXCEPTION_HANDLERS)
+        services.append(_http(settings, app, settings.http.api_port))
+    if role == "gateway":
+        hub = Hub(client)
+        app = Starlette(routes=gateway_routes(settings, client, hub))
+        services += [hub, _http(settings, app, settings.http.gateway_port)]
+    if role == "up":
+        hub = Hub(client)
+        routes = api_routes(settings, client) + gateway_routes(settings, client, hub)
+        app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+        services += [hub, _http(settings, app, settings.http.api_port)]
+    return services
+
+
+async def run_role(role: str, settings: Settings) -> None:
+    async with open_redis(settings.redis) as redis:
+        log.info("role=%s redis=%s", role, redis.description)
+        services = build_services(role, settings, redis)
+        if role == "up":
+            _announce(settings, services)
+        await run_services(services, grace_s=settings.http.grace_s)
+
+
+def _announce(settings: Settings, services: Sequence[Service]) -> None:
+    port = next(s.port for s in services if isinstance(s, HttpService))
+    base = f"http://{settings.http.host}:{port}"
+    key = settings.ingest.services[0].key if settings.dev else "<your service key>"
+    log.warning(
+        "notifier is up: POST %s/v1/events (Authorization: Bearer %s), "
+        "WebSocket ws://%s:%s/v1/ws, tokens: `notifier token USER`",
+        base,
+        key,
+        settings.http.host,
+        port,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="notifier", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for role in ROLES:
+        sub.add_parser(role, help=f"run the {role} role" if role != "up" else "run every role")
+    token = sub.add_parser("token", help="mint a client token (demo and testing)")
+    token.add_argument("user")
+    token.add_argument("--ttl-s", type=float, default=3600)
+    args = parser.parse_args(argv)
+    logs.configure(os.environ.get("NOTIFIER_LOG_LEVEL", "INFO"))
+    try:
+        settings = Settings.from_env(_environ_for(args.command))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.command == "token":
+        print(tokens.issue(settings.auth, args.user, ttl_s=args.ttl_s))
+        return 0
+    if settings.dev:
+        log.warning("DEV MODE: demo service key and JWT secret in use; never expose this")
+    anyio.run(run_role, args.command, settings, backend_options={"use_uvloop": True})
+    return 0
+
+
+def _environ_for(command: str) -> dict[str, str]:
+    """`up` and `token` are for demos: with no secrets configured they use the dev defaults."""
+    environ = dict(os.environ)
+    if command in {"up", "token"} and "NOTIFIER_AUTH_JWT_SECRET" not in environ:
+        environ.setdefault("NOTIFIER_DEV", "1")
+    return environ

@@ -1,0 +1,219 @@
+"""FanoutWorker: the consumer of every event-log partition in group `fanout`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from feeds.inbox import Inbox
+from feeds.items import ItemOp, plan
+from feeds.limits import FeedLimits
+from notifier.runtime.eventlog import LoggedEvent, decode_entry
+from notifier.runtime.lifecycle import Backoff
+from notifier.runtime.settings import FanoutSettings
+from schemas import keys
+
+from .deadletter import DeadLetters
+
+log = logging.getLogger(__name__)
+
+Entry = tuple[bytes, dict[bytes, bytes] | None]
+
+
+@dataclass(slots=True)
+class Stats:
+    applied: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    reclaimed: int = 0
+
+
+class FanoutWorker:
+    """Reads each partition (own pending entries first, then new ones), applies every event's
+    items to the inboxes, and XACKs only after the apply succeeded. Apply is idempotent and
+    order-insensitive, so redelivery after a crash, a reclaim or a replay changes nothing.
+    Entries pending longer than `min_idle_ms` anywhere are claimed; after `max_deliveries`
+    they go to the partition's dead-letter stream."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: FanoutSettings,
+        *,
+        partitions: int,
+        limits: FeedLimits,
+        consumer: str,
+        blocking: bool = True,
+    ) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._partitions = range(partitions)
+        self._limits = limits
+        self._inbox = Inbox(redis, limits)
+        self._dead = DeadLetters(redis)
+        self.consumer = consumer
+        self._blocking = blocking
+        self._stopping = anyio.Event()
+        self.stats = Stats()
+
+    # -- Service -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        for p in self._partitions:
+            await self._ensure_group(p)
+        async with anyio.create_task_group() as tg:
+            for p in self._partitions:
+                tg.start_soon(self._run_partition, p)
+            task_status.started()
+        log.info("fanout stopped consumer=%s applied=%d", self.consumer, self.stats.applied)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def drain(self) -> int:
+        """Process until nothing is new and nothing of ours is pending (tests, replay)."""
+        before = self.stats.applied + self.stats.dead_lettered
+        for p in self._partitions:
+            await self._ensure_group(p)
+            await self._read_history(p)
+            while await self._read_new(p, block=False):
+                pass
+        return self.stats.applied + self.stats.dead_lettered - before
+
+    async def reclaim(self, partition: int, min_idle_ms: int | None = None) -> int:
+        """Claim entries idle past `min_idle_ms` from any consumer; dead-letter the hopeless."""
+        idle = self._settings.min_idle_ms if min_idle_ms is None else min_idle_ms
+        stream = keys.events(partition)
+        pending = await self._redis.xpending_range(
+            stream, keys.FANOUT_GROUP, min="-", max="+", count=self._settings.batch_size, idle=idle
+        )
+        retry: list[bytes] = []
+        for p in pending:
+            if p["times_delivered"] >= self._settings.max_deliveries:
+                error = f"gave up after {p['times_delivered']} deliveries"
+                await self._dead.move(partition, p["message_id"], p["times_delivered"], error)
+                self.stats.dead_lettered += 1
+                log.warning("dead-lettered partition=%d entry=%s", partition, p["message_id"])
+            else:
+                retry.append(p["message_id"])
+        if not retry:
+            return 0
+        claimed = await self._redis.xclaim(
+            stream, keys.FANOUT_GROUP, self.consumer, min_idle_time=idle, message_ids=retry
+        )
+        self.stats.reclaimed += len(claimed)
+        await self._process(partition, claimed)
+        return len(claimed)
+
+    # -- loop ----------------------------------------------------------------------------
+
+    async def _run_partition(self, partition: int) -> None:
+        backoff = Backoff(f"fanout partition {partition}")
+        history_done = False
+        next_claim = 0.0
+        while not self._stopping.is_set():
+            try:
+                if not history_done:
+                    await self._read_history(partition)
+                    history_done = True
+                if time.monotonic() >= next_claim:
+                    await self.reclaim(partition)
+                    next_claim = time.monotonic() + self._settings.claim_interval_ms / 1000
+                got = await self._read_new(partition, block=True)
+                if not got and not self._blocking:
+                    await anyio.sleep(self._settings.idle_poll_ms / 1000)
+                backoff.reset()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                await backoff.sleep(exc)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("consumer group missing partition=%d: recreating", partition)
+                await self._ensure_group(partition)
+
+    async def _ensure_group(self, partition: int) -> None:
+        try:
+            # from 0, not $: a stream recreated after data loss must not skip its first events
+            await self._redis.xgroup_create(keys.events(partition), keys.FANOUT_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read_history(self, partition: int) -> None:
+        """Our own pending entries (a restart under the same name), before anything new."""
+        start = b"0"
+        while True:
+            reply = await self._redis.xreadgroup(
+                keys.FANOUT_GROUP,
+                self.consumer,
+                {keys.events(partition): start},
+                count=self._settings.batch_size,
+            )
+            entries: list[Entry] = reply[0][1] if reply else []
+            if not entries:
+                return
+            await self._process(partition, entries)
+            start = entries[-1][0]
+
+    async def _read_new(self, partition: int, *, block: bool) -> int:
+        reply = await self._redis.xreadgroup(
+            keys.FANOUT_GROUP,
+            self.consumer,
+            {keys.events(partition): ">"},
+            count=self._settings.batch_size,
+            block=self._settings.block_ms if block and self._blocking else None,
+        )
+        entries: list[Entry] = reply[0][1] if reply else []
+        if entries:
+            with anyio.CancelScope(shield=True):
+                # finish the batch in hand; if cut short, entries stay pending for a reclaim
+                await self._process(partition, entries)
+        return len(entries)
+
+    async def _process(self, partition: int, entries: Sequence[Entry]) -> None:
+        events: list[LoggedEvent] = []
+        for entry_id, fields in entries:
+            if not fields:  # deleted from the log while pending: nothing to apply
+                await self._redis.xack(keys.events(partition), keys.FANOUT_GROUP, entry_id)
+                continue
+            try:
+                events.append(decode_entry(entry_id, fields))
+            except (KeyError, ValueError, msgspec.DecodeError) as exc:
+                await self._dead.move(partition, entry_id, 1, f"undecodable entry: {exc}")
+                self.stats.dead_lettered += 1
+        if not events:
+            return
+        failed = await self._apply(events)
+        done = [e.entry_id for e in events if e.entry_id not in failed]
+        if failed:
+            self.stats.failed += len(failed)
+            await self._dead.record_errors(partition, failed)
+            log.warning("apply failed partition=%d entries=%d", partition, len(failed))
+        if done:
+            await self._redis.xack(keys.events(partition), keys.FANOUT_GROUP, *done)
+            self.stats.applied += len(done)
+        log.debug("batch partition=%d applied=%d failed=%d", partition, len(done), len(failed))
+
+    async def _apply(self, events: Sequence[LoggedEvent]) -> dict[bytes, str]:
+        ops: list[ItemOp] = []
+        owners: list[bytes] = []
+        for logged in events:
+            for op in plan(logged.event, self._limits):
+                ops.append(op)
+                owners.append(logged.entry_id)
+        errors = await self._inbox.apply(ops)
+        failed: dict[bytes, str] = {}
+        for owner, error in zip(owners, errors, strict=True):
+            if error is not None:
+                failed.setdefault(owner, f"{type(error).__name__}: {error}")
+        return failed

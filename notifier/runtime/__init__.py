@@ -1,0 +1,1 @@
+"""What every process role shares: settings, the Redis factory, lifecycle and tokens."""

@@ -1,0 +1,35 @@
+"""The event log's entry format and partitioning, shared by ingest (writes) and fan-out (reads)."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from schemas.events import Event, decode_event
+
+
+def partition_of(actor: str, partitions: int) -> int:
+    """An actor's events always share a partition, so they stay in order relative to each other."""
+    return zlib.crc32(actor.encode()) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    entry_id: bytes
+    event: Event
+    service: str
+    accepted_ms: int
+
+
+def entry_fields(payload: bytes, service: str, accepted_ms: int) -> dict[str, bytes | str | int]:
+    return {"e": payload, "s": service, "t": accepted_ms}
+
+
+def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> LoggedEvent:
+    """Raises KeyError/ValueError/msgspec errors for an entry that is not a valid event."""
+    return LoggedEvent(
+        entry_id=entry_id,
+        event=decode_event(fields[b"e"]),
+        service=fields[b"s"].decode(),
+        accepted_ms=int(fields[b"t"]),
+    )

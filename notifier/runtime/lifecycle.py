@@ -1,0 +1,71 @@
+"""Services and their supervisor: start in order, stop on SIGTERM/SIGINT with a grace period,
+force on a second signal or when the grace runs out. Also the capped, jittered Redis backoff."""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+from collections.abc import Sequence
+from typing import Protocol
+
+import anyio
+from anyio.abc import TaskStatus
+
+log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Work until stopped; call task_status.started() once really ready."""
+
+    def stop(self) -> None:
+        """Phase 1: take no new work, finish or release what is in hand, then return from run()."""
+
+
+async def run_services(services: Sequence[Service], *, grace_s: float, handle_signals: bool = True) -> None:
+    """Start `services` in order (each ready before the next), run until all return or a signal."""
+    async with anyio.create_task_group() as outer:
+        async with anyio.create_task_group() as inner:
+            if handle_signals:
+                outer.start_soon(_stop_on_signal, services, grace_s, inner.cancel_scope)
+            for service in services:
+                await inner.start(service.run)
+            log.info("ready services=%d", len(services))
+        outer.cancel_scope.cancel()
+
+
+async def _stop_on_signal(services: Sequence[Service], grace_s: float, force: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("stopping signal=%s grace_s=%s", signal.Signals(signum).name, grace_s)
+            break
+        for service in reversed(services):
+            service.stop()
+        with anyio.move_on_after(grace_s):
+            async for _ in signals:
+                log.warning("second signal: stopping now")
+                break
+    force.cancel()
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter; logs once per outage and once on recovery."""
+
+    def __init__(self, what: str, *, base_s: float = 0.05, cap_s: float = 2.0) -> None:
+        self._what = what
+        self._base_s = base_s
+        self._cap_s = cap_s
+        self._failures = 0
+
+    async def sleep(self, exc: BaseException) -> None:
+        if self._failures == 0:
+            log.warning("redis unavailable in %s: %s; retrying", self._what, exc)
+        self._failures += 1
+        delay = min(self._cap_s, self._base_s * 2 ** min(self._failures, 16))
+        await anyio.sleep(random.uniform(0, delay))
+
+    def reset(self) -> None:
+        if self._failures:
+            log.warning("redis back in %s after %d failed attempts", self._what, self._failures)
+        self._failures = 0

@@ -1,0 +1,129 @@
+"""Opening Redis: a configured URL, else the default address, else a private redis-server, else
+an in-process fake (nothing persists; a loud warning says so)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .settings import RedisSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisHandle:
+    client: Redis
+    blocking: bool  # False for the in-process fake, whose XREADGROUP ignores BLOCK
+    description: str
+
+
+def _client(url: str, settings: RedisSettings) -> Redis:
+    return Redis.from_url(
+        url,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.connect_timeout_s,
+        health_check_interval=30,
+    )
+
+
+async def _answers(url: str, settings: RedisSettings) -> bool:
+    client = Redis.from_url(url, socket_connect_timeout=settings.connect_timeout_s)
+    try:
+        return bool(await client.ping())
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        return False
+    finally:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def open_redis(settings: RedisSettings) -> AsyncIterator[RedisHandle]:
+    url = settings.url
+    if url == "" and await _answers(DEFAULT_URL, settings):
+        url = DEFAULT_URL
+    if url in {"", "embedded"} and shutil.which("redis-server"):
+        with _private_server(Path(settings.data_dir) / "redis") as private_url:
+            client = _client(private_url, settings)
+            try:
+                yield RedisHandle(client, True, f"private redis-server at {private_url}")
+            finally:
+                await client.aclose()
+        return
+    if url in {"", "embedded", "memory"}:
+        log.warning(
+            "NO REDIS: running on an in-process fake Redis. Nothing persists and nothing is "
+            "shared with other processes. Set NOTIFIER_REDIS_URL for real use."
+        )
+        from fakeredis import FakeServer
+        from fakeredis.aioredis import FakeRedis
+
+        fake = FakeRedis(server=FakeServer(version=(7, 0)))
+        try:
+            yield RedisHandle(fake, False, "in-process fake Redis (nothing persists)")
+        finally:
+            await fake.aclose()
+        return
+    client = _client(url, settings)
+    try:
+        yield RedisHandle(client, True, "configured Redis")
+    finally:
+        await client.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _private_server(data_dir: Path) -> Iterator[str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    cmd = [
+        "redis-server",
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir.resolve()),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--maxmemory-policy", "noeviction",
+        "--logfile", "redis.log",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(port, proc)
+        log.warning("started a private redis-server on port %s, data in %s", port, data_dir)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise RuntimeError("redis-server did not start listening")

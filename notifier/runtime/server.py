@@ -1,0 +1,66 @@
+"""uvicorn as a Service, so the supervisor, not uvicorn, owns the signals."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import anyio
+import uvicorn
+from anyio.abc import TaskStatus
+from starlette.types import ASGIApp
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn installs its own SIGINT/SIGTERM handlers here; our supervisor owns them.
+        yield
+
+
+class HttpService:
+    """Serves `app` on a socket bound at construction (so port 0 works and is known at once)."""
+
+    def __init__(
+        self, app: ASGIApp, *, host: str, port: int, ping_interval_s: float, max_frame_bytes: int
+    ) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, port))
+        self.port: int = self.socket.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            ws="websockets-sansio",
+            ws_max_size=max_frame_bytes,
+            ws_ping_interval=ping_interval_s,
+            ws_ping_timeout=ping_interval_s,
+            ws_per_message_deflate=False,
+            timeout_graceful_shutdown=None,
+            server_header=False,
+        )
+        self._server = _Server(config)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        done = anyio.Event()
+
+        async def serve() -> None:
+            try:
+                await self._server.serve([self.socket])
+            finally:
+                done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            # uvicorn has no readiness hook; poll its flag until it accepts connections
+            while not self._server.started and not done.is_set():  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+            if not self._server.started:
+                raise RuntimeError("HTTP server failed to start")
+            task_status.started()
+
+    def stop(self) -> None:
+        self._server.should_exit = True

@@ -1,0 +1,207 @@
+"""One frozen Settings object built from the environment; `Settings.from_env` is its only reader."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+
+from feeds.limits import FeedLimits
+from schemas.errors import ConfigError
+from schemas.events import TYPE_NAMES
+
+PREFIX = "NOTIFIER_"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    # "" means: probe the default address, else start a private redis-server, else run in memory.
+    # "embedded" forces the private redis-server; "memory" forces the in-process fake.
+    url: str = field(default="", repr=False)  # may embed a password
+    socket_timeout_s: float = 10.0
+    connect_timeout_s: float = 2.0
+    data_dir: str = ".notifier-data"  # the private redis-server's directory
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceKey:
+    name: str
+    key: str = field(repr=False)
+    event_types: frozenset[str]  # what this service may send
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    partitions: int = 4  # event-log streams; an actor's events always land in the same one
+    max_body_bytes: int = 1_048_576
+    max_batch_events: int = 500
+    dedupe_ttl_s: int = 86_400
+    max_clock_skew_s: int = 300  # occurred_at further in the future is refused
+    services: tuple[ServiceKey, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutSettings:
+    batch_size: int = 256
+    block_ms: int = 2_000  # XREADGROUP BLOCK; must stay well below redis.socket_timeout_s
+    min_idle_ms: int = 30_000  # pending this long → reclaimed by any consumer
+    claim_interval_ms: int = 5_000
+    max_deliveries: int = 5  # then dead-lettered
+    consumer: str = ""  # stable per process slot; default: hostname-worker
+    idle_poll_ms: int = 50  # pause between empty reads when BLOCK is unavailable (in-memory mode)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    jwt_secret: str = field(default="", repr=False)
+    jwt_audience: str = "notifier"
+    jwt_issuer: str = ""  # checked when set
+    jwt_leeway_s: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    auth_deadline_s: float = 5.0
+    send_queue_frames: int = 256
+    replay_batch: int = 200
+    allowed_origins: frozenset[str] = frozenset()  # empty: no browser origin allowed
+    ping_interval_s: float = 20.0
+    max_frame_bytes: int = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    api_port: int = 8000
+    gateway_port: int = 8001
+    grace_s: float = 10.0  # SIGTERM → this long to finish, then cancel
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis: RedisSettings = RedisSettings()
+    ingest: IngestSettings = IngestSettings()
+    fanout: FanoutSettings = FanoutSettings()
+    feeds: FeedLimits = FeedLimits()
+    auth: AuthSettings = AuthSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    http: HttpSettings = HttpSettings()
+    dev: bool = False  # demo defaults: a dev service key and JWT secret, loudly logged
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build and validate; every bad variable is reported in one ConfigError."""
+        errors: list[str] = []
+        sections: dict[str, Any] = {}
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            if f.name == "dev":
+                continue
+            section: Any = getattr(defaults, f.name)
+            values: dict[str, Any] = {}
+            for sf in dataclasses.fields(section):
+                name = f"{PREFIX}{f.name}_{sf.name}".upper()
+                if name in environ:
+                    parse = _PARSERS.get(sf.name, _by_type(getattr(section, sf.name)))
+                    try:
+                        values[sf.name] = parse(environ[name])
+                    except (ValueError, ConfigError) as exc:
+                        errors.append(f"{name}: {exc}")
+            sections[f.name] = dataclasses.replace(section, **values)
+        dev = environ.get(f"{PREFIX}DEV", "").lower() in {"1", "true", "yes"}
+        settings = cls(**sections, dev=dev)
+        if dev:
+            settings = settings.with_dev_defaults()
+        errors.extend(settings.problems())
+        if errors:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+        return settings
+
+    def with_dev_defaults(self) -> Settings:
+        auth, ingest = self.auth, self.ingest
+        if not auth.jwt_secret:
+            auth = dataclasses.replace(auth, jwt_secret=DEV_JWT_SECRET)
+        if not ingest.services:
+            dev_key = ServiceKey("dev", DEV_SERVICE_KEY, TYPE_NAMES)
+            ingest = dataclasses.replace(ingest, services=(dev_key,))
+        return dataclasses.replace(self, auth=auth, ingest=ingest, dev=True)
+
+    def problems(self) -> list[str]:
+        """Cross-field rules."""
+        out: list[str] = []
+        if self.fanout.block_ms / 1000 >= self.redis.socket_timeout_s / 2:
+            # a blocking read longer than the socket timeout fails as a timeout: redis/redis-py#3138
+            out.append("NOTIFIER_FANOUT_BLOCK_MS must be below half of NOTIFIER_REDIS_SOCKET_TIMEOUT_S")
+        if not self.auth.jwt_secret:
+            out.append("NOTIFIER_AUTH_JWT_SECRET is required (or NOTIFIER_DEV=1 for a demo)")
+        elif len(self.auth.jwt_secret) < 32:
+            out.append("NOTIFIER_AUTH_JWT_SECRET must be at least 32 characters")
+        if not 1 <= self.ingest.partitions <= 1024:
+            out.append("NOTIFIER_INGEST_PARTITIONS must be between 1 and 1024")
+        if self.fanout.max_deliveries < 1:
+            out.append("NOTIFIER_FANOUT_MAX_DELIVERIES must be at least 1")
+        if self.gateway.send_queue_frames < 1:
+            out.append("NOTIFIER_GATEWAY_SEND_QUEUE_FRAMES must be at least 1")
+        return out
+
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+DEV_SERVICE_KEY = "dev-service-key"
+
+T = TypeVar("T")
+
+
+def _by_type(default: object) -> Callable[[str], Any]:
+    if isinstance(default, bool):
+        return _bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    return str
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _origins(text: str) -> frozenset[str]:
+    return frozenset(o.strip() for o in text.split(",") if o.strip())
+
+
+def _services(text: str) -> tuple[ServiceKey, ...]:
+    """JSON: {"posts": {"key": "...", "events": ["like", "unlike"]}, ...}; events may be ["*"]."""
+    try:
+        raw = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError("expected a JSON object of service name → {key, events}")
+    out = []
+    for name, spec in raw.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("key"), str):
+            raise ValueError(f"service {name!r} needs a string 'key'")
+        if len(spec["key"]) < 16:
+            raise ValueError(f"service {name!r}: key must be at least 16 characters")
+        events = spec.get("events", ["*"])
+        if events == ["*"]:
+            events = sorted(TYPE_NAMES)
+        unknown = set(events) - TYPE_NAMES
+        if unknown:
+            raise ValueError(f"service {name!r}: unknown event types {sorted(unknown)}")
+        out.append(ServiceKey(name, spec["key"], frozenset(events)))
+    return tuple(out)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "allowed_origins": _origins,
+    "services": _services,
+}

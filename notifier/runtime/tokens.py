@@ -1,0 +1,62 @@
+"""Client tokens: HS256 JWTs with the algorithm pinned and `exp`, `aud` (and `iss`) checked."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import jwt
+
+from schemas.errors import Reason, Rejected
+from schemas.events import ID_PATTERN
+
+from .settings import AuthSettings
+
+ALGORITHM: Final = "HS256"  # pinned: RFC 8725 §3.1
+_USER: Final = re.compile(ID_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    user: str
+    expires_at: float  # unix seconds
+    role: str = "user"
+
+
+def verify(token: str, auth: AuthSettings) -> Claims:
+    try:
+        payload = jwt.decode(
+            token,
+            auth.jwt_secret,
+            algorithms=[ALGORITHM],
+            audience=auth.jwt_audience,
+            issuer=auth.jwt_issuer or None,
+            leeway=auth.jwt_leeway_s,
+            options={"require": ["exp", "sub", "aud"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Rejected(Reason.TOKEN_EXPIRED, "token expired") from None
+    except jwt.PyJWTError as exc:
+        raise Rejected(Reason.UNAUTHORIZED, f"invalid token: {exc}") from None
+    user = payload["sub"]
+    if not isinstance(user, str) or not _USER.fullmatch(user):
+        raise Rejected(Reason.UNAUTHORIZED, "invalid token subject")
+    role = payload.get("role", "user")
+    return Claims(user, float(payload["exp"]), role if isinstance(role, str) else "user")
+
+
+def issue(auth: AuthSettings, user: str, *, ttl_s: float = 3600, role: str = "user") -> str:
+    """Mint a token (for demos, tests and the load generator; production tokens come from your IdP)."""
+    now = time.time()
+    claims: dict[str, object] = {
+        "sub": user,
+        "aud": auth.jwt_audience,
+        "iat": int(now),
+        "exp": int(now + ttl_s),
+        "role": role,
+    }
+    if auth.jwt_issuer:
+        claims["iss"] = auth.jwt_issuer
+    return jwt.encode(claims, auth.jwt_secret, algorithm=ALGORITHM)

@@ -1,0 +1,111 @@
+"""Every Redis key, channel, consumer group and job id. Nothing else formats one.
+
+All of one user's keys and its channel share the hash tag `{u:ID}`, and a partition's stream,
+dedupe keys and dead letters share `{p}`, so every script stays in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+FANOUT_GROUP: Final = "fanout"
+
+
+def _user(user_id: str) -> str:
+    return "{u:" + user_id + "}"
+
+
+# partition-scoped -------------------------------------------------------------------------
+
+
+def events(partition: int) -> str:
+    """Stream: the event log of one partition (the source of truth)."""
+    return f"events:{{{partition}}}"
+
+
+def dedupe(partition: int, event_id: str) -> str:
+    """String with TTL: `stream id|fingerprint` of an accepted event, for idempotent ingest."""
+    return f"dedupe:{{{partition}}}:{event_id}"
+
+
+def dead_letters(partition: int) -> str:
+    """Stream: entries the fan-out gave up on, with error and delivery count."""
+    return f"dlq:{{{partition}}}"
+
+
+def fanout_errors(partition: int) -> str:
+    """Hash: entry id -> last error while applying it (cleared on ack or dead-lettering)."""
+    return f"fanout-errors:{{{partition}}}"
+
+
+# user-scoped ------------------------------------------------------------------------------
+
+
+def toggles(user_id: str) -> str:
+    """Hash: item -> last-writer-wins register (state, time, event id, group) of what reached the user."""
+    return f"nt:{_user(user_id)}"
+
+
+def inbox(user_id: str) -> str:
+    """Sorted set: notification group ids by latest activity."""
+    return f"nf:{_user(user_id)}"
+
+
+def group_prefix(user_id: str) -> str:
+    """Prefix of `group`; the inbox scripts append group ids read from the views."""
+    return f"ng:{_user(user_id)}:"
+
+
+def group(user_id: str, group_id: str) -> str:
+    """Hash: one aggregated group's fixed fields (verb, post, comment, text)."""
+    return group_prefix(user_id) + group_id
+
+
+def group_actors_prefix(user_id: str) -> str:
+    """Prefix of `group_actors`; the inbox scripts append group ids read from the views."""
+    return f"na:{_user(user_id)}:"
+
+
+def group_actors(user_id: str, group_id: str) -> str:
+    """Sorted set: the group's active actors by the time of their action."""
+    return group_actors_prefix(user_id) + group_id
+
+
+def unread(user_id: str) -> str:
+    """Set: ids of the user's unread groups (its cardinality is the badge count)."""
+    return f"nu:{_user(user_id)}"
+
+
+def read_marks(user_id: str) -> str:
+    """Hash: group id -> group's last time when the user read it."""
+    return f"nr:{_user(user_id)}"
+
+
+def changelog(user_id: str) -> str:
+    """Capped stream: every change to the user's inbox; the cursor for live push and resume."""
+    return f"nlog:{_user(user_id)}"
+
+
+def feed_meta(user_id: str) -> str:
+    """Hash: the change log's epoch, trim point and the read-all watermark."""
+    return f"nm:{_user(user_id)}"
+
+
+def followers(user_id: str) -> str:
+    """Set: who follows the user (maintained from follow/unfollow events)."""
+    return f"followers:{_user(user_id)}"
+
+
+def user_channel(user_id: str) -> str:
+    """Pub/sub channel carrying the user's change-log entries as they are appended."""
+    return f"push:{_user(user_id)}"
+
+
+def user_of_channel(channel: str) -> str:
+    """Inverse of `user_channel`."""
+    return channel[len("push:{u:") : -1]
+
+
+def gateway_control() -> str:
+    """Pub/sub channel every gateway listens on (keeps its subscription alive, carries broadcasts)."""
+    return "gateway:control"

@@ -15,8 +15,10 @@ from starlette.applications import Starlette
 from gateway.app import gateway_routes
 from gateway.hub import Hub
 from notifier.api.app import EXCEPTION_HANDLERS, api_routes
+from notifier.api.pressure import Pressure
 from notifier.fanout.consumer import FanoutWorker
 from notifier.runtime import logs, tokens
+from notifier.runtime.checks import check_redis
 from notifier.runtime.lifecycle import Service, run_services
 from notifier.runtime.redis import RedisHandle, open_redis
 from notifier.runtime.server import HttpService
@@ -52,8 +54,11 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
             blocking=redis.blocking,
         )
         services.append(worker)
+    if role in {"api", "up"}:
+        pressure = Pressure(client, settings.ingest)
+        services.append(pressure)
     if role == "api":
-        app = Starlette(routes=api_routes(settings, client), exception_handlers=EXCEPTION_HANDLERS)
+        app = Starlette(routes=api_routes(settings, client, pressure), exception_handlers=EXCEPTION_HANDLERS)
         services.append(_http(settings, app, settings.http.api_port))
     if role == "gateway":
         hub = Hub(client)
@@ -61,7 +66,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services += [hub, _http(settings, app, settings.http.gateway_port)]
     if role == "up":
         hub = Hub(client)
-        routes = api_routes(settings, client) + gateway_routes(settings, client, hub)
+        routes = api_routes(settings, client, pressure) + gateway_routes(settings, client, hub)
         app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
         services += [hub, _http(settings, app, settings.http.api_port)]
     return services
@@ -70,6 +75,10 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
 async def run_role(role: str, settings: Settings) -> None:
     async with open_redis(settings.redis) as redis:
         log.info("role=%s redis=%s", role, redis.description)
+        if redis.blocking:  # a real server: the in-process fake has no config to check
+            errors = await check_redis(redis.client)
+            if errors:
+                raise ConfigError("redis refused:\n  " + "\n  ".join(errors))
         services = build_services(role, settings, redis)
         if role == "up":
             _announce(settings, services)
@@ -110,7 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if settings.dev:
         log.warning("DEV MODE: demo service key and JWT secret in use; never expose this")
-    anyio.run(run_role, args.command, settings, backend_options={"use_uvloop": True})
+    try:
+        anyio.run(run_role, args.command, settings, backend_options={"use_uvloop": True})
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     return 0
 
 

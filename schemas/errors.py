@@ -16,7 +16,8 @@ class Reason(StrEnum):
     CONFLICT = "conflict"  # an event id reused with a different body
     DUPLICATE = "duplicate"
     NOT_FOUND = "not_found"
-    OVERLOADED = "overloaded"
+    OVERLOADED = "overloaded"  # too many requests in flight here
+    BACKLOG = "backlog"  # fan-out is behind or Redis memory is nearly full: accept later
     UNAVAILABLE = "unavailable"
     AUTH_TIMEOUT = "auth_timeout"
     TOKEN_EXPIRED = "token_expired"
@@ -40,7 +41,8 @@ CODES: Final[dict[Reason, WireCodes]] = {
     Reason.CONFLICT: WireCodes(422, 4422),
     Reason.DUPLICATE: WireCodes(409, 4409),
     Reason.NOT_FOUND: WireCodes(404, 4404),
-    Reason.OVERLOADED: WireCodes(429, 4429),
+    Reason.OVERLOADED: WireCodes(503, 4429),
+    Reason.BACKLOG: WireCodes(503, 4503),
     Reason.UNAVAILABLE: WireCodes(503, 4503),
     Reason.AUTH_TIMEOUT: WireCodes(408, 4408),
     Reason.TOKEN_EXPIRED: WireCodes(401, 4419),

@@ -77,7 +77,9 @@ def unread(user_id: str) -> str:
 
 
 def read_marks(user_id: str) -> str:
-    """Hash: group id -> group's last time when the user read it."""
+    """Hash: group id -> the group's last time when the user read it; `*` -> the read-all mark.
+
+    User state, not derived from events: a rebuild of the views keeps it."""
     return f"nr:{_user(user_id)}"
 
 
@@ -87,7 +89,7 @@ def changelog(user_id: str) -> str:
 
 
 def feed_meta(user_id: str) -> str:
-    """Hash: the change log's epoch, trim point and the read-all watermark."""
+    """Hash: the change log's epoch and the last entry id trimmed away."""
     return f"nm:{_user(user_id)}"
 
 

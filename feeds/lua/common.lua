@@ -19,7 +19,7 @@ end
 
 local function read_mark(gid)
   local m = tonumber(redis.call('HGET', K_MARKS, gid) or '0')
-  local all = tonumber(redis.call('HGET', K_META, 'readall') or '0')
+  local all = tonumber(redis.call('HGET', K_MARKS, '*') or '0')
   if all > m then return all end
   return m
 end

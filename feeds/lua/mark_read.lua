@@ -4,8 +4,8 @@ if ARGV[BASE + 1] == 'all' then
   if redis.call('SCARD', K_UNREAD) == 0 then return 0 end
   local top = redis.call('ZREVRANGE', K_INBOX, 0, 0, 'WITHSCORES')
   local w = tonumber(top[2] or '0')
-  if w > tonumber(redis.call('HGET', K_META, 'readall') or '0') then
-    redis.call('HSET', K_META, 'readall', top[2])
+  if w > tonumber(redis.call('HGET', K_MARKS, '*') or '0') then
+    redis.call('HSET', K_MARKS, '*', top[2])
   end
   local n = redis.call('SCARD', K_UNREAD)
   redis.call('DEL', K_UNREAD)

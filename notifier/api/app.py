@@ -12,23 +12,33 @@ from starlette.routing import BaseRoute, Route
 
 from feeds.inbox import Inbox
 from notifier.runtime.settings import Settings
-from schemas.errors import Rejected
+from schemas.errors import Reason, Rejected
 
 from . import me
 from .append import EventLog
 from .ingest import ingest
+from .pressure import Pressure
 from .problems import on_redis_down, on_rejected
 from .service_auth import authenticate
 
 
-def api_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
+def api_routes(settings: Settings, redis: Redis, pressure: Pressure) -> list[BaseRoute]:
     log = EventLog(redis, partitions=settings.ingest.partitions, dedupe_ttl_s=settings.ingest.dedupe_ttl_s)
     inbox = Inbox(redis, settings.feeds)
     auth = settings.auth
+    in_flight = 0
 
     async def post_events(request: Request) -> Response:
+        nonlocal in_flight
         service = authenticate(request, settings.ingest.services)
-        return await ingest(request, log, settings.ingest, service)
+        pressure.check()
+        if in_flight >= settings.ingest.max_in_flight:
+            raise Rejected(Reason.OVERLOADED, "too many requests in flight; retry shortly")
+        in_flight += 1
+        try:
+            return await ingest(request, log, settings.ingest, service)
+        finally:
+            in_flight -= 1
 
     async def get_notifications(request: Request) -> Response:
         return await me.list_notifications(request, inbox, auth)
@@ -59,5 +69,6 @@ EXCEPTION_HANDLERS = {
 }
 
 
-def create_app(settings: Settings, redis: Redis) -> Starlette:
-    return Starlette(routes=api_routes(settings, redis), exception_handlers=EXCEPTION_HANDLERS)
+def create_app(settings: Settings, redis: Redis, pressure: Pressure) -> Starlette:
+    routes = api_routes(settings, redis, pressure)
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

@@ -6,6 +6,7 @@ import re
 import time
 from typing import Final
 
+import anyio
 import msgspec
 import orjson
 from starlette.requests import Request
@@ -100,7 +101,12 @@ async def ingest(request: Request, log: EventLog, settings: IngestSettings, serv
         check_event(raw, f"/{i}" if batched else "", service, settings, now_ms) for i, raw in enumerate(raws)
     ]
     good = [event for event, _ in items if event is not None]
-    appended = iter(await log.append(good, service.name))
+    try:
+        with anyio.fail_after(settings.timeout_s):
+            appended = iter(await log.append(good, service.name))
+    except TimeoutError:
+        # the append may or may not have happened: a retry with the same ids is deduplicated
+        raise Rejected(Reason.UNAVAILABLE, "storage did not answer in time; retry") from None
     results: list[dict[str, str]] = []
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     for raw_item, (event, error) in zip(raws, items, strict=True):

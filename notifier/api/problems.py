@@ -14,7 +14,7 @@ def problem(exc: Rejected, *, headers: dict[str, str] | None = None) -> JSONResp
     body: dict[str, str] = {"error": exc.reason.value, "detail": exc.detail}
     if exc.pointer:
         body["pointer"] = exc.pointer
-    if exc.reason in {Reason.UNAVAILABLE, Reason.OVERLOADED}:
+    if exc.http_status == 503:
         headers = {"Retry-After": RETRY_AFTER_S, **(headers or {})}
     if exc.reason is Reason.UNAUTHORIZED:
         headers = {"WWW-Authenticate": "Bearer", **(headers or {})}

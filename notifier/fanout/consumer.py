@@ -69,8 +69,6 @@ class FanoutWorker:
     # -- Service -------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        for p in self._partitions:
-            await self._ensure_group(p)
         async with anyio.create_task_group() as tg:
             for p in self._partitions:
                 tg.start_soon(self._run_partition, p)
@@ -124,6 +122,7 @@ class FanoutWorker:
         while not self._stopping.is_set():
             try:
                 if not history_done:
+                    await self._ensure_group(partition)
                     await self._read_history(partition)
                     history_done = True
                 if time.monotonic() >= next_claim:

@@ -40,6 +40,11 @@ class IngestSettings:
     max_batch_events: int = 500
     dedupe_ttl_s: int = 86_400
     max_clock_skew_s: int = 300  # occurred_at further in the future is refused
+    max_in_flight: int = 512  # concurrent ingest requests per process; more get 503 at once
+    timeout_s: float = 2.0  # budget for the Redis append; past it, 503 (the retry is deduped)
+    max_backlog: int = 1_000_000  # unprocessed + pending entries per partition before 503
+    max_memory_ratio: float = 0.9  # Redis used_memory / maxmemory before 503
+    pressure_interval_ms: int = 250  # how often backlog and memory are sampled
     services: tuple[ServiceKey, ...] = ()
 
 

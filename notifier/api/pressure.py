@@ -1,0 +1,87 @@
+"""Backpressure: ingest refuses new work (503, Retry-After) while fan-out is too far behind or
+Redis memory is nearly full, instead of accepting events it might lose."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from anyio.abc import TaskStatus
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from notifier.runtime.lifecycle import Backoff
+from notifier.runtime.settings import IngestSettings
+from schemas import keys
+from schemas.errors import Reason, Rejected
+
+log = logging.getLogger(__name__)
+
+
+class Pressure:
+    """Samples each partition's backlog (group lag + pending) and Redis memory on an interval;
+    `check()` is then free on the request path."""
+
+    def __init__(self, redis: Redis, settings: IngestSettings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._refusal: Rejected | None = None
+        self._stopping = anyio.Event()
+
+    def check(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        backoff = Backoff("ingest pressure sampler")
+        task_status.started()
+        while not self._stopping.is_set():
+            try:
+                self._update(await self.sample())
+                backoff.reset()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                await backoff.sleep(exc)
+                continue
+            with anyio.move_on_after(self._settings.pressure_interval_ms / 1000):
+                await self._stopping.wait()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def sample(self) -> Rejected | None:
+        """The refusal the current state calls for, if any."""
+        memory = await self._redis.info("memory")
+        limit = int(memory.get("maxmemory", 0))
+        if limit and int(memory.get("used_memory", 0)) > limit * self._settings.max_memory_ratio:
+            return Rejected(Reason.BACKLOG, "Redis memory nearly full; retry later")
+        for p in range(self._settings.partitions):
+            backlog = await self._backlog(p)
+            if backlog > self._settings.max_backlog:
+                return Rejected(
+                    Reason.BACKLOG, f"fan-out is {backlog} events behind on a partition; retry later"
+                )
+        return None
+
+    async def _backlog(self, partition: int) -> int:
+        try:
+            groups = await self._redis.xinfo_groups(keys.events(partition))
+        except ResponseError:  # no stream yet
+            return 0
+        for group in groups:
+            name = group["name"]
+            if name in (keys.FANOUT_GROUP, keys.FANOUT_GROUP.encode()):
+                lag = group.get("lag")
+                if lag is None:  # unknown after deletions: the stream length bounds it
+                    lag = await self._redis.xlen(keys.events(partition))
+                return int(lag) + int(group["pending"])
+        return int(await self._redis.xlen(keys.events(partition)))  # no consumer yet
+
+    def _update(self, refusal: Rejected | None) -> None:
+        if (refusal is None) != (self._refusal is None):
+            if refusal is None:
+                log.warning("ingest accepting again")
+            else:
+                log.warning("ingest refusing: %s", refusal.detail)
+        self._refusal = refusal

@@ -1,0 +1,51 @@
+"""Startup checks of the Redis a role talks to: refuse what loses data, warn about what risks it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+log = logging.getLogger(__name__)
+
+MIN_REDIS = (7, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+async def inspect_redis(redis: Redis) -> Findings:
+    found = Findings()
+    server = await redis.info("server")
+    version = tuple(int(x) for x in str(server.get("redis_version", "0.0")).split(".")[:2])
+    if version < MIN_REDIS:
+        found.errors.append(f"Redis {server.get('redis_version')} is too old; 7.0+ is required")
+    try:
+        policy = (await redis.config_get("maxmemory-policy")).get("maxmemory-policy")
+    except ResponseError as exc:  # CONFIG denied by an ACL: say so, do not guess
+        found.warnings.append(f"cannot read maxmemory-policy ({exc}); it must be noeviction")
+    else:
+        if policy not in (None, "noeviction", b"noeviction"):
+            found.errors.append(
+                f"maxmemory-policy is {policy!r}: Redis may evict streams and inboxes; set it to noeviction"
+            )
+    persistence = await redis.info("persistence")
+    if not int(persistence.get("aof_enabled", 0)):
+        found.warnings.append(
+            "AOF is off: a Redis crash loses events accepted since the last snapshot "
+            "(enable appendonly yes, appendfsync everysec or always)"
+        )
+    return found
+
+
+async def check_redis(redis: Redis) -> list[str]:
+    """Log warnings; return the errors that must stop the role."""
+    found = await inspect_redis(redis)
+    for warning in found.warnings:
+        log.warning("redis check: %s", warning)
+    return found.errors

@@ -1,4 +1,4 @@
-"""The composition root: `notifier api | worker | gateway | up | token`. Settings are read once here."""
+"""The composition root: `notifier api|worker|gateway|up|token|replay|dlq`. Settings are read once here."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 
 from gateway.app import gateway_routes
 from gateway.hub import Hub
+from notifier import admin
 from notifier.api.app import EXCEPTION_HANDLERS, api_routes
 from notifier.api.pressure import Pressure
 from notifier.fanout.consumer import FanoutWorker
@@ -107,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = sub.add_parser("token", help="mint a client token (demo and testing)")
     token.add_argument("user")
     token.add_argument("--ttl-s", type=float, default=3600)
+    admin.add_commands(sub)
     args = parser.parse_args(argv)
     logs.configure(os.environ.get("NOTIFIER_LOG_LEVEL", "INFO"))
     try:
@@ -117,9 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "token":
         print(tokens.issue(settings.auth, args.user, ttl_s=args.ttl_s))
         return 0
-    if settings.dev:
-        log.warning("DEV MODE: demo service key and JWT secret in use; never expose this")
     try:
+        if args.command not in ROLES:
+            return anyio.run(admin.run_command, args, settings)
+        if settings.dev:
+            log.warning("DEV MODE: demo service key and JWT secret in use; never expose this")
         anyio.run(run_role, args.command, settings, backend_options={"use_uvloop": True})
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -128,8 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _environ_for(command: str) -> dict[str, str]:
-    """`up` and `token` are for demos: with no secrets configured they use the dev defaults."""
+    """`up` and `token` are for demos: with no secrets configured they use the dev defaults;
+    operator commands do not serve clients, so they need none either."""
     environ = dict(os.environ)
-    if command in {"up", "token"} and "NOTIFIER_AUTH_JWT_SECRET" not in environ:
+    if command not in {"api", "worker", "gateway"} and "NOTIFIER_AUTH_JWT_SECRET" not in environ:
         environ.setdefault("NOTIFIER_DEV", "1")
     return environ

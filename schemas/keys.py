@@ -33,6 +33,11 @@ def dead_letters(partition: int) -> str:
     return f"dlq:{{{partition}}}"
 
 
+def dropped_letters(partition: int) -> str:
+    """Stream: dead letters an operator dropped, with the reason given."""
+    return f"dlq-dropped:{{{partition}}}"
+
+
 def fanout_errors(partition: int) -> str:
     """Hash: entry id -> last error while applying it (cleared on ack or dead-lettering)."""
     return f"fanout-errors:{{{partition}}}"
@@ -111,3 +116,17 @@ def user_of_channel(channel: str) -> str:
 def gateway_control() -> str:
     """Pub/sub channel every gateway listens on (keeps its subscription alive, carries broadcasts)."""
     return "gateway:control"
+
+
+# Glob patterns of the keys derived from the event log (a rebuild deletes and replays them).
+# Read marks are user state and are kept.
+DERIVED_PATTERNS: Final = (
+    "nt:{u:*",
+    "nf:{u:*",
+    "ng:{u:*",
+    "na:{u:*",
+    "nu:{u:*",
+    "nlog:{u:*",
+    "nm:{u:*",
+    "followers:{u:*",
+)

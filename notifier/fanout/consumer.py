@@ -192,7 +192,7 @@ class FanoutWorker:
                 self.stats.dead_lettered += 1
         if not events:
             return
-        failed = await self._apply(events)
+        failed = await apply_events(self._inbox, self._limits, events)
         done = [e.entry_id for e in events if e.entry_id not in failed]
         if failed:
             self.stats.failed += len(failed)
@@ -203,16 +203,18 @@ class FanoutWorker:
             self.stats.applied += len(done)
         log.debug("batch partition=%d applied=%d failed=%d", partition, len(done), len(failed))
 
-    async def _apply(self, events: Sequence[LoggedEvent]) -> dict[bytes, str]:
-        ops: list[ItemOp] = []
-        owners: list[bytes] = []
-        for logged in events:
-            for op in plan(logged.event, self._limits):
-                ops.append(op)
-                owners.append(logged.entry_id)
-        errors = await self._inbox.apply(ops)
-        failed: dict[bytes, str] = {}
-        for owner, error in zip(owners, errors, strict=True):
-            if error is not None:
-                failed.setdefault(owner, f"{type(error).__name__}: {error}")
-        return failed
+
+async def apply_events(inbox: Inbox, limits: FeedLimits, events: Sequence[LoggedEvent]) -> dict[bytes, str]:
+    """Apply every item of `events` in one round trip; the error of each event that failed."""
+    ops: list[ItemOp] = []
+    owners: list[bytes] = []
+    for logged in events:
+        for op in plan(logged.event, limits):
+            ops.append(op)
+            owners.append(logged.entry_id)
+    errors = await inbox.apply(ops)
+    failed: dict[bytes, str] = {}
+    for owner, error in zip(owners, errors, strict=True):
+        if error is not None:
+            failed.setdefault(owner, f"{type(error).__name__}: {error}")
+    return failed

@@ -1,7 +1,9 @@
-"""Dead letters: the entries fan-out gave up on, moved with their error and delivery count."""
+"""Dead letters: the entries fan-out gave up on, with their error and delivery count, and the
+operator's tools for them: list, show, redrive (back into the log) and drop (reason kept)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from redis.asyncio import Redis
@@ -23,13 +25,46 @@ redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
 """
 
+# KEYS: dead letters, target stream. ARGV: dead-letter id, then extra field/value pairs.
+# Copies the entry's original fields (e, s, t: see runtime.eventlog) or all of them, then deletes it.
+_TAKE: Final = """
+local rows = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #rows == 0 then return false end
+local fields = {}
+local all = ARGV[2] == 'all'
+local f = rows[1][2]
+for i = 1, #f, 2 do
+  if all or f[i] == 'e' or f[i] == 's' or f[i] == 't' then
+    fields[#fields + 1] = f[i]; fields[#fields + 1] = f[i + 1]
+  end
+end
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('XDEL', KEYS[1], ARGV[1])
+return id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    ref: str  # PARTITION/ID
+    fields: dict[str, str]
+
+
+def parse_ref(ref: str) -> tuple[int, str]:
+    partition, _, entry = ref.partition("/")
+    if not partition.isdigit() or not entry:
+        raise ValueError(f"not a dead-letter reference (PARTITION/ID): {ref!r}")
+    return int(partition), entry
+
 
 class DeadLetters:
-    """The only code that writes `dlq:` streams and `fanout-errors:` hashes."""
+    """The only code that touches `dlq:`, `dlq-dropped:` and `fanout-errors:` keys."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._move = redis.register_script(_MOVE)
+        self._take = redis.register_script(_TAKE)
 
     async def record_errors(self, partition: int, errors: dict[bytes, str]) -> None:
         if errors:
@@ -42,9 +77,32 @@ class DeadLetters:
             [keys.FANOUT_GROUP, entry_id, deliveries, error],
         )
 
-    async def entries(self, partition: int, count: int = 100) -> list[dict[str, str]]:
-        rows = await self._redis.xrange(keys.dead_letters(partition), count=count)
-        return [
-            {"id": rid.decode(), **{k.decode(): v.decode() for k, v in fields.items()}}
-            for rid, fields in rows
-        ]
+    async def entries(self, partitions: int, count: int = 100) -> list[DeadLetter]:
+        out: list[DeadLetter] = []
+        for p in range(partitions):
+            rows = await self._redis.xrange(keys.dead_letters(p), count=count)
+            out += [_letter(p, rid, fields) for rid, fields in rows]
+        return out
+
+    async def show(self, ref: str) -> DeadLetter | None:
+        p, entry = parse_ref(ref)
+        rows = await self._redis.xrange(keys.dead_letters(p), min=entry, max=entry)
+        return _letter(p, *rows[0]) if rows else None
+
+    async def redrive(self, ref: str) -> str | None:
+        """Append the event to the log again (the views dedupe it); returns its new position."""
+        p, entry = parse_ref(ref)
+        new_id = await self._take([keys.dead_letters(p), keys.events(p)], [entry, "event"])
+        return f"{p}/{new_id.decode()}" if new_id else None
+
+    async def drop(self, ref: str, reason: str) -> bool:
+        p, entry = parse_ref(ref)
+        kept = await self._take(
+            [keys.dead_letters(p), keys.dropped_letters(p)], [entry, "all", "dropped_reason", reason]
+        )
+        return bool(kept)
+
+
+def _letter(partition: int, rid: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    decoded = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+    return DeadLetter(f"{partition}/{rid.decode()}", decoded)

@@ -18,6 +18,7 @@ from notifier import admin
 from notifier.api.app import EXCEPTION_HANDLERS, api_routes
 from notifier.api.pressure import Pressure
 from notifier.fanout.consumer import FanoutWorker
+from notifier.fanout.janitor import Janitor
 from notifier.runtime import logs, tokens
 from notifier.runtime.checks import check_redis
 from notifier.runtime.lifecycle import Service, run_services
@@ -54,7 +55,8 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
             consumer=consumer,
             blocking=redis.blocking,
         )
-        services.append(worker)
+        janitor = Janitor(client, settings.fanout, partitions=settings.ingest.partitions)
+        services += [worker, janitor]
     if role in {"api", "up"}:
         pressure = Pressure(client, settings.ingest)
         services.append(pressure)

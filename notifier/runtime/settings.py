@@ -57,6 +57,9 @@ class FanoutSettings:
     max_deliveries: int = 5  # then dead-lettered
     consumer: str = ""  # stable per process slot; default: hostname-worker
     idle_poll_ms: int = 50  # pause between empty reads when BLOCK is unavailable (in-memory mode)
+    retain_ms: int = 7 * 86_400_000  # processed events kept this long for replay, then trimmed
+    maintenance_interval_ms: int = 60_000  # log trimming and consumer reaping
+    reap_idle_ms: int = 86_400_000  # consumers idle this long with nothing pending are removed
 
 
 @dataclass(frozen=True, slots=True)

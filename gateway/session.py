@@ -107,8 +107,7 @@ class Session:
 
     async def _authenticate(self) -> Cursor | None:
         with anyio.move_on_after(self._settings.auth_deadline_s):
-            text = await self._ws.receive_text()
-            frame = self._decode(text)
+            frame = await self._receive()
             if not isinstance(frame, protocol.Auth):
                 raise Closed(Reason.UNAUTHORIZED, "the first frame must be auth")
             self._check_token(frame.token)
@@ -130,9 +129,13 @@ class Session:
         self.user = claims.user
         self._expires_at = claims.expires_at
 
-    def _decode(self, text: str) -> protocol.ClientFrame:
+    async def _receive(self) -> protocol.ClientFrame:
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        raw = message.get("text") or message.get("bytes") or b""
         try:
-            return protocol.decode_client(text)
+            return protocol.decode_client(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise Closed(Reason.MALFORMED, f"bad frame: {exc}") from None
 
@@ -189,7 +192,7 @@ class Session:
     async def _read_client(self, scope: anyio.CancelScope) -> None:
         try:
             while True:
-                frame = self._decode(await self._ws.receive_text())
+                frame = await self._receive()
                 if isinstance(frame, protocol.Ping):
                     await self._ws.send_text(protocol.pong())
                 else:

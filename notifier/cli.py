@@ -46,7 +46,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
     client = redis.client
     services: list[Service] = []
     if role in {"worker", "up"}:
-        consumer = settings.fanout.consumer or f"{socket.gethostname()}-0"
+        consumer = settings.fanout.consumer or f"{socket.gethostname()}-{settings.fanout.slot}"
         worker = FanoutWorker(
             client,
             settings.fanout,

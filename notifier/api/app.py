@@ -23,7 +23,7 @@ from .service_auth import authenticate
 
 
 def api_routes(settings: Settings, redis: Redis, pressure: Pressure) -> list[BaseRoute]:
-    log = EventLog(redis, partitions=settings.ingest.partitions, dedupe_ttl_s=settings.ingest.dedupe_ttl_s)
+    log = EventLog(redis, settings.ingest)
     inbox = Inbox(redis, settings.feeds)
     auth = settings.auth
     in_flight = 0

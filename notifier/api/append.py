@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from notifier.runtime.eventlog import entry_fields, partition_of
+from notifier.runtime.settings import IngestSettings
 from schemas import keys
+from schemas.errors import Reason, Rejected
 from schemas.events import Event, encode_event
 
 # KEYS: event log, dedupe key. ARGV: fingerprint, ttl_s, then the entry's field/value pairs.
@@ -37,10 +40,12 @@ class Appended:
 class EventLog:
     """The only writer of `events:` and `dedupe:` keys."""
 
-    def __init__(self, redis: Redis, *, partitions: int, dedupe_ttl_s: int) -> None:
+    def __init__(self, redis: Redis, settings: IngestSettings) -> None:
         self._redis = redis
-        self._partitions = partitions
-        self._ttl_s = dedupe_ttl_s
+        self._partitions = settings.partitions
+        self._ttl_s = settings.dedupe_ttl_s
+        self._wait_replicas = settings.wait_replicas
+        self._wait_timeout_ms = settings.wait_timeout_ms
         self._script = redis.register_script(_APPEND)
 
     async def append(self, events: Sequence[Event], service: str) -> list[Appended]:
@@ -62,7 +67,23 @@ class EventLog:
                 for name, value in fields.items():
                     args += [name, value]
                 await self._script([keys.events(p), keys.dedupe(p, event.id)], args, client=pipe)
-            replies = await pipe.execute()
+            if self._wait_replicas:
+                # WAIT covers the writes of its own connection only: same pipeline, same connection
+                pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)
+            try:
+                replies = await pipe.execute()
+            except ResponseError as exc:
+                if str(exc).startswith("OOM"):
+                    raise Rejected(Reason.BACKLOG, "Redis memory is full; retry later") from None
+                raise
+        if self._wait_replicas:
+            acked = int(replies.pop())
+            if acked < self._wait_replicas:
+                raise Rejected(
+                    Reason.UNAVAILABLE,
+                    f"{acked} of {self._wait_replicas} replicas confirmed in time; "
+                    "retry (the retry is deduplicated)",
+                )
         out = []
         for p, mine, (new, entry_id, theirs) in zip(parts, prints, replies, strict=True):
             position = f"{p}/{entry_id.decode()}"

@@ -45,6 +45,8 @@ class IngestSettings:
     max_backlog: int = 1_000_000  # unprocessed + pending entries per partition before 503
     max_memory_ratio: float = 0.9  # Redis used_memory / maxmemory before 503
     pressure_interval_ms: int = 250  # how often backlog and memory are sampled
+    wait_replicas: int = 0  # >0: a 202 waits until this many replicas have the events (WAIT)
+    wait_timeout_ms: int = 200  # ... for at most this long, else 503 (the retry is deduplicated)
     services: tuple[ServiceKey, ...] = ()
 
 
@@ -55,7 +57,8 @@ class FanoutSettings:
     min_idle_ms: int = 30_000  # pending this long → reclaimed by any consumer
     claim_interval_ms: int = 5_000
     max_deliveries: int = 5  # then dead-lettered
-    consumer: str = ""  # stable per process slot; default: hostname-worker
+    consumer: str = ""  # stable name for history-first restarts; default HOSTNAME-SLOT
+    slot: int = 0  # this worker's slot on its host (run slots 0..n-1 for n workers per host)
     idle_poll_ms: int = 50  # pause between empty reads when BLOCK is unavailable (in-memory mode)
     retain_ms: int = 7 * 86_400_000  # processed events kept this long for replay, then trimmed
     maintenance_interval_ms: int = 60_000  # log trimming and consumer reaping

@@ -47,9 +47,9 @@ class Session:
         self._hub = hub
         self._settings = settings
         self._auth = auth
-        self._send: MemoryObjectSendStream[tuple[str, str]]
-        self._receive: MemoryObjectReceiveStream[tuple[str, str]]
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, str]](
+        self._queue_in: MemoryObjectSendStream[tuple[str, str]]
+        self._queue_out: MemoryObjectReceiveStream[tuple[str, str]]
+        self._queue_in, self._queue_out = anyio.create_memory_object_stream[tuple[str, str]](
             settings.send_queue_frames
         )
         self._overflowed = False
@@ -61,19 +61,19 @@ class Session:
 
     def push_nowait(self, cursor: str, payload: str) -> None:
         try:
-            self._send.send_nowait((cursor, payload))
+            self._queue_in.send_nowait((cursor, payload))
         except anyio.WouldBlock:
             self._overflowed = True
-            self._send.close()  # the writer sees the end and closes with "slow consumer"
+            self._queue_in.close()  # the writer sees the end and closes with "slow consumer"
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
 
     def resync(self) -> None:
         try:
-            self._send.send_nowait(_RESYNC)
+            self._queue_in.send_nowait(_RESYNC)
         except anyio.WouldBlock:
             self._overflowed = True
-            self._send.close()
+            self._queue_in.close()
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
 
@@ -172,7 +172,7 @@ class Session:
                 return sent
 
     async def _write(self) -> None:
-        async for cursor_text, payload in self._receive:
+        async for cursor_text, payload in self._queue_out:
             if self._overflowed:
                 break
             if (cursor_text, payload) == _RESYNC:

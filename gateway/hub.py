@@ -43,6 +43,9 @@ class Hub:
         self._scope: anyio.CancelScope | None = None
         self.delivered = 0
 
+    def sessions_of(self, user: str) -> int:
+        return len(self._listeners.get(user, ()))
+
     def listeners(self) -> Iterator[Listener]:
         for group in self._listeners.values():
             yield from group

@@ -83,6 +83,8 @@ class Session:
         await self._ws.accept()
         try:
             cursor = await self._authenticate()
+            if self._hub.sessions_of(self.user) >= self._settings.max_sessions_per_user:
+                raise Closed(Reason.OVERLOADED, "too many connections for this user")
             await self._hub.register(self.user, self)
             try:
                 await self._live(cursor)
@@ -190,9 +192,16 @@ class Session:
             raise Closed(Reason.SLOW_CONSUMER, "send queue full; reconnect with your cursor")
 
     async def _read_client(self, scope: anyio.CancelScope) -> None:
+        rate = self._settings.max_client_frames_per_s
+        allowance, last = rate * 4, time.monotonic()
         try:
             while True:
                 frame = await self._receive()
+                now = time.monotonic()
+                allowance = min(rate * 4, allowance + (now - last) * rate) - 1
+                last = now
+                if allowance < 0:
+                    raise Closed(Reason.OVERLOADED, "too many frames; slow down")
                 if isinstance(frame, protocol.Ping):
                     await self._ws.send_text(protocol.pong())
                 else:

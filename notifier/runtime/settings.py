@@ -81,6 +81,8 @@ class GatewaySettings:
     allowed_origins: frozenset[str] = frozenset()  # empty: no browser origin allowed
     ping_interval_s: float = 20.0
     max_frame_bytes: int = 65_536
+    max_client_frames_per_s: float = 10.0  # sustained; bursts up to 4x; past it, closed 4429
+    max_sessions_per_user: int = 16  # one more is refused with 4429
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,15 +9,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from schemas import keys
 
 from .items import ItemOp
 from .limits import FeedLimits
-from .scripts import InboxScripts
+from .scripts import InboxScripts, run_pipeline
+
+_SCRIPTS: Final = InboxScripts.load()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +50,7 @@ class Inbox:
     def __init__(self, redis: Redis, limits: FeedLimits) -> None:
         self._redis = redis
         self._limits = limits
-        self._scripts = InboxScripts.register(redis)
+        self._scripts = _SCRIPTS
 
     def _keys(self, user: str) -> list[str]:
         return [
@@ -75,7 +79,9 @@ class Inbox:
         """Apply `ops` in one round trip; the error of each op that failed, else None."""
         if not ops:
             return []
-        async with self._redis.pipeline(transaction=False) as pipe:
+        apply = self._scripts.apply
+
+        def fill(pipe: Pipeline) -> None:
             for op in ops:
                 args = [
                     *self._head(op.user),
@@ -91,14 +97,15 @@ class Inbox:
                     op.text,
                     int(op.follows),
                 ]
-                await self._scripts.apply(self._keys(op.user), args, client=pipe)
-            results = await pipe.execute(raise_on_error=False)
+                apply.queue(pipe, self._keys(op.user), args)
+
+        results = await run_pipeline(self._redis, [apply], fill)
         return [r if isinstance(r, BaseException) else None for r in results]
 
     async def mark_read(self, user: str, group_ids: Sequence[str] | None) -> int:
         """Mark `group_ids` (None: all) read; returns how many were unread."""
         mode = ["all"] if group_ids is None else ["ids", *group_ids]
-        marked = await self._scripts.mark_read(self._keys(user), [*self._head(user), *mode])
+        marked = await self._scripts.mark_read(self._redis, self._keys(user), [*self._head(user), *mode])
         return int(marked)
 
     async def page(self, user: str, before: str | None, limit: int) -> InboxPage:
@@ -107,7 +114,9 @@ class Inbox:
         if before:
             score, _, after = before.partition(":")
             max_score = str(int(score))
-        reply = await self._scripts.page(self._keys(user), [*self._head(user), max_score, after, limit])
+        reply = await self._scripts.page(
+            self._redis, self._keys(user), [*self._head(user), max_score, after, limit]
+        )
         more, unread, epoch, last_id, *groups = reply
         return InboxPage(
             groups=list(groups),

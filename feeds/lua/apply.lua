@@ -20,7 +20,6 @@ end
 
 local new_gid = ''
 if state == 'a' then new_gid = gid end
-redis.call('HSET', K_TOG, item, state .. '|' .. ARGV[BASE + 3] .. '|' .. eid .. '|' .. new_gid)
 if follows == '1' then
   if state == 'a' then redis.call('SADD', K_FOLLOWERS, actor) else redis.call('SREM', K_FOLLOWERS, actor) end
 end
@@ -38,4 +37,7 @@ if state == 'a' then
   refresh(gid)
   enforce_cap()
 end
+-- the register is the 'already applied' mark, so it is written last: a script that fails
+-- part-way (WRONGTYPE, OOM) leaves it unset and the redelivery applies the item again
+redis.call('HSET', K_TOG, item, state .. '|' .. ARGV[BASE + 3] .. '|' .. eid .. '|' .. new_gid)
 return 1

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
+from feeds.scripts import Script, run_pipeline
 from notifier.runtime.eventlog import entry_fields, partition_of
 from notifier.runtime.settings import IngestSettings
 from schemas import keys
@@ -19,7 +21,7 @@ from schemas.events import Event, encode_event
 
 # KEYS: event log, dedupe key. ARGV: fingerprint, ttl_s, then the entry's field/value pairs.
 # Returns {1, new id, fingerprint} or {0, original id, original fingerprint}.
-_APPEND: Final = """
+_APPEND: Final = Script("""
 local seen = redis.call('GET', KEYS[2])
 if seen then
   local bar = string.find(seen, '|', 1, true)
@@ -28,7 +30,7 @@ end
 local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 redis.call('SET', KEYS[2], id .. '|' .. ARGV[1], 'EX', ARGV[2])
 return {1, id, ARGV[1]}
-"""
+""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,6 @@ class EventLog:
         self._ttl_s = settings.dedupe_ttl_s
         self._wait_replicas = settings.wait_replicas
         self._wait_timeout_ms = settings.wait_timeout_ms
-        self._script = redis.register_script(_APPEND)
 
     async def append(self, events: Sequence[Event], service: str) -> list[Appended]:
         """Append `events` in one round trip; an id seen within the TTL is not appended again."""
@@ -55,27 +56,31 @@ class EventLog:
         now_ms = int(time.time() * 1000)
         parts: list[int] = []
         prints: list[str] = []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                p = partition_of(event.actor, self._partitions)
-                parts.append(p)
-                payload = encode_event(event)
-                fingerprint = hashlib.blake2b(payload, digest_size=12).hexdigest()
-                prints.append(fingerprint)
-                fields = entry_fields(payload, service, now_ms)
-                args: list[bytes | str | int] = [fingerprint, self._ttl_s]
-                for name, value in fields.items():
-                    args += [name, value]
-                await self._script([keys.events(p), keys.dedupe(p, event.id)], args, client=pipe)
+        calls: list[tuple[list[str], list[bytes | str | int]]] = []
+        for event in events:
+            p = partition_of(event.actor, self._partitions)
+            parts.append(p)
+            payload = encode_event(event)
+            fingerprint = hashlib.blake2b(payload, digest_size=12).hexdigest()
+            prints.append(fingerprint)
+            args: list[bytes | str | int] = [fingerprint, self._ttl_s]
+            for name, value in entry_fields(payload, service, now_ms).items():
+                args += [name, value]
+            calls.append(([keys.events(p), keys.dedupe(p, event.id)], args))
+
+        def fill(pipe: Pipeline) -> None:
+            for call_keys, call_args in calls:
+                _APPEND.queue(pipe, call_keys, call_args)
             if self._wait_replicas:
                 # WAIT covers the writes of its own connection only: same pipeline, same connection
                 pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)
-            try:
-                replies = await pipe.execute()
-            except ResponseError as exc:
-                if str(exc).startswith("OOM"):
-                    raise Rejected(Reason.BACKLOG, "Redis memory is full; retry later") from None
-                raise
+
+        replies = await run_pipeline(self._redis, [_APPEND], fill)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                if str(reply).startswith("OOM"):
+                    raise Rejected(Reason.BACKLOG, "Redis memory is full; retry later")
+                raise reply
         if self._wait_replicas:
             acked = int(replies.pop())
             if acked < self._wait_replicas:

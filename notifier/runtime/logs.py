@@ -12,3 +12,5 @@ def configure(level: str = "INFO") -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # uvicorn logs every WebSocket open/close at INFO: noise at thousands of connections
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.getLogger().level))

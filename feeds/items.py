@@ -40,9 +40,10 @@ class ItemOp:
 
 
 def plan(event: Event, limits: FeedLimits) -> list[ItemOp]:
-    """Every item `event` sets, one per recipient; nobody is notified of their own action."""
+    """Every item `event` sets, one per recipient. Nobody is notified of their own action, but
+    a retraction reaches everyone (a post owner deleting a comment on their own post)."""
     ops = _ops(event, limits.aggregation_window_ms)
-    return [op for op in ops if op.user != event.actor]
+    return [op for op in ops if op.user != event.actor or op.state == "x"]
 
 
 def _ops(event: Event, window_ms: int) -> list[ItemOp]:
@@ -64,16 +65,23 @@ def _ops(event: Event, window_ms: int) -> list[ItemOp]:
             item = f"c|{comment}"
             return [ItemOp(owner, item, "a", at, eid, actor, gid, "comment", post, comment, text)]
         case CommentDeleted(owner=owner, comment=comment, mentioned=mentioned):
+            # whoever deletes it (author, post owner, moderation), the comment and its mentions go
             retract = [ItemOp(owner, f"c|{comment}", "x", at, eid, actor)]
             for user in dict.fromkeys(mentioned):
-                retract.append(ItemOp(user, f"m|{comment}|{actor}", "x", at, eid, actor))
+                retract.append(ItemOp(user, f"m|c:{comment}", "x", at, eid, actor))
             return retract
-        case Mention(post=post, users=users, comment=comment, text=text):
-            source = comment or post
-            gid = f"mention:{source}:{actor}"
-            item = f"m|{source}|{actor}"
+        case Mention(post=post, users=users, comment=None, text=text):
+            gid = f"mention:{post}:{actor}"
+            item = f"m|p:{post}|{actor}"
             return [
-                ItemOp(user, item, "a", at, eid, actor, gid, "mention", post, comment or "", text)
+                ItemOp(user, item, "a", at, eid, actor, gid, "mention", post, "", text)
+                for user in dict.fromkeys(users)
+            ]
+        case Mention(post=post, users=users, comment=str(comment), text=text):
+            gid = f"mention:{comment}"  # a comment has one author: its mentions are one item
+            item = f"m|c:{comment}"
+            return [
+                ItemOp(user, item, "a", at, eid, actor, gid, "mention", post, comment, text)
                 for user in dict.fromkeys(users)
             ]
     raise TypeError(f"unknown event {event!r}")

@@ -118,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    missing = _missing_for(args.command, settings)
+    if missing:
+        print(f"{args.command} needs {missing}", file=sys.stderr)
+        return 2
     if args.command == "token":
         print(tokens.issue(settings.auth, args.user, ttl_s=args.ttl_s))
         return 0
@@ -133,10 +137,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _missing_for(command: str, settings: Settings) -> str:
+    """What a command needs that only the roles serving clients or services need."""
+    if command in {"api", "gateway", "token"} and not settings.auth.jwt_secret:
+        return "NOTIFIER_AUTH_JWT_SECRET (or run `notifier up` for a demo)"
+    if command == "api" and not settings.ingest.services:
+        return "NOTIFIER_INGEST_SERVICES (service keys, JSON)"
+    if command not in ROLES and command != "token" and settings.redis.url in {"", "embedded", "memory"}:
+        return "NOTIFIER_REDIS_URL (operator commands act on a deployment's Redis, never a private one)"
+    return ""
+
+
 def _environ_for(command: str) -> dict[str, str]:
-    """`up` and `token` are for demos: with no secrets configured they use the dev defaults;
-    operator commands do not serve clients, so they need none either."""
+    """`up` and `token` are for demos: with no secrets configured they use the dev defaults."""
     environ = dict(os.environ)
-    if command not in {"api", "worker", "gateway"} and "NOTIFIER_AUTH_JWT_SECRET" not in environ:
+    if command in {"up", "token"} and "NOTIFIER_AUTH_JWT_SECRET" not in environ:
         environ.setdefault("NOTIFIER_DEV", "1")
     return environ

@@ -19,6 +19,7 @@ from schemas.events import Event, decode_event, type_name
 from .append import EventLog
 
 _AT_PATH: Final = re.compile(r" - at `\$(.*)`$")
+_FIELD: Final = re.compile(r"^Object (?:contains unknown|missing required) field `(.*)`$")
 _Item = tuple[Event | None, Rejected | None]
 
 
@@ -75,7 +76,11 @@ def check_event(
         found = _AT_PATH.search(message)
         path = found.group(1) if found else ""
         detail = _AT_PATH.sub("", message)
-        return None, Rejected(Reason.INVALID, detail, pointer + _json_pointer(path))
+        pointer += _json_pointer(path)
+        field = _FIELD.search(detail)
+        if field:  # point at the unknown or missing field, not at the object holding it
+            pointer += "/" + field.group(1).replace("~", "~0").replace("/", "~1")
+        return None, Rejected(Reason.INVALID, detail, pointer)
     except msgspec.DecodeError as exc:
         return None, Rejected(Reason.MALFORMED, str(exc), pointer)
     if type_name(event) not in service.event_types:

@@ -148,9 +148,7 @@ class Settings:
         if self.fanout.block_ms / 1000 >= self.redis.socket_timeout_s / 2:
             # a blocking read longer than the socket timeout fails as a timeout: redis/redis-py#3138
             out.append("NOTIFIER_FANOUT_BLOCK_MS must be below half of NOTIFIER_REDIS_SOCKET_TIMEOUT_S")
-        if not self.auth.jwt_secret:
-            out.append("NOTIFIER_AUTH_JWT_SECRET is required (or NOTIFIER_DEV=1 for a demo)")
-        elif len(self.auth.jwt_secret) < 32:
+        if self.auth.jwt_secret and len(self.auth.jwt_secret) < 32:
             out.append("NOTIFIER_AUTH_JWT_SECRET must be at least 32 characters")
         if not 1 <= self.ingest.partitions <= 1024:
             out.append("NOTIFIER_INGEST_PARTITIONS must be between 1 and 1024")

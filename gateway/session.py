@@ -80,6 +80,10 @@ class Session:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def serve(self) -> None:
+        with self._queue_in, self._queue_out:  # closed however the session ends
+            await self._serve()
+
+    async def _serve(self) -> None:
         await self._ws.accept()
         try:
             cursor = await self._authenticate()

@@ -7,15 +7,17 @@ local gid, actor, verb = ARGV[BASE + 5], ARGV[BASE + 6], ARGV[BASE + 7]
 local post, comment, text, follows = ARGV[BASE + 8], ARGV[BASE + 9], ARGV[BASE + 10], ARGV[BASE + 11]
 
 local old = redis.call('HGET', K_TOG, item)
-local old_state, old_gid = 'none', ''
+local old_state, old_gid, old_actor = 'none', '', actor
 if old then
-  local s, t, e, g = string.match(old, '^(%a)|(%-?%d+)|([^|]*)|(.*)$')
+  -- the register keeps the actor who made the item active: a retraction may come from someone
+  -- else (the post owner deleting a comment)
+  local s, t, e, g, a = string.match(old, '^(%a)|(%-?%d+)|([^|]*)|([^|]*)|(.*)$')
   if s == 'x' then return 0 end
   if state ~= 'x' then
     t = tonumber(t)
     if ts < t or (ts == t and eid <= e) then return 0 end
   end
-  old_state, old_gid = s, g
+  old_state, old_gid, old_actor = s, g, a
 end
 
 local new_gid = ''
@@ -24,7 +26,7 @@ if follows == '1' then
   if state == 'a' then redis.call('SADD', K_FOLLOWERS, actor) else redis.call('SREM', K_FOLLOWERS, actor) end
 end
 if old_state == 'a' and old_gid ~= new_gid then
-  redis.call('ZREM', A_PREFIX .. old_gid, actor)
+  redis.call('ZREM', A_PREFIX .. old_gid, old_actor)
   refresh(old_gid)
 end
 if state == 'a' then
@@ -39,5 +41,5 @@ if state == 'a' then
 end
 -- the register is the 'already applied' mark, so it is written last: a script that fails
 -- part-way (WRONGTYPE, OOM) leaves it unset and the redelivery applies the item again
-redis.call('HSET', K_TOG, item, state .. '|' .. ARGV[BASE + 3] .. '|' .. eid .. '|' .. new_gid)
+redis.call('HSET', K_TOG, item, state .. '|' .. ARGV[BASE + 3] .. '|' .. eid .. '|' .. new_gid .. '|' .. actor)
 return 1

@@ -1,0 +1,126 @@
+"""Live push, aggregation and resume over a real WebSocket against the whole running product."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from feeds import changelog
+from feeds.changelog import Cursor, Replay
+from notifier.runtime.settings import Settings
+from schemas import keys
+from tests.conftest import SettingsFactory
+
+from .harness import follow, like, push_client, running_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+
+async def test_likes_reach_the_owner_live_and_aggregate_into_one_group(
+    redis: Redis, settings: Settings
+) -> None:
+    async with (
+        running_app(settings, redis) as app,
+        push_client(app, "olive") as owner,
+        push_client(app, "liker0") as liker,
+    ):
+        await app.accept(like("like-0", "liker0", "post-1", "olive", t=0))
+        first = (await owner.change())["change"]
+        assert first["op"] == "upsert"
+        assert first["group"]["verb"] == "like"
+        assert first["group"]["count"] == 1
+        assert first["group"]["actors"] == ["liker0"]
+        assert first["unread"] == 1
+
+        await app.accept(*(like(f"like-{i}", f"liker{i}", "post-1", "olive", t=i) for i in range(1, 5)))
+        updates = [frame["change"] for frame in await owner.changes(4)]
+        assert [u["op"] for u in updates] == ["upsert"] * 4
+        assert {u["group"]["id"] for u in updates} == {first["group"]["id"]}
+        assert [u["group"]["count"] for u in updates] == [2, 3, 4, 5]
+        assert updates[-1]["group"]["actors"] == ["liker4", "liker3", "liker2"]  # latest first
+        assert [u["unread"] for u in updates] == [1, 1, 1, 1]  # still one unread group
+
+        page = await app.me("olive")
+        assert [(g["id"], g["count"]) for g in page["groups"]] == [(first["group"]["id"], 5)]
+
+        # The liker got nothing for their own like: the first frame they see is this follow.
+        await app.accept(follow("follow-1", "olive", "liker0", t=10))
+        barrier = (await liker.change())["change"]
+        assert barrier["group"]["verb"] == "follow"
+        assert barrier["group"]["actors"] == ["olive"]
+
+
+async def test_resume_replays_exactly_the_missed_changes_then_goes_live(
+    redis: Redis, settings: Settings
+) -> None:
+    async with running_app(settings, redis) as app:
+        async with push_client(app, "rita") as client:
+            await app.accept(like("r-0", "fan", "p-0", "rita", t=0))
+            last = (await client.change())["cursor"]
+
+        # offline: ten changes for rita, all from one actor, so one partition keeps their order
+        await app.accept(*(like(f"r-{i}", "fan", f"p-{i}", "rita", t=i) for i in range(1, 11)))
+        await app.worker.drain()
+        logged = await changelog.read_after(redis, "rita", Cursor.parse(last), 100)
+        assert isinstance(logged, Replay)
+        assert len(logged.changes) == 10
+
+        async with push_client(app, "rita", cursor=last) as client:
+            replay = client.before_ready
+            assert [f["type"] for f in replay] == ["change"] * 10
+            assert [f["cursor"] for f in replay] == [str(c.cursor) for c in logged.changes]
+            assert [f["change"]["group"]["post"] for f in replay] == [f"p-{i}" for i in range(1, 11)]
+            assert [f["change"]["group"]["count"] for f in replay] == [1] * 10
+            assert [f["change"]["unread"] for f in replay] == list(range(2, 12))
+            assert client.ready["replayed"] == 10
+            assert client.ready["cursor"] == replay[-1]["cursor"]
+
+            await app.accept(like("r-11", "fan", "p-11", "rita", t=11))
+            live = await client.change()
+            assert live["change"]["group"]["post"] == "p-11"
+            assert Cursor.parse(live["cursor"]).entry > Cursor.parse(replay[-1]["cursor"]).entry
+
+
+async def test_a_cursor_out_of_retention_gets_refetch(
+    redis: Redis, settings_factory: SettingsFactory
+) -> None:
+    settings = settings_factory({"NOTIFIER_FEEDS_MAX_CHANGES": "8"})
+    async with running_app(settings, redis) as app:
+        async with push_client(app, "tess") as client:
+            await app.accept(like("t-0", "fan", "p-0", "tess", t=0))
+            stale = (await client.change())["cursor"]
+
+        await app.accept(*(like(f"t-{i}", "fan", f"p-{i}", "tess", t=i) for i in range(1, 13)))
+        await app.worker.drain()
+        assert await redis.xlen(keys.changelog("tess")) <= 9  # trimmed: the stale cursor's successor is gone
+        tail = await changelog.tail(redis, "tess")
+
+        async with push_client(app, "tess", cursor=stale) as client:
+            assert client.before_ready == [
+                {"type": "refetch", "reason": "cursor_expired", "cursor": str(tail)}
+            ]
+            assert client.ready["replayed"] == 0
+            assert client.ready["cursor"] == str(tail)
+            await app.accept(like("t-13", "fan", "p-13", "tess", t=13))
+            assert (await client.change())["change"]["group"]["post"] == "p-13"
+
+
+async def test_a_cursor_from_another_epoch_gets_refetch(redis: Redis, settings: Settings) -> None:
+    async with running_app(settings, redis) as app:
+        async with push_client(app, "uma") as client:
+            await app.accept(like("u-0", "fan", "p-0", "uma", t=0))
+            old = (await client.change())["cursor"]
+
+        # the user's change log is lost (e.g. a Redis restored from an older snapshot): a new epoch
+        await redis.delete(keys.changelog("uma"), keys.feed_meta("uma"))
+        await app.accept(like("u-1", "fan", "p-1", "uma", t=1))
+        await app.worker.drain()
+        tail = await changelog.tail(redis, "uma")
+        assert tail.epoch != Cursor.parse(old).epoch
+
+        for cursor in (old, "someotherepoch.1-0"):
+            async with push_client(app, "uma", cursor=cursor) as client:
+                assert client.before_ready == [
+                    {"type": "refetch", "reason": "cursor_expired", "cursor": str(tail)}
+                ]
+                assert client.ready["cursor"] == str(tail)

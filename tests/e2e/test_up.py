@@ -1,0 +1,119 @@
+"""`notifier up` as a real process: with a private redis-server and with the in-process fake, a
+like reaches its owner's WebSocket, and SIGTERM stops everything with exit status 0."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import httpx
+import orjson
+import pytest
+from anyio.abc import Process
+from websockets.asyncio.client import connect
+
+from tests.conftest import SERVICE_KEYS, base_env, free_port
+
+from .harness import FRAME_TIMEOUT_S, like
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+START_TIMEOUT_S = 30.0
+GRACE_S = 5.0
+
+
+def up_env(mode: str, port: int, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env.update(base_env(mode))
+    env.update(
+        {
+            "NOTIFIER_HTTP_API_PORT": str(port),
+            "NOTIFIER_HTTP_GRACE_S": str(GRACE_S),
+            "NOTIFIER_REDIS_DATA_DIR": str(data_dir),
+            "NOTIFIER_LOG_LEVEL": "INFO",
+        }
+    )
+    return env
+
+
+async def _collect(process: Process, into: bytearray) -> None:
+    assert process.stderr is not None
+    async for chunk in process.stderr:
+        into += chunk
+
+
+async def _wait_accepting(process: Process, port: int, log: bytearray) -> None:
+    """uvicorn listens last, once every other service of `up` is ready; an external process gives
+    no other readiness signal, so poll the port."""
+    with anyio.fail_after(START_TIMEOUT_S):
+        while True:
+            if process.returncode is not None:
+                raise AssertionError(f"notifier up exited {process.returncode}:\n{log.decode()}")
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                await anyio.sleep(0.02)
+                continue
+            await stream.aclose()
+            return
+
+
+async def _token(env: dict[str, str], user: str) -> str:
+    done = await anyio.run_process([sys.executable, "-m", "notifier", "token", user], env=env)
+    return done.stdout.decode().strip()
+
+
+@pytest.mark.parametrize("mode", ["embedded", "memory"])
+async def test_up_pushes_a_like_to_its_owner_and_stops_cleanly_on_sigterm(mode: str, tmp_path: Path) -> None:
+    if mode == "embedded" and shutil.which("redis-server") is None:
+        message = "redis-server is not on PATH"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    port = free_port()
+    env = up_env(mode, port, tmp_path)
+    token = await _token(env, "owner")
+    log = bytearray()
+    command = [sys.executable, "-m", "notifier", "up"]
+    async with (
+        await anyio.open_process(command, env=env, stdout=None, stderr=subprocess.PIPE) as process,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_collect, process, log)
+        try:
+            await _wait_accepting(process, port, log)
+            async with connect(f"ws://127.0.0.1:{port}/v1/ws", proxy=None, compression=None) as ws:
+                await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+                with anyio.fail_after(FRAME_TIMEOUT_S):
+                    assert orjson.loads(await ws.recv())["type"] == "ready"
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False) as http:
+                    response = await http.post(
+                        "/v1/events",
+                        content=orjson.dumps(like("up-1", "fan", "post-1", "owner")),
+                        headers={
+                            "Authorization": f"Bearer {SERVICE_KEYS['posts']}",
+                            "Content-Type": "application/json",
+                        },
+                    )
+                assert response.status_code == 202, response.text
+                with anyio.fail_after(FRAME_TIMEOUT_S):
+                    frame = orjson.loads(await ws.recv())
+                assert frame["type"] == "change"
+                assert frame["change"]["group"]["actors"] == ["fan"]
+
+            process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(GRACE_S + 5):
+                status = await process.wait()
+            assert status == 0, log.decode()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with anyio.CancelScope(shield=True):
+                    await process.wait()
+    if mode == "embedded":
+        assert (tmp_path / "redis").is_dir()  # the private server kept its data where it was told

@@ -1,0 +1,80 @@
+"""Ingest idempotency on a real redis-server: the same event POSTed again is a duplicate, and the
+views end as if it had been sent once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from feeds.inbox import Inbox
+from notifier.api.app import EXCEPTION_HANDLERS, api_routes
+from notifier.api.pressure import Pressure
+from notifier.fanout.consumer import FanoutWorker
+from notifier.runtime.settings import Settings
+from schemas import keys
+
+from ..views import BASE_TIME, inbox_view, logged_changes
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@pytest.fixture
+async def api(redis: Redis, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    routes = api_routes(settings, redis, Pressure(redis, settings.ingest))
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    key = next(s.key for s in settings.ingest.services if s.name == "posts")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as client:
+        yield client
+
+
+LIKE = {
+    "type": "like",
+    "id": "evt-1",
+    "actor": "ola",
+    "occurred_at": BASE_TIME.isoformat(),
+    "post": "post-1",
+    "owner": "pia",
+}
+
+
+async def test_the_same_event_posted_three_times_is_accepted_once(
+    api: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    statuses = []
+    positions = set()
+    for _ in range(3):
+        response = await api.post("/v1/events", content=orjson.dumps(LIKE))
+        assert response.status_code == 202, response.text
+        [result] = response.json()["results"]
+        statuses.append(result["status"])
+        positions.add(result["position"])
+    assert statuses == ["accepted", "duplicate", "duplicate"]
+    assert len(positions) == 1  # every answer names the one log entry
+    lengths = [await redis.xlen(keys.events(p)) for p in range(settings.ingest.partitions)]
+    assert sum(lengths) == 1
+
+    worker = FanoutWorker(
+        redis, settings.fanout, partitions=settings.ingest.partitions, limits=settings.feeds, consumer="w"
+    )
+    assert await worker.drain() == 1
+    groups, unread, _ = await inbox_view(Inbox(redis, settings.feeds), "pia")
+    assert [(g["verb"], g["count"], g["actors"]) for g in groups] == [("like", 1, ["ola"])]
+    assert unread == 1
+    assert len(await logged_changes(redis, "pia")) == 1
+
+
+async def test_a_batch_repeating_an_event_gets_one_verdict_each(api: httpx.AsyncClient, redis: Redis) -> None:
+    second = {**LIKE, "id": "evt-2", "actor": "quin"}
+    response = await api.post("/v1/events", content=orjson.dumps([LIKE, second, LIKE]))
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["accepted"], body["duplicate"], body["rejected"]) == (2, 1, 0)
+    assert [r["status"] for r in body["results"]] == ["accepted", "accepted", "duplicate"]
+    assert body["results"][0]["position"] == body["results"][2]["position"]

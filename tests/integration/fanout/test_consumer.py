@@ -1,0 +1,191 @@
+"""FanoutWorker against a real redis-server: crash and reclaim, redelivery of whole batches,
+and dead-lettering of an event that can never apply."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from feeds.inbox import Inbox
+from feeds.items import plan
+from notifier.api.append import EventLog
+from notifier.fanout.consumer import FanoutWorker
+from notifier.runtime.eventlog import decode_entry, partition_of
+from notifier.runtime.settings import Settings
+from schemas import keys
+from schemas.events import Event, Follow, Like
+
+from ..views import at, inbox_view, logged_changes, pending_total, snapshot
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+def make_worker(redis: Redis, settings: Settings, consumer: str) -> FanoutWorker:
+    return FanoutWorker(
+        redis,
+        settings.fanout,
+        partitions=settings.ingest.partitions,
+        limits=settings.feeds,
+        consumer=consumer,
+    )
+
+
+def likes_and_follows(owner: str, likes: int, follows: int) -> list[Event]:
+    events: list[Event] = [
+        Like(id=f"like-{i}", actor=f"fan{i}", occurred_at=at(i), post="post-1", owner=owner)
+        for i in range(likes)
+    ]
+    events += [
+        Follow(id=f"follow-{i}", actor=f"fan{i}", occurred_at=at(100 + i), user=owner) for i in range(follows)
+    ]
+    return events
+
+
+async def append(redis: Redis, settings: Settings, events: Sequence[Event]) -> None:
+    appended = await EventLog(redis, settings.ingest).append(events, "posts")
+    assert [a.status for a in appended] == ["accepted"] * len(events)
+
+
+async def read_without_ack(redis: Redis, settings: Settings, consumer: str) -> list[tuple[int, bytes, Event]]:
+    """What a consumer that dies right after XREADGROUP leaves behind: every entry pending on it."""
+    got: list[tuple[int, bytes, Event]] = []
+    for p in range(settings.ingest.partitions):
+        stream = keys.events(p)
+        await redis.xgroup_create(stream, keys.FANOUT_GROUP, id="0", mkstream=True)
+        reply = await redis.xreadgroup(keys.FANOUT_GROUP, consumer, {stream: ">"}, count=1000)
+        for entry_id, fields in reply[0][1] if reply else []:
+            got.append((p, entry_id, decode_entry(entry_id, fields).event))
+    return got
+
+
+def assert_each_state_logged_once(changes: list[dict[str, Any]]) -> None:
+    states = [repr(sorted(c["group"].items())) for c in changes if c["op"] == "upsert"]
+    duplicated = [s for s, n in Counter(states).items() if n > 1]
+    assert not duplicated, duplicated
+
+
+async def assert_applied_exactly_once(
+    redis: Redis, inbox: Inbox, owner: str, likes: int, follows: int
+) -> None:
+    groups, unread, _ = await inbox_view(inbox, owner)
+    by_verb = {g["verb"]: g for g in groups}
+    assert sorted(by_verb) == ["follow", "like"]
+    assert by_verb["like"]["count"] == likes
+    assert by_verb["like"]["actors"] == [f"fan{i}" for i in range(likes - 1, likes - 4, -1)]
+    assert by_verb["follow"]["count"] == follows
+    assert unread == 2
+    assert await inbox.followers(owner) == {f"fan{i}" for i in range(follows)}
+    changes = await logged_changes(redis, owner)
+    assert_each_state_logged_once(changes)
+    for verb, n in (("like", likes), ("follow", follows)):
+        counts = [c["group"]["count"] for c in changes if c["op"] == "upsert" and c["group"]["verb"] == verb]
+        assert sorted(counts) == list(range(1, n + 1))  # every actor added exactly once
+
+
+async def test_a_batch_abandoned_mid_apply_is_reclaimed_by_another_worker_and_applied_once(
+    redis: Redis, settings: Settings
+) -> None:
+    events = likes_and_follows("ann", likes=8, follows=4)
+    await append(redis, settings, events)
+    taken = await read_without_ack(redis, settings, "worker-a")
+    assert len(taken) == len(events)
+
+    # worker-a got half of the batch into the views, then died: nothing acked
+    inbox = Inbox(redis, settings.feeds)
+    half = [op for _, _, event in taken[: len(taken) // 2] for op in plan(event, settings.feeds)]
+    assert await inbox.apply(half) == [None] * len(half)
+    assert await pending_total(redis, settings.ingest.partitions) == len(events)
+
+    survivor = make_worker(redis, settings, "worker-b")
+    claimed = 0
+    for p in range(settings.ingest.partitions):
+        claimed += await survivor.reclaim(p, min_idle_ms=0)
+    assert claimed == len(events)
+    await survivor.drain()
+
+    assert await pending_total(redis, settings.ingest.partitions) == 0
+    assert survivor.stats.applied == len(events)
+    await assert_applied_exactly_once(redis, inbox, "ann", likes=8, follows=4)
+
+
+async def test_a_restarted_worker_finishes_its_own_pending_entries_first(
+    redis: Redis, settings: Settings
+) -> None:
+    events = likes_and_follows("ben", likes=5, follows=3)
+    await append(redis, settings, events)
+    await read_without_ack(redis, settings, "worker-0")  # the process died holding the batch
+
+    restarted = make_worker(redis, settings, "worker-0")  # same stable name after the restart
+    assert await restarted.drain() == len(events)
+
+    assert await pending_total(redis, settings.ingest.partitions) == 0
+    await assert_applied_exactly_once(redis, Inbox(redis, settings.feeds), "ben", likes=5, follows=3)
+
+
+async def test_redelivering_every_batch_changes_no_view(redis: Redis, settings: Settings) -> None:
+    events = likes_and_follows("cy", likes=6, follows=3) + [
+        Like(id=f"dee-like-{i}", actor=f"fan{i}", occurred_at=at(i), post="post-9", owner="dee")
+        for i in range(4)
+    ]
+    await append(redis, settings, events)
+    worker = make_worker(redis, settings, "worker-0")
+    assert await worker.drain() == len(events)
+    inbox = Inbox(redis, settings.feeds)
+    before = await snapshot(redis, inbox, ["cy", "dee"])
+
+    for p in range(settings.ingest.partitions):  # rewind the group: every entry is delivered again
+        await redis.xgroup_setid(keys.events(p), keys.FANOUT_GROUP, "0")
+    assert await worker.drain() == len(events)
+
+    assert await snapshot(redis, inbox, ["cy", "dee"]) == before
+    assert await pending_total(redis, settings.ingest.partitions) == 0
+
+
+async def test_a_poison_event_is_dead_lettered_after_max_deliveries_and_the_rest_apply(
+    redis: Redis, settings: Settings
+) -> None:
+    poison = Like(id="poison", actor="fan0", occurred_at=at(0), post="post-1", owner="eve")
+    others: list[Event] = [
+        Like(id="ok-1", actor="fan0", occurred_at=at(1), post="post-2", owner="fay"),
+        Like(id="ok-2", actor="fan1", occurred_at=at(2), post="post-3", owner="fay"),
+        Follow(id="ok-3", actor="fan2", occurred_at=at(3), user="gus"),
+    ]
+    await redis.set(keys.inbox("eve"), "not a sorted set")  # every apply for eve fails: WRONGTYPE
+    await append(redis, settings, [poison, *others])
+    partitions = settings.ingest.partitions
+    dead = keys.dead_letters(partition_of(poison.actor, partitions))
+    max_deliveries = settings.fanout.max_deliveries
+
+    worker = make_worker(redis, settings, "worker-0")
+    await worker.drain()
+    rounds = 0
+    while not await redis.xlen(dead):
+        rounds += 1
+        assert rounds <= max_deliveries, "never dead-lettered"
+        for p in range(partitions):
+            await worker.reclaim(p, min_idle_ms=0)
+
+    assert worker.stats.failed == max_deliveries  # really attempted that often
+    assert worker.stats.dead_lettered == 1
+    [(_, letter)] = await redis.xrange(dead)
+    assert letter[b"deliveries"] == str(max_deliveries).encode()
+    assert b"WRONGTYPE" in letter[b"error"]
+    assert decode_entry(letter[b"orig"], letter).event == poison
+    assert await pending_total(redis, partitions) == 0
+    for p in range(partitions):
+        assert await redis.hlen(keys.fanout_errors(p)) == 0
+        if keys.dead_letters(p) != dead:
+            assert await redis.xlen(keys.dead_letters(p)) == 0
+
+    inbox = Inbox(redis, settings.feeds)
+    fay, fay_unread, _ = await inbox_view(inbox, "fay")
+    assert sorted(g["post"] for g in fay) == ["post-2", "post-3"]
+    assert fay_unread == 2
+    gus, _, _ = await inbox_view(inbox, "gus")
+    assert [(g["verb"], g["actors"]) for g in gus] == [("follow", ["fan2"])]
+    assert await redis.type(keys.inbox("eve")) == b"string"  # untouched, nothing half-applied leaks
+    assert await redis.xlen(keys.changelog("eve")) == 0

@@ -1,0 +1,86 @@
+"""The inbox scripts on a real redis-server: re-applying is a no-op and order does not matter."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from redis.asyncio import Redis
+
+from feeds.inbox import Inbox
+from feeds.items import ItemOp, plan
+from feeds.limits import FeedLimits
+from notifier.runtime.settings import Settings
+from schemas.events import Comment, CommentDeleted, Event, Follow, Like, Mention, Unfollow, Unlike
+
+from ..views import at, inbox_view, snapshot
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+USERS = ["hal", "ivy", "jo"]
+
+
+def history() -> list[Event]:
+    """Toggles resolved by event time, a retraction, aggregation and a mention, for three users."""
+    return [
+        *(Like(id=f"l{i}", actor=f"fan{i}", occurred_at=at(i), post="p1", owner="hal") for i in range(5)),
+        Unlike(id="u1", actor="fan1", occurred_at=at(50), post="p1", owner="hal"),  # later: wins
+        Unlike(id="u2", actor="fan2", occurred_at=at(-50), post="p1", owner="hal"),  # earlier: loses
+        Follow(id="f1", actor="fan1", occurred_at=at(10), user="ivy"),
+        Follow(id="f2", actor="fan2", occurred_at=at(11), user="ivy"),
+        Unfollow(id="uf2", actor="fan2", occurred_at=at(12), user="ivy"),
+        Comment(id="c1", actor="fan3", occurred_at=at(20), post="p1", owner="hal", comment="c1", text="hi"),
+        Comment(id="c2", actor="fan4", occurred_at=at(21), post="p1", owner="hal", comment="c2", text="yo"),
+        CommentDeleted(
+            id="cd2", actor="fan4", occurred_at=at(15), post="p1", owner="hal", comment="c2", mentioned=["jo"]
+        ),
+        Mention(id="m1", actor="fan4", occurred_at=at(21), post="p1", users=["jo", "ivy"], comment="c2"),
+        Mention(id="m2", actor="fan3", occurred_at=at(22), post="p1", users=["jo"], comment="c1"),
+        # the post owner deletes someone else's comment, and with it the mention made in it
+        Comment(id="c3", actor="fan2", occurred_at=at(30), post="p1", owner="hal", comment="c3", text="spam"),
+        Mention(id="m3", actor="fan2", occurred_at=at(30), post="p1", users=["jo"], comment="c3"),
+        CommentDeleted(
+            id="cd3", actor="hal", occurred_at=at(31), post="p1", owner="hal", comment="c3", mentioned=["jo"]
+        ),
+    ]
+
+
+def ops_of(events: list[Event], limits: FeedLimits) -> list[ItemOp]:
+    return [op for event in events for op in plan(event, limits)]
+
+
+async def test_applying_the_same_ops_twice_changes_nothing(redis: Redis, settings: Settings) -> None:
+    inbox = Inbox(redis, settings.feeds)
+    ops = ops_of(history(), settings.feeds)
+    assert await inbox.apply(ops) == [None] * len(ops)
+    before = await snapshot(redis, inbox, USERS)
+
+    assert await inbox.apply(ops) == [None] * len(ops)
+    for op in ops:  # and one at a time, as single redeliveries
+        assert await inbox.apply([op]) == [None]
+
+    assert await snapshot(redis, inbox, USERS) == before
+
+
+async def test_any_order_with_duplicates_converges_to_the_same_views(
+    redis: Redis, settings: Settings
+) -> None:
+    ops = ops_of(history(), settings.feeds)
+    inbox = Inbox(redis, settings.feeds)
+    await inbox.apply(ops)
+    expected = {user: await inbox_view(inbox, user) for user in USERS}
+    hal = {g["verb"]: g for g in expected["hal"][0]}
+    assert hal["like"]["count"] == 4  # fan1's later unlike won; fan2's earlier one did not
+    assert "fan1" not in hal["like"]["actors"]
+    assert [g["comment"] for g in expected["hal"][0] if g["verb"] == "comment"] == ["c1"]  # c2 and c3 deleted
+    assert [g["verb"] for g in expected["ivy"][0]].count("follow") == 1
+    assert [g["comment"] for g in expected["jo"][0]] == ["c1"]  # mentions in deleted comments are gone
+
+    rng = random.Random(7)
+    for _ in range(5):
+        shuffled = ops + rng.sample(ops, len(ops) // 2)
+        rng.shuffle(shuffled)
+        await redis.flushall()
+        for i in range(0, len(shuffled), 4):  # several batches, as redeliveries would come
+            await inbox.apply(shuffled[i : i + 4])
+        assert {user: await inbox_view(inbox, user) for user in USERS} == expected

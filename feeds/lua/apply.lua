@@ -25,9 +25,9 @@ if state == 'a' then new_gid = gid end
 if follows == '1' then
   if state == 'a' then redis.call('SADD', K_FOLLOWERS, actor) else redis.call('SREM', K_FOLLOWERS, actor) end
 end
-if old_state == 'a' and old_gid ~= new_gid then
+if old_state == 'a' and (old_gid ~= new_gid or old_actor ~= actor) then
   redis.call('ZREM', A_PREFIX .. old_gid, old_actor)
-  refresh(old_gid)
+  if old_gid ~= new_gid then refresh(old_gid) end  -- else the same group is refreshed below
 end
 if state == 'a' then
   local fields = {'v', verb}

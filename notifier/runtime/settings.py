@@ -94,6 +94,41 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Threshold:
+    """Scores from which a rule's verdict flags, holds or drops an event (above 1: never);
+    None keeps the rule's built-in default."""
+
+    rule: str
+    flag: float | None = None
+    hold: float | None = None
+    drop: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationSettings:
+    enabled: bool = True  # screen comments and mentions in the fan-out
+    classifier: bool = True  # load the shipped offensive-language model (about 1 s at start)
+    builtin_blocklist: bool = True
+    blocklist: tuple[str, ...] = ()  # more entries: word | word:score | *stem* | re:pattern
+    blocked_domains: tuple[str, ...] = ()  # a link to one of these (or a subdomain) holds
+    max_links: int = 3  # more links than this in one text flags it
+    velocity_per_min: int = 20  # comments + mentions per actor and minute before flagging
+    duplicate_targets: int = 5  # one text to more targets than this within the window flags it
+    duplicate_window_s: int = 600
+    thresholds: tuple[Threshold, ...] = ()  # per-rule overrides, JSON {"rule": {"hold": 0.8}}
+    claim_ttl_s: float = 300.0  # a moderator's claim on an item lapses after this
+    history_items: int = 10  # the actor's recent review items kept as an item's context
+
+
+@dataclass(frozen=True, slots=True)
+class JobsSettings:
+    poll_ms: int = 200  # how often the arq worker looks for due jobs
+    max_jobs: int = 10  # jobs run at once per process
+    retry_s: float = 1.0  # a job that failed on Redis runs again after this (grows per try)
+    sweep_s: int = 10  # the outbox of moderation effects is re-enqueued this often
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()
@@ -102,6 +137,8 @@ class Settings:
     auth: AuthSettings = AuthSettings()
     gateway: GatewaySettings = GatewaySettings()
     http: HttpSettings = HttpSettings()
+    moderation: ModerationSettings = ModerationSettings()
+    jobs: JobsSettings = JobsSettings()
     dev: bool = False  # demo defaults: a dev service key and JWT secret, loudly logged
 
     @classmethod
@@ -156,6 +193,9 @@ class Settings:
             out.append("NOTIFIER_FANOUT_MAX_DELIVERIES must be at least 1")
         if self.gateway.send_queue_frames < 1:
             out.append("NOTIFIER_GATEWAY_SEND_QUEUE_FRAMES must be at least 1")
+        for limit in dataclasses.fields(self.feeds):  # a zero window divides by zero in feeds.items
+            if getattr(self.feeds, limit.name) < 1:
+                out.append(f"NOTIFIER_FEEDS_{limit.name.upper()} must be at least 1")
         return out
 
 
@@ -212,7 +252,33 @@ def _services(text: str) -> tuple[ServiceKey, ...]:
     return tuple(out)
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in text.replace("\n", ",").split(",") if w.strip())
+
+
+def _thresholds(text: str) -> tuple[Threshold, ...]:
+    """JSON: {"classifier": {"flag": 0.6, "hold": 0.95, "drop": 2}, ...}; omitted scores keep the rule's."""
+    try:
+        raw = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ValueError('expected {"rule": {"flag": n, "hold": n, "drop": n}, ...}')
+    out = []
+    for rule, spec in raw.items():
+        if set(spec) - {"flag", "hold", "drop"} or not all(isinstance(v, int | float) for v in spec.values()):
+            raise ValueError(f"rule {rule!r}: only numeric flag, hold and drop scores")
+        given = [spec[k] for k in ("flag", "hold", "drop") if k in spec]
+        if given != sorted(given) or any(v < 0 for v in given):
+            raise ValueError(f"rule {rule!r}: need 0 <= flag <= hold <= drop")
+        out.append(Threshold(rule, **spec))
+    return tuple(out)
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "allowed_origins": _origins,
     "services": _services,
+    "blocklist": _words,
+    "blocked_domains": _words,
+    "thresholds": _thresholds,
 }

@@ -1,0 +1,116 @@
+"""Change-log cursors: parsing, replay after a cursor, and Refetch when the gap is not retained."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from feeds import changelog
+from feeds.changelog import NO_EPOCH, Cursor, Refetch, Replay
+from feeds.inbox import Inbox
+from feeds.items import plan
+from feeds.limits import FeedLimits
+from schemas import keys
+from schemas.errors import Reason, Rejected
+from tests.unit.builders import like
+
+START = Cursor(NO_EPOCH, (0, 0))
+LIMITS = FeedLimits()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "abc", "abc.", ".1-0", "abc.x-1", "abc.1-x", "abc.1-2-3", "abc.-", "e." + "1" * 63],
+)
+def test_bad_cursors_are_rejected_as_malformed(text: str) -> None:
+    with pytest.raises(Rejected) as caught:
+        Cursor.parse(text)
+    assert (caught.value.reason, caught.value.pointer) == (Reason.MALFORMED, "/cursor")
+
+
+@pytest.mark.parametrize(
+    ("text", "cursor"),
+    [
+        ("a1b2.1700000000000-3", Cursor("a1b2", (1_700_000_000_000, 3))),
+        ("a1b2.17", Cursor("a1b2", (17, 0))),
+        ("-.0-0", START),
+    ],
+)
+def test_cursors_parse(text: str, cursor: Cursor) -> None:
+    assert Cursor.parse(text) == cursor
+    assert Cursor.parse(str(cursor)) == cursor
+
+
+def test_entry_ids_compare_numerically() -> None:
+    assert changelog.entry_id(b"10-0") > changelog.entry_id("9-5")
+    assert changelog.entry_id("9-10") > changelog.entry_id("9-9")
+
+
+async def log_changes(redis: Redis, n: int) -> list[Cursor]:
+    """`n` changes to olga's log (one like each) and the cursor of each."""
+    inbox = Inbox(redis, LIMITS)
+    for i in range(n):
+        assert await inbox.apply(plan(like(f"fan{i}", post=f"p{i}", t=i), LIMITS)) == [None]
+    replay = await changelog.read_after(redis, "olga", START, 10_000)
+    assert isinstance(replay, Replay)
+    return [c.cursor for c in replay.changes]
+
+
+def posts(replay: Replay | Refetch) -> list[str]:
+    assert isinstance(replay, Replay)
+    return [orjson.loads(c.payload)["group"]["post"] for c in replay.changes]
+
+
+@pytest.mark.anyio
+async def test_read_after_a_cursor_returns_what_followed_it_in_order(redis: Redis) -> None:
+    cursors = await log_changes(redis, 6)
+    assert len(cursors) == 6 and len({c.epoch for c in cursors}) == 1
+    assert posts(await changelog.read_after(redis, "olga", cursors[2], 100)) == ["p3", "p4", "p5"]
+    assert posts(await changelog.read_after(redis, "olga", cursors[2], 2)) == ["p3", "p4"]
+    assert posts(await changelog.read_after(redis, "olga", cursors[-1], 100)) == []
+    tail = await changelog.tail(redis, "olga")
+    assert tail == cursors[-1]
+
+
+@pytest.mark.anyio
+async def test_a_no_epoch_cursor_replays_everything_when_nothing_was_trimmed(redis: Redis) -> None:
+    await log_changes(redis, 4)
+    assert posts(await changelog.read_after(redis, "olga", START, 100)) == ["p0", "p1", "p2", "p3"]
+
+
+@pytest.mark.anyio
+async def test_before_the_log_exists(redis: Redis) -> None:
+    assert await changelog.read_after(redis, "olga", START, 100) == Replay([])
+    assert await changelog.tail(redis, "olga") == START
+    stale = await changelog.read_after(redis, "olga", Cursor("lost-epoch", (5, 0)), 100)
+    assert stale == Refetch(START)
+
+
+@pytest.mark.anyio
+async def test_another_epochs_cursor_must_refetch(redis: Redis) -> None:
+    cursors = await log_changes(redis, 3)
+    foreign = Cursor("not-" + cursors[0].epoch, cursors[0].entry)
+    assert await changelog.read_after(redis, "olga", foreign, 100) == Refetch(cursors[-1])
+
+
+@pytest.mark.anyio
+async def test_a_cursor_trimmed_past_must_refetch(redis: Redis) -> None:
+    limits = FeedLimits(max_changes=8)
+    inbox = Inbox(redis, limits)
+    seen: list[Cursor] = []  # what a live client would hold after each change
+    for i in range(15):
+        assert await inbox.apply(plan(like(f"fan{i}", post=f"p{i}", t=i), limits)) == [None]
+        seen.append(await changelog.tail(redis, "olga"))
+    retained = [changelog.entry_id(rid) for rid, _ in await redis.xrange(keys.changelog("olga"))]
+    assert 8 <= len(retained) <= 9  # trimmed back to 8 once past 8 + 8 // 8
+    tail = seen[-1]
+    assert await changelog.read_after(redis, "olga", seen[0], 100) == Refetch(tail)
+    assert await changelog.read_after(redis, "olga", START, 100) == Refetch(tail)
+    first = [c.entry for c in seen].index(retained[0])
+    # the client saw the last change trimmed away: nothing it lacks is gone
+    replay = await changelog.read_after(redis, "olga", seen[first - 1], 100)
+    assert isinstance(replay, Replay)
+    assert [c.cursor.entry for c in replay.changes] == retained
+    # one change earlier, and the change after it is gone
+    assert await changelog.read_after(redis, "olga", seen[first - 2], 100) == Refetch(tail)

@@ -1,0 +1,109 @@
+"""Every key family: its exact format (renaming one orphans live data), one cluster slot per owner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+
+import pytest
+from redis.crc import key_slot
+
+from schemas import keys
+
+USERS = ["alice", "u:1", "a@b.c", "x-y_z", "9" * 128]
+USER_KEYS: list[Callable[[str], str]] = [
+    keys.toggles,
+    keys.inbox,
+    keys.unread,
+    keys.read_marks,
+    keys.changelog,
+    keys.feed_meta,
+    keys.followers,
+    keys.user_channel,
+    lambda u: keys.group(u, "like:p1:19844"),
+    lambda u: keys.group_actors(u, "like:p1:19844"),
+]
+PARTITION_KEYS: list[Callable[[int], str]] = [
+    keys.events,
+    lambda p: keys.dedupe(p, "evt-1"),
+    keys.dead_letters,
+    keys.dropped_letters,
+    keys.fanout_errors,
+]
+
+
+def test_exact_formats() -> None:
+    # Pinned on purpose: a changed format leaves every existing key behind on upgrade.
+    assert keys.events(3) == "events:{3}"
+    assert keys.dedupe(3, "e-1") == "dedupe:{3}:e-1"
+    assert keys.dead_letters(3) == "dlq:{3}"
+    assert keys.dropped_letters(3) == "dlq-dropped:{3}"
+    assert keys.fanout_errors(3) == "fanout-errors:{3}"
+    assert keys.toggles("bob") == "nt:{u:bob}"
+    assert keys.inbox("bob") == "nf:{u:bob}"
+    assert keys.group("bob", "g1") == "ng:{u:bob}:g1"
+    assert keys.group_actors("bob", "g1") == "na:{u:bob}:g1"
+    assert keys.unread("bob") == "nu:{u:bob}"
+    assert keys.read_marks("bob") == "nr:{u:bob}"
+    assert keys.changelog("bob") == "nlog:{u:bob}"
+    assert keys.feed_meta("bob") == "nm:{u:bob}"
+    assert keys.followers("bob") == "followers:{u:bob}"
+    assert keys.user_channel("bob") == "push:{u:bob}"
+    assert keys.gateway_control() == "gateway:control"
+    assert keys.FANOUT_GROUP == "fanout"
+
+
+def hash_tag(key: str) -> str:
+    """What Redis Cluster hashes: the text inside the first non-empty `{...}`."""
+    start = key.index("{")
+    end = key.index("}", start + 1)
+    assert end > start + 1, key
+    return key[start + 1 : end]
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_a_users_keys_share_one_tag_and_slot(user: str) -> None:
+    made = [make(user) for make in USER_KEYS]
+    assert {hash_tag(k) for k in made} == {f"u:{user}"}
+    assert len({key_slot(k.encode()) for k in made}) == 1
+    assert len(set(made)) == len(made)  # no two families collide
+
+
+@pytest.mark.parametrize("partition", [0, 1, 7, 1023])
+def test_a_partitions_keys_share_one_tag_and_slot(partition: int) -> None:
+    made = [make(partition) for make in PARTITION_KEYS]
+    assert {hash_tag(k) for k in made} == {str(partition)}
+    assert len({key_slot(k.encode()) for k in made}) == 1
+    assert len(set(made)) == len(made)
+
+
+def test_owners_never_share_keys() -> None:
+    for make in USER_KEYS:
+        assert len({make(u) for u in [*USERS, "alice2", "alic"]}) == len(USERS) + 2
+    for make_p in PARTITION_KEYS:
+        assert len({make_p(p) for p in range(64)}) == 64
+
+
+def test_group_keys_extend_their_prefixes() -> None:
+    assert keys.group("bob", "g:1") == keys.group_prefix("bob") + "g:1"
+    assert keys.group_actors("bob", "g:1") == keys.group_actors_prefix("bob") + "g:1"
+    assert keys.group_prefix("bob") != keys.group_actors_prefix("bob")
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_user_of_channel_inverts_user_channel(user: str) -> None:
+    assert keys.user_of_channel(keys.user_channel(user)) == user
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_derived_patterns_cover_the_derived_keys_and_spare_user_state(user: str) -> None:
+    def derived(key: str) -> bool:
+        return any(fnmatchcase(key, pattern) for pattern in keys.DERIVED_PATTERNS)
+
+    for make in USER_KEYS:
+        key = make(user)
+        if make is keys.user_channel:
+            continue
+        assert derived(key) == (make is not keys.read_marks), key
+    for make_p in PARTITION_KEYS:
+        assert not derived(make_p(0))  # the event log is the source of truth, never rebuilt

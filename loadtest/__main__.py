@@ -1,0 +1,148 @@
+"""python -m loadtest SCENARIO [knobs]: run a bounded workload, check the ledger, write the report.
+
+Without --api-url/--gateway-url it starts its own local stack (private redis-server and the
+product's roles) and tears it down afterwards. Exit status 0 only when nothing was lost,
+doubled or unexpected."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from notifier.runtime.settings import AuthSettings
+
+from . import report
+from .compare import compare_table
+from .runner import run_scenario
+from .scenarios import PRESETS, Scenario, preset
+from .stack import Target
+
+KNOBS: tuple[tuple[str, type, str], ...] = (
+    ("clients", int, "online WebSocket clients"),
+    ("users", int, "users in the graph (default: as many as clients)"),
+    ("rate", float, "events/s offered, open loop; 0 = closed loop"),
+    ("ramp_to", float, "grow the rate linearly to this"),
+    ("duration_s", float, "seconds of producing"),
+    ("fanout", int, "recipients per event (1 = comment, 2..50 = mention)"),
+    ("batch", int, "events per POST (1 = single-event POSTs)"),
+    ("concurrency", int, "API connections / closed-loop requests in flight"),
+    ("skew", float, "Zipf exponent of follower counts"),
+    ("storm_every_s", float, "reconnect storm period"),
+    ("storm_fraction", float, "share of clients dropped per storm"),
+    ("storm_jitter_s", float, "reconnects spread over this long"),
+    ("drain_s", float, "longest wait for deliveries after producing"),
+    ("seed", int, "seed of the graph and the workload"),
+    ("partitions", int, "event-log partitions (local stack, or the target's)"),
+    ("apis", int, "API processes (local stack)"),
+    ("workers", int, "fan-out worker processes (local stack)"),
+    ("gateways", int, "gateway processes (local stack)"),
+    ("client_procs", int, "client processes (0 = one per 2,500 clients)"),
+    ("connect_concurrency", int, "handshakes in flight per client process"),
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__)
+    p.add_argument("scenario", choices=sorted(PRESETS), help="preset; see --list")
+    for name, kind, help_text in KNOBS:
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=help_text)
+    p.add_argument("--out", type=Path, default=Path("loadtest/results"), help="where results go")
+    p.add_argument("--compare", action="store_true", help="also run the Socket.IO baseline and compare")
+    p.add_argument("--env", action="append", default=[], metavar="NOTIFIER_X=V", help="for the local stack")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    remote = p.add_argument_group("an existing deployment (instead of a local stack)")
+    remote.add_argument("--api-url", action="append", default=[], help="http://host:port (repeatable)")
+    remote.add_argument("--gateway-url", action="append", default=[], help="ws://host:port (repeatable)")
+    remote.add_argument("--redis-url", help="for lag and memory sampling (optional)")
+    remote.add_argument("--jwt-audience", default="notifier")
+    remote.add_argument("--jwt-issuer", default="")
+    presets = "\n".join(f"  {s.name:12} {s.description}" for s in PRESETS.values())
+    p.epilog = (
+        f"scenarios (full size; override any knob):\n{presets}\n\n"
+        "Secrets for a deployment come from LOADTEST_SERVICE_KEY and LOADTEST_JWT_SECRET."
+    )
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    return p
+
+
+def _given(args: argparse.Namespace, scenario: Scenario) -> Target | None:
+    if not args.api_url and not args.gateway_url:
+        return None
+    if not (args.api_url and args.gateway_url):
+        raise SystemExit("give both --api-url and --gateway-url (or neither, for a local stack)")
+    key, secret = os.environ.get("LOADTEST_SERVICE_KEY"), os.environ.get("LOADTEST_JWT_SECRET")
+    if not key or not secret:
+        raise SystemExit("set LOADTEST_SERVICE_KEY and LOADTEST_JWT_SECRET for a deployment")
+    auth = AuthSettings(jwt_secret=secret, jwt_audience=args.jwt_audience, jwt_issuer=args.jwt_issuer)
+    return Target(
+        "notifier",
+        tuple(args.api_url),
+        tuple(args.gateway_url),
+        key,
+        auth,
+        args.redis_url,
+        scenario.partitions,
+    )
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so SIGTERM, like Ctrl-C, tears the local stack down
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    overrides: dict[str, Any] = {name: getattr(args, name) for name, _, _ in KNOBS}
+    try:
+        scenario = preset(args.scenario).with_overrides(overrides)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    if scenario.problems():
+        raise SystemExit("; ".join(scenario.problems()))
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    given = _given(args, scenario)
+    stem = report.stem_for(scenario.name)
+    try:
+        result = run_scenario(scenario, given=given, extra_env=extra_env, progress=not args.quiet)
+        baseline = run_scenario(scenario, kind="socketio", progress=not args.quiet) if args.compare else None
+    except (RuntimeError, OSError, ExceptionGroup) as exc:
+        for message in _messages(exc):
+            print(f"loadtest: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("loadtest: interrupted; the local stack is down", file=sys.stderr)
+        return 130
+    ok = _report(result, args.out, stem)
+    if baseline is not None:
+        ok = _report(baseline, args.out, stem + "-baseline") and ok
+        table = compare_table(result, baseline)
+        (args.out / f"{stem}-compare.md").write_text(table)
+        print(table)
+    return 0 if ok else 1
+
+
+def _messages(exc: BaseException) -> list[str]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [m for inner in exc.exceptions for m in _messages(inner)]
+    return [f"{type(exc).__name__}: {exc}"]
+
+
+def _report(result: dict[str, Any], out: Path, stem: str) -> bool:
+    paths = report.write(result, out, stem)
+    led, lat = result["ledger"], result["latency_ms"]["send_to_receive"]
+    print(
+        f"{result['scenario']['name']} vs {result['target']['kind']}: reach={led['reach']:.6f} "
+        f"lost={led['lost']} duplicated={led['duplicated']} unexpected={led['unexpected']} "
+        f"p50={lat.get('p50')}ms p99={lat.get('p99')}ms p99.9={lat.get('p99.9')}ms max={lat.get('max')}ms "
+        f"delivered={result['throughput']['delivered_nps']}/s → {', '.join(map(str, paths))}"
+    )
+    return bool(led["lost"] == 0 and led["duplicated"] == 0 and led["unexpected"] == 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

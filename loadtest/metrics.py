@@ -1,0 +1,154 @@
+"""Measurements: latency histograms (HdrHistogram, microseconds), and a once-a-second sample of
+the consumer group's lag, Redis memory, and CPU/RSS of every process of the run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import psutil
+from hdrh.histogram import HdrHistogram
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from schemas import keys
+
+MAX_US: Final = 3_600_000_000  # one hour
+PERCENTILES: Final = (50.0, 90.0, 99.0, 99.9)
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(1, MAX_US, 3)
+
+
+def decoded(encoded: bytes) -> HdrHistogram:
+    h = new_histogram()
+    if encoded:
+        h.decode_and_add(encoded)
+    return h
+
+
+def summary_ms(h: HdrHistogram) -> dict[str, float]:
+    """p50/p90/p99/p99.9/max/mean in milliseconds, and the count."""
+    if h.get_total_count() == 0:
+        return {"count": 0}
+    out: dict[str, float] = {"count": h.get_total_count()}
+    for p in PERCENTILES:
+        out[f"p{p:g}"] = h.get_value_at_percentile(p) / 1000
+    out["max"] = h.get_max_value() / 1000
+    out["mean"] = round(h.get_mean_value() / 1000, 3)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    lag: int  # entries not yet delivered to the group
+    pending: int  # delivered, not acknowledged
+    read: int  # entries-read: how many the group has consumed, ever
+    backlog_by_partition: tuple[int, ...] = ()  # lag + pending of each partition
+
+
+async def consumer_groups(redis: Redis, partitions: int) -> GroupState:
+    """The fan-out group's state summed over every partition of the event log."""
+    lag = pending = read = 0
+    by_partition = []
+    for p in range(partitions):
+        try:
+            groups = await redis.xinfo_groups(keys.events(p))
+        except ResponseError:  # no stream yet
+            groups = []
+        backlog = 0
+        for g in groups:
+            name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+            if name != keys.FANOUT_GROUP:
+                continue
+            # `lag` is nil when Redis cannot tell (after deletions): count it as unknown-but-present
+            group_lag = int(g["lag"]) if g.get("lag") is not None else 1
+            lag += group_lag
+            pending += int(g["pending"])
+            read += int(g.get("entries-read") or 0)
+            backlog = group_lag + int(g["pending"])
+        by_partition.append(backlog)
+    return GroupState(lag, pending, read, tuple(by_partition))
+
+
+async def used_memory(redis: Redis) -> int:
+    return int((await redis.info("memory"))["used_memory"])
+
+
+async def notifications_stored(redis: Redis, users: Sequence[str]) -> int:
+    """Inbox groups held by `users` (each group is one notification a user can see)."""
+    total = 0
+    for start in range(0, len(users), 1_000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for user in users[start : start + 1_000]:
+                pipe.zcard(keys.inbox(user))
+            total += sum(int(n) for n in await pipe.execute())
+    return total
+
+
+@dataclass(slots=True)
+class ProcessMeter:
+    """CPU (% of one core) and RSS per role; a role may have several processes (summed)."""
+
+    roles: dict[str, list[psutil.Process]] = field(default_factory=dict)
+    peak_rss: dict[str, int] = field(default_factory=dict)
+    cpu_s_start: dict[str, float] = field(default_factory=dict)
+
+    def watch(self, role: str, pid: int) -> None:
+        try:
+            proc = psutil.Process(pid)
+            proc.cpu_percent(None)  # prime: the next call measures from now
+        except psutil.Error:
+            return
+        self.roles.setdefault(role, []).append(proc)
+
+    def watch_self(self, child_pids: Sequence[int]) -> None:
+        self.watch("generator", os.getpid())
+        for pid in child_pids:
+            self.watch("generator", pid)
+
+    def sample(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for role, procs in self.roles.items():
+            cpu = rss = 0.0
+            for proc in procs:
+                try:
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak_rss[role] = max(self.peak_rss.get(role, 0), int(rss))
+            out[role] = {"cpu_pct": round(cpu, 1), "rss_mb": round(rss / 2**20, 1)}
+        return out
+
+    def cpu_seconds(self) -> dict[str, float]:
+        out = {}
+        for role, procs in self.roles.items():
+            total = 0.0
+            for proc in procs:
+                try:
+                    t = proc.cpu_times()
+                    total += t.user + t.system
+                except psutil.Error:
+                    continue
+            out[role] = total
+        return out
+
+
+def cpu_used(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {role: round(after[role] - before.get(role, 0.0), 2) for role in after}
+
+
+def averages(timeline: Sequence[Mapping[str, Any]], role: str) -> dict[str, float]:
+    cpu = [row["processes"][role]["cpu_pct"] for row in timeline if role in row.get("processes", {})]
+    rss = [row["processes"][role]["rss_mb"] for row in timeline if role in row.get("processes", {})]
+    if not cpu:
+        return {}
+    return {
+        "cpu_avg_pct": round(sum(cpu) / len(cpu), 1),
+        "cpu_max_pct": max(cpu),
+        "rss_max_mb": max(rss),
+    }

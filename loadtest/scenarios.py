@@ -1,0 +1,123 @@
+"""Named workload presets at full size (the issue's targets); every knob can be overridden."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Final
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One bounded run. `rate` > 0 is open loop (events sent at scheduled times whatever the
+    latency); `rate` 0 is closed loop (`concurrency` requests kept in flight, for capacity)."""
+
+    name: str
+    description: str
+    clients: int = 2_000  # online WebSocket clients (one user each)
+    users: int = 0  # users in the graph; 0 means as many as clients (everyone online)
+    rate: float = 1_000.0  # events/s offered; 0 = closed loop
+    ramp_to: float = 0.0  # > 0: the offered rate grows linearly from `rate` to this
+    duration_s: float = 60.0  # producing time; then a bounded drain
+    fanout: int = 10  # recipients per event: 1 = comment to the post owner, >1 = mention (≤ 50)
+    batch: int = 10  # events per POST (1 = single-event POSTs)
+    concurrency: int = 64  # connections to the API; closed loop keeps this many requests in flight
+    skew: float = 0.5  # Zipf exponent of follower counts (0 = uniform)
+    storm_every_s: float = 0.0  # > 0: every so often `storm_fraction` of clients drop and resume
+    storm_fraction: float = 0.5
+    storm_jitter_s: float = 1.0  # reconnects are spread over this long
+    drain_s: float = 60.0  # after producing, wait at most this long for every delivery
+    seed: int = 1
+    partitions: int = 4
+    apis: int = 1  # API processes of the local stack
+    workers: int = 1  # fan-out worker processes
+    gateways: int = 1  # gateway processes
+    client_procs: int = 0  # 0 = one process per 2,500 clients
+    connect_concurrency: int = 200  # handshakes in flight per client process
+
+    @property
+    def user_count(self) -> int:
+        return self.users or max(self.clients, self.fanout + 1)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Scenario:
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown knobs {sorted(unknown)}")
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def problems(self) -> list[str]:
+        out = []
+        if not 1 <= self.fanout <= 50:
+            out.append("fanout must be 1..50 (a mention names at most 50 users)")
+        if not 1 <= self.batch <= 500:
+            out.append("batch must be 1..500 (the API's limit)")
+        if self.fanout >= self.user_count:
+            out.append("fanout must be below the number of users")
+        if self.clients > self.user_count:
+            out.append("clients cannot exceed users")
+        if self.duration_s <= 0 or self.rate < 0:
+            out.append("duration must be positive and rate non-negative")
+        return out
+
+
+PRESETS: Final[dict[str, Scenario]] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "steady",
+            "End-to-end latency: 1,000 events/s x 10 recipients, 2,000 online clients, open loop.",
+        ),
+        Scenario(
+            "ramp",
+            "Push with 2,000 clients: the offered rate climbs from 100 to 3,000 events/s x 10 "
+            "recipients; where latency bends is the capacity.",
+            rate=100.0,
+            ramp_to=3_000.0,
+            duration_s=120.0,
+        ),
+        Scenario(
+            "connections",
+            "10,000 idle connections with a trickle of traffic (20 events/s x 10): connect time, "
+            "gateway memory per connection, latency on a crowded gateway.",
+            clients=10_000,
+            rate=20.0,
+            batch=1,
+            connect_concurrency=100,
+        ),
+        Scenario(
+            "celebrity",
+            "Skewed recipients: mentions of 50 users drawn from a steep power law, so a few users "
+            "get most notifications (hot inbox, hot socket).",
+            rate=200.0,
+            fanout=50,
+            skew=1.1,
+        ),
+        Scenario(
+            "reconnect",
+            "Reconnect storm: every 15 s half the clients drop at once and resume from their "
+            "cursor within 1 s, under 200 events/s x 10; nothing may be lost or doubled.",
+            rate=200.0,
+            storm_every_s=15.0,
+        ),
+        Scenario(
+            "burst",
+            "Capacity: closed loop, 100 events per POST, for 20 s; then the backlog drains. "
+            "Gives ingest events/s, fan-out worker throughput and Redis bytes per notification. "
+            "`--batch 1 --concurrency 128` measures single-event POSTs.",
+            users=20_000,
+            rate=0.0,
+            duration_s=20.0,
+            batch=100,
+            concurrency=8,
+            drain_s=600.0,
+        ),
+    )
+}
+
+
+def preset(name: str) -> Scenario:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown scenario {name!r}; one of {', '.join(PRESETS)}") from None

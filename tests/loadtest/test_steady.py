@@ -1,0 +1,48 @@
+"""A short steady run through the generator's own local stack: every notification arrives once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from loadtest import report
+from loadtest.runner import run_scenario
+from loadtest.scenarios import preset
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+
+@pytest.fixture(autouse=True)
+def needs_redis_server() -> None:
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not on PATH; the load generator's stack needs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def test_steady_run_reaches_every_online_recipient_exactly_once(tmp_path: Path) -> None:
+    scenario = preset("steady").with_overrides(
+        {"clients": 300, "rate": 150.0, "fanout": 5, "batch": 5, "duration_s": 4.0, "drain_s": 20.0}
+    )
+    result = run_scenario(scenario, progress=False)
+
+    ledger, events = result["ledger"], result["throughput"]["events"]
+    assert set(events) == {"accepted"} and 590 <= events["accepted"] <= 610  # 150/s for 4 s
+    assert ledger["expected"] == 5 * events["accepted"]  # everyone is online
+    assert ledger["reach"] == 1.0
+    assert (ledger["lost"], ledger["duplicated"], ledger["unexpected"]) == (0, 0, 0)
+    assert result["clients"]["connected_at_start"] == 300
+    latency = result["latency_ms"]["send_to_receive"]
+    assert latency["count"] == ledger["expected"]
+    assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+    assert result["fanout"]["final_lag"] == 0 and result["fanout"]["final_pending"] == 0
+    assert result["memory"]["bytes_per_notification"] > 0
+
+    paths = report.write(result, tmp_path, "steady")
+    assert [p.suffix for p in paths] == [".json", ".md", ".png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert "Ledger: PASS" in paths[1].read_text()

@@ -9,6 +9,8 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from feeds import changelog
@@ -53,6 +55,7 @@ class Session:
             settings.send_queue_frames
         )
         self._overflowed = False
+        self._live_scope: anyio.CancelScope | None = None
         self.user = ""
         self._expires_at = 0.0
         self._cursor = Cursor(changelog.NO_EPOCH, (0, 0))
@@ -60,20 +63,21 @@ class Session:
     # -- Listener (called by the hub, never blocks) -------------------------------------
 
     def push_nowait(self, cursor: str, payload: str) -> None:
-        try:
-            self._queue_in.send_nowait((cursor, payload))
-        except anyio.WouldBlock:
-            self._overflowed = True
-            self._queue_in.close()  # the writer sees the end and closes with "slow consumer"
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+        self._enqueue((cursor, payload))
 
     def resync(self) -> None:
+        self._enqueue(_RESYNC)
+
+    def _enqueue(self, item: tuple[str, str]) -> None:
         try:
-            self._queue_in.send_nowait(_RESYNC)
+            self._queue_in.send_nowait(item)
         except anyio.WouldBlock:
+            # a client that does not keep up is cut off (it resumes from its cursor), never
+            # buffered without bound; the writer may be stuck in a send to it, so cancel that too
             self._overflowed = True
             self._queue_in.close()
+            if self._live_scope is not None:
+                self._live_scope.cancel()
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
 
@@ -101,6 +105,9 @@ class Session:
             await self._close(first.rejected)
         except* (WebSocketDisconnect, OSError):
             pass  # the client went away
+        except* (RedisConnectionError, RedisTimeoutError):
+            # Redis is down or frozen: a close the client can act on, not a traceback per socket
+            await self._close(Rejected(Reason.UNAVAILABLE, "storage unavailable; reconnect with your cursor"))
 
     async def _close(self, rejected: Rejected) -> None:
         log.info("ws close user=%s reason=%s", self.user or "-", rejected.reason.value)
@@ -154,10 +161,13 @@ class Session:
             replayed = await self._catch_up()
         await self._ws.send_text(protocol.ready(self.user, str(self._cursor), replayed))
         async with anyio.create_task_group() as tg:
+            self._live_scope = tg.cancel_scope
             tg.start_soon(self._read_client, tg.cancel_scope)
             tg.start_soon(self._expire, tg.cancel_scope)
             await self._write()
             tg.cancel_scope.cancel()
+        if self._overflowed:
+            raise Closed(Reason.SLOW_CONSUMER, "send queue full; reconnect with your cursor")
 
     async def _catch_up(self) -> int:
         """Send every logged change after our cursor; a lost position means refetch."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -111,12 +112,14 @@ class Session:
 
     async def _close(self, rejected: Rejected) -> None:
         log.info("ws close user=%s reason=%s", self.user or "-", rejected.reason.value)
+        # each step bounded on its own: a client that stopped reading blocks the error frame,
+        # and the close code must still be tried
         with anyio.move_on_after(1, shield=True):
-            try:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await self._ws.send_text(protocol.error(rejected.reason, rejected.detail))
+        with anyio.move_on_after(1, shield=True):
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await self._ws.close(rejected.ws_close_code, rejected.reason.value)
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                pass
 
     async def _authenticate(self) -> Cursor | None:
         with anyio.move_on_after(self._settings.auth_deadline_s):

@@ -28,11 +28,13 @@ setup_python() {
     fi
 }
 
-# System packages the tests drive: redis-server (integration tier) and docker-compose (compose check).
+# System packages the tests drive: redis-server (integration tier), docker-compose (compose
+# check) and chromium (the moderation console's browser test, driven by playwright).
 setup_system() {
     missing=""
     command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
     command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
+    [ -x /usr/bin/chromium ] || missing="$missing chromium"
     [ -n "$missing" ] || return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "dev.sh: installing$missing" >&2

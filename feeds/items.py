@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from schemas.events import (
@@ -44,6 +44,12 @@ def plan(event: Event, limits: FeedLimits) -> list[ItemOp]:
     a retraction reaches everyone (a post owner deleting a comment on their own post)."""
     ops = _ops(event, limits.aggregation_window_ms)
     return [op for op in ops if op.user != event.actor or op.state == "x"]
+
+
+def retract(event: Event, limits: FeedLimits) -> list[ItemOp]:
+    """The items `event` made active, retracted for good: a moderator's recall. Retracted is
+    final in the views, so the recall is idempotent and wins over a late or repeated apply."""
+    return [replace(op, state="x") for op in plan(event, limits) if op.state == "a"]
 
 
 def _ops(event: Event, window_ms: int) -> list[ItemOp]:

@@ -9,6 +9,8 @@ import orjson
 
 from notifier.fanout.deadletter import DeadLetters
 from notifier.fanout.replay import replay
+from notifier.moderation.classifier import ProfanityCheck
+from notifier.moderation.screening import Screener
 from notifier.runtime.redis import open_redis
 from notifier.runtime.settings import Settings
 
@@ -33,8 +35,13 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
     async with open_redis(settings.redis) as handle:
         redis = handle.client
         if args.command == "replay":
+            model = ProfanityCheck() if settings.moderation.classifier else None
             stats = await replay(
-                redis, partitions=settings.ingest.partitions, limits=settings.feeds, fresh=args.fresh
+                redis,
+                partitions=settings.ingest.partitions,
+                limits=settings.feeds,
+                fresh=args.fresh,
+                screen=Screener(redis, settings.moderation, model=model),
             )
             _print(dataclasses.asdict(stats))
             return 1 if stats.failed else 0

@@ -1,4 +1,5 @@
-"""The composition root: `notifier api|worker|gateway|up|token|replay|dlq`. Settings are read once here."""
+"""The composition root: `notifier api|worker|gateway|jobs|up|token|replay|dlq`. Settings are read once
+here."""
 
 from __future__ import annotations
 
@@ -19,8 +20,13 @@ from notifier.api.app import EXCEPTION_HANDLERS, api_routes
 from notifier.api.pressure import Pressure
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.janitor import Janitor
+from notifier.jobs.worker import JobsService
+from notifier.moderation.classifier import ProfanityCheck
+from notifier.moderation.effects import job_set as moderation_jobs
+from notifier.moderation.routes import MODERATOR_ROLE, moderation_routes
+from notifier.moderation.screening import Screener
 from notifier.runtime import logs, tokens
-from notifier.runtime.checks import check_redis
+from notifier.runtime.checks import check_redis_when_up
 from notifier.runtime.lifecycle import Service, run_services
 from notifier.runtime.redis import RedisHandle, open_redis
 from notifier.runtime.server import HttpService
@@ -29,7 +35,7 @@ from schemas.errors import ConfigError
 
 log = logging.getLogger("notifier")
 
-ROLES = ("api", "worker", "gateway", "up")
+ROLES = ("api", "worker", "gateway", "jobs", "up")
 
 
 def _http(settings: Settings, app: Starlette, port: int) -> HttpService:
@@ -54,14 +60,18 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
             limits=settings.feeds,
             consumer=consumer,
             blocking=redis.blocking,
+            screen=_screener(settings, redis),
         )
         janitor = Janitor(client, settings.fanout, partitions=settings.ingest.partitions)
         services += [worker, janitor]
     if role in {"api", "up"}:
         pressure = Pressure(client, settings.ingest)
         services.append(pressure)
+    if role in {"jobs", "up"}:
+        services.append(JobsService(settings.jobs, client, moderation_jobs(settings, client)))
     if role == "api":
-        app = Starlette(routes=api_routes(settings, client, pressure), exception_handlers=EXCEPTION_HANDLERS)
+        routes = api_routes(settings, client, pressure) + moderation_routes(settings, client)
+        app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
         services.append(_http(settings, app, settings.http.api_port))
     if role == "gateway":
         hub = Hub(client)
@@ -69,17 +79,28 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services += [hub, _http(settings, app, settings.http.gateway_port)]
     if role == "up":
         hub = Hub(client)
-        routes = api_routes(settings, client, pressure) + gateway_routes(settings, client, hub)
+        routes = (
+            api_routes(settings, client, pressure)
+            + moderation_routes(settings, client)
+            + gateway_routes(settings, client, hub)
+        )
         app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
         services += [hub, _http(settings, app, settings.http.api_port)]
     return services
+
+
+def _screener(settings: Settings, redis: RedisHandle) -> Screener | None:
+    if not settings.moderation.enabled:
+        return None
+    model = ProfanityCheck() if settings.moderation.classifier else None
+    return Screener(redis.client, settings.moderation, model=model)
 
 
 async def run_role(role: str, settings: Settings) -> None:
     async with open_redis(settings.redis) as redis:
         log.info("role=%s redis=%s", role, redis.description)
         if redis.blocking:  # a real server: the in-process fake has no config to check
-            errors = await check_redis(redis.client)
+            errors = await check_redis_when_up(redis.client)
             if errors:
                 raise ConfigError("redis refused:\n  " + "\n  ".join(errors))
         services = build_services(role, settings, redis)
@@ -94,11 +115,13 @@ def _announce(settings: Settings, services: Sequence[Service]) -> None:
     key = settings.ingest.services[0].key if settings.dev else "<your service key>"
     log.warning(
         "notifier is up: POST %s/v1/events (Authorization: Bearer %s), "
-        "WebSocket ws://%s:%s/v1/ws, tokens: `notifier token USER`",
+        "WebSocket ws://%s:%s/v1/ws, tokens: `notifier token USER`, "
+        "moderation console %s/moderation/ (`notifier token NAME --role moderator`)",
         base,
         key,
         settings.http.host,
         port,
+        base,
     )
 
 
@@ -110,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = sub.add_parser("token", help="mint a client token (demo and testing)")
     token.add_argument("user")
     token.add_argument("--ttl-s", type=float, default=3600)
+    token.add_argument("--role", default="user", help=f"user (default) or {MODERATOR_ROLE}")
     admin.add_commands(sub)
     args = parser.parse_args(argv)
     logs.configure(os.environ.get("NOTIFIER_LOG_LEVEL", "INFO"))
@@ -123,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.command} needs {missing}", file=sys.stderr)
         return 2
     if args.command == "token":
-        print(tokens.issue(settings.auth, args.user, ttl_s=args.ttl_s))
+        print(tokens.issue(settings.auth, args.user, ttl_s=args.ttl_s, role=args.role))
         return 0
     try:
         if args.command not in ROLES:

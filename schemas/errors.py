@@ -24,6 +24,8 @@ class Reason(StrEnum):
     SLOW_CONSUMER = "slow_consumer"
     CURSOR_EXPIRED = "cursor_expired"
     SHUTTING_DOWN = "shutting_down"
+    CLAIMED = "claimed"  # a review item under another moderator's live claim
+    DECIDED = "decided"  # a review item already decided otherwise (a rejection is final)
 
 
 class WireCodes(NamedTuple):
@@ -49,6 +51,8 @@ CODES: Final[dict[Reason, WireCodes]] = {
     Reason.SLOW_CONSUMER: WireCodes(503, 4504),
     Reason.CURSOR_EXPIRED: WireCodes(410, 4410),
     Reason.SHUTTING_DOWN: WireCodes(503, 4505),
+    Reason.CLAIMED: WireCodes(409, 4409),
+    Reason.DECIDED: WireCodes(409, 4409),
 }
 
 

@@ -130,3 +130,75 @@ DERIVED_PATTERNS: Final = (
     "nm:{u:*",
     "followers:{u:*",
 )
+
+
+# moderation ---------------------------------------------------------------------------------
+# The review queue, decisions, bans and the audit trail share the tag `{mod}`: one slot, so a
+# decision and its audit record commit in one MULTI. Rate counters are tagged by their owner.
+
+_MOD = "{mod}"
+
+
+def mod_item(item_id: str) -> str:
+    """Hash: one review item (the event, verdicts, context, state, claim, decision, version)."""
+    return f"mod:{_MOD}:{item_id}"
+
+
+def mod_index(name: str) -> str:
+    """Sorted set: item ids by arrival sequence; `name` is all | open | approved | rejected."""
+    return f"modq:{_MOD}:{name}"
+
+
+def mod_sequence() -> str:
+    """Counter: the arrival sequence of review items (their listing order and paging cursor)."""
+    return f"modseq:{_MOD}"
+
+
+def mod_actor(actor: str) -> str:
+    """Sorted set: an actor's review items by sequence (their flag history, and what a ban rejects)."""
+    return f"modh:{_MOD}:{actor}"
+
+
+def mod_bans() -> str:
+    """Hash: banned actor -> JSON {at_ms, by, reason}; their events accepted after `at_ms` are dropped."""
+    return f"modban:{_MOD}"
+
+
+def mod_effects() -> str:
+    """Set: `deliver|ID` / `recall|ID` side effects decided but not yet done (the jobs' outbox)."""
+    return f"modfx:{_MOD}"
+
+
+def audit() -> str:
+    """Stream: the append-only, hash-chained audit trail of moderation decisions and bans."""
+    return f"audit:{_MOD}"
+
+
+def audit_head() -> str:
+    """String: the hash of the audit trail's last record (the chain's anchor)."""
+    return f"audit-head:{_MOD}"
+
+
+def mod_velocity(actor: str) -> str:
+    """Sorted set with TTL: the actor's recent comment/mention event ids by acceptance time."""
+    return f"modv:{{a:{actor}}}"
+
+
+def mod_duplicates(text_hash: str) -> str:
+    """Sorted set with TTL: the targets one normalized text was sent to, by acceptance time."""
+    return f"moddup:{{t:{text_hash}}}"
+
+
+# jobs (arq) ---------------------------------------------------------------------------------
+
+JOBS_QUEUE: Final = "arq:queue"  # arq's own default queue name; arq formats its keys itself
+
+
+def recall_job(item_id: str) -> str:
+    """arq job id of the recall of a rejected item (one in flight per item)."""
+    return f"recall:{item_id}"
+
+
+def deliver_job(item_id: str) -> str:
+    """arq job id of the delivery of an approved held item (one in flight per item)."""
+    return f"deliver:{item_id}"

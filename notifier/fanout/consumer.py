@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 import msgspec
@@ -28,6 +29,13 @@ from .deadletter import DeadLetters
 log = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
+
+
+class Screen(Protocol):
+    """Moderation's port into the fan-out (notifier.moderation.screening.Screener)."""
+
+    async def screen(self, events: Sequence[LoggedEvent]) -> list[LoggedEvent]:
+        """The events to apply now; the others are held or dropped, and recorded. Idempotent."""
 
 
 @dataclass(slots=True)
@@ -54,6 +62,7 @@ class FanoutWorker:
         limits: FeedLimits,
         consumer: str,
         blocking: bool = True,
+        screen: Screen | None = None,
     ) -> None:
         self._redis = redis
         self._settings = settings
@@ -63,6 +72,7 @@ class FanoutWorker:
         self._dead = DeadLetters(redis)
         self.consumer = consumer
         self._blocking = blocking
+        self._screen = screen
         self._stopping = anyio.Event()
         self.stats = Stats()
 
@@ -99,9 +109,9 @@ class FanoutWorker:
         for p in pending:
             if p["times_delivered"] >= self._settings.max_deliveries:
                 error = f"gave up after {p['times_delivered']} deliveries"
-                await self._dead.move(partition, p["message_id"], p["times_delivered"], error)
-                self.stats.dead_lettered += 1
-                log.warning("dead-lettered partition=%d entry=%s", partition, p["message_id"])
+                if await self._dead.move(partition, p["message_id"], p["times_delivered"], error):
+                    self.stats.dead_lettered += 1
+                    log.warning("dead-lettered partition=%d entry=%s", partition, p["message_id"])
             else:
                 retry.append(p["message_id"])
         if not retry:
@@ -192,7 +202,9 @@ class FanoutWorker:
                 self.stats.dead_lettered += 1
         if not events:
             return
-        failed = await apply_events(self._inbox, self._limits, events)
+        # moderation: screened events not returned are held or dropped, and acked all the same
+        apply = events if self._screen is None else await self._screen.screen(events)
+        failed = await apply_events(self._inbox, self._limits, apply)
         done = [e.entry_id for e in events if e.entry_id not in failed]
         if failed:
             self.stats.failed += len(failed)

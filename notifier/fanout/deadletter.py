@@ -11,8 +11,10 @@ from redis.asyncio import Redis
 from schemas import keys
 
 # KEYS: event log, dead letters, errors. ARGV: group, entry id, deliveries, fallback error.
-# The move and the XACK are one step, in the partition's slot.
+# The move and the XACK are one step, in the partition's slot. Only a still-pending entry moves:
+# several workers' reclaim passes can pick the same hopeless entry, and only the first may.
 _MOVE: Final = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
 local rows = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
 local err = redis.call('HGET', KEYS[3], ARGV[2]) or ARGV[4]
 local fields = {'orig', ARGV[2], 'deliveries', ARGV[3], 'error', err}
@@ -70,11 +72,14 @@ class DeadLetters:
         if errors:
             await self._redis.hset(keys.fanout_errors(partition), mapping=errors)
 
-    async def move(self, partition: int, entry_id: bytes, deliveries: int, error: str) -> None:
+    async def move(self, partition: int, entry_id: bytes, deliveries: int, error: str) -> bool:
+        """Dead-letter and acknowledge the entry; False if it was no longer pending."""
         stream = keys.events(partition)
-        await self._move(
-            [stream, keys.dead_letters(partition), keys.fanout_errors(partition)],
-            [keys.FANOUT_GROUP, entry_id, deliveries, error],
+        return bool(
+            await self._move(
+                [stream, keys.dead_letters(partition), keys.fanout_errors(partition)],
+                [keys.FANOUT_GROUP, entry_id, deliveries, error],
+            )
         )
 
     async def entries(self, partitions: int, count: int = 100) -> list[DeadLetter]:

@@ -15,7 +15,7 @@ from feeds.limits import FeedLimits
 from notifier.runtime.eventlog import LoggedEvent, decode_entry
 from schemas import keys
 
-from .consumer import apply_events
+from .consumer import Screen, apply_events
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,10 @@ async def delete_views(redis: Redis) -> int:
     return int(deleted)
 
 
-async def replay(redis: Redis, *, partitions: int, limits: FeedLimits, fresh: bool) -> ReplayStats:
+async def replay(
+    redis: Redis, *, partitions: int, limits: FeedLimits, fresh: bool, screen: Screen | None = None
+) -> ReplayStats:
+    """`screen` (moderation) keeps held and rejected events out of the rebuilt views."""
     stats = ReplayStats()
     if fresh:
         stats.deleted_keys = await delete_views(redis)
@@ -61,7 +64,8 @@ async def replay(redis: Redis, *, partitions: int, limits: FeedLimits, fresh: bo
                     events.append(decode_entry(entry_id, fields))
                 except (KeyError, ValueError, msgspec.DecodeError):
                     stats.undecodable += 1
-            failed = await apply_events(inbox, limits, events)
+            apply = events if screen is None else await screen.screen(events)
+            failed = await apply_events(inbox, limits, apply)
             stats.events += len(events) - len(failed)
             stats.failed += len(failed)
             start = "(" + rows[-1][0].decode()

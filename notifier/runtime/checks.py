@@ -6,7 +6,11 @@ import logging
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .lifecycle import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +53,17 @@ async def check_redis(redis: Redis) -> list[str]:
     for warning in found.warnings:
         log.warning("redis check: %s", warning)
     return found.errors
+
+
+async def check_redis_when_up(redis: Redis) -> list[str]:
+    """`check_redis`, waiting out a Redis that does not answer yet: a role started (or restarted)
+    during a Redis outage comes up with Redis instead of exiting."""
+    backoff = Backoff("startup checks")
+    while True:
+        try:
+            errors = await check_redis(redis)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            await backoff.sleep(exc)
+            continue
+        backoff.reset()
+        return errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -196,6 +197,14 @@ class Settings:
         for limit in dataclasses.fields(self.feeds):  # a zero window divides by zero in feeds.items
             if getattr(self.feeds, limit.name) < 1:
                 out.append(f"NOTIFIER_FEEDS_{limit.name.upper()} must be at least 1")
+        for section, names in (
+            (self.moderation, ("velocity_per_min", "duplicate_targets", "duplicate_window_s", "claim_ttl_s")),
+            (self.jobs, ("poll_ms", "max_jobs", "retry_s", "sweep_s")),
+        ):
+            for name in names:
+                if getattr(section, name) <= 0:
+                    prefix = "MODERATION" if section is self.moderation else "JOBS"
+                    out.append(f"NOTIFIER_{prefix}_{name.upper()} must be positive")
         return out
 
 
@@ -253,7 +262,20 @@ def _services(text: str) -> tuple[ServiceKey, ...]:
 
 
 def _words(text: str) -> tuple[str, ...]:
-    return tuple(w.strip() for w in text.replace("\n", ",").split(",") if w.strip())
+    """Comma-separated, or one per line when the text has several lines (regexes may hold commas)."""
+    return tuple(w.strip() for w in text.split("\n" if "\n" in text.strip() else ",") if w.strip())
+
+
+def _blocklist(text: str) -> tuple[str, ...]:
+    """Entries separated by commas or newlines; `re:` entries must compile."""
+    entries = _words(text)
+    for entry in entries:
+        if entry.startswith("re:"):
+            try:
+                re.compile(entry[3:].rpartition("=")[0] or entry[3:])
+            except re.error as exc:
+                raise ValueError(f"entry {entry!r}: {exc}") from None
+    return entries
 
 
 def _thresholds(text: str) -> tuple[Threshold, ...]:
@@ -278,7 +300,7 @@ def _thresholds(text: str) -> tuple[Threshold, ...]:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "allowed_origins": _origins,
     "services": _services,
-    "blocklist": _words,
+    "blocklist": _blocklist,
     "blocked_domains": _words,
     "thresholds": _thresholds,
 }

@@ -1,0 +1,1 @@
+"""Background jobs: the arq worker of the `notifier jobs` role."""

@@ -1,0 +1,108 @@
+"""build_worker(): the arq Worker of the `jobs` role, with JSON payloads and no signal handlers,
+and JobsService, which runs it under the product's supervisor. What it runs comes in a JobSet
+(today: moderation's deliver and recall effects and their outbox sweep)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Final
+
+import anyio
+from anyio.abc import TaskStatus
+from arq import Worker, cron
+from redis.asyncio import Redis
+
+from notifier.runtime import jobqueue
+from notifier.runtime.jobqueue import JobSet
+from notifier.runtime.settings import JobsSettings
+from schemas import keys
+
+log = logging.getLogger(__name__)
+
+MAX_TRIES: Final = 20  # per enqueue; an unfinished effect stays in its outbox and is enqueued again
+
+
+class _Worker(Worker):
+    """arq's Worker with its own poll loop (arq 0.28 `Worker.main` less its INFO round trip at
+    start, which the in-process fake Redis of `notifier up` without Redis does not know)."""
+
+    async def main(self) -> None:
+        self.ctx["redis"] = self.pool
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await self._poll_iteration()
+            if self.burst and (
+                0 <= self.max_burst_jobs <= self._jobs_started() or not await self.pool.zcard(self.queue_name)
+            ):
+                await asyncio.gather(*self.tasks.values())  # arq's own tasks: let them finish
+                return
+            await anyio.sleep(max(0.0, self.poll_delay_s - (loop.time() - started)))
+
+
+def build_worker(settings: JobsSettings, redis: Redis, jobs: JobSet, *, burst: bool = False) -> Worker:
+    """`handle_signals=False`: the supervisor (run_services) owns SIGTERM/SIGINT. Results are not
+    kept (keep_result=0), so a job id blocks a second enqueue only while the job is queued or
+    running. A burst worker runs no periodic jobs: one is always due again, so it would never end."""
+    every = max(1, settings.sweep_s)
+    periodic = [cron(f, second=set(range(0, 60, every)), run_at_startup=True) for f in jobs.periodic]
+    return _Worker(
+        functions=list(jobs.functions),
+        cron_jobs=[] if burst else periodic,
+        redis_pool=jobqueue.job_pool(redis),
+        queue_name=keys.JOBS_QUEUE,
+        ctx=dict[Any, Any](jobs.ctx),
+        burst=burst,
+        handle_signals=False,
+        poll_delay=settings.poll_ms / 1000,
+        max_jobs=settings.max_jobs,
+        max_tries=MAX_TRIES,
+        keep_result=0,
+        job_serializer=jobqueue.serialize,
+        job_deserializer=jobqueue.deserialize,
+        log_results=False,
+    )
+
+
+class JobsService:
+    """Runs the arq worker until stopped. `stop()` uses arq's own way out of its loop (a burst
+    with no job left to start): the jobs in hand finish, nothing is cancelled, and the
+    supervisor's grace bounds the wait. A job cut short by a forced stop runs again later (arq's
+    retry or the outbox sweep); every job is idempotent."""
+
+    def __init__(self, settings: JobsSettings, redis: Redis, jobs: JobSet) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._jobs = jobs
+        self._worker: Worker | None = None
+        self._stopped = False
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self._worker = worker = build_worker(self._settings, self._redis, self._jobs)  # binds the loop
+        if self._stopped:
+            _finish(worker)
+        task_status.started()
+        log.info("jobs started functions=%s", ",".join(sorted(worker.functions)))
+        await worker.main()
+        log.info("jobs stopped complete=%d failed=%d", worker.jobs_complete, worker.jobs_failed)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._worker is not None:
+            _finish(self._worker)
+
+    async def drain(self) -> int:
+        """Run the periodic jobs once, then every queued job until none is left (tests, operators)."""
+        worker = build_worker(self._settings, self._redis, self._jobs, burst=True)
+        worker.ctx["redis"] = worker.pool
+        for periodic in self._jobs.periodic:
+            await periodic(worker.ctx)
+        await worker.main()
+        return int(worker.jobs_complete)
+
+
+def _finish(worker: Worker) -> None:
+    worker.allow_pick_jobs = False
+    worker.burst = True
+    worker.max_burst_jobs = 0  # main() returns once the jobs started so far are done

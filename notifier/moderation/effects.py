@@ -1,0 +1,125 @@
+"""The side effects of decisions, run as arq jobs: deliver an approved held item through the
+normal apply path, recall a rejected delivered one from every inbox it reached. Each step is
+idempotent (inbox items are last-writer-wins registers, and retracted is final), so a job may
+run any number of times; the outbox keeps every effect until one run finished it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final, Required, TypedDict, cast
+
+from arq import Retry
+from arq.connections import ArqRedis
+from arq.typing import WorkerCoroutine
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from feeds.inbox import Inbox
+from feeds.items import plan, retract
+from feeds.limits import FeedLimits
+from notifier.runtime import jobqueue
+from notifier.runtime.jobqueue import JobSet
+from notifier.runtime.settings import Settings
+from schemas import keys
+from schemas.events import decode_event
+
+from .queue import ReviewQueue
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_S: Final = 60.0
+
+
+class Effects:
+    def __init__(self, queue: ReviewQueue, inbox: Inbox, limits: FeedLimits) -> None:
+        self._queue = queue
+        self._inbox = inbox
+        self._limits = limits
+
+    async def deliver(self, item_id: str) -> int:
+        """Apply an approved item's notifications (exactly once in the views); returns how many."""
+        return await self._run(f"deliver|{item_id}", item_id, "approved")
+
+    async def recall(self, item_id: str) -> int:
+        """Retract a rejected item's notifications everywhere; the views correct unread counts
+        and push `remove` to connected clients. Returns how many items were retracted."""
+        return await self._run(f"recall|{item_id}", item_id, "rejected")
+
+    async def _run(self, effect: str, item_id: str, wanted: str) -> int:
+        item = await self._queue.get(item_id)
+        ops = []
+        if item is not None and item.state == wanted:
+            event = decode_event(bytes(item.event))
+            ops = plan(event, self._limits) if wanted == "approved" else retract(event, self._limits)
+            errors = [e for e in await self._inbox.apply(ops) if e is not None]
+            if errors:
+                raise errors[0]  # the job is retried; the applied part is idempotent
+        await self._queue.effect_done(effect)
+        log.info("moderation effect=%s items=%d", effect, len(ops))
+        return len(ops)
+
+
+class EffectsContext(TypedDict, total=False):
+    """The arq `ctx` of the jobs worker: ours, and the keys arq adds."""
+
+    effects: Required[Effects]
+    queue: Required[ReviewQueue]
+    pool: Required[ArqRedis]
+    retry_s: Required[float]
+    job_try: int  # arq: 1 on the first run
+
+
+def _retry(ctx: EffectsContext, job_try: int) -> Retry:
+    return Retry(defer=min(MAX_RETRY_S, ctx["retry_s"] * job_try))
+
+
+async def deliver_job(ctx: EffectsContext, item_id: str) -> int:
+    try:
+        return await ctx["effects"].deliver(item_id)
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise _retry(ctx, ctx.get("job_try", 1)) from exc
+
+
+async def recall_job(ctx: EffectsContext, item_id: str) -> int:
+    try:
+        return await ctx["effects"].recall(item_id)
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise _retry(ctx, ctx.get("job_try", 1)) from exc
+
+
+async def sweep_job(ctx: EffectsContext) -> int:
+    """Enqueue every effect still in the outbox (one in flight per effect: job ids are fixed)."""
+    enqueued = 0
+    for effect in await ctx["queue"].effects():
+        enqueued += await enqueue(ctx["pool"], effect)
+    return enqueued
+
+
+async def enqueue(pool: ArqRedis, effect: str) -> bool:
+    """Enqueue the job carrying out `effect` (`deliver|ID` or `recall|ID`); False if already queued."""
+    kind, _, item_id = effect.partition("|")
+    if kind == "deliver":
+        job = await pool.enqueue_job(deliver_job.__qualname__, item_id, _job_id=keys.deliver_job(item_id))
+    elif kind == "recall":
+        job = await pool.enqueue_job(recall_job.__qualname__, item_id, _job_id=keys.recall_job(item_id))
+    else:
+        raise ValueError(f"unknown effect {effect!r}")
+    return job is not None
+
+
+def job_set(settings: Settings, redis: Redis) -> JobSet:
+    """What the jobs role runs for moderation."""
+    queue = ReviewQueue(redis, settings.moderation)
+    ctx: EffectsContext = {
+        "effects": Effects(queue, Inbox(redis, settings.feeds), settings.feeds),
+        "queue": queue,
+        "pool": jobqueue.job_pool(redis),
+        "retry_s": settings.jobs.retry_s,
+    }
+    # arq types ctx as dict[Any, Any]; ours is the EffectsContext it is built from
+    return JobSet(
+        functions=[cast("WorkerCoroutine", deliver_job), cast("WorkerCoroutine", recall_job)],
+        periodic=[cast("WorkerCoroutine", sweep_job)],
+        ctx=ctx,
+    )

@@ -1,0 +1,138 @@
+"""The review queue's records as stored and served: items (with the actor's context), the
+moderator acting, outcomes of decisions, pages and bans; decoding an item from its hash."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from schemas.errors import Reason, Rejected
+from schemas.events import Comment, Event, Mention
+
+from .rules import Verdict
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Moderator:
+    user: str
+    role: str
+    request: str = ""  # the interaction id recorded in the audit trail
+
+
+POLICY: Final = Moderator("policy", "system")
+
+
+class Recent(msgspec.Struct, frozen=True):
+    id: str
+    action: str
+    state: str
+    rules: list[str]
+    created_ms: int
+
+
+class Context(msgspec.Struct, frozen=True):
+    """The actor's history as the item was recorded: earlier review items, the latest first."""
+
+    earlier_items: int = 0
+    recent: list[Recent] = []
+    banned: bool = False
+
+
+class Item(msgspec.Struct, frozen=True):
+    id: str
+    seq: int
+    type: str
+    actor: str
+    text: str
+    action: str  # what the policy did: flag | hold | drop
+    verdicts: list[Verdict]
+    context: Context
+    state: str  # pending | claimed | approved | rejected
+    delivered: bool  # its notifications were applied to the recipients' inboxes
+    created_ms: int
+    position: str  # the event-log entry
+    event: msgspec.Raw
+    claimed_by: str = ""
+    claim_until_ms: int = 0
+    decided_by: str = ""
+    decided_at_ms: int = 0
+    note: str = ""
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    item: Item
+    changed: bool
+    effect: str | None = None  # `deliver|ID` or `recall|ID`, now in the outbox
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Item]
+    next: int | None  # `after` for the next page, None at the end
+
+
+class Ban(msgspec.Struct, frozen=True):
+    actor: str
+    at_ms: int
+    by: str
+    reason: str
+
+
+def text_of(event: Event) -> str:
+    return event.text if isinstance(event, Comment | Mention) else ""
+
+
+def stored_fields(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def decode_item(raw: dict[bytes, bytes], now_ms: int) -> Item:
+    f = stored_fields(raw)
+    until = int(f.get("claim_until_ms") or 0)
+    state = f["state"]
+    if state == "pending" and until > now_ms:
+        state = "claimed"
+    return Item(
+        id=f["id"],
+        seq=int(f["seq"]),
+        type=f["type"],
+        actor=f["actor"],
+        text=f.get("text", ""),
+        action=f["action"],
+        verdicts=msgspec.json.decode(f["verdicts"], type=list[Verdict]),
+        context=msgspec.json.decode(f["context"], type=Context),
+        state=state,
+        delivered=f.get("delivered") == "1",
+        created_ms=int(f["created_ms"]),
+        position=f.get("position", ""),
+        event=msgspec.Raw(raw[b"event"]),
+        claimed_by=f.get("claimed_by", "") if state == "claimed" else "",
+        claim_until_ms=until if state == "claimed" else 0,
+        decided_by=f.get("decided_by", ""),
+        decided_at_ms=int(f.get("decided_at_ms") or 0),
+        note=f.get("note", ""),
+        version=int(f.get("version") or 0),
+    )
+
+
+def check_claim(item: Item, who: Moderator) -> None:
+    if item.state == "claimed" and item.claimed_by != who.user:
+        raise Rejected(Reason.CLAIMED, f"claimed by {item.claimed_by} until {item.claim_until_ms} (ms)")
+
+
+def matches(item: Item, state: str | None, reason: str | None) -> bool:
+    if state == "open":
+        if item.state not in {"pending", "claimed"}:
+            return False
+    elif state and item.state != state:
+        return False
+    return not reason or any(v.rule == reason for v in item.verdicts)

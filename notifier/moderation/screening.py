@@ -1,0 +1,133 @@
+"""Screening in the fan-out: which events of a batch are applied now. Comments and mentions
+pass the rules; the policy flags (apply and queue), holds (queue only) or drops (record only);
+banned actors' later events are dropped. An event already recorded follows its decision, so
+a redelivery, a reclaim or a replay of the log never undoes a moderator's verdict."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from notifier.runtime.eventlog import LoggedEvent
+from notifier.runtime.settings import ModerationSettings
+from schemas.events import Comment, Follow, Like, Mention
+
+from .normalize import canonical
+from .policy import Action, Policy
+from .queue import ReviewQueue
+from .records import text_of
+from .rules import Rule, Subject, TextClassifier, build_rules, evaluate
+from .velocity import ActivityCounters, Observation
+
+log = logging.getLogger(__name__)
+
+_CREATES = (Like, Follow, Comment, Mention)  # undo events (unlike, deletes) always pass
+
+
+@dataclass(slots=True)
+class ScreenStats:
+    screened: int = 0
+    flagged: int = 0
+    held: int = 0
+    dropped: int = 0
+    banned: int = 0
+
+
+def _targets(logged: LoggedEvent) -> tuple[str, ...]:
+    event = logged.event
+    if isinstance(event, Comment):
+        return (f"post:{event.post}",)
+    if isinstance(event, Mention):
+        return tuple(f"user:{u}" for u in dict.fromkeys(event.users))
+    return ()
+
+
+class Screener:
+    """Implements the fan-out's `Screen` port. Everything it records is keyed by event id, so
+    screening the same batch twice records nothing twice."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: ModerationSettings,
+        *,
+        model: TextClassifier | None,
+        queue: ReviewQueue | None = None,
+        rules: Sequence[Rule] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._rules = list(rules) if rules is not None else build_rules(settings, model)
+        self._policy = Policy(settings)
+        self.queue = queue or ReviewQueue(redis, settings)
+        self._counters = ActivityCounters(redis, duplicate_window_ms=settings.duplicate_window_s * 1000)
+        self.stats = ScreenStats()
+
+    async def screen(self, events: Sequence[LoggedEvent]) -> list[LoggedEvent]:
+        if not self._settings.enabled or not events:
+            return list(events)
+        bans = await self.queue.bans_of(sorted({e.event.actor for e in events}))
+        passed: list[LoggedEvent] = []
+        texts: list[LoggedEvent] = []
+        for logged in events:
+            banned_at = bans.get(logged.event.actor)
+            if (
+                banned_at is not None
+                and logged.accepted_ms >= banned_at
+                and isinstance(logged.event, _CREATES)
+            ):
+                self.stats.banned += 1
+            elif isinstance(logged.event, Comment | Mention):
+                texts.append(logged)
+            else:
+                passed.append(logged)
+        passed += await self._screen_texts(texts)
+        return passed
+
+    async def _screen_texts(self, texts: Sequence[LoggedEvent]) -> list[LoggedEvent]:
+        if not texts:
+            return []
+        known = await self.queue.known([t.event.id for t in texts])
+        fresh = [t for t in texts if t.event.id not in known]
+        out = [t for t in texts if t.event.id in known and _follows_decision(*known[t.event.id])]
+        signals = await self._counters.observe(
+            [
+                Observation(
+                    event_id=t.event.id,
+                    actor=t.event.actor,
+                    accepted_ms=t.accepted_ms,
+                    canonical_text=canonical(text_of(t.event)).text,
+                    targets=_targets(t),
+                )
+                for t in fresh
+            ]
+        )
+        subjects = [Subject(text_of(t.event), s) for t, s in zip(fresh, signals, strict=True)]
+        verdicts = evaluate(self._rules, subjects)
+        recorded = 0
+        for logged, found in zip(fresh, verdicts, strict=True):
+            action = self._policy.decide(found)
+            if action is not Action.DELIVER:
+                recorded += await self.queue.record(logged, action, found)
+            if action in {Action.DELIVER, Action.FLAG}:
+                out.append(logged)
+            self._count(action)
+        if recorded:
+            log.info("screened texts=%d recorded=%d known=%d", len(fresh), recorded, len(known))
+        return out
+
+    def _count(self, action: Action) -> None:
+        self.stats.screened += 1
+        if action is Action.FLAG:
+            self.stats.flagged += 1
+        elif action is Action.HOLD:
+            self.stats.held += 1
+        elif action is Action.DROP:
+            self.stats.dropped += 1
+
+
+def _follows_decision(state: str, action: str) -> bool:
+    """Apply an already-recorded event again only if it was delivered or approved (idempotent)."""
+    return state == "approved" or (state == "pending" and action == Action.FLAG.value)

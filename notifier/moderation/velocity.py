@@ -1,0 +1,77 @@
+"""The rules' memory: how many comments and mentions an actor sent in the last minute, and to
+how many targets one text went. Sorted sets keyed by event id and target, timed by acceptance
+(server time), so counting a redelivered or replayed event again changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from schemas import keys
+
+from .rules import Signals
+
+VELOCITY_WINDOW_MS: Final = 60_000
+MIN_DUPLICATE_CHARS: Final = 12  # 'thanks!' and 'nice' are said to everyone: not spam
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    event_id: str
+    actor: str
+    accepted_ms: int
+    canonical_text: str
+    targets: tuple[str, ...]
+
+
+def text_key(canonical_text: str) -> str | None:
+    if len(canonical_text.replace(" ", "")) < MIN_DUPLICATE_CHARS:
+        return None
+    return hashlib.blake2b(canonical_text.encode(), digest_size=12).hexdigest()
+
+
+class ActivityCounters:
+    """The only code that touches `modv:` and `moddup:` keys."""
+
+    def __init__(self, redis: Redis, *, duplicate_window_ms: int) -> None:
+        self._redis = redis
+        self._dup_window_ms = duplicate_window_ms
+
+    async def observe(self, seen: Sequence[Observation]) -> list[Signals]:
+        """Record `seen` and return each one's counts (itself included), in one round trip."""
+        if not seen:
+            return []
+        dup_keys = [text_key(o.canonical_text) for o in seen]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for o, dup in zip(seen, dup_keys, strict=True):
+                self._count(
+                    pipe, keys.mod_velocity(o.actor), {o.event_id: o.accepted_ms}, o, VELOCITY_WINDOW_MS
+                )
+                if dup is not None:
+                    members = dict.fromkeys(o.targets, o.accepted_ms)
+                    self._count(pipe, keys.mod_duplicates(dup), members, o, self._dup_window_ms)
+            replies = await pipe.execute()
+        out: list[Signals] = []
+        at = 0
+        for dup in dup_keys:
+            recent = int(replies[at + 2])
+            at += 4
+            targets = 0
+            if dup is not None:
+                targets = int(replies[at + 2])
+                at += 4
+            out.append(Signals(recent_events=recent, same_text_targets=targets))
+        return out
+
+    @staticmethod
+    def _count(pipe: Pipeline, key: str, members: dict[str, int], o: Observation, window_ms: int) -> None:
+        start = o.accepted_ms - window_ms
+        pipe.zadd(key, members)
+        pipe.zremrangebyscore(key, "-inf", f"({start}")
+        pipe.zcount(key, f"({start}", o.accepted_ms)
+        pipe.pexpire(key, window_ms * 2)

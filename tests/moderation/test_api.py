@@ -1,0 +1,197 @@
+"""The moderator API over real HTTP (uvicorn from `notifier up`'s services) and the recall seen
+by a connected WebSocket client; role checks on every route; the audit trail is read-only."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pytest
+from redis.asyncio import Redis
+
+from notifier.runtime.settings import Settings
+from schemas import keys
+
+from .builders import CLEAN_TEXT, FLAGGED_TEXT, HELD_TEXT, comment
+from .harness import App, push_client, running_app
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+ROUTES: Final = [
+    ("GET", "/v1/moderation/items", None),
+    ("GET", "/v1/moderation/items?state=open&reason=blocklist&actor=bob", None),
+    ("GET", "/v1/moderation/items/e1", None),
+    ("POST", "/v1/moderation/items/e1/claim", None),
+    ("POST", "/v1/moderation/items/e1/release", None),
+    ("POST", "/v1/moderation/items/e1/approve", {"note": "x"}),
+    ("POST", "/v1/moderation/items/e1/reject", {"note": "x"}),
+    ("POST", "/v1/moderation/decisions", {"decision": "reject", "ids": ["e1"]}),
+    ("GET", "/v1/moderation/bans", None),
+    ("POST", "/v1/moderation/bans", {"actor": "bob", "reason": "x"}),
+    ("GET", "/v1/moderation/audit", None),
+    ("GET", "/v1/moderation/audit/verify", None),
+]
+
+
+@pytest.fixture
+async def app(redis: Redis, settings: Settings) -> App:  # type: ignore[misc]
+    async with running_app(settings, redis) as running:
+        yield running
+
+
+async def audit_state(redis: Redis) -> tuple[list[object], bytes | None]:
+    return list(await redis.xrange(keys.audit())), await redis.get(keys.audit_head())
+
+
+async def test_only_moderators_pass_on_every_route(app: App, redis: Redis) -> None:
+    await app.send(comment("e1", "bob", "alice", HELD_TEXT))
+    await app.wait_for_item("e1")
+    await app.moderate("POST", "/v1/moderation/items/e1/approve", body={"note": "ok"})  # one audit record
+    before = await audit_state(redis)
+    callers = {
+        401: [
+            {},
+            {"Authorization": "Bearer not-a-jwt"},
+            {"Authorization": f"Bearer {app.forged('mallory')}"},
+        ],
+        403: [
+            {"Authorization": f"Bearer {app.token('alice')}"},
+            {"Authorization": f"Bearer {app.token('x', 'admin')}"},
+        ],
+    }
+    for status, headers_list in callers.items():
+        for headers in headers_list:
+            for method, path, body in ROUTES:
+                extra = {"Content-Type": "application/json"} if body is not None else {}
+                response = await app.http.request(
+                    method,
+                    path,
+                    headers={**headers, **extra},
+                    json=None,
+                    content=None if body is None else b"{}",
+                )
+                assert response.status_code == status, (method, path, headers, response.text)
+                assert response.json()["error"] == ("unauthorized" if status == 401 else "forbidden")
+    assert await audit_state(redis) == before
+    item = (await app.moderate("GET", "/v1/moderation/items/e1")).json()["item"]
+    assert item["state"] == "approved" and item["decided_by"] == "ann"
+
+
+async def test_no_route_changes_or_deletes_the_audit_trail(app: App, redis: Redis) -> None:
+    await app.send(comment("e1", "bob", "alice", HELD_TEXT))
+    await app.wait_for_item("e1")
+    await app.moderate("POST", "/v1/moderation/items/e1/reject", body={"note": "no"})
+    before = await audit_state(redis)
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        for path in ("/v1/moderation/audit", "/v1/moderation/audit/verify", "/v1/moderation/audit/1-0"):
+            response = await app.moderate(method, path, body={})
+            assert response.status_code in {404, 405}, (method, path)
+    assert await audit_state(redis) == before
+    body = (await app.moderate("GET", "/v1/moderation/audit")).json()
+    assert [r["record"]["action"] for r in body["records"]] == ["reject"]
+    assert (await app.moderate("GET", "/v1/moderation/audit/verify")).json()["ok"] is True
+
+
+async def test_a_delivered_comment_rejected_later_is_recalled_from_a_connected_client(app: App) -> None:
+    async with push_client(app, "alice") as alice:
+        await app.send(comment("e0", "carl", "alice", CLEAN_TEXT, post="p0"))
+        assert (await alice.change())["op"] == "upsert"
+        await app.send(comment("e1", "bob", "alice", FLAGGED_TEXT))
+        delivered = await alice.change()
+        assert (delivered["op"], delivered["group"]["id"], delivered["unread"]) == (
+            "upsert",
+            "comment:c-e1",
+            2,
+        )
+        item = await app.wait_for_item("e1")
+        assert (item["action"], item["delivered"]) == ("flag", True)
+
+        claimed = await app.moderate("POST", "/v1/moderation/items/e1/claim", "ann")
+        assert claimed.status_code == 200 and claimed.json()["item"]["claimed_by"] == "ann"
+        taken = await app.moderate("POST", "/v1/moderation/items/e1/claim", "ben")
+        assert (taken.status_code, taken.json()["error"]) == (409, "claimed")
+        rejected = await app.moderate("POST", "/v1/moderation/items/e1/reject", "ann", {"note": "insult"})
+        assert rejected.status_code == 200, rejected.text
+        assert rejected.json()["effect"] == "recall|e1"
+
+        removed = await alice.change()  # the recall job ran in `up`'s jobs service
+        assert removed == {"op": "remove", "id": "comment:c-e1", "unread": 1}
+    headers = {"Authorization": f"Bearer {app.token('alice')}"}
+    assert (await app.http.get("/v1/me/unread", headers=headers)).json() == {"unread": 1}
+    groups = (await app.http.get("/v1/me/notifications", headers=headers)).json()["groups"]
+    assert [g["id"] for g in groups] == ["comment:c-e0"]
+    again = await app.moderate("POST", "/v1/moderation/items/e1/reject", "ben", {"note": "again"})
+    assert again.json()["changed"] is False
+
+
+async def test_a_held_comment_is_delivered_once_on_approval(app: App) -> None:
+    async with push_client(app, "alice") as alice:
+        await app.send(
+            comment("e1", "bob", "alice", HELD_TEXT), comment("e2", "carl", "alice", CLEAN_TEXT, post="p2")
+        )
+        first = await alice.change()
+        assert first["group"]["id"] == "comment:c-e2"  # the held one did not arrive
+        approved = await app.moderate("POST", "/v1/moderation/items/e1/approve", "ann", {"note": "a quote"})
+        assert approved.json()["effect"] == "deliver|e1"
+        arrived = await alice.change()
+        assert (arrived["op"], arrived["group"]["id"], arrived["unread"]) == ("upsert", "comment:c-e1", 2)
+        repeat = await app.moderate("POST", "/v1/moderation/items/e1/approve", "ben", {})
+        assert repeat.json()["changed"] is False
+
+
+async def test_listing_bulk_decisions_and_bans(app: App) -> None:
+    await app.send(
+        *[comment(f"e{n}", "bob" if n < 3 else "carl", "alice", HELD_TEXT, post=f"p{n}") for n in range(5)]
+    )
+    for n in range(5):
+        await app.wait_for_item(f"e{n}")
+    page = (await app.moderate("GET", "/v1/moderation/items?state=open&limit=2")).json()
+    assert len(page["items"]) == 2 and page["next"] is not None
+    rest = (
+        await app.moderate("GET", f"/v1/moderation/items?state=open&limit=10&after={page['next']}")
+    ).json()
+    assert len(rest["items"]) == 3 and rest["next"] is None
+    listed = [i["id"] for i in page["items"] + rest["items"]]
+    assert sorted(listed) == [f"e{n}" for n in range(5)]  # oldest first, each once
+    assert [i["seq"] for i in page["items"] + rest["items"]] == sorted(
+        i["seq"] for i in page["items"] + rest["items"]
+    )
+    by_carl = (await app.moderate("GET", "/v1/moderation/items?actor=carl")).json()
+    assert [i["id"] for i in by_carl["items"]] == ["e3", "e4"]
+
+    await app.moderate("POST", "/v1/moderation/items/e4/claim", "ben")
+    bulk = await app.moderate(
+        "POST",
+        "/v1/moderation/decisions",
+        "ann",
+        {"decision": "reject", "ids": ["e3", "e4", "nope"], "note": "spam"},
+    )
+    assert [(r["id"], r["status"], r.get("error")) for r in bulk.json()["results"]] == [
+        ("e3", "changed", None),
+        ("e4", "refused", "claimed"),
+        ("nope", "refused", "not_found"),
+    ]
+    ban = await app.moderate("POST", "/v1/moderation/bans", "ann", {"actor": "bob", "reason": "harassment"})
+    assert sorted(ban.json()["rejected"]) == ["e0", "e1", "e2"]
+    assert [b["actor"] for b in (await app.moderate("GET", "/v1/moderation/bans")).json()["bans"]] == ["bob"]
+    audit = (await app.moderate("GET", "/v1/moderation/audit?limit=100")).json()["records"]
+    assert [r["record"]["action"] for r in audit] == ["reject", "ban", "reject", "reject", "reject"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/v1/moderation/items?state=weird", None, 422),
+        ("GET", "/v1/moderation/items?limit=0", None, 422),
+        ("GET", "/v1/moderation/items/missing", None, 404),
+        ("POST", "/v1/moderation/items/e1/approve", {"note": "x", "decided_by": "someone"}, 422),
+        ("POST", "/v1/moderation/decisions", {"decision": "maybe", "ids": ["e1"]}, 422),
+        ("POST", "/v1/moderation/bans", {"actor": "not an id!"}, 422),
+        ("GET", "/v1/moderation/audit?after=x", None, 422),
+    ],
+)
+async def test_bad_requests_are_refused_with_a_reason(
+    app: App, method: str, path: str, body: object, status: int
+) -> None:
+    response = await app.moderate(method, path, body=body)
+    assert response.status_code == status, response.text
+    assert set(response.json()) >= {"error", "detail"}

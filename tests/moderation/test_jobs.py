@@ -1,0 +1,71 @@
+"""The `jobs` role: JSON (not pickle) payloads, one job in flight per effect (fixed job ids), the
+outbox retried until done, and a graceful stop under the supervisor's protocol."""
+
+from __future__ import annotations
+
+import anyio
+import orjson
+import pytest
+from arq.constants import job_key_prefix
+from redis.asyncio import Redis
+
+from notifier.jobs.worker import JobsService
+from notifier.moderation.classifier import ProfanityCheck
+from notifier.moderation.effects import enqueue, job_set
+from notifier.runtime.jobqueue import job_pool
+from notifier.runtime.settings import Settings
+from schemas import keys
+
+from .builders import ANN, FLAGGED_TEXT, JOBS_TIMEOUT_S, Stack, comment, stack
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+@pytest.fixture
+def s(redis: Redis, settings: Settings, model: ProfanityCheck) -> Stack:
+    return stack(redis, settings, model)
+
+
+async def test_jobs_are_json_with_fixed_ids(redis: Redis) -> None:
+    pool = job_pool(redis)
+    assert await enqueue(pool, "recall|e1")
+    assert not await enqueue(pool, "recall|e1")  # one in flight per effect
+    assert await enqueue(pool, "deliver|e1")
+    # scored by enqueue time: two jobs in the same millisecond sort by id, so compare as a set
+    assert set(await redis.zrange(keys.JOBS_QUEUE, 0, -1)) == {b"recall:e1", b"deliver:e1"}
+    payload = orjson.loads(await redis.get(job_key_prefix + keys.recall_job("e1")))
+    assert (payload["f"], payload["a"]) == ("recall_job", ["e1"])
+    with pytest.raises(ValueError, match="unknown effect"):
+        await enqueue(pool, "explode|e1")
+
+
+async def test_an_effect_is_retried_until_done(s: Stack) -> None:
+    await s.send(comment("e1", "bob", "alice", FLAGGED_TEXT))
+    await s.queue.decide("e1", "reject", ANN, "")
+    inbox_key = keys.inbox("alice")
+    saved = await s.redis.dump(inbox_key)
+    await s.redis.delete(inbox_key)
+    await s.redis.set(inbox_key, "not a sorted set")  # every apply on alice now fails
+    await s.run_jobs()
+    assert await s.queue.effects() == ["recall|e1"]  # still owed
+    await s.redis.delete(inbox_key)
+    await s.redis.restore(inbox_key, 0, saved)
+    await s.run_jobs()  # the sweep enqueues it again
+    assert await s.queue.effects() == []
+    assert await s.groups("alice") == []
+
+
+async def test_the_service_runs_the_outbox_and_stops_gracefully(
+    redis: Redis, settings: Settings, s: Stack
+) -> None:
+    await s.send(comment("e1", "bob", "alice", FLAGGED_TEXT))
+    await s.queue.decide("e1", "reject", ANN, "")
+    service = JobsService(settings.jobs, redis, job_set(settings, redis))
+    with anyio.fail_after(JOBS_TIMEOUT_S):
+        async with anyio.create_task_group() as tg:
+            await tg.start(service.run)
+            # the worker runs on its own: the outbox emptying is the only signal of its work
+            while await s.queue.effects():  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+            service.stop()  # returns on its own: nothing is cancelled
+    assert await s.groups("alice") == []

@@ -1,0 +1,253 @@
+"""The review queue on a real Redis: idempotent recording, claims as leases, idempotent and
+final decisions, filters and paging, bans, and the hash-chained audit trail."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+
+from notifier.moderation.audit import GENESIS, chain_hash
+from notifier.moderation.policy import Action
+from notifier.moderation.queue import ReviewQueue
+from notifier.moderation.rules import Verdict
+from notifier.runtime.settings import Settings
+from schemas import keys
+from schemas.errors import Reason, Rejected
+
+from .builders import ANN, BEN, comment, logged
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+HOLD = [Verdict("blocklist", "blocked terms: kys", 1.0)]
+FLAG = [Verdict("classifier", "offensive language (0.91)", 0.91)]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def queue(redis: Redis, settings: Settings, clock: Clock) -> ReviewQueue:
+    return ReviewQueue(redis, settings.moderation, clock=clock)
+
+
+async def held(queue: ReviewQueue, eid: str = "e1", actor: str = "bob") -> str:
+    assert await queue.record(logged(comment(eid, actor, "alice", "kys")), Action.HOLD, HOLD)
+    return eid
+
+
+async def test_recording_is_idempotent_and_keeps_reasons_and_context(
+    queue: ReviewQueue, redis: Redis
+) -> None:
+    await held(queue, "e1")
+    assert not await queue.record(logged(comment("e1", "bob", "alice", "kys")), Action.HOLD, HOLD)
+    await queue.record(logged(comment("e2", "bob", "alice", "shit")), Action.FLAG, FLAG)
+    assert await redis.zcard(keys.mod_index("all")) == 2
+    first, second = await queue.get("e1"), await queue.get("e2")
+    assert first is not None and second is not None
+    assert (first.state, first.action, first.delivered, first.verdicts) == ("pending", "hold", False, HOLD)
+    assert (second.action, second.delivered) == ("flag", True)
+    assert second.context.earlier_items == 1  # the actor's history at the time
+    assert [r.id for r in second.context.recent] == ["e1"]
+    assert second.context.recent[0].rules == ["blocklist"]
+
+
+async def test_two_moderators_claim_one_wins(queue: ReviewQueue) -> None:
+    item = await held(queue)
+    results: list[str] = []
+
+    async def claim(who: str) -> None:
+        moderator = ANN if who == "ann" else BEN
+        try:
+            await queue.claim(item, moderator)
+            results.append(who)
+        except Rejected as exc:
+            assert exc.reason is Reason.CLAIMED
+            results.append("lost")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(claim, "ann")
+        tg.start_soon(claim, "ben")
+    assert sorted(results) in (["ann", "lost"], ["ben", "lost"])
+    stored = await queue.get(item)
+    assert stored is not None and stored.state == "claimed" and stored.claimed_by in {"ann", "ben"}
+
+
+async def test_a_claim_blocks_others_until_it_expires(
+    queue: ReviewQueue, clock: Clock, settings: Settings
+) -> None:
+    item = await held(queue)
+    claimed = await queue.claim(item, ANN)
+    assert claimed.claimed_by == "ann"
+    assert (await queue.claim(item, ANN)).claimed_by == "ann"  # renewing one's own claim
+    for attempt in (queue.claim(item, BEN), queue.decide(item, "reject", BEN, "no")):
+        with pytest.raises(Rejected) as refused:
+            await attempt
+        assert refused.value.reason is Reason.CLAIMED
+    clock.ms += int(settings.moderation.claim_ttl_s * 1000) + 1  # ann walked away
+    assert (await queue.claim(item, BEN)).claimed_by == "ben"
+    with pytest.raises(Rejected):
+        await queue.decide(item, "approve", ANN, "")
+    outcome = await queue.decide(item, "reject", BEN, "abusive")
+    assert outcome.item.state == "rejected" and outcome.item.claimed_by == ""
+
+
+async def test_released_claims_free_the_item(queue: ReviewQueue) -> None:
+    item = await held(queue)
+    await queue.claim(item, ANN)
+    assert (await queue.release(item, BEN)).claimed_by == "ann"  # not ben's to release
+    assert (await queue.release(item, ANN)).state == "pending"
+    assert (await queue.claim(item, BEN)).claimed_by == "ben"
+
+
+async def test_decisions_are_idempotent_and_a_rejection_is_final(queue: ReviewQueue) -> None:
+    item = await held(queue)
+    first = await queue.decide(item, "approve", ANN, "fine in context")
+    assert (first.changed, first.effect) == (True, f"deliver|{item}")
+    again = await queue.decide(item, "approve", BEN, "")
+    assert (again.changed, again.effect) == (False, None)
+    assert await queue.effects() == [f"deliver|{item}"]
+    reject = await queue.decide(item, "reject", BEN, "changed my mind")
+    assert reject.effect == f"recall|{item}"  # it was (to be) delivered: take it back
+    assert await queue.effects() == [f"recall|{item}"]  # the pending delivery is cancelled
+    assert not (await queue.decide(item, "reject", ANN, "")).changed
+    with pytest.raises(Rejected) as final:
+        await queue.decide(item, "approve", ANN, "")
+    assert final.value.reason is Reason.DECIDED
+    links, _ = await queue.audit_page(None, 100)
+    assert [link.record().action for link in links] == ["approve", "reject"]  # no-ops leave no record
+
+
+async def test_rejecting_a_held_item_needs_no_recall(queue: ReviewQueue) -> None:
+    item = await held(queue)
+    outcome = await queue.decide(item, "reject", ANN, "")
+    assert outcome.effect is None and await queue.effects() == []
+
+
+async def test_unknown_items_are_not_found(queue: ReviewQueue) -> None:
+    for attempt in (queue.claim("nope", ANN), queue.decide("nope", "approve", ANN, "")):
+        with pytest.raises(Rejected) as missing:
+            await attempt
+        assert missing.value.reason is Reason.NOT_FOUND
+
+
+async def test_listing_filters_and_pages(queue: ReviewQueue) -> None:
+    for n in range(7):
+        actor = "bob" if n % 2 else "carl"
+        verdicts, action = (HOLD, Action.HOLD) if n < 4 else (FLAG, Action.FLAG)
+        await queue.record(logged(comment(f"e{n}", actor, "alice", "x")), action, verdicts)
+    await queue.decide("e0", "reject", ANN, "")
+    await queue.claim("e1", ANN)
+
+    async def ids(**filters: object) -> list[str]:
+        out: list[str] = []
+        after = 0
+        while True:
+            page = await queue.page(limit=2, after=after, **filters)  # type: ignore[arg-type]
+            out += [i.id for i in page.items]
+            if page.next is None:
+                return out
+            after = page.next
+
+    assert await ids() == [f"e{n}" for n in range(7)]
+    assert await ids(state="open") == ["e1", "e2", "e3", "e4", "e5", "e6"]
+    assert await ids(state="pending") == ["e2", "e3", "e4", "e5", "e6"]
+    assert await ids(state="claimed") == ["e1"]
+    assert await ids(state="rejected") == ["e0"]
+    assert await ids(reason="classifier") == ["e4", "e5", "e6"]
+    assert await ids(actor="bob") == ["e1", "e3", "e5"]
+    assert await ids(actor="bob", state="pending", reason="blocklist") == ["e3"]
+
+
+async def test_a_ban_rejects_the_actors_open_items_once(queue: ReviewQueue) -> None:
+    await held(queue, "e1", "bob")
+    await queue.record(logged(comment("e2", "bob", "alice", "x")), Action.FLAG, FLAG)
+    await held(queue, "e3", "carl")
+    await queue.claim("e1", BEN)  # a ban overrides another moderator's claim
+    ban, outcomes = await queue.ban("bob", ANN, "spammer")
+    assert ban.actor == "bob" and ban.by == "ann"
+    assert sorted((o.item.id, o.effect) for o in outcomes) == [("e1", None), ("e2", "recall|e2")]
+    assert (await queue.get("e3")) is not None and (await queue.get("e3")).state == "pending"  # type: ignore[union-attr]
+    again, more = await queue.ban("bob", BEN, "again")
+    assert again == ban and more == []
+    assert await queue.bans_of(["bob", "carl"]) == {"bob": ban.at_ms}
+    links, _ = await queue.audit_page(None, 100)
+    assert [link.record().action for link in links] == ["ban", "reject", "reject"]
+
+
+async def test_audit_records_say_who_what_before_after_and_why(queue: ReviewQueue) -> None:
+    item = await held(queue)
+    await queue.decide(item, "approve", ANN, "satire")
+    (link,), _ = await queue.audit_page(None, 10)
+    record = link.record()
+    assert (record.who, record.role, record.action, record.item, record.actor) == (
+        "ann",
+        "moderator",
+        "approve",
+        item,
+        "bob",
+    )
+    assert record.before == {"state": "pending", "delivered": "0"}
+    assert record.after == {"state": "approved", "delivered": "1"}
+    assert (record.reason, record.request) == ("satire", "req-ann")
+    assert link.prev == GENESIS and link.hash == chain_hash(GENESIS, link.body)
+
+
+async def decisions(queue: ReviewQueue, n: int) -> None:
+    for i in range(n):
+        item = await held(queue, f"e{i}")
+        await queue.decide(item, "reject" if i % 2 else "approve", ANN, f"note {i}")
+
+
+async def test_the_verifier_accepts_an_intact_chain(queue: ReviewQueue) -> None:
+    await decisions(queue, 5)
+    result = await queue.verify_audit()
+    assert (result.ok, result.checked) == (True, 5)
+
+
+async def test_the_verifier_detects_an_edited_record(queue: ReviewQueue, redis: Redis) -> None:
+    await decisions(queue, 4)
+    rows = await redis.xrange(keys.audit())
+    # rewrite the trail with the same ids, one body changed (what someone with write access could do)
+    await redis.delete(keys.audit())
+    for entry_id, fields in rows:
+        if entry_id == rows[2][0]:
+            fields = {**fields, b"d": fields[b"d"].replace(b"note 2", b"note X")}
+        await redis.xadd(keys.audit(), fields, id=entry_id)
+    result = await queue.verify_audit()
+    assert (result.ok, result.broken_at) == (False, rows[2][0].decode())
+    assert "hash" in result.problem
+
+
+async def test_the_verifier_detects_deleted_and_injected_records(queue: ReviewQueue, redis: Redis) -> None:
+    await decisions(queue, 4)
+    rows = await redis.xrange(keys.audit())
+    await redis.xdel(keys.audit(), rows[1][0])
+    result = await queue.verify_audit()
+    assert (result.ok, result.broken_at) == (False, rows[2][0].decode())
+
+    await redis.delete(keys.audit())
+    for entry_id, fields in rows:
+        await redis.xadd(keys.audit(), fields, id=entry_id)
+    assert (await queue.verify_audit()).ok
+    forged = b'{"at_ms":1,"who":"ann","role":"moderator","action":"approve"}'
+    await redis.xadd(keys.audit(), {"d": forged, "p": "f" * 64, "h": chain_hash("f" * 64, forged)})
+    assert not (await queue.verify_audit()).ok
+
+
+async def test_the_verifier_detects_a_truncated_tail(queue: ReviewQueue, redis: Redis) -> None:
+    await decisions(queue, 3)
+    rows = await redis.xrange(keys.audit())
+    await redis.xdel(keys.audit(), rows[-1][0])
+    result = await queue.verify_audit()
+    assert not result.ok and "head" in result.problem

@@ -1,0 +1,194 @@
+"""Moderation in the fan-out path, on a real Redis: held comments reach nobody until approved
+(then exactly once), rejected ones never; a delivered comment rejected later is recalled from
+every inbox, unread counts corrected, and recalling twice changes nothing; bans drop later events."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from notifier.fanout.replay import replay
+from notifier.moderation.classifier import ProfanityCheck
+from notifier.runtime.settings import Settings
+from schemas import keys
+
+from .builders import (
+    ANN,
+    CLEAN_TEXT,
+    FLAGGED_TEXT,
+    HELD_TEXT,
+    Stack,
+    comment,
+    like,
+    logged,
+    mention,
+    stack,
+    unlike,
+)
+from .conftest import SettingsFactory
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+@pytest.fixture
+def s(redis: Redis, settings: Settings, model: ProfanityCheck) -> Stack:
+    return stack(redis, settings, model)
+
+
+async def test_clean_comments_are_delivered_and_not_queued(s: Stack) -> None:
+    await s.send(comment("e1", "bob", "alice", CLEAN_TEXT))
+    assert len(await s.groups("alice")) == 1
+    assert (await s.queue.page()).items == []
+
+
+async def test_a_held_comment_reaches_nobody_until_approved_then_exactly_once(s: Stack) -> None:
+    await s.send(comment("e1", "bob", "alice", HELD_TEXT))
+    assert await s.groups("alice") == [] and await s.unread("alice") == 0
+    item = await s.queue.get("e1")
+    assert item is not None and (item.state, item.action, item.delivered) == ("pending", "hold", False)
+    assert {v.rule for v in item.verdicts} >= {"blocklist", "classifier"}  # every reason is kept
+
+    outcome = await s.queue.decide("e1", "approve", ANN, "quoting a film")
+    assert outcome.effect == "deliver|e1"
+    assert await s.groups("alice") == []  # delivery is the job's
+    assert await s.run_jobs() >= 1
+    groups = await s.groups("alice")
+    assert [(g["verb"], g["text"]) for g in groups] == [("comment", HELD_TEXT)]
+    assert await s.unread("alice") == 1
+
+    # redelivery, a second job run and a replay of the log all leave exactly one notification
+    await s.effects.deliver("e1")
+    await s.worker.drain()
+    await replay(s.redis, partitions=2, limits=s.settings.feeds, fresh=False, screen=s.screener)
+    assert len(await s.groups("alice")) == 1 and await s.unread("alice") == 1
+    assert await s.queue.effects() == []
+
+
+async def test_a_rejected_held_comment_never_arrives(s: Stack) -> None:
+    await s.send(comment("e1", "bob", "alice", HELD_TEXT))
+    await s.queue.decide("e1", "reject", ANN, "abuse")
+    await s.run_jobs()
+    assert await s.groups("alice") == []
+    # not even when the views are rebuilt from the log
+    await replay(s.redis, partitions=2, limits=s.settings.feeds, fresh=True, screen=s.screener)
+    assert await s.groups("alice") == [] and await s.unread("alice") == 0
+
+
+async def test_a_delivered_comment_rejected_later_is_recalled(s: Stack) -> None:
+    await s.send(
+        comment("e0", "carl", "alice", CLEAN_TEXT, post="p0"), comment("e1", "bob", "alice", FLAGGED_TEXT)
+    )
+    assert len(await s.groups("alice")) == 2 and await s.unread("alice") == 2
+    flagged = await s.queue.get("e1")
+    assert flagged is not None and (flagged.action, flagged.delivered) == ("flag", True)
+
+    log_before = await s.redis.xlen(keys.changelog("alice"))
+    outcome = await s.queue.decide("e1", "reject", ANN, "insult")
+    assert outcome.effect == "recall|e1"
+    await s.run_jobs()
+    assert [g["id"] for g in await s.groups("alice")] == ["comment:c-e0"]
+    assert await s.unread("alice") == 1
+    changes = await s.redis.xrange(keys.changelog("alice"), count=100)
+    assert len(changes) == log_before + 1
+    assert b'"op":"remove"' in changes[-1][1][b"d"] and b'"unread":1' in changes[-1][1][b"d"]
+
+    # the recall again, a redelivery and a rebuild change nothing
+    snapshot = await s.redis.xlen(keys.changelog("alice"))
+    await s.effects.recall("e1")
+    await s.worker.drain()
+    await replay(s.redis, partitions=2, limits=s.settings.feeds, fresh=False, screen=s.screener)
+    assert await s.redis.xlen(keys.changelog("alice")) == snapshot
+    assert [g["id"] for g in await s.groups("alice")] == ["comment:c-e0"] and await s.unread("alice") == 1
+
+
+async def test_a_recalled_mention_leaves_every_inbox(s: Stack) -> None:
+    await s.send(mention("m1", "bob", ["alice", "dave", "erin"], "you shits"))
+    for user in ("alice", "dave", "erin"):
+        assert len(await s.groups(user)) == 1
+    await s.queue.decide("m1", "reject", ANN, "")
+    await s.run_jobs()
+    for user in ("alice", "dave", "erin"):
+        assert await s.groups(user) == [] and await s.unread(user) == 0
+
+
+async def test_an_approved_held_mention_reaches_every_user(s: Stack) -> None:
+    await s.send(mention("m1", "bob", ["alice", "dave"], "k y s"))
+    assert await s.groups("alice") == []
+    await s.queue.decide("m1", "approve", ANN, "")
+    await s.run_jobs()
+    assert len(await s.groups("alice")) == 1 and len(await s.groups("dave")) == 1
+
+
+async def test_velocity_flags_an_actor_past_the_limit(s: Stack) -> None:
+    limit = s.settings.moderation.velocity_per_min
+    await s.send(
+        *[comment(f"e{n}", "bob", "alice", f"comment number {n}", post=f"p{n}") for n in range(limit + 1)]
+    )
+    page = await s.queue.page()
+    assert [(i.id, [v.rule for v in i.verdicts]) for i in page.items] == [(f"e{limit}", ["velocity"])]
+    assert len(await s.groups("alice")) == limit + 1  # flagged, still delivered
+
+
+async def test_duplicate_text_to_many_targets_is_flagged(s: Stack) -> None:
+    limit = s.settings.moderation.duplicate_targets
+    text = "Check out my profile for a surprise!!"
+    await s.send(*[comment(f"e{n}", f"bot{n}", f"user{n}", text, post=f"p{n}") for n in range(limit + 1)])
+    page = await s.queue.page()
+    assert [(i.id, [v.rule for v in i.verdicts]) for i in page.items] == [(f"e{limit}", ["duplicate"])]
+
+
+async def test_short_common_replies_are_not_duplicates(s: Stack) -> None:
+    await s.send(*[comment(f"e{n}", f"fan{n}", f"user{n}", "Nice!", post=f"p{n}") for n in range(6)])
+    assert (await s.queue.page()).items == []
+
+
+async def test_blocked_links_are_held(s: Stack) -> None:
+    await s.send(comment("e1", "bob", "alice", "win a prize at spam[.]example"))
+    item = await s.queue.get("e1")
+    assert item is not None and item.action == "hold" and await s.groups("alice") == []
+
+
+async def test_screening_a_batch_twice_records_it_once(s: Stack) -> None:
+    batch = [
+        logged(comment("e1", "bob", "alice", HELD_TEXT)),
+        logged(comment("e2", "bob", "alice", FLAGGED_TEXT)),
+    ]
+    first = await s.screener.screen(batch)
+    second = await s.screener.screen(batch)
+    assert [e.event.id for e in first] == [e.event.id for e in second] == ["e2"]
+    assert len((await s.queue.page()).items) == 2
+
+
+async def test_a_ban_drops_later_events_and_rejects_held_ones(s: Stack) -> None:
+    await s.send(like("l0", "bob", "alice", post="p0"), comment("e1", "bob", "alice", HELD_TEXT))
+    _, outcomes = await s.queue.ban("bob", ANN, "harassment")
+    assert [o.item.id for o in outcomes] == ["e1"]
+    await s.send(
+        comment("e2", "bob", "alice", CLEAN_TEXT, post="p2"),
+        like("l2", "bob", "alice", post="p3"),
+        unlike("u0", "bob", "alice", post="p0", t=5),  # undoing passes: it only removes
+        comment("e3", "carl", "alice", CLEAN_TEXT, post="p4"),
+    )
+    assert [g["id"] for g in await s.groups("alice")] == ["comment:c-e3"]
+    assert s.screener.stats.banned == 2
+    assert (await s.queue.get("e1")).state == "rejected"  # type: ignore[union-attr]
+
+
+async def test_drop_is_configurable_and_recorded_with_an_audit_record(
+    redis: Redis, settings_factory: SettingsFactory, model: ProfanityCheck
+) -> None:
+    settings = settings_factory({"NOTIFIER_MODERATION_THRESHOLDS": '{"blocklist": {"drop": 1.0}}'})
+    dropping = stack(redis, settings, model)
+    await dropping.send(comment("e1", "bob", "alice", HELD_TEXT))
+    item = await dropping.queue.get("e1")
+    assert item is not None and (item.action, item.state, item.decided_by) == ("drop", "rejected", "policy")
+    (link,), _ = await dropping.queue.audit_page(None, 10)
+    assert (link.record().who, link.record().role, link.record().action) == ("policy", "system", "drop")
+    assert await dropping.groups("alice") == []
+
+
+async def test_moderation_can_be_switched_off(redis: Redis, settings_factory: SettingsFactory) -> None:
+    settings = settings_factory({"NOTIFIER_MODERATION_ENABLED": "0"})
+    off = stack(redis, settings, None)
+    await off.send(comment("e1", "bob", "alice", HELD_TEXT))
+    assert len(await off.groups("alice")) == 1

@@ -1,22 +1,14 @@
-"""Moderation tests: a private redis-server on a free port (pytest.fail when CI is set and it is
-missing), Settings built by `Settings.from_env`, and the shipped classifier loaded once."""
+"""Moderation tests: Settings built by `Settings.from_env` for moderation, and the shipped
+classifier loaded once. The suite-wide redis-server fixture is in tests/conftest.py."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Protocol
 
 import orjson
 import pytest
-import redis as sync_redis
-from redis.asyncio import Redis
 
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.runtime.settings import Settings
@@ -36,59 +28,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.moderation)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not on PATH; the moderation tests need it")
-        pytest.skip("redis-server is not on PATH")
-    directory = tmp_path_factory.mktemp("moderation-redis")
-    port = _free_port()
-    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-           "--dir", str(directory), "--logfile", "redis.log"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = sync_redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start; see {directory / 'redis.log'}")
-            with contextlib.suppress(sync_redis.ConnectionError, sync_redis.TimeoutError):
-                if client.ping():
-                    break
-            time.sleep(0.01)  # an external process: polling is the only readiness signal
-        yield url
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="session")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=False)
-    await client.flushall()
-    try:
-        yield client
-    finally:
-        await client.aclose()
+# `redis_url` (a private redis-server for the session), `redis` and `anyio_backend` come from
+# tests/conftest.py.
 
 
 def env(redis_url: str) -> dict[str, str]:

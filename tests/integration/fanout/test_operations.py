@@ -1,0 +1,140 @@
+"""Operator paths on a real redis-server: replay (event sourcing), dead-letter redrive and drop,
+log trimming that never loses work, and the startup checks of the Redis a role talks to."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from feeds.inbox import Inbox
+from notifier.fanout.deadletter import DeadLetters
+from notifier.fanout.janitor import Janitor
+from notifier.fanout.replay import replay
+from notifier.runtime.checks import inspect_redis
+from notifier.runtime.eventlog import partition_of
+from notifier.runtime.settings import Settings
+from schemas import keys
+from schemas.events import Event, Like
+
+from ...conftest import SettingsFactory
+from ..views import at, inbox_view, snapshot
+from .test_consumer import append, likes_and_follows, make_worker
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+USERS = ("bob", "eve")
+
+
+async def test_replay_over_live_views_changes_nothing(redis: Redis, settings: Settings) -> None:
+    await append(redis, settings, likes_and_follows("bob", likes=5, follows=3))
+    await make_worker(redis, settings, "w").drain()
+    inbox = Inbox(redis, settings.feeds)
+    before = await snapshot(redis, inbox, USERS)
+    for _ in range(2):
+        stats = await replay(redis, partitions=settings.ingest.partitions, limits=settings.feeds, fresh=False)
+        assert (stats.events, stats.failed) == (8, 0)
+        assert await snapshot(redis, inbox, USERS) == before  # not even a change-log entry
+
+
+async def test_fresh_replay_rebuilds_the_same_inbox_under_a_new_epoch(
+    redis: Redis, settings: Settings
+) -> None:
+    await append(redis, settings, likes_and_follows("bob", likes=4, follows=2))
+    await make_worker(redis, settings, "w").drain()
+    inbox = Inbox(redis, settings.feeds)
+    before = await inbox_view(inbox, "bob")
+    old_cursor = (await inbox.page("bob", None, 1)).cursor
+    stats = await replay(redis, partitions=settings.ingest.partitions, limits=settings.feeds, fresh=True)
+    assert stats.deleted_keys > 0
+    assert await inbox_view(inbox, "bob") == before
+    new_cursor = (await inbox.page("bob", None, 1)).cursor
+    assert new_cursor.split(".")[0] != old_cursor.split(".")[0]  # clients holding old cursors refetch
+
+
+async def _dead_letter_one(redis: Redis, settings: Settings, poison: Event) -> str:
+    await redis.set(keys.inbox("eve"), "not a sorted set")  # every apply for eve fails
+    await append(redis, settings, [poison])
+    worker = make_worker(redis, settings, "w")
+    await worker.drain()
+    letters = DeadLetters(redis)
+    for _ in range(settings.fanout.max_deliveries + 1):
+        for p in range(settings.ingest.partitions):
+            await worker.reclaim(p, min_idle_ms=0)
+    [letter] = await letters.entries(settings.ingest.partitions)
+    return letter.ref
+
+
+async def test_a_redriven_dead_letter_applies_once_the_cause_is_fixed(
+    redis: Redis, settings: Settings
+) -> None:
+    poison = Like(id="poison", actor="fan0", occurred_at=at(0), post="post-1", owner="eve")
+    ref = await _dead_letter_one(redis, settings, poison)
+    letters = DeadLetters(redis)
+    shown = await letters.show(ref)
+    assert shown is not None and "WRONGTYPE" in shown.fields["error"]
+
+    await redis.delete(keys.inbox("eve"))  # the operator fixes the cause
+    position = await letters.redrive(ref)
+    assert position is not None and position.startswith(
+        f"{partition_of('fan0', settings.ingest.partitions)}/"
+    )
+    assert await letters.entries(settings.ingest.partitions) == []
+    await make_worker(redis, settings, "w").drain()
+    groups, unread, _ = await inbox_view(Inbox(redis, settings.feeds), "eve")
+    assert [(g["verb"], g["count"]) for g in groups] == [("like", 1)] and unread == 1
+    assert await letters.redrive(ref) is None  # gone: a second redrive finds nothing
+
+
+async def test_a_dropped_dead_letter_keeps_its_reason(redis: Redis, settings: Settings) -> None:
+    poison = Like(id="poison", actor="fan0", occurred_at=at(0), post="post-1", owner="eve")
+    ref = await _dead_letter_one(redis, settings, poison)
+    letters = DeadLetters(redis)
+    assert await letters.drop(ref, "spam campaign, not worth delivering")
+    assert await letters.entries(settings.ingest.partitions) == []
+    p = partition_of("fan0", settings.ingest.partitions)
+    [(_, kept)] = await redis.xrange(keys.dropped_letters(p))
+    assert kept[b"dropped_reason"] == b"spam campaign, not worth delivering"
+    assert b"WRONGTYPE" in kept[b"error"]
+
+
+async def test_trimming_keeps_every_entry_a_group_still_needs(
+    redis: Redis, settings_factory: SettingsFactory
+) -> None:
+    settings: Settings = settings_factory(
+        {"NOTIFIER_INGEST_PARTITIONS": "1", "NOTIFIER_FANOUT_RETAIN_MS": "1"}
+    )
+    events = likes_and_follows("bob", likes=6, follows=0)
+    await append(redis, settings, events)
+    stream = keys.events(0)
+    await redis.xgroup_create(stream, keys.FANOUT_GROUP, id="0", mkstream=True)
+    await redis.xreadgroup(keys.FANOUT_GROUP, "slow", {stream: ">"}, count=2)  # 2 pending, 4 unread
+    janitor = Janitor(redis, settings.fanout, partitions=1)
+    far_future = 2**41
+    assert await janitor.trim(0, now_ms=far_future) == 0  # the oldest entry is still pending
+    assert await redis.xlen(stream) == 6
+
+    await make_worker(redis, settings, "slow").drain()  # history first, then the rest: all acked
+    assert await janitor.trim(0, now_ms=far_future) == 6  # all processed by the only group
+    assert await redis.xlen(stream) == 0
+    groups, _, _ = await inbox_view(Inbox(redis, settings.feeds), "bob")
+    assert groups[0]["count"] == 6
+
+
+async def test_trimming_keeps_the_retention_window(redis: Redis, settings: Settings) -> None:
+    await append(redis, settings, likes_and_follows("bob", likes=3, follows=0))
+    await make_worker(redis, settings, "w").drain()
+    janitor = Janitor(redis, settings.fanout, partitions=settings.ingest.partitions)
+    trimmed = sum([await janitor.trim(p) for p in range(settings.ingest.partitions)])
+    assert trimmed == 0  # processed, but younger than NOTIFIER_FANOUT_RETAIN_MS (a week)
+
+
+async def test_a_redis_that_may_evict_is_refused(redis: Redis) -> None:
+    await redis.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        found = await inspect_redis(redis)
+    finally:
+        await redis.config_set("maxmemory-policy", "noeviction")
+    assert any("maxmemory-policy" in e for e in found.errors)
+    ok = await inspect_redis(redis)
+    assert ok.errors == []
+    assert any("AOF is off" in w for w in ok.warnings)  # the suite's server runs without AOF

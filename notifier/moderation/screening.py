@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import anyio
 from redis.asyncio import Redis
 
 from notifier.runtime.eventlog import LoggedEvent
@@ -105,7 +106,8 @@ class Screener:
             ]
         )
         subjects = [Subject(text_of(t.event), s) for t, s in zip(fresh, signals, strict=True)]
-        verdicts = evaluate(self._rules, subjects)
+        # the rules are pure but the classifier costs milliseconds a batch: keep it off the loop
+        verdicts = await anyio.to_thread.run_sync(evaluate, self._rules, subjects)
         recorded = 0
         for logged, found in zip(fresh, verdicts, strict=True):
             action = self._policy.decide(found)

@@ -46,24 +46,23 @@ def require_json(request: Request) -> None:
 
 def split_batch(body: bytes, max_events: int) -> tuple[list[msgspec.Raw], bool]:
     """The raw events of a body holding one event object or an array of them."""
-    try:
-        if body.lstrip()[:1] == b"[":
-            batch = msgspec.json.decode(body, type=list[msgspec.Raw])
-        else:
-            single = msgspec.json.decode(body, type=msgspec.Raw)
+    batched = body.lstrip()[:1] == b"["
+    try:  # ValidationError is a DecodeError: either way the body is not the JSON we take
+        raws = (
+            msgspec.json.decode(body, type=list[msgspec.Raw])
+            if batched
+            else [msgspec.json.decode(body, type=msgspec.Raw)]
+        )
     except msgspec.DecodeError as exc:
         raise Rejected(Reason.MALFORMED, f"body is not valid JSON: {exc}") from None
-    except msgspec.ValidationError as exc:
-        raise Rejected(Reason.MALFORMED, f"body is not valid JSON: {exc}") from None
-    if body.lstrip()[:1] == b"[":
-        if not batch:
+    if batched:
+        if not raws:
             raise Rejected(Reason.INVALID, "empty batch")
-        if len(batch) > max_events:
-            raise Rejected(Reason.TOO_LARGE, f"{len(batch)} events; at most {max_events} a batch")
-        return batch, True
-    if not bytes(single).lstrip().startswith(b"{"):
+        if len(raws) > max_events:
+            raise Rejected(Reason.TOO_LARGE, f"{len(raws)} events; at most {max_events} a batch")
+    elif not bytes(raws[0]).lstrip().startswith(b"{"):
         raise Rejected(Reason.INVALID, "expected an event object or an array of them")
-    return [single], False
+    return raws, batched
 
 
 def check_event(

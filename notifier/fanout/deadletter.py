@@ -8,12 +8,13 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from feeds.scripts import Script
 from schemas import keys
 
 # KEYS: event log, dead letters, errors. ARGV: group, entry id, deliveries, fallback error.
 # The move and the XACK are one step, in the partition's slot. Only a still-pending entry moves:
 # several workers' reclaim passes can pick the same hopeless entry, and only the first may.
-_MOVE: Final = """
+_MOVE: Final = Script("""
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
 local rows = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
 local err = redis.call('HGET', KEYS[3], ARGV[2]) or ARGV[4]
@@ -25,11 +26,11 @@ redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
-"""
+""")
 
 # KEYS: dead letters, target stream. ARGV: dead-letter id, then extra field/value pairs.
 # Copies the entry's original fields (e, s, t: see runtime.eventlog) or all of them, then deletes it.
-_TAKE: Final = """
+_TAKE: Final = Script("""
 local rows = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #rows == 0 then return false end
 local fields = {}
@@ -44,7 +45,7 @@ for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('XDEL', KEYS[1], ARGV[1])
 return id
-"""
+""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +66,6 @@ class DeadLetters:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._move = redis.register_script(_MOVE)
-        self._take = redis.register_script(_TAKE)
 
     async def record_errors(self, partition: int, errors: dict[bytes, str]) -> None:
         if errors:
@@ -76,7 +75,8 @@ class DeadLetters:
         """Dead-letter and acknowledge the entry; False if it was no longer pending."""
         stream = keys.events(partition)
         return bool(
-            await self._move(
+            await _MOVE(
+                self._redis,
                 [stream, keys.dead_letters(partition), keys.fanout_errors(partition)],
                 [keys.FANOUT_GROUP, entry_id, deliveries, error],
             )
@@ -97,13 +97,15 @@ class DeadLetters:
     async def redrive(self, ref: str) -> str | None:
         """Append the event to the log again (the views dedupe it); returns its new position."""
         p, entry = parse_ref(ref)
-        new_id = await self._take([keys.dead_letters(p), keys.events(p)], [entry, "event"])
+        new_id = await _TAKE(self._redis, [keys.dead_letters(p), keys.events(p)], [entry, "event"])
         return f"{p}/{new_id.decode()}" if new_id else None
 
     async def drop(self, ref: str, reason: str) -> bool:
         p, entry = parse_ref(ref)
-        kept = await self._take(
-            [keys.dead_letters(p), keys.dropped_letters(p)], [entry, "all", "dropped_reason", reason]
+        kept = await _TAKE(
+            self._redis,
+            [keys.dead_letters(p), keys.dropped_letters(p)],
+            [entry, "all", "dropped_reason", reason],
         )
         return bool(kept)
 

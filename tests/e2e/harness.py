@@ -23,9 +23,9 @@ from notifier.runtime.redis import RedisHandle
 from notifier.runtime.server import HttpService
 from notifier.runtime.settings import Settings
 from schemas import keys
+from tests.support import serving
 
 FRAME_TIMEOUT_S: Final = 5.0
-STOP_GRACE_S: Final = 5.0
 BASE_TIME: Final = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # one aggregation day
 
 Json = dict[str, Any]
@@ -85,28 +85,13 @@ class App:
 @contextlib.asynccontextmanager
 async def running_app(settings: Settings, redis: Redis) -> AsyncIterator[App]:
     """Every service of `notifier up`, each started (ready) in order; stopped, then cancelled
-    if it has not returned within STOP_GRACE_S."""
+    if it has not returned within the grace (tests.support.serving)."""
     services = build_services("up", settings, RedisHandle(redis, True, "test"))
     http = next(s for s in services if isinstance(s, HttpService))
     worker = next(s for s in services if isinstance(s, FanoutWorker))
     base_url = f"http://{settings.http.host}:{http.port}"
-    async with anyio.create_task_group() as outer:
-        async with anyio.create_task_group() as inner:
-            for service in services:
-                await inner.start(service.run)
-            try:
-                async with httpx.AsyncClient(base_url=base_url, trust_env=False) as client:
-                    yield App(settings, redis, worker, base_url, client)
-            finally:
-                for service in reversed(services):
-                    service.stop()
-                outer.start_soon(_cancel_after, inner.cancel_scope, STOP_GRACE_S)
-        outer.cancel_scope.cancel()
-
-
-async def _cancel_after(scope: anyio.CancelScope, delay_s: float) -> None:
-    await anyio.sleep(delay_s)
-    scope.cancel()
+    async with serving(services), httpx.AsyncClient(base_url=base_url, trust_env=False) as client:
+        yield App(settings, redis, worker, base_url, client)
 
 
 @dataclass

@@ -21,11 +21,11 @@ from notifier.runtime.redis import RedisHandle
 from notifier.runtime.server import HttpService
 from notifier.runtime.settings import Settings
 from schemas.events import Event, encode_event
+from tests.support import serving
 
 from .conftest import SERVICE_KEY
 
 FRAME_TIMEOUT_S: Final = 10.0
-STOP_GRACE_S: Final = 5.0
 Json = dict[str, Any]
 
 
@@ -77,23 +77,8 @@ async def running_app(settings: Settings, redis: Redis) -> AsyncIterator[App]:
     services = build_services("up", settings, RedisHandle(redis, True, "test"))
     http = next(s for s in services if isinstance(s, HttpService))
     base_url = f"http://{settings.http.host}:{http.port}"
-    async with anyio.create_task_group() as outer:
-        async with anyio.create_task_group() as inner:
-            for service in services:
-                await inner.start(service.run)
-            try:
-                async with httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=10) as client:
-                    yield App(settings, redis, base_url, client)
-            finally:
-                for service in reversed(services):
-                    service.stop()
-                outer.start_soon(_cancel_after, inner.cancel_scope, STOP_GRACE_S)
-        outer.cancel_scope.cancel()
-
-
-async def _cancel_after(scope: anyio.CancelScope, delay_s: float) -> None:
-    await anyio.sleep(delay_s)
-    scope.cancel()
+    async with serving(services), httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=10) as client:
+        yield App(settings, redis, base_url, client)
 
 
 @dataclass

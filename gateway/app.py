@@ -1,12 +1,12 @@
-"""create_app(): the gateway's Starlette application (WebSocket at /v1/ws)."""
+"""gateway_app(): the WebSocket endpoint at /v1/ws as a bare ASGI app in front of the others."""
 
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 from redis.asyncio import Redis
-from starlette.applications import Starlette
-from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from notifier.runtime.settings import Settings
@@ -16,13 +16,21 @@ from .session import Session
 
 log = logging.getLogger(__name__)
 
-POLICY_VIOLATION = 1008  # before accept, uvicorn turns this close into HTTP 403
+WS_PATH: Final = "/v1/ws"
+POLICY_VIOLATION: Final = 1008  # before accept, uvicorn turns this close into HTTP 403
 
 
-def gateway_routes(settings: Settings, redis: Redis, hub: Hub) -> list[BaseRoute]:
+def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> ASGIApp:
+    """Serves WebSocket sessions at /v1/ws and hands every other request (HTTP, lifespan,
+    other paths) to `rest`. Sessions sit outside `rest`'s middleware on purpose: each pushed
+    frame then goes straight to the server's send, with no wrapper per message."""
     allowed = settings.gateway.allowed_origins
 
-    async def ws_endpoint(ws: WebSocket) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket" or scope["path"] != WS_PATH:
+            await rest(scope, receive, send)
+            return
+        ws = WebSocket(scope, receive, send)
         origin = ws.headers.get("origin")
         if origin is not None and origin not in allowed:
             # cross-site WebSocket hijacking guard: exact allowlist; non-browser clients send none
@@ -31,8 +39,4 @@ def gateway_routes(settings: Settings, redis: Redis, hub: Hub) -> list[BaseRoute
             return
         await Session(ws, redis, hub, settings.gateway, settings.auth).serve()
 
-    return [WebSocketRoute("/v1/ws", ws_endpoint)]
-
-
-def create_app(settings: Settings, redis: Redis, hub: Hub) -> Starlette:
-    return Starlette(routes=gateway_routes(settings, redis, hub))
+    return app

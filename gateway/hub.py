@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -18,7 +19,11 @@ from schemas import keys
 
 log = logging.getLogger(__name__)
 
-SUBSCRIBE_TIMEOUT_S = 5.0
+SUBSCRIBE_TIMEOUT_S: Final = 5.0
+KEEPALIVE_S: Final = 5.0  # PING this often; silence for 3x this long means the link is dead
+
+_MESSAGE: Final = frozenset({b"message", "message"})
+_SUBSCRIBE: Final = frozenset({b"subscribe", "subscribe"})
 
 
 class Listener(Protocol):
@@ -32,13 +37,19 @@ class Listener(Protocol):
 class Hub:
     """Subscribes a user's channel while they have a session here. Pub/sub is at-most-once,
     so it is only the fast path: after the connection drops, every session re-reads its
-    change log from its own cursor (`Listener.resync`)."""
+    change log from its own cursor (`Listener.resync`).
 
-    def __init__(self, redis: Redis) -> None:
+    The hub reads replies straight off one redis-py connection (no `PubSub` object): a
+    message costs one parse and one dict lookup, with no timeout armed per read. A frozen or
+    half-open link is caught by a keepalive PING instead of a socket timeout."""
+
+    def __init__(self, redis: Redis, *, keepalive_s: float = KEEPALIVE_S) -> None:
         self._redis = redis
+        self._keepalive_s = keepalive_s
         self._listeners: dict[str, set[Listener]] = {}
         self._confirmed: dict[bytes, anyio.Event] = {}
-        self._pubsub: PubSub | None = None
+        self._conn: AbstractConnection | None = None
+        self._last_seen = 0.0
         self._stopping = anyio.Event()
         self._scope: anyio.CancelScope | None = None
         self.delivered = 0
@@ -54,54 +65,86 @@ class Hub:
         backoff = Backoff("gateway pub/sub")
         first = True
         with anyio.CancelScope() as self._scope:
-            while not self._stopping.is_set():
-                pubsub = self._redis.pubsub()
-                try:
-                    done = {keys.user_channel(u) for u in self._listeners}
-                    await pubsub.subscribe(keys.gateway_control(), *done)
-                    while missing := {keys.user_channel(u) for u in self._listeners} - done:
-                        await pubsub.subscribe(*missing)  # sessions that arrived meanwhile
-                        done |= missing
-                    self._pubsub = pubsub  # no await since the last check: nobody is missed
-                    if first:
-                        task_status.started()
-                        first = False
-                    else:
-                        for listener in self.listeners():
-                            listener.resync()
-                    await self._read(pubsub, backoff)
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                    self._pubsub = None
-                    await backoff.sleep(exc)
-                finally:
-                    self._pubsub = None
-                    with anyio.CancelScope(shield=True):
-                        await pubsub.aclose()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._keepalive)
+                while not self._stopping.is_set():
+                    conn = self._redis.connection_pool.make_connection()
+                    conn.socket_timeout = None  # reads wait for traffic; the keepalive finds a dead link
+                    try:
+                        await conn.connect()
+                        await self._subscribe_all(conn)
+                        if first:
+                            task_status.started()
+                            first = False
+                        else:
+                            for listener in self.listeners():
+                                listener.resync()
+                        await self._read(conn, backoff)
+                    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                        await backoff.sleep(exc)
+                    finally:
+                        self._conn = None
+                        for waiting in self._confirmed.values():
+                            waiting.set()  # the next connection subscribes them (and resyncs)
+                        self._confirmed.clear()
+                        with anyio.CancelScope(shield=True):
+                            await conn.disconnect(nowait=True)
+                tg.cancel_scope.cancel()
 
     def stop(self) -> None:
         self._stopping.set()
         if self._scope is not None:
             self._scope.cancel()
 
-    async def _read(self, pubsub: PubSub, backoff: Backoff) -> None:
-        while not self._stopping.is_set():
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
+    async def _subscribe_all(self, conn: AbstractConnection) -> None:
+        done = {keys.user_channel(u) for u in self._listeners}
+        await conn.send_command("SUBSCRIBE", keys.gateway_control(), *done, check_health=False)
+        while missing := {keys.user_channel(u) for u in self._listeners} - done:
+            await conn.send_command("SUBSCRIBE", *missing, check_health=False)  # arrived meanwhile
+            done |= missing
+        self._last_seen = time.monotonic()
+        self._conn = conn  # no await since the last check: nobody is missed
+
+    async def _keepalive(self) -> None:
+        """PING the live connection; one silent for 3 periods is closed, which ends the read."""
+        while True:
+            await anyio.sleep(self._keepalive_s)
+            conn = self._conn
+            if conn is None:
                 continue
-            backoff.reset()
-            kind = message["type"]
-            if kind == b"message" or kind == "message":
-                self._dispatch(message["channel"], message["data"])
-            elif kind in (b"subscribe", "subscribe"):
-                event = self._confirmed.pop(message["channel"], None)
+            if time.monotonic() - self._last_seen > 3 * self._keepalive_s:
+                log.warning("gateway pub/sub silent for %.0fs: reconnecting", 3 * self._keepalive_s)
+                self._conn = None
+                await conn.disconnect(nowait=True)
+                continue
+            try:
+                await conn.send_command("PING", check_health=False)
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                pass  # the reader sees the broken link and reconnects
+
+    async def _read(self, conn: AbstractConnection, backoff: Backoff) -> None:
+        first = True
+        while not self._stopping.is_set():
+            reply: Any = await conn.read_response(disconnect_on_error=False)
+            self._last_seen = time.monotonic()
+            if first:
+                backoff.reset()
+                first = False
+            kind = reply[0]
+            if kind in _MESSAGE:
+                self._dispatch(reply[1], reply[2])
+            elif kind in _SUBSCRIBE:
+                channel = reply[1] if isinstance(reply[1], bytes) else reply[1].encode()
+                event = self._confirmed.pop(channel, None)
                 if event is not None:
                     event.set()
 
-    def _dispatch(self, channel: bytes, data: bytes) -> None:
-        listeners = self._listeners.get(keys.user_of_channel(channel.decode()))
+    def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        listeners = self._listeners.get(keys.user_of_channel(name))
         if not listeners:
             return
-        text = data.decode()
+        text = data.decode() if isinstance(data, bytes) else data
         cursor, _, payload = text.partition(" ")
         for listener in tuple(listeners):
             listener.push_nowait(cursor, payload)
@@ -114,16 +157,19 @@ class Hub:
             group.add(listener)
             return
         self._listeners[user] = {listener}
-        pubsub = self._pubsub
-        if pubsub is None:  # reconnecting: run() subscribes every user and resyncs
+        conn = self._conn
+        if conn is None:  # reconnecting: run() subscribes every user and resyncs
             return
         channel = keys.user_channel(user).encode()
         confirmed = self._confirmed[channel] = anyio.Event()
         try:
-            await pubsub.subscribe(channel)
-            with anyio.fail_after(SUBSCRIBE_TIMEOUT_S):
+            await conn.send_command("SUBSCRIBE", channel, check_health=False)
+            with anyio.move_on_after(SUBSCRIBE_TIMEOUT_S):
                 await confirmed.wait()
+            if not confirmed.is_set():
+                raise RedisTimeoutError(f"subscription not confirmed in {SUBSCRIBE_TIMEOUT_S}s")
         except BaseException:
+            self._confirmed.pop(channel, None)
             with anyio.CancelScope(shield=True):
                 await self.unregister(user, listener)
             raise
@@ -136,10 +182,10 @@ class Hub:
         if group:
             return
         del self._listeners[user]
-        pubsub = self._pubsub
-        if pubsub is not None:
+        conn = self._conn
+        if conn is not None:
             with anyio.move_on_after(SUBSCRIBE_TIMEOUT_S, shield=True):
                 try:
-                    await pubsub.unsubscribe(keys.user_channel(user))
+                    await conn.send_command("UNSUBSCRIBE", keys.user_channel(user), check_health=False)
                 except (RedisConnectionError, RedisTimeoutError, OSError):
                     pass  # the reconnect subscribes only users that still have sessions

@@ -8,7 +8,6 @@ import time
 
 import anyio
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -22,6 +21,7 @@ from schemas import protocol
 from schemas.errors import Reason, Rejected
 
 from .hub import Hub
+from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,7 @@ class Session:
         self._hub = hub
         self._settings = settings
         self._auth = auth
-        self._queue_in: MemoryObjectSendStream[tuple[str, str]]
-        self._queue_out: MemoryObjectReceiveStream[tuple[str, str]]
-        self._queue_in, self._queue_out = anyio.create_memory_object_stream[tuple[str, str]](
-            settings.send_queue_frames
-        )
+        self._outbox: Outbox[tuple[str, str]] = Outbox(settings.send_queue_frames)
         self._overflowed = False
         self._live_scope: anyio.CancelScope | None = None
         self.user = ""
@@ -70,23 +66,21 @@ class Session:
         self._enqueue(_RESYNC)
 
     def _enqueue(self, item: tuple[str, str]) -> None:
-        try:
-            self._queue_in.send_nowait(item)
-        except anyio.WouldBlock:
+        if not self._outbox.put_nowait(item):
             # a client that does not keep up is cut off (it resumes from its cursor), never
             # buffered without bound; the writer may be stuck in a send to it, so cancel that too
             self._overflowed = True
-            self._queue_in.close()
+            self._outbox.close()
             if self._live_scope is not None:
                 self._live_scope.cancel()
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def serve(self) -> None:
-        with self._queue_in, self._queue_out:  # closed however the session ends
+        try:
             await self._serve()
+        finally:
+            self._outbox.close()  # however the session ends
 
     async def _serve(self) -> None:
         await self._ws.accept()
@@ -191,20 +185,21 @@ class Session:
                 return sent
 
     async def _write(self) -> None:
-        async for cursor_text, payload in self._queue_out:
-            if self._overflowed:
-                break
-            if (cursor_text, payload) == _RESYNC:
-                await self._catch_up()
-                continue
-            cursor = Cursor.parse(cursor_text)
-            if cursor.epoch != self._cursor.epoch and self._cursor.epoch != changelog.NO_EPOCH:
-                await self._catch_up()  # the log was recreated: the catch-up says refetch
-                continue
-            if cursor.epoch == self._cursor.epoch and cursor.entry <= self._cursor.entry:
-                continue  # already sent by the replay
-            await self._ws.send_text(protocol.change(cursor_text, payload))
-            self._cursor = cursor
+        while batch := await self._outbox.take():
+            for cursor_text, payload in batch:
+                if self._overflowed:
+                    break
+                if (cursor_text, payload) == _RESYNC:
+                    await self._catch_up()
+                    continue
+                cursor = Cursor.parse(cursor_text)
+                if cursor.epoch != self._cursor.epoch and self._cursor.epoch != changelog.NO_EPOCH:
+                    await self._catch_up()  # the log was recreated: the catch-up says refetch
+                    continue
+                if cursor.epoch == self._cursor.epoch and cursor.entry <= self._cursor.entry:
+                    continue  # already sent by the replay
+                await self._ws.send_text(protocol.change(cursor_text, payload))
+                self._cursor = cursor
         if self._overflowed:
             raise Closed(Reason.SLOW_CONSUMER, "send queue full; reconnect with your cursor")
 

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import anyio
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
-from gateway.app import gateway_routes
+from gateway.app import gateway_app
 from gateway.hub import Hub
 from notifier import admin
 from notifier.api.app import EXCEPTION_HANDLERS, api_routes
@@ -38,7 +39,7 @@ log = logging.getLogger("notifier")
 ROLES = ("api", "worker", "gateway", "jobs", "up")
 
 
-def _http(settings: Settings, app: Starlette, port: int) -> HttpService:
+def _http(settings: Settings, app: ASGIApp, port: int) -> HttpService:
     return HttpService(
         app,
         host=settings.http.host,
@@ -75,17 +76,13 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services.append(_http(settings, app, settings.http.api_port))
     if role == "gateway":
         hub = Hub(client)
-        app = Starlette(routes=gateway_routes(settings, client, hub))
-        services += [hub, _http(settings, app, settings.http.gateway_port)]
+        alone = gateway_app(settings, client, hub, Starlette())
+        services += [hub, _http(settings, alone, settings.http.gateway_port)]
     if role == "up":
         hub = Hub(client)
-        routes = (
-            api_routes(settings, client, pressure)
-            + moderation_routes(settings, client)
-            + gateway_routes(settings, client, hub)
-        )
-        app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
-        services += [hub, _http(settings, app, settings.http.api_port)]
+        routes = api_routes(settings, client, pressure) + moderation_routes(settings, client)
+        rest = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+        services += [hub, _http(settings, gateway_app(settings, client, hub, rest), settings.http.api_port)]
     return services
 
 

@@ -13,13 +13,12 @@ from typing import Final
 
 import orjson
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from schemas import keys
 
 from .items import ItemOp
 from .limits import FeedLimits
-from .scripts import InboxScripts, run_pipeline
+from .scripts import InboxScripts, run_commands
 
 _SCRIPTS: Final = InboxScripts.load()
 
@@ -80,10 +79,10 @@ class Inbox:
         if not ops:
             return []
         apply = self._scripts.apply
-
-        def fill(pipe: Pipeline) -> None:
-            for op in ops:
-                args = [
+        commands = [
+            apply.command(
+                self._keys(op.user),
+                [
                     *self._head(op.user),
                     op.item,
                     op.state,
@@ -96,10 +95,11 @@ class Inbox:
                     op.comment,
                     op.text,
                     int(op.follows),
-                ]
-                apply.queue(pipe, self._keys(op.user), args)
-
-        results = await run_pipeline(self._redis, [apply], fill)
+                ],
+            )
+            for op in ops
+        ]
+        results = await run_commands(self._redis, [apply], commands)
         return [r if isinstance(r, BaseException) else None for r in results]
 
     async def mark_read(self, user: str, group_ids: Sequence[str] | None) -> int:

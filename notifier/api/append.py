@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
-from feeds.scripts import Script, run_pipeline
+from feeds.scripts import Command, Script, run_commands
 from notifier.runtime.eventlog import entry_fields, partition_of
 from notifier.runtime.settings import IngestSettings
 from schemas import keys
@@ -56,7 +55,7 @@ class EventLog:
         now_ms = int(time.time() * 1000)
         parts: list[int] = []
         prints: list[str] = []
-        calls: list[tuple[list[str], list[bytes | str | int]]] = []
+        commands: list[Command] = []
         for event in events:
             p = partition_of(event.actor, self._partitions)
             parts.append(p)
@@ -66,16 +65,12 @@ class EventLog:
             args: list[bytes | str | int] = [fingerprint, self._ttl_s]
             for name, value in entry_fields(payload, service, now_ms).items():
                 args += [name, value]
-            calls.append(([keys.events(p), keys.dedupe(p, event.id)], args))
+            commands.append(_APPEND.command([keys.events(p), keys.dedupe(p, event.id)], args))
+        if self._wait_replicas:
+            # WAIT covers the writes of its own connection only: same pipeline, same connection
+            commands.append(("WAIT", self._wait_replicas, self._wait_timeout_ms))
 
-        def fill(pipe: Pipeline) -> None:
-            for call_keys, call_args in calls:
-                _APPEND.queue(pipe, call_keys, call_args)
-            if self._wait_replicas:
-                # WAIT covers the writes of its own connection only: same pipeline, same connection
-                pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)
-
-        replies = await run_pipeline(self._redis, [_APPEND], fill)
+        replies = await run_commands(self._redis, [_APPEND], commands)
         for reply in replies:
             if isinstance(reply, ResponseError):
                 if str(reply).startswith("OOM"):

@@ -1,0 +1,64 @@
+"""The gateway hub's own link to Redis: a frozen server is noticed by the keepalive (there is no
+timeout per read), the hub reconnects, resyncs its sessions and delivers again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+
+from gateway.hub import Hub
+from schemas import keys
+
+from .harness import RedisProcess, wait_until
+
+pytestmark = pytest.mark.faults
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.pushed: list[tuple[str, str]] = []
+        self.resyncs = 0
+
+    def push_nowait(self, cursor: str, payload: str) -> None:
+        self.pushed.append((cursor, payload))
+
+    def resync(self) -> None:
+        self.resyncs += 1
+
+
+def test_frozen_redis_is_detected_by_the_keepalive_and_the_hub_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    anyio.run(_frozen, tmp_path, caplog)
+
+
+async def _frozen(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server = RedisProcess(tmp_path / "redis", appendonly=False)
+    await server.start()
+    redis = Redis.from_url(server.url, socket_timeout=2.0, socket_connect_timeout=1.0)
+    publisher = Redis.from_url(server.url, socket_timeout=2.0)
+    hub = Hub(redis, keepalive_s=0.2)
+    alice = Recorder()
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            await hub.register("alice", alice)
+            await publisher.publish(keys.user_channel("alice"), "e1.1-0 {}")
+            await wait_until(lambda: len(alice.pushed) == 1, 5, what="first push")
+
+            server.pause()
+            await anyio.sleep(1.5)  # more than 3 keepalive periods without an answer
+            server.resume()
+            await wait_until(lambda: alice.resyncs == 1, 10, what="resync after the reconnect")
+            await publisher.publish(keys.user_channel("alice"), "e1.2-0 {}")
+            await wait_until(lambda: len(alice.pushed) == 2, 5, what="push after the reconnect")
+            hub.stop()
+    finally:
+        await redis.aclose()
+        await publisher.aclose()
+        server.stop()
+    assert alice.pushed == [("e1.1-0", "{}"), ("e1.2-0", "{}")]
+    assert any("silent" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -11,15 +10,18 @@ T = TypeVar("T")
 
 class Outbox(Generic[T]):
     """A FIFO the writer drains in batches. `put_nowait` refuses when `capacity` items wait
-    (the caller cuts the client off rather than buffer without bound). Cheaper per item than
-    a memory object stream: no checkpoint or task lookup per item, one wake-up per batch.
-    asyncio-only (the gateway runs under uvicorn): one reusable event instead of a new
-    anyio.Event per wait."""
+    (the caller cuts the client off rather than buffer without bound).
+
+    Kept small because a gateway holds one per connection: a list swapped out whole and a
+    future only while the writer waits (an asyncio.Event or a memory object stream carries
+    deques of waiters, ~1 KB per connection, and costs more per item)."""
+
+    __slots__ = ("_capacity", "_items", "_waiter", "closed")
 
     def __init__(self, capacity: int) -> None:
-        self._items: deque[T] = deque()
+        self._items: list[T] = []
         self._capacity = capacity
-        self._wakeup = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self.closed = False
 
     def put_nowait(self, item: T) -> bool:
@@ -29,21 +31,27 @@ class Outbox(Generic[T]):
         if len(self._items) >= self._capacity:
             return False
         self._items.append(item)
-        self._wakeup.set()
+        self._wake()
         return True
 
     async def take(self) -> list[T]:
         """Every queued item, oldest first, waiting while there is none; [] once closed."""
         while not self._items and not self.closed:
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         if self.closed:
             return []
-        items = list(self._items)
-        self._items.clear()
+        items, self._items = self._items, []
         return items
 
     def close(self) -> None:
         self.closed = True
-        self._items.clear()
-        self._wakeup.set()
+        self._items = []
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

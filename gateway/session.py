@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -52,7 +53,9 @@ class Session:
         self._auth = auth
         self._outbox: Outbox[tuple[str, str]] = Outbox(settings.send_queue_frames)
         self._overflowed = False
+        self._expired = False
         self._live_scope: anyio.CancelScope | None = None
+        self._expiry: asyncio.TimerHandle | None = None
         self.user = ""
         self._expires_at = 0.0
         self._cursor = Cursor(changelog.NO_EPOCH, (0, 0))
@@ -138,6 +141,19 @@ class Session:
             raise Closed(Reason.FORBIDDEN, "a refreshed token must be for the same user")
         self.user = claims.user
         self._expires_at = claims.expires_at
+        if self._expiry is not None:  # a refresh while live moves the deadline
+            self._expiry.cancel()
+            self._schedule_expiry()
+
+    def _schedule_expiry(self) -> None:
+        """A timer, not a sleeping task: a task per connection costs memory on a full gateway."""
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_at(loop.time() + self._expires_at - time.time(), self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        if self._live_scope is not None:
+            self._live_scope.cancel()
 
     async def _receive(self) -> protocol.ClientFrame:
         message = await self._ws.receive()
@@ -157,12 +173,18 @@ class Session:
             self._cursor = cursor
             replayed = await self._catch_up()
         await self._ws.send_text(protocol.ready(self.user, str(self._cursor), replayed))
-        async with anyio.create_task_group() as tg:
-            self._live_scope = tg.cancel_scope
-            tg.start_soon(self._read_client, tg.cancel_scope)
-            tg.start_soon(self._expire, tg.cancel_scope)
-            await self._write()
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._live_scope = tg.cancel_scope
+                self._schedule_expiry()
+                tg.start_soon(self._read_client, tg.cancel_scope)
+                await self._write()
+                tg.cancel_scope.cancel()
+        finally:
+            if self._expiry is not None:
+                self._expiry.cancel()
+        if self._expired:
+            raise Closed(Reason.TOKEN_EXPIRED, "token expired; reconnect with a fresh token")
         if self._overflowed:
             raise Closed(Reason.SLOW_CONSUMER, "send queue full; reconnect with your cursor")
 
@@ -220,8 +242,3 @@ class Session:
                     self._check_token(frame.token)
         except WebSocketDisconnect:
             scope.cancel()
-
-    async def _expire(self, scope: anyio.CancelScope) -> None:
-        while (left := self._expires_at - time.time()) > 0:  # noqa: ASYNC110 (refresh moves it)
-            await anyio.sleep(left)
-        raise Closed(Reason.TOKEN_EXPIRED, "token expired; reconnect with a fresh token")

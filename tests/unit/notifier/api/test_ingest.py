@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import anyio
 import msgspec
 import orjson
 import pytest
@@ -11,6 +13,7 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.types import Message
 
+from notifier.api import append as append_module
 from notifier.api.append import EventLog
 from notifier.api.ingest import check_event, read_body, require_json, split_batch
 from notifier.runtime.eventlog import decode_entry, partition_of
@@ -221,3 +224,32 @@ async def test_an_actors_events_share_a_partition_in_order(redis: Redis) -> None
     assert len({p.partition("/")[0] for p in positions}) == 1
     entries = [tuple(map(int, p.partition("/")[2].split("-"))) for p in positions]
     assert entries == sorted(entries)
+
+
+@pytest.mark.anyio
+async def test_concurrent_appends_share_round_trips_and_each_gets_its_own_answer(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips: list[int] = []
+    real = append_module.run_commands
+
+    async def counted(redis: Redis, scripts: Any, commands: Any) -> list[Any]:
+        trips.append(len(commands))
+        await anyio.sleep(0.01)  # a round trip in flight: later callers queue behind it
+        return await real(redis, scripts, commands)
+
+    monkeypatch.setattr(append_module, "run_commands", counted)
+    log = EventLog(redis, IngestSettings(partitions=2, dedupe_ttl_s=60))
+    results: dict[int, list[str]] = {}
+
+    async def one(i: int) -> None:
+        event = like("bob", post=f"p{i % 20}", eid=f"e-{i % 20}")  # every id sent twice
+        results[i] = [a.status for a in await log.append([event], "posts")]
+
+    async with anyio.create_task_group() as tg:
+        for i in range(40):
+            tg.start_soon(one, i)
+    assert sum(trips) == 40 and len(trips) < 40, trips
+    statuses = sorted(s for r in results.values() for s in r)
+    assert statuses == ["accepted"] * 20 + ["duplicate"] * 20
+    assert sum([await redis.xlen(keys.events(p)) for p in range(2)]) == 20

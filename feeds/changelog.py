@@ -1,7 +1,12 @@
 """Reading a user's change log: resume after a cursor, or learn that the client must refetch.
 
-A cursor is `EPOCH.ENTRY_ID`. The epoch is created with the log; if Redis loses the log, a new
-epoch starts and every old cursor is refused. `-` as epoch means "before the log existed".
+A cursor is `EPOCH.ENTRY_ID`; the entry id of a change is `N-0`, N counting the log's changes
+from 1. The epoch is created with the log; if Redis loses the log, a new epoch starts and every
+old cursor is refused. `-` as epoch means "before the log existed".
+
+The log keeps what changed (a group id, or the ids read) and the unread count after it; a replay
+renders each change from the current views (lua/replay.lua). Live push carries the change as it
+was rendered when it happened.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from redis.asyncio import Redis
 
 from schemas import keys
 from schemas.errors import Reason, Rejected
+
+from .scripts import SCRIPTS, STATE, State, head, user_keys
 
 NO_EPOCH = "-"
 
@@ -61,27 +68,16 @@ class Refetch:
 
 
 async def tail(redis: Redis, user: str) -> Cursor:
-    epoch = await redis.hget(keys.feed_meta(user), "epoch")
-    last = await redis.xrevrange(keys.changelog(user), count=1)
-    entry = entry_id(last[0][0]) if last else (0, 0)
-    return Cursor(epoch.decode() if epoch else NO_EPOCH, entry)
+    state = State.parse(await redis.hget(keys.toggles(user), STATE))
+    return Cursor(state.epoch or NO_EPOCH, (state.last_change, 0))
 
 
 async def read_after(redis: Redis, user: str, cursor: Cursor, count: int) -> Replay | Refetch:
     """Up to `count` changes after `cursor`, or Refetch if any change after it is gone."""
-    epoch_raw, trimmed_raw = await redis.hmget(keys.feed_meta(user), ["epoch", "trimmed"])
-    epoch = epoch_raw.decode() if epoch_raw else None
-    trimmed = entry_id(trimmed_raw) if trimmed_raw else None
-    start = cursor.entry
-    if epoch is None:
-        if cursor.epoch == NO_EPOCH:
-            return Replay([])
-        return Refetch(await tail(redis, user))
-    if cursor.epoch == NO_EPOCH:
-        start = (0, 0)
-    elif cursor.epoch != epoch:
-        return Refetch(await tail(redis, user))
-    if trimmed is not None and start < trimmed:
-        return Refetch(await tail(redis, user))
-    rows = await redis.xrange(keys.changelog(user), min=f"({start[0]}-{start[1]}", max="+", count=count)
-    return Replay([Change(Cursor(epoch, entry_id(rid)), fields[b"d"]) for rid, fields in rows])
+    args = [*head(user, None), cursor.epoch, cursor.entry[0], count]
+    kind, epoch_raw, number, *payloads = await SCRIPTS.replay(redis, user_keys(user), args)
+    epoch = epoch_raw.decode()
+    if kind == b"refetch":
+        return Refetch(Cursor(epoch, (int(number), 0)))
+    first = int(number)
+    return Replay([Change(Cursor(epoch, (first + i, 0)), p) for i, p in enumerate(payloads)])

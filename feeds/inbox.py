@@ -6,21 +6,18 @@ pipelined round trip. Writes are idempotent and order-insensitive (see lua/apply
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
 
 import orjson
 from redis.asyncio import Redis
 
 from schemas import keys
 
+from .changelog import Cursor
 from .items import ItemOp
 from .limits import FeedLimits
-from .scripts import InboxScripts, run_commands
-
-_SCRIPTS: Final = InboxScripts.load()
+from .scripts import SCRIPTS, STATE, State, head, new_epoch, run_commands, user_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,46 +41,26 @@ def _page_cursor(group_json: bytes) -> str:
 
 
 class Inbox:
-    """The only code that reads or writes the inbox keys (`nt: nf: ng: na: nu: nr: nm:`)."""
+    """With `changelog`, the only code that reads or writes the inbox keys (`ni: nb: na: nr: nc:`)."""
 
     def __init__(self, redis: Redis, limits: FeedLimits) -> None:
         self._redis = redis
         self._limits = limits
-        self._scripts = _SCRIPTS
+        self._scripts = SCRIPTS
 
-    def _keys(self, user: str) -> list[str]:
-        return [
-            keys.toggles(user),
-            keys.inbox(user),
-            keys.unread(user),
-            keys.read_marks(user),
-            keys.changelog(user),
-            keys.feed_meta(user),
-            keys.followers(user),
-        ]
-
-    def _head(self, user: str) -> list[str | int]:
-        limits = self._limits
-        return [
-            keys.group_prefix(user),
-            keys.group_actors_prefix(user),
-            keys.user_channel(user),
-            os.urandom(6).hex(),  # the epoch, if this write creates the user's change log
-            limits.max_groups,
-            limits.max_changes,
-            limits.shown_actors,
-        ]
+    def _head(self, user: str, epoch: str = "") -> list[str | int | bytes]:
+        return head(user, self._limits, epoch)
 
     async def apply(self, ops: Sequence[ItemOp]) -> list[BaseException | None]:
         """Apply `ops` in one round trip; the error of each op that failed, else None."""
         if not ops:
             return []
-        apply = self._scripts.apply
+        apply, epoch = self._scripts.apply, new_epoch()
         commands = [
             apply.command(
-                self._keys(op.user),
+                user_keys(op.user),
                 [
-                    *self._head(op.user),
+                    *self._head(op.user, epoch),
                     op.item,
                     op.state,
                     op.at_ms,
@@ -105,28 +82,26 @@ class Inbox:
     async def mark_read(self, user: str, group_ids: Sequence[str] | None) -> int:
         """Mark `group_ids` (None: all) read; returns how many were unread."""
         mode = ["all"] if group_ids is None else ["ids", *group_ids]
-        marked = await self._scripts.mark_read(self._redis, self._keys(user), [*self._head(user), *mode])
+        marked = await self._scripts.mark_read(self._redis, user_keys(user), [*self._head(user), *mode])
         return int(marked)
 
     async def page(self, user: str, before: str | None, limit: int) -> InboxPage:
         """Groups newest first; `before` is a previous page's `next_before`."""
-        max_score, after = "+inf", ""
+        at, after = "", ""
         if before:
             score, _, after = before.partition(":")
-            max_score = str(int(score))
-        reply = await self._scripts.page(
-            self._redis, self._keys(user), [*self._head(user), max_score, after, limit]
-        )
-        more, unread, epoch, last_id, *groups = reply
+            at = str(int(score))
+        reply = await self._scripts.page(self._redis, user_keys(user), [*self._head(user), at, after, limit])
+        more, unread, epoch, last, *groups = reply
         return InboxPage(
             groups=list(groups),
             more=bool(more),
             unread=int(unread),
-            cursor=f"{epoch.decode()}.{last_id.decode()}",
+            cursor=str(Cursor(epoch.decode(), (int(last), 0))),
         )
 
     async def unread(self, user: str) -> int:
-        return int(await self._redis.scard(keys.unread(user)))
+        return State.parse(await self._redis.hget(keys.toggles(user), STATE)).unread
 
     async def followers(self, user: str) -> set[str]:
         return {m.decode() for m in await self._redis.smembers(keys.followers(user))}

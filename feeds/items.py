@@ -23,7 +23,10 @@ State = Literal["a", "i", "x"]  # active, inactive (may come back), retracted fo
 
 @dataclass(frozen=True, slots=True)
 class ItemOp:
-    """Set `item` of `user`'s inbox to `state` as of (`at_ms`, `event_id`), last writer wins."""
+    """Set `item` of `user`'s inbox to `state` as of (`at_ms`, `event_id`), last writer wins.
+
+    `group_id` is the group the item is in while active; a comment or a mention (an item that is
+    a group of its own) names it whatever the state, so that a retraction finds it."""
 
     user: str
     item: str
@@ -72,9 +75,9 @@ def _ops(event: Event, window_ms: int) -> list[ItemOp]:
             return [ItemOp(owner, item, "a", at, eid, actor, gid, "comment", post, comment, text)]
         case CommentDeleted(owner=owner, comment=comment, mentioned=mentioned):
             # whoever deletes it (author, post owner, moderation), the comment and its mentions go
-            retract = [ItemOp(owner, f"c|{comment}", "x", at, eid, actor)]
+            retract = [ItemOp(owner, f"c|{comment}", "x", at, eid, actor, f"comment:{comment}")]
             for user in dict.fromkeys(mentioned):
-                retract.append(ItemOp(user, f"m|c:{comment}", "x", at, eid, actor))
+                retract.append(ItemOp(user, f"m|c:{comment}", "x", at, eid, actor, f"mention:{comment}"))
             return retract
         case Mention(post=post, users=users, comment=None, text=text):
             gid = f"mention:{post}:{actor}"

@@ -1,9 +1,11 @@
-"""Lua scripts run by EVALSHA, the inbox's scripts assembled from `lua/`, and pipelines of
-script calls that reload the scripts once if Redis lost them (NOSCRIPT after a restart)."""
+"""Lua scripts run by EVALSHA, the inbox's scripts assembled from `lua/` with the keys and
+leading arguments they all share, and pipelines of script calls that reload the scripts once if
+Redis lost them (NOSCRIPT after a restart)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -12,6 +14,10 @@ from typing import Any
 from hiredis import pack_command
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
+
+from schemas import keys
+
+from .limits import FeedLimits
 
 Arg = str | int | bytes
 Command = tuple[Arg, ...]
@@ -73,9 +79,10 @@ async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
     return results
 
 
-def _source(name: str) -> str:
+def _source(*names: str) -> str:
+    """common.lua, then the named parts (each script's own last)."""
     lua = resources.files(__package__).joinpath("lua")
-    return lua.joinpath("common.lua").read_text() + "\n" + lua.joinpath(name).read_text()
+    return "\n".join(lua.joinpath(name).read_text() for name in ("common.lua", *names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +90,64 @@ class InboxScripts:
     apply: Script
     mark_read: Script
     page: Script
+    replay: Script
 
     @classmethod
     def load(cls) -> InboxScripts:
         return cls(
             apply=Script(_source("apply.lua")),
-            mark_read=Script(_source("mark_read.lua")),
+            mark_read=Script(_source("reads.lua", "mark_read.lua")),
             page=Script(_source("page.lua")),
+            replay=Script(_source("reads.lua", "replay.lua")),
         )
+
+
+SCRIPTS = InboxScripts.load()
+
+
+# The field of `keys.toggles` holding the user's state beside the item registers, as
+# "EPOCH LAST-CHANGE UNREAD SHOWN" (lua/common.lua).
+STATE = "#"
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    epoch: str | None  # None: no change logged yet
+    last_change: int
+    unread: int
+
+    @classmethod
+    def parse(cls, raw: bytes | None) -> State:
+        if not raw:
+            return cls(None, 0, 0)
+        epoch, last, unread, _ = raw.decode().split(" ")
+        return cls(epoch, int(last), int(unread))
+
+
+def user_keys(user: str) -> list[str]:
+    """KEYS of every inbox script (lua/common.lua)."""
+    return [
+        keys.toggles(user),
+        keys.inbox(user),
+        keys.read_marks(user),
+        keys.changelog(user),
+        keys.followers(user),
+    ]
+
+
+def new_epoch() -> str:
+    """A change log's epoch, should a write create the log (one per batch of writes will do)."""
+    return os.urandom(6).hex()
+
+
+def head(user: str, limits: FeedLimits | None, epoch: str = "") -> list[Arg]:
+    """The leading ARGV of every inbox script; a reader without `limits` renders groups with as
+    many actors as the last writer did, and must not write."""
+    return [
+        keys.group_actors_prefix(user),
+        keys.user_channel(user),
+        epoch or new_epoch(),
+        limits.max_groups if limits else 0,
+        limits.max_changes if limits else 0,
+        limits.shown_actors if limits else 0,
+    ]

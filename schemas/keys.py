@@ -47,23 +47,16 @@ def fanout_errors(partition: int) -> str:
 
 
 def toggles(user_id: str) -> str:
-    """Hash: item -> last-writer-wins register (state, time, event id, group) of what reached the user."""
-    return f"nt:{_user(user_id)}"
+    """Hash: item -> last-writer-wins register (state, time, event id, and for likes and follows
+    the group) of what reached the user; and, under `#` fields, the inbox's state: the change
+    log's epoch and last change number, the unread count."""
+    return f"ni:{_user(user_id)}"
 
 
 def inbox(user_id: str) -> str:
-    """Sorted set: notification group ids by latest activity."""
-    return f"nf:{_user(user_id)}"
-
-
-def group_prefix(user_id: str) -> str:
-    """Prefix of `group`; the inbox scripts append group ids read from the views."""
-    return f"ng:{_user(user_id)}:"
-
-
-def group(user_id: str, group_id: str) -> str:
-    """Hash: one aggregated group's fixed fields (verb, post, comment, text)."""
-    return group_prefix(user_id) + group_id
+    """List: one record per notification group (time, id, and for a comment or a mention its
+    actor, post and text), newest first."""
+    return f"nb:{_user(user_id)}"
 
 
 def group_actors_prefix(user_id: str) -> str:
@@ -72,13 +65,8 @@ def group_actors_prefix(user_id: str) -> str:
 
 
 def group_actors(user_id: str, group_id: str) -> str:
-    """Sorted set: the group's active actors by the time of their action."""
+    """Sorted set: the active actors of a like or follow group by the time of their action."""
     return group_actors_prefix(user_id) + group_id
-
-
-def unread(user_id: str) -> str:
-    """Set: ids of the user's unread groups (its cardinality is the badge count)."""
-    return f"nu:{_user(user_id)}"
 
 
 def read_marks(user_id: str) -> str:
@@ -89,13 +77,8 @@ def read_marks(user_id: str) -> str:
 
 
 def changelog(user_id: str) -> str:
-    """Capped stream: every change to the user's inbox; the cursor for live push and resume."""
-    return f"nlog:{_user(user_id)}"
-
-
-def feed_meta(user_id: str) -> str:
-    """Hash: the change log's epoch and the last entry id trimmed away."""
-    return f"nm:{_user(user_id)}"
+    """Capped list: every change to the user's inbox, in order (the cursor for push and resume)."""
+    return f"nc:{_user(user_id)}"
 
 
 def followers(user_id: str) -> str:
@@ -121,14 +104,18 @@ def gateway_control() -> str:
 # Glob patterns of the keys derived from the event log (a rebuild deletes and replays them).
 # Read marks are user state and are kept.
 DERIVED_PATTERNS: Final = (
+    "ni:{u:*",
+    "nb:{u:*",
+    "na:{u:*",
+    "nc:{u:*",
+    "followers:{u:*",
+    # the families of the layout before the compact one: nothing reads them any more
     "nt:{u:*",
     "nf:{u:*",
     "ng:{u:*",
-    "na:{u:*",
     "nu:{u:*",
     "nlog:{u:*",
     "nm:{u:*",
-    "followers:{u:*",
 )
 
 

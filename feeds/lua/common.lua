@@ -1,90 +1,231 @@
 -- Shared head of every inbox script. All keys belong to one user (hash tag {u:ID}).
--- KEYS: 1 toggles, 2 inbox, 3 unread, 4 read marks, 5 change log, 6 meta, 7 followers
--- ARGV 1..7: group prefix, actors prefix, channel, epoch candidate, max groups,
---            max change-log entries, actors shown per group; the script's own ARGV follow.
-local K_TOG, K_INBOX, K_UNREAD, K_MARKS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_LOG, K_META, K_FOLLOWERS = KEYS[5], KEYS[6], KEYS[7]
-local G_PREFIX, A_PREFIX, CHANNEL, EPOCH_NEW = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local MAX_GROUPS, MAX_CHANGES, SHOWN = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local BASE = 7
+-- KEYS: 1 items (the item registers, and the user's state under `#`),
+--       2 inbox (list of group records, newest first), 3 read marks, 4 change log (list),
+--       5 followers
+-- ARGV 1..6: actors prefix, channel, epoch candidate, max groups, max change-log entries,
+--            actors shown per group (0: as the last writer); the script's own ARGV follow.
+local K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local A_PREFIX, CHANNEL, EPOCH_NEW = ARGV[1], ARGV[2], ARGV[3]
+local MAX_GROUPS, MAX_CHANGES, SHOWN = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local BASE = 6
 
-local function epoch()
-  local e = redis.call('HGET', K_META, 'epoch')
-  if not e then
-    redis.call('HSET', K_META, 'epoch', EPOCH_NEW)
-    e = EPOCH_NEW
+-- Times (ms) are stored as 7 big-endian bytes of t + 2^48 (every date an event can carry, exact
+-- in a Lua number). Redis has `struct`; the in-memory fake Redis does not, hence the plain Lua.
+local MS_OFFSET = 2 ^ 48
+local pack_ms, unpack_ms
+if struct then
+  pack_ms = function(t) return struct.pack('>I7', t + MS_OFFSET) end
+  unpack_ms = function(s) return struct.unpack('>I7', s) - MS_OFFSET end
+else
+  pack_ms = function(t)
+    local u, b = t + MS_OFFSET, {}
+    for i = 7, 1, -1 do
+      b[i] = u % 256
+      u = (u - b[i]) / 256
+    end
+    return string.char(b[1], b[2], b[3], b[4], b[5], b[6], b[7])
   end
-  return e
-end
-
-local function read_mark(gid)
-  local m = tonumber(redis.call('HGET', K_MARKS, gid) or '0')
-  local all = tonumber(redis.call('HGET', K_MARKS, '*') or '0')
-  if all > m then return all end
-  return m
-end
-
--- Append one change to the log (trimmed in chunks, remembering the last id trimmed away)
--- and publish it as "EPOCH.ID PAYLOAD" for live push.
-local function emit(change)
-  change.unread = redis.call('SCARD', K_UNREAD)
-  local payload = cjson.encode(change)
-  local e = epoch()
-  local id = redis.call('XADD', K_LOG, '*', 'd', payload)
-  local n = redis.call('XLEN', K_LOG)
-  if n > MAX_CHANGES + math.floor(MAX_CHANGES / 8) then
-    local gone = redis.call('XRANGE', K_LOG, '-', '+', 'COUNT', n - MAX_CHANGES)
-    redis.call('HSET', K_META, 'trimmed', gone[#gone][1])
-    redis.call('XTRIM', K_LOG, 'MAXLEN', MAX_CHANGES)
+  unpack_ms = function(s)
+    local u = 0
+    for i = 1, 7 do u = u * 256 + s:byte(i) end
+    return u - MS_OFFSET
   end
-  redis.call('PUBLISH', CHANNEL, e .. '.' .. id .. ' ' .. payload)
 end
 
-local function group_view(gid)
-  local akey = A_PREFIX .. gid
-  local n = redis.call('ZCARD', akey)
-  if n == 0 then return nil end
-  local top = redis.call('ZREVRANGE', akey, 0, SHOWN - 1, 'WITHSCORES')
-  local first = redis.call('ZRANGE', akey, 0, 0, 'WITHSCORES')
-  local f = redis.call('HMGET', G_PREFIX .. gid, 'v', 'p', 'c', 'x')
-  local actors = {}
-  for i = 1, #top, 2 do actors[#actors + 1] = top[i] end
-  local g = {id = gid, verb = f[1], count = n, actors = actors,
-             first_at = tonumber(first[2]), last_at = tonumber(top[2]),
-             read = redis.call('SISMEMBER', K_UNREAD, gid) == 0}
-  if f[2] then g.post = f[2] end
-  if f[3] then g.comment = f[3] end
-  if f[4] then g.text = f[4] end
+-- Numbers become text through string.format('%d'): a Lua number's own conversion (%.14g) costs
+-- twice as much, and is wrong past 14 digits.
+local function int(n) return string.format('%d', n) end
+
+-- A group id is VERB:REST; records and log entries abbreviate the verb to its first letter.
+local VERBS = {l = 'like', f = 'follow', c = 'comment', m = 'mention'}
+local function short(gid) return gid:sub(1, 1) .. gid:sub(gid:find(':', 1, true) + 1) end
+local function long(s) return VERBS[s:sub(1, 1)] .. ':' .. s:sub(2) end
+
+-- A group's record in the inbox list: its last activity time (7 bytes), then
+--   likes and follows (any number of actors, kept in a sorted set per group): the short id;
+--   comments and mentions (one actor): short id '|' actor '|' post '|' text, where a mention in
+--   a post (group id mention:POST:ACTOR) is 'p' alone and the comment of the others is in its id.
+-- Decoded, a record is a group: {t, gid, verb, single, actor, post, comment, text} (and, for
+-- a like or follow group, `actors`: see actors_of, if already read).
+local function encode(g)
+  if not g.single then return pack_ms(g.t) .. short(g.gid) end
+  local head = g.comment and short(g.gid) or 'p'
+  return pack_ms(g.t) .. head .. '|' .. g.actor .. '|' .. g.post .. '|' .. g.text
+end
+
+local function multi(t, gid)
+  local g = {t = t, gid = gid, verb = VERBS[gid:sub(1, 1)]}
+  if g.verb == 'like' then g.post = gid:match('^like:(.*):') end  -- like:POST:WINDOW
   return g
 end
 
--- Bring a group's inbox entry, unread flag and clients in line with its actors.
-local function refresh(gid)
-  local akey = A_PREFIX .. gid
-  if redis.call('ZCARD', akey) == 0 then
-    if redis.call('ZREM', K_INBOX, gid) == 1 then
-      redis.call('DEL', G_PREFIX .. gid)
-      redis.call('SREM', K_UNREAD, gid)
-      redis.call('HDEL', K_MARKS, gid)
-      emit({op = 'remove', id = gid})
-    end
-    return
-  end
-  local last = tonumber(redis.call('ZREVRANGE', akey, 0, 0, 'WITHSCORES')[2])
-  redis.call('ZADD', K_INBOX, last, gid)
-  if last > read_mark(gid) then
-    redis.call('SADD', K_UNREAD, gid)
+local function decode(rec)
+  local t, bar = unpack_ms(rec), rec:find('|', 8, true)  -- the time's bytes may hold a '|'
+  if not bar then return multi(t, long(rec:sub(8))) end
+  local s = rec:sub(8, bar - 1)
+  local actor, post, text = rec:match('^([^|]*)|([^|]*)|(.*)$', bar + 1)
+  local g = {t = t, single = true, actor = actor, post = post, text = text, verb = 'mention'}
+  if s == 'p' then
+    g.gid = 'mention:' .. post .. ':' .. actor
   else
-    redis.call('SREM', K_UNREAD, gid)
+    g.verb, g.gid, g.comment = VERBS[s:sub(1, 1)], long(s), s:sub(2)
   end
-  emit({op = 'upsert', group = group_view(gid)})
+  return g
 end
 
-local function enforce_cap()
-  local excess = redis.call('ZCARD', K_INBOX) - MAX_GROUPS
-  if excess <= 0 then return end
-  for _, gid in ipairs(redis.call('ZRANGE', K_INBOX, 0, excess - 1)) do
-    redis.call('DEL', A_PREFIX .. gid)
-    refresh(gid)
+-- The inbox is ordered newest first by (time, group id), as ZREVRANGE orders a sorted set.
+local function newer(t1, g1, t2, g2) return t1 > t2 or (t1 == t2 and g1 > g2) end
+
+-- Index of the first record that is not newer than (t, gid) (or, `past`, older than it).
+local function seek(t, gid, past)
+  local lo, hi = 0, redis.call('LLEN', K_INBOX)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local r = decode(redis.call('LINDEX', K_INBOX, mid))
+    if newer(r.t, r.gid, t, gid) or (past and r.t == t and r.gid == gid) then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
+
+-- The live record of group `gid` last active at `t` and its group, or nil (gone or dropped).
+local function find(t, gid)
+  local rec = redis.call('LINDEX', K_INBOX, seek(t, gid))
+  if rec then
+    local g = decode(rec)
+    if g.t == t and g.gid == gid then return rec, g end
+  end
+end
+
+-- Put a group's record in its place, replacing one with the same time and id (a retry after a
+-- failed script must not duplicate it); returns the inbox size. New activity usually goes on top.
+-- `head`: the newest record if the caller has it (nil: the inbox is empty), false: read it.
+local function insert(g, head)
+  local rec, t, gid = encode(g), g.t, g.gid
+  local here = head
+  if here == false then here = redis.call('LINDEX', K_INBOX, 0) end
+  if not here or t > unpack_ms(here) then return redis.call('LPUSH', K_INBOX, rec) end
+  local at, h = 0, decode(here)
+  if newer(t, gid, h.t, h.gid) then return redis.call('LPUSH', K_INBOX, rec) end
+  if not (h.t == t and h.gid == gid) then
+    at = seek(t, gid)
+    here = redis.call('LINDEX', K_INBOX, at)
+    if not here then return redis.call('RPUSH', K_INBOX, rec) end
+    h = decode(here)
+  end
+  if h.t == t and h.gid == gid then
+    redis.call('LSET', K_INBOX, at, rec)
+    return redis.call('LLEN', K_INBOX)
+  end
+  return redis.call('LINSERT', K_INBOX, 'BEFORE', here, rec)  -- records are unique: `here` is at `at`
+end
+
+-- The user's state, in the items hash under `#` as "EPOCH SEQ UNREAD SHOWN": the change log's
+-- epoch and last change number, the unread count, and the writers' actors per group (for the
+-- readers that are not told it). Read once per script, with the register of `item` if given
+-- (every script starts so), and written back by save().
+local S
+local function state(item)
+  local r = item and redis.call('HMGET', K_ITEMS, item, '#') or {false, redis.call('HGET', K_ITEMS, '#')}
+  local epoch, seq, unread, shown = (r[2] or ''):match('^(%S+) (%d+) (%d+) (%d+)$')
+  S = {epoch = epoch, seq = tonumber(seq or '0'), unread = tonumber(unread or '0'), dirty = false}
+  if SHOWN == 0 then SHOWN = tonumber(shown or '3') end
+  return S, r[1]
+end
+-- Write the state back if it changed, with the register of `item` if given.
+local function save(item, register)
+  local packed = S.dirty and string.format('%s %d %d %d', S.epoch, S.seq, S.unread, SHOWN)
+  if packed and item then
+    redis.call('HSET', K_ITEMS, item, register, '#', packed)
+  elseif packed then
+    redis.call('HSET', K_ITEMS, '#', packed)
+  elseif item then
+    redis.call('HSET', K_ITEMS, item, register)
+  end
+end
+local function add_unread(d)
+  if d ~= 0 then S.unread, S.dirty = S.unread + d, true end
+end
+
+-- A group is unread while its time is after the user's read mark for it and the read-all mark.
+local function mark(gid)
+  local m = redis.call('HMGET', K_MARKS, gid, '*')
+  return math.max(m[1] and tonumber(m[1]) or 0, m[2] and tonumber(m[2]) or 0)
+end
+
+-- JSON is assembled here rather than by cjson (several times cheaper): every id is made of
+-- A-Z a-z 0-9 _ . : @ - (the events' contract), only a text needs escaping.
+
+-- A like or follow group's actors are a sorted set by time whose members are TIME (7 bytes) and
+-- ACTOR: times read back without Redis formatting scores as text, nor Lua parsing them.
+-- actors_of: how many, the oldest member, and the newest members (the SHOWN ones, and at least
+-- two), newest first. A small set (most are) is read whole in one call.
+local SMALL = 16
+local function actors_of(gid)
+  local akey, newest = A_PREFIX .. gid, math.max(SHOWN, 2)
+  local all = redis.call('ZRANGE', akey, 0, SMALL - 1)
+  local a = {count = #all, first = all[1], top = {}}
+  if #all == SMALL then
+    a.count = redis.call('ZCARD', akey)
+    if a.count > SMALL then all = redis.call('ZRANGE', akey, -newest, -1) end
+  end
+  for i = #all, math.max(1, #all - newest + 1), -1 do a.top[#a.top + 1] = all[i] end
+  return a
+end
+
+-- The client's view of a group, as JSON (REST pages and change payloads share it).
+local function view(g, read)
+  local extra = ''
+  if g.post and g.post ~= '' then extra = ',"post":"' .. g.post .. '"' end
+  if g.comment then extra = extra .. ',"comment":"' .. g.comment .. '"' end
+  if g.text and g.text ~= '' then extra = extra .. ',"text":' .. cjson.encode(g.text) end
+  local actors, count, first, last
+  if g.single then
+    actors, count, last = g.actor, '1', int(g.t)
+    first = last
+  else
+    local a = g.actors or actors_of(g.gid)
+    local names = {}
+    for i = 1, math.min(#a.top, SHOWN) do names[i] = a.top[i]:sub(8) end
+    actors, count, last = table.concat(names, '","'), int(a.count), int(unpack_ms(a.top[1]))
+    first = int(unpack_ms(a.first))
+  end
+  return '{"id":"' .. g.gid .. '","verb":"' .. g.verb .. '"' .. extra .. ',"actors":["' .. actors
+    .. '"],"count":' .. count .. ',"first_at":' .. first .. ',"last_at":' .. last
+    .. ',"read":' .. (read and 'true' or 'false') .. '}'
+end
+
+-- A change as JSON: {"op":OP,"unread":N + `tail`: its other fields and the closing brace.
+local OPS = {u = 'upsert', d = 'remove', r = 'read'}
+local function change_json(op, unread, tail) return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. tail end
+
+-- Append one change to the log and publish it as "EPOCH.N-0 PAYLOAD" for live push. The log
+-- keeps `OP UNREAD REF` (REF: a group's short id, or `*` or the ids read): a replay renders the
+-- group as it is then.
+local function emit(op, ref, tail)
+  local s = S
+  s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
+  local unread = int(s.unread)
+  if redis.call('RPUSH', K_LOG, op .. unread .. ' ' .. ref) > MAX_CHANGES then
+    redis.call('LTRIM', K_LOG, -MAX_CHANGES, -1)
+  end
+  redis.call('PUBLISH', CHANNEL, s.epoch .. '.' .. int(s.seq) .. '-0 ' .. change_json(op, unread, tail))
+end
+
+local function upserted(g, read) emit('u', short(g.gid), ',"group":' .. view(g, read) .. '}') end
+
+-- A group left the inbox (emptied, retracted or dropped by the cap); its record is already gone.
+local function removed(g)
+  if g.t > mark(g.gid) then add_unread(-1) end
+  redis.call('HDEL', K_MARKS, g.gid)
+  emit('d', short(g.gid), ',"id":"' .. g.gid .. '"}')
+end
+
+-- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in).
+local function enforce_cap(size)
+  while size and size > MAX_GROUPS do
+    local g = decode(redis.call('RPOP', K_INBOX))
+    size = size - 1
+    if not g.single then redis.call('DEL', A_PREFIX .. g.gid) end
+    removed(g)
   end
 end

@@ -53,8 +53,9 @@ async def _planted(tmp_path: Path) -> None:
                 assert await inbox.apply(plan(decode_event(orjson.dumps(event)), limits)) == [None]
             letter = {"orig": "1-0", "deliveries": 3, "error": "boom", "e": orjson.dumps(dead)}
             await redis.xadd(keys.dead_letters(0), letter)
-            again = {"op": "upsert", "group": {"id": gid(doubled)}}
-            await redis.xadd(keys.changelog(USER), {"d": orjson.dumps(again)})
+            # the same comment again under another event id: its group is upserted twice
+            again = decode_event(orjson.dumps({**doubled, "id": doubled["id"] + "-again"}))
+            assert await inbox.apply(plan(again, limits)) == [None]
             client = PushClient(USER, "ws://127.0.0.1:9/unused", http, "")
             upsert = {"op": "upsert", "group": {"id": gid(delivered)}}
             for cursor in ("e1.5-0", "e1.4-0"):  # the same group twice, the second out of order

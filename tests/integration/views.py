@@ -9,6 +9,7 @@ from typing import Any, Final
 import orjson
 from redis.asyncio import Redis
 
+from feeds import changelog
 from feeds.inbox import Inbox
 from schemas import keys
 
@@ -32,14 +33,17 @@ async def snapshot(redis: Redis, inbox: Inbox, users: Iterable[str]) -> dict[str
     out: dict[str, tuple[bytes, ...]] = {}
     for user in users:
         page = await inbox.page(user, None, 100)
-        length = await redis.xlen(keys.changelog(user))
+        length = await redis.llen(keys.changelog(user))
         out[user] = (*page.groups, str(page.unread).encode(), page.cursor.encode(), str(length).encode())
     return out
 
 
 async def logged_changes(redis: Redis, user: str) -> list[dict[str, Any]]:
-    rows = await redis.xrange(keys.changelog(user))
-    return [orjson.loads(fields[b"d"]) for _, fields in rows]
+    """Every change the user's log holds, as a resuming client would get them."""
+    start = changelog.Cursor(changelog.NO_EPOCH, (0, 0))
+    replay = await changelog.read_after(redis, user, start, 10_000)
+    assert isinstance(replay, changelog.Replay)
+    return [orjson.loads(change.payload) for change in replay.changes]
 
 
 async def pending_total(redis: Redis, partitions: int) -> int:

@@ -4,9 +4,12 @@ every inbox, unread counts corrected, and recalling twice changes nothing; bans 
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
+from feeds import changelog
+from feeds.changelog import NO_EPOCH, Cursor, Replay
 from notifier.fanout.replay import replay
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.runtime.settings import Settings
@@ -82,22 +85,22 @@ async def test_a_delivered_comment_rejected_later_is_recalled(s: Stack) -> None:
     flagged = await s.queue.get("e1")
     assert flagged is not None and (flagged.action, flagged.delivered) == ("flag", True)
 
-    log_before = await s.redis.xlen(keys.changelog("alice"))
+    log_before = await s.redis.llen(keys.changelog("alice"))
     outcome = await s.queue.decide("e1", "reject", ANN, "insult")
     assert outcome.effect == "recall|e1"
     await s.run_jobs()
     assert [g["id"] for g in await s.groups("alice")] == ["comment:c-e0"]
     assert await s.unread("alice") == 1
-    changes = await s.redis.xrange(keys.changelog("alice"), count=100)
-    assert len(changes) == log_before + 1
-    assert b'"op":"remove"' in changes[-1][1][b"d"] and b'"unread":1' in changes[-1][1][b"d"]
+    logged = await changelog.read_after(s.redis, "alice", Cursor(NO_EPOCH, (0, 0)), 100)
+    assert isinstance(logged, Replay) and len(logged.changes) == log_before + 1
+    assert orjson.loads(logged.changes[-1].payload) == {"op": "remove", "unread": 1, "id": "comment:c-e1"}
 
     # the recall again, a redelivery and a rebuild change nothing
-    snapshot = await s.redis.xlen(keys.changelog("alice"))
+    snapshot = await s.redis.llen(keys.changelog("alice"))
     await s.effects.recall("e1")
     await s.worker.drain()
     await replay(s.redis, partitions=2, limits=s.settings.feeds, fresh=False, screen=s.screener)
-    assert await s.redis.xlen(keys.changelog("alice")) == snapshot
+    assert await s.redis.llen(keys.changelog("alice")) == snapshot
     assert [g["id"] for g in await s.groups("alice")] == ["comment:c-e0"] and await s.unread("alice") == 1
 
 

@@ -103,9 +103,9 @@ def scanned_files() -> Iterator[Path]:
 
 
 def test_the_families_are_found() -> None:
-    assert {"events:", "dedupe:", "nf:", "ng:", "nlog:", "followers:", "push:"} <= PREFIXES
+    assert {"events:", "dedupe:", "nb:", "na:", "nc:", "followers:", "push:"} <= PREFIXES
     assert "gateway:control" in NAMES
-    assert offending("nf:{u:" + HOLE + "}") and offending("nlog:") and offending("x {u:y}")
+    assert offending("nb:{u:" + HOLE + "}") and offending("nc:") and offending("x {u:y}")
     assert offending(f"events:{{{HOLE}}}") and offending("gateway:control")
     assert not offending("events accepted") and not offending("notification")
 

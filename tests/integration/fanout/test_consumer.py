@@ -3,9 +3,7 @@ and dead-lettering of an event that can never apply."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -62,12 +60,6 @@ async def read_without_ack(redis: Redis, settings: Settings, consumer: str) -> l
     return got
 
 
-def assert_each_state_logged_once(changes: list[dict[str, Any]]) -> None:
-    states = [repr(sorted(c["group"].items())) for c in changes if c["op"] == "upsert"]
-    duplicated = [s for s, n in Counter(states).items() if n > 1]
-    assert not duplicated, duplicated
-
-
 async def assert_applied_exactly_once(
     redis: Redis, inbox: Inbox, owner: str, likes: int, follows: int
 ) -> None:
@@ -79,11 +71,13 @@ async def assert_applied_exactly_once(
     assert by_verb["follow"]["count"] == follows
     assert unread == 2
     assert await inbox.followers(owner) == {f"fan{i}" for i in range(follows)}
+    # the log holds one change per actor added (a replay renders each from the current group):
+    # an item applied twice would have logged one more
     changes = await logged_changes(redis, owner)
-    assert_each_state_logged_once(changes)
     for verb, n in (("like", likes), ("follow", follows)):
-        counts = [c["group"]["count"] for c in changes if c["op"] == "upsert" and c["group"]["verb"] == verb]
-        assert sorted(counts) == list(range(1, n + 1))  # every actor added exactly once
+        upserts = [c["group"] for c in changes if c["op"] == "upsert" and c["group"]["verb"] == verb]
+        assert len(upserts) == n
+        assert all(group == by_verb[verb] for group in upserts)
 
 
 async def test_a_batch_abandoned_mid_apply_is_reclaimed_by_another_worker_and_applied_once(
@@ -188,4 +182,4 @@ async def test_a_poison_event_is_dead_lettered_after_max_deliveries_and_the_rest
     gus, _, _ = await inbox_view(inbox, "gus")
     assert [(g["verb"], g["actors"]) for g in gus] == [("follow", ["fan2"])]
     assert await redis.type(keys.inbox("eve")) == b"string"  # untouched, nothing half-applied leaks
-    assert await redis.xlen(keys.changelog("eve")) == 0
+    assert await redis.llen(keys.changelog("eve")) == 0

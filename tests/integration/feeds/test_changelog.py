@@ -12,6 +12,7 @@ from feeds import changelog
 from feeds.changelog import NO_EPOCH, Cursor, Refetch, Replay
 from feeds.inbox import Inbox
 from feeds.items import ItemOp
+from feeds.scripts import STATE
 from notifier.runtime.settings import Settings
 from schemas import keys
 from schemas.errors import Reason, Rejected
@@ -25,9 +26,10 @@ def like_op(user: str, i: int) -> ItemOp:
 
 
 async def cursors(redis: Redis, user: str) -> list[Cursor]:
-    """The cursor of every change the log still holds."""
-    epoch = (await changelog.tail(redis, user)).epoch
-    return [Cursor(epoch, changelog.entry_id(rid)) for rid, _ in await redis.xrange(keys.changelog(user))]
+    """The cursor of every change the log still holds (the last `length` of them, numbered from 1)."""
+    tail = await changelog.tail(redis, user)
+    kept = await redis.llen(keys.changelog(user))
+    return [Cursor(tail.epoch, (n, 0)) for n in range(tail.entry[0] - kept + 1, tail.entry[0] + 1)]
 
 
 async def test_before_the_log_exists_there_is_nothing_to_replay(redis: Redis) -> None:
@@ -68,12 +70,16 @@ async def test_a_cursor_whose_successors_were_trimmed_must_refetch(redis: Redis,
     await inbox.apply([like_op("max", i) for i in range(1, 13)])
 
     kept = await cursors(redis, "max")
-    assert 8 <= len(kept) <= 9  # trimmed in chunks down to max_changes
+    assert len(kept) == 8  # trimmed to max_changes
     tail = await changelog.tail(redis, "max")
+    assert tail == kept[-1] == Cursor(stale.epoch, (13, 0))
     assert await changelog.read_after(redis, "max", stale, 100) == Refetch(tail)
     assert await changelog.read_after(redis, "max", Cursor(NO_EPOCH, (0, 0)), 100) == Refetch(tail)
     # the oldest cursor still resumable is the last one trimmed away; from there nothing is missing
-    trimmed = Cursor(stale.epoch, changelog.entry_id(await redis.hget(keys.feed_meta("max"), "trimmed")))
+    trimmed = Cursor(stale.epoch, (kept[0].entry[0] - 1, 0))
+    assert await changelog.read_after(
+        redis, "max", Cursor(stale.epoch, (trimmed.entry[0] - 1, 0)), 9
+    ) == Refetch(tail)
     resumed = await changelog.read_after(redis, "max", trimmed, 100)
     assert isinstance(resumed, Replay)
     assert [c.cursor for c in resumed.changes] == kept
@@ -83,7 +89,8 @@ async def test_a_cursor_of_another_epoch_must_refetch(redis: Redis, settings: Se
     inbox = Inbox(redis, settings.feeds)
     await inbox.apply([like_op("ned", 0)])
     [old] = await cursors(redis, "ned")
-    await redis.delete(keys.changelog("ned"), keys.feed_meta("ned"))  # the log was lost
+    await redis.delete(keys.changelog("ned"))
+    await redis.hdel(keys.toggles("ned"), STATE)  # the log was lost
     await inbox.apply([like_op("ned", 1)])
     tail = await changelog.tail(redis, "ned")
     assert tail.epoch != old.epoch

@@ -13,7 +13,7 @@ from feeds.items import plan
 from feeds.limits import FeedLimits
 from schemas import keys
 from schemas.errors import Reason, Rejected
-from tests.unit.builders import like
+from tests.unit.builders import like, unlike
 
 START = Cursor(NO_EPOCH, (0, 0))
 LIMITS = FeedLimits()
@@ -102,15 +102,73 @@ async def test_a_cursor_trimmed_past_must_refetch(redis: Redis) -> None:
     for i in range(15):
         assert await inbox.apply(plan(like(f"fan{i}", post=f"p{i}", t=i), limits)) == [None]
         seen.append(await changelog.tail(redis, "olga"))
-    retained = [changelog.entry_id(rid) for rid, _ in await redis.xrange(keys.changelog("olga"))]
-    assert 8 <= len(retained) <= 9  # trimmed back to 8 once past 8 + 8 // 8
+    assert [c.entry for c in seen] == [(n, 0) for n in range(1, 16)]  # change n is `EPOCH.n-0`
+    assert await redis.llen(keys.changelog("olga")) == 8  # the last max_changes are kept
     tail = seen[-1]
     assert await changelog.read_after(redis, "olga", seen[0], 100) == Refetch(tail)
     assert await changelog.read_after(redis, "olga", START, 100) == Refetch(tail)
-    first = [c.entry for c in seen].index(retained[0])
     # the client saw the last change trimmed away: nothing it lacks is gone
-    replay = await changelog.read_after(redis, "olga", seen[first - 1], 100)
+    replay = await changelog.read_after(redis, "olga", seen[6], 100)
     assert isinstance(replay, Replay)
-    assert [c.cursor.entry for c in replay.changes] == retained
+    assert [c.cursor for c in replay.changes] == seen[7:]
     # one change earlier, and the change after it is gone
-    assert await changelog.read_after(redis, "olga", seen[first - 2], 100) == Refetch(tail)
+    assert await changelog.read_after(redis, "olga", seen[5], 100) == Refetch(tail)
+
+
+@pytest.mark.anyio
+async def test_a_replay_renders_each_change_from_the_current_group(redis: Redis) -> None:
+    inbox = Inbox(redis, LIMITS)
+    for event in (like("bob", t=1), like("cid", t=2), like("dan", post="p2", t=3)):
+        assert await inbox.apply(plan(event, LIMITS)) == [None]
+    replay = await changelog.read_after(redis, "olga", START, 100)
+    assert isinstance(replay, Replay)
+    got = [orjson.loads(c.payload) for c in replay.changes]
+    # the log keeps the unread count after each change; the group is rendered as it is now
+    assert [(c["op"], c["unread"], c["group"]["post"], c["group"]["count"]) for c in got] == [
+        ("upsert", 1, "p1", 2),
+        ("upsert", 1, "p1", 2),
+        ("upsert", 2, "p2", 1),
+    ]
+    assert await inbox.mark_read("olga", [got[0]["group"]["id"]]) == 1
+    for event in (unlike("bob", t=4), unlike("cid", t=5)):
+        assert await inbox.apply(plan(event, LIMITS)) == [None]
+    replay = await changelog.read_after(redis, "olga", START, 100)
+    assert isinstance(replay, Replay)
+    got = [orjson.loads(c.payload) for c in replay.changes]
+    gone = {"op": "remove", "id": got[0]["id"]}
+    # changes to a group removed since replay as its removal (a later change says so anyway)
+    assert got == [
+        {**gone, "unread": 1},
+        {**gone, "unread": 1},
+        {"op": "upsert", "unread": 2, "group": got[2]["group"]},
+        {"op": "read", "unread": 1, "groups": [gone["id"]]},
+        {**gone, "unread": 1},
+        {**gone, "unread": 1},
+    ]
+    assert got[2]["group"]["post"] == "p2" and not got[2]["group"]["read"]
+
+
+@pytest.mark.anyio
+async def test_live_push_carries_each_change_as_it_happened(redis: Redis) -> None:
+    inbox = Inbox(redis, LIMITS)
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(keys.user_channel("olga"))
+        await pubsub.get_message(timeout=1)  # the subscription's confirmation
+        for event in (like("bob", t=1), like("cid", t=2)):
+            assert await inbox.apply(plan(event, LIMITS)) == [None]
+        pushed = [await pubsub.get_message(timeout=1) for _ in range(2)]
+    tail = await changelog.tail(redis, "olga")
+    cursors, payloads = zip(*(m["data"].split(b" ", 1) for m in pushed if m), strict=True)
+    assert [Cursor.parse(c.decode()) for c in cursors] == [Cursor(tail.epoch, (1, 0)), tail]
+    assert [orjson.loads(p)["group"]["actors"] for p in payloads] == [["bob"], ["cid", "bob"]]
+
+
+@pytest.mark.anyio
+async def test_a_replay_shows_as_many_actors_as_the_writer(redis: Redis) -> None:
+    limits = FeedLimits(shown_actors=5)
+    inbox = Inbox(redis, limits)
+    for i in range(6):
+        assert await inbox.apply(plan(like(f"fan{i}", t=i), limits)) == [None]
+    replay = await changelog.read_after(redis, "olga", START, 100)
+    assert isinstance(replay, Replay)
+    assert orjson.loads(replay.changes[-1].payload)["group"]["actors"] == [f"fan{i}" for i in range(5, 0, -1)]

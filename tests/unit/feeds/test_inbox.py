@@ -53,7 +53,9 @@ async def changes(redis: Redis, user: str) -> list[dict[str, Any]]:
 
 
 async def view(inbox: Inbox, user: str) -> tuple[list[Group], int, set[str]]:
-    return await groups(inbox, user), await inbox.unread(user), await inbox.followers(user)
+    shown, unread = await groups(inbox, user), await inbox.unread(user)
+    assert unread == sum(not g["read"] for g in shown)  # the kept count agrees with the groups
+    return shown, unread, await inbox.followers(user)
 
 
 async def test_likes_of_one_post_aggregate_into_one_group(redis: Redis) -> None:

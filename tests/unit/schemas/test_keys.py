@@ -14,13 +14,10 @@ USERS = ["alice", "u:1", "a@b.c", "x-y_z", "9" * 128]
 USER_KEYS: list[Callable[[str], str]] = [
     keys.toggles,
     keys.inbox,
-    keys.unread,
     keys.read_marks,
     keys.changelog,
-    keys.feed_meta,
     keys.followers,
     keys.user_channel,
-    lambda u: keys.group(u, "like:p1:19844"),
     lambda u: keys.group_actors(u, "like:p1:19844"),
 ]
 PARTITION_KEYS: list[Callable[[int], str]] = [
@@ -39,14 +36,11 @@ def test_exact_formats() -> None:
     assert keys.dead_letters(3) == "dlq:{3}"
     assert keys.dropped_letters(3) == "dlq-dropped:{3}"
     assert keys.fanout_errors(3) == "fanout-errors:{3}"
-    assert keys.toggles("bob") == "nt:{u:bob}"
-    assert keys.inbox("bob") == "nf:{u:bob}"
-    assert keys.group("bob", "g1") == "ng:{u:bob}:g1"
+    assert keys.toggles("bob") == "ni:{u:bob}"
+    assert keys.inbox("bob") == "nb:{u:bob}"
     assert keys.group_actors("bob", "g1") == "na:{u:bob}:g1"
-    assert keys.unread("bob") == "nu:{u:bob}"
     assert keys.read_marks("bob") == "nr:{u:bob}"
-    assert keys.changelog("bob") == "nlog:{u:bob}"
-    assert keys.feed_meta("bob") == "nm:{u:bob}"
+    assert keys.changelog("bob") == "nc:{u:bob}"
     assert keys.followers("bob") == "followers:{u:bob}"
     assert keys.user_channel("bob") == "push:{u:bob}"
     assert keys.gateway_control() == "gateway:control"
@@ -84,10 +78,8 @@ def test_owners_never_share_keys() -> None:
         assert len({make_p(p) for p in range(64)}) == 64
 
 
-def test_group_keys_extend_their_prefixes() -> None:
-    assert keys.group("bob", "g:1") == keys.group_prefix("bob") + "g:1"
+def test_group_keys_extend_their_prefix() -> None:
     assert keys.group_actors("bob", "g:1") == keys.group_actors_prefix("bob") + "g:1"
-    assert keys.group_prefix("bob") != keys.group_actors_prefix("bob")
 
 
 @pytest.mark.parametrize("user", USERS)
@@ -107,3 +99,8 @@ def test_derived_patterns_cover_the_derived_keys_and_spare_user_state(user: str)
         assert derived(key) == (make is not keys.read_marks), key
     for make_p in PARTITION_KEYS:
         assert not derived(make_p(0))  # the event log is the source of truth, never rebuilt
+
+
+@pytest.mark.parametrize("family", ["nt:", "nf:", "ng:", "nu:", "nlog:", "nm:"])
+def test_a_rebuild_also_deletes_the_views_of_the_layout_before(family: str) -> None:
+    assert any(fnmatchcase(family + "{u:bob}:x", pattern) for pattern in keys.DERIVED_PATTERNS)

@@ -2,7 +2,8 @@
 
 Without --api-url/--gateway-url it starts its own local stack (private redis-server and the
 product's roles) and tears it down afterwards. Exit status 0 only when nothing was lost,
-doubled or unexpected."""
+doubled or unexpected (for `ingest`: every request answered 202 and the log holds every
+accepted event; for `fanout`: drained, and the inboxes hold exactly the expected groups)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ from typing import Any
 
 from notifier.runtime.settings import AuthSettings
 
-from . import report
+from . import fanout, ingest, report
 from .compare import compare_table
+from .producers import SourceFactory, http_source
+from .publisher import pubsub_source
 from .runner import run_scenario
 from .scenarios import PRESETS, Scenario, preset
 from .stack import Target
+
+SOURCES: dict[str, SourceFactory] = {"pipeline": http_source, "push": pubsub_source}
+STAGE_BENCHES = {"ingest": ingest, "fanout": fanout}  # modules: run, markdown, summary, passed
 
 KNOBS: tuple[tuple[str, type, str], ...] = (
     ("clients", int, "online WebSocket clients"),
@@ -36,6 +42,7 @@ KNOBS: tuple[tuple[str, type, str], ...] = (
     ("storm_fraction", float, "share of clients dropped per storm"),
     ("storm_jitter_s", float, "reconnects spread over this long"),
     ("drain_s", float, "longest wait for deliveries after producing"),
+    ("events", int, "events preloaded into the log (fanout)"),
     ("seed", int, "seed of the graph and the workload"),
     ("partitions", int, "event-log partitions (local stack, or the target's)"),
     ("apis", int, "API processes (local stack)"),
@@ -58,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
     remote = p.add_argument_group("an existing deployment (instead of a local stack)")
     remote.add_argument("--api-url", action="append", default=[], help="http://host:port (repeatable)")
     remote.add_argument("--gateway-url", action="append", default=[], help="ws://host:port (repeatable)")
-    remote.add_argument("--redis-url", help="for lag and memory sampling (optional)")
+    remote.add_argument("--redis-url", help="for lag and memory sampling (optional); push publishes there")
     remote.add_argument("--jwt-audience", default="notifier")
     remote.add_argument("--jwt-issuer", default="")
     presets = "\n".join(f"  {s.name:12} {s.description}" for s in PRESETS.values())
@@ -73,10 +80,14 @@ def parser() -> argparse.ArgumentParser:
 def _given(args: argparse.Namespace, scenario: Scenario) -> Target | None:
     if not args.api_url and not args.gateway_url:
         return None
-    if not (args.api_url and args.gateway_url):
+    if scenario.stage in STAGE_BENCHES:
+        raise SystemExit(f"{scenario.stage} runs on a local stack only")
+    if scenario.stage == "push" and not (args.gateway_url and args.redis_url):
+        raise SystemExit("push against a deployment needs --gateway-url and --redis-url (it publishes there)")
+    if scenario.stage == "pipeline" and not (args.api_url and args.gateway_url):
         raise SystemExit("give both --api-url and --gateway-url (or neither, for a local stack)")
-    key, secret = os.environ.get("LOADTEST_SERVICE_KEY"), os.environ.get("LOADTEST_JWT_SECRET")
-    if not key or not secret:
+    key, secret = os.environ.get("LOADTEST_SERVICE_KEY", ""), os.environ.get("LOADTEST_JWT_SECRET")
+    if not secret or (not key and scenario.stage != "push"):  # push posts nothing
         raise SystemExit("set LOADTEST_SERVICE_KEY and LOADTEST_JWT_SECRET for a deployment")
     auth = AuthSettings(jwt_secret=secret, jwt_audience=args.jwt_audience, jwt_issuer=args.jwt_issuer)
     return Target(
@@ -107,9 +118,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra_env = dict(item.split("=", 1) for item in args.env)
     given = _given(args, scenario)
     stem = report.stem_for(scenario.name)
+    if scenario.stage in STAGE_BENCHES and args.compare:
+        raise SystemExit(f"{scenario.stage} has no baseline to compare with")
     try:
-        result = run_scenario(scenario, given=given, extra_env=extra_env, progress=not args.quiet)
-        baseline = run_scenario(scenario, kind="socketio", progress=not args.quiet) if args.compare else None
+        if scenario.stage in STAGE_BENCHES:
+            return _stage(scenario, extra_env, args, stem)
+        source = SOURCES[scenario.stage]
+        result = run_scenario(
+            scenario, given=given, extra_env=extra_env, progress=not args.quiet, source=source
+        )
+        baseline = (
+            run_scenario(scenario, kind="socketio", progress=not args.quiet, source=source)
+            if args.compare
+            else None
+        )
     except (RuntimeError, OSError, ExceptionGroup) as exc:
         for message in _messages(exc):
             print(f"loadtest: {message}", file=sys.stderr)
@@ -124,6 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         (args.out / f"{stem}-compare.md").write_text(table)
         print(table)
     return 0 if ok else 1
+
+
+def _stage(scenario: Scenario, extra_env: dict[str, str], args: argparse.Namespace, stem: str) -> int:
+    """A stage benchmark with its own result and report (ingest, fanout)."""
+    bench = STAGE_BENCHES[scenario.stage]
+    result = bench.run(scenario, extra_env=extra_env, progress=not args.quiet)
+    paths = report.write(result, args.out, stem, render=bench.markdown, draw=None)
+    print(f"{bench.summary(result)} → {', '.join(map(str, paths))}")
+    return 0 if bench.passed(result) else 1
 
 
 def _messages(exc: BaseException) -> list[str]:

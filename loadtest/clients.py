@@ -1,5 +1,10 @@
 """WebSocket observers: N clients spread over processes, each one user holding a socket, resuming
-from its cursor after any close, and recording every change frame that names one of our events."""
+from its cursor after any close, and recording every change frame that names one of our events.
+
+The clients must cost far less than the server they measure: each socket is an asyncio.Protocol
+driving websockets' sans-I/O ClientProtocol (`Socket`), messages are handled in the read callback
+(a burst of frames in one TCP read is one callback, with no task switch per message), and a
+plain change frame is read by the protocol's fast path (loadtest/protocols.py `change()`)."""
 
 from __future__ import annotations
 
@@ -15,7 +20,6 @@ import anyio
 import websockets
 from anyio.abc import TaskGroup
 from hdrh.histogram import HdrHistogram
-from websockets.asyncio.client import ClientConnection, connect
 
 from notifier.runtime import tokens
 from notifier.runtime.settings import AuthSettings
@@ -24,9 +28,9 @@ from .graph import user_id
 from .ledger import Receipts
 from .metrics import new_histogram
 from .protocols import Frame, Protocol, protocol_for
+from .wsclient import Socket
 
 STATS_INTERVAL_S: Final = 1.0
-OPEN_TIMEOUT_S: Final = 30.0
 _WS_ERRORS: Final = (OSError, TimeoutError, websockets.exceptions.WebSocketException)
 
 
@@ -71,7 +75,8 @@ class Session:
         self.box = box
         self.proto = proto
         self.cursor: str | None = None
-        self.ws: ClientConnection | None = None
+        self.sock: Socket | None = None  # once ready: what a kick closes
+        self.opened = 0.0  # perf_counter() when the current connection attempt began
         self.kicked = False
         self.ready = anyio.Event()
 
@@ -80,25 +85,18 @@ class Session:
         while not self.box.stopping:
             try:
                 async with gate:
-                    opened = time.perf_counter()
-                    ws = await connect(
-                        self.proto.url(self.url),
-                        open_timeout=OPEN_TIMEOUT_S,
-                        ping_interval=None,  # the gateway pings; we answer
-                        close_timeout=1,
-                        max_size=2**20,
-                        compression=None,
-                        proxy=None,  # loopback or the given URL, never an env-configured proxy
-                    )
+                    self.opened = time.perf_counter()
+                    hello = self.proto.hello(self.token, self.cursor)
+                    sock = await Socket.open(self.proto.url(self.url), hello, self._received)
                 failures = 0
-                await self._serve(ws, opened)
+                await sock.serve()
             except _WS_ERRORS as exc:
                 self.box.counts[f"error:{type(exc).__name__}"] += 1
                 failures += 1
             finally:
-                if self.ws is not None:
+                if self.sock is not None:
                     self.box.connected -= 1
-                    self.ws = None
+                    self.sock = None
             if self.box.stopping:
                 return
             self.box.counts["reconnects"] += 1
@@ -108,40 +106,47 @@ class Session:
             else:
                 await anyio.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0))
 
-    async def _serve(self, ws: ClientConnection, opened: float) -> None:
-        async with ws:
-            hello = self.proto.hello(self.token, self.cursor)
-            if hello is not None:
-                await ws.send(hello)
-            async for message in ws:
-                frame = self.proto.parse(message if isinstance(message, str) else message.decode())
-                if frame.reply is not None:
-                    await ws.send(frame.reply)
-                if frame.ready:
-                    self.ws = ws
-                    self.box.connected += 1
-                    self.box.connect_us.record_value(max(1, int((time.perf_counter() - opened) * 1e6)))
-                    self.ready.set()
-                self._note(frame)
+    def _received(self, sock: Socket, message: bytes) -> None:
+        """Each message, as it is read (in the socket's read callback: nothing here awaits)."""
+        change = self.proto.change(message)
+        if change is not None:
+            cursor, event = change
+            if cursor is not None:
+                self.cursor = cursor
+            if event is not None:
+                self._receipt(event)
+            return
+        frame = self.proto.parse(message)
+        if frame.reply is not None:
+            sock.send(frame.reply)
+        if frame.ready:
+            self.sock = sock
+            self.box.connected += 1
+            self.box.connect_us.record_value(max(1, int((time.perf_counter() - self.opened) * 1e6)))
+            self.ready.set()
+        self._note(frame)
 
     def _note(self, frame: Frame) -> None:
         if frame.cursor is not None:
             self.cursor = frame.cursor
         if frame.event is not None:
-            run, _, seq = frame.event.rpartition(".")
-            if run == self.box.plan.run_id and seq.isdigit():
-                self.box.receipts.add(self.user, int(seq), time.time_ns())
-                self.box.received += 1
-            else:
-                self.box.counts["foreign"] += 1
+            self._receipt(frame.event)
         if frame.note:
             self.box.counts[frame.note] += 1
 
+    def _receipt(self, event: str) -> None:
+        run, _, seq = event.rpartition(".")
+        if run == self.box.plan.run_id and seq.isdigit():
+            self.box.receipts.add(self.user, int(seq), time.time_ns())
+            self.box.received += 1
+        else:
+            self.box.counts["foreign"] += 1
+
     async def kick(self) -> None:
-        ws = self.ws
-        if ws is not None:
+        sock = self.sock
+        if sock is not None:
             self.kicked = True
-            await ws.close()
+            await sock.close()
 
 
 def client_process(plan: ClientPlan, conn: Connection) -> None:
@@ -164,13 +169,13 @@ async def _main(plan: ClientPlan, conn: Connection) -> None:
             tg.start_soon(_report, box, conn)
             if plan.storm_every_s > 0:
                 tg.start_soon(_storms, box, sessions, command[1])
-            await _wait_readable(conn)
+            await wait_readable(conn)
             conn.recv()  # "stop"
         box.stopping = True
         async with anyio.create_task_group() as closing:
             _kick_all(closing, sessions)
         tg.cancel_scope.cancel()  # sessions still connecting, the reporter, the storms
-    conn.send(("done", plan.proc, _summary(box), _take(box), box.connect_us.encode()))
+    send(conn, ("done", plan.proc, _summary(box), _take(box), box.connect_us.encode()))
 
 
 def _token(plan: ClientPlan, user: int) -> str:
@@ -181,24 +186,32 @@ async def _await_start(box: Box, sessions: list[Session], conn: Connection) -> t
     """Report progress while connecting until the parent says start (or stop)."""
     while True:
         with anyio.move_on_after(0.25):
-            await _wait_readable(conn)
+            await wait_readable(conn)
             command: tuple[Any, ...] = conn.recv()
             return command
         ready = sum(s.ready.is_set() for s in sessions)
-        conn.send(("ready", box.plan.proc, ready, dict(box.counts)))
+        send(conn, ("ready", box.plan.proc, ready, dict(box.counts)))
 
 
-async def _wait_readable(conn: Connection) -> None:
+async def wait_readable(conn: Connection) -> None:
+    """Until `conn` (a multiprocessing pipe end) has something to recv()."""
     if not conn.poll():
         await anyio.wait_readable(conn.fileno())
         os.set_blocking(conn.fileno(), True)  # uvloop's reader made it non-blocking
+
+
+def send(conn: Connection, message: tuple[Any, ...]) -> None:
+    """`conn.send`, blocking: the pipe is one socket for both directions, and a concurrent
+    `wait_readable` leaves it non-blocking, where a big report would fail with EAGAIN."""
+    os.set_blocking(conn.fileno(), True)
+    conn.send(message)
 
 
 async def _report(box: Box, conn: Connection) -> None:
     while True:
         await anyio.sleep(STATS_INTERVAL_S)
         stats = {"received": box.received, "connected": box.connected, **box.counts}
-        conn.send(("stats", box.plan.proc, stats, _take(box)))
+        send(conn, ("stats", box.plan.proc, stats, _take(box)))
 
 
 async def _storms(box: Box, sessions: list[Session], t0_ns: int) -> None:

@@ -84,7 +84,7 @@ async def notifications_stored(redis: Redis, users: Sequence[str]) -> int:
     for start in range(0, len(users), 1_000):
         async with redis.pipeline(transaction=False) as pipe:
             for user in users[start : start + 1_000]:
-                pipe.zcard(keys.inbox(user))
+                pipe.llen(keys.inbox(user))  # one record per group
             total += sum(int(n) for n in await pipe.execute())
     return total
 
@@ -152,3 +152,20 @@ def averages(timeline: Sequence[Mapping[str, Any]], role: str) -> dict[str, floa
         "cpu_max_pct": max(cpu),
         "rss_max_mb": max(rss),
     }
+
+
+def process_summary(
+    meter: ProcessMeter, timeline: Sequence[Mapping[str, Any]], cpu_s: Mapping[str, float], seconds: float
+) -> dict[str, dict[str, Any]]:
+    """Per role: CPU over the measured `seconds` (`cpu_s` of them; `cpu_pct` of one core), the
+    once-a-second averages and peaks of the `timeline` rows, and the peak RSS."""
+    out: dict[str, dict[str, Any]] = {}
+    for role in meter.roles:
+        used = cpu_s.get(role)
+        out[role] = {
+            **averages(timeline, role),
+            "cpu_s": used,
+            "cpu_pct": round(100 * used / seconds, 1) if used is not None and seconds > 0 else None,
+            "rss_peak_mb": round(meter.peak_rss.get(role, 0) / 2**20, 1),
+        }
+    return out

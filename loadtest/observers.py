@@ -15,7 +15,7 @@ from typing import Any, Final
 import anyio
 from hdrh.histogram import HdrHistogram
 
-from .clients import ClientPlan, client_process
+from .clients import ClientPlan, client_process, wait_readable
 from .graph import SocialGraph
 from .ledger import Ledger, Receipts
 from .metrics import decoded, new_histogram
@@ -103,9 +103,7 @@ class Observers:
     async def follow(self, child: Child) -> None:
         """Read one child's reports until it is done (run as a task per child)."""
         while not child.done:
-            if not child.conn.poll():
-                await anyio.wait_readable(child.conn.fileno())
-                os.set_blocking(child.conn.fileno(), True)  # uvloop's reader made it non-blocking
+            await wait_readable(child.conn)
             try:
                 message = child.conn.recv()
             except EOFError:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import anyio
 import orjson
@@ -21,6 +21,7 @@ from .http import HttpConnection, HttpError
 from .ledger import Ledger, Sent, Status
 from .metrics import new_histogram
 from .scenarios import Scenario
+from .stack import Target
 
 REQUEST_TIMEOUT_S: Final = 10.0
 ACTORS: Final = 1_000_000  # actors take turns: none acts often enough to look like spam
@@ -38,12 +39,44 @@ class Meter:
     rtt_us: HdrHistogram = field(default_factory=new_histogram)
     schedule_lag_us: HdrHistogram = field(default_factory=new_histogram)
     outstanding: int = 0
+    notes: list[str] = field(default_factory=list)  # anything odd the run's report should name
 
     def count(self, status: str, n: int = 1) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + n
 
 
+class Source(Protocol):
+    """What a run drives: from `t0_ns` on, it sends the scenario's events, each first added to
+    the ledger (its seq names it on the wire) and settled with a status once answered."""
+
+    meter: Meter
+    ledger: Ledger
+
+    @property
+    def pids(self) -> list[int]:
+        """Processes of its own (their CPU counts as the generator's)."""
+
+    async def run(self, t0_ns: int) -> None: ...
+
+    def close(self) -> None:
+        """Release whatever it holds, whether or not it ran."""
+
+
+SourceFactory = Callable[[Scenario, SocialGraph, Ledger, Target, str], Source]
+
+
+def http_source(
+    scenario: Scenario, graph: SocialGraph, ledger: Ledger, target: Target, run_id: str
+) -> Source:
+    """POSTs to the API (the whole pipeline)."""
+    return Producer(
+        scenario, graph, ledger, api_urls=target.api_urls, service_key=target.service_key, run_id=run_id
+    )
+
+
 class Producer:
+    """Implements Source over HTTP: open or closed loop (see the module docstring)."""
+
     def __init__(
         self,
         scenario: Scenario,
@@ -79,6 +112,13 @@ class Producer:
                 await c.aclose()
             self._pool_in.close()
             self._pool.close()
+
+    @property
+    def pids(self) -> list[int]:
+        return []
+
+    def close(self) -> None:
+        pass  # run() closes its connections
 
     # -- event building ------------------------------------------------------------------
 

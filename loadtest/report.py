@@ -1,9 +1,11 @@
 """Writing a run down: the JSON result, a Markdown summary and a PNG of latency, throughput and
-backlog over time (matplotlib, Agg backend: no display needed)."""
+backlog over time (matplotlib, Agg backend: no display needed). The stage benchmarks bring
+their own Markdown and no PNG, and share the table helpers here."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +16,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
-def write(result: dict[str, Any], out: Path, stem: str) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{stem}.json", out / f"{stem}.md", out / f"{stem}.png"]
-    paths[0].write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
-    paths[1].write_text(markdown(result))
-    plot(result, paths[2])
-    return paths
-
-
 def stem_for(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -37,10 +30,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _latency_rows(latency: dict[str, dict[str, Any]]) -> list[str]:
+def latency_rows(latency: dict[str, dict[str, Any]]) -> list[str]:
     rows = ["| latency (ms) | count | p50 | p90 | p99 | p99.9 | max |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, h in latency.items():
-        cells = [_fmt(h.get(k)) for k in ("count", "p50", "p90", "p99", "p99.9", "max")]
+        cells = [fmt(h.get(k)) for k in ("count", "p50", "p90", "p99", "p99.9", "max")]
         rows.append(f"| {name.replace('_', ' ')} | " + " | ".join(cells) + " |")
     return rows
 
@@ -62,31 +55,33 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"## Ledger: {verdict}",
         "",
-        f"reach **{led['reach']:.6f}** ({_fmt(led['received'])} of {_fmt(led['expected'])} expected "
+        f"reach **{led['reach']:.6f}** ({fmt(led['received'])} of {fmt(led['expected'])} expected "
         f"notifications to online recipients), lost {led['lost']}, duplicated {led['duplicated']}, "
         f"unexpected {led['unexpected']}, recovered {led['recovered']}",
         "",
         "## Throughput",
         "",
-        f"offered {_fmt(t['offered_eps'])} events/s, sent {_fmt(t['sent_eps'])}, accepted "
-        f"{_fmt(t['accepted_eps'])}, delivered {_fmt(t['delivered_nps'])} notifications/s; fan-out "
-        f"processed {_fmt(t['fanout_processed_eps'])} events/s while it had a backlog "
-        f"(peak second {_fmt(t['fanout_processed_eps_peak'])}). "
-        f"Phases: {r['phases_s']}. Requests by HTTP status: {t['requests']}. Events: {t['events']}.",
+        f"offered {fmt(t['offered_eps'])} events/s, sent {fmt(t['sent_eps'])}, accepted "
+        f"{fmt(t['accepted_eps'])}, delivered {fmt(t['delivered_nps'])} notifications/s"
+        + (
+            f"; fan-out processed {fmt(t['fanout_processed_eps'])} events/s while it had a backlog "
+            f"(peak second {fmt(t['fanout_processed_eps_peak'])})"
+            if t["fanout_processed_eps"] is not None
+            else ""
+        )
+        + f". Phases: {r['phases_s']}. "
+        + (f"Requests by HTTP status: {t['requests']}. " if t["requests"] else "")
+        + f"Events: {t['events']}.",
         "",
-        *_latency_rows(r["latency_ms"]),
+        *latency_rows(r["latency_ms"]),
         "",
         f"Clients: {r['clients']['connected_at_start']}/{r['clients']['online']} connected at start; "
         f"connect ms {r['clients']['connect_ms']}; counts {r['clients']['counts']}",
         "",
         "## Resources",
         "",
-        "| process | cpu avg % | cpu max % | cpu s | rss peak MB |",
-        "|---|---:|---:|---:|---:|",
+        *resource_rows(r["processes"]),
     ]
-    for role, p in r["processes"].items():
-        cells = [_fmt(p.get(k)) for k in ("cpu_avg_pct", "cpu_max_pct", "cpu_s", "rss_peak_mb")]
-        lines.append(f"| {role} | " + " | ".join(cells) + " |")
     gw = r["processes"].get("gateway", {})
     if gw.get("rss_per_connection_kb") is not None:
         lines += ["", f"Gateway RSS per connection: {gw['rss_per_connection_kb']} KB"]
@@ -95,9 +90,9 @@ def markdown(r: dict[str, Any]) -> str:
         lines += [
             "",
             f"Redis memory {m['used_before_mb']} → {m['used_after_mb']} MB; "
-            f"{_fmt(m['notifications_stored'])} notifications stored; "
-            f"**{_fmt(m['bytes_per_notification'])} bytes per stored notification** "
-            f"({_fmt(m['bytes_per_accepted_event'])} per accepted event, event log included).",
+            f"{fmt(m['notifications_stored'])} notifications stored; "
+            f"**{fmt(m['bytes_per_notification'])} bytes per stored notification** "
+            f"({fmt(m['bytes_per_accepted_event'])} per accepted event, event log included).",
         ]
     lines += ["", "## Over time", "", *_timeline_rows(r)]
     f = r["fanout"]
@@ -108,6 +103,18 @@ def markdown(r: dict[str, Any]) -> str:
     if r["notes"] or r["clients"]["failures"]:
         lines += ["", "Notes:", *[f"- {n}" for n in r["notes"] + r["clients"]["failures"]]]
     return "\n".join(lines) + "\n"
+
+
+def resource_rows(processes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """CPU in % of one core: over the whole measured time, and the once-a-second mean and peak."""
+    keys = ("cpu_pct", "cpu_avg_pct", "cpu_max_pct", "cpu_s", "rss_peak_mb")
+    rows = [
+        "| process | cpu % | cpu avg % (per s) | cpu max % (per s) | cpu s | rss peak MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for role, p in processes.items():
+        rows.append(f"| {role} | " + " | ".join(fmt(p.get(k)) for k in keys) + " |")
+    return rows
 
 
 def _timeline_rows(r: dict[str, Any], most: int = 30) -> list[str]:
@@ -123,7 +130,7 @@ def _timeline_rows(r: dict[str, Any], most: int = 30) -> list[str]:
         backlog = row.get("lag", 0) + row.get("pending", 0) if "lag" in row else None
         cells = [row["t"], row["offered_eps"], row["accepted_eps"], row["delivered_nps"], backlog]
         cells += [second.get("p50_ms"), second.get("p99_ms")]
-        rows.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+        rows.append("| " + " | ".join(fmt(c) for c in cells) + " |")
     return rows
 
 
@@ -155,3 +162,22 @@ def plot(r: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def write(
+    result: dict[str, Any],
+    out: Path,
+    stem: str,
+    *,
+    render: Callable[[dict[str, Any]], str] = markdown,
+    draw: Callable[[dict[str, Any], Path], None] | None = plot,
+) -> list[Path]:
+    """`stem`.json, `stem`.md by `render`, and `stem`.png by `draw` (none when it is None)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    paths[0].write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    paths[1].write_text(render(result))
+    if draw is not None:
+        paths.append(out / f"{stem}.png")
+        draw(result, paths[2])
+    return paths

@@ -24,7 +24,8 @@ def _histogram(ends: Any, starts: Any) -> tuple[HdrHistogram, int]:
     return h, negative
 
 
-def latency_section(verdict: Verdict, meter: Meter) -> dict[str, Any]:
+def latency_section(verdict: Verdict, meter: Meter, sent_by: str = "post") -> dict[str, Any]:
+    """`sent_by` names the source's request (a `post`, or a `publish` pipeline)."""
     send, _ = _histogram(verdict.received_ns, verdict.sent_ns)
     scheduled, _ = _histogram(verdict.received_ns, verdict.scheduled_ns)
     acked, before_ack = _histogram(verdict.received_ns, verdict.acked_ns)
@@ -32,7 +33,7 @@ def latency_section(verdict: Verdict, meter: Meter) -> dict[str, Any]:
         "send_to_receive": summary_ms(send),
         "schedule_to_receive": summary_ms(scheduled),
         "ack_to_receive": {**summary_ms(acked), "received_before_ack": before_ack},
-        "post_round_trip": summary_ms(meter.rtt_us),
+        f"{sent_by}_round_trip": summary_ms(meter.rtt_us),
         "schedule_lag": summary_ms(meter.schedule_lag_us),
     }
 

@@ -19,15 +19,15 @@ from .ledger import Ledger, check
 from .metrics import (
     GroupState,
     ProcessMeter,
-    averages,
     consumer_groups,
     cpu_used,
     notifications_stored,
+    process_summary,
     summary_ms,
     used_memory,
 )
 from .observers import Observers
-from .producers import Producer
+from .producers import Source, SourceFactory, http_source
 from .progress import Progress
 from .results import latency_section, timeline_latency
 from .scenarios import Scenario
@@ -43,6 +43,7 @@ class Run:
     scenario: Scenario
     target: Target
     progress: Progress
+    source: SourceFactory
     run_id: str = field(default_factory=lambda: "lt" + secrets.token_hex(4))
     timeline: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -73,13 +74,15 @@ def run_scenario(
     given: Target | None = None,
     extra_env: dict[str, str] | None = None,
     progress: bool = True,
+    source: SourceFactory = http_source,
 ) -> dict[str, Any]:
-    """Run `scenario` against `given` or a local stack of `kind`; returns the result."""
+    """Run `scenario` against `given` or a local stack of `kind`, with the events sent by
+    `source` (POSTs to the API by default); returns the result."""
     problems = scenario.problems()
     if problems:
         raise ValueError("; ".join(problems))
     with target_for(scenario, kind, given, extra_env or {}) as target:
-        run = Run(scenario, target, Progress(enabled=progress))
+        run = Run(scenario, target, Progress(enabled=progress), source)
         result: dict[str, Any] = anyio.run(_run, run, backend="asyncio", backend_options={"use_uvloop": True})
     result["stack_env"] = {} if given is not None else dict(extra_env or {})
     return result
@@ -112,16 +115,18 @@ async def _run(run: Run) -> dict[str, Any]:
         memory_before = await used_memory(redis) if redis else 0
         observers = Observers.spawn(s, graph, target, run.run_id, ledger)
         try:
-            meter.watch_self(observers.pids)
-            producer = Producer(
-                s, graph, ledger, api_urls=target.api_urls, service_key=target.service_key, run_id=run.run_id
-            )
-            phases = await _drive(run, observers, producer, meter, redis)
+            producer = run.source(s, graph, ledger, target, run.run_id)
+            meter.watch_self(observers.pids + producer.pids)
+            try:
+                phases = await _drive(run, observers, producer, meter, redis)
+            finally:
+                producer.close()
         finally:
             observers.kill()  # only those still running: after an error
         run.progress.done()
         final = await consumer_groups(redis, target.partitions) if redis else None
-        memory = await _memory(redis, graph, ledger, memory_before) if redis else {}
+        stores = redis is not None and s.stage == "pipeline"  # push alone stores nothing
+        memory = await _memory(redis, graph, ledger, memory_before) if stores else {}
     finally:
         if redis:
             await redis.aclose()
@@ -137,7 +142,7 @@ async def _run(run: Run) -> dict[str, Any]:
             "drain": round(phases.drain_s, 2),
         },
         "throughput": _throughput(run, producer, ledger, observers, phases),
-        "latency_ms": latency_section(verdict, producer.meter),
+        "latency_ms": latency_section(verdict, producer.meter, "publish" if s.stage == "push" else "post"),
         "ledger": {
             "expected": verdict.expected,
             "received": verdict.received,
@@ -168,12 +173,12 @@ async def _run(run: Run) -> dict[str, Any]:
         "graph": {"users": graph.users, "skew": graph.skew, "top_user_share": round(graph.top_share(), 4)},
         "timeline": run.timeline,
         "timeline_latency": timeline_latency(verdict, phases.t0_ns),
-        "notes": run.notes,
+        "notes": run.notes + producer.meter.notes,
     }
 
 
 async def _drive(
-    run: Run, observers: Observers, producer: Producer, meter: ProcessMeter, redis: Redis | None
+    run: Run, observers: Observers, producer: Source, meter: ProcessMeter, redis: Redis | None
 ) -> Phases:
     """Connect the observers, produce, drain, stop the observers."""
     phases = Phases(rss_before=meter.sample())
@@ -214,7 +219,7 @@ async def _memory(redis: Redis, graph: SocialGraph, ledger: Ledger, before: int)
 
 
 def _throughput(
-    run: Run, producer: Producer, ledger: Ledger, observers: Observers, phases: Phases
+    run: Run, producer: Source, ledger: Ledger, observers: Observers, phases: Phases
 ) -> dict[str, Any]:
     statuses = ledger.counts()
     produced_s = phases.produce_s
@@ -284,13 +289,8 @@ def _busy_rate(timeline: list[dict[str, Any]]) -> float | None:
 def _processes(
     meter: ProcessMeter, timeline: list[dict[str, Any]], phases: Phases, clients: int
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for role in meter.roles:
-        out[role] = {
-            **averages(timeline, role),
-            "cpu_s": phases.cpu_s.get(role),
-            "rss_peak_mb": round(meter.peak_rss.get(role, 0) / 2**20, 1),
-        }
+    seconds = phases.produce_s + phases.drain_s
+    out = process_summary(meter, timeline, phases.cpu_s, seconds)
     before, connected = phases.rss_before.get("gateway"), phases.rss_connected.get("gateway")
     if before and connected and clients:
         grown_mb = connected["rss_mb"] - before["rss_mb"]
@@ -305,7 +305,7 @@ class _Sampler:
         self,
         run: Run,
         observers: Observers,
-        producer: Producer,
+        producer: Source,
         meter: ProcessMeter,
         redis: Redis | None,
         t0_ns: int,

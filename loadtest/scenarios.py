@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
+
+Stage = Literal["pipeline", "ingest", "fanout", "push"]
+STAGES: Final[tuple[Stage, ...]] = ("pipeline", "ingest", "fanout", "push")
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """One bounded run. `rate` > 0 is open loop (events sent at scheduled times whatever the
-    latency); `rate` 0 is closed loop (`concurrency` requests kept in flight, for capacity)."""
+    latency); `rate` 0 is closed loop (`concurrency` requests kept in flight, for capacity).
+
+    `stage` is what the run measures: the whole `pipeline` (api → stream → worker → inbox →
+    pub/sub → gateway → clients), or one stage alone: `ingest` (the API; no worker, no
+    clients), `fanout` (one worker draining a preloaded log) or `push` (the gateway, fed by
+    PUBLISHes as the worker's Lua would send them)."""
 
     name: str
     description: str
+    stage: Stage = "pipeline"
     clients: int = 2_000  # online WebSocket clients (one user each)
     users: int = 0  # users in the graph; 0 means as many as clients (everyone online)
     rate: float = 1_000.0  # events/s offered; 0 = closed loop
@@ -27,6 +36,7 @@ class Scenario:
     storm_fraction: float = 0.5
     storm_jitter_s: float = 1.0  # reconnects are spread over this long
     drain_s: float = 60.0  # after producing, wait at most this long for every delivery
+    events: int = 0  # fanout: events preloaded into the log before the worker starts
     seed: int = 1
     partitions: int = 4
     apis: int = 1  # API processes of the local stack
@@ -58,6 +68,14 @@ class Scenario:
             out.append("clients cannot exceed users")
         if self.duration_s <= 0 or self.rate < 0:
             out.append("duration must be positive and rate non-negative")
+        if self.stage not in STAGES:
+            out.append(f"stage must be one of {', '.join(STAGES)}")
+        if self.stage == "push" and (self.fanout != 1 or self.rate <= 0 or self.ramp_to or self.clients < 1):
+            out.append("push publishes one message per event to one online user at a fixed rate > 0")
+        if self.stage == "fanout" and self.events < 1:
+            out.append("fanout needs events to preload")
+        if self.stage == "ingest" and self.rate:
+            out.append("ingest is a closed loop (rate 0)")
         return out
 
 
@@ -111,6 +129,53 @@ PRESETS: Final[dict[str, Scenario]] = {
             batch=100,
             concurrency=8,
             drain_s=600.0,
+        ),
+        Scenario(
+            "ingest",
+            "Ingest alone: closed loop against one API process (no worker, no clients; the "
+            "backpressure threshold raised so it never answers 503), then the identical load "
+            "against an API whose event-log append is stubbed out; accepted events/s, request "
+            "latency and their ratio. `--batch 1` for single-event POSTs (default concurrency: "
+            "8 requests in flight for batches, 64 for single events).",
+            stage="ingest",
+            clients=0,
+            users=20_000,
+            rate=0.0,
+            duration_s=20.0,
+            fanout=1,
+            batch=100,
+            concurrency=0,
+            workers=0,
+            gateways=0,
+        ),
+        Scenario(
+            "fanout",
+            "Fan-out alone: 200,000 events (likes of a few posts per owner, follows, comments; "
+            "one recipient each; `--events`) preloaded into the event log, then one worker "
+            "started; applied events/s until every partition's lag and pending are 0, and the "
+            "inboxes checked.",
+            stage="fanout",
+            clients=0,
+            events=200_000,
+            fanout=1,
+            apis=0,
+            workers=1,
+            gateways=0,
+            drain_s=600.0,
+        ),
+        Scenario(
+            "push",
+            "Push alone: 2,000 clients on one gateway, fed by PUBLISHes on each recipient's channel "
+            "in the worker's wire format at 25,000 messages/s (one message per event to one user), "
+            "open loop; delivered/s and publish→receive latency.",
+            stage="push",
+            rate=25_000.0,
+            duration_s=30.0,
+            fanout=1,
+            batch=1,
+            apis=0,
+            workers=0,
+            drain_s=30.0,
         ),
     )
 }

@@ -1,6 +1,8 @@
 """A local stack of our own: a private redis-server on a free port (no persistence) and each
 product role as a subprocess (`python -m notifier api|worker|gateway`), or the Socket.IO
-baseline's roles; waited for until ready, torn down at the end (SIGTERM, then kill)."""
+baseline's roles; waited for until ready, torn down at the end (SIGTERM, then kill).
+`local_stack` starts every role at once; `private_stack` hands over the stack so the stage
+benchmarks start roles one at a time (a worker after preloading, a stubbed API beside the real one)."""
 
 from __future__ import annotations
 
@@ -154,21 +156,21 @@ def local_stack(
     kind: str, *, apis: int, workers: int, gateways: int, partitions: int, extra_env: dict[str, str]
 ) -> Iterator[Target]:
     """Start the stack, yield its Target, tear it all down (also on error)."""
+    with private_stack(kind, partitions=partitions, extra_env=extra_env) as stack:
+        stack.start(apis=apis, workers=workers, gateways=gateways)
+        yield stack.target()
+
+
+@contextlib.contextmanager
+def private_stack(kind: str, *, partitions: int, extra_env: dict[str, str]) -> Iterator[LocalStack]:
+    """A private redis-server with no roles yet: the caller starts them when it needs them
+    (the stage benchmarks preload Redis first, or start one role at a time)."""
     raise_nofile()
     with tempfile.TemporaryDirectory(prefix="loadtest-") as tmp:
         workdir = Path(tmp)
         procs = Processes(workdir)
         try:
-            redis_url = _redis(procs, workdir)
-            auth = AuthSettings(jwt_secret=secrets.token_urlsafe(48))
-            service_key = secrets.token_urlsafe(24)
-            if kind == "notifier":
-                target = _notifier(
-                    procs, redis_url, auth, service_key, apis, workers, gateways, partitions, extra_env
-                )
-            else:
-                target = _baseline(procs, redis_url, auth, service_key, apis, gateways)
-            yield target
+            yield LocalStack(kind, procs, _redis(procs, workdir), partitions, extra_env)
         except BaseException:
             _keep_logs(workdir)
             raise
@@ -183,88 +185,109 @@ def _keep_logs(workdir: Path) -> None:
     print(f"loadtest: stack logs kept in {dest}", file=sys.stderr)
 
 
-def _notifier(
-    procs: Processes,
-    redis_url: str,
-    auth: AuthSettings,
-    service_key: str,
-    apis: int,
-    workers: int,
-    gateways: int,
-    partitions: int,
-    extra_env: dict[str, str],
-) -> Target:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    base |= {
-        "NOTIFIER_REDIS_URL": redis_url,
-        "NOTIFIER_AUTH_JWT_SECRET": auth.jwt_secret,
-        "NOTIFIER_INGEST_SERVICES": orjson.dumps(
-            {"loadtest": {"key": service_key, "events": ["*"]}}
-        ).decode(),
-        "NOTIFIER_INGEST_PARTITIONS": str(partitions),
-        "NOTIFIER_HTTP_HOST": "127.0.0.1",
-        "NOTIFIER_HTTP_GRACE_S": "3",
-        "NOTIFIER_LOG_LEVEL": "WARNING",
-        **extra_env,
-    }
-    api_ports = [free_port() for _ in range(apis)]
-    gateway_ports = [free_port() for _ in range(gateways)]
-    consumers = {f"loadtest-worker-{i}" for i in range(workers)}
-    for port in api_ports:
-        procs.start(
-            "api", [sys.executable, "-m", "notifier", "api"], base | {"NOTIFIER_HTTP_API_PORT": str(port)}
-        )
-    for name in sorted(consumers):
-        procs.start(
-            "worker", [sys.executable, "-m", "notifier", "worker"], base | {"NOTIFIER_FANOUT_CONSUMER": name}
-        )
-    for port in gateway_ports:
-        env = base | {"NOTIFIER_HTTP_GATEWAY_PORT": str(port)}
-        procs.start("gateway", [sys.executable, "-m", "notifier", "gateway"], env)
-    for port in api_ports + gateway_ports:
-        _wait(f"port {port}", _listening(port), procs)
-    client = sync_redis.Redis.from_url(redis_url)
-    try:
-        _wait("fan-out workers", _consumers_registered(client, partitions, consumers), procs)
-    finally:
-        client.close()
-    return Target(
-        "notifier",
-        tuple(f"http://127.0.0.1:{p}" for p in api_ports),
-        tuple(f"ws://127.0.0.1:{p}" for p in gateway_ports),
-        service_key,
-        auth,
-        redis_url,
-        partitions,
-        procs.pids(),
-    )
+class LocalStack:
+    """The roles of one `kind` ("notifier": `python -m notifier ROLE`; "socketio": the
+    baseline's `python -m loadtest.baseline_socketio ROLE`) started on a private redis-server.
+    Every `start_*` returns once what it started is ready."""
 
+    def __init__(
+        self, kind: str, procs: Processes, redis_url: str, partitions: int, extra_env: dict[str, str]
+    ) -> None:
+        if kind not in {"notifier", "socketio"}:
+            raise ValueError(f"unknown stack kind {kind!r}")
+        self.kind = kind
+        self.procs = procs
+        self.redis_url = redis_url
+        self.partitions = partitions if kind == "notifier" else 0
+        self.auth = AuthSettings(jwt_secret=secrets.token_urlsafe(48))
+        self.service_key = secrets.token_urlsafe(24)
+        self.api_urls: list[str] = []
+        self.gateway_urls: list[str] = []
+        self._workers = 0
+        self._env = self._notifier_env(extra_env) if kind == "notifier" else self._baseline_env()
 
-def _baseline(
-    procs: Processes, redis_url: str, auth: AuthSettings, service_key: str, apis: int, gateways: int
-) -> Target:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOADTEST_")}
-    env |= {
-        "LOADTEST_REDIS_URL": redis_url,
-        "LOADTEST_JWT_SECRET": auth.jwt_secret,
-        "LOADTEST_KEY": service_key,
-    }
-    api_ports = [free_port() for _ in range(apis)]
-    gateway_ports = [free_port() for _ in range(gateways)]
-    module = [sys.executable, "-m", "loadtest.baseline_socketio"]
-    for port in api_ports:
-        procs.start("api", [*module, "api", "--port", str(port)], env)
-    for port in gateway_ports:
-        procs.start("gateway", [*module, "gateway", "--port", str(port)], env)
-    for port in api_ports + gateway_ports:
-        _wait(f"port {port}", _listening(port), procs)
-    return Target(
-        "socketio",
-        tuple(f"http://127.0.0.1:{p}" for p in api_ports),
-        tuple(f"ws://127.0.0.1:{p}" for p in gateway_ports),
-        service_key,
-        auth,
-        redis_url,
-        0,
-        procs.pids(),
-    )
+    def _notifier_env(self, extra_env: dict[str, str]) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+        return base | {
+            "NOTIFIER_REDIS_URL": self.redis_url,
+            "NOTIFIER_AUTH_JWT_SECRET": self.auth.jwt_secret,
+            "NOTIFIER_INGEST_SERVICES": orjson.dumps(
+                {"loadtest": {"key": self.service_key, "events": ["*"]}}
+            ).decode(),
+            "NOTIFIER_INGEST_PARTITIONS": str(self.partitions),
+            "NOTIFIER_HTTP_HOST": "127.0.0.1",
+            "NOTIFIER_HTTP_GRACE_S": "3",
+            "NOTIFIER_LOG_LEVEL": "WARNING",
+            **extra_env,
+        }
+
+    def _baseline_env(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("LOADTEST_")}
+        return base | {
+            "LOADTEST_REDIS_URL": self.redis_url,
+            "LOADTEST_JWT_SECRET": self.auth.jwt_secret,
+            "LOADTEST_KEY": self.service_key,
+        }
+
+    def start(self, *, apis: int = 0, workers: int = 0, gateways: int = 0) -> None:
+        """Start them all at once, then wait for each to be ready."""
+        ports = [self._spawn_http("api", "api", free_port()) for _ in range(apis)]
+        names = [self.spawn_worker() for _ in range(workers)]
+        ports += [self._spawn_http("gateway", "gateway", free_port()) for _ in range(gateways)]
+        self._ready(ports, names)
+        self.api_urls += [f"http://127.0.0.1:{p}" for p in ports[:apis]]
+        self.gateway_urls += [f"ws://127.0.0.1:{p}" for p in ports[apis:]]
+
+    def start_api(self, *, module: str = "notifier", role: str = "api") -> str:
+        """One more API process, run as `python -m MODULE api` (`loadtest.stub_api` for the
+        stubbed one); returns its URL. `role` names it in the logs and in `Target.pids`."""
+        port = self._spawn_http(role, "api", free_port(), module)
+        self._ready([port], [])
+        url = f"http://127.0.0.1:{port}"
+        self.api_urls.append(url)
+        return url
+
+    def _spawn_http(self, role: str, command: str, port: int, module: str = "") -> int:
+        if self.kind == "notifier":
+            variable = "NOTIFIER_HTTP_API_PORT" if command == "api" else "NOTIFIER_HTTP_GATEWAY_PORT"
+            cmd = [sys.executable, "-m", module or "notifier", command]
+            self.procs.start(role, cmd, self._env | {variable: str(port)})
+        else:
+            cmd = [sys.executable, "-m", module or "loadtest.baseline_socketio", command, "--port", str(port)]
+            self.procs.start(role, cmd, self._env)
+        return port
+
+    def spawn_worker(self) -> str:
+        """Start one fan-out worker and return its consumer name, without waiting for it (the
+        fan-out stage times the worker from its first read)."""
+        if self.kind != "notifier":
+            raise ValueError("the Socket.IO baseline has no fan-out worker")
+        name = f"loadtest-worker-{self._workers}"
+        self._workers += 1
+        cmd = [sys.executable, "-m", "notifier", "worker"]
+        self.procs.start("worker", cmd, self._env | {"NOTIFIER_FANOUT_CONSUMER": name})
+        return name
+
+    def _ready(self, ports: list[int], workers: list[str]) -> None:
+        for port in ports:
+            _wait(f"port {port}", _listening(port), self.procs)
+        if not workers:
+            return
+        client = sync_redis.Redis.from_url(self.redis_url)
+        try:
+            _wait("fan-out workers", _consumers_registered(client, self.partitions, set(workers)), self.procs)
+        finally:
+            client.close()
+
+    def target(self) -> Target:
+        """What has been started so far."""
+        return Target(
+            self.kind,
+            tuple(self.api_urls),
+            tuple(self.gateway_urls),
+            self.service_key,
+            self.auth,
+            self.redis_url,
+            self.partitions,
+            self.procs.pids(),
+        )

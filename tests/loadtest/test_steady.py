@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,16 +10,7 @@ from loadtest import report
 from loadtest.runner import run_scenario
 from loadtest.scenarios import preset
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
-
-
-@pytest.fixture(autouse=True)
-def needs_redis_server() -> None:
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not on PATH; the load generator's stack needs it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90), pytest.mark.usefixtures("needs_redis_server")]
 
 
 def test_steady_run_reaches_every_online_recipient_exactly_once(tmp_path: Path) -> None:

@@ -29,13 +29,24 @@ def test_recipients_are_distinct_and_skip_the_excluded() -> None:
 
 
 def test_every_preset_is_valid_at_full_size() -> None:
-    assert set(PRESETS) == {"steady", "ramp", "connections", "celebrity", "reconnect", "burst"}
+    pipeline = {"steady", "ramp", "connections", "celebrity", "reconnect", "burst"}
+    assert set(PRESETS) == pipeline | {"ingest", "fanout", "push"}
     for scenario in PRESETS.values():
         assert scenario.problems() == []
+        assert scenario.stage == ("pipeline" if scenario.name in pipeline else scenario.name)
     assert preset("connections").clients == 10_000
     assert preset("burst").batch == 100
+    assert (preset("push").clients, preset("push").rate) == (2_000, 25_000.0)
+    assert (preset("ingest").batch, preset("fanout").workers) == (100, 1)
     with pytest.raises(ValueError, match="unknown knobs"):
         preset("steady").with_overrides({"speed": 1})
+
+
+def test_stage_knobs_are_checked() -> None:
+    assert preset("push").with_overrides({"fanout": 5}).problems()  # one message per event to one user
+    assert preset("push").with_overrides({"ramp_to": 30_000.0}).problems()
+    assert preset("fanout").with_overrides({"events": 0}).problems()
+    assert preset("ingest").with_overrides({"rate": 100.0}).problems()  # a closed loop
 
 
 def test_event_ids_come_back_from_group_ids() -> None:

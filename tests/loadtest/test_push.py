@@ -1,0 +1,75 @@
+"""The push stage: PUBLISHed messages in each server's own wire format reach every client once,
+against the notifier's gateway and the Socket.IO baseline alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+import socketio
+
+from feeds.changelog import Cursor
+from loadtest.compare import compare_table
+from loadtest.protocols import NotifierProtocol
+from loadtest.publisher import NotifierWire, SocketIOWire, pubsub_source
+from loadtest.runner import run_scenario
+from loadtest.scenarios import preset
+from schemas import keys, protocol
+
+
+class _Captured(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """A write-only manager that keeps what it would publish."""
+
+    def __init__(self) -> None:
+        super().__init__("redis://127.0.0.1:1/0", write_only=True)
+        self.published: list[dict[str, Any]] = []
+
+    async def _publish(self, data: dict[str, Any]) -> None:
+        self.published.append(data)
+
+
+@pytest.mark.anyio
+async def test_socketio_messages_are_what_the_manager_publishes() -> None:
+    manager, wire = _Captured(), SocketIOWire()
+    channel, data = wire.message(7, "lt1.7", "u3", 1_000)
+    body = orjson.loads(data)
+    await manager.emit("change", body["data"][0], room="u3", namespace="/")
+    assert channel == manager.channel
+    assert body == {**manager.published[0], "host_id": wire.host_id}
+
+
+def test_notifier_messages_read_as_the_gateway_and_the_clients_read_them() -> None:
+    channel, data = NotifierWire("lt1").message(42, "lt1.42", "u5", 1_795_675_004_000)
+    assert keys.user_of_channel(channel) == "u5"
+    cursor, _, payload = data.decode().partition(" ")  # as gateway/hub.py splits it
+    assert Cursor.parse(cursor) == Cursor("lt1", (43, 0))
+    frame = NotifierProtocol().parse(protocol.change(cursor, payload))
+    assert (frame.event, frame.cursor, frame.note) == ("lt1.42", cursor, None)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("needs_redis_server")
+def test_push_reaches_every_client_once_on_both_servers() -> None:
+    scenario = preset("push").with_overrides(
+        {"clients": 40, "rate": 1_500.0, "duration_s": 2.0, "drain_s": 15.0}
+    )
+    ours = run_scenario(scenario, progress=False, source=pubsub_source)
+    theirs = run_scenario(scenario, kind="socketio", progress=False, source=pubsub_source)
+
+    for result in (ours, theirs):
+        ledger, events = result["ledger"], result["throughput"]["events"]
+        assert events == {"accepted": 3_000}
+        assert ledger["expected"] == 3_000 and ledger["reach"] == 1.0
+        assert (ledger["lost"], ledger["duplicated"], ledger["unexpected"]) == (0, 0, 0)
+        assert result["throughput"]["delivered_nps"] > 1_000
+        latency = result["latency_ms"]["send_to_receive"]
+        assert latency["count"] == 3_000 and 0 < latency["p50"] <= latency["p99"]
+        assert result["processes"]["gateway"]["cpu_s"] > 0
+        assert result["notes"] == []
+    assert ours["memory"] == {}  # nothing is stored on this path
+    assert ours["clients"]["counts"] == {}  # no refetch, no reconnect: every cursor was accepted
+    table = compare_table(ours, theirs)
+    assert "| reach | 1.000 | 1.000 | 1.00 |" in table
+    assert "gateway CPU s per 1k notifications" in table

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
+from feeds.scripts import Command, run_commands
 from schemas import keys
 
 from .rules import Signals
@@ -47,15 +47,16 @@ class ActivityCounters:
         if not seen:
             return []
         dup_keys = [text_key(o.canonical_text) for o in seen]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for o, dup in zip(seen, dup_keys, strict=True):
-                self._count(
-                    pipe, keys.mod_velocity(o.actor), {o.event_id: o.accepted_ms}, o, VELOCITY_WINDOW_MS
-                )
-                if dup is not None:
-                    members = dict.fromkeys(o.targets, o.accepted_ms)
-                    self._count(pipe, keys.mod_duplicates(dup), members, o, self._dup_window_ms)
-            replies = await pipe.execute()
+        commands: list[Command] = []
+        for o, dup in zip(seen, dup_keys, strict=True):
+            commands += _count(keys.mod_velocity(o.actor), {o.event_id: o.accepted_ms}, o, VELOCITY_WINDOW_MS)
+            if dup is not None:
+                members = dict.fromkeys(o.targets, o.accepted_ms)
+                commands += _count(keys.mod_duplicates(dup), members, o, self._dup_window_ms)
+        replies = await run_commands(self._redis, [], commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         out: list[Signals] = []
         at = 0
         for dup in dup_keys:
@@ -68,10 +69,13 @@ class ActivityCounters:
             out.append(Signals(recent_events=recent, same_text_targets=targets))
         return out
 
-    @staticmethod
-    def _count(pipe: Pipeline, key: str, members: dict[str, int], o: Observation, window_ms: int) -> None:
-        start = o.accepted_ms - window_ms
-        pipe.zadd(key, members)
-        pipe.zremrangebyscore(key, "-inf", f"({start}")
-        pipe.zcount(key, f"({start}", o.accepted_ms)
-        pipe.pexpire(key, window_ms * 2)
+
+def _count(key: str, members: dict[str, int], o: Observation, window_ms: int) -> list[Command]:
+    start = o.accepted_ms - window_ms
+    scored = [part for member, score in members.items() for part in (score, member)]
+    return [
+        ("ZADD", key, *scored),
+        ("ZREMRANGEBYSCORE", key, "-inf", f"({start}"),
+        ("ZCOUNT", key, f"({start}", o.accepted_ms),
+        ("PEXPIRE", key, window_ms * 2),
+    ]

@@ -91,7 +91,9 @@ class Session:
                 failures = 0
                 await sock.serve()
             except _WS_ERRORS as exc:
-                self.box.counts[f"error:{type(exc).__name__}"] += 1
+                # sockets cut while the run tears down (close handshakes timing out) are not failures
+                prefix = "closing" if self.box.stopping else "error"
+                self.box.counts[f"{prefix}:{type(exc).__name__}"] += 1
                 failures += 1
             finally:
                 if self.sock is not None:

@@ -222,8 +222,6 @@ class Session:
                     continue  # already sent by the replay
                 await self._ws.send_text(protocol.change(cursor_text, payload))
                 self._cursor = cursor
-        if self._overflowed:
-            raise Closed(Reason.SLOW_CONSUMER, "send queue full; reconnect with your cursor")
 
     async def _read_client(self, scope: anyio.CancelScope) -> None:
         rate = self._settings.max_client_frames_per_s

@@ -19,7 +19,6 @@ import argparse
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -41,7 +40,7 @@ from schemas.events import Comment, Event, Follow, Like, Mention
 
 from .graph import user_id
 from .metrics import notifications_stored, used_memory
-from .stack import Processes, _redis
+from .stack import private_stack
 
 START: Final = datetime(2026, 11, 1, tzinfo=UTC)
 SPAN_S: Final = 3 * 86_400  # the workload's events spread over three aggregation windows
@@ -306,14 +305,9 @@ def revision() -> str:
 
 
 def run(w: Workload, limits: FeedLimits, label: str = "") -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="storage-") as tmp:
-        procs = Processes(Path(tmp))
-        try:
-            url = _redis(procs, Path(tmp))
-            started = datetime.now(UTC).isoformat(timespec="seconds")
-            result = anyio.run(measure, url, w, limits)
-        finally:
-            procs.stop()
+    with private_stack("notifier", partitions=1, extra_env={}) as stack:
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        result = anyio.run(measure, stack.redis_url, w, limits)
     return {
         "started_at": started,
         "command": " ".join(["python -m loadtest.storage", *sys.argv[1:]]),

@@ -149,12 +149,13 @@ def new_epoch() -> str:
     return os.urandom(6).hex()
 
 
-def head(user: str, limits: FeedLimits | None, epoch: str = "") -> list[Arg]:
-    """The leading ARGV of every inbox script; a reader without `limits` renders groups with as
-    many actors as the last writer did, and must not write."""
+def head(user: str | None, limits: FeedLimits | None, epoch: str = "") -> list[Arg]:
+    """The leading ARGV of every inbox script (`user` None: apply, which names users per item);
+    a reader without `limits` renders groups with as many actors as the last writer did, and
+    must not write."""
     return [
-        keys.group_actors_prefix(user),
-        keys.user_channel(user),
+        keys.group_actors_prefix(user) if user else "",
+        keys.user_channel(user) if user else "",
         epoch or new_epoch(),
         limits.max_groups if limits else 0,
         limits.max_changes if limits else 0,

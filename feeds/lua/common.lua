@@ -1,11 +1,18 @@
--- Shared head of every inbox script. All keys belong to one user (hash tag {u:ID}).
--- KEYS: 1 items (the item registers, and the user's state under `#`),
---       2 inbox (list of group records, newest first), 3 read marks, 4 change log (list),
---       5 followers
--- ARGV 1..6: actors prefix, channel, epoch candidate, max groups, max change-log entries,
---            actors shown per group (0: as the last writer); the script's own ARGV follow.
-local K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local A_PREFIX, CHANNEL, EPOCH_NEW = ARGV[1], ARGV[2], ARGV[3]
+-- Shared head of every inbox script. A user's keys (hash tag {u:ID}), five by five:
+--   1 items (the item registers, and the user's state under `#`),
+--   2 inbox (list of group records, newest first), 3 read marks, 4 change log (list),
+--   5 followers
+-- ARGV 1..6: actors prefix, channel (of the user of KEYS 1..5; apply gives them per item),
+--            epoch candidate, max groups, max change-log entries, actors shown per group
+--            (0: as the last writer); the script's own ARGV follow.
+local K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS, A_PREFIX, CHANNEL
+-- Work on the user whose keys follow KEYS[k], with that user's actors prefix and channel.
+local function use(k, prefix, channel)
+  K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  A_PREFIX, CHANNEL = prefix, channel
+end
+use(0, ARGV[1], ARGV[2])
+local EPOCH_NEW = ARGV[3]
 local MAX_GROUPS, MAX_CHANGES, SHOWN = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local BASE = 6
 

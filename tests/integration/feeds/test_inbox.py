@@ -7,10 +7,11 @@ import random
 import pytest
 from redis.asyncio import Redis
 
-from feeds.inbox import Inbox
+from feeds.inbox import ITEMS_PER_CALL, Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
 from notifier.runtime.settings import Settings
+from schemas import keys
 from schemas.events import Comment, CommentDeleted, Event, Follow, Like, Mention, Unfollow, Unlike
 
 from ..views import at, inbox_view, snapshot
@@ -84,3 +85,27 @@ async def test_any_order_with_duplicates_converges_to_the_same_views(
         for i in range(0, len(shuffled), 4):  # several batches, as redeliveries would come
             await inbox.apply(shuffled[i : i + 4])
         assert {user: await inbox_view(inbox, user) for user in USERS} == expected
+
+
+async def test_an_item_that_fails_leaves_the_others_of_its_call_applied(
+    redis: Redis, settings: Settings
+) -> None:
+    """Items share script calls (ITEMS_PER_CALL); a poisoned inbox fails only its own items."""
+    inbox = Inbox(redis, settings.feeds)
+    await redis.set(keys.inbox("eve"), "not a list")
+    owners = ["hal", "eve", "ivy", "eve", "jo"]
+    events = [
+        Like(id=f"x{i}", actor="fan9", occurred_at=at(i), post=f"p{i}", owner=who)
+        for i, who in enumerate(owners)
+    ]
+    ops = ops_of(events, settings.feeds)
+    assert len(ops) <= ITEMS_PER_CALL
+
+    errors = await inbox.apply(ops)
+
+    assert [op.user for op, e in zip(ops, errors, strict=True) if e is not None] == ["eve", "eve"]
+    assert all("WRONGTYPE" in str(e) for e in errors if e is not None)
+    for user in ("hal", "ivy", "jo"):
+        groups, unread, _ = await inbox_view(inbox, user)
+        assert [(g["verb"], g["actors"]) for g in groups] == [("like", ["fan9"])] and unread == 1
+    assert await redis.get(keys.inbox("eve")) == b"not a list"  # nothing half-applied to her

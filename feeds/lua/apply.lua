@@ -5,8 +5,8 @@
 --   i inactive | x retracted for good), time ms, event id, group id, actor, verb, post,
 --   comment, text, maintain followers (1|0).
 -- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), or the
--- error's text. One call applies several items (a call's fixed cost is a fifth of an item's), each
--- in its own pcall: an item that fails (a key of the wrong type) leaves the others applied.
+-- error's text. One call applies several items (they share the call's fixed cost), each in its
+-- own pcall: an item that fails (a key of the wrong type) leaves the others applied.
 local FIELDS = 13
 
 local function apply(a)  -- a: ARGV index before the item's fields

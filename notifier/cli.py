@@ -16,8 +16,9 @@ from starlette.types import ASGIApp
 
 from gateway.app import gateway_app
 from gateway.hub import Hub
+from gateway.wsserver import WebSocketProtocol
 from notifier import admin
-from notifier.api.app import EXCEPTION_HANDLERS, api_routes
+from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.janitor import Janitor
@@ -46,6 +47,7 @@ def _http(settings: Settings, app: ASGIApp, port: int) -> HttpService:
         port=port,
         ping_interval_s=settings.gateway.ping_interval_s,
         max_frame_bytes=settings.gateway.max_frame_bytes,
+        ws=WebSocketProtocol,
     )
 
 
@@ -71,8 +73,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
     if role in {"jobs", "up"}:
         services.append(JobsService(settings.jobs, client, moderation_jobs(settings, client)))
     if role == "api":
-        routes = api_routes(settings, client, pressure) + moderation_routes(settings, client)
-        app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+        app = api_app(settings, client, pressure, moderation_routes(settings, client))
         services.append(_http(settings, app, settings.http.api_port))
     if role == "gateway":
         hub = Hub(client)
@@ -80,8 +81,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services += [hub, _http(settings, alone, settings.http.gateway_port)]
     if role == "up":
         hub = Hub(client)
-        routes = api_routes(settings, client, pressure) + moderation_routes(settings, client)
-        rest = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+        rest = api_app(settings, client, pressure, moderation_routes(settings, client))
         services += [hub, _http(settings, gateway_app(settings, client, hub, rest), settings.http.api_port)]
     return services
 

@@ -1,6 +1,9 @@
-"""create_app(): the API's Starlette application (ingest for services, inbox REST for clients)."""
+"""api_app(): the API (ingest for services, inbox REST for clients)."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -9,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feeds.inbox import Inbox
 from notifier.runtime.settings import Settings
@@ -18,14 +22,15 @@ from . import me
 from .append import EventLog
 from .ingest import ingest
 from .pressure import Pressure
-from .problems import on_redis_down, on_rejected
+from .problems import on_redis_down, on_rejected, problem, storage_down
 from .service_auth import authenticate
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+INGEST_PATH: Final = "/v1/events"
 
-def api_routes(settings: Settings, redis: Redis, pressure: Pressure) -> list[BaseRoute]:
+
+def ingest_endpoint(settings: Settings, redis: Redis, pressure: Pressure) -> Endpoint:
     log = EventLog(redis, settings.ingest)
-    inbox = Inbox(redis, settings.feeds)
-    auth = settings.auth
     in_flight = 0
 
     async def post_events(request: Request) -> Response:
@@ -39,6 +44,13 @@ def api_routes(settings: Settings, redis: Redis, pressure: Pressure) -> list[Bas
             return await ingest(request, log, settings.ingest, service)
         finally:
             in_flight -= 1
+
+    return post_events
+
+
+def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
+    inbox = Inbox(redis, settings.feeds)
+    auth = settings.auth
 
     async def get_notifications(request: Request) -> Response:
         return await me.list_notifications(request, inbox, auth)
@@ -54,7 +66,6 @@ def api_routes(settings: Settings, redis: Redis, pressure: Pressure) -> list[Bas
         return JSONResponse({"ready": True})
 
     return [
-        Route("/v1/events", post_events, methods=["POST"]),
         Route("/v1/me/notifications", get_notifications, methods=["GET"]),
         Route("/v1/me/unread", get_unread, methods=["GET"]),
         Route("/v1/me/notifications/read", post_read, methods=["POST"]),
@@ -69,6 +80,34 @@ EXCEPTION_HANDLERS = {
 }
 
 
-def create_app(settings: Settings, redis: Redis, pressure: Pressure) -> Starlette:
-    routes = api_routes(settings, redis, pressure)
-    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+def api_app(
+    settings: Settings, redis: Redis, pressure: Pressure, more_routes: Sequence[BaseRoute] = ()
+) -> ASGIApp:
+    """The API: `POST /v1/events` served in front of Starlette, everything else (client REST,
+    `more_routes`, lifespan) through it. Ingest is the one endpoint services call thousands of
+    times a second, and Starlette's router and middleware cost about as much as the ingest
+    handler itself on a single-event POST; its refusals are the same problem responses."""
+    post_events = ingest_endpoint(settings, redis, pressure)
+    rest = Starlette(
+        # the route answers only other methods (405): POSTs never reach it
+        routes=[
+            Route(INGEST_PATH, post_events, methods=["POST"]),
+            *client_routes(settings, redis),
+            *more_routes,
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != INGEST_PATH or scope["method"] != "POST":
+            await rest(scope, receive, send)
+            return
+        try:
+            response = await post_events(Request(scope, receive))
+        except Rejected as exc:
+            response = problem(exc)
+        except (RedisConnectionError, RedisTimeoutError):
+            response = storage_down()
+        await response(scope, receive, send)
+
+    return app

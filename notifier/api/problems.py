@@ -26,5 +26,9 @@ async def on_rejected(request: Request, exc: Exception) -> Response:
     return problem(exc)
 
 
-async def on_redis_down(request: Request, exc: Exception) -> Response:
+def storage_down() -> JSONResponse:
     return problem(Rejected(Reason.UNAVAILABLE, "storage unavailable, retry shortly"))
+
+
+async def on_redis_down(request: Request, exc: Exception) -> Response:
+    return storage_down()

@@ -1,18 +1,18 @@
-"""Ingest idempotency on a real redis-server: the same event POSTed again is a duplicate, and the
-views end as if it had been sent once."""
+"""Ingest on a real redis-server: the same event POSTed again is a duplicate and the views end as
+if it had been sent once; the endpoint (served in front of Starlette) refuses like the others."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
 import orjson
 import pytest
 from redis.asyncio import Redis
-from starlette.applications import Starlette
 
 from feeds.inbox import Inbox
-from notifier.api.app import EXCEPTION_HANDLERS, api_routes
+from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
 from notifier.fanout.consumer import FanoutWorker
 from notifier.runtime.settings import Settings
@@ -25,8 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 @pytest.fixture
 async def api(redis: Redis, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    routes = api_routes(settings, redis, Pressure(redis, settings.ingest))
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    app = api_app(settings, redis, Pressure(redis, settings.ingest))
     key = next(s.key for s in settings.ingest.services if s.name == "posts")
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     transport = httpx.ASGITransport(app=app)
@@ -78,3 +77,28 @@ async def test_a_batch_repeating_an_event_gets_one_verdict_each(api: httpx.Async
     assert (body["accepted"], body["duplicate"], body["rejected"]) == (2, 1, 0)
     assert [r["status"] for r in body["results"]] == ["accepted", "accepted", "duplicate"]
     assert body["results"][0]["position"] == body["results"][2]["position"]
+
+
+async def test_only_post_is_served_on_the_ingest_path(api: httpx.AsyncClient) -> None:
+    response = await api.get("/v1/events")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+
+
+async def test_ingest_without_storage_is_503_with_a_retry_hint(settings: Settings) -> None:
+    """Ingest is served in front of Starlette (api_app): its refusals are the same problems."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = Redis(port=closed.getsockname()[1], socket_connect_timeout=1)
+    app = api_app(settings, dead, Pressure(dead, settings.ingest))
+    key = next(s.key for s in settings.ingest.services if s.name == "posts")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+        response = await client.post("/v1/events", json=LIKE, headers=headers)
+        refused = await client.post("/v1/events", json=LIKE)
+    await dead.aclose()
+    assert (response.status_code, response.json()["error"], response.headers["retry-after"]) == (
+        503,
+        "unavailable",
+        "1",
+    )
+    assert (refused.status_code, refused.json()["error"]) == (401, "unauthorized")

@@ -94,8 +94,8 @@ class FanoutWorker:
         for p in self._partitions:
             await self._ensure_group(p)
             await self._read_history(p)
-            while await self._read_new(p, block=False):
-                pass
+            while entries := await self._read(p, block=False):
+                await self._process(p, entries)
         return self.stats.applied + self.stats.dead_lettered - before
 
     async def reclaim(self, partition: int, min_idle_ms: int | None = None) -> int:
@@ -129,26 +129,50 @@ class FanoutWorker:
         backoff = Backoff(f"fanout partition {partition}")
         history_done = False
         next_claim = 0.0
-        while not self._stopping.is_set():
-            try:
-                if not history_done:
+        # batches applied at once: while one waits for Redis, the next is read and screened
+        # (applying is order-insensitive and idempotent, so batches may overlap)
+        slots = anyio.Semaphore(self._settings.batches_in_flight)
+        async with anyio.create_task_group() as tg:
+            while not self._stopping.is_set():
+                try:
+                    if not history_done:
+                        await self._ensure_group(partition)
+                        await self._read_history(partition)
+                        history_done = True
+                    if time.monotonic() >= next_claim:
+                        await self.reclaim(partition)
+                        next_claim = time.monotonic() + self._settings.claim_interval_ms / 1000
+                    await slots.acquire()
+                    try:
+                        entries = await self._read(partition, block=True)
+                    except BaseException:
+                        slots.release()
+                        raise
+                    if entries:
+                        tg.start_soon(self._apply_batch, partition, entries, slots)
+                    else:
+                        slots.release()
+                        if not self._blocking:
+                            await anyio.sleep(self._settings.idle_poll_ms / 1000)
+                    backoff.reset()
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    await backoff.sleep(exc)
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    log.warning("consumer group missing partition=%d: recreating", partition)
                     await self._ensure_group(partition)
-                    await self._read_history(partition)
-                    history_done = True
-                if time.monotonic() >= next_claim:
-                    await self.reclaim(partition)
-                    next_claim = time.monotonic() + self._settings.claim_interval_ms / 1000
-                got = await self._read_new(partition, block=True)
-                if not got and not self._blocking:
-                    await anyio.sleep(self._settings.idle_poll_ms / 1000)
-                backoff.reset()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                await backoff.sleep(exc)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("consumer group missing partition=%d: recreating", partition)
-                await self._ensure_group(partition)
+
+    async def _apply_batch(self, partition: int, entries: Sequence[Entry], slots: anyio.Semaphore) -> None:
+        """Finish the batch in hand even when stopping; if cut short (Redis failed), its entries
+        stay pending and are reclaimed."""
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._process(partition, entries)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("batch left pending partition=%d entries=%d: %s", partition, len(entries), exc)
+        finally:
+            slots.release()
 
     async def _ensure_group(self, partition: int) -> None:
         try:
@@ -174,7 +198,7 @@ class FanoutWorker:
             await self._process(partition, entries)
             start = entries[-1][0]
 
-    async def _read_new(self, partition: int, *, block: bool) -> int:
+    async def _read(self, partition: int, *, block: bool) -> list[Entry]:
         reply = await self._redis.xreadgroup(
             keys.FANOUT_GROUP,
             self.consumer,
@@ -182,12 +206,7 @@ class FanoutWorker:
             count=self._settings.batch_size,
             block=self._settings.block_ms if block and self._blocking else None,
         )
-        entries: list[Entry] = reply[0][1] if reply else []
-        if entries:
-            with anyio.CancelScope(shield=True):
-                # finish the batch in hand; if cut short, entries stay pending for a reclaim
-                await self._process(partition, entries)
-        return len(entries)
+        return reply[0][1] if reply else []
 
     async def _process(self, partition: int, entries: Sequence[Entry]) -> None:
         events: list[LoggedEvent] = []

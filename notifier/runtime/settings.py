@@ -54,6 +54,7 @@ class IngestSettings:
 @dataclass(frozen=True, slots=True)
 class FanoutSettings:
     batch_size: int = 256
+    batches_in_flight: int = 2  # per partition: the next batch is read while one is applied
     block_ms: int = 2_000  # XREADGROUP BLOCK; must stay well below redis.socket_timeout_s
     min_idle_ms: int = 30_000  # pending this long → reclaimed by any consumer
     claim_interval_ms: int = 5_000
@@ -190,8 +191,9 @@ class Settings:
             out.append("NOTIFIER_AUTH_JWT_SECRET must be at least 32 characters")
         if not 1 <= self.ingest.partitions <= 1024:
             out.append("NOTIFIER_INGEST_PARTITIONS must be between 1 and 1024")
-        if self.fanout.max_deliveries < 1:
-            out.append("NOTIFIER_FANOUT_MAX_DELIVERIES must be at least 1")
+        for name in ("max_deliveries", "batch_size", "batches_in_flight"):
+            if getattr(self.fanout, name) < 1:
+                out.append(f"NOTIFIER_FANOUT_{name.upper()} must be at least 1")
         if self.gateway.send_queue_frames < 1:
             out.append("NOTIFIER_GATEWAY_SEND_QUEUE_FRAMES must be at least 1")
         for limit in dataclasses.fields(self.feeds):  # a zero window divides by zero in feeds.items

@@ -1,10 +1,12 @@
 """FanoutWorker against a real redis-server: crash and reclaim, redelivery of whole batches,
-and dead-lettering of an event that can never apply."""
+dead-lettering of an event that can never apply, and batches of a partition overlapping."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
+import anyio
 import pytest
 from redis.asyncio import Redis
 
@@ -12,7 +14,7 @@ from feeds.inbox import Inbox
 from feeds.items import plan
 from notifier.api.append import EventLog
 from notifier.fanout.consumer import FanoutWorker
-from notifier.runtime.eventlog import decode_entry, partition_of
+from notifier.runtime.eventlog import LoggedEvent, decode_entry, partition_of
 from notifier.runtime.settings import Settings
 from schemas import keys
 from schemas.events import Event, Follow, Like
@@ -183,3 +185,46 @@ async def test_a_poison_event_is_dead_lettered_after_max_deliveries_and_the_rest
     assert [(g["verb"], g["actors"]) for g in gus] == [("follow", ["fan2"])]
     assert await redis.type(keys.inbox("eve")) == b"string"  # untouched, nothing half-applied leaks
     assert await redis.llen(keys.changelog("eve")) == 0
+
+
+class HoldFirstBatch:
+    """A Screen that keeps the first batch it sees until released, and passes the others."""
+
+    def __init__(self) -> None:
+        self.release = anyio.Event()
+        self.held: list[str] = []
+
+    async def screen(self, events: Sequence[LoggedEvent]) -> list[LoggedEvent]:
+        if not self.held:
+            self.held = [e.event.id for e in events]
+            await self.release.wait()
+        return list(events)
+
+
+async def applied(worker: FanoutWorker, n: int) -> None:
+    with anyio.fail_after(10):
+        while worker.stats.applied < n:  # noqa: ASYNC110  # the worker has no event to wait on
+            await anyio.sleep(0.01)
+
+
+async def test_a_slow_batch_does_not_hold_up_the_next_of_its_partition(
+    redis: Redis, settings: Settings
+) -> None:
+    fanout = dataclasses.replace(settings.fanout, batch_size=1, batches_in_flight=2)
+    screen = HoldFirstBatch()
+    worker = FanoutWorker(
+        redis, fanout, partitions=1, limits=settings.feeds, consumer="w1", blocking=True, screen=screen
+    )
+    one_partition = dataclasses.replace(settings.ingest, partitions=1)
+    await EventLog(redis, one_partition).append(likes_and_follows("ola", 2, 0), "posts")
+    inbox = Inbox(redis, settings.feeds)
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        await applied(worker, 1)  # the second like, past the held first
+        groups, _, _ = await inbox_view(inbox, "ola")
+        assert screen.held == ["like-0"] and groups[0]["actors"] == ["fan1"]
+        screen.release.set()
+        await applied(worker, 2)
+        worker.stop()
+    groups, _, _ = await inbox_view(inbox, "ola")
+    assert groups[0]["count"] == 2 and await pending_total(redis, 1) == 0

@@ -99,7 +99,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
       return
     end
     local size
-    local old_rec = was and encode(multi(was, group))
+    local old_rec = was and pack_ms(was) .. short(group)  -- encode(multi(was, group))
     if old_rec and old_rec == head and now and now > was then  -- on top, and staying there
       redis.call('LSET', K_INBOX, 0, encode(g))
     else

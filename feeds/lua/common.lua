@@ -88,8 +88,15 @@ local function seek(t, gid, past)
   local lo, hi = 0, redis.call('LLEN', K_INBOX)
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
-    local r = decode(redis.call('LINDEX', K_INBOX, mid))
-    if newer(r.t, r.gid, t, gid) or (past and r.t == t and r.gid == gid) then lo = mid + 1 else hi = mid end
+    local rec = redis.call('LINDEX', K_INBOX, mid)
+    local rt, ahead = unpack_ms(rec), nil
+    if rt ~= t then
+      ahead = rt > t
+    else  -- only a tie needs the group id
+      local rg = decode(rec).gid
+      ahead = rg > gid or (past and rg == gid)
+    end
+    if ahead then lo = mid + 1 else hi = mid end
   end
   return lo
 end

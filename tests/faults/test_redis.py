@@ -11,7 +11,7 @@ from typing import Final
 import anyio
 import pytest
 
-from .checker import check
+from .checker import Verdict, check
 from .harness import PARTITIONS, Lab, RoleProcess, wait_until
 from .inject import freeze_redis
 from .ledger import CommentFactory, Ledger
@@ -36,6 +36,15 @@ ANSWER_SLACK_S: Final = 1.5  # scheduling slack on a busy two-core machine
 
 def clients_for(lab: Lab, users: tuple[str, ...]) -> list[PushClient]:
     return [PushClient(user, lab.ws_url, lab.http, lab.token(user)) for user in users]
+
+
+async def settle(lab: Lab, clients: list[PushClient], fault: str) -> tuple[float, float, Verdict]:
+    """After the load: seconds until the fan-out drained and the clients caught up, and the
+    checker's verdict on what they saw."""
+    drain_s = await quiesce(lab.redis, PARTITIONS, DRAIN_TIMEOUT_S)
+    catch_up_s = await wait_clients_caught_up(lab.redis, clients, CATCH_UP_TIMEOUT_S)
+    verdict = await check(lab.redis, lab.ledger, partitions=PARTITIONS, clients=clients, faults=[fault])
+    return drain_s, catch_up_s, verdict
 
 
 def first_ack_after(ledger: Ledger, t: float) -> float:
@@ -89,15 +98,7 @@ async def _redis_crash(tmp_path: Path, fsync: str) -> None:
                 await anyio.sleep(max(0.0, killed_at + 2.0 - time.monotonic()))  # holding the fault
                 await lab.server.restart()
                 back_at = time.monotonic()
-            drain_s = await quiesce(lab.redis, PARTITIONS, DRAIN_TIMEOUT_S)
-            await wait_clients_caught_up(lab.redis, clients, CATCH_UP_TIMEOUT_S)
-            verdict = await check(
-                lab.redis,
-                lab.ledger,
-                partitions=PARTITIONS,
-                clients=clients,
-                faults=[f"redis SIGKILL ({fsync})"],
-            )
+            drain_s, _, verdict = await settle(lab, clients, f"redis SIGKILL ({fsync})")
             tg.cancel_scope.cancel()
 
         outage = lab.ledger.histogram(killed_at, back_at)
@@ -215,15 +216,7 @@ async def _redis_frozen(tmp_path: Path, frozen_s: float) -> None:
                 load.start_soon(partial(lab.load, factory, count=1500, duration_s=10))
                 await wait_until(lambda: lab.ledger.counts()["acked"] >= 300, 30, what="300 acked")
                 frozen_at, thawed_at = await freeze_redis(lab.server, frozen_s)
-            drain_s = await quiesce(lab.redis, PARTITIONS, DRAIN_TIMEOUT_S)
-            await wait_clients_caught_up(lab.redis, clients, CATCH_UP_TIMEOUT_S)
-            verdict = await check(
-                lab.redis,
-                lab.ledger,
-                partitions=PARTITIONS,
-                clients=clients,
-                faults=[f"redis SIGSTOP {frozen_s}s"],
-            )
+            drain_s, _, verdict = await settle(lab, clients, f"redis SIGSTOP {frozen_s}s")
             tg.cancel_scope.cancel()
         settled = lab.ledger.histogram(frozen_at + 0.05, thawed_at - budget_s)
         slow = slow_answers(lab.ledger, frozen_at, thawed_at, budget_s)
@@ -263,15 +256,7 @@ async def _pubsub_killed(tmp_path: Path) -> None:
             while not loaded.is_set():
                 kills += await lab.server.kill_pubsub_clients()
                 await anyio.sleep(0.3)  # the fault's pace
-            drain_s = await quiesce(lab.redis, PARTITIONS, DRAIN_TIMEOUT_S)
-            catch_up_s = await wait_clients_caught_up(lab.redis, clients, CATCH_UP_TIMEOUT_S)
-            verdict = await check(
-                lab.redis,
-                lab.ledger,
-                partitions=PARTITIONS,
-                clients=clients,
-                faults=[f"{kills} pub/sub kills"],
-            )
+            drain_s, catch_up_s, verdict = await settle(lab, clients, f"{kills} pub/sub kills")
             tg.cancel_scope.cancel()
         print(
             f"\n[T-R11] {kills} pub/sub connections killed during the load; drained {drain_s:.2f}s and "

@@ -30,8 +30,11 @@ def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> AS
         if scope["type"] != "websocket" or scope["path"] != WS_PATH:
             await rest(scope, receive, send)
             return
+        origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
+        # past the origin check nothing reads the handshake headers, while the scope lives as
+        # long as the connection: let them go (~1 KB per connection, more from browsers)
+        scope["headers"] = []
         ws = WebSocket(scope, receive, send)
-        origin = ws.headers.get("origin")
         if origin is not None and origin not in allowed:
             # cross-site WebSocket hijacking guard: exact allowlist; non-browser clients send none
             log.warning("ws origin refused origin=%r", origin[:200])

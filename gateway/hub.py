@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from typing import Any, Final, Protocol
@@ -21,17 +22,23 @@ log = logging.getLogger(__name__)
 
 SUBSCRIBE_TIMEOUT_S: Final = 5.0
 KEEPALIVE_S: Final = 5.0  # PING this often; silence for 3x this long means the link is dead
+EXPIRY_SWEEP_S: Final = 1.0  # a session ends at most this long after its token expires
 
 _MESSAGE: Final = frozenset({b"message", "message"})
 _SUBSCRIBE: Final = frozenset({b"subscribe", "subscribe"})
 
 
 class Listener(Protocol):
+    expires_at: float  # unix seconds: when the client's token expires
+
     def push_nowait(self, cursor: str, payload: str) -> None:
         """Queue a live change; never blocks (a full queue closes the session)."""
 
     def resync(self) -> None:
         """Live messages may have been lost: catch up from the change log."""
+
+    def expire(self) -> None:
+        """Past `expires_at`: end the session (never blocks)."""
 
 
 class Hub:
@@ -41,7 +48,8 @@ class Hub:
 
     The hub reads replies straight off one redis-py connection (no `PubSub` object): a
     message costs one parse and one dict lookup, with no timeout armed per read. A frozen or
-    half-open link is caught by a keepalive PING instead of a socket timeout."""
+    half-open link is caught by a keepalive PING instead of a socket timeout. It also ends the
+    sessions whose token expired (`Listener.expire`), within EXPIRY_SWEEP_S."""
 
     def __init__(self, redis: Redis, *, keepalive_s: float = KEEPALIVE_S) -> None:
         self._redis = redis
@@ -52,6 +60,7 @@ class Hub:
         self._last_seen = 0.0
         self._stopping = anyio.Event()
         self._scope: anyio.CancelScope | None = None
+        self._next_expiry = math.inf  # no session's token expires before this
         self.delivered = 0
 
     def sessions_of(self, user: str) -> int:
@@ -67,6 +76,7 @@ class Hub:
         with anyio.CancelScope() as self._scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._keepalive)
+                tg.start_soon(self._sweep_expired)
                 while not self._stopping.is_set():
                     conn = self._redis.connection_pool.make_connection()
                     conn.socket_timeout = None  # reads wait for traffic; the keepalive finds a dead link
@@ -122,6 +132,25 @@ class Hub:
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 pass  # the reader sees the broken link and reconnects
 
+    def expire_by(self, at: float) -> None:
+        """Have the sweep look at the sessions again by `at` (a token's new expiry)."""
+        self._next_expiry = min(self._next_expiry, at)
+
+    async def _sweep_expired(self) -> None:
+        """Ends the sessions whose token expired: one timer for the process, not one per session
+        (a uvloop timer is ~0.6 KB), and a pass over the sessions only once the earliest is due."""
+        while True:
+            await anyio.sleep(EXPIRY_SWEEP_S)
+            now = time.time()
+            if now < self._next_expiry:
+                continue
+            self._next_expiry = math.inf
+            for listener in [s for group in self._listeners.values() for s in group]:
+                if listener.expires_at <= now:
+                    listener.expire()
+                else:
+                    self._next_expiry = min(self._next_expiry, listener.expires_at)
+
     async def _read(self, conn: AbstractConnection, backoff: Backoff) -> None:
         first = True
         while not self._stopping.is_set():
@@ -152,6 +181,7 @@ class Hub:
 
     async def register(self, user: str, listener: Listener) -> None:
         """Add `listener`; returns once its user's channel subscription is live."""
+        self.expire_by(listener.expires_at)
         group = self._listeners.get(user)
         if group:
             group.add(listener)

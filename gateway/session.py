@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -43,6 +42,21 @@ class Session:
     queued changes at or before the last replayed entry are skipped, so the seam has no gap
     and no duplicate."""
 
+    __slots__ = (  # a gateway holds one per connection
+        "_auth",
+        "_cursor",
+        "_expired",
+        "_hub",
+        "_live_scope",
+        "_outbox",
+        "_overflowed",
+        "_redis",
+        "_settings",
+        "_ws",
+        "expires_at",
+        "user",
+    )
+
     def __init__(
         self, ws: WebSocket, redis: Redis, hub: Hub, settings: GatewaySettings, auth: AuthSettings
     ) -> None:
@@ -55,9 +69,8 @@ class Session:
         self._overflowed = False
         self._expired = False
         self._live_scope: anyio.CancelScope | None = None
-        self._expiry: asyncio.TimerHandle | None = None
         self.user = ""
-        self._expires_at = 0.0
+        self.expires_at = 0.0  # unix seconds, from the token
         self._cursor = Cursor(changelog.NO_EPOCH, (0, 0))
 
     # -- Listener (called by the hub, never blocks) -------------------------------------
@@ -140,17 +153,10 @@ class Session:
         if self.user and claims.user != self.user:
             raise Closed(Reason.FORBIDDEN, "a refreshed token must be for the same user")
         self.user = claims.user
-        self._expires_at = claims.expires_at
-        if self._expiry is not None:  # a refresh while live moves the deadline
-            self._expiry.cancel()
-            self._schedule_expiry()
+        self.expires_at = claims.expires_at
+        self._hub.expire_by(self.expires_at)  # its sweep calls expire() past it (a refresh moves it)
 
-    def _schedule_expiry(self) -> None:
-        """A timer, not a sleeping task: a task per connection costs memory on a full gateway."""
-        loop = asyncio.get_running_loop()
-        self._expiry = loop.call_at(loop.time() + self._expires_at - time.time(), self._expire)
-
-    def _expire(self) -> None:
+    def expire(self) -> None:
         self._expired = True
         if self._live_scope is not None:
             self._live_scope.cancel()
@@ -173,16 +179,13 @@ class Session:
             self._cursor = cursor
             replayed = await self._catch_up()
         await self._ws.send_text(protocol.ready(self.user, str(self._cursor), replayed))
-        try:
-            async with anyio.create_task_group() as tg:
-                self._live_scope = tg.cancel_scope
-                self._schedule_expiry()
-                tg.start_soon(self._read_client, tg.cancel_scope)
-                await self._write()
+        async with anyio.create_task_group() as tg:
+            self._live_scope = tg.cancel_scope
+            if self._expired:  # during the catch-up
                 tg.cancel_scope.cancel()
-        finally:
-            if self._expiry is not None:
-                self._expiry.cancel()
+            tg.start_soon(self._read_client, tg.cancel_scope)
+            await self._write()
+            tg.cancel_scope.cancel()
         if self._expired:
             raise Closed(Reason.TOKEN_EXPIRED, "token expired; reconnect with a fresh token")
         if self._overflowed:

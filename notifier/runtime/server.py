@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
@@ -23,7 +24,14 @@ class HttpService:
     """Serves `app` on a socket bound at construction (so port 0 works and is known at once)."""
 
     def __init__(
-        self, app: ASGIApp, *, host: str, port: int, ping_interval_s: float, max_frame_bytes: int
+        self,
+        app: ASGIApp,
+        *,
+        host: str,
+        port: int,
+        ping_interval_s: float,
+        max_frame_bytes: int,
+        ws: type[asyncio.Protocol] | str = "websockets-sansio",
     ) -> None:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -34,7 +42,7 @@ class HttpService:
             lifespan="on",
             log_config=None,
             access_log=False,
-            ws="websockets-sansio",
+            ws=ws,  # the gateway's lean protocol (gateway.wsserver), passed in by the composition root
             ws_max_size=max_frame_bytes,
             ws_ping_interval=ping_interval_s,
             ws_ping_timeout=ping_interval_s,

@@ -96,6 +96,13 @@ async def test_a_refreshed_token_must_be_for_the_same_user(app: App) -> None:
         assert client.ws.close_code == CODES[Reason.FORBIDDEN].ws_close
 
 
+async def test_a_token_that_expires_while_live_ends_the_session(app: App) -> None:
+    got, code = await until_closed(app, auth(app.token("zoe", ttl_s=2), cursor=None))
+    assert code == CODES[Reason.TOKEN_EXPIRED].ws_close
+    assert [f["type"] for f in got] == ["ready", "error"]
+    assert got[1]["error"] == Reason.TOKEN_EXPIRED.value
+
+
 async def test_a_foreign_origin_is_refused_before_the_upgrade(app: App) -> None:
     with pytest.raises(InvalidStatus) as refused:
         async with ws_connect(app, origin="https://evil.example"):

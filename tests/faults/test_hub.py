@@ -3,6 +3,7 @@ timeout per read), the hub reconnects, resyncs its sessions and delivers again."
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import anyio
@@ -21,6 +22,10 @@ class Recorder:
     def __init__(self) -> None:
         self.pushed: list[tuple[str, str]] = []
         self.resyncs = 0
+        self.expires_at = math.inf
+
+    def expire(self) -> None:
+        raise AssertionError("never expires")
 
     def push_nowait(self, cursor: str, payload: str) -> None:
         self.pushed.append((cursor, payload))

@@ -1,0 +1,262 @@
+"""The gateway's WebSocket protocol under a real uvicorn, against real `websockets` clients (and a
+sans-I/O one where a client must misbehave): limits, keepalive, shutdown, refusals, flow control."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import anyio
+import pytest
+from anyio.abc import SocketStream
+from starlette.types import Message, Receive, Scope, Send
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import CLOSED, CONNECTING, OPEN
+from websockets.uri import parse_uri
+
+from gateway.wsserver import WebSocketProtocol
+from notifier.runtime.server import HttpService
+from tests.support import serving
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+TIMEOUT_S: Final = 5.0
+MAX_FRAME_BYTES: Final = 1024
+PING_INTERVAL_S: Final = 0.5  # also the pong timeout
+FLOOD_FRAMES: Final = 256
+FLOOD_FRAME_BYTES: Final = 256 * 1024  # 64 MB in all: far past every socket buffer on the way
+
+
+class App:
+    """Accepts and echoes at /echo, refuses at /refuse (close before accept), denies with an HTTP
+    response at /deny, floods at /flood; records how each connection ended for the app."""
+
+    def __init__(self) -> None:
+        self.accepted = anyio.Event()
+        self.ended = anyio.Event()
+        self.disconnect: Message | None = None
+        self.send_error: Exception | None = None
+        self.flooded = anyio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            for phase in ("startup", "shutdown"):
+                assert (await receive())["type"] == f"lifespan.{phase}"
+                await send({"type": f"lifespan.{phase}.complete"})
+            return
+        assert (await receive())["type"] == "websocket.connect"
+        try:
+            await self._serve(scope["path"], receive, send)
+        except OSError as exc:  # uvicorn's ClientDisconnected
+            self.send_error = exc
+        finally:
+            self.ended.set()
+
+    async def _serve(self, path: str, receive: Receive, send: Send) -> None:
+        if path == "/refuse":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if path == "/deny":
+            await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
+            await send({"type": "websocket.http.response.body", "body": b"who ", "more_body": True})
+            await send({"type": "websocket.http.response.body", "body": b"are you?"})
+            return
+        await send({"type": "websocket.accept"})
+        self.accepted.set()
+        if path == "/flood":
+            for _ in range(FLOOD_FRAMES):
+                await send({"type": "websocket.send", "bytes": bytes(FLOOD_FRAME_BYTES)})
+            self.flooded.set()
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
+        self.disconnect = message
+
+
+@contextlib.asynccontextmanager
+async def server(app: App, *, ping_interval_s: float = 20.0) -> AsyncIterator[HttpService]:
+    http = HttpService(
+        app,
+        host="127.0.0.1",
+        port=0,
+        ping_interval_s=ping_interval_s,  # and the pong timeout, as the product configures it
+        max_frame_bytes=MAX_FRAME_BYTES,
+        ws=WebSocketProtocol,
+    )
+    async with serving([http]):
+        yield http
+
+
+def client(http: HttpService, path: str = "/echo", **options: Any) -> connect:
+    return connect(f"ws://127.0.0.1:{http.port}{path}", open_timeout=TIMEOUT_S, proxy=None, **options)
+
+
+async def closed_by_server(ws: ClientConnection) -> tuple[int, str]:
+    with anyio.fail_after(TIMEOUT_S), pytest.raises(ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd is not None, "closed without a close frame"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def app_ended(app: App) -> None:
+    with anyio.fail_after(TIMEOUT_S):
+        await app.ended.wait()
+
+
+async def test_messages_are_echoed_and_the_clients_close_code_reaches_the_app() -> None:
+    app = App()
+    async with server(app) as http, client(http) as ws:
+        await ws.send("hello")
+        with anyio.fail_after(TIMEOUT_S):
+            assert await ws.recv() == "hello"
+        await ws.close(4001, "bye")
+        await app_ended(app)
+    assert app.disconnect == {"type": "websocket.disconnect", "code": 4001, "reason": "bye"}
+
+
+async def test_a_message_over_the_size_limit_closes_with_1009() -> None:
+    app = App()
+    async with server(app) as http, client(http) as ws:
+        await ws.send("x" * (MAX_FRAME_BYTES + 1))
+        code, _ = await closed_by_server(ws)
+        await app_ended(app)
+    assert code == 1009
+    assert app.disconnect is not None and app.disconnect["code"] == 1009
+
+
+async def test_shutdown_closes_every_connection_with_1012() -> None:
+    app = App()
+    async with server(app) as http, client(http) as ws:
+        with anyio.fail_after(TIMEOUT_S):
+            await app.accepted.wait()
+        http.stop()
+        code, _ = await closed_by_server(ws)
+        await app_ended(app)
+    assert code == 1012
+    assert app.disconnect is not None and app.disconnect["code"] == 1012
+
+
+async def test_a_client_that_vanishes_is_a_disconnect_for_the_app() -> None:
+    app = App()
+    async with server(app) as http, client(http) as ws:
+        with anyio.fail_after(TIMEOUT_S):
+            await app.accepted.wait()
+        ws.transport.abort()  # no close frame, just gone
+        await app_ended(app)
+    assert app.disconnect is not None
+    assert app.disconnect["code"] == 1005  # ASGI: no status code was received
+
+
+async def test_a_close_before_accept_is_http_403() -> None:
+    app = App()
+    async with server(app) as http:
+        with pytest.raises(InvalidStatus) as refused:
+            async with client(http, "/refuse"):
+                pass
+        await app_ended(app)
+    assert refused.value.response.status_code == 403
+
+
+async def test_a_denial_response_is_sent_as_the_app_wrote_it() -> None:
+    app = App()
+    async with server(app) as http:
+        with pytest.raises(InvalidStatus) as denied:
+            async with client(http, "/deny"):
+                pass
+        await app_ended(app)
+    assert denied.value.response.status_code == 401
+    assert denied.value.response.body == b"who are you?"
+
+
+async def test_a_client_that_answers_pings_stays_connected() -> None:
+    app = App()
+    async with server(app, ping_interval_s=PING_INTERVAL_S) as http:
+        stream, ws = await sans_io_client(http)
+        pings = 0
+        async with stream:
+            with anyio.fail_after(TIMEOUT_S):
+                while pings < 3:  # three rounds of ping, pong and deadline
+                    for frame in await read_frames(stream, ws):
+                        pings += frame.opcode is Opcode.PING
+                    await stream.send(b"".join(ws.data_to_send()))  # the pongs
+            assert ws.state is OPEN
+            assert not app.ended.is_set()
+
+
+async def test_a_client_that_stops_answering_pings_is_closed_with_1011() -> None:
+    app = App()
+    async with server(app, ping_interval_s=PING_INTERVAL_S) as http:
+        stream, ws = await sans_io_client(http)
+        async with stream:
+            with anyio.fail_after(TIMEOUT_S):
+                while ws.state is not CLOSED:
+                    await read_frames(stream, ws)  # and never send the pongs
+        await app_ended(app)
+    assert ws.close_rcvd is not None and ws.close_rcvd.code == 1011
+    assert app.disconnect is not None and app.disconnect["code"] == 1011
+
+
+async def test_sends_wait_for_a_slow_reader_and_fail_once_it_is_gone() -> None:
+    app = App()
+    async with server(app) as http, client(http, "/flood", max_queue=1, max_size=None) as ws:
+        with anyio.move_on_after(1):
+            await app.flooded.wait()
+        assert not app.flooded.is_set(), "64 MB buffered for a client that does not read"
+        for _ in range(FLOOD_FRAMES):  # reading lets the app's sends through
+            with anyio.fail_after(TIMEOUT_S):
+                await ws.recv()
+        with anyio.fail_after(TIMEOUT_S):
+            await app.flooded.wait()
+
+    app = App()
+    async with server(app) as http, client(http, "/flood", max_queue=1, max_size=None) as ws:
+        with anyio.fail_after(TIMEOUT_S):
+            await app.accepted.wait()
+        ws.transport.abort()  # a send held back by flow control must not wait forever
+        await app_ended(app)
+    assert isinstance(app.send_error, OSError)
+
+
+async def test_the_handshake_request_is_not_kept_for_the_connections_life() -> None:
+    app = App()
+    async with server(app) as http:
+        stream, ws = await sans_io_client(http, marker="kept-or-not")
+        async with stream:
+            with anyio.fail_after(TIMEOUT_S):
+                await app.accepted.wait()
+            gc.collect()
+            kept = [o for o in gc.get_objects() if isinstance(o, Request) and "X-Marker" in o.headers]
+            assert kept == []
+            assert ws.state is OPEN
+
+
+# -- a client without the asyncio layer: it answers pings only when told to ----------------
+
+
+async def sans_io_client(http: HttpService, marker: str = "") -> tuple[SocketStream, ClientProtocol]:
+    ws = ClientProtocol(parse_uri(f"ws://127.0.0.1:{http.port}/echo"))
+    request = ws.connect()
+    if marker:
+        request.headers["X-Marker"] = marker
+    ws.send_request(request)
+    del request
+    stream = await anyio.connect_tcp("127.0.0.1", http.port)
+    await stream.send(b"".join(ws.data_to_send()))
+    with anyio.fail_after(TIMEOUT_S):
+        while ws.state is CONNECTING:
+            await read_frames(stream, ws)
+    assert ws.handshake_exc is None
+    return stream, ws
+
+
+async def read_frames(stream: SocketStream, ws: ClientProtocol) -> list[Frame]:
+    try:
+        ws.receive_data(await stream.receive())
+    except anyio.EndOfStream:
+        ws.receive_eof()
+    return [event for event in ws.events_received() if isinstance(event, Frame)]

@@ -29,7 +29,7 @@ from notifier.moderation.routes import MODERATOR_ROLE, moderation_routes
 from notifier.moderation.screening import Screener
 from notifier.runtime import logs, tokens
 from notifier.runtime.checks import check_redis_when_up
-from notifier.runtime.lifecycle import Service, run_services
+from notifier.runtime.lifecycle import Service, run_services, unless_signalled
 from notifier.runtime.redis import RedisHandle, open_redis
 from notifier.runtime.server import HttpService
 from notifier.runtime.settings import Settings
@@ -97,7 +97,9 @@ async def run_role(role: str, settings: Settings) -> None:
     async with open_redis(settings.redis) as redis:
         log.info("role=%s redis=%s", role, redis.description)
         if redis.blocking:  # a real server: the in-process fake has no config to check
-            errors = await check_redis_when_up(redis.client)
+            errors = await unless_signalled(lambda: check_redis_when_up(redis.client))
+            if errors is None:
+                return  # stopped while waiting for Redis
             if errors:
                 raise ConfigError("redis refused:\n  " + "\n  ".join(errors))
         services = build_services(role, settings, redis)

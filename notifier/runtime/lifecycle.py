@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 import random
 import signal
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Service(Protocol):
@@ -47,6 +49,25 @@ async def _stop_on_signal(services: Sequence[Service], grace_s: float, force: an
                 log.warning("second signal: stopping now")
                 break
     force.cancel()
+
+
+async def unless_signalled(wait: Callable[[], Awaitable[T]]) -> T | None:
+    """`wait()`, or None if SIGTERM or SIGINT comes first: a role still waiting for Redis at
+    start-up stops cleanly (exit 0) instead of dying by the default signal handler."""
+    done: list[T] = []
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("stopping during start-up signal=%s", signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(watch)
+        done.append(await wait())
+        tg.cancel_scope.cancel()
+    return done[0] if done else None
 
 
 class Backoff:

@@ -1,5 +1,6 @@
 """`notifier up` as a real process: with a private redis-server and with the in-process fake, a
-like reaches its owner's WebSocket, and SIGTERM stops everything with exit status 0."""
+like reaches its owner's WebSocket, and SIGTERM stops everything with exit status 0, also while
+a role is still waiting for Redis."""
 
 from __future__ import annotations
 
@@ -117,3 +118,30 @@ async def test_up_pushes_a_like_to_its_owner_and_stops_cleanly_on_sigterm(mode: 
                     await process.wait()
     if mode == "embedded":
         assert (tmp_path / "redis").is_dir()  # the private server kept its data where it was told
+
+
+@pytest.mark.parametrize("role", ["worker", "api"])
+async def test_a_role_still_waiting_for_redis_stops_cleanly_on_sigterm(role: str, tmp_path: Path) -> None:
+    env = up_env(f"redis://127.0.0.1:{free_port()}", free_port(), tmp_path)  # nothing listens there
+    log = bytearray()
+    command = [sys.executable, "-m", "notifier", role]
+    async with (
+        await anyio.open_process(command, env=env, stdout=None, stderr=subprocess.PIPE) as process,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_collect, process, log)
+        try:
+            with anyio.fail_after(START_TIMEOUT_S):
+                while b"redis unavailable in startup checks" not in log:
+                    assert process.returncode is None, log.decode()
+                    await anyio.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(GRACE_S):
+                status = await process.wait()
+            assert status == 0, log.decode()
+            assert b"stopping during start-up signal=SIGTERM" in log
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with anyio.CancelScope(shield=True):
+                    await process.wait()

@@ -6,8 +6,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,7 +20,7 @@ from . import me
 from .append import EventLog
 from .ingest import ingest
 from .pressure import Pressure
-from .problems import on_redis_down, on_rejected, problem, storage_down
+from .problems import REFUSALS, on_refusal, refusal
 from .service_auth import authenticate
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -73,11 +71,7 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     ]
 
 
-EXCEPTION_HANDLERS = {
-    Rejected: on_rejected,
-    RedisConnectionError: on_redis_down,
-    RedisTimeoutError: on_redis_down,
-}
+EXCEPTION_HANDLERS = dict.fromkeys(REFUSALS, on_refusal)
 
 
 def api_app(
@@ -104,10 +98,8 @@ def api_app(
             return
         try:
             response = await post_events(Request(scope, receive))
-        except Rejected as exc:
-            response = problem(exc)
-        except (RedisConnectionError, RedisTimeoutError):
-            response = storage_down()
+        except REFUSALS as exc:
+            response = refusal(exc)
         await response(scope, receive, send)
 
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -21,14 +23,17 @@ def problem(exc: Rejected, *, headers: dict[str, str] | None = None) -> JSONResp
     return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 
-async def on_rejected(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Rejected)
-    return problem(exc)
+# What a handler may raise to refuse a request: each has its problem response in refusal().
+REFUSALS = (Rejected, RedisConnectionError, RedisTimeoutError)
 
 
-def storage_down() -> JSONResponse:
+def refusal(exc: Exception) -> JSONResponse:
+    """The problem response for one of REFUSALS (the API's front route and its Starlette
+    exception handlers answer through this one mapping)."""
+    if isinstance(exc, Rejected):
+        return problem(exc)
     return problem(Rejected(Reason.UNAVAILABLE, "storage unavailable, retry shortly"))
 
 
-async def on_redis_down(request: Request, exc: Exception) -> Response:
-    return storage_down()
+async def on_refusal(request: Request, exc: Exception) -> Response:
+    return refusal(exc)

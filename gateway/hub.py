@@ -15,8 +15,10 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from feeds import changelog
 from notifier.runtime.lifecycle import Backoff
 from schemas import keys
+from schemas.cursor import Cursor
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ _SUBSCRIBE: Final = frozenset({b"subscribe", "subscribe"})
 class Listener(Protocol):
     expires_at: float  # unix seconds: when the client's token expires
 
-    def push_nowait(self, cursor: str, payload: str) -> None:
+    def push_nowait(self, cursor: Cursor, payload: str) -> None:
         """Queue a live change; never blocks (a full queue closes the session)."""
 
     def resync(self) -> None:
@@ -174,7 +176,7 @@ class Hub:
         if not listeners:
             return
         text = data.decode() if isinstance(data, bytes) else data
-        cursor, _, payload = text.partition(" ")
+        cursor, payload = changelog.published(text)
         for listener in tuple(listeners):
             listener.push_nowait(cursor, payload)
         self.delivered += len(listeners)

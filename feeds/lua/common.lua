@@ -212,17 +212,27 @@ end
 local OPS = {u = 'upsert', d = 'remove', r = 'read'}
 local function change_json(op, unread, tail) return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. tail end
 
--- Append one change to the log and publish it as "EPOCH.N-0 PAYLOAD" for live push. The log
--- keeps `OP UNREAD REF` (REF: a group's short id, or `*` or the ids read): a replay renders the
--- group as it is then.
+-- Every change this call logs carries its check (schemas/cursor.py): a number drawn from the
+-- call's random epoch candidate, 1 to 2^32, so a change number that Redis reuses after losing
+-- the end of the log comes with another check. Entries logged before checks have none (0).
+local CHECK = int((tonumber(EPOCH_NEW:sub(1, 8), 16) or 0) + 1)
+local function check_of(entry) return tonumber(entry:match('^%d*')) or 0 end
+local function last_check()
+  local entry = redis.call('LINDEX', K_LOG, -1)
+  return entry and check_of(entry) or 0
+end
+
+-- Append one change to the log and publish it as "EPOCH N CHECK PAYLOAD" for live push (the
+-- gateway makes the cursor of it). The log keeps `CHECK OP UNREAD REF` (REF: a group's short id,
+-- or `*` or the ids read): a replay renders the group as it is then.
 local function emit(op, ref, tail)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
-  local unread = int(s.unread)
-  if redis.call('RPUSH', K_LOG, op .. unread .. ' ' .. ref) > MAX_CHANGES then
+  local unread, seq = int(s.unread), int(s.seq)
+  if redis.call('RPUSH', K_LOG, CHECK .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
     redis.call('LTRIM', K_LOG, -MAX_CHANGES, -1)
   end
-  redis.call('PUBLISH', CHANNEL, s.epoch .. '.' .. int(s.seq) .. '-0 ' .. change_json(op, unread, tail))
+  redis.call('PUBLISH', CHANNEL, s.epoch .. ' ' .. seq .. ' ' .. CHECK .. ' ' .. change_json(op, unread, tail))
 end
 
 local function upserted(g, read) emit('u', short(g.gid), ',"group":' .. view(g, read) .. '}') end

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from gateway.hub import Hub
 from schemas import keys
+from schemas.cursor import Cursor
 
 from .harness import RedisProcess, wait_until
 
@@ -20,14 +21,14 @@ pytestmark = pytest.mark.faults
 
 class Recorder:
     def __init__(self) -> None:
-        self.pushed: list[tuple[str, str]] = []
+        self.pushed: list[tuple[Cursor, str]] = []
         self.resyncs = 0
         self.expires_at = math.inf
 
     def expire(self) -> None:
         raise AssertionError("never expires")
 
-    def push_nowait(self, cursor: str, payload: str) -> None:
+    def push_nowait(self, cursor: Cursor, payload: str) -> None:
         self.pushed.append((cursor, payload))
 
     def resync(self) -> None:
@@ -51,19 +52,19 @@ async def _frozen(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(hub.run)
             await hub.register("alice", alice)
-            await publisher.publish(keys.user_channel("alice"), "e1.1-0 {}")
+            await publisher.publish(keys.user_channel("alice"), "e1 1 7 {}")
             await wait_until(lambda: len(alice.pushed) == 1, 5, what="first push")
 
             server.pause()
             await anyio.sleep(1.5)  # more than 3 keepalive periods without an answer
             server.resume()
             await wait_until(lambda: alice.resyncs == 1, 10, what="resync after the reconnect")
-            await publisher.publish(keys.user_channel("alice"), "e1.2-0 {}")
+            await publisher.publish(keys.user_channel("alice"), "e1 2 7 {}")
             await wait_until(lambda: len(alice.pushed) == 2, 5, what="push after the reconnect")
             hub.stop()
     finally:
         await redis.aclose()
         await publisher.aclose()
         server.stop()
-    assert alice.pushed == [("e1.1-0", "{}"), ("e1.2-0", "{}")]
+    assert alice.pushed == [(Cursor("e1", 1, 7), "{}"), (Cursor("e1", 2, 7), "{}")]
     assert any("silent" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]

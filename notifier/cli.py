@@ -20,6 +20,8 @@ from gateway.wsserver import WebSocketProtocol
 from notifier import admin
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
+from notifier.api.recent import RecentAppends
+from notifier.api.recovery import RestartWatch
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.janitor import Janitor
 from notifier.jobs.worker import JobsService
@@ -69,11 +71,12 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services += [worker, janitor]
     if role in {"api", "up"}:
         pressure = Pressure(client, settings.ingest)
-        services.append(pressure)
+        recent = RecentAppends(settings.ingest.recovery_keep_s, settings.ingest.recovery_keep_events)
+        services += [pressure, RestartWatch(client, settings.ingest, recent)]
     if role in {"jobs", "up"}:
         services.append(JobsService(settings.jobs, client, moderation_jobs(settings, client)))
     if role == "api":
-        app = api_app(settings, client, pressure, moderation_routes(settings, client))
+        app = api_app(settings, client, pressure, moderation_routes(settings, client), recent)
         services.append(_http(settings, app, settings.http.api_port))
     if role == "gateway":
         hub = Hub(client)
@@ -81,7 +84,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services += [hub, _http(settings, alone, settings.http.gateway_port)]
     if role == "up":
         hub = Hub(client)
-        rest = api_app(settings, client, pressure, moderation_routes(settings, client))
+        rest = api_app(settings, client, pressure, moderation_routes(settings, client), recent)
         services += [hub, _http(settings, gateway_app(settings, client, hub, rest), settings.http.api_port)]
     return services
 

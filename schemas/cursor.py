@@ -1,11 +1,12 @@
 """The resume cursor (WebSocket frames and REST pages): `EPOCH.N-CHECK`, parsed and written only here.
 
 N numbers the changes of a user's change log from 1 within the log's epoch; CHECK is the stamp
-the change was logged with (random per script call, 1 to 2^32), so a cursor names one change of
-one history: a number that Redis reused after losing the end of the log (an AOF whose tail was
-cut) comes with another check. CHECK 0 is a cursor from before checks existed (`EPOCH.N-0`);
-it still names a change logged before then, and nothing else. `-` as epoch: before the log
-existed. The change log's scripts hand these three fields over separately (feeds/changelog.py).
+the change was logged with (random per script call, 2^23 to 2^24 - 1), so a cursor names one
+change of one history: a number that Redis reused after losing the end of the log (an AOF whose
+tail was cut) comes with another check. CHECK 0 is a cursor from before checks existed
+(`EPOCH.N-0`); it still names a change logged before then, and nothing else. `-` as epoch: before
+the log existed. The change log's scripts hand these three fields over separately
+(feeds/changelog.py).
 """
 
 from __future__ import annotations

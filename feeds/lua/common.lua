@@ -213,23 +213,31 @@ local OPS = {u = 'upsert', d = 'remove', r = 'read'}
 local function change_json(op, unread, tail) return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. tail end
 
 -- Every change this call logs carries its check (schemas/cursor.py): a number drawn from the
--- call's random epoch candidate, 1 to 2^32, so a change number that Redis reuses after losing
--- the end of the log comes with another check. Entries logged before checks have none (0).
-local CHECK = int((tonumber(EPOCH_NEW:sub(1, 8), 16) or 0) + 1)
-local function check_of(entry) return tonumber(entry:match('^%d*')) or 0 end
+-- call's random epoch candidate, 2^23 to 2^24 - 1, so a change number that Redis reuses after
+-- losing the end of the log comes with another check. A log entry starts with it as 3 bytes, the
+-- first >= 128; an entry logged before checks starts with its op letter (check 0).
+local CHECK = 2 ^ 23 + (tonumber(EPOCH_NEW:sub(1, 6), 16) or 0) % 2 ^ 23
+local CHECK_BYTES = string.char(math.floor(CHECK / 65536), math.floor(CHECK / 256) % 256, CHECK % 256)
+CHECK = int(CHECK)
+-- The check of a log entry, and where the rest of it starts.
+local function check_of(entry)
+  local b = entry:byte(1)
+  if b and b >= 128 then return (b * 256 + entry:byte(2)) * 256 + entry:byte(3), 4 end
+  return 0, 1
+end
 local function last_check()
   local entry = redis.call('LINDEX', K_LOG, -1)
   return entry and check_of(entry) or 0
 end
 
 -- Append one change to the log and publish it as "EPOCH N CHECK PAYLOAD" for live push (the
--- gateway makes the cursor of it). The log keeps `CHECK OP UNREAD REF` (REF: a group's short id,
--- or `*` or the ids read): a replay renders the group as it is then.
+-- gateway makes the cursor of it). The log keeps `CHECK OP UNREAD REF` (CHECK: 3 bytes; REF: a
+-- group's short id, or `*` or the ids read): a replay renders the group as it is then.
 local function emit(op, ref, tail)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
   local unread, seq = int(s.unread), int(s.seq)
-  if redis.call('RPUSH', K_LOG, CHECK .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
+  if redis.call('RPUSH', K_LOG, CHECK_BYTES .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
     redis.call('LTRIM', K_LOG, -MAX_CHANGES, -1)
   end
   redis.call('PUBLISH', CHANNEL, s.epoch .. ' ' .. seq .. ' ' .. CHECK .. ' ' .. change_json(op, unread, tail))

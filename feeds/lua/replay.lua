@@ -29,8 +29,9 @@ if #entries == 0 then return out end
 -- Every change to a group renders its current view, once per group.
 local found, missing = {}, 0
 for i, entry in ipairs(entries) do
-  local logged, op, unread, ref = entry:match('^(%d*)(%a)(%d+) (.*)$')
-  entries[i] = {op, unread, ref, tonumber(logged) or 0}
+  local check, at = check_of(entry)
+  local op, unread, ref = entry:match('^(%a)(%d+) (.*)$', at)
+  entries[i] = {op, unread, ref, check}
   if op == 'u' and found[ref] == nil then
     found[ref], missing = false, missing + 1
   end

@@ -136,7 +136,7 @@ async def test_a_cursor_from_before_checks_resumes_only_a_change_logged_before_t
     seen = await logged(redis, inbox, [like_op("quin", i) for i in range(3)])
     log_key = keys.changelog("quin")
     for i, entry in enumerate(await redis.lrange(log_key, 0, 1)):  # the first two, as logged before
-        await redis.lset(log_key, i, entry.lstrip(b"0123456789"))
+        await redis.lset(log_key, i, entry[3:])  # without the check's 3 bytes
     old = Cursor(seen[0].epoch, 1)
     assert str(old) == f"{seen[0].epoch}.1-0"
     replay = await changelog.read_after(redis, "quin", old, 10)

@@ -54,11 +54,14 @@ async def _frozen(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
             await hub.register("alice", alice)
             await publisher.publish(keys.user_channel("alice"), "e1 1 7 {}")
             await wait_until(lambda: len(alice.pushed) == 1, 5, what="first push")
+            # a change as a worker of an earlier version published it: the session re-reads the log
+            await publisher.publish(keys.user_channel("alice"), 'e1.2-0 {"op":"read","all":true}')
+            await wait_until(lambda: alice.resyncs == 1, 5, what="resync on a foreign message")
 
             server.pause()
             await anyio.sleep(1.5)  # more than 3 keepalive periods without an answer
             server.resume()
-            await wait_until(lambda: alice.resyncs == 1, 10, what="resync after the reconnect")
+            await wait_until(lambda: alice.resyncs == 2, 10, what="resync after the reconnect")
             await publisher.publish(keys.user_channel("alice"), "e1 2 7 {}")
             await wait_until(lambda: len(alice.pushed) == 2, 5, what="push after the reconnect")
             hub.stop()

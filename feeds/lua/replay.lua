@@ -5,7 +5,8 @@
 -- still has (trimmed, past the end, another epoch's, or a number reused with another check) or
 -- a change after it is gone, else {'replay', epoch, number of the first change returned,
 -- check, json, check, json...}; with count 0, {'tail', epoch, last number, last check}.
-local epoch, after, check, count = ARGV[BASE + 1], tonumber(ARGV[BASE + 2]), tonumber(ARGV[BASE + 3]), tonumber(ARGV[BASE + 4])
+local epoch, after, check = ARGV[BASE + 1], tonumber(ARGV[BASE + 2]), tonumber(ARGV[BASE + 3])
+local count = tonumber(ARGV[BASE + 4])
 local s = state()
 if count == 0 then return {'tail', s.epoch or '-', s.seq, last_check()} end
 if not s.epoch then

@@ -164,7 +164,7 @@ class RestartWatch:
                 "again what the crash took back",
                 name.decode(),
                 _when(seen_ms),
-                _when(now_ms - uptime_ms),
+                _when(now_ms - uptime_ms + 1_000),  # uptime counts clock seconds: up to 1 s over
                 partitions - 1,
                 their_run,
                 run_id,

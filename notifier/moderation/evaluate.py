@@ -17,16 +17,17 @@ from notifier.runtime.settings import ModerationSettings
 
 from .classifier import ProfanityCheck
 from .policy import Action, Policy
-from .rules import Subject, TextClassifier, build_rules, evaluate
+from .rules import Subject, TextClassifier
+from .ruleset import build_rules, evaluate
 
-SPLITS = ("dev", "held_out")
+SPLITS = ("dev", "held_out", "blind")
 
 
 class Sample(msgspec.Struct, frozen=True):
     text: str
     category: str
     abusive: bool  # must be held or dropped; otherwise must not be
-    split: str  # dev (the rules were written against it) | held_out (never tuned on)
+    split: str  # dev (tuned on) | held_out (drawn by hash, not tuned on) | blind (written after the rules)
     evasion: str = ""  # spacing | leetspeak | homoglyph | fullwidth, or "" for the plain text
 
 
@@ -65,7 +66,8 @@ def _row(category: str, scored: Sequence[Scored]) -> str:
     abusive = scored[0].sample.abusive
     recall = f"{caught / n:.1%}" if abusive else ""
     held_clean = "" if abusive else str(caught)
-    return f"| {category} | {'abusive' if abusive else 'clean'} | {n} | {caught} | {flagged} | {recall} | {held_clean} |"
+    kind = "abusive" if abusive else "clean"
+    return f"| {category} | {kind} | {n} | {caught} | {flagged} | {recall} | {held_clean} |"
 
 
 def _summary(scored: Sequence[Scored]) -> tuple[int, int, int, int]:

@@ -20,7 +20,8 @@ from .normalize import canonical
 from .policy import Action, Policy
 from .queue import ReviewQueue
 from .records import text_of
-from .rules import Rule, Subject, TextClassifier, build_rules, evaluate
+from .rules import Rule, Subject, TextClassifier
+from .ruleset import build_rules, evaluate
 from .velocity import ActivityCounters, Observation
 
 log = logging.getLogger(__name__)

@@ -157,6 +157,11 @@ def mod_effects() -> str:
     return f"modfx:{_MOD}"
 
 
+def mod_changes() -> str:
+    """Pub/sub channel: every change to the review queue and bans, pushed to open consoles."""
+    return f"modlive:{_MOD}"
+
+
 def audit() -> str:
     """Stream: the append-only, hash-chained audit trail of moderation decisions and bans."""
     return f"audit:{_MOD}"

@@ -1,12 +1,14 @@
 """Every change to moderation state commits as a WATCH/MULTI transaction, and the changes people
 make (decisions, bans, suspensions, unbans, policy drops) commit together with their record in the
-hash-chained audit trail. The only code that touches `audit:`/`audit-head:`."""
+hash-chained audit trail and a notice to open consoles. The only code that touches
+`audit:`/`audit-head:` and publishes on `modlive:`."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
+import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
@@ -44,6 +46,11 @@ class Ledger:
                     continue
         raise Rejected(Reason.UNAVAILABLE, "the item kept changing; retry")
 
+    @staticmethod
+    def announce(pipe: Pipeline, kind: str, **fields: str) -> None:
+        """Queue a change notice to open consoles (inside the MULTI: sent only if it commits)."""
+        pipe.publish(keys.mod_changes(), msgspec.json.encode({"kind": kind, **fields}))
+
     async def head(self, pipe: Pipeline) -> bytes | None:
         """The audit head, read under WATCH before `multi()`."""
         head: bytes | None = await pipe.get(keys.audit_head())
@@ -80,6 +87,7 @@ class Ledger:
         digest = audit.chain_hash(prev, body)
         pipe.xadd(keys.audit(), {"d": body, "p": prev, "h": digest})
         pipe.set(keys.audit_head(), digest)
+        self.announce(pipe, "audit", action=action, item=item, actor=actor)
 
     async def page(
         self, after: str | None, limit: int, *, newest_first: bool = False

@@ -159,6 +159,7 @@ class ReviewQueue:
                 pipe.zadd(keys.mod_index("urgent"), {item_id: score})
             pipe.zadd(keys.mod_actor(actor), {item_id: seq})
             pipe.zremrangebyrank(keys.mod_actor(actor), 0, -_ACTOR_INDEX_CAP - 1)
+            self._ledger.announce(pipe, "item", id=item_id, state=state)
             if audit_reason is not None:
                 self._ledger.append(
                     pipe, head, POLICY, "drop", item=item_id, actor=actor, after={"state": state},
@@ -219,6 +220,7 @@ class ReviewQueue:
             pipe.hincrby(key, "version", 1)
             if item.state in {"pending", "claimed"}:
                 pipe.zadd(keys.mod_index("urgent"), {item_id: _urgency_of(item)})
+            self._ledger.announce(pipe, "item", id=item_id, state=item.state)
 
         await self._ledger.transact([key], body)
 
@@ -325,6 +327,7 @@ class ReviewQueue:
             pipe.multi()
             pipe.hset(key, mapping={"claimed_by": who.user, "claim_until_ms": until})
             pipe.hincrby(key, "version", 1)
+            self._ledger.announce(pipe, "item", id=item_id, state="claimed", claimed_by=who.user)
             return msgspec.structs.replace(
                 item, state="claimed", claimed_by=who.user, claim_until_ms=until, version=item.version + 1
             )
@@ -341,6 +344,7 @@ class ReviewQueue:
             pipe.multi()
             pipe.hset(key, mapping={"claimed_by": "", "claim_until_ms": 0})
             pipe.hincrby(key, "version", 1)
+            self._ledger.announce(pipe, "item", id=item_id, state="pending")
             return msgspec.structs.replace(item, state="pending", claimed_by="", claim_until_ms=0)
 
         return await self._ledger.transact([key], body)
@@ -394,6 +398,7 @@ class ReviewQueue:
                 outbox.Outbox.cancel(pipe, outbox.deliver(item_id))
             if effect:
                 outbox.Outbox.add(pipe, effect)
+            self._ledger.announce(pipe, "item", id=item_id, state=target)
             before = {"state": item.state, "delivered": str(int(item.delivered))}
             after = {"state": target, "delivered": str(int(delivered))}
             self._ledger.append(

@@ -86,7 +86,7 @@ class Reports:
                 for raw in reports:
                     given = msgspec.json.decode(raw, type=Report).reason
                     reasons[given] = reasons.get(given, 0) + 1
-                await self._queue.raise_reported(item_id, len(reports), reasons)
+                await self._queue.raise_reported(item_id, len(reports), dict(sorted(reasons.items())))
             await self._redis.zadd(keys.mod_reported_by(reporter), {item_id: now}, nx=True)
         await self._redis.zremrangebyrank(keys.mod_reported_by(reporter), 0, -MINE_KEPT - 1)
         return Filed([item_id for item_id, _, _, _ in found], new)

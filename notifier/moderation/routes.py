@@ -12,7 +12,7 @@ from typing import Annotated, Final, Literal, TypeVar, cast
 import msgspec
 from redis.asyncio import Redis
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from notifier.runtime import jobqueue, tokens
@@ -22,6 +22,7 @@ from schemas.events import ID_PATTERN, Id, decode_event
 
 from . import console, effects
 from .components import Components
+from .live import changes
 from .queue import STATES, Order
 from .records import Moderator, Outcome, Stats, audience
 from .reports import ReportReason, TargetKind
@@ -313,6 +314,11 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
             }
         )
 
+    async def live(request: Request) -> Response:
+        moderator(request, auth)
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(changes(redis), media_type="text/event-stream", headers=headers)
+
     async def file_report(request: Request) -> Response:
         user = user_of(request, auth)
         body = await _body(request, ReportBody)
@@ -336,6 +342,7 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         Route("/v1/moderation/bans/{actor}/lift", lift, methods=["POST"]),
         Route("/v1/moderation/actors/{actor}", actor, methods=["GET"]),
         Route("/v1/moderation/stats", stats, methods=["GET"]),
+        Route("/v1/moderation/live", live, methods=["GET"]),
         Route("/v1/moderation/audit", audit_trail, methods=["GET"]),
         Route("/v1/moderation/audit/verify", audit_verify, methods=["GET"]),
         Route("/v1/me/reports", file_report, methods=["POST"]),

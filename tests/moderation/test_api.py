@@ -3,8 +3,11 @@ by a connected WebSocket client; role checks on every route; the audit trail is 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Final
 
+import anyio
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -266,3 +269,32 @@ async def test_suspension_unban_dropped_events_and_numbers_over_http(app: App) -
     assert (await app.moderate("GET", "/v1/moderation/bans")).json()["bans"] == []
     newest = (await app.moderate("GET", "/v1/moderation/audit?order=newest&limit=1")).json()["records"]
     assert [r["record"]["action"] for r in newest] == ["unban"]
+
+
+async def test_changes_are_pushed_to_open_consoles(app: App) -> None:
+    await app.send(comment("e1", "bob", "alice", HELD_TEXT))
+    await app.wait_for_item("e1")
+    async with app.http.stream("GET", "/v1/moderation/live", headers=app.auth("ben")) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.aiter_lines()
+        with anyio.fail_after(10):
+            assert await anext(lines) == "event: ready"
+            await app.moderate("POST", "/v1/moderation/items/e1/claim", "ann")
+            data = [line async for line in _until_data(lines)]
+        assert orjson.loads(data[0].removeprefix("data: ")) == {
+            "kind": "item",
+            "id": "e1",
+            "state": "claimed",
+            "claimed_by": "ann",
+        }
+    refused = await app.http.get(
+        "/v1/moderation/live", headers={"Authorization": f"Bearer {app.token('bob')}"}
+    )
+    assert refused.status_code == 403
+
+
+async def _until_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    async for line in lines:
+        if line.startswith("data: ") and line != "data: {}":
+            yield line
+            return

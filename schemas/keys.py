@@ -187,6 +187,11 @@ def mod_report_rate(user: str, window: int) -> str:
     return f"modrl:{_MOD}:{user}:{window}"
 
 
+def mod_enforcement(actor: str) -> str:
+    """List: the actor's bans, suspensions and unbans as JSON records, newest first (capped)."""
+    return f"modenf:{_MOD}:{actor}"
+
+
 def mod_dropped(actor: str) -> str:
     """Sorted set: event ids of a banned actor's events dropped in the fan-out, by acceptance time."""
     return f"moddrop:{_MOD}:{actor}"

@@ -19,9 +19,10 @@ from schemas.errors import Reason, Rejected
 from .content import ContentIndex
 from .ledger import Ledger
 from .queue import ReviewQueue
-from .records import Ban, Moderator, Outcome
+from .records import Ban, Enforcement, Moderator, Outcome
 
 DROPPED_KEPT: Final = 1_000  # dropped event ids listed per actor (the count covers all)
+HISTORY_KEPT: Final = 100  # bans, suspensions and unbans kept per actor
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class Bans:
             head = await self._ledger.head(pipe)
             pipe.multi()
             pipe.hset(keys.mod_bans(), actor, msgspec.json.encode(wanted))
+            _remember(pipe, actor, Enforcement(action, now, who.user, reason, wanted.until_ms))
             after = {"banned": "yes", "until_ms": str(wanted.until_ms)}
             self._ledger.append(
                 pipe, head, who, action, actor=actor, before=_state(existing, now), after=after, reason=reason
@@ -98,6 +100,7 @@ class Bans:
             head = await self._ledger.head(pipe)
             pipe.multi()
             pipe.hdel(keys.mod_bans(), actor)
+            _remember(pipe, actor, Enforcement("unban", now, who.user, reason))
             self._ledger.append(
                 pipe, head, who, "unban", actor=actor, before=_state(existing, now), after={"banned": "no"},
                 reason=reason,
@@ -105,6 +108,11 @@ class Bans:
             return existing
 
         return await self._ledger.transact([keys.mod_bans(), keys.audit_head()], body)
+
+    async def history(self, actor: str) -> list[Enforcement]:
+        """The actor's bans, suspensions and unbans, newest first."""
+        raw = await self._redis.lrange(keys.mod_enforcement(actor), 0, -1)
+        return [msgspec.json.decode(r, type=Enforcement) for r in raw]
 
     async def _reject_items(
         self, actor: str, who: Moderator, reason: str, *, approved_too: bool
@@ -163,6 +171,11 @@ class Bans:
     async def dropped_total(self) -> int:
         counts = await self._redis.hvals(keys.mod_dropped_counts())
         return sum(int(c) for c in counts)
+
+
+def _remember(pipe: Pipeline, actor: str, record: Enforcement) -> None:
+    pipe.lpush(keys.mod_enforcement(actor), msgspec.json.encode(record))
+    pipe.ltrim(keys.mod_enforcement(actor), 0, HISTORY_KEPT - 1)
 
 
 def _state(ban: Ban | None, now_ms: int) -> dict[str, str]:

@@ -95,6 +95,16 @@ class Ban(msgspec.Struct, frozen=True):
         return accepted_ms >= self.at_ms and (not self.until_ms or accepted_ms < self.until_ms)
 
 
+class Enforcement(msgspec.Struct, frozen=True):
+    """One ban, suspension or unban of an actor, as the actor's enforcement history keeps it."""
+
+    action: str  # ban | suspend | unban
+    at_ms: int
+    by: str
+    reason: str
+    until_ms: int = 0
+
+
 class Report(msgspec.Struct, frozen=True):
     reason: str
     note: str

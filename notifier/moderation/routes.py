@@ -260,6 +260,7 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
             {
                 "actor": name,
                 "ban": (await bans.of([name])).get(name),
+                "enforcement": await bans.history(name),
                 "dropped": {
                     "count": dropped.count,
                     "events": [{"id": i, "accepted_ms": t} for i, t in dropped.events],

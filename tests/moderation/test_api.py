@@ -260,6 +260,7 @@ async def test_suspension_unban_dropped_events_and_numbers_over_http(app: App) -
     actor = await app.wait_for("/v1/moderation/actors/bob", lambda body: body["dropped"]["count"] > 0)
     assert [e["id"] for e in actor["dropped"]["events"]] == ["e1"] and actor["dropped"]["count"] == 1
     assert actor["ban"]["reason"] == "cool off"
+    assert [(e["action"], e["reason"]) for e in actor["enforcement"]] == [("suspend", "cool off")]
     stats = (await app.moderate("GET", "/v1/moderation/stats")).json()
     assert (stats["pending"], stats["held"], stats["claimed"], stats["dropped_for_bans"]) == (1, 1, 0, 1)
     assert stats["oldest_wait_s"] >= 0 and stats["oldest_open_ms"] > 0

@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
+import anyio
 import pytest
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, Route, async_playwright, expect
 from redis.asyncio import Redis
 
 from notifier.moderation.components import Components
@@ -202,6 +203,7 @@ async def test_a_shift_with_the_console(app: App, browser: Browser) -> None:
 
     # a ban asks for a reason: none given, no ban
     await page.locator('#queue li[data-id="e2"]').click()
+    await expect(page.locator("#detail-text")).to_have_text("kys loser")
     dialogs.answers = [None]
     await page.keyboard.press("b")
     await expect(page.locator("#status")).to_contain_text("a ban needs a reason")
@@ -217,6 +219,11 @@ async def test_a_shift_with_the_console(app: App, browser: Browser) -> None:
     await page.locator('#bans li[data-actor="bob"] button').click()
     await expect(page.locator('#bans li[data-actor="bob"]')).to_have_count(0, timeout=WAIT_MS)
     await expect(page.locator("#audit-list li").first).to_contain_text("unban bob — appeal upheld")
+    await page.select_option("#filter-state", "")  # the ban rejected bob's items: show all
+    await page.locator('#queue li[data-id="e4"]').click()  # the actor's enforcement history
+    await expect(page.locator("#detail-enforcement li").first).to_contain_text("unban by ann: appeal upheld")
+    await expect(page.locator("#detail-enforcement li").nth(1)).to_contain_text("ban by ann: threats")
+    await page.select_option("#filter-state", "open")
 
     # text search and bulk decisions
     await app.send(
@@ -277,3 +284,30 @@ async def test_two_consoles_see_each_others_claims_live(app: App, browser: Brows
     await expect(ben.locator("#audit-list li").first).to_contain_text("ann (moderator) approve e1")
     await ann.close()
     await ben.close()
+
+
+async def test_a_key_pressed_while_the_next_item_loads_does_not_act_on_the_previous(
+    app: App, browser: Browser
+) -> None:
+    await app.send(comment("e1", "bob", "alice", HELD_TEXT, post="p1"))
+    await app.send(comment("e2", "bob", "alice", "kys loser", post="p2"))
+    for item_id in ("e1", "e2"):
+        await app.wait_for_item(item_id)
+    page = await signed_in(app, browser, "ann")
+    await expect(page.locator("#queue li")).to_have_count(2, timeout=WAIT_MS)
+    await page.keyboard.press("j")
+    await expect(page.locator("#detail-text")).to_have_text(HELD_TEXT)
+    gate = anyio.Event()
+
+    async def slow(route: Route) -> None:
+        await gate.wait()
+        await route.continue_()
+
+    await page.route("**/v1/moderation/items/e2", slow)
+    await page.keyboard.press("j")  # e2 is loading, e1 still shown
+    await page.keyboard.press("r")
+    await expect(page.locator("#status")).to_have_text("still loading the selected item")
+    gate.set()
+    await expect(page.locator("#detail-text")).to_have_text("kys loser")
+    assert {await item_state(app, "e1"), await item_state(app, "e2")} == {"pending"}
+    await page.close()

@@ -140,6 +140,11 @@ async def test_unban_lets_later_events_through_and_is_audited(s: Stack) -> None:
         {"banned": "no"},
     )
     assert (await s.parts.ledger.verify()).ok
+    history = await s.bans.history("bob")
+    assert [(e.action, e.by, e.reason) for e in history] == [
+        ("unban", "ben", "appeal accepted"),
+        ("ban", "ann", "spam"),
+    ]
 
 
 async def test_queue_numbers_and_positions_as_ingest_reports_them(s: Stack) -> None:

@@ -325,6 +325,7 @@ function renderDetail() {
     el("ul", { id: "detail-reports", class: "reports" }, ...reports.map((r) => el("li", { text: `${r.reporter}: ${r.reason}${r.note ? ` — ${r.note}` : ""} · ${when(r.at_ms)}` }))),
     el("h3", { text: `Actor ${item.actor}` }),
     el("p", { id: "detail-actor", text: `${banText} · ${dropped.count} event(s) dropped for a ban` }),
+    el("ul", { id: "detail-enforcement", class: "history" }, ...ui.actor.enforcement.map((e) => el("li", { text: `${when(e.at_ms)} · ${e.action}${e.until_ms ? ` until ${when(e.until_ms)}` : ""} by ${e.by}: ${e.reason}` }))),
     el("ul", { id: "detail-history", class: "history" }, ...history.map((r) => el("li", { text: `${when(r.created_ms)} · ${r.action} · ${r.state} · ${r.rules.join(", ") || "-"} · “${r.text}”` }))),
     el(
       "div",
@@ -345,8 +346,16 @@ function nextAfter(id) {
   return rest.length ? rest[Math.min(at, rest.length - 1)].id : null;
 }
 
+// The item a key acts on: the one shown, and only once it is the one selected (a key pressed
+// while the next item loads must not act on the previous one).
+function current() {
+  if (ui.detail && ui.detail.item.id === ui.selected) return ui.detail.item;
+  if (ui.selected) say("still loading the selected item");
+  return null;
+}
+
 async function decide(decision) {
-  if (!ui.detail) return;
+  if (!current()) return;
   const id = ui.detail.item.id;
   const note = ($("note") && $("note").value) || "";
   const result = await api(itemPath(id, `/${decision}`), { method: "POST", body: { note } });
@@ -377,7 +386,7 @@ async function bulk(decision) {
 }
 
 async function ban_() {
-  if (!ui.detail) return;
+  if (!current()) return;
   const actor = ui.detail.item.actor;
   const reason = (window.prompt(`Why ban ${actor}? (required; kept in the audit trail)`) || "").trim();
   if (!reason) {

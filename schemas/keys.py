@@ -133,7 +133,8 @@ def mod_item(item_id: str) -> str:
 
 def mod_index(name: str) -> str:
     """Sorted set: item ids by arrival sequence; `name` is all | open | approved | rejected, or
-    `urgent`: the open items by urgency (notifier/moderation/urgency.py)."""
+    held (open items the policy held), or `urgent`: the open items by urgency
+    (notifier/moderation/urgency.py), or `claimed`: items by the end of their claim."""
     return f"modq:{_MOD}:{name}"
 
 

@@ -157,6 +157,8 @@ class ReviewQueue:
             pipe.zadd(keys.mod_index(_INDEX_OF_STORED[state]), {item_id: seq})
             if state == "pending":
                 pipe.zadd(keys.mod_index("urgent"), {item_id: score})
+                if fields["action"] == Action.HOLD.value:
+                    pipe.zadd(keys.mod_index("held"), {item_id: seq})
             pipe.zadd(keys.mod_actor(actor), {item_id: seq})
             pipe.zremrangebyrank(keys.mod_actor(actor), 0, -_ACTOR_INDEX_CAP - 1)
             self._ledger.announce(pipe, "item", id=item_id, state=state)
@@ -285,28 +287,23 @@ class ReviewQueue:
         return [i for i, s in zip(ids, states, strict=True) if s in wanted]
 
     async def counts(self) -> dict[str, int]:
-        """Items per stored state, open ones split by lease and by what the policy did."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for name in ("approved", "rejected"):
-                pipe.zcard(keys.mod_index(name))
-            pipe.zrange(keys.mod_index("open"), 0, 0, withscores=False)
-            approved, rejected, oldest = await pipe.execute()
-        open_ids = [i.decode() for i in await self._redis.zrange(keys.mod_index("open"), 0, -1)]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for item_id in open_ids:
-                pipe.hmget(keys.mod_item(item_id), ["claim_until_ms", "action"])
-            rows = await pipe.execute()
+        """Items per stored state, open ones split by live lease and by what the policy did; a
+        few sorted-set counts whatever the queue's size."""
         now = self._ledger.clock()
-        claimed = sum(1 for until, _ in rows if until and int(until) > now)
-        held = sum(1 for _, action in rows if action == Action.HOLD.value.encode())
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in ("open", "held", "approved", "rejected"):
+                pipe.zcard(keys.mod_index(name))
+            pipe.zcount(keys.mod_index("claimed"), f"({now}", "+inf")
+            pipe.zrange(keys.mod_index("open"), 0, 0)
+            opened, held, approved, rejected, claimed, oldest = await pipe.execute()
         oldest_ms = 0
         if oldest:
             created = await self._redis.hget(keys.mod_item(oldest[0].decode()), "created_ms")
             oldest_ms = int(created or 0)
         return {
-            "pending": len(open_ids) - claimed,
-            "claimed": claimed,
-            "held": held,
+            "pending": int(opened) - int(claimed),
+            "claimed": int(claimed),
+            "held": int(held),
             "approved": int(approved),
             "rejected": int(rejected),
             "oldest_open_ms": oldest_ms,
@@ -327,6 +324,7 @@ class ReviewQueue:
             pipe.multi()
             pipe.hset(key, mapping={"claimed_by": who.user, "claim_until_ms": until})
             pipe.hincrby(key, "version", 1)
+            pipe.zadd(keys.mod_index("claimed"), {item_id: until})
             self._ledger.announce(pipe, "item", id=item_id, state="claimed", claimed_by=who.user)
             return msgspec.structs.replace(
                 item, state="claimed", claimed_by=who.user, claim_until_ms=until, version=item.version + 1
@@ -344,6 +342,7 @@ class ReviewQueue:
             pipe.multi()
             pipe.hset(key, mapping={"claimed_by": "", "claim_until_ms": 0})
             pipe.hincrby(key, "version", 1)
+            pipe.zrem(keys.mod_index("claimed"), item_id)
             self._ledger.announce(pipe, "item", id=item_id, state="pending")
             return msgspec.structs.replace(item, state="pending", claimed_by="", claim_until_ms=0)
 
@@ -392,7 +391,8 @@ class ReviewQueue:
             )
             pipe.hincrby(key, "version", 1)
             pipe.zrem(keys.mod_index(_INDEX_OF_STORED[stored]), item_id)
-            pipe.zrem(keys.mod_index("urgent"), item_id)
+            for leaving in ("urgent", "held", "claimed"):
+                pipe.zrem(keys.mod_index(leaving), item_id)
             pipe.zadd(keys.mod_index(target), {item_id: item.seq})
             if target == "rejected":
                 outbox.Outbox.cancel(pipe, outbox.deliver(item_id))

@@ -65,7 +65,7 @@ class LiftBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class Target(msgspec.Struct, forbid_unknown_fields=True):
     kind: TargetKind
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:@-]{1,300}$")]  # ids, group ids
 
 
 class ReportBody(msgspec.Struct, forbid_unknown_fields=True):

@@ -229,6 +229,9 @@ async def test_users_report_over_http_and_see_the_outcome(app: App) -> None:
         refused = [
             ({**report, "reason": "dislike"}, user, 422),
             ({"target": {"kind": "post", "id": "p1"}, "reason": "spam"}, user, 422),
+            ({"target": {"kind": "actor", "id": "not an id!"}, "reason": "spam"}, user, 422),
+            ({"target": {"kind": "comment", "id": "c-unknown"}, "reason": "spam"}, user, 404),
+            ({**report, "note": "x" * 1001}, user, 422),
             (report, {"Content-Type": "application/json"}, 401),
         ]
         for body, headers, status in refused:

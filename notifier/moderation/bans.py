@@ -1,7 +1,7 @@
 """Bans and suspensions: who may not post (from when, until when), lifting them, rejecting what a
 banned actor has in the queue, recalling everything they had delivered (ban and remove), and
-the record of their events the fan-out dropped. The only code that touches `modban:` and
-`moddrop:`/`moddropn:` keys."""
+the record of their events the fan-out dropped, and each actor's enforcement history. The only
+code that touches `modban:`, `modenf:` and `moddrop:`/`moddropn:` keys."""
 
 from __future__ import annotations
 

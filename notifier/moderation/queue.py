@@ -208,7 +208,8 @@ class ReviewQueue:
 
     async def raise_reported(self, item_id: str, reporters: int, reasons: dict[str, int]) -> None:
         """Set an item's report counts (read by the caller from the reports hash) and, while it is
-        open, move it up the urgency order."""
+        open, move it up the urgency order. Reports only accumulate, so a tally smaller than
+        the stored one is a late writer that read fewer reports: it changes nothing."""
         key = keys.mod_item(item_id)
 
         async def body(pipe: Pipeline) -> None:
@@ -216,6 +217,8 @@ class ReviewQueue:
             if not raw:
                 return
             item = decode_item(raw, self._ledger.clock())
+            if reporters <= item.reporters:
+                return
             item = msgspec.structs.replace(item, reporters=reporters, reasons=reasons)
             pipe.multi()
             pipe.hset(key, mapping={"reporters": reporters, "reasons": msgspec.json.encode(reasons)})

@@ -125,3 +125,12 @@ async def test_the_open_queue_is_ordered_by_urgency(s: Stack) -> None:
         await s.reports.file(reporter, "comment", "c-f2", HARASSMENT, "")
     assert await order() == ["h4", "f2", "f1", "c3"]  # more reporters rise past the same severity
     assert [i.id for i in (await s.queue.page(state="open")).items] == ["f1", "f2", "h4", "c3"]  # arrival
+
+
+async def test_a_late_smaller_tally_does_not_lower_the_reporter_count(s: Stack) -> None:
+    await s.reports.file("alice", "actor", "bob", HARASSMENT, "")
+    await s.reports.file("carl", "actor", "bob", ReportReason.SPAM, "")
+    # a writer that read the reports hash before carl's report commits after it
+    await s.queue.raise_reported("actor~bob", 1, {"harassment": 1})
+    item = await s.queue.get("actor~bob")
+    assert item is not None and (item.reporters, item.reasons) == (2, {"harassment": 1, "spam": 1})

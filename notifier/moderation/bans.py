@@ -133,7 +133,7 @@ class Bans:
         outcomes = []
         for found in await self._content.of_actor(actor):
             item_id = found.logged.event.id
-            await self._queue.enter_reported(item_id, actor, found.logged.event, found.position)
+            await self._queue.enter_reported(item_id, actor, found.logged.event, found.position, action="ban")
             try:
                 outcome = await self._queue.decide(
                     item_id, "reject", who, f"actor banned: {reason}", force=True

@@ -91,15 +91,18 @@ class ReviewQueue:
         audit_reason = reasons if dropped else None
         return await self._enter(event.id, event.actor, fields, severity=severity, audit_reason=audit_reason)
 
-    async def enter_reported(self, item_id: str, actor: str, event: Event | None, position: str) -> None:
-        """Make sure a review item exists for something people report: the delivered event (or
-        the actor). An item the policy recorded already is left as it is."""
+    async def enter_reported(
+        self, item_id: str, actor: str, event: Event | None, position: str, *, action: str = REPORT
+    ) -> None:
+        """Make sure a review item exists for something people report (`action` "report") or a
+        ban removes ("ban"): the delivered event, or the actor. An item the policy recorded
+        already is left as it is."""
         if await self._redis.exists(keys.mod_item(item_id)):
             return
         if event is None:
             fields = await self._bare_fields(item_id, actor)
         else:
-            fields = await self._fields(event, position, REPORT, [], delivered=True)
+            fields = await self._fields(event, position, action, [], delivered=True)
         await self._enter(item_id, actor, fields, audit_reason=None)
 
     async def _fields(

@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from feeds.scripts import Command, Script, run_commands
+from notifier.runtime import metrics
 from notifier.runtime.eventlog import entry_fields, partition_of
 from notifier.runtime.settings import IngestSettings
 from schemas import keys
@@ -66,6 +67,8 @@ class EventLog:
         self._wait_timeout_ms = settings.wait_timeout_ms
         self._queued: list[_Request] = []
         self._in_flight: anyio.Event | None = None  # set when the round trip in flight ends
+        self._metrics = metrics.current()
+        self._redis_errors = self._metrics.redis_errors("ingest append")
 
     async def append(self, events: Sequence[Event], service: str) -> list[Appended]:
         """Append `events`; an id seen within the TTL is not appended again."""
@@ -86,7 +89,9 @@ class EventLog:
                 args += [name, value]
             commands.append(_APPEND.command([keys.events(p), keys.dedupe(p, event.id)], args))
         request = _Request(commands)
+        started = time.perf_counter()
         await self._commit(request)
+        self._metrics.append_seconds.observe(time.perf_counter() - started)
         if request.error is not None:
             raise request.error
         assert request.replies is not None
@@ -134,6 +139,8 @@ class EventLog:
         try:
             replies = await run_commands(self._redis, [_APPEND], commands)
         except BaseException as exc:
+            if isinstance(exc, Exception):
+                self._redis_errors.inc()
             # interrupted or failed: every caller in the batch learns it (the appends may or
             # may not have happened; a retry is deduplicated)
             for request in batch:

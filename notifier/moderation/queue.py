@@ -340,6 +340,21 @@ class ReviewQueue:
 
     # -- the outbox of side effects ------------------------------------------------------------
 
+    async def waiting(self) -> tuple[int, int | None]:
+        """How many items wait for a moderator, and when the oldest of them was created (ms)."""
+        index = keys.mod_index("open")
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(index)
+            pipe.zrange(index, 0, 0)
+            count, oldest = await pipe.execute()
+        if not oldest:
+            return int(count), None
+        created = await self._redis.hget(keys.mod_item(oldest[0].decode()), "created_ms")
+        return int(count), None if created is None else int(created)
+
+    async def outbox_size(self) -> int:
+        return int(await self._redis.scard(keys.mod_effects()))
+
     async def effects(self) -> list[str]:
         return sorted(m.decode() for m in await self._redis.smembers(keys.mod_effects()))
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import anyio
 from redis.asyncio import Redis
 
+from notifier.runtime import metrics
 from notifier.runtime.eventlog import LoggedEvent
 from notifier.runtime.settings import ModerationSettings
 from schemas.events import Comment, Follow, Like, Mention
@@ -65,6 +66,7 @@ class Screener:
         self.queue = queue or ReviewQueue(redis, settings)
         self._counters = ActivityCounters(redis, duplicate_window_ms=settings.duplicate_window_s * 1000)
         self.stats = ScreenStats()
+        self._metrics = metrics.current()
 
     async def screen(self, events: Sequence[LoggedEvent]) -> list[LoggedEvent]:
         if not self._settings.enabled or not events:
@@ -116,6 +118,8 @@ class Screener:
             if action in {Action.DELIVER, Action.FLAG}:
                 out.append(logged)
             self._count(action)
+            rule = next((v.rule for v in found if self._policy.action_for(v) is action), "none")
+            self._metrics.moderation_actions.labels(rule, action.value).inc()
         if recorded:
             log.info("screened texts=%d recorded=%d known=%d", len(fresh), recorded, len(known))
         return out

@@ -131,6 +131,19 @@ class JobsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "INFO"
+    format: str = "text"  # text (readable) | json (one object a line)
+    access: bool = True  # HTTP access and WebSocket open/close lines (logger notifier.access, INFO)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = True  # off: /metrics answers 404 and every metric update is a no-op
+    port: int = 9100  # worker and jobs serve /metrics, /livez and /readyz here (0: any free port)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()
@@ -141,6 +154,8 @@ class Settings:
     http: HttpSettings = HttpSettings()
     moderation: ModerationSettings = ModerationSettings()
     jobs: JobsSettings = JobsSettings()
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
     dev: bool = False  # demo defaults: a dev service key and JWT secret, loudly logged
 
     @classmethod
@@ -207,6 +222,10 @@ class Settings:
                 if getattr(section, name) <= 0:
                     prefix = "MODERATION" if section is self.moderation else "JOBS"
                     out.append(f"NOTIFIER_{prefix}_{name.upper()} must be positive")
+        if self.log.format not in {"text", "json"}:
+            out.append("NOTIFIER_LOG_FORMAT must be text or json")
+        if self.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            out.append("NOTIFIER_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return out
 
 

@@ -1,0 +1,81 @@
+"""The outermost ASGI layer of every HTTP port: an `X-Request-ID` on every response (the
+client's, or a new one), the id in the context of every log line of the request, and one access
+line per HTTP request (logger `notifier.access`, INFO). WebSockets get the id in their log
+context (their open/close lines come from the gateway session)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from typing import Final
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .logs import ACCESS_LOGGER, request_id
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+_HEADER: Final = b"x-request-id"
+_VALID: Final = re.compile(rb"[A-Za-z0-9._:-]{1,128}")  # anything else is replaced: ids reach logs
+
+
+def _incoming(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == _HEADER:
+            return value.decode("ascii") if _VALID.fullmatch(value) else secrets.token_hex(8)
+    return secrets.token_hex(8)
+
+
+def with_request_ids(app: ASGIApp) -> ASGIApp:
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await app(scope, receive, send)
+            return
+        rid = _incoming(scope)
+        token = request_id.set(rid)
+        try:
+            if kind == "websocket":
+                # no wrapper on a socket's send: it would cost a call on every pushed frame
+                await app(scope, receive, send)
+                return
+            await _served(app, scope, receive, send, rid)
+        finally:
+            request_id.reset(token)
+
+    return wrapped
+
+
+async def _served(app: ASGIApp, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
+    status = 0
+    header = (_HEADER, rid.encode())
+
+    async def sending(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            message["headers"] = [*message.get("headers", ()), header]
+        await send(message)
+
+    started = time.perf_counter()
+    try:
+        await app(scope, receive, sending)
+    finally:
+        if access_log.isEnabledFor(logging.INFO):
+            client = scope.get("client")
+            # the path only: a query string may carry a token
+            access_log.info(
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status or 500,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status or 500,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": client[0] if client else "",
+                },
+            )

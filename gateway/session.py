@@ -224,15 +224,17 @@ class Session:
                 return sent
 
     async def _write(self) -> None:
-        frames = self._hub.metrics.frames_live
+        frames, latency = self._hub.metrics.frames_live, self._hub.metrics.push_seconds
         while batch := await self._outbox.take():
             sent = 0
-            for cursor_text, payload in batch:
+            for tagged, payload in batch:
                 if self._overflowed:
                     break
-                if (cursor_text, payload) == _RESYNC:
+                if (tagged, payload) == _RESYNC:
                     await self._catch_up()
                     continue
+                # "CURSOR@ACCEPTED_MS" from the apply (feeds/lua/common.lua), or a bare cursor
+                cursor_text, _, accepted_ms = tagged.partition("@")
                 cursor = Cursor.parse(cursor_text)
                 if cursor.epoch != self._cursor.epoch and self._cursor.epoch != changelog.NO_EPOCH:
                     await self._catch_up()  # the log was recreated: the catch-up says refetch
@@ -242,6 +244,8 @@ class Session:
                 await self._ws.send_text(protocol.change(cursor_text, payload))
                 self._cursor = cursor
                 sent += 1
+                if accepted_ms:
+                    latency.observe(time.time() - int(accepted_ms) / 1000)
             frames.inc(sent)
 
     async def _read_client(self, scope: anyio.CancelScope) -> None:

@@ -251,11 +251,13 @@ async def apply_events(
     `counted` counts the items written."""
     ops: list[ItemOp] = []
     owners: list[bytes] = []
+    accepted: list[int] = []
     for logged in events:
         for op in plan(logged.event, limits):
             ops.append(op)
             owners.append(logged.entry_id)
-    errors = await inbox.apply(ops)
+            accepted.append(logged.accepted_ms)
+    errors = await inbox.apply(ops, accepted)
     failed: dict[bytes, str] = {}
     for owner, error in zip(owners, errors, strict=True):
         if error is not None:

@@ -78,7 +78,7 @@ class Hub:
         """At scrape time: sessions, and how many users hold how many (no user labels)."""
         counts = [len(group) for group in self._listeners.values()]
         yield GaugeMetricFamily("notifier_gateway_sessions", "authenticated sessions", value=sum(counts))
-        buckets = [(str(b), sum(1 for c in counts if c <= b)) for b in SESSIONS_BUCKETS]
+        buckets = [(str(float(b)), sum(1 for c in counts if c <= b)) for b in SESSIONS_BUCKETS]
         yield HistogramMetricFamily(
             "notifier_gateway_sessions_per_user",
             "users by how many sessions they hold on this gateway",

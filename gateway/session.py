@@ -117,14 +117,16 @@ class Session:
             assert isinstance(first, Closed)
             await self._close(first.rejected)
         except* (WebSocketDisconnect, OSError) as gone:  # the client went away
-            self._hub.metrics.closes_client.inc()
             first_gone = gone.exceptions[0]
-            code = first_gone.code if isinstance(first_gone, WebSocketDisconnect) else 1006
-            access_log.info("ws closed by client", extra={"user": self.user or "-", "code": code})
+            self._client_closed(first_gone.code if isinstance(first_gone, WebSocketDisconnect) else 1006)
         except* (RedisConnectionError, RedisTimeoutError):
             # Redis is down or frozen: a close the client can act on, not a traceback per socket
             self._hub.metrics.redis_errors("gateway session").inc()
             await self._close(Rejected(Reason.UNAVAILABLE, "storage unavailable; reconnect with your cursor"))
+
+    def _client_closed(self, code: int) -> None:
+        self._hub.metrics.closes_client.inc()
+        access_log.info("ws closed by client", extra={"user": self.user or "-", "code": code})
 
     async def _close(self, rejected: Rejected) -> None:
         self._hub.metrics.closes_by_reason[rejected.reason].inc()
@@ -263,5 +265,6 @@ class Session:
                     await self._ws.send_text(protocol.pong())
                 else:
                     self._check_token(frame.token)
-        except WebSocketDisconnect:
+        except WebSocketDisconnect as gone:
+            self._client_closed(gone.code)
             scope.cancel()

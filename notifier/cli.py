@@ -66,10 +66,11 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
     services: list[Service] = []
     if role in {"worker", "jobs"}:  # no HTTP port of their own otherwise: a small one for probes
         services.append(_http(settings, with_request_ids(ops_app(health, counted)), settings.metrics.port))
-    if role in {"worker", "up"}:
+    if role in {"worker", "api", "up"}:  # the api's page keeps the lag visible with no worker up
         backlog = Backlog(client, settings.ingest.partitions)
-        health.add("fanout", backlog.missing_groups)
         counted.add_sampler(lambda: backlog.sample(counted))
+    if role in {"worker", "up"}:
+        health.add("fanout", backlog.missing_groups)
         if settings.moderation.enabled:
             counted.add_sampler(
                 lambda: _sample_review_queue(ReviewQueue(client, settings.moderation), counted)

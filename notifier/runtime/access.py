@@ -66,16 +66,12 @@ async def _served(app: ASGIApp, scope: Scope, receive: Receive, send: Send, rid:
         if access_log.isEnabledFor(logging.INFO):
             client = scope.get("client")
             # the path only: a query string may carry a token
-            access_log.info(
-                "%s %s %d",
-                scope["method"],
-                scope["path"],
-                status or 500,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status or 500,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "client": client[0] if client else "",
-                },
-            )
+            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            extra = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status or 500,
+                "duration_ms": duration_ms,
+                "client": client[0] if client else "",
+            }
+            access_log.info("%(method)s %(path)s %(status)d %(duration_ms)sms %(client)s", extra, extra=extra)

@@ -15,19 +15,9 @@ import orjson
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 ACCESS_LOGGER: Final = "notifier.access"  # HTTP access and WebSocket open/close lines, at INFO
-# the context fields a log call may pass in `extra=`; JSON lines carry them as keys
-CONTEXT_FIELDS: Final = (
-    "service",
-    "event_id",
-    "user",
-    "code",
-    "reason",
-    "method",
-    "path",
-    "status",
-    "duration_ms",
-    "client",
-)
+# the context fields text lines append as key=value (the access line's own fields are in its
+# message); JSON lines carry every field passed in `extra=`
+CONTEXT_FIELDS: Final = ("service", "event_id", "user", "code", "reason")
 _STANDARD: Final = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",

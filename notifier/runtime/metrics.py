@@ -227,7 +227,8 @@ class LoopHistogram:
 
     def collect(self) -> Iterator[Metric]:
         cumulative, total = [], 0
-        for bound, count in zip((*map(str, self._bounds), "+Inf"), self._counts, strict=True):
+        bounds = [str(float(b)) for b in self._bounds]  # `le` as prometheus-client writes it
+        for bound, count in zip([*bounds, "+Inf"], self._counts, strict=True):
             total += count
             cumulative.append((bound, total))
         yield HistogramMetricFamily(self._name, self._doc, buckets=cumulative, sum_value=self._sum)

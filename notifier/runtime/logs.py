@@ -86,4 +86,5 @@ def configure(level: str = "INFO", *, fmt: str = "text", access: bool = True, ro
     # uvicorn logs every WebSocket open/close at INFO: noise at thousands of connections (ours
     # are the access lines below, which can be turned off)
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
-    logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO if access else logging.WARNING)
+    # access lines are INFO: on with the level at INFO or below, unless turned off
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.NOTSET if access else logging.WARNING)

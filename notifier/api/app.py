@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feeds.inbox import Inbox
-from notifier.runtime import metrics
+from notifier.runtime import logs, metrics
 from notifier.runtime.settings import Settings
 from schemas.errors import Reason, Rejected
 
@@ -37,6 +37,7 @@ def ingest_endpoint(settings: Settings, redis: Redis, pressure: Pressure) -> End
         nonlocal in_flight
         try:
             service = authenticate(request, settings.ingest.services)
+            logs.service.set(service.name)  # for this request's log lines
             pressure.check()
             if in_flight >= settings.ingest.max_in_flight:
                 raise Rejected(Reason.OVERLOADED, "too many requests in flight; retry shortly")

@@ -13,7 +13,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .logs import ACCESS_LOGGER, request_id
+from .logs import ACCESS_LOGGER, request_id, service
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -35,7 +35,7 @@ def with_request_ids(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         rid = _incoming(scope)
-        token = request_id.set(rid)
+        token, caller = request_id.set(rid), service.set("")
         try:
             if kind == "websocket":
                 # no wrapper on a socket's send: it would cost a call on every pushed frame
@@ -44,6 +44,7 @@ def with_request_ids(app: ASGIApp) -> ASGIApp:
             await _served(app, scope, receive, send, rid)
         finally:
             request_id.reset(token)
+            service.reset(caller)
 
     return wrapped
 

@@ -13,6 +13,8 @@ import orjson
 
 # set per HTTP request / WebSocket by notifier.runtime.access; read by every log line of it
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# the authenticated calling service of an API request (set by the ingest endpoint)
+service: contextvars.ContextVar[str] = contextvars.ContextVar("service", default="")
 
 ACCESS_LOGGER: Final = "notifier.access"  # HTTP access and WebSocket open/close lines, at INFO
 # the context fields text lines append as key=value (the access line's own fields are in its
@@ -32,6 +34,8 @@ class _Context(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.role = self._role
         record.request_id = request_id.get()
+        if not hasattr(record, "service"):
+            record.service = service.get()
         return True
 
 

@@ -21,6 +21,7 @@ from gateway.wsserver import WebSocketProtocol
 from notifier import admin
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
+from notifier.explain import explain_routes
 from notifier.fanout.backlog import Backlog
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.janitor import Janitor
@@ -99,7 +100,8 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
 
         counted.add_sampler(sample_outbox)
     if role == "api":
-        app = api_app(settings, client, pressure, [*moderation_routes(settings, client), *ops])
+        admin = [*moderation_routes(settings, client), *explain_routes(settings, client)]
+        app = api_app(settings, client, pressure, [*admin, *ops])
         services.append(_http(settings, with_request_ids(app), settings.http.api_port))
     if role in {"gateway", "up"}:
         hub = Hub(client)
@@ -112,7 +114,8 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         alone = gateway_app(settings, client, hub, Starlette(routes=ops))
         services += [hub, _http(settings, with_request_ids(alone), settings.http.gateway_port)]
     if role == "up":
-        rest = api_app(settings, client, pressure, [*moderation_routes(settings, client), *ops])
+        admin = [*moderation_routes(settings, client), *explain_routes(settings, client)]
+        rest = api_app(settings, client, pressure, [*admin, *ops])
         app = with_request_ids(gateway_app(settings, client, hub, rest))
         services += [hub, _http(settings, app, settings.http.api_port)]
     services.append(Started(health))

@@ -116,6 +116,18 @@ class EventLog:
                 out.append(Appended("duplicate" if same else "conflict", position))
         return out
 
+    async def position_of(self, event_id: str) -> tuple[int, str] | None:
+        """Where an accepted event is in the log (partition, entry id), from its dedupe record
+        (kept `dedupe_ttl_s`): every partition is asked, since the actor is not known."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for p in range(self._partitions):
+                pipe.get(keys.dedupe(p, event_id))
+            found = await pipe.execute()
+        for p, seen in enumerate(found):
+            if seen is not None:
+                return p, seen.decode().partition("|")[0]
+        return None
+
     async def _commit(self, request: _Request) -> None:
         """Returns once a round trip carried `request` (or failed)."""
         self._queued.append(request)

@@ -5,6 +5,7 @@ context (their open/close lines come from the gateway session)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
@@ -21,20 +22,23 @@ _HEADER: Final = b"x-request-id"
 _VALID: Final = re.compile(rb"[A-Za-z0-9._:-]{1,128}")  # anything else is replaced: ids reach logs
 
 
-def _incoming(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == _HEADER:
-            return value.decode("ascii") if _VALID.fullmatch(value) else secrets.token_hex(8)
-    return secrets.token_hex(8)
-
-
 def with_request_ids(app: ASGIApp) -> ASGIApp:
+    # a generated id is this server's random prefix and a sequence number: unique across
+    # processes in practice, and free of a random-bytes system call per request
+    prefix, numbers = secrets.token_hex(6), itertools.count()
+
+    def incoming(scope: Scope) -> str:
+        for name, value in scope["headers"]:
+            if name == _HEADER and _VALID.fullmatch(value):
+                return str(value.decode("ascii"))
+        return f"{prefix}-{next(numbers):x}"
+
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await app(scope, receive, send)
             return
-        rid = _incoming(scope)
+        rid = incoming(scope)
         token, caller = request_id.set(rid), service.set("")
         try:
             if kind == "websocket":
@@ -60,11 +64,12 @@ async def _served(app: ASGIApp, scope: Scope, receive: Receive, send: Send, rid:
             message["headers"] = [*message.get("headers", ()), header]
         await send(message)
 
-    started = time.perf_counter()
+    logged = access_log.isEnabledFor(logging.INFO)
+    started = time.perf_counter() if logged else 0.0
     try:
         await app(scope, receive, sending)
     finally:
-        if access_log.isEnabledFor(logging.INFO):
+        if logged:
             client = scope.get("client")
             # the path only: a query string may carry a token
             duration_ms = round((time.perf_counter() - started) * 1000, 2)

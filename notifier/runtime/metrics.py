@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final
 
 import anyio
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from schemas.errors import Reason, Rejected
@@ -153,14 +153,10 @@ class Metrics:
         )
         self.closes_by_reason = {r: self._closes.labels(str(_ws_code(r)), r.value) for r in Reason}
         self.closes_client = self._closes.labels("", "client")
-        self.push_seconds: Any = _NULL
-        if enabled:  # observed once per pushed frame: the lock-free kind
-            push = LoopHistogram(
-                "notifier_gateway_push_latency_seconds",
-                "from the event's acceptance (ingest) to the socket write of its change",
-            )
-            self.push_seconds = push
-            self.add_collector(push.collect)
+        self.push_seconds = h(
+            "notifier_gateway_push_latency_seconds",
+            "from the event's acceptance (ingest) to the socket write of its change",
+        )
 
         # Redis, every role
         self._redis_errors = c(
@@ -173,7 +169,11 @@ class Metrics:
     # -- construction ----------------------------------------------------------------------
 
     def _counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> Any:
-        return Counter(name, doc, tuple(labels), registry=self.registry) if self.enabled else _NULL
+        if not self.enabled:
+            return _NULL
+        counter = LoopCounter(name, doc, tuple(labels))
+        self.add_collector(counter.collect)
+        return counter
 
     def _gauge(self, name: str, doc: str, labels: Iterable[str] = ()) -> Any:
         return Gauge(name, doc, tuple(labels), registry=self.registry) if self.enabled else _NULL
@@ -181,7 +181,9 @@ class Metrics:
     def _histogram(self, name: str, doc: str) -> Any:
         if not self.enabled:
             return _NULL
-        return Histogram(name, doc, registry=self.registry, buckets=LATENCY_BUCKETS)
+        histogram = LoopHistogram(name, doc)
+        self.add_collector(histogram.collect)
+        return histogram
 
     def redis_errors(self, component: str) -> Any:
         return self._redis_errors.labels(_DIGITS.sub("", component))
@@ -212,9 +214,51 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+# Counters and histograms are updated only from the process's event loop (one thread), so they
+# need no lock: prometheus-client's take one per update and cost 1-4 µs each (measured on this
+# machine: a Histogram.observe was 3.5 µs, these 0.3 µs), which showed on the ingest and push paths.
+
+
+class LoopCounter:
+    """A counter family: `labels(...)` binds a child once; `inc` is one addition; exported at
+    scrape time."""
+
+    def __init__(self, name: str, doc: str, labelnames: tuple[str, ...] = ()) -> None:
+        self._name, self._doc, self._labelnames = name.removesuffix("_total"), doc, labelnames
+        self._children: dict[tuple[str, ...], _Count] = {}
+        self._own = _Count()
+
+    def labels(self, *values: str) -> _Count:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = _Count()
+        return child
+
+    def inc(self, amount: float = 1) -> None:
+        self._own.value += amount
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
+        if self._labelnames:
+            for values, child in self._children.items():
+                family.add_metric(list(values), child.value)
+        else:
+            family.add_metric([], self._own.value)
+        yield family
+
+
+class _Count:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+
 class LoopHistogram:
-    """A histogram for a per-message path: `observe` is a bisect and two additions, with no lock
-    (one event loop owns it; prometheus-client's takes one per call); exported at scrape time."""
+    """A histogram: `observe` is a bisect and two additions; exported at scrape time."""
 
     def __init__(self, name: str, doc: str, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self._name, self._doc, self._bounds = name, doc, buckets

@@ -57,16 +57,14 @@ class Inbox:
     def _head(self, user: str) -> list[str | int | bytes]:
         return head(user, self._limits)
 
-    async def apply(
-        self, ops: Sequence[ItemOp], accepted_ms: Sequence[int] = ()
-    ) -> list[BaseException | None]:
+    async def apply(self, ops: Sequence[ItemOp], tags: Sequence[str] = ()) -> list[BaseException | None]:
         """Apply `ops` in one round trip, ITEMS_PER_CALL to a script call; the error of each op
-        that failed, else None. `accepted_ms` (one per op, optional) is when each op's event was
-        accepted: its changes are published with it, for the gateway's push latency."""
+        that failed, else None. `tags` (one per op, optional: changelog.push_tag) ride on the
+        changes published for live push: the event's acceptance time and trace context."""
         if not ops:
             return []
         apply, common = self._scripts.apply, head(None, self._limits)
-        tags = [f"@{ms}" for ms in accepted_ms] if accepted_ms else [""] * len(ops)
+        tags = list(tags) or [""] * len(ops)
         n = ITEMS_PER_CALL
         chunks = [(ops[i : i + n], tags[i : i + n]) for i in range(0, len(ops), n)]
         commands = []

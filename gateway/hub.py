@@ -17,7 +17,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from notifier.runtime import metrics
+from notifier.runtime import metrics, tracing
 from notifier.runtime.lifecycle import Backoff
 from schemas import keys
 
@@ -66,7 +66,8 @@ class Hub:
         self._scope: anyio.CancelScope | None = None
         self._next_expiry = math.inf  # no session's token expires before this
         self.delivered = 0
-        self.metrics = metrics.current()  # the sessions' metrics too
+        self.metrics = metrics.current()  # the sessions' metrics and tracing too
+        self.tracing = tracing.current()
         self.metrics.add_collector(self._collect)
 
     @property

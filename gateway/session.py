@@ -227,6 +227,7 @@ class Session:
 
     async def _write(self) -> None:
         frames, latency = self._hub.metrics.frames_live, self._hub.metrics.push_seconds
+        traced = self._hub.tracing
         while batch := await self._outbox.take():
             sent = 0
             for tagged, payload in batch:
@@ -235,15 +236,19 @@ class Session:
                 if (tagged, payload) == _RESYNC:
                     await self._catch_up()
                     continue
-                # "CURSOR@ACCEPTED_MS" from the apply (feeds/lua/common.lua), or a bare cursor
-                cursor_text, _, accepted_ms = tagged.partition("@")
+                cursor_text, accepted_ms, parent = changelog.split_tag(tagged)
                 cursor = Cursor.parse(cursor_text)
                 if cursor.epoch != self._cursor.epoch and self._cursor.epoch != changelog.NO_EPOCH:
                     await self._catch_up()  # the log was recreated: the catch-up says refetch
                     continue
                 if cursor.epoch == self._cursor.epoch and cursor.entry <= self._cursor.entry:
                     continue  # already sent by the replay
-                await self._ws.send_text(protocol.change(cursor_text, payload))
+                if traced is not None and parent:
+                    span = traced.span("gateway.push", parent, attributes={"notifier.user": self.user})
+                    await self._ws.send_text(protocol.change(cursor_text, payload))
+                    span.end()
+                else:
+                    await self._ws.send_text(protocol.change(cursor_text, payload))
                 self._cursor = cursor
                 sent += 1
                 if accepted_ms:

@@ -31,7 +31,7 @@ from notifier.moderation.effects import job_set as moderation_jobs
 from notifier.moderation.queue import ReviewQueue
 from notifier.moderation.routes import MODERATOR_ROLE, moderation_routes
 from notifier.moderation.screening import Screener
-from notifier.runtime import logs, metrics, tokens
+from notifier.runtime import logs, metrics, tokens, tracing
 from notifier.runtime.access import with_request_ids
 from notifier.runtime.checks import check_redis_when_up
 from notifier.runtime.health import Health, Started, ops_app, ops_routes
@@ -137,6 +137,16 @@ def _screener(settings: Settings, redis: RedisHandle) -> Screener | None:
 
 async def run_role(role: str, settings: Settings) -> None:
     metrics.use(metrics.Metrics(enabled=settings.metrics.enabled))  # before any task: all inherit it
+    traced = None if settings.tracing == "none" else tracing.configure(role, settings.tracing)
+    tracing.use(traced)
+    try:
+        await _run_role(role, settings)
+    finally:
+        if traced is not None:
+            traced.shutdown()
+
+
+async def _run_role(role: str, settings: Settings) -> None:
     async with open_redis(settings.redis) as redis:
         log.info("role=%s redis=%s", role, redis.description)
         if redis.blocking:  # a real server: the in-process fake has no config to check

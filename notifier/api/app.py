@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feeds.inbox import Inbox
-from notifier.runtime import logs, metrics
+from notifier.runtime import logs, metrics, tracing
 from notifier.runtime.settings import Settings
 from schemas.errors import Reason, Rejected
 
@@ -31,6 +31,7 @@ INGEST_PATH: Final = "/v1/events"
 def ingest_endpoint(settings: Settings, redis: Redis, pressure: Pressure) -> Endpoint:
     log = EventLog(redis, settings.ingest)
     counted = metrics.current()
+    traced = tracing.current()
     in_flight = 0
 
     async def post_events(request: Request) -> Response:
@@ -43,7 +44,13 @@ def ingest_endpoint(settings: Settings, redis: Redis, pressure: Pressure) -> End
                 raise Rejected(Reason.OVERLOADED, "too many requests in flight; retry shortly")
             in_flight += 1
             try:
-                response = await ingest(request, log, settings.ingest, service, counted)
+                if traced is None:
+                    response = await ingest(request, log, settings.ingest, service, counted)
+                else:
+                    with traced.server("POST /v1/events", request.headers) as span:
+                        span.set_attribute("notifier.service", service.name)
+                        response = await ingest(request, log, settings.ingest, service, counted)
+                        span.set_attribute("http.response.status_code", response.status_code)
             finally:
                 in_flight -= 1
         except REFUSALS as exc:

@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from feeds.scripts import Command, Script, run_commands
-from notifier.runtime import metrics
+from notifier.runtime import metrics, tracing
 from notifier.runtime.eventlog import entry_fields, partition_of
 from notifier.runtime.settings import IngestSettings
 from schemas import keys
@@ -69,12 +69,17 @@ class EventLog:
         self._in_flight: anyio.Event | None = None  # set when the round trip in flight ends
         self._metrics = metrics.current()
         self._redis_errors = self._metrics.redis_errors("ingest append")
+        self._traced = tracing.current()
 
     async def append(self, events: Sequence[Event], service: str) -> list[Appended]:
         """Append `events`; an id seen within the TTL is not appended again."""
         if not events:
             return []
         now_ms = int(time.time() * 1000)
+        span, trace = None, ""
+        if self._traced is not None:  # a child of the POST's span; its context goes into the entries
+            span = self._traced.span("event_log.append", attributes={"notifier.events": len(events)})
+            trace = self._traced.traceparent(span)
         parts: list[int] = []
         prints: list[str] = []
         commands: list[Command] = []
@@ -85,12 +90,16 @@ class EventLog:
             fingerprint = hashlib.blake2b(payload, digest_size=12).hexdigest()
             prints.append(fingerprint)
             args: list[bytes | str | int] = [fingerprint, self._ttl_s]
-            for name, value in entry_fields(payload, service, now_ms).items():
+            for name, value in entry_fields(payload, service, now_ms, trace).items():
                 args += [name, value]
             commands.append(_APPEND.command([keys.events(p), keys.dedupe(p, event.id)], args))
         request = _Request(commands)
         started = time.perf_counter()
-        await self._commit(request)
+        try:
+            await self._commit(request)
+        finally:
+            if span is not None:
+                span.end()
         self._metrics.append_seconds.observe(time.perf_counter() - started)
         if request.error is not None:
             raise request.error

@@ -16,10 +16,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from feeds.changelog import push_tag
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
-from notifier.runtime import metrics
+from notifier.runtime import metrics, tracing
 from notifier.runtime.eventlog import LoggedEvent, decode_entry
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import FanoutSettings
@@ -77,6 +78,7 @@ class FanoutWorker:
         self._stopping = anyio.Event()
         self.stats = Stats()
         self._metrics = metrics.current()
+        self._traced = tracing.current()
 
     # -- Service -------------------------------------------------------------------------
 
@@ -229,7 +231,7 @@ class FanoutWorker:
             return
         # moderation: screened events not returned are held or dropped, and acked all the same
         apply = events if self._screen is None else await self._screen.screen(events)
-        failed = await apply_events(self._inbox, self._limits, apply, self._metrics)
+        failed = await apply_events(self._inbox, self._limits, apply, self._metrics, self._traced)
         done = [e.entry_id for e in events if e.entry_id not in failed]
         if failed:
             self.stats.failed += len(failed)
@@ -245,19 +247,35 @@ class FanoutWorker:
 
 
 async def apply_events(
-    inbox: Inbox, limits: FeedLimits, events: Sequence[LoggedEvent], counted: metrics.Metrics | None = None
+    inbox: Inbox,
+    limits: FeedLimits,
+    events: Sequence[LoggedEvent],
+    counted: metrics.Metrics | None = None,
+    traced: tracing.Tracing | None = None,
 ) -> dict[bytes, str]:
     """Apply every item of `events` in one round trip; the error of each event that failed.
-    `counted` counts the items written."""
+    `counted` counts the items written; `traced` traces the batch, each event and each item."""
     ops: list[ItemOp] = []
     owners: list[bytes] = []
-    accepted: list[int] = []
+    tags: list[str] = []
+    spans = None
+    if traced is not None:
+        from .spans import ApplySpans  # needs the tracing extra, which only a traced role has
+
+        spans = ApplySpans(traced, events)
     for logged in events:
         for op in plan(logged.event, limits):
             ops.append(op)
             owners.append(logged.entry_id)
-            accepted.append(logged.accepted_ms)
-    errors = await inbox.apply(ops, accepted)
+            tags.append(push_tag(logged.accepted_ms) if spans is None else spans.tag(logged, op))
+    try:
+        errors = await inbox.apply(ops, tags)
+    except BaseException as exc:
+        if spans is not None:
+            spans.end([exc] * len(ops))
+        raise
+    if spans is not None:
+        spans.end(errors)
     failed: dict[bytes, str] = {}
     for owner, error in zip(owners, errors, strict=True):
         if error is not None:

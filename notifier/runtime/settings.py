@@ -14,6 +14,8 @@ from feeds.limits import FeedLimits
 from schemas.errors import ConfigError
 from schemas.events import TYPE_NAMES
 
+from . import tracing
+
 PREFIX = "NOTIFIER_"
 
 
@@ -156,6 +158,9 @@ class Settings:
     jobs: JobsSettings = JobsSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    # OTEL_TRACES_EXPORTER, the standard variable (otlp | console; none, the default, is off);
+    # the OpenTelemetry SDK reads the others (endpoint, service name, sampler) itself
+    tracing: str = "none"
     dev: bool = False  # demo defaults: a dev service key and JWT secret, loudly logged
 
     @classmethod
@@ -165,7 +170,7 @@ class Settings:
         sections: dict[str, Any] = {}
         defaults = cls()
         for f in dataclasses.fields(cls):
-            if f.name == "dev":
+            if f.name in {"dev", "tracing"}:
                 continue
             section: Any = getattr(defaults, f.name)
             values: dict[str, Any] = {}
@@ -179,7 +184,9 @@ class Settings:
                         errors.append(f"{name}: {exc}")
             sections[f.name] = dataclasses.replace(section, **values)
         dev = environ.get(f"{PREFIX}DEV", "").lower() in {"1", "true", "yes"}
-        settings = cls(**sections, dev=dev)
+        disabled = environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
+        tracing = "none" if disabled else environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+        settings = cls(**sections, tracing=tracing, dev=dev)
         if dev:
             settings = settings.with_dev_defaults()
         errors.extend(settings.problems())
@@ -222,6 +229,10 @@ class Settings:
                 if getattr(section, name) <= 0:
                     prefix = "MODERATION" if section is self.moderation else "JOBS"
                     out.append(f"NOTIFIER_{prefix}_{name.upper()} must be positive")
+        if self.tracing not in tracing.EXPORTERS:
+            out.append(f"OTEL_TRACES_EXPORTER must be one of {sorted(tracing.EXPORTERS)}")
+        elif self.tracing != "none" and not tracing.available():
+            out.append("OTEL_TRACES_EXPORTER needs the tracing extra: pip install 'notifier[tracing]'")
         if self.log.format not in {"text", "json"}:
             out.append("NOTIFIER_LOG_FORMAT must be text or json")
         if self.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -13,11 +13,15 @@ from redis.asyncio import Redis
 from gateway.hub import Hub
 from notifier.cli import build_services
 from notifier.fanout.consumer import FanoutWorker
+from notifier.runtime import metrics
 from notifier.runtime.health import Started
 from notifier.runtime.lifecycle import Service
 from notifier.runtime.redis import RedisHandle
 from notifier.runtime.server import HttpService
 from tests.conftest import SettingsFactory
+from tests.e2e.harness import running_app
+
+from .scrape import Page
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -88,3 +92,25 @@ async def test_a_role_whose_redis_does_not_answer_is_not_ready(settings_factory:
             http.stop()
     finally:
         await dead.aclose()
+
+
+async def test_up_serves_one_page_with_every_roles_metrics(
+    redis: Redis, settings_factory: SettingsFactory
+) -> None:
+    metrics.use(metrics.Metrics())
+    try:
+        async with running_app(settings_factory(), redis) as app:
+            assert (await app.http.get("/readyz")).status_code == 200
+            page = Page((await app.http.get("/metrics")).text)
+    finally:
+        metrics.use(metrics.DISABLED)
+    for family in (
+        "notifier_ingest_requests_total",
+        "notifier_fanout_lag_entries",
+        "notifier_fanout_events_applied_total",
+        "notifier_gateway_connections",
+        "notifier_gateway_sessions_per_user_count",
+        "notifier_jobs_run_total",
+        "notifier_moderation_queue_items",
+    ):
+        assert page.has(family), family

@@ -121,6 +121,10 @@ async def _every_role(tmp_path: Path) -> None:
         await wait_until(lambda: _lag(worker_port, 0), 30, what="lag back to 0", interval_s=0.1)
         assert (await scrape(worker_port)).value("notifier_fanout_events_applied_total") == 5
 
+        # Redis drops the worker's connections: a failed round trip, then a recovery, counted
+        assert await lab.redis.client_kill_filter(_type="normal", skipme=True) > 0
+        await wait_until(lambda: _recovered(worker_port), 30, what="redis errors and reconnects counted")
+
         # a client whose queue overflows is closed as a slow consumer, and counted
         sam = await authed(lab, "sam")
         burst = [f"{i}.{i}-0 " + '{"op":"read","all":true,"unread":0}' for i in range(1, 400)]
@@ -144,6 +148,12 @@ async def _every_role(tmp_path: Path) -> None:
 
 async def _jobs_ran(port: int) -> bool:
     return (await scrape(port)).value("notifier_jobs_run_total") >= 1
+
+
+async def _recovered(port: int) -> bool:
+    page = await scrape(port)
+    errors = page.value("notifier_redis_errors_total", component="fanout partition")
+    return errors >= 1 and page.value("notifier_redis_reconnects_total", component="fanout partition") >= 1
 
 
 async def _lag(port: int, expected: float) -> bool:

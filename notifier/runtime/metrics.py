@@ -81,7 +81,7 @@ class Metrics:
         )
         self.ingest_requests_accepted = requests.labels("accepted", "")
         self.ingest_requests_rejected = requests.labels("rejected", "")
-        self.ingest_requests_refused = {r: requests.labels("refused", r.value) for r in Reason}
+        self.ingest_requests_refused = _ByReason(lambda r: requests.labels("refused", r.value))
         events = c(
             "notifier_ingest_events_total",
             "events posted, by result and rejection reason",
@@ -89,7 +89,7 @@ class Metrics:
         )
         self.ingest_events_accepted = events.labels("accepted", "")
         self.ingest_events_duplicate = events.labels("duplicate", "")
-        self.ingest_events_rejected = {r: events.labels("rejected", r.value) for r in Reason}
+        self.ingest_events_rejected = _ByReason(lambda r: events.labels("rejected", r.value))
         self.append_seconds = h("notifier_ingest_append_seconds", "event-log append round trip, per request")
         self.backpressure = g(
             "notifier_ingest_backpressure", "1 while ingest refuses events (backlog or memory)"
@@ -151,7 +151,7 @@ class Metrics:
             "sessions ended by code (server closes) or by the client",
             ("code", "reason"),
         )
-        self.closes_by_reason = {r: self._closes.labels(str(_ws_code(r)), r.value) for r in Reason}
+        self.closes_by_reason = _ByReason(lambda r: self._closes.labels(str(_ws_code(r)), r.value))
         self.closes_client = self._closes.labels("", "client")
         self.push_seconds = h(
             "notifier_gateway_push_latency_seconds",
@@ -276,6 +276,18 @@ class LoopHistogram:
             total += count
             cumulative.append((bound, total))
         yield HistogramMetricFamily(self._name, self._doc, buckets=cumulative, sum_value=self._sum)
+
+
+class _ByReason(dict[Reason, Any]):
+    """A label child per reason, bound on first use (a page shows the reasons that occurred)."""
+
+    def __init__(self, bind: Callable[[Reason], Any]) -> None:
+        super().__init__()
+        self._bind = bind
+
+    def __missing__(self, reason: Reason) -> Any:
+        child = self[reason] = self._bind(reason)
+        return child
 
 
 class _Collector:

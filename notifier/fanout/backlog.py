@@ -13,6 +13,8 @@ from redis.exceptions import ResponseError
 from notifier.runtime.metrics import Metrics
 from schemas import keys
 
+from .deadletter import DeadLetters
+
 
 def _group(groups: Any) -> dict[Any, Any] | None:
     if isinstance(groups, ResponseError):  # no stream yet
@@ -27,6 +29,7 @@ class Backlog:
     def __init__(self, redis: Redis, partitions: int) -> None:
         self._redis = redis
         self._partitions = range(partitions)
+        self._dead = DeadLetters(redis)
 
     async def _groups(self) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -47,11 +50,11 @@ class Backlog:
             for p in self._partitions:
                 pipe.xlen(keys.events(p))
                 pipe.xpending(keys.events(p), keys.FANOUT_GROUP)
-                pipe.xlen(keys.dead_letters(p))
             replies = await pipe.execute(raise_on_error=False)
+        dead_letters = await self._dead.sizes(len(self._partitions))
         now_ms = time.time() * 1000
         for i, p in enumerate(self._partitions):
-            length, pending, dead = replies[3 * i : 3 * i + 3]
+            (length, pending), dead = replies[2 * i : 2 * i + 2], dead_letters[i]
             group = _group(groups[i])
             label = str(p)
             lag: Any = length if group is None else group.get("lag")

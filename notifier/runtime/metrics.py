@@ -193,7 +193,8 @@ class Metrics:
 
     def add_sampler(self, sampler: Sampler) -> None:
         """`sampler` sets gauges from Redis before each scrape (never on a hot path)."""
-        self._samplers.append(sampler)
+        if self.enabled:  # the shared DISABLED instance keeps nothing
+            self._samplers.append(sampler)
 
     def add_collector(self, collect: Callable[[], Iterator[Metric]]) -> None:
         """`collect` yields metric families computed from in-process state at scrape time."""

@@ -52,3 +52,13 @@ def test_disabled_metrics_record_nothing() -> None:
     metrics.push_seconds.observe(1.0)
     metrics.closes_by_reason[Reason.SLOW_CONSUMER].inc()
     assert samples(metrics) == {}
+
+
+def test_disabled_metrics_keep_no_sampler_or_collector() -> None:
+    async def sampler() -> None:
+        raise AssertionError("never run")
+
+    metrics = Metrics(enabled=False)
+    metrics.add_sampler(sampler)
+    metrics.add_collector(lambda: iter(()))
+    assert samples(metrics) == {}

@@ -111,7 +111,10 @@ class Metrics:
             "notifier_fanout_dead_letters", "entries in the dead-letter stream", ("partition",)
         )
         self.apply_seconds = h("notifier_fanout_apply_seconds", "screening, apply and ack of one batch")
-        self.events_applied = c("notifier_fanout_events_applied_total", "events applied and acknowledged")
+        self.events_applied = c(
+            "notifier_fanout_events_applied_total",
+            "events acknowledged: applied, or held or dropped by moderation",
+        )
         self.items_applied = c(
             "notifier_fanout_items_applied_total", "inbox items written (one per recipient)"
         )

@@ -93,6 +93,14 @@ async def _every_role(tmp_path: Path) -> None:
         assert set(page.labelled("notifier_fanout_lag_entries", "partition")) == {"0", "1", "2", "3"}
         assert page.value("notifier_fanout_pending_entries") == 0
 
+        # a held comment: counted by rule and action, and waiting in the review queue
+        now = datetime.now(UTC).isoformat()
+        held = {"type": "comment", "id": "m-held", "actor": "troll", "post": "p1", "owner": "olga",
+                "comment": "k1", "text": "kill yourself", "occurred_at": now}  # fmt: skip
+        response = await lab.http.post("/v1/events", content=orjson.dumps(held), headers=HEADERS)
+        assert response.status_code == 202, response.text
+        await wait_until(lambda: _held(worker_port), 15, what="the held comment counted", interval_s=0.1)
+
         page = await scrape(lab.gateway_port)
         assert page.value("notifier_gateway_connections") == 1
         assert page.value("notifier_gateway_sessions") == 1
@@ -148,6 +156,16 @@ async def _every_role(tmp_path: Path) -> None:
 
 async def _jobs_ran(port: int) -> bool:
     return (await scrape(port)).value("notifier_jobs_run_total") >= 1
+
+
+async def _held(port: int) -> bool:
+    page = await scrape(port)
+    held = page.value("notifier_moderation_actions_total", rule="blocklist", action="hold")
+    return (
+        held == 1
+        and page.value("notifier_moderation_queue_items") == 1
+        and (page.value("notifier_moderation_oldest_waiting_age_seconds") >= 0)
+    )
 
 
 async def _recovered(port: int) -> bool:

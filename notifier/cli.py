@@ -27,6 +27,7 @@ from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.janitor import Janitor
 from notifier.jobs.worker import JobsService
 from notifier.moderation.classifier import ProfanityCheck
+from notifier.moderation.components import Components
 from notifier.moderation.effects import job_set as moderation_jobs
 from notifier.moderation.queue import ReviewQueue
 from notifier.moderation.routes import MODERATOR_ROLE, moderation_routes
@@ -73,9 +74,8 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
     if role in {"worker", "up"}:
         health.add("fanout", backlog.missing_groups)
         if settings.moderation.enabled:
-            counted.add_sampler(
-                lambda: _sample_review_queue(ReviewQueue(client, settings.moderation), counted)
-            )
+            queue = Components.build(client, settings).queue
+            counted.add_sampler(lambda: _sample_review_queue(queue, counted))
         consumer = settings.fanout.consumer or f"{socket.gethostname()}-{settings.fanout.slot}"
         worker = FanoutWorker(
             client,
@@ -93,10 +93,10 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services.append(pressure)
     if role in {"jobs", "up"}:
         services.append(JobsService(settings.jobs, client, moderation_jobs(settings, client)))
-        outbox = ReviewQueue(client, settings.moderation)
+        outbox = Components.build(client, settings).outbox
 
         async def sample_outbox() -> None:
-            counted.outbox.set(await outbox.outbox_size())
+            counted.outbox.set(len(await outbox.pending()))
 
         counted.add_sampler(sample_outbox)
     if role == "api":
@@ -123,16 +123,17 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
 
 
 async def _sample_review_queue(queue: ReviewQueue, counted: metrics.Metrics) -> None:
-    waiting, oldest_ms = await queue.waiting()
-    counted.moderation_queue.set(waiting)
-    counted.moderation_oldest.set(0 if oldest_ms is None else max(0.0, time.time() - oldest_ms / 1000))
+    counts = await queue.counts()
+    counted.moderation_queue.set(counts["pending"] + counts["claimed"])
+    oldest_ms = counts["oldest_open_ms"]
+    counted.moderation_oldest.set(max(0.0, time.time() - oldest_ms / 1000) if oldest_ms else 0)
 
 
 def _screener(settings: Settings, redis: RedisHandle) -> Screener | None:
     if not settings.moderation.enabled:
         return None
     model = ProfanityCheck() if settings.moderation.classifier else None
-    return Screener(redis.client, settings.moderation, model=model)
+    return Screener.build(redis.client, settings, model=model)
 
 
 async def run_role(role: str, settings: Settings) -> None:

@@ -20,7 +20,7 @@ from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
 from notifier.api.append import EventLog
 from notifier.fanout.deadletter import DeadLetters
-from notifier.moderation.queue import ReviewQueue
+from notifier.moderation.components import Components
 from notifier.moderation.routes import moderator
 from notifier.runtime.eventlog import LoggedEvent, decode_entry
 from notifier.runtime.settings import Settings
@@ -61,7 +61,7 @@ class Explainer:
         self._partitions = settings.ingest.partitions
         self._limits: FeedLimits = settings.feeds
         self._log = EventLog(redis, settings.ingest)
-        self._queue = ReviewQueue(redis, settings.moderation)
+        self._queue = Components.build(redis, settings).queue
         self._inbox = Inbox(redis, settings.feeds)
 
     async def explain(self, event_id: str, user: str | None = None) -> Explanation | None:

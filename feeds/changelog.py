@@ -46,10 +46,28 @@ class Refetch:
     tail: Cursor  # resume from here after refetching the inbox
 
 
-def published(message: str) -> tuple[Cursor, str]:
-    """A live change as lua/common.lua publishes it: `EPOCH N CHECK PAYLOAD`."""
-    epoch, number, check, payload = message.split(" ", 3)
-    return Cursor(epoch, int(number), int(check)), payload
+def push_tag(accepted_ms: int, traceparent: str = "") -> str:
+    """What the apply appends to a published change's check (lua/common.lua): `@MS`, the event's
+    acceptance time, and `@TRACEPARENT` when tracing is on."""
+    return f"@{accepted_ms}@{traceparent}" if traceparent else f"@{accepted_ms}"
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """A change as lua/common.lua publishes it for live push."""
+
+    cursor: Cursor
+    payload: str
+    accepted_ms: str  # the push tag's acceptance time ('' when untagged)
+    traceparent: str  # '' when none
+
+
+def published(message: str) -> Live:
+    """`EPOCH N CHECK[@MS[@TRACEPARENT]] PAYLOAD`, as lua/common.lua publishes a change."""
+    epoch, number, tagged, payload = message.split(" ", 3)
+    check, _, tag = tagged.partition("@")
+    accepted_ms, _, traceparent = tag.partition("@")
+    return Live(Cursor(epoch, int(number), int(check)), payload, accepted_ms, traceparent)
 
 
 async def tail(redis: Redis, user: str) -> Cursor:

@@ -10,18 +10,21 @@ from typing import Any, Final, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from feeds import changelog
+from notifier.runtime import metrics, tracing
 from notifier.runtime.lifecycle import Backoff
 from schemas import keys
-from schemas.cursor import Cursor
 
 log = logging.getLogger(__name__)
 
+SESSIONS_BUCKETS: Final = (1, 2, 3, 4, 8, 16, 32)  # sessions per user (the default cap is 16)
 SUBSCRIBE_TIMEOUT_S: Final = 5.0
 KEEPALIVE_S: Final = 5.0  # PING this often; silence for 3x this long means the link is dead
 EXPIRY_SWEEP_S: Final = 1.0  # a session ends at most this long after its token expires
@@ -33,7 +36,7 @@ _SUBSCRIBE: Final = frozenset({b"subscribe", "subscribe"})
 class Listener(Protocol):
     expires_at: float  # unix seconds: when the client's token expires
 
-    def push_nowait(self, cursor: Cursor, payload: str) -> None:
+    def push_nowait(self, change: changelog.Live) -> None:
         """Queue a live change; never blocks (a full queue closes the session)."""
 
     def resync(self) -> None:
@@ -64,6 +67,26 @@ class Hub:
         self._scope: anyio.CancelScope | None = None
         self._next_expiry = math.inf  # no session's token expires before this
         self.delivered = 0
+        self.metrics = metrics.current()  # the sessions' metrics and tracing too
+        self.tracing = tracing.current()
+        self.metrics.add_collector(self._collect)
+
+    @property
+    def subscribed(self) -> bool:
+        """The pub/sub connection is up and subscribed (readiness)."""
+        return self._conn is not None
+
+    def _collect(self) -> Iterator[Metric]:
+        """At scrape time: sessions, and how many users hold how many (no user labels)."""
+        counts = [len(group) for group in self._listeners.values()]
+        yield GaugeMetricFamily("notifier_gateway_sessions", "authenticated sessions", value=sum(counts))
+        buckets = [(str(float(b)), sum(1 for c in counts if c <= b)) for b in SESSIONS_BUCKETS]
+        yield HistogramMetricFamily(
+            "notifier_gateway_sessions_per_user",
+            "users by how many sessions they hold on this gateway",
+            buckets=[*buckets, ("+Inf", len(counts))],
+            sum_value=sum(counts),
+        )
 
     def sessions_of(self, user: str) -> int:
         return len(self._listeners.get(user, ()))
@@ -177,13 +200,13 @@ class Hub:
             return
         text = data.decode() if isinstance(data, bytes) else data
         try:
-            cursor, payload = changelog.published(text)
+            change = changelog.published(text)
         except ValueError:  # not as this version publishes (a worker of another one): the log knows
             for listener in tuple(listeners):
                 listener.resync()
             return
         for listener in tuple(listeners):
-            listener.push_nowait(cursor, payload)
+            listener.push_nowait(change)
         self.delivered += len(listeners)
 
     async def register(self, user: str, listener: Listener) -> None:

@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from feeds import changelog
 from feeds.changelog import Refetch
 from notifier.runtime import tokens
+from notifier.runtime.logs import ACCESS_LOGGER
 from notifier.runtime.settings import AuthSettings, GatewaySettings
 from schemas import protocol
 from schemas.cursor import NO_EPOCH, START, Cursor
@@ -25,6 +26,7 @@ from .hub import Hub
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 _RESYNC = None  # queue marker: re-read the change log from our cursor
 
@@ -66,7 +68,7 @@ class Session:
         self._hub = hub
         self._settings = settings
         self._auth = auth
-        self._outbox: Outbox[tuple[Cursor, str] | None] = Outbox(settings.send_queue_frames)
+        self._outbox: Outbox[changelog.Live | None] = Outbox(settings.send_queue_frames)
         self._overflowed = False
         self._expired = False
         self._live_scope: anyio.CancelScope | None = None
@@ -76,13 +78,13 @@ class Session:
 
     # -- Listener (called by the hub, never blocks) -------------------------------------
 
-    def push_nowait(self, cursor: Cursor, payload: str) -> None:
-        self._enqueue((cursor, payload))
+    def push_nowait(self, change: changelog.Live) -> None:
+        self._enqueue(change)
 
     def resync(self) -> None:
         self._enqueue(_RESYNC)
 
-    def _enqueue(self, item: tuple[Cursor, str] | None) -> None:
+    def _enqueue(self, item: changelog.Live | None) -> None:
         if not self._outbox.put_nowait(item):
             # a client that does not keep up is cut off (it resumes from its cursor), never
             # buffered without bound; the writer may be stuck in a send to it, so cancel that too
@@ -115,14 +117,22 @@ class Session:
             first = closed.exceptions[0]
             assert isinstance(first, Closed)
             await self._close(first.rejected)
-        except* (WebSocketDisconnect, OSError):
-            pass  # the client went away
+        except* (WebSocketDisconnect, OSError) as gone:  # the client went away
+            first_gone = gone.exceptions[0]
+            self._client_closed(first_gone.code if isinstance(first_gone, WebSocketDisconnect) else 1006)
         except* (RedisConnectionError, RedisTimeoutError):
             # Redis is down or frozen: a close the client can act on, not a traceback per socket
+            self._hub.metrics.redis_errors("gateway session").inc()
             await self._close(Rejected(Reason.UNAVAILABLE, "storage unavailable; reconnect with your cursor"))
 
+    def _client_closed(self, code: int) -> None:
+        self._hub.metrics.closes_client.inc()
+        access_log.info("ws closed by client", extra={"user": self.user or "-", "code": code})
+
     async def _close(self, rejected: Rejected) -> None:
-        log.info("ws close user=%s reason=%s", self.user or "-", rejected.reason.value)
+        self._hub.metrics.closes_by_reason[rejected.reason].inc()
+        extra = {"user": self.user or "-", "code": rejected.ws_close_code, "reason": rejected.reason.value}
+        access_log.info("ws close", extra=extra)
         # each step bounded on its own: a client that stopped reading blocks the error frame,
         # and the close code must still be tried
         with anyio.move_on_after(1, shield=True):
@@ -178,8 +188,11 @@ class Session:
             self._cursor = await changelog.tail(self._redis, self.user)
         else:
             self._cursor = cursor
+            self._hub.metrics.resumes.inc()
             replayed = await self._catch_up()
         await self._ws.send_text(protocol.ready(self.user, str(self._cursor), replayed))
+        self._hub.metrics.frames_control.inc()
+        access_log.info("ws open", extra={"user": self.user, "resumed": cursor is not None})
         async with anyio.create_task_group() as tg:
             self._live_scope = tg.cancel_scope
             if self._expired:  # during the catch-up
@@ -202,27 +215,45 @@ class Session:
             if isinstance(result, Refetch):
                 self._cursor = result.tail
                 await self._ws.send_text(protocol.refetch(Reason.CURSOR_EXPIRED, str(result.tail)))
+                self._hub.metrics.refetches.inc()
+                self._hub.metrics.frames_control.inc()
                 return sent
             for change in result.changes:
                 await self._ws.send_text(protocol.change(str(change.cursor), change.payload.decode()))
                 self._cursor = change.cursor
             sent += len(result.changes)
+            self._hub.metrics.frames_replay.inc(len(result.changes))
             if len(result.changes) < self._settings.replay_batch:
                 return sent
 
     async def _write(self) -> None:
+        frames, latency = self._hub.metrics.frames_live, self._hub.metrics.push_seconds
+        traced = self._hub.tracing
         while batch := await self._outbox.take():
+            sent = 0
             for item in batch:
                 if self._overflowed:
                     break
-                if item is _RESYNC or not self._follows(item[0]):
+                if item is _RESYNC or not self._follows(item.cursor):
                     await self._catch_up()  # the log says what we missed, or refetch
                     continue
-                cursor, payload = item
+                cursor = item.cursor
                 if cursor.epoch == self._cursor.epoch and cursor.number <= self._cursor.number:
                     continue  # already sent by the replay
-                await self._ws.send_text(protocol.change(str(cursor), payload))
+                text = protocol.change(str(cursor), item.payload)
+                if traced is not None and item.traceparent:
+                    span = traced.span(
+                        "gateway.push", item.traceparent, attributes={"notifier.user": self.user}
+                    )
+                    await self._ws.send_text(text)
+                    span.end()
+                else:
+                    await self._ws.send_text(text)
                 self._cursor = cursor
+                sent += 1
+                if item.accepted_ms:
+                    latency.observe(time.time() - int(item.accepted_ms) / 1000)
+            frames.inc(sent)
 
     def _follows(self, cursor: Cursor) -> bool:
         """Whether a live change fits our position. Not so: another epoch (the log was
@@ -251,5 +282,6 @@ class Session:
                     await self._ws.send_text(protocol.pong())
                 else:
                     self._check_token(frame.token)
-        except WebSocketDisconnect:
+        except WebSocketDisconnect as gone:
+            self._client_closed(gone.code)
             scope.cancel()

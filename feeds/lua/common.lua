@@ -6,6 +6,9 @@
 --            epoch candidate, max groups, max change-log entries, actors shown per group
 --            (0: as the last writer); the script's own ARGV follow.
 local K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS, A_PREFIX, CHANNEL
+-- '@' .. the acceptance time (ms) of the event being applied (apply.lua sets it per item), or '':
+-- it rides on the published cursor ("EPOCH.N-0@MS PAYLOAD") for the gateway's push latency
+local TAG = ''
 -- Work on the user whose keys follow KEYS[k], with that user's actors prefix and channel.
 local function use(k, prefix, channel)
   K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
@@ -230,8 +233,8 @@ local function last_check()
   return entry and check_of(entry) or 0
 end
 
--- Append one change to the log and publish it as "EPOCH N CHECK PAYLOAD" for live push (the
--- gateway makes the cursor of it). The log keeps `CHECK OP UNREAD REF` (CHECK: 3 bytes; REF: a
+-- Append one change to the log and publish it as "EPOCH N CHECK[TAG] PAYLOAD" for live push
+-- (the gateway makes the cursor of it; TAG: feeds.changelog.push_tag). The log keeps `CHECK OP UNREAD REF` (CHECK: 3 bytes; REF: a
 -- group's short id, or `*` or the ids read): a replay renders the group as it is then.
 local function emit(op, ref, tail)
   local s = S
@@ -240,7 +243,7 @@ local function emit(op, ref, tail)
   if redis.call('RPUSH', K_LOG, CHECK_BYTES .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
     redis.call('LTRIM', K_LOG, -MAX_CHANGES, -1)
   end
-  redis.call('PUBLISH', CHANNEL, s.epoch .. ' ' .. seq .. ' ' .. CHECK .. ' ' .. change_json(op, unread, tail))
+  redis.call('PUBLISH', CHANNEL, s.epoch .. ' ' .. seq .. ' ' .. CHECK .. TAG .. ' ' .. change_json(op, unread, tail))
 end
 
 local function upserted(g, read) emit('u', short(g.gid), ',"group":' .. view(g, read) .. '}') end

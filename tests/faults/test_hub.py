@@ -10,6 +10,7 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
+from feeds import changelog
 from gateway.hub import Hub
 from schemas import keys
 from schemas.cursor import Cursor
@@ -21,15 +22,15 @@ pytestmark = pytest.mark.faults
 
 class Recorder:
     def __init__(self) -> None:
-        self.pushed: list[tuple[Cursor, str]] = []
+        self.pushed: list[tuple[Cursor, str]] = []  # cursor, payload
         self.resyncs = 0
         self.expires_at = math.inf
 
     def expire(self) -> None:
         raise AssertionError("never expires")
 
-    def push_nowait(self, cursor: Cursor, payload: str) -> None:
-        self.pushed.append((cursor, payload))
+    def push_nowait(self, change: changelog.Live) -> None:
+        self.pushed.append((change.cursor, change.payload))
 
     def resync(self) -> None:
         self.resyncs += 1

@@ -43,10 +43,10 @@ async def test_socketio_messages_are_what_the_manager_publishes() -> None:
 def test_notifier_messages_read_as_the_gateway_and_the_clients_read_them() -> None:
     channel, data = NotifierWire("lt1").message(42, "lt1.42", "u5", 1_795_675_004_000)
     assert keys.user_of_channel(channel) == "u5"
-    cursor, payload = changelog.published(data.decode())  # as gateway/hub.py reads it
-    assert cursor == Cursor("lt1", 43, 1)
-    frame = NotifierProtocol().parse(protocol.change(str(cursor), payload))
-    assert (frame.event, frame.cursor, frame.note) == ("lt1.42", str(cursor), None)
+    change = changelog.published(data.decode())  # as gateway/hub.py reads it
+    assert change.cursor == Cursor("lt1", 43, 1) and change.accepted_ms == "1795675004000"
+    frame = NotifierProtocol().parse(protocol.change(str(change.cursor), change.payload))
+    assert (frame.event, frame.cursor, frame.note) == ("lt1.42", str(change.cursor), None)
 
 
 @pytest.mark.e2e

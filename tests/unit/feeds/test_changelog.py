@@ -171,9 +171,9 @@ async def test_live_push_carries_each_change_as_it_happened(redis: Redis) -> Non
             assert await inbox.apply(plan(event, LIMITS)) == [None]
         pushed = [await pubsub.get_message(timeout=1) for _ in range(2)]
     tail = await changelog.tail(redis, "olga")
-    cursors, payloads = zip(*(changelog.published(m["data"].decode()) for m in pushed if m), strict=True)
-    assert [c.number for c in cursors] == [1, 2] and cursors[-1] == tail
-    assert [orjson.loads(p)["group"]["actors"] for p in payloads] == [["bob"], ["cid", "bob"]]
+    live = [changelog.published(m["data"].decode()) for m in pushed if m]
+    assert [c.cursor.number for c in live] == [1, 2] and live[-1].cursor == tail
+    assert [orjson.loads(c.payload)["group"]["actors"] for c in live] == [["bob"], ["cid", "bob"]]
 
 
 @pytest.mark.anyio
@@ -185,3 +185,12 @@ async def test_a_replay_shows_as_many_actors_as_the_writer(redis: Redis) -> None
     replay = await changelog.read_after(redis, "olga", START, 100)
     assert isinstance(replay, Replay)
     assert orjson.loads(replay.changes[-1].payload)["group"]["actors"] == [f"fan{i}" for i in range(5, 0, -1)]
+
+
+def test_a_published_change_reads_with_its_push_tag() -> None:
+    cursor = Cursor("e1", 7, 9_000_000)
+    for tag, accepted_ms, traceparent in (("", "", ""), (changelog.push_tag(1_700), "1700", "")):
+        live = changelog.published(f"e1 7 9000000{tag} " + '{"op":"read","all":true}')
+        assert (live.cursor, live.accepted_ms, live.traceparent) == (cursor, accepted_ms, traceparent)
+    traced = changelog.published("e1 7 9000000" + changelog.push_tag(1_700, "00-ab-cd-01") + " {}")
+    assert (traced.accepted_ms, traced.traceparent, traced.payload) == ("1700", "00-ab-cd-01", "{}")

@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 from schemas import keys
 
 from .changelog import Cursor
+from .cluster import slot_of
 from .items import ItemOp
 from .limits import FeedLimits
 from .scripts import SCRIPTS, STATE, State, head, run_commands, user_keys
@@ -58,17 +59,24 @@ class Inbox:
         return head(user, self._limits)
 
     async def apply(self, ops: Sequence[ItemOp]) -> list[BaseException | None]:
-        """Apply `ops` in one round trip, ITEMS_PER_CALL to a script call; the error of each op
-        that failed, else None."""
+        """Apply `ops` in one round trip, ITEMS_PER_CALL of one slot to a script call (a single
+        Redis is one slot); the error of each op that failed, else None."""
         if not ops:
             return []
         apply, common = self._scripts.apply, head(None, self._limits)
-        chunks = [ops[i : i + ITEMS_PER_CALL] for i in range(0, len(ops), ITEMS_PER_CALL)]
+        by_slot: dict[int, list[int]] = {}
+        for i, op in enumerate(ops):
+            by_slot.setdefault(slot_of(self._redis, keys.toggles(op.user)), []).append(i)
+        chunks = [
+            indexes[i : i + ITEMS_PER_CALL]
+            for indexes in by_slot.values()
+            for i in range(0, len(indexes), ITEMS_PER_CALL)
+        ]
         commands = []
         for chunk in chunks:
             call_keys: list[str] = []
             args: list[str | int | bytes] = [*common]
-            for op in chunk:
+            for op in (ops[i] for i in chunk):
                 call_keys += user_keys(op.user)
                 args += (
                     keys.group_actors_prefix(op.user),
@@ -87,12 +95,13 @@ class Inbox:
                 )
             commands.append(apply.command(call_keys, args))
         results = await run_commands(self._redis, [apply], commands)
-        errors: list[BaseException | None] = []
+        errors: list[BaseException | None] = [None] * len(ops)
         for chunk, result in zip(chunks, results, strict=True):
-            if isinstance(result, BaseException):  # the whole call failed
-                errors += [result] * len(chunk)
-            else:
-                errors += [None if isinstance(r, int) else ResponseError(r.decode()) for r in result]
+            for at, i in enumerate(chunk):
+                if isinstance(result, BaseException):  # the whole call failed
+                    errors[i] = result
+                elif not isinstance(result[at], int):
+                    errors[i] = ResponseError(result[at].decode())
         return errors
 
     async def mark_read(self, user: str, group_ids: Sequence[str] | None) -> int:

@@ -19,10 +19,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas import keys
 
+from .cluster import Arg as Arg
+from .cluster import Cluster
+from .cluster import Command as Command
 from .limits import FeedLimits
-
-Arg = str | int | bytes
-Command = tuple[Arg, ...]
 
 
 class Script:
@@ -44,17 +44,32 @@ class Script:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
 
-async def run_commands(redis: Redis, scripts: Sequence[Script], commands: Sequence[Command]) -> list[Any]:
-    """Run `commands` in one round trip; error replies come back as values.
+async def run_commands(
+    redis: Redis, scripts: Sequence[Script], commands: Sequence[Command], *, wait: Command | None = None
+) -> list[Any]:
+    """Run `commands` in one round trip (on a cluster, one per master, at once); error replies
+    come back as values. `wait` (a WAIT command) follows the writes on their own connection;
+    its reply (the fewest replicas any master confirmed) is the last value.
 
     If Redis forgot a script, every script is loaded and all the commands run again, which is
     safe because every script this product pipelines is idempotent."""
-    results = await _pipelined(redis, commands)
+    results = await _run(redis, commands, wait)
     if any(isinstance(r, NoScriptError) for r in results):
         for script in scripts:
-            await redis.script_load(script.source)
-        results = await _pipelined(redis, commands)
+            await _load(redis, script)
+        results = await _run(redis, commands, wait)
     return results
+
+
+async def _run(redis: Redis, commands: Sequence[Command], wait: Command | None) -> list[Any]:
+    if isinstance(redis, Cluster):
+        replies: list[Any] = await redis.pipelined(commands, _pipelined, wait)
+        return replies
+    return await _pipelined(redis, [*commands, wait] if wait else commands)
+
+
+async def _load(redis: Redis, script: Script) -> None:
+    await redis.script_load(script.source)  # on a cluster: every master (redis-py's routing)
 
 
 async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:

@@ -18,6 +18,8 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
+from feeds.cluster import Cluster
+from loadtest.cluster import ClusterLab, private_cluster
 from notifier.runtime.settings import Settings
 
 JWT_SECRET: Final = "test-secret-0123456789abcdef-0123456789abcdef"
@@ -88,6 +90,49 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc.kill()
                 proc.wait()
     raise RuntimeError(f"redis-server would not start; see {directory / 'redis.log'}")
+
+
+def _require(exe: str, tier: str) -> None:
+    if shutil.which(exe) is None:
+        message = f"{exe} is not on PATH; {tier} needs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
+    """A Redis Cluster of our own for the whole session: 3 masters, one replica each, on free
+    ports, short node timeout. Tests flush it first (`cluster` fixture) and must leave it whole
+    (a test that kills a node restarts it and waits for `cluster_state:ok`)."""
+    _require("redis-server", "the cluster tests")
+    _require("redis-cli", "the cluster tests")
+    with private_cluster(tmp_path_factory.mktemp("cluster")) as lab:
+        yield lab
+
+
+@pytest.fixture
+async def cluster(redis_cluster: ClusterLab) -> AsyncIterator[Cluster]:
+    """A client of the session's cluster (bytes replies, as the product uses), every master flushed."""
+    redis_cluster.wait_ok()
+    redis_cluster.flush()
+    seeds = [("127.0.0.1", n.port) for n in redis_cluster.live()]
+    client = Cluster(seeds, retry_budget_s=10, socket_timeout=5, socket_connect_timeout=1)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def cluster_settings(redis_cluster: ClusterLab) -> SettingsFactory:
+    """Settings for the session's cluster; `overrides` are NOTIFIER_* variables."""
+
+    def make(overrides: Mapping[str, str] | None = None, /) -> Settings:
+        env = {**base_env(redis_cluster.url), "NOTIFIER_REDIS_CLUSTER": "1"}
+        return Settings.from_env({**env, **(overrides or {})})
+
+    return make
 
 
 @pytest.fixture(scope="session")

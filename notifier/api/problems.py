@@ -7,6 +7,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from feeds.cluster import CLUSTER_UNAVAILABLE
 from schemas.errors import Reason, Rejected
 
 RETRY_AFTER_S = "1"
@@ -24,7 +25,7 @@ def problem(exc: Rejected, *, headers: dict[str, str] | None = None) -> JSONResp
 
 
 # What a handler may raise to refuse a request: each has its problem response in refusal().
-REFUSALS = (Rejected, RedisConnectionError, RedisTimeoutError)
+REFUSALS = (Rejected, RedisConnectionError, RedisTimeoutError, *CLUSTER_UNAVAILABLE)
 
 
 def refusal(exc: Exception) -> JSONResponse:

@@ -233,10 +233,10 @@ async def test_concurrent_appends_share_round_trips_and_each_gets_its_own_answer
     trips: list[int] = []
     real = append_module.run_commands
 
-    async def counted(redis: Redis, scripts: Any, commands: Any) -> list[Any]:
+    async def counted(redis: Redis, scripts: Any, commands: Any, *, wait: Any = None) -> list[Any]:
         trips.append(len(commands))
         await anyio.sleep(0.01)  # a round trip in flight: later callers queue behind it
-        return await real(redis, scripts, commands)
+        return await real(redis, scripts, commands, wait=wait)
 
     monkeypatch.setattr(append_module, "run_commands", counted)
     log = EventLog(redis, IngestSettings(partitions=2, dedupe_ttl_s=60))

@@ -35,7 +35,8 @@ Exchange = Callable[[Redis, Sequence[Command]], Any]  # scripts._pipelined: one 
 
 # What a cluster answers while a slot has no (known) master: failover, reshard, still forming.
 CLUSTER_UNAVAILABLE: Final = (ClusterError, TryAgainError, AskError, RedisClusterException)
-RETRY_PAUSE_S: Final = 0.1  # between rounds while a slot has no master (failover, forming)
+RETRY_PAUSE_S: Final = 0.1
+REFRESH_GAP_S: Final = 0.2  # between rounds while a slot has no master (failover, forming)
 _TRANSIENT: Final = (TryAgainError, ClusterDownError)  # retried after a pause, without a refresh
 
 
@@ -51,6 +52,12 @@ def slot_of(redis: Redis, key: Arg) -> int:
     return int(redis.keyslot(key)) if isinstance(redis, Cluster) else 0
 
 
+def client_for(redis: Redis, key: Arg) -> Redis:
+    """A client that runs WATCH/MULTI on `key`'s slot: `redis` itself, or on a cluster a plain
+    client of the master owning the slot (redis-py 5's cluster pipelines have no transactions)."""
+    return redis.client_for(key) if isinstance(redis, Cluster) else redis
+
+
 class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (pyproject)
     """`RedisCluster` that also runs the product's lean pipelines per master.
 
@@ -58,11 +65,17 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
     once per round; every command this product pipelines is idempotent (scripts dedupe, ZADD of
     the same member), so repeating one whose reply was lost is safe."""
 
-    def __init__(self, seeds: Sequence[tuple[str, int]], *, retry_budget_s: float, **options: Any) -> None:
+    def __init__(
+        self, seeds: Sequence[tuple[str, int]], *, retry_budget_s: float, jobs_url: str = "", **options: Any
+    ) -> None:
         super().__init__(startup_nodes=[ClusterNode(host, port) for host, port in seeds], **options)
         self._options = options
+        # arq's job queue: a plain Redis beside the cluster (arq has no cluster support)
+        self.jobs: Redis | None = Redis.from_url(jobs_url) if jobs_url else None
         self._retry_budget_s = retry_budget_s
         self._node_clients: dict[str, Redis] = {}
+        self._refreshed_at = 0.0
+        self._refresh_lock = anyio.Lock()
 
     def node_client(self, node: ClusterNode) -> Redis:
         """A plain client of one master (its replies parsed as the cluster's: MOVED is MovedError)."""
@@ -90,16 +103,31 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
         return list(self.get_primaries())
 
     async def refresh(self) -> None:
-        """Re-read the slot map (after MOVED, a failover or a lost master)."""
-        try:
-            await self.nodes_manager.initialize()
-        except (RedisClusterException, RedisError, OSError) as exc:
-            log.warning("cluster map refresh failed: %s", exc)
+        """Re-read the slot map after a lost master or a failover, as redis-py does itself (its
+        initialize, under its lock); refreshes asked for within REFRESH_GAP_S of the last one
+        are one refresh: every caller that saw the old map asks at once."""
+        asked = time.monotonic()
+        async with self._refresh_lock:
+            if self._refreshed_at >= asked - REFRESH_GAP_S:
+                return
+            self._initialize = True
+            try:
+                await self.initialize()
+            except (RedisClusterException, RedisError, OSError) as exc:
+                log.warning("cluster map refresh failed: %s", exc)
+            finally:
+                self._refreshed_at = time.monotonic()
+
+    def moved(self, error: MovedError) -> None:
+        """Patch one slot's owner from a MOVED reply (redis-py's own way: no reconnects)."""
+        self.nodes_manager._moved_exception = error
 
     async def aclose(self) -> None:
         for client in self._node_clients.values():
             await client.aclose()
         self._node_clients.clear()
+        if self.jobs is not None:
+            await self.jobs.aclose()
         await super().aclose()
 
     async def pipelined(
@@ -154,7 +182,7 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
                 for i, reply in zip(indexes, got, strict=True):
                     asking.pop(i, None)
                     if isinstance(reply, MovedError):
-                        refresh = True
+                        self.moved(reply)
                         retry.append(i)
                     elif isinstance(reply, AskError):
                         asking[i] = f"{reply.host}:{reply.port}"

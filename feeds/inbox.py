@@ -19,7 +19,7 @@ from .changelog import Cursor
 from .cluster import slot_of
 from .items import ItemOp
 from .limits import FeedLimits
-from .scripts import SCRIPTS, STATE, State, head, run_commands, user_keys
+from .scripts import STATE, State, head, run_commands, scripts_for, user_keys
 
 # Items per apply script call: they share a call's fixed cost (the script's entry and prologue,
 # ~5% of Redis's time per item when each had its own call), and a call holds Redis for at most
@@ -53,7 +53,7 @@ class Inbox:
     def __init__(self, redis: Redis, limits: FeedLimits) -> None:
         self._redis = redis
         self._limits = limits
-        self._scripts = SCRIPTS
+        self._scripts = scripts_for(redis)
 
     def _head(self, user: str) -> list[str | int | bytes]:
         return head(user, self._limits)

@@ -103,10 +103,11 @@ async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
     return results
 
 
-def _source(*names: str) -> str:
-    """common.lua, then the named parts (each script's own last)."""
+def _source(*names: str, publish: str = "PUBLISH") -> str:
+    """common.lua, then the named parts (each script's own last); live pushes go out by `publish`."""
     lua = resources.files(__package__).joinpath("lua")
-    return "\n".join(lua.joinpath(name).read_text() for name in ("common.lua", *names))
+    source = "\n".join(lua.joinpath(name).read_text() for name in ("common.lua", *names))
+    return source.replace("redis.call('PUBLISH',", f"redis.call('{publish}',")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +118,23 @@ class InboxScripts:
     replay: Script
 
     @classmethod
-    def load(cls) -> InboxScripts:
+    def load(cls, publish: str = "PUBLISH") -> InboxScripts:
         return cls(
-            apply=Script(_source("apply.lua")),
-            mark_read=Script(_source("reads.lua", "mark_read.lua")),
+            apply=Script(_source("apply.lua", publish=publish)),
+            mark_read=Script(_source("reads.lua", "mark_read.lua", publish=publish)),
             page=Script(_source("page.lua")),
             replay=Script(_source("reads.lua", "replay.lua")),
         )
 
 
 SCRIPTS = InboxScripts.load()
+# On a cluster the push is sharded pub/sub: SPUBLISH reaches only the channel's own master
+# (a plain PUBLISH is broadcast to every node of the cluster).
+SHARDED_SCRIPTS = InboxScripts.load(publish="SPUBLISH")
+
+
+def scripts_for(redis: Redis) -> InboxScripts:
+    return SHARDED_SCRIPTS if isinstance(redis, Cluster) else SCRIPTS
 
 
 # The field of `keys.toggles` holding the user's state beside the item registers, as

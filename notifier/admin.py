@@ -32,7 +32,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 async def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_redis(settings.redis) as handle:
+    async with open_redis(settings.redis, jobs_url=settings.jobs.redis_url) as handle:
         redis = handle.client
         if args.command == "replay":
             model = ProfanityCheck() if settings.moderation.classifier else None

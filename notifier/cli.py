@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from gateway.app import gateway_app
-from gateway.hub import Hub
+from gateway.shardedhub import hub_for
 from gateway.wsserver import WebSocketProtocol
 from notifier import admin
 from notifier.api.app import api_app
@@ -76,11 +76,11 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         app = api_app(settings, client, pressure, moderation_routes(settings, client))
         services.append(_http(settings, app, settings.http.api_port))
     if role == "gateway":
-        hub = Hub(client)
+        hub = hub_for(client)
         alone = gateway_app(settings, client, hub, Starlette())
         services += [hub, _http(settings, alone, settings.http.gateway_port)]
     if role == "up":
-        hub = Hub(client)
+        hub = hub_for(client)
         rest = api_app(settings, client, pressure, moderation_routes(settings, client))
         services += [hub, _http(settings, gateway_app(settings, client, hub, rest), settings.http.api_port)]
     return services
@@ -94,7 +94,7 @@ def _screener(settings: Settings, redis: RedisHandle) -> Screener | None:
 
 
 async def run_role(role: str, settings: Settings) -> None:
-    async with open_redis(settings.redis) as redis:
+    async with open_redis(settings.redis, jobs_url=settings.jobs.redis_url) as redis:
         log.info("role=%s redis=%s", role, redis.description)
         if redis.blocking:  # a real server: the in-process fake has no config to check
             errors = await unless_signalled(lambda: check_redis_when_up(redis.client))

@@ -112,25 +112,37 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterL
 
 
 @pytest.fixture
-async def cluster(redis_cluster: ClusterLab) -> AsyncIterator[Cluster]:
-    """A client of the session's cluster (bytes replies, as the product uses), every master flushed."""
-    redis_cluster.wait_ok()
-    redis_cluster.flush()
-    seeds = [("127.0.0.1", n.port) for n in redis_cluster.live()]
-    client = Cluster(seeds, retry_budget_s=10, socket_timeout=5, socket_connect_timeout=1)
+async def cluster(redis_cluster: ClusterLab, redis_url: str) -> AsyncIterator[Cluster]:
+    """A client of the session's cluster (bytes replies, as the product uses), every master
+    flushed; its job queue is on the suite's single server (flushed too)."""
+    with sync_redis.Redis.from_url(redis_url) as jobs:
+        jobs.flushall()
+    client = cluster_client(redis_cluster, redis_url)
     try:
         yield client
     finally:
         await client.aclose()
 
 
+def cluster_client(lab: ClusterLab, jobs_url: str) -> Cluster:
+    """A client of the lab's cluster, every master flushed first."""
+    lab.wait_ok()
+    lab.flush()
+    seeds = [("127.0.0.1", n.port) for n in lab.live()]
+    return Cluster(seeds, retry_budget_s=10, jobs_url=jobs_url, socket_timeout=5, socket_connect_timeout=1)
+
+
+def cluster_env(lab: ClusterLab, jobs_url: str) -> dict[str, str]:
+    """`base_env` for the cluster: seeds, and the suite's single server as the jobs Redis."""
+    return {**base_env(lab.url), "NOTIFIER_REDIS_CLUSTER": "1", "NOTIFIER_JOBS_REDIS_URL": jobs_url}
+
+
 @pytest.fixture
-def cluster_settings(redis_cluster: ClusterLab) -> SettingsFactory:
+def cluster_settings(redis_cluster: ClusterLab, redis_url: str) -> SettingsFactory:
     """Settings for the session's cluster; `overrides` are NOTIFIER_* variables."""
 
     def make(overrides: Mapping[str, str] | None = None, /) -> Settings:
-        env = {**base_env(redis_cluster.url), "NOTIFIER_REDIS_CLUSTER": "1"}
-        return Settings.from_env({**env, **(overrides or {})})
+        return Settings.from_env({**cluster_env(redis_cluster, redis_url), **(overrides or {})})
 
     return make
 

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from feeds.cluster import client_for
 from notifier.runtime.eventlog import LoggedEvent
 from notifier.runtime.settings import ModerationSettings
 from schemas import keys
@@ -409,7 +410,7 @@ class ReviewQueue:
         """Run `body` under WATCH; it reads, then `multi()`s and queues writes. Retried when a
         watched key changed before EXEC."""
         for _ in range(_ATTEMPTS):
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with client_for(self._redis, watched[0]).pipeline(transaction=True) as pipe:
                 await pipe.watch(*watched)
                 try:
                     result = await body(pipe)

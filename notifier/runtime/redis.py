@@ -54,7 +54,7 @@ async def _answers(url: str, settings: RedisSettings) -> bool:
         await client.aclose()
 
 
-def _cluster(settings: RedisSettings) -> Cluster:
+def _cluster(settings: RedisSettings, jobs_url: str) -> Cluster:
     """Seeds `redis://[user:password@]host:port` (or `host:port`), comma-separated."""
     seeds: list[tuple[str, int]] = []
     username = password = None
@@ -65,6 +65,7 @@ def _cluster(settings: RedisSettings) -> Cluster:
     return Cluster(
         seeds,
         retry_budget_s=settings.socket_timeout_s,
+        jobs_url=jobs_url,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.connect_timeout_s,
         username=username,
@@ -73,10 +74,11 @@ def _cluster(settings: RedisSettings) -> Cluster:
 
 
 @contextlib.asynccontextmanager
-async def open_redis(settings: RedisSettings) -> AsyncIterator[RedisHandle]:
+async def open_redis(settings: RedisSettings, *, jobs_url: str = "") -> AsyncIterator[RedisHandle]:
+    """`jobs_url`: on a cluster, the plain Redis of arq's job queue."""
     url = settings.url
     if settings.cluster:
-        cluster = _cluster(settings)
+        cluster = _cluster(settings, jobs_url)
         try:
             yield RedisHandle(cluster, True, f"Redis Cluster (seeds: {len(url.split(','))})")
         finally:

@@ -129,7 +129,7 @@ class JobsSettings:
     max_jobs: int = 10  # jobs run at once per process
     retry_s: float = 1.0  # a job that failed on Redis runs again after this (grows per try)
     sweep_s: int = 10  # the outbox of moderation effects is re-enqueued this often
-    # arq's queue on a plain Redis of its own (arq has no Cluster support); "" = the role's Redis
+    # on a cluster: arq's queue on a plain Redis of its own (arq has no Cluster support)
     redis_url: str = field(default="", repr=False)
 
 

@@ -11,6 +11,7 @@ from redis.crc import key_slot
 
 from feeds.cluster import Cluster
 from feeds.inbox import Inbox
+from feeds.scripts import SCRIPTS, SHARDED_SCRIPTS
 from notifier.api.append import EventLog
 from notifier.fanout.consumer import FanoutWorker
 from notifier.runtime.settings import Settings
@@ -101,3 +102,10 @@ async def test_an_append_waits_for_a_replica_on_every_master(
     assert {a.status for a in appended} == {"accepted"}
     again = await EventLog(cluster, settings.ingest).append(events, "posts")
     assert {a.status for a in again} == {"duplicate"}
+
+
+def test_the_cluster_scripts_publish_sharded() -> None:
+    for script in (SHARDED_SCRIPTS.apply, SHARDED_SCRIPTS.mark_read):
+        assert "redis.call('SPUBLISH'," in script.source and "redis.call('PUBLISH'," not in script.source
+    for script in (SCRIPTS.apply, SCRIPTS.mark_read):
+        assert "redis.call('PUBLISH'," in script.source and "SPUBLISH" not in script.source

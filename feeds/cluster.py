@@ -52,10 +52,10 @@ def slot_of(redis: Redis, key: Arg) -> int:
     return int(redis.keyslot(key)) if isinstance(redis, Cluster) else 0
 
 
-def client_for(redis: Redis, key: Arg) -> Redis:
+async def client_for(redis: Redis, key: Arg) -> Redis:
     """A client that runs WATCH/MULTI on `key`'s slot: `redis` itself, or on a cluster a plain
     client of the master owning the slot (redis-py 5's cluster pipelines have no transactions)."""
-    return redis.client_for(key) if isinstance(redis, Cluster) else redis
+    return await redis.client_for(key) if isinstance(redis, Cluster) else redis
 
 
 class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (pyproject)
@@ -93,8 +93,10 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
             client = self._node_clients[node.name] = Redis.from_pool(pool)
         return client
 
-    def client_for(self, key: Arg) -> Redis:
+    async def client_for(self, key: Arg) -> Redis:
         """A plain client of the master owning `key`'s slot, as last known."""
+        if self._initialize:
+            await self.initialize()
         return self.node_client(self.nodes_manager.get_node_from_slot(self.keyslot(key)))
 
     async def masters(self) -> list[ClusterNode]:

@@ -410,7 +410,8 @@ class ReviewQueue:
         """Run `body` under WATCH; it reads, then `multi()`s and queues writes. Retried when a
         watched key changed before EXEC."""
         for _ in range(_ATTEMPTS):
-            async with client_for(self._redis, watched[0]).pipeline(transaction=True) as pipe:
+            client = await client_for(self._redis, watched[0])
+            async with client.pipeline(transaction=True) as pipe:
                 await pipe.watch(*watched)
                 try:
                     result = await body(pipe)

@@ -35,6 +35,9 @@ Exchange = Callable[[Redis, Sequence[Command]], Any]  # scripts._pipelined: one 
 
 # What a cluster answers while a slot has no (known) master: failover, reshard, still forming.
 CLUSTER_UNAVAILABLE: Final = (ClusterError, TryAgainError, AskError, RedisClusterException)
+# What any Redis (one, or a cluster) raises while unreachable or while its topology changes:
+# retried with backoff by every loop, answered 503 by the API.
+REDIS_UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_UNAVAILABLE)
 RETRY_PAUSE_S: Final = 0.1
 REFRESH_GAP_S: Final = 0.2  # between rounds while a slot has no master (failover, forming)
 _TRANSIENT: Final = (TryAgainError, ClusterDownError)  # retried after a pause, without a refresh
@@ -124,13 +127,15 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
         """Patch one slot's owner from a MOVED reply (redis-py's own way: no reconnects)."""
         self.nodes_manager._moved_exception = error
 
-    async def aclose(self) -> None:
-        for client in self._node_clients.values():
+    async def shutdown(self) -> None:
+        """Close everything for good. (`aclose` is redis-py's reset: it calls it itself after a
+        lost connection, and the client reconnects on its next command.)"""
+        clients, self._node_clients = list(self._node_clients.values()), {}
+        for client in clients:
             await client.aclose()
-        self._node_clients.clear()
         if self.jobs is not None:
             await self.jobs.aclose()
-        await super().aclose()
+        await self.aclose()
 
     async def pipelined(
         self, commands: Sequence[Command], exchange: Exchange, wait: Command | None
@@ -178,8 +183,9 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
                     failed, refresh = got, True
                     retry += indexes
                     continue
-                if wait is not None:
-                    confirmed = int(got.pop())
+                if wait is not None:  # an error (a master just demoted to replica): none confirmed
+                    confirmed = got.pop()
+                    confirmed = 0 if isinstance(confirmed, BaseException) else int(confirmed)
                     replicas = confirmed if replicas is None else min(replicas, confirmed)
                 for i, reply in zip(indexes, got, strict=True):
                     asking.pop(i, None)

@@ -125,6 +125,26 @@ class ClusterLab:
         ]
         return len(masters) == self.masters_n and all(n >= self.replicas_n for n in online)
 
+    def node_id(self, node: Node) -> str:
+        return str(node.ask("CLUSTER", "MYID").decode())
+
+    def move_slot(self, slot: int, target: Node) -> int:
+        """Migrate `slot` to `target` live, as `redis-cli --cluster reshard` does (IMPORTING /
+        MIGRATING, MIGRATE the keys in batches, then SETSLOT NODE everywhere); keys moved."""
+        source = self.node_of_slot(slot)
+        if source is target:
+            return 0
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        target.ask("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        source.ask("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        moved = 0
+        while batch := source.ask("CLUSTER", "GETKEYSINSLOT", slot, 50):
+            source.ask("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *batch)
+            moved += len(batch)
+        for node in [target, source, *self.masters()]:
+            node.ask("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        return moved
+
     def kill(self, node: Node) -> None:
         """SIGKILL: a crash, nothing flushed."""
         assert node.proc is not None

@@ -24,14 +24,18 @@ async def redis(backend: str, redis_url: str, redis_cluster: ClusterLab) -> Asyn
     holds the cluster's job queue, flushed too)."""
     single = Redis.from_url(redis_url, decode_responses=False)
     await single.flushall()
-    client = single
-    if backend == "cluster":
-        await single.aclose()
-        client = cluster_client(redis_cluster, redis_url)
+    if backend != "cluster":
+        try:
+            yield single
+        finally:
+            await single.aclose()
+        return
+    await single.aclose()
+    cluster = cluster_client(redis_cluster, redis_url)
     try:
-        yield client
+        yield cluster
     finally:
-        await client.aclose()
+        await cluster.shutdown()
 
 
 def backend_env(env: dict[str, str], backend: str, lab: ClusterLab, redis_url: str) -> dict[str, str]:

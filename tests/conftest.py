@@ -121,7 +121,7 @@ async def cluster(redis_cluster: ClusterLab, redis_url: str) -> AsyncIterator[Cl
     try:
         yield client
     finally:
-        await client.aclose()
+        await client.shutdown()
 
 
 def cluster_client(lab: ClusterLab, jobs_url: str) -> Cluster:

@@ -12,10 +12,9 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from feeds.cluster import REDIS_UNAVAILABLE
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
@@ -155,9 +154,12 @@ class FanoutWorker:
                         if not self._blocking:
                             await anyio.sleep(self._settings.idle_poll_ms / 1000)
                     backoff.reset()
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                except REDIS_UNAVAILABLE as exc:
                     await backoff.sleep(exc)
                 except ResponseError as exc:
+                    if "UNBLOCKED" in str(exc):  # the stream's slot migrated away while we waited
+                        await backoff.sleep(exc)
+                        continue
                     if "NOGROUP" not in str(exc):
                         raise
                     log.warning("consumer group missing partition=%d: recreating", partition)
@@ -169,7 +171,7 @@ class FanoutWorker:
         try:
             with anyio.CancelScope(shield=True):
                 await self._process(partition, entries)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.warning("batch left pending partition=%d entries=%d: %s", partition, len(entries), exc)
         finally:
             slots.release()

@@ -82,7 +82,7 @@ async def open_redis(settings: RedisSettings, *, jobs_url: str = "") -> AsyncIte
         try:
             yield RedisHandle(cluster, True, f"Redis Cluster (seeds: {len(url.split(','))})")
         finally:
-            await cluster.aclose()
+            await cluster.shutdown()
         return
     if url == "" and await _answers(DEFAULT_URL, settings):
         url = DEFAULT_URL

@@ -50,9 +50,18 @@ def key_of(command: Command) -> Arg:
     return command[1]
 
 
-def slot_of(redis: Redis, key: Arg) -> int:
-    """The cluster slot of `key`; a single Redis is one slot (0)."""
-    return int(redis.keyslot(key)) if isinstance(redis, Cluster) else 0
+def slot_of(redis: Redis, key: Arg) -> str:
+    """The cluster slot of `key`; a single Redis is one slot ("")."""
+    return str(redis.keyslot(key)) if isinstance(redis, Cluster) else ""
+
+
+def shard_of(redis: Redis, key: Arg) -> str:
+    """The master owning `key`'s slot, as last known (else the slot); a single Redis is one ("")."""
+    if not isinstance(redis, Cluster):
+        return ""
+    slot = redis.keyslot(key)
+    owners = redis.nodes_manager.slots_cache.get(slot)
+    return str(owners[0].name) if owners else f"slot {slot}"
 
 
 async def client_for(redis: Redis, key: Arg) -> Redis:
@@ -79,6 +88,15 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
         self._node_clients: dict[str, Redis] = {}
         self._refreshed_at = 0.0
         self._refresh_lock = anyio.Lock()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except (AttributeError, RuntimeError) as exc:
+            # redis-py 5 resets the slot map by closing node connections that other tasks are
+            # still using (its aclose on a lost connection): they fail inside redis-py with a
+            # closed transport. That is a lost connection; the next command reconnects.
+            raise RedisConnectionError(f"connection reset by a cluster map refresh: {exc!r}") from exc
 
     def node_client(self, node: ClusterNode) -> Redis:
         """A plain client of one master (its replies parsed as the cluster's: MOVED is MovedError)."""
@@ -204,14 +222,11 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
             if not todo:
                 break
             if time.monotonic() >= deadline:
-                if failed is not None and not any(isinstance(replies[i], RedisError) for i in todo):
-                    raise failed if isinstance(failed, RedisError) else RedisConnectionError(str(failed))
-                for i in todo:
-                    if replies[i] is None or not isinstance(replies[i], RedisError):
-                        replies[i] = ClusterDownError(
-                            f"no master answered for the slot in {self._retry_budget_s}s"
-                        )
-                break
+                # raised, not returned as values: the caller treats it as Redis being away (the
+                # fan-out leaves the batch pending without counting a failed delivery; ingest 503s)
+                if isinstance(failed, RedisError):
+                    raise failed
+                raise ClusterDownError(f"no master served every slot within {self._retry_budget_s}s")
             if refresh:
                 await self.refresh()
             if refresh or any(isinstance(replies[i], _TRANSIENT) for i in todo) or failed is not None:

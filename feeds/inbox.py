@@ -6,7 +6,7 @@ items to a script call. Writes are idempotent and order-insensitive (see lua/app
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 from schemas import keys
 
 from .changelog import Cursor
-from .cluster import slot_of
+from .cluster import shard_of, slot_of
 from .items import ItemOp
 from .limits import FeedLimits
 from .scripts import STATE, State, head, run_commands, scripts_for, user_keys
@@ -59,18 +59,30 @@ class Inbox:
         return head(user, self._limits)
 
     async def apply(self, ops: Sequence[ItemOp]) -> list[BaseException | None]:
-        """Apply `ops` in one round trip, ITEMS_PER_CALL of one slot to a script call (a single
-        Redis is one slot); the error of each op that failed, else None."""
+        """Apply `ops` in one round trip, ITEMS_PER_CALL to a script call (on a cluster, the
+        users of one call share a master); the error of each op that failed, else None.
+
+        On a cluster an op that failed runs once more in a call of its own slot: its master may
+        have changed (a migration, a failover), which only a call declaring its keys learns."""
         if not ops:
             return []
-        apply, common = self._scripts.apply, head(None, self._limits)
-        by_slot: dict[int, list[int]] = {}
-        for i, op in enumerate(ops):
-            by_slot.setdefault(slot_of(self._redis, keys.toggles(op.user)), []).append(i)
+        errors = await self._calls(ops, range(len(ops)), shard_of)
+        failed = [i for i, e in enumerate(errors) if e is not None]
+        if failed and self._scripts.sharded:
+            for i, error in zip(failed, await self._calls(ops, failed, slot_of), strict=True):
+                errors[i] = error
+        return errors
+
+    async def _calls(
+        self, ops: Sequence[ItemOp], indexes: Sequence[int], group: Callable[[Redis, str], str]
+    ) -> list[BaseException | None]:
+        """The errors of ops[indexes], applied in calls of up to ITEMS_PER_CALL of one group."""
+        common = head(None, self._limits)
+        groups: dict[str, list[int]] = {}
+        for i in indexes:
+            groups.setdefault(group(self._redis, keys.toggles(ops[i].user)), []).append(i)
         chunks = [
-            indexes[i : i + ITEMS_PER_CALL]
-            for indexes in by_slot.values()
-            for i in range(0, len(indexes), ITEMS_PER_CALL)
+            g[i : i + ITEMS_PER_CALL] for g in groups.values() for i in range(0, len(g), ITEMS_PER_CALL)
         ]
         commands = []
         for chunk in chunks:
@@ -93,16 +105,16 @@ class Inbox:
                     op.text,
                     int(op.follows),
                 )
-            commands.append(apply.command(call_keys, args))
-        results = await run_commands(self._redis, [apply], commands)
-        errors: list[BaseException | None] = [None] * len(ops)
+            commands.append(self._scripts.apply_command(call_keys, args))
+        results = await run_commands(self._redis, [self._scripts.apply], commands)
+        errors: dict[int, BaseException | None] = {}
         for chunk, result in zip(chunks, results, strict=True):
             for at, i in enumerate(chunk):
                 if isinstance(result, BaseException):  # the whole call failed
                     errors[i] = result
-                elif not isinstance(result[at], int):
-                    errors[i] = ResponseError(result[at].decode())
-        return errors
+                else:
+                    errors[i] = None if isinstance(result[at], int) else ResponseError(result[at].decode())
+        return [errors[i] for i in indexes]
 
     async def mark_read(self, user: str, group_ids: Sequence[str] | None) -> int:
         """Mark `group_ids` (None: all) read; returns how many were unread."""

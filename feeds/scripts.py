@@ -103,10 +103,11 @@ async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
     return results
 
 
-def _source(*names: str, publish: str = "PUBLISH") -> str:
-    """common.lua, then the named parts (each script's own last); live pushes go out by `publish`."""
+def _source(*names: str, publish: str = "PUBLISH", prelude: tuple[str, ...] = ()) -> str:
+    """The prelude (a shebang must come first), common.lua, then the named parts (each script's
+    own last); live pushes go out by `publish`."""
     lua = resources.files(__package__).joinpath("lua")
-    source = "\n".join(lua.joinpath(name).read_text() for name in ("common.lua", *names))
+    source = "\n".join(lua.joinpath(name).read_text() for name in (*prelude, "common.lua", *names))
     return source.replace("redis.call('PUBLISH',", f"redis.call('{publish}',")
 
 
@@ -116,21 +117,33 @@ class InboxScripts:
     mark_read: Script
     page: Script
     replay: Script
+    sharded: bool  # for a cluster: SPUBLISH, and apply calls spanning a master's slots
 
     @classmethod
-    def load(cls, publish: str = "PUBLISH") -> InboxScripts:
+    def load(cls, *, sharded: bool = False) -> InboxScripts:
+        # on a cluster the push is sharded pub/sub: SPUBLISH reaches only the channel's own
+        # master (a plain PUBLISH is broadcast to every node of the cluster)
+        publish = "SPUBLISH" if sharded else "PUBLISH"
         return cls(
-            apply=Script(_source("apply.lua", publish=publish)),
+            apply=Script(
+                _source("apply.lua", publish=publish, prelude=("sharded_keys.lua",) if sharded else ())
+            ),
             mark_read=Script(_source("reads.lua", "mark_read.lua", publish=publish)),
             page=Script(_source("page.lua")),
             replay=Script(_source("reads.lua", "replay.lua")),
+            sharded=sharded,
         )
+
+    def apply_command(self, call_keys: Sequence[str], args: Sequence[Arg]) -> Command:
+        """An apply call: every item's keys declared, or on a cluster only the first item's
+        (lua/sharded_keys.lua)."""
+        if not self.sharded:
+            return self.apply.command(call_keys, args)
+        return self.apply.command(call_keys[:5], [*args, *call_keys[5:], len(call_keys) - 5])
 
 
 SCRIPTS = InboxScripts.load()
-# On a cluster the push is sharded pub/sub: SPUBLISH reaches only the channel's own master
-# (a plain PUBLISH is broadcast to every node of the cluster).
-SHARDED_SCRIPTS = InboxScripts.load(publish="SPUBLISH")
+SHARDED_SCRIPTS = InboxScripts.load(sharded=True)
 
 
 def scripts_for(redis: Redis) -> InboxScripts:

@@ -193,9 +193,13 @@ class Settings:
         if self.auth.jwt_secret and len(self.auth.jwt_secret) < 32:
             out.append("NOTIFIER_AUTH_JWT_SECRET must be at least 32 characters")
         if self.redis.cluster and self.redis.url in {"", "embedded", "memory"}:
+            out.append("NOTIFIER_REDIS_CLUSTER needs NOTIFIER_REDIS_URL: seed addresses, comma-separated")
+        if self.redis.cluster and not self.jobs.redis_url:
             out.append(
-                "NOTIFIER_REDIS_CLUSTER needs NOTIFIER_REDIS_URL: one or more seed addresses, comma-separated"
+                "NOTIFIER_REDIS_CLUSTER needs NOTIFIER_JOBS_REDIS_URL: a plain Redis for arq's job queue"
             )
+        if self.jobs.redis_url and not self.redis.cluster:
+            out.append("NOTIFIER_JOBS_REDIS_URL is for a cluster; one Redis holds the job queue itself")
         if not 1 <= self.ingest.partitions <= 1024:
             out.append("NOTIFIER_INGEST_PARTITIONS must be between 1 and 1024")
         for name in ("max_deliveries", "batch_size", "batches_in_flight"):

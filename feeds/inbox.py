@@ -58,23 +58,30 @@ class Inbox:
     def _head(self, user: str) -> list[str | int | bytes]:
         return head(user, self._limits)
 
-    async def apply(self, ops: Sequence[ItemOp]) -> list[BaseException | None]:
+    async def apply(self, ops: Sequence[ItemOp], tags: Sequence[str] = ()) -> list[BaseException | None]:
         """Apply `ops` in one round trip, ITEMS_PER_CALL to a script call (on a cluster, the
-        users of one call share a master); the error of each op that failed, else None.
+        users of one call share a master); the error of each op that failed, else None. `tags`
+        (one per op, optional: changelog.push_tag) ride on the changes published for live push:
+        the event's acceptance time and trace context.
 
         On a cluster an op that failed runs once more in a call of its own slot: its master may
         have changed (a migration, a failover), which only a call declaring its keys learns."""
         if not ops:
             return []
-        errors = await self._calls(ops, range(len(ops)), shard_of)
+        tags = list(tags) or [""] * len(ops)
+        errors = await self._calls(ops, tags, range(len(ops)), shard_of)
         failed = [i for i, e in enumerate(errors) if e is not None]
         if failed and self._scripts.sharded:
-            for i, error in zip(failed, await self._calls(ops, failed, slot_of), strict=True):
+            for i, error in zip(failed, await self._calls(ops, tags, failed, slot_of), strict=True):
                 errors[i] = error
         return errors
 
     async def _calls(
-        self, ops: Sequence[ItemOp], indexes: Sequence[int], group: Callable[[Redis, str], str]
+        self,
+        ops: Sequence[ItemOp],
+        tags: Sequence[str],
+        indexes: Sequence[int],
+        group: Callable[[Redis, str], str],
     ) -> list[BaseException | None]:
         """The errors of ops[indexes], applied in calls of up to ITEMS_PER_CALL of one group."""
         common = head(None, self._limits)
@@ -88,7 +95,8 @@ class Inbox:
         for chunk in chunks:
             call_keys: list[str] = []
             args: list[str | int | bytes] = [*common]
-            for op in (ops[i] for i in chunk):
+            for i in chunk:
+                op = ops[i]
                 call_keys += user_keys(op.user)
                 args += (
                     keys.group_actors_prefix(op.user),
@@ -104,6 +112,7 @@ class Inbox:
                     op.comment,
                     op.text,
                     int(op.follows),
+                    tags[i],
                 )
             commands.append(self._scripts.apply_command(call_keys, args))
         results = await run_commands(self._redis, [self._scripts.apply], commands)

@@ -61,6 +61,11 @@ class ShardedHub(Hub):
         self._links: dict[str, _Link] = {}  # node name -> link, while live
         self._leaving: set[bytes] = set()  # channels we unsubscribed (their sunsubscribe is ours)
 
+    @property
+    def subscribed(self) -> bool:
+        """Every master's link is up and subscribed (readiness)."""
+        return bool(self._links)
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         backoff = Backoff("gateway sharded pub/sub")
         first = True

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from feeds.cluster import REDIS_UNAVAILABLE
+from notifier.runtime import metrics
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import IngestSettings
 from schemas import keys
@@ -28,6 +29,7 @@ class Pressure:
         self._settings = settings
         self._refusal: Rejected | None = None
         self._stopping = anyio.Event()
+        self._gauge = metrics.current().backpressure
 
     def check(self) -> None:
         if self._refusal is not None:
@@ -87,3 +89,4 @@ class Pressure:
             else:
                 log.warning("ingest refusing: %s", refusal.detail)
         self._refusal = refusal
+        self._gauge.set(refusal is not None)

@@ -20,7 +20,7 @@ NODE_TIMEOUT_MS: Final = 1_000  # short: a killed master's replica takes over in
 READY_DEADLINE_S: Final = 30.0
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
     try:
         for s in sockets:
@@ -207,7 +207,7 @@ class ClusterLab:
 def start_nodes(directory: Path, masters: int, replicas: int) -> ClusterLab:
     """The nodes running, the cluster not yet created (`create` does it)."""
     count = masters * (1 + replicas)
-    ports = _free_ports(2 * count)
+    ports = free_ports(2 * count)
     nodes = [Node(ports[i], ports[count + i], directory / f"node{i}") for i in range(count)]
     lab = ClusterLab(nodes, masters, replicas)
     try:

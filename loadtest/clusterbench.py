@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from feeds.cluster import Cluster
 from feeds.limits import FeedLimits
-from loadtest.cluster import _free_ports, private_cluster
+from loadtest.cluster import free_ports, private_cluster
 from notifier.api.append import EventLog
 from notifier.fanout.consumer import FanoutWorker
 from notifier.runtime.settings import FanoutSettings, IngestSettings
@@ -56,7 +56,7 @@ def workload(events: int, fanout: int, users: int, seed: int) -> list[Event]:
 def single_server(directory: Path) -> Iterator[str]:
     exe = shutil.which("redis-server")
     assert exe is not None
-    port = _free_ports(1)[0]
+    port = free_ports(1)[0]
     cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     cmd += ["--dir", str(directory), "--logfile", "redis.log"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 from notifier.runtime import jobqueue, tokens
 from notifier.runtime.settings import AuthSettings, Settings
 from schemas.errors import Reason, Rejected
-from schemas.events import ID_PATTERN, Id
+from schemas.events import Id, is_id
 
 from . import console, effects
 from .queue import STATES, ReviewQueue
@@ -27,8 +27,8 @@ MODERATOR_ROLE: Final = "moderator"
 MAX_BODY_BYTES: Final = 64 * 1024
 MAX_PAGE: Final = 100
 MAX_BULK: Final = 100
-_REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_ID: Final = re.compile(ID_PATTERN)
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # fullmatch
+_AUDIT_ID: Final = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")  # a stream id below 2^64-1 (fullmatch)
 
 T = TypeVar("T")
 Note = Annotated[str, msgspec.Meta(max_length=2_000)]
@@ -50,10 +50,8 @@ class BanBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def moderator(request: Request, auth: AuthSettings) -> Moderator:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Rejected(Reason.UNAUTHORIZED, "missing token (Authorization: Bearer JWT)")
-    claims = tokens.verify(token.strip(), auth)
+    token = tokens.bearer(request.headers.get("authorization", ""), "token")
+    claims = tokens.verify(token, auth)
     if claims.role != MODERATOR_ROLE:
         raise Rejected(Reason.FORBIDDEN, "moderators only")
     given = request.headers.get("x-request-id", "")
@@ -86,14 +84,14 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query_params.get(name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise Rejected(Reason.INVALID, f"{name} must be an integer {low}..{high}", f"/{name}")
     return int(text)
 
 
 def _item_id(request: Request) -> str:
     item_id = str(request.path_params["item_id"])
-    if not _ID.fullmatch(item_id):
+    if not is_id(item_id):
         raise Rejected(Reason.NOT_FOUND, "no such review item")
     return item_id
 
@@ -114,7 +112,7 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         if state is not None and state not in STATES:
             raise Rejected(Reason.INVALID, f"state must be one of {sorted(STATES)}", "/state")
         actor = request.query_params.get("actor") or None
-        if actor is not None and not _ID.fullmatch(actor):
+        if actor is not None and not is_id(actor):
             raise Rejected(Reason.INVALID, "actor is not a valid id", "/actor")
         page = await queue.page(
             state=state,
@@ -182,7 +180,7 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def audit_trail(request: Request) -> Response:
         moderator(request, auth)
         after = request.query_params.get("after") or None
-        if after is not None and not re.fullmatch(r"\d{1,20}-\d{1,20}", after):
+        if after is not None and not _AUDIT_ID.fullmatch(after):
             raise Rejected(Reason.INVALID, "after must be a previous page's next", "/after")
         links, next_after = await queue.audit_page(after, _int(request, "limit", 50, 1, MAX_PAGE))
         records = [

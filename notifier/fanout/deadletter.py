@@ -3,6 +3,7 @@ operator's tools for them: list, show, redrive (back into the log) and drop (rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -10,6 +11,8 @@ from redis.asyncio import Redis
 
 from feeds.scripts import Script
 from schemas import keys
+
+LOST: Final = "lost before processing"  # the error of a dead letter whose event was deleted
 
 # KEYS: event log, dead letters, errors. ARGV: group, entry id, deliveries, fallback error.
 # The move and the XACK are one step, in the partition's slot. Only a still-pending entry moves:
@@ -41,6 +44,7 @@ for i = 1, #f, 2 do
     fields[#fields + 1] = f[i]; fields[#fields + 1] = f[i + 1]
   end
 end
+if #fields == 0 then return false end  -- a lost entry's dead letter: no event to redrive
 for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('XDEL', KEYS[1], ARGV[1])
@@ -70,6 +74,28 @@ class DeadLetters:
     async def record_errors(self, partition: int, errors: dict[bytes, str]) -> None:
         if errors:
             await self._redis.hset(keys.fanout_errors(partition), mapping=errors)
+
+    async def acknowledge(self, partition: int, entry_ids: Sequence[bytes]) -> int:
+        """XACK the applied entries and clear their earlier errors, in one round trip; returns
+        how many were still pending."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xack(keys.events(partition), keys.FANOUT_GROUP, *entry_ids)
+        pipe.hdel(keys.fanout_errors(partition), *entry_ids)
+        acked, _ = await pipe.execute()
+        return int(acked)
+
+    async def record_lost(self, partition: int, entry_id: bytes, *, pending: bool) -> bool:
+        """A dead letter without an event for an entry deleted from the log before it was
+        processed; `pending`: only if still pending (and acknowledged with it), else (XAUTOCLAIM
+        already dropped it from the group) unconditionally."""
+        error = f"{LOST}: deleted from the event log while pending"
+        if pending:
+            return await self.move(partition, entry_id, 0, error)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xadd(keys.dead_letters(partition), {"orig": entry_id, "deliveries": 0, "error": error})
+        pipe.hdel(keys.fanout_errors(partition), entry_id)
+        await pipe.execute()
+        return True
 
     async def move(self, partition: int, entry_id: bytes, deliveries: int, error: str) -> bool:
         """Dead-letter and acknowledge the entry; False if it was no longer pending."""

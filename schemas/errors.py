@@ -16,6 +16,7 @@ class Reason(StrEnum):
     CONFLICT = "conflict"  # an event id reused with a different body
     DUPLICATE = "duplicate"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     OVERLOADED = "overloaded"  # too many requests in flight here
     BACKLOG = "backlog"  # fan-out is behind or Redis memory is nearly full: accept later
     UNAVAILABLE = "unavailable"
@@ -43,6 +44,7 @@ CODES: Final[dict[Reason, WireCodes]] = {
     Reason.CONFLICT: WireCodes(422, 4422),
     Reason.DUPLICATE: WireCodes(409, 4409),
     Reason.NOT_FOUND: WireCodes(404, 4404),
+    Reason.METHOD_NOT_ALLOWED: WireCodes(405, 4405),
     Reason.OVERLOADED: WireCodes(503, 4429),
     Reason.BACKLOG: WireCodes(503, 4503),
     Reason.UNAVAILABLE: WireCodes(503, 4503),

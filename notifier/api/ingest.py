@@ -19,7 +19,8 @@ from schemas.events import Event, decode_event, type_name
 from .append import EventLog
 
 _AT_PATH: Final = re.compile(r" - at `\$(.*)`$")
-_FIELD: Final = re.compile(r"^Object (?:contains unknown|missing required) field `(.*)`$")
+# the field's name is the producer's text: any character, a newline included
+_FIELD: Final = re.compile(r"Object (?:contains unknown|missing required) field `(.*)`", re.DOTALL)
 _Item = tuple[Event | None, Rejected | None]
 
 
@@ -76,7 +77,7 @@ def check_event(
         path = found.group(1) if found else ""
         detail = _AT_PATH.sub("", message)
         pointer += _json_pointer(path)
-        field = _FIELD.search(detail)
+        field = _FIELD.fullmatch(detail)
         if field:  # point at the unknown or missing field, not at the object holding it
             pointer += "/" + field.group(1).replace("~", "~0").replace("/", "~1")
         return None, Rejected(Reason.INVALID, detail, pointer)
@@ -93,7 +94,7 @@ def check_event(
 
 def _json_pointer(path: str) -> str:
     """msgspec's `.a[0].b` → `/a/0/b`."""
-    return re.sub(r"\[(\d+)\]", r"/\1", path).replace(".", "/")
+    return re.sub(r"\[([0-9]+)\]", r"/\1", path).replace(".", "/")
 
 
 async def ingest(request: Request, log: EventLog, settings: IngestSettings, service: ServiceKey) -> Response:

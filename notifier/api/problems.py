@@ -7,6 +7,7 @@ from typing import Final
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -51,3 +52,17 @@ def refusal(exc: Exception) -> JSONResponse:
 
 async def on_refusal(request: Request, exc: Exception) -> Response:
     return refusal(exc)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, or not this method) in the same format."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return problem(
+            Rejected(Reason.METHOD_NOT_ALLOWED, "method not allowed here"), headers=dict(exc.headers or {})
+        )
+    return problem(Rejected(Reason.NOT_FOUND, "no such path"))
+
+
+# the status codes Starlette itself refuses with (the router's), for on_http_exception
+HTTP_REFUSALS = (404, 405)

@@ -78,6 +78,19 @@ def assert_problem(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+async def test_unknown_paths_and_methods_are_refused_in_the_same_format(
+    redis: Redis, settings: Settings
+) -> None:
+    async with api(redis, settings) as client:
+        missing = await client.get("/v1/nothing-here")
+        assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+        wrong = await client.delete("/v1/me/unread")
+        assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
+        assert "GET" in wrong.headers["allow"]
+        post_only = await client.get("/v1/events")
+        assert (post_only.status_code, post_only.json()["error"]) == (405, "method_not_allowed")
+
+
 async def test_a_before_cursor_of_unicode_digits_is_refused_not_a_500(
     redis: Redis, settings: Settings
 ) -> None:
@@ -138,7 +151,9 @@ def requests(draw: st.DrawFn) -> tuple[str, str, str, dict[str, str], bytes]:
         )
         for n in names
     }
-    fields = draw(st.dictionaries(st.sampled_from(BODY_FIELDS), json_values(), max_size=6))
+    fields = draw(
+        st.dictionaries(st.sampled_from(BODY_FIELDS) | st.text(max_size=8), json_values(), max_size=6)
+    )
     if "type" not in fields and draw(st.booleans()):
         fields["type"] = draw(
             st.sampled_from(["like", "follow", "comment", "mention", "unlike", "comment_deleted"])

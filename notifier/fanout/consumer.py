@@ -89,7 +89,11 @@ class FanoutWorker:
             for p in self._partitions:
                 tg.start_soon(self._run_partition, p)
             task_status.started()
-        log.info("fanout stopped consumer=%s applied=%d", self.consumer, self.stats.applied)
+        s = self.stats
+        log.info(
+            "fanout stopped consumer=%s applied=%d dead_lettered=%d lost=%d stale_acks=%d redis_errors=%d",
+            self.consumer, s.applied, s.dead_lettered, s.lost, s.stale_acks, s.redis_errors,
+        )  # fmt: skip
 
     def stop(self) -> None:
         self._stopping.set()

@@ -4,6 +4,7 @@ as NOPERM leaves the batch pending without ending the worker, and a cleared erro
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Callable, Sequence
 
@@ -12,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from feeds.inbox import Inbox
+from notifier import admin
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.deadletter import LOST
 from notifier.runtime.eventlog import LoggedEvent
@@ -48,7 +50,7 @@ async def test_an_error_cleared_by_a_later_apply_leaves_no_record(redis: Redis, 
 
 
 async def test_pending_entries_deleted_from_the_log_are_recorded_as_lost(
-    redis: Redis, settings: Settings
+    redis: Redis, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     partitions = settings.ingest.partitions
     await append(redis, settings, likes_and_follows("ola", 4, 2))
@@ -75,6 +77,16 @@ async def test_pending_entries_deleted_from_the_log_are_recorded_as_lost(
     assert all(f[b"error"].decode().startswith(LOST) for f in letters)
     assert await pending_total(redis, partitions) == 0
     assert worker.stats.applied == len(crashed) + len(own) - 3
+
+    # `notifier dlq`: listed; a redrive has no event to append and says so; a drop clears it
+    p = deleted[0][0]
+    [(letter_id, letter)] = await redis.xrange(keys.dead_letters(p), count=1)
+    ref = f"{p}/{letter_id.decode()}"
+    for verb, code, expected in [("redrive", 1, '"error":"no_event"'), ("drop", 0, '"dropped":true')]:
+        args = argparse.Namespace(command="dlq", verb=verb, ref=ref, reason="lost: known")
+        assert await admin.run_command(args, settings) == code
+        assert expected in capsys.readouterr().out
+    assert [f[b"orig"] for _, f in await redis.xrange(keys.dropped_letters(p))] == [letter[b"orig"]]
 
 
 class Freeze:

@@ -24,7 +24,7 @@ from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import FanoutSettings
 from schemas import keys
 
-from .deadletter import DeadLetters
+from .deadletter import DeadLetters, Moved
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,10 @@ class FanoutWorker:
         for p in pending:
             if p["times_delivered"] >= self._settings.max_deliveries:
                 error = f"gave up after {p['times_delivered']} deliveries"
-                if await self._dead.move(partition, p["message_id"], p["times_delivered"], error):
+                moved = await self._dead.move(partition, p["message_id"], p["times_delivered"], error)
+                if moved is Moved.LOST:
+                    self._lost(partition, p["message_id"])
+                elif moved is Moved.DEAD_LETTERED:
                     self.stats.dead_lettered += 1
                     log.warning("dead-lettered partition=%d entry=%s", partition, p["message_id"])
             else:
@@ -132,22 +135,22 @@ class FanoutWorker:
             stream, keys.FANOUT_GROUP, self.consumer, min_idle_time=idle, start_id="0-0", count=retry
         )
         claimed: list[Entry] = reply[1]
-        await self._record_lost(partition, reply[2] if len(reply) > 2 else [], pending=False)
+        for entry_id in reply[2] if len(reply) > 2 else []:  # already dropped from the group
+            await self._dead.record_lost(partition, entry_id)
+            self._lost(partition, entry_id)
         self.stats.reclaimed += len(claimed)
         await self._process(partition, claimed)
         return len(claimed)
 
-    async def _record_lost(self, partition: int, entry_ids: Sequence[bytes], *, pending: bool) -> None:
-        """Entries deleted from the log while pending (an operator's XDEL, an XTRIM past them):
-        never applied, so each leaves a dead letter without its event, a count and a log line."""
-        for entry_id in entry_ids:
-            if await self._dead.record_lost(partition, entry_id, pending=pending):
-                self.stats.lost += 1
-                log.error(
-                    "lost before processing partition=%d entry=%s: deleted from the log while pending",
-                    partition,
-                    entry_id.decode(),
-                )
+    def _lost(self, partition: int, entry_id: bytes) -> None:
+        """An entry deleted from the log while pending (an operator's XDEL, an XTRIM past it):
+        never applied; its dead letter (without the event) is written, now count and log it."""
+        self.stats.lost += 1
+        log.error(
+            "lost before processing partition=%d entry=%s: deleted from the log while pending",
+            partition,
+            entry_id.decode(),
+        )
 
     # -- loop ----------------------------------------------------------------------------
 
@@ -255,7 +258,8 @@ class FanoutWorker:
         events: list[LoggedEvent] = []
         for entry_id, fields in entries:
             if not fields:  # deleted from the log while pending (XREADGROUP of our history)
-                await self._record_lost(partition, [entry_id], pending=True)
+                if await self._dead.move(partition, entry_id, 0, "") is Moved.LOST:
+                    self._lost(partition, entry_id)
                 continue
             try:
                 events.append(decode_entry(entry_id, fields))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Final
 
 from redis.asyncio import Redis
@@ -13,14 +14,23 @@ from feeds.scripts import Script
 from schemas import keys
 
 LOST: Final = "lost before processing"  # the error of a dead letter whose event was deleted
+_LOST_ERROR: Final = f"{LOST}: deleted from the event log while pending"
 
-# KEYS: event log, dead letters, errors. ARGV: group, entry id, deliveries, fallback error.
-# The move and the XACK are one step, in the partition's slot. Only a still-pending entry moves:
-# several workers' reclaim passes can pick the same hopeless entry, and only the first may.
+
+class Moved(IntEnum):
+    NOT_PENDING = 0  # another worker's pass took it first
+    DEAD_LETTERED = 1
+    LOST = 2  # dead-lettered, but its event was already gone from the log: never processed
+
+
+# KEYS: event log, dead letters, errors. ARGV: group, entry id, deliveries, fallback error,
+# the error of an entry gone from the log. The move and the XACK are one step, in the
+# partition's slot. Only a still-pending entry moves: several workers' reclaim passes can pick
+# the same hopeless entry, and only the first may.
 _MOVE: Final = Script("""
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
 local rows = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
-local err = redis.call('HGET', KEYS[3], ARGV[2]) or ARGV[4]
+local err = #rows == 0 and ARGV[5] or redis.call('HGET', KEYS[3], ARGV[2]) or ARGV[4]
 local fields = {'orig', ARGV[2], 'deliveries', ARGV[3], 'error', err}
 if #rows > 0 then
   for _, v in ipairs(rows[1][2]) do fields[#fields + 1] = v end
@@ -28,7 +38,7 @@ end
 redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
-return 1
+return #rows == 0 and 2 or 1
 """)
 
 # KEYS: dead letters, target stream. ARGV: dead-letter id, then extra field/value pairs.
@@ -84,29 +94,24 @@ class DeadLetters:
         acked, _ = await pipe.execute()
         return int(acked)
 
-    async def record_lost(self, partition: int, entry_id: bytes, *, pending: bool) -> bool:
+    async def record_lost(self, partition: int, entry_id: bytes) -> None:
         """A dead letter without an event for an entry deleted from the log before it was
-        processed; `pending`: only if still pending (and acknowledged with it), else (XAUTOCLAIM
-        already dropped it from the group) unconditionally."""
-        error = f"{LOST}: deleted from the event log while pending"
-        if pending:
-            return await self.move(partition, entry_id, 0, error)
+        processed, that XAUTOCLAIM already dropped from the group (a pending one: `move`)."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.xadd(keys.dead_letters(partition), {"orig": entry_id, "deliveries": 0, "error": error})
+        pipe.xadd(keys.dead_letters(partition), {"orig": entry_id, "deliveries": 0, "error": _LOST_ERROR})
         pipe.hdel(keys.fanout_errors(partition), entry_id)
         await pipe.execute()
-        return True
 
-    async def move(self, partition: int, entry_id: bytes, deliveries: int, error: str) -> bool:
-        """Dead-letter and acknowledge the entry; False if it was no longer pending."""
+    async def move(self, partition: int, entry_id: bytes, deliveries: int, error: str) -> Moved:
+        """Dead-letter and acknowledge the entry, if still pending; an entry whose event is gone
+        from the log is recorded as lost before processing."""
         stream = keys.events(partition)
-        return bool(
-            await _MOVE(
-                self._redis,
-                [stream, keys.dead_letters(partition), keys.fanout_errors(partition)],
-                [keys.FANOUT_GROUP, entry_id, deliveries, error],
-            )
+        moved = await _MOVE(
+            self._redis,
+            [stream, keys.dead_letters(partition), keys.fanout_errors(partition)],
+            [keys.FANOUT_GROUP, entry_id, deliveries, error, _LOST_ERROR],
         )
+        return Moved(moved)
 
     async def entries(self, partitions: int, count: int = 100) -> list[DeadLetter]:
         out: list[DeadLetter] = []

@@ -89,6 +89,27 @@ async def test_pending_entries_deleted_from_the_log_are_recorded_as_lost(
     assert [f[b"orig"] for _, f in await redis.xrange(keys.dropped_letters(p))] == [letter[b"orig"]]
 
 
+async def test_a_hopeless_entry_deleted_from_the_log_is_recorded_as_lost(
+    redis: Redis, settings: Settings
+) -> None:
+    like = Like(id="l-1", actor="fan0", occurred_at=at(0), post="post-1", owner="eve")
+    await redis.set(keys.inbox("eve"), "not a list")  # every apply fails: WRONGTYPE
+    await append(redis, settings, [like])
+    worker = make_worker(redis, settings, "w")
+    await worker.drain()
+    partitions = range(settings.ingest.partitions)
+    for _ in range(settings.fanout.max_deliveries - 1):
+        for p in partitions:
+            await worker.reclaim(p, min_idle_ms=0)
+    [(p, entry_id)] = [(p, e) for p in partitions for e, _ in await redis.xrange(keys.events(p))]
+    await redis.xdel(keys.events(p), entry_id)  # delivered the most times, then deleted
+    await worker.reclaim(p, min_idle_ms=0)
+    assert (worker.stats.lost, worker.stats.dead_lettered) == (1, 0)
+    [(_, letter)] = await redis.xrange(keys.dead_letters(p))
+    assert letter[b"orig"] == entry_id and letter[b"error"].decode().startswith(LOST)
+    assert await pending_total(redis, settings.ingest.partitions) == 0
+
+
 class Freeze:
     """A Screen that stops the first batch it sees until thawed (a worker frozen mid-batch)."""
 

@@ -41,7 +41,7 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
                 partitions=settings.ingest.partitions,
                 limits=settings.feeds,
                 fresh=args.fresh,
-                screen=Screener(redis, settings.moderation, model=model),
+                screen=Screener.build(redis, settings, model=model),
             )
             _print(dataclasses.asdict(stats))
             return 1 if stats.failed else 0

@@ -90,7 +90,7 @@ def _screener(settings: Settings, redis: RedisHandle) -> Screener | None:
     if not settings.moderation.enabled:
         return None
     model = ProfanityCheck() if settings.moderation.classifier else None
-    return Screener(redis.client, settings.moderation, model=model)
+    return Screener.build(redis.client, settings, model=model)
 
 
 async def run_role(role: str, settings: Settings) -> None:

@@ -120,6 +120,7 @@ class ModerationSettings:
     thresholds: tuple[Threshold, ...] = ()  # per-rule overrides, JSON {"rule": {"hold": 0.8}}
     claim_ttl_s: float = 300.0  # a moderator's claim on an item lapses after this
     history_items: int = 10  # the actor's recent review items kept as an item's context
+    reports_per_hour: int = 20  # reports one user may file per hour
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +201,16 @@ class Settings:
             if getattr(self.feeds, limit.name) < 1:
                 out.append(f"NOTIFIER_FEEDS_{limit.name.upper()} must be at least 1")
         for section, names in (
-            (self.moderation, ("velocity_per_min", "duplicate_targets", "duplicate_window_s", "claim_ttl_s")),
+            (
+                self.moderation,
+                (
+                    "velocity_per_min",
+                    "duplicate_targets",
+                    "duplicate_window_s",
+                    "claim_ttl_s",
+                    "reports_per_hour",
+                ),
+            ),
             (self.jobs, ("poll_ms", "max_jobs", "retry_s", "sweep_s")),
         ):
             for name in names:

@@ -40,13 +40,20 @@ ROUTES: Final = [
     ("POST", "/v1/moderation/decisions", "moderator"),
     ("GET", "/v1/moderation/bans", "moderator"),
     ("POST", "/v1/moderation/bans", "moderator"),
+    ("POST", "/v1/moderation/bans/{item_id}/lift", "moderator"),
+    ("GET", "/v1/moderation/actors/{item_id}", "moderator"),
+    ("GET", "/v1/moderation/stats", "moderator"),
     ("GET", "/v1/moderation/audit", "moderator"),
     ("GET", "/v1/moderation/audit/verify", "moderator"),
+    ("POST", "/v1/me/reports", "user"),
+    ("GET", "/v1/me/reports", "user"),
 ]
-QUERY_PARAMS: Final = ["limit", "before", "state", "reason", "actor", "after"]
+LIVE: Final = ("GET", "/v1/moderation/live", "moderator")  # an endless event stream: 401s only
+QUERY_PARAMS: Final = ["limit", "before", "state", "reason", "actor", "after", "order", "q"]
 BODY_FIELDS: Final = [
     "type", "id", "actor", "occurred_at", "post", "owner", "user", "comment", "text", "users",
-    "mentioned", "ids", "all", "note", "decision", "reason",
+    "mentioned", "ids", "all", "note", "decision", "reason", "duration_s", "remove_content",
+    "target", "kind",
 ]  # fmt: skip
 
 
@@ -109,7 +116,7 @@ async def test_a_before_cursor_of_unicode_digits_is_refused_not_a_500(
         assert ok.status_code == 200, ok.text  # a time before 1970 is a page cursor too
 
 
-@pytest.mark.parametrize(("method", "path", "kind"), ROUTES)
+@pytest.mark.parametrize(("method", "path", "kind"), [*ROUTES, LIVE])
 async def test_every_401_carries_a_bearer_challenge(
     redis: Redis, settings: Settings, method: str, path: str, kind: str
 ) -> None:
@@ -132,7 +139,12 @@ async def test_every_401_carries_a_bearer_challenge(
 
 def json_values() -> st.SearchStrategy[Any]:
     scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
-    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+    keys = st.sampled_from(["kind", "id"]) | st.text(max_size=5)
+    return st.recursive(
+        scalars | st.sampled_from(["post", "comment", "actor", "user", "spam"]),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+        max_leaves=6,
+    )
 
 
 @st.composite

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
+from notifier.explain import explain_routes
 from notifier.moderation.routes import MODERATOR_ROLE, moderation_routes
 from notifier.runtime import tokens
 from notifier.runtime.settings import Settings
@@ -47,9 +48,10 @@ ROUTES: Final = [
     ("GET", "/v1/moderation/audit/verify", "moderator"),
     ("POST", "/v1/me/reports", "user"),
     ("GET", "/v1/me/reports", "user"),
+    ("GET", "/v1/admin/events/{item_id}/explain", "moderator"),
 ]
 LIVE: Final = ("GET", "/v1/moderation/live", "moderator")  # an endless event stream: 401s only
-QUERY_PARAMS: Final = ["limit", "before", "state", "reason", "actor", "after", "order", "q"]
+QUERY_PARAMS: Final = ["limit", "before", "state", "reason", "actor", "after", "order", "q", "user"]
 BODY_FIELDS: Final = [
     "type", "id", "actor", "occurred_at", "post", "owner", "user", "comment", "text", "users",
     "mentioned", "ids", "all", "note", "decision", "reason", "duration_s", "remove_content",
@@ -59,7 +61,8 @@ BODY_FIELDS: Final = [
 
 @asynccontextmanager
 async def api(redis: Redis, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = api_app(settings, redis, Pressure(redis, settings.ingest), moderation_routes(settings, redis))
+    routes = [*moderation_routes(settings, redis), *explain_routes(settings, redis)]
+    app = api_app(settings, redis, Pressure(redis, settings.ingest), routes)
     transport = httpx.ASGITransport(app=app)  # raises whatever the app does not answer
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield client

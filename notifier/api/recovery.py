@@ -91,9 +91,9 @@ class RestartWatch:
         try:
             server = await self._redis.info("server")
         except ResponseError:  # INFO denied by an ACL, or the in-process fake
-            log.warning(
-                "INFO unavailable: ingest cannot notice a Redis restart nor append again what it lost"
-            )
+            server = {}
+        if not isinstance(server.get("run_id"), str):  # not one server (a cluster answers per node)
+            log.warning("no Redis run id: ingest cannot notice a Redis restart nor append again what it lost")
             self._recent.enabled = False
             return False
         run_id, uptime_ms = str(server["run_id"]), int(server["uptime_in_seconds"]) * 1000

@@ -128,7 +128,8 @@ class Session:
         except* RedisError as refused:
             # an error reply while Redis restarts (a script cache emptied twice in a row, LOADING,
             # a replica just promoted): the same close, and one line saying what Redis answered
-            log.warning("session closed on a redis error user=%s: %r", self.user or "-", refused.exceptions[0])
+            reply = refused.exceptions[0]
+            log.warning("session closed on a redis error user=%s: %r", self.user or "-", reply)
             self._hub.metrics.redis_errors("gateway session").inc()
             await self._close(Rejected(Reason.UNAVAILABLE, "storage unavailable; reconnect with your cursor"))
 

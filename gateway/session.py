@@ -17,7 +17,7 @@ from feeds import changelog
 from feeds.changelog import Cursor, Refetch
 from notifier.runtime import tokens
 from notifier.runtime.settings import AuthSettings, GatewaySettings
-from schemas import protocol
+from schemas import decoding, protocol
 from schemas.errors import Reason, Rejected
 
 from .hub import Hub
@@ -169,7 +169,7 @@ class Session:
         try:
             return protocol.decode_client(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise Closed(Reason.MALFORMED, f"bad frame: {exc}") from None
+            raise Closed(Reason.MALFORMED, f"bad frame: {decoding.refusal(exc).detail}") from None
 
     async def _live(self, cursor: Cursor | None) -> None:
         replayed = 0

@@ -20,6 +20,7 @@ from gateway.wsserver import WebSocketProtocol
 from notifier import admin
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
+from notifier.api.problems import EXCEPTION_HANDLERS
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.janitor import Janitor
 from notifier.jobs.worker import JobsService
@@ -77,7 +78,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services.append(_http(settings, app, settings.http.api_port))
     if role == "gateway":
         hub = Hub(client)
-        alone = gateway_app(settings, client, hub, Starlette())
+        alone = gateway_app(settings, client, hub, Starlette(exception_handlers=EXCEPTION_HANDLERS))
         services += [hub, _http(settings, alone, settings.http.gateway_port)]
     if role == "up":
         hub = Hub(client)

@@ -16,6 +16,7 @@ class Reason(StrEnum):
     CONFLICT = "conflict"  # an event id reused with a different body
     DUPLICATE = "duplicate"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     OVERLOADED = "overloaded"  # too many requests in flight here
     BACKLOG = "backlog"  # fan-out is behind or Redis memory is nearly full: accept later
     UNAVAILABLE = "unavailable"
@@ -26,6 +27,7 @@ class Reason(StrEnum):
     SHUTTING_DOWN = "shutting_down"
     CLAIMED = "claimed"  # a review item under another moderator's live claim
     DECIDED = "decided"  # a review item already decided otherwise (a rejection is final)
+    INTERNAL = "internal"  # a bug on our side: the request may be retried, the log says more
 
 
 class WireCodes(NamedTuple):
@@ -43,6 +45,7 @@ CODES: Final[dict[Reason, WireCodes]] = {
     Reason.CONFLICT: WireCodes(422, 4422),
     Reason.DUPLICATE: WireCodes(409, 4409),
     Reason.NOT_FOUND: WireCodes(404, 4404),
+    Reason.METHOD_NOT_ALLOWED: WireCodes(405, 4405),
     Reason.OVERLOADED: WireCodes(503, 4429),
     Reason.BACKLOG: WireCodes(503, 4503),
     Reason.UNAVAILABLE: WireCodes(503, 4503),
@@ -53,6 +56,7 @@ CODES: Final[dict[Reason, WireCodes]] = {
     Reason.SHUTTING_DOWN: WireCodes(503, 4505),
     Reason.CLAIMED: WireCodes(409, 4409),
     Reason.DECIDED: WireCodes(409, 4409),
+    Reason.INTERNAL: WireCodes(500, 4500),
 }
 
 

@@ -20,7 +20,7 @@ from . import me
 from .append import EventLog
 from .ingest import ingest
 from .pressure import Pressure
-from .problems import REFUSALS, on_refusal, refusal
+from .problems import EXCEPTION_HANDLERS, REFUSALS, internal, refusal
 from .service_auth import authenticate
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -71,9 +71,6 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     ]
 
 
-EXCEPTION_HANDLERS = dict.fromkeys(REFUSALS, on_refusal)
-
-
 def api_app(
     settings: Settings, redis: Redis, pressure: Pressure, more_routes: Sequence[BaseRoute] = ()
 ) -> ASGIApp:
@@ -100,6 +97,9 @@ def api_app(
             response = await post_events(Request(scope, receive))
         except REFUSALS as exc:
             response = refusal(exc)
+        except Exception:
+            await internal()(scope, receive, send)
+            raise  # for the server's log, as Starlette's ServerErrorMiddleware does
         await response(scope, receive, send)
 
     return app

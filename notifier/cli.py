@@ -11,13 +11,15 @@ import sys
 from collections.abc import Sequence
 
 import anyio
+from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from gateway.app import gateway_app
 from gateway.hub import Hub
 from gateway.wsserver import WebSocketProtocol
-from notifier import admin
+from notifier import __version__, admin, openapi
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
 from notifier.api.problems import EXCEPTION_HANDLERS
@@ -74,7 +76,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
     if role in {"jobs", "up"}:
         services.append(JobsService(settings.jobs, client, moderation_jobs(settings, client)))
     if role == "api":
-        app = api_app(settings, client, pressure, moderation_routes(settings, client))
+        app = api_app(settings, client, pressure, _routes(settings, client))
         services.append(_http(settings, app, settings.http.api_port))
     if role == "gateway":
         hub = Hub(client)
@@ -82,9 +84,14 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services += [hub, _http(settings, alone, settings.http.gateway_port)]
     if role == "up":
         hub = Hub(client)
-        rest = api_app(settings, client, pressure, moderation_routes(settings, client))
+        rest = api_app(settings, client, pressure, _routes(settings, client))
         services += [hub, _http(settings, gateway_app(settings, client, hub, rest), settings.http.api_port)]
     return services
+
+
+def _routes(settings: Settings, client: Redis) -> list[BaseRoute]:
+    """The API's routes besides ingest and the inbox: moderation, the OpenAPI document and page."""
+    return [*moderation_routes(settings, client), *openapi.routes(__version__)]
 
 
 def _screener(settings: Settings, redis: RedisHandle) -> Screener | None:

@@ -134,13 +134,14 @@ def _announce(settings: Settings, services: Sequence[Service]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notifier", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for role in ROLES:
         sub.add_parser(role, help=f"run the {role} role" if role != "up" else "run every role")
     token = sub.add_parser("token", help="mint a client token (demo and testing)")
     token.add_argument("user")
     token.add_argument("--ttl-s", type=float, default=3600)
-    token.add_argument("--role", default="user", help=f"user (default) or {MODERATOR_ROLE}")
+    token.add_argument("--role", default="user", choices=("user", MODERATOR_ROLE), help="default: user")
     admin.add_commands(sub)
     args = parser.parse_args(argv)
     logs.configure(os.environ.get("NOTIFIER_LOG_LEVEL", "INFO"))

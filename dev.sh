@@ -45,6 +45,19 @@ setup_system() {
     fi
 }
 
+# The official AsyncAPI parser (npm) that validates schemas/asyncapi.json, from its lockfile.
+setup_node() {
+    folder=contracts/asyncapi-check
+    stamp="$folder/node_modules/.installed-$(cksum "$folder/package-lock.json" | cut -d' ' -f1)"
+    [ -f "$stamp" ] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "dev.sh: please install nodejs and npm (the AsyncAPI check needs them)" >&2
+        return 0
+    fi
+    (cd "$folder" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$stamp"
+}
+
 command="${1:-}"
 [ $# -gt 0 ] && shift
 case "$command" in
@@ -55,6 +68,7 @@ up)
 test)
     setup_python
     setup_system
+    setup_node
     .venv/bin/ruff check .
     .venv/bin/ruff format --check .
     .venv/bin/mypy

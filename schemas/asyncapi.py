@@ -5,6 +5,7 @@ committed as schemas/asyncapi.json: `python -m schemas.asyncapi` rewrites it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -58,7 +59,7 @@ def document(version: str) -> dict[str, Any]:
     closes |= {str(codes.ws_close): reason.value for reason, codes in CODES.items()}
     channel_ref = {"$ref": "#/channels/inbox"}
 
-    def operation(action: str, names: dict[str, object], summary: str) -> dict[str, Any]:
+    def operation(action: str, names: Iterable[str], summary: str) -> dict[str, Any]:
         return {
             "action": action,
             "channel": channel_ref,

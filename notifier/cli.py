@@ -23,6 +23,7 @@ from notifier import __version__, admin, openapi
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
 from notifier.api.problems import EXCEPTION_HANDLERS
+from notifier.demo import demo_routes
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.janitor import Janitor
 from notifier.jobs.worker import JobsService
@@ -90,8 +91,10 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
 
 
 def _routes(settings: Settings, client: Redis) -> list[BaseRoute]:
-    """The API's routes besides ingest and the inbox: moderation, the OpenAPI document and page."""
-    return [*moderation_routes(settings, client), *openapi.routes(__version__)]
+    """The API's routes besides ingest and the inbox: moderation, the OpenAPI document and page,
+    and in dev mode the demo page at /."""
+    demo = demo_routes(settings) if settings.dev else []  # it hands out a dev token and key
+    return [*moderation_routes(settings, client), *openapi.routes(__version__), *demo]
 
 
 def _screener(settings: Settings, redis: RedisHandle) -> Screener | None:
@@ -121,9 +124,11 @@ def _announce(settings: Settings, services: Sequence[Service]) -> None:
     base = f"http://{settings.http.host}:{port}"
     key = settings.ingest.services[0].key if settings.dev else "<your service key>"
     log.warning(
-        "notifier is up: POST %s/v1/events (Authorization: Bearer %s), "
+        "notifier is up: demo page %s/ (dev mode), API docs %s/docs, POST %s/v1/events (Authorization: Bearer %s), "
         "WebSocket ws://%s:%s/v1/ws, tokens: `notifier token USER`, "
         "moderation console %s/moderation/ (`notifier token NAME --role moderator`)",
+        base,
+        base,
         base,
         key,
         settings.http.host,

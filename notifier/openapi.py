@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from notifier.api.me import MAX_PAGE as INBOX_MAX_PAGE
 from notifier.api.me import MarkRead
+from notifier.demo import DemoSession, SessionBody
 from notifier.moderation import replies
 from notifier.moderation.queue import STATES
 from notifier.moderation.routes import MAX_PAGE as MODERATION_MAX_PAGE
@@ -44,7 +45,7 @@ class Param:
 class Op:
     method: str
     path: str
-    tag: str  # also who calls it: ingest (service key), inbox (user token), moderation, meta (anyone)
+    tag: str  # who calls it: ingest (service key), inbox (user token), moderation, meta (anyone), demo
     summary: str
     reply: object = None  # a msgspec type, or a media type for non-JSON answers
     status: int = 200
@@ -136,6 +137,11 @@ OPERATIONS: Final[tuple[Op, ...]] = (
     Op("get", "/moderation/", "meta", "The moderator console", "text/html"),
     Op("get", "/moderation/console.js", "meta", "The console's script", "text/javascript"),
     Op("get", "/moderation/console.css", "meta", "The console's style", "text/css"),
+    Op("get", "/", "demo", "The demo page (dev mode only)", "text/html"),
+    Op("get", "/demo/app.js", "demo", "The demo page's script", "text/javascript"),
+    Op("get", "/demo/demo.css", "demo", "The demo page's style", "text/css"),
+    Op("get", "/demo/notifier-client.js", "demo", "The JS client (clients/js)", "text/javascript"),
+    Op("post", "/demo/session", "demo", "A demo token, the dev key", DemoSession, body=SessionBody),
 )
 _SECURITY: Final = {"ingest": "serviceKey", "inbox": "userToken", "moderation": "moderatorToken"}
 

@@ -13,7 +13,7 @@ from tests.conftest import base_env
 
 
 def test_every_route_is_in_the_document() -> None:
-    settings = Settings.from_env(base_env("redis://127.0.0.1:1/0"))
+    settings = Settings.from_env({**base_env("redis://127.0.0.1:1/0"), "NOTIFIER_DEV": "1"})  # + the demo
     redis = Redis()  # never connected: building the routes does no I/O
     served = {("post", INGEST_PATH)}
     for route in [*client_routes(settings, redis), *_routes(settings, redis)]:

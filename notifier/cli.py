@@ -124,7 +124,8 @@ def _announce(settings: Settings, services: Sequence[Service]) -> None:
     base = f"http://{settings.http.host}:{port}"
     key = settings.ingest.services[0].key if settings.dev else "<your service key>"
     log.warning(
-        "notifier is up: demo page %s/ (dev mode), API docs %s/docs, POST %s/v1/events (Authorization: Bearer %s), "
+        "notifier is up: demo page %s/ (dev mode), API docs %s/docs, "
+        "POST %s/v1/events (Authorization: Bearer %s), "
         "WebSocket ws://%s:%s/v1/ws, tokens: `notifier token USER`, "
         "moderation console %s/moderation/ (`notifier token NAME --role moderator`)",
         base,

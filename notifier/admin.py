@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import sys
 
 import orjson
 
-from notifier.fanout.deadletter import DeadLetters
+from notifier.fanout.deadletter import DeadLetters, parse_ref
 from notifier.fanout.replay import replay
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.moderation.screening import Screener
 from notifier.runtime.redis import open_redis
 from notifier.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +36,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 async def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_redis(settings.redis) as handle:
+    async with open_redis(settings.redis, allow_fake=False) as handle:
+        log.info("redis=%s", handle.description)
         redis = handle.client
         if args.command == "replay":
             model = ProfanityCheck() if settings.moderation.classifier else None
@@ -46,6 +51,12 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
             _print(dataclasses.asdict(stats))
             return 1 if stats.failed else 0
         letters = DeadLetters(redis)
+        if args.verb != "list":
+            try:
+                parse_ref(args.ref)
+            except ValueError as exc:
+                print(exc, file=sys.stderr)
+                return 2
         if args.verb == "list":
             for letter in await letters.entries(settings.ingest.partitions, args.count):
                 _print({"ref": letter.ref, **letter.fields})

@@ -4,11 +4,13 @@ here."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 import anyio
 from redis.asyncio import Redis
@@ -42,6 +44,7 @@ from schemas.errors import ConfigError
 log = logging.getLogger("notifier")
 
 ROLES = ("api", "worker", "gateway", "jobs", "up")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _http(settings: Settings, app: ASGIApp, port: int) -> HttpService:
@@ -143,14 +146,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for role in ROLES:
-        sub.add_parser(role, help=f"run the {role} role" if role != "up" else "run every role")
+        sub.add_parser(
+            role,
+            help=f"run the {role} role" if role != "up" else "run every role",
+            epilog=_role_help(role),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
     token = sub.add_parser("token", help="mint a client token (demo and testing)")
     token.add_argument("user")
     token.add_argument("--ttl-s", type=float, default=3600)
     token.add_argument("--role", default="user", choices=("user", MODERATOR_ROLE), help="default: user")
     admin.add_commands(sub)
     args = parser.parse_args(argv)
-    logs.configure(os.environ.get("NOTIFIER_LOG_LEVEL", "INFO"))
+    level = os.environ.get("NOTIFIER_LOG_LEVEL", "INFO").upper()
+    if level not in LOG_LEVELS:
+        print(f"NOTIFIER_LOG_LEVEL: {level!r} is not one of {', '.join(LOG_LEVELS)}", file=sys.stderr)
+        return 2
+    logs.configure(level)
     try:
         settings = Settings.from_env(_environ_for(args.command))
     except ConfigError as exc:
@@ -175,14 +187,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+# the settings sections each role reads (besides NOTIFIER_LOG_LEVEL); `up` reads them all
+_SECTIONS: Final = {
+    "api": ("redis", "auth", "ingest", "feeds", "moderation", "http"),
+    "worker": ("redis", "ingest", "fanout", "feeds", "moderation"),
+    "gateway": ("redis", "auth", "gateway", "http"),
+    "jobs": ("redis", "jobs", "moderation", "feeds"),
+}
+_PORTS: Final = {
+    "api": "NOTIFIER_HTTP_API_PORT (HTTP)",
+    "gateway": "NOTIFIER_HTTP_GATEWAY_PORT (WebSocket /v1/ws)",
+    "up": "NOTIFIER_HTTP_API_PORT (HTTP and the WebSocket /v1/ws)",
+}
+_SECRET: Final = frozenset({"jwt_secret", "services"})
+
+
+def _role_help(role: str) -> str:
+    defaults = Settings()
+    sections = _SECTIONS.get(role) or [f.name for f in dataclasses.fields(Settings) if f.name != "dev"]
+    port = defaults.http.gateway_port if role == "gateway" else defaults.http.api_port
+    lines = [f"listens on: {_PORTS[role]}, default {port}" if role in _PORTS else "listens on: no port"]
+    lines.append("settings it reads (environment = default):")
+    for section in sections:
+        values = getattr(defaults, section)
+        for field in dataclasses.fields(values):
+            lines.append(f"  NOTIFIER_{section}_{field.name}".upper() + f" = {_shown(field.name, values)}")
+    lines.append("  NOTIFIER_LOG_LEVEL = INFO")
+    return "\n".join(lines)
+
+
+def _shown(name: str, values: object) -> str:
+    value = getattr(values, name)
+    if name == "url":
+        return "(unset: 127.0.0.1:6379 if it answers, else a private redis-server, as `up` does)"
+    if name in _SECRET:
+        return "(secret)"
+    if isinstance(value, frozenset | tuple):
+        return ",".join(sorted(map(str, value)))
+    return str(value)
+
+
 def _missing_for(command: str, settings: Settings) -> str:
     """What a command needs that only the roles serving clients or services need."""
     if command in {"api", "gateway", "token"} and not settings.auth.jwt_secret:
         return "NOTIFIER_AUTH_JWT_SECRET (or run `notifier up` for a demo)"
     if command == "api" and not settings.ingest.services:
         return "NOTIFIER_INGEST_SERVICES (service keys, JSON)"
-    if command not in ROLES and command != "token" and settings.redis.url in {"", "embedded", "memory"}:
-        return "NOTIFIER_REDIS_URL (operator commands act on a deployment's Redis, never a private one)"
+    if command not in ROLES and command != "token" and settings.redis.url == "memory":
+        return "a real Redis (operator commands act on stored data; NOTIFIER_REDIS_URL=memory has none)"
     return ""
 
 

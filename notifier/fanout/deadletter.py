@@ -3,6 +3,7 @@ operator's tools for them: list, show, redrive (back into the log) and drop (rea
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -14,6 +15,7 @@ from schemas import keys
 # KEYS: event log, dead letters, errors. ARGV: group, entry id, deliveries, fallback error.
 # The move and the XACK are one step, in the partition's slot. Only a still-pending entry moves:
 # several workers' reclaim passes can pick the same hopeless entry, and only the first may.
+_ENTRY: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a stream id, as `dlq list` shows
 _MOVE: Final = Script("""
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
 local rows = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
@@ -56,7 +58,7 @@ class DeadLetter:
 
 def parse_ref(ref: str) -> tuple[int, str]:
     partition, _, entry = ref.partition("/")
-    if not partition.isdigit() or not entry:
+    if not partition.isascii() or not partition.isdigit() or not _ENTRY.fullmatch(entry):
         raise ValueError(f"not a dead-letter reference (PARTITION/ID): {ref!r}")
     return int(partition), entry
 

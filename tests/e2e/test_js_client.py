@@ -35,10 +35,10 @@ async def test_the_js_client_against_the_gateway(redis: Redis, settings_factory:
     async with running_app(settings, redis) as app:
         environ = {
             **os.environ,
-            "NOTIFIER_TEST_BASE": app.base_url,
-            "NOTIFIER_TEST_JWT_SECRET": settings.auth.jwt_secret,
-            "NOTIFIER_TEST_AUDIENCE": settings.auth.jwt_audience,
-            "NOTIFIER_TEST_SERVICE_KEY": settings.ingest.services[0].key,
+            "CLIENT_TEST_BASE": app.base_url,
+            "CLIENT_TEST_JWT_SECRET": settings.auth.jwt_secret,
+            "CLIENT_TEST_AUDIENCE": settings.auth.jwt_audience,
+            "CLIENT_TEST_SERVICE_KEY": settings.ingest.services[0].key,
         }
         command = [node(), "--experimental-websocket", "--test", "test/"]
         with anyio.fail_after(90):

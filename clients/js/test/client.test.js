@@ -6,10 +6,10 @@ import { createHmac } from "node:crypto";
 
 import { ClientStopped, InboxClient, memoryStorage } from "../notifier-client.js";
 
-const BASE = process.env.NOTIFIER_TEST_BASE;
-const SECRET = process.env.NOTIFIER_TEST_JWT_SECRET;
-const SERVICE_KEY = process.env.NOTIFIER_TEST_SERVICE_KEY;
-const AUDIENCE = process.env.NOTIFIER_TEST_AUDIENCE ?? "notifier";
+const BASE = process.env.CLIENT_TEST_BASE;
+const SECRET = process.env.CLIENT_TEST_JWT_SECRET;
+const SERVICE_KEY = process.env.CLIENT_TEST_SERVICE_KEY;
+const AUDIENCE = process.env.CLIENT_TEST_AUDIENCE ?? "notifier";
 const WS = BASE.replace("http://", "ws://") + "/v1/ws";
 const WAIT_MS = 15_000;
 

@@ -107,10 +107,9 @@ class InboxClient:
         self._stopped.set()
 
     async def run(self) -> None:
-        await self._reload()
         failures = 0
         while not self._stopped.is_set():
-            if await self._session():
+            if await self._attempt():
                 failures = 0
             else:
                 failures += 1
@@ -119,6 +118,20 @@ class InboxClient:
             delay = random.uniform(0, min(self._cap_s, self._base_s * 2**failures))  # full jitter
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), delay)
+
+    async def _attempt(self) -> bool:
+        try:
+            if self.cursor is None:
+                await self._reload()
+            return await self._session()
+        except ClientStopped:
+            raise
+        except Exception as exc:
+            # the loader and token source are the caller's code (any HTTP library): a failed
+            # load is retried like a disconnect; the cursor is unchanged, so the gateway asks
+            # for the refetch again
+            log.warning("inbox client: %s: %s; retrying", type(exc).__name__, exc)
+            return False
 
     async def _reload(self) -> None:
         page = await self._load()

@@ -91,16 +91,28 @@ export class InboxClient {
   }
 
   async run() {
-    if (this.cursor === null || this.cursor === undefined) await this.reload();
     let failures = 0;
     while (!this.stopped) {
-      failures = (await this.session()) ? 0 : failures + 1;
+      failures = (await this.attempt()) ? 0 : failures + 1;
       if (this.stopped) return;
       const delay = Math.random() * Math.min(this.backoffCapMs, this.backoffBaseMs * 2 ** failures);
       await new Promise((resolve) => {
         const timer = setTimeout(resolve, delay);
         this.wake = () => { clearTimeout(timer); resolve(); };
       });
+    }
+  }
+
+  // a failed load (the caller's code: REST down, token source down) is retried like a
+  // disconnect; the cursor is unchanged, so the gateway asks for the refetch again
+  async attempt() {
+    try {
+      if (this.cursor === null || this.cursor === undefined) await this.reload();
+      return await this.session();
+    } catch (error) {
+      if (error instanceof ClientStopped) throw error;
+      this.socket?.close(1000);
+      return false;
     }
   }
 
@@ -127,6 +139,13 @@ export class InboxClient {
     let closed = null;
     socket.onmessage = (event) => { frames.push(JSON.parse(event.data)); wakeReader?.(); };
     socket.onclose = (event) => { closed = event; wakeReader?.(); };
+    // a refused connection fires only `error` in some runtimes (Node 20's undici): no `close`
+    const failed = () => {
+      if (closed) return;
+      closed = { code: 1006, reason: "connection failed" };
+      wakeReader?.();
+    };
+    socket.onerror = () => (socket.readyState === 1 ? setTimeout(failed, 1000) : failed());
     socket.onopen = () => {
       const auth = { type: "auth", token };
       if (this.cursor) auth.cursor = this.cursor;
@@ -134,18 +153,21 @@ export class InboxClient {
       refresh = this.scheduleRefresh(socket, token);
     };
     // frames are handled one at a time, in order (a refetch's reload completes before the next)
-    while (true) {
-      if (frames.length) {
-        wentLive = (await this.handle(frames.shift())) || wentLive;
-        continue;
+    try {
+      while (true) {
+        if (frames.length) {
+          wentLive = (await this.handle(frames.shift())) || wentLive;
+          continue;
+        }
+        if (closed) break;
+        await new Promise((resolve) => { wakeReader = resolve; });
+        wakeReader = null;
       }
-      if (closed) break;
-      await new Promise((resolve) => { wakeReader = resolve; });
-      wakeReader = null;
+    } finally {
+      clearTimeout(refresh?.timer);
+      if (refresh) refresh.cancelled = true;
+      this.live = false;
     }
-    clearTimeout(refresh?.timer);
-    if (refresh) refresh.cancelled = true;
-    this.live = false;
     if (!this.stopped) {
       this.closes.push(closed.code);
       if (FATAL_CLOSES.has(closed.code)) throw new ClientStopped(closed.code, closed.reason);

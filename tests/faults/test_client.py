@@ -1,10 +1,15 @@
-"""The Python client (notifier.client) through the faults that matter to it, every process real:
-a gateway restart (it resumes from its cursor, no reload) and a Redis restart that loses the data
-(it is told to refetch, reloads over REST, and follows on)."""
+"""Both clients (notifier.client, and clients/js through its follow example) through the faults
+that matter to them, every process real: a gateway restart (they resume from the cursor, no
+reload) and a Redis restart that loses the data (told to refetch, they reload over REST and
+follow on)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -12,16 +17,19 @@ from typing import Any, Final
 import anyio
 import orjson
 import pytest
+from anyio.abc import Process
+from anyio.streams.text import TextReceiveStream
 
 from notifier.client import Inbox, InboxClient
 
-from .harness import PARTITIONS, SERVICE_KEY, Lab, wait_until
+from .harness import JWT_SECRET, PARTITIONS, PROJECT, SERVICE_KEY, Lab, wait_until
 from .observers import has_group
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
 WAIT_S: Final = 60.0  # process starts on a busy two-core machine
 USER: Final = "uli"
+JS_CLIENT: Final = PROJECT / "clients" / "js"
 
 
 def like(n: int) -> bytes:
@@ -97,3 +105,89 @@ async def _restarts(tmp_path: Path) -> None:
             assert {g["post"] for g in client.inbox.groups.values()} == {"p-3"}  # the lost ones are gone
             assert client.inbox.unread == 1
             client.stop()
+
+
+def test_the_js_client_rides_out_gateway_and_redis_restarts(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is not on PATH; the JS client's fault test needs it")
+        pytest.skip("node is not on PATH")
+    anyio.run(_js_restarts, tmp_path, node)
+
+
+class States:
+    """The JSON lines clients/js/examples/follow.mjs prints, one per inbox state."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, Any] = {}
+        self.other: list[str] = []  # anything else it printed (stderr included)
+        self._changed = anyio.Event()
+
+    async def collect(self, process: Process) -> None:
+        assert process.stdout is not None
+        async for line in TextReceiveStream(process.stdout):
+            for text in line.splitlines():
+                if not text.startswith("{"):
+                    self.other.append(text)
+                    continue
+                self.last = orjson.loads(text)
+                self._changed.set()
+                self._changed = anyio.Event()
+
+    async def wait_for(self, test: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        with anyio.fail_after(WAIT_S):
+            while not (self.last and test(self.last)):
+                await self._changed.wait()
+        return self.last
+
+
+async def _js_restarts(tmp_path: Path, node: str) -> None:
+    async with Lab(tmp_path, appendonly=False) as lab:
+        worker, api, gateway = lab.worker("worker-0"), lab.role("api", "api"), lab.role("gateway", "gateway")
+        await lab.start(worker, api, gateway)
+        headers = {"Authorization": f"Bearer {SERVICE_KEY}", "Content-Type": "application/json"}
+
+        async def post(n: int) -> None:
+            assert (await lab.http.post("/v1/events", content=like(n), headers=headers)).status_code == 202
+
+        states = States()
+        api_url, ws_url = f"http://127.0.0.1:{lab.api_port}", f"ws://127.0.0.1:{lab.gateway_port}"
+        command = [node, "--experimental-websocket", "examples/follow.mjs", api_url, USER, ws_url]
+        env = {**os.environ, "CLIENT_JWT_SECRET": JWT_SECRET}
+        opened = anyio.open_process(command, cwd=JS_CLIENT, env=env, stderr=subprocess.STDOUT)
+        async with await opened as follower:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(states.collect, follower)
+                try:
+                    await states.wait_for(lambda s: s["loads"] == 1)
+                    assert (
+                        await lab.http.post("/v1/events", content=like(1), headers=headers)
+                    ).status_code == 202
+                    await states.wait_for(lambda s: s["posts"] == ["p-1"])
+
+                    gateway.send(signal.SIGTERM)
+                    await gateway.wait_exit()
+                    assert (
+                        await lab.http.post("/v1/events", content=like(2), headers=headers)
+                    ).status_code == 202
+                    await gateway.start()
+                    state = await states.wait_for(lambda s: s["posts"] == ["p-1", "p-2"])
+                    assert state["loads"] == 1 and state["closes"]  # resumed from its cursor
+
+                    lab.server.sigkill()
+                    await lab.server.restart()
+
+                    async def groups_exist() -> bool:
+                        return all([await has_group(lab.redis, p) for p in range(PARTITIONS)])
+
+                    await wait_until(groups_exist, WAIT_S, what="fan-out groups recreated")
+                    assert (
+                        await lab.http.post("/v1/events", content=like(3), headers=headers)
+                    ).status_code == 202
+                    state = await states.wait_for(lambda s: s["posts"] == ["p-3"])
+                    assert state["loads"] >= 2 and state["unread"] == 1  # refetched: the lost ones are gone
+                finally:
+                    print("follow.mjs printed:", *states.other[-40:], sep="\n")
+                    if follower.returncode is None:
+                        follower.terminate()

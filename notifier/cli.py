@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -26,15 +27,21 @@ from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
 from notifier.api.problems import EXCEPTION_HANDLERS
 from notifier.demo import demo_routes
+from notifier.explain import explain_routes
+from notifier.fanout.backlog import Backlog
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.janitor import Janitor
 from notifier.jobs.worker import JobsService
 from notifier.moderation.classifier import ProfanityCheck
+from notifier.moderation.components import Components
 from notifier.moderation.effects import job_set as moderation_jobs
+from notifier.moderation.queue import ReviewQueue
 from notifier.moderation.routes import MODERATOR_ROLE, moderation_routes
 from notifier.moderation.screening import Screener
-from notifier.runtime import logs, tokens
+from notifier.runtime import logs, metrics, tokens, tracing
+from notifier.runtime.access import with_request_ids
 from notifier.runtime.checks import check_redis_when_up
+from notifier.runtime.health import Health, Started, ops_app, ops_routes
 from notifier.runtime.lifecycle import Service, run_services, unless_signalled
 from notifier.runtime.redis import RedisHandle, open_redis
 from notifier.runtime.server import HttpService
@@ -44,7 +51,6 @@ from schemas.errors import ConfigError
 log = logging.getLogger("notifier")
 
 ROLES = ("api", "worker", "gateway", "jobs", "up")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _http(settings: Settings, app: ASGIApp, port: int) -> HttpService:
@@ -59,9 +65,24 @@ def _http(settings: Settings, app: ASGIApp, port: int) -> HttpService:
 
 
 def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Service]:
+    """The role's services in start order; the last one marks the role ready (/readyz). Metrics
+    go to `metrics.current()` (run_role sets it; one page for every role of `up`)."""
     client = redis.client
+    counted = metrics.current()
+    health = Health(client)
+    ops = ops_routes(health, counted)
     services: list[Service] = []
+    if role in {"worker", "jobs"}:  # no HTTP port of their own otherwise: a small one for probes
+        probes = ops_app(health, counted, exception_handlers=EXCEPTION_HANDLERS)
+        services.append(_http(settings, with_request_ids(probes), settings.metrics.port))
+    if role in {"worker", "api", "up"}:  # the api's page keeps the lag visible with no worker up
+        backlog = Backlog(client, settings.ingest.partitions)
+        counted.add_sampler(lambda: backlog.sample(counted))
     if role in {"worker", "up"}:
+        health.add("fanout", backlog.missing_groups)
+        if settings.moderation.enabled:
+            queue = Components.build(client, settings).queue
+            counted.add_sampler(lambda: _sample_review_queue(queue, counted))
         consumer = settings.fanout.consumer or f"{socket.gethostname()}-{settings.fanout.slot}"
         worker = FanoutWorker(
             client,
@@ -79,35 +100,73 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services.append(pressure)
     if role in {"jobs", "up"}:
         services.append(JobsService(settings.jobs, client, moderation_jobs(settings, client)))
+        outbox = Components.build(client, settings).outbox
+
+        async def sample_outbox() -> None:
+            counted.outbox.set(len(await outbox.pending()))
+
+        counted.add_sampler(sample_outbox)
     if role == "api":
-        app = api_app(settings, client, pressure, _routes(settings, client))
-        services.append(_http(settings, app, settings.http.api_port))
+        app = api_app(settings, client, pressure, [*_routes(settings, client), *ops])
+        services.append(_http(settings, with_request_ids(app), settings.http.api_port))
+    if role in {"gateway", "up"}:
+        hub = Hub(client)
+
+        async def subscribed() -> str | None:
+            return None if hub.subscribed else "pub/sub not subscribed"
+
+        health.add("pubsub", subscribed)
     if role == "gateway":
-        hub = Hub(client)
-        alone = gateway_app(settings, client, hub, Starlette(exception_handlers=EXCEPTION_HANDLERS))
-        services += [hub, _http(settings, alone, settings.http.gateway_port)]
+        alone = gateway_app(
+            settings, client, hub, Starlette(routes=ops, exception_handlers=EXCEPTION_HANDLERS)
+        )
+        services += [hub, _http(settings, with_request_ids(alone), settings.http.gateway_port)]
     if role == "up":
-        hub = Hub(client)
-        rest = api_app(settings, client, pressure, _routes(settings, client))
-        services += [hub, _http(settings, gateway_app(settings, client, hub, rest), settings.http.api_port)]
+        rest = api_app(settings, client, pressure, [*_routes(settings, client), *ops])
+        app = with_request_ids(gateway_app(settings, client, hub, rest))
+        services += [hub, _http(settings, app, settings.http.api_port)]
+    services.append(Started(health))
     return services
 
 
 def _routes(settings: Settings, client: Redis) -> list[BaseRoute]:
-    """The API's routes besides ingest and the inbox: moderation, the OpenAPI document and page,
-    and in dev mode the demo page at /."""
+    """The API's routes besides ingest, the inbox and the probes: moderation, explain, the
+    OpenAPI document and page, and in dev mode the demo page at /."""
     demo = demo_routes(settings) if settings.dev else []  # it hands out a dev token and key
-    return [*moderation_routes(settings, client), *openapi.routes(__version__), *demo]
+    return [
+        *moderation_routes(settings, client),
+        *explain_routes(settings, client),
+        *openapi.routes(__version__),
+        *demo,
+    ]
+
+
+async def _sample_review_queue(queue: ReviewQueue, counted: metrics.Metrics) -> None:
+    counts = await queue.counts()
+    counted.moderation_queue.set(counts["pending"] + counts["claimed"])
+    oldest_ms = counts["oldest_open_ms"]
+    counted.moderation_oldest.set(max(0.0, time.time() - oldest_ms / 1000) if oldest_ms else 0)
 
 
 def _screener(settings: Settings, redis: RedisHandle) -> Screener | None:
     if not settings.moderation.enabled:
         return None
     model = ProfanityCheck() if settings.moderation.classifier else None
-    return Screener(redis.client, settings.moderation, model=model)
+    return Screener.build(redis.client, settings, model=model)
 
 
 async def run_role(role: str, settings: Settings) -> None:
+    metrics.use(metrics.Metrics(enabled=settings.metrics.enabled))  # before any task: all inherit it
+    traced = None if settings.tracing == "none" else tracing.configure(role, settings.tracing)
+    tracing.use(traced)
+    try:
+        await _run_role(role, settings)
+    finally:
+        if traced is not None:
+            traced.shutdown()
+
+
+async def _run_role(role: str, settings: Settings) -> None:
     async with open_redis(settings.redis) as redis:
         log.info("role=%s redis=%s", role, redis.description)
         if redis.blocking:  # a real server: the in-process fake has no config to check
@@ -158,16 +217,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--role", default="user", choices=("user", MODERATOR_ROLE), help="default: user")
     admin.add_commands(sub)
     args = parser.parse_args(argv)
-    level = os.environ.get("NOTIFIER_LOG_LEVEL", "INFO").upper()
-    if level not in LOG_LEVELS:
-        print(f"NOTIFIER_LOG_LEVEL: {level!r} is not one of {', '.join(LOG_LEVELS)}", file=sys.stderr)
-        return 2
-    logs.configure(level)
     try:
         settings = Settings.from_env(_environ_for(args.command))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    log_settings = settings.log
+    logs.configure(log_settings.level, fmt=log_settings.format, access=log_settings.access, role=args.command)
     missing = _missing_for(args.command, settings)
     if missing:
         print(f"{args.command} needs {missing}", file=sys.stderr)
@@ -189,30 +245,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # the settings sections each role reads (besides NOTIFIER_LOG_LEVEL); `up` reads them all
 _SECTIONS: Final = {
-    "api": ("redis", "auth", "ingest", "feeds", "moderation", "http"),
-    "worker": ("redis", "ingest", "fanout", "feeds", "moderation"),
-    "gateway": ("redis", "auth", "gateway", "http"),
-    "jobs": ("redis", "jobs", "moderation", "feeds"),
+    "api": ("redis", "auth", "ingest", "feeds", "moderation", "http", "log", "metrics"),
+    "worker": ("redis", "ingest", "fanout", "feeds", "moderation", "log", "metrics"),
+    "gateway": ("redis", "auth", "gateway", "http", "log", "metrics"),
+    "jobs": ("redis", "jobs", "moderation", "feeds", "log", "metrics"),
 }
 _PORTS: Final = {
-    "api": "NOTIFIER_HTTP_API_PORT (HTTP)",
-    "gateway": "NOTIFIER_HTTP_GATEWAY_PORT (WebSocket /v1/ws)",
-    "up": "NOTIFIER_HTTP_API_PORT (HTTP and the WebSocket /v1/ws)",
+    "api": ("NOTIFIER_HTTP_API_PORT (HTTP)", "api_port"),
+    "gateway": ("NOTIFIER_HTTP_GATEWAY_PORT (WebSocket /v1/ws)", "gateway_port"),
+    "up": ("NOTIFIER_HTTP_API_PORT (HTTP and the WebSocket /v1/ws)", "api_port"),
 }
 _SECRET: Final = frozenset({"jwt_secret", "services"})
 
 
 def _role_help(role: str) -> str:
     defaults = Settings()
-    sections = _SECTIONS.get(role) or [f.name for f in dataclasses.fields(Settings) if f.name != "dev"]
-    port = defaults.http.gateway_port if role == "gateway" else defaults.http.api_port
-    lines = [f"listens on: {_PORTS[role]}, default {port}" if role in _PORTS else "listens on: no port"]
+    sections = _SECTIONS.get(role) or [
+        f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(getattr(defaults, f.name))
+    ]
+    if role in _PORTS:
+        what, name = _PORTS[role]
+        lines = [f"listens on: {what}, default {getattr(defaults.http, name)}"]
+    else:
+        lines = [f"listens on: NOTIFIER_METRICS_PORT (/metrics and probes), default {defaults.metrics.port}"]
     lines.append("settings it reads (environment = default):")
     for section in sections:
         values = getattr(defaults, section)
         for field in dataclasses.fields(values):
             lines.append(f"  NOTIFIER_{section}_{field.name}".upper() + f" = {_shown(field.name, values)}")
-    lines.append("  NOTIFIER_LOG_LEVEL = INFO")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from notifier.demo import DemoSession, SessionBody
 from notifier.moderation import replies
 from notifier.moderation.queue import STATES
 from notifier.moderation.routes import MAX_PAGE as MODERATION_MAX_PAGE
-from notifier.moderation.routes import BanBody, BulkBody, DecisionBody
+from notifier.moderation.routes import BanBody, BulkBody, DecisionBody, LiftBody, ReportBody
 from schemas import http
 from schemas.events import Event
 
@@ -51,6 +51,7 @@ class Op:
     status: int = 200
     body: object = None
     params: tuple[Param, ...] = field(default_factory=tuple)
+    also: tuple[int, ...] = ()  # more success statuses with the same answer
 
 
 def _limit(high: int, default: int) -> Param:
@@ -130,7 +131,54 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         ),
     ),
     Op("get", "/v1/moderation/audit/verify", "moderation", "Check the audit hash chain", replies.AuditCheck),
-    Op("get", "/readyz", "meta", "Ready once Redis answers", http.Ready),
+    Op(
+        "post",
+        "/v1/moderation/bans/{actor}/lift",
+        "moderation",
+        "Lift a ban",
+        JSON,
+        body=LiftBody,
+        params=(Param("actor", {"type": "string"}, "path"),),
+    ),
+    Op(
+        "get",
+        "/v1/moderation/actors/{actor}",
+        "moderation",
+        "An actor's enforcement history",
+        JSON,
+        params=(Param("actor", {"type": "string"}, "path"),),
+    ),
+    Op("get", "/v1/moderation/stats", "moderation", "Queue numbers", JSON),
+    Op(
+        "get", "/v1/moderation/live", "moderation", "Queue changes as server-sent events", "text/event-stream"
+    ),
+    Op(
+        "get",
+        "/v1/admin/events/{event_id}/explain",
+        "moderation",
+        "Where an event is: log, fan-out, moderation, recipients",
+        JSON,
+        params=(Param("event_id", {"type": "string"}, "path"), Param("user", {"type": "string"})),
+    ),
+    Op("post", "/v1/me/reports", "inbox", "Report content", JSON, 201, ReportBody, also=(200,)),
+    Op(
+        "get",
+        "/v1/me/reports",
+        "inbox",
+        "The caller's reports",
+        JSON,
+        params=(_limit(MODERATION_MAX_PAGE, 50),),
+    ),
+    Op(
+        "get",
+        "/readyz",
+        "meta",
+        "Ready once Redis answers and every service started",
+        http.Ready,
+        also=(503,),
+    ),
+    Op("get", "/livez", "meta", "Alive", JSON),
+    Op("get", "/metrics", "meta", "Prometheus metrics", "text/plain"),
     Op("get", "/openapi.json", "meta", "This document", "application/json"),
     Op("get", "/docs", "meta", "This document as a page", "text/html"),
     Op("get", "/moderation", "meta", "Redirects to the console", 308, 308),
@@ -199,19 +247,18 @@ def _operation(op: Op, ref: dict[int, Json]) -> Json:
         out["requestBody"] = {"required": True, "content": {JSON: {"schema": ref[id(op.body)]}}}
     problem = {"content": {PROBLEM: {"schema": {"$ref": _REF.format(name="Problem")}}}}
     responses: Json = {"default": {"description": "a problem: `error` says which", **problem}}
-    if isinstance(op.reply, str):
-        responses[str(op.status)] = {"description": op.summary, "content": {op.reply: {}}}
-    elif isinstance(op.reply, int):
-        responses[str(op.reply)] = {"description": op.summary}
-    else:
-        responses[str(op.status)] = {
-            "description": op.summary,
-            "content": {JSON: {"schema": ref[id(op.reply)]}},
-        }
+    for status in (op.status, *op.also):
+        if isinstance(op.reply, str):
+            responses[str(status)] = {"description": op.summary, "content": {op.reply: {}}}
+        elif isinstance(op.reply, int):
+            responses[str(op.reply)] = {"description": op.summary}
+        else:
+            content = {JSON: {"schema": ref[id(op.reply)]}}
+            responses[str(status)] = {"description": op.summary, "content": content}
     if op.body is Event:  # every event refused: the problem carries the verdicts
         either = {"anyOf": [{"$ref": _REF.format(name=n)} for n in ("IngestRefused", "Problem")]}
-        for status in ("400", "403", "413", "422"):
-            responses[status] = {
+        for refused in ("400", "403", "413", "422"):
+            responses[refused] = {
                 "description": "a problem; with the verdicts when every event was refused",
                 "content": {PROBLEM: {"schema": either}},
             }

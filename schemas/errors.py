@@ -28,6 +28,7 @@ class Reason(StrEnum):
     CLAIMED = "claimed"  # a review item under another moderator's live claim
     DECIDED = "decided"  # a review item already decided otherwise (a rejection is final)
     INTERNAL = "internal"  # a bug on our side: the request may be retried, the log says more
+    RATE_LIMITED = "rate_limited"  # too many of this kind of request from one user; retry later
 
 
 class WireCodes(NamedTuple):
@@ -46,6 +47,7 @@ CODES: Final[dict[Reason, WireCodes]] = {
     Reason.DUPLICATE: WireCodes(409, 4409),
     Reason.NOT_FOUND: WireCodes(404, 4404),
     Reason.METHOD_NOT_ALLOWED: WireCodes(405, 4405),
+    Reason.RATE_LIMITED: WireCodes(429, 4429),
     Reason.OVERLOADED: WireCodes(503, 4429),
     Reason.BACKLOG: WireCodes(503, 4503),
     Reason.UNAVAILABLE: WireCodes(503, 4503),

@@ -84,3 +84,4 @@ class Marked(msgspec.Struct):
 
 class Ready(msgspec.Struct):
     ready: bool
+    reasons: list[str] | None = None  # with 503: what is not ready yet

@@ -132,7 +132,9 @@ def mod_item(item_id: str) -> str:
 
 
 def mod_index(name: str) -> str:
-    """Sorted set: item ids by arrival sequence; `name` is all | open | approved | rejected."""
+    """Sorted set: item ids by arrival sequence; `name` is all | open | approved | rejected, or
+    held (open items the policy held), or `urgent`: the open items by urgency
+    (notifier/moderation/urgency.py), or `claimed`: items by the end of their claim."""
     return f"modq:{_MOD}:{name}"
 
 
@@ -156,6 +158,11 @@ def mod_effects() -> str:
     return f"modfx:{_MOD}"
 
 
+def mod_changes() -> str:
+    """Pub/sub channel: every change to the review queue and bans, pushed to open consoles."""
+    return f"modlive:{_MOD}"
+
+
 def audit() -> str:
     """Stream: the append-only, hash-chained audit trail of moderation decisions and bans."""
     return f"audit:{_MOD}"
@@ -164,6 +171,48 @@ def audit() -> str:
 def audit_head() -> str:
     """String: the hash of the audit trail's last record (the chain's anchor)."""
     return f"audit-head:{_MOD}"
+
+
+def mod_reports(item_id: str) -> str:
+    """Hash: reporter -> JSON {reason, note, at_ms}: who reported a review item (one each)."""
+    return f"modrep:{_MOD}:{item_id}"
+
+
+def mod_reported_by(user: str) -> str:
+    """Sorted set: the review items a user reported, by report time (what they see the outcome of)."""
+    return f"modmine:{_MOD}:{user}"
+
+
+def mod_report_rate(user: str, window: int) -> str:
+    """Counter with TTL: a user's reports in one rate window (window = time // window length)."""
+    return f"modrl:{_MOD}:{user}:{window}"
+
+
+def mod_enforcement(actor: str) -> str:
+    """List: the actor's bans, suspensions and unbans as JSON records, newest first (capped)."""
+    return f"modenf:{_MOD}:{actor}"
+
+
+def mod_dropped(actor: str) -> str:
+    """Sorted set: event ids of a banned actor's events dropped in the fan-out, by acceptance time."""
+    return f"moddrop:{_MOD}:{actor}"
+
+
+def mod_dropped_counts() -> str:
+    """Hash: actor -> how many of their events were dropped because they were banned."""
+    return f"moddropn:{_MOD}"
+
+
+def mod_content(actor: str) -> str:
+    """Sorted set with TTL: the actor's delivered comments and mentions as `PARTITION/ENTRY` event-log
+    positions, by acceptance time, for the event log's retention (what ban-and-remove recalls)."""
+    return f"modc:{{a:{actor}}}"
+
+
+def mod_ref(ref: str) -> str:
+    """Hash with TTL: event id -> `PARTITION/ENTRY` of the events behind one reportable thing
+    (`comment:ID`, or `post:ID:ACTOR` for a mention in a post)."""
+    return f"modref:{{r:{ref}}}"
 
 
 def mod_velocity(actor: str) -> str:

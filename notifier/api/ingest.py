@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from notifier.runtime.metrics import Metrics
 from notifier.runtime.settings import IngestSettings, ServiceKey
 from schemas import decoding
 from schemas.errors import CODES, Reason, Rejected
@@ -79,7 +80,9 @@ def check_event(
     return event, None
 
 
-async def ingest(request: Request, log: EventLog, settings: IngestSettings, service: ServiceKey) -> Response:
+async def ingest(
+    request: Request, log: EventLog, settings: IngestSettings, service: ServiceKey, counted: Metrics
+) -> Response:
     require_json(request)
     body = await read_body(request, settings.max_body_bytes)
     raws, batched = split_batch(body, settings.max_batch_events)
@@ -109,6 +112,7 @@ async def ingest(request: Request, log: EventLog, settings: IngestSettings, serv
                 continue
         assert error is not None
         counts["rejected"] += 1
+        counted.ingest_events_rejected[error.reason].inc()
         result = {"status": "rejected", "error": error.reason.value, "detail": error.detail}
         if error.pointer:
             result["pointer"] = error.pointer
@@ -116,6 +120,8 @@ async def ingest(request: Request, log: EventLog, settings: IngestSettings, serv
         if event_id:
             result["id"] = event_id
         results.append(result)
+    counted.ingest_events_accepted.inc(counts["accepted"])
+    counted.ingest_events_duplicate.inc(counts["duplicate"])
     reply = {**counts, "results": results}
     if counts["accepted"] + counts["duplicate"]:
         return Response(orjson.dumps(reply), status_code=202, media_type="application/json")

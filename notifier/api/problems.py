@@ -38,6 +38,7 @@ TITLES: Final[dict[Reason, str]] = {
     Reason.CLAIMED: "Claimed by another moderator",
     Reason.DECIDED: "Already decided",
     Reason.INTERNAL: "Internal error",
+    Reason.RATE_LIMITED: "Too many requests; retry later",
 }
 
 
@@ -57,7 +58,7 @@ def body_of(reason: Reason, detail: str, pointer: str = "") -> dict[str, object]
 
 def problem(exc: Rejected, *, headers: dict[str, str] | None = None) -> JSONResponse:
     body = body_of(exc.reason, exc.detail, exc.pointer)
-    if exc.http_status == 503:
+    if exc.http_status in (429, 503):
         headers = {"Retry-After": RETRY_AFTER_S, **(headers or {})}
     if exc.reason is Reason.UNAUTHORIZED:
         headers = {"WWW-Authenticate": "Bearer", **(headers or {})}

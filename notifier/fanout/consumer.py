@@ -16,9 +16,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from feeds.changelog import push_tag
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
+from notifier.runtime import metrics, tracing
 from notifier.runtime.eventlog import LoggedEvent, decode_entry
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import FanoutSettings
@@ -75,6 +77,8 @@ class FanoutWorker:
         self._screen = screen
         self._stopping = anyio.Event()
         self.stats = Stats()
+        self._metrics = metrics.current()
+        self._traced = tracing.current()
 
     # -- Service -------------------------------------------------------------------------
 
@@ -111,6 +115,7 @@ class FanoutWorker:
                 error = f"gave up after {p['times_delivered']} deliveries"
                 if await self._dead.move(partition, p["message_id"], p["times_delivered"], error):
                     self.stats.dead_lettered += 1
+                    self._metrics.dead_lettered.inc()
                     log.warning("dead-lettered partition=%d entry=%s", partition, p["message_id"])
             else:
                 retry.append(p["message_id"])
@@ -120,6 +125,7 @@ class FanoutWorker:
             stream, keys.FANOUT_GROUP, self.consumer, min_idle_time=idle, message_ids=retry
         )
         self.stats.reclaimed += len(claimed)
+        self._metrics.reclaimed.inc(len(claimed))
         await self._process(partition, claimed)
         return len(claimed)
 
@@ -209,6 +215,7 @@ class FanoutWorker:
         return reply[0][1] if reply else []
 
     async def _process(self, partition: int, entries: Sequence[Entry]) -> None:
+        started = time.perf_counter()
         events: list[LoggedEvent] = []
         for entry_id, fields in entries:
             if not fields:  # deleted from the log while pending: nothing to apply
@@ -219,33 +226,60 @@ class FanoutWorker:
             except (KeyError, ValueError, msgspec.DecodeError) as exc:
                 await self._dead.move(partition, entry_id, 1, f"undecodable entry: {exc}")
                 self.stats.dead_lettered += 1
+                self._metrics.dead_lettered.inc()
         if not events:
             return
         # moderation: screened events not returned are held or dropped, and acked all the same
         apply = events if self._screen is None else await self._screen.screen(events)
-        failed = await apply_events(self._inbox, self._limits, apply)
+        failed = await apply_events(self._inbox, self._limits, apply, self._metrics, self._traced)
         done = [e.entry_id for e in events if e.entry_id not in failed]
         if failed:
             self.stats.failed += len(failed)
+            self._metrics.events_failed.inc(len(failed))
             await self._dead.record_errors(partition, failed)
             log.warning("apply failed partition=%d entries=%d", partition, len(failed))
         if done:
             await self._redis.xack(keys.events(partition), keys.FANOUT_GROUP, *done)
             self.stats.applied += len(done)
+            self._metrics.events_applied.inc(len(done))
+        self._metrics.apply_seconds.observe(time.perf_counter() - started)
         log.debug("batch partition=%d applied=%d failed=%d", partition, len(done), len(failed))
 
 
-async def apply_events(inbox: Inbox, limits: FeedLimits, events: Sequence[LoggedEvent]) -> dict[bytes, str]:
-    """Apply every item of `events` in one round trip; the error of each event that failed."""
+async def apply_events(
+    inbox: Inbox,
+    limits: FeedLimits,
+    events: Sequence[LoggedEvent],
+    counted: metrics.Metrics | None = None,
+    traced: tracing.Tracing | None = None,
+) -> dict[bytes, str]:
+    """Apply every item of `events` in one round trip; the error of each event that failed.
+    `counted` counts the items written; `traced` traces the batch, each event and each item."""
     ops: list[ItemOp] = []
     owners: list[bytes] = []
+    tags: list[str] = []
+    spans = None
+    if traced is not None:
+        from .spans import ApplySpans  # needs the tracing extra, which only a traced role has
+
+        spans = ApplySpans(traced, events)
     for logged in events:
         for op in plan(logged.event, limits):
             ops.append(op)
             owners.append(logged.entry_id)
-    errors = await inbox.apply(ops)
+            tags.append(push_tag(logged.accepted_ms) if spans is None else spans.tag(logged, op))
+    try:
+        errors = await inbox.apply(ops, tags)
+    except BaseException as exc:
+        if spans is not None:
+            spans.end([exc] * len(ops))
+        raise
+    if spans is not None:
+        spans.end(errors)
     failed: dict[bytes, str] = {}
     for owner, error in zip(owners, errors, strict=True):
         if error is not None:
             failed.setdefault(owner, f"{type(error).__name__}: {error}")
+    if counted is not None:
+        counted.items_applied.inc(len(errors) - sum(e is not None for e in errors))
     return failed

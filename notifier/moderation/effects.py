@@ -24,6 +24,8 @@ from notifier.runtime.settings import Settings
 from schemas import keys
 from schemas.events import decode_event
 
+from .components import Components
+from .outbox import Outbox
 from .queue import ReviewQueue
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,9 @@ MAX_RETRY_S: Final = 60.0
 
 
 class Effects:
-    def __init__(self, queue: ReviewQueue, inbox: Inbox, limits: FeedLimits) -> None:
+    def __init__(self, queue: ReviewQueue, outbox: Outbox, inbox: Inbox, limits: FeedLimits) -> None:
         self._queue = queue
+        self._outbox = outbox
         self._inbox = inbox
         self._limits = limits
 
@@ -55,7 +58,7 @@ class Effects:
             errors = [e for e in await self._inbox.apply(ops) if e is not None]
             if errors:
                 raise errors[0]  # the job is retried; the applied part is idempotent
-        await self._queue.effect_done(effect)
+        await self._outbox.done(effect)
         log.info("moderation effect=%s items=%d", effect, len(ops))
         return len(ops)
 
@@ -64,7 +67,7 @@ class EffectsContext(TypedDict, total=False):
     """The arq `ctx` of the jobs worker: ours, and the keys arq adds."""
 
     effects: Required[Effects]
-    queue: Required[ReviewQueue]
+    outbox: Required[Outbox]
     pool: Required[ArqRedis]
     retry_s: Required[float]
     job_try: int  # arq: 1 on the first run
@@ -91,7 +94,7 @@ async def recall_job(ctx: EffectsContext, item_id: str) -> int:
 async def sweep_job(ctx: EffectsContext) -> int:
     """Enqueue every effect still in the outbox (one in flight per effect: job ids are fixed)."""
     enqueued = 0
-    for effect in await ctx["queue"].effects():
+    for effect in await ctx["outbox"].pending():
         enqueued += await enqueue(ctx["pool"], effect)
     return enqueued
 
@@ -110,10 +113,10 @@ async def enqueue(pool: ArqRedis, effect: str) -> bool:
 
 def job_set(settings: Settings, redis: Redis) -> JobSet:
     """What the jobs role runs for moderation."""
-    queue = ReviewQueue(redis, settings.moderation)
+    parts = Components.build(redis, settings)
     ctx: EffectsContext = {
-        "effects": Effects(queue, Inbox(redis, settings.feeds), settings.feeds),
-        "queue": queue,
+        "effects": Effects(parts.queue, parts.outbox, Inbox(redis, settings.feeds), settings.feeds),
+        "outbox": parts.outbox,
         "pool": jobqueue.job_pool(redis),
         "retry_s": settings.jobs.retry_s,
     }

@@ -49,6 +49,16 @@ _LEET: Final = str.maketrans(
 )  # fmt: skip
 _EDGE_PUNCTUATION: Final = ".,;:!?)]}\"'“”‘’«»…([{"
 _PARTS: Final = re.compile(r"[a-z0-9]+")
+# Words people write with letters starred out ('f***', 'sh*t', 'a**hole'): a token with stars
+# between letters becomes the word of its length whose visible letters fit.
+_MASKABLE: Final = (
+    "fuck", "fucking", "fucker", "fucked", "fuckin", "motherfucker", "shit", "shitty", "bitch",
+    "asshole", "cunt", "dick", "dickhead", "bastard", "whore", "slut", "twat", "wanker", "piss",
+    "damn", "hell", "crap", "retard", "faggot",
+)  # fmt: skip
+_ONE_LETTER_WORDS: Final = frozenset("aiur")  # 'a', 'I', 'u' (you), 'r' (are)
+_SPLIT_ARTICLE: Final = 5  # from this length on, such a run reads as that word + a spaced word
+_MASKED: Final = re.compile(r"[a-z]*\*+[a-z*]*")
 
 
 def fold(text: str) -> str:
@@ -60,12 +70,23 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFC", "".join(kept))
 
 
+def unmask(token: str) -> str | None:
+    """The starred-out word `token` spells ('f***ing' -> 'fucking'), or None."""
+    if not _MASKED.fullmatch(token) or sum(c.isalpha() for c in token) < 1:
+        return None
+    pattern = re.compile(token.replace("*", "[a-z]"))
+    return next((word for word in _MASKABLE if pattern.fullmatch(word)), None)
+
+
 def _token_parts(raw: str) -> list[str]:
     token = raw.strip(_EDGE_PUNCTUATION)
     if not token:
         return []
     if any(c.isalpha() for c in token):
         token = token.translate(_LEET)  # 'sh1t', 'a$$'; a bare number stays a number
+    word = unmask(token)
+    if word is not None:
+        return [word]
     parts = _PARTS.findall(token)
     if len(parts) >= 3 and all(len(p) == 1 for p in parts):
         return ["".join(parts)]  # f.u.c.k, f-u-c-k
@@ -88,18 +109,23 @@ def canonical(text: str) -> Canonical:
     words: list[str] = []
     for raw in fold(text).split():
         words += _token_parts(raw)
-    return Canonical(" ".join(words))
+    return Canonical(spaced_runs_joined(words))
 
 
 def spaced_runs_joined(words: list[str]) -> str:
-    """Runs of three or more one-letter words joined ('f u c k off' -> 'fuck off'): what a
-    word-level classifier should see."""
+    """Runs of three or more one-letter words joined ('f u c k off' -> 'fuck off',
+    'S c u n t h o r p e' -> 'scunthorpe')."""
     out: list[str] = []
     run: list[str] = []
     for word in [*words, ""]:
         if len(word) == 1:
             run.append(word)
             continue
+        if set(run) <= _ONE_LETTER_WORDS:
+            out += run  # 'u r a' (you are a): chat words, not a spelled-out word
+            run = []
+        elif len(run) >= _SPLIT_ARTICLE and run[0] in _ONE_LETTER_WORDS:
+            out.append(run.pop(0))  # 'a d i c k h e a d' -> 'a dickhead'
         out += ["".join(run)] if len(run) >= 3 else run
         run = []
         if word:

@@ -28,6 +28,8 @@ NEVER: Final = 2.0  # scores are at most 1
 # profanity, not abuse, and scores "fucking awesome" as high as an insult.
 DEFAULTS: Final[dict[str, Threshold]] = {
     "blocklist": Threshold("blocklist", flag=0.5, hold=0.9, drop=NEVER),
+    "targeted": Threshold("targeted", flag=0.5, hold=0.9, drop=NEVER),
+    "scam": Threshold("scam", flag=0.5, hold=0.9, drop=NEVER),
     "links": Threshold("links", flag=0.5, hold=0.9, drop=NEVER),
     "velocity": Threshold("velocity", flag=0.5, hold=0.9, drop=NEVER),
     "duplicate": Threshold("duplicate", flag=0.5, hold=0.9, drop=NEVER),

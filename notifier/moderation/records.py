@@ -35,6 +35,7 @@ class Recent(msgspec.Struct, frozen=True):
     state: str
     rules: list[str]
     created_ms: int
+    text: str = ""
 
 
 class Context(msgspec.Struct, frozen=True):
@@ -57,7 +58,7 @@ class Item(msgspec.Struct, frozen=True):
     state: str  # pending | claimed | approved | rejected
     delivered: bool  # its notifications were applied to the recipients' inboxes
     created_ms: int
-    position: str  # the event-log entry
+    position: str  # the event-log entry as ingest reports it: PARTITION/ENTRY ("" for an actor)
     event: msgspec.Raw
     claimed_by: str = ""
     claim_until_ms: int = 0
@@ -65,6 +66,8 @@ class Item(msgspec.Struct, frozen=True):
     decided_at_ms: int = 0
     note: str = ""
     version: int = 0
+    reporters: int = 0  # distinct users who reported it
+    reasons: dict[str, int] = {}  # report reason -> how many reporters gave it
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +88,53 @@ class Ban(msgspec.Struct, frozen=True):
     at_ms: int
     by: str
     reason: str
+    until_ms: int = 0  # a suspension ends here; 0: a ban, until lifted
+
+    def covers(self, accepted_ms: int) -> bool:
+        """Whether an event accepted at `accepted_ms` falls under this ban or suspension."""
+        return accepted_ms >= self.at_ms and (not self.until_ms or accepted_ms < self.until_ms)
+
+
+class Enforcement(msgspec.Struct, frozen=True):
+    """One ban, suspension or unban of an actor, as the actor's enforcement history keeps it."""
+
+    action: str  # ban | suspend | unban
+    at_ms: int
+    by: str
+    reason: str
+    until_ms: int = 0
+
+
+class Report(msgspec.Struct, frozen=True):
+    reason: str
+    note: str
+    at_ms: int
+
+
+class Stats(msgspec.Struct, frozen=True):
+    """Counts per state and the oldest open item's wait: what the console shows and alerts read."""
+
+    pending: int
+    claimed: int
+    held: int  # open items the policy held (nobody was notified yet)
+    approved: int
+    rejected: int
+    oldest_open_ms: int  # when the oldest open item arrived; 0 when none is open
+    oldest_wait_s: float
+    dropped_for_bans: int  # events dropped in the fan-out because their actor was banned
 
 
 def text_of(event: Event) -> str:
     return event.text if isinstance(event, Comment | Mention) else ""
+
+
+def audience(event: Event) -> tuple[list[str], str]:
+    """Who a comment or mention notified, and the post (thread) it belongs to."""
+    if isinstance(event, Comment):
+        return [event.owner], event.post
+    if isinstance(event, Mention):
+        return list(dict.fromkeys(event.users)), event.post
+    return [], ""
 
 
 def stored_fields(raw: dict[bytes, bytes]) -> dict[str, str]:
@@ -121,6 +167,8 @@ def decode_item(raw: dict[bytes, bytes], now_ms: int) -> Item:
         decided_at_ms=int(f.get("decided_at_ms") or 0),
         note=f.get("note", ""),
         version=int(f.get("version") or 0),
+        reporters=int(f.get("reporters") or 0),
+        reasons=msgspec.json.decode(f["reasons"], type=dict[str, int]) if f.get("reasons") else {},
     )
 
 

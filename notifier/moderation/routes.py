@@ -1,28 +1,32 @@
 """The moderator API under /v1/moderation: moderator tokens only (401 without a valid token,
 403 for any other role), on every route. The audit trail is read-only here: no route changes it
-except as the record of a decision or ban."""
+except as the record of a decision or ban. Users report under /v1/me/reports with their own
+token."""
 
 from __future__ import annotations
 
 import re
 import secrets
-from typing import Annotated, Final, Literal, TypeVar
+from typing import Annotated, Final, Literal, TypeVar, cast
 
 import msgspec
 from redis.asyncio import Redis
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from notifier.runtime import jobqueue, tokens
 from notifier.runtime.settings import AuthSettings, Settings
 from schemas import decoding
 from schemas.errors import Reason, Rejected
-from schemas.events import ID_PATTERN, Id
+from schemas.events import ID_PATTERN, Id, decode_event
 
 from . import console, effects
-from .queue import STATES, ReviewQueue
-from .records import Moderator, Outcome
+from .components import Components
+from .live import changes
+from .queue import STATES, Order
+from .records import Moderator, Outcome, Stats, audience
+from .reports import ReportReason, TargetKind
 
 MODERATOR_ROLE: Final = "moderator"
 MAX_BODY_BYTES: Final = 64 * 1024
@@ -45,16 +49,45 @@ class BulkBody(msgspec.Struct, forbid_unknown_fields=True):
     note: Note = ""
 
 
+Reason_ = Annotated[str, msgspec.Meta(min_length=1, max_length=2_000)]
+MAX_SUSPENSION_S: Final = 365 * 86_400
+
+
 class BanBody(msgspec.Struct, forbid_unknown_fields=True):
     actor: Id
-    reason: Note = ""
+    reason: Reason_
+    duration_s: Annotated[int, msgspec.Meta(ge=0, le=MAX_SUSPENSION_S)] = 0  # 0: until lifted
+    remove_content: bool = False  # also recall what they delivered (within the log's retention)
 
 
-def moderator(request: Request, auth: AuthSettings) -> Moderator:
+class LiftBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Reason_
+
+
+class Target(msgspec.Struct, forbid_unknown_fields=True):
+    kind: TargetKind
+    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:@-]{1,300}$")]  # ids, group ids
+
+
+class ReportBody(msgspec.Struct, forbid_unknown_fields=True):
+    target: Target
+    reason: ReportReason
+    note: Annotated[str, msgspec.Meta(max_length=1_000)] = ""
+
+
+def _claims(request: Request, auth: AuthSettings) -> tokens.Claims:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Rejected(Reason.UNAUTHORIZED, "missing token (Authorization: Bearer JWT)")
-    claims = tokens.verify(token.strip(), auth)
+    return tokens.verify(token.strip(), auth)
+
+
+def user_of(request: Request, auth: AuthSettings) -> str:
+    return _claims(request, auth).user
+
+
+def moderator(request: Request, auth: AuthSettings) -> Moderator:
+    claims = _claims(request, auth)
     if claims.role != MODERATOR_ROLE:
         raise Rejected(Reason.FORBIDDEN, "moderators only")
     given = request.headers.get("x-request-id", "")
@@ -92,15 +125,25 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
 
 def _item_id(request: Request) -> str:
     item_id = str(request.path_params["item_id"])
-    if not _ID.fullmatch(item_id):
+    bare = item_id.removeprefix("actor~")  # the item of a reported actor
+    if not _ID.fullmatch(bare):
         raise Rejected(Reason.NOT_FOUND, "no such review item")
     return item_id
 
 
+def _actor(request: Request) -> str:
+    actor = str(request.path_params["actor"])
+    if not _ID.fullmatch(actor):
+        raise Rejected(Reason.NOT_FOUND, "no such actor")
+    return actor
+
+
 def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
-    queue = ReviewQueue(redis, settings.moderation)
+    parts = Components.build(redis, settings)
+    queue, bans, reports = parts.queue, parts.bans, parts.reports
     pool = jobqueue.job_pool(redis)
     auth = settings.auth
+    history_items = settings.moderation.history_items
 
     async def settle(outcome: Outcome) -> dict[str, object]:
         if outcome.effect:  # in the outbox already: if this enqueue fails, the sweep does it
@@ -115,10 +158,18 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         actor = request.query_params.get("actor") or None
         if actor is not None and not _ID.fullmatch(actor):
             raise Rejected(Reason.INVALID, "actor is not a valid id", "/actor")
+        order = request.query_params.get("order") or "arrival"
+        if order not in {"arrival", "urgency"}:
+            raise Rejected(Reason.INVALID, "order must be arrival or urgency", "/order")
+        text = request.query_params.get("q") or None
+        if text is not None and len(text) > 200:
+            raise Rejected(Reason.INVALID, "q is at most 200 characters", "/q")
         page = await queue.page(
             state=state,
             reason=request.query_params.get("reason") or None,
             actor=actor,
+            text=text,
+            order=cast("Order", order),
             after=_int(request, "after", 0, 0, 2**62),
             limit=_int(request, "limit", 50, 1, MAX_PAGE),
         )
@@ -129,8 +180,23 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         item = await queue.get(_item_id(request))
         if item is None:
             raise Rejected(Reason.NOT_FOUND, "no such review item")
-        banned = bool(await queue.bans_of([item.actor]))
-        return _json({"item": item, "actor_banned": banned})
+        ban = (await bans.of([item.actor])).get(item.actor)
+        recipients, post = audience(decode_event(bytes(item.event))) if item.type != "actor" else ([], "")
+        filed = [
+            {"reporter": who, "reason": r.reason, "note": r.note, "at_ms": r.at_ms}
+            for who, r in await reports.of_item(item.id)
+        ]
+        return _json(
+            {
+                "item": item,
+                "actor_banned": ban is not None and ban.covers(parts.ledger.clock()),
+                "ban": ban,
+                "recipients": recipients,
+                "post": post,
+                "reports": filed,
+                "history": await queue.history(item.actor, history_items),
+            }
+        )
 
     async def claim(request: Request) -> Response:
         who = moderator(request, auth)
@@ -168,22 +234,68 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
 
     async def list_bans(request: Request) -> Response:
         moderator(request, auth)
-        return _json({"bans": await queue.bans()})
+        return _json({"bans": await bans.active()})
 
     async def ban(request: Request) -> Response:
         who = moderator(request, auth)
         body = await _body(request, BanBody)
-        banned, outcomes = await queue.ban(body.actor, who, body.reason)
+        banned, outcomes = await bans.ban(
+            body.actor, who, body.reason, duration_s=body.duration_s, remove_content=body.remove_content
+        )
         for outcome in outcomes:
             await settle(outcome)
         return _json({"ban": banned, "rejected": [o.item.id for o in outcomes if o.changed]})
+
+    async def lift(request: Request) -> Response:
+        who = moderator(request, auth)
+        body = await _body(request, LiftBody)
+        return _json({"lifted": await bans.unban(_actor(request), who, body.reason)})
+
+    async def actor(request: Request) -> Response:
+        moderator(request, auth)
+        name = _actor(request)
+        dropped = await bans.dropped(name, _int(request, "limit", 50, 1, MAX_PAGE))
+        return _json(
+            {
+                "actor": name,
+                "ban": (await bans.of([name])).get(name),
+                "enforcement": await bans.history(name),
+                "dropped": {
+                    "count": dropped.count,
+                    "events": [{"id": i, "accepted_ms": t} for i, t in dropped.events],
+                },
+                "history": await queue.history(name, history_items),
+            }
+        )
+
+    async def stats(request: Request) -> Response:
+        moderator(request, auth)
+        counts = await queue.counts()
+        now = parts.ledger.clock()
+        oldest = counts["oldest_open_ms"]
+        return _json(
+            Stats(
+                pending=counts["pending"],
+                claimed=counts["claimed"],
+                held=counts["held"],
+                approved=counts["approved"],
+                rejected=counts["rejected"],
+                oldest_open_ms=oldest,
+                oldest_wait_s=round((now - oldest) / 1000, 3) if oldest else 0.0,
+                dropped_for_bans=await bans.dropped_total(),
+            )
+        )
 
     async def audit_trail(request: Request) -> Response:
         moderator(request, auth)
         after = request.query_params.get("after") or None
         if after is not None and not re.fullmatch(r"\d{1,20}-\d{1,20}", after):
             raise Rejected(Reason.INVALID, "after must be a previous page's next", "/after")
-        links, next_after = await queue.audit_page(after, _int(request, "limit", 50, 1, MAX_PAGE))
+        order = request.query_params.get("order") or "oldest"
+        if order not in {"oldest", "newest"}:
+            raise Rejected(Reason.INVALID, "order must be oldest or newest", "/order")
+        limit = _int(request, "limit", 50, 1, MAX_PAGE)
+        links, next_after = await parts.ledger.page(after, limit, newest_first=order == "newest")
         records = [
             {"id": link.entry, "record": msgspec.Raw(link.body), "prev": link.prev, "hash": link.hash}
             for link in links
@@ -192,7 +304,7 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
 
     async def audit_verify(request: Request) -> Response:
         moderator(request, auth)
-        result = await queue.verify_audit()
+        result = await parts.ledger.verify()
         return _json(
             {
                 "ok": result.ok,
@@ -201,6 +313,21 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
                 "problem": result.problem,
             }
         )
+
+    async def live(request: Request) -> Response:
+        moderator(request, auth)
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(changes(redis), media_type="text/event-stream", headers=headers)
+
+    async def file_report(request: Request) -> Response:
+        user = user_of(request, auth)
+        body = await _body(request, ReportBody)
+        filed = await reports.file(user, body.target.kind, body.target.id, body.reason, body.note)
+        return _json({"items": filed.items, "new": filed.new}, 201 if filed.new else 200)
+
+    async def my_reports(request: Request) -> Response:
+        user = user_of(request, auth)
+        return _json({"reports": await reports.mine(user, _int(request, "limit", 50, 1, MAX_PAGE))})
 
     return [
         Route("/v1/moderation/items", list_items, methods=["GET"]),
@@ -212,7 +339,13 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         Route("/v1/moderation/decisions", bulk, methods=["POST"]),
         Route("/v1/moderation/bans", list_bans, methods=["GET"]),
         Route("/v1/moderation/bans", ban, methods=["POST"]),
+        Route("/v1/moderation/bans/{actor}/lift", lift, methods=["POST"]),
+        Route("/v1/moderation/actors/{actor}", actor, methods=["GET"]),
+        Route("/v1/moderation/stats", stats, methods=["GET"]),
+        Route("/v1/moderation/live", live, methods=["GET"]),
         Route("/v1/moderation/audit", audit_trail, methods=["GET"]),
         Route("/v1/moderation/audit/verify", audit_verify, methods=["GET"]),
+        Route("/v1/me/reports", file_report, methods=["POST"]),
+        Route("/v1/me/reports", my_reports, methods=["GET"]),
         *console.console_routes(),
     ]

@@ -10,11 +10,11 @@ from typing import Final, Protocol
 
 import msgspec
 
-from notifier.runtime.settings import ModerationSettings
-
-from .normalize import Canonical, canonical, fold, spaced_runs_joined
+from .normalize import Canonical, canonical, fold
+from .speech import speech
 
 SEVERE: Final = 1.0
+AIMED: Final = 0.95  # abuse aimed at someone: holds by default
 MILD: Final = 0.6
 
 # Severe entries hold by default; mild ones flag. `*` marks a side that may run into other
@@ -23,9 +23,13 @@ BUILTIN_BLOCKLIST: Final = (
     "kill yourself", "kill urself", "kill your self", "kys", "go die", "hope you die",
     "neck yourself", "cunt", "retard", "faggot", "fag", "nigger", "nigga", "tranny",
     "whore", "slut", "rape you", "rapist",
+    # euphemisms and abbreviations of the same
+    "unalive yourself", "unalive urself", "unalive your self", "go unalive", "foad", "diaf",
+    "die in a fire", "drink bleach", "go play in traffic", "jump off a bridge", "rope yourself",
+    f"stfu={AIMED}", f"gtfo={AIMED}",
     f"*fuck*={MILD}", f"shit={MILD}", f"bullshit={MILD}", f"bitch={MILD}", f"bastard={MILD}",
     f"asshole={MILD}", f"ass={MILD}", f"dickhead={MILD}", f"wanker={MILD}", f"twat={MILD}",
-    f"piss off={MILD}",
+    f"piss off={MILD}", f"effing={MILD}", f"f ing={MILD}",
 )  # fmt: skip
 # Inflections a whole-word entry also covers ('shitty', 'bitches', 'fucking').
 _SUFFIXES: Final = "(?:s|es|ed|er|ers|ing|in|y|ty|ter|head|heads|face|hole|holes)?"
@@ -107,18 +111,29 @@ class BlocklistRule:
         self._regex = re.compile(alternatives or r"(?!)")
 
     def check(self, subjects: Sequence[Subject]) -> list[Verdict | None]:
-        return [self._one(canonical(s.text)) for s in subjects]
+        return [self._one(s.text) for s in subjects]
 
-    def _one(self, text: Canonical) -> Verdict | None:
+    def _one(self, text: str) -> Verdict | None:
+        """Terms in the writer's own words count in full; terms only inside a quote (reported
+        speech: 'he wrote "kys" under my post') count as mild at most."""
+        said = speech(text)
+        hits = self._hits(said.own)
+        if hits:
+            worst = max(hits.values(), key=lambda e: e.score)
+            return Verdict(self.name, f"blocked terms: {', '.join(sorted(hits))}", worst.score)
+        quoted = self._hits(said.quoted)
+        if quoted:
+            worst = max(quoted.values(), key=lambda e: e.score)
+            reason = f"blocked terms, quoted: {', '.join(sorted(quoted))}"
+            return Verdict(self.name, reason, min(worst.score, MILD))
+        return None
+
+    def _hits(self, text: Canonical) -> dict[str, Entry]:
         hits: dict[str, Entry] = {}
         for match in self._regex.finditer(text.text):
             entry = self._entries[int(str(match.lastgroup)[1:])]
             hits[entry.label] = entry
-        if not hits:
-            return None
-        worst = max(hits.values(), key=lambda e: e.score)
-        labels = ", ".join(sorted(hits))
-        return Verdict(self.name, f"blocked terms: {labels}", worst.score)
+        return hits
 
 
 # -- links --------------------------------------------------------------------------------
@@ -227,7 +242,7 @@ class ClassifierRule:
         self._min = min_score
 
     def check(self, subjects: Sequence[Subject]) -> list[Verdict | None]:
-        texts = [spaced_runs_joined(canonical(s.text).words) for s in subjects]
+        texts = [canonical(s.text).text for s in subjects]
         wanted = [i for i, t in enumerate(texts) if t]  # a mention without text needs no model
         scored = dict(zip(wanted, self._model.scores([texts[i] for i in wanted]), strict=True))
         out: list[Verdict | None] = [None] * len(texts)
@@ -235,26 +250,3 @@ class ClassifierRule:
             if score >= self._min:
                 out[i] = Verdict(self.name, f"offensive language ({score:.2f})", round(score, 3))
         return out
-
-
-def build_rules(settings: ModerationSettings, model: TextClassifier | None) -> list[Rule]:
-    entries = (*BUILTIN_BLOCKLIST, *settings.blocklist) if settings.builtin_blocklist else settings.blocklist
-    rules: list[Rule] = [
-        BlocklistRule(entries),
-        LinkRule(max_links=settings.max_links, blocked_domains=settings.blocked_domains),
-        VelocityRule(settings.velocity_per_min),
-        DuplicateRule(settings.duplicate_targets),
-    ]
-    if model is not None:
-        rules.append(ClassifierRule(model))
-    return rules
-
-
-def evaluate(rules: Sequence[Rule], subjects: Sequence[Subject]) -> list[list[Verdict]]:
-    """Every rule's verdicts on every subject, in subject order."""
-    out: list[list[Verdict]] = [[] for _ in subjects]
-    for rule in rules:
-        for found, verdict in zip(out, rule.check(subjects), strict=True):
-            if verdict is not None:
-                found.append(verdict)
-    return out

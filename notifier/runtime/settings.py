@@ -15,6 +15,8 @@ from feeds.limits import FeedLimits
 from schemas.errors import ConfigError
 from schemas.events import TYPE_NAMES
 
+from . import tracing
+
 PREFIX = "NOTIFIER_"
 
 
@@ -121,6 +123,7 @@ class ModerationSettings:
     thresholds: tuple[Threshold, ...] = ()  # per-rule overrides, JSON {"rule": {"hold": 0.8}}
     claim_ttl_s: float = 300.0  # a moderator's claim on an item lapses after this
     history_items: int = 10  # the actor's recent review items kept as an item's context
+    reports_per_hour: int = 20  # reports one user may file per hour
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,19 @@ class JobsSettings:
     max_jobs: int = 10  # jobs run at once per process
     retry_s: float = 1.0  # a job that failed on Redis runs again after this (grows per try)
     sweep_s: int = 10  # the outbox of moderation effects is re-enqueued this often
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "INFO"
+    format: str = "text"  # text (readable) | json (one object a line)
+    access: bool = True  # HTTP access and WebSocket open/close lines (logger notifier.access, INFO)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = True  # off: /metrics answers 404 and every metric update is a no-op
+    port: int = 9100  # worker and jobs serve /metrics, /livez and /readyz here (0: any free port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +158,11 @@ class Settings:
     http: HttpSettings = HttpSettings()
     moderation: ModerationSettings = ModerationSettings()
     jobs: JobsSettings = JobsSettings()
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    # OTEL_TRACES_EXPORTER, the standard variable (otlp | console; none, the default, is off);
+    # the OpenTelemetry SDK reads the others (endpoint, service name, sampler) itself
+    tracing: str = "none"
     dev: bool = False  # demo defaults: a dev service key and JWT secret, loudly logged
 
     @classmethod
@@ -151,7 +172,7 @@ class Settings:
         sections: dict[str, Any] = {}
         defaults = cls()
         for f in dataclasses.fields(cls):
-            if f.name == "dev":
+            if f.name in {"dev", "tracing"}:
                 continue
             section: Any = getattr(defaults, f.name)
             values: dict[str, Any] = {}
@@ -166,7 +187,9 @@ class Settings:
             sections[f.name] = dataclasses.replace(section, **values)
         errors.extend(_unknown_names(environ))
         dev = environ.get(f"{PREFIX}DEV", "").lower() in {"1", "true", "yes"}
-        settings = cls(**sections, dev=dev)
+        disabled = environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
+        tracing = "none" if disabled else environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+        settings = cls(**sections, tracing=tracing, dev=dev)
         if dev:
             settings = settings.with_dev_defaults()
         errors.extend(settings.problems())
@@ -202,13 +225,30 @@ class Settings:
             if getattr(self.feeds, limit.name) < 1:
                 out.append(f"NOTIFIER_FEEDS_{limit.name.upper()} must be at least 1")
         for section, names in (
-            (self.moderation, ("velocity_per_min", "duplicate_targets", "duplicate_window_s", "claim_ttl_s")),
+            (
+                self.moderation,
+                (
+                    "velocity_per_min",
+                    "duplicate_targets",
+                    "duplicate_window_s",
+                    "claim_ttl_s",
+                    "reports_per_hour",
+                ),
+            ),
             (self.jobs, ("poll_ms", "max_jobs", "retry_s", "sweep_s")),
         ):
             for name in names:
                 if getattr(section, name) <= 0:
                     prefix = "MODERATION" if section is self.moderation else "JOBS"
                     out.append(f"NOTIFIER_{prefix}_{name.upper()} must be positive")
+        if self.tracing not in tracing.EXPORTERS:
+            out.append(f"OTEL_TRACES_EXPORTER must be one of {sorted(tracing.EXPORTERS)}")
+        elif self.tracing != "none" and not tracing.available():
+            out.append("OTEL_TRACES_EXPORTER needs the tracing extra: pip install 'notifier[tracing]'")
+        if self.log.format not in {"text", "json"}:
+            out.append("NOTIFIER_LOG_FORMAT must be text or json")
+        if self.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            out.append("NOTIFIER_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return out
 
 
@@ -218,10 +258,10 @@ def setting_names() -> list[str]:
     names = [
         f"{PREFIX}{f.name}_{sf.name}".upper()
         for f in dataclasses.fields(Settings)
-        if f.name != "dev"
+        if dataclasses.is_dataclass(getattr(defaults, f.name))
         for sf in dataclasses.fields(getattr(defaults, f.name))
     ]
-    return [*names, f"{PREFIX}DEV", f"{PREFIX}LOG_LEVEL"]
+    return [*names, f"{PREFIX}DEV"]
 
 
 def _unknown_names(environ: Mapping[str, str]) -> list[str]:

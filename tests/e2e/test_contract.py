@@ -70,6 +70,7 @@ async def test_the_live_api_conforms(redis: Redis, settings: Settings, tmp_path:
                 f"--phases={PHASES.get(tag, 'examples,coverage,fuzzing')}",
                 "--request-timeout=10",
                 "--no-color",
+                "--exclude-path=/v1/moderation/live",  # an endless event stream
                 *(["--header", f"Authorization: {header}"] if header else []),
             ]
             environ = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_PROXY": "*"}

@@ -15,9 +15,14 @@ from feeds.inbox import Inbox
 from notifier.api.append import EventLog
 from notifier.fanout.consumer import FanoutWorker
 from notifier.jobs.worker import JobsService
+from notifier.moderation.bans import Bans
+from notifier.moderation.components import Components
 from notifier.moderation.effects import Effects, job_set
+from notifier.moderation.ledger import Clock
+from notifier.moderation.outbox import Outbox
 from notifier.moderation.queue import ReviewQueue
-from notifier.moderation.records import Moderator
+from notifier.moderation.records import Moderator, wall_ms
+from notifier.moderation.reports import Reports
 from notifier.moderation.rules import TextClassifier
 from notifier.moderation.screening import Screener
 from notifier.runtime.eventlog import LoggedEvent
@@ -57,6 +62,7 @@ def unlike(eid: str, actor: str, owner: str, *, post: str = "p1", t: float = 0) 
 
 
 def logged(event: Event, accepted_ms: int = 1_700_000_000_000, entry: bytes = b"1-0") -> LoggedEvent:
+    """A log entry as the fan-out reads it (`entry` is its id in partition 0)."""
     return LoggedEvent(entry_id=entry, event=event, service="posts", accepted_ms=accepted_ms)
 
 
@@ -67,7 +73,7 @@ class Stack:
     screener: Screener
     worker: FanoutWorker
     inbox: Inbox
-    queue: ReviewQueue
+    parts: Components
     effects: Effects
     jobs: JobsService
     log: EventLog
@@ -83,6 +89,22 @@ class Stack:
         with anyio.fail_after(JOBS_TIMEOUT_S):
             return await self.jobs.drain()
 
+    @property
+    def queue(self) -> ReviewQueue:
+        return self.parts.queue
+
+    @property
+    def bans(self) -> Bans:
+        return self.parts.bans
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.parts.outbox
+
+    @property
+    def reports(self) -> Reports:
+        return self.parts.reports
+
     async def groups(self, user: str) -> list[dict[str, Any]]:
         page = await self.inbox.page(user, None, 100)
         return [orjson.loads(g) for g in page.groups]
@@ -91,9 +113,9 @@ class Stack:
         return await self.inbox.unread(user)
 
 
-def stack(redis: Redis, settings: Settings, model: TextClassifier | None) -> Stack:
-    queue = ReviewQueue(redis, settings.moderation)
-    screener = Screener(redis, settings.moderation, model=model, queue=queue)
+def stack(redis: Redis, settings: Settings, model: TextClassifier | None, *, clock: Clock = wall_ms) -> Stack:
+    parts = Components.build(redis, settings, clock=clock)
+    screener = Screener(parts, settings.moderation, model=model)
     worker = FanoutWorker(
         redis,
         settings.fanout,
@@ -109,8 +131,8 @@ def stack(redis: Redis, settings: Settings, model: TextClassifier | None) -> Sta
         screener=screener,
         worker=worker,
         inbox=inbox,
-        queue=queue,
-        effects=Effects(queue, inbox, settings.feeds),
+        parts=parts,
+        effects=Effects(parts.queue, parts.outbox, inbox, settings.feeds),
         jobs=JobsService(settings.jobs, redis, job_set(settings, redis)),
         log=EventLog(redis, settings.ingest),
     )

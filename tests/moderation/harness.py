@@ -4,7 +4,7 @@ HTTP client, and WebSocket push clients. Every wait is on a received frame, with
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -69,6 +69,15 @@ class App:
                     item: Json = response.json()["item"]
                     return item
                 assert response.status_code == 404, response.text
+                await anyio.sleep(0.02)
+
+    async def wait_for(self, path: str, ready: Callable[[Json], bool], who: str = "ann") -> Json:
+        """Poll a moderator GET until `ready` holds (the fan-out runs concurrently)."""
+        with anyio.fail_after(FRAME_TIMEOUT_S):
+            while True:
+                body: Json = (await self.moderate("GET", path, who)).json()
+                if ready(body):
+                    return body
                 await anyio.sleep(0.02)
 
 

@@ -3,8 +3,11 @@ by a connected WebSocket client; role checks on every route; the audit trail is 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Final
 
+import anyio
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -27,7 +30,11 @@ ROUTES: Final = [
     ("POST", "/v1/moderation/decisions", {"decision": "reject", "ids": ["e1"]}),
     ("GET", "/v1/moderation/bans", None),
     ("POST", "/v1/moderation/bans", {"actor": "bob", "reason": "x"}),
+    ("POST", "/v1/moderation/bans/bob/lift", {"reason": "x"}),
+    ("GET", "/v1/moderation/actors/bob", None),
+    ("GET", "/v1/moderation/stats", None),
     ("GET", "/v1/moderation/audit", None),
+    ("GET", "/v1/moderation/audit?order=newest", None),
     ("GET", "/v1/moderation/audit/verify", None),
 ]
 
@@ -187,8 +194,14 @@ async def test_listing_bulk_decisions_and_bans(app: App) -> None:
         ("GET", "/v1/moderation/items/missing", None, 404),
         ("POST", "/v1/moderation/items/e1/approve", {"note": "x", "decided_by": "someone"}, 422),
         ("POST", "/v1/moderation/decisions", {"decision": "maybe", "ids": ["e1"]}, 422),
-        ("POST", "/v1/moderation/bans", {"actor": "not an id!"}, 422),
+        ("POST", "/v1/moderation/bans", {"actor": "not an id!", "reason": "x"}, 422),
+        ("POST", "/v1/moderation/bans", {"actor": "bob"}, 422),  # a ban needs a reason
+        ("POST", "/v1/moderation/bans", {"actor": "bob", "reason": ""}, 422),
+        ("POST", "/v1/moderation/bans", {"actor": "bob", "reason": "x", "duration_s": -1}, 422),
+        ("POST", "/v1/moderation/bans/bob/lift", {"reason": "x"}, 404),  # not banned
+        ("GET", "/v1/moderation/items?order=random", None, 422),
         ("GET", "/v1/moderation/audit?after=x", None, 422),
+        ("GET", "/v1/moderation/audit?order=sideways", None, 422),
     ],
 )
 async def test_bad_requests_are_refused_with_a_reason(
@@ -197,3 +210,95 @@ async def test_bad_requests_are_refused_with_a_reason(
     response = await app.moderate(method, path, body=body)
     assert response.status_code == status, response.text
     assert set(response.json()) >= {"error", "detail"}
+
+
+async def test_users_report_over_http_and_see_the_outcome(app: App) -> None:
+    async with push_client(app, "alice") as alice:
+        await app.send(comment("e1", "bob", "alice", CLEAN_TEXT))
+        assert (await alice.change())["group"]["id"] == "comment:c-e1"
+        user = {"Authorization": f"Bearer {app.token('alice')}", "Content-Type": "application/json"}
+        report = {
+            "target": {"kind": "notification", "id": "comment:c-e1"},
+            "reason": "harassment",
+            "note": "x",
+        }
+        first = await app.http.post("/v1/me/reports", json=report, headers=user)
+        assert (first.status_code, first.json()) == (201, {"items": ["e1"], "new": True})
+        again = await app.http.post("/v1/me/reports", json=report, headers=user)
+        assert (again.status_code, again.json()["new"]) == (200, False)
+        refused = [
+            ({**report, "reason": "dislike"}, user, 422),
+            ({"target": {"kind": "post", "id": "p1"}, "reason": "spam"}, user, 422),
+            ({"target": {"kind": "actor", "id": "not an id!"}, "reason": "spam"}, user, 422),
+            ({"target": {"kind": "comment", "id": "c-unknown"}, "reason": "spam"}, user, 404),
+            ({**report, "note": "x" * 1001}, user, 422),
+            (report, {"Content-Type": "application/json"}, 401),
+        ]
+        for body, headers, status in refused:
+            response = await app.http.post("/v1/me/reports", json=body, headers=headers)
+            assert response.status_code == status, response.text
+            assert set(response.json()) >= {"error", "detail"}
+
+        item = (await app.moderate("GET", "/v1/moderation/items/e1")).json()
+        assert (item["item"]["reporters"], item["item"]["reasons"]) == (1, {"harassment": 1})
+        assert [(r["reporter"], r["reason"]) for r in item["reports"]] == [("alice", "harassment")]
+        assert (item["recipients"], item["post"]) == (["alice"], "p1")
+        mine = (await app.http.get("/v1/me/reports", headers=user)).json()["reports"]
+        assert [(r["item"], r["status"]) for r in mine] == [("e1", "open")]
+
+        await app.moderate("POST", "/v1/moderation/items/e1/reject", "ann", {"note": "harassment"})
+        assert await alice.change() == {"op": "remove", "id": "comment:c-e1", "unread": 0}
+        mine = (await app.http.get("/v1/me/reports", headers=user)).json()["reports"]
+        assert [(r["item"], r["status"]) for r in mine] == [("e1", "upheld")]
+
+
+async def test_suspension_unban_dropped_events_and_numbers_over_http(app: App) -> None:
+    suspended = await app.moderate(
+        "POST", "/v1/moderation/bans", "ann", {"actor": "bob", "reason": "cool off", "duration_s": 3600}
+    )
+    assert suspended.status_code == 200 and suspended.json()["ban"]["until_ms"] > 0
+    await app.send(comment("e1", "bob", "alice", CLEAN_TEXT), comment("e2", "carl", "alice", HELD_TEXT))
+    await app.wait_for_item("e2")
+    # bob's partition may be screened after carl's
+    actor = await app.wait_for("/v1/moderation/actors/bob", lambda body: body["dropped"]["count"] > 0)
+    assert [e["id"] for e in actor["dropped"]["events"]] == ["e1"] and actor["dropped"]["count"] == 1
+    assert actor["ban"]["reason"] == "cool off"
+    assert [(e["action"], e["reason"]) for e in actor["enforcement"]] == [("suspend", "cool off")]
+    stats = (await app.moderate("GET", "/v1/moderation/stats")).json()
+    assert (stats["pending"], stats["held"], stats["claimed"], stats["dropped_for_bans"]) == (1, 1, 0, 1)
+    assert stats["oldest_wait_s"] >= 0 and stats["oldest_open_ms"] > 0
+
+    lifted = await app.moderate("POST", "/v1/moderation/bans/bob/lift", "ben", {"reason": "appeal"})
+    assert lifted.status_code == 200 and lifted.json()["lifted"]["actor"] == "bob"
+    assert (await app.moderate("GET", "/v1/moderation/bans")).json()["bans"] == []
+    newest = (await app.moderate("GET", "/v1/moderation/audit?order=newest&limit=1")).json()["records"]
+    assert [r["record"]["action"] for r in newest] == ["unban"]
+
+
+async def test_changes_are_pushed_to_open_consoles(app: App) -> None:
+    await app.send(comment("e1", "bob", "alice", HELD_TEXT))
+    await app.wait_for_item("e1")
+    async with app.http.stream("GET", "/v1/moderation/live", headers=app.auth("ben")) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.aiter_lines()
+        with anyio.fail_after(10):
+            assert await anext(lines) == "event: ready"
+            await app.moderate("POST", "/v1/moderation/items/e1/claim", "ann")
+            data = [line async for line in _until_data(lines)]
+        assert orjson.loads(data[0].removeprefix("data: ")) == {
+            "kind": "item",
+            "id": "e1",
+            "state": "claimed",
+            "claimed_by": "ann",
+        }
+    refused = await app.http.get(
+        "/v1/moderation/live", headers={"Authorization": f"Bearer {app.token('bob')}"}
+    )
+    assert refused.status_code == 403
+
+
+async def _until_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    async for line in lines:
+        if line.startswith("data: ") and line != "data: {}":
+            yield line
+            return

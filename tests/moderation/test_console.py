@@ -1,7 +1,10 @@
 """The moderator console in a real headless Chromium (Debian's `chromium`, driven by Playwright;
-nothing downloaded): sign in, see a held item appear, reject it, and see the recall of a
-delivered one reach a connected WebSocket client. Set MODERATION_SCREENSHOT=PATH to keep a
-screenshot (docs/moderation-console.png is made this way)."""
+nothing downloaded): sign in, see a held item pushed in, reject it, and see the recall of a
+delivered one reach a connected WebSocket client; the shift tools (j/k without claiming, on to
+the next item after a decision, a ban that asks for a reason, live actor history, bulk, search,
+bans with unban, help, reporters, the newest audit records); two consoles seeing each other's
+claims live. Set MODERATION_SCREENSHOT=PATH to keep a screenshot (docs/moderation-console.png
+is made this way)."""
 
 from __future__ import annotations
 
@@ -11,10 +14,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
+import anyio
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, Route, async_playwright, expect
 from redis.asyncio import Redis
 
+from notifier.moderation.components import Components
+from notifier.moderation.records import Moderator
+from notifier.moderation.reports import ReportReason
 from notifier.runtime.settings import Settings
 
 from .builders import CLEAN_TEXT, FLAGGED_TEXT, HELD_TEXT, comment, mention
@@ -34,6 +41,7 @@ ARGS: Final = [
     "--no-proxy-server",
 ]
 WAIT_MS: Final = 10_000
+ANN_MOD: Final = Moderator("ann", "moderator", "setup")
 
 
 @pytest.fixture
@@ -71,7 +79,8 @@ async def test_sign_in_review_reject_and_recall(app: App, browser: Browser, tmp_
         await expect(page.locator("#console")).to_be_visible()
         await expect(page.locator("#who")).to_have_text("signed in as ann")
 
-        # a held comment appears in the open queue while the console is open (polling)
+        # a held comment appears in the open queue while the console is open (pushed)
+        await expect(page.locator("#live")).to_have_text("live")
         await app.send(comment("e1", "bob", "alice", HELD_TEXT, post="p1"))
         held = page.locator('#queue li[data-id="e1"]')
         await expect(held).to_be_visible(timeout=WAIT_MS)
@@ -98,19 +107,207 @@ async def test_sign_in_review_reject_and_recall(app: App, browser: Browser, tmp_
         await flagged.click()
         await expect(page.locator("#detail-text")).to_have_text(FLAGGED_TEXT)
         await page.fill("#note", "insult")
+        await page.click("#verify")
         await expect(page.locator("#audit-verify")).to_contain_text(
-            "chain intact (1 records)", timeout=WAIT_MS
+            "chain intact (1 records", timeout=WAIT_MS
         )
         await page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
         if target := os.environ.get("MODERATION_SCREENSHOT"):
             await page.screenshot(path=target, full_page=True)
-        await page.click("button.reject")
+        await page.click("#detail button.reject")
         await expect(page.locator("#status")).to_contain_text("rejected e2 (recall queued)")
 
         removed = await alice.change()
         assert removed == {"op": "remove", "id": "comment:c-e2", "unread": 1}
-        await expect(page.locator("#audit-verify")).to_contain_text(
-            "chain intact (2 records)", timeout=WAIT_MS
+        await expect(page.locator("#audit-list li").first).to_contain_text(
+            "ann (moderator) reject e2 — insult", timeout=WAIT_MS
         )
-        await expect(page.locator("#audit-list")).to_contain_text("ann (moderator) reject e2 — insult")
+        await page.keyboard.press("v")
+        await expect(page.locator("#audit-verify")).to_contain_text(
+            "chain intact (2 records", timeout=WAIT_MS
+        )
+    await page.close()
+
+
+class Dialogs:
+    """Answers the page's prompt/confirm dialogs in order (None dismisses one)."""
+
+    def __init__(self, page: Page) -> None:
+        self.answers: list[str | None] = []
+        self.seen: list[str] = []
+        page.on("dialog", self._answer)
+
+    async def _answer(self, dialog: Dialog) -> None:
+        self.seen.append(dialog.message)
+        answer = self.answers.pop(0) if self.answers else None
+        if answer is None:
+            await dialog.dismiss()
+        else:
+            await dialog.accept(answer)
+
+
+async def signed_in(app: App, browser: Browser, who: str) -> Page:
+    page = await browser.new_page(viewport={"width": 1440, "height": 900})
+    await page.goto(f"{app.base_url}/moderation/")
+    await page.fill("#token", app.token(who, "moderator"))
+    await page.click("#signin-button")
+    await expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+    return page
+
+
+async def item_state(app: App, item_id: str) -> str:
+    state: str = (await app.moderate("GET", f"/v1/moderation/items/{item_id}")).json()["item"]["state"]
+    return state
+
+
+async def test_a_shift_with_the_console(app: App, browser: Browser) -> None:
+    parts = Components.build(app.redis, app.settings)
+    for n in range(55):  # 110 audit records: the panel shows the newest, not the oldest 100
+        await parts.bans.ban(f"old{n}", ANN_MOD, "setup")
+        await parts.bans.unban(f"old{n}", ANN_MOD, f"setup {n}")
+    await app.send(
+        comment("e1", "bob", "alice", HELD_TEXT, post="p1"),
+        comment("e2", "bob", "alice", "kys loser", post="p2"),
+        comment("e3", "carl", "alice", "go unalive yourself", post="p3"),
+    )
+    for item_id in ("e1", "e2", "e3"):
+        await app.wait_for_item(item_id)
+    page = await signed_in(app, browser, "ann")
+    dialogs = Dialogs(page)
+    await expect(page.locator("#audit-list li").first).to_contain_text("unban old54 — setup 54")
+    await expect(page.locator("#queue li")).to_have_count(3, timeout=WAIT_MS)
+
+    # j/k look without claiming
+    for key in ("j", "j", "j", "k"):
+        await page.keyboard.press(key)
+    await expect(page.locator("#queue li[aria-selected=true]")).to_have_count(1)
+    assert {await item_state(app, i) for i in ("e1", "e2", "e3")} == {"pending"}
+    order = await page.locator("#queue li").evaluate_all("items => items.map(li => li.dataset.id)")
+    second = page.locator(f'#queue li[data-id="{order[1]}"]')
+    await expect(second).to_have_attribute("aria-selected", "true")
+
+    # the actor's history is live: an item that arrives later is in it
+    await app.send(comment("e4", "bob", "alice", "you are a worthless idiot", post="p4"))
+    await expect(page.locator('#queue li[data-id="e4"]')).to_be_visible(timeout=WAIT_MS)
+    await page.locator('#queue li[data-id="e1"]').click()
+    await expect(page.locator("#detail-history")).to_contain_text("you are a worthless idiot")
+    await expect(page.locator("#detail-audience")).to_contain_text("sent to alice · post p1")
+
+    # after a decision the console moves on to the next item
+    selected = await page.locator("#queue li").evaluate_all("items => items.map(li => li.dataset.id)")
+    following = selected[selected.index("e1") + 1]
+    await page.keyboard.press("r")
+    await expect(page.locator("#status")).to_contain_text("rejected e1")
+    await expect(page.locator(f'#queue li[data-id="{following}"]')).to_have_attribute("aria-selected", "true")
+    await expect(page.locator("#detail h2")).to_contain_text("comment by")
+
+    # a ban asks for a reason: none given, no ban
+    await page.locator('#queue li[data-id="e2"]').click()
+    await expect(page.locator("#detail-text")).to_have_text("kys loser")
+    dialogs.answers = [None]
+    await page.keyboard.press("b")
+    await expect(page.locator("#status")).to_contain_text("a ban needs a reason")
+    assert (await app.moderate("GET", "/v1/moderation/bans")).json()["bans"] == []
+    dialogs.answers = ["threats", "", ""]  # reason, until lifted, not removing content (dismissed)
+    await page.keyboard.press("b")
+    await expect(page.locator("#status")).to_contain_text("banned bob")
+    await expect(page.locator('#bans li[data-actor="bob"]')).to_contain_text("bob — threats")
+    assert dialogs.seen[1].startswith("Why ban bob?")
+
+    # bans list with unban (asks a reason too)
+    dialogs.answers = ["appeal upheld"]
+    await page.locator('#bans li[data-actor="bob"] button').click()
+    await expect(page.locator('#bans li[data-actor="bob"]')).to_have_count(0, timeout=WAIT_MS)
+    await expect(page.locator("#audit-list li").first).to_contain_text("unban bob — appeal upheld")
+    await page.select_option("#filter-state", "")  # the ban rejected bob's items: show all
+    await page.locator('#queue li[data-id="e4"]').click()  # the actor's enforcement history
+    await expect(page.locator("#detail-enforcement li").first).to_contain_text("unban by ann: appeal upheld")
+    await expect(page.locator("#detail-enforcement li").nth(1)).to_contain_text("ban by ann: threats")
+    await page.select_option("#filter-state", "open")
+
+    # text search and bulk decisions
+    await app.send(
+        comment("s1", "dave", "alice", "lovely weather, you moron", post="p5"),
+        comment("s2", "erin", "alice", "lovely photo, you idiot", post="p6"),
+    )
+    await expect(page.locator('#queue li[data-id="s2"]')).to_be_visible(timeout=WAIT_MS)
+    await page.keyboard.press("s")
+    await page.keyboard.type("LOVELY")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#queue li")).to_have_count(2, timeout=WAIT_MS)
+    await page.keyboard.press("Escape")
+    for key in ("j", "x", "j", "x"):
+        await page.keyboard.press(key)
+    await expect(page.locator("#bulk-count")).to_have_text("2 selected")
+    await page.keyboard.press("Shift+R")
+    await expect(page.locator("#status")).to_contain_text("rejected 2 of 2")
+    await expect(page.locator("#queue li")).to_have_count(0, timeout=WAIT_MS)
+
+    # help overlay
+    await page.keyboard.press("?")
+    await expect(page.locator("#help")).to_be_visible()
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#help")).to_be_hidden()
+    await page.close()
+
+
+async def test_reporters_and_reasons_are_shown(app: App, browser: Browser) -> None:
+    async with push_client(app, "alice") as alice:
+        await app.send(comment("e1", "bob", "alice", CLEAN_TEXT))
+        assert (await alice.change())["group"]["id"] == "comment:c-e1"
+    parts = Components.build(app.redis, app.settings)
+    await parts.reports.file("alice", "comment", "c-e1", ReportReason.HARASSMENT, "he stalks me")
+    await parts.reports.file("dave", "comment", "c-e1", ReportReason.SPAM, "")
+    page = await signed_in(app, browser, "ann")
+    await expect(page.locator('#queue li[data-id="e1"]')).to_contain_text("2 reports")
+    await page.locator('#queue li[data-id="e1"]').click()
+    await expect(page.locator("#detail")).to_contain_text("Reports (2): harassment ×1, spam ×1")
+    await expect(page.locator("#detail-reports")).to_contain_text("alice: harassment — he stalks me")
+    await page.close()
+
+
+async def test_two_consoles_see_each_others_claims_live(app: App, browser: Browser) -> None:
+    ann = await signed_in(app, browser, "ann")
+    ben = await signed_in(app, browser, "ben")
+    await app.send(comment("e1", "bob", "alice", HELD_TEXT))
+    for page in (ann, ben):
+        await expect(page.locator('#queue li[data-id="e1"]')).to_be_visible(timeout=WAIT_MS)
+    await ann.locator('#queue li[data-id="e1"]').click()
+    await expect(ann.locator("#detail")).to_contain_text("claimed by ann")
+    # ben's console is told, nobody reloads
+    await expect(ben.locator('#queue li[data-id="e1"]')).to_contain_text("claimed by ann", timeout=WAIT_MS)
+    await ben.locator('#queue li[data-id="e1"]').click()
+    await expect(ben.locator("#detail button.approve")).to_be_disabled()
+    await expect(ben.locator("#detail")).to_contain_text("claimed by ann")
+    await ann.keyboard.press("a")
+    await expect(ben.locator('#queue li[data-id="e1"]')).to_have_count(0, timeout=WAIT_MS)
+    await expect(ben.locator("#audit-list li").first).to_contain_text("ann (moderator) approve e1")
+    await ann.close()
+    await ben.close()
+
+
+async def test_a_key_pressed_while_the_next_item_loads_does_not_act_on_the_previous(
+    app: App, browser: Browser
+) -> None:
+    await app.send(comment("e1", "bob", "alice", HELD_TEXT, post="p1"))
+    await app.send(comment("e2", "bob", "alice", "kys loser", post="p2"))
+    for item_id in ("e1", "e2"):
+        await app.wait_for_item(item_id)
+    page = await signed_in(app, browser, "ann")
+    await expect(page.locator("#queue li")).to_have_count(2, timeout=WAIT_MS)
+    await page.keyboard.press("j")
+    await expect(page.locator("#detail-text")).to_have_text(HELD_TEXT)
+    gate = anyio.Event()
+
+    async def slow(route: Route) -> None:
+        await gate.wait()
+        await route.continue_()
+
+    await page.route("**/v1/moderation/items/e2", slow)
+    await page.keyboard.press("j")  # e2 is loading, e1 still shown
+    await page.keyboard.press("r")
+    await expect(page.locator("#status")).to_have_text("still loading the selected item")
+    gate.set()
+    await expect(page.locator("#detail-text")).to_have_text("kys loser")
+    assert {await item_state(app, "e1"), await item_state(app, "e2")} == {"pending"}
     await page.close()

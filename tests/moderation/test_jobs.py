@@ -47,11 +47,11 @@ async def test_an_effect_is_retried_until_done(s: Stack) -> None:
     await s.redis.delete(inbox_key)
     await s.redis.set(inbox_key, "not a sorted set")  # every apply on alice now fails
     await s.run_jobs()
-    assert await s.queue.effects() == ["recall|e1"]  # still owed
+    assert await s.outbox.pending() == ["recall|e1"]  # still owed
     await s.redis.delete(inbox_key)
     await s.redis.restore(inbox_key, 0, saved)
     await s.run_jobs()  # the sweep enqueues it again
-    assert await s.queue.effects() == []
+    assert await s.outbox.pending() == []
     assert await s.groups("alice") == []
 
 
@@ -65,7 +65,7 @@ async def test_the_service_runs_the_outbox_and_stops_gracefully(
         async with anyio.create_task_group() as tg:
             await tg.start(service.run)
             # the worker runs on its own: the outbox emptying is the only signal of its work
-            while await s.queue.effects():  # noqa: ASYNC110
+            while await s.outbox.pending():  # noqa: ASYNC110
                 await anyio.sleep(0.02)
             service.stop()  # returns on its own: nothing is cancelled
     assert await s.groups("alice") == []

@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from notifier.moderation.audit import GENESIS, chain_hash
+from notifier.moderation.components import Components
 from notifier.moderation.policy import Action
 from notifier.moderation.queue import ReviewQueue
 from notifier.moderation.rules import Verdict
@@ -15,7 +16,7 @@ from notifier.runtime.settings import Settings
 from schemas import keys
 from schemas.errors import Reason, Rejected
 
-from .builders import ANN, BEN, comment, logged
+from .builders import ANN, BEN, comment
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -37,12 +38,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def queue(redis: Redis, settings: Settings, clock: Clock) -> ReviewQueue:
-    return ReviewQueue(redis, settings.moderation, clock=clock)
+def parts(redis: Redis, settings: Settings, clock: Clock) -> Components:
+    return Components.build(redis, settings, clock=clock)
+
+
+@pytest.fixture
+def queue(parts: Components) -> ReviewQueue:
+    return parts.queue
 
 
 async def held(queue: ReviewQueue, eid: str = "e1", actor: str = "bob") -> str:
-    assert await queue.record(logged(comment(eid, actor, "alice", "kys")), Action.HOLD, HOLD)
+    assert await queue.record(comment(eid, actor, "alice", "kys"), "0/1-0", Action.HOLD, HOLD)
     return eid
 
 
@@ -50,8 +56,8 @@ async def test_recording_is_idempotent_and_keeps_reasons_and_context(
     queue: ReviewQueue, redis: Redis
 ) -> None:
     await held(queue, "e1")
-    assert not await queue.record(logged(comment("e1", "bob", "alice", "kys")), Action.HOLD, HOLD)
-    await queue.record(logged(comment("e2", "bob", "alice", "shit")), Action.FLAG, FLAG)
+    assert not await queue.record(comment("e1", "bob", "alice", "kys"), "0/1-0", Action.HOLD, HOLD)
+    await queue.record(comment("e2", "bob", "alice", "shit"), "0/1-0", Action.FLAG, FLAG)
     assert await redis.zcard(keys.mod_index("all")) == 2
     first, second = await queue.get("e1"), await queue.get("e2")
     assert first is not None and second is not None
@@ -110,28 +116,30 @@ async def test_released_claims_free_the_item(queue: ReviewQueue) -> None:
     assert (await queue.claim(item, BEN)).claimed_by == "ben"
 
 
-async def test_decisions_are_idempotent_and_a_rejection_is_final(queue: ReviewQueue) -> None:
+async def test_decisions_are_idempotent_and_a_rejection_is_final(
+    queue: ReviewQueue, parts: Components
+) -> None:
     item = await held(queue)
     first = await queue.decide(item, "approve", ANN, "fine in context")
     assert (first.changed, first.effect) == (True, f"deliver|{item}")
     again = await queue.decide(item, "approve", BEN, "")
     assert (again.changed, again.effect) == (False, None)
-    assert await queue.effects() == [f"deliver|{item}"]
+    assert await parts.outbox.pending() == [f"deliver|{item}"]
     reject = await queue.decide(item, "reject", BEN, "changed my mind")
     assert reject.effect == f"recall|{item}"  # it was (to be) delivered: take it back
-    assert await queue.effects() == [f"recall|{item}"]  # the pending delivery is cancelled
+    assert await parts.outbox.pending() == [f"recall|{item}"]  # the pending delivery is cancelled
     assert not (await queue.decide(item, "reject", ANN, "")).changed
     with pytest.raises(Rejected) as final:
         await queue.decide(item, "approve", ANN, "")
     assert final.value.reason is Reason.DECIDED
-    links, _ = await queue.audit_page(None, 100)
+    links, _ = await parts.ledger.page(None, 100)
     assert [link.record().action for link in links] == ["approve", "reject"]  # no-ops leave no record
 
 
-async def test_rejecting_a_held_item_needs_no_recall(queue: ReviewQueue) -> None:
+async def test_rejecting_a_held_item_needs_no_recall(queue: ReviewQueue, parts: Components) -> None:
     item = await held(queue)
     outcome = await queue.decide(item, "reject", ANN, "")
-    assert outcome.effect is None and await queue.effects() == []
+    assert outcome.effect is None and await parts.outbox.pending() == []
 
 
 async def test_unknown_items_are_not_found(queue: ReviewQueue) -> None:
@@ -145,7 +153,7 @@ async def test_listing_filters_and_pages(queue: ReviewQueue) -> None:
     for n in range(7):
         actor = "bob" if n % 2 else "carl"
         verdicts, action = (HOLD, Action.HOLD) if n < 4 else (FLAG, Action.FLAG)
-        await queue.record(logged(comment(f"e{n}", actor, "alice", "x")), action, verdicts)
+        await queue.record(comment(f"e{n}", actor, "alice", "x"), "0/1-0", action, verdicts)
     await queue.decide("e0", "reject", ANN, "")
     await queue.claim("e1", ANN)
 
@@ -169,26 +177,26 @@ async def test_listing_filters_and_pages(queue: ReviewQueue) -> None:
     assert await ids(actor="bob", state="pending", reason="blocklist") == ["e3"]
 
 
-async def test_a_ban_rejects_the_actors_open_items_once(queue: ReviewQueue) -> None:
+async def test_a_ban_rejects_the_actors_open_items_once(queue: ReviewQueue, parts: Components) -> None:
     await held(queue, "e1", "bob")
-    await queue.record(logged(comment("e2", "bob", "alice", "x")), Action.FLAG, FLAG)
+    await queue.record(comment("e2", "bob", "alice", "x"), "0/1-0", Action.FLAG, FLAG)
     await held(queue, "e3", "carl")
     await queue.claim("e1", BEN)  # a ban overrides another moderator's claim
-    ban, outcomes = await queue.ban("bob", ANN, "spammer")
+    ban, outcomes = await parts.bans.ban("bob", ANN, "spammer")
     assert ban.actor == "bob" and ban.by == "ann"
     assert sorted((o.item.id, o.effect) for o in outcomes) == [("e1", None), ("e2", "recall|e2")]
     assert (await queue.get("e3")) is not None and (await queue.get("e3")).state == "pending"  # type: ignore[union-attr]
-    again, more = await queue.ban("bob", BEN, "again")
+    again, more = await parts.bans.ban("bob", BEN, "again")
     assert again == ban and more == []
-    assert await queue.bans_of(["bob", "carl"]) == {"bob": ban.at_ms}
-    links, _ = await queue.audit_page(None, 100)
+    assert await parts.bans.of(["bob", "carl"]) == {"bob": ban}
+    links, _ = await parts.ledger.page(None, 100)
     assert [link.record().action for link in links] == ["ban", "reject", "reject"]
 
 
-async def test_audit_records_say_who_what_before_after_and_why(queue: ReviewQueue) -> None:
+async def test_audit_records_say_who_what_before_after_and_why(queue: ReviewQueue, parts: Components) -> None:
     item = await held(queue)
     await queue.decide(item, "approve", ANN, "satire")
-    (link,), _ = await queue.audit_page(None, 10)
+    (link,), _ = await parts.ledger.page(None, 10)
     record = link.record()
     assert (record.who, record.role, record.action, record.item, record.actor) == (
         "ann",
@@ -209,13 +217,15 @@ async def decisions(queue: ReviewQueue, n: int) -> None:
         await queue.decide(item, "reject" if i % 2 else "approve", ANN, f"note {i}")
 
 
-async def test_the_verifier_accepts_an_intact_chain(queue: ReviewQueue) -> None:
+async def test_the_verifier_accepts_an_intact_chain(queue: ReviewQueue, parts: Components) -> None:
     await decisions(queue, 5)
-    result = await queue.verify_audit()
+    result = await parts.ledger.verify()
     assert (result.ok, result.checked) == (True, 5)
 
 
-async def test_the_verifier_detects_an_edited_record(queue: ReviewQueue, redis: Redis) -> None:
+async def test_the_verifier_detects_an_edited_record(
+    queue: ReviewQueue, redis: Redis, parts: Components
+) -> None:
     await decisions(queue, 4)
     rows = await redis.xrange(keys.audit())
     # rewrite the trail with the same ids, one body changed (what someone with write access could do)
@@ -224,30 +234,34 @@ async def test_the_verifier_detects_an_edited_record(queue: ReviewQueue, redis: 
         if entry_id == rows[2][0]:
             fields = {**fields, b"d": fields[b"d"].replace(b"note 2", b"note X")}
         await redis.xadd(keys.audit(), fields, id=entry_id)
-    result = await queue.verify_audit()
+    result = await parts.ledger.verify()
     assert (result.ok, result.broken_at) == (False, rows[2][0].decode())
     assert "hash" in result.problem
 
 
-async def test_the_verifier_detects_deleted_and_injected_records(queue: ReviewQueue, redis: Redis) -> None:
+async def test_the_verifier_detects_deleted_and_injected_records(
+    queue: ReviewQueue, redis: Redis, parts: Components
+) -> None:
     await decisions(queue, 4)
     rows = await redis.xrange(keys.audit())
     await redis.xdel(keys.audit(), rows[1][0])
-    result = await queue.verify_audit()
+    result = await parts.ledger.verify()
     assert (result.ok, result.broken_at) == (False, rows[2][0].decode())
 
     await redis.delete(keys.audit())
     for entry_id, fields in rows:
         await redis.xadd(keys.audit(), fields, id=entry_id)
-    assert (await queue.verify_audit()).ok
+    assert (await parts.ledger.verify()).ok
     forged = b'{"at_ms":1,"who":"ann","role":"moderator","action":"approve"}'
     await redis.xadd(keys.audit(), {"d": forged, "p": "f" * 64, "h": chain_hash("f" * 64, forged)})
-    assert not (await queue.verify_audit()).ok
+    assert not (await parts.ledger.verify()).ok
 
 
-async def test_the_verifier_detects_a_truncated_tail(queue: ReviewQueue, redis: Redis) -> None:
+async def test_the_verifier_detects_a_truncated_tail(
+    queue: ReviewQueue, redis: Redis, parts: Components
+) -> None:
     await decisions(queue, 3)
     rows = await redis.xrange(keys.audit())
     await redis.xdel(keys.audit(), rows[-1][0])
-    result = await queue.verify_audit()
+    result = await parts.ledger.verify()
     assert not result.ok and "head" in result.problem

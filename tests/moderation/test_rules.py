@@ -20,11 +20,10 @@ from notifier.moderation.rules import (
     Subject,
     VelocityRule,
     Verdict,
-    build_rules,
-    evaluate,
     hosts,
     parse_entry,
 )
+from notifier.moderation.ruleset import build_rules, evaluate
 from notifier.runtime.settings import ModerationSettings, Threshold
 
 BLOCKLIST = BlocklistRule(BUILTIN_BLOCKLIST)

@@ -64,7 +64,7 @@ async def test_a_held_comment_reaches_nobody_until_approved_then_exactly_once(s:
     await s.worker.drain()
     await replay(s.redis, partitions=2, limits=s.settings.feeds, fresh=False, screen=s.screener)
     assert len(await s.groups("alice")) == 1 and await s.unread("alice") == 1
-    assert await s.queue.effects() == []
+    assert await s.outbox.pending() == []
 
 
 async def test_a_rejected_held_comment_never_arrives(s: Stack) -> None:
@@ -164,7 +164,7 @@ async def test_screening_a_batch_twice_records_it_once(s: Stack) -> None:
 
 async def test_a_ban_drops_later_events_and_rejects_held_ones(s: Stack) -> None:
     await s.send(like("l0", "bob", "alice", post="p0"), comment("e1", "bob", "alice", HELD_TEXT))
-    _, outcomes = await s.queue.ban("bob", ANN, "harassment")
+    _, outcomes = await s.bans.ban("bob", ANN, "harassment")
     assert [o.item.id for o in outcomes] == ["e1"]
     await s.send(
         comment("e2", "bob", "alice", CLEAN_TEXT, post="p2"),
@@ -185,7 +185,7 @@ async def test_drop_is_configurable_and_recorded_with_an_audit_record(
     await dropping.send(comment("e1", "bob", "alice", HELD_TEXT))
     item = await dropping.queue.get("e1")
     assert item is not None and (item.action, item.state, item.decided_by) == ("drop", "rejected", "policy")
-    (link,), _ = await dropping.queue.audit_page(None, 10)
+    (link,), _ = await dropping.parts.ledger.page(None, 10)
     assert (link.record().who, link.record().role, link.record().action) == ("policy", "system", "drop")
     assert await dropping.groups("alice") == []
 

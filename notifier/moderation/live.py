@@ -1,0 +1,30 @@
+"""Changes pushed to open consoles as server-sent events: each console holds one stream of the
+`modlive:` channel (items entered, claimed, released, decided, raised by reports; audit records)
+instead of polling. A comment line every `HEARTBEAT_S` keeps proxies from closing an idle stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Final
+
+from redis.asyncio import Redis
+
+from schemas import keys
+
+HEARTBEAT_S: Final = 15.0
+
+
+async def changes(redis: Redis) -> AsyncIterator[bytes]:
+    """`text/event-stream` frames: `event: ready` once subscribed, then one `data:` per change."""
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(keys.mod_changes())
+        yield b"event: ready\ndata: {}\n\n"
+        while True:
+            message = await pubsub.get_message(timeout=HEARTBEAT_S)
+            if message is None:
+                yield b": heartbeat\n\n"
+                continue
+            yield b"data: " + bytes(message["data"]) + b"\n\n"
+    finally:
+        await pubsub.aclose()

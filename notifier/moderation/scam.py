@@ -1,0 +1,110 @@
+"""Scam and bait spam: money, prize and crypto bait, adult lures and 'message me on …' lures,
+read in the writer's own words, weighed with where the text's links go (a URL shortener hides
+it; a domain outside a short list of well-known sites is unknown). One or two links are enough:
+the link rule only counts links."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+from .rules import MILD, Subject, Verdict, hosts
+from .speech import speech
+
+SHORTENED: Final = 0.95  # bait behind a shortener
+UNKNOWN: Final = 0.9  # bait with a link to an unknown domain, or a lure with bait
+
+SHORTENERS: Final = frozenset(
+    {
+        "bit.ly", "bitly.com", "tinyurl.com", "t.co", "goo.gl", "is.gd", "v.gd", "cutt.ly", "rb.gy",
+        "shorturl.at", "ow.ly", "tiny.cc", "t.ly", "buff.ly", "rebrand.ly", "s.id", "tr.im", "bl.ink",
+        "short.io", "shorte.st", "adf.ly", "lnkd.in", "tiny.one", "clck.ru", "qr.ae",
+    }
+)  # fmt: skip
+WELL_KNOWN: Final = frozenset(
+    {
+        "youtube.com", "youtu.be", "github.com", "gitlab.com", "wikipedia.org", "wikimedia.org",
+        "google.com", "twitter.com", "x.com", "instagram.com", "facebook.com", "reddit.com",
+        "bbc.co.uk", "bbc.com", "nytimes.com", "theguardian.com", "medium.com", "linkedin.com",
+        "spotify.com", "apple.com", "microsoft.com", "stackoverflow.com", "imgur.com", "twitch.tv",
+        "python.org", "mozilla.org", "archive.org", "vimeo.com", "flickr.com", "tumblr.com",
+    }
+)  # fmt: skip
+_TRUSTED_SUFFIXES: Final = (".gov", ".edu", ".gov.uk", ".ac.uk", ".mil")
+_SHORTENER_NAMED: Final = re.compile(
+    r"(?<![\w.-])(?:" + "|".join(re.escape(s) for s in sorted(SHORTENERS, key=len, reverse=True)) + r")/"
+)
+_MONEY_AMOUNT: Final = re.compile(r"[$€£]\s?\d|\d[\d,.]*\s?(?:[$€£]|usd|eur|dollars|euros|k a week)")
+
+# Canonical phrases by kind of bait. Adult, crypto and prize bait is strong: one kind is
+# enough with an unknown link; the weak kinds need a second.
+BAIT: Final[dict[str, tuple[str, ...]]] = {
+    "prize": (
+        "won", "winner", "prize", "giveaway", "gift card", "voucher", "reward", "selected", "chosen",
+        "congratulations", "robux", "nitro", "free iphone", "airpods",
+    ),
+    "crypto": ("bitcoin", "btc", "eth", "crypto", "usdt", "airdrop", "wallet", "nft", "doubler"),
+    "adult": (
+        "private pics", "spicy pics", "exclusive content", "hot singles", "lonely", "cutie", "sexy",
+        "nudes", "meet you", "surprise for you", "posted about you",
+    ),
+    "money": (
+        "earn", "income", "profit", "returns", "invest", "invested", "double your", "make money",
+        "cash", "per day", "daily", "10x", "working from home", "per hour",
+    ),
+    "lure": (
+        "dm me", "message me", "check my profile", "click my profile", "my bio", "link in bio",
+        "telegram", "whatsapp", "kik", "snap", "add me", "chat with me", "privately", "contact him",
+        "contact her", "ask me how",
+    ),
+    "promo": ("followers", "likes for", "promo"),
+    "free": ("free",),
+    "urgency": ("now", "act now", "limited", "first 100", "guaranteed", "24 hours", "today only"),
+    "account": ("verify", "suspended", "account will", "login", "password"),
+}  # fmt: skip
+STRONG: Final = frozenset({"prize", "crypto", "adult"})
+
+
+def _pattern(words: Sequence[str]) -> re.Pattern[str]:
+    body = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z0-9])(?:{body})(?![a-z0-9])")
+
+
+def _known(host: str) -> bool:
+    labels = host.split(".")
+    tails = {".".join(labels[i:]) for i in range(len(labels))}
+    return bool(tails & WELL_KNOWN) or host.endswith(_TRUSTED_SUFFIXES)
+
+
+class ScamRule:
+    name = "scam"
+
+    def __init__(self) -> None:
+        self._bait = {kind: _pattern(words) for kind, words in BAIT.items()}
+
+    def check(self, subjects: Sequence[Subject]) -> list[Verdict | None]:
+        return [self._one(s.text) for s in subjects]
+
+    def _one(self, text: str) -> Verdict | None:
+        said = speech(text)
+        kinds = sorted(k for k, p in self._bait.items() if p.search(said.own.text))
+        if _MONEY_AMOUNT.search(said.outside) and "money" not in kinds:
+            kinds = sorted([*kinds, "money"])
+        found = [h.lower() for h in hosts(said.outside)]
+        found += [m.group().rstrip("/") for m in _SHORTENER_NAMED.finditer(said.outside)]
+        shortened = sorted({h for h in found if h in SHORTENERS})
+        unknown = sorted({h for h in found if h not in SHORTENERS and not _known(h)})
+        strong = bool(STRONG.intersection(kinds))
+        bait = ", ".join(kinds)
+        if shortened and kinds:
+            return Verdict(
+                self.name, f"bait ({bait}) behind a link shortener: {', '.join(shortened)}", SHORTENED
+            )
+        if unknown and (strong or len(kinds) >= 2):
+            return Verdict(self.name, f"bait ({bait}) with a link to {', '.join(unknown)}", UNKNOWN)
+        if "lure" in kinds and (strong or "money" in kinds):
+            return Verdict(self.name, f"lure to a private channel with bait ({bait})", UNKNOWN)
+        if shortened:
+            return Verdict(self.name, f"link shortener hides the destination: {', '.join(shortened)}", MILD)
+        return None

@@ -1,0 +1,186 @@
+"""The target detector and the scam rule on their own, and the quote-aware blocklist: aimed
+abuse holds, the same words aimed at nobody, in a quote, or as praise do not."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from notifier.moderation.normalize import canonical, unmask
+from notifier.moderation.policy import Action, Policy
+from notifier.moderation.rules import BUILTIN_BLOCKLIST, BlocklistRule, Subject, Verdict
+from notifier.moderation.scam import ScamRule
+from notifier.moderation.speech import addressed_at, speech
+from notifier.moderation.targeted import TargetedRule
+from notifier.runtime.settings import ModerationSettings
+
+POLICY = Policy(ModerationSettings())
+
+
+def one(rule: TargetedRule | ScamRule | BlocklistRule, text: str) -> Verdict | None:
+    return rule.check([Subject(text)])[0]
+
+
+class FixedModel:
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.seen: list[str] = []
+        self._scores = scores
+
+    def scores(self, texts: Sequence[str]) -> list[float]:
+        self.seen += texts
+        return [self._scores.get(t, 0.0) for t in texts]
+
+
+# -- normalization of starred and spaced forms ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "word"),
+    [("f***", "fuck"), ("f***ing", "fucking"), ("sh*t", "shit"), ("a**hole", "asshole"), ("b*tch", "bitch")],
+)
+def test_starred_words_are_read_as_the_word_they_hide(token: str, word: str) -> None:
+    assert unmask(token) == word
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("you're a d i c k h e a d", "you re a dickhead"),  # the article is not part of the word
+        ("u r a b1tch", "u r a bitch"),  # chat words are not a spelled-out word
+        ("S c u n t h o r p e", "scunthorpe"),  # a spaced name is one word, not 'cunt'
+        ("y0u'r3 4 b*7ch", "you re 4 bitch"),  # leetspeak inside a starred word
+    ],
+)
+def test_spaced_and_starred_forms(raw: str, expected: str) -> None:
+    assert canonical(raw).text == expected
+
+
+def test_quotes_are_set_apart_unless_they_are_the_whole_text() -> None:
+    said = speech('he called me a "stupid idiot" in front of everyone')
+    assert said.quoted.text == "stupid idiot"
+    assert "idiot" not in said.own.text
+    whole = speech('"you are an idiot"')
+    assert whole.own.text == "you are an idiot" and whole.quoted.text == ""
+    assert speech("don't say you're sorry").quoted.text == ""  # apostrophes open no quote
+
+
+def test_addressing_is_you_or_a_mention_not_a_figure_of_speech() -> None:
+    assert addressed_at(speech("@mike shut up").own) == [0]
+    assert addressed_at(speech("ur so ugly").own) == [0]
+    assert addressed_at(speech("you know what, this printer").own) == []
+    assert addressed_at(speech("thank you so much").own) == []
+
+
+# -- abuse aimed at someone ---------------------------------------------------------------------------
+
+TARGETED = TargetedRule()
+
+AIMED = [
+    "you are a fucking idiot",
+    "@mike shut up you stupid moron",
+    "ur so ugly lmao",
+    "nobody wants you here, idiot",
+    "you're a d i c k h e a d",
+    "@zoe you're a b*tch",
+    "fuck off you creep",
+    "go f yourself",
+    "f - o f f @max",
+    "honestly you are the most annoying idiot here",
+]
+
+
+@pytest.mark.parametrize("text", AIMED)
+def test_insults_aimed_at_someone_hold(text: str) -> None:
+    verdict = one(TARGETED, text)
+    assert verdict is not None and POLICY.action_for(verdict) is Action.HOLD, text
+
+
+@pytest.mark.parametrize(
+    "text", ["I will find you and hurt you", "watch your back @ken", "I'm going to k i l l you"]
+)
+def test_threats_hold_at_full_score(text: str) -> None:
+    verdict = one(TARGETED, text)
+    assert verdict is not None and verdict.score == 1.0 and "threat" in verdict.reason
+
+
+NOT_AIMED = [
+    "that was f***ing awesome",
+    "stupid printer jammed again",
+    "I'm such an idiot, I left my phone at home",
+    "you know what, this stupid printer jammed again",
+    "you are fucking amazing",
+    "shut up and take my money",
+    "you killed it tonight!",
+    "@airline you lost my bag again, terrible service",
+    'my boss yelled "you idiot" at me today',
+    "I hate traffic",
+]
+
+
+@pytest.mark.parametrize("text", NOT_AIMED)
+def test_profanity_aimed_at_nobody_praise_and_quotes_pass(text: str) -> None:
+    assert one(TARGETED, text) is None, text
+
+
+def test_the_model_counts_only_for_addressed_text_without_praise() -> None:
+    model = FixedModel({"you re a spineless coward": 0.97, "you re a fucking legend": 0.99})
+    rule = TargetedRule(model)
+    found = rule.check(
+        [Subject("you're a spineless coward"), Subject("you're a fucking legend"), Subject("spineless")]
+    )
+    assert found[0] is not None and found[0].score >= 0.9 and "0.97" in found[0].reason
+    assert found[1] is None and found[2] is None
+    assert model.seen == ["you re a spineless coward"]  # praise and unaddressed text are not asked
+
+
+# -- scam and bait ----------------------------------------------------------------------------------
+
+SCAM = ScamRule()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Congratulations! You've won a $500 gift card, claim it here: bit.ly/3xYzAb",
+        "double your ETH in 24 hours, official event: eth-double.io",
+        "hot singles in your area want to meet you: datez.site",
+        "hey cutie check my profile for my private pics",
+        "earn 300$ daily from your phone, link in my bio",
+        "free nitro g i v e a w a y discord-nitro-gift.ru",
+    ],
+)
+def test_bait_with_unknown_or_shortened_links_or_lures_holds(text: str) -> None:
+    verdict = one(SCAM, text)
+    assert verdict is not None and POLICY.action_for(verdict) is Action.HOLD, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I won a prize at the county fair today!",
+        "new video is up! https://youtube.com/watch?v=abc123",
+        "free tickets for the community concert, details on https://www.city.gov/events",
+        "DM me if you want to join our running club",
+        "I wrote about how I earn money as a freelance designer: https://janedesigns.me/blog",
+        'a scammer messaged me "you won a prize, click bit.ly/xyz" lol',
+    ],
+)
+def test_bait_words_without_a_lure_or_unknown_link_pass(text: str) -> None:
+    assert one(SCAM, text) is None, text
+
+
+def test_a_bare_shortener_only_flags() -> None:
+    verdict = one(SCAM, "look at this https://bit.ly/abc")
+    assert verdict is not None and POLICY.action_for(verdict) is Action.FLAG
+
+
+# -- the blocklist in quotes --------------------------------------------------------------------------
+
+
+def test_severe_terms_only_in_a_quote_flag_instead_of_hold() -> None:
+    rule = BlocklistRule(BUILTIN_BLOCKLIST)
+    quoted = one(rule, 'someone commented "kys" on my post and I reported it')
+    assert quoted is not None and POLICY.action_for(quoted) is Action.FLAG and "quoted" in quoted.reason
+    own = one(rule, "kys loser")
+    assert own is not None and POLICY.action_for(own) is Action.HOLD

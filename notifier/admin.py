@@ -10,7 +10,7 @@ import sys
 import orjson
 
 from notifier.explain import Explainer
-from notifier.fanout.deadletter import DeadLetters, parse_ref
+from notifier.fanout.deadletter import LOST, DeadLetters, parse_ref
 from notifier.fanout.replay import replay
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.moderation.screening import Screener
@@ -40,7 +40,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 async def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_redis(settings.redis, allow_fake=False) as handle:
+    async with open_redis(settings.redis, jobs_url=settings.jobs.redis_url, allow_fake=False) as handle:
         log.info("redis=%s", handle.description)
         redis = handle.client
         if args.command == "replay":
@@ -80,6 +80,11 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.verb == "redrive":
             position = await letters.redrive(args.ref)
+            if position is None and await letters.show(args.ref) is not None:
+                _print(
+                    {"ref": args.ref, "error": "no_event", "detail": f"{LOST}: nothing to redrive; drop it"}
+                )
+                return 1
             if position is None:
                 return _missing(args.ref)
             _print({"ref": args.ref, "redriven_to": position})

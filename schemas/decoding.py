@@ -12,7 +12,7 @@ import msgspec
 from .errors import Reason, Rejected
 from .events import ID_PATTERN
 
-_AT: Final = re.compile(r" - at `\$(.*)`\Z")
+_AT: Final = re.compile(r" - at `\$(.*)`\Z", re.DOTALL)
 _KINDS: Final = {
     "str": "a string",
     "int": "an integer",
@@ -22,10 +22,11 @@ _KINDS: Final = {
     "array": "an array",
     "null": "null",
 }
-_PATTERNS: Final = {ID_PATTERN: "1-128 characters of A-Z a-z 0-9 _ . : @ -"}
+_ID_WORDS: Final = "1-128 characters of A-Z a-z 0-9 _ . : @ -"
+_PATTERNS: Final = {ID_PATTERN: _ID_WORDS, repr(ID_PATTERN)[1:-1]: _ID_WORDS}  # msgspec shows the repr
 # (message regex, detail template); the template gets the match's groups by name
 _RULES: Final[tuple[tuple[re.Pattern[str], str], ...]] = tuple(
-    (re.compile(pattern + r"\Z"), template)
+    (re.compile(pattern + r"\Z", re.DOTALL), template)  # a field's name may hold a newline
     for pattern, template in (
         (r"Object missing required field `(?P<field>.*)`", "{field} is required"),
         (r"Object contains unknown field `(?P<field>.*)`", "{field} is not a field of this object"),
@@ -79,4 +80,4 @@ def _malformed(message: str) -> str:
 
 def _pointer(path: str) -> str:
     """msgspec's `.a[0].b` → `/a/0/b`."""
-    return re.sub(r"\[(\d+)\]", r"/\1", path).replace(".", "/")
+    return re.sub(r"\[([0-9]+)\]", r"/\1", path).replace(".", "/")

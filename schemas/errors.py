@@ -84,5 +84,13 @@ class Rejected(NotifierError):
         return CODES[self.reason].ws_close
 
 
+class NoCredentials(Rejected):
+    """401 for a request that presented no credentials at all: its challenge names no error
+    (RFC 6750 §3.1), where a bad or expired one says `invalid_token`."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reason.UNAUTHORIZED, detail)
+
+
 class ConfigError(NotifierError):
     """The environment describes a configuration the product refuses to run with."""

@@ -25,7 +25,7 @@ _Item = tuple[Event | None, Rejected | None]
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 before reading when declared too large, or once it grows too large."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > limit):
         raise Rejected(Reason.TOO_LARGE, f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0

@@ -3,6 +3,7 @@ detail) with the product's reason as `error` and a JSON pointer into the input a
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -11,9 +12,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from schemas.errors import CODES, Reason, Rejected
+from feeds.cluster import CLUSTER_UNAVAILABLE
+from schemas.errors import CODES, NoCredentials, Reason, Rejected
 
 RETRY_AFTER_S = "1"
+REALM = "notifier"
+_NOT_IN_DESCRIPTION: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")  # RFC 6750 §3 error_description
 MEDIA_TYPE: Final = "application/problem+json"
 TYPE_PREFIX: Final = "urn:notifier:problem:"  # + the reason: stable, and the same as `error`
 TITLES: Final[dict[Reason, str]] = {
@@ -60,13 +64,22 @@ def problem(exc: Rejected, *, headers: dict[str, str] | None = None) -> JSONResp
     body = body_of(exc.reason, exc.detail, exc.pointer)
     if exc.http_status in (429, 503):
         headers = {"Retry-After": RETRY_AFTER_S, **(headers or {})}
-    if exc.reason is Reason.UNAUTHORIZED:
-        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
+    if exc.http_status == 401:
+        headers = {"WWW-Authenticate": challenge(exc), **(headers or {})}
     return JSONResponse(body, status_code=exc.http_status, headers=headers, media_type=MEDIA_TYPE)
 
 
+def challenge(exc: Rejected) -> str:
+    """The `WWW-Authenticate` of a 401 (RFC 6750 §3): no error code when no credentials were
+    sent, else `invalid_token` (unknown, malformed or expired) with the refusal's detail."""
+    if isinstance(exc, NoCredentials):
+        return f'Bearer realm="{REALM}"'
+    description = _NOT_IN_DESCRIPTION.sub("", exc.detail)
+    return f'Bearer realm="{REALM}", error="invalid_token", error_description="{description}"'
+
+
 # What a handler may raise to refuse a request: each has its problem response in refusal().
-REFUSALS = (Rejected, RedisConnectionError, RedisTimeoutError)
+REFUSALS = (Rejected, RedisConnectionError, RedisTimeoutError, *CLUSTER_UNAVAILABLE)
 
 
 def refusal(exc: Exception) -> JSONResponse:

@@ -1,5 +1,6 @@
-"""Opening Redis: a configured URL, else the default address, else a private redis-server, else
-an in-process fake (nothing persists; a loud warning says so)."""
+"""Opening Redis: a cluster from its seeds (NOTIFIER_REDIS_CLUSTER), a configured URL, else the
+default address, else a private redis-server, else an in-process fake (nothing persists; a loud
+warning says so)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from feeds.cluster import Cluster
 from schemas.errors import ConfigError
 
 from .settings import RedisSettings
@@ -53,12 +56,41 @@ async def _answers(url: str, settings: RedisSettings) -> bool:
         await client.aclose()
 
 
+def _cluster(settings: RedisSettings, jobs_url: str) -> Cluster:
+    """Seeds `redis://[user:password@]host:port` (or `host:port`), comma-separated."""
+    seeds: list[tuple[str, int]] = []
+    username = password = None
+    for seed in settings.url.split(","):
+        parsed = urlsplit(seed.strip() if "//" in seed else "redis://" + seed.strip())
+        seeds.append((parsed.hostname or "127.0.0.1", parsed.port or 6379))
+        username, password = parsed.username or username, parsed.password or password
+    return Cluster(
+        seeds,
+        retry_budget_s=settings.socket_timeout_s,
+        jobs_url=jobs_url,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.connect_timeout_s,
+        username=username,
+        password=password,
+    )
+
+
 @contextlib.asynccontextmanager
-async def open_redis(settings: RedisSettings, *, allow_fake: bool = True) -> AsyncIterator[RedisHandle]:
-    """The configured Redis; unconfigured: one answering at 127.0.0.1:6379, else the private
-    redis-server a running `up` started on the data folder, else a new private one there, else
-    (when `allow_fake`) the in-process fake."""
+async def open_redis(
+    settings: RedisSettings, *, jobs_url: str = "", allow_fake: bool = True
+) -> AsyncIterator[RedisHandle]:
+    """The configured Redis (`jobs_url`: on a cluster, the plain Redis of arq's job queue);
+    unconfigured: one answering at 127.0.0.1:6379, else the private redis-server a running `up`
+    started on the data folder, else a new private one there, else (when `allow_fake`) the
+    in-process fake."""
     url = settings.url
+    if settings.cluster:
+        cluster = _cluster(settings, jobs_url)
+        try:
+            yield RedisHandle(cluster, True, f"Redis Cluster (seeds: {len(url.split(','))})")
+        finally:
+            await cluster.shutdown()
+        return
     folder = Path(settings.data_dir) / "redis"
     if url == "" and await _answers(DEFAULT_URL, settings):
         url = DEFAULT_URL

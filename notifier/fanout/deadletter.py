@@ -72,7 +72,7 @@ class DeadLetter:
 
 def parse_ref(ref: str) -> tuple[int, str]:
     partition, _, entry = ref.partition("/")
-    if not (partition.isascii() and partition.isdigit()) or not entry:
+    if not (partition.isascii() and partition.isdigit()) or not _ENTRY.fullmatch(entry):
         raise ValueError(f"not a dead-letter reference (PARTITION/ID): {ref!r}")
     return int(partition), entry
 

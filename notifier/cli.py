@@ -26,6 +26,8 @@ from notifier import __version__, admin, openapi
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
 from notifier.api.problems import EXCEPTION_HANDLERS
+from notifier.api.recent import RecentAppends
+from notifier.api.recovery import RestartWatch
 from notifier.demo import demo_routes
 from notifier.explain import explain_routes
 from notifier.fanout.backlog import Backlog
@@ -97,7 +99,8 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services += [worker, janitor]
     if role in {"api", "up"}:
         pressure = Pressure(client, settings.ingest)
-        services.append(pressure)
+        recent = RecentAppends(settings.ingest.recovery_keep_s, settings.ingest.recovery_keep_events)
+        services += [pressure, RestartWatch(client, settings.ingest, recent)]
     if role in {"jobs", "up"}:
         services.append(JobsService(settings.jobs, client, moderation_jobs(settings, client)))
         outbox = Components.build(client, settings).outbox
@@ -107,7 +110,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
 
         counted.add_sampler(sample_outbox)
     if role == "api":
-        app = api_app(settings, client, pressure, [*_routes(settings, client), *ops])
+        app = api_app(settings, client, pressure, [*_routes(settings, client), *ops], recent)
         services.append(_http(settings, with_request_ids(app), settings.http.api_port))
     if role in {"gateway", "up"}:
         hub = hub_for(client)
@@ -122,7 +125,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         )
         services += [hub, _http(settings, with_request_ids(alone), settings.http.gateway_port)]
     if role == "up":
-        rest = api_app(settings, client, pressure, [*_routes(settings, client), *ops])
+        rest = api_app(settings, client, pressure, [*_routes(settings, client), *ops], recent)
         app = with_request_ids(gateway_app(settings, client, hub, rest))
         services += [hub, _http(settings, app, settings.http.api_port)]
     services.append(Started(health))

@@ -19,7 +19,7 @@ from feeds.changelog import Refetch
 from notifier.runtime import tokens
 from notifier.runtime.logs import ACCESS_LOGGER
 from notifier.runtime.settings import AuthSettings, GatewaySettings
-from schemas import protocol
+from schemas import decoding, protocol
 from schemas.cursor import NO_EPOCH, START, Cursor
 from schemas.errors import Reason, Rejected
 
@@ -188,7 +188,7 @@ class Session:
         try:
             return protocol.decode_client(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise Closed(Reason.MALFORMED, f"bad frame: {exc}") from None
+            raise Closed(Reason.MALFORMED, f"bad frame: {decoding.refusal(exc).detail}") from None
 
     async def _live(self, cursor: Cursor | None) -> None:
         replayed = 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -21,7 +21,7 @@ from . import me
 from .append import EventLog
 from .ingest import ingest
 from .pressure import Pressure
-from .problems import HTTP_REFUSALS, REFUSALS, on_http_exception, on_refusal, refusal
+from .problems import EXCEPTION_HANDLERS, REFUSALS, internal, refusal
 from .recent import RecentAppends
 from .service_auth import authenticate
 
@@ -90,12 +90,6 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     ]
 
 
-EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-    **dict.fromkeys(REFUSALS, on_refusal),
-    **dict.fromkeys(HTTP_REFUSALS, on_http_exception),
-}
-
-
 def api_app(
     settings: Settings,
     redis: Redis,
@@ -127,6 +121,9 @@ def api_app(
             response = await post_events(Request(scope, receive))
         except REFUSALS as exc:
             response = refusal(exc)
+        except Exception:
+            await internal()(scope, receive, send)
+            raise  # for the server's log, as Starlette's ServerErrorMiddleware does
         await response(scope, receive, send)
 
     return app

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from feeds.inbox import Inbox
 from notifier.runtime import tokens
 from notifier.runtime.settings import AuthSettings
+from schemas import decoding
 from schemas.errors import Reason, Rejected
 
 from .ingest import read_body, require_json
@@ -63,10 +64,8 @@ async def mark_read(request: Request, inbox: Inbox, auth: AuthSettings) -> Respo
     body = await read_body(request, 64 * 1024)
     try:
         command = msgspec.json.decode(body, type=MarkRead)
-    except msgspec.ValidationError as exc:
-        raise Rejected(Reason.INVALID, str(exc)) from None
     except msgspec.DecodeError as exc:
-        raise Rejected(Reason.MALFORMED, f"body is not valid JSON: {exc}") from None
+        raise decoding.refusal(exc) from None
     if command.all == (command.ids is not None):
         raise Rejected(Reason.INVALID, 'send either {"ids": [...]} or {"all": true}')
     if command.ids is not None and not 1 <= len(command.ids) <= MAX_READ_IDS:

@@ -1,0 +1,204 @@
+"""The inbox against its former self: random histories (duplicates, permutations, read marks,
+moderation recalls, small caps) applied by the product's scripts and by the frozen oracle
+(tests/integration/feeds/oracle) on one redis-server end in the same inboxes, unread counts,
+change logs and followers, as the clients read them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from feeds import changelog
+from feeds.inbox import Inbox
+from feeds.items import ItemOp, plan, retract
+from feeds.limits import FeedLimits
+from schemas import keys
+from schemas.events import Event
+from tests.unit.builders import DAY_S, comment, comment_deleted, follow, like, mention, unfollow, unlike
+
+from .oracle import OracleInbox
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+USERS = ("u0", "u1", "u2", "u3")
+OWNERS = {"p0": "u0", "p1": "u1"}
+TIMES = (0, 1, 2, 3600, DAY_S, DAY_S + 1)  # ties, and a second aggregation window
+TEXTS = ("hi", 'quote " and \\ back', "line\nbreak", "ünï €", "")
+LIMITS = (
+    FeedLimits(),
+    FeedLimits(max_groups=3, max_changes=7, shown_actors=2),  # the cap drops groups; the log trims
+    FeedLimits(max_groups=2, max_changes=4, shown_actors=1),
+)
+GROUPS = ("like:p0:0", "like:p1:0", "like:p0:1", "follow:0", "follow:1", "comment:c0-u1-p0", "nope:x")
+
+
+@st.composite
+def events(draw: st.DrawFn) -> Event:
+    kind = draw(st.sampled_from(("like", "unlike", "follow", "unfollow", "comment", "deleted", "mention")))
+    actor, post, t = (
+        draw(st.sampled_from(USERS)),
+        draw(st.sampled_from(sorted(OWNERS))),
+        draw(st.sampled_from(TIMES)),
+    )
+    owner = OWNERS[post]
+    author = draw(st.sampled_from(USERS)) if kind == "deleted" else actor  # anyone may delete a comment
+    cid = f"c{draw(st.integers(0, 1))}-{author}-{post}"
+    match kind:
+        case "like":
+            return like(actor, post, owner, t)
+        case "unlike":
+            return unlike(actor, post, owner, t)
+        case "follow":
+            return follow(actor, draw(st.sampled_from(USERS)), t)
+        case "unfollow":
+            return unfollow(actor, draw(st.sampled_from(USERS)), t)
+        case "comment":
+            return comment(actor, cid, post, owner, t, text=draw(st.sampled_from(TEXTS)))
+        case "deleted":
+            return comment_deleted(
+                actor, cid, post, owner, t, tuple(draw(st.lists(st.sampled_from(USERS), max_size=3)))
+            )
+        case _:
+            users = tuple(draw(st.lists(st.sampled_from(USERS), min_size=1, max_size=3)))
+            return mention(actor, users, post, draw(st.none() | st.just(cid)), t)
+
+
+@dataclass(frozen=True, slots=True)
+class Apply:
+    ops: list[ItemOp]
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    user: str
+    groups: list[str] | None  # None: all
+
+
+Step = Apply | Read
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[FeedLimits, list[Step]]:
+    """A log of events, delivered shuffled with redeliveries, in batches; read marks and
+    moderation recalls of some events interleaved. Drawn up front (no draws inside the loop)."""
+    limits = draw(st.sampled_from(LIMITS))
+    log = draw(st.lists(events(), min_size=1, max_size=24))
+    log = [msgspec.structs.replace(e, id=f"{i:03}-{e.id}") for i, e in enumerate(log)]
+    again = draw(st.lists(st.sampled_from(log), max_size=8))
+    delivered: list[Event] = draw(st.permutations([*log, *again]))
+    ops = [op for event in delivered for op in plan(event, limits)]
+    steps: list[Step] = []
+    at = 0
+    while at < len(ops):
+        size = draw(st.integers(1, 20))
+        steps.append(Apply(ops[at : at + size]))
+        at += size
+        if draw(st.integers(0, 3)) == 0:
+            groups = draw(st.none() | st.lists(st.sampled_from(GROUPS), min_size=1, max_size=3))
+            steps.append(Read(draw(st.sampled_from(USERS)), groups))
+        if draw(st.integers(0, 5)) == 0:  # a moderator recalls an event, maybe twice
+            steps.append(Apply(retract(draw(st.sampled_from(log)), limits)))
+    return limits, steps
+
+
+async def product_views(redis: Redis, inbox: Inbox, user: str) -> dict[str, Any]:
+    pages, before = [], None
+    while True:
+        page = await inbox.page(user, before, 2)
+        pages.append(([orjson.loads(g) for g in page.groups], page.more, page.unread))
+        before = page.next_before
+        if before is None:
+            break
+    tail = await changelog.tail(redis, user)
+    log: Any = await changelog.read_after(redis, user, changelog.Cursor(changelog.NO_EPOCH, (0, 0)), 10_000)
+    if isinstance(log, changelog.Replay):
+        numbers = [c.cursor.entry[0] for c in log.changes]
+        log = ("replay", numbers[:1], [orjson.loads(c.payload) for c in log.changes])
+    else:
+        log = ("refetch", log.tail.entry[0])
+    middle: Any = None
+    if tail.epoch != changelog.NO_EPOCH:  # resume from half-way: replayed, or refetch if trimmed
+        half = changelog.Cursor(tail.epoch, (tail.entry[0] // 2, 0))
+        middle = await changelog.read_after(redis, user, half, 10_000)
+        middle = (
+            [orjson.loads(c.payload) for c in middle.changes]
+            if isinstance(middle, changelog.Replay)
+            else middle.tail.entry[0]
+        )
+    return {
+        "pages": pages,
+        "epoch": tail.epoch != changelog.NO_EPOCH,
+        "last": tail.entry[0],
+        "log": log,
+        "middle": middle,
+        "followers": await inbox.followers(user),
+    }
+
+
+async def oracle_views(redis: Redis, oracle: OracleInbox, user: str) -> dict[str, Any]:
+    pages, before = [], None
+    while True:
+        page = await oracle.page(user, before, 2)
+        groups = [orjson.loads(g) for g in page.groups]
+        pages.append((groups, page.more, page.unread))
+        if not page.more or not groups:
+            break
+        before = (groups[-1]["last_at"], groups[-1]["id"])
+    first = await oracle.page(user, None, 1)
+    kind, _, number, *payloads = await oracle.replay(user, "-", 0, 10_000)
+    log: Any = ("replay", [int(number)] if payloads else [], [orjson.loads(p) for p in payloads])
+    if kind == b"refetch":
+        log = ("refetch", int(number))
+    middle: Any = None
+    if first.epoch != "-":
+        kind, _, number, *payloads = await oracle.replay(user, first.epoch, first.last // 2, 10_000)
+        middle = [orjson.loads(p) for p in payloads] if kind == b"replay" else int(number)
+    return {
+        "pages": pages,
+        "epoch": first.epoch != "-",
+        "last": first.last,
+        "log": log,
+        "middle": middle,
+        "followers": {m.decode() for m in await redis.smembers(keys.followers(user))},
+    }
+
+
+async def run(steps: Sequence[Step], inbox: Inbox, oracle: OracleInbox) -> None:
+    for step in steps:
+        if isinstance(step, Apply):
+            assert await inbox.apply(step.ops) == [None] * len(step.ops)
+            assert all(isinstance(r, int) for r in await oracle.apply(step.ops))
+        else:
+            assert await inbox.mark_read(step.user, step.groups) == await oracle.mark_read(
+                step.user, step.groups
+            )
+
+
+@settings(max_examples=80, deadline=None)
+@given(histories())
+async def test_the_product_and_the_oracle_show_the_same_views(
+    redis_url: str, history: tuple[FeedLimits, list[Step]]
+) -> None:
+    limits, steps = history
+    product = Redis.from_url(
+        redis_url.replace("/0", "/1")
+    )  # away from the function-scoped `redis` fixture's db
+    frozen = Redis.from_url(redis_url.replace("/0", "/2"))
+    try:
+        await product.flushdb()
+        await frozen.flushdb()
+        inbox, oracle = Inbox(product, limits), OracleInbox(frozen, limits)
+        await run(steps, inbox, oracle)
+        for user in USERS:
+            assert await product_views(product, inbox, user) == await oracle_views(frozen, oracle, user), user
+    finally:
+        await product.aclose()
+        await frozen.aclose()

@@ -220,9 +220,22 @@ end
 local OPS = {u = 'upsert', d = 'remove', r = 'read'}
 local function change_json(op, unread, tail) return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. tail end
 
+-- Whether anyone listens to the user's channel (a gateway holding a session of theirs): a change
+-- nobody receives is not rendered nor published (most users are offline). A script runs atomically,
+-- so the answer holds for the whole call; a client subscribing later resumes from the log.
+local LISTENED = {}
+local function listened()
+  local yes = LISTENED[CHANNEL]
+  if yes == nil then
+    yes = redis.call('PUBSUB', 'NUMSUB', CHANNEL)[2] > 0
+    LISTENED[CHANNEL] = yes
+  end
+  return yes
+end
+
 -- Append one change to the log and publish it as "EPOCH.N-0[TAG] PAYLOAD" for live push. The log
 -- keeps `OP UNREAD REF` (REF: a group's short id, or `*` or the ids read): a replay renders the
--- group as it is then.
+-- group as it is then. `tail` (see change_json), or a function making it, only run if listened.
 local function emit(op, ref, tail)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
@@ -230,10 +243,14 @@ local function emit(op, ref, tail)
   if redis.call('RPUSH', K_LOG, op .. unread .. ' ' .. ref) > MAX_CHANGES then
     redis.call('LTRIM', K_LOG, -MAX_CHANGES, -1)
   end
+  if not listened() then return end
+  if type(tail) == 'function' then tail = tail() end
   redis.call('PUBLISH', CHANNEL, s.epoch .. '.' .. int(s.seq) .. '-0' .. TAG .. ' ' .. change_json(op, unread, tail))
 end
 
-local function upserted(g, read) emit('u', short(g.gid), ',"group":' .. view(g, read) .. '}') end
+local function upserted(g, read)
+  emit('u', short(g.gid), function() return ',"group":' .. view(g, read) .. '}' end)
+end
 
 -- A group left the inbox (emptied, retracted or dropped by the cap); its record is already gone.
 local function removed(g)

@@ -18,6 +18,9 @@ use(0, ARGV[1], ARGV[2])
 local EPOCH_NEW = ARGV[3]
 local MAX_GROUPS, MAX_CHANGES, SHOWN = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local BASE = 6
+-- Numbers given to redis.call are formatted by Redis with %.17g (a few thousand instructions
+-- each): the hot paths pass strings.
+local KEEP_CHANGES = string.format('%d', -MAX_CHANGES)
 
 -- Times (ms) are stored as 7 big-endian bytes of t + 2^48 (every date an event can carry, exact
 -- in a Lua number). Redis has `struct`; the in-memory fake Redis does not, hence the plain Lua.
@@ -119,7 +122,7 @@ end
 local function insert(g, head)
   local rec, t, gid = encode(g), g.t, g.gid
   local here = head
-  if here == false then here = redis.call('LINDEX', K_INBOX, 0) end
+  if here == false then here = redis.call('LINDEX', K_INBOX, '0') end
   if not here or t > unpack_ms(here) then return redis.call('LPUSH', K_INBOX, rec) end
   local at, h = 0, decode(here)
   if newer(t, gid, h.t, h.gid) then return redis.call('LPUSH', K_INBOX, rec) end
@@ -181,10 +184,10 @@ end
 -- ACTOR: times read back without Redis formatting scores as text, nor Lua parsing them.
 -- actors_of: how many, the oldest member, and the newest members (the SHOWN ones, and at least
 -- two), newest first. A small set (most are) is read whole in one call.
-local SMALL = 16
+local SMALL, SMALL_LAST = 16, '15'
 local function actors_of(gid)
   local akey, newest = A_PREFIX .. gid, math.max(SHOWN, 2)
-  local all = redis.call('ZRANGE', akey, 0, SMALL - 1)
+  local all = redis.call('ZRANGE', akey, '0', SMALL_LAST)
   local a = {count = #all, first = all[1], top = {}}
   if #all == SMALL then
     a.count = redis.call('ZCARD', akey)
@@ -224,6 +227,11 @@ local function change_json(op, unread, tail) return '{"op":"' .. OPS[op] .. '","
 -- nobody receives is not rendered nor published (most users are offline). A script runs atomically,
 -- so the answer holds for the whole call; a client subscribing later resumes from the log.
 local LISTENED = {}
+-- Ask once for several channels (apply: every item's user's).
+local function listen(channels)
+  local r = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  for i = 1, #r, 2 do LISTENED[r[i]] = r[i + 1] > 0 end
+end
 local function listened()
   local yes = LISTENED[CHANNEL]
   if yes == nil then
@@ -241,7 +249,7 @@ local function emit(op, ref, tail)
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
   local unread = int(s.unread)
   if redis.call('RPUSH', K_LOG, op .. unread .. ' ' .. ref) > MAX_CHANGES then
-    redis.call('LTRIM', K_LOG, -MAX_CHANGES, -1)
+    redis.call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
   end
   if not listened() then return end
   if type(tail) == 'function' then tail = tail() end

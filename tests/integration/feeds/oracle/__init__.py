@@ -1,6 +1,6 @@
 """The inbox as it was before the issue-12 storage rework: the oracle of the differential test.
 
-The Lua files here are copies of feeds/lua at main 0e66b32 (the scripts the product ran then),
+The Lua files here are copies of feeds/lua at main 2b17a8c (the scripts the product ran then),
 driven the way feeds/inbox.py and feeds/changelog.py drove them. They are frozen on purpose: the
 product's scripts may change shape (calls, records, keys), these must not, so that the test
 compares the new implementation with the old one. Delete this package once the new one has

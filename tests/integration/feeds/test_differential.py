@@ -21,6 +21,7 @@ from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan, retract
 from feeds.limits import FeedLimits
 from schemas import keys
+from schemas.cursor import START, Cursor
 from schemas.events import Event
 from tests.unit.builders import DAY_S, comment, comment_deleted, follow, like, mention, unfollow, unlike
 
@@ -118,27 +119,32 @@ async def product_views(redis: Redis, inbox: Inbox, user: str) -> dict[str, Any]
         if before is None:
             break
     tail = await changelog.tail(redis, user)
-    log: Any = await changelog.read_after(redis, user, changelog.Cursor(changelog.NO_EPOCH, (0, 0)), 10_000)
+    resumes: list[Any] = []
+    log: Any = await changelog.read_after(redis, user, START, 10_000)
     if isinstance(log, changelog.Replay):
-        numbers = [c.cursor.entry[0] for c in log.changes]
-        log = ("replay", numbers[:1], [orjson.loads(c.payload) for c in log.changes])
-    else:
-        log = ("refetch", log.tail.entry[0])
-    middle: Any = None
-    if tail.epoch != changelog.NO_EPOCH:  # resume from half-way: replayed, or refetch if trimmed
-        half = changelog.Cursor(tail.epoch, (tail.entry[0] // 2, 0))
-        middle = await changelog.read_after(redis, user, half, 10_000)
-        middle = (
-            [orjson.loads(c.payload) for c in middle.changes]
-            if isinstance(middle, changelog.Replay)
-            else middle.tail.entry[0]
+        # resume from half-way, with the change's own cursor, and with another check
+        half = log.changes[len(log.changes) // 2].cursor if log.changes else tail
+        for cursor in (half, Cursor(half.epoch, half.number, half.check + 1), tail):
+            resumed = await changelog.read_after(redis, user, cursor, 10_000)
+            resumes.append(
+                [orjson.loads(c.payload) for c in resumed.changes]
+                if isinstance(resumed, changelog.Replay)
+                else ("refetch", resumed.tail.number)
+            )
+        log = (
+            "replay",
+            [c.cursor.number for c in log.changes],
+            [orjson.loads(c.payload) for c in log.changes],
         )
+    else:
+        log = ("refetch", log.tail.number)
     return {
         "pages": pages,
-        "epoch": tail.epoch != changelog.NO_EPOCH,
-        "last": tail.entry[0],
+        "epoch": tail.epoch != START.epoch,
+        "last": tail.number,
         "log": log,
-        "middle": middle,
+        "resumes": resumes,
+        "retained": await redis.llen(keys.changelog(user)),  # how far back a resume reaches
         "followers": await inbox.followers(user),
     }
 
@@ -152,21 +158,28 @@ async def oracle_views(redis: Redis, oracle: OracleInbox, user: str) -> dict[str
         if not page.more or not groups:
             break
         before = (groups[-1]["last_at"], groups[-1]["id"])
-    first = await oracle.page(user, None, 1)
-    kind, _, number, *payloads = await oracle.replay(user, "-", 0, 10_000)
-    log: Any = ("replay", [int(number)] if payloads else [], [orjson.loads(p) for p in payloads])
-    if kind == b"refetch":
-        log = ("refetch", int(number))
-    middle: Any = None
-    if first.epoch != "-":
-        kind, _, number, *payloads = await oracle.replay(user, first.epoch, first.last // 2, 10_000)
-        middle = [orjson.loads(p) for p in payloads] if kind == b"replay" else int(number)
+    _, epoch, last, last_check = await oracle.replay(user, "", 0, 0, 0)
+    epoch, last, last_check = epoch.decode(), int(last), int(last_check)
+    resumes: list[Any] = []
+    kind, _, number, *rest = await oracle.replay(user, START.epoch, 0, 0, 10_000)
+    log: Any = ("refetch", int(number))
+    if kind == b"replay":
+        checks, payloads = [int(c) for c in rest[0::2]], [orjson.loads(p) for p in rest[1::2]]
+        numbers = [int(number) + i for i in range(len(payloads))]
+        half = (numbers[len(numbers) // 2], checks[len(numbers) // 2]) if numbers else (last, last_check)
+        for after, check in (half, (half[0], half[1] + 1), (last, last_check)):
+            kind, _, number, *rest = await oracle.replay(user, epoch, after, check, 10_000)
+            resumes.append(
+                [orjson.loads(p) for p in rest[1::2]] if kind == b"replay" else ("refetch", int(number))
+            )
+        log = ("replay", numbers, payloads)
     return {
         "pages": pages,
-        "epoch": first.epoch != "-",
-        "last": first.last,
+        "epoch": epoch != START.epoch,
+        "last": last,
         "log": log,
-        "middle": middle,
+        "resumes": resumes,
+        "retained": await redis.llen(keys.changelog(user)),
         "followers": {m.decode() for m in await redis.smembers(keys.followers(user))},
     }
 

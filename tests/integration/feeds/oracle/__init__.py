@@ -1,6 +1,6 @@
 """The inbox as it was before the issue-12 storage rework: the oracle of the differential test.
 
-The Lua files here are copies of feeds/lua at main 2b17a8c (the scripts the product ran then),
+The Lua files here are copies of feeds/lua at main fa37a3e (the scripts the product ran then),
 driven the way feeds/inbox.py and feeds/changelog.py drove them. They are frozen on purpose: the
 product's scripts may change shape (calls, records, keys), these must not, so that the test
 compares the new implementation with the old one. Delete this package once the new one has
@@ -47,6 +47,7 @@ class Page:
     unread: int
     epoch: str
     last: int
+    check: int
 
 
 class OracleInbox:
@@ -103,11 +104,11 @@ class OracleInbox:
 
     async def page(self, user: str, before: tuple[int, str] | None, limit: int) -> Page:
         at, after = ("", "") if before is None else (str(before[0]), before[1])
-        more, unread, epoch, last, *groups = await self._page(
-            _keys(user), [*self._head(user), at, after, limit]
-        )
-        return Page(list(groups), bool(more), int(unread), epoch.decode(), int(last))
+        reply = await self._page(_keys(user), [*self._head(user), at, after, limit])
+        more, unread, epoch, last, check, *groups = reply
+        return Page(list(groups), bool(more), int(unread), epoch.decode(), int(last), int(check))
 
-    async def replay(self, user: str, epoch: str, after: int, count: int) -> list[Any]:
-        reply = await self._replay(_keys(user), [*self._head(user, write=False), epoch, after, count])
+    async def replay(self, user: str, epoch: str, after: int, check: int, count: int) -> list[Any]:
+        """{kind, epoch, number, ...} as lua/replay.lua returns it (count 0: the log's end)."""
+        reply = await self._replay(_keys(user), [*self._head(user, write=False), epoch, after, check, count])
         return list(reply)

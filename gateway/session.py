@@ -10,6 +10,7 @@ import anyio
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -122,6 +123,13 @@ class Session:
             self._client_closed(first_gone.code if isinstance(first_gone, WebSocketDisconnect) else 1006)
         except* (RedisConnectionError, RedisTimeoutError):
             # Redis is down or frozen: a close the client can act on, not a traceback per socket
+            self._hub.metrics.redis_errors("gateway session").inc()
+            await self._close(Rejected(Reason.UNAVAILABLE, "storage unavailable; reconnect with your cursor"))
+        except* RedisError as refused:
+            # an error reply while Redis restarts (a script cache emptied twice in a row, LOADING,
+            # a replica just promoted): the same close, and one line saying what Redis answered
+            reply = refused.exceptions[0]
+            log.warning("session closed on a redis error user=%s: %r", self.user or "-", reply)
             self._hub.metrics.redis_errors("gateway session").inc()
             await self._close(Rejected(Reason.UNAVAILABLE, "storage unavailable; reconnect with your cursor"))
 

@@ -82,8 +82,21 @@ def changelog(user_id: str) -> str:
 
 
 def followers(user_id: str) -> str:
-    """Set: who follows the user (maintained from follow/unfollow events)."""
-    return f"followers:{_user(user_id)}"
+    """Sorted set: who follows the user, by the time of their follow (kept by the inbox's apply
+    from the follow's last-writer-wins register). Replaced the set `followers:`: a
+    `notifier replay --fresh` after upgrading rebuilds it from the log."""
+    return f"fo:{_user(user_id)}"
+
+
+def following_registers(user_id: str) -> str:
+    """Hash: followed user -> last-writer-wins register "STATE TIME_MS EVENT_ID" of the user's
+    follow of them (feeds/lua/graph_follow.lua)."""
+    return f"fr:{_user(user_id)}"
+
+
+def following(user_id: str) -> str:
+    """Sorted set: whom the user follows, by the time of their follow."""
+    return f"fg:{_user(user_id)}"
 
 
 def user_channel(user_id: str) -> str:
@@ -108,8 +121,11 @@ DERIVED_PATTERNS: Final = (
     "nb:{u:*",
     "na:{u:*",
     "nc:{u:*",
-    "followers:{u:*",
+    "fo:{u:*",
+    "fr:{u:*",
+    "fg:{u:*",
     # the families of the layout before the compact one: nothing reads them any more
+    "followers:{u:*",
     "nt:{u:*",
     "nf:{u:*",
     "ng:{u:*",

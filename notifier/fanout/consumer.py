@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from feeds import graph
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
@@ -236,16 +237,23 @@ class FanoutWorker:
 
 
 async def apply_events(inbox: Inbox, limits: FeedLimits, events: Sequence[LoggedEvent]) -> dict[bytes, str]:
-    """Apply every item of `events` in one round trip; the error of each event that failed."""
+    """Apply every item of `events` in one round trip (and the follow graph's changes in a second
+    when there are any); the error of each event that failed."""
     ops: list[ItemOp] = []
     owners: list[bytes] = []
+    follow_ops: list[graph.FollowOp] = []
+    follow_owners: list[bytes] = []
     for logged in events:
         for op in plan(logged.event, limits):
             ops.append(op)
             owners.append(logged.entry_id)
+        for follow_op in graph.plan(logged.event):
+            follow_ops.append(follow_op)
+            follow_owners.append(logged.entry_id)
     errors = await inbox.apply(ops)
+    errors += await graph.FollowGraph(inbox.redis).apply(follow_ops)
     failed: dict[bytes, str] = {}
-    for owner, error in zip(owners, errors, strict=True):
+    for owner, error in zip(owners + follow_owners, errors, strict=True):
         if error is not None:
             failed.setdefault(owner, f"{type(error).__name__}: {error}")
     return failed

@@ -17,6 +17,8 @@ USER_KEYS: list[Callable[[str], str]] = [
     keys.read_marks,
     keys.changelog,
     keys.followers,
+    keys.following,
+    keys.following_registers,
     keys.user_channel,
     lambda u: keys.group_actors(u, "like:p1:19844"),
 ]
@@ -41,7 +43,9 @@ def test_exact_formats() -> None:
     assert keys.group_actors("bob", "g1") == "na:{u:bob}:g1"
     assert keys.read_marks("bob") == "nr:{u:bob}"
     assert keys.changelog("bob") == "nc:{u:bob}"
-    assert keys.followers("bob") == "followers:{u:bob}"
+    assert keys.followers("bob") == "fo:{u:bob}"
+    assert keys.following("bob") == "fg:{u:bob}"
+    assert keys.following_registers("bob") == "fr:{u:bob}"
     assert keys.user_channel("bob") == "push:{u:bob}"
     assert keys.gateway_control() == "gateway:control"
     assert keys.FANOUT_GROUP == "fanout"

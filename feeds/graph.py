@@ -1,0 +1,135 @@
+"""The follow graph: whom a user follows and who follows them, paged newest first, with counts.
+
+Followers are kept by the inbox's apply (the followed user's slot, `keys.followers`); following
+by `lua/graph_follow.lua` (the follower's slot). Both resolve follow/unfollow by the event's own
+time (last writer wins), so the two sides agree whatever order the events are applied in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+from redis.asyncio import Redis
+
+from schemas import keys
+from schemas.events import Event, Follow, Unfollow
+
+from .scripts import Arg, Command, Script, run_commands
+
+FOLLOW_SCRIPT = Script(resources.files(__package__).joinpath("lua", "graph_follow.lua").read_text())
+
+Side = Literal["followers", "following"]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowOp:
+    """`follower`'s follow of `user` is `state` (a | i | x) as of (`at_ms`, `event_id`)."""
+
+    follower: str
+    user: str
+    state: Literal["a", "i", "x"]
+    at_ms: int
+    event_id: str
+
+
+def plan(event: Event) -> list[FollowOp]:
+    """The following-list change of a follow or unfollow (none for following oneself, which the
+    inbox ignores too)."""
+    match event:
+        case Follow(user=user) if user != event.actor:
+            return [FollowOp(event.actor, user, "a", event.at_ms, event.id)]
+        case Unfollow(user=user) if user != event.actor:
+            return [FollowOp(event.actor, user, "i", event.at_ms, event.id)]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user: str
+    since_ms: int  # time of the follow
+
+
+@dataclass(frozen=True, slots=True)
+class GraphPage:
+    members: list[Member]  # newest follow first
+    count: int  # the whole list's size
+    more: bool
+
+    @property
+    def next_before(self) -> str | None:
+        """Opaque cursor (`TIME_MS:USER`) for the next page, or None on the last page."""
+        if not self.more or not self.members:
+            return None
+        last = self.members[-1]
+        return f"{last.since_ms}:{last.user}"
+
+
+def parse_cursor(before: str) -> tuple[int, str] | None:
+    """A `next_before` cursor's parts, or None when `before` is not one."""
+    at, _, user = before.partition(":")
+    if not at.isdigit() or not user or len(before) > 200:
+        return None
+    return int(at), user
+
+
+class FollowGraph:
+    """With the inbox's apply (followers), the only code that reads or writes `fo: fr: fg:`."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def apply(self, ops: Sequence[FollowOp]) -> list[BaseException | None]:
+        """Apply `ops` in one round trip, one script call per follower; the error of each op."""
+        if not ops:
+            return []
+        by_follower: dict[str, list[int]] = {}
+        for i, op in enumerate(ops):
+            by_follower.setdefault(op.follower, []).append(i)
+        commands: list[Command] = []
+        for follower, indexes in by_follower.items():
+            args: list[Arg] = []
+            for i in indexes:
+                op = ops[i]
+                args += (op.user, op.state, op.at_ms, op.event_id)
+            commands.append(
+                FOLLOW_SCRIPT.command([keys.following_registers(follower), keys.following(follower)], args)
+            )
+        results = await run_commands(self._redis, [FOLLOW_SCRIPT], commands)
+        errors: list[BaseException | None] = [None] * len(ops)
+        for indexes, result in zip(by_follower.values(), results, strict=True):
+            if isinstance(result, BaseException):
+                for i in indexes:
+                    errors[i] = result
+        return errors
+
+    async def page(self, user: str, side: Side, before: tuple[int, str] | None, limit: int) -> GraphPage:
+        """`user`'s followers or following, newest follow first, after the `before` position."""
+        key = keys.followers(user) if side == "followers" else keys.following(user)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if before is None:
+                pipe.zrevrangebyscore(key, "+inf", "-inf", start=0, num=limit + 1, withscores=True)
+            else:
+                # the ties at the cursor's time come in reverse member order: those below the
+                # cursor's member are next, then the older ones
+                at = before[0]
+                pipe.zrevrangebyscore(key, at, at, withscores=True)
+                pipe.zrevrangebyscore(key, f"({at}", "-inf", start=0, num=limit + 1, withscores=True)
+            pipe.zcard(key)
+            *ranges, count = await pipe.execute()
+        rows: list[tuple[bytes, float]] = ranges[0]
+        if before is not None:
+            after = before[1].encode()
+            rows = [r for r in rows if r[0] < after] + ranges[1]
+        members = [Member(m.decode(), int(score)) for m, score in rows[: limit + 1]]
+        return GraphPage(members[:limit], int(count), len(members) > limit)
+
+    async def counts(self, user: str) -> tuple[int, int]:
+        """(followers, following) of `user`."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.followers(user))
+            pipe.zcard(keys.following(user))
+            followers, following = await pipe.execute()
+        return int(followers), int(following)

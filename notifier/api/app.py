@@ -12,11 +12,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from feeds.graph import FollowGraph
 from feeds.inbox import Inbox
 from notifier.runtime.settings import Settings
 from schemas.errors import Reason, Rejected
 
-from . import me
+from . import graph, me
 from .append import EventLog
 from .ingest import ingest
 from .pressure import Pressure
@@ -48,6 +49,7 @@ def ingest_endpoint(settings: Settings, redis: Redis, pressure: Pressure) -> End
 
 def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     inbox = Inbox(redis, settings.feeds)
+    follow_graph = FollowGraph(redis)
     auth = settings.auth
 
     async def get_notifications(request: Request) -> Response:
@@ -59,6 +61,15 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def post_read(request: Request) -> Response:
         return await me.mark_read(request, inbox, auth)
 
+    async def get_followers(request: Request) -> Response:
+        return await graph.list_side(request, follow_graph, auth, "followers")
+
+    async def get_following(request: Request) -> Response:
+        return await graph.list_side(request, follow_graph, auth, "following")
+
+    async def get_follow_counts(request: Request) -> Response:
+        return await graph.counts(request, follow_graph, auth)
+
     async def ready(request: Request) -> Response:
         await redis.ping()
         return JSONResponse({"ready": True})
@@ -67,6 +78,9 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         Route("/v1/me/notifications", get_notifications, methods=["GET"]),
         Route("/v1/me/unread", get_unread, methods=["GET"]),
         Route("/v1/me/notifications/read", post_read, methods=["POST"]),
+        Route("/v1/users/{user}/followers", get_followers, methods=["GET"]),
+        Route("/v1/users/{user}/following", get_following, methods=["GET"]),
+        Route("/v1/users/{user}/follows", get_follow_counts, methods=["GET"]),
         Route("/readyz", ready, methods=["GET"]),
     ]
 

@@ -31,18 +31,24 @@ def user_of(request: Request, auth: AuthSettings) -> str:
     return tokens.verify(token.strip(), auth).user
 
 
-def _json(body: object) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json")
-
-
-async def list_notifications(request: Request, inbox: Inbox, auth: AuthSettings) -> Response:
-    user = user_of(request, auth)
+def page_limit(request: Request) -> int:
+    """The `limit` query parameter of a paged read: 1..MAX_PAGE, 20 when absent."""
     try:
         limit = int(request.query_params.get("limit", "20"))
     except ValueError:
         raise Rejected(Reason.INVALID, "limit must be an integer", "/limit") from None
     if not 1 <= limit <= MAX_PAGE:
         raise Rejected(Reason.INVALID, f"limit must be 1..{MAX_PAGE}", "/limit")
+    return limit
+
+
+def _json(body: object) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def list_notifications(request: Request, inbox: Inbox, auth: AuthSettings) -> Response:
+    user = user_of(request, auth)
+    limit = page_limit(request)
     before = request.query_params.get("before") or None
     if before is not None:
         score, _, gid = before.partition(":")

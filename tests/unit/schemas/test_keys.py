@@ -105,6 +105,6 @@ def test_derived_patterns_cover_the_derived_keys_and_spare_user_state(user: str)
         assert not derived(make_p(0))  # the event log is the source of truth, never rebuilt
 
 
-@pytest.mark.parametrize("family", ["nt:", "nf:", "ng:", "nu:", "nlog:", "nm:"])
+@pytest.mark.parametrize("family", ["nt:", "nf:", "ng:", "nu:", "nlog:", "nm:", "followers:"])
 def test_a_rebuild_also_deletes_the_views_of_the_layout_before(family: str) -> None:
     assert any(fnmatchcase(family + "{u:bob}:x", pattern) for pattern in keys.DERIVED_PATTERNS)

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from schemas import keys
 from schemas.events import Event, Follow, Unfollow
 
+from . import ranked
 from .scripts import Arg, Command, Script, run_commands
 
 FOLLOW_SCRIPT = Script(resources.files(__package__).joinpath("lua", "graph_follow.lua").read_text())
@@ -56,23 +57,7 @@ class Member:
 class GraphPage:
     members: list[Member]  # newest follow first
     count: int  # the whole list's size
-    more: bool
-
-    @property
-    def next_before(self) -> str | None:
-        """Opaque cursor (`TIME_MS:USER`) for the next page, or None on the last page."""
-        if not self.more or not self.members:
-            return None
-        last = self.members[-1]
-        return f"{last.since_ms}:{last.user}"
-
-
-def parse_cursor(before: str) -> tuple[int, str] | None:
-    """A `next_before` cursor's parts, or None when `before` is not one."""
-    at, _, user = before.partition(":")
-    if not at.isdigit() or not user or len(before) > 200:
-        return None
-    return int(at), user
+    next_before: str | None  # cursor of the next page (ranked.parse_cursor), None on the last
 
 
 class FollowGraph:
@@ -108,23 +93,8 @@ class FollowGraph:
     async def page(self, user: str, side: Side, before: tuple[int, str] | None, limit: int) -> GraphPage:
         """`user`'s followers or following, newest follow first, after the `before` position."""
         key = keys.followers(user) if side == "followers" else keys.following(user)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if before is None:
-                pipe.zrevrangebyscore(key, "+inf", "-inf", start=0, num=limit + 1, withscores=True)
-            else:
-                # the ties at the cursor's time come in reverse member order: those below the
-                # cursor's member are next, then the older ones
-                at = before[0]
-                pipe.zrevrangebyscore(key, at, at, withscores=True)
-                pipe.zrevrangebyscore(key, f"({at}", "-inf", start=0, num=limit + 1, withscores=True)
-            pipe.zcard(key)
-            *ranges, count = await pipe.execute()
-        rows: list[tuple[bytes, float]] = ranges[0]
-        if before is not None:
-            after = before[1].encode()
-            rows = [r for r in rows if r[0] < after] + ranges[1]
-        members = [Member(m.decode(), int(score)) for m, score in rows[: limit + 1]]
-        return GraphPage(members[:limit], int(count), len(members) > limit)
+        got = await ranked.page(self._redis, key, before, limit)
+        return GraphPage([Member(m, at) for m, at in got.members], got.count, got.next_before)
 
     async def counts(self, user: str) -> tuple[int, int]:
         """(followers, following) of `user`."""

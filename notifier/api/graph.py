@@ -8,7 +8,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from feeds.graph import FollowGraph, Side, parse_cursor
+from feeds.graph import FollowGraph, Side
+from feeds.ranked import parse_cursor
 from notifier.runtime.settings import AuthSettings
 from schemas.errors import Reason, Rejected
 from schemas.events import ID_PATTERN

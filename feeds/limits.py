@@ -11,3 +11,4 @@ class FeedLimits:
     max_changes: int = 1_000  # change-log entries kept per user (resume window)
     shown_actors: int = 3  # latest actors listed per group
     aggregation_window_ms: int = 86_400_000  # likes of one post / new followers group per window
+    max_posts: int = 1_000  # live posts kept per author timeline; the oldest beyond are dropped

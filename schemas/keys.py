@@ -99,6 +99,17 @@ def following(user_id: str) -> str:
     return f"fg:{_user(user_id)}"
 
 
+def post_records(user_id: str) -> str:
+    """Hash: post -> the author's register of it: "a TIME_MS EVENT_ID" + newline + the post's
+    JSON while live, "x TIME_MS EVENT_ID" once deleted (for good)."""
+    return f"tp:{_user(user_id)}"
+
+
+def timeline(user_id: str) -> str:
+    """Sorted set: the author's live posts by time, the newest `max_posts` kept."""
+    return f"tl:{_user(user_id)}"
+
+
 def user_channel(user_id: str) -> str:
     """Pub/sub channel carrying the user's change-log entries as they are appended."""
     return f"push:{_user(user_id)}"
@@ -124,6 +135,8 @@ DERIVED_PATTERNS: Final = (
     "fo:{u:*",
     "fr:{u:*",
     "fg:{u:*",
+    "tp:{u:*",
+    "tl:{u:*",
     # the families of the layout before the compact one: nothing reads them any more
     "followers:{u:*",
     "nt:{u:*",

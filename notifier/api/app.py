@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feeds.graph import FollowGraph
 from feeds.inbox import Inbox
+from feeds.timeline import Timelines
 from notifier.runtime.settings import Settings
 from schemas.errors import Reason, Rejected
 
@@ -50,6 +51,7 @@ def ingest_endpoint(settings: Settings, redis: Redis, pressure: Pressure) -> End
 def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     inbox = Inbox(redis, settings.feeds)
     follow_graph = FollowGraph(redis)
+    timelines = Timelines(redis, settings.feeds)
     auth = settings.auth
 
     async def get_notifications(request: Request) -> Response:
@@ -70,6 +72,9 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def get_follow_counts(request: Request) -> Response:
         return await graph.counts(request, follow_graph, auth)
 
+    async def get_posts(request: Request) -> Response:
+        return await graph.list_posts(request, timelines, auth)
+
     async def ready(request: Request) -> Response:
         await redis.ping()
         return JSONResponse({"ready": True})
@@ -81,6 +86,7 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         Route("/v1/users/{user}/followers", get_followers, methods=["GET"]),
         Route("/v1/users/{user}/following", get_following, methods=["GET"]),
         Route("/v1/users/{user}/follows", get_follow_counts, methods=["GET"]),
+        Route("/v1/users/{user}/posts", get_posts, methods=["GET"]),
         Route("/readyz", ready, methods=["GET"]),
     ]
 

@@ -1,15 +1,18 @@
-"""Follow graph REST: any signed-in user reads whom a user follows and who follows them."""
+"""Follow graph and timeline REST: any signed-in user reads whom a user follows, who follows
+them, and their posts."""
 
 from __future__ import annotations
 
 import re
 
+import msgspec
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from feeds.graph import FollowGraph, Side
 from feeds.ranked import parse_cursor
+from feeds.timeline import Timelines
 from notifier.runtime.settings import AuthSettings
 from schemas.errors import Reason, Rejected
 from schemas.events import ID_PATTERN
@@ -26,17 +29,21 @@ def _subject(request: Request) -> str:
     return user
 
 
+def _before(request: Request) -> tuple[int, str] | None:
+    raw = request.query_params.get("before")
+    if not raw:
+        return None
+    before = parse_cursor(raw)
+    if before is None:
+        raise Rejected(Reason.INVALID, "before must be a cursor from a previous page", "/before")
+    return before
+
+
 async def list_side(request: Request, graph: FollowGraph, auth: AuthSettings, side: Side) -> Response:
     """`GET /v1/users/{user}/followers` or `/following`: newest follow first, `next` for the next page."""
     user_of(request, auth)
     user = _subject(request)
-    limit = page_limit(request)
-    before = None
-    if raw := request.query_params.get("before"):
-        before = parse_cursor(raw)
-        if before is None:
-            raise Rejected(Reason.INVALID, "before must be a cursor from a previous page", "/before")
-    page = await graph.page(user, side, before, limit)
+    page = await graph.page(user, side, _before(request), page_limit(request))
     body = {
         "users": [{"id": m.user, "since": m.since_ms} for m in page.members],
         "count": page.count,
@@ -52,3 +59,12 @@ async def counts(request: Request, graph: FollowGraph, auth: AuthSettings) -> Re
     return Response(
         orjson.dumps({"followers": followers, "following": following}), media_type="application/json"
     )
+
+
+async def list_posts(request: Request, timelines: Timelines, auth: AuthSettings) -> Response:
+    """`GET /v1/users/{user}/posts`: the author's live posts, newest first."""
+    user_of(request, auth)
+    author = _subject(request)
+    page = await timelines.page(author, _before(request), page_limit(request))
+    body = {"posts": [msgspec.Raw(p) for p in page.posts], "count": page.count, "next": page.next_before}
+    return Response(msgspec.json.encode(body), media_type="application/json")

@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from feeds import graph
+from feeds import graph, timeline
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
@@ -237,23 +237,32 @@ class FanoutWorker:
 
 
 async def apply_events(inbox: Inbox, limits: FeedLimits, events: Sequence[LoggedEvent]) -> dict[bytes, str]:
-    """Apply every item of `events` in one round trip (and the follow graph's changes in a second
-    when there are any); the error of each event that failed."""
+    """Apply every item of `events` in one round trip (and the follow graph's and the timelines'
+    changes in one more each, when there are any); the error of each event that failed."""
     ops: list[ItemOp] = []
-    owners: list[bytes] = []
     follow_ops: list[graph.FollowOp] = []
+    post_ops: list[timeline.PostOp] = []
+    item_owners: list[bytes] = []
     follow_owners: list[bytes] = []
+    post_owners: list[bytes] = []
     for logged in events:
-        for op in plan(logged.event, limits):
-            ops.append(op)
-            owners.append(logged.entry_id)
-        for follow_op in graph.plan(logged.event):
-            follow_ops.append(follow_op)
-            follow_owners.append(logged.entry_id)
+        items, follows, posts = (
+            plan(logged.event, limits),
+            graph.plan(logged.event),
+            timeline.plan(logged.event),
+        )
+        ops += items
+        follow_ops += follows
+        post_ops += posts
+        item_owners += [logged.entry_id] * len(items)
+        follow_owners += [logged.entry_id] * len(follows)
+        post_owners += [logged.entry_id] * len(posts)
     errors = await inbox.apply(ops)
     errors += await graph.FollowGraph(inbox.redis).apply(follow_ops)
+    errors += await timeline.Timelines(inbox.redis, limits).apply(post_ops)
+    owners = item_owners + follow_owners + post_owners
     failed: dict[bytes, str] = {}
-    for owner, error in zip(owners + follow_owners, errors, strict=True):
+    for owner, error in zip(owners, errors, strict=True):
         if error is not None:
             failed.setdefault(owner, f"{type(error).__name__}: {error}")
     return failed

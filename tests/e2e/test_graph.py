@@ -1,5 +1,5 @@
-"""The follow graph over real HTTP: followers and following paged newest first with counts, kept
-from follow and unfollow events as they are ingested; bad input refused precisely."""
+"""The follow graph and timelines over real HTTP: followers, following and posts paged newest
+first with counts, kept from the events as they are ingested; bad input refused precisely."""
 
 from __future__ import annotations
 
@@ -48,6 +48,31 @@ async def test_followers_and_following_are_paged_with_counts(redis: Redis, setti
         assert await app.me("viewer", "/v1/users/nobody/follows") == {"followers": 0, "following": 0}
 
 
+async def test_an_authors_posts_are_paged_and_a_deleted_one_is_gone(redis: Redis, settings: Settings) -> None:
+    async with running_app(settings, redis) as app:
+        posts = [
+            {"type": "post_created", "id": f"pc-{i}", "actor": "star", "occurred_at": at(i), "post": f"p{i}"}
+            for i in range(5)
+        ]
+        gone = {"type": "post_deleted", "id": "pd-3", "actor": "star", "occurred_at": at(9), "post": "p3"}
+        # the deletion first: it wins whatever the order
+        await app.accept(gone)
+        await app.worker.drain()
+        await app.accept(*posts, {**posts[0], "id": "pc-0b", "text": "edited", "kind": "photo"})
+        await app.worker.drain()
+        first = await app.me("viewer", "/v1/users/star/posts?limit=2")
+        rest = await app.me("viewer", f"/v1/users/star/posts?limit=10&before={first['next']}")
+        shown = first["posts"] + rest["posts"]
+        assert [p["id"] for p in shown] == ["p4", "p2", "p1", "p0"]
+        assert (first["count"], rest["next"]) == (4, None)
+        assert {k: shown[-1][k] for k in ("author", "kind", "text", "visibility")} == {
+            "author": "star",
+            "kind": "photo",  # the same time: the higher event id wins (last writer wins)
+            "text": "edited",
+            "visibility": "public",
+        }
+
+
 @pytest.mark.parametrize(
     ("path", "pointer"),
     [
@@ -56,6 +81,7 @@ async def test_followers_and_following_are_paged_with_counts(redis: Redis, setti
         ("/v1/users/star/followers?limit=x", "/limit"),
         ("/v1/users/star/followers?before=yesterday", "/before"),
         ("/v1/users/a%7Bb%7D/follows", "/user"),
+        ("/v1/users/star/posts?before=1", "/before"),
     ],
 )
 async def test_bad_reads_are_refused_precisely(

@@ -19,6 +19,8 @@ USER_KEYS: list[Callable[[str], str]] = [
     keys.followers,
     keys.following,
     keys.following_registers,
+    keys.post_records,
+    keys.timeline,
     keys.user_channel,
     lambda u: keys.group_actors(u, "like:p1:19844"),
 ]
@@ -46,6 +48,8 @@ def test_exact_formats() -> None:
     assert keys.followers("bob") == "fo:{u:bob}"
     assert keys.following("bob") == "fg:{u:bob}"
     assert keys.following_registers("bob") == "fr:{u:bob}"
+    assert keys.post_records("bob") == "tp:{u:bob}"
+    assert keys.timeline("bob") == "tl:{u:bob}"
     assert keys.user_channel("bob") == "push:{u:bob}"
     assert keys.gateway_control() == "gateway:control"
     assert keys.FANOUT_GROUP == "fanout"

@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Literal
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from schemas import keys
 from schemas.events import Event, Follow, Unfollow
@@ -66,8 +67,9 @@ class FollowGraph:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    async def apply(self, ops: Sequence[FollowOp]) -> list[BaseException | None]:
-        """Apply `ops` in one round trip, one script call per follower; the error of each op."""
+    async def apply(self, ops: Sequence[FollowOp]) -> list[str | BaseException]:
+        """Apply `ops` in one round trip, one script call per follower; per op the follow's state
+        once applied (a | i | x), or the error."""
         if not ops:
             return []
         by_follower: dict[str, list[int]] = {}
@@ -83,12 +85,11 @@ class FollowGraph:
                 FOLLOW_SCRIPT.command([keys.following_registers(follower), keys.following(follower)], args)
             )
         results = await run_commands(self._redis, [FOLLOW_SCRIPT], commands)
-        errors: list[BaseException | None] = [None] * len(ops)
+        states: list[str | BaseException] = [ResponseError("not applied")] * len(ops)
         for indexes, result in zip(by_follower.values(), results, strict=True):
-            if isinstance(result, BaseException):
-                for i in indexes:
-                    errors[i] = result
-        return errors
+            for n, i in enumerate(indexes):  # the whole call failed, or one state per op
+                states[i] = result if isinstance(result, BaseException) else result[n].decode()
+        return states
 
     async def page(self, user: str, side: Side, before: tuple[int, str] | None, limit: int) -> GraphPage:
         """`user`'s followers or following, newest follow first, after the `before` position."""

@@ -11,6 +11,7 @@ from typing import Literal
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from schemas import keys
 from schemas.events import Event, PostCreated, PostDeleted
@@ -66,8 +67,9 @@ class Timelines:
         self._redis = redis
         self._limits = limits
 
-    async def apply(self, ops: Sequence[PostOp]) -> list[BaseException | None]:
-        """Apply `ops` in one round trip, one script call per author; the error of each op."""
+    async def apply(self, ops: Sequence[PostOp]) -> list[str | BaseException]:
+        """Apply `ops` in one round trip, one script call per author; per op the post's state once
+        applied (a live, x deleted, empty: not kept), or the error."""
         if not ops:
             return []
         by_author: dict[str, list[int]] = {}
@@ -81,12 +83,11 @@ class Timelines:
                 args += (op.post, op.state, op.at_ms, op.event_id, op.record)
             commands.append(APPLY_SCRIPT.command([keys.post_records(author), keys.timeline(author)], args))
         results = await run_commands(self._redis, [APPLY_SCRIPT], commands)
-        errors: list[BaseException | None] = [None] * len(ops)
+        states: list[str | BaseException] = [ResponseError("not applied")] * len(ops)
         for indexes, result in zip(by_author.values(), results, strict=True):
-            if isinstance(result, BaseException):
-                for i in indexes:
-                    errors[i] = result
-        return errors
+            for n, i in enumerate(indexes):  # the whole call failed, or one state per op
+                states[i] = result if isinstance(result, BaseException) else result[n].decode()
+        return states
 
     async def page(self, author: str, before: tuple[int, str] | None, limit: int) -> TimelinePage:
         """`author`'s live posts, newest first, after the `before` position. A post deleted

@@ -110,6 +110,18 @@ def timeline(user_id: str) -> str:
     return f"tl:{_user(user_id)}"
 
 
+def home(user_id: str) -> str:
+    """Sorted set: the user's home feed as pushed at write time, `AUTHOR|POST` by post time, the
+    newest `max_home` kept (feeds/home.py; what is shown is filtered and merged at read)."""
+    return f"hf:{_user(user_id)}"
+
+
+def pulled_authors() -> str:
+    """Set: authors who published a post while at or above the celebrity threshold; their posts
+    are merged into their followers' home feeds at read time instead of pushed."""
+    return "feed:pulled"
+
+
 def user_channel(user_id: str) -> str:
     """Pub/sub channel carrying the user's change-log entries as they are appended."""
     return f"push:{_user(user_id)}"
@@ -137,6 +149,8 @@ DERIVED_PATTERNS: Final = (
     "fg:{u:*",
     "tp:{u:*",
     "tl:{u:*",
+    "hf:{u:*",
+    "feed:pulled",
     # the families of the layout before the compact one: nothing reads them any more
     "followers:{u:*",
     "nt:{u:*",

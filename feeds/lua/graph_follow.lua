@@ -5,7 +5,8 @@
 --   follow time). Both of the follower's slot.
 -- ARGV: FIELDS per op: followed user, state (a follows | i unfollowed | x retracted for good),
 --   time ms, event id.
--- Returns one 1 (applied) or 0 (what is there is as new) per op.
+-- Returns per op the follow's state once applied (a | i | x): what the home feed acts on, the
+-- same whether this call changed it or an earlier delivery did.
 local FIELDS = 4
 local results = {}
 for i = 1, #ARGV / FIELDS do
@@ -25,9 +26,9 @@ for i = 1, #ARGV / FIELDS do
       redis.call('ZREM', KEYS[2], user)
     end
     redis.call('HSET', KEYS[1], user, st .. ' ' .. ts .. ' ' .. eid)
-    results[i] = 1
+    results[i] = st
   else
-    results[i] = 0
+    results[i] = old:sub(1, 1)
   end
 end
 return results

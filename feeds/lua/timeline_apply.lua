@@ -6,7 +6,8 @@
 --   2 timeline (sorted set: live posts by time). Both of the author's slot.
 -- ARGV: 1 posts kept (the oldest beyond are dropped), then FIELDS per op: post, state
 --   (a created | x deleted), time ms, event id, record JSON (a only).
--- Returns one 1 (applied) or 0 (what is there is as new, or deleted) per op.
+-- Returns per op the post's state once applied: a live, x deleted, '' not kept (older than the
+-- newest posts kept).
 local FIELDS = 5
 local cap = tonumber(ARGV[1])
 local results = {}
@@ -20,13 +21,10 @@ for i = 1, (#ARGV - 1) / FIELDS do
     t = tonumber(t)
     if s == 'x' or (st ~= 'x' and (ts < t or (ts == t and eid <= e))) then newer = false end
   end
-  if not newer then
-    results[i] = 0
-  elseif st == 'x' then
+  if newer and st == 'x' then
     redis.call('ZREM', KEYS[2], post)
     redis.call('HSET', KEYS[1], post, 'x ' .. ts .. ' ' .. eid)
-    results[i] = 1
-  else
+  elseif newer then
     redis.call('ZADD', KEYS[2], ts, post)
     redis.call('HSET', KEYS[1], post, 'a ' .. ts .. ' ' .. eid .. '\n' .. record)
     local over = redis.call('ZCARD', KEYS[2]) - cap
@@ -35,7 +33,8 @@ for i = 1, (#ARGV - 1) / FIELDS do
       redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
       redis.call('HDEL', KEYS[1], unpack(dropped))
     end
-    results[i] = 1
   end
+  local now = redis.call('HGET', KEYS[1], post)
+  results[i] = now and now:sub(1, 1) or ''
 end
 return results

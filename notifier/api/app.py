@@ -13,12 +13,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feeds.graph import FollowGraph
+from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
 from feeds.timeline import Timelines
 from notifier.runtime.settings import Settings
 from schemas.errors import Reason, Rejected
 
-from . import graph, me
+from . import feed, graph, me
 from .append import EventLog
 from .ingest import ingest
 from .pressure import Pressure
@@ -52,6 +53,7 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     inbox = Inbox(redis, settings.feeds)
     follow_graph = FollowGraph(redis)
     timelines = Timelines(redis, settings.feeds)
+    home_feeds = HomeFeeds(redis, settings.feeds)
     auth = settings.auth
 
     async def get_notifications(request: Request) -> Response:
@@ -75,6 +77,9 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def get_posts(request: Request) -> Response:
         return await graph.list_posts(request, timelines, auth)
 
+    async def get_feed(request: Request) -> Response:
+        return await feed.home_feed(request, home_feeds, auth)
+
     async def ready(request: Request) -> Response:
         await redis.ping()
         return JSONResponse({"ready": True})
@@ -83,6 +88,7 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         Route("/v1/me/notifications", get_notifications, methods=["GET"]),
         Route("/v1/me/unread", get_unread, methods=["GET"]),
         Route("/v1/me/notifications/read", post_read, methods=["POST"]),
+        Route("/v1/me/feed", get_feed, methods=["GET"]),
         Route("/v1/users/{user}/followers", get_followers, methods=["GET"]),
         Route("/v1/users/{user}/following", get_following, methods=["GET"]),
         Route("/v1/users/{user}/follows", get_follow_counts, methods=["GET"]),

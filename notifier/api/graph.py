@@ -29,7 +29,7 @@ def _subject(request: Request) -> str:
     return user
 
 
-def _before(request: Request) -> tuple[int, str] | None:
+def before_cursor(request: Request) -> tuple[int, str] | None:
     raw = request.query_params.get("before")
     if not raw:
         return None
@@ -43,7 +43,7 @@ async def list_side(request: Request, graph: FollowGraph, auth: AuthSettings, si
     """`GET /v1/users/{user}/followers` or `/following`: newest follow first, `next` for the next page."""
     user_of(request, auth)
     user = _subject(request)
-    page = await graph.page(user, side, _before(request), page_limit(request))
+    page = await graph.page(user, side, before_cursor(request), page_limit(request))
     body = {
         "users": [{"id": m.user, "since": m.since_ms} for m in page.members],
         "count": page.count,
@@ -65,6 +65,6 @@ async def list_posts(request: Request, timelines: Timelines, auth: AuthSettings)
     """`GET /v1/users/{user}/posts`: the author's live posts, newest first."""
     user_of(request, auth)
     author = _subject(request)
-    page = await timelines.page(author, _before(request), page_limit(request))
+    page = await timelines.page(author, before_cursor(request), page_limit(request))
     body = {"posts": [msgspec.Raw(p) for p in page.posts], "count": page.count, "next": page.next_before}
     return Response(msgspec.json.encode(body), media_type="application/json")

@@ -17,6 +17,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from feeds import graph, timeline
+from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
@@ -238,7 +239,8 @@ class FanoutWorker:
 
 async def apply_events(inbox: Inbox, limits: FeedLimits, events: Sequence[LoggedEvent]) -> dict[bytes, str]:
     """Apply every item of `events` in one round trip (and the follow graph's and the timelines'
-    changes in one more each, when there are any); the error of each event that failed."""
+    changes in one more each, when there are any), then the home feeds' (feeds/home.py); the
+    error of each event that failed."""
     ops: list[ItemOp] = []
     follow_ops: list[graph.FollowOp] = []
     post_ops: list[timeline.PostOp] = []
@@ -257,12 +259,36 @@ async def apply_events(inbox: Inbox, limits: FeedLimits, events: Sequence[Logged
         item_owners += [logged.entry_id] * len(items)
         follow_owners += [logged.entry_id] * len(follows)
         post_owners += [logged.entry_id] * len(posts)
-    errors = await inbox.apply(ops)
-    errors += await graph.FollowGraph(inbox.redis).apply(follow_ops)
-    errors += await timeline.Timelines(inbox.redis, limits).apply(post_ops)
-    owners = item_owners + follow_owners + post_owners
     failed: dict[bytes, str] = {}
-    for owner, error in zip(owners, errors, strict=True):
+
+    def fail(owner: bytes, error: BaseException) -> None:
+        failed.setdefault(owner, f"{type(error).__name__}: {error}")
+
+    for owner, error in zip(item_owners, await inbox.apply(ops), strict=True):
         if error is not None:
-            failed.setdefault(owner, f"{type(error).__name__}: {error}")
+            fail(owner, error)
+    follow_states = await graph.FollowGraph(inbox.redis).apply(follow_ops)
+    post_states = await timeline.Timelines(inbox.redis, limits).apply(post_ops)
+    home = HomeFeeds(inbox.redis, limits)
+    # the home feeds act on each change's state once applied (the same on a redelivery)
+    for follow_op, state, owner in zip(follow_ops, follow_states, follow_owners, strict=True):
+        try:
+            if isinstance(state, BaseException):
+                raise state
+            if follow_op.state == "a" and state == "a":
+                await home.backfill(follow_op.follower, follow_op.user)
+            elif follow_op.state != "a" and state != "a":
+                await home.drop_author(follow_op.follower, follow_op.user)
+        except ResponseError as exc:
+            fail(owner, exc)
+    for post_op, state, owner in zip(post_ops, post_states, post_owners, strict=True):
+        try:
+            if isinstance(state, BaseException):
+                raise state
+            if post_op.state == "a" and state == "a":
+                await home.publish(post_op.author, post_op.post, post_op.at_ms)
+            elif post_op.state == "x":
+                await home.retract_post(post_op.author, post_op.post)
+        except ResponseError as exc:
+            fail(owner, exc)
     return failed

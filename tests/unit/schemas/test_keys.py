@@ -21,6 +21,7 @@ USER_KEYS: list[Callable[[str], str]] = [
     keys.following_registers,
     keys.post_records,
     keys.timeline,
+    keys.home,
     keys.user_channel,
     lambda u: keys.group_actors(u, "like:p1:19844"),
 ]
@@ -50,6 +51,8 @@ def test_exact_formats() -> None:
     assert keys.following_registers("bob") == "fr:{u:bob}"
     assert keys.post_records("bob") == "tp:{u:bob}"
     assert keys.timeline("bob") == "tl:{u:bob}"
+    assert keys.home("bob") == "hf:{u:bob}"
+    assert keys.pulled_authors() == "feed:pulled"
     assert keys.user_channel("bob") == "push:{u:bob}"
     assert keys.gateway_control() == "gateway:control"
     assert keys.FANOUT_GROUP == "fanout"

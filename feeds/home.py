@@ -9,10 +9,10 @@ ever published a read-merged post stays merged (their pushed posts and merged on
 members, shown once).
 
 What is shown is decided at read: a post shows while it is live in its author's timeline and
-its author is followed. So a deletion or an unfollow hides at once whatever order it is applied
-in with its counterpart; the write-time clean-up (`retract_post`, `drop_author`) only frees room.
-A follow back-fills the author's recent posts, so a follow applied after the posts it should
-show does not miss them.
+its author is followed (and not muted, nor blocked either way). So a deletion or an unfollow
+hides at once whatever order it is applied in with its counterpart; the write-time clean-up
+(`retract_post`, `drop_author`) only frees room. A follow back-fills the author's recent posts,
+so a follow applied after the posts it should show does not miss them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from schemas import keys
 
 from . import ranked
 from .limits import FeedLimits
+from .preferences import PreferenceStore
 from .scripts import Command, run_commands
 
 PUSH_CHUNK = 1_000  # followers written per round trip of a fan-out
@@ -136,15 +137,19 @@ class HomeFeeds:
                         candidates[entry] = int(score)
         ordered = sorted(candidates.items(), key=lambda c: (c[1], c[0]), reverse=True)
         covered = ordered[:limit]
-        items = await self._visible(covered, following)
+        items = await self._visible(user, covered, following)
         more = len(ordered) > limit
         last = covered[-1] if covered else None
         return FeedPage(items, f"{last[1]}:{last[0]}" if more and last else None)
 
-    async def _visible(self, entries: Sequence[tuple[str, int]], following: set[str]) -> list[bytes]:
-        """The live records of `entries` whose author is followed, in order."""
+    async def _visible(
+        self, user: str, entries: Sequence[tuple[str, int]], following: set[str]
+    ) -> list[bytes]:
+        """The live records of `entries` whose author `user` follows and has not muted or
+        blocked (nor been blocked by), in order."""
         wanted = [e.partition("|") for e, _ in entries]
-        wanted_followed = [(a, p) for a, _, p in wanted if a in following]
+        hidden = await PreferenceStore(self._redis).hidden_authors(user, {a for a, _, _ in wanted})
+        wanted_followed = [(a, p) for a, _, p in wanted if a in following and a not in hidden]
         if not wanted_followed:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -122,6 +122,21 @@ def pulled_authors() -> str:
     return "feed:pulled"
 
 
+def preferences(user_id: str) -> str:
+    """String: the user's preferences as JSON (schemas/preferences.py). User state: a rebuild keeps it."""
+    return f"pref:{_user(user_id)}"
+
+
+def mutes(user_id: str) -> str:
+    """Sorted set: actors the user muted, by the time of the mute. User state."""
+    return f"mute:{_user(user_id)}"
+
+
+def blocks(user_id: str) -> str:
+    """Sorted set: users the user blocked, by the time of the block. User state."""
+    return f"block:{_user(user_id)}"
+
+
 def user_channel(user_id: str) -> str:
     """Pub/sub channel carrying the user's change-log entries as they are appended."""
     return f"push:{_user(user_id)}"

@@ -15,11 +15,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from feeds.graph import FollowGraph
 from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
+from feeds.preferences import PreferenceStore, Relation
 from feeds.timeline import Timelines
 from notifier.runtime.settings import Settings
 from schemas.errors import Reason, Rejected
 
-from . import feed, graph, me
+from . import feed, graph, me, preferences
 from .append import EventLog
 from .ingest import ingest
 from .pressure import Pressure
@@ -54,6 +55,7 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     follow_graph = FollowGraph(redis)
     timelines = Timelines(redis, settings.feeds)
     home_feeds = HomeFeeds(redis, settings.feeds)
+    prefs = PreferenceStore(redis)
     auth = settings.auth
 
     async def get_notifications(request: Request) -> Response:
@@ -80,6 +82,24 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def get_feed(request: Request) -> Response:
         return await feed.home_feed(request, home_feeds, auth)
 
+    async def get_prefs(request: Request) -> Response:
+        return await preferences.get_preferences(request, prefs, auth)
+
+    async def put_prefs(request: Request) -> Response:
+        return await preferences.put_preferences(request, prefs, auth)
+
+    def relation_routes(relation: Relation) -> list[BaseRoute]:
+        async def listed(request: Request) -> Response:
+            return await preferences.list_relation(request, prefs, auth, relation)
+
+        async def changed(request: Request) -> Response:
+            return await preferences.set_relation(request, prefs, auth, relation, request.method == "PUT")
+
+        return [
+            Route(f"/v1/me/{relation}", listed, methods=["GET"]),
+            Route(f"/v1/me/{relation}/{{user}}", changed, methods=["PUT", "DELETE"]),
+        ]
+
     async def ready(request: Request) -> Response:
         await redis.ping()
         return JSONResponse({"ready": True})
@@ -89,6 +109,10 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         Route("/v1/me/unread", get_unread, methods=["GET"]),
         Route("/v1/me/notifications/read", post_read, methods=["POST"]),
         Route("/v1/me/feed", get_feed, methods=["GET"]),
+        Route("/v1/me/preferences", get_prefs, methods=["GET"]),
+        Route("/v1/me/preferences", put_prefs, methods=["PUT"]),
+        *relation_routes("mutes"),
+        *relation_routes("blocks"),
         Route("/v1/users/{user}/followers", get_followers, methods=["GET"]),
         Route("/v1/users/{user}/following", get_following, methods=["GET"]),
         Route("/v1/users/{user}/follows", get_follow_counts, methods=["GET"]),

@@ -22,7 +22,7 @@ from .me import page_limit, user_of
 _ID = re.compile(ID_PATTERN)
 
 
-def _subject(request: Request) -> str:
+def subject(request: Request) -> str:
     user = str(request.path_params["user"])
     if not _ID.fullmatch(user):
         raise Rejected(Reason.INVALID, "user must be 1-128 chars of A-Z a-z 0-9 _ . : @ -", "/user")
@@ -42,7 +42,7 @@ def before_cursor(request: Request) -> tuple[int, str] | None:
 async def list_side(request: Request, graph: FollowGraph, auth: AuthSettings, side: Side) -> Response:
     """`GET /v1/users/{user}/followers` or `/following`: newest follow first, `next` for the next page."""
     user_of(request, auth)
-    user = _subject(request)
+    user = subject(request)
     page = await graph.page(user, side, before_cursor(request), page_limit(request))
     body = {
         "users": [{"id": m.user, "since": m.since_ms} for m in page.members],
@@ -55,7 +55,7 @@ async def list_side(request: Request, graph: FollowGraph, auth: AuthSettings, si
 async def counts(request: Request, graph: FollowGraph, auth: AuthSettings) -> Response:
     """`GET /v1/users/{user}/follows`: how many follow the user and how many they follow."""
     user_of(request, auth)
-    followers, following = await graph.counts(_subject(request))
+    followers, following = await graph.counts(subject(request))
     return Response(
         orjson.dumps({"followers": followers, "following": following}), media_type="application/json"
     )
@@ -64,7 +64,7 @@ async def counts(request: Request, graph: FollowGraph, auth: AuthSettings) -> Re
 async def list_posts(request: Request, timelines: Timelines, auth: AuthSettings) -> Response:
     """`GET /v1/users/{user}/posts`: the author's live posts, newest first."""
     user_of(request, auth)
-    author = _subject(request)
+    author = subject(request)
     page = await timelines.page(author, before_cursor(request), page_limit(request))
     body = {"posts": [msgspec.Raw(p) for p in page.posts], "count": page.count, "next": page.next_before}
     return Response(msgspec.json.encode(body), media_type="application/json")

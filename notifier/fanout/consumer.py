@@ -21,6 +21,7 @@ from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
+from feeds.preferences import PreferenceStore
 from notifier.runtime.eventlog import LoggedEvent, decode_entry
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import FanoutSettings
@@ -238,9 +239,10 @@ class FanoutWorker:
 
 
 async def apply_events(inbox: Inbox, limits: FeedLimits, events: Sequence[LoggedEvent]) -> dict[bytes, str]:
-    """Apply every item of `events` in one round trip (and the follow graph's and the timelines'
-    changes in one more each, when there are any), then the home feeds' (feeds/home.py); the
-    error of each event that failed."""
+    """Apply every item of `events` the recipients' preferences let through in one round trip
+    (one more reads the preferences; the follow graph's and the timelines' changes take one more
+    each, when there are any), then the home feeds' (feeds/home.py); the error of each event
+    that failed."""
     ops: list[ItemOp] = []
     follow_ops: list[graph.FollowOp] = []
     post_ops: list[timeline.PostOp] = []
@@ -264,6 +266,10 @@ async def apply_events(inbox: Inbox, limits: FeedLimits, events: Sequence[Logged
     def fail(owner: bytes, error: BaseException) -> None:
         failed.setdefault(owner, f"{type(error).__name__}: {error}")
 
+    # the recipients' preferences first: an item they turned off, muted or blocked is not written
+    kept = await PreferenceStore(inbox.redis).keep(ops)
+    ops = [op for op, keep in zip(ops, kept, strict=True) if keep]
+    item_owners = [owner for owner, keep in zip(item_owners, kept, strict=True) if keep]
     for owner, error in zip(item_owners, await inbox.apply(ops), strict=True):
         if error is not None:
             fail(owner, error)

@@ -115,6 +115,9 @@ def test_the_families_are_found() -> None:
         "tp:",
         "tl:",
         "hf:",
+        "pref:",
+        "mute:",
+        "block:",
         "push:",
     } <= PREFIXES
     assert "gateway:control" in NAMES

@@ -22,6 +22,9 @@ USER_KEYS: list[Callable[[str], str]] = [
     keys.post_records,
     keys.timeline,
     keys.home,
+    keys.preferences,
+    keys.mutes,
+    keys.blocks,
     keys.user_channel,
     lambda u: keys.group_actors(u, "like:p1:19844"),
 ]
@@ -53,6 +56,9 @@ def test_exact_formats() -> None:
     assert keys.timeline("bob") == "tl:{u:bob}"
     assert keys.home("bob") == "hf:{u:bob}"
     assert keys.pulled_authors() == "feed:pulled"
+    assert keys.preferences("bob") == "pref:{u:bob}"
+    assert keys.mutes("bob") == "mute:{u:bob}"
+    assert keys.blocks("bob") == "block:{u:bob}"
     assert keys.user_channel("bob") == "push:{u:bob}"
     assert keys.gateway_control() == "gateway:control"
     assert keys.FANOUT_GROUP == "fanout"
@@ -107,7 +113,8 @@ def test_derived_patterns_cover_the_derived_keys_and_spare_user_state(user: str)
         key = make(user)
         if make is keys.user_channel:
             continue
-        assert derived(key) == (make is not keys.read_marks), key
+        user_state = make in (keys.read_marks, keys.preferences, keys.mutes, keys.blocks)
+        assert derived(key) == (not user_state), key
     for make_p in PARTITION_KEYS:
         assert not derived(make_p(0))  # the event log is the source of truth, never rebuilt
 

@@ -67,6 +67,20 @@ class Refetch:
     tail: Cursor  # resume from here after refetching the inbox
 
 
+def push_tag(accepted_ms: int, traceparent: str = "") -> str:
+    """What the apply appends to a published change's cursor (lua/common.lua): `@MS`, the event's
+    acceptance time, and `@TRACEPARENT` when tracing is on."""
+    return f"@{accepted_ms}@{traceparent}" if traceparent else f"@{accepted_ms}"
+
+
+def split_tag(tagged: str) -> tuple[str, str, str]:
+    """A published cursor's parts: the cursor, the acceptance time (ms, text; '' when untagged)
+    and the traceparent ('' when none)."""
+    cursor, _, rest = tagged.partition("@")
+    accepted_ms, _, traceparent = rest.partition("@")
+    return cursor, accepted_ms, traceparent
+
+
 async def tail(redis: Redis, user: str) -> Cursor:
     state = State.parse(await redis.hget(keys.toggles(user), STATE))
     return Cursor(state.epoch or NO_EPOCH, (state.last_change, 0))

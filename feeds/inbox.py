@@ -61,18 +61,21 @@ class Inbox:
     def _head(self, user: str) -> list[str | int | bytes]:
         return head(user, self._limits)
 
-    async def apply(self, ops: Sequence[ItemOp]) -> list[BaseException | None]:
+    async def apply(self, ops: Sequence[ItemOp], tags: Sequence[str] = ()) -> list[BaseException | None]:
         """Apply `ops` in one round trip, ITEMS_PER_CALL to a script call; the error of each op
-        that failed, else None."""
+        that failed, else None. `tags` (one per op, optional: changelog.push_tag) ride on the
+        changes published for live push: the event's acceptance time and trace context."""
         if not ops:
             return []
         apply, common = self._scripts.apply, head(None, self._limits)
-        chunks = [ops[i : i + ITEMS_PER_CALL] for i in range(0, len(ops), ITEMS_PER_CALL)]
+        tags = list(tags) or [""] * len(ops)
+        n = ITEMS_PER_CALL
+        chunks = [(ops[i : i + n], tags[i : i + n]) for i in range(0, len(ops), n)]
         commands = []
-        for chunk in chunks:
+        for chunk, chunk_tags in chunks:
             call_keys: list[str] = []
             args: list[str | int | bytes] = [*common]
-            for op in chunk:
+            for op, tag in zip(chunk, chunk_tags, strict=True):
                 call_keys += user_keys(op.user)
                 args += (
                     keys.group_actors_prefix(op.user),
@@ -88,11 +91,12 @@ class Inbox:
                     op.comment,
                     op.text,
                     int(op.follows),
+                    tag,
                 )
             commands.append(apply.command(call_keys, args))
         results = await run_commands(self._redis, [apply], commands)
         errors: list[BaseException | None] = []
-        for chunk, result in zip(chunks, results, strict=True):
+        for (chunk, _), result in zip(chunks, results, strict=True):
             if isinstance(result, BaseException):  # the whole call failed
                 errors += [result] * len(chunk)
             else:

@@ -25,6 +25,7 @@ def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> AS
     other paths) to `rest`. Sessions sit outside `rest`'s middleware on purpose: each pushed
     frame then goes straight to the server's send, with no wrapper per message."""
     allowed = settings.gateway.allowed_origins
+    connections = hub.metrics.connections
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket" or scope["path"] != WS_PATH:
@@ -40,6 +41,10 @@ def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> AS
             log.warning("ws origin refused origin=%r", origin[:200])
             await ws.close(POLICY_VIOLATION)
             return
-        await Session(ws, redis, hub, settings.gateway, settings.auth).serve()
+        connections.inc()
+        try:
+            await Session(ws, redis, hub, settings.gateway, settings.auth).serve()
+        finally:
+            connections.dec()
 
     return app

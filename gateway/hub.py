@@ -10,16 +10,20 @@ from typing import Any, Final, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from notifier.runtime import metrics, tracing
 from notifier.runtime.lifecycle import Backoff
 from schemas import keys
 
 log = logging.getLogger(__name__)
 
+SESSIONS_BUCKETS: Final = (1, 2, 3, 4, 8, 16, 32)  # sessions per user (the default cap is 16)
 SUBSCRIBE_TIMEOUT_S: Final = 5.0
 KEEPALIVE_S: Final = 5.0  # PING this often; silence for 3x this long means the link is dead
 EXPIRY_SWEEP_S: Final = 1.0  # a session ends at most this long after its token expires
@@ -62,6 +66,26 @@ class Hub:
         self._scope: anyio.CancelScope | None = None
         self._next_expiry = math.inf  # no session's token expires before this
         self.delivered = 0
+        self.metrics = metrics.current()  # the sessions' metrics and tracing too
+        self.tracing = tracing.current()
+        self.metrics.add_collector(self._collect)
+
+    @property
+    def subscribed(self) -> bool:
+        """The pub/sub connection is up and subscribed (readiness)."""
+        return self._conn is not None
+
+    def _collect(self) -> Iterator[Metric]:
+        """At scrape time: sessions, and how many users hold how many (no user labels)."""
+        counts = [len(group) for group in self._listeners.values()]
+        yield GaugeMetricFamily("notifier_gateway_sessions", "authenticated sessions", value=sum(counts))
+        buckets = [(str(float(b)), sum(1 for c in counts if c <= b)) for b in SESSIONS_BUCKETS]
+        yield HistogramMetricFamily(
+            "notifier_gateway_sessions_per_user",
+            "users by how many sessions they hold on this gateway",
+            buckets=[*buckets, ("+Inf", len(counts))],
+            sum_value=sum(counts),
+        )
 
     def sessions_of(self, user: str) -> int:
         return len(self._listeners.get(user, ()))

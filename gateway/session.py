@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from feeds import changelog
 from feeds.changelog import Cursor, Refetch
 from notifier.runtime import tokens
+from notifier.runtime.logs import ACCESS_LOGGER
 from notifier.runtime.settings import AuthSettings, GatewaySettings
 from schemas import protocol
 from schemas.errors import Reason, Rejected
@@ -24,6 +25,7 @@ from .hub import Hub
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 _RESYNC = ("", "")  # queue marker: re-read the change log from our cursor
 
@@ -114,14 +116,22 @@ class Session:
             first = closed.exceptions[0]
             assert isinstance(first, Closed)
             await self._close(first.rejected)
-        except* (WebSocketDisconnect, OSError):
-            pass  # the client went away
+        except* (WebSocketDisconnect, OSError) as gone:  # the client went away
+            first_gone = gone.exceptions[0]
+            self._client_closed(first_gone.code if isinstance(first_gone, WebSocketDisconnect) else 1006)
         except* (RedisConnectionError, RedisTimeoutError):
             # Redis is down or frozen: a close the client can act on, not a traceback per socket
+            self._hub.metrics.redis_errors("gateway session").inc()
             await self._close(Rejected(Reason.UNAVAILABLE, "storage unavailable; reconnect with your cursor"))
 
+    def _client_closed(self, code: int) -> None:
+        self._hub.metrics.closes_client.inc()
+        access_log.info("ws closed by client", extra={"user": self.user or "-", "code": code})
+
     async def _close(self, rejected: Rejected) -> None:
-        log.info("ws close user=%s reason=%s", self.user or "-", rejected.reason.value)
+        self._hub.metrics.closes_by_reason[rejected.reason].inc()
+        extra = {"user": self.user or "-", "code": rejected.ws_close_code, "reason": rejected.reason.value}
+        access_log.info("ws close", extra=extra)
         # each step bounded on its own: a client that stopped reading blocks the error frame,
         # and the close code must still be tried
         with anyio.move_on_after(1, shield=True):
@@ -177,8 +187,11 @@ class Session:
             self._cursor = await changelog.tail(self._redis, self.user)
         else:
             self._cursor = cursor
+            self._hub.metrics.resumes.inc()
             replayed = await self._catch_up()
         await self._ws.send_text(protocol.ready(self.user, str(self._cursor), replayed))
+        self._hub.metrics.frames_control.inc()
+        access_log.info("ws open", extra={"user": self.user, "resumed": cursor is not None})
         async with anyio.create_task_group() as tg:
             self._live_scope = tg.cancel_scope
             if self._expired:  # during the catch-up
@@ -201,30 +214,46 @@ class Session:
             if isinstance(result, Refetch):
                 self._cursor = result.tail
                 await self._ws.send_text(protocol.refetch(Reason.CURSOR_EXPIRED, str(result.tail)))
+                self._hub.metrics.refetches.inc()
+                self._hub.metrics.frames_control.inc()
                 return sent
             for change in result.changes:
                 await self._ws.send_text(protocol.change(str(change.cursor), change.payload.decode()))
                 self._cursor = change.cursor
             sent += len(result.changes)
+            self._hub.metrics.frames_replay.inc(len(result.changes))
             if len(result.changes) < self._settings.replay_batch:
                 return sent
 
     async def _write(self) -> None:
+        frames, latency = self._hub.metrics.frames_live, self._hub.metrics.push_seconds
+        traced = self._hub.tracing
         while batch := await self._outbox.take():
-            for cursor_text, payload in batch:
+            sent = 0
+            for tagged, payload in batch:
                 if self._overflowed:
                     break
-                if (cursor_text, payload) == _RESYNC:
+                if (tagged, payload) == _RESYNC:
                     await self._catch_up()
                     continue
+                cursor_text, accepted_ms, parent = changelog.split_tag(tagged)
                 cursor = Cursor.parse(cursor_text)
                 if cursor.epoch != self._cursor.epoch and self._cursor.epoch != changelog.NO_EPOCH:
                     await self._catch_up()  # the log was recreated: the catch-up says refetch
                     continue
                 if cursor.epoch == self._cursor.epoch and cursor.entry <= self._cursor.entry:
                     continue  # already sent by the replay
-                await self._ws.send_text(protocol.change(cursor_text, payload))
+                if traced is not None and parent:
+                    span = traced.span("gateway.push", parent, attributes={"notifier.user": self.user})
+                    await self._ws.send_text(protocol.change(cursor_text, payload))
+                    span.end()
+                else:
+                    await self._ws.send_text(protocol.change(cursor_text, payload))
                 self._cursor = cursor
+                sent += 1
+                if accepted_ms:
+                    latency.observe(time.time() - int(accepted_ms) / 1000)
+            frames.inc(sent)
 
     async def _read_client(self, scope: anyio.CancelScope) -> None:
         rate = self._settings.max_client_frames_per_s
@@ -241,5 +270,6 @@ class Session:
                     await self._ws.send_text(protocol.pong())
                 else:
                     self._check_token(frame.token)
-        except WebSocketDisconnect:
+        except WebSocketDisconnect as gone:
+            self._client_closed(gone.code)
             scope.cancel()

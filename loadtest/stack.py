@@ -217,6 +217,7 @@ class LocalStack:
             "NOTIFIER_INGEST_PARTITIONS": str(self.partitions),
             "NOTIFIER_HTTP_HOST": "127.0.0.1",
             "NOTIFIER_HTTP_GRACE_S": "3",
+            "NOTIFIER_METRICS_PORT": "0",  # several workers on one host
             "NOTIFIER_LOG_LEVEL": "WARNING",
             **extra_env,
         }

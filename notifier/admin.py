@@ -7,6 +7,7 @@ import dataclasses
 
 import orjson
 
+from notifier.explain import Explainer
 from notifier.fanout.deadletter import DeadLetters
 from notifier.fanout.replay import replay
 from notifier.moderation.classifier import ProfanityCheck
@@ -29,6 +30,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     drop = verbs.add_parser("drop")
     drop.add_argument("ref")
     drop.add_argument("--reason", required=True, help="kept with the dropped entry")
+    explain = sub.add_parser("explain", help="where an event is: log, fan-out, moderation, each recipient")
+    explain.add_argument("event_id")
+    explain.add_argument("--user", help="only this recipient (and why they are not one)")
 
 
 async def run_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -45,6 +49,13 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
             )
             _print(dataclasses.asdict(stats))
             return 1 if stats.failed else 0
+        if args.command == "explain":
+            explained = await Explainer(redis, settings).explain(args.event_id, args.user)
+            if explained is None:
+                _print({"event_id": args.event_id, "error": "not_found"})
+                return 1
+            print(explained.to_json().decode())
+            return 0
         letters = DeadLetters(redis)
         if args.verb == "list":
             for letter in await letters.entries(settings.ingest.partitions, args.count):

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Sequence
 
 import anyio
@@ -20,15 +21,21 @@ from gateway.wsserver import WebSocketProtocol
 from notifier import admin
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
+from notifier.explain import explain_routes
+from notifier.fanout.backlog import Backlog
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.janitor import Janitor
 from notifier.jobs.worker import JobsService
 from notifier.moderation.classifier import ProfanityCheck
+from notifier.moderation.components import Components
 from notifier.moderation.effects import job_set as moderation_jobs
+from notifier.moderation.queue import ReviewQueue
 from notifier.moderation.routes import MODERATOR_ROLE, moderation_routes
 from notifier.moderation.screening import Screener
-from notifier.runtime import logs, tokens
+from notifier.runtime import logs, metrics, tokens, tracing
+from notifier.runtime.access import with_request_ids
 from notifier.runtime.checks import check_redis_when_up
+from notifier.runtime.health import Health, Started, ops_app, ops_routes
 from notifier.runtime.lifecycle import Service, run_services, unless_signalled
 from notifier.runtime.redis import RedisHandle, open_redis
 from notifier.runtime.server import HttpService
@@ -52,9 +59,23 @@ def _http(settings: Settings, app: ASGIApp, port: int) -> HttpService:
 
 
 def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Service]:
+    """The role's services in start order; the last one marks the role ready (/readyz). Metrics
+    go to `metrics.current()` (run_role sets it; one page for every role of `up`)."""
     client = redis.client
+    counted = metrics.current()
+    health = Health(client)
+    ops = ops_routes(health, counted)
     services: list[Service] = []
+    if role in {"worker", "jobs"}:  # no HTTP port of their own otherwise: a small one for probes
+        services.append(_http(settings, with_request_ids(ops_app(health, counted)), settings.metrics.port))
+    if role in {"worker", "api", "up"}:  # the api's page keeps the lag visible with no worker up
+        backlog = Backlog(client, settings.ingest.partitions)
+        counted.add_sampler(lambda: backlog.sample(counted))
     if role in {"worker", "up"}:
+        health.add("fanout", backlog.missing_groups)
+        if settings.moderation.enabled:
+            queue = Components.build(client, settings).queue
+            counted.add_sampler(lambda: _sample_review_queue(queue, counted))
         consumer = settings.fanout.consumer or f"{socket.gethostname()}-{settings.fanout.slot}"
         worker = FanoutWorker(
             client,
@@ -72,18 +93,40 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services.append(pressure)
     if role in {"jobs", "up"}:
         services.append(JobsService(settings.jobs, client, moderation_jobs(settings, client)))
+        outbox = Components.build(client, settings).outbox
+
+        async def sample_outbox() -> None:
+            counted.outbox.set(len(await outbox.pending()))
+
+        counted.add_sampler(sample_outbox)
     if role == "api":
-        app = api_app(settings, client, pressure, moderation_routes(settings, client))
-        services.append(_http(settings, app, settings.http.api_port))
+        admin = [*moderation_routes(settings, client), *explain_routes(settings, client)]
+        app = api_app(settings, client, pressure, [*admin, *ops])
+        services.append(_http(settings, with_request_ids(app), settings.http.api_port))
+    if role in {"gateway", "up"}:
+        hub = Hub(client)
+
+        async def subscribed() -> str | None:
+            return None if hub.subscribed else "pub/sub not subscribed"
+
+        health.add("pubsub", subscribed)
     if role == "gateway":
-        hub = Hub(client)
-        alone = gateway_app(settings, client, hub, Starlette())
-        services += [hub, _http(settings, alone, settings.http.gateway_port)]
+        alone = gateway_app(settings, client, hub, Starlette(routes=ops))
+        services += [hub, _http(settings, with_request_ids(alone), settings.http.gateway_port)]
     if role == "up":
-        hub = Hub(client)
-        rest = api_app(settings, client, pressure, moderation_routes(settings, client))
-        services += [hub, _http(settings, gateway_app(settings, client, hub, rest), settings.http.api_port)]
+        admin = [*moderation_routes(settings, client), *explain_routes(settings, client)]
+        rest = api_app(settings, client, pressure, [*admin, *ops])
+        app = with_request_ids(gateway_app(settings, client, hub, rest))
+        services += [hub, _http(settings, app, settings.http.api_port)]
+    services.append(Started(health))
     return services
+
+
+async def _sample_review_queue(queue: ReviewQueue, counted: metrics.Metrics) -> None:
+    counts = await queue.counts()
+    counted.moderation_queue.set(counts["pending"] + counts["claimed"])
+    oldest_ms = counts["oldest_open_ms"]
+    counted.moderation_oldest.set(max(0.0, time.time() - oldest_ms / 1000) if oldest_ms else 0)
 
 
 def _screener(settings: Settings, redis: RedisHandle) -> Screener | None:
@@ -94,6 +137,17 @@ def _screener(settings: Settings, redis: RedisHandle) -> Screener | None:
 
 
 async def run_role(role: str, settings: Settings) -> None:
+    metrics.use(metrics.Metrics(enabled=settings.metrics.enabled))  # before any task: all inherit it
+    traced = None if settings.tracing == "none" else tracing.configure(role, settings.tracing)
+    tracing.use(traced)
+    try:
+        await _run_role(role, settings)
+    finally:
+        if traced is not None:
+            traced.shutdown()
+
+
+async def _run_role(role: str, settings: Settings) -> None:
     async with open_redis(settings.redis) as redis:
         log.info("role=%s redis=%s", role, redis.description)
         if redis.blocking:  # a real server: the in-process fake has no config to check
@@ -135,12 +189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--role", default="user", help=f"user (default) or {MODERATOR_ROLE}")
     admin.add_commands(sub)
     args = parser.parse_args(argv)
-    logs.configure(os.environ.get("NOTIFIER_LOG_LEVEL", "INFO"))
     try:
         settings = Settings.from_env(_environ_for(args.command))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    log_settings = settings.log
+    logs.configure(log_settings.level, fmt=log_settings.format, access=log_settings.access, role=args.command)
     missing = _missing_for(args.command, settings)
     if missing:
         print(f"{args.command} needs {missing}", file=sys.stderr)

@@ -125,6 +125,7 @@ def base_env(redis_url: str) -> dict[str, str]:
         "NOTIFIER_GATEWAY_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
         "NOTIFIER_HTTP_HOST": "127.0.0.1",
         "NOTIFIER_HTTP_API_PORT": "0",
+        "NOTIFIER_METRICS_PORT": "0",  # worker and jobs: any free port (several run at once)
         "NOTIFIER_HTTP_GRACE_S": "5",
     }
 

@@ -3,11 +3,11 @@
 -- KEYS: the five keys of each item's user (common.lua), item after item.
 -- ARGV after the head: FIELDS per item: actors prefix, channel, item, state (a active |
 --   i inactive | x retracted for good), time ms, event id, group id, actor, verb, post,
---   comment, text, maintain followers (1|0).
+--   comment, text, maintain followers (1|0), push tag ('@' .. the event's acceptance ms, or '').
 -- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), or the
 -- error's text. One call applies several items (they share the call's fixed cost), each in its
 -- own pcall: an item that fails (a key of the wrong type) leaves the others applied.
-local FIELDS = 13
+local FIELDS = 14
 
 local function apply(a)  -- a: ARGV index before the item's fields
   local item, st, ts, eid = ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6]
@@ -133,6 +133,7 @@ local results = {}
 for i = 1, (#ARGV - BASE) / FIELDS do
   local a = BASE + (i - 1) * FIELDS
   use((i - 1) * 5, ARGV[a + 1], ARGV[a + 2])
+  TAG = ARGV[a + 14]
   local ok, r = pcall(apply, a)
   if ok then results[i] = r else results[i] = type(r) == 'table' and r.err or tostring(r) end
 end

@@ -6,6 +6,9 @@
 --            epoch candidate, max groups, max change-log entries, actors shown per group
 --            (0: as the last writer); the script's own ARGV follow.
 local K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS, A_PREFIX, CHANNEL
+-- '@' .. the acceptance time (ms) of the event being applied (apply.lua sets it per item), or '':
+-- it rides on the published cursor ("EPOCH.N-0@MS PAYLOAD") for the gateway's push latency
+local TAG = ''
 -- Work on the user whose keys follow KEYS[k], with that user's actors prefix and channel.
 local function use(k, prefix, channel)
   K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
@@ -212,7 +215,7 @@ end
 local OPS = {u = 'upsert', d = 'remove', r = 'read'}
 local function change_json(op, unread, tail) return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. tail end
 
--- Append one change to the log and publish it as "EPOCH.N-0 PAYLOAD" for live push. The log
+-- Append one change to the log and publish it as "EPOCH.N-0[TAG] PAYLOAD" for live push. The log
 -- keeps `OP UNREAD REF` (REF: a group's short id, or `*` or the ids read): a replay renders the
 -- group as it is then.
 local function emit(op, ref, tail)
@@ -222,7 +225,7 @@ local function emit(op, ref, tail)
   if redis.call('RPUSH', K_LOG, op .. unread .. ' ' .. ref) > MAX_CHANGES then
     redis.call('LTRIM', K_LOG, -MAX_CHANGES, -1)
   end
-  redis.call('PUBLISH', CHANNEL, s.epoch .. '.' .. int(s.seq) .. '-0 ' .. change_json(op, unread, tail))
+  redis.call('PUBLISH', CHANNEL, s.epoch .. '.' .. int(s.seq) .. '-0' .. TAG .. ' ' .. change_json(op, unread, tail))
 end
 
 local function upserted(g, read) emit('u', short(g.gid), ',"group":' .. view(g, read) .. '}') end

@@ -8,7 +8,7 @@ from typing import Final
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -17,6 +17,7 @@ from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
 from feeds.preferences import PreferenceStore, Relation
 from feeds.timeline import Timelines
+from notifier.runtime import logs, metrics, tracing
 from notifier.runtime.settings import Settings
 from schemas.errors import Reason, Rejected
 
@@ -33,19 +34,39 @@ INGEST_PATH: Final = "/v1/events"
 
 def ingest_endpoint(settings: Settings, redis: Redis, pressure: Pressure) -> Endpoint:
     log = EventLog(redis, settings.ingest)
+    counted = metrics.current()
+    traced = tracing.current()
     in_flight = 0
 
     async def post_events(request: Request) -> Response:
         nonlocal in_flight
-        service = authenticate(request, settings.ingest.services)
-        pressure.check()
-        if in_flight >= settings.ingest.max_in_flight:
-            raise Rejected(Reason.OVERLOADED, "too many requests in flight; retry shortly")
-        in_flight += 1
         try:
-            return await ingest(request, log, settings.ingest, service)
-        finally:
-            in_flight -= 1
+            service = authenticate(request, settings.ingest.services)
+            logs.service.set(service.name)  # for this request's log lines
+            pressure.check()
+            if in_flight >= settings.ingest.max_in_flight:
+                raise Rejected(Reason.OVERLOADED, "too many requests in flight; retry shortly")
+            in_flight += 1
+            try:
+                if traced is None:
+                    response = await ingest(request, log, settings.ingest, service, counted)
+                else:
+                    with traced.server("POST /v1/events", request.headers) as span:
+                        span.set_attribute("notifier.service", service.name)
+                        response = await ingest(request, log, settings.ingest, service, counted)
+                        span.set_attribute("http.response.status_code", response.status_code)
+            finally:
+                in_flight -= 1
+        except REFUSALS as exc:
+            counted.ingest_requests_refused[
+                exc.reason if isinstance(exc, Rejected) else Reason.UNAVAILABLE
+            ].inc()
+            raise
+        if response.status_code == 202:
+            counted.ingest_requests_accepted.inc()
+        else:  # every event of the body was rejected (their reasons: notifier_ingest_events_total)
+            counted.ingest_requests_rejected.inc()
+        return response
 
     return post_events
 
@@ -100,10 +121,6 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
             Route(f"/v1/me/{relation}/{{user}}", changed, methods=["PUT", "DELETE"]),
         ]
 
-    async def ready(request: Request) -> Response:
-        await redis.ping()
-        return JSONResponse({"ready": True})
-
     return [
         Route("/v1/me/notifications", get_notifications, methods=["GET"]),
         Route("/v1/me/unread", get_unread, methods=["GET"]),
@@ -117,7 +134,6 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         Route("/v1/users/{user}/following", get_following, methods=["GET"]),
         Route("/v1/users/{user}/follows", get_follow_counts, methods=["GET"]),
         Route("/v1/users/{user}/posts", get_posts, methods=["GET"]),
-        Route("/readyz", ready, methods=["GET"]),
     ]
 
 

@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from feeds.scripts import Command, Script, run_commands
+from notifier.runtime import metrics, tracing
 from notifier.runtime.eventlog import entry_fields, partition_of
 from notifier.runtime.settings import IngestSettings
 from schemas import keys
@@ -66,12 +67,19 @@ class EventLog:
         self._wait_timeout_ms = settings.wait_timeout_ms
         self._queued: list[_Request] = []
         self._in_flight: anyio.Event | None = None  # set when the round trip in flight ends
+        self._metrics = metrics.current()
+        self._redis_errors = self._metrics.redis_errors("ingest append")
+        self._traced = tracing.current()
 
     async def append(self, events: Sequence[Event], service: str) -> list[Appended]:
         """Append `events`; an id seen within the TTL is not appended again."""
         if not events:
             return []
         now_ms = int(time.time() * 1000)
+        span, trace = None, ""
+        if self._traced is not None:  # a child of the POST's span; its context goes into the entries
+            span = self._traced.span("event_log.append", attributes={"notifier.events": len(events)})
+            trace = self._traced.traceparent(span)
         parts: list[int] = []
         prints: list[str] = []
         commands: list[Command] = []
@@ -82,11 +90,17 @@ class EventLog:
             fingerprint = hashlib.blake2b(payload, digest_size=12).hexdigest()
             prints.append(fingerprint)
             args: list[bytes | str | int] = [fingerprint, self._ttl_s]
-            for name, value in entry_fields(payload, service, now_ms).items():
+            for name, value in entry_fields(payload, service, now_ms, trace).items():
                 args += [name, value]
             commands.append(_APPEND.command([keys.events(p), keys.dedupe(p, event.id)], args))
         request = _Request(commands)
-        await self._commit(request)
+        started = time.perf_counter()
+        try:
+            await self._commit(request)
+        finally:
+            if span is not None:
+                span.end()
+        self._metrics.append_seconds.observe(time.perf_counter() - started)
         if request.error is not None:
             raise request.error
         assert request.replies is not None
@@ -111,6 +125,18 @@ class EventLog:
                 out.append(Appended("duplicate" if same else "conflict", position))
         return out
 
+    async def position_of(self, event_id: str) -> tuple[int, str] | None:
+        """Where an accepted event is in the log (partition, entry id), from its dedupe record
+        (kept `dedupe_ttl_s`): every partition is asked, since the actor is not known."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for p in range(self._partitions):
+                pipe.get(keys.dedupe(p, event_id))
+            found = await pipe.execute()
+        for p, seen in enumerate(found):
+            if seen is not None:
+                return p, seen.decode().partition("|")[0]
+        return None
+
     async def _commit(self, request: _Request) -> None:
         """Returns once a round trip carried `request` (or failed)."""
         self._queued.append(request)
@@ -134,6 +160,8 @@ class EventLog:
         try:
             replies = await run_commands(self._redis, [_APPEND], commands)
         except BaseException as exc:
+            if isinstance(exc, Exception):
+                self._redis_errors.inc()
             # interrupted or failed: every caller in the batch learns it (the appends may or
             # may not have happened; a retry is deduplicated)
             for request in batch:

@@ -12,6 +12,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from notifier.runtime.metrics import Metrics
 from notifier.runtime.settings import IngestSettings, ServiceKey
 from schemas.errors import Reason, Rejected
 from schemas.events import Event, decode_event, type_name
@@ -96,7 +97,9 @@ def _json_pointer(path: str) -> str:
     return re.sub(r"\[(\d+)\]", r"/\1", path).replace(".", "/")
 
 
-async def ingest(request: Request, log: EventLog, settings: IngestSettings, service: ServiceKey) -> Response:
+async def ingest(
+    request: Request, log: EventLog, settings: IngestSettings, service: ServiceKey, counted: Metrics
+) -> Response:
     require_json(request)
     body = await read_body(request, settings.max_body_bytes)
     raws, batched = split_batch(body, settings.max_batch_events)
@@ -126,6 +129,7 @@ async def ingest(request: Request, log: EventLog, settings: IngestSettings, serv
                 continue
         assert error is not None
         counts["rejected"] += 1
+        counted.ingest_events_rejected[error.reason].inc()
         result = {"status": "rejected", "error": error.reason.value, "detail": error.detail}
         if error.pointer:
             result["pointer"] = error.pointer
@@ -133,6 +137,8 @@ async def ingest(request: Request, log: EventLog, settings: IngestSettings, serv
         if event_id:
             result["id"] = event_id
         results.append(result)
+    counted.ingest_events_accepted.inc(counts["accepted"])
+    counted.ingest_events_duplicate.inc(counts["duplicate"])
     status = 202 if counts["accepted"] + counts["duplicate"] else _all_rejected_status(results)
     return Response(
         orjson.dumps({**counts, "results": results}),

@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from notifier.runtime import metrics
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import IngestSettings
 from schemas import keys
@@ -29,6 +30,7 @@ class Pressure:
         self._settings = settings
         self._refusal: Rejected | None = None
         self._stopping = anyio.Event()
+        self._gauge = metrics.current().backpressure
 
     def check(self) -> None:
         if self._refusal is not None:
@@ -88,3 +90,4 @@ class Pressure:
             else:
                 log.warning("ingest refusing: %s", refusal.detail)
         self._refusal = refusal
+        self._gauge.set(refusal is not None)

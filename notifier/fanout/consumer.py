@@ -17,11 +17,13 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from feeds import graph, timeline
+from feeds.changelog import push_tag
 from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
 from feeds.preferences import PreferenceStore
+from notifier.runtime import metrics, tracing
 from notifier.runtime.eventlog import LoggedEvent, decode_entry
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import FanoutSettings
@@ -78,6 +80,8 @@ class FanoutWorker:
         self._screen = screen
         self._stopping = anyio.Event()
         self.stats = Stats()
+        self._metrics = metrics.current()
+        self._traced = tracing.current()
 
     # -- Service -------------------------------------------------------------------------
 
@@ -114,6 +118,7 @@ class FanoutWorker:
                 error = f"gave up after {p['times_delivered']} deliveries"
                 if await self._dead.move(partition, p["message_id"], p["times_delivered"], error):
                     self.stats.dead_lettered += 1
+                    self._metrics.dead_lettered.inc()
                     log.warning("dead-lettered partition=%d entry=%s", partition, p["message_id"])
             else:
                 retry.append(p["message_id"])
@@ -123,6 +128,7 @@ class FanoutWorker:
             stream, keys.FANOUT_GROUP, self.consumer, min_idle_time=idle, message_ids=retry
         )
         self.stats.reclaimed += len(claimed)
+        self._metrics.reclaimed.inc(len(claimed))
         await self._process(partition, claimed)
         return len(claimed)
 
@@ -212,6 +218,7 @@ class FanoutWorker:
         return reply[0][1] if reply else []
 
     async def _process(self, partition: int, entries: Sequence[Entry]) -> None:
+        started = time.perf_counter()
         events: list[LoggedEvent] = []
         for entry_id, fields in entries:
             if not fields:  # deleted from the log while pending: nothing to apply
@@ -222,57 +229,81 @@ class FanoutWorker:
             except (KeyError, ValueError, msgspec.DecodeError) as exc:
                 await self._dead.move(partition, entry_id, 1, f"undecodable entry: {exc}")
                 self.stats.dead_lettered += 1
+                self._metrics.dead_lettered.inc()
         if not events:
             return
         # moderation: screened events not returned are held or dropped, and acked all the same
         apply = events if self._screen is None else await self._screen.screen(events)
-        failed = await apply_events(self._inbox, self._limits, apply)
+        failed = await apply_events(self._inbox, self._limits, apply, self._metrics, self._traced)
         done = [e.entry_id for e in events if e.entry_id not in failed]
         if failed:
             self.stats.failed += len(failed)
+            self._metrics.events_failed.inc(len(failed))
             await self._dead.record_errors(partition, failed)
             log.warning("apply failed partition=%d entries=%d", partition, len(failed))
         if done:
             await self._redis.xack(keys.events(partition), keys.FANOUT_GROUP, *done)
             self.stats.applied += len(done)
+            self._metrics.events_applied.inc(len(done))
+        self._metrics.apply_seconds.observe(time.perf_counter() - started)
         log.debug("batch partition=%d applied=%d failed=%d", partition, len(done), len(failed))
 
 
-async def apply_events(inbox: Inbox, limits: FeedLimits, events: Sequence[LoggedEvent]) -> dict[bytes, str]:
+async def apply_events(
+    inbox: Inbox,
+    limits: FeedLimits,
+    events: Sequence[LoggedEvent],
+    counted: metrics.Metrics | None = None,
+    traced: tracing.Tracing | None = None,
+) -> dict[bytes, str]:
     """Apply every item of `events` the recipients' preferences let through in one round trip
     (one more reads the preferences; the follow graph's and the timelines' changes take one more
     each, when there are any), then the home feeds' (feeds/home.py); the error of each event
-    that failed."""
-    ops: list[ItemOp] = []
+    that failed. `counted` counts the items written; `traced` traces the batch, each event and
+    each item."""
+    planned: list[tuple[LoggedEvent, ItemOp]] = []
     follow_ops: list[graph.FollowOp] = []
     post_ops: list[timeline.PostOp] = []
-    item_owners: list[bytes] = []
     follow_owners: list[bytes] = []
     post_owners: list[bytes] = []
     for logged in events:
-        items, follows, posts = (
-            plan(logged.event, limits),
-            graph.plan(logged.event),
-            timeline.plan(logged.event),
-        )
-        ops += items
+        planned += [(logged, op) for op in plan(logged.event, limits)]
+        follows, posts = graph.plan(logged.event), timeline.plan(logged.event)
         follow_ops += follows
         post_ops += posts
-        item_owners += [logged.entry_id] * len(items)
         follow_owners += [logged.entry_id] * len(follows)
         post_owners += [logged.entry_id] * len(posts)
+    # the recipients' preferences first: an item they turned off, muted or blocked is not written
+    kept = await PreferenceStore(inbox.redis).keep([op for _, op in planned])
+    planned = [p for p, keep in zip(planned, kept, strict=True) if keep]
+    ops = [op for _, op in planned]
+    owners = [logged.entry_id for logged, _ in planned]
+    spans = None
+    if traced is not None:
+        from .spans import ApplySpans  # needs the tracing extra, which only a traced role has
+
+        spans = ApplySpans(traced, events)
+    tags = [
+        push_tag(logged.accepted_ms) if spans is None else spans.tag(logged, op) for logged, op in planned
+    ]
+    try:
+        errors = await inbox.apply(ops, tags)
+    except BaseException as exc:
+        if spans is not None:
+            spans.end([exc] * len(ops))
+        raise
+    if spans is not None:
+        spans.end(errors)
     failed: dict[bytes, str] = {}
 
     def fail(owner: bytes, error: BaseException) -> None:
         failed.setdefault(owner, f"{type(error).__name__}: {error}")
 
-    # the recipients' preferences first: an item they turned off, muted or blocked is not written
-    kept = await PreferenceStore(inbox.redis).keep(ops)
-    ops = [op for op, keep in zip(ops, kept, strict=True) if keep]
-    item_owners = [owner for owner, keep in zip(item_owners, kept, strict=True) if keep]
-    for owner, error in zip(item_owners, await inbox.apply(ops), strict=True):
+    for owner, error in zip(owners, errors, strict=True):
         if error is not None:
             fail(owner, error)
+    if counted is not None:
+        counted.items_applied.inc(len(errors) - sum(e is not None for e in errors))
     follow_states = await graph.FollowGraph(inbox.redis).apply(follow_ops)
     post_states = await timeline.Timelines(inbox.redis, limits).apply(post_ops)
     home = HomeFeeds(inbox.redis, limits)
@@ -292,7 +323,7 @@ async def apply_events(inbox: Inbox, limits: FeedLimits, events: Sequence[Logged
             if isinstance(state, BaseException):
                 raise state
             if post_op.state == "a" and state == "a":
-                await home.publish(post_op.author, post_op.post, post_op.at_ms)
+                await home.publish(post_op.author, post_op.post)
             elif post_op.state == "x":
                 await home.retract_post(post_op.author, post_op.post)
         except ResponseError as exc:

@@ -89,6 +89,18 @@ class DeadLetters:
             out += [_letter(p, rid, fields) for rid, fields in rows]
         return out
 
+    async def sizes(self, partitions: int) -> list[int]:
+        """How many dead letters each partition holds."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for p in range(partitions):
+                pipe.xlen(keys.dead_letters(p))
+            return [int(n) for n in await pipe.execute()]
+
+    async def entries_of(self, partition: int, entry: str, scan: int) -> list[DeadLetter]:
+        """The dead letters of log entry `entry` among the partition's first `scan`."""
+        rows = await self._redis.xrange(keys.dead_letters(partition), count=scan)
+        return [_letter(partition, rid, f) for rid, f in rows if f.get(b"orig") == entry.encode()]
+
     async def show(self, ref: str) -> DeadLetter | None:
         p, entry = parse_ref(ref)
         rows = await self._redis.xrange(keys.dead_letters(p), min=entry, max=entry)

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import Any, Final
 
 import anyio
 from anyio.abc import TaskStatus
 from arq import Worker, cron
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 
-from notifier.runtime import jobqueue
+from notifier.runtime import jobqueue, metrics
 from notifier.runtime.jobqueue import JobSet
 from notifier.runtime.settings import JobsSettings
 from schemas import keys
@@ -77,6 +80,17 @@ class JobsService:
         self._jobs = jobs
         self._worker: Worker | None = None
         self._stopped = False
+        metrics.current().add_collector(self._collect)
+
+    def _collect(self) -> Iterator[Metric]:
+        """arq's own counters, read at scrape time."""
+        worker = self._worker
+        for name, doc, attr in (
+            ("notifier_jobs_run", "jobs that completed", "jobs_complete"),
+            ("notifier_jobs_failed", "jobs that failed for good", "jobs_failed"),
+            ("notifier_jobs_retried", "job runs that asked to be retried", "jobs_retried"),
+        ):
+            yield CounterMetricFamily(name, doc, value=getattr(worker, attr, 0) if worker else 0)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._worker = worker = build_worker(self._settings, self._redis, self._jobs)  # binds the loop

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import anyio
 from redis.asyncio import Redis
 
+from notifier.runtime import metrics, tracing
 from notifier.runtime.eventlog import LoggedEvent
 from notifier.runtime.settings import ModerationSettings, Settings
 from schemas.events import Comment, Follow, Like, Mention
@@ -69,6 +70,8 @@ class Screener:
             parts.ledger.redis, duplicate_window_ms=settings.duplicate_window_s * 1000
         )
         self.stats = ScreenStats()
+        self._metrics = metrics.current()
+        self._traced = tracing.current()
 
     @classmethod
     def build(cls, redis: Redis, settings: Settings, *, model: TextClassifier | None) -> Screener:
@@ -114,6 +117,8 @@ class Screener:
                 for t in fresh
             ]
         )
+        traced = self._traced  # a span per screened text, child of its append
+        spans = [traced.span("moderation.screen", t.trace or None) for t in fresh] if traced else []
         subjects = [Subject(text_of(t.event), s) for t, s in zip(fresh, signals, strict=True)]
         # the rules are pure but the classifier costs milliseconds a batch: keep it off the loop
         verdicts = await anyio.to_thread.run_sync(evaluate, self._rules, subjects)
@@ -126,6 +131,12 @@ class Screener:
             if action in {Action.DELIVER, Action.FLAG}:
                 out.append(logged)
             self._count(action)
+            rule = next((v.rule for v in found if self._policy.action_for(v) is action), "none")
+            self._metrics.moderation_actions.labels(rule, action.value).inc()
+        for span, found in zip(spans, verdicts, strict=False):  # no spans when tracing is off
+            span.set_attribute("notifier.action", self._policy.decide(found).value)
+            span.set_attribute("notifier.rules", [v.rule for v in found])
+            span.end()
         if recorded:
             log.info("screened texts=%d recorded=%d known=%d", len(fresh), recorded, len(known))
         return out

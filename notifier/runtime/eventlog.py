@@ -19,10 +19,16 @@ class LoggedEvent:
     event: Event
     service: str
     accepted_ms: int
+    trace: str = ""  # W3C traceparent of the append, when tracing is on
 
 
-def entry_fields(payload: bytes, service: str, accepted_ms: int) -> dict[str, bytes | str | int]:
-    return {"e": payload, "s": service, "t": accepted_ms}
+def entry_fields(
+    payload: bytes, service: str, accepted_ms: int, trace: str = ""
+) -> dict[str, bytes | str | int]:
+    fields: dict[str, bytes | str | int] = {"e": payload, "s": service, "t": accepted_ms}
+    if trace:
+        fields["c"] = trace  # the trace context travels with the entry
+    return fields
 
 
 def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> LoggedEvent:
@@ -32,4 +38,5 @@ def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> LoggedEvent:
         event=decode_event(fields[b"e"]),
         service=fields[b"s"].decode(),
         accepted_ms=int(fields[b"t"]),
+        trace=fields[b"c"].decode() if b"c" in fields else "",
     )

@@ -12,6 +12,8 @@ from typing import Protocol, TypeVar
 import anyio
 from anyio.abc import TaskStatus
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -78,15 +80,20 @@ class Backoff:
         self._base_s = base_s
         self._cap_s = cap_s
         self._failures = 0
+        counted = metrics.current()
+        self._errors = counted.redis_errors(what)
+        self._reconnects = counted.redis_reconnects(what)
 
     async def sleep(self, exc: BaseException) -> None:
         if self._failures == 0:
             log.warning("redis unavailable in %s: %s; retrying", self._what, exc)
         self._failures += 1
+        self._errors.inc()
         delay = min(self._cap_s, self._base_s * 2 ** min(self._failures, 16))
         await anyio.sleep(random.uniform(0, delay))
 
     def reset(self) -> None:
         if self._failures:
             log.warning("redis back in %s after %d failed attempts", self._what, self._failures)
+            self._reconnects.inc()
         self._failures = 0

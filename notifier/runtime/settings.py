@@ -14,6 +14,8 @@ from feeds.limits import FeedLimits
 from schemas.errors import ConfigError
 from schemas.events import TYPE_NAMES
 
+from . import tracing
+
 PREFIX = "NOTIFIER_"
 
 
@@ -132,6 +134,19 @@ class JobsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "INFO"
+    format: str = "text"  # text (readable) | json (one object a line)
+    access: bool = True  # HTTP access and WebSocket open/close lines (logger notifier.access, INFO)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = True  # off: /metrics answers 404 and every metric update is a no-op
+    port: int = 9100  # worker and jobs serve /metrics, /livez and /readyz here (0: any free port)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()
@@ -142,6 +157,11 @@ class Settings:
     http: HttpSettings = HttpSettings()
     moderation: ModerationSettings = ModerationSettings()
     jobs: JobsSettings = JobsSettings()
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    # OTEL_TRACES_EXPORTER, the standard variable (otlp | console; none, the default, is off);
+    # the OpenTelemetry SDK reads the others (endpoint, service name, sampler) itself
+    tracing: str = "none"
     dev: bool = False  # demo defaults: a dev service key and JWT secret, loudly logged
 
     @classmethod
@@ -151,7 +171,7 @@ class Settings:
         sections: dict[str, Any] = {}
         defaults = cls()
         for f in dataclasses.fields(cls):
-            if f.name == "dev":
+            if f.name in {"dev", "tracing"}:
                 continue
             section: Any = getattr(defaults, f.name)
             values: dict[str, Any] = {}
@@ -165,7 +185,9 @@ class Settings:
                         errors.append(f"{name}: {exc}")
             sections[f.name] = dataclasses.replace(section, **values)
         dev = environ.get(f"{PREFIX}DEV", "").lower() in {"1", "true", "yes"}
-        settings = cls(**sections, dev=dev)
+        disabled = environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
+        tracing = "none" if disabled else environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+        settings = cls(**sections, tracing=tracing, dev=dev)
         if dev:
             settings = settings.with_dev_defaults()
         errors.extend(settings.problems())
@@ -217,6 +239,14 @@ class Settings:
                 if getattr(section, name) <= 0:
                     prefix = "MODERATION" if section is self.moderation else "JOBS"
                     out.append(f"NOTIFIER_{prefix}_{name.upper()} must be positive")
+        if self.tracing not in tracing.EXPORTERS:
+            out.append(f"OTEL_TRACES_EXPORTER must be one of {sorted(tracing.EXPORTERS)}")
+        elif self.tracing != "none" and not tracing.available():
+            out.append("OTEL_TRACES_EXPORTER needs the tracing extra: pip install 'notifier[tracing]'")
+        if self.log.format not in {"text", "json"}:
+            out.append("NOTIFIER_LOG_FORMAT must be text or json")
+        if self.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            out.append("NOTIFIER_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return out
 
 

@@ -286,6 +286,7 @@ def service_env(redis_url: str, overrides: Mapping[str, str]) -> dict[str, str]:
             "NOTIFIER_GATEWAY_PING_INTERVAL_S": "5",
             "NOTIFIER_HTTP_HOST": "127.0.0.1",
             "NOTIFIER_HTTP_GRACE_S": "5",
+            "NOTIFIER_METRICS_PORT": "0",  # worker and jobs: any free port (several run at once)
             "NOTIFIER_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }

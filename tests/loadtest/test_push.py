@@ -42,8 +42,9 @@ async def test_socketio_messages_are_what_the_manager_publishes() -> None:
 def test_notifier_messages_read_as_the_gateway_and_the_clients_read_them() -> None:
     channel, data = NotifierWire("lt1").message(42, "lt1.42", "u5", 1_795_675_004_000)
     assert keys.user_of_channel(channel) == "u5"
-    cursor, _, payload = data.decode().partition(" ")  # as gateway/hub.py splits it
-    assert Cursor.parse(cursor) == Cursor("lt1", (43, 0))
+    tagged, _, payload = data.decode().partition(" ")  # as gateway/hub.py splits it
+    cursor, _, accepted_ms = tagged.partition("@")  # as gateway/session.py splits it
+    assert Cursor.parse(cursor) == Cursor("lt1", (43, 0)) and accepted_ms == "1795675004000"
     frame = NotifierProtocol().parse(protocol.change(cursor, payload))
     assert (frame.event, frame.cursor, frame.note) == ("lt1.42", cursor, None)
 

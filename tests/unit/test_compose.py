@@ -1,4 +1,5 @@
-"""compose.yaml is valid for docker-compose and runs Redis durably (AOF, never evicting)."""
+"""compose.yaml is valid for docker-compose, runs Redis durably (AOF, never evicting), health-checks
+every service and has Prometheus scrape every role."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -109,3 +112,35 @@ def test_secrets_are_required_not_defaulted(tmp_path: Path) -> None:
     done = _compose("--env-file", str(empty), "config", "-q", env=environ)
     assert done.returncode != 0
     assert "NOTIFIER_AUTH_JWT_SECRET" in done.stderr or "NOTIFIER_INGEST_SERVICES" in done.stderr
+
+
+def _config_yaml() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(_ok("config"))
+    return config
+
+
+ROLE_PORTS = {"api": 8000, "gateway": 8001, "worker": 9100, "jobs": 9100}
+
+
+def test_every_service_is_health_checked_on_its_own_readiness_route() -> None:
+    services = _config_yaml()["services"]
+    assert set(services) == {"redis", "prometheus", *ROLE_PORTS}
+    for name, service in services.items():
+        assert "healthcheck" in service, name
+    for role, port in ROLE_PORTS.items():
+        probe = " ".join(services[role]["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{port}/readyz" in probe, role
+        assert services[role]["environment"]["NOTIFIER_METRICS_PORT"] == "9100"
+
+
+def test_prometheus_scrapes_every_role_on_its_metrics_port() -> None:
+    prometheus = _config_yaml()["services"]["prometheus"]
+    mount = next(v for v in prometheus["volumes"] if str(v).endswith(":/etc/prometheus/prometheus.yml:ro"))
+    source = Path(str(mount).split(":")[0])
+    scrape = yaml.safe_load((source if source.is_absolute() else ROOT / source).read_text())
+    targets = {
+        job["job_name"]: (sd["names"], sd["port"])
+        for job in scrape["scrape_configs"]
+        for sd in job["dns_sd_configs"]
+    }
+    assert targets == {role: ([role], port) for role, port in ROLE_PORTS.items()}

@@ -50,9 +50,15 @@ class HomeFeeds:
         self._redis = redis
         self._limits = limits
 
-    async def publish(self, author: str, post: str, at_ms: int) -> bool:
-        """Push `post` to every follower of `author` (True), or mark the author read-merged
-        (False) at or above the threshold. Idempotent: a redelivery pushes the same members."""
+    async def publish(self, author: str, post: str) -> bool:
+        """Push `post`, live in `author`'s timeline, to every follower of theirs at its time
+        there (the newest creation's), and True; or mark the author read-merged and False at or
+        above the threshold, or when the post is not kept. Idempotent: a redelivery pushes the
+        same members at the same time."""
+        at = await self._redis.zscore(keys.timeline(author), post)
+        if at is None:
+            return False
+        at_ms = int(at)
         if await self._redis.zcard(keys.followers(author)) >= self._limits.celebrity_followers:
             await self._redis.sadd(keys.pulled_authors(), author)
             return False

@@ -122,9 +122,10 @@ async def test_a_push_to_the_threshold_of_followers_takes_a_fraction_of_the_recl
 ) -> None:
     followers = settings.feeds.celebrity_followers - 1
     await redis.zadd(keys.followers("big"), {f"fan{i}": i for i in range(followers)})
+    await redis.zadd(keys.timeline("big"), {"p1": 1_000})
     feeds = HomeFeeds(redis, settings.feeds)
     started = time.perf_counter()
-    assert await feeds.publish("big", "p1", 1_000)
+    assert await feeds.publish("big", "p1")
     elapsed_ms = (time.perf_counter() - started) * 1000
     assert await redis.zcard(keys.home("fan0")) == await redis.zcard(keys.home(f"fan{followers - 1}")) == 1
     # the default reclaim idle time is 30 s: a push this size stays a tenth of it even on a

@@ -190,3 +190,11 @@ async def test_any_order_with_any_duplicates_shows_the_same_feeds(
 ) -> None:
     first, second, batch = deliveries
     assert await final_feeds(first, batch) == await final_feeds(second, 1)
+
+
+async def test_a_pushed_post_sits_at_its_newest_creations_time_whatever_the_order(redis: Redis) -> None:
+    # regression: an older creation applied last re-pushed the post at the older time
+    await apply(redis, [follow("ann", "star", t=0), post("star", "p0", 5), post("star", "p1", 3)])
+    await apply(redis, [post("star", "p0", 1)])
+    assert await feed(redis, "ann") == ["star|p0", "star|p1"]
+    assert await redis.zscore(keys.home("ann"), "star|p0") == await redis.zscore(keys.timeline("star"), "p0")

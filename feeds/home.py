@@ -124,7 +124,7 @@ class HomeFeeds:
             (keys.timeline(a), a + "|") for a in merged
         ]
         candidates: dict[str, int] = {}
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:
             for key, _ in sources:
                 if before is None:
                     pipe.zrevrangebyscore(key, "+inf", "-inf", start=0, num=limit + 1, withscores=True)

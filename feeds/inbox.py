@@ -6,7 +6,7 @@ items to a script call. Writes are idempotent and order-insensitive (see lua/app
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -16,9 +16,10 @@ from redis.exceptions import ResponseError
 from schemas import keys
 
 from .changelog import Cursor
+from .cluster import shard_of, slot_of
 from .items import ItemOp
 from .limits import FeedLimits
-from .scripts import SCRIPTS, STATE, State, head, run_commands, user_keys
+from .scripts import STATE, State, head, run_commands, scripts_for, user_keys
 
 # Items per apply script call: they share a call's fixed cost (the script's entry and prologue,
 # ~5% of Redis's time per item when each had its own call), and a call holds Redis for at most
@@ -52,7 +53,7 @@ class Inbox:
     def __init__(self, redis: Redis, limits: FeedLimits) -> None:
         self._redis = redis
         self._limits = limits
-        self._scripts = SCRIPTS
+        self._scripts = scripts_for(redis)
 
     @property
     def redis(self) -> Redis:
@@ -62,20 +63,44 @@ class Inbox:
         return head(user, self._limits)
 
     async def apply(self, ops: Sequence[ItemOp], tags: Sequence[str] = ()) -> list[BaseException | None]:
-        """Apply `ops` in one round trip, ITEMS_PER_CALL to a script call; the error of each op
-        that failed, else None. `tags` (one per op, optional: changelog.push_tag) ride on the
-        changes published for live push: the event's acceptance time and trace context."""
+        """Apply `ops` in one round trip, ITEMS_PER_CALL to a script call (on a cluster, the
+        users of one call share a master); the error of each op that failed, else None. `tags`
+        (one per op, optional: changelog.push_tag) ride on the changes published for live push:
+        the event's acceptance time and trace context.
+
+        On a cluster an op that failed runs once more in a call of its own slot: its master may
+        have changed (a migration, a failover), which only a call declaring its keys learns."""
         if not ops:
             return []
-        apply, common = self._scripts.apply, head(None, self._limits)
         tags = list(tags) or [""] * len(ops)
-        n = ITEMS_PER_CALL
-        chunks = [(ops[i : i + n], tags[i : i + n]) for i in range(0, len(ops), n)]
+        errors = await self._calls(ops, tags, range(len(ops)), shard_of)
+        failed = [i for i, e in enumerate(errors) if e is not None]
+        if failed and self._scripts.sharded:
+            for i, error in zip(failed, await self._calls(ops, tags, failed, slot_of), strict=True):
+                errors[i] = error
+        return errors
+
+    async def _calls(
+        self,
+        ops: Sequence[ItemOp],
+        tags: Sequence[str],
+        indexes: Sequence[int],
+        group: Callable[[Redis, str], str],
+    ) -> list[BaseException | None]:
+        """The errors of ops[indexes], applied in calls of up to ITEMS_PER_CALL of one group."""
+        common = head(None, self._limits)
+        groups: dict[str, list[int]] = {}
+        for i in indexes:
+            groups.setdefault(group(self._redis, keys.toggles(ops[i].user)), []).append(i)
+        chunks = [
+            g[i : i + ITEMS_PER_CALL] for g in groups.values() for i in range(0, len(g), ITEMS_PER_CALL)
+        ]
         commands = []
-        for chunk, chunk_tags in chunks:
+        for chunk in chunks:
             call_keys: list[str] = []
             args: list[str | int | bytes] = [*common]
-            for op, tag in zip(chunk, chunk_tags, strict=True):
+            for i in chunk:
+                op = ops[i]
                 call_keys += user_keys(op.user)
                 args += (
                     keys.group_actors_prefix(op.user),
@@ -91,17 +116,18 @@ class Inbox:
                     op.comment,
                     op.text,
                     int(op.follows),
-                    tag,
+                    tags[i],
                 )
-            commands.append(apply.command(call_keys, args))
-        results = await run_commands(self._redis, [apply], commands)
-        errors: list[BaseException | None] = []
-        for (chunk, _), result in zip(chunks, results, strict=True):
-            if isinstance(result, BaseException):  # the whole call failed
-                errors += [result] * len(chunk)
-            else:
-                errors += [None if isinstance(r, int) else ResponseError(r.decode()) for r in result]
-        return errors
+            commands.append(self._scripts.apply_command(call_keys, args))
+        results = await run_commands(self._redis, [self._scripts.apply], commands)
+        errors: dict[int, BaseException | None] = {}
+        for chunk, result in zip(chunks, results, strict=True):
+            for at, i in enumerate(chunk):
+                if isinstance(result, BaseException):  # the whole call failed
+                    errors[i] = result
+                else:
+                    errors[i] = None if isinstance(result[at], int) else ResponseError(result[at].decode())
+        return [errors[i] for i in indexes]
 
     async def mark_read(self, user: str, group_ids: Sequence[str] | None) -> int:
         """Mark `group_ids` (None: all) read; returns how many were unread."""

@@ -35,8 +35,8 @@ def parse_cursor(before: str) -> tuple[int, str] | None:
 
 async def page(redis: Redis, key: str, before: tuple[int, str] | None, limit: int) -> Ranked:
     """Up to `limit` members of `key` after the `before` position, highest score first (ties in
-    reverse member order, as ZREVRANGEBYSCORE gives them), in one MULTI."""
-    async with redis.pipeline(transaction=True) as pipe:
+    reverse member order, as ZREVRANGEBYSCORE gives them), in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
         if before is None:
             pipe.zrevrangebyscore(key, "+inf", "-inf", start=0, num=limit + 1, withscores=True)
         else:

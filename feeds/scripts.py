@@ -19,10 +19,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas import keys
 
+from .cluster import Arg as Arg
+from .cluster import Cluster
+from .cluster import Command as Command
 from .limits import FeedLimits
-
-Arg = str | int | bytes
-Command = tuple[Arg, ...]
 
 
 class Script:
@@ -44,17 +44,32 @@ class Script:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
 
-async def run_commands(redis: Redis, scripts: Sequence[Script], commands: Sequence[Command]) -> list[Any]:
-    """Run `commands` in one round trip; error replies come back as values.
+async def run_commands(
+    redis: Redis, scripts: Sequence[Script], commands: Sequence[Command], *, wait: Command | None = None
+) -> list[Any]:
+    """Run `commands` in one round trip (on a cluster, one per master, at once); error replies
+    come back as values. `wait` (a WAIT command) follows the writes on their own connection;
+    its reply (the fewest replicas any master confirmed) is the last value.
 
     If Redis forgot a script, every script is loaded and all the commands run again, which is
     safe because every script this product pipelines is idempotent."""
-    results = await _pipelined(redis, commands)
+    results = await _run(redis, commands, wait)
     if any(isinstance(r, NoScriptError) for r in results):
         for script in scripts:
-            await redis.script_load(script.source)
-        results = await _pipelined(redis, commands)
+            await _load(redis, script)
+        results = await _run(redis, commands, wait)
     return results
+
+
+async def _run(redis: Redis, commands: Sequence[Command], wait: Command | None) -> list[Any]:
+    if isinstance(redis, Cluster):
+        replies: list[Any] = await redis.pipelined(commands, _pipelined, wait)
+        return replies
+    return await _pipelined(redis, [*commands, wait] if wait else commands)
+
+
+async def _load(redis: Redis, script: Script) -> None:
+    await redis.script_load(script.source)  # on a cluster: every master (redis-py's routing)
 
 
 async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
@@ -88,10 +103,12 @@ async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
     return results
 
 
-def _source(*names: str) -> str:
-    """common.lua, then the named parts (each script's own last)."""
+def _source(*names: str, publish: str = "PUBLISH", prelude: tuple[str, ...] = ()) -> str:
+    """The prelude (a shebang must come first), common.lua, then the named parts (each script's
+    own last); live pushes go out by `publish`."""
     lua = resources.files(__package__).joinpath("lua")
-    return "\n".join(lua.joinpath(name).read_text() for name in ("common.lua", *names))
+    source = "\n".join(lua.joinpath(name).read_text() for name in (*prelude, "common.lua", *names))
+    return source.replace("redis.call('PUBLISH',", f"redis.call('{publish}',")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,18 +117,37 @@ class InboxScripts:
     mark_read: Script
     page: Script
     replay: Script
+    sharded: bool  # for a cluster: SPUBLISH, and apply calls spanning a master's slots
 
     @classmethod
-    def load(cls) -> InboxScripts:
+    def load(cls, *, sharded: bool = False) -> InboxScripts:
+        # on a cluster the push is sharded pub/sub: SPUBLISH reaches only the channel's own
+        # master (a plain PUBLISH is broadcast to every node of the cluster)
+        publish = "SPUBLISH" if sharded else "PUBLISH"
         return cls(
-            apply=Script(_source("apply.lua")),
-            mark_read=Script(_source("reads.lua", "mark_read.lua")),
+            apply=Script(
+                _source("apply.lua", publish=publish, prelude=("sharded_keys.lua",) if sharded else ())
+            ),
+            mark_read=Script(_source("reads.lua", "mark_read.lua", publish=publish)),
             page=Script(_source("page.lua")),
             replay=Script(_source("reads.lua", "replay.lua")),
+            sharded=sharded,
         )
+
+    def apply_command(self, call_keys: Sequence[str], args: Sequence[Arg]) -> Command:
+        """An apply call: every item's keys declared, or on a cluster only the first item's
+        (lua/sharded_keys.lua)."""
+        if not self.sharded:
+            return self.apply.command(call_keys, args)
+        return self.apply.command(call_keys[:5], [*args, *call_keys[5:], len(call_keys) - 5])
 
 
 SCRIPTS = InboxScripts.load()
+SHARDED_SCRIPTS = InboxScripts.load(sharded=True)
+
+
+def scripts_for(redis: Redis) -> InboxScripts:
+    return SHARDED_SCRIPTS if isinstance(redis, Cluster) else SCRIPTS
 
 
 # The field of `keys.toggles` holding the user's state beside the item registers, as

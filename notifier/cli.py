@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from gateway.app import gateway_app
-from gateway.hub import Hub
+from gateway.shardedhub import hub_for
 from gateway.wsserver import WebSocketProtocol
 from notifier import admin
 from notifier.api.app import api_app
@@ -104,7 +104,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         app = api_app(settings, client, pressure, [*admin, *ops])
         services.append(_http(settings, with_request_ids(app), settings.http.api_port))
     if role in {"gateway", "up"}:
-        hub = Hub(client)
+        hub = hub_for(client)
 
         async def subscribed() -> str | None:
             return None if hub.subscribed else "pub/sub not subscribed"
@@ -148,7 +148,7 @@ async def run_role(role: str, settings: Settings) -> None:
 
 
 async def _run_role(role: str, settings: Settings) -> None:
-    async with open_redis(settings.redis) as redis:
+    async with open_redis(settings.redis, jobs_url=settings.jobs.redis_url) as redis:
         log.info("role=%s redis=%s", role, redis.description)
         if redis.blocking:  # a real server: the in-process fake has no config to check
             errors = await unless_signalled(lambda: check_redis_when_up(redis.client))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from .partition_tags import PARTITION_TAGS
+
 FANOUT_GROUP: Final = "fanout"
 
 
@@ -16,31 +18,36 @@ def _user(user_id: str) -> str:
 
 
 # partition-scoped -------------------------------------------------------------------------
+# A partition's tag is picked by its cluster slot (partition_tags.py), not its index.
+
+
+def _partition(partition: int) -> str:
+    return "{" + PARTITION_TAGS[partition] + "}"
 
 
 def events(partition: int) -> str:
     """Stream: the event log of one partition (the source of truth)."""
-    return f"events:{{{partition}}}"
+    return f"events:{_partition(partition)}"
 
 
 def dedupe(partition: int, event_id: str) -> str:
     """String with TTL: `stream id|fingerprint` of an accepted event, for idempotent ingest."""
-    return f"dedupe:{{{partition}}}:{event_id}"
+    return f"dedupe:{_partition(partition)}:{event_id}"
 
 
 def dead_letters(partition: int) -> str:
     """Stream: entries the fan-out gave up on, with error and delivery count."""
-    return f"dlq:{{{partition}}}"
+    return f"dlq:{_partition(partition)}"
 
 
 def dropped_letters(partition: int) -> str:
     """Stream: dead letters an operator dropped, with the reason given."""
-    return f"dlq-dropped:{{{partition}}}"
+    return f"dlq-dropped:{_partition(partition)}"
 
 
 def fanout_errors(partition: int) -> str:
     """Hash: entry id -> last error while applying it (cleared on ack or dead-lettering)."""
-    return f"fanout-errors:{{{partition}}}"
+    return f"fanout-errors:{_partition(partition)}"
 
 
 # user-scoped ------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
+from feeds.cluster import Cluster
+from loadtest.cluster import ClusterLab, private_cluster
 from notifier.runtime.settings import Settings
 
 JWT_SECRET: Final = "test-secret-0123456789abcdef-0123456789abcdef"
@@ -88,6 +90,61 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc.kill()
                 proc.wait()
     raise RuntimeError(f"redis-server would not start; see {directory / 'redis.log'}")
+
+
+def _require(exe: str, tier: str) -> None:
+    if shutil.which(exe) is None:
+        message = f"{exe} is not on PATH; {tier} needs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
+    """A Redis Cluster of our own for the whole session: 3 masters, one replica each, on free
+    ports, short node timeout. Tests flush it first (`cluster` fixture) and must leave it whole
+    (a test that kills a node restarts it and waits for `cluster_state:ok`)."""
+    _require("redis-server", "the cluster tests")
+    _require("redis-cli", "the cluster tests")
+    with private_cluster(tmp_path_factory.mktemp("cluster")) as lab:
+        yield lab
+
+
+@pytest.fixture
+async def cluster(redis_cluster: ClusterLab, redis_url: str) -> AsyncIterator[Cluster]:
+    """A client of the session's cluster (bytes replies, as the product uses), every master
+    flushed; its job queue is on the suite's single server (flushed too)."""
+    with sync_redis.Redis.from_url(redis_url) as jobs:
+        jobs.flushall()
+    client = cluster_client(redis_cluster, redis_url)
+    try:
+        yield client
+    finally:
+        await client.shutdown()
+
+
+def cluster_client(lab: ClusterLab, jobs_url: str) -> Cluster:
+    """A client of the lab's cluster, every master flushed first."""
+    lab.wait_ok()
+    lab.flush()
+    seeds = [("127.0.0.1", n.port) for n in lab.live()]
+    return Cluster(seeds, retry_budget_s=10, jobs_url=jobs_url, socket_timeout=5, socket_connect_timeout=1)
+
+
+def cluster_env(lab: ClusterLab, jobs_url: str) -> dict[str, str]:
+    """`base_env` for the cluster: seeds, and the suite's single server as the jobs Redis."""
+    return {**base_env(lab.url), "NOTIFIER_REDIS_CLUSTER": "1", "NOTIFIER_JOBS_REDIS_URL": jobs_url}
+
+
+@pytest.fixture
+def cluster_settings(redis_cluster: ClusterLab, redis_url: str) -> SettingsFactory:
+    """Settings for the session's cluster; `overrides` are NOTIFIER_* variables."""
+
+    def make(overrides: Mapping[str, str] | None = None, /) -> Settings:
+        return Settings.from_env({**cluster_env(redis_cluster, redis_url), **(overrides or {})})
+
+    return make
 
 
 @pytest.fixture(scope="session")

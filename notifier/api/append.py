@@ -154,11 +154,11 @@ class EventLog:
 
     async def _round_trip(self, batch: list[_Request]) -> None:
         commands = [command for request in batch for command in request.commands]
-        if self._wait_replicas:
-            # WAIT covers the writes of its own connection only: same pipeline, same connection
-            commands.append(("WAIT", self._wait_replicas, self._wait_timeout_ms))
+        # WAIT covers the writes of its own connection only: same pipeline, same connection
+        # (on a cluster, one WAIT per master, after that master's appends)
+        wait = ("WAIT", self._wait_replicas, self._wait_timeout_ms) if self._wait_replicas else None
         try:
-            replies = await run_commands(self._redis, [_APPEND], commands)
+            replies = await run_commands(self._redis, [_APPEND], commands, wait=wait)
         except BaseException as exc:
             if isinstance(exc, Exception):
                 self._redis_errors.inc()

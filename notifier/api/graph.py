@@ -3,8 +3,6 @@ them, and their posts."""
 
 from __future__ import annotations
 
-import re
-
 import msgspec
 import orjson
 from starlette.requests import Request
@@ -15,16 +13,14 @@ from feeds.ranked import parse_cursor
 from feeds.timeline import Timelines
 from notifier.runtime.settings import AuthSettings
 from schemas.errors import Reason, Rejected
-from schemas.events import ID_PATTERN
+from schemas.events import is_id
 
 from .me import page_limit, user_of
-
-_ID = re.compile(ID_PATTERN)
 
 
 def subject(request: Request) -> str:
     user = str(request.path_params["user"])
-    if not _ID.fullmatch(user):
+    if not is_id(user):
         raise Rejected(Reason.INVALID, "user must be 1-128 chars of A-Z a-z 0-9 _ . : @ -", "/user")
     return user
 

@@ -8,10 +8,9 @@ import logging
 import anyio
 from anyio.abc import TaskStatus
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from feeds.cluster import REDIS_UNAVAILABLE
 from notifier.runtime import metrics
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import IngestSettings
@@ -43,7 +42,7 @@ class Pressure:
             try:
                 self._update(await self.sample())
                 backoff.reset()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 await backoff.sleep(exc)
                 continue
             with anyio.move_on_after(self._settings.pressure_interval_ms / 1000):

@@ -9,11 +9,10 @@ import time
 import anyio
 from anyio.abc import TaskStatus
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from feeds.changelog import entry_id
+from feeds.cluster import REDIS_UNAVAILABLE
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import FanoutSettings
 from schemas import keys
@@ -39,7 +38,7 @@ class Janitor:
                     await self.trim(p)
                     await self.reap(p)
                 backoff.reset()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 await backoff.sleep(exc)
                 continue
             with anyio.move_on_after(self._settings.maintenance_interval_ms / 1000):

@@ -12,9 +12,8 @@ from arq import Retry
 from arq.connections import ArqRedis
 from arq.typing import WorkerCoroutine
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from feeds.cluster import REDIS_UNAVAILABLE
 from feeds.inbox import Inbox
 from feeds.items import plan, retract
 from feeds.limits import FeedLimits
@@ -80,14 +79,14 @@ def _retry(ctx: EffectsContext, job_try: int) -> Retry:
 async def deliver_job(ctx: EffectsContext, item_id: str) -> int:
     try:
         return await ctx["effects"].deliver(item_id)
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         raise _retry(ctx, ctx.get("job_try", 1)) from exc
 
 
 async def recall_job(ctx: EffectsContext, item_id: str) -> int:
     try:
         return await ctx["effects"].recall(item_id)
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except REDIS_UNAVAILABLE as exc:
         raise _retry(ctx, ctx.get("job_try", 1)) from exc
 
 

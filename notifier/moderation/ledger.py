@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from feeds.cluster import client_for
 from schemas import keys
 from schemas.errors import Reason, Rejected
 
@@ -35,7 +36,8 @@ class Ledger:
         """Run `body` under WATCH; it reads, then `multi()`s and queues writes. Retried when a
         watched key changed before EXEC. Watch `keys.audit_head()` to append a record."""
         for _ in range(_ATTEMPTS):
-            async with self.redis.pipeline(transaction=True) as pipe:
+            client = await client_for(self.redis, watched[0])  # on a cluster: the {mod} master
+            async with client.pipeline(transaction=True) as pipe:
                 await pipe.watch(*watched)
                 try:
                     result = await body(pipe)

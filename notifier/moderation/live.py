@@ -9,6 +9,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from feeds.cluster import client_for
 from schemas import keys
 
 HEARTBEAT_S: Final = 15.0
@@ -16,7 +17,8 @@ HEARTBEAT_S: Final = 15.0
 
 async def changes(redis: Redis) -> AsyncIterator[bytes]:
     """`text/event-stream` frames: `event: ready` once subscribed, then one `data:` per change."""
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    # on a cluster, the master of the channel's slot (a PUBLISH reaches every node of a cluster)
+    pubsub = (await client_for(redis, keys.mod_changes())).pubsub(ignore_subscribe_messages=True)
     try:
         await pubsub.subscribe(keys.mod_changes())
         yield b"event: ready\ndata: {}\n\n"

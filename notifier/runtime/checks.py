@@ -6,9 +6,11 @@ import logging
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
+from redis.exceptions import ClusterDownError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from feeds.cluster import CLUSTER_UNAVAILABLE, Cluster
 
 from .lifecycle import Backoff
 
@@ -25,6 +27,8 @@ class Findings:
 
 async def inspect_redis(redis: Redis) -> Findings:
     found = Findings()
+    if isinstance(redis, Cluster):
+        await _cluster_ready(redis)
     server = await redis.info("server")
     version = tuple(int(x) for x in str(server.get("redis_version", "0.0")).split(".")[:2])
     if version < MIN_REDIS:
@@ -47,6 +51,14 @@ async def inspect_redis(redis: Redis) -> Findings:
     return found
 
 
+async def _cluster_ready(cluster: Cluster) -> None:
+    """Raises until every slot has a master and every master says `cluster_state:ok`."""
+    for node in await cluster.masters():
+        state = await cluster.cluster_info(target_nodes=node)
+        if state.get("cluster_state") != "ok":
+            raise ClusterDownError(f"cluster_state is {state.get('cluster_state')} on {node.name}")
+
+
 async def check_redis(redis: Redis) -> list[str]:
     """Log warnings; return the errors that must stop the role."""
     found = await inspect_redis(redis)
@@ -62,7 +74,7 @@ async def check_redis_when_up(redis: Redis) -> list[str]:
     while True:
         try:
             errors = await check_redis(redis)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_UNAVAILABLE) as exc:
             await backoff.sleep(exc)
             continue
         backoff.reset()

@@ -13,7 +13,9 @@ from arq.connections import ArqRedis
 from arq.typing import WorkerCoroutine
 from redis.asyncio import Redis
 
+from feeds.cluster import Cluster
 from schemas import keys
+from schemas.errors import ConfigError
 
 
 def serialize(value: dict[str, Any]) -> bytes:
@@ -26,9 +28,13 @@ def deserialize(raw: bytes) -> dict[str, Any]:
 
 
 def job_pool(redis: Redis) -> ArqRedis:
-    """Shares `redis`'s connection pool (a configured server, the private one, or the fake)."""
+    """Shares `redis`'s connection pool (a configured server, the private one, or the fake); on
+    a cluster, the pool of its jobs Redis (arq speaks to one plain Redis only)."""
+    queue = redis.jobs if isinstance(redis, Cluster) else redis
+    if queue is None:  # Settings refuse a cluster without NOTIFIER_JOBS_REDIS_URL
+        raise ConfigError("a cluster needs NOTIFIER_JOBS_REDIS_URL for the job queue")
     return ArqRedis(
-        redis.connection_pool,
+        queue.connection_pool,
         job_serializer=serialize,
         job_deserializer=deserialize,
         default_queue_name=keys.JOBS_QUEUE,

@@ -1,5 +1,6 @@
-"""Opening Redis: a configured URL, else the default address, else a private redis-server, else
-an in-process fake (nothing persists; a loud warning says so)."""
+"""Opening Redis: a cluster from its seeds (NOTIFIER_REDIS_CLUSTER), a configured URL, else the
+default address, else a private redis-server, else an in-process fake (nothing persists; a loud
+warning says so)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from feeds.cluster import Cluster
 
 from .settings import RedisSettings
 
@@ -50,9 +54,36 @@ async def _answers(url: str, settings: RedisSettings) -> bool:
         await client.aclose()
 
 
+def _cluster(settings: RedisSettings, jobs_url: str) -> Cluster:
+    """Seeds `redis://[user:password@]host:port` (or `host:port`), comma-separated."""
+    seeds: list[tuple[str, int]] = []
+    username = password = None
+    for seed in settings.url.split(","):
+        parsed = urlsplit(seed.strip() if "//" in seed else "redis://" + seed.strip())
+        seeds.append((parsed.hostname or "127.0.0.1", parsed.port or 6379))
+        username, password = parsed.username or username, parsed.password or password
+    return Cluster(
+        seeds,
+        retry_budget_s=settings.socket_timeout_s,
+        jobs_url=jobs_url,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.connect_timeout_s,
+        username=username,
+        password=password,
+    )
+
+
 @contextlib.asynccontextmanager
-async def open_redis(settings: RedisSettings) -> AsyncIterator[RedisHandle]:
+async def open_redis(settings: RedisSettings, *, jobs_url: str = "") -> AsyncIterator[RedisHandle]:
+    """`jobs_url`: on a cluster, the plain Redis of arq's job queue."""
     url = settings.url
+    if settings.cluster:
+        cluster = _cluster(settings, jobs_url)
+        try:
+            yield RedisHandle(cluster, True, f"Redis Cluster (seeds: {len(url.split(','))})")
+        finally:
+            await cluster.shutdown()
+        return
     if url == "" and await _answers(DEFAULT_URL, settings):
         url = DEFAULT_URL
     if url in {"", "embedded"} and shutil.which("redis-server"):

@@ -23,7 +23,8 @@ PREFIX = "NOTIFIER_"
 class RedisSettings:
     # "" means: probe the default address, else start a private redis-server, else run in memory.
     # "embedded" forces the private redis-server; "memory" forces the in-process fake.
-    url: str = field(default="", repr=False)  # may embed a password
+    url: str = field(default="", repr=False)  # may embed a password; on a cluster: seeds, comma-separated
+    cluster: bool = False  # Redis Cluster (redis-py's RedisCluster and the feeds.cluster adapter)
     socket_timeout_s: float = 10.0
     connect_timeout_s: float = 2.0
     data_dir: str = ".notifier-data"  # the private redis-server's directory
@@ -131,6 +132,8 @@ class JobsSettings:
     max_jobs: int = 10  # jobs run at once per process
     retry_s: float = 1.0  # a job that failed on Redis runs again after this (grows per try)
     sweep_s: int = 10  # the outbox of moderation effects is re-enqueued this often
+    # on a cluster: arq's queue on a plain Redis of its own (arq has no Cluster support)
+    redis_url: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +215,14 @@ class Settings:
             out.append("NOTIFIER_FANOUT_BLOCK_MS must be below half of NOTIFIER_REDIS_SOCKET_TIMEOUT_S")
         if self.auth.jwt_secret and len(self.auth.jwt_secret) < 32:
             out.append("NOTIFIER_AUTH_JWT_SECRET must be at least 32 characters")
+        if self.redis.cluster and self.redis.url in {"", "embedded", "memory"}:
+            out.append("NOTIFIER_REDIS_CLUSTER needs NOTIFIER_REDIS_URL: seed addresses, comma-separated")
+        if self.redis.cluster and not self.jobs.redis_url:
+            out.append(
+                "NOTIFIER_REDIS_CLUSTER needs NOTIFIER_JOBS_REDIS_URL: a plain Redis for arq's job queue"
+            )
+        if self.jobs.redis_url and not self.redis.cluster:
+            out.append("NOTIFIER_JOBS_REDIS_URL is for a cluster; one Redis holds the job queue itself")
         if not 1 <= self.ingest.partitions <= 1024:
             out.append("NOTIFIER_INGEST_PARTITIONS must be between 1 and 1024")
         for name in ("max_deliveries", "batch_size", "batches_in_flight"):

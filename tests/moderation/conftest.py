@@ -10,8 +10,10 @@ from typing import Final, Protocol
 import orjson
 import pytest
 
+from loadtest.cluster import ClusterLab
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.runtime.settings import Settings
+from tests.backends import backend, backend_env, redis
 
 JWT_SECRET: Final = "moderation-test-secret-0123456789abcdef-0123"
 SERVICE_KEY: Final = "posts-key-0123456789abcdef"
@@ -28,8 +30,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.moderation)
 
 
-# `redis_url` (a private redis-server for the session), `redis` and `anyio_backend` come from
-# tests/conftest.py.
+# `redis_url` (a private redis-server for the session) and `anyio_backend` come from
+# tests/conftest.py; `redis` and `backend` (one Redis, then the cluster) from tests/backends.py.
+__all__ = ["backend", "redis"]
 
 
 def env(redis_url: str) -> dict[str, str]:
@@ -58,9 +61,11 @@ class SettingsFactory(Protocol):
 
 
 @pytest.fixture
-def settings_factory(redis_url: str) -> SettingsFactory:
+def settings_factory(backend: str, redis_url: str, redis_cluster: ClusterLab) -> SettingsFactory:
+    base = backend_env(env(redis_url), backend, redis_cluster, redis_url)
+
     def make(overrides: Mapping[str, str] = {}, /) -> Settings:
-        return Settings.from_env({**env(redis_url), **overrides})
+        return Settings.from_env({**base, **overrides})
 
     return make
 

@@ -32,8 +32,9 @@ async def test_jobs_are_json_with_fixed_ids(redis: Redis) -> None:
     assert not await enqueue(pool, "recall|e1")  # one in flight per effect
     assert await enqueue(pool, "deliver|e1")
     # scored by enqueue time: two jobs in the same millisecond sort by id, so compare as a set
-    assert set(await redis.zrange(keys.JOBS_QUEUE, 0, -1)) == {b"recall:e1", b"deliver:e1"}
-    payload = orjson.loads(await redis.get(job_key_prefix + keys.recall_job("e1")))
+    # read through the pool: on a cluster the queue lives in the jobs Redis beside it
+    assert set(await pool.zrange(keys.JOBS_QUEUE, 0, -1)) == {b"recall:e1", b"deliver:e1"}
+    payload = orjson.loads(await pool.get(job_key_prefix + keys.recall_job("e1")))
     assert (payload["f"], payload["a"]) == ("recall_job", ["e1"])
     with pytest.raises(ValueError, match="unknown effect"):
         await enqueue(pool, "explode|e1")

@@ -9,6 +9,7 @@ import pytest
 from redis.crc import key_slot
 
 from schemas import keys
+from schemas.partition_tags import PARTITION_TAGS, SLOTS, partition_slot
 
 USERS = ["alice", "u:1", "a@b.c", "x-y_z", "9" * 128]
 USER_KEYS: list[Callable[[str], str]] = [
@@ -39,11 +40,11 @@ PARTITION_KEYS: list[Callable[[int], str]] = [
 
 def test_exact_formats() -> None:
     # Pinned on purpose: a changed format leaves every existing key behind on upgrade.
-    assert keys.events(3) == "events:{3}"
-    assert keys.dedupe(3, "e-1") == "dedupe:{3}:e-1"
-    assert keys.dead_letters(3) == "dlq:{3}"
-    assert keys.dropped_letters(3) == "dlq-dropped:{3}"
-    assert keys.fanout_errors(3) == "fanout-errors:{3}"
+    assert keys.events(3) == "events:{p8nb}"
+    assert keys.dedupe(3, "e-1") == "dedupe:{p8nb}:e-1"
+    assert keys.dead_letters(3) == "dlq:{p8nb}"
+    assert keys.dropped_letters(3) == "dlq-dropped:{p8nb}"
+    assert keys.fanout_errors(3) == "fanout-errors:{p8nb}"
     assert keys.toggles("bob") == "ni:{u:bob}"
     assert keys.inbox("bob") == "nb:{u:bob}"
     assert keys.group_actors("bob", "g1") == "na:{u:bob}:g1"
@@ -83,7 +84,7 @@ def test_a_users_keys_share_one_tag_and_slot(user: str) -> None:
 @pytest.mark.parametrize("partition", [0, 1, 7, 1023])
 def test_a_partitions_keys_share_one_tag_and_slot(partition: int) -> None:
     made = [make(partition) for make in PARTITION_KEYS]
-    assert {hash_tag(k) for k in made} == {str(partition)}
+    assert {hash_tag(k) for k in made} == {PARTITION_TAGS[partition]}
     assert len({key_slot(k.encode()) for k in made}) == 1
     assert len(set(made)) == len(made)
 
@@ -122,3 +123,33 @@ def test_derived_patterns_cover_the_derived_keys_and_spare_user_state(user: str)
 @pytest.mark.parametrize("family", ["nt:", "nf:", "ng:", "nu:", "nlog:", "nm:", "followers:"])
 def test_a_rebuild_also_deletes_the_views_of_the_layout_before(family: str) -> None:
     assert any(fnmatchcase(family + "{u:bob}:x", pattern) for pattern in keys.DERIVED_PATTERNS)
+
+
+def test_every_partition_tag_hashes_to_its_chosen_slot() -> None:
+    assert len(set(PARTITION_TAGS)) == len(PARTITION_TAGS) == 1024
+    for p, tag in enumerate(PARTITION_TAGS):
+        assert key_slot(tag.encode()) == partition_slot(p), p
+
+
+# The standard split of `redis-cli --cluster create` over 3 masters.
+THREE_MASTERS = [(0, 5460), (5461, 10922), (10923, 16383)]
+SIX_MASTERS = [(i * SLOTS // 6, (i + 1) * SLOTS // 6 - 1) for i in range(6)]
+
+
+def spread(partitions: int, ranges: list[tuple[int, int]]) -> list[int]:
+    slots = [key_slot(keys.events(p).encode()) for p in range(partitions)]
+    return [sum(lo <= s <= hi for s in slots) for lo, hi in ranges]
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 3, 4, 5, 8, 16, 17, 32, 100, 1024])
+@pytest.mark.parametrize("masters", [THREE_MASTERS, SIX_MASTERS])
+def test_partitions_spread_evenly_over_the_masters(partitions: int, masters: list[tuple[int, int]]) -> None:
+    counts = spread(partitions, masters)
+    assert max(counts) - min(counts) <= 1, counts
+
+
+def test_bare_index_tags_would_bunch() -> None:
+    # what the chosen tags avoid: `{0}`..`{15}` put 7 of 16 partitions on one master
+    slots = [key_slot(f"{{{p}}}".encode()) for p in range(16)]
+    counts = [sum(lo <= s <= hi for s in slots) for lo, hi in THREE_MASTERS]
+    assert max(counts) - min(counts) > 1, counts

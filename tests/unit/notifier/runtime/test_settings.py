@@ -197,3 +197,13 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env(BASE)
     with pytest.raises(AttributeError):
         settings.fanout.block_ms = 1  # type: ignore[misc]
+
+
+def test_a_cluster_needs_seeds_and_a_jobs_redis() -> None:
+    assert "needs NOTIFIER_REDIS_URL" in problems({"NOTIFIER_REDIS_CLUSTER": "1"})
+    seeds = {"NOTIFIER_REDIS_CLUSTER": "1", "NOTIFIER_REDIS_URL": "redis://a:7000,redis://b:7000"}
+    assert "needs NOTIFIER_JOBS_REDIS_URL" in problems(seeds)
+    settings = Settings.from_env({**seeds, "NOTIFIER_JOBS_REDIS_URL": "redis://j:6379/0"})
+    assert settings.redis.cluster and settings.jobs.redis_url == "redis://j:6379/0"
+    assert "NOTIFIER_JOBS_REDIS_URL is for a cluster" in problems({"NOTIFIER_JOBS_REDIS_URL": "redis://j"})
+    assert "redis://j" not in repr(settings)  # may embed a password

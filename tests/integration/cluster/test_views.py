@@ -1,0 +1,111 @@
+"""The views on a 3-master Redis Cluster: the same events give the same inboxes as on one Redis,
+with apply calls grouped by slot (no CROSSSLOT) and ingest's appends split per master."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from redis.asyncio import Redis
+from redis.crc import key_slot
+
+from feeds.cluster import Cluster
+from feeds.inbox import Inbox
+from feeds.scripts import SCRIPTS, SHARDED_SCRIPTS
+from notifier.api.append import EventLog
+from notifier.fanout.consumer import FanoutWorker
+from notifier.runtime.settings import Settings
+from schemas import keys
+from schemas.events import Comment, Event, Follow, Like
+from tests.conftest import SettingsFactory
+
+from ..views import at, pending_total
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+USERS = [f"user{i}" for i in range(40)]
+
+
+def traffic() -> list[Event]:
+    events: list[Event] = []
+    for i, owner in enumerate(USERS):
+        for j in range(3):
+            fan = USERS[(i + j + 1) % len(USERS)]
+            events.append(
+                Like(id=f"like-{i}-{j}", actor=fan, occurred_at=at(i + j), post=f"p{i}", owner=owner)
+            )
+        events.append(
+            Follow(id=f"follow-{i}", actor=USERS[(i + 7) % len(USERS)], occurred_at=at(50 + i), user=owner)
+        )
+        events.append(
+            Comment(
+                id=f"comment-{i}",
+                actor=USERS[(i + 3) % len(USERS)],
+                occurred_at=at(80 + i),
+                post=f"p{i}",
+                owner=owner,
+                comment=f"c{i}",
+                text="nice post",
+            )
+        )
+    return events
+
+
+async def run(redis: Redis, settings: Settings, events: Sequence[Event]) -> dict[str, tuple[object, ...]]:
+    appended = await EventLog(redis, settings.ingest).append(events, "posts")
+    assert {a.status for a in appended} == {"accepted"}
+    worker = FanoutWorker(
+        redis, settings.fanout, partitions=settings.ingest.partitions, limits=settings.feeds, consumer="w1"
+    )
+    assert await worker.drain() == len(events)
+    assert worker.stats.dead_lettered == 0
+    assert await pending_total(redis, settings.ingest.partitions) == 0
+    inbox = Inbox(redis, settings.feeds)
+    out: dict[str, tuple[object, ...]] = {}
+    for user in USERS:
+        page = await inbox.page(user, None, 100)
+        out[user] = (page.groups, page.unread, await redis.llen(keys.changelog(user)))
+    return out
+
+
+async def test_the_cluster_builds_the_same_views_as_one_redis(
+    cluster: Cluster, redis: Redis, cluster_settings: SettingsFactory, settings: Settings
+) -> None:
+    on_cluster = await run(cluster, cluster_settings({"NOTIFIER_INGEST_PARTITIONS": "6"}), traffic())
+    alone = await run(redis, settings, traffic())
+    assert on_cluster == alone
+    assert all(groups for groups, _, _ in on_cluster.values())
+    # the users really are spread: the apply calls had to be split by slot and master
+    masters = {cluster.get_node_from_key(keys.toggles(u)).name for u in USERS}
+    assert len(masters) == 3
+    assert len({key_slot(keys.toggles(u).encode()) for u in USERS}) == len(USERS)
+
+
+async def test_partition_streams_spread_over_the_masters(
+    cluster: Cluster, cluster_settings: SettingsFactory
+) -> None:
+    settings = cluster_settings({"NOTIFIER_INGEST_PARTITIONS": "16"})
+    assert len(await cluster.masters()) == 3
+    owners = [cluster.get_node_from_key(keys.events(p)).name for p in range(settings.ingest.partitions)]
+    counts = sorted(owners.count(name) for name in set(owners))
+    assert len(counts) == 3 and counts[-1] - counts[0] <= 1, counts
+
+
+async def test_an_append_waits_for_a_replica_on_every_master(
+    cluster: Cluster, cluster_settings: SettingsFactory
+) -> None:
+    settings = cluster_settings(
+        {"NOTIFIER_INGEST_WAIT_REPLICAS": "1", "NOTIFIER_INGEST_WAIT_TIMEOUT_MS": "2000"}
+    )
+    events = traffic()[:30]
+    appended = await EventLog(cluster, settings.ingest).append(events, "posts")
+    assert {a.status for a in appended} == {"accepted"}
+    again = await EventLog(cluster, settings.ingest).append(events, "posts")
+    assert {a.status for a in again} == {"duplicate"}
+
+
+def test_the_cluster_scripts_publish_sharded() -> None:
+    for script in (SHARDED_SCRIPTS.apply, SHARDED_SCRIPTS.mark_read):
+        assert "redis.call('SPUBLISH'," in script.source and "redis.call('PUBLISH'," not in script.source
+    for script in (SCRIPTS.apply, SCRIPTS.mark_read):
+        assert "redis.call('PUBLISH'," in script.source and "SPUBLISH" not in script.source

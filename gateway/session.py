@@ -14,11 +14,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from feeds import changelog
-from feeds.changelog import Cursor, Refetch
+from feeds.changelog import Refetch
 from notifier.runtime import tokens
 from notifier.runtime.logs import ACCESS_LOGGER
 from notifier.runtime.settings import AuthSettings, GatewaySettings
 from schemas import protocol
+from schemas.cursor import NO_EPOCH, START, Cursor
 from schemas.errors import Reason, Rejected
 
 from .hub import Hub
@@ -27,7 +28,7 @@ from .outbox import Outbox
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
 
-_RESYNC = ("", "")  # queue marker: re-read the change log from our cursor
+_RESYNC = None  # queue marker: re-read the change log from our cursor
 
 
 class Closed(Exception):
@@ -67,23 +68,23 @@ class Session:
         self._hub = hub
         self._settings = settings
         self._auth = auth
-        self._outbox: Outbox[tuple[str, str]] = Outbox(settings.send_queue_frames)
+        self._outbox: Outbox[changelog.Live | None] = Outbox(settings.send_queue_frames)
         self._overflowed = False
         self._expired = False
         self._live_scope: anyio.CancelScope | None = None
         self.user = ""
         self.expires_at = 0.0  # unix seconds, from the token
-        self._cursor = Cursor(changelog.NO_EPOCH, (0, 0))
+        self._cursor = START
 
     # -- Listener (called by the hub, never blocks) -------------------------------------
 
-    def push_nowait(self, cursor: str, payload: str) -> None:
-        self._enqueue((cursor, payload))
+    def push_nowait(self, change: changelog.Live) -> None:
+        self._enqueue(change)
 
     def resync(self) -> None:
         self._enqueue(_RESYNC)
 
-    def _enqueue(self, item: tuple[str, str]) -> None:
+    def _enqueue(self, item: changelog.Live | None) -> None:
         if not self._outbox.put_nowait(item):
             # a client that does not keep up is cut off (it resumes from its cursor), never
             # buffered without bound; the writer may be stuck in a send to it, so cancel that too
@@ -230,30 +231,41 @@ class Session:
         traced = self._hub.tracing
         while batch := await self._outbox.take():
             sent = 0
-            for tagged, payload in batch:
+            for item in batch:
                 if self._overflowed:
                     break
-                if (tagged, payload) == _RESYNC:
-                    await self._catch_up()
+                if item is _RESYNC or not self._follows(item.cursor):
+                    await self._catch_up()  # the log says what we missed, or refetch
                     continue
-                cursor_text, accepted_ms, parent = changelog.split_tag(tagged)
-                cursor = Cursor.parse(cursor_text)
-                if cursor.epoch != self._cursor.epoch and self._cursor.epoch != changelog.NO_EPOCH:
-                    await self._catch_up()  # the log was recreated: the catch-up says refetch
-                    continue
-                if cursor.epoch == self._cursor.epoch and cursor.entry <= self._cursor.entry:
+                cursor = item.cursor
+                if cursor.epoch == self._cursor.epoch and cursor.number <= self._cursor.number:
                     continue  # already sent by the replay
-                if traced is not None and parent:
-                    span = traced.span("gateway.push", parent, attributes={"notifier.user": self.user})
-                    await self._ws.send_text(protocol.change(cursor_text, payload))
+                text = protocol.change(str(cursor), item.payload)
+                if traced is not None and item.traceparent:
+                    span = traced.span(
+                        "gateway.push", item.traceparent, attributes={"notifier.user": self.user}
+                    )
+                    await self._ws.send_text(text)
                     span.end()
                 else:
-                    await self._ws.send_text(protocol.change(cursor_text, payload))
+                    await self._ws.send_text(text)
                 self._cursor = cursor
                 sent += 1
-                if accepted_ms:
-                    latency.observe(time.time() - int(accepted_ms) / 1000)
+                if item.accepted_ms:
+                    latency.observe(time.time() - int(item.accepted_ms) / 1000)
             frames.inc(sent)
+
+    def _follows(self, cursor: Cursor) -> bool:
+        """Whether a live change fits our position. Not so: another epoch (the log was
+        recreated), or our own number with another check (Redis lost the change we sent and
+        reused its number). A lower number is one the replay sent; a loss of several changes
+        shows at our number, or at the hub's resync after the reconnect a Redis restart forces."""
+        ours = self._cursor
+        if ours.epoch == NO_EPOCH:
+            return True
+        if cursor.epoch != ours.epoch:
+            return False
+        return cursor.number != ours.number or cursor.check == ours.check
 
     async def _read_client(self, scope: anyio.CancelScope) -> None:
         rate = self._settings.max_client_frames_per_s

@@ -116,7 +116,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   end
 
   if follows == '1' then
-    if st == 'a' then redis.call('SADD', K_FOLLOWERS, actor) else redis.call('SREM', K_FOLLOWERS, actor) end
+    if st == 'a' then redis.call('ZADD', K_FOLLOWERS, ts, actor) else redis.call('ZREM', K_FOLLOWERS, actor) end
   end
   -- an actor's member in a group's set is the time of the item's register and the actor
   local new_gid = st == 'a' and gid or ''

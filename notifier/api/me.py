@@ -35,19 +35,25 @@ def user_of(request: Request, auth: AuthSettings) -> str:
     return tokens.verify(token, auth).user
 
 
+def page_limit(request: Request) -> int:
+    """The `limit` query parameter of a paged read: 1..MAX_PAGE, 20 when absent."""
+    limit_text = request.query_params.get("limit", "20")
+    if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_PAGE:
+        raise Rejected(Reason.INVALID, f"limit must be an integer 1..{MAX_PAGE}", "/limit")
+    return int(limit_text)
+
+
 def _json(body: object) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
 async def list_notifications(request: Request, inbox: Inbox, auth: AuthSettings) -> Response:
     user = user_of(request, auth)
-    limit_text = request.query_params.get("limit", "20")
-    if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_PAGE:
-        raise Rejected(Reason.INVALID, f"limit must be an integer 1..{MAX_PAGE}", "/limit")
+    limit = page_limit(request)
     before = request.query_params.get("before") or None
     if before is not None and not _PAGE_CURSOR.fullmatch(before):
         raise Rejected(Reason.INVALID, "before must be a cursor from a previous page", "/before")
-    page = await inbox.page(user, before, int(limit_text))
+    page = await inbox.page(user, before, limit)
     groups = [msgspec.Raw(g) for g in page.groups]
     body = {"groups": groups, "unread": page.unread, "cursor": page.cursor, "next": page.next_before}
     return Response(msgspec.json.encode(body), media_type="application/json")

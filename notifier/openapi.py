@@ -24,6 +24,7 @@ from notifier.moderation.routes import MAX_PAGE as MODERATION_MAX_PAGE
 from notifier.moderation.routes import BanBody, BulkBody, DecisionBody, LiftBody, ReportBody
 from schemas import http
 from schemas.events import Event
+from schemas.preferences import Preferences
 
 DOCUMENT_FILE: Final = Path(__file__).resolve().parents[1] / "schemas" / "openapi.json"
 _REF: Final = "#/components/schemas/{name}"
@@ -66,6 +67,24 @@ _MODERATION_PAGE: Final = (
     Param("after", {"type": "integer", "minimum": 0}, description="the previous page's `next`"),
     _limit(MODERATION_MAX_PAGE, 50),
 )
+_USER: Final = Param("user", {"type": "string"}, "path", "a user id")
+_FEED_PAGE: Final = (
+    Param("before", {"type": "string"}, description="the previous page's `next` (opaque)"),
+    _limit(INBOX_MAX_PAGE, 20),
+)
+
+
+def _relation_ops(relation: str, what: str) -> tuple[Op, ...]:
+    path = f"/v1/me/{relation}"
+    return (
+        Op(
+            "get", path, "inbox", f"Whom the caller {what}s, newest first", http.MemberPage, params=_FEED_PAGE
+        ),
+        Op("put", f"{path}/{{user}}", "inbox", f"{what.title()} a user", http.Changed, params=(_USER,)),
+        Op("delete", f"{path}/{{user}}", "inbox", f"Un{what} a user", http.Changed, params=(_USER,)),
+    )
+
+
 OPERATIONS: Final[tuple[Op, ...]] = (
     Op("post", "/v1/events", "ingest", "Send one event or a batch", http.IngestReply, 202, Event),
     Op(
@@ -81,6 +100,50 @@ OPERATIONS: Final[tuple[Op, ...]] = (
     ),
     Op("get", "/v1/me/unread", "inbox", "The caller's unread count", http.Unread),
     Op("post", "/v1/me/notifications/read", "inbox", "Mark groups (or all) read", http.Marked, body=MarkRead),
+    Op("get", "/v1/me/feed", "inbox", "The caller's home feed", http.FeedPage, params=_FEED_PAGE),
+    Op("get", "/v1/me/preferences", "inbox", "The caller's preferences", Preferences),
+    Op(
+        "put",
+        "/v1/me/preferences",
+        "inbox",
+        "Replace the caller's preferences; answers them as stored",
+        Preferences,
+        body=Preferences,
+    ),
+    *_relation_ops("mutes", "mute"),
+    *_relation_ops("blocks", "block"),
+    Op(
+        "get",
+        "/v1/users/{user}/followers",
+        "inbox",
+        "Who follows the user, newest first",
+        http.MemberPage,
+        params=(_USER, *_FEED_PAGE),
+    ),
+    Op(
+        "get",
+        "/v1/users/{user}/following",
+        "inbox",
+        "Whom the user follows, newest first",
+        http.MemberPage,
+        params=(_USER, *_FEED_PAGE),
+    ),
+    Op(
+        "get",
+        "/v1/users/{user}/follows",
+        "inbox",
+        "The user's follow counts",
+        http.FollowCounts,
+        params=(_USER,),
+    ),
+    Op(
+        "get",
+        "/v1/users/{user}/posts",
+        "inbox",
+        "The user's live posts, newest first",
+        http.PostPage,
+        params=(_USER, *_FEED_PAGE),
+    ),
     Op(
         "get", "/v1/moderation/items", "moderation", "Review items", replies.ItemPage, params=_MODERATION_PAGE
     ),

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from .events import PostKind, Visibility
+
 
 class Problem(msgspec.Struct):
     """RFC 9457 problem details; `error` is the machine-readable reason, `pointer` a JSON pointer
@@ -80,6 +82,61 @@ class Unread(msgspec.Struct):
 class Marked(msgspec.Struct):
     marked: int
     unread: int
+
+
+_NEXT = msgspec.Meta(description="opaque: `before` for the next page, null on the last")
+
+
+class Member(msgspec.Struct):
+    """A user in a follow list, mute list or block list, with when (ms) they were added."""
+
+    id: str
+    since: int
+
+
+class MemberPage(msgspec.Struct):
+    """Followers, following, mutes or blocks: newest first; `count` is the whole list's size."""
+
+    users: list[Member]
+    count: int
+    next: Annotated[str | None, _NEXT]
+
+
+class FollowCounts(msgspec.Struct):
+    followers: int
+    following: int
+
+
+class Post(msgspec.Struct):
+    """A live post as its post_created event made it; `at` is its time (ms)."""
+
+    id: str
+    author: str
+    kind: PostKind
+    text: str
+    visibility: Visibility
+    at: int
+
+
+class PostPage(msgspec.Struct):
+    """An author's live posts, newest first; `count` is how many they have."""
+
+    posts: list[Post]
+    count: int
+    next: Annotated[str | None, _NEXT]
+
+
+class FeedPage(msgspec.Struct):
+    """The caller's home feed, newest first; a page may be shorter than `limit`: follow `next`."""
+
+    items: list[Post]
+    next: Annotated[str | None, _NEXT]
+
+
+class Changed(msgspec.Struct):
+    """Whether a mute or block (or its undoing) changed anything; false when already so."""
+
+    changed: bool
 
 
 class Ready(msgspec.Struct):

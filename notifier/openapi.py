@@ -18,8 +18,10 @@ from starlette.routing import BaseRoute, Route
 from notifier.api.me import MAX_PAGE as INBOX_MAX_PAGE
 from notifier.api.me import MarkRead
 from notifier.demo import DemoSession, SessionBody
+from notifier.explain import Explanation
 from notifier.moderation import replies
 from notifier.moderation.queue import STATES
+from notifier.moderation.records import Stats
 from notifier.moderation.routes import MAX_PAGE as MODERATION_MAX_PAGE
 from notifier.moderation.routes import BanBody, BulkBody, DecisionBody, LiftBody, ReportBody
 from schemas import http
@@ -48,7 +50,7 @@ class Op:
     path: str
     tag: str  # who calls it: ingest (service key), inbox (user token), moderation, meta (anyone), demo
     summary: str
-    reply: object = None  # a msgspec type, or a media type for non-JSON answers
+    reply: object = None  # a msgspec type (or dataclass), or a media type for non-JSON answers
     status: int = 200
     body: object = None
     params: tuple[Param, ...] = field(default_factory=tuple)
@@ -186,10 +188,11 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         "get",
         "/v1/moderation/audit",
         "moderation",
-        "The audit trail, oldest first",
+        "The audit trail, oldest first (or newest)",
         replies.AuditPage,
         params=(
             Param("after", {"type": "string"}, description="the previous page's `next`"),
+            Param("order", {"type": "string", "enum": ["oldest", "newest"], "default": "oldest"}),
             _limit(MODERATION_MAX_PAGE, 50),
         ),
     ),
@@ -199,7 +202,7 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         "/v1/moderation/bans/{actor}/lift",
         "moderation",
         "Lift a ban",
-        JSON,
+        replies.Lifted,
         body=LiftBody,
         params=(Param("actor", {"type": "string"}, "path"),),
     ),
@@ -208,10 +211,13 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         "/v1/moderation/actors/{actor}",
         "moderation",
         "An actor's enforcement history",
-        JSON,
-        params=(Param("actor", {"type": "string"}, "path"),),
+        replies.ActorView,
+        params=(
+            Param("actor", {"type": "string"}, "path"),
+            _limit(MODERATION_MAX_PAGE, 50),
+        ),
     ),
-    Op("get", "/v1/moderation/stats", "moderation", "Queue numbers", JSON),
+    Op("get", "/v1/moderation/stats", "moderation", "Queue numbers", Stats),
     Op(
         "get", "/v1/moderation/live", "moderation", "Queue changes as server-sent events", "text/event-stream"
     ),
@@ -220,16 +226,25 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         "/v1/admin/events/{event_id}/explain",
         "moderation",
         "Where an event is: log, fan-out, moderation, recipients",
-        JSON,
+        Explanation,
         params=(Param("event_id", {"type": "string"}, "path"), Param("user", {"type": "string"})),
     ),
-    Op("post", "/v1/me/reports", "inbox", "Report content", JSON, 201, ReportBody, also=(200,)),
+    Op(
+        "post",
+        "/v1/me/reports",
+        "inbox",
+        "Report content: 201 when filed, 200 when the caller had reported it already",
+        replies.ReportFiled,
+        201,
+        ReportBody,
+        also=(200,),
+    ),
     Op(
         "get",
         "/v1/me/reports",
         "inbox",
         "The caller's reports",
-        JSON,
+        replies.MyReports,
         params=(_limit(MODERATION_MAX_PAGE, 50),),
     ),
     Op(
@@ -240,7 +255,7 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         http.Ready,
         also=(503,),
     ),
-    Op("get", "/livez", "meta", "Alive", JSON),
+    Op("get", "/livez", "meta", "Alive", http.Live),
     Op("get", "/metrics", "meta", "Prometheus metrics", "text/plain"),
     Op("get", "/openapi.json", "meta", "This document", "application/json"),
     Op("get", "/docs", "meta", "This document as a page", "text/html"),

@@ -139,6 +139,10 @@ class Changed(msgspec.Struct):
     changed: bool
 
 
+class Live(msgspec.Struct):
+    live: bool
+
+
 class Ready(msgspec.Struct):
     ready: bool
     reasons: list[str] | None = None  # with 503: what is not ready yet

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
-from .records import Ban, Item
+from .records import Ban, Enforcement, Item, Recent
+from .reports import Mine
 
 
 class ItemPage(msgspec.Struct):
@@ -65,3 +66,39 @@ class AuditCheck(msgspec.Struct):
     checked: int
     broken_at: str | None
     problem: str
+
+
+class Lifted(msgspec.Struct):
+    lifted: Ban
+
+
+class DroppedEvent(msgspec.Struct):
+    id: str
+    accepted_ms: int
+
+
+class DroppedEvents(msgspec.Struct):
+    """Events of the actor the fan-out dropped for the ban: how many, and the latest."""
+
+    count: int
+    events: list[DroppedEvent]
+
+
+class ActorView(msgspec.Struct):
+    actor: str
+    ban: Ban | None
+    enforcement: list[Enforcement]
+    dropped: DroppedEvents
+    history: list[Recent]
+
+
+class ReportFiled(msgspec.Struct):
+    """`items`: the review items the report went to; `new` false (200): the caller had reported
+    them all already."""
+
+    items: list[str]
+    new: bool
+
+
+class MyReports(msgspec.Struct):
+    reports: list[Mine]

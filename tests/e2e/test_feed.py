@@ -3,10 +3,11 @@ in one feed, paged; a deletion and an unfollow hide posts at once; bad cursors r
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from schemas import keys
+from schemas import http, keys
 from tests.conftest import SettingsFactory
 
 from .harness import App, Json, at, follow, running_app
@@ -30,6 +31,7 @@ async def whole_feed(app: App, user: str) -> list[Json]:
     query = "?limit=2"
     while True:
         page = await app.me(user, "/v1/me/feed" + query)
+        msgspec.convert(page, http.FeedPage)  # as the OpenAPI document says, posts and all
         items += page["items"]
         if page["next"] is None:
             return items

@@ -3,10 +3,12 @@ first with counts, kept from the events as they are ingested; bad input refused 
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
 from notifier.runtime.settings import Settings
+from schemas import http
 
 from .harness import App, Json, at, follow, running_app
 
@@ -23,6 +25,7 @@ async def every_page(app: App, path: str, limit: int) -> tuple[list[Json], int]:
     counts = set()
     while True:
         page = await app.me("viewer", path + query)
+        msgspec.convert(page, http.MemberPage)  # as the OpenAPI document says
         users += page["users"]
         counts.add(page["count"])
         if page["next"] is None:
@@ -63,6 +66,8 @@ async def test_an_authors_posts_are_paged_and_a_deleted_one_is_gone(redis: Redis
         first = await app.me("viewer", "/v1/users/star/posts?limit=2")
         rest = await app.me("viewer", f"/v1/users/star/posts?limit=10&before={first['next']}")
         shown = first["posts"] + rest["posts"]
+        for answer in (first, rest):
+            msgspec.convert(answer, http.PostPage)  # as the OpenAPI document says
         assert [p["id"] for p in shown] == ["p4", "p2", "p1", "p0"]
         assert (first["count"], rest["next"]) == (4, None)
         assert {k: shown[-1][k] for k in ("author", "kind", "text", "visibility")} == {

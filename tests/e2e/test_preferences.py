@@ -3,10 +3,12 @@ stored, bad input refused precisely, and applied to the events ingested after th
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
 from notifier.runtime.settings import Settings
+from schemas import http
 
 from .harness import App, Json, follow, like, running_app
 
@@ -61,6 +63,8 @@ async def test_mutes_and_blocks_are_paged_and_applied_to_new_events(redis: Redis
         }
         page = await app.me("olga", "/v1/me/mutes?limit=1")
         rest = await app.me("olga", f"/v1/me/mutes?limit=5&before={page['next']}")
+        for answer in (page, rest):
+            msgspec.convert(answer, http.MemberPage)  # as the OpenAPI document says
         assert sorted(u["id"] for u in page["users"] + rest["users"]) == ["ann", "bob"]
         assert (page["count"], rest["next"]) == (2, None)
         response = await app.http.put("/v1/me/blocks/olga", headers=auth(app, "olga"))

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from redis.asyncio import Redis
 
-from notifier.explain import Explainer
+from notifier.explain import Explainer, Explanation
 from notifier.fanout.deadletter import DeadLetters
 from notifier.runtime import tokens
 from notifier.runtime.eventlog import partition_of
@@ -124,6 +125,7 @@ async def test_the_admin_route_answers_moderators_only(redis: Redis, settings: S
         ok = await app.http.get(path + "?user=olga", headers={"Authorization": f"Bearer {moderator}"})
         assert ok.status_code == 200, ok.text
         assert ok.json()["recipients"][0]["state"] == "applied"
+        msgspec.convert(ok.json(), Explanation)  # as the OpenAPI document says
         missing = await app.http.get(
             "/v1/admin/events/nope/explain", headers={"Authorization": f"Bearer {moderator}"}
         )

@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 import anyio
+import msgspec
 import orjson
 import pytest
 from redis.asyncio import Redis
 
+from notifier.moderation import replies
+from notifier.moderation.records import Stats
 from notifier.runtime.settings import Settings
 from schemas import keys
 
@@ -224,6 +227,7 @@ async def test_users_report_over_http_and_see_the_outcome(app: App) -> None:
         }
         first = await app.http.post("/v1/me/reports", json=report, headers=user)
         assert (first.status_code, first.json()) == (201, {"items": ["e1"], "new": True})
+        msgspec.convert(first.json(), replies.ReportFiled)  # as the OpenAPI document says
         again = await app.http.post("/v1/me/reports", json=report, headers=user)
         assert (again.status_code, again.json()["new"]) == (200, False)
         refused = [
@@ -243,8 +247,9 @@ async def test_users_report_over_http_and_see_the_outcome(app: App) -> None:
         assert (item["item"]["reporters"], item["item"]["reasons"]) == (1, {"harassment": 1})
         assert [(r["reporter"], r["reason"]) for r in item["reports"]] == [("alice", "harassment")]
         assert (item["recipients"], item["post"]) == (["alice"], "p1")
-        mine = (await app.http.get("/v1/me/reports", headers=user)).json()["reports"]
-        assert [(r["item"], r["status"]) for r in mine] == [("e1", "open")]
+        listed = (await app.http.get("/v1/me/reports", headers=user)).json()
+        msgspec.convert(listed, replies.MyReports)
+        assert [(r["item"], r["status"]) for r in listed["reports"]] == [("e1", "open")]
 
         await app.moderate("POST", "/v1/moderation/items/e1/reject", "ann", {"note": "harassment"})
         assert await alice.change() == {"op": "remove", "id": "comment:c-e1", "unread": 0}
@@ -263,13 +268,16 @@ async def test_suspension_unban_dropped_events_and_numbers_over_http(app: App) -
     actor = await app.wait_for("/v1/moderation/actors/bob", lambda body: body["dropped"]["count"] > 0)
     assert [e["id"] for e in actor["dropped"]["events"]] == ["e1"] and actor["dropped"]["count"] == 1
     assert actor["ban"]["reason"] == "cool off"
+    msgspec.convert(actor, replies.ActorView)  # as the OpenAPI document says
     assert [(e["action"], e["reason"]) for e in actor["enforcement"]] == [("suspend", "cool off")]
     stats = (await app.moderate("GET", "/v1/moderation/stats")).json()
     assert (stats["pending"], stats["held"], stats["claimed"], stats["dropped_for_bans"]) == (1, 1, 0, 1)
     assert stats["oldest_wait_s"] >= 0 and stats["oldest_open_ms"] > 0
+    msgspec.convert(stats, Stats)
 
     lifted = await app.moderate("POST", "/v1/moderation/bans/bob/lift", "ben", {"reason": "appeal"})
     assert lifted.status_code == 200 and lifted.json()["lifted"]["actor"] == "bob"
+    msgspec.convert(lifted.json(), replies.Lifted)
     assert (await app.moderate("GET", "/v1/moderation/bans")).json()["bans"] == []
     newest = (await app.moderate("GET", "/v1/moderation/audit?order=newest&limit=1")).json()["records"]
     assert [r["record"]["action"] for r in newest] == ["unban"]

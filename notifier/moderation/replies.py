@@ -14,9 +14,24 @@ class ItemPage(msgspec.Struct):
     next: int | None
 
 
+class FiledReport(msgspec.Struct):
+    reporter: str
+    reason: str
+    note: str
+    at_ms: int
+
+
 class ItemView(msgspec.Struct):
+    """One item with its actor's ban, the event's recipients and post ("" for an actor item),
+    the users' reports and the actor's latest items."""
+
     item: Item
     actor_banned: bool
+    ban: Ban | None
+    recipients: list[str]
+    post: str
+    reports: list[FiledReport]
+    history: list[Recent]
 
 
 class ItemReply(msgspec.Struct):

@@ -243,7 +243,9 @@ async def test_users_report_over_http_and_see_the_outcome(app: App) -> None:
             assert response.status_code == status, response.text
             assert set(response.json()) >= {"error", "detail"}
 
-        item = (await app.moderate("GET", "/v1/moderation/items/e1")).json()
+        viewed = await app.moderate("GET", "/v1/moderation/items/e1")
+        msgspec.json.decode(viewed.content, type=replies.ItemView)  # as the OpenAPI document says
+        item = viewed.json()
         assert (item["item"]["reporters"], item["item"]["reasons"]) == (1, {"harassment": 1})
         assert [(r["reporter"], r["reason"]) for r in item["reports"]] == [("alice", "harassment")]
         assert (item["recipients"], item["post"]) == (["alice"], "p1")

@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from starlette.types import Send
+from starlette.types import Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from feeds import changelog
@@ -34,6 +35,19 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 _RESYNC = ("", "")  # queue marker: re-read the change log from our cursor
+
+
+class FrameWriter(NamedTuple):
+    """Where the server offers SEND_FRAMES (gateway/wsserver.py): its ASGI send, and its
+    `write_nowait`."""
+
+    send: Send
+    write_nowait: Callable[[list[str]], bool]
+
+    @classmethod
+    def of(cls, scope: Scope, send: Send) -> FrameWriter | None:
+        extension = (scope.get("extensions") or {}).get(SEND_FRAMES)
+        return None if extension is None else cls(send, extension["write_nowait"])
 
 
 class _Pending:
@@ -65,12 +79,12 @@ class Session:
         "_auth",
         "_cursor",
         "_expired",
+        "_frames",
         "_hub",
         "_live_scope",
         "_outbox",
         "_overflowed",
         "_redis",
-        "_send_frames",
         "_settings",
         "_ws",
         "expires_at",
@@ -84,12 +98,10 @@ class Session:
         hub: Hub,
         settings: GatewaySettings,
         auth: AuthSettings,
-        send_frames: Send | None = None,
+        frames: FrameWriter | None = None,
     ) -> None:
         self._ws = ws
-        # the server's ASGI send, given when it takes SEND_FRAMES (gateway/wsserver.py); else
-        # live frames go one by one through `ws`
-        self._send_frames = send_frames
+        self._frames = frames  # else live frames go one by one through `ws`
         self._redis = redis
         self._hub = hub
         self._settings = settings
@@ -105,7 +117,32 @@ class Session:
     # -- Listener (called by the hub, never blocks) -------------------------------------
 
     def push_nowait(self, cursor: str, payload: str) -> None:
-        self._enqueue((cursor, payload))
+        if not (self._outbox.idle and self._pushed_now(cursor, payload)):
+            self._enqueue((cursor, payload))
+
+    def _pushed_now(self, tagged: str, payload: str) -> bool:
+        """Write a live change from here, without waking the writer, when nothing is queued
+        before it (the writer waits with nothing in hand) and the server takes it at once;
+        True when done (written, or skipped as the replay's). Else the writer handles it:
+        a catch-up, a traced push, a full transport buffer, a connection closing."""
+        if self._frames is None or self._expired or self._overflowed:
+            return False
+        cursor_text, accepted_ms, parent = changelog.split_tag(tagged)
+        if parent and self._hub.tracing is not None:
+            return False
+        cursor = Cursor.parse(cursor_text)
+        fits = self._fits(cursor)
+        if fits is None:
+            return False
+        if fits:
+            if not self._frames.write_nowait([protocol.change(cursor_text, payload)]):
+                return False
+            self._cursor = cursor
+            metrics = self._hub.metrics
+            metrics.frames_live.inc()
+            if accepted_ms:
+                metrics.push_seconds.observe(time.time() - int(accepted_ms) / 1000)
+        return True
 
     def resync(self) -> None:
         self._enqueue(_RESYNC)
@@ -265,11 +302,12 @@ class Session:
                     continue
                 cursor_text, accepted_ms, parent = changelog.split_tag(tagged)
                 cursor = Cursor.parse(cursor_text)
-                if cursor.epoch != self._cursor.epoch and self._cursor.epoch != changelog.NO_EPOCH:
+                fits = self._fits(cursor)
+                if fits is None:
                     await self._send_live(out)
                     await self._catch_up()  # the log was recreated: the catch-up says refetch
                     continue
-                if cursor.epoch == self._cursor.epoch and cursor.entry <= self._cursor.entry:
+                if not fits:
                     continue  # already sent by the replay
                 if traced is not None and parent:  # ends once the frame is written
                     attributes = {"notifier.user": self.user}
@@ -280,13 +318,21 @@ class Session:
                 self._cursor = cursor
             await self._send_live(out)
 
+    def _fits(self, cursor: Cursor) -> bool | None:
+        """Whether a live change goes out after ours: False when the replay sent it already;
+        None when it is of another epoch than ours (the log was recreated: catch up)."""
+        ours = self._cursor
+        if cursor.epoch != ours.epoch:
+            return True if ours.epoch == changelog.NO_EPOCH else None
+        return cursor.entry > ours.entry
+
     async def _send_live(self, out: _Pending) -> None:
         """Write the pending live frames (one transport write where the server offers
         SEND_FRAMES), then count them, observe their push latency and end their spans."""
         if not out.texts:
             return
-        if self._send_frames is not None:
-            await self._send_frames({"type": SEND_FRAMES, "texts": out.texts})
+        if self._frames is not None:
+            await self._frames.send({"type": SEND_FRAMES, "texts": out.texts})
         else:
             for text in out.texts:
                 await self._ws.send_text(text)

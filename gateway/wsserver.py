@@ -37,8 +37,11 @@ from websockets.server import ServerProtocol
 
 log = logging.getLogger("uvicorn.error")  # where uvicorn's protocols log
 
-# An ASGI extension of this server: `send({"type": SEND_FRAMES, "texts": [...]})` sends the
-# texts as text frames in one transport write (the gateway's live push, gateway/session.py)
+# An ASGI extension of this server, for the gateway's live push (gateway/session.py):
+# `send({"type": SEND_FRAMES, "texts": [...]})` sends the texts as text frames in one transport
+# write, waiting first while the transport's buffer is full, as `websocket.send` does; and
+# `scope["extensions"][SEND_FRAMES]["write_nowait"](texts)` writes them at once, or returns
+# False (nothing written) while the buffer is full or the connection is not open.
 SEND_FRAMES: Final = "notifier.websocket.send_frames"
 CLOSE_TIMEOUT_S: Final = 10.0  # after the app's close frame, for the client's reply (as uvicorn)
 SERVICE_RESTART: Final = 1012  # the close code every client gets when the server shuts down
@@ -208,7 +211,7 @@ class WebSocketProtocol(asyncio.Protocol):
             "headers": headers,
             "subprotocols": subprotocols,
             "state": self._app_state.copy(),
-            "extensions": {"websocket.http.response": {}, SEND_FRAMES: {}},
+            "extensions": {"websocket.http.response": {}, SEND_FRAMES: {"write_nowait": self.write_nowait}},
         }
 
     def _frame(self, frame: Frame) -> None:
@@ -356,12 +359,29 @@ class WebSocketProtocol(asyncio.Protocol):
             self._conn.send_text(text.encode())
         self._flush()
 
+    def write_nowait(self, texts: list[str]) -> bool:
+        """SEND_FRAMES's `write_nowait`: no task switch, no ASGI message."""
+        if (
+            self._drain is not None
+            or self._lost
+            or self._close_sent
+            or not self._handshake_done
+            or self._conn.state is not OPEN
+            or self._transport.is_closing()
+        ):
+            return False
+        self._write_texts(texts)
+        return True
+
     def _send_frames(self, texts: list[str]) -> None:
+        if self._conn.state is not OPEN:
+            raise InvalidState("the closing handshake has begun")
+        self._write_texts(texts)
+
+    def _write_texts(self, texts: list[str]) -> None:
         """Text frames, encoded here (a server's frames are unmasked and we negotiate no
         extension: header and payload only), written at once: one syscall per batch instead
         of a websockets Frame, a serialize and a write per message."""
-        if self._conn.state is not OPEN:
-            raise InvalidState("the closing handshake has begun")
         self._flush()  # nothing is pending (every send flushes), but order must hold if it were
         parts: list[bytes] = []
         for text in texts:

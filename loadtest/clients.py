@@ -138,7 +138,7 @@ class Session:
 
     def _receipt(self, event: str) -> None:
         run, _, seq = event.rpartition(".")
-        if run == self.box.plan.run_id and seq.isdigit():
+        if run == self.box.plan.run_id and seq.isascii() and seq.isdigit():
             self.box.receipts.add(self.user, int(seq), time.time_ns())
             self.box.received += 1
         else:

@@ -8,7 +8,7 @@ import dataclasses
 import orjson
 
 from notifier.explain import Explainer
-from notifier.fanout.deadletter import DeadLetters
+from notifier.fanout.deadletter import LOST, DeadLetters
 from notifier.fanout.replay import replay
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.moderation.screening import Screener
@@ -69,6 +69,11 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.verb == "redrive":
             position = await letters.redrive(args.ref)
+            if position is None and await letters.show(args.ref) is not None:
+                _print(
+                    {"ref": args.ref, "error": "no_event", "detail": f"{LOST}: nothing to redrive; drop it"}
+                )
+                return 1
             if position is None:
                 return _missing(args.ref)
             _print({"ref": args.ref, "redriven_to": position})

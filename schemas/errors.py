@@ -16,6 +16,7 @@ class Reason(StrEnum):
     CONFLICT = "conflict"  # an event id reused with a different body
     DUPLICATE = "duplicate"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     OVERLOADED = "overloaded"  # too many requests in flight here
     BACKLOG = "backlog"  # fan-out is behind or Redis memory is nearly full: accept later
     UNAVAILABLE = "unavailable"
@@ -44,6 +45,7 @@ CODES: Final[dict[Reason, WireCodes]] = {
     Reason.CONFLICT: WireCodes(422, 4422),
     Reason.DUPLICATE: WireCodes(409, 4409),
     Reason.NOT_FOUND: WireCodes(404, 4404),
+    Reason.METHOD_NOT_ALLOWED: WireCodes(405, 4405),
     Reason.RATE_LIMITED: WireCodes(429, 4429),
     Reason.OVERLOADED: WireCodes(503, 4429),
     Reason.BACKLOG: WireCodes(503, 4503),
@@ -78,6 +80,14 @@ class Rejected(NotifierError):
     @property
     def ws_close_code(self) -> int:
         return CODES[self.reason].ws_close
+
+
+class NoCredentials(Rejected):
+    """401 for a request that presented no credentials at all: its challenge names no error
+    (RFC 6750 §3.1), where a bad or expired one says `invalid_token`."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reason.UNAUTHORIZED, detail)
 
 
 class ConfigError(NotifierError):

@@ -6,12 +6,15 @@ last-writer-wins clock for toggles (like/unlike, follow/unfollow), never arrival
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Final, TypeAlias
 
 import msgspec
 
-ID_PATTERN: Final = r"^[A-Za-z0-9_.:@-]{1,128}$"
+# `$` alone would also match before a final newline in Python (msgspec searches with `re`);
+# `(?!\n)` closes that, and the pattern stays valid ECMA regex for the exported JSON Schema.
+ID_PATTERN: Final = r"^[A-Za-z0-9_.:@-]{1,128}$(?!\n)"
 MAX_TEXT_CHARS: Final = 2_000
 MAX_MENTIONS: Final = 50
 
@@ -99,8 +102,14 @@ EVENT_TYPES: Final[tuple[type[Event], ...]] = (
 )
 TYPE_NAMES: Final[frozenset[str]] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
 
+_ID: Final = re.compile(ID_PATTERN)
 _decoder: Final = msgspec.json.Decoder(Event)
 _encoder: Final = msgspec.json.Encoder()
+
+
+def is_id(text: str) -> bool:
+    """Whether `text` is an id by the events' contract (every id outside an event is checked so)."""
+    return _ID.fullmatch(text) is not None
 
 
 def type_name(event: Event) -> str:

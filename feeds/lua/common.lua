@@ -169,8 +169,13 @@ local function mark(gid)
   return math.max(m[1] and tonumber(m[1]) or 0, m[2] and tonumber(m[2]) or 0)
 end
 
--- JSON is assembled here rather than by cjson (several times cheaper): every id is made of
--- A-Z a-z 0-9 _ . : @ - (the events' contract), only a text needs escaping.
+-- JSON is assembled here rather than by cjson.encode of a table (several times cheaper), and
+-- every string in it goes through jstr: valid JSON whatever an id or a text holds. Ids (the
+-- events' contract: A-Z a-z 0-9 _ . : @ -) and most texts take the fast path, one find.
+local function jstr(s)
+  if s:find('[%c"\\]') then return cjson.encode(s) end
+  return '"' .. s .. '"'
+end
 
 -- A like or follow group's actors are a sorted set by time whose members are TIME (7 bytes) and
 -- ACTOR: times read back without Redis formatting scores as text, nor Lua parsing them.
@@ -192,22 +197,22 @@ end
 -- The client's view of a group, as JSON (REST pages and change payloads share it).
 local function view(g, read)
   local extra = ''
-  if g.post and g.post ~= '' then extra = ',"post":"' .. g.post .. '"' end
-  if g.comment then extra = extra .. ',"comment":"' .. g.comment .. '"' end
-  if g.text and g.text ~= '' then extra = extra .. ',"text":' .. cjson.encode(g.text) end
+  if g.post and g.post ~= '' then extra = ',"post":' .. jstr(g.post) end
+  if g.comment then extra = extra .. ',"comment":' .. jstr(g.comment) end
+  if g.text and g.text ~= '' then extra = extra .. ',"text":' .. jstr(g.text) end
   local actors, count, first, last
   if g.single then
-    actors, count, last = g.actor, '1', int(g.t)
+    actors, count, last = jstr(g.actor), '1', int(g.t)
     first = last
   else
     local a = g.actors or actors_of(g.gid)
     local names = {}
-    for i = 1, math.min(#a.top, SHOWN) do names[i] = a.top[i]:sub(8) end
-    actors, count, last = table.concat(names, '","'), int(a.count), int(unpack_ms(a.top[1]))
+    for i = 1, math.min(#a.top, SHOWN) do names[i] = jstr(a.top[i]:sub(8)) end
+    actors, count, last = table.concat(names, ','), int(a.count), int(unpack_ms(a.top[1]))
     first = int(unpack_ms(a.first))
   end
-  return '{"id":"' .. g.gid .. '","verb":"' .. g.verb .. '"' .. extra .. ',"actors":["' .. actors
-    .. '"],"count":' .. count .. ',"first_at":' .. first .. ',"last_at":' .. last
+  return '{"id":' .. jstr(g.gid) .. ',"verb":"' .. g.verb .. '"' .. extra .. ',"actors":[' .. actors
+    .. '],"count":' .. count .. ',"first_at":' .. first .. ',"last_at":' .. last
     .. ',"read":' .. (read and 'true' or 'false') .. '}'
 end
 
@@ -234,7 +239,7 @@ local function upserted(g, read) emit('u', short(g.gid), ',"group":' .. view(g, 
 local function removed(g)
   if g.t > mark(g.gid) then add_unread(-1) end
   redis.call('HDEL', K_MARKS, g.gid)
-  emit('d', short(g.gid), ',"id":"' .. g.gid .. '"}')
+  emit('d', short(g.gid), ',"id":' .. jstr(g.gid) .. '}')
 end
 
 -- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in).

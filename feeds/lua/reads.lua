@@ -31,5 +31,7 @@ end
 -- The tail of a read change (see change_json): `*` (all), or the ids read separated by spaces.
 local function read_tail(ids)
   if ids == '*' then return ',"all":true}' end
-  return ',"groups":["' .. ids:gsub(' ', '","') .. '"]}'
+  local out = {}
+  for id in ids:gmatch('[^ ]+') do out[#out + 1] = jstr(id) end
+  return ',"groups":[' .. table.concat(out, ',') .. ']}'
 end

@@ -53,7 +53,7 @@ for _, e in ipairs(entries) do
   else
     tail = op == 'u' and rendered[ref]
     if not tail then  -- a remove; or an upsert of a group removed since (a later change says so)
-      op, tail = 'd', ',"id":"' .. long(ref) .. '"}'
+      op, tail = 'd', ',"id":' .. jstr(long(ref)) .. '}'
     end
   end
   out[#out + 1] = change_json(op, unread, tail)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -21,7 +21,7 @@ from . import me
 from .append import EventLog
 from .ingest import ingest
 from .pressure import Pressure
-from .problems import REFUSALS, on_refusal, refusal
+from .problems import HTTP_REFUSALS, REFUSALS, on_http_exception, on_refusal, refusal
 from .service_auth import authenticate
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -87,7 +87,10 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     ]
 
 
-EXCEPTION_HANDLERS = dict.fromkeys(REFUSALS, on_refusal)
+EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+    **dict.fromkeys(REFUSALS, on_refusal),
+    **dict.fromkeys(HTTP_REFUSALS, on_http_exception),
+}
 
 
 def api_app(

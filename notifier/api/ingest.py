@@ -20,14 +20,15 @@ from schemas.events import Event, decode_event, type_name
 from .append import EventLog
 
 _AT_PATH: Final = re.compile(r" - at `\$(.*)`$")
-_FIELD: Final = re.compile(r"^Object (?:contains unknown|missing required) field `(.*)`$")
+# the field's name is the producer's text: any character, a newline included
+_FIELD: Final = re.compile(r"Object (?:contains unknown|missing required) field `(.*)`", re.DOTALL)
 _Item = tuple[Event | None, Rejected | None]
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 before reading when declared too large, or once it grows too large."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > limit):
         raise Rejected(Reason.TOO_LARGE, f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -77,7 +78,7 @@ def check_event(
         path = found.group(1) if found else ""
         detail = _AT_PATH.sub("", message)
         pointer += _json_pointer(path)
-        field = _FIELD.search(detail)
+        field = _FIELD.fullmatch(detail)
         if field:  # point at the unknown or missing field, not at the object holding it
             pointer += "/" + field.group(1).replace("~", "~0").replace("/", "~1")
         return None, Rejected(Reason.INVALID, detail, pointer)
@@ -94,7 +95,7 @@ def check_event(
 
 def _json_pointer(path: str) -> str:
     """msgspec's `.a[0].b` → `/a/0/b`."""
-    return re.sub(r"\[(\d+)\]", r"/\1", path).replace(".", "/")
+    return re.sub(r"\[([0-9]+)\]", r"/\1", path).replace(".", "/")
 
 
 async def ingest(

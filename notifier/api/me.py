@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Final
+
 import msgspec
 import orjson
 from starlette.requests import Request
@@ -16,6 +19,9 @@ from .ingest import read_body, require_json
 
 MAX_PAGE = 100
 MAX_READ_IDS = 500
+_LIMIT: Final = re.compile(r"[0-9]{1,3}")
+# a page's `next`: the last group's time (ms, negative before 1970) and id (feeds.inbox)
+_PAGE_CURSOR: Final = re.compile(r"-?[0-9]{1,16}:[A-Za-z0-9_.:@-]{1,290}")
 
 
 class MarkRead(msgspec.Struct, forbid_unknown_fields=True):
@@ -24,11 +30,8 @@ class MarkRead(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def user_of(request: Request, auth: AuthSettings) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Rejected(Reason.UNAUTHORIZED, "missing token (Authorization: Bearer JWT)")
-    return tokens.verify(token.strip(), auth).user
+    token = tokens.bearer(request.headers.get("authorization", ""), "token")
+    return tokens.verify(token, auth).user
 
 
 def _json(body: object) -> Response:
@@ -37,18 +40,13 @@ def _json(body: object) -> Response:
 
 async def list_notifications(request: Request, inbox: Inbox, auth: AuthSettings) -> Response:
     user = user_of(request, auth)
-    try:
-        limit = int(request.query_params.get("limit", "20"))
-    except ValueError:
-        raise Rejected(Reason.INVALID, "limit must be an integer", "/limit") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise Rejected(Reason.INVALID, f"limit must be 1..{MAX_PAGE}", "/limit")
+    limit_text = request.query_params.get("limit", "20")
+    if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_PAGE:
+        raise Rejected(Reason.INVALID, f"limit must be an integer 1..{MAX_PAGE}", "/limit")
     before = request.query_params.get("before") or None
-    if before is not None:
-        score, _, gid = before.partition(":")
-        if not score.isdigit() or not gid or len(before) > 300:
-            raise Rejected(Reason.INVALID, "before must be a cursor from a previous page", "/before")
-    page = await inbox.page(user, before, limit)
+    if before is not None and not _PAGE_CURSOR.fullmatch(before):
+        raise Rejected(Reason.INVALID, "before must be a cursor from a previous page", "/before")
+    page = await inbox.page(user, before, int(limit_text))
     groups = [msgspec.Raw(g) for g in page.groups]
     body = {"groups": groups, "unread": page.unread, "cursor": page.cursor, "next": page.next_before}
     return Response(msgspec.json.encode(body), media_type="application/json")

@@ -6,17 +6,15 @@ import hmac
 
 from starlette.requests import Request
 
+from notifier.runtime import tokens
 from notifier.runtime.settings import ServiceKey
 from schemas.errors import Reason, Rejected
 
 
 def authenticate(request: Request, services: tuple[ServiceKey, ...]) -> ServiceKey:
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        raise Rejected(Reason.UNAUTHORIZED, "missing service key (Authorization: Bearer KEY)")
+    presented = tokens.bearer(request.headers.get("authorization", ""), "service key")
     match = None
-    given = presented.strip().encode()
+    given = presented.encode()
     for service in services:  # no early exit: every key is compared
         if hmac.compare_digest(given, service.key.encode()):
             match = service

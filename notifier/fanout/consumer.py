@@ -25,7 +25,7 @@ from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import FanoutSettings
 from schemas import keys
 
-from .deadletter import DeadLetters
+from .deadletter import DeadLetters, Moved
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,16 @@ class Screen(Protocol):
 
 @dataclass(slots=True)
 class Stats:
+    """What one worker did, for logs and metrics (entries unless named otherwise)."""
+
     applied: int = 0
     failed: int = 0
     dead_lettered: int = 0
     reclaimed: int = 0
+    lost: int = 0  # deleted from the log while pending (XDEL/XTRIM): recorded in dlq:{p}, never applied
+    stale_acks: int = 0  # applied here, then no longer pending at XACK: a late apply (a no-op)
+    late_batches: int = 0  # batches with stale acks: this worker paused past min_idle_ms
+    redis_errors: int = 0  # error replies (not connection failures): batch left pending, backed off
 
 
 class FanoutWorker:
@@ -86,7 +92,11 @@ class FanoutWorker:
             for p in self._partitions:
                 tg.start_soon(self._run_partition, p)
             task_status.started()
-        log.info("fanout stopped consumer=%s applied=%d", self.consumer, self.stats.applied)
+        s = self.stats
+        log.info(
+            "fanout stopped consumer=%s applied=%d dead_lettered=%d lost=%d stale_acks=%d redis_errors=%d",
+            self.consumer, s.applied, s.dead_lettered, s.lost, s.stale_acks, s.redis_errors,
+        )  # fmt: skip
 
     def stop(self) -> None:
         self._stopping.set()
@@ -108,30 +118,51 @@ class FanoutWorker:
         pending = await self._redis.xpending_range(
             stream, keys.FANOUT_GROUP, min="-", max="+", count=self._settings.batch_size, idle=idle
         )
-        retry: list[bytes] = []
+        retry = 0
         for p in pending:
             if p["times_delivered"] >= self._settings.max_deliveries:
                 error = f"gave up after {p['times_delivered']} deliveries"
-                if await self._dead.move(partition, p["message_id"], p["times_delivered"], error):
+                moved = await self._dead.move(partition, p["message_id"], p["times_delivered"], error)
+                if moved is Moved.LOST:
+                    self._lost(partition, p["message_id"])
+                elif moved is Moved.DEAD_LETTERED:
                     self.stats.dead_lettered += 1
                     self._metrics.dead_lettered.inc()
                     log.warning("dead-lettered partition=%d entry=%s", partition, p["message_id"])
             else:
-                retry.append(p["message_id"])
+                retry += 1
         if not retry:
             return 0
-        claimed = await self._redis.xclaim(
-            stream, keys.FANOUT_GROUP, self.consumer, min_idle_time=idle, message_ids=retry
+        # XAUTOCLAIM, not XCLAIM: Redis 7 also names the pending entries deleted from the stream
+        # (and drops them from the group), where XCLAIM drops them without a word
+        reply = await self._redis.xautoclaim(
+            stream, keys.FANOUT_GROUP, self.consumer, min_idle_time=idle, start_id="0-0", count=retry
         )
+        claimed: list[Entry] = reply[1]
+        for entry_id in reply[2] if len(reply) > 2 else []:  # already dropped from the group
+            await self._dead.record_lost(partition, entry_id)
+            self._lost(partition, entry_id)
         self.stats.reclaimed += len(claimed)
         self._metrics.reclaimed.inc(len(claimed))
         await self._process(partition, claimed)
         return len(claimed)
 
+    def _lost(self, partition: int, entry_id: bytes) -> None:
+        """An entry deleted from the log while pending (an operator's XDEL, an XTRIM past it):
+        never applied; its dead letter (without the event) is written, now count and log it."""
+        self.stats.lost += 1
+        self._metrics.lost.inc()
+        log.error(
+            "lost before processing partition=%d entry=%s: deleted from the log while pending",
+            partition,
+            entry_id.decode(),
+        )
+
     # -- loop ----------------------------------------------------------------------------
 
     async def _run_partition(self, partition: int) -> None:
         backoff = Backoff(f"fanout partition {partition}")
+        acks = Backoff(f"fanout apply and ack partition {partition}")
         history_done = False
         next_claim = 0.0
         # batches applied at once: while one waits for Redis, the next is read and screened
@@ -154,7 +185,7 @@ class FanoutWorker:
                         slots.release()
                         raise
                     if entries:
-                        tg.start_soon(self._apply_batch, partition, entries, slots)
+                        tg.start_soon(self._apply_batch, partition, entries, slots, acks)
                     else:
                         slots.release()
                         if not self._blocking:
@@ -166,21 +197,37 @@ class FanoutWorker:
                     if "UNBLOCKED" in str(exc):  # the stream's slot migrated away while we waited
                         await backoff.sleep(exc)
                         continue
-                    if "NOGROUP" not in str(exc):
-                        raise
-                    log.warning("consumer group missing partition=%d: recreating", partition)
-                    await self._ensure_group(partition)
+                    if "NOGROUP" in str(exc):
+                        log.warning("consumer group missing partition=%d: recreating", partition)
+                        await self._ensure_group(partition)
+                        continue
+                    await self._redis_error(partition, exc, backoff)
 
-    async def _apply_batch(self, partition: int, entries: Sequence[Entry], slots: anyio.Semaphore) -> None:
-        """Finish the batch in hand even when stopping; if cut short (Redis failed), its entries
-        stay pending and are reclaimed."""
+    async def _apply_batch(
+        self, partition: int, entries: Sequence[Entry], slots: anyio.Semaphore, backoff: Backoff
+    ) -> None:
+        """Finish the batch in hand even when stopping; if cut short (Redis failed, or refused
+        with an error reply such as NOPERM), its entries stay pending and are reclaimed. An error
+        reply holds the batch's slot through a backoff, so the partition slows down meanwhile."""
         try:
             with anyio.CancelScope(shield=True):
                 await self._process(partition, entries)
+            backoff.reset()
         except REDIS_UNAVAILABLE as exc:
             log.warning("batch left pending partition=%d entries=%d: %s", partition, len(entries), exc)
+        except ResponseError as exc:
+            await self._redis_error(partition, exc, backoff, entries=len(entries))
         finally:
             slots.release()
+
+    async def _redis_error(
+        self, partition: int, exc: ResponseError, backoff: Backoff, *, entries: int = 0
+    ) -> None:
+        """An error reply (NOPERM after an ACL change, OOM, ...): what was in hand stays pending;
+        logged and counted, then a backoff before the next try. The process lives on."""
+        self.stats.redis_errors += 1
+        log.error("redis error partition=%d entries_left_pending=%d: %s", partition, entries, exc)
+        await backoff.sleep(exc)
 
     async def _ensure_group(self, partition: int) -> None:
         try:
@@ -220,8 +267,9 @@ class FanoutWorker:
         started = time.perf_counter()
         events: list[LoggedEvent] = []
         for entry_id, fields in entries:
-            if not fields:  # deleted from the log while pending: nothing to apply
-                await self._redis.xack(keys.events(partition), keys.FANOUT_GROUP, entry_id)
+            if not fields:  # deleted from the log while pending (XREADGROUP of our history)
+                if await self._dead.move(partition, entry_id, 0, "") is Moved.LOST:
+                    self._lost(partition, entry_id)
                 continue
             try:
                 events.append(decode_entry(entry_id, fields))
@@ -241,9 +289,20 @@ class FanoutWorker:
             await self._dead.record_errors(partition, failed)
             log.warning("apply failed partition=%d entries=%d", partition, len(failed))
         if done:
-            await self._redis.xack(keys.events(partition), keys.FANOUT_GROUP, *done)
+            acked = await self._dead.acknowledge(partition, done)
             self.stats.applied += len(done)
             self._metrics.events_applied.inc(len(done))
+            if acked < len(done):  # claimed by another worker meanwhile: our apply came late
+                self.stats.stale_acks += len(done) - acked
+                self._metrics.stale_acks.inc(len(done) - acked)
+                self.stats.late_batches += 1
+                log.warning(
+                    "stale ack partition=%d entries=%d not_pending=%d: applied late (a no-op) after "
+                    "a pause past min_idle_ms; another consumer had claimed them",
+                    partition,
+                    len(done),
+                    len(done) - acked,
+                )
         self._metrics.apply_seconds.observe(time.perf_counter() - started)
         log.debug("batch partition=%d applied=%d failed=%d", partition, len(done), len(failed))
 

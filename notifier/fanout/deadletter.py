@@ -3,7 +3,9 @@ operator's tools for them: list, show, redrive (back into the log) and drop (rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Final
 
 from redis.asyncio import Redis
@@ -11,13 +13,24 @@ from redis.asyncio import Redis
 from feeds.scripts import Script
 from schemas import keys
 
-# KEYS: event log, dead letters, errors. ARGV: group, entry id, deliveries, fallback error.
-# The move and the XACK are one step, in the partition's slot. Only a still-pending entry moves:
-# several workers' reclaim passes can pick the same hopeless entry, and only the first may.
+LOST: Final = "lost before processing"  # the error of a dead letter whose event was deleted
+_LOST_ERROR: Final = f"{LOST}: deleted from the event log while pending"
+
+
+class Moved(IntEnum):
+    NOT_PENDING = 0  # another worker's pass took it first
+    DEAD_LETTERED = 1
+    LOST = 2  # dead-lettered, but its event was already gone from the log: never processed
+
+
+# KEYS: event log, dead letters, errors. ARGV: group, entry id, deliveries, fallback error,
+# the error of an entry gone from the log. The move and the XACK are one step, in the
+# partition's slot. Only a still-pending entry moves: several workers' reclaim passes can pick
+# the same hopeless entry, and only the first may.
 _MOVE: Final = Script("""
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
 local rows = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
-local err = redis.call('HGET', KEYS[3], ARGV[2]) or ARGV[4]
+local err = #rows == 0 and ARGV[5] or redis.call('HGET', KEYS[3], ARGV[2]) or ARGV[4]
 local fields = {'orig', ARGV[2], 'deliveries', ARGV[3], 'error', err}
 if #rows > 0 then
   for _, v in ipairs(rows[1][2]) do fields[#fields + 1] = v end
@@ -25,7 +38,7 @@ end
 redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
-return 1
+return #rows == 0 and 2 or 1
 """)
 
 # KEYS: dead letters, target stream. ARGV: dead-letter id, then extra field/value pairs.
@@ -41,6 +54,7 @@ for i = 1, #f, 2 do
     fields[#fields + 1] = f[i]; fields[#fields + 1] = f[i + 1]
   end
 end
+if #fields == 0 then return false end  -- a lost entry's dead letter: no event to redrive
 for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('XDEL', KEYS[1], ARGV[1])
@@ -56,7 +70,7 @@ class DeadLetter:
 
 def parse_ref(ref: str) -> tuple[int, str]:
     partition, _, entry = ref.partition("/")
-    if not partition.isdigit() or not entry:
+    if not (partition.isascii() and partition.isdigit()) or not entry:
         raise ValueError(f"not a dead-letter reference (PARTITION/ID): {ref!r}")
     return int(partition), entry
 
@@ -71,16 +85,33 @@ class DeadLetters:
         if errors:
             await self._redis.hset(keys.fanout_errors(partition), mapping=errors)
 
-    async def move(self, partition: int, entry_id: bytes, deliveries: int, error: str) -> bool:
-        """Dead-letter and acknowledge the entry; False if it was no longer pending."""
+    async def acknowledge(self, partition: int, entry_ids: Sequence[bytes]) -> int:
+        """XACK the applied entries and clear their earlier errors, in one round trip; returns
+        how many were still pending."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xack(keys.events(partition), keys.FANOUT_GROUP, *entry_ids)
+        pipe.hdel(keys.fanout_errors(partition), *entry_ids)
+        acked, _ = await pipe.execute()
+        return int(acked)
+
+    async def record_lost(self, partition: int, entry_id: bytes) -> None:
+        """A dead letter without an event for an entry deleted from the log before it was
+        processed, that XAUTOCLAIM already dropped from the group (a pending one: `move`)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xadd(keys.dead_letters(partition), {"orig": entry_id, "deliveries": 0, "error": _LOST_ERROR})
+        pipe.hdel(keys.fanout_errors(partition), entry_id)
+        await pipe.execute()
+
+    async def move(self, partition: int, entry_id: bytes, deliveries: int, error: str) -> Moved:
+        """Dead-letter and acknowledge the entry, if still pending; an entry whose event is gone
+        from the log is recorded as lost before processing."""
         stream = keys.events(partition)
-        return bool(
-            await _MOVE(
-                self._redis,
-                [stream, keys.dead_letters(partition), keys.fanout_errors(partition)],
-                [keys.FANOUT_GROUP, entry_id, deliveries, error],
-            )
+        moved = await _MOVE(
+            self._redis,
+            [stream, keys.dead_letters(partition), keys.fanout_errors(partition)],
+            [keys.FANOUT_GROUP, entry_id, deliveries, error, _LOST_ERROR],
         )
+        return Moved(moved)
 
     async def entries(self, partitions: int, count: int = 100) -> list[DeadLetter]:
         out: list[DeadLetter] = []

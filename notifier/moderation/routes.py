@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 from notifier.runtime import jobqueue, tokens
 from notifier.runtime.settings import AuthSettings, Settings
 from schemas.errors import Reason, Rejected
-from schemas.events import ID_PATTERN, Id, decode_event
+from schemas.events import Id, decode_event, is_id
 
 from . import console, effects
 from .components import Components
@@ -31,8 +31,8 @@ MODERATOR_ROLE: Final = "moderator"
 MAX_BODY_BYTES: Final = 64 * 1024
 MAX_PAGE: Final = 100
 MAX_BULK: Final = 100
-_REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_ID: Final = re.compile(ID_PATTERN)
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # fullmatch
+_AUDIT_ID: Final = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")  # a stream id below 2^64-1 (fullmatch)
 
 T = TypeVar("T")
 Note = Annotated[str, msgspec.Meta(max_length=2_000)]
@@ -65,7 +65,7 @@ class LiftBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class Target(msgspec.Struct, forbid_unknown_fields=True):
     kind: TargetKind
-    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:@-]{1,300}$")]  # ids, group ids
+    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:@-]{1,300}$(?!\n)")]  # ids, group ids
 
 
 class ReportBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -75,10 +75,7 @@ class ReportBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _claims(request: Request, auth: AuthSettings) -> tokens.Claims:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Rejected(Reason.UNAUTHORIZED, "missing token (Authorization: Bearer JWT)")
-    return tokens.verify(token.strip(), auth)
+    return tokens.verify(tokens.bearer(request.headers.get("authorization", ""), "token"), auth)
 
 
 def user_of(request: Request, auth: AuthSettings) -> str:
@@ -119,7 +116,7 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query_params.get(name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise Rejected(Reason.INVALID, f"{name} must be an integer {low}..{high}", f"/{name}")
     return int(text)
 
@@ -127,14 +124,14 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
 def _item_id(request: Request) -> str:
     item_id = str(request.path_params["item_id"])
     bare = item_id.removeprefix("actor~")  # the item of a reported actor
-    if not _ID.fullmatch(bare):
+    if not is_id(bare):
         raise Rejected(Reason.NOT_FOUND, "no such review item")
     return item_id
 
 
 def _actor(request: Request) -> str:
     actor = str(request.path_params["actor"])
-    if not _ID.fullmatch(actor):
+    if not is_id(actor):
         raise Rejected(Reason.NOT_FOUND, "no such actor")
     return actor
 
@@ -157,7 +154,7 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         if state is not None and state not in STATES:
             raise Rejected(Reason.INVALID, f"state must be one of {sorted(STATES)}", "/state")
         actor = request.query_params.get("actor") or None
-        if actor is not None and not _ID.fullmatch(actor):
+        if actor is not None and not is_id(actor):
             raise Rejected(Reason.INVALID, "actor is not a valid id", "/actor")
         order = request.query_params.get("order") or "arrival"
         if order not in {"arrival", "urgency"}:
@@ -290,7 +287,7 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def audit_trail(request: Request) -> Response:
         moderator(request, auth)
         after = request.query_params.get("after") or None
-        if after is not None and not re.fullmatch(r"\d{1,20}-\d{1,20}", after):
+        if after is not None and not _AUDIT_ID.fullmatch(after):
             raise Rejected(Reason.INVALID, "after must be a previous page's next", "/after")
         order = request.query_params.get("order") or "oldest"
         if order not in {"oldest", "newest"}:

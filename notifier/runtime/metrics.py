@@ -123,6 +123,14 @@ class Metrics:
         )
         self.dead_lettered = c("notifier_fanout_dead_lettered_total", "entries moved to a dead-letter stream")
         self.reclaimed = c("notifier_fanout_reclaimed_total", "entries claimed from idle consumers")
+        self.lost = c(
+            "notifier_fanout_lost_total",
+            "pending entries deleted from the log before processing (dead letters without an event)",
+        )
+        self.stale_acks = c(
+            "notifier_fanout_stale_acks_total",
+            "entries applied late: no longer pending at XACK (claimed by another worker meanwhile)",
+        )
 
         # moderation (worker screens, jobs run its effects)
         self.moderation_actions = c(

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Final
 
 import jwt
 
-from schemas.errors import Reason, Rejected
-from schemas.events import ID_PATTERN
+from schemas.errors import NoCredentials, Reason, Rejected
+from schemas.events import is_id
 
 from .settings import AuthSettings
 
 ALGORITHM: Final = "HS256"  # pinned: RFC 8725 §3.1
-_USER: Final = re.compile(ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +21,14 @@ class Claims:
     user: str
     expires_at: float  # unix seconds
     role: str = "user"
+
+
+def bearer(authorization: str, what: str) -> str:
+    """The credential of an `Authorization: Bearer ...` header; NoCredentials when there is none."""
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise NoCredentials(f"missing {what} (send Authorization: Bearer ...)")
+    return credential.strip()
 
 
 def verify(token: str, auth: AuthSettings) -> Claims:
@@ -41,7 +47,7 @@ def verify(token: str, auth: AuthSettings) -> Claims:
     except jwt.PyJWTError as exc:
         raise Rejected(Reason.UNAUTHORIZED, f"invalid token: {exc}") from None
     user = payload["sub"]
-    if not isinstance(user, str) or not _USER.fullmatch(user):
+    if not isinstance(user, str) or not is_id(user):
         raise Rejected(Reason.UNAUTHORIZED, "invalid token subject")
     role = payload.get("role", "user")
     return Claims(user, float(payload["exp"]), role if isinstance(role, str) else "user")

@@ -79,7 +79,7 @@ async def test_service_authentication(app: App) -> None:
             "/v1/events", content=body, headers={"Content-Type": "application/json"}
         )
         assert_problem(response, 401, "unauthorized")
-        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.headers["www-authenticate"] == 'Bearer realm="notifier"'
         wrong = {"Authorization": "Bearer not-a-service-key-at-all", "Content-Type": "application/json"}
         assert_problem(await app.http.post("/v1/events", content=body, headers=wrong), 401, "unauthorized")
         basic = {"Authorization": "Basic " + app.service_auth()["Authorization"][7:]}

@@ -99,3 +99,16 @@ async def test_marking_read_lowers_unread_and_is_pushed(redis: Redis, settings: 
             assert page["unread"] == 0
             assert all(g["read"] for g in page["groups"])
             assert [g["id"] for g in page["groups"]] == [newest["id"], *(g["id"] for g in rest)]
+
+
+async def test_a_before_of_unicode_digits_is_422_and_the_connection_serves_the_next(
+    redis: Redis, settings: Settings
+) -> None:
+    async with running_app(settings, redis) as app:
+        await seed(app)
+        headers = bearer(app.token("vic"))
+        for _ in range(2):  # the same keep-alive connection: the first answer must not break it
+            response = await app.http.get("/v1/me/notifications", params={"before": "²:x"}, headers=headers)
+            assert response.status_code == 422, response.text
+            assert response.json()["pointer"] == "/before"
+        assert len((await app.me("vic"))["groups"]) == 3

@@ -22,6 +22,7 @@ from schemas.events import (
     Unlike,
     decode_event,
     encode_event,
+    is_id,
     json_schema,
     type_name,
 )
@@ -127,7 +128,8 @@ def test_wrong_types_are_refused(kind: str, field: str, value: object) -> None:
         decode(body(kind, **{field: value}))
 
 
-BAD_IDS = ["a{b}", "a b", "", "x" * 129, "a/b", "é", "a\nb", "u}"]
+# a final newline: `$` alone matches before it (issue 10); Unicode digits and letters: not ASCII
+BAD_IDS = ["a{b}", "a b", "", "x" * 129, "a/b", "é", "a\nb", "u}", "c1\n", "\n", "x\r", "٣", "²", "\u212a"]
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
@@ -154,6 +156,12 @@ def test_ids_inside_lists_are_checked_too(bad: str) -> None:
         decode(body("mention", users=["bob", bad]))
     with pytest.raises(msgspec.ValidationError, match=r"\$.mentioned\[0\]"):
         decode(body("comment_deleted", mentioned=[bad]))
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_is_id_agrees_with_the_contract(bad: str) -> None:
+    assert not is_id(bad)
+    assert is_id("Az09_.:@-") and is_id("x" * 128)
 
 
 def test_the_whole_safe_alphabet_and_128_chars_are_accepted() -> None:

@@ -1,0 +1,173 @@
+"""Losses and anomalies of the fan-out are never silent, on a real redis-server: entries deleted
+from under the group are recorded as lost, a late (zombie) apply is counted, an error reply such
+as NOPERM leaves the batch pending without ending the worker, and a cleared error leaves no trace."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+
+from feeds.inbox import Inbox
+from notifier import admin
+from notifier.fanout.consumer import FanoutWorker
+from notifier.fanout.deadletter import LOST
+from notifier.runtime.eventlog import LoggedEvent
+from notifier.runtime.settings import Settings
+from schemas import keys
+from schemas.events import Like
+
+from ..views import at, inbox_view, pending_total
+from .test_consumer import append, likes_and_follows, make_worker, read_without_ack
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (bounded) for a worker running in the background; it has no event to wait on."""
+    with anyio.fail_after(10):  # `what` names the wait in the traceback
+        while not condition():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+async def test_an_error_cleared_by_a_later_apply_leaves_no_record(redis: Redis, settings: Settings) -> None:
+    like = Like(id="l-1", actor="fan0", occurred_at=at(0), post="post-1", owner="eve")
+    await redis.set(keys.inbox("eve"), "not a list")  # the first apply fails: WRONGTYPE
+    await append(redis, settings, [like])
+    worker = make_worker(redis, settings, "w")
+    await worker.drain()
+    errors = [keys.fanout_errors(p) for p in range(settings.ingest.partitions)]
+    assert worker.stats.failed == 1 and sum([await redis.hlen(k) for k in errors]) == 1
+    await redis.delete(keys.inbox("eve"))
+    for p in range(settings.ingest.partitions):
+        await worker.reclaim(p, min_idle_ms=0)
+    assert worker.stats.applied == 1 and await pending_total(redis, settings.ingest.partitions) == 0
+    assert [await redis.hlen(k) for k in errors] == [0] * len(errors)
+
+
+async def test_pending_entries_deleted_from_the_log_are_recorded_as_lost(
+    redis: Redis, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    partitions = settings.ingest.partitions
+    await append(redis, settings, likes_and_follows("ola", 4, 2))
+    crashed = await read_without_ack(redis, settings, "crashed")  # another worker's, then reclaimed
+    later = [
+        Like(id=f"later-{i}", actor=f"fan{i}", occurred_at=at(i), post="p", owner="pia") for i in range(2)
+    ]
+    await append(redis, settings, later)
+    own = []  # this worker's own history when it restarts
+    for p in range(partitions):
+        reply = await redis.xreadgroup(keys.FANOUT_GROUP, "w", {keys.events(p): ">"}, count=100)
+        own += [(p, entry_id) for entry_id, _ in (reply[0][1] if reply else [])]
+    deleted = [(p, entry_id) for p, entry_id, _ in crashed[:2]] + own[:1]
+    for p, entry_id in deleted:  # an operator's XDEL (or an XTRIM past them)
+        await redis.xdel(keys.events(p), entry_id)
+
+    worker = make_worker(redis, settings, "w")
+    await worker.drain()  # its history: XREADGROUP 0 answers the deleted entry with no fields
+    for p in range(partitions):
+        await worker.reclaim(p, min_idle_ms=0)  # XAUTOCLAIM names the other deleted entries
+    assert worker.stats.lost == 3
+    letters = [f for p in range(partitions) for _, f in await redis.xrange(keys.dead_letters(p))]
+    assert sorted(f[b"orig"] for f in letters) == sorted(entry_id for _, entry_id in deleted)
+    assert all(f[b"error"].decode().startswith(LOST) for f in letters)
+    assert await pending_total(redis, partitions) == 0
+    assert worker.stats.applied == len(crashed) + len(own) - 3
+
+    # `notifier dlq`: listed; a redrive has no event to append and says so; a drop clears it
+    p = deleted[0][0]
+    [(letter_id, letter)] = await redis.xrange(keys.dead_letters(p), count=1)
+    ref = f"{p}/{letter_id.decode()}"
+    for verb, code, expected in [("redrive", 1, '"error":"no_event"'), ("drop", 0, '"dropped":true')]:
+        args = argparse.Namespace(command="dlq", verb=verb, ref=ref, reason="lost: known")
+        assert await admin.run_command(args, settings) == code
+        assert expected in capsys.readouterr().out
+    assert [f[b"orig"] for _, f in await redis.xrange(keys.dropped_letters(p))] == [letter[b"orig"]]
+
+
+async def test_a_hopeless_entry_deleted_from_the_log_is_recorded_as_lost(
+    redis: Redis, settings: Settings
+) -> None:
+    like = Like(id="l-1", actor="fan0", occurred_at=at(0), post="post-1", owner="eve")
+    await redis.set(keys.inbox("eve"), "not a list")  # every apply fails: WRONGTYPE
+    await append(redis, settings, [like])
+    worker = make_worker(redis, settings, "w")
+    await worker.drain()
+    partitions = range(settings.ingest.partitions)
+    for _ in range(settings.fanout.max_deliveries - 1):
+        for p in partitions:
+            await worker.reclaim(p, min_idle_ms=0)
+    [(p, entry_id)] = [(p, e) for p in partitions for e, _ in await redis.xrange(keys.events(p))]
+    await redis.xdel(keys.events(p), entry_id)  # delivered the most times, then deleted
+    await worker.reclaim(p, min_idle_ms=0)
+    assert (worker.stats.lost, worker.stats.dead_lettered) == (1, 0)
+    [(_, letter)] = await redis.xrange(keys.dead_letters(p))
+    assert letter[b"orig"] == entry_id and letter[b"error"].decode().startswith(LOST)
+    assert await pending_total(redis, settings.ingest.partitions) == 0
+
+
+class Freeze:
+    """A Screen that stops the first batch it sees until thawed (a worker frozen mid-batch)."""
+
+    def __init__(self) -> None:
+        self.frozen = anyio.Event()
+        self.thaw = anyio.Event()
+
+    async def screen(self, events: Sequence[LoggedEvent]) -> list[LoggedEvent]:
+        if not self.frozen.is_set():
+            self.frozen.set()
+            await self.thaw.wait()
+        return list(events)
+
+
+async def test_a_worker_waking_after_its_batch_was_reclaimed_counts_stale_acks(
+    redis: Redis, settings: Settings
+) -> None:
+    freeze = Freeze()
+    one = dataclasses.replace(settings.ingest, partitions=1)
+    zombie = FanoutWorker(
+        redis, settings.fanout, partitions=1, limits=settings.feeds, consumer="zombie", screen=freeze
+    )
+    await append(redis, dataclasses.replace(settings, ingest=one), likes_and_follows("ola", 3, 0))
+    other = make_worker(redis, dataclasses.replace(settings, ingest=one), "other")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(zombie.drain)
+        await freeze.frozen.wait()
+        assert await other.reclaim(0, min_idle_ms=0) == 3  # the zombie's batch, past min-idle
+        freeze.thaw.set()
+    assert (zombie.stats.stale_acks, zombie.stats.late_batches) == (3, 1)
+    assert other.stats.stale_acks == 0 and await pending_total(redis, 1) == 0
+    groups, _, _ = await inbox_view(Inbox(redis, settings.feeds), "ola")
+    assert groups[0]["count"] == 3  # the late apply changed nothing
+
+
+async def test_an_error_reply_on_ack_leaves_the_batch_pending_and_the_worker_alive(
+    redis: Redis, settings: Settings, redis_url: str
+) -> None:
+    user = "fanout-acl-test"
+    await redis.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-xack")
+    fanout = dataclasses.replace(settings.fanout, claim_interval_ms=50, min_idle_ms=50)
+    limited = Redis.from_url(redis_url.replace("redis://", f"redis://{user}:pw@"))
+    worker = FanoutWorker(redis=limited, settings=fanout, partitions=1, limits=settings.feeds, consumer="w")
+    one = dataclasses.replace(settings.ingest, partitions=1)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            await append(redis, dataclasses.replace(settings, ingest=one), likes_and_follows("ola", 2, 0))
+            await until(lambda: worker.stats.redis_errors >= 2, "NOPERM counted (and retried)")
+            assert await pending_total(redis, 1) == 2  # applied, but not acknowledged: still pending
+            await redis.execute_command("ACL", "SETUSER", user, "+xack")
+            await until(lambda: worker.stats.applied >= 2 and worker.stats.redis_errors < 99, "recovered")
+            with anyio.fail_after(10):
+                while await pending_total(redis, 1):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            worker.stop()
+    finally:
+        await limited.aclose()
+        await redis.execute_command("ACL", "DELUSER", user)
+    groups, _, _ = await inbox_view(Inbox(redis, settings.feeds), "ola")
+    assert groups[0]["count"] == 2

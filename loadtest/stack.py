@@ -265,17 +265,20 @@ class LocalStack:
         return url
 
     def _spawn_http(self, role: str, command: str, port: int, module: str = "") -> int:
+        # LOADTEST_GATEWAY_CPUS: the gateways (ours or a baseline's) run on these CPUs only
+        cpus = os.environ.get("LOADTEST_GATEWAY_CPUS", "") if command == "gateway" else ""
+        pinned = ["taskset", "-c", cpus] if cpus else []
         if self.kind == "notifier":
             variable = "NOTIFIER_HTTP_API_PORT" if command == "api" else "NOTIFIER_HTTP_GATEWAY_PORT"
-            cmd = [sys.executable, "-m", module or "notifier", command]
+            cmd = [*pinned, sys.executable, "-m", module or "notifier", command]
             self.procs.start(role, cmd, self._env | {variable: str(port)})
         elif self.kind == "socketio-node":
             if command != "gateway" or module:
                 raise ValueError("the Node Socket.IO baseline is a gateway only (the push stage)")
-            self.procs.start(role, [*node_baseline(), command, "--port", str(port)], self._env)
+            self.procs.start(role, [*pinned, *node_baseline(), command, "--port", str(port)], self._env)
         else:
             cmd = [sys.executable, "-m", module or "loadtest.baseline_socketio", command, "--port", str(port)]
-            self.procs.start(role, cmd, self._env)
+            self.procs.start(role, [*pinned, *cmd], self._env)
         return port
 
     def spawn_worker(self) -> str:

@@ -1,8 +1,9 @@
 """Reading a user's change log: resume after a cursor, or learn that the client must refetch.
 
-A cursor is `EPOCH.ENTRY_ID`; the entry id of a change is `N-0`, N counting the log's changes
-from 1. The epoch is created with the log; if Redis loses the log, a new epoch starts and every
-old cursor is refused. `-` as epoch means "before the log existed".
+A cursor (schemas/cursor.py) names one logged change by its number and check. The epoch is
+created with the log; if Redis loses the log, a new epoch starts and every old cursor is
+refused. A cursor that names no change the log still has (trimmed, past the end, or a number
+reused after Redis lost the end of the log) is refused too.
 
 The log keeps what changed (a group id, or the ids read) and the unread count after it; a replay
 renders each change from the current views (lua/replay.lua). Live push carries the change as it
@@ -15,12 +16,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from schemas import keys
-from schemas.errors import Reason, Rejected
+from schemas.cursor import Cursor
 
-from .scripts import SCRIPTS, STATE, State, head, user_keys
-
-NO_EPOCH = "-"
+from .scripts import SCRIPTS, head, user_keys
 
 
 def entry_id(text: str | bytes) -> tuple[int, int]:
@@ -28,25 +26,6 @@ def entry_id(text: str | bytes) -> tuple[int, int]:
     s = text.decode() if isinstance(text, bytes) else text
     ms, _, seq = s.partition("-")
     return int(ms), int(seq or 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    epoch: str
-    entry: tuple[int, int]
-
-    @classmethod
-    def parse(cls, text: str) -> Cursor:
-        epoch, dot, entry = text.partition(".")
-        try:
-            if not dot or not epoch or len(text) > 64:
-                raise ValueError(text)
-            return cls(epoch, entry_id(entry))
-        except ValueError:
-            raise Rejected(Reason.MALFORMED, "cursor must be EPOCH.ID", "/cursor") from None
-
-    def __str__(self) -> str:
-        return f"{self.epoch}.{self.entry[0]}-{self.entry[1]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,36 +41,49 @@ class Replay:
 
 @dataclass(frozen=True, slots=True)
 class Refetch:
-    """The changes after the client's cursor are no longer all retained (or never were here)."""
+    """The client's cursor names no change the log still has, or changes after it are gone."""
 
     tail: Cursor  # resume from here after refetching the inbox
 
 
 def push_tag(accepted_ms: int, traceparent: str = "") -> str:
-    """What the apply appends to a published change's cursor (lua/common.lua): `@MS`, the event's
+    """What the apply appends to a published change's check (lua/common.lua): `@MS`, the event's
     acceptance time, and `@TRACEPARENT` when tracing is on."""
     return f"@{accepted_ms}@{traceparent}" if traceparent else f"@{accepted_ms}"
 
 
-def split_tag(tagged: str) -> tuple[str, str, str]:
-    """A published cursor's parts: the cursor, the acceptance time (ms, text; '' when untagged)
-    and the traceparent ('' when none)."""
-    cursor, _, rest = tagged.partition("@")
-    accepted_ms, _, traceparent = rest.partition("@")
-    return cursor, accepted_ms, traceparent
+@dataclass(frozen=True, slots=True)
+class Live:
+    """A change as lua/common.lua publishes it for live push."""
+
+    cursor: Cursor
+    payload: str
+    accepted_ms: str  # the push tag's acceptance time ('' when untagged)
+    traceparent: str  # '' when none
+
+
+def published(message: str) -> Live:
+    """`EPOCH N CHECK[@MS[@TRACEPARENT]] PAYLOAD`, as lua/common.lua publishes a change."""
+    epoch, number, tagged, payload = message.split(" ", 3)
+    check, _, tag = tagged.partition("@")
+    accepted_ms, _, traceparent = tag.partition("@")
+    return Live(Cursor(epoch, int(number), int(check)), payload, accepted_ms, traceparent)
 
 
 async def tail(redis: Redis, user: str) -> Cursor:
-    state = State.parse(await redis.hget(keys.toggles(user), STATE))
-    return Cursor(state.epoch or NO_EPOCH, (state.last_change, 0))
+    """The cursor of the log's last change (a count of 0 asks lua/replay.lua for only that)."""
+    _, epoch, number, check = await SCRIPTS.replay(redis, user_keys(user), [*head(user, None), "", 0, 0, 0])
+    return Cursor(epoch.decode(), int(number), int(check))
 
 
 async def read_after(redis: Redis, user: str, cursor: Cursor, count: int) -> Replay | Refetch:
-    """Up to `count` changes after `cursor`, or Refetch if any change after it is gone."""
-    args = [*head(user, None), cursor.epoch, cursor.entry[0], count]
-    kind, epoch_raw, number, *payloads = await SCRIPTS.replay(redis, user_keys(user), args)
+    """Up to `count` (> 0) changes after `cursor`, or Refetch if the cursor names no logged
+    change or any change after it is gone."""
+    args = [*head(user, None), cursor.epoch, cursor.number, cursor.check, count]
+    kind, epoch_raw, number, *rest = await SCRIPTS.replay(redis, user_keys(user), args)
     epoch = epoch_raw.decode()
     if kind == b"refetch":
-        return Refetch(Cursor(epoch, (int(number), 0)))
+        return Refetch(Cursor(epoch, int(number), int(rest[0])))
     first = int(number)
-    return Replay([Change(Cursor(epoch, (first + i, 0)), p) for i, p in enumerate(payloads)])
+    pairs = zip(rest[0::2], rest[1::2], strict=True)
+    return Replay([Change(Cursor(epoch, first + i, int(c)), p) for i, (c, p) in enumerate(pairs)])

@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from schemas import keys
+from schemas.cursor import Cursor
 
-from .changelog import Cursor
 from .cluster import shard_of, slot_of
 from .items import ItemOp
 from .limits import FeedLimits
@@ -138,12 +138,12 @@ class Inbox:
             score, _, after = before.partition(":")
             at = str(int(score))
         reply = await self._scripts.page(self._redis, user_keys(user), [*self._head(user), at, after, limit])
-        more, unread, epoch, last, *groups = reply
+        more, unread, epoch, last, check, *groups = reply
         return InboxPage(
             groups=list(groups),
             more=bool(more),
             unread=int(unread),
-            cursor=str(Cursor(epoch.decode(), (int(last), 0))),
+            cursor=str(Cursor(epoch.decode(), int(last), int(check))),
         )
 
     async def unread(self, user: str) -> int:

@@ -17,6 +17,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from feeds import changelog
 from notifier.runtime import metrics, tracing
 from notifier.runtime.lifecycle import Backoff
 from schemas import keys
@@ -35,7 +36,7 @@ _SUBSCRIBE: Final = frozenset({b"subscribe", "subscribe"})
 class Listener(Protocol):
     expires_at: float  # unix seconds: when the client's token expires
 
-    def push_nowait(self, cursor: str, payload: str) -> None:
+    def push_nowait(self, change: changelog.Live) -> None:
         """Queue a live change; never blocks (a full queue closes the session)."""
 
     def resync(self) -> None:
@@ -198,9 +199,14 @@ class Hub:
         if not listeners:
             return
         text = data.decode() if isinstance(data, bytes) else data
-        cursor, _, payload = text.partition(" ")
+        try:
+            change = changelog.published(text)
+        except ValueError:  # not as this version publishes (a worker of another one): the log knows
+            for listener in tuple(listeners):
+                listener.resync()
+            return
         for listener in tuple(listeners):
-            listener.push_nowait(cursor, payload)
+            listener.push_nowait(change)
         self.delivered += len(listeners)
 
     async def register(self, user: str, listener: Listener) -> None:

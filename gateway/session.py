@@ -17,11 +17,12 @@ from starlette.types import Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from feeds import changelog
-from feeds.changelog import Cursor, Refetch
+from feeds.changelog import Refetch
 from notifier.runtime import tokens
 from notifier.runtime.logs import ACCESS_LOGGER
 from notifier.runtime.settings import AuthSettings, GatewaySettings
 from schemas import protocol
+from schemas.cursor import NO_EPOCH, START, Cursor
 from schemas.errors import Reason, Rejected
 
 from .hub import Hub
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
 
-_RESYNC = ("", "")  # queue marker: re-read the change log from our cursor
+_RESYNC = None  # queue marker: re-read the change log from our cursor
 
 
 class FrameWriter(NamedTuple):
@@ -106,48 +107,46 @@ class Session:
         self._hub = hub
         self._settings = settings
         self._auth = auth
-        self._outbox: Outbox[tuple[str, str]] = Outbox(settings.send_queue_frames)
+        self._outbox: Outbox[changelog.Live | None] = Outbox(settings.send_queue_frames)
         self._overflowed = False
         self._expired = False
         self._live_scope: anyio.CancelScope | None = None
         self.user = ""
         self.expires_at = 0.0  # unix seconds, from the token
-        self._cursor = Cursor(changelog.NO_EPOCH, (0, 0))
+        self._cursor = START
 
     # -- Listener (called by the hub, never blocks) -------------------------------------
 
-    def push_nowait(self, cursor: str, payload: str) -> None:
-        if not (self._outbox.idle and self._pushed_now(cursor, payload)):
-            self._enqueue((cursor, payload))
+    def push_nowait(self, change: changelog.Live) -> None:
+        if not (self._outbox.idle and self._pushed_now(change)):
+            self._enqueue(change)
 
-    def _pushed_now(self, tagged: str, payload: str) -> bool:
+    def _pushed_now(self, change: changelog.Live) -> bool:
         """Write a live change from here, without waking the writer, when nothing is queued
         before it (the writer waits with nothing in hand) and the server takes it at once;
         True when done (written, or skipped as the replay's). Else the writer handles it:
         a catch-up, a traced push, a full transport buffer, a connection closing."""
         if self._frames is None or self._expired or self._overflowed:
             return False
-        cursor_text, accepted_ms, parent = changelog.split_tag(tagged)
-        if parent and self._hub.tracing is not None:
+        if change.traceparent and self._hub.tracing is not None:
             return False
-        cursor = Cursor.parse(cursor_text)
-        fits = self._fits(cursor)
-        if fits is None:
+        cursor = change.cursor
+        if not self._follows(cursor):
             return False
-        if fits:
-            if not self._frames.write_nowait([protocol.change(cursor_text, payload)]):
+        if not self._replayed(cursor):
+            if not self._frames.write_nowait([protocol.change(str(cursor), change.payload)]):
                 return False
             self._cursor = cursor
             metrics = self._hub.metrics
             metrics.frames_live.inc()
-            if accepted_ms:
-                metrics.push_seconds.observe(time.time() - int(accepted_ms) / 1000)
+            if change.accepted_ms:
+                metrics.push_seconds.observe(time.time() - int(change.accepted_ms) / 1000)
         return True
 
     def resync(self) -> None:
         self._enqueue(_RESYNC)
 
-    def _enqueue(self, item: tuple[str, str]) -> None:
+    def _enqueue(self, item: changelog.Live | None) -> None:
         if not self._outbox.put_nowait(item):
             # a client that does not keep up is cut off (it resumes from its cursor), never
             # buffered without bound; the writer may be stuck in a send to it, so cancel that too
@@ -293,38 +292,28 @@ class Session:
         traced = self._hub.tracing
         while batch := await self._outbox.take():
             out = _Pending()  # this batch's frames, written at once
-            for tagged, payload in batch:
+            for item in batch:
                 if self._overflowed:
                     break
-                if (tagged, payload) == _RESYNC:
+                if item is _RESYNC or not self._follows(item.cursor):
                     await self._send_live(out)  # what was queued first goes first
-                    await self._catch_up()
+                    await self._catch_up()  # the log says what we missed, or refetch
                     continue
-                cursor_text, accepted_ms, parent = changelog.split_tag(tagged)
-                cursor = Cursor.parse(cursor_text)
-                fits = self._fits(cursor)
-                if fits is None:
-                    await self._send_live(out)
-                    await self._catch_up()  # the log was recreated: the catch-up says refetch
+                cursor = item.cursor
+                if self._replayed(cursor):
                     continue
-                if not fits:
-                    continue  # already sent by the replay
-                if traced is not None and parent:  # ends once the frame is written
+                if traced is not None and item.traceparent:  # ends once the frame is written
                     attributes = {"notifier.user": self.user}
-                    out.spans.append(traced.span("gateway.push", parent, attributes=attributes))
-                out.texts.append(protocol.change(cursor_text, payload))
-                if accepted_ms:
-                    out.accepted_ms.append(accepted_ms)
+                    out.spans.append(traced.span("gateway.push", item.traceparent, attributes=attributes))
+                out.texts.append(protocol.change(str(cursor), item.payload))
+                if item.accepted_ms:
+                    out.accepted_ms.append(item.accepted_ms)
                 self._cursor = cursor
             await self._send_live(out)
 
-    def _fits(self, cursor: Cursor) -> bool | None:
-        """Whether a live change goes out after ours: False when the replay sent it already;
-        None when it is of another epoch than ours (the log was recreated: catch up)."""
-        ours = self._cursor
-        if cursor.epoch != ours.epoch:
-            return True if ours.epoch == changelog.NO_EPOCH else None
-        return cursor.entry > ours.entry
+    def _replayed(self, cursor: Cursor) -> bool:
+        """A live change at or before our position: the replay sent it already."""
+        return cursor.epoch == self._cursor.epoch and cursor.number <= self._cursor.number
 
     async def _send_live(self, out: _Pending) -> None:
         """Write the pending live frames (one transport write where the server offers
@@ -343,6 +332,18 @@ class Session:
         for span in out.spans:
             span.end()
         out.texts, out.accepted_ms, out.spans = [], [], []
+
+    def _follows(self, cursor: Cursor) -> bool:
+        """Whether a live change fits our position. Not so: another epoch (the log was
+        recreated), or our own number with another check (Redis lost the change we sent and
+        reused its number). A lower number is one the replay sent; a loss of several changes
+        shows at our number, or at the hub's resync after the reconnect a Redis restart forces."""
+        ours = self._cursor
+        if ours.epoch == NO_EPOCH:
+            return True
+        if cursor.epoch != ours.epoch:
+            return False
+        return cursor.number != ours.number or cursor.check == ours.check
 
     async def _read_client(self, scope: anyio.CancelScope) -> None:
         rate = self._settings.max_client_frames_per_s

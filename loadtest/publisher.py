@@ -61,18 +61,18 @@ class Wire(Protocol):
 
 
 class NotifierWire:
-    """`EPOCH.ENTRY-ID@MS PAYLOAD` on `push:{u:ID}` (gateway/hub.py splits it at the first space;
-    `@MS`, the event's time here, stands for its acceptance time: the gateway's push latency).
-    Entry ids `N-0` grow with the seq, as a change log's do: the session skips a live change at
-    or before its cursor. No change log exists for these users, so their sessions start at
-    epoch `-` and take any epoch; the run's id serves as one."""
+    """`EPOCH N CHECK@MS PAYLOAD` on `push:{u:ID}`, as lua/common.lua publishes a change (read by
+    feeds.changelog.published; `@MS`, the event's time here, stands for its acceptance time: the
+    gateway's push latency). Numbers N grow with the seq, as a change log's do: the session skips
+    a live change at or before its cursor. No change log exists for these users, so their
+    sessions start at epoch `-` and take any epoch; the run's id serves as one."""
 
     def __init__(self, epoch: str) -> None:
         self.epoch = epoch
 
     def message(self, seq: int, event: str, user: str, at_ms: int) -> tuple[str, bytes]:
         payload = orjson.dumps(change_of(event, f"a{seq % ACTORS}", at_ms))
-        return keys.user_channel(user), f"{self.epoch}.{seq + 1}-0@{at_ms} ".encode() + payload
+        return keys.user_channel(user), f"{self.epoch} {seq + 1} 1@{at_ms} ".encode() + payload
 
 
 class SocketIOWire:

@@ -36,6 +36,7 @@ from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
 from feeds.scripts import InboxScripts
+from schemas import cursor
 from schemas.events import Comment, Event, Follow, Like, Mention
 
 from .graph import user_id
@@ -47,7 +48,6 @@ SPAN_S: Final = 3 * 86_400  # the workload's events spread over three aggregatio
 POSTS_PER_USER: Final = 5
 READ_SAMPLE: Final = 200  # users whose first page and change log are read in the read phase
 RESUMED: Final = 3  # changes a resume after a short disconnect replays
-START_CURSOR: Final = changelog.Cursor(changelog.NO_EPOCH, (0, 0))
 # share of the notifications (not of the events) each kind produces
 MIX: Final = {"mention": 0.70, "like": 0.15, "comment": 0.10, "follow": 0.05}
 WORDS: Final = (
@@ -251,7 +251,7 @@ async def measure(url: str, w: Workload, limits: FeedLimits) -> dict[str, Any]:
         replayed, recent = 0, []
         async with measured(redis, replay):
             for user in sample:
-                result = await changelog.read_after(redis, user, START_CURSOR, 1_000)
+                result = await changelog.read_after(redis, user, cursor.START, 1_000)
                 if isinstance(result, changelog.Replay):
                     replayed += len(result.changes)
                     if len(result.changes) > RESUMED:
@@ -259,8 +259,8 @@ async def measure(url: str, w: Workload, limits: FeedLimits) -> dict[str, Any]:
                 replay.operations += 1
         resume = Phase("resume")  # a reconnect that missed the last few changes
         async with measured(redis, resume):
-            for user, cursor in recent:
-                await changelog.read_after(redis, user, cursor, 1_000)
+            for user, position in recent:
+                await changelog.read_after(redis, user, position, 1_000)
                 resume.operations += 1
         families = await key_families(redis)
         server = await redis.info("server")

@@ -21,6 +21,8 @@ from gateway.wsserver import WebSocketProtocol
 from notifier import admin
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
+from notifier.api.recent import RecentAppends
+from notifier.api.recovery import RestartWatch
 from notifier.explain import explain_routes
 from notifier.fanout.backlog import Backlog
 from notifier.fanout.consumer import FanoutWorker
@@ -90,7 +92,8 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services += [worker, janitor]
     if role in {"api", "up"}:
         pressure = Pressure(client, settings.ingest)
-        services.append(pressure)
+        recent = RecentAppends(settings.ingest.recovery_keep_s, settings.ingest.recovery_keep_events)
+        services += [pressure, RestartWatch(client, settings.ingest, recent)]
     if role in {"jobs", "up"}:
         services.append(JobsService(settings.jobs, client, moderation_jobs(settings, client)))
         outbox = Components.build(client, settings).outbox
@@ -101,7 +104,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         counted.add_sampler(sample_outbox)
     if role == "api":
         admin = [*moderation_routes(settings, client), *explain_routes(settings, client)]
-        app = api_app(settings, client, pressure, [*admin, *ops])
+        app = api_app(settings, client, pressure, [*admin, *ops], recent)
         services.append(_http(settings, with_request_ids(app), settings.http.api_port))
     if role in {"gateway", "up"}:
         hub = hub_for(client)
@@ -115,7 +118,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services += [hub, _http(settings, with_request_ids(alone), settings.http.gateway_port)]
     if role == "up":
         admin = [*moderation_routes(settings, client), *explain_routes(settings, client)]
-        rest = api_app(settings, client, pressure, [*admin, *ops])
+        rest = api_app(settings, client, pressure, [*admin, *ops], recent)
         app = with_request_ids(gateway_app(settings, client, hub, rest))
         services += [hub, _http(settings, app, settings.http.api_port)]
     services.append(Started(health))

@@ -50,6 +50,22 @@ def fanout_errors(partition: int) -> str:
     return f"fanout-errors:{_partition(partition)}"
 
 
+# ingest-wide ------------------------------------------------------------------------------
+
+
+def ingest_watch() -> str:
+    """Hash: api process -> `RUN_ID LAST_SEEN_MS`, the Redis run it last saw and when: a field
+    left on an earlier run names an api that did not survive a Redis restart to append its
+    recent events again (notifier/api/recovery.py)."""
+    return "ingest-watch"
+
+
+def ingest_recovery() -> str:
+    """Hash of counters: `restarts` the api processes saw, events `reappended` after one (lost
+    by Redis, appended again), `unrecovered` windows reported as possibly lost."""
+    return "ingest-recovery"
+
+
 # user-scoped ------------------------------------------------------------------------------
 
 

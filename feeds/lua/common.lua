@@ -220,17 +220,35 @@ end
 local OPS = {u = 'upsert', d = 'remove', r = 'read'}
 local function change_json(op, unread, tail) return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. tail end
 
--- Append one change to the log and publish it as "EPOCH.N-0[TAG] PAYLOAD" for live push. The log
--- keeps `OP UNREAD REF` (REF: a group's short id, or `*` or the ids read): a replay renders the
--- group as it is then.
+-- Every change this call logs carries its check (schemas/cursor.py): a number drawn from the
+-- call's random epoch candidate, 2^23 to 2^24 - 1, so a change number that Redis reuses after
+-- losing the end of the log comes with another check. A log entry starts with it as 3 bytes, the
+-- first >= 128; an entry logged before checks starts with its op letter (check 0).
+local CHECK = 2 ^ 23 + (tonumber(EPOCH_NEW:sub(1, 6), 16) or 0) % 2 ^ 23
+local CHECK_BYTES = string.char(math.floor(CHECK / 65536), math.floor(CHECK / 256) % 256, CHECK % 256)
+CHECK = int(CHECK)
+-- The check of a log entry, and where the rest of it starts.
+local function check_of(entry)
+  local b = entry:byte(1)
+  if b and b >= 128 then return (b * 256 + entry:byte(2)) * 256 + entry:byte(3), 4 end
+  return 0, 1
+end
+local function last_check()
+  local entry = redis.call('LINDEX', K_LOG, -1)
+  return entry and check_of(entry) or 0
+end
+
+-- Append one change to the log and publish it as "EPOCH N CHECK[TAG] PAYLOAD" for live push
+-- (the gateway makes the cursor of it; TAG: feeds.changelog.push_tag). The log keeps `CHECK OP UNREAD REF` (CHECK: 3 bytes; REF: a
+-- group's short id, or `*` or the ids read): a replay renders the group as it is then.
 local function emit(op, ref, tail)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
-  local unread = int(s.unread)
-  if redis.call('RPUSH', K_LOG, op .. unread .. ' ' .. ref) > MAX_CHANGES then
+  local unread, seq = int(s.unread), int(s.seq)
+  if redis.call('RPUSH', K_LOG, CHECK_BYTES .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
     redis.call('LTRIM', K_LOG, -MAX_CHANGES, -1)
   end
-  redis.call('PUBLISH', CHANNEL, s.epoch .. '.' .. int(s.seq) .. '-0' .. TAG .. ' ' .. change_json(op, unread, tail))
+  redis.call('PUBLISH', CHANNEL, s.epoch .. ' ' .. seq .. ' ' .. CHECK .. TAG .. ' ' .. change_json(op, unread, tail))
 end
 
 local function upserted(g, read) emit('u', short(g.gid), ',"group":' .. view(g, read) .. '}') end

@@ -22,14 +22,17 @@ from .append import EventLog
 from .ingest import ingest
 from .pressure import Pressure
 from .problems import HTTP_REFUSALS, REFUSALS, on_http_exception, on_refusal, refusal
+from .recent import RecentAppends
 from .service_auth import authenticate
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 INGEST_PATH: Final = "/v1/events"
 
 
-def ingest_endpoint(settings: Settings, redis: Redis, pressure: Pressure) -> Endpoint:
-    log = EventLog(redis, settings.ingest)
+def ingest_endpoint(
+    settings: Settings, redis: Redis, pressure: Pressure, recent: RecentAppends | None = None
+) -> Endpoint:
+    log = EventLog(redis, settings.ingest, recent)
     counted = metrics.current()
     traced = tracing.current()
     in_flight = 0
@@ -94,13 +97,18 @@ EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]
 
 
 def api_app(
-    settings: Settings, redis: Redis, pressure: Pressure, more_routes: Sequence[BaseRoute] = ()
+    settings: Settings,
+    redis: Redis,
+    pressure: Pressure,
+    more_routes: Sequence[BaseRoute] = (),
+    recent: RecentAppends | None = None,
 ) -> ASGIApp:
     """The API: `POST /v1/events` served in front of Starlette, everything else (client REST,
     `more_routes`, lifespan) through it. Ingest is the one endpoint services call thousands of
     times a second, and Starlette's router and middleware cost about as much as the ingest
-    handler itself on a single-event POST; its refusals are the same problem responses."""
-    post_events = ingest_endpoint(settings, redis, pressure)
+    handler itself on a single-event POST; its refusals are the same problem responses. With
+    `recent`, accepted events are kept there for a Redis crash (recovery.py)."""
+    post_events = ingest_endpoint(settings, redis, pressure, recent)
     rest = Starlette(
         # the route answers only other methods (405): POSTs never reach it
         routes=[

@@ -21,6 +21,8 @@ from schemas import keys
 from schemas.errors import Reason, Rejected
 from schemas.events import Event, encode_event
 
+from .recent import RecentAppends
+
 # KEYS: event log, dedupe key. ARGV: fingerprint, ttl_s, then the entry's field/value pairs.
 # Returns {1, new id, fingerprint} or {0, original id, original fingerprint}.
 _APPEND: Final = Script("""
@@ -59,8 +61,9 @@ class EventLog:
     then. Alone, a call goes out at once; under load, a hundred single-event requests cost
     one pipeline instead of a hundred. Nothing is answered before its own replies are in."""
 
-    def __init__(self, redis: Redis, settings: IngestSettings) -> None:
+    def __init__(self, redis: Redis, settings: IngestSettings, recent: RecentAppends | None = None) -> None:
         self._redis = redis
+        self._recent = recent  # what was accepted lately, to append again after a Redis crash
         self._partitions = settings.partitions
         self._ttl_s = settings.dedupe_ttl_s
         self._wait_replicas = settings.wait_replicas
@@ -116,9 +119,12 @@ class EventLog:
                 "retry (the retry is deduplicated)",
             )
         out = []
-        for p, mine, (new, entry_id, theirs) in zip(parts, prints, request.replies, strict=True):
+        replies = zip(parts, prints, commands, request.replies, strict=True)
+        for p, mine, command, (new, entry_id, theirs) in replies:
             position = f"{p}/{entry_id.decode()}"
             if new:
+                if self._recent is not None:
+                    self._recent.add(p, command, now_ms)
                 out.append(Appended("accepted", position))
             else:
                 same = theirs.decode() == mine
@@ -175,3 +181,11 @@ class EventLog:
             request.replies = replies[start : start + len(request.commands)]
             request.replicas = replicas
             start += len(request.commands)
+
+
+async def append_again(redis: Redis, commands: Sequence[Command]) -> list[bool | BaseException]:
+    """Run appends again (RecentAppends' script calls): for each, True if the event was missing
+    and is appended now, False if it is there (its dedupe key and entry are written together, so
+    a kept key means a kept entry), or the error."""
+    replies = await run_commands(redis, [_APPEND], commands)
+    return [r if isinstance(r, BaseException) else bool(int(r[0])) for r in replies]

@@ -51,6 +51,9 @@ class IngestSettings:
     pressure_interval_ms: int = 250  # how often backlog and memory are sampled
     wait_replicas: int = 0  # >0: a 202 waits until this many replicas have the events (WAIT)
     wait_timeout_ms: int = 200  # ... for at most this long, else 503 (the retry is deduplicated)
+    recovery_keep_s: float = 10.0  # accepted events kept in memory to append again if Redis loses them
+    recovery_keep_events: int = 100_000  # ... at most this many (the oldest go first)
+    restart_check_ms: int = 250  # how often the api asks Redis for its run id (a restart changes it)
     services: tuple[ServiceKey, ...] = ()
 
 

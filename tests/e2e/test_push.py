@@ -8,11 +8,12 @@ import pytest
 from redis.asyncio import Redis, RedisCluster
 
 from feeds import changelog
-from feeds.changelog import Cursor, Replay
+from feeds.changelog import Replay
 from feeds.scripts import STATE
 from notifier.runtime import metrics
 from notifier.runtime.settings import Settings
 from schemas import keys
+from schemas.cursor import Cursor
 from tests.conftest import SettingsFactory
 
 from .harness import follow, like, push_client, running_app
@@ -82,7 +83,7 @@ async def test_resume_replays_exactly_the_missed_changes_then_goes_live(
             await app.accept(like("r-11", "fan", "p-11", "rita", t=11))
             live = await client.change()
             assert live["change"]["group"]["post"] == "p-11"
-            assert Cursor.parse(live["cursor"]).entry > Cursor.parse(replay[-1]["cursor"]).entry
+            assert Cursor.parse(live["cursor"]).number > Cursor.parse(replay[-1]["cursor"]).number
 
 
 async def test_a_cursor_out_of_retention_gets_refetch(
@@ -144,11 +145,55 @@ async def test_a_burst_to_a_lagging_client_arrives_whole_in_order_and_counted(
         publish = "SPUBLISH" if isinstance(redis, RedisCluster) else "PUBLISH"  # as the apply does
         change = f'{{"op":"read","all":true,"unread":0,"pad":"{pad}"}}'
         for n in range(1, burst + 1):
-            message = f"e.{n}-0@{int(time.time() * 1000)} {change}"
+            message = f"e {n} 1@{int(time.time() * 1000)} {change}"  # as lua/common.lua publishes
             await redis.execute_command(publish, keys.user_channel("lena"), message)
         frames = await client.changes(burst)
-        assert [f["cursor"] for f in frames] == [f"e.{n}-0" for n in range(1, burst + 1)]
+        assert [f["cursor"] for f in frames] == [f"e.{n}-1" for n in range(1, burst + 1)]
         assert all(f["change"]["pad"] == pad for f in frames)
         registry = counted.registry
         assert registry.get_sample_value("notifier_gateway_frames_sent_total", {"kind": "live"}) == burst
         assert registry.get_sample_value("notifier_gateway_push_latency_seconds_count") == burst
+
+
+async def test_a_cursor_ahead_of_the_log_gets_refetch_and_then_every_live_change(
+    redis: Redis, settings: Settings
+) -> None:
+    """A cursor past the log's end (tampered, or kept by a client across a Redis that lost the
+    log's end) names nothing: refetch, not `ready` with nothing replayed and then every live
+    change up to its number skipped as already sent."""
+    async with running_app(settings, redis) as app:
+        async with push_client(app, "vera") as client:
+            await app.accept(like("v-0", "fan", "p-0", "vera", t=0))
+            seen = Cursor.parse((await client.change())["cursor"])
+        tail = await changelog.tail(redis, "vera")
+        ahead = Cursor(seen.epoch, seen.number + 5, seen.check)
+        async with push_client(app, "vera", cursor=str(ahead)) as client:
+            assert client.before_ready == [
+                {"type": "refetch", "reason": "cursor_expired", "cursor": str(tail)}
+            ]
+            assert client.ready["cursor"] == str(tail)
+            await app.accept(*(like(f"v-{i}", "fan", f"p-{i}", "vera", t=i) for i in range(1, 4)))
+            live = [frame["change"]["group"]["post"] for frame in await client.changes(3)]
+            assert live == ["p-1", "p-2", "p-3"]
+
+
+async def test_a_live_change_reusing_the_number_the_client_saw_gets_refetch(
+    redis: Redis, settings: Settings
+) -> None:
+    """Connected, the client saw change N; Redis loses it (an AOF with its tail cut, simulated
+    here without the restart, so the hub has no reason to resync) and the next change reuses N.
+    The session must not take it for the one it sent."""
+    async with running_app(settings, redis) as app, push_client(app, "wren") as client:
+        await app.accept(like("w-0", "fan", "p-0", "wren", t=0))
+        await client.change()
+        before = await redis.hget(keys.toggles("wren"), STATE)
+        await app.accept(like("w-1", "fan", "p-1", "wren", t=1))
+        lost = Cursor.parse((await client.change())["cursor"])
+        await redis.rpop(keys.changelog("wren"))
+        await redis.hset(keys.toggles("wren"), STATE, before)  # type: ignore[arg-type]
+        await app.accept(like("w-2", "fan", "p-2", "wren", t=2))
+        tail = await changelog.tail(redis, "wren")
+        assert tail.number == lost.number and tail.check != lost.check
+        assert await client.frame() == {"type": "refetch", "reason": "cursor_expired", "cursor": str(tail)}
+        await app.accept(like("w-3", "fan", "p-3", "wren", t=3))
+        assert (await client.change())["change"]["group"]["post"] == "p-3"

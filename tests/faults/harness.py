@@ -159,6 +159,23 @@ class RedisProcess:
         self._proc.wait()
         self.paused = False
 
+    @property
+    def aof(self) -> Path:
+        """The AOF file Redis appends to (7.x: the newest `incr` file of its multi-part AOF)."""
+        files = sorted(
+            (self.directory / "appendonlydir").glob("*.incr.aof"), key=lambda f: int(f.name.split(".")[-3])
+        )
+        return files[-1]
+
+    def cut_aof(self, size: int) -> int:
+        """With the server stopped: cut the AOF back to `size` bytes, as a host crash loses what
+        was not yet on disk; returns the bytes cut."""
+        assert not self.running, "cut the AOF of a stopped server"
+        aof = self.aof
+        cut = aof.stat().st_size - size
+        os.truncate(aof, size)
+        return cut
+
     def pause(self) -> None:
         assert self._proc is not None
         os.kill(self._proc.pid, signal.SIGSTOP)

@@ -20,10 +20,11 @@ from redis.exceptions import ResponseError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from feeds.changelog import NO_EPOCH, Cursor, Refetch, read_after
+from feeds.changelog import Refetch, read_after
 from feeds.inbox import Inbox
 from feeds.limits import FeedLimits
 from schemas import keys
+from schemas.cursor import START, Cursor
 
 from .harness import wait_until
 
@@ -48,7 +49,7 @@ async def inbox_group_ids(redis: Redis, user: str) -> set[str]:
 async def changelog_upserts(redis: Redis, user: str) -> Counter[str]:
     """How many `upsert` changes `user`'s change log holds for each group (creations included)."""
     counts: Counter[str] = Counter()
-    cursor = Cursor(NO_EPOCH, (0, 0))
+    cursor = START
     while True:
         result = await read_after(redis, user, cursor, LOG_BATCH)
         if isinstance(result, Refetch):
@@ -216,7 +217,7 @@ class PushClient:
         if self.cursor is None:
             return
         last, new = Cursor.parse(self.cursor), Cursor.parse(cursor)
-        if new.epoch == last.epoch and new.entry <= last.entry:
+        if new.epoch == last.epoch and new.number <= last.number:
             self.disorder.append(f"{cursor} after {self.cursor}")
 
     async def _refetch(self) -> set[str]:

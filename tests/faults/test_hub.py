@@ -10,8 +10,10 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
+from feeds import changelog
 from gateway.hub import Hub
 from schemas import keys
+from schemas.cursor import Cursor
 
 from .harness import RedisProcess, wait_until
 
@@ -20,15 +22,15 @@ pytestmark = pytest.mark.faults
 
 class Recorder:
     def __init__(self) -> None:
-        self.pushed: list[tuple[str, str]] = []
+        self.pushed: list[tuple[Cursor, str]] = []  # cursor, payload
         self.resyncs = 0
         self.expires_at = math.inf
 
     def expire(self) -> None:
         raise AssertionError("never expires")
 
-    def push_nowait(self, cursor: str, payload: str) -> None:
-        self.pushed.append((cursor, payload))
+    def push_nowait(self, change: changelog.Live) -> None:
+        self.pushed.append((change.cursor, change.payload))
 
     def resync(self) -> None:
         self.resyncs += 1
@@ -51,19 +53,22 @@ async def _frozen(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(hub.run)
             await hub.register("alice", alice)
-            await publisher.publish(keys.user_channel("alice"), "e1.1-0 {}")
+            await publisher.publish(keys.user_channel("alice"), "e1 1 7 {}")
             await wait_until(lambda: len(alice.pushed) == 1, 5, what="first push")
+            # a change as a worker of an earlier version published it: the session re-reads the log
+            await publisher.publish(keys.user_channel("alice"), 'e1.2-0 {"op":"read","all":true}')
+            await wait_until(lambda: alice.resyncs == 1, 5, what="resync on a foreign message")
 
             server.pause()
             await anyio.sleep(1.5)  # more than 3 keepalive periods without an answer
             server.resume()
-            await wait_until(lambda: alice.resyncs == 1, 10, what="resync after the reconnect")
-            await publisher.publish(keys.user_channel("alice"), "e1.2-0 {}")
+            await wait_until(lambda: alice.resyncs == 2, 10, what="resync after the reconnect")
+            await publisher.publish(keys.user_channel("alice"), "e1 2 7 {}")
             await wait_until(lambda: len(alice.pushed) == 2, 5, what="push after the reconnect")
             hub.stop()
     finally:
         await redis.aclose()
         await publisher.aclose()
         server.stop()
-    assert alice.pushed == [("e1.1-0", "{}"), ("e1.2-0", "{}")]
+    assert alice.pushed == [(Cursor("e1", 1, 7), "{}"), (Cursor("e1", 2, 7), "{}")]
     assert any("silent" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from feeds import changelog
 from feeds.inbox import Inbox
-from schemas import keys
+from schemas import cursor, keys
 
 BASE_TIME: Final = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # one aggregation day
 
@@ -40,7 +40,7 @@ async def snapshot(redis: Redis, inbox: Inbox, users: Iterable[str]) -> dict[str
 
 async def logged_changes(redis: Redis, user: str) -> list[dict[str, Any]]:
     """Every change the user's log holds, as a resuming client would get them."""
-    start = changelog.Cursor(changelog.NO_EPOCH, (0, 0))
+    start = cursor.START
     replay = await changelog.read_after(redis, user, start, 10_000)
     assert isinstance(replay, changelog.Replay)
     return [orjson.loads(change.payload) for change in replay.changes]

@@ -10,13 +10,14 @@ import orjson
 import pytest
 import socketio
 
-from feeds.changelog import Cursor
+from feeds import changelog
 from loadtest.compare import compare_table
 from loadtest.protocols import NotifierProtocol
 from loadtest.publisher import NotifierWire, SocketIONodeWire, SocketIOWire, pubsub_source
 from loadtest.runner import run_scenario
 from loadtest.scenarios import preset
 from schemas import keys, protocol
+from schemas.cursor import Cursor
 
 
 class _Captured(socketio.AsyncRedisManager):  # type: ignore[misc]
@@ -55,11 +56,10 @@ def test_node_messages_are_what_the_redis_adapter_publishes() -> None:
 def test_notifier_messages_read_as_the_gateway_and_the_clients_read_them() -> None:
     channel, data = NotifierWire("lt1").message(42, "lt1.42", "u5", 1_795_675_004_000)
     assert keys.user_of_channel(channel) == "u5"
-    tagged, _, payload = data.decode().partition(" ")  # as gateway/hub.py splits it
-    cursor, _, accepted_ms = tagged.partition("@")  # as gateway/session.py splits it
-    assert Cursor.parse(cursor) == Cursor("lt1", (43, 0)) and accepted_ms == "1795675004000"
-    frame = NotifierProtocol().parse(protocol.change(cursor, payload))
-    assert (frame.event, frame.cursor, frame.note) == ("lt1.42", cursor, None)
+    change = changelog.published(data.decode())  # as gateway/hub.py reads it
+    assert change.cursor == Cursor("lt1", 43, 1) and change.accepted_ms == "1795675004000"
+    frame = NotifierProtocol().parse(protocol.change(str(change.cursor), change.payload))
+    assert (frame.event, frame.cursor, frame.note) == ("lt1.42", str(change.cursor), None)
 
 
 @pytest.mark.e2e

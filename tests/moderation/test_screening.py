@@ -9,11 +9,12 @@ import pytest
 from redis.asyncio import Redis
 
 from feeds import changelog
-from feeds.changelog import NO_EPOCH, Cursor, Replay
+from feeds.changelog import Replay
 from notifier.fanout.replay import replay
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.runtime.settings import Settings
 from schemas import keys
+from schemas.cursor import START
 
 from .builders import (
     ANN,
@@ -91,7 +92,7 @@ async def test_a_delivered_comment_rejected_later_is_recalled(s: Stack) -> None:
     await s.run_jobs()
     assert [g["id"] for g in await s.groups("alice")] == ["comment:c-e0"]
     assert await s.unread("alice") == 1
-    logged = await changelog.read_after(s.redis, "alice", Cursor(NO_EPOCH, (0, 0)), 100)
+    logged = await changelog.read_after(s.redis, "alice", START, 100)
     assert isinstance(logged, Replay) and len(logged.changes) == log_before + 1
     assert orjson.loads(logged.changes[-1].payload) == {"op": "remove", "unread": 1, "id": "comment:c-e1"}
 

@@ -20,6 +20,7 @@ from notifier.api.pressure import Pressure
 from notifier.fanout.consumer import FanoutWorker
 from notifier.runtime import tokens
 from schemas import keys, protocol
+from schemas.cursor import START
 from schemas.events import is_id
 from tests.conftest import SERVICE_KEYS, SettingsFactory
 
@@ -105,7 +106,7 @@ async def test_accepted_events_give_json_pages_and_frames_that_round_trip_every_
                 assert page.status_code == 200, page.text
                 for group in page.json()["groups"]:
                     seen |= ids_in(group)
-                start = changelog.Cursor(changelog.NO_EPOCH, (0, 0))
+                start = START
                 replay = await changelog.read_after(redis, user, start, 1_000)
                 assert isinstance(replay, changelog.Replay)
                 logged += len(replay.changes)
@@ -114,8 +115,8 @@ async def test_accepted_events_give_json_pages_and_frames_that_round_trip_every_
             for _ in range(logged):  # every logged change was published: read them all
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
                 assert message is not None
-                cursor, _, payload = message["data"].decode().partition(" ")
-                frame = orjson.loads(protocol.change(cursor, payload))
+                live = changelog.published(message["data"].decode())
+                frame = orjson.loads(protocol.change(str(live.cursor), live.payload))
                 if frame["change"]["op"] == "upsert":
                     seen |= ids_in(frame["change"]["group"])
             for event in accepted:

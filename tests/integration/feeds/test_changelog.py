@@ -9,12 +9,13 @@ import pytest
 from redis.asyncio import Redis
 
 from feeds import changelog
-from feeds.changelog import NO_EPOCH, Cursor, Refetch, Replay
+from feeds.changelog import Refetch, Replay
 from feeds.inbox import Inbox
 from feeds.items import ItemOp
 from feeds.scripts import STATE
 from notifier.runtime.settings import Settings
 from schemas import keys
+from schemas.cursor import START, Cursor
 from schemas.errors import Reason, Rejected
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -25,29 +26,30 @@ def like_op(user: str, i: int) -> ItemOp:
     return ItemOp(user, f"l|p{i}|fan", "a", 1_000 + i, f"e{i}", "fan", f"like:p{i}:0", "like", f"p{i}")
 
 
-async def cursors(redis: Redis, user: str) -> list[Cursor]:
-    """The cursor of every change the log still holds (the last `length` of them, numbered from 1)."""
-    tail = await changelog.tail(redis, user)
-    kept = await redis.llen(keys.changelog(user))
-    return [Cursor(tail.epoch, (n, 0)) for n in range(tail.entry[0] - kept + 1, tail.entry[0] + 1)]
+async def logged(redis: Redis, inbox: Inbox, ops: list[ItemOp]) -> list[Cursor]:
+    """Apply `ops` one call each; the cursor of each change, as a live client got it."""
+    out = []
+    for op in ops:
+        await inbox.apply([op])
+        out.append(await changelog.tail(redis, op.user))
+    return out
 
 
 async def test_before_the_log_exists_there_is_nothing_to_replay(redis: Redis) -> None:
     tail = await changelog.tail(redis, "kim")
-    assert tail == Cursor(NO_EPOCH, (0, 0))
+    assert tail == START
     assert await changelog.read_after(redis, "kim", tail, 10) == Replay([])
-    assert isinstance(await changelog.read_after(redis, "kim", Cursor("e1", (1, 0)), 10), Refetch)
+    assert isinstance(await changelog.read_after(redis, "kim", Cursor("e1", 1), 10), Refetch)
 
 
 async def test_read_after_returns_the_later_changes_in_order_in_pages(
     redis: Redis, settings: Settings
 ) -> None:
     inbox = Inbox(redis, settings.feeds)
-    await inbox.apply([like_op("lou", i) for i in range(6)])
-    every = await cursors(redis, "lou")
-    assert len(every) == 6
-    assert every == sorted(every, key=lambda c: c.entry)
-    assert await changelog.tail(redis, "lou") == every[-1]
+    every = await logged(redis, inbox, [like_op("lou", i) for i in range(6)])
+    assert [c.number for c in every] == list(range(1, 7))
+    assert len({c.check for c in every}) == 6  # one check per script call
+    assert [c.cursor for c in await _all(redis, "lou")] == every
 
     page = await changelog.read_after(redis, "lou", every[1], 3)
     assert isinstance(page, Replay)
@@ -57,45 +59,40 @@ async def test_read_after_returns_the_later_changes_in_order_in_pages(
 
 
 async def _all(redis: Redis, user: str) -> list[changelog.Change]:
-    replay = await changelog.read_after(redis, user, Cursor(NO_EPOCH, (0, 0)), 1_000)
+    replay = await changelog.read_after(redis, user, START, 1_000)
     assert isinstance(replay, Replay)
     return replay.changes
 
 
-async def test_a_cursor_whose_successors_were_trimmed_must_refetch(redis: Redis, settings: Settings) -> None:
+async def test_a_cursor_whose_change_was_trimmed_must_refetch(redis: Redis, settings: Settings) -> None:
     limits = dataclasses.replace(settings.feeds, max_changes=8)
     inbox = Inbox(redis, limits)
-    await inbox.apply([like_op("max", 0)])
-    [stale] = await cursors(redis, "max")
-    await inbox.apply([like_op("max", i) for i in range(1, 13)])
-
-    kept = await cursors(redis, "max")
-    assert len(kept) == 8  # trimmed to max_changes
+    seen = await logged(redis, inbox, [like_op("max", i) for i in range(13)])
+    assert await redis.llen(keys.changelog("max")) == 8  # trimmed to max_changes
     tail = await changelog.tail(redis, "max")
-    assert tail == kept[-1] == Cursor(stale.epoch, (13, 0))
-    assert await changelog.read_after(redis, "max", stale, 100) == Refetch(tail)
-    assert await changelog.read_after(redis, "max", Cursor(NO_EPOCH, (0, 0)), 100) == Refetch(tail)
-    # the oldest cursor still resumable is the last one trimmed away; from there nothing is missing
-    trimmed = Cursor(stale.epoch, (kept[0].entry[0] - 1, 0))
-    assert await changelog.read_after(
-        redis, "max", Cursor(stale.epoch, (trimmed.entry[0] - 1, 0)), 9
-    ) == Refetch(tail)
-    resumed = await changelog.read_after(redis, "max", trimmed, 100)
+    assert tail == seen[-1] and tail.number == 13
+    assert await changelog.read_after(redis, "max", seen[0], 100) == Refetch(tail)
+    assert await changelog.read_after(redis, "max", START, 100) == Refetch(tail)
+    # the oldest change kept is the oldest resume point; the one before it was trimmed away, and
+    # its check with it: nothing can tell it from a number reused after a loss
+    assert await changelog.read_after(redis, "max", seen[4], 9) == Refetch(tail)
+    resumed = await changelog.read_after(redis, "max", seen[5], 100)
     assert isinstance(resumed, Replay)
-    assert [c.cursor for c in resumed.changes] == kept
+    assert [c.cursor for c in resumed.changes] == seen[6:]
 
 
 async def test_a_cursor_of_another_epoch_must_refetch(redis: Redis, settings: Settings) -> None:
     inbox = Inbox(redis, settings.feeds)
-    await inbox.apply([like_op("ned", 0)])
-    [old] = await cursors(redis, "ned")
+    [old] = await logged(redis, inbox, [like_op("ned", 0)])
     await redis.delete(keys.changelog("ned"))
     await redis.hdel(keys.toggles("ned"), STATE)  # the log was lost
     await inbox.apply([like_op("ned", 1)])
     tail = await changelog.tail(redis, "ned")
     assert tail.epoch != old.epoch
     assert await changelog.read_after(redis, "ned", old, 10) == Refetch(tail)
-    assert await changelog.read_after(redis, "ned", Cursor("nope", tail.entry), 10) == Refetch(tail)
+    assert await changelog.read_after(redis, "ned", Cursor("nope", tail.number, tail.check), 10) == Refetch(
+        tail
+    )
 
 
 @pytest.mark.parametrize("text", ["", "no-dot", ".1-0", "e.x-1", "e." + "9" * 70])
@@ -103,3 +100,46 @@ def test_a_malformed_cursor_is_rejected(text: str) -> None:
     with pytest.raises(Rejected) as raised:
         Cursor.parse(text)
     assert raised.value.reason is Reason.MALFORMED
+
+
+async def test_a_cursor_past_the_end_of_the_log_must_refetch(redis: Redis, settings: Settings) -> None:
+    inbox = Inbox(redis, settings.feeds)
+    seen = await logged(redis, inbox, [like_op("ola", i) for i in range(3)])
+    tail = seen[-1]
+    for number in (tail.number + 1, tail.number + 1_000):
+        for check in (tail.check, 0):
+            ahead = Cursor(tail.epoch, number, check)
+            assert await changelog.read_after(redis, "ola", ahead, 10) == Refetch(tail)
+
+
+async def test_a_number_reused_after_a_loss_must_refetch(redis: Redis, settings: Settings) -> None:
+    """Redis lost the log's last change (an AOF with its tail cut): the next change reuses its
+    number, under another check, and the cursor of the lost one names nothing."""
+    inbox = Inbox(redis, settings.feeds)
+    await logged(redis, inbox, [like_op("pia", 0)])
+    before = await redis.hget(keys.toggles("pia"), STATE)
+    [lost] = await logged(redis, inbox, [like_op("pia", 1)])
+    await redis.rpop(keys.changelog("pia"))  # what the cut AOF leaves: the log and state as before
+    await redis.hset(keys.toggles("pia"), STATE, before)  # type: ignore[arg-type]
+    [reused] = await logged(redis, inbox, [like_op("pia", 2)])
+    assert (reused.epoch, reused.number) == (lost.epoch, lost.number) and reused.check != lost.check
+    assert await changelog.read_after(redis, "pia", lost, 10) == Refetch(reused)
+    assert await changelog.read_after(redis, "pia", reused, 10) == Replay([])
+
+
+async def test_a_cursor_from_before_checks_resumes_only_a_change_logged_before_them(
+    redis: Redis, settings: Settings
+) -> None:
+    """Log entries written before checks carry none; an old `EPOCH.N-0` cursor still resumes
+    from such a change, and gets refetch for a change logged since (a check it cannot know)."""
+    inbox = Inbox(redis, settings.feeds)
+    seen = await logged(redis, inbox, [like_op("quin", i) for i in range(3)])
+    log_key = keys.changelog("quin")
+    for i, entry in enumerate(await redis.lrange(log_key, 0, 1)):  # the first two, as logged before
+        await redis.lset(log_key, i, entry[3:])  # without the check's 3 bytes
+    old = Cursor(seen[0].epoch, 1)
+    assert str(old) == f"{seen[0].epoch}.1-0"
+    replay = await changelog.read_after(redis, "quin", old, 10)
+    assert isinstance(replay, Replay)
+    assert [c.cursor for c in replay.changes] == [Cursor(old.epoch, 2), seen[2]]
+    assert await changelog.read_after(redis, "quin", Cursor(old.epoch, 3), 10) == Refetch(seen[2])

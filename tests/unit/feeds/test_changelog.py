@@ -7,21 +7,34 @@ import pytest
 from redis.asyncio import Redis
 
 from feeds import changelog
-from feeds.changelog import NO_EPOCH, Cursor, Refetch, Replay
+from feeds.changelog import Refetch, Replay
 from feeds.inbox import Inbox
 from feeds.items import plan
 from feeds.limits import FeedLimits
 from schemas import keys
+from schemas.cursor import START, Cursor
 from schemas.errors import Reason, Rejected
 from tests.unit.builders import like, unlike
 
-START = Cursor(NO_EPOCH, (0, 0))
 LIMITS = FeedLimits()
 
 
 @pytest.mark.parametrize(
     "text",
-    ["", "abc", "abc.", ".1-0", "abc.x-1", "abc.1-x", "abc.1-2-3", "abc.-", "e." + "1" * 63],
+    [
+        "",
+        "abc",
+        "abc.",
+        ".1-0",
+        "abc.x-1",
+        "abc.1-x",
+        "abc.1-2-3",
+        "abc.-",
+        "e." + "1" * 63,
+        "e.²-0",
+        "e.1-²",
+        "e.1-0\n",
+    ],
 )
 def test_bad_cursors_are_rejected_as_malformed(text: str) -> None:
     with pytest.raises(Rejected) as caught:
@@ -32,8 +45,9 @@ def test_bad_cursors_are_rejected_as_malformed(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "cursor"),
     [
-        ("a1b2.1700000000000-3", Cursor("a1b2", (1_700_000_000_000, 3))),
-        ("a1b2.17", Cursor("a1b2", (17, 0))),
+        ("a1b2.1700000000000-3", Cursor("a1b2", 1_700_000_000_000, 3)),
+        ("a1b2.17-4294967296", Cursor("a1b2", 17, 4_294_967_296)),
+        ("a1b2.17", Cursor("a1b2", 17)),
         ("-.0-0", START),
     ],
 )
@@ -83,14 +97,14 @@ async def test_a_no_epoch_cursor_replays_everything_when_nothing_was_trimmed(red
 async def test_before_the_log_exists(redis: Redis) -> None:
     assert await changelog.read_after(redis, "olga", START, 100) == Replay([])
     assert await changelog.tail(redis, "olga") == START
-    stale = await changelog.read_after(redis, "olga", Cursor("lost-epoch", (5, 0)), 100)
+    stale = await changelog.read_after(redis, "olga", Cursor("lost-epoch", 5), 100)
     assert stale == Refetch(START)
 
 
 @pytest.mark.anyio
 async def test_another_epochs_cursor_must_refetch(redis: Redis) -> None:
     cursors = await log_changes(redis, 3)
-    foreign = Cursor("not-" + cursors[0].epoch, cursors[0].entry)
+    foreign = Cursor("not-" + cursors[0].epoch, cursors[0].number, cursors[0].check)
     assert await changelog.read_after(redis, "olga", foreign, 100) == Refetch(cursors[-1])
 
 
@@ -102,17 +116,16 @@ async def test_a_cursor_trimmed_past_must_refetch(redis: Redis) -> None:
     for i in range(15):
         assert await inbox.apply(plan(like(f"fan{i}", post=f"p{i}", t=i), limits)) == [None]
         seen.append(await changelog.tail(redis, "olga"))
-    assert [c.entry for c in seen] == [(n, 0) for n in range(1, 16)]  # change n is `EPOCH.n-0`
+    assert [c.number for c in seen] == list(range(1, 16))  # change n is `EPOCH.n-CHECK`
     assert await redis.llen(keys.changelog("olga")) == 8  # the last max_changes are kept
     tail = seen[-1]
     assert await changelog.read_after(redis, "olga", seen[0], 100) == Refetch(tail)
     assert await changelog.read_after(redis, "olga", START, 100) == Refetch(tail)
-    # the client saw the last change trimmed away: nothing it lacks is gone
-    replay = await changelog.read_after(redis, "olga", seen[6], 100)
+    # the oldest change kept is the oldest cursor that resumes: one trimmed away names nothing
+    replay = await changelog.read_after(redis, "olga", seen[7], 100)
     assert isinstance(replay, Replay)
-    assert [c.cursor for c in replay.changes] == seen[7:]
-    # one change earlier, and the change after it is gone
-    assert await changelog.read_after(redis, "olga", seen[5], 100) == Refetch(tail)
+    assert [c.cursor for c in replay.changes] == seen[8:]
+    assert await changelog.read_after(redis, "olga", seen[6], 100) == Refetch(tail)
 
 
 @pytest.mark.anyio
@@ -158,9 +171,9 @@ async def test_live_push_carries_each_change_as_it_happened(redis: Redis) -> Non
             assert await inbox.apply(plan(event, LIMITS)) == [None]
         pushed = [await pubsub.get_message(timeout=1) for _ in range(2)]
     tail = await changelog.tail(redis, "olga")
-    cursors, payloads = zip(*(m["data"].split(b" ", 1) for m in pushed if m), strict=True)
-    assert [Cursor.parse(c.decode()) for c in cursors] == [Cursor(tail.epoch, (1, 0)), tail]
-    assert [orjson.loads(p)["group"]["actors"] for p in payloads] == [["bob"], ["cid", "bob"]]
+    live = [changelog.published(m["data"].decode()) for m in pushed if m]
+    assert [c.cursor.number for c in live] == [1, 2] and live[-1].cursor == tail
+    assert [orjson.loads(c.payload)["group"]["actors"] for c in live] == [["bob"], ["cid", "bob"]]
 
 
 @pytest.mark.anyio
@@ -172,3 +185,12 @@ async def test_a_replay_shows_as_many_actors_as_the_writer(redis: Redis) -> None
     replay = await changelog.read_after(redis, "olga", START, 100)
     assert isinstance(replay, Replay)
     assert orjson.loads(replay.changes[-1].payload)["group"]["actors"] == [f"fan{i}" for i in range(5, 0, -1)]
+
+
+def test_a_published_change_reads_with_its_push_tag() -> None:
+    cursor = Cursor("e1", 7, 9_000_000)
+    for tag, accepted_ms, traceparent in (("", "", ""), (changelog.push_tag(1_700), "1700", "")):
+        live = changelog.published(f"e1 7 9000000{tag} " + '{"op":"read","all":true}')
+        assert (live.cursor, live.accepted_ms, live.traceparent) == (cursor, accepted_ms, traceparent)
+    traced = changelog.published("e1 7 9000000" + changelog.push_tag(1_700, "00-ab-cd-01") + " {}")
+    assert (traced.accepted_ms, traced.traceparent, traced.payload) == ("1700", "00-ab-cd-01", "{}")

@@ -16,6 +16,7 @@ from feeds.inbox import Inbox
 from feeds.items import plan
 from feeds.limits import FeedLimits
 from schemas import protocol
+from schemas.cursor import START
 from schemas.events import Event
 from tests.unit.builders import comment, follow, like, mention
 from tests.unit.memory_redis import fake_redis
@@ -65,7 +66,7 @@ async def test_pages_and_changes_are_json_and_round_trip_hostile_ids(a: str, b: 
         assert {a, b, c} <= seen
         read = await inbox.mark_read(OWNER, [g["id"] for g in groups])
         assert read == len(groups)
-        replay = await changelog.read_after(redis, OWNER, changelog.Cursor(changelog.NO_EPOCH, (0, 0)), 1_000)
+        replay = await changelog.read_after(redis, OWNER, START, 1_000)
         assert isinstance(replay, changelog.Replay)
         changes = parsed_frames(replay.changes)
         upserted = {ch["group"]["id"] for ch in changes if ch["op"] == "upsert"}

@@ -18,14 +18,17 @@ find_python() {
     exit 1
 }
 
+# `up` installs what running needs; `test` adds the development toolchain (extras "dev").
 setup_python() {
+    extras="$1"
     [ -x .venv/bin/python ] || "$(find_python)" -m venv .venv
-    stamp=".venv/.installed-$(cksum pyproject.toml | cut -d' ' -f1)"
-    if [ ! -f "$stamp" ]; then
-        .venv/bin/python -m pip install --quiet --upgrade pip
-        .venv/bin/python -m pip install --quiet -e ".[dev]"
-        touch "$stamp"
-    fi
+    stamp=".venv/.installed$extras-$(cksum pyproject.toml | cut -d' ' -f1)"
+    [ -f "$stamp" ] && return 0
+    # a toolchain installed for the same pyproject.toml includes everything `up` needs
+    [ -z "$extras" ] && [ -f ".venv/.installed[dev]-$(cksum pyproject.toml | cut -d' ' -f1)" ] && return 0
+    echo "dev.sh: installing ${extras:-runtime} dependencies into .venv" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".$extras"
+    touch "$stamp"
 }
 
 # System packages the tests drive: redis-server (integration tier), docker-compose (compose
@@ -47,16 +50,30 @@ setup_system() {
     fi
 }
 
+# The official AsyncAPI parser (npm) that validates schemas/asyncapi.json, from its lockfile.
+setup_node() {
+    folder=contracts/asyncapi-check
+    stamp="$folder/node_modules/.installed-$(cksum "$folder/package-lock.json" | cut -d' ' -f1)"
+    [ -f "$stamp" ] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "dev.sh: please install nodejs and npm (the AsyncAPI check needs them)" >&2
+        return 0
+    fi
+    (cd "$folder" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$stamp"
+}
+
 command="${1:-}"
 [ $# -gt 0 ] && shift
 case "$command" in
 up)
-    setup_python
+    setup_python ""
     exec .venv/bin/notifier up "$@"
     ;;
 test)
-    setup_python
+    setup_python "[dev]"
     setup_system
+    setup_node
     .venv/bin/ruff check .
     .venv/bin/ruff format --check .
     .venv/bin/mypy

@@ -55,6 +55,10 @@ class Inbox:
         self._limits = limits
         self._scripts = scripts_for(redis)
 
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
     def _head(self, user: str) -> list[str | int | bytes]:
         return head(user, self._limits)
 
@@ -150,4 +154,4 @@ class Inbox:
         return State.parse(await self._redis.hget(keys.toggles(user), STATE)).unread
 
     async def followers(self, user: str) -> set[str]:
-        return {m.decode() for m in await self._redis.smembers(keys.followers(user))}
+        return {m.decode() for m in await self._redis.zrange(keys.followers(user), 0, -1)}

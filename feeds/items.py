@@ -12,6 +12,8 @@ from schemas.events import (
     Follow,
     Like,
     Mention,
+    PostCreated,
+    PostDeleted,
     Unfollow,
     Unlike,
 )
@@ -93,4 +95,6 @@ def _ops(event: Event, window_ms: int) -> list[ItemOp]:
                 ItemOp(user, item, "a", at, eid, actor, gid, "mention", post, comment, text)
                 for user in dict.fromkeys(users)
             ]
+        case PostCreated() | PostDeleted():
+            return []  # posts notify nobody: they go to home feeds, not inboxes
     raise TypeError(f"unknown event {event!r}")

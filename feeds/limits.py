@@ -11,3 +11,6 @@ class FeedLimits:
     max_changes: int = 1_000  # change-log entries kept per user (resume window)
     shown_actors: int = 3  # latest actors listed per group
     aggregation_window_ms: int = 86_400_000  # likes of one post / new followers group per window
+    max_posts: int = 1_000  # live posts kept per author timeline; the oldest beyond are dropped
+    max_home: int = 500  # posts kept per home feed (pushed at write time); the oldest are dropped
+    celebrity_followers: int = 10_000  # from this many followers an author's posts are read-merged

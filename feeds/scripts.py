@@ -103,12 +103,17 @@ async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
     return results
 
 
-def _source(*names: str, publish: str = "PUBLISH", prelude: tuple[str, ...] = ()) -> str:
+def _source(*names: str, sharded: bool = False, prelude: tuple[str, ...] = ()) -> str:
     """The prelude (a shebang must come first), common.lua, then the named parts (each script's
-    own last); live pushes go out by `publish`."""
+    own last); on a cluster live pushes are sharded pub/sub."""
     lua = resources.files(__package__).joinpath("lua")
     source = "\n".join(lua.joinpath(name).read_text() for name in (*prelude, "common.lua", *names))
-    return source.replace("redis.call('PUBLISH',", f"redis.call('{publish}',")
+    if not sharded:
+        return source
+    # SPUBLISH reaches only the channel's own master (a plain PUBLISH is broadcast to every node)
+    return source.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',").replace(
+        "redis.call('PUBSUB', 'NUMSUB',", "redis.call('PUBSUB', 'SHARDNUMSUB',"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +126,11 @@ class InboxScripts:
 
     @classmethod
     def load(cls, *, sharded: bool = False) -> InboxScripts:
-        # on a cluster the push is sharded pub/sub: SPUBLISH reaches only the channel's own
-        # master (a plain PUBLISH is broadcast to every node of the cluster)
-        publish = "SPUBLISH" if sharded else "PUBLISH"
         return cls(
             apply=Script(
-                _source("apply.lua", publish=publish, prelude=("sharded_keys.lua",) if sharded else ())
+                _source("apply.lua", sharded=sharded, prelude=("sharded_keys.lua",) if sharded else ())
             ),
-            mark_read=Script(_source("reads.lua", "mark_read.lua", publish=publish)),
+            mark_read=Script(_source("reads.lua", "mark_read.lua", sharded=sharded)),
             page=Script(_source("page.lua")),
             replay=Script(_source("reads.lua", "replay.lua")),
             sharded=sharded,

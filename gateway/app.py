@@ -31,12 +31,16 @@ def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> AS
         if scope["type"] != "websocket" or scope["path"] != WS_PATH:
             await rest(scope, receive, send)
             return
-        origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
+        headers = dict(scope["headers"])
+        origin = headers[b"origin"].decode("latin-1") if b"origin" in headers else None
+        host = headers.get(b"host", b"").decode("latin-1")
         # past the origin check nothing reads the handshake headers, while the scope lives as
         # long as the connection: let them go (~1 KB per connection, more from browsers)
         scope["headers"] = []
         ws = WebSocket(scope, receive, send)
-        if origin is not None and origin not in allowed:
+        # dev mode (`up`) also admits its own pages (the demo at /): same scheme-less host:port
+        same_site = settings.dev and origin is not None and origin.partition("://")[2] == host
+        if origin is not None and origin not in allowed and not same_site:
             # cross-site WebSocket hijacking guard: exact allowlist; non-browser clients send none
             log.warning("ws origin refused origin=%r", origin[:200])
             await ws.close(POLICY_VIOLATION)

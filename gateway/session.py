@@ -12,6 +12,7 @@ import anyio
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -21,7 +22,7 @@ from feeds.changelog import Refetch
 from notifier.runtime import tokens
 from notifier.runtime.logs import ACCESS_LOGGER
 from notifier.runtime.settings import AuthSettings, GatewaySettings
-from schemas import protocol
+from schemas import decoding, protocol
 from schemas.cursor import NO_EPOCH, START, Cursor
 from schemas.errors import Reason, Rejected
 
@@ -186,6 +187,13 @@ class Session:
             # Redis is down or frozen: a close the client can act on, not a traceback per socket
             self._hub.metrics.redis_errors("gateway session").inc()
             await self._close(Rejected(Reason.UNAVAILABLE, "storage unavailable; reconnect with your cursor"))
+        except* RedisError as refused:
+            # an error reply while Redis restarts (a script cache emptied twice in a row, LOADING,
+            # a replica just promoted): the same close, and one line saying what Redis answered
+            reply = refused.exceptions[0]
+            log.warning("session closed on a redis error user=%s: %r", self.user or "-", reply)
+            self._hub.metrics.redis_errors("gateway session").inc()
+            await self._close(Rejected(Reason.UNAVAILABLE, "storage unavailable; reconnect with your cursor"))
 
     def _client_closed(self, code: int) -> None:
         self._hub.metrics.closes_client.inc()
@@ -242,7 +250,7 @@ class Session:
         try:
             return protocol.decode_client(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise Closed(Reason.MALFORMED, f"bad frame: {exc}") from None
+            raise Closed(Reason.MALFORMED, f"bad frame: {decoding.refusal(exc).detail}") from None
 
     async def _live(self, cursor: Cursor | None) -> None:
         replayed = 0

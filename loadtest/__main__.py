@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from notifier.runtime.settings import AuthSettings
+from notifier.runtime.settings import DEV_JWT_SECRET, AuthSettings
 
 from . import fanout, ingest, report
 from .compare import BASELINES, compare_table
@@ -55,7 +55,8 @@ KNOBS: tuple[tuple[str, type, str], ...] = (
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__)
-    p.add_argument("scenario", choices=sorted(PRESETS), help="preset; see --list")
+    p.add_argument("scenario", nargs="?", choices=sorted(PRESETS), help="preset; see --list")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     for name, kind, help_text in KNOBS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=help_text)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"), help="where results go")
@@ -75,7 +76,9 @@ def parser() -> argparse.ArgumentParser:
     presets = "\n".join(f"  {s.name:12} {s.description}" for s in PRESETS.values())
     p.epilog = (
         f"scenarios (full size; override any knob):\n{presets}\n\n"
-        "Secrets for a deployment come from LOADTEST_SERVICE_KEY and LOADTEST_JWT_SECRET."
+        "Secrets for a deployment come from LOADTEST_SERVICE_KEY and LOADTEST_JWT_SECRET; aimed at\n"
+        "`./dev.sh up` (dev mode) they are LOADTEST_SERVICE_KEY=dev-service-key and\n"
+        f"LOADTEST_JWT_SECRET={DEV_JWT_SECRET}."
     )
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     return p
@@ -111,6 +114,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.list:
+        for listed in PRESETS.values():
+            print(f"{listed.name:12} {listed.description}")
+        return 0
+    if args.scenario is None:
+        parser().error("a scenario is required (see --list)")
     signal.signal(signal.SIGTERM, _interrupt)
     overrides: dict[str, Any] = {name: getattr(args, name) for name, _, _ in KNOBS}
     try:

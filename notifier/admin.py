@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import sys
 
 import orjson
 
 from notifier.explain import Explainer
-from notifier.fanout.deadletter import LOST, DeadLetters
+from notifier.fanout.deadletter import LOST, DeadLetters, parse_ref
 from notifier.fanout.replay import replay
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.moderation.screening import Screener
 from notifier.runtime.redis import open_redis
 from notifier.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +40,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 async def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_redis(settings.redis, jobs_url=settings.jobs.redis_url) as handle:
+    async with open_redis(settings.redis, jobs_url=settings.jobs.redis_url, allow_fake=False) as handle:
+        log.info("redis=%s", handle.description)
         redis = handle.client
         if args.command == "replay":
             model = ProfanityCheck() if settings.moderation.classifier else None
@@ -57,6 +62,12 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
             print(explained.to_json().decode())
             return 0
         letters = DeadLetters(redis)
+        if args.verb != "list":
+            try:
+                parse_ref(args.ref)
+            except ValueError as exc:
+                print(exc, file=sys.stderr)
+                return 2
         if args.verb == "list":
             for letter in await letters.entries(settings.ingest.partitions, args.count):
                 _print({"ref": letter.ref, **letter.fields})

@@ -4,25 +4,31 @@ here."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import socket
 import sys
 import time
 from collections.abc import Sequence
+from typing import Final
 
 import anyio
+from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from gateway.app import gateway_app
 from gateway.shardedhub import hub_for
 from gateway.wsserver import WebSocketProtocol
-from notifier import admin
+from notifier import __version__, admin, openapi
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
+from notifier.api.problems import EXCEPTION_HANDLERS
 from notifier.api.recent import RecentAppends
 from notifier.api.recovery import RestartWatch
+from notifier.demo import demo_routes
 from notifier.explain import explain_routes
 from notifier.fanout.backlog import Backlog
 from notifier.fanout.consumer import FanoutWorker
@@ -69,7 +75,8 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
     ops = ops_routes(health, counted)
     services: list[Service] = []
     if role in {"worker", "jobs"}:  # no HTTP port of their own otherwise: a small one for probes
-        services.append(_http(settings, with_request_ids(ops_app(health, counted)), settings.metrics.port))
+        probes = ops_app(health, counted, exception_handlers=EXCEPTION_HANDLERS)
+        services.append(_http(settings, with_request_ids(probes), settings.metrics.port))
     if role in {"worker", "api", "up"}:  # the api's page keeps the lag visible with no worker up
         backlog = Backlog(client, settings.ingest.partitions)
         counted.add_sampler(lambda: backlog.sample(counted))
@@ -103,8 +110,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
 
         counted.add_sampler(sample_outbox)
     if role == "api":
-        admin = [*moderation_routes(settings, client), *explain_routes(settings, client)]
-        app = api_app(settings, client, pressure, [*admin, *ops], recent)
+        app = api_app(settings, client, pressure, [*_routes(settings, client), *ops], recent)
         services.append(_http(settings, with_request_ids(app), settings.http.api_port))
     if role in {"gateway", "up"}:
         hub = hub_for(client)
@@ -114,15 +120,28 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
 
         health.add("pubsub", subscribed)
     if role == "gateway":
-        alone = gateway_app(settings, client, hub, Starlette(routes=ops))
+        alone = gateway_app(
+            settings, client, hub, Starlette(routes=ops, exception_handlers=EXCEPTION_HANDLERS)
+        )
         services += [hub, _http(settings, with_request_ids(alone), settings.http.gateway_port)]
     if role == "up":
-        admin = [*moderation_routes(settings, client), *explain_routes(settings, client)]
-        rest = api_app(settings, client, pressure, [*admin, *ops], recent)
+        rest = api_app(settings, client, pressure, [*_routes(settings, client), *ops], recent)
         app = with_request_ids(gateway_app(settings, client, hub, rest))
         services += [hub, _http(settings, app, settings.http.api_port)]
     services.append(Started(health))
     return services
+
+
+def _routes(settings: Settings, client: Redis) -> list[BaseRoute]:
+    """The API's routes besides ingest, the inbox and the probes: moderation, explain, the
+    OpenAPI document and page, and in dev mode the demo page at /."""
+    demo = demo_routes(settings) if settings.dev else []  # it hands out a dev token and key
+    return [
+        *moderation_routes(settings, client),
+        *explain_routes(settings, client),
+        *openapi.routes(__version__),
+        *demo,
+    ]
 
 
 async def _sample_review_queue(queue: ReviewQueue, counted: metrics.Metrics) -> None:
@@ -170,9 +189,12 @@ def _announce(settings: Settings, services: Sequence[Service]) -> None:
     base = f"http://{settings.http.host}:{port}"
     key = settings.ingest.services[0].key if settings.dev else "<your service key>"
     log.warning(
-        "notifier is up: POST %s/v1/events (Authorization: Bearer %s), "
+        "notifier is up: demo page %s/ (dev mode), API docs %s/docs, "
+        "POST %s/v1/events (Authorization: Bearer %s), "
         "WebSocket ws://%s:%s/v1/ws, tokens: `notifier token USER`, "
         "moderation console %s/moderation/ (`notifier token NAME --role moderator`)",
+        base,
+        base,
         base,
         key,
         settings.http.host,
@@ -183,13 +205,19 @@ def _announce(settings: Settings, services: Sequence[Service]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notifier", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for role in ROLES:
-        sub.add_parser(role, help=f"run the {role} role" if role != "up" else "run every role")
+        sub.add_parser(
+            role,
+            help=f"run the {role} role" if role != "up" else "run every role",
+            epilog=_role_help(role),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
     token = sub.add_parser("token", help="mint a client token (demo and testing)")
     token.add_argument("user")
     token.add_argument("--ttl-s", type=float, default=3600)
-    token.add_argument("--role", default="user", help=f"user (default) or {MODERATOR_ROLE}")
+    token.add_argument("--role", default="user", choices=("user", MODERATOR_ROLE), help="default: user")
     admin.add_commands(sub)
     args = parser.parse_args(argv)
     try:
@@ -218,14 +246,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+# the settings sections each role reads (besides NOTIFIER_LOG_LEVEL); `up` reads them all
+_SECTIONS: Final = {
+    "api": ("redis", "auth", "ingest", "feeds", "moderation", "http", "log", "metrics"),
+    "worker": ("redis", "ingest", "fanout", "feeds", "moderation", "log", "metrics"),
+    "gateway": ("redis", "auth", "gateway", "http", "log", "metrics"),
+    "jobs": ("redis", "jobs", "moderation", "feeds", "log", "metrics"),
+}
+_PORTS: Final = {
+    "api": ("NOTIFIER_HTTP_API_PORT (HTTP)", "api_port"),
+    "gateway": ("NOTIFIER_HTTP_GATEWAY_PORT (WebSocket /v1/ws)", "gateway_port"),
+    "up": ("NOTIFIER_HTTP_API_PORT (HTTP and the WebSocket /v1/ws)", "api_port"),
+}
+_SECRET: Final = frozenset({"jwt_secret", "services"})
+
+
+def _role_help(role: str) -> str:
+    defaults = Settings()
+    sections = _SECTIONS.get(role) or [
+        f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(getattr(defaults, f.name))
+    ]
+    if role in _PORTS:
+        what, name = _PORTS[role]
+        lines = [f"listens on: {what}, default {getattr(defaults.http, name)}"]
+    else:
+        lines = [f"listens on: NOTIFIER_METRICS_PORT (/metrics and probes), default {defaults.metrics.port}"]
+    lines.append("settings it reads (environment = default):")
+    for section in sections:
+        values = getattr(defaults, section)
+        for field in dataclasses.fields(values):
+            lines.append(f"  NOTIFIER_{section}_{field.name}".upper() + f" = {_shown(field.name, values)}")
+    return "\n".join(lines)
+
+
+def _shown(name: str, values: object) -> str:
+    value = getattr(values, name)
+    if name == "url":
+        return "(unset: 127.0.0.1:6379 if it answers, else a private redis-server, as `up` does)"
+    if name in _SECRET:
+        return "(secret)"
+    if isinstance(value, frozenset | tuple):
+        return ",".join(sorted(map(str, value)))
+    return str(value)
+
+
 def _missing_for(command: str, settings: Settings) -> str:
     """What a command needs that only the roles serving clients or services need."""
     if command in {"api", "gateway", "token"} and not settings.auth.jwt_secret:
         return "NOTIFIER_AUTH_JWT_SECRET (or run `notifier up` for a demo)"
     if command == "api" and not settings.ingest.services:
         return "NOTIFIER_INGEST_SERVICES (service keys, JSON)"
-    if command not in ROLES and command != "token" and settings.redis.url in {"", "embedded", "memory"}:
-        return "NOTIFIER_REDIS_URL (operator commands act on a deployment's Redis, never a private one)"
+    if command not in ROLES and command != "token" and settings.redis.url == "memory":
+        return "a real Redis (operator commands act on stored data; NOTIFIER_REDIS_URL=memory has none)"
     return ""
 
 

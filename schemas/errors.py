@@ -27,6 +27,7 @@ class Reason(StrEnum):
     SHUTTING_DOWN = "shutting_down"
     CLAIMED = "claimed"  # a review item under another moderator's live claim
     DECIDED = "decided"  # a review item already decided otherwise (a rejection is final)
+    INTERNAL = "internal"  # a bug on our side: the request may be retried, the log says more
     RATE_LIMITED = "rate_limited"  # too many of this kind of request from one user; retry later
 
 
@@ -57,6 +58,7 @@ CODES: Final[dict[Reason, WireCodes]] = {
     Reason.SHUTTING_DOWN: WireCodes(503, 4505),
     Reason.CLAIMED: WireCodes(409, 4409),
     Reason.DECIDED: WireCodes(409, 4409),
+    Reason.INTERNAL: WireCodes(500, 4500),
 }
 
 

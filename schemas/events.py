@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Final, TypeAlias
+from typing import Annotated, Final, Literal, TypeAlias
 
 import msgspec
 
@@ -90,7 +90,29 @@ class Mention(_Base, frozen=True, tag="mention"):
     text: Text = ""
 
 
-Event: TypeAlias = Like | Unlike | Follow | Unfollow | Comment | CommentDeleted | Mention
+PostKind = Literal["text", "photo", "video", "link"]
+Visibility = Literal["public", "followers"]
+
+
+class PostCreated(_Base, frozen=True, tag="post_created"):
+    """`actor` (the author) published `post`; it goes to the home feeds of their followers.
+    `visibility` public or followers-only: both reach followers' feeds."""
+
+    post: Id
+    kind: PostKind = "text"
+    text: Text = ""
+    visibility: Visibility = "public"
+
+
+class PostDeleted(_Base, frozen=True, tag="post_deleted"):
+    """Removes `post` by `actor` (its author) for good from every feed, whatever the order."""
+
+    post: Id
+
+
+Event: TypeAlias = (
+    Like | Unlike | Follow | Unfollow | Comment | CommentDeleted | Mention | PostCreated | PostDeleted
+)
 EVENT_TYPES: Final[tuple[type[Event], ...]] = (
     Like,
     Unlike,
@@ -99,6 +121,8 @@ EVENT_TYPES: Final[tuple[type[Event], ...]] = (
     Comment,
     CommentDeleted,
     Mention,
+    PostCreated,
+    PostDeleted,
 )
 TYPE_NAMES: Final[frozenset[str]] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
 

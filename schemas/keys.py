@@ -105,8 +105,59 @@ def changelog(user_id: str) -> str:
 
 
 def followers(user_id: str) -> str:
-    """Set: who follows the user (maintained from follow/unfollow events)."""
-    return f"followers:{_user(user_id)}"
+    """Sorted set: who follows the user, by the time of their follow (kept by the inbox's apply
+    from the follow's last-writer-wins register). Replaced the set `followers:`: a
+    `notifier replay --fresh` after upgrading rebuilds it from the log."""
+    return f"fo:{_user(user_id)}"
+
+
+def following_registers(user_id: str) -> str:
+    """Hash: followed user -> last-writer-wins register "STATE TIME_MS EVENT_ID" of the user's
+    follow of them (feeds/lua/graph_follow.lua)."""
+    return f"fr:{_user(user_id)}"
+
+
+def following(user_id: str) -> str:
+    """Sorted set: whom the user follows, by the time of their follow."""
+    return f"fg:{_user(user_id)}"
+
+
+def post_records(user_id: str) -> str:
+    """Hash: post -> the author's register of it: "a TIME_MS EVENT_ID" + newline + the post's
+    JSON while live, "x TIME_MS EVENT_ID" once deleted (for good)."""
+    return f"tp:{_user(user_id)}"
+
+
+def timeline(user_id: str) -> str:
+    """Sorted set: the author's live posts by time, the newest `max_posts` kept."""
+    return f"tl:{_user(user_id)}"
+
+
+def home(user_id: str) -> str:
+    """Sorted set: the user's home feed as pushed at write time, `AUTHOR|POST` by post time, the
+    newest `max_home` kept (feeds/home.py; what is shown is filtered and merged at read)."""
+    return f"hf:{_user(user_id)}"
+
+
+def pulled_authors() -> str:
+    """Set: authors who published a post while at or above the celebrity threshold; their posts
+    are merged into their followers' home feeds at read time instead of pushed."""
+    return "feed:pulled"
+
+
+def preferences(user_id: str) -> str:
+    """String: the user's preferences as JSON (schemas/preferences.py). User state: a rebuild keeps it."""
+    return f"pref:{_user(user_id)}"
+
+
+def mutes(user_id: str) -> str:
+    """Sorted set: actors the user muted, by the time of the mute. User state."""
+    return f"mute:{_user(user_id)}"
+
+
+def blocks(user_id: str) -> str:
+    """Sorted set: users the user blocked, by the time of the block. User state."""
+    return f"block:{_user(user_id)}"
 
 
 def user_channel(user_id: str) -> str:
@@ -131,8 +182,15 @@ DERIVED_PATTERNS: Final = (
     "nb:{u:*",
     "na:{u:*",
     "nc:{u:*",
-    "followers:{u:*",
+    "fo:{u:*",
+    "fr:{u:*",
+    "fg:{u:*",
+    "tp:{u:*",
+    "tl:{u:*",
+    "hf:{u:*",
+    "feed:pulled",
     # the families of the layout before the compact one: nothing reads them any more
+    "followers:{u:*",
     "nt:{u:*",
     "nf:{u:*",
     "ng:{u:*",

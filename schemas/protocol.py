@@ -3,7 +3,7 @@ JSON text built here (change frames by concatenation: the payload is already JSO
 
 from __future__ import annotations
 
-from typing import Annotated, Final, TypeAlias
+from typing import Annotated, Any, Final, TypeAlias
 
 import msgspec
 
@@ -32,19 +32,54 @@ def decode_client(raw: str | bytes) -> ClientFrame:
     return frame
 
 
+class ReadyFrame(msgspec.Struct, frozen=True, tag_field="type", tag="ready"):
+    """Sent once after the resume replay (the `replayed` changes precede it); live changes follow."""
+
+    user: str
+    cursor: Annotated[str, msgspec.Meta(description="opaque: the resume point")]
+    replayed: int
+
+
+class ChangeFrame(msgspec.Struct, frozen=True, tag_field="type", tag="change"):
+    """One change to the inbox, in log order: remember `cursor`."""
+
+    cursor: Annotated[str, msgspec.Meta(description="opaque: the resume point")]
+    change: Annotated[
+        dict[str, Any],
+        msgspec.Meta(description="op upsert (group), remove (id) or read (groups | all); with unread"),
+    ]
+
+
+class RefetchFrame(msgspec.Struct, frozen=True, tag_field="type", tag="refetch"):
+    """The cursor cannot be resumed: reload the inbox over REST, then continue from `cursor`."""
+
+    reason: str
+    cursor: str
+
+
+class PongFrame(msgspec.Struct, frozen=True, tag_field="type", tag="pong"):
+    """The answer to `ping`."""
+
+
+class ErrorFrame(msgspec.Struct, frozen=True, tag_field="type", tag="error"):
+    """Sent just before the server closes the connection with the reason's close code."""
+
+    error: str
+    detail: str
+
+
 def change(cursor: str, payload: str) -> str:
     """A change to the user's inbox; `payload` is the change-log entry's JSON object."""
     return '{"type":"change","cursor":"' + cursor + '","change":' + payload + "}"
 
 
 def ready(user: str, cursor: str, replayed: int) -> str:
-    body = {"type": "ready", "user": user, "cursor": cursor, "replayed": replayed}
-    return _encode.encode(body).decode()
+    return _encode.encode(ReadyFrame(user, cursor, replayed)).decode()
 
 
 def refetch(reason: Reason, cursor: str) -> str:
     """The client's position is gone: refetch the inbox over REST, then continue from `cursor`."""
-    return _encode.encode({"type": "refetch", "reason": reason.value, "cursor": cursor}).decode()
+    return _encode.encode(RefetchFrame(reason.value, cursor)).decode()
 
 
 def pong() -> str:
@@ -52,4 +87,4 @@ def pong() -> str:
 
 
 def error(reason: Reason, detail: str) -> str:
-    return _encode.encode({"type": "error", "error": reason.value, "detail": detail}).decode()
+    return _encode.encode(ErrorFrame(reason.value, detail)).decode()

@@ -55,14 +55,14 @@ local function apply(a)  -- a: ARGV index before the item's fields
       if live then  -- a newer event for the item: what it leaves out stays as it was
         if post == '' then g.post = live.post end
         if text == '' then g.text = live.text end
-        redis.call('LREM', K_INBOX, 1, rec)
+        redis.call('LREM', K_INBOX, '1', rec)
       end
       local size = insert(g, false)
       add_unread((ts > read and 1 or 0) - ((live and live.t > read) and 1 or 0))
       upserted(g, ts <= read)
       enforce_cap(size)
     elseif live then
-      redis.call('LREM', K_INBOX, 1, rec)
+      redis.call('LREM', K_INBOX, '1', rec)
       removed(live)
     end
     return register('')
@@ -77,7 +77,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
     local read = mark(group)
     -- the newest record; and this read fails now, not after the actor set changed, on a key of
     -- another type
-    local head = redis.call('LINDEX', K_INBOX, 0)
+    local head = redis.call('LINDEX', K_INBOX, '0')
     local had_gone = gone and redis.call('ZREM', akey, gone) == 1
     local new_added = added and redis.call('ZADD', akey, ARGV[a + 5], added) == 1
     local actors = actors_of(group)  -- the view's too
@@ -101,9 +101,9 @@ local function apply(a)  -- a: ARGV index before the item's fields
     local size
     local old_rec = was and pack_ms(was) .. short(group)  -- encode(multi(was, group))
     if old_rec and old_rec == head and now and now > was then  -- on top, and staying there
-      redis.call('LSET', K_INBOX, 0, encode(g))
+      redis.call('LSET', K_INBOX, '0', encode(g))
     else
-      if old_rec then redis.call('LREM', K_INBOX, 1, old_rec) end
+      if old_rec then redis.call('LREM', K_INBOX, '1', old_rec) end
       if not now then
         g.t = was
         return removed(g)
@@ -116,7 +116,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   end
 
   if follows == '1' then
-    if st == 'a' then redis.call('SADD', K_FOLLOWERS, actor) else redis.call('SREM', K_FOLLOWERS, actor) end
+    if st == 'a' then redis.call('ZADD', K_FOLLOWERS, ts, actor) else redis.call('ZREM', K_FOLLOWERS, actor) end
   end
   -- an actor's member in a group's set is the time of the item's register and the actor
   local new_gid = st == 'a' and gid or ''
@@ -129,7 +129,9 @@ local function apply(a)  -- a: ARGV index before the item's fields
   return register(new_gid)
 end
 
-local results = {}
+local results, channels = {}, {}
+for i = 1, (#ARGV - BASE) / FIELDS do channels[i] = ARGV[BASE + (i - 1) * FIELDS + 2] end
+listen(channels)
 for i = 1, (#ARGV - BASE) / FIELDS do
   local a = BASE + (i - 1) * FIELDS
   use((i - 1) * 5, ARGV[a + 1], ARGV[a + 2])

@@ -18,6 +18,9 @@ use(0, ARGV[1], ARGV[2])
 local EPOCH_NEW = ARGV[3]
 local MAX_GROUPS, MAX_CHANGES, SHOWN = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local BASE = 6
+-- Numbers given to redis.call are formatted by Redis with %.17g (a few thousand instructions
+-- each): the hot paths pass strings.
+local KEEP_CHANGES = string.format('%d', -MAX_CHANGES)
 
 -- Times (ms) are stored as 7 big-endian bytes of t + 2^48 (every date an event can carry, exact
 -- in a Lua number). Redis has `struct`; the in-memory fake Redis does not, hence the plain Lua.
@@ -119,7 +122,7 @@ end
 local function insert(g, head)
   local rec, t, gid = encode(g), g.t, g.gid
   local here = head
-  if here == false then here = redis.call('LINDEX', K_INBOX, 0) end
+  if here == false then here = redis.call('LINDEX', K_INBOX, '0') end
   if not here or t > unpack_ms(here) then return redis.call('LPUSH', K_INBOX, rec) end
   local at, h = 0, decode(here)
   if newer(t, gid, h.t, h.gid) then return redis.call('LPUSH', K_INBOX, rec) end
@@ -181,10 +184,10 @@ end
 -- ACTOR: times read back without Redis formatting scores as text, nor Lua parsing them.
 -- actors_of: how many, the oldest member, and the newest members (the SHOWN ones, and at least
 -- two), newest first. A small set (most are) is read whole in one call.
-local SMALL = 16
+local SMALL, SMALL_LAST = 16, '15'
 local function actors_of(gid)
   local akey, newest = A_PREFIX .. gid, math.max(SHOWN, 2)
-  local all = redis.call('ZRANGE', akey, 0, SMALL - 1)
+  local all = redis.call('ZRANGE', akey, '0', SMALL_LAST)
   local a = {count = #all, first = all[1], top = {}}
   if #all == SMALL then
     a.count = redis.call('ZCARD', akey)
@@ -220,6 +223,24 @@ end
 local OPS = {u = 'upsert', d = 'remove', r = 'read'}
 local function change_json(op, unread, tail) return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. tail end
 
+-- Whether anyone listens to the user's channel (a gateway holding a session of theirs): a change
+-- nobody receives is not rendered nor published (most users are offline). A script runs atomically,
+-- so the answer holds for the whole call; a client subscribing later resumes from the log.
+local LISTENED = {}
+-- Ask once for several channels (apply: every item's user's).
+local function listen(channels)
+  local r = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  for i = 1, #r, 2 do LISTENED[r[i]] = r[i + 1] > 0 end
+end
+local function listened()
+  local yes = LISTENED[CHANNEL]
+  if yes == nil then
+    yes = redis.call('PUBSUB', 'NUMSUB', CHANNEL)[2] > 0
+    LISTENED[CHANNEL] = yes
+  end
+  return yes
+end
+
 -- Every change this call logs carries its check (schemas/cursor.py): a number drawn from the
 -- call's random epoch candidate, 2^23 to 2^24 - 1, so a change number that Redis reuses after
 -- losing the end of the log comes with another check. A log entry starts with it as 3 bytes, the
@@ -240,18 +261,23 @@ end
 
 -- Append one change to the log and publish it as "EPOCH N CHECK[TAG] PAYLOAD" for live push
 -- (the gateway makes the cursor of it; TAG: feeds.changelog.push_tag). The log keeps `CHECK OP UNREAD REF` (CHECK: 3 bytes; REF: a
--- group's short id, or `*` or the ids read): a replay renders the group as it is then.
+-- group's short id, or `*` or the ids read): a replay renders the group as it is then. `tail`
+-- (see change_json), or a function making it, is only run if someone listens.
 local function emit(op, ref, tail)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
-  local unread, seq = int(s.unread), int(s.seq)
+  local unread = int(s.unread)
   if redis.call('RPUSH', K_LOG, CHECK_BYTES .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
-    redis.call('LTRIM', K_LOG, -MAX_CHANGES, -1)
+    redis.call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
   end
-  redis.call('PUBLISH', CHANNEL, s.epoch .. ' ' .. seq .. ' ' .. CHECK .. TAG .. ' ' .. change_json(op, unread, tail))
+  if not listened() then return end
+  if type(tail) == 'function' then tail = tail() end
+  redis.call('PUBLISH', CHANNEL, s.epoch .. ' ' .. int(s.seq) .. ' ' .. CHECK .. TAG .. ' ' .. change_json(op, unread, tail))
 end
 
-local function upserted(g, read) emit('u', short(g.gid), ',"group":' .. view(g, read) .. '}') end
+local function upserted(g, read)
+  emit('u', short(g.gid), function() return ',"group":' .. view(g, read) .. '}' end)
+end
 
 -- A group left the inbox (emptied, retracted or dropped by the cap); its record is already gone.
 local function removed(g)

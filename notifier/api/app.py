@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -12,16 +12,20 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from feeds.graph import FollowGraph
+from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
+from feeds.preferences import PreferenceStore, Relation
+from feeds.timeline import Timelines
 from notifier.runtime import logs, metrics, tracing
 from notifier.runtime.settings import Settings
 from schemas.errors import Reason, Rejected
 
-from . import me
+from . import feed, graph, me, preferences
 from .append import EventLog
 from .ingest import ingest
 from .pressure import Pressure
-from .problems import HTTP_REFUSALS, REFUSALS, on_http_exception, on_refusal, refusal
+from .problems import EXCEPTION_HANDLERS, REFUSALS, internal, refusal
 from .recent import RecentAppends
 from .service_auth import authenticate
 
@@ -72,6 +76,10 @@ def ingest_endpoint(
 
 def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     inbox = Inbox(redis, settings.feeds)
+    follow_graph = FollowGraph(redis)
+    timelines = Timelines(redis, settings.feeds)
+    home_feeds = HomeFeeds(redis, settings.feeds)
+    prefs = PreferenceStore(redis)
     auth = settings.auth
 
     async def get_notifications(request: Request) -> Response:
@@ -83,17 +91,53 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def post_read(request: Request) -> Response:
         return await me.mark_read(request, inbox, auth)
 
+    async def get_followers(request: Request) -> Response:
+        return await graph.list_side(request, follow_graph, auth, "followers")
+
+    async def get_following(request: Request) -> Response:
+        return await graph.list_side(request, follow_graph, auth, "following")
+
+    async def get_follow_counts(request: Request) -> Response:
+        return await graph.counts(request, follow_graph, auth)
+
+    async def get_posts(request: Request) -> Response:
+        return await graph.list_posts(request, timelines, auth)
+
+    async def get_feed(request: Request) -> Response:
+        return await feed.home_feed(request, home_feeds, auth)
+
+    async def get_prefs(request: Request) -> Response:
+        return await preferences.get_preferences(request, prefs, auth)
+
+    async def put_prefs(request: Request) -> Response:
+        return await preferences.put_preferences(request, prefs, auth)
+
+    def relation_routes(relation: Relation) -> list[BaseRoute]:
+        async def listed(request: Request) -> Response:
+            return await preferences.list_relation(request, prefs, auth, relation)
+
+        async def changed(request: Request) -> Response:
+            return await preferences.set_relation(request, prefs, auth, relation, request.method == "PUT")
+
+        return [
+            Route(f"/v1/me/{relation}", listed, methods=["GET"]),
+            Route(f"/v1/me/{relation}/{{user}}", changed, methods=["PUT", "DELETE"]),
+        ]
+
     return [
         Route("/v1/me/notifications", get_notifications, methods=["GET"]),
         Route("/v1/me/unread", get_unread, methods=["GET"]),
         Route("/v1/me/notifications/read", post_read, methods=["POST"]),
+        Route("/v1/me/feed", get_feed, methods=["GET"]),
+        Route("/v1/me/preferences", get_prefs, methods=["GET"]),
+        Route("/v1/me/preferences", put_prefs, methods=["PUT"]),
+        *relation_routes("mutes"),
+        *relation_routes("blocks"),
+        Route("/v1/users/{user}/followers", get_followers, methods=["GET"]),
+        Route("/v1/users/{user}/following", get_following, methods=["GET"]),
+        Route("/v1/users/{user}/follows", get_follow_counts, methods=["GET"]),
+        Route("/v1/users/{user}/posts", get_posts, methods=["GET"]),
     ]
-
-
-EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-    **dict.fromkeys(REFUSALS, on_refusal),
-    **dict.fromkeys(HTTP_REFUSALS, on_http_exception),
-}
 
 
 def api_app(
@@ -127,6 +171,9 @@ def api_app(
             response = await post_events(Request(scope, receive))
         except REFUSALS as exc:
             response = refusal(exc)
+        except Exception:
+            await internal()(scope, receive, send)
+            raise  # for the server's log, as Starlette's ServerErrorMiddleware does
         await response(scope, receive, send)
 
     return app

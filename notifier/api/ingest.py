@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from typing import Final
 
 import msgspec
 import orjson
@@ -14,14 +12,13 @@ from starlette.responses import Response
 
 from notifier.runtime.metrics import Metrics
 from notifier.runtime.settings import IngestSettings, ServiceKey
-from schemas.errors import Reason, Rejected
+from schemas import decoding
+from schemas.errors import CODES, Reason, Rejected
 from schemas.events import Event, decode_event, type_name
 
+from . import problems
 from .append import EventLog
 
-_AT_PATH: Final = re.compile(r" - at `\$(.*)`$")
-# the field's name is the producer's text: any character, a newline included
-_FIELD: Final = re.compile(r"Object (?:contains unknown|missing required) field `(.*)`", re.DOTALL)
 _Item = tuple[Event | None, Rejected | None]
 
 
@@ -56,7 +53,7 @@ def split_batch(body: bytes, max_events: int) -> tuple[list[msgspec.Raw], bool]:
             else [msgspec.json.decode(body, type=msgspec.Raw)]
         )
     except msgspec.DecodeError as exc:
-        raise Rejected(Reason.MALFORMED, f"body is not valid JSON: {exc}") from None
+        raise decoding.refusal(exc) from None
     if batched:
         if not raws:
             raise Rejected(Reason.INVALID, "empty batch")
@@ -72,18 +69,8 @@ def check_event(
 ) -> _Item:
     try:
         event = decode_event(bytes(raw))
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        found = _AT_PATH.search(message)
-        path = found.group(1) if found else ""
-        detail = _AT_PATH.sub("", message)
-        pointer += _json_pointer(path)
-        field = _FIELD.fullmatch(detail)
-        if field:  # point at the unknown or missing field, not at the object holding it
-            pointer += "/" + field.group(1).replace("~", "~0").replace("/", "~1")
-        return None, Rejected(Reason.INVALID, detail, pointer)
-    except msgspec.DecodeError as exc:
-        return None, Rejected(Reason.MALFORMED, str(exc), pointer)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        return None, decoding.refusal(exc, pointer)
     if type_name(event) not in service.event_types:
         detail = f"service {service.name!r} may not send {type_name(event)!r} events"
         return None, Rejected(Reason.FORBIDDEN, detail, pointer + "/type")
@@ -91,11 +78,6 @@ def check_event(
         detail = f"occurred_at is more than {settings.max_clock_skew_s}s in the future"
         return None, Rejected(Reason.INVALID, detail, pointer + "/occurred_at")
     return event, None
-
-
-def _json_pointer(path: str) -> str:
-    """msgspec's `.a[0].b` → `/a/0/b`."""
-    return re.sub(r"\[([0-9]+)\]", r"/\1", path).replace(".", "/")
 
 
 async def ingest(
@@ -140,19 +122,25 @@ async def ingest(
         results.append(result)
     counted.ingest_events_accepted.inc(counts["accepted"])
     counted.ingest_events_duplicate.inc(counts["duplicate"])
-    status = 202 if counts["accepted"] + counts["duplicate"] else _all_rejected_status(results)
-    return Response(
-        orjson.dumps({**counts, "results": results}),
-        status_code=status,
-        media_type="application/json",
-    )
+    reply = {**counts, "results": results}
+    if counts["accepted"] + counts["duplicate"]:
+        return Response(orjson.dumps(reply), status_code=202, media_type="application/json")
+    return _all_rejected(reply, results)
 
 
-def _all_rejected_status(results: list[dict[str, str]]) -> int:
+def _all_rejected(reply: dict[str, object], results: list[dict[str, str]]) -> Response:
+    """Every event refused: a problem (its `results` say why, event by event)."""
     reasons = {Reason(r["error"]) for r in results}
-    if len(reasons) == 1:
-        return Rejected(reasons.pop(), "").http_status
-    return 422
+    reason = reasons.pop() if len(reasons) == 1 else Reason.INVALID
+    if len(results) == 1:
+        problem = problems.body_of(reason, results[0]["detail"], results[0].get("pointer", ""))
+    else:
+        problem = problems.body_of(reason, f"all {len(results)} events were refused; see results")
+    return Response(
+        orjson.dumps({**problem, **reply}),
+        status_code=CODES[reason].http,
+        media_type=problems.MEDIA_TYPE,
+    )
 
 
 def _id_of(raw: msgspec.Raw) -> str:

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from feeds.inbox import Inbox
 from notifier.runtime import tokens
 from notifier.runtime.settings import AuthSettings
+from schemas import decoding
 from schemas.errors import Reason, Rejected
 
 from .ingest import read_body, require_json
@@ -34,19 +35,25 @@ def user_of(request: Request, auth: AuthSettings) -> str:
     return tokens.verify(token, auth).user
 
 
+def page_limit(request: Request) -> int:
+    """The `limit` query parameter of a paged read: 1..MAX_PAGE, 20 when absent."""
+    limit_text = request.query_params.get("limit", "20")
+    if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_PAGE:
+        raise Rejected(Reason.INVALID, f"limit must be an integer 1..{MAX_PAGE}", "/limit")
+    return int(limit_text)
+
+
 def _json(body: object) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
 async def list_notifications(request: Request, inbox: Inbox, auth: AuthSettings) -> Response:
     user = user_of(request, auth)
-    limit_text = request.query_params.get("limit", "20")
-    if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_PAGE:
-        raise Rejected(Reason.INVALID, f"limit must be an integer 1..{MAX_PAGE}", "/limit")
+    limit = page_limit(request)
     before = request.query_params.get("before") or None
     if before is not None and not _PAGE_CURSOR.fullmatch(before):
         raise Rejected(Reason.INVALID, "before must be a cursor from a previous page", "/before")
-    page = await inbox.page(user, before, int(limit_text))
+    page = await inbox.page(user, before, limit)
     groups = [msgspec.Raw(g) for g in page.groups]
     body = {"groups": groups, "unread": page.unread, "cursor": page.cursor, "next": page.next_before}
     return Response(msgspec.json.encode(body), media_type="application/json")
@@ -63,10 +70,8 @@ async def mark_read(request: Request, inbox: Inbox, auth: AuthSettings) -> Respo
     body = await read_body(request, 64 * 1024)
     try:
         command = msgspec.json.decode(body, type=MarkRead)
-    except msgspec.ValidationError as exc:
-        raise Rejected(Reason.INVALID, str(exc)) from None
     except msgspec.DecodeError as exc:
-        raise Rejected(Reason.MALFORMED, f"body is not valid JSON: {exc}") from None
+        raise decoding.refusal(exc) from None
     if command.all == (command.ids is not None):
         raise Rejected(Reason.INVALID, 'send either {"ids": [...]} or {"all": true}')
     if command.ids is not None and not 1 <= len(command.ids) <= MAX_READ_IDS:

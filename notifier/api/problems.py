@@ -1,4 +1,5 @@
-"""Error responses: every refusal is JSON `{"error": reason, "detail": ..., "pointer": ...}`."""
+"""Error responses: RFC 9457 problem details (`application/problem+json`: type, title, status,
+detail) with the product's reason as `error` and a JSON pointer into the input as `pointer`."""
 
 from __future__ import annotations
 
@@ -12,22 +13,60 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from feeds.cluster import CLUSTER_UNAVAILABLE
-from schemas.errors import NoCredentials, Reason, Rejected
+from schemas.errors import CODES, NoCredentials, Reason, Rejected
 
 RETRY_AFTER_S = "1"
 REALM = "notifier"
 _NOT_IN_DESCRIPTION: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")  # RFC 6750 §3 error_description
+MEDIA_TYPE: Final = "application/problem+json"
+TYPE_PREFIX: Final = "urn:notifier:problem:"  # + the reason: stable, and the same as `error`
+TITLES: Final[dict[Reason, str]] = {
+    Reason.MALFORMED: "Request body is not valid JSON",
+    Reason.INVALID: "Request breaks the contract",
+    Reason.TOO_LARGE: "Request too large",
+    Reason.UNSUPPORTED_MEDIA_TYPE: "Unsupported media type",
+    Reason.UNAUTHORIZED: "Not authenticated",
+    Reason.FORBIDDEN: "Not allowed",
+    Reason.CONFLICT: "Event id reused with a different body",
+    Reason.DUPLICATE: "Already done",
+    Reason.NOT_FOUND: "Not found",
+    Reason.METHOD_NOT_ALLOWED: "Method not allowed",
+    Reason.OVERLOADED: "Too many requests in flight",
+    Reason.BACKLOG: "Delivery is behind; retry later",
+    Reason.UNAVAILABLE: "Storage unavailable",
+    Reason.AUTH_TIMEOUT: "Authentication took too long",
+    Reason.TOKEN_EXPIRED: "Token expired",
+    Reason.SLOW_CONSUMER: "Client too slow",
+    Reason.CURSOR_EXPIRED: "Cursor too old",
+    Reason.SHUTTING_DOWN: "Shutting down",
+    Reason.CLAIMED: "Claimed by another moderator",
+    Reason.DECIDED: "Already decided",
+    Reason.INTERNAL: "Internal error",
+    Reason.RATE_LIMITED: "Too many requests; retry later",
+}
+
+
+def body_of(reason: Reason, detail: str, pointer: str = "") -> dict[str, object]:
+    """The problem object for `reason` (callers may add their own extension members)."""
+    body: dict[str, object] = {
+        "type": TYPE_PREFIX + reason.value,
+        "title": TITLES.get(reason, reason.value.replace("_", " ").capitalize()),
+        "status": CODES[reason].http,
+        "detail": detail,
+        "error": reason.value,
+    }
+    if pointer:
+        body["pointer"] = pointer
+    return body
 
 
 def problem(exc: Rejected, *, headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, str] = {"error": exc.reason.value, "detail": exc.detail}
-    if exc.pointer:
-        body["pointer"] = exc.pointer
-    if exc.http_status == 503:
+    body = body_of(exc.reason, exc.detail, exc.pointer)
+    if exc.http_status in (429, 503):
         headers = {"Retry-After": RETRY_AFTER_S, **(headers or {})}
     if exc.http_status == 401:
         headers = {"WWW-Authenticate": challenge(exc), **(headers or {})}
-    return JSONResponse(body, status_code=exc.http_status, headers=headers)
+    return JSONResponse(body, status_code=exc.http_status, headers=headers, media_type=MEDIA_TYPE)
 
 
 def challenge(exc: Rejected) -> str:
@@ -56,14 +95,31 @@ async def on_refusal(request: Request, exc: Exception) -> Response:
 
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (no such route, or not this method) in the same format."""
+    """Starlette's own refusals (no route: 404, wrong method: 405) as problems, not plain text."""
     assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        return problem(
-            Rejected(Reason.METHOD_NOT_ALLOWED, "method not allowed here"), headers=dict(exc.headers or {})
-        )
-    return problem(Rejected(Reason.NOT_FOUND, "no such path"))
+        # Starlette joins a set: sort it, so the answer does not change between processes
+        allowed = headers["Allow"] = ", ".join(sorted(headers.get("Allow", "").split(", ")))
+        detail = f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"
+        return problem(Rejected(Reason.METHOD_NOT_ALLOWED, detail), headers=headers)
+    if exc.status_code == 404:
+        return problem(Rejected(Reason.NOT_FOUND, f"nothing at {request.url.path}"), headers=headers)
+    reason = Reason.INTERNAL if exc.status_code >= 500 else Reason.MALFORMED
+    return problem(Rejected(reason, str(exc.detail)), headers=headers)
 
 
-# the status codes Starlette itself refuses with (the router's), for on_http_exception
-HTTP_REFUSALS = (404, 405)
+def internal() -> JSONResponse:
+    return problem(Rejected(Reason.INTERNAL, "the server failed to handle this request"))
+
+
+async def on_error(request: Request, exc: Exception) -> Response:
+    """A bug: the client gets a problem, the log gets the traceback (Starlette re-raises it)."""
+    return internal()
+
+
+EXCEPTION_HANDLERS: Final = {
+    **dict.fromkeys(REFUSALS, on_refusal),
+    HTTPException: on_http_exception,
+    Exception: on_error,
+}

@@ -14,11 +14,14 @@ from anyio.abc import TaskStatus
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from feeds import graph, timeline
 from feeds.changelog import push_tag
 from feeds.cluster import REDIS_UNAVAILABLE
+from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
+from feeds.preferences import PreferenceStore
 from notifier.runtime import metrics, tracing
 from notifier.runtime.eventlog import LoggedEvent, decode_entry
 from notifier.runtime.lifecycle import Backoff
@@ -314,21 +317,36 @@ async def apply_events(
     counted: metrics.Metrics | None = None,
     traced: tracing.Tracing | None = None,
 ) -> dict[bytes, str]:
-    """Apply every item of `events` in one round trip; the error of each event that failed.
-    `counted` counts the items written; `traced` traces the batch, each event and each item."""
-    ops: list[ItemOp] = []
-    owners: list[bytes] = []
-    tags: list[str] = []
+    """Apply every item of `events` the recipients' preferences let through in one round trip
+    (one more reads the preferences; the follow graph's and the timelines' changes take one more
+    each, when there are any), then the home feeds' (feeds/home.py); the error of each event
+    that failed. `counted` counts the items written; `traced` traces the batch, each event and
+    each item."""
+    planned: list[tuple[LoggedEvent, ItemOp]] = []
+    follow_ops: list[graph.FollowOp] = []
+    post_ops: list[timeline.PostOp] = []
+    follow_owners: list[bytes] = []
+    post_owners: list[bytes] = []
+    for logged in events:
+        planned += [(logged, op) for op in plan(logged.event, limits)]
+        follows, posts = graph.plan(logged.event), timeline.plan(logged.event)
+        follow_ops += follows
+        post_ops += posts
+        follow_owners += [logged.entry_id] * len(follows)
+        post_owners += [logged.entry_id] * len(posts)
+    # the recipients' preferences first: an item they turned off, muted or blocked is not written
+    kept = await PreferenceStore(inbox.redis).keep([op for _, op in planned])
+    planned = [p for p, keep in zip(planned, kept, strict=True) if keep]
+    ops = [op for _, op in planned]
+    owners = [logged.entry_id for logged, _ in planned]
     spans = None
     if traced is not None:
         from .spans import ApplySpans  # needs the tracing extra, which only a traced role has
 
         spans = ApplySpans(traced, events)
-    for logged in events:
-        for op in plan(logged.event, limits):
-            ops.append(op)
-            owners.append(logged.entry_id)
-            tags.append(push_tag(logged.accepted_ms) if spans is None else spans.tag(logged, op))
+    tags = [
+        push_tag(logged.accepted_ms) if spans is None else spans.tag(logged, op) for logged, op in planned
+    ]
     try:
         errors = await inbox.apply(ops, tags)
     except BaseException as exc:
@@ -338,9 +356,37 @@ async def apply_events(
     if spans is not None:
         spans.end(errors)
     failed: dict[bytes, str] = {}
+
+    def fail(owner: bytes, error: BaseException) -> None:
+        failed.setdefault(owner, f"{type(error).__name__}: {error}")
+
     for owner, error in zip(owners, errors, strict=True):
         if error is not None:
-            failed.setdefault(owner, f"{type(error).__name__}: {error}")
+            fail(owner, error)
     if counted is not None:
         counted.items_applied.inc(len(errors) - sum(e is not None for e in errors))
+    follow_states = await graph.FollowGraph(inbox.redis).apply(follow_ops)
+    post_states = await timeline.Timelines(inbox.redis, limits).apply(post_ops)
+    home = HomeFeeds(inbox.redis, limits)
+    # the home feeds act on each change's state once applied (the same on a redelivery)
+    for follow_op, state, owner in zip(follow_ops, follow_states, follow_owners, strict=True):
+        try:
+            if isinstance(state, BaseException):
+                raise state
+            if follow_op.state == "a" and state == "a":
+                await home.backfill(follow_op.follower, follow_op.user)
+            elif follow_op.state != "a" and state != "a":
+                await home.drop_author(follow_op.follower, follow_op.user)
+        except ResponseError as exc:
+            fail(owner, exc)
+    for post_op, state, owner in zip(post_ops, post_states, post_owners, strict=True):
+        try:
+            if isinstance(state, BaseException):
+                raise state
+            if post_op.state == "a" and state == "a":
+                await home.publish(post_op.author, post_op.post)
+            elif post_op.state == "x":
+                await home.retract_post(post_op.author, post_op.post)
+        except ResponseError as exc:
+            fail(owner, exc)
     return failed

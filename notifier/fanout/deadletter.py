@@ -3,6 +3,7 @@ operator's tools for them: list, show, redrive (back into the log) and drop (rea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -23,6 +24,7 @@ class Moved(IntEnum):
     LOST = 2  # dead-lettered, but its event was already gone from the log: never processed
 
 
+_ENTRY: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a stream id, as `dlq list` shows
 # KEYS: event log, dead letters, errors. ARGV: group, entry id, deliveries, fallback error,
 # the error of an entry gone from the log. The move and the XACK are one step, in the
 # partition's slot. Only a still-pending entry moves: several workers' reclaim passes can pick
@@ -70,7 +72,7 @@ class DeadLetter:
 
 def parse_ref(ref: str) -> tuple[int, str]:
     partition, _, entry = ref.partition("/")
-    if not (partition.isascii() and partition.isdigit()) or not entry:
+    if not (partition.isascii() and partition.isdigit()) or not _ENTRY.fullmatch(entry):
         raise ValueError(f"not a dead-letter reference (PARTITION/ID): {ref!r}")
     return int(partition), entry
 

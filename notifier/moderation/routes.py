@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from notifier.runtime import jobqueue, tokens
 from notifier.runtime.settings import AuthSettings, Settings
+from schemas import decoding
 from schemas.errors import Reason, Rejected
 from schemas.events import Id, decode_event, is_id
 
@@ -102,10 +103,8 @@ async def _body(request: Request, kind: type[T]) -> T:
         chunks.append(chunk)
     try:
         return msgspec.json.decode(b"".join(chunks) or b"{}", type=kind)
-    except msgspec.ValidationError as exc:
-        raise Rejected(Reason.INVALID, str(exc)) from None
     except msgspec.DecodeError as exc:
-        raise Rejected(Reason.MALFORMED, f"body is not valid JSON: {exc}") from None
+        raise decoding.refusal(exc) from None
 
 
 def _json(body: object, status: int = 200) -> Response:

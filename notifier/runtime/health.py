@@ -4,8 +4,8 @@ role serves (api and gateway on their port, worker and jobs on a small port of t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
 
 import anyio
 from anyio.abc import TaskStatus
@@ -14,6 +14,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ExceptionHandler
+
+from schemas.errors import Reason, Rejected
 
 from .metrics import Metrics
 
@@ -86,8 +89,8 @@ def ops_routes(health: Health, metrics: Metrics) -> list[BaseRoute]:
         return JSONResponse({"ready": True})
 
     async def scrape(request: Request) -> Response:
-        if not metrics.enabled:
-            return JSONResponse({"error": "metrics are off (NOTIFIER_METRICS_ENABLED)"}, status_code=404)
+        if not metrics.enabled:  # a problem response, by the app's exception handlers
+            raise Rejected(Reason.NOT_FOUND, "metrics are off (NOTIFIER_METRICS_ENABLED)")
         return Response(await metrics.render(), media_type=PROMETHEUS_TEXT)
 
     return [
@@ -97,6 +100,11 @@ def ops_routes(health: Health, metrics: Metrics) -> list[BaseRoute]:
     ]
 
 
-def ops_app(health: Health, metrics: Metrics, more: Sequence[BaseRoute] = ()) -> Starlette:
+def ops_app(
+    health: Health,
+    metrics: Metrics,
+    more: Sequence[BaseRoute] = (),
+    exception_handlers: Mapping[Any, ExceptionHandler] | None = None,
+) -> Starlette:
     """The HTTP app of the roles that serve nothing else (worker, jobs)."""
-    return Starlette(routes=[*ops_routes(health, metrics), *more])
+    return Starlette(routes=[*ops_routes(health, metrics), *more], exception_handlers=exception_handlers)

@@ -20,12 +20,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from feeds.cluster import Cluster
+from schemas.errors import ConfigError
 
 from .settings import RedisSettings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+ADDRESS_FILE = "address"  # in the data folder while a private redis-server runs there
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +76,13 @@ def _cluster(settings: RedisSettings, jobs_url: str) -> Cluster:
 
 
 @contextlib.asynccontextmanager
-async def open_redis(settings: RedisSettings, *, jobs_url: str = "") -> AsyncIterator[RedisHandle]:
-    """`jobs_url`: on a cluster, the plain Redis of arq's job queue."""
+async def open_redis(
+    settings: RedisSettings, *, jobs_url: str = "", allow_fake: bool = True
+) -> AsyncIterator[RedisHandle]:
+    """The configured Redis (`jobs_url`: on a cluster, the plain Redis of arq's job queue);
+    unconfigured: one answering at 127.0.0.1:6379, else the private redis-server a running `up`
+    started on the data folder, else a new private one there, else (when `allow_fake`) the
+    in-process fake."""
     url = settings.url
     if settings.cluster:
         cluster = _cluster(settings, jobs_url)
@@ -84,16 +91,34 @@ async def open_redis(settings: RedisSettings, *, jobs_url: str = "") -> AsyncIte
         finally:
             await cluster.shutdown()
         return
+    folder = Path(settings.data_dir) / "redis"
     if url == "" and await _answers(DEFAULT_URL, settings):
         url = DEFAULT_URL
+    address = folder / ADDRESS_FILE
+    if url in {"", "embedded"} and address.is_file():
+        running = address.read_text(encoding="utf-8").strip()
+        if await _answers(running, settings):
+            client = _client(running, settings)
+            try:
+                yield RedisHandle(
+                    client, True, f"the running private redis-server at {running} (data in {folder})"
+                )
+            finally:
+                await client.aclose()
+            return
     if url in {"", "embedded"} and shutil.which("redis-server"):
-        with _private_server(Path(settings.data_dir) / "redis") as private_url:
+        with _private_server(folder) as private_url:
             client = _client(private_url, settings)
             try:
-                yield RedisHandle(client, True, f"private redis-server at {private_url}")
+                yield RedisHandle(client, True, f"private redis-server at {private_url} (data in {folder})")
             finally:
                 await client.aclose()
         return
+    if url in {"", "embedded", "memory"} and not allow_fake:
+        raise ConfigError(
+            "no Redis found: nothing answers at 127.0.0.1:6379, no private redis-server runs on "
+            f"{folder}, and redis-server is not installed; set NOTIFIER_REDIS_URL"
+        )
     if url in {"", "embedded", "memory"}:
         log.warning(
             "NO REDIS: running on an in-process fake Redis. Nothing persists and nothing is "
@@ -140,8 +165,11 @@ def _private_server(data_dir: Path) -> Iterator[str]:
     try:
         _wait_listening(port, proc)
         log.warning("started a private redis-server on port %s, data in %s", port, data_dir)
-        yield f"redis://127.0.0.1:{port}/0"
+        url = f"redis://127.0.0.1:{port}/0"
+        (data_dir / ADDRESS_FILE).write_text(url + "\n", encoding="utf-8")  # for operator commands
+        yield url
     finally:
+        (data_dir / ADDRESS_FILE).unlink(missing_ok=True)
         proc.terminate()
         try:
             proc.wait(timeout=10)

@@ -12,6 +12,8 @@ import uvicorn
 from anyio.abc import TaskStatus
 from starlette.types import ASGIApp
 
+from schemas.errors import ConfigError
+
 
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
@@ -35,7 +37,11 @@ class HttpService:
     ) -> None:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((host, port))
+        try:
+            self.socket.bind((host, port))
+        except OSError as exc:
+            self.socket.close()
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.port: int = self.socket.getsockname()[1]
         config = uvicorn.Config(
             app,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -190,6 +191,7 @@ class Settings:
                     except (ValueError, ConfigError) as exc:
                         errors.append(f"{name}: {exc}")
             sections[f.name] = dataclasses.replace(section, **values)
+        errors.extend(_unknown_names(environ))
         dev = environ.get(f"{PREFIX}DEV", "").lower() in {"1", "true", "yes"}
         disabled = environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
         tracing = "none" if disabled else environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
@@ -262,6 +264,30 @@ class Settings:
         if self.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             out.append("NOTIFIER_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return out
+
+
+def setting_names() -> list[str]:
+    """Every NOTIFIER_* variable the product reads."""
+    defaults = Settings()
+    names = [
+        f"{PREFIX}{f.name}_{sf.name}".upper()
+        for f in dataclasses.fields(Settings)
+        if dataclasses.is_dataclass(getattr(defaults, f.name))
+        for sf in dataclasses.fields(getattr(defaults, f.name))
+    ]
+    return [*names, f"{PREFIX}DEV"]
+
+
+def _unknown_names(environ: Mapping[str, str]) -> list[str]:
+    """A mistyped variable would silently leave its setting at the default: refuse it, and
+    name the closest one the product reads."""
+    known = setting_names()
+    out = []
+    for name in sorted(environ):
+        if name.startswith(PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            out.append(f"{name}: not a setting" + (f" (did you mean {close[0]}?)" if close else ""))
+    return out
 
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"

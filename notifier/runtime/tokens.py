@@ -45,12 +45,32 @@ def verify(token: str, auth: AuthSettings) -> Claims:
     except jwt.ExpiredSignatureError:
         raise Rejected(Reason.TOKEN_EXPIRED, "token expired") from None
     except jwt.PyJWTError as exc:
-        raise Rejected(Reason.UNAUTHORIZED, f"invalid token: {exc}") from None
+        raise Rejected(Reason.UNAUTHORIZED, _why(exc)) from None
     user = payload["sub"]
     if not isinstance(user, str) or not is_id(user):
         raise Rejected(Reason.UNAUTHORIZED, "invalid token subject")
     role = payload.get("role", "user")
     return Claims(user, float(payload["exp"]), role if isinstance(role, str) else "user")
+
+
+def _why(exc: jwt.PyJWTError) -> str:
+    """PyJWT's refusal in the product's words (its messages name its own internals)."""
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"token has no {exc.claim!r} claim"
+    for kind, words in _WHY:
+        if isinstance(exc, kind):
+            return words
+    return "token not accepted"
+
+
+_WHY: Final[tuple[tuple[type[jwt.PyJWTError], str], ...]] = (
+    (jwt.InvalidSignatureError, "token not signed by this deployment (wrong secret)"),
+    (jwt.InvalidAlgorithmError, f"token must be signed with {ALGORITHM}"),
+    (jwt.InvalidAudienceError, "token is meant for another audience"),
+    (jwt.InvalidIssuerError, "token comes from another issuer"),
+    (jwt.ImmatureSignatureError, "token is not valid yet"),
+    (jwt.DecodeError, "token is not a JWT"),
+)
 
 
 def issue(auth: AuthSettings, user: str, *, ttl_s: float = 3600, role: str = "user") -> str:

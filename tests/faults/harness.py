@@ -393,7 +393,10 @@ class Lab:
         # at quiescence no role may have logged an unhandled exception (RELIABILITY 4.1)
         crashed = {r.name: r.log_text() for r in self.roles.values() if TRACEBACK in r.log_text()}
         for name, text in crashed.items():
-            print(f"----- {name} -----\n{text[text.index(TRACEBACK) - 200 :][:4000]}")
+            trace = text[text.index(TRACEBACK) - 200 :]
+            # the start says where, the end says what: a long chained traceback needs both
+            shown = trace if len(trace) <= 8000 else f"{trace[:4000]}\n[...]\n{trace[-4000:]}"
+            print(f"----- {name} -----\n{shown}")
         assert not crashed, f"unhandled exceptions logged by {sorted(crashed)}"
 
     async def load(

@@ -103,7 +103,23 @@ def scanned_files() -> Iterator[Path]:
 
 
 def test_the_families_are_found() -> None:
-    assert {"events:", "dedupe:", "nb:", "na:", "nc:", "followers:", "push:"} <= PREFIXES
+    assert {
+        "events:",
+        "dedupe:",
+        "nb:",
+        "na:",
+        "nc:",
+        "fo:",
+        "fg:",
+        "fr:",
+        "tp:",
+        "tl:",
+        "hf:",
+        "pref:",
+        "mute:",
+        "block:",
+        "push:",
+    } <= PREFIXES
     assert "gateway:control" in NAMES
     assert offending("nb:{u:" + HOLE + "}") and offending("nc:") and offending("x {u:y}")
     assert offending(f"events:{{{HOLE}}}") and offending("gateway:control")

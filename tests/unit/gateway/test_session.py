@@ -8,6 +8,7 @@ import anyio
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from feeds import changelog
 from gateway.hub import Hub
@@ -69,3 +70,31 @@ async def test_a_client_that_stops_reading_is_cut_off_when_its_queue_fills(redis
         with anyio.fail_after(5):
             await client.closed.wait()
     assert client.close_code == CODES[Reason.SLOW_CONSUMER].ws_close
+
+
+class ResumingClient(StuckClient):
+    """Authenticates with a cursor, so the session starts by reading the change log."""
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.sent:
+            frame = {"type": "auth", "token": self._token, "cursor": str(Cursor("e", 1))}
+            self.sent.append("auth")
+            return {"type": "websocket.receive", "text": orjson.dumps(frame).decode()}
+        await self._forever.wait()
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.anyio
+async def test_an_error_reply_from_redis_closes_with_unavailable_not_a_traceback(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Redis restarted twice in a row: the script cache was empty again after the reload
+    async def refused(*args: Any, **kwargs: Any) -> None:
+        raise NoScriptError("No matching script. Please use EVAL.")
+
+    monkeypatch.setattr(changelog, "read_after", refused)
+    client = ResumingClient(tokens.issue(AUTH, "bob"))
+    session = Session(client, redis, Hub(redis), GatewaySettings(), AUTH)  # type: ignore[arg-type]
+    with anyio.fail_after(5):
+        await session.serve()
+    assert client.close_code == CODES[Reason.UNAVAILABLE].ws_close

@@ -18,6 +18,8 @@ from schemas.events import (
     Follow,
     Like,
     Mention,
+    PostCreated,
+    PostDeleted,
     Unfollow,
     Unlike,
     decode_event,
@@ -36,6 +38,8 @@ VALID: dict[str, dict[str, Any]] = {
     "comment": {"post": "p1", "owner": "olga", "comment": "c1", "text": "nice"},
     "comment_deleted": {"post": "p1", "owner": "olga", "comment": "c1", "mentioned": ["bob"]},
     "mention": {"post": "p1", "users": ["bob", "carol"], "comment": "c1", "text": "@bob @carol"},
+    "post_created": {"post": "p1", "kind": "photo", "text": "sunset", "visibility": "followers"},
+    "post_deleted": {"post": "p1"},
 }
 STRUCTS = {
     "like": Like,
@@ -45,6 +49,8 @@ STRUCTS = {
     "comment": Comment,
     "comment_deleted": CommentDeleted,
     "mention": Mention,
+    "post_created": PostCreated,
+    "post_deleted": PostDeleted,
 }
 
 
@@ -60,7 +66,7 @@ def decode(value: dict[str, Any]) -> object:
 
 def test_the_samples_cover_every_event_type() -> None:
     assert set(VALID) == TYPE_NAMES == set(STRUCTS)
-    assert len(EVENT_TYPES) == 7
+    assert len(EVENT_TYPES) == 9
 
 
 @pytest.mark.parametrize("kind", sorted(VALID))
@@ -79,8 +85,21 @@ def test_optional_fields_take_their_defaults() -> None:
     minimal = {k: v for k, v in body("mention").items() if k not in {"comment", "text"}}
     mention = decode(minimal)
     assert isinstance(mention, Mention) and mention.comment is None and mention.text == ""
+    post = decode({"type": "post_created", "id": "e-1", "actor": "alice", "occurred_at": AT, "post": "p1"})
+    assert post == PostCreated("e-1", "alice", post.occurred_at, "p1", "text", "", "public")
     deleted = decode({k: v for k, v in body("comment_deleted").items() if k != "mentioned"})
     assert isinstance(deleted, CommentDeleted) and deleted.mentioned == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("kind", "poll"), ("visibility", "friends"), ("text", "x" * (MAX_TEXT_CHARS + 1)), ("post", "a b")],
+)
+def test_a_post_refuses_what_its_contract_does_not_allow(field: str, value: str) -> None:
+    event = body("post_created")
+    event[field] = value
+    with pytest.raises(msgspec.ValidationError, match=f"at `\\$.{field}`"):
+        decode(event)
 
 
 def test_an_offset_is_honoured_in_the_event_clock() -> None:

@@ -18,6 +18,14 @@ USER_KEYS: list[Callable[[str], str]] = [
     keys.read_marks,
     keys.changelog,
     keys.followers,
+    keys.following,
+    keys.following_registers,
+    keys.post_records,
+    keys.timeline,
+    keys.home,
+    keys.preferences,
+    keys.mutes,
+    keys.blocks,
     keys.user_channel,
     lambda u: keys.group_actors(u, "like:p1:19844"),
 ]
@@ -42,7 +50,16 @@ def test_exact_formats() -> None:
     assert keys.group_actors("bob", "g1") == "na:{u:bob}:g1"
     assert keys.read_marks("bob") == "nr:{u:bob}"
     assert keys.changelog("bob") == "nc:{u:bob}"
-    assert keys.followers("bob") == "followers:{u:bob}"
+    assert keys.followers("bob") == "fo:{u:bob}"
+    assert keys.following("bob") == "fg:{u:bob}"
+    assert keys.following_registers("bob") == "fr:{u:bob}"
+    assert keys.post_records("bob") == "tp:{u:bob}"
+    assert keys.timeline("bob") == "tl:{u:bob}"
+    assert keys.home("bob") == "hf:{u:bob}"
+    assert keys.pulled_authors() == "feed:pulled"
+    assert keys.preferences("bob") == "pref:{u:bob}"
+    assert keys.mutes("bob") == "mute:{u:bob}"
+    assert keys.blocks("bob") == "block:{u:bob}"
     assert keys.user_channel("bob") == "push:{u:bob}"
     assert keys.gateway_control() == "gateway:control"
     assert keys.FANOUT_GROUP == "fanout"
@@ -97,12 +114,13 @@ def test_derived_patterns_cover_the_derived_keys_and_spare_user_state(user: str)
         key = make(user)
         if make is keys.user_channel:
             continue
-        assert derived(key) == (make is not keys.read_marks), key
+        user_state = make in (keys.read_marks, keys.preferences, keys.mutes, keys.blocks)
+        assert derived(key) == (not user_state), key
     for make_p in PARTITION_KEYS:
         assert not derived(make_p(0))  # the event log is the source of truth, never rebuilt
 
 
-@pytest.mark.parametrize("family", ["nt:", "nf:", "ng:", "nu:", "nlog:", "nm:"])
+@pytest.mark.parametrize("family", ["nt:", "nf:", "ng:", "nu:", "nlog:", "nm:", "followers:"])
 def test_a_rebuild_also_deletes_the_views_of_the_layout_before(family: str) -> None:
     assert any(fnmatchcase(family + "{u:bob}:x", pattern) for pattern in keys.DERIVED_PATTERNS)
 

@@ -18,4 +18,14 @@ def test_schema_file_is_valid_json_naming_every_event_type() -> None:
     schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     assert schema == json_schema()
     mapping = schema["discriminator"]["mapping"]
-    assert set(mapping) == {"like", "unlike", "follow", "unfollow", "comment", "comment_deleted", "mention"}
+    assert set(mapping) == {
+        "like",
+        "unlike",
+        "follow",
+        "unfollow",
+        "comment",
+        "comment_deleted",
+        "mention",
+        "post_created",
+        "post_deleted",
+    }

@@ -1,0 +1,68 @@
+export interface Group {
+  id: string;
+  verb: string;
+  actors: string[];
+  count: number;
+  first_at: number;
+  last_at: number;
+  read: boolean;
+  post?: string;
+  comment?: string;
+  text?: string;
+}
+
+export interface InboxPage {
+  groups: Group[];
+  unread: number;
+  /** opaque: where the WebSocket resumes from */
+  cursor: string;
+  next: string | null;
+}
+
+export interface CursorStorage {
+  get(): string | null;
+  set(cursor: string): void;
+}
+
+export const FATAL_CLOSES: Set<number>;
+export function memoryStorage(initial?: string | null): CursorStorage;
+export function localStorageCursor(key: string, storage?: Storage): CursorStorage;
+export function expiresAt(token: string): number | null;
+
+export class ClientStopped extends Error {
+  code: number;
+  reason: string;
+}
+
+export class Inbox {
+  groups: Map<string, Group>;
+  unread: number;
+  load(page: InboxPage): void;
+  apply(change: Record<string, unknown>): void;
+}
+
+export interface InboxClientOptions {
+  url: string;
+  /** a fresh token of the same user, each call */
+  token: () => Promise<string>;
+  /** the inbox over REST: GET /v1/me/notifications */
+  load: () => Promise<InboxPage>;
+  storage?: CursorStorage;
+  onChange?: (inbox: Inbox) => void;
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  refreshMarginS?: number;
+  WebSocket?: typeof WebSocket;
+}
+
+export class InboxClient {
+  constructor(options: InboxClientOptions);
+  readonly inbox: Inbox;
+  readonly cursor: string | null;
+  /** every close code seen, in order */
+  readonly closes: number[];
+  readonly live: boolean;
+  /** until stop(); rejects with ClientStopped on 4400, 4401, 4403 */
+  run(): Promise<void>;
+  stop(): void;
+}

@@ -1,0 +1,106 @@
+"""The follow graph: whom a user follows and who follows them, paged newest first, with counts.
+
+Followers are kept by the inbox's apply (the followed user's slot, `keys.followers`); following
+by `lua/graph_follow.lua` (the follower's slot). Both resolve follow/unfollow by the event's own
+time (last writer wins), so the two sides agree whatever order the events are applied in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from schemas import keys
+from schemas.events import Event, Follow, Unfollow
+
+from . import ranked
+from .scripts import Arg, Command, Script, run_commands
+
+FOLLOW_SCRIPT = Script(resources.files(__package__).joinpath("lua", "graph_follow.lua").read_text())
+
+Side = Literal["followers", "following"]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowOp:
+    """`follower`'s follow of `user` is `state` (a | i | x) as of (`at_ms`, `event_id`)."""
+
+    follower: str
+    user: str
+    state: Literal["a", "i", "x"]
+    at_ms: int
+    event_id: str
+
+
+def plan(event: Event) -> list[FollowOp]:
+    """The following-list change of a follow or unfollow (none for following oneself, which the
+    inbox ignores too)."""
+    match event:
+        case Follow(user=user) if user != event.actor:
+            return [FollowOp(event.actor, user, "a", event.at_ms, event.id)]
+        case Unfollow(user=user) if user != event.actor:
+            return [FollowOp(event.actor, user, "i", event.at_ms, event.id)]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user: str
+    since_ms: int  # time of the follow
+
+
+@dataclass(frozen=True, slots=True)
+class GraphPage:
+    members: list[Member]  # newest follow first
+    count: int  # the whole list's size
+    next_before: str | None  # cursor of the next page (ranked.parse_cursor), None on the last
+
+
+class FollowGraph:
+    """With the inbox's apply (followers), the only code that reads or writes `fo: fr: fg:`."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def apply(self, ops: Sequence[FollowOp]) -> list[str | BaseException]:
+        """Apply `ops` in one round trip, one script call per follower; per op the follow's state
+        once applied (a | i | x), or the error."""
+        if not ops:
+            return []
+        by_follower: dict[str, list[int]] = {}
+        for i, op in enumerate(ops):
+            by_follower.setdefault(op.follower, []).append(i)
+        commands: list[Command] = []
+        for follower, indexes in by_follower.items():
+            args: list[Arg] = []
+            for i in indexes:
+                op = ops[i]
+                args += (op.user, op.state, op.at_ms, op.event_id)
+            commands.append(
+                FOLLOW_SCRIPT.command([keys.following_registers(follower), keys.following(follower)], args)
+            )
+        results = await run_commands(self._redis, [FOLLOW_SCRIPT], commands)
+        states: list[str | BaseException] = [ResponseError("not applied")] * len(ops)
+        for indexes, result in zip(by_follower.values(), results, strict=True):
+            for n, i in enumerate(indexes):  # the whole call failed, or one state per op
+                states[i] = result if isinstance(result, BaseException) else result[n].decode()
+        return states
+
+    async def page(self, user: str, side: Side, before: tuple[int, str] | None, limit: int) -> GraphPage:
+        """`user`'s followers or following, newest follow first, after the `before` position."""
+        key = keys.followers(user) if side == "followers" else keys.following(user)
+        got = await ranked.page(self._redis, key, before, limit)
+        return GraphPage([Member(m, at) for m, at in got.members], got.count, got.next_before)
+
+    async def counts(self, user: str) -> tuple[int, int]:
+        """(followers, following) of `user`."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.followers(user))
+            pipe.zcard(keys.following(user))
+            followers, following = await pipe.execute()
+        return int(followers), int(following)

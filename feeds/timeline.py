@@ -1,0 +1,102 @@
+"""Authors' timelines: each author's live posts, newest first, kept from post_created and
+post_deleted in the author's slot (`lua/timeline_apply.lua`). A deletion is final whatever the
+order the two arrive in. The timeline is what a home feed is built from (issue 16)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from schemas import keys
+from schemas.events import Event, PostCreated, PostDeleted
+
+from . import ranked
+from .limits import FeedLimits
+from .scripts import Arg, Command, Script, run_commands
+
+APPLY_SCRIPT = Script(resources.files(__package__).joinpath("lua", "timeline_apply.lua").read_text())
+
+
+@dataclass(frozen=True, slots=True)
+class PostOp:
+    """`author`'s `post` is live with `record` (state a) or deleted for good (x), as of
+    (`at_ms`, `event_id`)."""
+
+    author: str
+    post: str
+    state: Literal["a", "x"]
+    at_ms: int
+    event_id: str
+    record: bytes = b""
+
+
+def plan(event: Event) -> list[PostOp]:
+    match event:
+        case PostCreated(post=post, kind=kind, text=text, visibility=visibility):
+            record = {
+                "id": post,
+                "author": event.actor,
+                "kind": kind,
+                "text": text,
+                "visibility": visibility,
+                "at": event.at_ms,
+            }
+            return [PostOp(event.actor, post, "a", event.at_ms, event.id, orjson.dumps(record))]
+        case PostDeleted(post=post):
+            return [PostOp(event.actor, post, "x", event.at_ms, event.id)]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class TimelinePage:
+    posts: list[bytes]  # each a JSON object (id, author, kind, text, visibility, at), newest first
+    count: int  # live posts kept
+    next_before: str | None  # cursor of the next page (ranked.parse_cursor), None on the last
+
+
+class Timelines:
+    """The only code that reads or writes `tp:` and `tl:`."""
+
+    def __init__(self, redis: Redis, limits: FeedLimits) -> None:
+        self._redis = redis
+        self._limits = limits
+
+    async def apply(self, ops: Sequence[PostOp]) -> list[str | BaseException]:
+        """Apply `ops` in one round trip, one script call per author; per op the post's state once
+        applied (a live, x deleted, empty: not kept), or the error."""
+        if not ops:
+            return []
+        by_author: dict[str, list[int]] = {}
+        for i, op in enumerate(ops):
+            by_author.setdefault(op.author, []).append(i)
+        commands: list[Command] = []
+        for author, indexes in by_author.items():
+            args: list[Arg] = [self._limits.max_posts]
+            for i in indexes:
+                op = ops[i]
+                args += (op.post, op.state, op.at_ms, op.event_id, op.record)
+            commands.append(APPLY_SCRIPT.command([keys.post_records(author), keys.timeline(author)], args))
+        results = await run_commands(self._redis, [APPLY_SCRIPT], commands)
+        states: list[str | BaseException] = [ResponseError("not applied")] * len(ops)
+        for indexes, result in zip(by_author.values(), results, strict=True):
+            for n, i in enumerate(indexes):  # the whole call failed, or one state per op
+                states[i] = result if isinstance(result, BaseException) else result[n].decode()
+        return states
+
+    async def page(self, author: str, before: tuple[int, str] | None, limit: int) -> TimelinePage:
+        """`author`'s live posts, newest first, after the `before` position. A post deleted
+        between the two reads is left out (the page is then shorter)."""
+        got = await ranked.page(self._redis, keys.timeline(author), before, limit)
+        posts: list[bytes] = []
+        if got.members:
+            records = await self._redis.hmget(keys.post_records(author), [m for m, _ in got.members])
+            for raw in records:
+                if raw is not None and raw.startswith(b"a "):
+                    posts.append(raw.partition(b"\n")[2])
+        return TimelinePage(posts, got.count, got.next_before)

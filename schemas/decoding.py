@@ -1,0 +1,83 @@
+"""msgspec's decode errors in the product's words: `refusal(exc)` is the one place that reads
+msgspec's message text (it has no structured error), so a msgspec upgrade that rewords a message
+breaks tests/unit/schemas/test_decoding.py, not the API's answers."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import msgspec
+
+from .errors import Reason, Rejected
+from .events import ID_PATTERN
+
+_AT: Final = re.compile(r" - at `\$(.*)`\Z", re.DOTALL)
+_KINDS: Final = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "object": "an object",
+    "array": "an array",
+    "null": "null",
+}
+_ID_WORDS: Final = "1-128 characters of A-Z a-z 0-9 _ . : @ -"
+_PATTERNS: Final = {ID_PATTERN: _ID_WORDS, repr(ID_PATTERN)[1:-1]: _ID_WORDS}  # msgspec shows the repr
+# (message regex, detail template); the template gets the match's groups by name
+_RULES: Final[tuple[tuple[re.Pattern[str], str], ...]] = tuple(
+    (re.compile(pattern + r"\Z", re.DOTALL), template)  # a field's name may hold a newline
+    for pattern, template in (
+        (r"Object missing required field `(?P<field>.*)`", "{field} is required"),
+        (r"Object contains unknown field `(?P<field>.*)`", "{field} is not a field of this object"),
+        (r"Expected `(?P<want>\w+)`, got `(?P<got>\w+)`", "{where} must be {want}, not {got}"),
+        (r"Expected `str` of length >= (?P<n>\d+)", "{where} must be at least {n} characters long"),
+        (r"Expected `str` of length <= (?P<n>\d+)", "{where} must be at most {n} characters long"),
+        (r"Expected `array` of length >= (?P<n>\d+)", "{where} must hold at least {n} items"),
+        (r"Expected `array` of length <= (?P<n>\d+)", "{where} must hold at most {n} items"),
+        (r"Expected `(?:int|float)` >= (?P<n>[-\d.]+)", "{where} must be at least {n}"),
+        (r"Expected `(?:int|float)` <= (?P<n>[-\d.]+)", "{where} must be at most {n}"),
+        (r"Expected `str` matching regex '(?P<regex>.*)'", "{where} must be {regex}"),
+        (r"Invalid (?:enum )?value (?P<value>.*)", "{where} {value} is not one of the documented values"),
+        (r"Expected `datetime`, got `str`", "{where} must be an RFC 3339 time with an offset"),
+        (r"Invalid RFC3339 encoded datetime", "{where} must be an RFC 3339 time (2026-01-31T12:00:00Z)"),
+        (r"Expected `datetime` with a timezone component", "{where} needs a UTC offset (Z or +hh:mm)"),
+        (r"Integer value out of range", "{where} is out of range"),
+    )
+)
+
+
+def refusal(exc: msgspec.DecodeError, pointer: str = "") -> Rejected:
+    """The refusal for a body msgspec would not decode; `pointer` is where that body sits in
+    the request (a batch's `/3`), extended to the offending member."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return Rejected(Reason.MALFORMED, _malformed(str(exc)), pointer)
+    message = str(exc)
+    found = _AT.search(message)
+    path = _pointer(found.group(1)) if found else ""
+    message = _AT.sub("", message)
+    for rule, template in _RULES:
+        match = rule.match(message)
+        if match is None:
+            continue
+        fields = match.groupdict()
+        if "field" in fields:  # point at the missing or unknown member, not at its object
+            path += "/" + fields["field"].replace("~", "~0").replace("/", "~1")
+        fields["want"] = _KINDS.get(fields.get("want", ""), fields.get("want", ""))
+        fields["got"] = _KINDS.get(fields.get("got", ""), fields.get("got", ""))
+        fields["regex"] = _PATTERNS.get(fields.get("regex", ""), "in the documented format")
+        where = path.rsplit("/", 1)[-1] if path else "the body"
+        return Rejected(Reason.INVALID, template.format(where=where, **fields), pointer + path)
+    return Rejected(Reason.INVALID, message.replace("`", ""), pointer + path)
+
+
+def _malformed(message: str) -> str:
+    if message.startswith("Input data was truncated"):
+        return "body is not valid JSON: it ends too early"
+    byte = re.search(r"\(byte (\d+)\)\Z", message)
+    return "body is not valid JSON" + (f" (at byte {byte.group(1)})" if byte else "")
+
+
+def _pointer(path: str) -> str:
+    """msgspec's `.a[0].b` → `/a/0/b`."""
+    return re.sub(r"\[([0-9]+)\]", r"/\1", path).replace(".", "/")

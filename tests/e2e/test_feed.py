@@ -1,0 +1,80 @@
+"""The home feed over real HTTP and a real worker: pushed posts and a celebrity's read-merged ones
+in one feed, paged; a deletion and an unfollow hide posts at once; bad cursors refused."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from schemas import keys
+from tests.conftest import SettingsFactory
+
+from .harness import App, Json, at, follow, running_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+
+def post(eid: str, author: str, post_id: str, t: float, text: str = "") -> Json:
+    return {
+        "type": "post_created",
+        "id": eid,
+        "actor": author,
+        "occurred_at": at(t),
+        "post": post_id,
+        "text": text,
+    }
+
+
+async def whole_feed(app: App, user: str) -> list[Json]:
+    items: list[Json] = []
+    query = "?limit=2"
+    while True:
+        page = await app.me(user, "/v1/me/feed" + query)
+        items += page["items"]
+        if page["next"] is None:
+            return items
+        query = f"?limit=2&before={page['next']}"
+
+
+async def test_pushed_and_merged_posts_in_one_feed(redis: Redis, settings_factory: SettingsFactory) -> None:
+    settings = settings_factory({"NOTIFIER_FEEDS_CELEBRITY_FOLLOWERS": "3"})
+    async with running_app(settings, redis) as app:
+        fans = ["ann", "bob", "cid"]
+        await app.accept(
+            *[follow(f"f-{f}", f, "star", t=0) for f in fans], follow("f-ann-joe", "ann", "joe", t=0)
+        )
+        await app.worker.drain()
+        await app.accept(
+            post("p-1", "star", "s1", 1, "hello"),
+            post("p-2", "joe", "j1", 2),
+            post("p-3", "joe", "j2", 3),
+            post("p-4", "star", "s2", 4),
+        )
+        await app.worker.drain()
+        assert await redis.sismember(keys.pulled_authors(), "star")  # 3 followers: read-merged
+
+        feed = await whole_feed(app, "ann")
+        assert [(i["author"], i["id"]) for i in feed] == [
+            ("star", "s2"),
+            ("joe", "j2"),
+            ("joe", "j1"),
+            ("star", "s1"),
+        ]
+        assert feed[-1]["text"] == "hello"
+        assert [i["id"] for i in await whole_feed(app, "bob")] == ["s2", "s1"]
+
+        gone = {"type": "post_deleted", "id": "d-1", "actor": "star", "occurred_at": at(9), "post": "s2"}
+        unfollow = {"type": "unfollow", "id": "u-1", "actor": "ann", "occurred_at": at(9), "user": "joe"}
+        await app.accept(gone, unfollow)
+        await app.worker.drain()
+        assert [i["id"] for i in await whole_feed(app, "ann")] == ["s1"]
+        assert [i["id"] for i in await whole_feed(app, "dan")] == []
+
+
+async def test_a_bad_feed_read_is_refused(redis: Redis, settings_factory: SettingsFactory) -> None:
+    async with running_app(settings_factory(), redis) as app:
+        response = await app.http.get(
+            "/v1/me/feed?before=x", headers={"Authorization": f"Bearer {app.token('ann')}"}
+        )
+        assert (response.status_code, response.json()["pointer"]) == (422, "/before")
+        assert (await app.http.get("/v1/me/feed")).status_code == 401

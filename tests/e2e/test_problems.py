@@ -1,0 +1,71 @@
+"""Every refusal of every route is an RFC 9457 problem (application/problem+json), Starlette's own
+404 and 405 included, with no library jargon in `detail`."""
+
+from __future__ import annotations
+
+import httpx
+import jwt
+import pytest
+from redis.asyncio import Redis
+
+from notifier.runtime.settings import Settings
+
+from .harness import Json, running_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+
+def problem(response: httpx.Response, status: int, reason: str) -> Json:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: Json = response.json()
+    assert body["type"] == f"urn:notifier:problem:{reason}"
+    assert (body["status"], body["error"]) == (status, reason)
+    assert body["title"] and body["detail"]
+    return body
+
+
+async def test_unknown_paths_and_wrong_methods(redis: Redis, settings: Settings) -> None:
+    async with running_app(settings, redis) as app:
+        missing = problem(await app.http.get("/v1/nowhere"), 404, "not_found")
+        assert missing["detail"] == "nothing at /v1/nowhere"
+        for method, path, allowed in [
+            ("GET", "/v1/events", "POST"),
+            ("DELETE", "/v1/me/unread", "GET, HEAD"),
+            ("PUT", "/v1/moderation/items", "GET, HEAD"),
+        ]:
+            response = await app.http.request(method, path)
+            body = problem(response, 405, "method_not_allowed")
+            assert response.headers["allow"] == allowed
+            assert body["detail"] == f"{method} is not allowed on {path} (allowed: {allowed})"
+
+
+async def test_token_refusals_say_what_is_wrong(redis: Redis, settings: Settings) -> None:
+    claims = {"sub": "vic", "aud": "notifier", "exp": 9_999_999_999}
+    cases = [
+        (
+            jwt.encode(claims, "x" * 40, algorithm="HS256"),
+            "token not signed by this deployment (wrong secret)",
+        ),
+        ("not.a.jwt", "token is not a JWT"),
+        (
+            jwt.encode({**claims, "aud": "other"}, settings.auth.jwt_secret),
+            "token is meant for another audience",
+        ),
+        (jwt.encode({"sub": "vic", "aud": "notifier"}, settings.auth.jwt_secret), "token has no 'exp' claim"),
+    ]
+    async with running_app(settings, redis) as app:
+        for token, detail in cases:
+            response = await app.http.get("/v1/me/unread", headers={"Authorization": f"Bearer {token}"})
+            assert problem(response, 401, "unauthorized")["detail"] == detail
+            assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_body_errors_are_in_product_words(redis: Redis, settings: Settings) -> None:
+    async with running_app(settings, redis) as app:
+        headers = {"Authorization": f"Bearer {app.token('vic')}", "Content-Type": "application/json"}
+        bad = await app.http.post("/v1/me/notifications/read", content=b'{"ids": [1]}', headers=headers)
+        body = problem(bad, 422, "invalid")
+        assert (body["detail"], body["pointer"]) == ("0 must be a string, not an integer", "/ids/0")
+        broken = await app.http.post("/v1/me/notifications/read", content=b'{"ids": [', headers=headers)
+        assert problem(broken, 400, "malformed")["detail"] == "body is not valid JSON: it ends too early"

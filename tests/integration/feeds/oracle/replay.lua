@@ -1,0 +1,70 @@
+-- The changes after a cursor, rendered from the current views (the log keeps only what changed
+-- and the unread count after it). ARGV: the cursor's epoch ('-': before the log), change number
+-- and check (schemas/cursor.py), most changes to return (0: only the log's end).
+-- Returns {'refetch', epoch, last number, last check} when the cursor names no change the log
+-- still has (trimmed, past the end, another epoch's, or a number reused with another check) or
+-- a change after it is gone, else {'replay', epoch, number of the first change returned,
+-- check, json, check, json...}; with count 0, {'tail', epoch, last number, last check}.
+local epoch, after, check = ARGV[BASE + 1], tonumber(ARGV[BASE + 2]), tonumber(ARGV[BASE + 3])
+local count = tonumber(ARGV[BASE + 4])
+local s = state()
+if count == 0 then return {'tail', s.epoch or '-', s.seq, last_check()} end
+if not s.epoch then
+  if epoch == '-' then return {'replay', '-', 1} end
+  return {'refetch', '-', 0, 0}
+end
+local function refetch() return {'refetch', s.epoch, s.seq, last_check()} end
+if epoch == '-' then
+  after = 0
+elseif epoch ~= s.epoch then
+  return refetch()
+end
+local first = s.seq - redis.call('LLEN', K_LOG) + 1  -- the oldest change still logged
+if after > s.seq or (after == 0 and first > 1) or (after > 0 and after < first) then return refetch() end
+local from = after - first  -- the index of the cursor's own change (-1: 0, the log's start)
+local entries = redis.call('LRANGE', K_LOG, math.max(from, 0), from + count)
+if from >= 0 and check_of(table.remove(entries, 1)) ~= check then return refetch() end
+local out = {'replay', s.epoch, after + 1}
+if #entries == 0 then return out end
+
+-- Every change to a group renders its current view, once per group.
+local found, missing = {}, 0
+for i, entry in ipairs(entries) do
+  local check, at = check_of(entry)
+  local op, unread, ref = entry:match('^(%a)(%d+) (.*)$', at)
+  entries[i] = {op, unread, ref, check}
+  if op == 'u' and found[ref] == nil then
+    found[ref], missing = false, missing + 1
+  end
+end
+lookup(found, missing)
+local rendered, ids, groups = {}, {'*'}, {}
+for id, rec in pairs(found) do
+  if rec then
+    groups[#groups + 1] = decode(rec)
+    ids[#ids + 1] = groups[#groups].gid
+  end
+end
+if #groups > 0 then
+  local marks = redis.call('HMGET', K_MARKS, unpack(ids))  -- the read-all mark, then each group's
+  local all = tonumber(marks[1] or '0')
+  for i, g in ipairs(groups) do
+    rendered[short(g.gid)] = ',"group":' .. view(g, g.t <= math.max(all, tonumber(marks[i + 1] or '0'))) .. '}'
+  end
+end
+
+for _, e in ipairs(entries) do
+  local op, unread, ref = e[1], e[2], e[3]
+  local tail
+  if op == 'r' then
+    tail = read_tail(ref)
+  else
+    tail = op == 'u' and rendered[ref]
+    if not tail then  -- a remove; or an upsert of a group removed since (a later change says so)
+      op, tail = 'd', ',"id":' .. jstr(long(ref)) .. '}'
+    end
+  end
+  out[#out + 1] = e[4]
+  out[#out + 1] = change_json(op, unread, tail)
+end
+return out

@@ -1,0 +1,84 @@
+"""Preferences applied on fakeredis: what the fan-out holds back from an inbox (types off, mutes,
+blocks either way; undo always passes) and what a home feed hides at read."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from feeds.home import HomeFeeds
+from feeds.inbox import Inbox
+from feeds.items import plan
+from feeds.limits import FeedLimits
+from feeds.preferences import PreferenceStore
+from notifier.fanout.consumer import apply_events
+from notifier.runtime.eventlog import LoggedEvent
+from schemas.events import Event, PostCreated
+from schemas.preferences import Preferences
+from tests.unit.builders import at, comment, follow, like, unlike
+
+pytestmark = pytest.mark.anyio
+
+LIMITS = FeedLimits()
+
+
+async def apply(redis: Redis, events: list[Event]) -> None:
+    logged = [LoggedEvent(f"{i}-0".encode(), e, "posts", 0) for i, e in enumerate(events)]
+    assert await apply_events(Inbox(redis, LIMITS), LIMITS, logged) == {}
+
+
+async def verbs(redis: Redis, user: str) -> list[tuple[str, int]]:
+    page = await Inbox(redis, LIMITS).page(user, None, 100)
+    return sorted((g["verb"], g["count"]) for g in map(orjson.loads, page.groups))
+
+
+async def test_a_type_turned_off_no_longer_reaches_the_inbox(redis: Redis) -> None:
+    await PreferenceStore(redis).put("olga", Preferences(off=["like"]))
+    await apply(redis, [like("ann"), follow("bob"), comment("cid", "c1")])
+    assert await verbs(redis, "olga") == [("comment", 1), ("follow", 1)]
+
+
+async def test_a_muted_actor_no_longer_notifies_but_an_undo_still_applies(redis: Redis) -> None:
+    store = PreferenceStore(redis)
+    await apply(redis, [like("ann", t=1)])
+    assert await store.relate("olga", "mutes", "ann", True, 0)
+    assert not await store.relate("olga", "mutes", "ann", True, 0)  # idempotent
+    await apply(redis, [like("ann", post="p2", t=2), comment("ann", "c1")])
+    assert await verbs(redis, "olga") == [("like", 1)]
+    await apply(redis, [unlike("ann", t=3)])  # taking back what did arrive passes
+    assert await verbs(redis, "olga") == []
+
+
+@pytest.mark.parametrize("blocker", ["olga", "ann"])
+async def test_a_block_either_way_stops_notifications(redis: Redis, blocker: str) -> None:
+    other = "ann" if blocker == "olga" else "olga"
+    await PreferenceStore(redis).relate(blocker, "blocks", other, True, 0)
+    await apply(redis, [like("ann"), follow("ann"), like("bob")])
+    assert await verbs(redis, "olga") == [("like", 1)]  # bob's
+
+
+async def test_keep_checks_only_what_would_newly_show(redis: Redis) -> None:
+    store = PreferenceStore(redis)
+    await store.relate("olga", "mutes", "ann", True, 0)
+    ops = plan(like("ann"), LIMITS) + plan(unlike("ann"), LIMITS) + plan(like("bob"), LIMITS)
+    assert await store.keep(ops) == [False, True, True]
+    assert await store.keep([]) == []
+
+
+async def test_the_feed_hides_muted_and_blocked_authors(redis: Redis) -> None:
+    posts: list[Event] = [
+        PostCreated(id=f"p-{a}", actor=a, occurred_at=at(1), post=f"{a}-1") for a in ("ann", "bob", "cid")
+    ]
+    await apply(redis, [follow("olga", a) for a in ("ann", "bob", "cid")] + posts)
+    feeds, store = HomeFeeds(redis, LIMITS), PreferenceStore(redis)
+
+    async def authors() -> list[str]:
+        return [orjson.loads(i)["author"] for i in (await feeds.page("olga", None, 10)).items]
+
+    assert await authors() == ["cid", "bob", "ann"]
+    await store.relate("olga", "mutes", "ann", True, 0)
+    await store.relate("bob", "blocks", "olga", True, 0)
+    assert await authors() == ["cid"]
+    await store.relate("olga", "mutes", "ann", False, 0)
+    assert await authors() == ["cid", "ann"]

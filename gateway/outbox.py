@@ -34,11 +34,6 @@ class Outbox(Generic[T]):
         self._wake()
         return True
 
-    @property
-    def idle(self) -> bool:
-        """The writer waits in `take` and nothing is queued: it has nothing in hand either."""
-        return self._waiter is not None and not self._items and not self.closed
-
     async def take(self) -> list[T]:
         """Every queued item, oldest first, waiting while there is none; [] once closed."""
         while not self._items and not self.closed:

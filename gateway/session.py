@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
@@ -14,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from starlette.types import Scope, Send
+from starlette.types import Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from feeds import changelog
@@ -37,19 +36,6 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 _RESYNC = None  # queue marker: re-read the change log from our cursor
-
-
-class FrameWriter(NamedTuple):
-    """Where the server offers SEND_FRAMES (gateway/wsserver.py): its ASGI send, and its
-    `write_nowait`."""
-
-    send: Send
-    write_nowait: Callable[[list[str]], bool]
-
-    @classmethod
-    def of(cls, scope: Scope, send: Send) -> FrameWriter | None:
-        extension = (scope.get("extensions") or {}).get(SEND_FRAMES)
-        return None if extension is None else cls(send, extension["write_nowait"])
 
 
 class _Pending:
@@ -81,12 +67,12 @@ class Session:
         "_auth",
         "_cursor",
         "_expired",
-        "_frames",
         "_hub",
         "_live_scope",
         "_outbox",
         "_overflowed",
         "_redis",
+        "_send_frames",
         "_settings",
         "_ws",
         "expires_at",
@@ -100,10 +86,12 @@ class Session:
         hub: Hub,
         settings: GatewaySettings,
         auth: AuthSettings,
-        frames: FrameWriter | None = None,
+        send_frames: Send | None = None,
     ) -> None:
         self._ws = ws
-        self._frames = frames  # else live frames go one by one through `ws`
+        # the server's ASGI send where it takes SEND_FRAMES (gateway/wsserver.py); else live
+        # frames go one by one through `ws`
+        self._send_frames = send_frames
         self._redis = redis
         self._hub = hub
         self._settings = settings
@@ -119,30 +107,7 @@ class Session:
     # -- Listener (called by the hub, never blocks) -------------------------------------
 
     def push_nowait(self, change: changelog.Live) -> None:
-        if not (self._outbox.idle and self._pushed_now(change)):
-            self._enqueue(change)
-
-    def _pushed_now(self, change: changelog.Live) -> bool:
-        """Write a live change from here, without waking the writer, when nothing is queued
-        before it (the writer waits with nothing in hand) and the server takes it at once;
-        True when done (written, or skipped as the replay's). Else the writer handles it:
-        a catch-up, a traced push, a full transport buffer, a connection closing."""
-        if self._frames is None or self._expired or self._overflowed:
-            return False
-        if change.traceparent and self._hub.tracing is not None:
-            return False
-        cursor = change.cursor
-        if not self._follows(cursor):
-            return False
-        if not self._replayed(cursor):
-            if not self._frames.write_nowait([protocol.change(str(cursor), change.payload)]):
-                return False
-            self._cursor = cursor
-            metrics = self._hub.metrics
-            metrics.frames_live.inc()
-            if change.accepted_ms:
-                metrics.push_seconds.observe(time.time() - int(change.accepted_ms) / 1000)
-        return True
+        self._enqueue(change)
 
     def resync(self) -> None:
         self._enqueue(_RESYNC)
@@ -328,8 +293,8 @@ class Session:
         SEND_FRAMES), then count them, observe their push latency and end their spans."""
         if not out.texts:
             return
-        if self._frames is not None:
-            await self._frames.send({"type": SEND_FRAMES, "texts": out.texts})
+        if self._send_frames is not None:
+            await self._send_frames({"type": SEND_FRAMES, "texts": out.texts})
         else:
             for text in out.texts:
                 await self._ws.send_text(text)

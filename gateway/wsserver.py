@@ -39,9 +39,7 @@ log = logging.getLogger("uvicorn.error")  # where uvicorn's protocols log
 
 # An ASGI extension of this server, for the gateway's live push (gateway/session.py):
 # `send({"type": SEND_FRAMES, "texts": [...]})` sends the texts as text frames in one transport
-# write, waiting first while the transport's buffer is full, as `websocket.send` does; and
-# `scope["extensions"][SEND_FRAMES]["write_nowait"](texts)` writes them at once, or returns
-# False (nothing written) while the buffer is full or the connection is not open.
+# write, waiting first while the transport's buffer is full, as `websocket.send` does.
 SEND_FRAMES: Final = "notifier.websocket.send_frames"
 CLOSE_TIMEOUT_S: Final = 10.0  # after the app's close frame, for the client's reply (as uvicorn)
 SERVICE_RESTART: Final = 1012  # the close code every client gets when the server shuts down
@@ -211,7 +209,7 @@ class WebSocketProtocol(asyncio.Protocol):
             "headers": headers,
             "subprotocols": subprotocols,
             "state": self._app_state.copy(),
-            "extensions": {"websocket.http.response": {}, SEND_FRAMES: {"write_nowait": self.write_nowait}},
+            "extensions": {"websocket.http.response": {}, SEND_FRAMES: {}},
         }
 
     def _frame(self, frame: Frame) -> None:
@@ -358,20 +356,6 @@ class WebSocketProtocol(asyncio.Protocol):
                 return
             self._conn.send_text(text.encode())
         self._flush()
-
-    def write_nowait(self, texts: list[str]) -> bool:
-        """SEND_FRAMES's `write_nowait`: no task switch, no ASGI message."""
-        if (
-            self._drain is not None
-            or self._lost
-            or self._close_sent
-            or not self._handshake_done
-            or self._conn.state is not OPEN
-            or self._transport.is_closing()
-        ):
-            return False
-        self._write_texts(texts)
-        return True
 
     def _send_frames(self, texts: list[str]) -> None:
         if self._conn.state is not OPEN:

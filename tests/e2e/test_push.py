@@ -135,9 +135,9 @@ async def test_a_cursor_from_another_epoch_gets_refetch(redis: Redis, settings: 
 async def test_a_burst_to_a_lagging_client_arrives_whole_in_order_and_counted(
     redis: Redis, settings: Settings
 ) -> None:
-    """Live frames go out as written from the hub while the client keeps up, in batches from
-    the writer once the socket's buffer is full (12.8 MB here, past loopback's buffers): the
-    client still gets each once, in order, and each is counted with its push latency."""
+    """The session's writer sends what queued up in batches (one write each), and waits while
+    the socket's buffer is full (12.8 MB here, past loopback's buffers): the client still gets
+    each change once, in order, and each is counted with its push latency."""
     burst, pad = 200, "x" * 64_000
     counted = metrics.Metrics()
     metrics.use(counted)  # this test's context: the gateway started below reads it

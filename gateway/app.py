@@ -13,6 +13,7 @@ from notifier.runtime.settings import Settings
 
 from .hub import Hub
 from .session import Session
+from .wsserver import SEND_FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,10 @@ def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> AS
             await ws.close(POLICY_VIOLATION)
             return
         connections.inc()
+        # live frames in batches, straight to the server, where it offers that (wsserver.py)
+        send_frames = send if SEND_FRAMES in (scope.get("extensions") or {}) else None
         try:
-            await Session(ws, redis, hub, settings.gateway, settings.auth).serve()
+            await Session(ws, redis, hub, settings.gateway, settings.auth, send_frames).serve()
         finally:
             connections.dec()
 

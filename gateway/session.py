@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
@@ -12,6 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.types import Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from feeds import changelog
@@ -25,11 +27,26 @@ from schemas.errors import Reason, Rejected
 
 from .hub import Hub
 from .outbox import Outbox
+from .wsserver import SEND_FRAMES
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 _RESYNC = None  # queue marker: re-read the change log from our cursor
+
+
+class _Pending:
+    """Live frames not yet written, with what is done once they are."""
+
+    __slots__ = ("accepted_ms", "spans", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.accepted_ms: list[str] = []  # of those with a push tag (milliseconds, text)
+        self.spans: list[Span] = []
 
 
 class Closed(Exception):
@@ -55,6 +72,7 @@ class Session:
         "_outbox",
         "_overflowed",
         "_redis",
+        "_send_frames",
         "_settings",
         "_ws",
         "expires_at",
@@ -62,9 +80,18 @@ class Session:
     )
 
     def __init__(
-        self, ws: WebSocket, redis: Redis, hub: Hub, settings: GatewaySettings, auth: AuthSettings
+        self,
+        ws: WebSocket,
+        redis: Redis,
+        hub: Hub,
+        settings: GatewaySettings,
+        auth: AuthSettings,
+        send_frames: Send | None = None,
     ) -> None:
         self._ws = ws
+        # the server's ASGI send where it takes SEND_FRAMES (gateway/wsserver.py); else live
+        # frames go one by one through `ws`
+        self._send_frames = send_frames
         self._redis = redis
         self._hub = hub
         self._settings = settings
@@ -235,33 +262,49 @@ class Session:
                 return sent
 
     async def _write(self) -> None:
-        frames, latency = self._hub.metrics.frames_live, self._hub.metrics.push_seconds
         traced = self._hub.tracing
         while batch := await self._outbox.take():
-            sent = 0
+            out = _Pending()  # this batch's frames, written at once
             for item in batch:
                 if self._overflowed:
                     break
                 if item is _RESYNC or not self._follows(item.cursor):
+                    await self._send_live(out)  # what was queued first goes first
                     await self._catch_up()  # the log says what we missed, or refetch
                     continue
                 cursor = item.cursor
-                if cursor.epoch == self._cursor.epoch and cursor.number <= self._cursor.number:
-                    continue  # already sent by the replay
-                text = protocol.change(str(cursor), item.payload)
-                if traced is not None and item.traceparent:
-                    span = traced.span(
-                        "gateway.push", item.traceparent, attributes={"notifier.user": self.user}
-                    )
-                    await self._ws.send_text(text)
-                    span.end()
-                else:
-                    await self._ws.send_text(text)
-                self._cursor = cursor
-                sent += 1
+                if self._replayed(cursor):
+                    continue
+                if traced is not None and item.traceparent:  # ends once the frame is written
+                    attributes = {"notifier.user": self.user}
+                    out.spans.append(traced.span("gateway.push", item.traceparent, attributes=attributes))
+                out.texts.append(protocol.change(str(cursor), item.payload))
                 if item.accepted_ms:
-                    latency.observe(time.time() - int(item.accepted_ms) / 1000)
-            frames.inc(sent)
+                    out.accepted_ms.append(item.accepted_ms)
+                self._cursor = cursor
+            await self._send_live(out)
+
+    def _replayed(self, cursor: Cursor) -> bool:
+        """A live change at or before our position: the replay sent it already."""
+        return cursor.epoch == self._cursor.epoch and cursor.number <= self._cursor.number
+
+    async def _send_live(self, out: _Pending) -> None:
+        """Write the pending live frames (one transport write where the server offers
+        SEND_FRAMES), then count them, observe their push latency and end their spans."""
+        if not out.texts:
+            return
+        if self._send_frames is not None:
+            await self._send_frames({"type": SEND_FRAMES, "texts": out.texts})
+        else:
+            for text in out.texts:
+                await self._ws.send_text(text)
+        metrics, now = self._hub.metrics, time.time()
+        metrics.frames_live.inc(len(out.texts))
+        for accepted_ms in out.accepted_ms:
+            metrics.push_seconds.observe(now - int(accepted_ms) / 1000)
+        for span in out.spans:
+            span.end()
+        out.texts, out.accepted_ms, out.spans = [], [], []
 
     def _follows(self, cursor: Cursor) -> bool:
         """Whether a live change fits our position. Not so: another epoch (the log was

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
 from collections import deque
 from email.utils import formatdate
 from http import HTTPStatus
@@ -36,6 +37,10 @@ from websockets.server import ServerProtocol
 
 log = logging.getLogger("uvicorn.error")  # where uvicorn's protocols log
 
+# An ASGI extension of this server, for the gateway's live push (gateway/session.py):
+# `send({"type": SEND_FRAMES, "texts": [...]})` sends the texts as text frames in one transport
+# write, waiting first while the transport's buffer is full, as `websocket.send` does.
+SEND_FRAMES: Final = "notifier.websocket.send_frames"
 CLOSE_TIMEOUT_S: Final = 10.0  # after the app's close frame, for the client's reply (as uvicorn)
 SERVICE_RESTART: Final = 1012  # the close code every client gets when the server shuts down
 
@@ -204,7 +209,7 @@ class WebSocketProtocol(asyncio.Protocol):
             "headers": headers,
             "subprotocols": subprotocols,
             "state": self._app_state.copy(),
-            "extensions": {"websocket.http.response": {}},
+            "extensions": {"websocket.http.response": {}, SEND_FRAMES: {}},
         }
 
     def _frame(self, frame: Frame) -> None:
@@ -328,7 +333,9 @@ class WebSocketProtocol(asyncio.Protocol):
             raise RuntimeError(f"Unexpected ASGI message '{kind}', after sending 'websocket.close'.")
         else:
             try:
-                if kind == "websocket.send":
+                if kind == SEND_FRAMES:
+                    self._send_frames(message["texts"])
+                elif kind == "websocket.send":
                     self._send_data(message)
                 elif kind == "websocket.close":
                     self._close(message.get("code", 1000), message.get("reason") or "")
@@ -349,6 +356,24 @@ class WebSocketProtocol(asyncio.Protocol):
                 return
             self._conn.send_text(text.encode())
         self._flush()
+
+    def _send_frames(self, texts: list[str]) -> None:
+        if self._conn.state is not OPEN:
+            raise InvalidState("the closing handshake has begun")
+        self._write_texts(texts)
+
+    def _write_texts(self, texts: list[str]) -> None:
+        """Text frames, encoded here (a server's frames are unmasked and we negotiate no
+        extension: header and payload only), written at once: one syscall per batch instead
+        of a websockets Frame, a serialize and a write per message."""
+        self._flush()  # nothing is pending (every send flushes), but order must hold if it were
+        parts: list[bytes] = []
+        for text in texts:
+            data = text.encode()
+            parts.append(frame_header(len(data)))
+            parts.append(data)
+        if parts and not self._transport.is_closing():
+            self._transport.write(b"".join(parts))
 
     def _accept(self, message: Message) -> None:
         self._log_handshake("[accepted]")
@@ -499,6 +524,20 @@ class WebSocketProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._ping = None
+
+
+def frame_header(length: int) -> bytes:
+    """RFC 6455 §5.2 header of an unmasked, final text frame with a payload of `length` bytes."""
+    if length < 126:
+        return _SHORT.pack(0x81, length)
+    if length < 65_536:
+        return _MEDIUM.pack(0x81, 126, length)
+    return _LONG.pack(0x81, 127, length)
+
+
+_SHORT: Final = struct.Struct("!BB")
+_MEDIUM: Final = struct.Struct("!BBH")
+_LONG: Final = struct.Struct("!BBQ")
 
 
 def _phrase(status: int) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from notifier.runtime.settings import DEV_JWT_SECRET, AuthSettings
 
 from . import fanout, ingest, report
-from .compare import compare_table
+from .compare import BASELINES, compare_table
 from .producers import SourceFactory, http_source
 from .publisher import pubsub_source
 from .runner import run_scenario
@@ -60,7 +60,11 @@ def parser() -> argparse.ArgumentParser:
     for name, kind, help_text in KNOBS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=help_text)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"), help="where results go")
-    p.add_argument("--compare", action="store_true", help="also run the Socket.IO baseline and compare")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run the Socket.IO baselines and compare (push: python-socketio and Node socket.io)",
+    )
     p.add_argument("--env", action="append", default=[], metavar="NOTIFIER_X=V", help="for the local stack")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     remote = p.add_argument_group("an existing deployment (instead of a local stack)")
@@ -136,11 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_scenario(
             scenario, given=given, extra_env=extra_env, progress=not args.quiet, source=source
         )
-        baseline = (
-            run_scenario(scenario, kind="socketio", progress=not args.quiet, source=source)
-            if args.compare
-            else None
-        )
+        baselines = {
+            kind: run_scenario(scenario, kind=kind, progress=not args.quiet, source=source)
+            for kind in (BASELINES[scenario.stage] if args.compare else ())
+        }
     except (RuntimeError, OSError, ExceptionGroup) as exc:
         for message in _messages(exc):
             print(f"loadtest: {message}", file=sys.stderr)
@@ -149,9 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("loadtest: interrupted; the local stack is down", file=sys.stderr)
         return 130
     ok = _report(result, args.out, stem)
-    if baseline is not None:
-        ok = _report(baseline, args.out, stem + "-baseline") and ok
-        table = compare_table(result, baseline)
+    for kind, baseline in baselines.items():
+        suffix = "-baseline" if kind == "socketio" else f"-baseline-{kind}"
+        ok = _report(baseline, args.out, stem + suffix) and ok
+    if baselines:
+        table = compare_table(result, baselines)
         (args.out / f"{stem}-compare.md").write_text(table)
         print(table)
     return 0 if ok else 1

@@ -1,9 +1,9 @@
-"""The `--compare` table: the notifier's run beside the Socket.IO baseline's, with ratios."""
+"""The `--compare` table: the notifier's run beside each Socket.IO baseline's, with ratios."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 Row = tuple[str, Callable[[dict[str, Any]], float | None], str]
 
@@ -37,6 +37,16 @@ ROWS: tuple[Row, ...] = (
     ("gateway CPU s per 1k notifications", _cpu_per_1k({"gateway"}), "lower is better"),
 )
 
+# the baselines of each stage: python-socketio has an api and a gateway, Node's only a gateway
+BASELINES: Final[dict[str, tuple[str, ...]]] = {
+    "pipeline": ("socketio",),
+    "push": ("socketio", "socketio-node"),
+}
+NAMES: Final = {
+    "socketio": "python-socketio + AsyncRedisManager",
+    "socketio-node": "Node socket.io + @socket.io/redis-adapter",
+}
+
 INTROS = {
     "pipeline": "The baseline stores nothing and cannot resume after a disconnect; the notifier persists "
     "every notification in an inbox and a change log before pushing it.",
@@ -47,19 +57,24 @@ INTROS = {
 }
 
 
-def compare_table(ours: dict[str, Any], baseline: dict[str, Any]) -> str:
+def compare_table(ours: dict[str, Any], baselines: dict[str, dict[str, Any]]) -> str:
+    """`baselines`: each baseline's result by its stack kind, in the table's column order."""
+    kinds = list(baselines)
     lines = [
-        f"# {ours['scenario']['name']}: notifier vs python-socketio + AsyncRedisManager",
+        f"# {ours['scenario']['name']}: notifier vs {' and '.join(NAMES[k] for k in kinds)}",
         "",
         INTROS.get(ours["scenario"].get("stage", "pipeline"), ""),
         "",
-        "| measure | notifier | socketio | notifier ÷ socketio | |",
-        "|---|---:|---:|---:|---|",
+        "| measure | notifier | " + " | ".join(f"{k} | notifier ÷ {k}" for k in kinds) + " | |",
+        "|---|---:|" + "---:|---:|" * len(kinds) + "---|",
     ]
     for name, get, hint in ROWS:
-        a, b = get(ours), get(baseline)
-        ratio = f"{a / b:.2f}" if a is not None and b else "–"
-        lines.append(f"| {name} | {_num(a)} | {_num(b)} | {ratio} | {hint} |")
+        a = get(ours)
+        cells = []
+        for kind in kinds:
+            b = get(baselines[kind])
+            cells += [_num(b), f"{a / b:.2f}" if a is not None and b else "–"]
+        lines.append(f"| {name} | {_num(a)} | {' | '.join(cells)} | {hint} |")
     return "\n".join(lines) + "\n"
 
 

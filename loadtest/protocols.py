@@ -47,7 +47,7 @@ _NOTIFIER_CHANGE: Final = re.compile(
     rb'"group":\{"id":"([^"\\]*)"(?:,"[a-z_]+":%s)*?,"count":1[,}]' % _VALUE
 )
 # Engine.IO message (4) of a Socket.IO event (2): python-socketio's encoding of an emit of
-# ("change", {"event": ID, ...})
+# ("change", {"event": ID, ...}); Node's socket.io encodes it the same way
 _SOCKETIO_CHANGE: Final = re.compile(rb'42\["change",\{"event":"([^"\\]*)"')
 
 
@@ -160,6 +160,6 @@ class SocketIOProtocol(Protocol):
 def protocol_for(name: str) -> Protocol:
     if name == "notifier":
         return NotifierProtocol()
-    if name == "socketio":
+    if name in {"socketio", "socketio-node"}:  # python-socketio and Node's socket.io speak the same
         return SocketIOProtocol()
     raise ValueError(f"unknown protocol {name!r}")

@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Final, Protocol
 
 import anyio
+import msgspec
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -101,12 +102,37 @@ class SocketIOWire:
         return SOCKETIO_CHANNEL, orjson.dumps(self.envelope(data, user))
 
 
+class SocketIONodeWire:
+    """What another node's `@socket.io/redis-adapter` publishes for `io.to(user).emit("change",
+    data)` (its dist/index.js `broadcast()`): msgpack `[uid, packet, opts]` on the room's channel
+    `socket.io#/#ROOM#`, with the same data as SocketIOWire's."""
+
+    def __init__(self) -> None:
+        self.uid = uuid.uuid4().hex[:6]  # the adapter skips only its own uid
+
+    def message(self, seq: int, event: str, user: str, at_ms: int) -> tuple[str, bytes]:
+        data = {"event": event, "change": change_of(event, f"a{seq % ACTORS}", at_ms)}
+        packet = {"type": 2, "data": ["change", data], "nsp": "/"}  # socket.io-parser EVENT
+        opts = {"rooms": [user], "except": [], "flags": {}}
+        return f"socket.io#/#{user}#", msgspec.msgpack.encode([self.uid, packet, opts])
+
+
+def wire_for(kind: str, run_id: str) -> Wire:
+    if kind == "notifier":
+        return NotifierWire(run_id)
+    if kind == "socketio":
+        return SocketIOWire()
+    if kind == "socketio-node":
+        return SocketIONodeWire()
+    raise ValueError(f"no push wire for {kind!r}")
+
+
 def pubsub_source(
     scenario: Scenario, graph: SocialGraph, ledger: Ledger, target: Target, run_id: str
 ) -> Source:
     if target.redis_url is None:
         raise ValueError("the push stage publishes into the target's Redis: give --redis-url")
-    wire: Wire = NotifierWire(run_id) if target.kind == "notifier" else SocketIOWire()
+    wire = wire_for(target.kind, run_id)
     order = list(graph.online)
     random.Random(scenario.seed).shuffle(order)
     plan = PublishPlan(

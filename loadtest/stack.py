@@ -31,13 +31,15 @@ from schemas import keys
 START_TIMEOUT_S: Final = 30.0
 STOP_GRACE_S: Final = 5.0
 WANT_NOFILE: Final = 65_536
+KINDS: Final = ("notifier", "socketio", "socketio-node")  # the product, and the two baselines
+NODE_BASELINE: Final = Path(__file__).parent / "socketio_node"  # package.json, lockfile, server.js
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where the traffic goes and how to authenticate; `redis_url` enables lag/memory sampling."""
 
-    kind: str  # "notifier" or "socketio"
+    kind: str  # one of KINDS
     api_urls: tuple[str, ...]
     gateway_urls: tuple[str, ...]
     service_key: str = field(repr=False)
@@ -185,15 +187,29 @@ def _keep_logs(workdir: Path) -> None:
     print(f"loadtest: stack logs kept in {dest}", file=sys.stderr)
 
 
+def node_baseline() -> list[str]:
+    """The command of the Node baseline's server, its npm packages installed first (`npm ci`,
+    from the lockfile) when missing."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise RuntimeError("the Node Socket.IO baseline needs node and npm on PATH")
+    if not (NODE_BASELINE / "node_modules").is_dir():
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_BASELINE, check=True
+        )
+    return [node, str(NODE_BASELINE / "server.js")]
+
+
 class LocalStack:
     """The roles of one `kind` ("notifier": `python -m notifier ROLE`; "socketio": the
-    baseline's `python -m loadtest.baseline_socketio ROLE`) started on a private redis-server.
+    baseline's `python -m loadtest.baseline_socketio ROLE`; "socketio-node": the Node baseline's
+    gateway, loadtest/socketio_node) started on a private redis-server.
     Every `start_*` returns once what it started is ready."""
 
     def __init__(
         self, kind: str, procs: Processes, redis_url: str, partitions: int, extra_env: dict[str, str]
     ) -> None:
-        if kind not in {"notifier", "socketio"}:
+        if kind not in KINDS:
             raise ValueError(f"unknown stack kind {kind!r}")
         self.kind = kind
         self.procs = procs
@@ -249,13 +265,20 @@ class LocalStack:
         return url
 
     def _spawn_http(self, role: str, command: str, port: int, module: str = "") -> int:
+        # LOADTEST_GATEWAY_CPUS: the gateways (ours or a baseline's) run on these CPUs only
+        cpus = os.environ.get("LOADTEST_GATEWAY_CPUS", "") if command == "gateway" else ""
+        pinned = ["taskset", "-c", cpus] if cpus else []
         if self.kind == "notifier":
             variable = "NOTIFIER_HTTP_API_PORT" if command == "api" else "NOTIFIER_HTTP_GATEWAY_PORT"
-            cmd = [sys.executable, "-m", module or "notifier", command]
+            cmd = [*pinned, sys.executable, "-m", module or "notifier", command]
             self.procs.start(role, cmd, self._env | {variable: str(port)})
+        elif self.kind == "socketio-node":
+            if command != "gateway" or module:
+                raise ValueError("the Node Socket.IO baseline is a gateway only (the push stage)")
+            self.procs.start(role, [*pinned, *node_baseline(), command, "--port", str(port)], self._env)
         else:
             cmd = [sys.executable, "-m", module or "loadtest.baseline_socketio", command, "--port", str(port)]
-            self.procs.start(role, cmd, self._env)
+            self.procs.start(role, [*pinned, *cmd], self._env)
         return port
 
     def spawn_worker(self) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from feeds import changelog
 from feeds.changelog import Replay
 from feeds.scripts import STATE
+from notifier.runtime import metrics
 from notifier.runtime.settings import Settings
 from schemas import keys
 from schemas.cursor import Cursor
@@ -127,6 +130,29 @@ async def test_a_cursor_from_another_epoch_gets_refetch(redis: Redis, settings: 
                     {"type": "refetch", "reason": "cursor_expired", "cursor": str(tail)}
                 ]
                 assert client.ready["cursor"] == str(tail)
+
+
+async def test_a_burst_to_a_lagging_client_arrives_whole_in_order_and_counted(
+    redis: Redis, settings: Settings
+) -> None:
+    """The session's writer sends what queued up in batches (one write each), and waits while
+    the socket's buffer is full (12.8 MB here, past loopback's buffers): the client still gets
+    each change once, in order, and each is counted with its push latency."""
+    burst, pad = 200, "x" * 64_000
+    counted = metrics.Metrics()
+    metrics.use(counted)  # this test's context: the gateway started below reads it
+    async with running_app(settings, redis) as app, push_client(app, "lena") as client:
+        publish = "SPUBLISH" if isinstance(redis, RedisCluster) else "PUBLISH"  # as the apply does
+        change = f'{{"op":"read","all":true,"unread":0,"pad":"{pad}"}}'
+        for n in range(1, burst + 1):
+            message = f"e {n} 1@{int(time.time() * 1000)} {change}"  # as lua/common.lua publishes
+            await redis.execute_command(publish, keys.user_channel("lena"), message)
+        frames = await client.changes(burst)
+        assert [f["cursor"] for f in frames] == [f"e.{n}-1" for n in range(1, burst + 1)]
+        assert all(f["change"]["pad"] == pad for f in frames)
+        registry = counted.registry
+        assert registry.get_sample_value("notifier_gateway_frames_sent_total", {"kind": "live"}) == burst
+        assert registry.get_sample_value("notifier_gateway_push_latency_seconds_count") == burst
 
 
 async def test_a_cursor_ahead_of_the_log_gets_refetch_and_then_every_live_change(

@@ -1,10 +1,11 @@
 """The push stage: PUBLISHed messages in each server's own wire format reach every client once,
-against the notifier's gateway and the Socket.IO baseline alike."""
+against the notifier's gateway and both Socket.IO baselines (python-socketio, Node) alike."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 import socketio
@@ -12,7 +13,7 @@ import socketio
 from feeds import changelog
 from loadtest.compare import compare_table
 from loadtest.protocols import NotifierProtocol
-from loadtest.publisher import NotifierWire, SocketIOWire, pubsub_source
+from loadtest.publisher import NotifierWire, SocketIONodeWire, SocketIOWire, pubsub_source
 from loadtest.runner import run_scenario
 from loadtest.scenarios import preset
 from schemas import keys, protocol
@@ -40,6 +41,18 @@ async def test_socketio_messages_are_what_the_manager_publishes() -> None:
     assert body == {**manager.published[0], "host_id": wire.host_id}
 
 
+def test_node_messages_are_what_the_redis_adapter_publishes() -> None:
+    """@socket.io/redis-adapter's `broadcast()` for `io.to("u3").emit("change", data)`: the
+    room's channel, msgpack [uid, packet, opts] (the e2e test below has Node deliver them)."""
+    wire = SocketIONodeWire()
+    channel, data = wire.message(7, "lt1.7", "u3", 1_000)
+    uid, packet, opts = msgspec.msgpack.decode(data)
+    assert channel == "socket.io#/#u3#" and uid == wire.uid
+    assert packet["type"] == 2 and packet["nsp"] == "/" and packet["data"][0] == "change"
+    assert packet["data"][1]["event"] == "lt1.7"
+    assert opts == {"rooms": ["u3"], "except": [], "flags": {}}
+
+
 def test_notifier_messages_read_as_the_gateway_and_the_clients_read_them() -> None:
     channel, data = NotifierWire("lt1").message(42, "lt1.42", "u5", 1_795_675_004_000)
     assert keys.user_of_channel(channel) == "u5"
@@ -57,9 +70,12 @@ def test_push_reaches_every_client_once_on_both_servers() -> None:
         {"clients": 40, "rate": 1_500.0, "duration_s": 2.0, "drain_s": 15.0}
     )
     ours = run_scenario(scenario, progress=False, source=pubsub_source)
-    theirs = run_scenario(scenario, kind="socketio", progress=False, source=pubsub_source)
+    theirs = {
+        kind: run_scenario(scenario, kind=kind, progress=False, source=pubsub_source)
+        for kind in ("socketio", "socketio-node")
+    }
 
-    for result in (ours, theirs):
+    for result in (ours, *theirs.values()):
         ledger, events = result["ledger"], result["throughput"]["events"]
         assert events == {"accepted": 3_000}
         assert ledger["expected"] == 3_000 and ledger["reach"] == 1.0
@@ -72,5 +88,5 @@ def test_push_reaches_every_client_once_on_both_servers() -> None:
     assert ours["memory"] == {}  # nothing is stored on this path
     assert ours["clients"]["counts"] == {}  # no refetch, no reconnect: every cursor was accepted
     table = compare_table(ours, theirs)
-    assert "| reach | 1.000 | 1.000 | 1.00 |" in table
+    assert "| reach | 1.000 | 1.000 | 1.00 | 1.000 | 1.00 |" in table
     assert "gateway CPU s per 1k notifications" in table

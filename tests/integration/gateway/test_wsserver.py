@@ -20,7 +20,7 @@ from websockets.http11 import Request
 from websockets.protocol import CLOSED, CONNECTING, OPEN
 from websockets.uri import parse_uri
 
-from gateway.wsserver import WebSocketProtocol
+from gateway.wsserver import SEND_FRAMES, WebSocketProtocol, frame_header
 from notifier.runtime.server import HttpService
 from tests.support import serving
 
@@ -31,11 +31,15 @@ MAX_FRAME_BYTES: Final = 1024
 PING_INTERVAL_S: Final = 0.5  # also the pong timeout
 FLOOD_FRAMES: Final = 256
 FLOOD_FRAME_BYTES: Final = 256 * 1024  # 64 MB in all: far past every socket buffer on the way
+# SEND_FRAMES batches: each frame length class (7-bit, 16-bit, 64-bit), non-ASCII, empty
+BATCHES: Final = (["a", "é" * 200, "b" * 70_000, ""], [f"n{i}" for i in range(100)])
 
 
 class App:
     """Accepts and echoes at /echo, refuses at /refuse (close before accept), denies with an HTTP
-    response at /deny, floods at /flood; records how each connection ended for the app."""
+    response at /deny, floods at /flood (SEND_FRAMES batches at /flood-frames), sends frames
+    in batches between two single ones at /frames, a batch after the client's close at /late;
+    records how each connection ended for the app."""
 
     def __init__(self) -> None:
         self.accepted = anyio.Event()
@@ -43,6 +47,7 @@ class App:
         self.disconnect: Message | None = None
         self.send_error: Exception | None = None
         self.flooded = anyio.Event()
+        self.extensions: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -51,6 +56,7 @@ class App:
                 await send({"type": f"lifespan.{phase}.complete"})
             return
         assert (await receive())["type"] == "websocket.connect"
+        self.extensions = scope["extensions"]
         try:
             await self._serve(scope["path"], receive, send)
         except OSError as exc:  # uvicorn's ClientDisconnected
@@ -73,9 +79,20 @@ class App:
             for _ in range(FLOOD_FRAMES):
                 await send({"type": "websocket.send", "bytes": bytes(FLOOD_FRAME_BYTES)})
             self.flooded.set()
+        if path == "/flood-frames":
+            for _ in range(FLOOD_FRAMES // 4):
+                await send({"type": SEND_FRAMES, "texts": ["x" * FLOOD_FRAME_BYTES] * 4})
+            self.flooded.set()
+        if path == "/frames":
+            await send({"type": "websocket.send", "text": "first"})
+            for texts in BATCHES:
+                await send({"type": SEND_FRAMES, "texts": texts})
+            await send({"type": "websocket.send", "text": "last"})
         while (message := await receive())["type"] == "websocket.receive":
             await send({"type": "websocket.send", "text": message.get("text") or ""})
         self.disconnect = message
+        if path == "/late":
+            await send({"type": SEND_FRAMES, "texts": ["too late"]})
 
 
 @contextlib.asynccontextmanager
@@ -201,9 +218,72 @@ async def test_a_client_that_stops_answering_pings_is_closed_with_1011() -> None
     assert app.disconnect is not None and app.disconnect["code"] == 1011
 
 
-async def test_sends_wait_for_a_slow_reader_and_fail_once_it_is_gone() -> None:
+class CountingTransport:
+    """A transport that counts its writes (the rest goes to the real one)."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class CountingProtocol(WebSocketProtocol):
+    connections: list[CountingProtocol] = []  # noqa: RUF012 (one test's record)
+
+    def connection_made(self, transport: Any) -> None:
+        self.counted = CountingTransport(transport)
+        super().connection_made(self.counted)
+        CountingProtocol.connections.append(self)
+
+
+async def test_send_frames_writes_each_batch_at_once_in_order_with_the_single_sends() -> None:
     app = App()
-    async with server(app) as http, client(http, "/flood", max_queue=1, max_size=None) as ws:
+    http = HttpService(
+        app,
+        host="127.0.0.1",
+        port=0,
+        ping_interval_s=20,
+        max_frame_bytes=MAX_FRAME_BYTES,
+        ws=CountingProtocol,
+    )
+    async with serving([http]), client(http, "/frames", max_size=None) as ws:
+        with anyio.fail_after(TIMEOUT_S):
+            got = [await ws.recv() for _ in range(2 + sum(map(len, BATCHES)))]
+        (protocol,) = CountingProtocol.connections
+        writes = protocol.counted.writes
+    assert got == ["first", *BATCHES[0], *BATCHES[1], "last"]
+    assert SEND_FRAMES in app.extensions
+    assert writes == 1 + 1 + len(BATCHES) + 1  # the 101, "first", one per batch, "last"
+
+
+def test_frame_headers_are_what_websockets_writes() -> None:
+    for length in (0, 1, 125, 126, 65_535, 65_536, 1 << 20):
+        data = b"x" * length
+        serialized = Frame(Opcode.TEXT, data).serialize(mask=False, extensions=[])
+        assert frame_header(length) + data == serialized, length
+
+
+async def test_send_frames_after_the_clients_close_is_a_disconnect() -> None:
+    app = App()
+    async with server(app) as http:
+        async with client(http, "/late"):
+            with anyio.fail_after(TIMEOUT_S):
+                await app.accepted.wait()
+        await app_ended(app)  # the echo loop saw the close, then sent a batch
+    assert app.disconnect is not None and app.disconnect["code"] == 1000
+    assert isinstance(app.send_error, OSError)  # uvicorn's ClientDisconnected, as for websocket.send
+
+
+@pytest.mark.parametrize("path", ["/flood", "/flood-frames"])
+async def test_sends_wait_for_a_slow_reader_and_fail_once_it_is_gone(path: str) -> None:
+    app = App()
+    async with server(app) as http, client(http, path, max_queue=1, max_size=None) as ws:
         with anyio.move_on_after(1):
             await app.flooded.wait()
         assert not app.flooded.is_set(), "64 MB buffered for a client that does not read"
@@ -214,7 +294,7 @@ async def test_sends_wait_for_a_slow_reader_and_fail_once_it_is_gone() -> None:
             await app.flooded.wait()
 
     app = App()
-    async with server(app) as http, client(http, "/flood", max_queue=1, max_size=None) as ws:
+    async with server(app) as http, client(http, path, max_queue=1, max_size=None) as ws:
         with anyio.fail_after(TIMEOUT_S):
             await app.accepted.wait()
         ws.transport.abort()  # a send held back by flow control must not wait forever

@@ -262,6 +262,12 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             results[name] = exc
             return
+        except (RedisError, RuntimeError, AttributeError) as exc:
+            # a link cut mid-exchange (a closed transport, a reply cut short) while a master
+            # fails over: this round failed and is retried, like a lost connection; escaping the
+            # task group it would be an error group no caller expects
+            results[name] = RedisConnectionError(f"link to {name} failed: {exc!r}")
+            return
         out: list[Any] = []
         for command, reply in zip(sent, got, strict=True):
             if command != ("ASKING",):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from schemas.errors import Reason, Rejected
 from schemas.events import Event, encode_event
 
 from .recent import RecentAppends
+
+log = logging.getLogger(__name__)
 
 # KEYS: event log, dedupe key. ARGV: fingerprint, ttl_s, then the entry's field/value pairs.
 # Returns {1, new id, fingerprint} or {0, original id, original fingerprint}.
@@ -111,7 +114,11 @@ class EventLog:
             if isinstance(reply, ResponseError):
                 if str(reply).startswith("OOM"):
                     raise Rejected(Reason.BACKLOG, "Redis memory is full; retry later")
-                raise reply
+                # the append script fails only on what Redis itself refuses (a replica just
+                # promoted without the script, READONLY, NOPERM after an ACL change): nothing was
+                # accepted, the producer retries (deduplicated), the operator reads this line
+                log.warning("append refused by redis: %s", reply)
+                raise Rejected(Reason.UNAVAILABLE, "storage refused the append; retry") from reply
         if request.replicas < self._wait_replicas:
             raise Rejected(
                 Reason.UNAVAILABLE,

@@ -102,3 +102,16 @@ async def test_ingest_without_storage_is_503_with_a_retry_hint(settings: Setting
         "1",
     )
     assert (refused.status_code, refused.json()["error"]) == (401, "unauthorized")
+
+
+async def test_an_append_redis_refuses_answers_503_not_500(
+    api: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    # an error reply of the append script (here WRONGTYPE: the partition's log is not a stream;
+    # in production a promoted replica without the script, READONLY, NOPERM): nothing accepted
+    for p in range(settings.ingest.partitions):
+        await redis.set(keys.events(p), "not a stream")
+    response = await api.post("/v1/events", content=orjson.dumps(LIKE))
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "unavailable"
+    assert response.headers["retry-after"]

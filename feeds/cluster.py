@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import anyio
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, ClusterParser, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterParser, ClusterPipeline, RedisCluster
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -70,6 +70,18 @@ async def client_for(redis: Redis, key: Arg) -> Redis:
     return await redis.client_for(key) if isinstance(redis, Cluster) else redis
 
 
+class _Pipeline(ClusterPipeline):  # type: ignore[misc]  # redis-py is untyped here (pyproject)
+    """redis-py's cluster pipeline, whose lost links are lost connections (see execute_command):
+    its retry resets the slot map by closing connections other tasks' pipelines still use."""
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        try:
+            replies: list[Any] = await super().execute(raise_on_error, allow_redirections)
+        except (AttributeError, RuntimeError) as exc:
+            raise RedisConnectionError(f"connection reset by a cluster map refresh: {exc!r}") from exc
+        return replies
+
+
 class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (pyproject)
     """`RedisCluster` that also runs the product's lean pipelines per master.
 
@@ -97,6 +109,11 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
             # still using (its aclose on a lost connection): they fail inside redis-py with a
             # closed transport. That is a lost connection; the next command reconnects.
             raise RedisConnectionError(f"connection reset by a cluster map refresh: {exc!r}") from exc
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        if transaction or shard_hint:
+            return super().pipeline(transaction, shard_hint)  # redis-py's refusal of both
+        return _Pipeline(self)
 
     def node_client(self, node: ClusterNode) -> Redis:
         """A plain client of one master (its replies parsed as the cluster's: MOVED is MovedError)."""

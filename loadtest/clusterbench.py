@@ -1,9 +1,11 @@
-"""Fan-out on one Redis vs a 3-master Redis Cluster, same code, same events: mentions of
-`--fanout` users each, appended through ingest's EventLog, then drained by one in-process
-FanoutWorker. Reports applied items/s and Redis CPU per applied item (used_cpu_sys+user deltas
-summed over the masters), with the scripts' share from INFO commandstats.
+"""Fan-out on one Redis vs Redis Cluster, same code, same events: mentions of `--fanout` users
+each, appended through ingest's EventLog, then drained by one in-process FanoutWorker. Three
+backends stay up and the rounds alternate between them: one Redis, a one-node cluster (every
+slot on one master: Redis's cluster mode alone) and 3 masters. Reports applied items/s and Redis
+CPU per applied item (used_cpu_sys+user deltas summed over the masters), the masters' idle CPU
+over as long a window, and INFO commandstats per command.
 
-    python -m loadtest.clusterbench --events 2000 --fanout 10 --out loadtest/results/cluster-fanout.json
+    python -m loadtest.clusterbench --events 3000 --fanout 10 --users 5000 --rounds 3 --out FILE
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import argparse
 import contextlib
 import random
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ import anyio
 import orjson
 from redis.asyncio import Redis
 
+from feeds import inbox
 from feeds.cluster import Cluster
 from feeds.limits import FeedLimits
 from loadtest.cluster import free_ports, private_cluster
@@ -33,6 +38,10 @@ from notifier.runtime.settings import FanoutSettings, IngestSettings
 from schemas.events import Event, Mention
 
 PARTITIONS = 6
+# "cluster-1": one node holding every slot, so the same calls as on one Redis meet Redis's
+# cluster mode alone (no second process, no bus peers): it separates that tax from the rest
+MASTERS = {"cluster-1": 1, "cluster": 3}
+KINDS = ("single", "cluster-1", "cluster")
 CHUNK = 500  # events per append call
 
 
@@ -56,6 +65,7 @@ def workload(events: int, fanout: int, users: int, seed: int) -> list[Event]:
 def single_server(directory: Path) -> Iterator[str]:
     exe = shutil.which("redis-server")
     assert exe is not None
+    directory.mkdir(parents=True, exist_ok=True)
     port = free_ports(1)[0]
     cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     cmd += ["--dir", str(directory), "--logfile", "redis.log"]
@@ -78,15 +88,42 @@ async def _masters(redis: Redis) -> list[Redis]:
     return [redis]
 
 
-async def _cpu(masters: list[Redis]) -> tuple[float, float]:
-    """(used_cpu_sys + used_cpu_user, evalsha usec) summed over the masters."""
-    cpu = usec = 0.0
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Redis's counters summed over the masters at one moment."""
+
+    user_s: float
+    sys_s: float
+    commands: dict[str, tuple[int, float]]  # command -> (calls, usec)
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+
+async def _sample(masters: list[Redis]) -> Sample:
+    user = sys = 0.0
+    commands: dict[str, tuple[int, float]] = {}
     for m in masters:
         info = await m.info("cpu")
-        cpu += float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-        stats = await m.info("commandstats")
-        usec += float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
-    return cpu, usec
+        user += float(info["used_cpu_user"])
+        sys += float(info["used_cpu_sys"])
+        for name, stat in (await m.info("commandstats")).items():
+            calls, usec = commands.get(name.removeprefix("cmdstat_"), (0, 0.0))
+            commands[name.removeprefix("cmdstat_")] = (calls + int(stat["calls"]), usec + float(stat["usec"]))
+    return Sample(user, sys, commands)
+
+
+def _commands(before: Sample, after: Sample, items: int) -> dict[str, dict[str, float]]:
+    """Per command: calls, and usec per applied item. Commandstats time is wall clock inside the
+    command (a Redis process descheduled mid-script counts), and a script's inner commands count
+    both under EVALSHA and under their own names: on a busy machine it is not CPU."""
+    out = {}
+    for name, (calls, usec) in sorted(after.commands.items()):
+        calls0, usec0 = before.commands.get(name, (0, 0.0))
+        if calls > calls0:
+            out[name] = {"calls": calls - calls0, "usec_per_item": round((usec - usec0) / items, 2)}
+    return out
 
 
 async def measure(redis: Redis, events: list[Event], fanout: int) -> dict[str, Any]:
@@ -98,21 +135,34 @@ async def measure(redis: Redis, events: list[Event], fanout: int) -> dict[str, A
     masters = await _masters(redis)
     for m in masters:
         await m.config_resetstat()
-    cpu0, usec0 = await _cpu(masters)
+    before = await _sample(masters)
     began = time.perf_counter()
     applied_events = await worker.drain()
     wall_s = time.perf_counter() - began
-    cpu1, usec1 = await _cpu(masters)
+    after = await _sample(masters)
+    # the masters' own CPU with no client work (cron, and on a cluster the bus), over as long a
+    # window: used_cpu counts it, commandstats does not
+    await anyio.sleep(wall_s)
+    idle = await _sample(masters)
     items = applied_events * fanout
+    commands = _commands(before, after, items)
+    cpu_s, idle_s = after.cpu_s - before.cpu_s, idle.cpu_s - after.cpu_s
+    evalsha = commands.get("evalsha", {"calls": 0})
     return {
         "masters": len(masters),
         "events": applied_events,
         "items": items,
         "wall_s": round(wall_s, 3),
         "items_per_s": round(items / wall_s),
-        "redis_cpu_s": round(cpu1 - cpu0, 3),
-        "redis_cpu_us_per_item": round((cpu1 - cpu0) * 1e6 / items, 2),
-        "evalsha_us_per_item": round((usec1 - usec0) / items, 2),
+        "redis_cpu_s": round(cpu_s, 3),
+        "redis_user_s": round(after.user_s - before.user_s, 3),
+        "redis_sys_s": round(after.sys_s - before.sys_s, 3),
+        "redis_cpu_us_per_item": round(cpu_s * 1e6 / items, 2),
+        "idle_cpu_s_same_window": round(idle_s, 3),
+        "redis_cpu_us_per_item_less_idle": round((cpu_s - idle_s) * 1e6 / items, 2),
+        "apply_calls": evalsha["calls"],
+        "items_per_apply_call": round(items / evalsha["calls"], 1) if evalsha["calls"] else 0,
+        "commands": commands,
         "dead_lettered": worker.stats.dead_lettered,
     }
 
@@ -127,7 +177,7 @@ async def opened(kind: str, directory: Path) -> AsyncIterator[Redis]:
             finally:
                 await client.aclose()
         return
-    with private_cluster(directory, masters=3, replicas=0) as lab:
+    with private_cluster(directory, masters=MASTERS[kind], replicas=0) as lab:
         cluster = Cluster([("127.0.0.1", n.port) for n in lab.nodes], retry_budget_s=10, socket_timeout=10)
         try:
             yield cluster
@@ -135,18 +185,42 @@ async def opened(kind: str, directory: Path) -> AsyncIterator[Redis]:
             await cluster.shutdown()
 
 
+async def _flush(redis: Redis) -> None:
+    for m in await _masters(redis):
+        await m.flushall()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Both backends stay up; the rounds alternate between them (fresh keys each), so a change in
+    the machine's load hits both alike. Ratios are of the medians."""
     events = workload(args.events, args.fanout, args.users, args.seed)
+    inbox.ITEMS_PER_CALL = args.items_per_call
     out: dict[str, Any] = {
         "command": f"python -m loadtest.clusterbench --events {args.events} --fanout {args.fanout} "
-        f"--users {args.users}",
+        f"--users {args.users} --rounds {args.rounds} --items-per-call {args.items_per_call}",
         "partitions": PARTITIONS,
         "note": "small run on a shared, busy 2-core machine: one worker process, Redis on the same cores",
+        "rounds": {kind: [] for kind in KINDS},
     }
-    for kind in ("single", "cluster"):
-        with tempfile.TemporaryDirectory(prefix=f"clusterbench-{kind}-") as tmp:
-            async with opened(kind, Path(tmp)) as redis:
-                out[kind] = await measure(redis, events, args.fanout)
+    with tempfile.TemporaryDirectory(prefix="clusterbench-") as tmp:
+        async with contextlib.AsyncExitStack() as stack:
+            backends = [
+                (kind, await stack.enter_async_context(opened(kind, Path(tmp) / kind))) for kind in KINDS
+            ]
+            for _ in range(args.rounds):
+                for kind, redis in backends:
+                    await _flush(redis)
+                    out["rounds"][kind].append(await measure(redis, events, args.fanout))
+    for kind in KINDS:
+        rounds = out["rounds"][kind]
+        out[kind] = {
+            figure: statistics.median(r[figure] for r in rounds)
+            for figure in ("items_per_s", "redis_cpu_us_per_item", "redis_cpu_us_per_item_less_idle")
+        }
+    for kind in KINDS[1:]:
+        out[f"{kind}_vs_single"] = {
+            figure: round(out[kind][figure] / out["single"][figure], 3) for figure in out["single"]
+        }
     return out
 
 
@@ -156,6 +230,8 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=10)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--items-per-call", type=int, default=inbox.ITEMS_PER_CALL)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     result = anyio.run(run, args)

@@ -48,6 +48,7 @@ KNOBS: tuple[tuple[str, type, str], ...] = (
     ("apis", int, "API processes (local stack)"),
     ("workers", int, "fan-out worker processes (local stack)"),
     ("gateways", int, "gateway processes (local stack)"),
+    ("masters", int, "0: one redis-server; N: a Redis Cluster of N masters, no replicas (local stack)"),
     ("client_procs", int, "client processes (0 = one per 2,500 clients)"),
     ("connect_concurrency", int, "handshakes in flight per client process"),
 )
@@ -71,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
     remote.add_argument("--api-url", action="append", default=[], help="http://host:port (repeatable)")
     remote.add_argument("--gateway-url", action="append", default=[], help="ws://host:port (repeatable)")
     remote.add_argument("--redis-url", help="for lag and memory sampling (optional); push publishes there")
+    remote.add_argument(
+        "--redis-cluster", action="store_true", help="--redis-url lists seed nodes of a Redis Cluster"
+    )
     remote.add_argument("--jwt-audience", default="notifier")
     remote.add_argument("--jwt-issuer", default="")
     presets = "\n".join(f"  {s.name:12} {s.description}" for s in PRESETS.values())
@@ -91,6 +95,10 @@ def _given(args: argparse.Namespace, scenario: Scenario) -> Target | None:
         raise SystemExit(f"{scenario.stage} runs on a local stack only")
     if scenario.stage == "push" and not (args.gateway_url and args.redis_url):
         raise SystemExit("push against a deployment needs --gateway-url and --redis-url (it publishes there)")
+    if scenario.stage == "push" and args.redis_cluster:
+        raise SystemExit("push publishes with PUBLISH: it runs against one Redis only")
+    if scenario.masters:
+        raise SystemExit("--masters starts a local cluster; against a deployment give --redis-cluster")
     if scenario.stage == "pipeline" and not (args.api_url and args.gateway_url):
         raise SystemExit("give both --api-url and --gateway-url (or neither, for a local stack)")
     key, secret = os.environ.get("LOADTEST_SERVICE_KEY", ""), os.environ.get("LOADTEST_JWT_SECRET")
@@ -105,6 +113,7 @@ def _given(args: argparse.Namespace, scenario: Scenario) -> Target | None:
         auth,
         args.redis_url,
         scenario.partitions,
+        redis_cluster=args.redis_cluster,
     )
 
 

@@ -13,6 +13,7 @@ from hdrh.histogram import HdrHistogram
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from feeds.cluster import Cluster
 from schemas import keys
 
 MAX_US: Final = 3_600_000_000  # one hour
@@ -75,6 +76,10 @@ async def consumer_groups(redis: Redis, partitions: int) -> GroupState:
 
 
 async def used_memory(redis: Redis) -> int:
+    """Bytes Redis holds; on a cluster, summed over the masters."""
+    if isinstance(redis, Cluster):
+        masters = [redis.node_client(node) for node in await redis.masters()]
+        return sum([int((await m.info("memory"))["used_memory"]) for m in masters])
     return int((await redis.info("memory"))["used_memory"])
 
 

@@ -14,6 +14,10 @@ from typing import Any, Final
 import anyio
 from redis.asyncio import Redis
 
+from notifier.runtime.redis import open_redis
+from notifier.runtime.settings import RedisSettings
+
+from .cluster import ClusterLab
 from .graph import SocialGraph, user_id
 from .ledger import Ledger, check
 from .metrics import (
@@ -51,7 +55,11 @@ class Run:
 
 @contextlib.contextmanager
 def target_for(
-    scenario: Scenario, kind: str, given: Target | None, extra_env: dict[str, str]
+    scenario: Scenario,
+    kind: str,
+    given: Target | None,
+    extra_env: dict[str, str],
+    cluster: ClusterLab | None = None,
 ) -> Iterator[Target]:
     if given is not None:
         yield given
@@ -63,6 +71,8 @@ def target_for(
         gateways=scenario.gateways,
         partitions=scenario.partitions,
         extra_env=extra_env,
+        masters=scenario.masters,
+        cluster=cluster,
     ) as target:
         yield target
 
@@ -75,13 +85,15 @@ def run_scenario(
     extra_env: dict[str, str] | None = None,
     progress: bool = True,
     source: SourceFactory = http_source,
+    cluster: ClusterLab | None = None,
 ) -> dict[str, Any]:
-    """Run `scenario` against `given` or a local stack of `kind`, with the events sent by
-    `source` (POSTs to the API by default); returns the result."""
+    """Run `scenario` against `given` or a local stack of `kind` (on `cluster`, a running Redis
+    Cluster, when given), with the events sent by `source` (POSTs to the API by default);
+    returns the result."""
     problems = scenario.problems()
     if problems:
         raise ValueError("; ".join(problems))
-    with target_for(scenario, kind, given, extra_env or {}) as target:
+    with target_for(scenario, kind, given, extra_env or {}, cluster) as target:
         run = Run(scenario, target, Progress(enabled=progress), source)
         result: dict[str, Any] = anyio.run(_run, run, backend="asyncio", backend_options={"use_uvloop": True})
     result["stack_env"] = {} if given is not None else dict(extra_env or {})
@@ -103,34 +115,45 @@ class Phases:
 
 
 async def _run(run: Run) -> dict[str, Any]:
+    async with contextlib.AsyncExitStack() as stack:
+        redis = None
+        if run.target.redis_url:
+            settings = RedisSettings(url=run.target.redis_url, cluster=run.target.redis_cluster)
+            redis = (await stack.enter_async_context(open_redis(settings, allow_fake=False))).client
+        return await _measure(run, redis)
+
+
+async def _measure(run: Run, redis: Redis | None) -> dict[str, Any]:
     s, target = run.scenario, run.target
     graph = SocialGraph(s.user_count, s.clients, s.skew, s.seed)
-    redis = Redis.from_url(target.redis_url, socket_timeout=10) if target.redis_url else None
     meter = ProcessMeter()
     for role, pids in target.pids.items():
         for pid in pids:
             meter.watch(role, pid)
     ledger = Ledger()
+    memory_before = await used_memory(redis) if redis else 0
+    observers = Observers.spawn(s, graph, target, run.run_id, ledger)
     try:
-        memory_before = await used_memory(redis) if redis else 0
-        observers = Observers.spawn(s, graph, target, run.run_id, ledger)
+        producer = run.source(s, graph, ledger, target, run.run_id)
+        meter.watch_self(observers.pids + producer.pids)
         try:
-            producer = run.source(s, graph, ledger, target, run.run_id)
-            meter.watch_self(observers.pids + producer.pids)
-            try:
-                phases = await _drive(run, observers, producer, meter, redis)
-            finally:
-                producer.close()
+            phases = await _drive(run, observers, producer, meter, redis)
         finally:
-            observers.kill()  # only those still running: after an error
-        run.progress.done()
-        final = await consumer_groups(redis, target.partitions) if redis else None
-        stores = redis is not None and s.stage == "pipeline"  # push alone stores nothing
-        memory = await _memory(redis, graph, ledger, memory_before) if stores else {}
+            producer.close()
     finally:
-        if redis:
-            await redis.aclose()
+        observers.kill()  # only those still running: after an error
+    run.progress.done()
+    final = await consumer_groups(redis, target.partitions) if redis else None
+    stores = redis is not None and s.stage == "pipeline"  # push alone stores nothing
+    memory = await _memory(redis, graph, ledger, memory_before) if stores else {}
     verdict = check(ledger, observers.receipts)
+    processes = _processes(meter, run.timeline, phases, len(graph.online))
+    # (online recipient, event) pairs: every applied item when every user is online (users = clients)
+    items = ledger.expected_pairs()
+    for role in ("redis", "worker", "api", "gateway"):
+        used = processes.get(role, {}).get("cpu_s")
+        if used is not None and items:
+            processes[role]["cpu_us_per_delivery"] = round(used * 1e6 / items, 1)
     return {
         "scenario": asdict(s),
         "target": {"kind": target.kind, "api_urls": target.api_urls, "gateway_urls": target.gateway_urls},
@@ -169,7 +192,7 @@ async def _run(run: Run) -> dict[str, Any]:
             ),
         },
         "memory": memory,
-        "processes": _processes(meter, run.timeline, phases, len(graph.online)),
+        "processes": processes,
         "graph": {"users": graph.users, "skew": graph.skew, "top_user_share": round(graph.top_share(), 4)},
         "timeline": run.timeline,
         "timeline_latency": timeline_latency(verdict, phases.t0_ns),

@@ -42,6 +42,7 @@ class Scenario:
     apis: int = 1  # API processes of the local stack
     workers: int = 1  # fan-out worker processes
     gateways: int = 1  # gateway processes
+    masters: int = 0  # 0: one redis-server; N: a local Redis Cluster of N masters (pipeline stage)
     client_procs: int = 0  # 0 = one process per 2,500 clients
     connect_concurrency: int = 200  # handshakes in flight per client process
 
@@ -74,6 +75,10 @@ class Scenario:
             out.append("push publishes one message per event to one online user at a fixed rate > 0")
         if self.stage == "fanout" and self.events < 1:
             out.append("fanout needs events to preload")
+        if self.masters and self.stage != "pipeline":
+            out.append("a cluster (masters > 0) runs the pipeline stage only (clusterbench measures fan-out)")
+        if self.masters < 0:
+            out.append("masters must be 0 (one Redis) or more")
         if self.stage == "ingest" and self.rate:
             out.append("ingest is a closed loop (rate 0)")
         return out

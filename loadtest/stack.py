@@ -28,6 +28,8 @@ import redis as sync_redis
 from notifier.runtime.settings import AuthSettings
 from schemas import keys
 
+from .cluster import ClusterLab, private_cluster
+
 START_TIMEOUT_S: Final = 30.0
 STOP_GRACE_S: Final = 5.0
 WANT_NOFILE: Final = 65_536
@@ -47,6 +49,7 @@ class Target:
     redis_url: str | None
     partitions: int
     pids: dict[str, tuple[int, ...]] = field(default_factory=dict)  # role → processes we started
+    redis_cluster: bool = False  # redis_url lists the seed nodes of a Redis Cluster
 
 
 def raise_nofile() -> int:
@@ -139,7 +142,7 @@ def _consumers_registered(client: sync_redis.Redis, partitions: int, names: set[
         yield False
 
 
-def _redis(procs: Processes, workdir: Path) -> str:
+def _redis(procs: Processes, workdir: Path, role: str = "redis") -> str:
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not on PATH (apt-get install redis-server)")
@@ -148,31 +151,63 @@ def _redis(procs: Processes, workdir: Path) -> str:
         exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--dir", str(workdir), "--maxmemory-policy", "noeviction", "--maxclients", "10000",
     ]  # fmt: skip
-    procs.start("redis", cmd)
+    procs.start(role, cmd)
     _wait("redis-server", _listening(port), procs)
     return f"redis://127.0.0.1:{port}/0"
 
 
 @contextlib.contextmanager
 def local_stack(
-    kind: str, *, apis: int, workers: int, gateways: int, partitions: int, extra_env: dict[str, str]
+    kind: str,
+    *,
+    apis: int,
+    workers: int,
+    gateways: int,
+    partitions: int,
+    extra_env: dict[str, str],
+    masters: int = 0,
+    cluster: ClusterLab | None = None,
 ) -> Iterator[Target]:
     """Start the stack, yield its Target, tear it all down (also on error)."""
-    with private_stack(kind, partitions=partitions, extra_env=extra_env) as stack:
+    with private_stack(
+        kind, partitions=partitions, extra_env=extra_env, masters=masters, cluster=cluster
+    ) as stack:
         stack.start(apis=apis, workers=workers, gateways=gateways)
         yield stack.target()
 
 
 @contextlib.contextmanager
-def private_stack(kind: str, *, partitions: int, extra_env: dict[str, str]) -> Iterator[LocalStack]:
+def private_stack(
+    kind: str,
+    *,
+    partitions: int,
+    extra_env: dict[str, str],
+    masters: int = 0,
+    cluster: ClusterLab | None = None,
+) -> Iterator[LocalStack]:
     """A private redis-server with no roles yet: the caller starts them when it needs them
-    (the stage benchmarks preload Redis first, or start one role at a time)."""
+    (the stage benchmarks preload Redis first, or start one role at a time). `masters` > 0: a
+    private Redis Cluster of that many masters (no replicas) instead, and the redis-server
+    holds only arq's job queue; `cluster`: that running cluster (the test suite's), as is."""
     raise_nofile()
     with tempfile.TemporaryDirectory(prefix="loadtest-") as tmp:
         workdir = Path(tmp)
         procs = Processes(workdir)
         try:
-            yield LocalStack(kind, procs, _redis(procs, workdir), partitions, extra_env)
+            if not masters and cluster is None:
+                yield LocalStack(kind, procs, _redis(procs, workdir), partitions, extra_env)
+                return
+            if kind != "notifier":
+                raise ValueError("only the product runs on a Redis Cluster")
+            jobs_url = _redis(procs, workdir, "jobs-redis")
+            with contextlib.ExitStack() as own:
+                lab = cluster or own.enter_context(
+                    private_cluster(workdir / "cluster", masters=masters, replicas=0)
+                )
+                env = {"NOTIFIER_REDIS_CLUSTER": "1", "NOTIFIER_JOBS_REDIS_URL": jobs_url}
+                stack = LocalStack(kind, procs, lab.url, partitions, {**env, **extra_env})
+                stack.cluster = lab
+                yield stack
         except BaseException:
             _keep_logs(workdir)
             raise
@@ -220,6 +255,7 @@ class LocalStack:
         self.api_urls: list[str] = []
         self.gateway_urls: list[str] = []
         self._workers = 0
+        self.cluster: ClusterLab | None = None  # the private Redis Cluster, when on one
         self._env = self._notifier_env(extra_env) if kind == "notifier" else self._baseline_env()
 
     def _notifier_env(self, extra_env: dict[str, str]) -> dict[str, str]:
@@ -297,7 +333,11 @@ class LocalStack:
             _wait(f"port {port}", _listening(port), self.procs)
         if not workers:
             return
-        client = sync_redis.Redis.from_url(self.redis_url)
+        client: sync_redis.Redis = (
+            sync_redis.Redis.from_url(self.redis_url)
+            if self.cluster is None
+            else sync_redis.RedisCluster(host="127.0.0.1", port=self.cluster.nodes[0].port)
+        )
         try:
             _wait("fan-out workers", _consumers_registered(client, self.partitions, set(workers)), self.procs)
         finally:
@@ -313,5 +353,11 @@ class LocalStack:
             self.auth,
             self.redis_url,
             self.partitions,
-            self.procs.pids(),
+            self.procs.pids() | self._cluster_pids(),
+            redis_cluster=self.cluster is not None,
         )
+
+    def _cluster_pids(self) -> dict[str, tuple[int, ...]]:
+        if self.cluster is None:
+            return {}
+        return {"redis": tuple(n.proc.pid for n in self.cluster.nodes if n.proc is not None)}

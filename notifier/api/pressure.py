@@ -4,13 +4,14 @@ Redis memory is nearly full, instead of accepting events it might lose."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from feeds.cluster import REDIS_UNAVAILABLE
+from feeds.cluster import CLUSTER_UNAVAILABLE, REDIS_UNAVAILABLE, Cluster
 from notifier.runtime import metrics
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import IngestSettings
@@ -21,8 +22,11 @@ log = logging.getLogger(__name__)
 
 
 class Pressure:
-    """Samples each partition's backlog (group lag + pending) and Redis memory on an interval;
-    `check()` is then free on the request path."""
+    """Samples each partition's backlog (group lag + pending) and Redis memory (on a cluster,
+    every master's) on an interval; `check()` is then free on the request path. A sample that
+    meets an unavailable Redis or cluster (a lost connection, MOVED, ASK, TRYAGAIN, CLUSTERDOWN
+    during a failover or a reshard) is unknown, not zero: the last verdict stands until a
+    sample completes."""
 
     def __init__(self, redis: Redis, settings: IngestSettings) -> None:
         self._redis = redis
@@ -53,13 +57,10 @@ class Pressure:
 
     async def sample(self) -> Rejected | None:
         """The refusal the current state calls for, if any."""
-        try:
-            memory = await self._redis.info("memory")
-        except ResponseError:  # INFO denied by an ACL, or the in-process fake lacks it: no memory signal
-            memory = {}
-        limit = int(memory.get("maxmemory", 0))
-        if limit and int(memory.get("used_memory", 0)) > limit * self._settings.max_memory_ratio:
-            return Rejected(Reason.BACKLOG, "Redis memory nearly full; retry later")
+        for memory in await self._memories():
+            limit = int(memory.get("maxmemory", 0))
+            if limit and int(memory.get("used_memory", 0)) > limit * self._settings.max_memory_ratio:
+                return Rejected(Reason.BACKLOG, "Redis memory nearly full; retry later")
         for p in range(self._settings.partitions):
             backlog = await self._backlog(p)
             if backlog > self._settings.max_backlog:
@@ -68,9 +69,27 @@ class Pressure:
                 )
         return None
 
+    async def _memories(self) -> list[dict[str, Any]]:
+        """INFO memory of every master (a cluster refuses writes to a full master's slots)."""
+        redis = self._redis
+        nodes = (
+            [redis.node_client(n) for n in await redis.masters()] if isinstance(redis, Cluster) else [redis]
+        )
+        out = []
+        for node in nodes:
+            try:
+                out.append(await node.info("memory"))
+            except CLUSTER_UNAVAILABLE:
+                raise
+            except ResponseError:  # INFO denied by an ACL, or the in-process fake lacks it: no signal
+                out.append({})
+        return out
+
     async def _backlog(self, partition: int) -> int:
         try:
             groups = await self._redis.xinfo_groups(keys.events(partition))
+        except CLUSTER_UNAVAILABLE:  # MOVED, ASK, CLUSTERDOWN are ResponseErrors, not "no stream"
+            raise
         except ResponseError:  # no stream yet
             return 0
         for group in groups:

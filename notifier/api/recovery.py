@@ -13,20 +13,22 @@ find a note left on an earlier run that nobody updated, and report that api's wi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
 import anyio
 from anyio.abc import TaskStatus
 from redis.asyncio import Redis
+from redis.exceptions import ClusterDownError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from feeds.cluster import REDIS_UNAVAILABLE, Cluster
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import IngestSettings
 from schemas import keys
@@ -44,9 +46,29 @@ def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
+@dataclass(frozen=True, slots=True)
+class Runs:
+    """Which Redis run holds each partition's log: one server's run id for every partition, or
+    on a cluster the run id of the master owning each partition's slot (a promoted replica is a
+    new run for that master's partitions)."""
+
+    of_partition: dict[int, str]
+    since_ms: int  # when this set of runs began, as far as known
+
+    @property
+    def name(self) -> str:
+        """The run id, or on a cluster a fingerprint of the masters' run ids (noted in
+        `ingest-watch`)."""
+        ids = sorted(set(self.of_partition.values()))
+        if len(ids) == 1:
+            return ids[0]
+        return "cluster-" + hashlib.sha1(" ".join(ids).encode()).hexdigest()[:16]
+
+
 class RestartWatch:
     """A Service of the api role. `restarts`, `reappended` and `unrecovered` count what it saw
-    (also added up in Redis, `keys.ingest_recovery`)."""
+    (also added up in Redis, `keys.ingest_recovery`). On a cluster it watches every master that
+    owns a partition, and appends again only what the partitions of a changed master took."""
 
     def __init__(self, redis: Redis, settings: IngestSettings, recent: RecentAppends) -> None:
         self._redis = redis
@@ -55,7 +77,8 @@ class RestartWatch:
         self._name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         # another api gets this long after a restart to note the new run before it is reported
         self._grace_ms = max(5_000, 10 * settings.restart_check_ms)
-        self._run_id: str | None = None
+        self._runs: Runs | None = None
+        self._first_seen: tuple[str, int] = ("", 0)  # a cluster's fingerprint, when first seen
         self._stopping = anyio.Event()
         self.restarts = 0
         self.reappended = 0
@@ -70,7 +93,7 @@ class RestartWatch:
                     if not await self.check():
                         return
                     backoff.reset()
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                except REDIS_UNAVAILABLE as exc:
                     await backoff.sleep(exc)
                     continue
                 with anyio.move_on_after(self._settings.restart_check_ms / 1000):
@@ -79,7 +102,7 @@ class RestartWatch:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                 try:  # stopped: nothing of ours is at risk once Redis has written it
                     await self._redis.hdel(keys.ingest_watch(), self._name)
-                except (RedisConnectionError, RedisTimeoutError, OSError):
+                except REDIS_UNAVAILABLE:
                     pass
 
     def stop(self) -> None:
@@ -88,27 +111,64 @@ class RestartWatch:
     async def check(self) -> bool:
         """One look at Redis; False if it cannot tell its run id (nothing to watch)."""
         asked_at_s = time.monotonic()
-        try:
-            server = await self._redis.info("server")
-        except ResponseError:  # INFO denied by an ACL, or the in-process fake
-            server = {}
-        if not isinstance(server.get("run_id"), str):  # not one server (a cluster answers per node)
+        runs = await self._look()
+        if runs is None:
             log.warning("no Redis run id: ingest cannot notice a Redis restart nor append again what it lost")
             self._recent.enabled = False
             return False
-        run_id, uptime_ms = str(server["run_id"]), int(server["uptime_in_seconds"]) * 1000
-        if run_id != self._run_id and (self._run_id is not None or len(self._recent)):
-            # (no run seen yet, but events taken: the run that took them may be gone already)
-            await self._append_again(self._run_id or "?", run_id)
-        self._run_id = run_id
+        before = self._runs
+        if before is not None:
+            changed = {p for p, run in runs.of_partition.items() if before.of_partition.get(p) != run}
+        else:  # no run seen yet, but events taken: the run that took them may be gone already
+            changed = set(runs.of_partition) if len(self._recent) else set()
+        if changed:
+            await self._append_again(changed, before.name if before else "?", runs.name)
+        self._runs = runs
         self._recent.confirm(asked_at_s)
         now_ms = int(time.time() * 1000)
-        await self._redis.hset(keys.ingest_watch(), self._name, f"{run_id} {now_ms}")
-        await self._report_abandoned(run_id, now_ms, uptime_ms)
+        await self._redis.hset(keys.ingest_watch(), self._name, f"{runs.name} {now_ms}")
+        await self._report_abandoned(runs, now_ms)
         return True
 
-    async def _append_again(self, old: str, new: str) -> None:
-        kept = self._recent.snapshot()
+    async def _look(self) -> Runs | None:
+        redis = self._redis
+        partitions = range(self._settings.partitions)
+        if isinstance(redis, Cluster):
+            return await self._look_cluster(redis, partitions)
+        try:
+            server = await redis.info("server")
+        except ResponseError:  # INFO denied by an ACL, or the in-process fake
+            server = {}
+        if not isinstance(server.get("run_id"), str):
+            return None
+        since_ms = int(time.time() * 1000) - int(server["uptime_in_seconds"]) * 1000
+        return Runs({p: str(server["run_id"]) for p in partitions}, since_ms)
+
+    async def _look_cluster(self, redis: Cluster, partitions: range) -> Runs:
+        """Each partition's master's run id, from the slot map as last known; a master that
+        does not answer (failing over) refreshes the map and the look is retried."""
+        try:
+            run_ids: dict[str, str] = {}
+            of_partition: dict[int, str] = {}
+            for p in partitions:
+                node = redis.get_node_from_key(keys.events(p))
+                if node.name not in run_ids:
+                    server = await redis.node_client(node).execute_command("INFO", "server", "replication")
+                    if server.get("role") != "master":
+                        raise ClusterDownError(f"{node.name} owns partition {p} but is no master")
+                    run_ids[node.name] = str(server["run_id"])
+                of_partition[p] = run_ids[node.name]
+        except REDIS_UNAVAILABLE:
+            await redis.refresh()
+            raise
+        runs = Runs(of_partition, 0)
+        now_ms = int(time.time() * 1000)
+        if self._first_seen[0] != runs.name:  # a promoted replica's uptime says nothing of when
+            self._first_seen = (runs.name, now_ms)
+        return Runs(of_partition, self._first_seen[1])
+
+    async def _append_again(self, partitions: set[int], old: str, new: str) -> None:
+        kept = [k for k in self._recent.snapshot() if k.partition in partitions]
         results: list[bool | BaseException] = []
         for start in range(0, len(kept), BATCH):
             results += await append_again(self._redis, [k.command for k in kept[start : start + BATCH]])
@@ -124,37 +184,30 @@ class RestartWatch:
         counters.hincrby(keys.ingest_recovery(), "reappended", len(lost))
         await counters.execute()
         log.warning(
-            "redis restarted (run %s -> %s): of %d events this api accepted lately, %d were lost "
-            "and are appended again%s",
+            "redis restarted (run %s -> %s, partitions %s): of %d events this api accepted lately "
+            "there, %d were lost and are appended again%s",
             old,
             new,
+            _ranges(partitions),
             len(kept),
             len(lost),
             _span(lost),
         )
-        dropped = self._recent.take_dropped()
-        if dropped is not None:
-            await self._count_unrecovered()
-            log.error(
-                "possibly lost: %d events accepted by this api between %s and %s, on any partition; "
-                "they left its buffer (NOTIFIER_INGEST_RECOVERY_KEEP_EVENTS) before Redis kept them",
-                dropped.count,
-                _when(dropped.first_ms),
-                _when(dropped.last_ms),
-            )
 
-    async def _report_abandoned(self, run_id: str, now_ms: int, uptime_ms: int) -> None:
+    async def _report_abandoned(self, runs: Runs, now_ms: int) -> None:
         """Report, once, each api whose note is on an earlier Redis run: it did not survive the
         restart, and what it accepted after its last note may be lost."""
         notes = await self._redis.hgetall(keys.ingest_watch())
         for name, note in notes.items():
             their_run, _, seen = note.decode().partition(" ")
             seen_ms = int(seen)
-            if their_run == run_id:
+            if their_run == runs.name:
                 if now_ms - seen_ms > FORGET_MS:
                     await self._redis.hdel(keys.ingest_watch(), name)
                 continue
-            if uptime_ms < self._grace_ms or not await self._redis.hdel(keys.ingest_watch(), name):
+            if now_ms - runs.since_ms < self._grace_ms or not await self._redis.hdel(
+                keys.ingest_watch(), name
+            ):
                 continue  # it may still be appending again itself; or another api reported it
             await self._count_unrecovered()
             partitions = self._settings.partitions
@@ -164,15 +217,19 @@ class RestartWatch:
                 "again what the crash took back",
                 name.decode(),
                 _when(seen_ms),
-                _when(now_ms - uptime_ms + 1_000),  # uptime counts clock seconds: up to 1 s over
+                _when(runs.since_ms + 1_000),  # uptime counts clock seconds: up to 1 s over
                 partitions - 1,
                 their_run,
-                run_id,
+                runs.name,
             )
 
     async def _count_unrecovered(self) -> None:
         self.unrecovered += 1
         await self._redis.hincrby(keys.ingest_recovery(), "unrecovered", 1)
+
+
+def _ranges(partitions: set[int]) -> str:
+    return ",".join(str(p) for p in sorted(partitions))
 
 
 def _span(lost: list[Kept]) -> str:

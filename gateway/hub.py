@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any, Final, Protocol
 
 import anyio
@@ -210,20 +211,21 @@ class Hub:
         self.delivered += len(listeners)
 
     async def register(self, user: str, listener: Listener) -> None:
-        """Add `listener`; returns once its user's channel subscription is live."""
+        """Add `listener`; returns once its user's channel subscription is live (or the link is
+        being rebuilt, which subscribes it and resyncs it)."""
         self.expire_by(listener.expires_at)
         group = self._listeners.get(user)
         if group:
             group.add(listener)
             return
         self._listeners[user] = {listener}
-        conn = self._conn
-        if conn is None:  # reconnecting: run() subscribes every user and resyncs
+        subscribe = self._subscriber(user)
+        if subscribe is None:
             return
         channel = keys.user_channel(user).encode()
         confirmed = self._confirmed[channel] = anyio.Event()
         try:
-            await conn.send_command("SUBSCRIBE", channel, check_health=False)
+            await subscribe()
             with anyio.move_on_after(SUBSCRIBE_TIMEOUT_S):
                 await confirmed.wait()
             if not confirmed.is_set():
@@ -233,6 +235,14 @@ class Hub:
             with anyio.CancelScope(shield=True):
                 await self.unregister(user, listener)
             raise
+
+    def _subscriber(self, user: str) -> Callable[[], Awaitable[None]] | None:
+        """What sends the subscription of `user`'s channel, or None while the link is being
+        rebuilt (the rebuild subscribes every user and resyncs them)."""
+        conn = self._conn
+        if conn is None:
+            return None
+        return partial(conn.send_command, "SUBSCRIBE", keys.user_channel(user), check_health=False)
 
     async def unregister(self, user: str, listener: Listener) -> None:
         group = self._listeners.get(user)

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
+from redis.exceptions import ClusterDownError, MovedError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from feeds.cluster import CLUSTER_UNAVAILABLE, Cluster
+from feeds.cluster import CLUSTER_UNAVAILABLE, REFRESH_GAP_S, Cluster
 from notifier.runtime.lifecycle import Backoff
 from schemas import keys
 
@@ -31,18 +33,16 @@ _SUNSUBSCRIBE: Final = frozenset({b"sunsubscribe", "sunsubscribe"})
 _LINK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_UNAVAILABLE)
 
 
-class _Moved(Exception):
-    """A subscribed channel's slot left this link's master (Redis pushed `sunsubscribe`)."""
-
-
 @dataclass(eq=False)
 class _Link:
-    """One master's connection and the users whose channels it carries."""
+    """One master's connection, the users whose channels it carries, and its reader."""
 
     node: str
     conn: AbstractConnection
     users: set[str] = field(default_factory=set)
     last_seen: float = field(default_factory=time.monotonic)
+    reader: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    dead: bool = False
 
 
 class ShardedHub(Hub):
@@ -50,102 +50,145 @@ class ShardedHub(Hub):
     SSUBSCRIBE per slot: Redis refuses one across slots), over one connection per master
     (redis-py 5's asyncio cluster has no pub/sub: redis/redis-py#2219).
 
-    Any change of topology (a link lost, a master failed over, Redis pushing `sunsubscribe`
-    because a slot migrated, MOVED on a subscribe) rebuilds every link from a fresh slot map
-    and resyncs every session from its change log, as the single-Redis hub does after a
-    reconnect: pub/sub stays the at-most-once fast path."""
+    A change of topology is repaired where it happened: a lost link (its master failed over,
+    CLIENT KILL), Redis pushing `sunsubscribe` (a slot migrated away) or MOVED on a subscribe
+    refreshes the slot map, re-homes only the users whose channel is no longer carried by its
+    master's link, and resyncs only their sessions from their change logs, as the single-Redis
+    hub does after a reconnect: pub/sub stays the at-most-once fast path. Other links and
+    their sessions are untouched."""
 
     def __init__(self, cluster: Cluster, *, keepalive_s: float = KEEPALIVE_S) -> None:
         super().__init__(cluster, keepalive_s=keepalive_s)
         self._cluster = cluster
-        self._links: dict[str, _Link] = {}  # node name -> link, while live
+        self._links: dict[str, _Link] = {}  # node name -> link
         self._leaving: set[bytes] = set()  # channels we unsubscribed (their sunsubscribe is ours)
+        self._unsynced: set[str] = set()  # users whose subscription lapsed: resync once re-homed
+        self._trouble = anyio.Event()  # a link or a subscription needs repair
+        self._backoff = Backoff("gateway sharded pub/sub")
+        self._repaired_at = 0.0
 
     @property
     def subscribed(self) -> bool:
         """Every master's link is up and subscribed (readiness)."""
-        return bool(self._links)
+        return bool(self._links) and not any(link.dead for link in self._links.values())
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        backoff = Backoff("gateway sharded pub/sub")
         first = True
         with anyio.CancelScope() as self._scope:
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(self._sweep_expired)
-                while not self._stopping.is_set():
-                    links: list[_Link] = []
-                    try:
-                        if not first:
-                            await self._cluster.refresh()
-                        for node in await self._cluster.masters():
-                            conn = self._cluster.node_client(node).connection_pool.make_connection()
-                            conn.socket_timeout = None  # reads wait; the keepalive finds a dead link
-                            links.append(_Link(node.name, conn))
-                            await conn.connect()
-                        await self._subscribe_all(links)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._sweep_expired)
+                    tg.start_soon(self._keepalive_links)
+                    while not self._stopping.is_set():
+                        try:
+                            await self._repair(tg, refresh=not first)
+                        except _LINK_ERRORS as exc:
+                            await self._backoff.sleep(exc)
+                            continue
                         if first:
                             task_status.started()
                             first = False
-                        else:
-                            for listener in self.listeners():
-                                listener.resync()
-                        await self._serve(links, backoff)
-                    except (*_LINK_ERRORS, _Moved) as exc:
-                        await backoff.sleep(exc)
-                    finally:
-                        self._links = {}
-                        for waiting in self._confirmed.values():
-                            waiting.set()  # the next build subscribes them (and resyncs)
-                        self._confirmed.clear()
-                        self._leaving.clear()
-                        with anyio.CancelScope(shield=True):
-                            for link in links:
-                                await link.conn.disconnect(nowait=True)
-                outer.cancel_scope.cancel()
+                        await self._trouble.wait()
+                    tg.cancel_scope.cancel()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    for link in list(self._links.values()):
+                        await self._close(link)
 
     def _node_of(self, user: str) -> str:
-        return str(self._cluster.get_node_from_key(keys.user_channel(user)).name)
+        """The master of `user`'s channel's slot, as last known (MOVED replies applied)."""
+        slot = _slot(keys.user_channel(user))
+        return str(self._cluster.nodes_manager.get_node_from_slot(slot).name)
 
-    async def _subscribe_all(self, links: list[_Link]) -> None:
-        by_node = {link.node: link for link in links}
-        while True:
-            missing = [u for u in self._listeners if not any(u in link.users for link in links)]
-            if not missing:
-                break
-            for user in missing:
-                link = by_node.get(self._node_of(user))
-                if link is None:
-                    raise _Moved(f"no link to the master of {user}'s slot")
-                link.users.add(user)
-            for link in links:
-                await _ssubscribe(link.conn, [keys.user_channel(u) for u in link.users])
-        self._links = by_node  # no await since the last check: nobody is missed
+    async def _repair(self, tg: TaskGroup, *, refresh: bool) -> None:
+        """Links for the masters that carry channels, every user's channel on its master's
+        link; the users re-homed are resynced."""
+        self._trouble = anyio.Event()
+        if refresh:
+            since = time.monotonic() - self._repaired_at
+            if since < REFRESH_GAP_S:  # a refresh this soon after the last would be skipped
+                await anyio.sleep(REFRESH_GAP_S - since)
+            await self._cluster.refresh()
+        self._repaired_at = time.monotonic()
+        masters = {node.name: node for node in await self._cluster.masters()}
+        for link in list(self._links.values()):
+            if link.dead or link.node not in masters:
+                self._unsynced |= link.users
+                await self._close(link)
+        if not self._links:  # the first build, or every link lost: one per master
+            for node in masters.values():
+                await self._open(tg, node)
+        while moving := self._misplaced():
+            for node, users in moving.items():
+                if node not in masters:
+                    raise ClusterDownError(f"{node} owns a slot but is no master in the map")
+                link = self._links.get(node) or await self._open(tg, masters[node])
+                link.users |= users
+                self._unsynced |= users
+                await _ssubscribe(link.conn, [keys.user_channel(u) for u in users])
+        # no await since the last check: every user's channel is on its master's link
+        if refresh:
+            resync = [listener for u in self._unsynced for listener in self._listeners.get(u, ())]
+            log.info(
+                "sharded pub/sub repaired: %d users re-homed, %d sessions resync",
+                len(self._unsynced),
+                len(resync),
+            )
+            for listener in resync:
+                listener.resync()
+        self._unsynced.clear()
 
-    async def _serve(self, links: list[_Link], backoff: Backoff) -> None:
-        failure: list[BaseException] = []
-        async with anyio.create_task_group() as tg:
-            for link in links:
-                tg.start_soon(self._read_link, link, backoff, failure, tg.cancel_scope)
-            tg.start_soon(self._keepalive_links, links)
-        if failure:
-            raise failure[0]
+    def _misplaced(self) -> dict[str, set[str]]:
+        """Master -> the users with sessions whose channel its link does not carry yet."""
+        carried = {u: link.node for link in self._links.values() for u in link.users}
+        out: dict[str, set[str]] = {}
+        for user in self._listeners:
+            node = self._node_of(user)
+            if carried.get(user) != node:
+                out.setdefault(node, set()).add(user)
+        return out
 
-    async def _read_link(
-        self, link: _Link, backoff: Backoff, failure: list[BaseException], scope: anyio.CancelScope
-    ) -> None:
-        try:
-            await self._read_replies(link, backoff)
-        except (*_LINK_ERRORS, _Moved, RedisError) as exc:
-            failure.append(exc)
-            scope.cancel()
+    async def _open(self, tg: TaskGroup, node: ClusterNode) -> _Link:
+        conn = self._cluster.node_client(node).connection_pool.make_connection()
+        conn.socket_timeout = None  # reads wait; the keepalive finds a dead link
+        await conn.connect()
+        link = self._links[node.name] = _Link(node.name, conn)
+        tg.start_soon(self._read_link, link)
+        return link
 
-    async def _read_replies(self, link: _Link, backoff: Backoff) -> None:
+    async def _close(self, link: _Link) -> None:
+        if self._links.get(link.node) is link:
+            del self._links[link.node]
+        link.dead = True
+        link.reader.cancel()
+        for user in link.users:
+            waiting = self._confirmed.pop(keys.user_channel(user).encode(), None)
+            if waiting is not None:
+                waiting.set()  # the repair subscribes it elsewhere (and resyncs it)
+        await link.conn.disconnect(nowait=True)
+
+    async def _read_link(self, link: _Link) -> None:
+        with link.reader:
+            try:
+                await self._read_replies(link)
+            except (*_LINK_ERRORS, RedisError) as exc:
+                if not link.dead:
+                    log.warning("sharded pub/sub to %s lost: %s", link.node, exc)
+                link.dead = True
+                self._trouble.set()
+
+    async def _read_replies(self, link: _Link) -> None:
         first = True
-        while not self._stopping.is_set():
-            reply: Any = await link.conn.read_response(disconnect_on_error=False)
+        while True:
+            try:
+                reply: Any = await link.conn.read_response(disconnect_on_error=False)
+            except MovedError as exc:  # a subscribe met a slot that moved: patch the map, re-home
+                self._cluster.moved(exc)
+                self._lapsed(link, {u for u in link.users if _slot(keys.user_channel(u)) == exc.slot_id})
+                continue
             link.last_seen = time.monotonic()
             if first:
-                backoff.reset()
+                self._backoff.reset()
                 first = False
             kind = reply[0]
             if kind in _SMESSAGE:
@@ -159,13 +202,20 @@ class ShardedHub(Hub):
             elif kind in _SUNSUBSCRIBE:
                 if channel in self._leaving:
                     self._leaving.discard(channel)
-                elif keys.user_of_channel(channel.decode()) in self._listeners:
-                    raise _Moved(f"{channel.decode()} left {link.node}")
+                    continue
+                gone = keys.user_of_channel(channel.decode())  # its slot migrated away
+                self._lapsed(link, {gone} & link.users)
 
-    async def _keepalive_links(self, links: list[_Link]) -> None:
+    def _lapsed(self, link: _Link, users: set[str]) -> None:
+        """`users`' subscriptions on `link` ended without us: the repair re-homes them."""
+        link.users -= users
+        self._unsynced |= users & self._listeners.keys()
+        self._trouble.set()
+
+    async def _keepalive_links(self) -> None:
         while True:
             await anyio.sleep(self._keepalive_s)
-            for link in links:
+            for link in list(self._links.values()):
                 if time.monotonic() - link.last_seen > 3 * self._keepalive_s:
                     log.warning("sharded pub/sub to %s silent: reconnecting", link.node)
                     await link.conn.disconnect(nowait=True)
@@ -173,34 +223,16 @@ class ShardedHub(Hub):
                 try:
                     await link.conn.send_command("PING", check_health=False)
                 except (RedisConnectionError, RedisTimeoutError, OSError):
-                    pass  # its reader sees the broken link and the hub rebuilds
+                    pass  # its reader sees the broken link and the hub repairs it
 
-    async def register(self, user: str, listener: Listener) -> None:
-        """Add `listener`; returns once its user's channel subscription is live (or the hub is
-        rebuilding its links, which subscribes it and resyncs it)."""
-        self.expire_by(listener.expires_at)
-        group = self._listeners.get(user)
-        if group:
-            group.add(listener)
-            return
-        self._listeners[user] = {listener}
-        link = self._links.get(self._node_of(user)) if self._links else None
-        if link is None:  # rebuilding (or the map moved: the reader will see MOVED and rebuild)
-            return
-        channel = keys.user_channel(user).encode()
-        confirmed = self._confirmed[channel] = anyio.Event()
+    def _subscriber(self, user: str) -> Callable[[], Awaitable[None]] | None:
+        link = self._links.get(self._node_of(user))
+        if link is None or link.dead:  # the repair subscribes it (and resyncs it)
+            self._unsynced.add(user)
+            self._trouble.set()
+            return None
         link.users.add(user)
-        try:
-            await _ssubscribe(link.conn, [keys.user_channel(user)])
-            with anyio.move_on_after(SUBSCRIBE_TIMEOUT_S):
-                await confirmed.wait()
-            if not confirmed.is_set():
-                raise RedisTimeoutError(f"subscription not confirmed in {SUBSCRIBE_TIMEOUT_S}s")
-        except BaseException:
-            self._confirmed.pop(channel, None)
-            with anyio.CancelScope(shield=True):
-                await self.unregister(user, listener)
-            raise
+        return partial(_ssubscribe, link.conn, [keys.user_channel(user)])
 
     async def unregister(self, user: str, listener: Listener) -> None:
         group = self._listeners.get(user)
@@ -210,7 +242,8 @@ class ShardedHub(Hub):
         if group:
             return
         del self._listeners[user]
-        for link in self._links.values():
+        self._unsynced.discard(user)
+        for link in list(self._links.values()):
             if user in link.users:
                 link.users.discard(user)
                 channel = keys.user_channel(user)
@@ -219,7 +252,7 @@ class ShardedHub(Hub):
                     try:
                         await link.conn.send_command("SUNSUBSCRIBE", channel, check_health=False)
                     except (RedisConnectionError, RedisTimeoutError, OSError):
-                        pass  # the rebuild subscribes only users that still have sessions
+                        pass  # the repair subscribes only users that still have sessions
 
 
 async def _ssubscribe(conn: AbstractConnection, channels: Iterable[str]) -> None:

@@ -123,15 +123,23 @@ def test_profanity_aimed_at_nobody_praise_and_quotes_pass(text: str) -> None:
     assert one(TARGETED, text) is None, text
 
 
-def test_the_model_counts_only_for_addressed_text_without_praise() -> None:
-    model = FixedModel({"you re a spineless coward": 0.97, "you re a fucking legend": 0.99})
+def test_the_model_counts_only_for_addressed_clauses_without_praise() -> None:
+    model = FixedModel(
+        {"you smell of sewage": 0.97, "you re a fucking legend": 0.99, "this is ridiculous": 0.95}
+    )
     rule = TargetedRule(model)
     found = rule.check(
-        [Subject("you're a spineless coward"), Subject("you're a fucking legend"), Subject("spineless")]
+        [
+            Subject("you smell of sewage"),
+            Subject("you're a fucking legend"),
+            Subject("spineless"),
+            Subject("@airline you lost my bag again, this is ridiculous"),
+        ]
     )
     assert found[0] is not None and found[0].score >= 0.9 and "0.97" in found[0].reason
-    assert found[1] is None and found[2] is None
-    assert model.seen == ["you re a spineless coward"]  # praise and unaddressed text are not asked
+    assert found[1] is None and found[2] is None and found[3] is None
+    # praise and unaddressed text are not asked; of a text, only its addressed clauses
+    assert model.seen == ["you smell of sewage", "atmention you lost my bag again"]
 
 
 # -- scam and bait ----------------------------------------------------------------------------------
@@ -184,3 +192,94 @@ def test_severe_terms_only_in_a_quote_flag_instead_of_hold() -> None:
     assert quoted is not None and POLICY.action_for(quoted) is Action.FLAG and "quoted" in quoted.reason
     own = one(rule, "kys loser")
     assert own is not None and POLICY.action_for(own) is Action.HOLD
+
+
+# -- classes, not strings: veiled threats, self-harm incitement, comparisons, vocatives -------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("it would be a shame if something happened to your car", "veiled threat"),
+        ("we know which house your mum lives in", "veiled threat"),
+        ("say that again and see what happens", "veiled threat"),
+        ("you'll get what's coming to you", "veiled threat"),
+        ("the world is better off without u", "incitement to self-harm"),
+        ("do us all a favor and just stop breathing", "incitement to self-harm"),
+        ("nobody is going to miss you", "incitement to self-harm"),
+        ("your face looks like a dropped pie", "dehumanising comparison"),
+        ("u have the brain of a goldfish", "dehumanising comparison"),
+    ],
+)
+def test_classes_of_aimed_abuse_hold_and_name_their_class(text: str, kind: str) -> None:
+    verdict = one(TARGETED, text)
+    assert verdict is not None and POLICY.action_for(verdict) is Action.HOLD, text
+    assert verdict.reason.startswith(kind), verdict.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Marco, what a pathetic excuse for a human being",  # a name called out, then an insult
+        "go touch grass, loser",  # an insult called out at the end of a clause
+        "imagine being this braindead",
+        "lmao ur s0 ug1y",  # i/l look-alikes in every lexicon
+    ],
+)
+def test_vocatives_and_implied_addressees_count_as_addressing(text: str) -> None:
+    verdict = one(TARGETED, text)
+    assert verdict is not None and POLICY.action_for(verdict) is Action.HOLD, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Shit, I forgot my keys",  # an interjection is not a name
+        "he is a total loser in that movie",  # described, not called out
+        "this pizza is the shit, no joke",
+        "you look like a movie star in that photo",  # compared to praise
+        "you absolute muppet, you forgot the cake again 😂",  # teasing with a laugh
+        "do us a favour and bring snacks tonight",
+        "the whole world would be better without mosquitoes",
+        "I know where you got that jacket",
+        "I'm coming for your high score tonight",
+    ],
+)
+def test_look_alikes_of_the_classes_pass(text: str) -> None:
+    assert one(TARGETED, text) is None, text
+
+
+def test_a_veiled_threat_said_laughing_only_flags() -> None:
+    verdict = one(TARGETED, "we're coming for you next season haha")
+    assert verdict is not None and POLICY.action_for(verdict) is Action.FLAG
+    assert "said laughing" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("hi dear, your profile caught my eye, add me on snap: lily_x99", "lure"),
+        ("hey, saw your posts, wanna talk somewhere more private? my tg is @luna_x", "lure"),
+        ("ur account has been flagged, log in here to keep it: secure-login-help.com", "link"),
+        ("free skins at vbucks-free.xyz", "link"),
+        ("Cash app giving $500 to first 50 people to comment 'me'", "engagement"),
+    ],
+)
+def test_lures_phishing_and_money_for_engagement_hold(text: str, why: str) -> None:
+    verdict = one(SCAM, text)
+    assert verdict is not None and POLICY.action_for(verdict) is Action.HOLD, text
+    assert why in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "text me when you get home safe",
+        "add me on discord if you want to play tonight",
+        "I'm giving away my old sofa to the first person who comments",
+        "log in to the portal at school.edu to see grades",
+        "our charity run raised $3,000, thank you all",
+    ],
+)
+def test_channels_and_giveaways_without_bait_pass(text: str) -> None:
+    assert one(SCAM, text) is None, text

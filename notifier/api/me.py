@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from feeds.inbox import Inbox
-from notifier.runtime import tokens
 from notifier.runtime.settings import AuthSettings
+from notifier.runtime.tokens import user_of
 from schemas import decoding
 from schemas.errors import Reason, Rejected
 
@@ -28,11 +28,6 @@ _PAGE_CURSOR: Final = re.compile(r"-?[0-9]{1,16}:[A-Za-z0-9_.:@-]{1,290}")
 class MarkRead(msgspec.Struct, forbid_unknown_fields=True):
     ids: list[str] | None = None
     all: bool = False
-
-
-def user_of(request: Request, auth: AuthSettings) -> str:
-    token = tokens.bearer(request.headers.get("authorization", ""), "token")
-    return tokens.verify(token, auth).user
 
 
 def page_limit(request: Request) -> int:

@@ -11,12 +11,13 @@ from starlette.responses import Response
 
 from feeds.preferences import PreferenceStore, Relation
 from notifier.runtime.settings import AuthSettings
+from notifier.runtime.tokens import user_of
 from schemas import preferences as wire
 from schemas.errors import Reason, Rejected
 
 from .graph import before_cursor, subject
 from .ingest import read_body, require_json
-from .me import page_limit, user_of
+from .me import page_limit
 
 MAX_BODY = 4 * 1024
 

@@ -27,13 +27,10 @@ _IMPLIED_YOU: Final = re.compile(r"\bimagine being (?:this|so|that)\b")
 # 'hey Marco, ...'); interjections in that place call nobody.
 _VOCATIVE: Final = re.compile(r"^\s*(?:(?:hey|hi|yo|oi|oy|listen|look)\s+)?([A-Z][a-z]+)\s*,")
 _NOT_NAMES: Final = frozenset(
-    {
-        "shit", "damn", "ugh", "well", "ok", "okay", "wow", "oh", "yes", "yeah", "no", "nope", "honestly",
-        "seriously", "lol", "lmao", "man", "fuck", "welp", "sorry", "thanks", "hey", "hi", "hello", "so",
-        "look", "listen", "now", "then", "also", "guys", "folks", "everyone", "ffs", "omg", "wtf", "bro",
-        "dang", "crap", "hmm", "alright", "sure", "great", "fine", "again", "today", "anyway", "first",
-    }
-)  # fmt: skip
+    "shit damn ugh well ok okay wow oh yes yeah no nope honestly seriously lol lmao man fuck welp sorry"
+    " thanks hey hi hello so look listen now then also guys folks everyone ffs omg wtf bro dang crap hmm"
+    " alright sure great fine again today anyway first".split()
+)
 # A clause ends at punctuation followed by a space (not inside 'f.u.c.k' or a link) or a dash.
 _CLAUSE_END: Final = re.compile(r"[,.;:!?…]+(?=\s|$)|\n|\s[-–—]+\s")
 

@@ -64,12 +64,9 @@ _BANTER: Final = re.compile(r"[😂🤣😆😜😝😘😁😄❤♥💕💜�
 _LAUGH: Final = re.compile(r"\b(?:lol|lmao|lmfao|rofl)\b")
 # Words before a clause's last word that make it a description, not a vocative ('such a loser').
 _DESCRIBING: Final = frozenset(
-    {
-        "a", "an", "the", "such", "this", "that", "these", "those", "my", "his", "her", "their", "our",
-        "its", "what", "some", "any", "total", "complete", "real", "another", "one", "is", "was", "are",
-        "were", "be", "being", "been", "like", "of", "for", "as", "feel", "im", "i", "no",
-    }
-)  # fmt: skip
+    "a an the such this that these those my his her their our its what some any total complete real"
+    " another one is was are were be being been like of for as feel im i no".split()
+)
 # Aimed by themselves: imperatives and curses with the addressee built in.
 DIRECTED: Final = (
     "fuck you", "fuck u", "fuck off", "fuck yourself", "screw you", "foff", "piss off", "sod off",

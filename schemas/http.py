@@ -88,7 +88,8 @@ _NEXT = msgspec.Meta(description="opaque: `before` for the next page, null on th
 
 
 class Member(msgspec.Struct):
-    """A user in a follow list, mute list or block list, with when (ms) they were added."""
+    """A user in a follow list, mute list or block list (or a muted post), with when (ms) they
+    were added."""
 
     id: str
     since: int
@@ -133,10 +134,21 @@ class FeedPage(msgspec.Struct):
     next: Annotated[str | None, _NEXT]
 
 
+class MutedPostPage(msgspec.Struct):
+    """The caller's muted posts (threads), newest mute first; `since`: when muted (ms)."""
+
+    posts: list[Member]
+    count: int
+    next: Annotated[str | None, _NEXT]
+
+
 class Changed(msgspec.Struct):
-    """Whether a mute or block (or its undoing) changed anything; false when already so."""
+    """Whether a mute or block (or its undoing) changed anything (false when already so), and
+    how many notifications it took out of the inbox (of both users for a block; 0 for an undo).
+    Repeating a mute or block is safe and redoes the hiding."""
 
     changed: bool
+    hidden: int
 
 
 class Live(msgspec.Struct):

@@ -123,6 +123,7 @@ class InboxScripts:
     page: Script
     replay: Script
     hidden: Script
+    seen: Script
     sharded: bool  # for a cluster: SPUBLISH, and apply calls spanning a master's slots
 
     @classmethod
@@ -135,6 +136,7 @@ class InboxScripts:
             page=Script(_source("page.lua")),
             replay=Script(_source("reads.lua", "replay.lua")),
             hidden=Script(_source("hidden.lua")),
+            seen=Script(_source("reads.lua", "seen.lua", sharded=sharded)),
             sharded=sharded,
         )
 

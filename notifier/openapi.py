@@ -119,6 +119,14 @@ OPERATIONS: Final[tuple[Op, ...]] = (
     ),
     Op("get", "/v1/me/unread", "inbox", "The caller's unread count", http.Unread),
     Op("post", "/v1/me/notifications/read", "inbox", "Mark groups (or all) read", http.Marked, body=MarkRead),
+    Op(
+        "post",
+        "/v1/me/notifications/seen",
+        "inbox",
+        "Mark the inbox seen (not read) up to a time or the newest group; synced to every device",
+        http.Seen,
+        body=http.MarkSeen,
+    ),
     Op("get", "/v1/me/feed", "inbox", "The caller's home feed", http.FeedPage, params=_FEED_PAGE),
     Op("get", "/v1/me/preferences", "inbox", "The caller's preferences", Preferences),
     Op(

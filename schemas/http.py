@@ -71,12 +71,29 @@ class Group(msgspec.Struct):
 class InboxPage(msgspec.Struct):
     groups: list[Group]
     unread: int
+    unseen: Annotated[int, msgspec.Meta(description="groups active after `seen_at`: the badge")]
+    seen_at: Annotated[int, msgspec.Meta(description="the seen mark (ms; 0: never marked)")]
     cursor: Annotated[str, msgspec.Meta(description="opaque: open the WebSocket with it")]
     next: Annotated[str | None, msgspec.Meta(description="opaque: `before` for the next page")]
 
 
 class Unread(msgspec.Struct):
     unread: int
+    unseen: int
+
+
+class MarkSeen(msgspec.Struct, forbid_unknown_fields=True):
+    """Mark the inbox seen (not read) up to `at` (ms: the `last_at` of the newest group the
+    client showed), or up to the newest group when absent."""
+
+    at: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class Seen(msgspec.Struct):
+    """The badge after marking seen, and the seen mark (it never moves back)."""
+
+    unseen: int
+    seen_at: int
 
 
 class Marked(msgspec.Struct):

@@ -93,6 +93,9 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def post_read(request: Request) -> Response:
         return await me.mark_read(request, inbox, auth)
 
+    async def post_seen(request: Request) -> Response:
+        return await me.mark_seen(request, inbox, auth)
+
     async def get_followers(request: Request) -> Response:
         return await graph.list_side(request, follow_graph, auth, "followers")
 
@@ -132,6 +135,7 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         Route("/v1/me/notifications", get_notifications, methods=["GET"]),
         Route("/v1/me/unread", get_unread, methods=["GET"]),
         Route("/v1/me/notifications/read", post_read, methods=["POST"]),
+        Route("/v1/me/notifications/seen", post_seen, methods=["POST"]),
         Route("/v1/me/feed", get_feed, methods=["GET"]),
         Route("/v1/me/preferences", get_prefs, methods=["GET"]),
         Route("/v1/me/preferences", put_prefs, methods=["PUT"]),

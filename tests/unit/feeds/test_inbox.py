@@ -181,7 +181,12 @@ async def test_mark_one_group_read(redis: Redis) -> None:
         older["id"]: True,
         newer["id"]: False,
     }
-    assert (await changes(redis, "olga"))[-1] == {"op": "read", "groups": [older["id"]], "unread": 1, "unseen": 2}
+    assert (await changes(redis, "olga"))[-1] == {
+        "op": "read",
+        "groups": [older["id"]],
+        "unread": 1,
+        "unseen": 2,
+    }
     logged = len(await changes(redis, "olga"))
     assert await inbox.mark_read("olga", [older["id"]]) == 0
     assert len(await changes(redis, "olga")) == logged

@@ -62,13 +62,15 @@ def workload(events: int, fanout: int, users: int, seed: int) -> list[Event]:
 
 
 @contextlib.contextmanager
-def single_server(directory: Path) -> Iterator[str]:
+def single_server(directory: Path, replica_of: int = 0) -> Iterator[str]:
+    """A redis-server (`replica_of`: a replica of the one on that port)."""
     exe = shutil.which("redis-server")
     assert exe is not None
     directory.mkdir(parents=True, exist_ok=True)
     port = free_ports(1)[0]
     cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     cmd += ["--dir", str(directory), "--logfile", "redis.log"]
+    cmd += ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
@@ -168,16 +170,21 @@ async def measure(redis: Redis, events: list[Event], fanout: int) -> dict[str, A
 
 
 @contextlib.asynccontextmanager
-async def opened(kind: str, directory: Path) -> AsyncIterator[Redis]:
+async def opened(kind: str, directory: Path, replicas: int) -> AsyncIterator[Redis]:
+    """The backend `kind`, each master with `replicas` replicas."""
     if kind == "single":
-        with single_server(directory) as url:
+        with contextlib.ExitStack() as servers:
+            url = servers.enter_context(single_server(directory))
+            port = int(url.rsplit(":", 1)[1].split("/")[0])
+            for i in range(replicas):
+                servers.enter_context(single_server(directory / f"replica{i}", replica_of=port))
             client = Redis.from_url(url)
             try:
                 yield client
             finally:
                 await client.aclose()
         return
-    with private_cluster(directory, masters=MASTERS[kind], replicas=0) as lab:
+    with private_cluster(directory, masters=MASTERS[kind], replicas=replicas) as lab:
         cluster = Cluster([("127.0.0.1", n.port) for n in lab.nodes], retry_budget_s=10, socket_timeout=10)
         try:
             yield cluster
@@ -195,29 +202,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     the machine's load hits both alike. Ratios are of the medians."""
     events = workload(args.events, args.fanout, args.users, args.seed)
     inbox.ITEMS_PER_CALL = args.items_per_call
+    # one node cannot be its own replica: with replicas, one Redis (and its replicas) vs 3 masters
+    kinds = [kind for kind in KINDS if not (args.replicas and kind == "cluster-1")]
     out: dict[str, Any] = {
         "command": f"python -m loadtest.clusterbench --events {args.events} --fanout {args.fanout} "
-        f"--users {args.users} --rounds {args.rounds} --items-per-call {args.items_per_call}",
+        f"--users {args.users} --rounds {args.rounds} --items-per-call {args.items_per_call} "
+        f"--replicas {args.replicas}",
         "partitions": PARTITIONS,
         "note": "small run on a shared, busy 2-core machine: one worker process, Redis on the same cores",
-        "rounds": {kind: [] for kind in KINDS},
+        "rounds": {kind: [] for kind in kinds},
     }
     with tempfile.TemporaryDirectory(prefix="clusterbench-") as tmp:
         async with contextlib.AsyncExitStack() as stack:
             backends = [
-                (kind, await stack.enter_async_context(opened(kind, Path(tmp) / kind))) for kind in KINDS
+                (kind, await stack.enter_async_context(opened(kind, Path(tmp) / kind, args.replicas)))
+                for kind in kinds
             ]
             for _ in range(args.rounds):
                 for kind, redis in backends:
                     await _flush(redis)
                     out["rounds"][kind].append(await measure(redis, events, args.fanout))
-    for kind in KINDS:
+    for kind in kinds:
         rounds = out["rounds"][kind]
         out[kind] = {
             figure: statistics.median(r[figure] for r in rounds)
             for figure in ("items_per_s", "redis_cpu_us_per_item", "redis_cpu_us_per_item_less_idle")
         }
-    for kind in KINDS[1:]:
+    for kind in kinds[1:]:
         out[f"{kind}_vs_single"] = {
             figure: round(out[kind][figure] / out["single"][figure], 3) for figure in out["single"]
         }
@@ -231,6 +242,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--replicas", type=int, default=0, help="replicas per master (one Redis too)")
     parser.add_argument("--items-per-call", type=int, default=inbox.ITEMS_PER_CALL)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

@@ -1,6 +1,7 @@
 """The product on a Redis Cluster (3 masters, one replica each), every process real: two of every
-role at once through a live slot migration and a killed pub/sub link; a master SIGKILLed under
-load (its replica takes over); a role started before the cluster exists. The checker judges."""
+role at once through a live slot migration and a killed pub/sub link; pub/sub links killed again
+and again (test_redis.py's T-R11); a master SIGKILLed under load (its replica takes over); a role
+started before the cluster exists. The checker judges."""
 
 from __future__ import annotations
 
@@ -115,6 +116,47 @@ async def _two_of_every_role(tmp_path: Path, cluster: ClusterLab, jobs_url: str)
         assert all(role.alive for role in lab.roles.values())
         assert not cluster_errors_logged(lab), cluster_errors_logged(lab)
         # both of alice's sockets (one per gateway) saw every change of her inbox
+        assert clients[0].seen == clients[1].seen and clients[0].seen
+
+
+def test_pubsub_links_killed_one_master_at_a_time_clients_miss_nothing(
+    tmp_path: Path, redis_cluster: ClusterLab, redis_url: str
+) -> None:
+    """T-R11 of test_redis.py on the cluster: the gateway repairs each killed link alone."""
+    anyio.run(_pubsub_killed, tmp_path, redis_cluster, redis_url)
+
+
+async def _pubsub_killed(tmp_path: Path, cluster: ClusterLab, jobs_url: str) -> None:
+    async with ClusterWorld(tmp_path, cluster, jobs_url) as lab:
+        gateway = lab.role("gateway", "gateway")
+        await lab.start(lab.worker("worker-0"), lab.role("api", "api"), gateway)
+        users = (OWNERS[0], OWNERS[0], *OWNERS[1:])
+        clients = [PushClient(u, lab.ws_url, lab.http, lab.token(u)) for u in users]
+        factory = CommentFactory("r11c", OWNERS)
+        masters = cluster.masters()
+        kills = 0
+        async with anyio.create_task_group() as tg:
+            await start_clients(tg, clients)
+            loaded = anyio.Event()
+
+            async def load() -> None:
+                await lab.load(factory, count=600, duration_s=8)
+                loaded.set()
+
+            tg.start_soon(load)
+            while not loaded.is_set():
+                kills += masters[kills % len(masters)].ask("CLIENT", "KILL", "TYPE", "pubsub")
+                await anyio.sleep(0.3)  # the fault's pace
+            verdict = await settle(lab, clients, f"{kills} pub/sub links killed, one master at a time")
+            tg.cancel_scope.cancel()
+        print(
+            f"\n[T-R11, cluster] {kills} pub/sub links killed, one master at a time; client reconnects "
+            f"{[c.connects - 1 for c in clients]}; {verdict.report()}"
+        )
+        assert kills >= 5
+        assert gateway.alive
+        assert verdict.clean, verdict.report()
+        assert not cluster_errors_logged(lab), cluster_errors_logged(lab)
         assert clients[0].seen == clients[1].seen and clients[0].seen
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from hiredis import pack_command
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -40,7 +41,7 @@ class Script:
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await redis.script_load(self.source)
+            await _load(redis, self)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
 
@@ -69,7 +70,19 @@ async def _run(redis: Redis, commands: Sequence[Command], wait: Command | None) 
 
 
 async def _load(redis: Redis, script: Script) -> None:
-    await redis.script_load(script.source)  # on a cluster: every master (redis-py's routing)
+    """Load `script` into Redis; on a cluster into every node of a fresh slot map, replicas too.
+    Redis does not replicate its script cache: a promoted replica answers NOSCRIPT, and
+    redis-py's own SCRIPT LOAD goes to the masters of its cached map, which may still name the
+    old one (a master frozen past the node timeout came back demoted: NOSCRIPT forever)."""
+    if not isinstance(redis, Cluster):
+        await redis.script_load(script.source)
+        return
+    await redis.refresh()
+    for node in redis.get_nodes():
+        try:
+            await redis.node_client(node).script_load(script.source)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            pass  # a node that is down loads it when the scripts are next missing
 
 
 async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:

@@ -1,10 +1,12 @@
 """The product on a Redis Cluster (3 masters, one replica each), every process real: two of every
 role at once through a live slot migration and a killed pub/sub link; pub/sub links killed again
-and again (test_redis.py's T-R11); a master SIGKILLed under load (its replica takes over); a role
-started before the cluster exists. The checker judges."""
+and again (test_redis.py's T-R11); a master SIGKILLed under load (its replica takes over), or
+frozen past the node timeout (T-R8); a role started before the cluster exists. The checker
+judges."""
 
 from __future__ import annotations
 
+import signal
 import time
 from functools import partial
 from pathlib import Path
@@ -16,13 +18,15 @@ import redis as sync_redis
 from redis.crc import key_slot
 
 from loadtest.cluster import ClusterLab, start_nodes
+from notifier.runtime.eventlog import partition_of
 from schemas import keys
 
 from .checker import Verdict, check
 from .clusterlab import ClusterWorld
 from .harness import PARTITIONS, SERVICE_KEY, RoleProcess, service_env, wait_until
-from .ledger import CommentFactory, drive_load
+from .ledger import CommentFactory, drive_load, post_event
 from .observers import PushClient, quiesce, start_clients, wait_clients_caught_up
+from .test_redis import ANSWER_SLACK_S, slow_answers
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
@@ -30,12 +34,17 @@ OWNERS: Final = ("alice", "bob", "carol", "dave")
 DRAIN_TIMEOUT_S: Final = 90.0
 CATCH_UP_TIMEOUT_S: Final = 30.0
 CLUSTER_ERRORS: Final = ("CROSSSLOT", "MOVED", "ASK ", "TRYAGAIN", "CLUSTERDOWN")
+FROZEN_S: Final = 3.0  # a master paused this long is failed over (node timeout 1 s)
 
 
 async def settle(lab: ClusterWorld, clients: list[PushClient], fault: str) -> Verdict:
     await quiesce(lab.redis, PARTITIONS, DRAIN_TIMEOUT_S)
     await wait_clients_caught_up(lab.redis, clients, CATCH_UP_TIMEOUT_S)
     return await check(lab.redis, lab.ledger, partitions=PARTITIONS, clients=clients, faults=[fault])
+
+
+def slot_of_partition(partition: int) -> int:
+    return int(key_slot(keys.events(partition).encode()))
 
 
 def cluster_errors_logged(lab: ClusterWorld) -> dict[str, list[str]]:
@@ -212,6 +221,63 @@ async def _master_killed(tmp_path: Path, cluster: ClusterLab, jobs_url: str, wai
             assert verdict.clean, verdict.report()  # a 202 waited for a replica: nothing lost
         else:
             assert all(killed_at - 1.0 <= acked_at[e] <= killed_at for e in verdict.lost), verdict.report()
+
+
+def test_a_frozen_master_answers_503_within_budget_then_fails_over(
+    tmp_path: Path, redis_cluster: ClusterLab, redis_url: str
+) -> None:
+    """T-R8 of test_redis.py on the cluster: a master SIGSTOPped past the node timeout. Its
+    partitions answer 503 within the ingest budget, its replica is promoted, and when it thaws
+    (demoted) the appends queued on its sockets meet WAIT with no replica: 503, never a 202 lost."""
+    anyio.run(_master_frozen, tmp_path, redis_cluster, redis_url)
+
+
+async def _master_frozen(tmp_path: Path, cluster: ClusterLab, jobs_url: str) -> None:
+    overrides = {
+        "NOTIFIER_INGEST_TIMEOUT_S": "0.5",
+        "NOTIFIER_INGEST_WAIT_REPLICAS": "1",
+        "NOTIFIER_INGEST_WAIT_TIMEOUT_MS": "500",
+    }
+    async with ClusterWorld(tmp_path, cluster, jobs_url, overrides=overrides) as lab:
+        workers = [lab.worker(f"worker-{i}") for i in range(2)]
+        await lab.start(*workers, lab.role("api", "api"), lab.role("gateway", "gateway"))
+        clients = [PushClient(u, lab.ws_url, lab.http, lab.token(u)) for u in OWNERS[:2]]
+        victim = cluster.node_of_slot(key_slot(keys.events(0).encode()))
+        assert victim.proc is not None
+        budget_s = 0.5 + ANSWER_SLACK_S
+        factory = CommentFactory("r8c", OWNERS)
+        healthy = factory.make()  # an event of a partition on another master
+        while cluster.node_of_slot(slot_of_partition(partition_of(healthy["actor"], PARTITIONS))) is victim:
+            healthy = factory.make()
+        async with anyio.create_task_group() as tg:
+            await start_clients(tg, clients)
+            async with anyio.create_task_group() as load:
+                load.start_soon(
+                    partial(lab.load, factory, count=500, duration_s=12, rate_per_s=40, retries=8)
+                )
+                await wait_until(lambda: lab.ledger.counts()["acked"] >= 100, 30, what="100 acked")
+                victim.proc.send_signal(signal.SIGSTOP)
+                frozen_at = time.monotonic()
+                # (the load's posters soon all wait on retries of the frozen master's events)
+                probe = await post_event(lab.http, lab.ledger, healthy, SERVICE_KEY)
+                await anyio.sleep(max(0.0, frozen_at + FROZEN_S - time.monotonic()))  # past the node timeout
+                victim.proc.send_signal(signal.SIGCONT)
+                thawed_at = time.monotonic()
+                await anyio.to_thread.run_sync(cluster.wait_ok)  # promoted, and the old one its replica
+            verdict = await settle(lab, clients, f"master SIGSTOP {FROZEN_S}s")
+            tg.cancel_scope.cancel()
+        slow = slow_answers(lab.ledger, frozen_at, thawed_at, budget_s)
+        print(
+            f"\n[T-R8, cluster] a master frozen {thawed_at - frozen_at:.2f}s; statuses meanwhile "
+            f"{dict(lab.ledger.histogram(frozen_at, thawed_at))}; slowest answer "
+            f"{max(a.latency_s for a in lab.ledger.attempts):.2f}s (budget {budget_s:.2f}s); another "
+            f"master's event {probe.status} in {probe.latency_s:.2f}s; {verdict.report()}"
+        )
+        assert set(lab.ledger.histogram()) <= {"202", "503"}, lab.ledger.histogram()
+        assert probe.status == "acked", probe  # the other masters kept accepting
+        assert not slow, slow
+        assert all(role.alive for role in lab.roles.values())
+        assert verdict.clean, verdict.report()
 
 
 def test_a_role_started_before_the_cluster_exists_waits_then_works(tmp_path: Path, redis_url: str) -> None:

@@ -122,6 +122,7 @@ class InboxScripts:
     mark_read: Script
     page: Script
     replay: Script
+    trim: Script  # feeds/horizon.py
     sharded: bool  # for a cluster: SPUBLISH, and apply calls spanning a master's slots
 
     @classmethod
@@ -133,6 +134,7 @@ class InboxScripts:
             mark_read=Script(_source("reads.lua", "mark_read.lua", sharded=sharded)),
             page=Script(_source("page.lua")),
             replay=Script(_source("reads.lua", "replay.lua")),
+            trim=Script(_source("trim.lua")),
             sharded=sharded,
         )
 

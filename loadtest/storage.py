@@ -11,6 +11,8 @@ notifications), likes that aggregate per post, comments and follows. Then it mea
   missed the last 3 changes, of 200 sampled users.
 
 It prints a Markdown summary and writes `storage-YYYYmmdd-HHMMSS.{json,md}` under `--out`.
+With `--history`, it measures one busy user's memory over simulated months instead
+(loadtest/history.py).
 """
 
 from __future__ import annotations
@@ -386,7 +388,17 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m loadtest.storage", description=__doc__)
+    args_in = sys.argv[1:] if argv is None else list(argv)
+    if "--history" in args_in:  # one busy user over simulated months: loadtest/history.py
+        from . import history
+
+        history.main([a for a in args_in if a != "--history"])
+        return
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.storage",
+        description=__doc__,
+        epilog="--history: one busy user's memory over simulated months (see loadtest/history.py)",
+    )
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     defaults = Workload()
     p.add_argument("--users", type=int, default=defaults.users)
@@ -397,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     p.add_argument("--label", default="", help="a note kept with the result (what was measured)")
     p.add_argument("--no-write", action="store_true", help="print only")
-    args = p.parse_args(argv)
+    args = p.parse_args(args_in)
     if not 1 <= args.fanout < args.users:
         p.error("--fanout must be at least 1 and below --users")
     w = Workload(args.users, args.per_user, args.fanout, args.seed, args.batch)

@@ -34,6 +34,7 @@ from schemas import keys
 from schemas.events import Event, Like, Unlike
 
 from .stack import private_stack
+from .storage import heading, revision  # (storage imports this module only for --history)
 
 USER: Final = "star"
 START: Final = datetime(2026, 1, 1, tzinfo=UTC)
@@ -143,10 +144,7 @@ async def checkpoint(likes: int, now_ms: int, swept: Redis, kept: Redis) -> dict
 def markdown(r: dict[str, Any]) -> str:
     h, rows = r["history"], r["checkpoints"]
     lines = [
-        f"# storage history ({r['started_at']}, revision {r['revision']}, Redis {r['redis_version']})",
-        "",
-        f"`{r['command']}`",
-        "",
+        *heading("storage history", r),
         f"One user receives {h['likes']:,} likes over {h['days']} simulated days from {h['fans']:,} fans "
         f"({h['undo_share']:.0%} undone); horizon {r['horizon_ms'] / DAY_MS:.2f} days, a sweep every "
         f"{h['sweep_hours']} simulated hours ({r['sweeps']['runs']} sweeps deleted "
@@ -178,8 +176,6 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def run(h: History) -> dict[str, Any]:
-    from .storage import revision  # storage imports this module for --history
-
     with private_stack("notifier", partitions=1, extra_env={}) as stack:
         started = datetime.now(UTC).isoformat(timespec="seconds")
         result = anyio.run(measure, stack.redis_url, h)

@@ -329,14 +329,21 @@ def _n(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def markdown(r: dict[str, Any]) -> str:
-    m, w = r["memory"], r["workload"]
-    lines = [
-        f"# storage benchmark ({r['started_at']}, revision {r['revision']}, Redis {r['redis_version']})",
+def heading(title: str, r: dict[str, Any]) -> list[str]:
+    """A result's first lines: what, when, which revision and Redis, the label, the command."""
+    return [
+        f"# {title} ({r['started_at']}, revision {r['revision']}, Redis {r['redis_version']})",
         *(["", r["label"]] if r.get("label") else []),
         "",
         f"`{r['command']}`",
         "",
+    ]
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m, w = r["memory"], r["workload"]
+    lines = [
+        *heading("storage benchmark", r),
         f"{w['users']:,} users × ~{w['per_user']} notifications, mentions to {w['fanout']} users; "
         f"events {r['events']}; {r['items_applied']:,} items applied; "
         f"{r['groups_held']:,} inbox groups held.",

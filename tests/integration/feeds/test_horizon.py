@@ -21,12 +21,12 @@ from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
 from schemas import keys
 from schemas.events import Event
-from tests.unit.builders import DAY_S, comment, comment_deleted, follow, like, mention, unfollow, unlike
+from tests.unit.builders import DAY_S, like, unlike
+
+from .test_differential import USERS, events
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-USERS = ("u0", "u1", "u2")
-OWNERS = {"p0": "u0", "p1": "u1"}
 BEFORE = (0, 1, 3600, DAY_S)  # times of the history before the trim
 CUTOFF_S = DAY_S + 60  # the trim's horizon: a second day has begun
 AFTER = (DAY_S + 120, DAY_S + 121, 2 * DAY_S)  # within the horizon: newer than the cutoff
@@ -35,40 +35,6 @@ LIMITS = (
     FeedLimits(max_groups=2, max_changes=50, shown_actors=2),  # the cap drops groups
     FeedLimits(max_groups=1, max_changes=50, shown_actors=1),
 )
-
-
-def event(kind: str, actor: str, post: str, t: int, other: str, n: int) -> Event:
-    owner, cid = OWNERS[post], f"c{n}-{post}"
-    match kind:
-        case "like":
-            return like(actor, post, owner, t)
-        case "unlike":
-            return unlike(actor, post, owner, t)
-        case "follow":
-            return follow(actor, other, t)
-        case "unfollow":
-            return unfollow(actor, other, t)
-        case "comment":
-            return comment(actor, cid, post, owner, t)
-        case "deleted":
-            return comment_deleted(actor, cid, post, owner, t, (other,))
-        case _:
-            return mention(actor, (other, owner), post, cid if n else None, t)
-
-
-KINDS = ("like", "unlike", "like", "unlike", "follow", "unfollow", "comment", "deleted", "mention")
-
-
-def events(times: tuple[int, ...]) -> st.SearchStrategy[Event]:
-    return st.builds(
-        event,
-        st.sampled_from(KINDS),
-        st.sampled_from(USERS),
-        st.sampled_from(sorted(OWNERS)),
-        st.sampled_from(times),
-        st.sampled_from(USERS),
-        st.integers(0, 1),
-    )
 
 
 def numbered(log: list[Event], start: int) -> list[Event]:
@@ -83,9 +49,9 @@ def histories(draw: st.DrawFn) -> History:
     """Batches before the trim (any time), and after it: new events within the horizon,
     redeliveries of the earlier ones, and late events from before the cutoff."""
     limits = draw(st.sampled_from(LIMITS))
-    early = numbered(draw(st.lists(events(BEFORE), min_size=1, max_size=20)), 0)
-    late = numbered(draw(st.lists(events(AFTER), max_size=12)), 100)
-    beyond = numbered(draw(st.lists(events(BEFORE), max_size=6)), 200)
+    early = numbered(draw(st.lists(events(times=BEFORE), min_size=1, max_size=20)), 0)
+    late = numbered(draw(st.lists(events(times=AFTER), max_size=12)), 100)
+    beyond = numbered(draw(st.lists(events(times=BEFORE), max_size=6)), 200)
     again = draw(st.lists(st.sampled_from(early), max_size=6))
     after: list[Event] = draw(st.permutations([*late, *again, *beyond]))
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 from anyio.abc import TaskStatus
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from feeds.cluster import REDIS_UNAVAILABLE
 from feeds.horizon import Registers, TrimStats
@@ -78,7 +79,10 @@ class Sweeper:
             except StopAsyncIteration:
                 self._scan = None
                 break  # a full pass ended: the next round starts another
-            done.registers += await self._registers.trim(user, cutoff)
+            try:
+                done.registers += await self._registers.trim(user, cutoff)
+            except ResponseError as exc:  # one user's key of another type: the others go on
+                log.error("register trim failed user=%s: %s", user, exc)
             done.users += 1
         self.stats.users += done.users
         self.stats.registers += done.registers

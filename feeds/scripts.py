@@ -122,6 +122,7 @@ class InboxScripts:
     mark_read: Script
     page: Script
     replay: Script
+    feed: Script  # home-feed changes, logged and pushed (lua/feed_push.lua)
     sharded: bool  # for a cluster: SPUBLISH, and apply calls spanning a master's slots
 
     @classmethod
@@ -133,6 +134,7 @@ class InboxScripts:
             mark_read=Script(_source("reads.lua", "mark_read.lua", sharded=sharded)),
             page=Script(_source("page.lua")),
             replay=Script(_source("reads.lua", "replay.lua")),
+            feed=Script(_source("feed_push.lua", sharded=sharded)),
             sharded=sharded,
         )
 

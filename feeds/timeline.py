@@ -53,6 +53,20 @@ def plan(event: Event) -> list[PostOp]:
     return []
 
 
+def live_post(register: bytes | None) -> bytes | None:
+    """The post's JSON record if `register` (its `keys.post_records` field) says it is live."""
+    if register is None or not register.startswith(b"a "):
+        return None
+    return register.partition(b"\n")[2]
+
+
+def live_time_ms(register: bytes | None) -> int | None:
+    """The time of the post's live creation (its place in the timeline), or None."""
+    if register is None or not register.startswith(b"a "):
+        return None
+    return int(register.split(b" ", 2)[1])
+
+
 @dataclass(frozen=True, slots=True)
 class TimelinePage:
     posts: list[bytes]  # each a JSON object (id, author, kind, text, visibility, at), newest first
@@ -96,7 +110,5 @@ class Timelines:
         posts: list[bytes] = []
         if got.members:
             records = await self._redis.hmget(keys.post_records(author), [m for m, _ in got.members])
-            for raw in records:
-                if raw is not None and raw.startswith(b"a "):
-                    posts.append(raw.partition(b"\n")[2])
+            posts = [p for p in map(live_post, records) if p is not None]
         return TimelinePage(posts, got.count, got.next_before)

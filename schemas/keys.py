@@ -6,6 +6,7 @@ dedupe keys and dead letters share `{p}`, so every script stays in one Redis Clu
 
 from __future__ import annotations
 
+import zlib
 from typing import Final
 
 from .partition_tags import PARTITION_TAGS
@@ -139,10 +140,20 @@ def home(user_id: str) -> str:
     return f"hf:{_user(user_id)}"
 
 
-def pulled_authors() -> str:
-    """Set: authors who published a post while at or above the celebrity threshold; their posts
-    are merged into their followers' home feeds at read time instead of pushed."""
-    return "feed:pulled"
+def feed_pushes(user_id: str) -> str:
+    """Hash: the author's write-time fan-outs in progress, `OP` + post -> the followers cursor
+    (feeds/ranked.py) a resumed push continues after; a finished one is deleted (feeds/home.py)."""
+    return f"fp:{_user(user_id)}"
+
+
+PULLED_SHARDS: Final = 16
+
+
+def pulled_authors(author: str) -> str:
+    """Set, one of PULLED_SHARDS by the author's CRC32 (each its own cluster slot, tagged like a
+    partition): the authors who published a post while at or above the celebrity threshold;
+    their posts are merged into their followers' home feeds at read time instead of pushed."""
+    return f"feed:pulled:{_partition(zlib.crc32(author.encode()) % PULLED_SHARDS)}"
 
 
 def preferences(user_id: str) -> str:
@@ -188,7 +199,8 @@ DERIVED_PATTERNS: Final = (
     "tp:{u:*",
     "tl:{u:*",
     "hf:{u:*",
-    "feed:pulled",
+    "fp:{u:*",
+    "feed:pulled*",  # the shards, and the one global set before them
     # the families of the layout before the compact one: nothing reads them any more
     "followers:{u:*",
     "nt:{u:*",

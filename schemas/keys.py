@@ -134,6 +134,12 @@ def timeline(user_id: str) -> str:
     return f"tl:{_user(user_id)}"
 
 
+def post_tombstones(user_id: str) -> str:
+    """Sorted set: the author's deleted posts by the acceptance time (ms) of their deletion, so
+    their tombstones in `post_records` are forgotten once the event log no longer holds it."""
+    return f"tx:{_user(user_id)}"
+
+
 def home(user_id: str) -> str:
     """Sorted set: the user's home feed as pushed at write time, `AUTHOR|POST` by post time, the
     newest `max_home` kept (feeds/home.py; what is shown is filtered and merged at read)."""
@@ -198,6 +204,7 @@ DERIVED_PATTERNS: Final = (
     "fg:{u:*",
     "tp:{u:*",
     "tl:{u:*",
+    "tx:{u:*",
     "hf:{u:*",
     "fp:{u:*",
     "feed:pulled*",  # the shards, and the one global set before them

@@ -374,7 +374,7 @@ async def apply_events(
     post_owners: list[bytes] = []
     for logged in events:
         planned += [(logged, op) for op in plan(logged.event, limits)]
-        follows, posts = graph.plan(logged.event), timeline.plan(logged.event)
+        follows, posts = graph.plan(logged.event), timeline.plan(logged.event, logged.accepted_ms)
         follow_ops += follows
         post_ops += posts
         follow_owners += [logged.entry_id] * len(follows)

@@ -13,7 +13,8 @@ Every change to a pushed feed is logged in the follower's change log and publish
 sockets (lua/feed_push.lua), once: a change that finds the feed already so logs nothing.
 
 What is shown is decided at read: a post shows while it is live in its author's timeline and
-its author is followed (and not muted, nor blocked either way). So a deletion or an unfollow
+its author is followed (and not muted, nor blocked either way, nor was when the post was
+made: feeds/preferences.py). So a deletion or an unfollow
 hides at once whatever order it is applied in with its counterpart; the write-time clean-up
 (`retract_post`, `drop_author`) only frees room. A follow back-fills the author's recent posts,
 so a follow applied after the posts it should show does not miss them.
@@ -112,7 +113,8 @@ class HomeFeeds:
         args: list[Arg] = [*head(user, self._limits), self._limits.max_home, tag]
         for change in changes:
             args += change
-        return self._script.command([*user_keys(user), keys.home(user)], args)
+        feed_keys = [*user_keys(user), keys.home(user), keys.mutes(user), keys.blocks(user)]
+        return self._script.command(feed_keys, args)
 
     async def _change(self, commands: Sequence[Command]) -> None:
         for result in await run_commands(self._redis, [self._script], commands) if commands else []:
@@ -193,15 +195,16 @@ class HomeFeeds:
     async def _visible(
         self, user: str, entries: Sequence[tuple[str, int]], following: set[str]
     ) -> list[bytes]:
-        """The live records of `entries` whose author `user` follows and has not muted or
-        blocked (nor been blocked by), in order."""
-        wanted = [e.partition("|") for e, _ in entries]
-        hidden = await PreferenceStore(self._redis).hidden_authors(user, {a for a, _, _ in wanted})
-        wanted_followed = [(a, p) for a, _, p in wanted if a in following and a not in hidden]
-        if not wanted_followed:
+        """The live records of `entries` whose author `user` follows and has not hidden (a mute
+        or block either way, or one undone since the post: PreferenceStore.hidden_until), in
+        order."""
+        wanted = [(*e.partition("|"), at) for e, at in entries]
+        until = await PreferenceStore(self._redis).hidden_until(user, {a for a, _, _, _ in wanted})
+        shown = [(a, p) for a, _, p, at in wanted if a in following and at > until.get(a, -1)]
+        if not shown:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
-            for author, post in wanted_followed:
+            for author, post in shown:
                 pipe.hget(keys.post_records(author), post)
             records = await pipe.execute()
         return [p for p in map(live_post, records) if p is not None]

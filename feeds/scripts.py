@@ -122,6 +122,8 @@ class InboxScripts:
     mark_read: Script
     page: Script
     replay: Script
+    hidden: Script
+    seen: Script
     feed: Script  # home-feed changes, logged and pushed (lua/feed_push.lua)
     sharded: bool  # for a cluster: SPUBLISH, and apply calls spanning a master's slots
 
@@ -134,6 +136,8 @@ class InboxScripts:
             mark_read=Script(_source("reads.lua", "mark_read.lua", sharded=sharded)),
             page=Script(_source("page.lua")),
             replay=Script(_source("reads.lua", "replay.lua")),
+            hidden=Script(_source("hidden.lua")),
+            seen=Script(_source("reads.lua", "seen.lua", sharded=sharded)),
             feed=Script(_source("feed_push.lua", sharded=sharded)),
             sharded=sharded,
         )

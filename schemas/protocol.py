@@ -46,7 +46,10 @@ class ChangeFrame(msgspec.Struct, frozen=True, tag_field="type", tag="change"):
     cursor: Annotated[str, msgspec.Meta(description="opaque: the resume point")]
     change: Annotated[
         dict[str, Any],
-        msgspec.Meta(description="op upsert (group), remove (id) or read (groups | all); with unread"),
+        msgspec.Meta(
+            description="op upsert (group), remove (id), read (groups | all) or seen (seen_at: the "
+            "seen mark, ms); with unread, and unseen (the badge: groups active after the seen mark)"
+        ),
     ]
 
 

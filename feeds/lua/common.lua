@@ -219,12 +219,22 @@ local function view(g, read)
     .. ',"read":' .. (read and 'true' or 'false') .. '}'
 end
 
--- A change as JSON: {"op":OP,"unread":N + `tail`: its other fields and the closing brace.
-local OPS = {u = 'upsert', d = 'remove', r = 'read'}
+-- How many groups are unseen: newer than the user's seen mark (a time in ms, field `seen` of the
+-- read marks; none: every group). Only rendered changes and pages count them (a binary search).
+local function unseen()
+  local mark = redis.call('HGET', K_MARKS, 'seen')
+  if not mark then return redis.call('LLEN', K_INBOX) end
+  return seek(tonumber(mark), '~')  -- '~': after every group id, so a tie at the mark is seen
+end
+
+-- A change as JSON: {"op":OP,"unread":N,"unseen":N + `tail`: its other fields and the closing brace.
+local OPS = {u = 'upsert', d = 'remove', r = 'read', s = 'seen'}
 -- Home-feed changes share the log (feeds/lua/feed_push.lua): `p` a post pushed into the feed,
 -- `q` one taken out; REF is AUTHOR|POST. Published and replayed behind FEED_MARK.
 local FEED_MARK = 'F'
-local function change_json(op, unread, tail) return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. tail end
+local function change_json(op, unread, tail)
+  return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. ',"unseen":' .. int(unseen()) .. tail
+end
 
 -- Whether anyone listens to the user's channel (a gateway holding a session of theirs): a change
 -- nobody receives is not rendered nor published (most users are offline). A script runs atomically,

@@ -18,6 +18,7 @@ from feeds import home, ranked
 from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
 from feeds.limits import FeedLimits
+from feeds.preferences import PreferenceStore
 from notifier.fanout.consumer import apply_events
 from notifier.runtime.eventlog import LoggedEvent
 from schemas import keys
@@ -197,3 +198,11 @@ async def test_a_pushed_post_sits_at_its_newest_creations_time_whatever_the_orde
     await apply(redis, [post("star", "p0", 1)])
     assert await feed(redis, "ann") == ["star|p0", "star|p1"]
     assert await redis.zscore(keys.home("ann"), "star|p0") == await redis.zscore(keys.timeline("star"), "p0")
+
+
+async def test_a_post_is_not_pushed_to_a_follower_who_mutes_its_author(redis: Redis) -> None:
+    await apply(redis, [follow("ann", "star", t=0), follow("bob", "star", t=0)])
+    await PreferenceStore(redis).relate("ann", "mutes", "star", True, 1)
+    await apply(redis, [post("star", "p1", 5)])
+    assert await redis.zscore(keys.home("ann"), "star|p1") is None  # nor logged for live push
+    assert await redis.zscore(keys.home("bob"), "star|p1") is not None

@@ -76,8 +76,8 @@ BAIT: Final[dict[str, tuple[str, ...]]] = {
         "saw your profile", "saw your posts", "saw your pics", "saw your photos", "saw your pictures",
         "i m new here", "im new here", "came across your profile", "admire your profile", "like your profile",
         "interested to know you", "know you more", "know you better", "get to know you", "be friends",
-        "new to this app", "new on this app", "widow", "widower", "offshore", "your smile",
-        "come here often", "dear friend",
+        "new to this app", "new on this app", "like your pics", "like your photos", "love your pics", "widow",
+        "widower", "offshore", "your smile", "come here often", "dear friend",
     ),
     "promo": ("followers", "likes for", "promo"),
     "free": ("free",),
@@ -97,10 +97,16 @@ _ENDEARED: Final = re.compile(
 # Asking to carry on somewhere private ('can we talk on whatsapp', 'message me privately')
 _MOVE: Final = re.compile(
     r"(?<![a-z0-9])(?:talk|chat|continue|message|text|add|contact|reach|write|email|mail|dm|inbox|speak|move"
-    r"|connect|talking|chatting)(?: [a-z0-9]+){0,3} (?:(?:on|via|through|over|at|in) (?:whatsapp|telegram|tg"
+    r"|connect|talking|chatting)(?: [a-z0-9]+){0,3} (?:(?:on|via|through|over|at|in) (?:whatsapp|whats app|wa"
+    r"|telegram|tg"
     r"|hangouts|google chat|kik|signal|snap|snapchat|wechat|line|viber|skype|imo|email|gmail|private)"
     r"|privately|in private)(?![a-z0-9])"
 )
+# Work talk that explains asking for an email ('saw your profile, can we chat about the job via email')
+_BUSINESS: Final = lexicon((
+    "job", "role", "position", "interview", "hiring", "recruiter", "project", "collab", "commission", "order",
+    "client", "contract", "invoice", "meeting",
+))  # fmt: skip
 STRONG: Final = frozenset({"prize", "crypto", "adult"})
 PHISHING: Final = "account"  # strong when a link to an unknown domain comes with it
 
@@ -142,7 +148,7 @@ class ScamRule:
         if unknown and (strong or len(kinds) >= 2):
             return Verdict(self.name, f"bait ({bait}) with a link to {', '.join(unknown)}", UNKNOWN)
         stranger = "stranger" in kinds or bool(_ENDEARED.match(said.own.text))
-        if stranger and _MOVE.search(said.own.text):
+        if stranger and _MOVE.search(said.own.text) and not _BUSINESS.search(said.own.text):
             return Verdict(self.name, f"a stranger's opener moving to a private channel ({bait})", UNKNOWN)
         if "lure" in kinds and (strong or "money" in kinds or len(kinds) >= 3):
             return Verdict(self.name, f"lure to a private channel with bait ({bait})", UNKNOWN)

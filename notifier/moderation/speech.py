@@ -71,7 +71,9 @@ def speech(text: str) -> Speech:
     own = canonical(marked)
     quoted = canonical(" ".join(quotes))
     asserted = canonical(_REPORTED.sub(" ", marked))
-    return Speech(outside=outside, own=own, asserted=asserted, quoted=quoted, mentions=mentions, clauses=clauses)
+    return Speech(
+        outside=outside, own=own, asserted=asserted, quoted=quoted, mentions=mentions, clauses=clauses
+    )
 
 
 def addressed_at(own: Canonical) -> list[int]:

@@ -28,9 +28,9 @@ MODEL_SCORE: Final = 0.9  # the model's score that, in a clause addressed to som
 COMPARED_WORDS: Final = 4
 # Words that spoil praise in a comparison ('you sound like a dying goat').
 SPOILED: Final = (
-    "dying", "dead", "rotting", "rotten", "sick", "drowning", "wounded", "screaming", "broken", "rabid",
+    "dying", "dead", "rotting", "rotten", "sick", "drowning", "wounded", "screaming", "rabid",
     "strangled", "deflated", "melting", "constipated", "drunk", "sad", "ugly", "fat", "stupid", "dumb",
-    "sweaty", "smelly", "wet", "bald", "old", "tired", "failed", "washed", "injured", "crying",
+    "sweaty", "smelly", "wet", "bald", "failed", "washed", "injured", "crying",
 )  # fmt: skip
 # Competition that makes 'we're coming for you' a sporting boast.
 CONTEST: Final = (
@@ -45,6 +45,12 @@ PRAISE: Final = (
     "love", "congrats", "thanks", "thank", "proud", "killed it", "nailed", "incredible", "beautiful",
     "hero", "king", "queen", "goat", "champ", "well done", "respect", "cool", "funny", "hilarious",
     "model", "star", "angel", "princess", "snack", "pro", "million", "natural", "boss",
+)  # fmt: skip
+# Not praise, but no insult to be compared to either ('you look like an old friend of mine').
+LIKENESSES: Final = (
+    "friend", "broken record", "kid on christmas", "kid at christmas", "kid in a candy", "new person",
+    "different person", "someone i know", "cousin", "brother", "sister", "twin", "younger", "local",
+    "tourist", "teacher", "grown up", "adult",
 )  # fmt: skip
 
 # Mild enough that with a laugh or love they tease ('you muppet 😂', 'lol you dork').
@@ -69,6 +75,7 @@ INSULTS: Final = (
     "shut ur mouth", "shut your trap", "shut ur trap", "shut your face", "shut ur face", "nobody likes",
     "no one likes", "nobody wants", "no one wants", "nobody asked", "no one asked", "nobody cares",
     "no one cares", "delete your account", "get lost", "go away", "get off my page", "make me sick",
+    "washed", "washed up", "irrelevant", "cringe", "cringey",
     "joke", "get a life", "everyone laughs at", "everybody laughs at", "sad little", "pathetic little", "foh",
 )  # fmt: skip
 # A laugh, a heart or 'jk' makes a vocative insult or a veiled threat banter ('ok loser, see you
@@ -89,6 +96,11 @@ DIRECTED: Final = (
 )  # fmt: skip
 _YOU: Final = r"(?:you|u|ya|ye)"
 _YOUR: Final = r"(?:your|ur|yer)"
+# 'mid' as a prefix, not a verdict: 'you're mid-way through', 'mid season'
+_MID_NOUNS: Final = (
+    r"(?:way|season|range|size|level|week|day|air|night|point|term|life|table|century|sentence|stream|flight"
+    r"|match|year|month|tier|afternoon|morning|evening|career|conversation|game|laugh|\d+s)\b"
+)
 # Each class: what the review item calls it, its score, what softens it (any of: "banter": a laugh
 # or a heart makes it a flag; "praise": praise in the words it compares to excuses it, unless they
 # are spoiled: 'a dying goat'; "reported": it counts only in the writer's own assertion, not in
@@ -133,17 +145,21 @@ CLASSES: Final[tuple[tuple[str, float, str, tuple[str, ...]], ...]] = (
         rf"why (?:are|r) {_YOU} (?:still )?alive",
         rf"{_YOU} (?:don t|do not|dont) deserve to (?:live|exist|breathe)",
     )),
-    ("dehumanising comparison", AIMED, "praise", (
+    ("dehumanising comparison", AIMED, "praise banter", (
         rf"(?:{_YOU}|{_YOUR}|youre|you re) (?:\w+ )?(?:look|looks|smell|smells|sound|sounds|act|acts|talk"
         r"|talks|walk|walks|sing|sings) like (?:a|an|some|something)\b",
         rf"{_YOU} (?:have|got|ve got) (?:the )?(?:iq|brain|brains|face|personality|charm) of (?:a|an)\b",
     )),
     # 'mid' is an opinion of a thing ('that movie was mid'), an insult said of a person
     ("slang insult aimed at someone", AIMED, "banter", (
-        rf"(?:{_YOU} (?:re|are|r|is)|youre|ur) (?:\w+ )?mid\b", r"mid (?:at|as) (?:everything|life|a person)",
+        rf"(?:{_YOU} (?:re|are|r|is)|youre|ur) (?:\w+ )?mid\b(?! {_MID_NOUNS})",
+        r"mid (?:at|as) (?:everything|life|a person)",
         rf"(?:mid|trash|garbage|cringe|washed|irrelevant) and so (?:are|r|is) {_YOU}\b",
-        r"^ratio(?:ed|d)?\b", r"\bratio (?:l|plus|and|you|u|cope|bozo|nobody)\b",
-        rf"{_YOU} (?:really |totally |completely |just )?fell off(?! (?:a|the|your|ur|his|her|my|that|this|of|from|it)\b)",
+        r"^ratio(?:ed|d)?\b(?! (?:of|is|was|between|for|to|in|at|on)\b)",
+        r"\bratio (?:l|plus|and|you|u|cope|bozo|nobody)\b",
+        r"(?:l|asked|cope|bozo|seethe|off|mad) ratio\b", r"(?:definition|embodiment|epitome) of mid\b",
+        rf"{_YOU} (?:really |totally |completely |just )?fell off"
+        r"(?! (?:a|the|your|ur|his|her|my|that|this|of|from|it)\b)",
     )),
 )  # fmt: skip
 
@@ -155,6 +171,7 @@ class TargetedRule:
         self._model = model
         self._praise = lexicon(PRAISE)
         self._spoiled = lexicon(SPOILED)
+        self._likeness = lexicon((*PRAISE, *LIKENESSES))
         self._contest = lexicon(CONTEST)
         self._insults = lexicon(INSULTS)
         self._teasing = lexicon(TEASING)
@@ -193,7 +210,11 @@ class TargetedRule:
             if not found:
                 continue
             compared_to = " ".join(text[found.end() :].split()[:COMPARED_WORDS])
-            if "praise" in softened and self._praise.search(compared_to) and not self._spoiled.search(compared_to):
+            if (
+                "praise" in softened
+                and self._likeness.search(compared_to)
+                and not self._spoiled.search(compared_to)
+            ):
                 continue
             if "contest" in softened and self._contest.search(text):
                 continue
@@ -233,7 +254,7 @@ class TargetedRule:
         pushed = pushed_euphemism(own.text, addressed=bool(addressed_at(own)))
         if pushed:
             return Verdict(self.name, f"suicide euphemism pushed on someone: '{pushed}'", SEVERE)
-        family = family_insult(own.text)
+        family = family_insult(own.text, kind=bool(self._praise.search(own.text)))
         if family:
             label = "insult to someone's family, said laughing" if banter else "insult to someone's family"
             return Verdict(self.name, f"{label}: '{family}'", MILD if banter else AIMED)

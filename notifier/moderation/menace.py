@@ -19,9 +19,9 @@ import re
 from typing import Final
 
 from .normalize import lexicon
+from .speech import YOU as _YOU
+from .speech import YOUR as _YOUR
 
-_YOU: Final = r"(?:you|u|ya|ye)"
-_YOUR: Final = r"(?:your|ur|yer)"
 _KIN: Final = (
     r"(?:kids|children|child|son|daughter|wife|husband|girlfriend|boyfriend|sister|brother|mom|mum"
     r"|mother|dad|father|parents|family|folks)"

@@ -19,6 +19,9 @@ MIN_OWN_WORDS: Final = 3  # a text that is all quote speaks for its writer
 SECOND_PERSON: Final = frozenset(
     {"you", "u", "ya", "ur", "your", "youre", "yours", "yourself", "urself", "yourselves", "thou"}
 )
+# The second person in patterns over canonical text ('u', 'ur' and 'yer' included).
+YOU: Final = r"(?:you|u|ya|ye)"
+YOUR: Final = r"(?:your|ur|yer)"
 # 'you know', 'thank you', 'see you': 'you' that addresses nobody in particular
 _NOT_ADDRESS: Final = re.compile(r"\b(?:you know|you see|ya know|mind you|thank you|see you|love you)\b")
 # 'imagine being this dumb': said to the reader

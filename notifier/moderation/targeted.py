@@ -21,6 +21,8 @@ from typing import Final
 from .menace import family_insult, intimidation, pushed_euphemism
 from .normalize import lexicon
 from .rules import AIMED, MILD, SEVERE, Subject, TextClassifier, Verdict
+from .speech import YOU as _YOU
+from .speech import YOUR as _YOUR
 from .speech import Speech, addressed_at, speech
 
 WINDOW_WORDS: Final = 6  # how far from 'you' an insult still reads as aimed at them
@@ -94,8 +96,6 @@ DIRECTED: Final = (
     "eat shit", "shut tf up", "shut the fuck up", "go to hell", "drop dead", "get fucked",
     "eat a bag of dicks", "eat a dick", "suck my dick", "suck a dick", "kiss my ass",
 )  # fmt: skip
-_YOU: Final = r"(?:you|u|ya|ye)"
-_YOUR: Final = r"(?:your|ur|yer)"
 # 'mid' as a prefix, not a verdict: 'you're mid-way through', 'mid season'
 _MID_NOUNS: Final = (
     r"(?:way|season|range|size|level|week|day|air|night|point|term|life|table|century|sentence|stream|flight"

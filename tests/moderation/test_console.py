@@ -92,7 +92,7 @@ async def test_sign_in_review_reject_and_recall(app: App, browser: Browser, tmp_
         await expect(page.locator("#status")).to_contain_text("rejected e2 (recall queued)")
 
         removed = await alice.change()
-        assert removed == {"op": "remove", "id": "comment:c-e2", "unread": 1}
+        assert removed == {"op": "remove", "id": "comment:c-e2", "unread": 1, "unseen": 1}
         await expect(page.locator("#audit-list li").first).to_contain_text(
             "ann (moderator) reject e2 — insult", timeout=WAIT_MS
         )

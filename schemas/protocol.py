@@ -53,16 +53,18 @@ class ChangeFrame(msgspec.Struct, frozen=True, tag_field="type", tag="change"):
     ]
 
 
+Cursor = Annotated[str, msgspec.Meta(description="opaque: the resume point")]
+FeedChange = Annotated[
+    dict[str, Any],
+    msgspec.Meta(description="op add (post: id, author, kind, text, visibility, at) or remove (author, id)"),
+]
+
+
 class FeedFrame(msgspec.Struct, frozen=True, tag_field="type", tag="feed"):
     """One change to the home feed, numbered in the same log as the inbox's: remember `cursor`."""
 
-    cursor: Annotated[str, msgspec.Meta(description="opaque: the resume point")]
-    change: Annotated[
-        dict[str, Any],
-        msgspec.Meta(
-            description="op add (post: id, author, kind, text, visibility, at) or remove (author, id)"
-        ),
-    ]
+    cursor: Cursor
+    change: FeedChange
 
 
 class RefetchFrame(msgspec.Struct, frozen=True, tag_field="type", tag="refetch"):

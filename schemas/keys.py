@@ -6,6 +6,7 @@ dedupe keys and dead letters share `{p}`, so every script stays in one Redis Clu
 
 from __future__ import annotations
 
+import zlib
 from typing import Final
 
 from .partition_tags import PARTITION_TAGS
@@ -143,16 +144,32 @@ def timeline(user_id: str) -> str:
     return f"tl:{_user(user_id)}"
 
 
+def post_tombstones(user_id: str) -> str:
+    """Sorted set: the author's deleted posts by the acceptance time (ms) of their deletion, so
+    their tombstones in `post_records` are forgotten once the event log no longer holds it."""
+    return f"tx:{_user(user_id)}"
+
+
 def home(user_id: str) -> str:
     """Sorted set: the user's home feed as pushed at write time, `AUTHOR|POST` by post time, the
     newest `max_home` kept (feeds/home.py; what is shown is filtered and merged at read)."""
     return f"hf:{_user(user_id)}"
 
 
-def pulled_authors() -> str:
-    """Set: authors who published a post while at or above the celebrity threshold; their posts
-    are merged into their followers' home feeds at read time instead of pushed."""
-    return "feed:pulled"
+def feed_pushes(user_id: str) -> str:
+    """Hash: the author's write-time fan-outs in progress, `OP` + post -> the followers cursor
+    (feeds/ranked.py) a resumed push continues after; a finished one is deleted (feeds/home.py)."""
+    return f"fp:{_user(user_id)}"
+
+
+PULLED_SHARDS: Final = 16
+
+
+def pulled_authors(author: str) -> str:
+    """Set, one of PULLED_SHARDS by the author's CRC32 (each its own cluster slot, tagged like a
+    partition): the authors who published a post while at or above the celebrity threshold;
+    their posts are merged into their followers' home feeds at read time instead of pushed."""
+    return f"feed:pulled:{_partition(zlib.crc32(author.encode()) % PULLED_SHARDS)}"
 
 
 def preferences(user_id: str) -> str:
@@ -209,8 +226,10 @@ DERIVED_PATTERNS: Final = (
     "fg:{u:*",
     "tp:{u:*",
     "tl:{u:*",
+    "tx:{u:*",
     "hf:{u:*",
-    "feed:pulled",
+    "fp:{u:*",
+    "feed:pulled*",  # the shards, and the one global set before them
     # the families of the layout before the compact one: nothing reads them any more
     "followers:{u:*",
     "nt:{u:*",

@@ -254,6 +254,8 @@ class Settings:
         for limit in dataclasses.fields(self.feeds):  # a zero window divides by zero in feeds.items
             if getattr(self.feeds, limit.name) < 1:
                 out.append(f"NOTIFIER_FEEDS_{limit.name.upper()} must be at least 1")
+        if self.feeds.post_tombstone_ms < self.fanout.retain_ms:  # a replay could resurrect a post
+            out.append("NOTIFIER_FEEDS_POST_TOMBSTONE_MS must be at least NOTIFIER_FANOUT_RETAIN_MS")
         for section, names in (
             (
                 self.moderation,

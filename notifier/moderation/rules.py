@@ -111,18 +111,18 @@ class BlocklistRule:
         return [self._one(s.text) for s in subjects]
 
     def _one(self, text: str) -> Verdict | None:
-        """Terms in the writer's own words count in full; terms only inside a quote (reported
-        speech: 'he wrote "kys" under my post') count as mild at most."""
+        """Terms the writer asserts count in full; terms only inside a quote ('he wrote "kys" under
+        my post') or reported unquoted ('my sister told me to go die in a fire') count as mild at most."""
         said = speech(text)
-        hits = self._hits(said.own)
+        hits = self._hits(said.asserted)
         if hits:
             worst = max(hits.values(), key=lambda e: e.score)
             return Verdict(self.name, f"blocked terms: {', '.join(sorted(hits))}", worst.score)
-        quoted = self._hits(said.quoted)
-        if quoted:
-            worst = max(quoted.values(), key=lambda e: e.score)
-            reason = f"blocked terms, quoted: {', '.join(sorted(quoted))}"
-            return Verdict(self.name, reason, min(worst.score, MILD))
+        for how, found in (("quoted", self._hits(said.quoted)), ("reported", self._hits(said.own))):
+            if found:
+                worst = max(found.values(), key=lambda e: e.score)
+                reason = f"blocked terms, {how}: {', '.join(sorted(found))}"
+                return Verdict(self.name, reason, min(worst.score, MILD))
         return None
 
     def _hits(self, text: Canonical) -> dict[str, Entry]:
@@ -137,7 +137,8 @@ class BlocklistRule:
 
 _COMMON_TLDS: Final = (
     "com|net|org|io|co|ru|info|biz|xyz|top|me|ly|gg|app|dev|site|online|shop|club|link|click"
-    "|tk|ml|ga|cf|gq|us|uk|de|fr|cn|su|cc|ws|to|live|store|win|bid|loan|vip|icu|buzz"
+    "|tk|ml|ga|cf|gq|us|uk|de|fr|cn|su|cc|ws|to|live|store|win|bid|loan|vip|icu|buzz|support|help|center"
+    "|services|page|website|tech|space|fun|pro|cloud|digital|email|network|security|review|claims|team|zone"
 )
 _DOT_EVASIONS: Final = re.compile(r"\s*(?:\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\s+dot\s+)\s*")
 _LINK: Final = re.compile(

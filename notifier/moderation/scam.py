@@ -73,17 +73,40 @@ BAIT: Final[dict[str, tuple[str, ...]]] = {
     ),
     # a stranger's opener: weak alone, a romance or bait scam's first line with a lure
     "stranger": (
-        "saw your profile", "saw your posts", "saw your pics", "i m new here", "im new here", "hi dear",
-        "hello dear", "hey dear",
+        "saw your profile", "saw your posts", "saw your pics", "saw your photos", "saw your pictures",
+        "i m new here", "im new here", "came across your profile", "admire your profile", "like your profile",
+        "interested to know you", "know you more", "know you better", "get to know you", "be friends",
+        "new to this app", "new on this app", "like your pics", "like your photos", "love your pics", "widow",
+        "widower", "offshore", "your smile", "come here often", "dear friend",
     ),
     "promo": ("followers", "likes for", "promo"),
     "free": ("free",),
     "urgency": ("now", "act now", "limited", "first 100", "guaranteed", "24 hours", "today only"),
     "account": (
         "verify", "suspended", "account will", "login", "log in", "password", "flagged", "locked",
-        "unusual activity", "restricted", "disabled", "confirm your", "secure",
+        "unusual activity", "restricted", "disabled", "confirm your", "secure", "billing", "payment details",
+        "payment method", "bank details", "card details", "membership", "update your", "payout", "on hold",
+        "identity", "appeal", "limited", "restore access", "closure", "deactivated", "violation", "sign in",
     ),
 }  # fmt: skip
+# A greeting with an endearment, from someone the person does not know ('hello dear', 'hi sweetheart')
+_ENDEARED: Final = re.compile(
+    r"^(?:\w+ )?(?:hi|hello|hey|hiya|good (?:day|morning|evening|afternoon)) (?:there )?(?:my )?"
+    r"(?:dear|sweetheart|sweetie|beautiful|gorgeous|handsome|pretty|darling|honey|beloved|love)\b"
+)
+# Asking to carry on somewhere private ('can we talk on whatsapp', 'message me privately')
+_MOVE: Final = re.compile(
+    r"(?<![a-z0-9])(?:talk|chat|continue|message|text|add|contact|reach|write|email|mail|dm|inbox|speak|move"
+    r"|connect|talking|chatting)(?: [a-z0-9]+){0,3} (?:(?:on|via|through|over|at|in) (?:whatsapp|whats app|wa"
+    r"|telegram|tg"
+    r"|hangouts|google chat|kik|signal|snap|snapchat|wechat|line|viber|skype|imo|email|gmail|private)"
+    r"|privately|in private)(?![a-z0-9])"
+)
+# Work talk that explains asking for an email ('saw your profile, can we chat about the job via email')
+_BUSINESS: Final = lexicon((
+    "job", "role", "position", "interview", "hiring", "recruiter", "project", "collab", "commission", "order",
+    "client", "contract", "invoice", "meeting",
+))  # fmt: skip
 STRONG: Final = frozenset({"prize", "crypto", "adult"})
 PHISHING: Final = "account"  # strong when a link to an unknown domain comes with it
 
@@ -124,6 +147,9 @@ class ScamRule:
             )
         if unknown and (strong or len(kinds) >= 2):
             return Verdict(self.name, f"bait ({bait}) with a link to {', '.join(unknown)}", UNKNOWN)
+        stranger = "stranger" in kinds or bool(_ENDEARED.match(said.own.text))
+        if stranger and _MOVE.search(said.own.text) and not _BUSINESS.search(said.own.text):
+            return Verdict(self.name, f"a stranger's opener moving to a private channel ({bait})", UNKNOWN)
         if "lure" in kinds and (strong or "money" in kinds or len(kinds) >= 3):
             return Verdict(self.name, f"lure to a private channel with bait ({bait})", UNKNOWN)
         if shortened:

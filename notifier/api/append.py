@@ -6,7 +6,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import anyio
@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from feeds.cluster import shard_of
 from feeds.scripts import Command, Script, run_commands
 from notifier.runtime import metrics, tracing
 from notifier.runtime.eventlog import entry_fields, partition_of
@@ -56,13 +57,24 @@ class _Request:
     error: BaseException | None = None
 
 
+@dataclass(slots=True)
+class _Lane:
+    """The group commit of one master's appends (one Redis: one lane)."""
+
+    queued: list[_Request] = field(default_factory=list)
+    in_flight: anyio.Event | None = None  # set when the round trip in flight ends
+
+
 class EventLog:
     """The only writer of `events:` and `dedupe:` keys.
 
     Concurrent appends share round trips (group commit): a call that finds a round trip in
     flight queues its script calls, and the next round trip carries everything queued by
     then. Alone, a call goes out at once; under load, a hundred single-event requests cost
-    one pipeline instead of a hundred. Nothing is answered before its own replies are in."""
+    one pipeline instead of a hundred. Nothing is answered before its own replies are in.
+
+    On a cluster each master has its own lane: a master that stalls (frozen, failing over)
+    holds up only the appends to its partitions, never another master's."""
 
     def __init__(self, redis: Redis, settings: IngestSettings, recent: RecentAppends | None = None) -> None:
         self._redis = redis
@@ -71,8 +83,7 @@ class EventLog:
         self._ttl_s = settings.dedupe_ttl_s
         self._wait_replicas = settings.wait_replicas
         self._wait_timeout_ms = settings.wait_timeout_ms
-        self._queued: list[_Request] = []
-        self._in_flight: anyio.Event | None = None  # set when the round trip in flight ends
+        self._lanes: dict[str, _Lane] = {}  # master (shard_of) -> its group commit
         self._metrics = metrics.current()
         self._redis_errors = self._metrics.redis_errors("ingest append")
         self._traced = tracing.current()
@@ -99,18 +110,14 @@ class EventLog:
             for name, value in entry_fields(payload, service, now_ms, trace).items():
                 args += [name, value]
             commands.append(_APPEND.command([keys.events(p), keys.dedupe(p, event.id)], args))
-        request = _Request(commands)
         started = time.perf_counter()
         try:
-            await self._commit(request)
+            replies, replicas = await self._send(commands, parts)
         finally:
             if span is not None:
                 span.end()
         self._metrics.append_seconds.observe(time.perf_counter() - started)
-        if request.error is not None:
-            raise request.error
-        assert request.replies is not None
-        for reply in request.replies:
+        for reply in replies:
             if isinstance(reply, ResponseError):
                 if str(reply).startswith("OOM"):
                     raise Rejected(Reason.BACKLOG, "Redis memory is full; retry later")
@@ -119,15 +126,14 @@ class EventLog:
                 # accepted, the producer retries (deduplicated), the operator reads this line
                 log.warning("append refused by redis: %s", reply)
                 raise Rejected(Reason.UNAVAILABLE, "storage refused the append; retry") from reply
-        if request.replicas < self._wait_replicas:
+        if replicas < self._wait_replicas:
             raise Rejected(
                 Reason.UNAVAILABLE,
-                f"{request.replicas} of {self._wait_replicas} replicas confirmed in time; "
+                f"{replicas} of {self._wait_replicas} replicas confirmed in time; "
                 "retry (the retry is deduplicated)",
             )
         out = []
-        replies = zip(parts, prints, commands, request.replies, strict=True)
-        for p, mine, command, (new, entry_id, theirs) in replies:
+        for p, mine, command, (new, entry_id, theirs) in zip(parts, prints, commands, replies, strict=True):
             position = f"{p}/{entry_id.decode()}"
             if new:
                 if self._recent is not None:
@@ -150,19 +156,51 @@ class EventLog:
                 return p, seen.decode().partition("|")[0]
         return None
 
-    async def _commit(self, request: _Request) -> None:
-        """Returns once a round trip carried `request` (or failed)."""
-        self._queued.append(request)
+    async def _send(self, commands: list[Command], parts: list[int]) -> tuple[list[Any], int]:
+        """Every command's reply, in order, and the fewest replicas any lane's WAIT confirmed;
+        each master's commands go through its own lane, the lanes at once."""
+        lanes: dict[str, list[int]] = {}
+        for i, p in enumerate(parts):
+            lanes.setdefault(shard_of(self._redis, keys.events(p)), []).append(i)
+        requests = {lane: _Request([commands[i] for i in indexes]) for lane, indexes in lanes.items()}
+        if len(requests) == 1:
+            [(lane, request)] = requests.items()
+            await self._commit(lane, request)
+        else:
+            async with anyio.create_task_group() as tg:
+                for lane, request in requests.items():
+                    tg.start_soon(self._commit_noted, lane, request)
+        replies: list[Any] = [None] * len(commands)
+        for lane, indexes in lanes.items():
+            request = requests[lane]
+            if request.error is not None:
+                raise request.error
+            assert request.replies is not None
+            for i, reply in zip(indexes, request.replies, strict=True):
+                replies[i] = reply
+        return replies, min(request.replicas for request in requests.values())
+
+    async def _commit_noted(self, lane: str, request: _Request) -> None:
+        """`_commit`, its failure left in `request.error` (raised by `_send`, not as a group)."""
+        try:
+            await self._commit(lane, request)
+        except Exception:
+            assert request.error is not None
+
+    async def _commit(self, name: str, request: _Request) -> None:
+        """Returns once a round trip of lane `name` carried `request` (or failed)."""
+        lane = self._lanes.setdefault(name, _Lane())
+        lane.queued.append(request)
         while request.replies is None and request.error is None:
-            if self._in_flight is not None:
-                await self._in_flight.wait()  # ours may be in it, else in the next one
+            if lane.in_flight is not None:
+                await lane.in_flight.wait()  # ours may be in it, else in the next one
                 continue
-            batch, self._queued = self._queued, []
-            done = self._in_flight = anyio.Event()
+            batch, lane.queued = lane.queued, []
+            done = lane.in_flight = anyio.Event()
             try:
                 await self._round_trip(batch)
             finally:
-                self._in_flight = None
+                lane.in_flight = None
                 done.set()
 
     async def _round_trip(self, batch: list[_Request]) -> None:

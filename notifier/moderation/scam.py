@@ -107,6 +107,25 @@ _BUSINESS: Final = lexicon((
     "job", "role", "position", "interview", "hiring", "recruiter", "project", "collab", "commission", "order",
     "client", "contract", "invoice", "meeting",
 ))  # fmt: skip
+# Trading-signal and 'passive income' bait: a promise of money made for the reader ('pays out daily',
+# '98% win rate', '$300 a day'), with a way in ('join before registration closes', 'last spots') or a
+# messenger's invite link, and a link to an unknown host.
+_EARNING: Final = re.compile(
+    r"(?<![a-z0-9])(?:pays? out|paying out|payouts?|pays (?:you|members|everyone)|paying (?:you|members|\d+)"
+    r"|passive income|win rate|profits?|earn|earning|earnings|returns|roi|trade calls"
+    r"|trading (?:bot|signals|group)"
+    r"|signals? (?:bot|group|channel)|copy (?:my |our )?trades|copy trading|forex|yield|made \d+k?"
+    r"|(?:\d+ ?k?) (?:\w+ ){0,3}(?:a day|a week|per day|daily|every (?:day|morning|week|24h|24 hours|hour)"
+    r"|this week))(?![a-z0-9])"
+)
+_JOIN: Final = lexicon((
+    "join", "joining", "registration", "register", "sign up", "signup", "spots", "seats", "slots",
+    "places left", "closes", "closing", "fills", "filling", "last chance", "members", "vip", "group",
+    "channel",
+))  # fmt: skip
+MESSENGERS: Final = frozenset(
+    {"t.me", "telegram.me", "wa.me", "chat.whatsapp.com", "whatsapp.com", "discord.gg"}
+)
 STRONG: Final = frozenset({"prize", "crypto", "adult"})
 PHISHING: Final = "account"  # strong when a link to an unknown domain comes with it
 
@@ -122,6 +141,7 @@ class ScamRule:
 
     def __init__(self) -> None:
         self._bait = {kind: lexicon(words) for kind, words in BAIT.items()}
+        self._join = _JOIN
 
     def check(self, subjects: Sequence[Subject]) -> list[Verdict | None]:
         return [self._one(s.text) for s in subjects]
@@ -147,6 +167,11 @@ class ScamRule:
             )
         if unknown and (strong or len(kinds) >= 2):
             return Verdict(self.name, f"bait ({bait}) with a link to {', '.join(unknown)}", UNKNOWN)
+        joining = self._join.search(said.own.text) or MESSENGERS.intersection(unknown)
+        if unknown and joining and _EARNING.search(said.own.text):
+            return Verdict(
+                self.name, f"money-making promise with a link to join: {', '.join(unknown)}", UNKNOWN
+            )
         stranger = "stranger" in kinds or bool(_ENDEARED.match(said.own.text))
         if stranger and _MOVE.search(said.own.text) and not _BUSINESS.search(said.own.text):
             return Verdict(self.name, f"a stranger's opener moving to a private channel ({bait})", UNKNOWN)

@@ -83,9 +83,12 @@ _SPLIT_ARTICLE: Final = 5  # from this length on, such a run reads as that word 
 _MASKED: Final = re.compile(r"[a-z]*\*+[a-z*]*")
 
 
+@lru_cache(maxsize=4096)  # the rules fold the same texts (links, quotes, canonical words)
 def fold(text: str) -> str:
     """NFKC (full-width, math and circled letters), casefold, look-alikes, accents and invisible
     characters removed. Keeps spacing and punctuation."""
+    if text.isascii():
+        return text.casefold()  # nothing to normalise, replace or remove in ASCII
     text = unicodedata.normalize("NFKC", text).casefold().translate(_CONFUSABLES)
     decomposed = unicodedata.normalize("NFKD", text)
     kept = (c for c in decomposed if unicodedata.category(c) not in {"Mn", "Cf"})

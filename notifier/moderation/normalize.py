@@ -60,21 +60,7 @@ _MASKABLE: Final = (
 # Words a spelled-out run is read as ('f u c k y o u' -> 'fuck you'), when the run is all of them
 # or some of them with 'you' and a name after ('f u c k y o u b r a d' -> 'fuck you brad').
 _SPELLED: Final = frozenset(
-    (
-        *_MASKABLE,
-        "you",
-        "u",
-        "your",
-        "ur",
-        "yourself",
-        "off",
-        "up",
-        "shut",
-        "loser",
-        "idiot",
-        "moron",
-        "stupid",
-    )
+    (*_MASKABLE, "you", "u", "your", "ur", "yourself", "off", "up", "go", "screw", "shut", "loser", "idiot")
 )
 _SPELLED_LONGEST: Final = max(map(len, _SPELLED))
 _ADDRESSEE: Final = frozenset({"you", "u", "your", "ur", "yourself"})

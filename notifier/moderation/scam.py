@@ -112,12 +112,15 @@ _BUSINESS: Final = lexicon((
 # messenger's invite link, and a link to an unknown host.
 _EARNING: Final = re.compile(
     r"(?<![a-z0-9])(?:pays? out|paying out|payouts?|pays (?:you|members|everyone)|paying (?:you|members|\d+)"
-    r"|passive income|win rate|profits?|earn|earning|earnings|returns|roi|trade calls"
-    r"|trading (?:bot|signals|group)"
-    r"|signals? (?:bot|group|channel)|copy (?:my |our )?trades|copy trading|forex|yield|made \d+k?"
+    r"|passive income|win rate|trade calls|trading (?:bot|signals|group)|signals? (?:bot|group|channel|room)"
+    r"|copy (?:my |our )?trades|copy trading|forex|made \d+k?|auto trading|arbitrage"
+    r"|(?:daily|weekly|monthly|guaranteed|\d+ ?x?) (?:profits?|returns|roi|yield)"
+    r"|earn(?:s|ed|ing)? (?:\w+ ){0,2}(?:money|cash|income|profits?|while you sleep|from home|daily|weekly"
+    r"|monthly|a day|a week|per day|per week|\d\w*)"
     r"|(?:\d+ ?k?) (?:\w+ ){0,3}(?:a day|a week|per day|daily|every (?:day|morning|week|24h|24 hours|hour)"
-    r"|this week))(?![a-z0-9])"
+    r"|this week|this month))(?![a-z0-9])"
 )
+_MULTIPLIED: Final = re.compile(r"(?<![\w.])\d+\s?x(?!\w)")  # '10x returns', over folded text
 _JOIN: Final = lexicon((
     "join", "joining", "registration", "register", "sign up", "signup", "spots", "seats", "slots",
     "places left", "closes", "closing", "fills", "filling", "last chance", "members", "vip", "group",
@@ -175,7 +178,9 @@ class ScamRule:
         stranger = "stranger" in kinds or bool(_ENDEARED.match(said.own.text))
         if stranger and _MOVE.search(said.own.text) and not _BUSINESS.search(said.own.text):
             return Verdict(self.name, f"a stranger's opener moving to a private channel ({bait})", UNKNOWN)
-        if "lure" in kinds and (strong or "money" in kinds or len(kinds) >= 3):
+        # money promised, not a word like 'daily' or 'invest' alone
+        promised = bool(money or _MULTIPLIED.search(said.outside) or _EARNING.search(said.own.text))
+        if "lure" in kinds and (strong or promised or len(kinds) >= 3):
             return Verdict(self.name, f"lure to a private channel with bait ({bait})", UNKNOWN)
         if shortened:
             return Verdict(self.name, f"link shortener hides the destination: {', '.join(shortened)}", MILD)

@@ -111,7 +111,8 @@ _INTENT: Final = (
 _HARM: Final = (
     r"(?:break|breaking|smash|smashing|snap|snapping|rip|ripping|knock|knocking|punch|punching|kick|kicking"
     r"|stomp|stomping|cave|caving|slit|slitting|gouge|gouging|bash|bashing|crack|cracking|cut|cutting"
-    r"|bust|busting|shatter|shattering|tear|tearing|split|splitting|pull|pulling|stab|stabbing|burn|burning)"
+    r"|bust|busting|shatter|shattering|tear|tearing|split|splitting|pull|pulling|stab|stabbing|burn|burning"
+    r"|fracture|fracturing|rearrange|rearranging|dislocate|dislocating|cave in|kick in)"
 )
 _BODY: Final = (
     r"(?:jaw|teeth|tooth|face|head|neck|legs?|arms?|nose|skull|throat|ribs|knees?|kneecaps?|fingers|hands?"
@@ -127,14 +128,17 @@ _FRIENDS: Final = lexicon(("love you", "love ya", "ily", "bestie", "bff", "my fr
 # over the canonical own words.
 CLASSES: Final[tuple[tuple[str, float, str, tuple[str, ...]], ...]] = (
     ("threat of bodily harm", SEVERE, "friends reported", (
-        rf"{_INTENT} (?:\w+ )?{_HARM} (?:{_YOU} )?(?:in )?{_YOUR} (?:\w+ )?{_BODY}",
+        rf"{_INTENT} (?:\w+ ){{0,4}}{_HARM} (?:{_YOU} )?(?:in )?{_YOUR} (?:\w+ )?{_BODY}",
         rf"{_INTENT} (?:\w+ )?{_HARM} every bone in {_YOUR} body",
         rf"{_INTENT} (?:\w+ )?(?:put|send|leave) {_YOU} (?:in|into|to) (?:the |a |an |your )?"
         r"(?:hospital|wheelchair|coma|er|icu|grave|early grave|body bag|morgue|ground|ambulance)\b",
-        rf"{_INTENT} (?:\w+ )?beat {_YOU} (?:until|till|til|to death|half to death|senseless|bloody"
+        rf"{_INTENT} (?:\w+ ){{0,4}}beat {_YOU} (?:until|till|til|to death|half to death|senseless|bloody"
         r"|black and blue|within an inch|so hard)",
         rf"{_YOU} ll be (?:picking|spitting|eating|drinking|breathing|pissing) (?:\w+ ){{0,3}}"
         r"(?:teeth|through a straw|blood)\b",
+        rf"(?:{_YOU} (?:re|are|ll be|will be)|youre) (?:leaving|going home|going out|coming out|waking up"
+        r"|ending up) (?:in|on) (?:an ambulance|a body bag|a wheelchair|a stretcher|a coma|a cast|the icu"
+        r"|the er|hospital)\b",
     )),
     ("threat aimed at someone", SEVERE, "reported", (
         rf"(?:kill|hurt|shoot|stab|murder|strangle|rape|choke) {_YOU}\b", rf"beat {_YOU} up",

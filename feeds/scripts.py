@@ -124,6 +124,8 @@ class InboxScripts:
     replay: Script
     hidden: Script
     seen: Script
+    feed: Script  # home-feed changes, logged and pushed (lua/feed_push.lua)
+    trim: Script  # feeds/horizon.py
     sharded: bool  # for a cluster: SPUBLISH, and apply calls spanning a master's slots
 
     @classmethod
@@ -137,6 +139,8 @@ class InboxScripts:
             replay=Script(_source("reads.lua", "replay.lua")),
             hidden=Script(_source("hidden.lua")),
             seen=Script(_source("reads.lua", "seen.lua", sharded=sharded)),
+            feed=Script(_source("feed_push.lua", sharded=sharded)),
+            trim=Script(_source("trim.lua")),
             sharded=sharded,
         )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from notifier.runtime.settings import DEV_JWT_SECRET, AuthSettings
 
-from . import fanout, ingest, report
+from . import fanout, homefeed, ingest, report
 from .compare import BASELINES, compare_table
 from .producers import SourceFactory, http_source
 from .publisher import pubsub_source
@@ -26,7 +26,11 @@ from .scenarios import PRESETS, Scenario, preset
 from .stack import Target
 
 SOURCES: dict[str, SourceFactory] = {"pipeline": http_source, "push": pubsub_source}
-STAGE_BENCHES = {"ingest": ingest, "fanout": fanout}  # modules: run, markdown, summary, passed
+STAGE_BENCHES = {
+    "ingest": ingest,
+    "fanout": fanout,
+    "homefeed": homefeed,
+}  # modules: run, markdown, summary, passed
 
 KNOBS: tuple[tuple[str, type, str], ...] = (
     ("clients", int, "online WebSocket clients"),
@@ -163,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stage(scenario: Scenario, extra_env: dict[str, str], args: argparse.Namespace, stem: str) -> int:
-    """A stage benchmark with its own result and report (ingest, fanout)."""
+    """A stage benchmark with its own result and report (ingest, fanout, homefeed)."""
     bench = STAGE_BENCHES[scenario.stage]
     result = bench.run(scenario, extra_env=extra_env, progress=not args.quiet)
     paths = report.write(result, args.out, stem, render=bench.markdown, draw=None)

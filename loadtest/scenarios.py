@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-Stage = Literal["pipeline", "ingest", "fanout", "push"]
-STAGES: Final[tuple[Stage, ...]] = ("pipeline", "ingest", "fanout", "push")
+Stage = Literal["pipeline", "ingest", "fanout", "push", "homefeed"]
+STAGES: Final[tuple[Stage, ...]] = ("pipeline", "ingest", "fanout", "push", "homefeed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +110,25 @@ PRESETS: Final[dict[str, Scenario]] = {
             rate=200.0,
             fanout=50,
             skew=1.1,
+        ),
+        Scenario(
+            "celebrity-feed",
+            "Home feed (the celebrity scenario's feed mode): an author with `users` followers "
+            "posting `events` times during a steady background (`rate` likes/s to `clients` "
+            "owners), pushed at write time (threshold above `users`) and read-merged (one more "
+            "follower than the threshold); background p99 alone and with each, time to the last "
+            "pushed and the first read-merged follower; then `clients` readers' feed reads, each "
+            "merging `fanout` celebrities' timelines.",
+            stage="homefeed",
+            users=100_000,
+            clients=200,
+            rate=200.0,
+            duration_s=20.0,
+            events=5,
+            fanout=50,
+            apis=0,
+            gateways=0,
+            drain_s=120.0,
         ),
         Scenario(
             "reconnect",

@@ -229,6 +229,9 @@ end
 
 -- A change as JSON: {"op":OP,"unread":N,"unseen":N + `tail`: its other fields and the closing brace.
 local OPS = {u = 'upsert', d = 'remove', r = 'read', s = 'seen'}
+-- Home-feed changes share the log (feeds/lua/feed_push.lua): `p` a post pushed into the feed,
+-- `q` one taken out; REF is AUTHOR|POST. Published and replayed behind FEED_MARK.
+local FEED_MARK = 'F'
 local function change_json(op, unread, tail)
   return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. ',"unseen":' .. int(unseen()) .. tail
 end
@@ -282,7 +285,10 @@ local function emit(op, ref, tail)
   end
   if not listened() then return end
   if type(tail) == 'function' then tail = tail() end
-  redis.call('PUBLISH', CHANNEL, s.epoch .. ' ' .. int(s.seq) .. ' ' .. CHECK .. TAG .. ' ' .. change_json(op, unread, tail))
+  -- a home-feed change (an op OPS does not name) is published as FEED_MARK and its payload,
+  -- built by schemas/protocol.py (feeds/changelog.py `published` parses both kinds)
+  local payload = OPS[op] and change_json(op, unread, tail) or FEED_MARK .. tail
+  redis.call('PUBLISH', CHANNEL, s.epoch .. ' ' .. int(s.seq) .. ' ' .. CHECK .. TAG .. ' ' .. payload)
 end
 
 local function upserted(g, read)

@@ -30,10 +30,11 @@ def test_recipients_are_distinct_and_skip_the_excluded() -> None:
 
 def test_every_preset_is_valid_at_full_size() -> None:
     pipeline = {"steady", "ramp", "connections", "celebrity", "reconnect", "burst"}
-    assert set(PRESETS) == pipeline | {"ingest", "fanout", "push"}
+    stages = {"ingest": "ingest", "fanout": "fanout", "push": "push", "celebrity-feed": "homefeed"}
+    assert set(PRESETS) == pipeline | set(stages)
     for scenario in PRESETS.values():
         assert scenario.problems() == []
-        assert scenario.stage == ("pipeline" if scenario.name in pipeline else scenario.name)
+        assert scenario.stage == ("pipeline" if scenario.name in pipeline else stages[scenario.name])
     assert preset("connections").clients == 10_000
     assert preset("burst").batch == 100
     assert (preset("push").clients, preset("push").rate) == (2_000, 25_000.0)

@@ -18,6 +18,7 @@ from feeds import home, ranked
 from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
 from feeds.limits import FeedLimits
+from feeds.preferences import PreferenceStore
 from notifier.fanout.consumer import apply_events
 from notifier.runtime.eventlog import LoggedEvent
 from schemas import keys
@@ -60,7 +61,7 @@ async def test_a_post_is_pushed_to_the_authors_followers(redis: Redis) -> None:
     await apply(redis, [follow("ann", "star", t=0), post("star", "p1", 1), post("star", "p2", 2)])
     assert await feed(redis, "ann") == ["star|p2", "star|p1"]
     assert await redis.zcard(keys.home("ann")) == 2  # pushed, not merged
-    assert not await redis.sismember(keys.pulled_authors(), "star")
+    assert not await redis.sismember(keys.pulled_authors("star"), "star")
     assert await feed(redis, "bob") == []
 
 
@@ -93,9 +94,9 @@ async def test_an_unfollow_hides_the_authors_posts_and_a_new_follow_brings_them_
 
 async def test_crossing_the_threshold_either_way_loses_no_post(redis: Redis) -> None:
     await apply(redis, [follow(u, "star", t=0) for u in ("ann", "bob")] + [post("star", "p1", 1)])
-    assert not await redis.sismember(keys.pulled_authors(), "star")  # 2 < 3: pushed
+    assert not await redis.sismember(keys.pulled_authors("star"), "star")  # 2 < 3: pushed
     await apply(redis, [follow("cid", "star", t=0), post("star", "p2", 2)])
-    assert await redis.sismember(keys.pulled_authors(), "star")  # 3: read-merged
+    assert await redis.sismember(keys.pulled_authors("star"), "star")  # 3: read-merged
     assert await redis.zscore(keys.home("ann"), "star|p2") is None
     for user in ("ann", "bob", "cid"):
         assert await feed(redis, user) == ["star|p2", "star|p1"]
@@ -108,7 +109,6 @@ async def test_crossing_the_threshold_either_way_loses_no_post(redis: Redis) -> 
 async def test_a_fan_out_goes_in_chunks_and_reaches_every_follower(
     redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(home, "PUSH_CHUNK", 2)
     fans = [f"fan{i}" for i in range(7)]
     # followers tied on their follow time, so a chunk boundary falls inside a tie
     await apply(redis, [follow(f, "star", t=i // 3) for i, f in enumerate(fans)], FeedLimits())
@@ -121,7 +121,7 @@ async def test_a_fan_out_goes_in_chunks_and_reaches_every_follower(
         return await real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(home, "run_commands", counting)
-    await apply(redis, [post("star", "p1", 5)], FeedLimits())
+    await apply(redis, [post("star", "p1", 5)], FeedLimits(push_chunk=2, push_slice=1))
     assert calls == 4  # 7 followers, 2 a round trip
     for f in fans:
         assert await feed(redis, f, FeedLimits()) == ["star|p1"]
@@ -198,3 +198,11 @@ async def test_a_pushed_post_sits_at_its_newest_creations_time_whatever_the_orde
     await apply(redis, [post("star", "p0", 1)])
     assert await feed(redis, "ann") == ["star|p0", "star|p1"]
     assert await redis.zscore(keys.home("ann"), "star|p0") == await redis.zscore(keys.timeline("star"), "p0")
+
+
+async def test_a_post_is_not_pushed_to_a_follower_who_mutes_its_author(redis: Redis) -> None:
+    await apply(redis, [follow("ann", "star", t=0), follow("bob", "star", t=0)])
+    await PreferenceStore(redis).relate("ann", "mutes", "star", True, 1)
+    await apply(redis, [post("star", "p1", 5)])
+    assert await redis.zscore(keys.home("ann"), "star|p1") is None  # nor logged for live push
+    assert await redis.zscore(keys.home("bob"), "star|p1") is not None

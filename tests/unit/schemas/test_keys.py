@@ -56,7 +56,7 @@ def test_exact_formats() -> None:
     assert keys.post_records("bob") == "tp:{u:bob}"
     assert keys.timeline("bob") == "tl:{u:bob}"
     assert keys.home("bob") == "hf:{u:bob}"
-    assert keys.pulled_authors() == "feed:pulled"
+    assert keys.pulled_authors("star").startswith("feed:pulled:{")
     assert keys.preferences("bob") == "pref:{u:bob}"
     assert keys.mutes("bob") == "mute:{u:bob}"
     assert keys.blocks("bob") == "block:{u:bob}"

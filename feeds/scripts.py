@@ -125,6 +125,7 @@ class InboxScripts:
     hidden: Script
     seen: Script
     feed: Script  # home-feed changes, logged and pushed (lua/feed_push.lua)
+    trim: Script  # feeds/horizon.py
     sharded: bool  # for a cluster: SPUBLISH, and apply and feed calls spanning a master's slots
 
     @classmethod
@@ -141,6 +142,7 @@ class InboxScripts:
             feed=Script(
                 _source("feed_push.lua", sharded=sharded, prelude=("sharded_keys.lua",) if sharded else ())
             ),
+            trim=Script(_source("trim.lua")),
             sharded=sharded,
         )
 

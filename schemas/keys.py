@@ -72,9 +72,19 @@ def ingest_recovery() -> str:
 
 def toggles(user_id: str) -> str:
     """Hash: item -> last-writer-wins register (state, time, event id, and for likes and follows
-    the group) of what reached the user; and, under `#` fields, the inbox's state: the change
-    log's epoch and last change number, the unread count."""
+    the group) of what reached the user; under `#`, the inbox's state: the change log's epoch
+    and last change number, the unread count; under `<`, the time up to which registers were
+    trimmed (feeds/horizon.py)."""
     return f"ni:{_user(user_id)}"
+
+
+TOGGLES_PATTERN: Final = "ni:{u:*"  # every user's `toggles` (SCAN MATCH)
+
+
+def user_of_toggles(key: bytes | str) -> str:
+    """The user whose `toggles` key this is."""
+    text = key.decode() if isinstance(key, bytes) else key
+    return text[len("ni:{u:") : -1]
 
 
 def inbox(user_id: str) -> str:

@@ -4,8 +4,8 @@
 -- ARGV after the head: FIELDS per item: actors prefix, channel, item, state (a active |
 --   i inactive | x retracted for good), time ms, event id, group id, actor, verb, post,
 --   comment, text, maintain followers (1|0), push tag ('@' .. the event's acceptance ms, or '').
--- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), or the
--- error's text. One call applies several items (they share the call's fixed cost), each in its
+-- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), -1 refused
+-- (older than the user's trimmed horizon: feeds/horizon.py), or the error's text. One call applies several items (they share the call's fixed cost), each in its
 -- own pcall: an item that fails (a key of the wrong type) leaves the others applied.
 local FIELDS = 14
 
@@ -18,6 +18,13 @@ local function apply(a)  -- a: ARGV index before the item's fields
   -- window of its group (like:POST:WINDOW, follow:WINDOW: the rest is in the item, l|POST|ACTOR
   -- or f|ACTOR, see items.py).
   local _, old = state(item)
+  -- No register: the item is new, or its register was trimmed (trim.lua). An event at or below
+  -- the user's trimmed horizon could be one that register outranked: refused (-1), never
+  -- applied blindly. A retraction is final whatever came before: it always applies.
+  if not old and st ~= 'x' then
+    local horizon = redis.call('HGET', K_ITEMS, '<')
+    if horizon and ts <= unpack_ms(horizon) then return -1 end
+  end
   local old_state, old_ts, old_gid = 'none', nil, ''
   if old then
     local s, t = old:sub(1, 1), unpack_ms(old:sub(2, 8))

@@ -18,6 +18,7 @@ from feeds import graph, timeline
 from feeds.changelog import push_tag
 from feeds.cluster import REDIS_UNAVAILABLE
 from feeds.home import HomeFeeds
+from feeds.horizon import BeyondHorizon
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
@@ -383,7 +384,6 @@ async def apply_events(
     kept = await PreferenceStore(inbox.redis).keep([op for _, op in planned])
     planned = [p for p, keep in zip(planned, kept, strict=True) if keep]
     ops = [op for _, op in planned]
-    owners = [logged.entry_id for logged, _ in planned]
     spans = None
     if traced is not None:
         from .spans import ApplySpans  # needs the tracing extra, which only a traced role has
@@ -405,10 +405,21 @@ async def apply_events(
     def fail(owner: bytes, error: BaseException) -> None:
         failed.setdefault(owner, f"{type(error).__name__}: {error}")
 
-    for owner, error in zip(owners, errors, strict=True):
-        if error is not None:
-            fail(owner, error)
+    refused: list[str] = []
+    for (logged, op), error in zip(planned, errors, strict=True):
+        if isinstance(error, BeyondHorizon):  # final: applying it again would be refused again
+            refused.append(f"{logged.event.id}>{op.user}")
+        elif error is not None:
+            fail(logged.entry_id, error)
+    if refused:
+        log.warning(
+            "refused items=%d beyond the recipients' trimmed horizon (older than its retention "
+            "and lateness bound), not applied: %s",
+            len(refused),
+            " ".join(refused[:10]),
+        )
     if counted is not None:
+        counted.items_beyond_horizon.inc(len(refused))
         counted.items_applied.inc(len(errors) - sum(e is not None for e in errors))
     # a follow between users who block each other is not written either (nor back-filled)
     kept_follows = await PreferenceStore(inbox.redis).keep_follows(follow_ops)

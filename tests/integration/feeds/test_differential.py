@@ -42,12 +42,12 @@ GROUPS = ("like:p0:0", "like:p1:0", "like:p0:1", "follow:0", "follow:1", "commen
 
 
 @st.composite
-def events(draw: st.DrawFn) -> Event:
+def events(draw: st.DrawFn, times: Sequence[float] = TIMES) -> Event:
     kind = draw(st.sampled_from(("like", "unlike", "follow", "unfollow", "comment", "deleted", "mention")))
     actor, post, t = (
         draw(st.sampled_from(USERS)),
         draw(st.sampled_from(sorted(OWNERS))),
-        draw(st.sampled_from(TIMES)),
+        draw(st.sampled_from(times)),
     )
     owner = OWNERS[post]
     author = draw(st.sampled_from(USERS)) if kind == "deleted" else actor  # anyone may delete a comment

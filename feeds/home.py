@@ -24,19 +24,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 from redis.asyncio import Redis
 
 from schemas import keys, protocol
 
 from . import ranked
+from .cluster import shard_of, slot_of
 from .limits import FeedLimits
 from .preferences import PreferenceStore
 from .scripts import Arg, Command, head, run_commands, scripts_for, user_keys
 from .timeline import live_post, live_time_ms
 
+# Users per feed_push.lua call: they share the call's fixed cost (the script's prologue: most of
+# a push when each follower had a call of its own), and a call holds Redis for at most this many
+# users' changes (see the README's celebrity benchmark for the measurement behind it).
+USERS_PER_CALL: Final = 100
+
+Post = tuple[str, str]  # (author, post)
 # one change of a feed_push.lua call: op (p push | q take out), member, time ms ('' for q), payload
 FeedChange = tuple[str, str, int | str, bytes]
+Change = tuple[str, Sequence[FeedChange]]  # a user and changes of their feed, for one call
 
 
 def member(author: str, post: str) -> str:
@@ -56,7 +65,7 @@ class HomeFeeds:
     def __init__(self, redis: Redis, limits: FeedLimits) -> None:
         self._redis = redis
         self._limits = limits
-        self._script = scripts_for(redis).feed
+        self._scripts = scripts_for(redis)
 
     async def publish(self, author: str, post: str, tag: str = "") -> bool:
         """Push `post`, live in `author`'s timeline, to their followers at its time there (the
@@ -75,14 +84,14 @@ class HomeFeeds:
                 await self._redis.sadd(keys.pulled_authors(author), author)
                 return True
         change: FeedChange = ("p", member(author, post), at_ms, protocol.feed_added(record))
-        return await self._fan_out(author, "p" + post, lambda _: [change], tag)
+        return await self._fan_out(author, "p" + post, change, tag, post)
 
     async def retract_post(self, author: str, post: str) -> bool:
         """Take a deleted post out of the feeds it was pushed to (reads hide it already), in
         slices like `publish`: True once done, False when followers are left."""
         await self._redis.hdel(keys.feed_pushes(author), "p" + post)  # a push in progress stops
         change: FeedChange = ("q", member(author, post), "", protocol.feed_removed(author, post))
-        return await self._fan_out(author, "q" + post, lambda _: [change])
+        return await self._fan_out(author, "q" + post, change)
 
     async def backfill(self, user: str, author: str) -> None:
         """Push `author`'s newest posts into `user`'s feed (after a follow)."""
@@ -95,7 +104,7 @@ class HomeFeeds:
             at_ms, record = live_time_ms(register), live_post(register)
             if at_ms is not None and record is not None:
                 changes.append(("p", member(author, raw.decode()), at_ms, protocol.feed_added(record)))
-        await self._change([self._command(user, changes[::-1])])  # oldest first: newest on top
+        await self._change([(user, changes[::-1])])  # oldest first: newest on top
 
     async def drop_author(self, user: str, author: str) -> None:
         """Take `author`'s posts out of `user`'s feed (after an unfollow; reads hide them already)."""
@@ -106,34 +115,83 @@ class HomeFeeds:
         changes: list[FeedChange] = [
             ("q", e, "", protocol.feed_removed(author, e.partition("|")[2])) for e in entries
         ]
-        if changes:
-            await self._change([self._command(user, changes)])
+        await self._change([(user, changes)])
 
-    def _command(self, user: str, changes: Sequence[FeedChange], tag: str = "") -> Command:
-        args: list[Arg] = [*head(user, self._limits), self._limits.max_home, tag]
-        for change in changes:
-            args += change
-        feed_keys = [*user_keys(user), keys.home(user), keys.mutes(user), keys.blocks(user)]
-        return self._script.command(feed_keys, args)
-
-    async def _change(self, commands: Sequence[Command]) -> None:
-        for result in await run_commands(self._redis, [self._script], commands) if commands else []:
+    async def _change(self, changes: Sequence[Change], tag: str = "", post: Post | None = None) -> bool:
+        """Apply each user's changes: the users of one master (a single Redis: all) share a call,
+        USERS_PER_CALL at most, all calls in one round trip. With `post` ((author, post): the
+        post the changes push), a call whose slot is the author's master checks it is still
+        live: False if it was deleted (nothing of it pushed there)."""
+        changes = [(user, c) for user, c in changes if c]
+        every = range(len(changes))
+        results = await self._calls(changes, tag, post, every, shard_of)
+        failed = [i for i in every if isinstance(results[i], BaseException)]
+        if failed and self._scripts.sharded:  # a slot moved: calls of one slot learn where
+            for i, result in zip(failed, await self._calls(changes, tag, post, failed, slot_of), strict=True):
+                results[i] = result
+        for result in results:
             if isinstance(result, BaseException):
                 raise result
+        return all(result != -1 for result in results)
+
+    async def _calls(
+        self,
+        changes: Sequence[Change],
+        tag: str,
+        post: Post | None,
+        indexes: Sequence[int],
+        group: Callable[[Redis, str], str],
+    ) -> list[Any]:
+        """The result of the call that carried each of changes[indexes] (users grouped by `group`)."""
+        records = keys.post_records(post[0]) if post else ""
+        groups: dict[str, list[int]] = {}
+        for i in indexes:
+            groups.setdefault(group(self._redis, keys.home(changes[i][0])), []).append(i)
+        calls: list[tuple[str, list[int]]] = [
+            (name, g[n : n + USERS_PER_CALL])
+            for name, g in groups.items()
+            for n in range(0, len(g), USERS_PER_CALL)
+        ]
+        commands: list[Command] = []
+        for name, call in calls:
+            checks = bool(records) and group(self._redis, records) == name
+            call_keys: list[str] = []
+            args: list[Arg] = [
+                *head(None, self._limits),
+                self._limits.max_home,
+                tag,
+                post[1] if post and checks else "",
+            ]
+            for i in call:
+                user, user_changes = changes[i]
+                call_keys += [*user_keys(user), keys.home(user), keys.mutes(user), keys.blocks(user)]
+                call_keys.append(keys.hide_marks(user))
+                args += (keys.user_channel(user), len(user_changes))
+                for change in user_changes:
+                    args += change
+            commands.append(self._scripts.feed_command([*call_keys, records] if checks else call_keys, args))
+        replies = await run_commands(self._redis, [self._scripts.feed], commands)
+        results: dict[int, Any] = {
+            i: reply for (_, call), reply in zip(calls, replies, strict=True) for i in call
+        }
+        return [results[i] for i in indexes]
 
     async def _fan_out(
-        self, author: str, field: str, changes_for: Callable[[str], list[FeedChange]], tag: str = ""
+        self, author: str, field: str, change: FeedChange, tag: str = "", post: str = ""
     ) -> bool:
-        """Apply `changes_for` each follower of `author`, `push_chunk` followers a round trip,
+        """Apply `change` to each follower of `author`, `push_chunk` followers a round trip,
         from the position stored under `field` of `keys.feed_pushes`, for at most `push_slice`
-        chunks; store the position reached (True: done, and the position deleted)."""
+        chunks; store the position reached (True: done, and the position deleted; also once
+        `post` is found deleted)."""
         progress = keys.feed_pushes(author)
         stored = await self._redis.hget(progress, field)
         before = ranked.parse_cursor(stored.decode()) if stored else None
         for _ in range(self._limits.push_slice):
             got = await ranked.page(self._redis, keys.followers(author), before, self._limits.push_chunk)
-            await self._change([self._command(f, changes_for(f), tag) for f, _ in got.members])
-            if got.next_before is None:
+            live = await self._change(
+                [(f, [change]) for f, _ in got.members], tag, (author, post) if post else None
+            )
+            if got.next_before is None or not live:
                 await self._redis.hdel(progress, field)
                 return True
             before = ranked.parse_cursor(got.next_before)

@@ -120,7 +120,7 @@ class Inbox:
                     op.post,
                     op.comment,
                     op.text,
-                    int(op.follows),
+                    0,  # apply.lua's "maintain followers": the follow graph keeps them (graph.py)
                     tags[i],
                 )
             commands.append(self._scripts.apply_command(call_keys, args))
@@ -174,6 +174,3 @@ class Inbox:
         """(unread, unseen), from a one-group page."""
         page = await self.page(user, None, 1)
         return page.unread, page.unseen
-
-    async def followers(self, user: str) -> set[str]:
-        return {m.decode() for m in await self._redis.zrange(keys.followers(user), 0, -1)}

@@ -1,4 +1,4 @@
-"""The `homefeed` stage (`python -m loadtest celebrity-feed`): a celebrity's posts during a steady
+"""The `homefeed` stage (`python -m loadtest celebrity --feed`): a celebrity's posts during a steady
 background, and home-feed reads that merge celebrities' timelines.
 
 A private redis-server and one worker process. Two authors share `users` followers: `pushstar`
@@ -302,7 +302,7 @@ def markdown(r: dict[str, Any]) -> str:
         return f"{with_star / alone:.2f}x" if alone and with_star else "-"
 
     lines = [
-        f"# loadtest `celebrity-feed`: a celebrity with {fmt(s['users'])} followers ({r['started_at']})",
+        f"# loadtest `celebrity --feed`: a celebrity with {fmt(s['users'])} followers ({r['started_at']})",
         "",
         s["description"],
         "",

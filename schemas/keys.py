@@ -116,10 +116,17 @@ def changelog(user_id: str) -> str:
 
 
 def followers(user_id: str) -> str:
-    """Sorted set: who follows the user, by the time of their follow (kept by the inbox's apply
-    from the follow's last-writer-wins register). Replaced the set `followers:`: a
-    `notifier replay --fresh` after upgrading rebuilds it from the log."""
+    """Sorted set: who follows the user, by the time of their follow (feeds/lua/graph_follow.lua,
+    from `follower_registers`). Replaced the set `followers:`: a `notifier replay --fresh` after
+    upgrading rebuilds it from the log."""
     return f"fo:{_user(user_id)}"
+
+
+def follower_registers(user_id: str) -> str:
+    """Hash: follower -> last-writer-wins register "STATE TIME_MS EVENT_ID" of their follow of
+    the user (feeds/lua/graph_follow.lua; the inbox's follow item kept it before, so a follow
+    whose notification was dropped by a preference was missing from `followers`)."""
+    return f"fe:{_user(user_id)}"
 
 
 def following_registers(user_id: str) -> str:
@@ -222,6 +229,7 @@ DERIVED_PATTERNS: Final = (
     "na:{u:*",
     "nc:{u:*",
     "fo:{u:*",
+    "fe:{u:*",
     "fr:{u:*",
     "fg:{u:*",
     "tp:{u:*",

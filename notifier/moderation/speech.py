@@ -12,8 +12,11 @@ from typing import Final
 from .normalize import Canonical, canonical, fold
 
 # "…", “…”, «…», ‘…’, and '…' that opens at a word start and closes at a word end (so the
-# apostrophes in "don't" and "you're" open nothing)
-_QUOTED: Final = re.compile(r"\"[^\"]*\"|“[^”]*”|«[^»]*»|‘[^’]*’|(?<![\w'])'[^']+'(?![\w'])")
+# apostrophes in "don't" and "you're" open nothing, and one inside a quote ends none:
+# 'you're a stupid head')
+_QUOTED: Final = re.compile(
+    r"\"[^\"]*\"|“[^”]*”|«[^»]*»|‘[^’]*’|(?<![\w'])'(?:[^'\n]|(?<=\w)'(?=\w))+'(?![\w'])"
+)
 _MENTION: Final = re.compile(r"(?<![\w@])@[a-z0-9_][a-z0-9_.]*")
 MIN_OWN_WORDS: Final = 3  # a text that is all quote speaks for its writer
 SECOND_PERSON: Final = frozenset(
@@ -35,9 +38,12 @@ _NOT_NAMES: Final = frozenset(
     " alright sure great fine again today anyway first".split()
 )
 # Speech reported without quotes: what follows a third party's 'said' or 'told me' up to the end of
-# the sentence ('the boss said watch your back'); 'I said' and 'you said' report nobody else.
+# the sentence ('the boss said watch your back'), also in an anecdote ('my son told his sister
+# you're smelly'); 'I said' and 'you said' report nobody else, and 'everyone says' is the writer's own
+# verdict.
 _REPORTED: Final = re.compile(
-    r"\b(?!(?:i|we|you|u)\b)[a-z]+ (?:said|says|told (?:me|us|him|her|them)(?: to)?|wrote|texted|yelled"
+    r"\b(?!(?:i|we|you|u|everyone|everybody|people|nobody|all)\b)[a-z]+ (?:said|says"
+    r"|told (?:me|us|him|her|them|(?:his|her|their|my|our) [a-z]+)(?: to)?|wrote|texted|yelled"
     r"|shouted|replied|commented|whispered|warned (?:me|us))\b[^.!?\n]*"
 )
 # A clause ends at punctuation followed by a space (not inside 'f.u.c.k' or a link) or a dash.
@@ -70,10 +76,11 @@ def speech(text: str) -> Speech:
     called = _VOCATIVE.match(text)
     if called and called.group(1).casefold() not in _NOT_NAMES:
         marked = re.sub(rf"\b{called.group(1).casefold()}\b", " atmention ", marked, count=1)
-    clauses = tuple(c for c in (canonical(part) for part in _CLAUSE_END.split(marked)) if c.text)
+    unreported = _REPORTED.sub(" ", marked)
+    clauses = tuple(c for c in (canonical(part) for part in _CLAUSE_END.split(unreported)) if c.text)
     own = canonical(marked)
     quoted = canonical(" ".join(quotes))
-    asserted = canonical(_REPORTED.sub(" ", marked))
+    asserted = canonical(unreported)
     return Speech(
         outside=outside, own=own, asserted=asserted, quoted=quoted, mentions=mentions, clauses=clauses
     )

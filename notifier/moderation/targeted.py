@@ -101,12 +101,45 @@ _MID_NOUNS: Final = (
     r"(?:way|season|range|size|level|week|day|air|night|point|term|life|table|century|sentence|stream|flight"
     r"|match|year|month|tier|afternoon|morning|evening|career|conversation|game|laugh|\d+s)\b"
 )
+# A threat of bodily harm: the writer ('I'll', 'we're gonna', a clause opening with 'gonna') doing
+# harm to the addressee's body ('I'll break your jaw', 'gonna put you in the hospital').
+_INTENT: Final = (
+    r"(?:i ll|ill|i will|i shall|i d|i would|i m|im|i am|imma|we ll|we will|we re|we are|we d"
+    r"|(?:^|(?<=and )|(?<=then ))(?:gonna|going to))"
+    r"(?: (?:gonna|going to|just|fucking|personally|literally|happily))*"
+)
+_HARM: Final = (
+    r"(?:break|breaking|smash|smashing|snap|snapping|rip|ripping|knock|knocking|punch|punching|kick|kicking"
+    r"|stomp|stomping|cave|caving|slit|slitting|gouge|gouging|bash|bashing|crack|cracking|cut|cutting"
+    r"|bust|busting|shatter|shattering|tear|tearing|split|splitting|pull|pulling|stab|stabbing|burn|burning"
+    r"|fracture|fracturing|rearrange|rearranging|dislocate|dislocating|cave in|kick in)"
+)
+_BODY: Final = (
+    r"(?:jaw|teeth|tooth|face|head|neck|legs?|arms?|nose|skull|throat|ribs|knees?|kneecaps?|fingers|hands?"
+    r"|spine|eyes?|lights|lip|lips|mouth|bones|skin|guts|windpipe)\b"
+)
+# Joking between friends: a laugh with a word of friendship ('... haha love you bestie').
+_FRIENDS: Final = lexicon(("love you", "love ya", "ily", "bestie", "bff", "my friend", "buddy", "pal", "hun"))
 # Each class: what the review item calls it, its score, what softens it (any of: "banter": a laugh
 # or a heart makes it a flag; "praise": praise in the words it compares to excuses it, unless they
 # are spoiled: 'a dying goat'; "reported": it counts only in the writer's own assertion, not in
-# speech reported unquoted; "contest": talk of a season or a match excuses it), and its patterns
+# speech reported unquoted; "friends": a laugh with a word of friendship makes it a flag;
+# "contest": talk of a season or a match excuses it), and its patterns
 # over the canonical own words.
 CLASSES: Final[tuple[tuple[str, float, str, tuple[str, ...]], ...]] = (
+    ("threat of bodily harm", SEVERE, "friends reported", (
+        rf"{_INTENT} (?:\w+ ){{0,4}}{_HARM} (?:{_YOU} )?(?:in )?{_YOUR} (?:\w+ )?{_BODY}",
+        rf"{_INTENT} (?:\w+ )?{_HARM} every bone in {_YOUR} body",
+        rf"{_INTENT} (?:\w+ )?(?:put|send|leave) {_YOU} (?:in|into|to) (?:the |a |an |your )?"
+        r"(?:hospital|wheelchair|coma|er|icu|grave|early grave|body bag|morgue|ground|ambulance)\b",
+        rf"{_INTENT} (?:\w+ ){{0,4}}beat {_YOU} (?:until|till|til|to death|half to death|senseless|bloody"
+        r"|black and blue|within an inch|so hard)",
+        rf"{_YOU} ll be (?:picking|spitting|eating|drinking|breathing|pissing) (?:\w+ ){{0,3}}"
+        r"(?:teeth|through a straw|blood)\b",
+        rf"(?:{_YOU} (?:re|are|ll be|will be)|youre) (?:leaving|going home|going out|coming out|waking up"
+        r"|ending up) (?:in|on) (?:an ambulance|a body bag|a wheelchair|a stretcher|a coma|a cast|the icu"
+        r"|the er|hospital)\b",
+    )),
     ("threat aimed at someone", SEVERE, "reported", (
         rf"(?:kill|hurt|shoot|stab|murder|strangle|rape|choke) {_YOU}\b", rf"beat {_YOU} up",
         r"(?:you|u) (?:re|are|r) dead", r"youre dead", rf"{_YOUR} days are numbered",
@@ -218,12 +251,18 @@ class TargetedRule:
                 continue
             if "contest" in softened and self._contest.search(text):
                 continue
-            if "banter" in softened and banter:
+            joking = (
+                "friends" in softened
+                and (banter or _LAUGH.search(said.outside))
+                and _FRIENDS.search(own.text)
+            )
+            if ("banter" in softened and banter) or joking:
                 return Verdict(self.name, f"{label}, said laughing: '{found.group()}'", MILD)
             return Verdict(self.name, f"{label}: '{found.group()}'", score)
         menace = self._menace(said, banter)
         if menace:
             return menace
+        own = said.asserted  # insults count in the writer's own assertion, not in an anecdote
         directed = self._directed.search(own.text)
         if directed:
             return Verdict(self.name, f"abuse aimed at someone: '{directed.group()}'", AIMED)

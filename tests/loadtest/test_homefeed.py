@@ -1,4 +1,4 @@
-"""The home-feed stage (`celebrity-feed`) at a tiny size: every pushed follower reached, every
+"""The home-feed stage (`celebrity --feed`) at a tiny size: every pushed follower reached, every
 read-merged post found by a feed read, and the report written."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from loadtest.scenarios import preset
 @pytest.mark.usefixtures("needs_redis_server")
 def test_a_small_celebrity_reaches_every_follower_pushed_and_merged() -> None:
     knobs = {"users": 60, "clients": 5, "rate": 50.0, "duration_s": 1.0, "events": 2, "fanout": 3}
-    result = homefeed.run(preset("celebrity-feed").with_overrides(knobs), extra_env={}, progress=False)
+    result = homefeed.run(preset("celebrity", feed=True).with_overrides(knobs), extra_env={}, progress=False)
 
     pushed, merged = result["phases"]["pushed"], result["phases"]["merged"]
     assert pushed["followers_reached"] == [60, 60]

@@ -13,10 +13,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from feeds.home import HomeFeeds
+from feeds.home import Change, HomeFeeds, Post
 from feeds.inbox import Inbox
 from feeds.items import ItemOp
-from feeds.scripts import Command
 from notifier.runtime.eventlog import partition_of
 from notifier.runtime.settings import Settings
 from schemas import keys
@@ -53,12 +52,14 @@ async def test_a_push_cut_mid_chunk_is_continued_where_it_stopped_without_duplic
     chunks: list[int] = []  # the size of each chunk written, in order
     dying = True
 
-    async def dies_in_the_fourth_chunk(self: HomeFeeds, commands: Sequence[Command]) -> None:
-        chunks.append(len(commands))
+    async def dies_in_the_fourth_chunk(
+        self: HomeFeeds, changes: Sequence[Change], tag: str = "", post: Post | None = None
+    ) -> bool:
+        chunks.append(len(changes))
         if dying and len(chunks) == 4:  # half of the chunk is written, then the link dies
-            await real(self, commands[:5])
+            await real(self, changes[:5], tag, post)
             raise RedisConnectionError("killed mid-push")
-        await real(self, commands)
+        return await real(self, changes, tag, post)
 
     monkeypatch.setattr(HomeFeeds, "_change", dies_in_the_fourth_chunk)
     with pytest.raises(RedisConnectionError):
@@ -92,13 +93,16 @@ async def test_the_partitions_new_events_go_between_the_slices_of_a_push(
     last_chunk = anyio.Event()
     real_change, real_apply = HomeFeeds._change, Inbox.apply
 
-    async def chunk(self: HomeFeeds, commands: Sequence[Command]) -> None:
+    async def chunk(
+        self: HomeFeeds, changes: Sequence[Change], tag: str = "", post: Post | None = None
+    ) -> bool:
         order.append("chunk")
         if order.count("chunk") == 2:  # the push is under way: a new event arrives
             await append(redis, settings, [like])
-        await real_change(self, commands)
+        live = await real_change(self, changes, tag, post)
         if order.count("chunk") == 10:
             last_chunk.set()
+        return live
 
     async def inbox_apply(
         self: Inbox, ops: Sequence[ItemOp], tags: Sequence[str] = ()

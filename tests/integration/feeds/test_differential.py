@@ -1,7 +1,7 @@
 """The inbox against its former self: random histories (duplicates, permutations, read marks,
 moderation recalls, small caps) applied by the product's scripts and by the frozen oracle
 (tests/integration/feeds/oracle) on one redis-server end in the same inboxes, unread counts,
-change logs and followers, as the clients read them."""
+change logs, as the clients read them."""
 
 from __future__ import annotations
 
@@ -154,7 +154,6 @@ async def product_views(redis: Redis, inbox: Inbox, user: str) -> dict[str, Any]
         "log": log,
         "resumes": resumes,
         "retained": await redis.llen(keys.changelog(user)),  # how far back a resume reaches
-        "followers": await inbox.followers(user),
     }
 
 
@@ -189,7 +188,6 @@ async def oracle_views(redis: Redis, oracle: OracleInbox, user: str) -> dict[str
         "log": log,
         "resumes": resumes,
         "retained": await redis.llen(keys.changelog(user)),
-        "followers": {m.decode() for m in await redis.smembers(keys.followers(user))},
     }
 
 

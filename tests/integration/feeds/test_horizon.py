@@ -68,7 +68,6 @@ async def views(redis: Redis, inbox: Inbox, user: str) -> dict[str, Any]:
     return {
         "groups": [orjson.loads(g) for g in page.groups],
         "unread": page.unread,
-        "followers": await inbox.followers(user),
         "marks": await redis.hgetall(keys.read_marks(user)),
     }
 

@@ -423,6 +423,30 @@ class Lab:
             retries=retries,
         )
 
+    async def load_under(
+        self,
+        fault: Callable[[], Awaitable[int]],
+        factory: CommentFactory,
+        *,
+        count: int,
+        duration_s: float,
+        pace_s: float,
+    ) -> int:
+        """`load`, with `fault` struck every `pace_s` until the load is done; what it hit, summed."""
+        hits = 0
+        loaded = anyio.Event()
+
+        async def load() -> None:
+            await self.load(factory, count=count, duration_s=duration_s)
+            loaded.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(load)
+            while not loaded.is_set():
+                hits += await fault()
+                await anyio.sleep(pace_s)  # the fault's pace
+        return hits
+
     async def post(self, event: Json) -> Attempt:
         return await post_event(self.http, self.ledger, event, SERVICE_KEY)
 

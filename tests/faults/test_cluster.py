@@ -6,6 +6,7 @@ judges."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 from functools import partial
@@ -143,19 +144,14 @@ async def _pubsub_killed(tmp_path: Path, cluster: ClusterLab, jobs_url: str) -> 
         clients = [PushClient(u, lab.ws_url, lab.http, lab.token(u)) for u in users]
         factory = CommentFactory("r11c", OWNERS)
         masters = cluster.masters()
-        kills = 0
+        struck = itertools.count()
+
+        async def kill_one_masters_links() -> int:
+            return int(masters[next(struck) % len(masters)].ask("CLIENT", "KILL", "TYPE", "pubsub"))
+
         async with anyio.create_task_group() as tg:
             await start_clients(tg, clients)
-            loaded = anyio.Event()
-
-            async def load() -> None:
-                await lab.load(factory, count=600, duration_s=8)
-                loaded.set()
-
-            tg.start_soon(load)
-            while not loaded.is_set():
-                kills += masters[kills % len(masters)].ask("CLIENT", "KILL", "TYPE", "pubsub")
-                await anyio.sleep(0.3)  # the fault's pace
+            kills = await lab.load_under(kill_one_masters_links, factory, count=600, duration_s=8, pace_s=0.3)
             verdict = await settle(lab, clients, f"{kills} pub/sub links killed, one master at a time")
             tg.cancel_scope.cancel()
         print(

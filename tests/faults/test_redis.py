@@ -267,19 +267,11 @@ async def _pubsub_killed(tmp_path: Path) -> None:
         await lab.start(lab.worker("worker-0"), lab.role("api", "api"), gateway)
         clients = clients_for(lab, (OWNERS[0], OWNERS[0], OWNERS[1], OWNERS[2]))
         factory = CommentFactory("r11", OWNERS)
-        kills = 0
         async with anyio.create_task_group() as tg:
             await start_clients(tg, clients)
-            loaded = anyio.Event()
-
-            async def load() -> None:
-                await lab.load(factory, count=1000, duration_s=8)
-                loaded.set()
-
-            tg.start_soon(load)
-            while not loaded.is_set():
-                kills += await lab.server.kill_pubsub_clients()
-                await anyio.sleep(0.3)  # the fault's pace
+            kills = await lab.load_under(
+                lab.server.kill_pubsub_clients, factory, count=1000, duration_s=8, pace_s=0.3
+            )
             drain_s, catch_up_s, verdict = await settle(lab, clients, f"{kills} pub/sub kills")
             tg.cancel_scope.cancel()
         print(

@@ -152,8 +152,7 @@ def scripts_for(redis: Redis) -> InboxScripts:
     return SHARDED_SCRIPTS if isinstance(redis, Cluster) else SCRIPTS
 
 
-# The field of `keys.toggles` holding the user's state beside the item registers, as
-# "EPOCH LAST-CHANGE UNREAD SHOWN" (lua/common.lua).
+# The field of `keys.toggles` holding the user's state beside the item registers (lua/common.lua).
 STATE = "#"
 
 
@@ -165,8 +164,11 @@ class State:
 
     @classmethod
     def parse(cls, raw: bytes | None) -> State:
+        """lua/common.lua's state: binary (its first byte 0), or text as written before."""
         if not raw:
             return cls(None, 0, 0)
+        if raw[0] == 0:
+            return cls(raw[11:].decode(), int.from_bytes(raw[:6], "big"), int.from_bytes(raw[6:10], "big", signed=True))
         epoch, last, unread, _ = raw.decode().split(" ")
         return cls(epoch, int(last), int(unread))
 

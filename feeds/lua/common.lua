@@ -51,7 +51,15 @@ local function int(n) return string.format('%d', n) end
 
 -- A group id is VERB:REST; records and log entries abbreviate the verb to its first letter.
 local VERBS = {l = 'like', f = 'follow', c = 'comment', m = 'mention'}
-local function short(gid) return gid:sub(1, 1) .. gid:sub(gid:find(':', 1, true) + 1) end
+local SHORT = {}  -- memo: a call shortens a group's id several times
+local function short(gid)
+  local s = SHORT[gid]
+  if not s then
+    s = gid:sub(1, 1) .. gid:sub(gid:find(':', 1, true) + 1)
+    SHORT[gid] = s
+  end
+  return s
+end
 local function long(s) return VERBS[s:sub(1, 1)] .. ':' .. s:sub(2) end
 
 -- A group's record in the inbox list: its last activity time (7 bytes), then
@@ -139,21 +147,59 @@ local function insert(g, head)
   return redis.call('LINSERT', K_INBOX, 'BEFORE', here, rec)  -- records are unique: `here` is at `at`
 end
 
--- The user's state, in the items hash under `#` as "EPOCH SEQ UNREAD SHOWN": the change log's
--- epoch and last change number, the unread count, and the writers' actors per group (for the
--- readers that are not told it). Read once per script, with the register of `item` if given
--- (every script starts so), and written back by save().
+-- The user's state, in the items hash under `#` (schemas/layouts.py STATE): the change log's last
+-- change number (6 bytes), the unread count (4, signed), the writers' actors per group (1: for
+-- the readers that are not told it), all big-endian, then the log's epoch; or, as written before,
+-- the text "EPOCH SEQ UNREAD SHOWN" (its first byte is the epoch's, never 0). Read once per
+-- script, with the register of `item` if given (every script starts so), and written back by
+-- save(). Binary, because parsing and formatting the text cost more than the commands around it.
+local pack_state, unpack_state
+if struct then
+  pack_state = function(s) return struct.pack('>I6i4B', s.seq, s.unread, SHOWN) .. s.epoch end
+  unpack_state = function(raw)
+    local seq, unread, shown = struct.unpack('>I6i4B', raw)
+    return raw:sub(12), seq, unread, shown
+  end
+else
+  local function bytes(n, k)
+    local b = {}
+    for i = k, 1, -1 do
+      b[i] = n % 256
+      n = (n - b[i]) / 256
+    end
+    return string.char(unpack(b))
+  end
+  local function number(raw, from, to)
+    local n = 0
+    for i = from, to do n = n * 256 + raw:byte(i) end
+    return n
+  end
+  pack_state = function(s)
+    return bytes(s.seq, 6) .. bytes(s.unread % 2 ^ 32, 4) .. string.char(SHOWN) .. s.epoch
+  end
+  unpack_state = function(raw)
+    local unread = number(raw, 7, 10)
+    if unread >= 2 ^ 31 then unread = unread - 2 ^ 32 end
+    return raw:sub(12), number(raw, 1, 6), unread, raw:byte(11)
+  end
+end
 local S
 local function state(item)
   local r = item and redis.call('HMGET', K_ITEMS, item, '#') or {false, redis.call('HGET', K_ITEMS, '#')}
-  local epoch, seq, unread, shown = (r[2] or ''):match('^(%S+) (%d+) (%d+) (%d+)$')
-  S = {epoch = epoch, seq = tonumber(seq or '0'), unread = tonumber(unread or '0'), dirty = false}
-  if SHOWN == 0 then SHOWN = tonumber(shown or '3') end
+  local raw, epoch, seq, unread, shown = r[2], nil, 0, 0, nil
+  if raw and raw:byte(1) == 0 then
+    epoch, seq, unread, shown = unpack_state(raw)
+  elseif raw then
+    epoch, seq, unread, shown = raw:match('^(%S+) (%d+) (%d+) (%d+)$')
+    seq, unread, shown = tonumber(seq), tonumber(unread), tonumber(shown)
+  end
+  S = {epoch = epoch, seq = seq, unread = unread, dirty = false}
+  if SHOWN == 0 then SHOWN = shown or 3 end
   return S, r[1]
 end
 -- Write the state back if it changed, with the register of `item` if given.
 local function save(item, register)
-  local packed = S.dirty and string.format('%s %d %d %d', S.epoch, S.seq, S.unread, SHOWN)
+  local packed = S.dirty and pack_state(S)
   if packed and item then
     redis.call('HSET', K_ITEMS, item, register, '#', packed)
   elseif packed then

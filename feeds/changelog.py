@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from schemas import layouts
 from schemas.cursor import Cursor
 
 from .scripts import SCRIPTS, head, user_keys
@@ -46,10 +47,7 @@ class Refetch:
     tail: Cursor  # resume from here after refetching the inbox
 
 
-def push_tag(accepted_ms: int, traceparent: str = "") -> str:
-    """What the apply appends to a published change's check (lua/common.lua): `@MS`, the event's
-    acceptance time, and `@TRACEPARENT` when tracing is on."""
-    return f"@{accepted_ms}@{traceparent}" if traceparent else f"@{accepted_ms}"
+push_tag = layouts.push_tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +61,10 @@ class Live:
 
 
 def published(message: str) -> Live:
-    """`EPOCH N CHECK[@MS[@TRACEPARENT]] PAYLOAD`, as lua/common.lua publishes a change."""
-    epoch, number, tagged, payload = message.split(" ", 3)
-    check, _, tag = tagged.partition("@")
-    accepted_ms, _, traceparent = tag.partition("@")
-    return Live(Cursor(epoch, int(number), int(check)), payload, accepted_ms, traceparent)
+    """`EPOCH N CHECK[@MS[@TRACEPARENT]] PAYLOAD`, as lua/common.lua publishes a change
+    (schemas/layouts.py)."""
+    p = layouts.parse_published(message)
+    return Live(Cursor(p.epoch, p.number, p.check), p.payload, p.accepted_ms, p.traceparent)
 
 
 async def tail(redis: Redis, user: str) -> Cursor:

@@ -13,13 +13,13 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from schemas import keys
+from schemas import keys, layouts
 from schemas.cursor import Cursor
 
 from .cluster import shard_of, slot_of
 from .items import ItemOp
 from .limits import FeedLimits
-from .scripts import STATE, State, head, run_commands, scripts_for, user_keys
+from .scripts import STATE, head, run_commands, scripts_for, user_keys
 
 # Items per apply script call: they share a call's fixed cost (the script's entry and prologue,
 # ~5% of Redis's time per item when each had its own call), and a call holds Redis for at most
@@ -151,7 +151,7 @@ class Inbox:
         )
 
     async def unread(self, user: str) -> int:
-        return State.parse(await self._redis.hget(keys.toggles(user), STATE)).unread
+        return layouts.decode_state(await self._redis.hget(keys.toggles(user), STATE)).unread
 
     async def followers(self, user: str) -> set[str]:
         return {m.decode() for m in await self._redis.zrange(keys.followers(user), 0, -1)}

@@ -64,17 +64,17 @@ local function apply(a)  -- a: ARGV index before the item's fields
   local gid, actor = ARGV[a + 7], ARGV[a + 8]
   local kind = item:sub(1, 1)
 
-  -- The register: state, time (7 bytes), event id, and for an active like or follow '|' + the
-  -- window of its group (like:POST:WINDOW, follow:WINDOW: the rest is in the item, l|POST|ACTOR
+  -- The register (schemas/layouts.py): state, time, event id, and for an active like or follow
+  -- REGISTER_WINDOW + the window of its group (like:POST:WINDOW, follow:WINDOW: the rest is in the item, l|POST|ACTOR
   -- or f|ACTOR, see items.py).
   local _, old = state(item)
   local old_state, old_ts, old_gid = 'none', nil, ''
   local window = st == 'a' and (kind == 'l' or kind == 'f') and gid:match('[^:]*$') or nil
   if old then
-    local s, t = old:sub(1, 1), unpack_ms(old:sub(2, 8))
+    local s, t = old:sub(1, 1), unpack_ms(old:sub(2, MS_BYTES + 1))
     if s == 'x' then return 0 end
-    local bar = old:find('|', 9, true)
-    if st ~= 'x' and (ts < t or (ts == t and eid <= old:sub(9, (bar or 0) - 1))) then return 0 end
+    local bar = old:find(REGISTER_WINDOW, MS_BYTES + 2, true)
+    if st ~= 'x' and (ts < t or (ts == t and eid <= old:sub(MS_BYTES + 2, (bar or 0) - 1))) then return 0 end
     old_state, old_ts = s, t
     if bar then
       local w = old:sub(bar + 1)
@@ -98,7 +98,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
 
   local ms = pack_ms(ts)
   local register = st .. ms .. eid
-  if window then register = register .. '|' .. window end
+  if window then register = register .. REGISTER_WINDOW .. window end
 
   -- Comments and mentions: one item, one actor, one group, whose record is all there is of it.
   -- The group id comes with every op (it is fixed by the item).
@@ -132,7 +132,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   end
   -- an actor's member in a group's set is the time of the item's register and the actor
   local new_gid = st == 'a' and gid or ''
-  local old_member = old_state == 'a' and old:sub(2, 8) .. actor or nil
+  local old_member = old_state == 'a' and old:sub(2, MS_BYTES + 1) .. actor or nil
   if old_member and old_gid ~= new_gid then change(old_gid, old_member, nil) end
   if st == 'a' then
     if old_gid ~= gid then old_member = nil end

@@ -22,27 +22,34 @@ local BASE = 6
 -- each): the hot paths pass strings.
 local KEEP_CHANGES = string.format('%d', -MAX_CHANGES)
 
--- Times (ms) are stored as 7 big-endian bytes of t + 2^48 (every date an event can carry, exact
--- in a Lua number). Redis has `struct`; the in-memory fake Redis does not, hence the plain Lua.
-local MS_OFFSET = 2 ^ 48
+-- The layouts' constants (MS_OFFSET, CHECK_MIN, STATE_FORMAT...) come from schemas/layouts.py,
+-- injected ahead of this file by feeds/scripts.py.
+-- Big-endian bytes of a non-negative integer, and back (plain Lua: for the in-memory fake Redis,
+-- which has no `struct`, and for what runs once a call).
+local function be_bytes(n, k)
+  local b = {}
+  for i = k, 1, -1 do
+    b[i] = n % 256
+    n = (n - b[i]) / 256
+  end
+  return string.char(unpack(b))
+end
+local function be_number(raw, from, to)
+  local n = 0
+  for i = from, to do n = n * 256 + raw:byte(i) end
+  return n
+end
+
+-- Times (ms) are stored as MS_BYTES big-endian bytes of t + MS_OFFSET (every date an event can
+-- carry, exact in a Lua number).
 local pack_ms, unpack_ms
 if struct then
-  pack_ms = function(t) return struct.pack('>I7', t + MS_OFFSET) end
-  unpack_ms = function(s) return struct.unpack('>I7', s) - MS_OFFSET end
+  local format = '>I' .. MS_BYTES
+  pack_ms = function(t) return struct.pack(format, t + MS_OFFSET) end
+  unpack_ms = function(s) return struct.unpack(format, s) - MS_OFFSET end
 else
-  pack_ms = function(t)
-    local u, b = t + MS_OFFSET, {}
-    for i = 7, 1, -1 do
-      b[i] = u % 256
-      u = (u - b[i]) / 256
-    end
-    return string.char(b[1], b[2], b[3], b[4], b[5], b[6], b[7])
-  end
-  unpack_ms = function(s)
-    local u = 0
-    for i = 1, 7 do u = u * 256 + s:byte(i) end
-    return u - MS_OFFSET
-  end
+  pack_ms = function(t) return be_bytes(t + MS_OFFSET, MS_BYTES) end
+  unpack_ms = function(s) return be_number(s, 1, MS_BYTES) - MS_OFFSET end
 end
 
 -- Numbers become text through string.format('%d'): a Lua number's own conversion (%.14g) costs
@@ -147,45 +154,34 @@ local function insert(g, head)
   return redis.call('LINSERT', K_INBOX, 'BEFORE', here, rec)  -- records are unique: `here` is at `at`
 end
 
--- The user's state, in the items hash under `#` (schemas/layouts.py STATE): the change log's last
--- change number (6 bytes), the unread count (4, signed), the writers' actors per group (1: for
--- the readers that are not told it), all big-endian, then the log's epoch; or, as written before,
--- the text "EPOCH SEQ UNREAD SHOWN" (its first byte is the epoch's, never 0). Read once per
--- script, with the register of `item` if given (every script starts so), and written back by
--- save(). Binary, because parsing and formatting the text cost more than the commands around it.
+-- The user's state, in the items hash under STATE_FIELD (schemas/layouts.py): the change log's
+-- last change number, the unread count (signed), the writers' actors per group (for the readers
+-- that are not told it), big-endian, then the log's epoch; or, as written before, the text
+-- "EPOCH SEQ UNREAD SHOWN" (its first byte is the epoch's, never 0). Read once per script, with
+-- the register of `item` if given (every script starts so), and written back by save(). Binary,
+-- because parsing and formatting the text cost more than the commands around it.
+local STATE_AT, UNREAD_SPAN = STATE_SEQ_BYTES + STATE_UNREAD_BYTES, 2 ^ (8 * STATE_UNREAD_BYTES)
 local pack_state, unpack_state
 if struct then
-  pack_state = function(s) return struct.pack('>I6i4B', s.seq, s.unread, SHOWN) .. s.epoch end
+  pack_state = function(s) return struct.pack(STATE_FORMAT, s.seq, s.unread, SHOWN) .. s.epoch end
   unpack_state = function(raw)
-    local seq, unread, shown = struct.unpack('>I6i4B', raw)
-    return raw:sub(12), seq, unread, shown
+    local seq, unread, shown = struct.unpack(STATE_FORMAT, raw)
+    return raw:sub(STATE_AT + 2), seq, unread, shown
   end
 else
-  local function bytes(n, k)
-    local b = {}
-    for i = k, 1, -1 do
-      b[i] = n % 256
-      n = (n - b[i]) / 256
-    end
-    return string.char(unpack(b))
-  end
-  local function number(raw, from, to)
-    local n = 0
-    for i = from, to do n = n * 256 + raw:byte(i) end
-    return n
-  end
   pack_state = function(s)
-    return bytes(s.seq, 6) .. bytes(s.unread % 2 ^ 32, 4) .. string.char(SHOWN) .. s.epoch
+    return be_bytes(s.seq, STATE_SEQ_BYTES) .. be_bytes(s.unread % UNREAD_SPAN, STATE_UNREAD_BYTES)
+      .. string.char(SHOWN) .. s.epoch
   end
   unpack_state = function(raw)
-    local unread = number(raw, 7, 10)
-    if unread >= 2 ^ 31 then unread = unread - 2 ^ 32 end
-    return raw:sub(12), number(raw, 1, 6), unread, raw:byte(11)
+    local unread = be_number(raw, STATE_SEQ_BYTES + 1, STATE_AT)
+    if unread >= UNREAD_SPAN / 2 then unread = unread - UNREAD_SPAN end
+    return raw:sub(STATE_AT + 2), be_number(raw, 1, STATE_SEQ_BYTES), unread, raw:byte(STATE_AT + 1)
   end
 end
 local S
 local function state(item)
-  local r = item and redis.call('HMGET', K_ITEMS, item, '#') or {false, redis.call('HGET', K_ITEMS, '#')}
+  local r = item and redis.call('HMGET', K_ITEMS, item, STATE_FIELD) or {false, redis.call('HGET', K_ITEMS, STATE_FIELD)}
   local raw, epoch, seq, unread, shown = r[2], nil, 0, 0, nil
   if raw and raw:byte(1) == 0 then
     epoch, seq, unread, shown = unpack_state(raw)
@@ -201,9 +197,9 @@ end
 local function save(item, register)
   local packed = S.dirty and pack_state(S)
   if packed and item then
-    redis.call('HSET', K_ITEMS, item, register, '#', packed)
+    redis.call('HSET', K_ITEMS, item, register, STATE_FIELD, packed)
   elseif packed then
-    redis.call('HSET', K_ITEMS, '#', packed)
+    redis.call('HSET', K_ITEMS, STATE_FIELD, packed)
   elseif item then
     redis.call('HSET', K_ITEMS, item, register)
   end
@@ -288,16 +284,17 @@ local function listened()
 end
 
 -- Every change this call logs carries its check (schemas/cursor.py): a number drawn from the
--- call's random epoch candidate, 2^23 to 2^24 - 1, so a change number that Redis reuses after
--- losing the end of the log comes with another check. A log entry starts with it as 3 bytes, the
--- first >= 128; an entry logged before checks starts with its op letter (check 0).
-local CHECK = 2 ^ 23 + (tonumber(EPOCH_NEW:sub(1, 6), 16) or 0) % 2 ^ 23
-local CHECK_BYTES = string.char(math.floor(CHECK / 65536), math.floor(CHECK / 256) % 256, CHECK % 256)
+-- call's random epoch candidate, CHECK_MIN to 2 * CHECK_MIN - 1, so a change number that Redis
+-- reuses after losing the end of the log comes with another check. A log entry starts with it as
+-- CHECK_BYTES bytes, the first >= 128; an entry logged before checks starts with its op letter
+-- (check 0). See schemas/layouts.py.
+local CHECK = CHECK_MIN + (tonumber(EPOCH_NEW:sub(1, 6), 16) or 0) % CHECK_MIN
+local CHECK_HEAD = be_bytes(CHECK, CHECK_BYTES)
 CHECK = int(CHECK)
 -- The check of a log entry, and where the rest of it starts.
 local function check_of(entry)
   local b = entry:byte(1)
-  if b and b >= 128 then return (b * 256 + entry:byte(2)) * 256 + entry:byte(3), 4 end
+  if b and b >= 128 then return be_number(entry, 1, CHECK_BYTES), CHECK_BYTES + 1 end
   return 0, 1
 end
 local function last_check()
@@ -306,19 +303,20 @@ local function last_check()
 end
 
 -- Append one change to the log and publish it as "EPOCH N CHECK[TAG] PAYLOAD" for live push
--- (the gateway makes the cursor of it; TAG: feeds.changelog.push_tag). The log keeps `CHECK OP UNREAD REF` (CHECK: 3 bytes; REF: a
+-- (schemas/layouts.py: the gateway makes the cursor of it; TAG: layouts.push_tag). The log keeps `CHECK OP UNREAD REF` (CHECK: 3 bytes; REF: a
 -- group's short id, or `*` or the ids read): a replay renders the group as it is then. `tail`
 -- (see change_json), or a function making it, is only run if someone listens.
 local function emit(op, ref, tail)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
   local unread = int(s.unread)
-  if redis.call('RPUSH', K_LOG, CHECK_BYTES .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
+  if redis.call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
     redis.call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
   end
   if not listened() then return end
   if type(tail) == 'function' then tail = tail() end
-  redis.call('PUBLISH', CHANNEL, s.epoch .. ' ' .. int(s.seq) .. ' ' .. CHECK .. TAG .. ' ' .. change_json(op, unread, tail))
+  local sep = PUBLISHED_SEPARATOR
+  redis.call('PUBLISH', CHANNEL, s.epoch .. sep .. int(s.seq) .. sep .. CHECK .. TAG .. sep .. change_json(op, unread, tail))
 end
 
 local function upserted(g, read)

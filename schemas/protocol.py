@@ -46,7 +46,10 @@ class ChangeFrame(msgspec.Struct, frozen=True, tag_field="type", tag="change"):
     cursor: Annotated[str, msgspec.Meta(description="opaque: the resume point")]
     change: Annotated[
         dict[str, Any],
-        msgspec.Meta(description="op upsert (group), remove (id) or read (groups | all); with unread"),
+        msgspec.Meta(
+            description="op upsert (group; dropped: ids the inbox cap removed to make room for it, "
+            "if any), remove (id) or read (groups | all); with unread"
+        ),
     ]
 
 

@@ -142,6 +142,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   return 1
 end
 
+HOLD_UPSERTS = true
 local results, channels = {}, {}
 for i = 1, (#ARGV - BASE) / FIELDS do channels[i] = ARGV[BASE + (i - 1) * FIELDS + 2] end
 listen(channels)
@@ -150,6 +151,7 @@ for i = 1, (#ARGV - BASE) / FIELDS do
   use((i - 1) * 5, ARGV[a + 1], ARGV[a + 2])
   TAG = ARGV[a + 14]
   local ok, r = pcall(apply, a)
+  flush()
   if ok then results[i] = r else results[i] = type(r) == 'table' and r.err or tostring(r) end
 end
 return results

@@ -302,11 +302,32 @@ local function last_check()
   return entry and check_of(entry) or 0
 end
 
+-- Publishing. An upsert the apply makes (HOLD_UPSERTS) is held until the inbox cap has dropped
+-- what it pushed out: those removes ride on it as "dropped" under the last change's number, so a
+-- hot user's clients get one frame per new notification instead of two (schemas/protocol.py).
+-- The log keeps every change; a replay sends them one by one.
+local HOLD_UPSERTS, HELD = false, nil  -- HELD: {seq, unread, tail, dropped ids as JSON}
+local function publish(seq, op, unread, tail)
+  local sep = PUBLISHED_SEPARATOR
+  redis.call('PUBLISH', CHANNEL, S.epoch .. sep .. int(seq) .. sep .. CHECK .. TAG .. sep .. change_json(op, unread, tail))
+end
+-- Publish the held upsert, if any (apply: after each item).
+local function flush()
+  local h = HELD
+  if not h then return end
+  HELD = nil
+  local tail = h.tail
+  if #h.dropped > 0 then tail = tail:sub(1, -2) .. ',"dropped":[' .. table.concat(h.dropped, ',') .. ']}' end
+  publish(h.seq, 'u', h.unread, tail)
+end
+
 -- Append one change to the log and publish it as "EPOCH N CHECK[TAG] PAYLOAD" for live push
--- (schemas/layouts.py: the gateway makes the cursor of it; TAG: layouts.push_tag). The log keeps `CHECK OP UNREAD REF` (CHECK: 3 bytes; REF: a
--- group's short id, or `*` or the ids read): a replay renders the group as it is then. `tail`
--- (see change_json), or a function making it, is only run if someone listens.
-local function emit(op, ref, tail)
+-- (schemas/layouts.py: the gateway makes the cursor of it; TAG: layouts.push_tag). The log keeps
+-- `CHECK OP UNREAD REF` (CHECK: CHECK_BYTES bytes; REF: a group's short id, or `*` or the ids
+-- read): a replay renders the group as it is then. `tail` (see change_json), or a function
+-- making it, is only run if someone listens. `dropped`: the JSON id of a group the inbox cap
+-- dropped, which rides on the held upsert if there is one.
+local function emit(op, ref, tail, dropped)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
   local unread = int(s.unread)
@@ -314,20 +335,32 @@ local function emit(op, ref, tail)
     redis.call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
   end
   if not listened() then return end
+  local h = HELD
+  if dropped and h then
+    h.seq, h.unread = s.seq, unread
+    h.dropped[#h.dropped + 1] = dropped
+    return
+  end
+  flush()
   if type(tail) == 'function' then tail = tail() end
-  local sep = PUBLISHED_SEPARATOR
-  redis.call('PUBLISH', CHANNEL, s.epoch .. sep .. int(s.seq) .. sep .. CHECK .. TAG .. sep .. change_json(op, unread, tail))
+  if op == 'u' and HOLD_UPSERTS then
+    HELD = {seq = s.seq, unread = unread, tail = tail, dropped = {}}
+    return
+  end
+  publish(s.seq, op, unread, tail)
 end
 
 local function upserted(g, read)
   emit('u', short(g.gid), function() return ',"group":' .. view(g, read) .. '}' end)
 end
 
--- A group left the inbox (emptied, retracted or dropped by the cap); its record is already gone.
-local function removed(g)
+-- A group left the inbox (emptied, retracted or `capped`: dropped by the cap); its record is
+-- already gone.
+local function removed(g, capped)
   if g.t > mark(g.gid) then add_unread(-1) end
   redis.call('HDEL', K_MARKS, g.gid)
-  emit('d', short(g.gid), ',"id":' .. jstr(g.gid) .. '}')
+  local id = jstr(g.gid)
+  emit('d', short(g.gid), ',"id":' .. id .. '}', capped and id)
 end
 
 -- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in).
@@ -336,6 +369,6 @@ local function enforce_cap(size)
     local g = decode(redis.call('RPOP', K_INBOX))
     size = size - 1
     if not g.single then redis.call('DEL', A_PREFIX .. g.gid) end
-    removed(g)
+    removed(g, true)
   end
 end

@@ -43,7 +43,7 @@ local function change(group, gone, added, t, score)
     return
   end
   local size
-  local old_rec = was and pack_ms(was) .. short(group)  -- encode(multi(was, group))
+  local old_rec = newest and newest:sub(1, MS_BYTES) .. short(group)  -- encode(multi(was, group))
   if old_rec and old_rec == head and now and now > was then  -- on top, and staying there
     redis.call('LSET', K_INBOX, '0', encode(g))
   else
@@ -97,8 +97,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   end
 
   local ms = pack_ms(ts)
-  local register = st .. ms .. eid
-  if window then register = register .. REGISTER_WINDOW .. window end
+  local register = window and st .. ms .. eid .. REGISTER_WINDOW .. window or st .. ms .. eid
 
   -- Comments and mentions: one item, one actor, one group, whose record is all there is of it.
   -- The group id comes with every op (it is fixed by the item).

@@ -81,11 +81,7 @@ local function encode(g)
   return pack_ms(g.t) .. head .. '|' .. g.actor .. '|' .. g.post .. '|' .. g.text
 end
 
-local function multi(t, gid)
-  local g = {t = t, gid = gid, verb = VERBS[gid:sub(1, 1)]}
-  if g.verb == 'like' then g.post = gid:match('^like:(.*):') end  -- like:POST:WINDOW
-  return g
-end
+local function multi(t, gid) return {t = t, gid = gid, verb = VERBS[gid:sub(1, 1)]} end
 
 local function decode(rec)
   local t, bar = unpack_ms(rec), rec:find('|', 8, true)  -- the time's bytes may hold a '|'
@@ -241,8 +237,9 @@ end
 
 -- The client's view of a group, as JSON (REST pages and change payloads share it).
 local function view(g, read)
-  local extra = ''
-  if g.post and g.post ~= '' then extra = ',"post":' .. jstr(g.post) end
+  local extra, post = '', g.post
+  if not post and g.verb == 'like' then post = g.gid:match('^like:(.*):') end  -- like:POST:WINDOW
+  if post and post ~= '' then extra = ',"post":' .. jstr(post) end
   if g.comment then extra = extra .. ',"comment":' .. jstr(g.comment) end
   if g.text and g.text ~= '' then extra = extra .. ',"text":' .. jstr(g.text) end
   local actors, count, first, last
@@ -324,10 +321,10 @@ end
 -- Append one change to the log and publish it as "EPOCH N CHECK[TAG] PAYLOAD" for live push
 -- (schemas/layouts.py: the gateway makes the cursor of it; TAG: layouts.push_tag). The log keeps
 -- `CHECK OP UNREAD REF` (CHECK: CHECK_BYTES bytes; REF: a group's short id, or `*` or the ids
--- read): a replay renders the group as it is then. `tail` (see change_json), or a function
--- making it, is only run if someone listens. `dropped`: the JSON id of a group the inbox cap
--- dropped, which rides on the held upsert if there is one.
-local function emit(op, ref, tail, dropped)
+-- read): a replay renders the group as it is then. `tail`: see change_json; an upsert gives its
+-- group `g` and whether it is `read` instead, rendered only if someone listens. `dropped`: the
+-- JSON id of a group the inbox cap dropped, which rides on the held upsert if there is one.
+local function emit(op, ref, tail, dropped, g, read)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
   local unread = int(s.unread)
@@ -342,7 +339,7 @@ local function emit(op, ref, tail, dropped)
     return
   end
   flush()
-  if type(tail) == 'function' then tail = tail() end
+  if g then tail = ',"group":' .. view(g, read) .. '}' end
   if op == 'u' and HOLD_UPSERTS then
     HELD = {seq = s.seq, unread = unread, tail = tail, dropped = {}}
     return
@@ -351,7 +348,7 @@ local function emit(op, ref, tail, dropped)
 end
 
 local function upserted(g, read)
-  emit('u', short(g.gid), function() return ',"group":' .. view(g, read) .. '}' end)
+  emit('u', short(g.gid), nil, nil, g, read)
 end
 
 -- A group left the inbox (emptied, retracted or `capped`: dropped by the cap); its record is

@@ -111,13 +111,10 @@ class Inbox:
                     op.event_id,
                     op.group_id,
                     op.actor,
-                    op.verb,
-                    op.post,
-                    op.comment,
-                    op.text,
-                    int(op.follows),
                     tags[i],
                 )
+                if op.single:  # lua/apply.lua: only they use these
+                    args += (op.post, op.comment, op.text)
             commands.append(self._scripts.apply_command(call_keys, args))
         results = await run_commands(self._redis, [self._scripts.apply], commands)
         errors: dict[int, BaseException | None] = {}

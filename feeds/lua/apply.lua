@@ -1,13 +1,15 @@
 -- Apply items, each to its user's inbox: a last-writer-wins register per item, so applying the
 -- same event twice, or a set of events in any order, ends in the same views.
 -- KEYS: the five keys of each item's user (common.lua), item after item.
--- ARGV after the head: FIELDS per item: actors prefix, channel, item, state (a active |
---   i inactive | x retracted for good), time ms, event id, group id, actor, verb, post,
---   comment, text, maintain followers (1|0), push tag ('@' .. the event's acceptance ms, or '').
+-- ARGV after the head, per item (feeds/inbox.py): FIELDS: actors prefix, channel, item, state
+--   (a active | i inactive | x retracted for good), time ms, event id, group id, actor, push tag
+--   (layouts.push_tag, or ''); then for a comment or a mention (item c|... or m|...) post,
+--   comment, text. The verb is the item's kind (VERBS); a follow's item keeps the followers.
+--   Every argument costs Redis ~1,000 instructions: a like sends none it does not use.
 -- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), or the
 -- error's text. One call applies several items (they share the call's fixed cost), each in its
 -- own pcall: an item that fails (a key of the wrong type) leaves the others applied.
-local FIELDS = 14
+local FIELDS, SINGLE_FIELDS = 9, 3
 
 -- Whether this call checked the type of a change log (once per user: see apply).
 local CHECKED = {}
@@ -107,7 +109,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
     local read = mark(gid)
     if st == 'a' then
       local post, comment, text = ARGV[a + 10], ARGV[a + 11], ARGV[a + 12]
-      local g = {t = ts, gid = gid, verb = ARGV[a + 9], single = true, actor = actor, post = post, text = text}
+      local g = {t = ts, gid = gid, verb = VERBS[kind], single = true, actor = actor, post = post, text = text}
       if comment ~= '' then g.comment = comment end
       if live then  -- a newer event for the item: what it leaves out stays as it was
         if post == '' then g.post = live.post end
@@ -126,7 +128,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
     return 1
   end
 
-  if ARGV[a + 13] == '1' then  -- maintain the followers
+  if kind == 'f' then  -- a follow's register keeps the followers
     if st == 'a' then redis.call('ZADD', K_FOLLOWERS, ARGV[a + 5], actor) else redis.call('ZREM', K_FOLLOWERS, actor) end
   end
   -- an actor's member in a group's set is the time of the item's register and the actor
@@ -142,13 +144,17 @@ local function apply(a)  -- a: ARGV index before the item's fields
 end
 
 HOLD_UPSERTS = true
-local results, channels = {}, {}
-for i = 1, (#ARGV - BASE) / FIELDS do channels[i] = ARGV[BASE + (i - 1) * FIELDS + 2] end
+local results, channels, starts = {}, {}, {}
+local a = BASE
+while a < #ARGV do
+  starts[#starts + 1], channels[#channels + 1] = a, ARGV[a + 2]
+  local kind = ARGV[a + 3]:byte(1)
+  a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)  -- c, m
+end
 listen(channels)
-for i = 1, (#ARGV - BASE) / FIELDS do
-  local a = BASE + (i - 1) * FIELDS
+for i, a in ipairs(starts) do
   use((i - 1) * 5, ARGV[a + 1], ARGV[a + 2])
-  TAG = ARGV[a + 14]
+  TAG = ARGV[a + 9]
   local ok, r = pcall(apply, a)
   flush()
   if ok then results[i] = r else results[i] = type(r) == 'table' and r.err or tostring(r) end

@@ -91,6 +91,15 @@ class FollowGraph:
                 states[i] = result if isinstance(result, BaseException) else result[n].decode()
         return states
 
+    async def sever(self, follower: str, user: str, at_ms: int, event_id: str) -> None:
+        """Undo `follower`'s follow of `user` as of `at_ms`, or of its own time if later (a
+        block: it must win over whatever follow was applied before it)."""
+        old = await self._redis.hget(keys.following_registers(follower), user)
+        since = int(old.split(b" ")[1]) if old else 0
+        for state in await self.apply([FollowOp(follower, user, "i", max(at_ms, since), event_id)]):
+            if isinstance(state, BaseException):
+                raise state
+
     async def page(self, user: str, side: Side, before: tuple[int, str] | None, limit: int) -> GraphPage:
         """`user`'s followers or following, newest follow first, after the `before` position."""
         key = keys.followers(user) if side == "followers" else keys.following(user)

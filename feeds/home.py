@@ -9,7 +9,8 @@ ever published a read-merged post stays merged (their pushed posts and merged on
 members, shown once).
 
 What is shown is decided at read: a post shows while it is live in its author's timeline and
-its author is followed (and not muted, nor blocked either way). So a deletion or an unfollow
+its author is followed (and not muted, nor blocked either way, nor was when the post was
+made: feeds/preferences.py). So a deletion or an unfollow
 hides at once whatever order it is applied in with its counterpart; the write-time clean-up
 (`retract_post`, `drop_author`) only frees room. A follow back-fills the author's recent posts,
 so a follow applied after the posts it should show does not miss them.
@@ -151,15 +152,16 @@ class HomeFeeds:
     async def _visible(
         self, user: str, entries: Sequence[tuple[str, int]], following: set[str]
     ) -> list[bytes]:
-        """The live records of `entries` whose author `user` follows and has not muted or
-        blocked (nor been blocked by), in order."""
-        wanted = [e.partition("|") for e, _ in entries]
-        hidden = await PreferenceStore(self._redis).hidden_authors(user, {a for a, _, _ in wanted})
-        wanted_followed = [(a, p) for a, _, p in wanted if a in following and a not in hidden]
-        if not wanted_followed:
+        """The live records of `entries` whose author `user` follows and has not hidden (a mute
+        or block either way, or one undone since the post: PreferenceStore.hidden_until), in
+        order."""
+        wanted = [(*e.partition("|"), at) for e, at in entries]
+        until = await PreferenceStore(self._redis).hidden_until(user, {a for a, _, _, _ in wanted})
+        shown = [(a, p) for a, _, p, at in wanted if a in following and at > until.get(a, -1)]
+        if not shown:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
-            for author, post in wanted_followed:
+            for author, post in shown:
                 pipe.hget(keys.post_records(author), post)
             records = await pipe.execute()
         return [r.partition(b"\n")[2] for r in records if r is not None and r.startswith(b"a ")]

@@ -33,6 +33,8 @@ class InboxPage:
     more: bool
     unread: int
     cursor: str  # change-log cursor as of this read: resume the WebSocket from here
+    unseen: int = 0  # groups newer than the seen mark (the badge)
+    seen_at: int = 0  # the seen mark (ms; 0: never marked)
 
     @property
     def next_before(self) -> str | None:
@@ -115,6 +117,8 @@ class Inbox:
                 )
                 if op.single:  # lua/apply.lua: only they use these
                     args += (op.post, op.comment, op.text)
+                elif op.item[0] == "f":
+                    args.append(int(op.follows))
             commands.append(self._scripts.apply_command(call_keys, args))
         results = await run_commands(self._redis, [self._scripts.apply], commands)
         errors: dict[int, BaseException | None] = {}
@@ -139,16 +143,31 @@ class Inbox:
             score, _, after = before.partition(":")
             at = str(int(score))
         reply = await self._scripts.page(self._redis, user_keys(user), [*self._head(user), at, after, limit])
-        more, unread, epoch, last, check, *groups = reply
+        more, unread, epoch, last, check, unseen, seen_at, *groups = reply
         return InboxPage(
             groups=list(groups),
             more=bool(more),
             unread=int(unread),
             cursor=str(Cursor(epoch.decode(), int(last), int(check))),
+            unseen=int(unseen),
+            seen_at=int(seen_at),
         )
+
+    async def mark_seen(self, user: str, at_ms: int | None) -> tuple[int, int]:
+        """Mark the groups up to `at_ms` (None: the newest group's time) seen, not read: the
+        mark only moves forward, and a move is logged and pushed (op `seen`). Returns (unseen,
+        the seen mark)."""
+        args = [*self._head(user), "" if at_ms is None else at_ms]
+        unseen, mark = await self._scripts.seen(self._redis, user_keys(user), args)
+        return int(unseen), int(mark)
 
     async def unread(self, user: str) -> int:
         return layouts.decode_state(await self._redis.hget(keys.toggles(user), STATE)).unread
+
+    async def badge(self, user: str) -> tuple[int, int]:
+        """(unread, unseen), from a one-group page."""
+        page = await self.page(user, None, 1)
+        return page.unread, page.unseen
 
     async def followers(self, user: str) -> set[str]:
         return {m.decode() for m in await self._redis.zrange(keys.followers(user), 0, -1)}

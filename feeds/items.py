@@ -41,17 +41,13 @@ class ItemOp:
     post: str = ""
     comment: str = ""
     text: str = ""
+    follows: bool = False  # a follow's item that keeps the followed user's followers
 
     @property
     def single(self) -> bool:
         """A comment or a mention: a group of its own, one actor (a like or follow aggregates).
         The item names its verb (lua/apply.lua)."""
         return self.item[0] in "cm"
-
-    @property
-    def follows(self) -> bool:
-        """A follow's item keeps the followed user's followers (lua/apply.lua)."""
-        return self.item.startswith("f|")
 
 
 def plan(event: Event, limits: FeedLimits) -> list[ItemOp]:
@@ -78,9 +74,9 @@ def _ops(event: Event, window_ms: int) -> list[ItemOp]:
             return [ItemOp(owner, f"l|{post}|{actor}", "i", at, eid, actor)]
         case Follow(user=user):
             gid = f"follow:{bucket}"
-            return [ItemOp(user, f"f|{actor}", "a", at, eid, actor, gid, "follow")]
+            return [ItemOp(user, f"f|{actor}", "a", at, eid, actor, gid, "follow", follows=True)]
         case Unfollow(user=user):
-            return [ItemOp(user, f"f|{actor}", "i", at, eid, actor)]
+            return [ItemOp(user, f"f|{actor}", "i", at, eid, actor, follows=True)]
         case Comment(post=post, owner=owner, comment=comment, text=text):
             gid = f"comment:{comment}"
             item = f"c|{comment}"

@@ -1,14 +1,17 @@
 """Users' preferences, mutes and blocks (user state, kept by rebuilds), and what they hold back.
 
 The fan-out asks `keep` before it writes an inbox item: an item that would newly show (state a)
-is dropped when its type is off for the recipient, the recipient muted its actor, or either
-blocked the other. Undo and retraction items always pass, so what did reach the inbox can still
-be taken back. Home feeds ask `hidden_authors` at read: a muted author's posts, and those of a
-user blocked either way, are left out.
+is dropped when its type is off for the recipient, the recipient muted its actor or its post,
+either blocked the other, or its event happened at or before the last such mute or block that
+was undone since (the hide marks, `keys.hide_marks`: an undo lets through only what happens
+after it). Undo and retraction items always pass, so what did reach the inbox can still be
+taken back. `keep_follows` drops a follow between users blocked either way the same way. Home
+feeds ask `hidden_until` at read.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -19,17 +22,26 @@ from schemas import preferences as wire
 from schemas.preferences import Preferences
 
 from . import ranked
+from .graph import FollowOp
 from .items import ItemOp
 
-Relation = Literal["mutes", "blocks"]
+Relation = Literal["mutes", "blocks", "muted-posts"]
+# a hide mark's field per relation: the other user's or the post's id follows
+MARK = {"mutes": "m:", "blocks": "b:", "muted-posts": "p:"}
 
 
 def _key(relation: Relation, user: str) -> str:
-    return keys.mutes(user) if relation == "mutes" else keys.blocks(user)
+    if relation == "mutes":
+        return keys.mutes(user)
+    return keys.blocks(user) if relation == "blocks" else keys.muted_posts(user)
+
+
+def _hidden(mark: bytes | None, at_ms: int) -> bool:
+    return mark is not None and at_ms <= int(mark)
 
 
 class PreferenceStore:
-    """The only code that reads or writes `pref: mute: block:`."""
+    """The only code that reads or writes `pref: mute: mutep: block: hide:`."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -42,10 +54,19 @@ class PreferenceStore:
         await self._redis.set(keys.preferences(user), wire.encode(prefs))
 
     async def relate(self, user: str, relation: Relation, other: str, on: bool, at_ms: int) -> bool:
-        """Mute or block `other` (on), or undo it; True if that changed anything."""
-        if on:
-            return bool(await self._redis.zadd(_key(relation, user), {other: at_ms}, nx=True))
-        return bool(await self._redis.zrem(_key(relation, user), other))
+        """Mute or block `other` (a post for muted-posts) (on), or undo it; True if that changed
+        anything. Either way the hide mark moves to `at_ms` (a block's on both users), so that
+        what happened until now stays hidden after an undo."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.hide_marks(user), MARK[relation] + other, at_ms)
+            if relation == "blocks":
+                pipe.hset(keys.hide_marks(other), MARK[relation] + user, at_ms)
+            if on:
+                pipe.zadd(_key(relation, user), {other: at_ms}, nx=True)
+            else:
+                pipe.zrem(_key(relation, user), other)
+            replies = await pipe.execute()
+        return bool(replies[-1])
 
     async def page(
         self, user: str, relation: Relation, before: tuple[int, str] | None, limit: int
@@ -67,6 +88,8 @@ class PreferenceStore:
                 pipe.zscore(keys.mutes(op.user), op.actor)
                 pipe.zscore(keys.blocks(op.user), op.actor)
                 pipe.zscore(keys.blocks(op.actor), op.user)
+                pipe.zscore(keys.muted_posts(op.user), op.post or "\n")  # no post: no member
+                pipe.hmget(keys.hide_marks(op.user), ["m:" + op.actor, "b:" + op.actor, "p:" + op.post])
             replies = await pipe.execute()
         off = {
             user: set(wire.decode(raw).off) if raw is not None else set()
@@ -74,25 +97,54 @@ class PreferenceStore:
         }
         relations = replies[len(recipients) :]
         for n, i in enumerate(checked):
-            muted, blocked, blocked_by = relations[3 * n : 3 * n + 3]
+            muted, blocked, blocked_by, post_muted, marks = relations[5 * n : 5 * n + 5]
             op = ops[i]
-            if op.verb in off[op.user] or muted is not None or blocked is not None or blocked_by is not None:
+            now = muted is not None or blocked is not None or blocked_by is not None or post_muted is not None
+            marked = any(_hidden(m, op.at_ms) for m in marks[:2]) or (op.post and _hidden(marks[2], op.at_ms))
+            if op.verb in off[op.user] or now or marked:
                 keep[i] = False
         return keep
 
-    async def hidden_authors(self, reader: str, authors: Iterable[str]) -> set[str]:
-        """Of `authors`, those `reader` muted or blocked, or who blocked `reader`."""
+    async def keep_follows(self, ops: Sequence[FollowOp]) -> list[bool]:
+        """Per follow-graph op, whether it may be written: a follow (state a) between users who
+        block each other (either way), or that happened at or before their last block or unblock,
+        is dropped; an unfollow always passes. Whatever the order a block and a follow are applied
+        in, the follow ends severed (feeds/hiding.py severs the follows a block finds)."""
+        checked = [i for i, op in enumerate(ops) if op.state == "a"]
+        keep = [True] * len(ops)
+        if not checked:
+            return keep
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for i in checked:
+                op = ops[i]
+                pipe.zscore(keys.blocks(op.follower), op.user)
+                pipe.zscore(keys.blocks(op.user), op.follower)
+                pipe.hget(keys.hide_marks(op.follower), "b:" + op.user)
+            replies = await pipe.execute()
+        for n, i in enumerate(checked):
+            blocked, blocked_by, mark = replies[3 * n : 3 * n + 3]
+            if blocked is not None or blocked_by is not None or _hidden(mark, ops[i].at_ms):
+                keep[i] = False
+        return keep
+
+    async def hidden_until(self, reader: str, authors: Iterable[str]) -> dict[str, float]:
+        """Of `authors`, those whose posts `reader` must not see up to a time (ms): every post
+        (infinity) while `reader` mutes or blocks them or is blocked by them, else those posted
+        at or before the last such mute or block that was undone."""
         names = sorted(set(authors))
         if not names:
-            return set()
+            return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zmscore(keys.mutes(reader), names)
             pipe.zmscore(keys.blocks(reader), names)
+            pipe.hmget(keys.hide_marks(reader), [f for a in names for f in ("m:" + a, "b:" + a)])
             for author in names:
                 pipe.zscore(keys.blocks(author), reader)
-            muted, blocked, *blocked_by = await pipe.execute()
-        return {
-            a
-            for a, m, b, by in zip(names, muted, blocked, blocked_by, strict=True)
-            if m is not None or b is not None or by is not None
-        }
+            muted, blocked, marks, *blocked_by = await pipe.execute()
+        until: dict[str, float] = {}
+        for n, (a, m, b, by) in enumerate(zip(names, muted, blocked, blocked_by, strict=True)):
+            if m is not None or b is not None or by is not None:
+                until[a] = math.inf
+            elif seen := [int(x) for x in marks[2 * n : 2 * n + 2] if x is not None]:
+                until[a] = max(seen)
+        return until

@@ -125,6 +125,8 @@ class InboxScripts:
     mark_read: Script
     page: Script
     replay: Script
+    hidden: Script
+    seen: Script
     sharded: bool  # for a cluster: SPUBLISH, and apply calls spanning a master's slots
 
     @classmethod
@@ -136,6 +138,8 @@ class InboxScripts:
             mark_read=Script(_source("reads.lua", "mark_read.lua", sharded=sharded)),
             page=Script(_source("page.lua")),
             replay=Script(_source("reads.lua", "replay.lua")),
+            hidden=Script(_source("hidden.lua")),
+            seen=Script(_source("reads.lua", "seen.lua", sharded=sharded)),
             sharded=sharded,
         )
 

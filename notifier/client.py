@@ -44,10 +44,12 @@ class Inbox:
 
     groups: dict[str, Json] = field(default_factory=dict)
     unread: int = 0
+    unseen: int = 0  # the badge: groups active after the seen mark
 
     def load(self, page: Mapping[str, Any]) -> None:
         self.groups = {g["id"]: g for g in page["groups"]}
         self.unread = int(page["unread"])
+        self.unseen = int(page.get("unseen", 0))
 
     def apply(self, change: Mapping[str, Any]) -> None:
         op = change["op"]
@@ -64,6 +66,8 @@ class Inbox:
                     self.groups[gid] = {**self.groups[gid], "read": True}
         if "unread" in change:
             self.unread = int(change["unread"])
+        if "unseen" in change:
+            self.unseen = int(change["unseen"])
 
 
 def expires_at(token: str) -> float | None:

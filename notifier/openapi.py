@@ -70,6 +70,7 @@ _MODERATION_PAGE: Final = (
     _limit(MODERATION_MAX_PAGE, 50),
 )
 _USER: Final = Param("user", {"type": "string"}, "path", "a user id")
+_POST: Final = Param("post", {"type": "string"}, "path", "a post id")
 _FEED_PAGE: Final = (
     Param("before", {"type": "string"}, description="the previous page's `next` (opaque)"),
     _limit(INBOX_MAX_PAGE, 20),
@@ -78,12 +79,28 @@ _FEED_PAGE: Final = (
 
 def _relation_ops(relation: str, what: str) -> tuple[Op, ...]:
     path = f"/v1/me/{relation}"
+    page: type = http.MemberPage
+    subject, thing = _USER, "a user"
+    if relation == "muted-posts":
+        page, subject, thing = http.MutedPostPage, _POST, "a post (its thread)"
     return (
+        Op("get", path, "inbox", f"What the caller {what}s, newest first", page, params=_FEED_PAGE),
         Op(
-            "get", path, "inbox", f"Whom the caller {what}s, newest first", http.MemberPage, params=_FEED_PAGE
+            "put",
+            f"{path}/{{{subject.name}}}",
+            "inbox",
+            f"{what.title()} {thing}, hiding what already reached the caller",
+            http.Changed,
+            params=(subject,),
         ),
-        Op("put", f"{path}/{{user}}", "inbox", f"{what.title()} a user", http.Changed, params=(_USER,)),
-        Op("delete", f"{path}/{{user}}", "inbox", f"Un{what} a user", http.Changed, params=(_USER,)),
+        Op(
+            "delete",
+            f"{path}/{{{subject.name}}}",
+            "inbox",
+            f"Un{what} {thing}",
+            http.Changed,
+            params=(subject,),
+        ),
     )
 
 
@@ -102,6 +119,14 @@ OPERATIONS: Final[tuple[Op, ...]] = (
     ),
     Op("get", "/v1/me/unread", "inbox", "The caller's unread count", http.Unread),
     Op("post", "/v1/me/notifications/read", "inbox", "Mark groups (or all) read", http.Marked, body=MarkRead),
+    Op(
+        "post",
+        "/v1/me/notifications/seen",
+        "inbox",
+        "Mark the inbox seen (not read) up to a time or the newest group; synced to every device",
+        http.Seen,
+        body=http.MarkSeen,
+    ),
     Op("get", "/v1/me/feed", "inbox", "The caller's home feed", http.FeedPage, params=_FEED_PAGE),
     Op("get", "/v1/me/preferences", "inbox", "The caller's preferences", Preferences),
     Op(
@@ -114,6 +139,7 @@ OPERATIONS: Final[tuple[Op, ...]] = (
     ),
     *_relation_ops("mutes", "mute"),
     *_relation_ops("blocks", "block"),
+    *_relation_ops("muted-posts", "mute"),
     Op(
         "get",
         "/v1/users/{user}/followers",

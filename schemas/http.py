@@ -71,12 +71,29 @@ class Group(msgspec.Struct):
 class InboxPage(msgspec.Struct):
     groups: list[Group]
     unread: int
+    unseen: Annotated[int, msgspec.Meta(description="groups active after `seen_at`: the badge")]
+    seen_at: Annotated[int, msgspec.Meta(description="the seen mark (ms; 0: never marked)")]
     cursor: Annotated[str, msgspec.Meta(description="opaque: open the WebSocket with it")]
     next: Annotated[str | None, msgspec.Meta(description="opaque: `before` for the next page")]
 
 
 class Unread(msgspec.Struct):
     unread: int
+    unseen: int
+
+
+class MarkSeen(msgspec.Struct, forbid_unknown_fields=True):
+    """Mark the inbox seen (not read) up to `at` (ms: the `last_at` of the newest group the
+    client showed), or up to the newest group when absent."""
+
+    at: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class Seen(msgspec.Struct):
+    """The badge after marking seen, and the seen mark (it never moves back)."""
+
+    unseen: int
+    seen_at: int
 
 
 class Marked(msgspec.Struct):
@@ -88,7 +105,8 @@ _NEXT = msgspec.Meta(description="opaque: `before` for the next page, null on th
 
 
 class Member(msgspec.Struct):
-    """A user in a follow list, mute list or block list, with when (ms) they were added."""
+    """A user in a follow list, mute list or block list (or a muted post), with when (ms) they
+    were added."""
 
     id: str
     since: int
@@ -133,10 +151,21 @@ class FeedPage(msgspec.Struct):
     next: Annotated[str | None, _NEXT]
 
 
+class MutedPostPage(msgspec.Struct):
+    """The caller's muted posts (threads), newest mute first; `since`: when muted (ms)."""
+
+    posts: list[Member]
+    count: int
+    next: Annotated[str | None, _NEXT]
+
+
 class Changed(msgspec.Struct):
-    """Whether a mute or block (or its undoing) changed anything; false when already so."""
+    """Whether a mute or block (or its undoing) changed anything (false when already so), and
+    how many notifications it took out of the inbox (of both users for a block; 0 for an undo).
+    Repeating a mute or block is safe and redoes the hiding."""
 
     changed: bool
+    hidden: int
 
 
 class Live(msgspec.Struct):

@@ -160,6 +160,18 @@ def blocks(user_id: str) -> str:
     return f"block:{_user(user_id)}"
 
 
+def muted_posts(user_id: str) -> str:
+    """Sorted set: posts (threads) the user muted, by the time of the mute. User state."""
+    return f"mutep:{_user(user_id)}"
+
+
+def hide_marks(user_id: str) -> str:
+    """Hash: `m:ACTOR` / `b:USER` / `p:POST` -> the ms of the last mute or unmute of the actor,
+    block or unblock between the user and USER (either way), mute or unmute of the post: what
+    happened at or before it stays hidden after an undo. User state."""
+    return f"hide:{_user(user_id)}"
+
+
 def user_channel(user_id: str) -> str:
     """Pub/sub channel carrying the user's change-log entries as they are appended."""
     return f"push:{_user(user_id)}"

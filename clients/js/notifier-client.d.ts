@@ -14,6 +14,10 @@ export interface Group {
 export interface InboxPage {
   groups: Group[];
   unread: number;
+  /** groups active after the seen mark: the badge */
+  unseen: number;
+  /** the seen mark (ms; 0: never marked) */
+  seen_at: number;
   /** opaque: where the WebSocket resumes from */
   cursor: string;
   next: string | null;
@@ -37,6 +41,7 @@ export class ClientStopped extends Error {
 export class Inbox {
   groups: Map<string, Group>;
   unread: number;
+  unseen: number;
   load(page: InboxPage): void;
   apply(change: Record<string, unknown>): void;
 }

@@ -37,11 +37,13 @@ export class Inbox {
   constructor() {
     this.groups = new Map();
     this.unread = 0;
+    this.unseen = 0;
   }
 
   load(page) {
     this.groups = new Map(page.groups.map((g) => [g.id, g]));
     this.unread = page.unread;
+    this.unseen = page.unseen ?? 0;
   }
 
   apply(change) {
@@ -57,6 +59,7 @@ export class Inbox {
       }
     }
     if (typeof change.unread === "number") this.unread = change.unread;
+    if (typeof change.unseen === "number") this.unseen = change.unseen;
   }
 }
 

@@ -4,12 +4,13 @@
 -- ARGV after the head, per item (feeds/inbox.py): FIELDS: actors prefix, channel, item, state
 --   (a active | i inactive | x retracted for good), time ms, event id, group id, actor, push tag
 --   (layouts.push_tag, or ''); then for a comment or a mention (item c|... or m|...) post,
---   comment, text. The verb is the item's kind (VERBS); a follow's item keeps the followers.
---   Every argument costs Redis ~1,000 instructions: a like sends none it does not use.
+--   comment, text; for a follow (f|...) whether it maintains the followers (1|0: a mute does
+--   not). The verb is the item's kind (VERBS). Every argument costs Redis ~1,000 instructions:
+--   a like sends none it does not use.
 -- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), or the
 -- error's text. One call applies several items (they share the call's fixed cost), each in its
 -- own pcall: an item that fails (a key of the wrong type) leaves the others applied.
-local FIELDS, SINGLE_FIELDS = 9, 3
+local FIELDS, SINGLE_FIELDS, FOLLOW_FIELDS = 9, 3, 1
 
 -- Whether this call checked the type of a change log (once per user: see apply).
 local CHECKED = {}
@@ -39,7 +40,7 @@ local function change(group, gone, added, t, score)
     if not now or t > now then now = t end
   end
   if not (was or now) then return end  -- not in the inbox (dropped by the cap), and still not
-  local g = multi(now or was, group)
+  local g = multi(now or was, group, true)
   if was == now then  -- same time: the record stays, the view changed
     upserted(g, now <= read)
     return
@@ -128,7 +129,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
     return 1
   end
 
-  if kind == 'f' then  -- a follow's register keeps the followers
+  if kind == 'f' and ARGV[a + 10] == '1' then  -- maintain the followers
     if st == 'a' then redis.call('ZADD', K_FOLLOWERS, ARGV[a + 5], actor) else redis.call('ZREM', K_FOLLOWERS, actor) end
   end
   -- an actor's member in a group's set is the time of the item's register and the actor
@@ -148,8 +149,8 @@ local results, channels, starts = {}, {}, {}
 local a = BASE
 while a < #ARGV do
   starts[#starts + 1], channels[#channels + 1] = a, ARGV[a + 2]
-  local kind = ARGV[a + 3]:byte(1)
-  a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)  -- c, m
+  local kind = ARGV[a + 3]:byte(1)  -- c 99, m 109, f 102
+  a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or kind == 102 and FOLLOW_FIELDS or 0)
 end
 listen(channels)
 for i, a in ipairs(starts) do

@@ -81,7 +81,12 @@ local function encode(g)
   return pack_ms(g.t) .. head .. '|' .. g.actor .. '|' .. g.post .. '|' .. g.text
 end
 
-local function multi(t, gid) return {t = t, gid = gid, verb = VERBS[gid:sub(1, 1)]} end
+-- A like or follow group; `lean`: without the post of a like (view() finds it if needed).
+local function multi(t, gid, lean)
+  local g = {t = t, gid = gid, verb = VERBS[gid:sub(1, 1)]}
+  if g.verb == 'like' and not lean then g.post = gid:match('^like:(.*):') end  -- like:POST:WINDOW
+  return g
+end
 
 local function decode(rec)
   local t, bar = unpack_ms(rec), rec:find('|', 8, true)  -- the time's bytes may hold a '|'
@@ -258,9 +263,19 @@ local function view(g, read)
     .. ',"read":' .. (read and 'true' or 'false') .. '}'
 end
 
--- A change as JSON: {"op":OP,"unread":N + `tail`: its other fields and the closing brace.
-local OPS = {u = 'upsert', d = 'remove', r = 'read'}
-local function change_json(op, unread, tail) return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. tail end
+-- How many groups are unseen: newer than the user's seen mark (a time in ms, field `seen` of the
+-- read marks; none: every group). Only rendered changes and pages count them (a binary search).
+local function unseen()
+  local mark = redis.call('HGET', K_MARKS, 'seen')
+  if not mark then return redis.call('LLEN', K_INBOX) end
+  return seek(tonumber(mark), '~')  -- '~': after every group id, so a tie at the mark is seen
+end
+
+-- A change as JSON: {"op":OP,"unread":N,"unseen":N + `tail`: its other fields and the closing brace.
+local OPS = {u = 'upsert', d = 'remove', r = 'read', s = 'seen'}
+local function change_json(op, unread, tail)
+  return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. ',"unseen":' .. int(unseen()) .. tail
+end
 
 -- Whether anyone listens to the user's channel (a gateway holding a session of theirs): a change
 -- nobody receives is not rendered nor published (most users are offline). A script runs atomically,

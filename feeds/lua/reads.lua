@@ -35,3 +35,6 @@ local function read_tail(ids)
   for id in ids:gmatch('[^ ]+') do out[#out + 1] = jstr(id) end
   return ',"groups":[' .. table.concat(out, ',') .. ']}'
 end
+
+-- The tail of a seen change: the seen mark (ms).
+local function seen_tail(mark) return ',"seen_at":' .. mark .. '}' end

@@ -58,6 +58,8 @@ for _, e in ipairs(entries) do
   local tail
   if op == 'r' then
     tail = read_tail(ref)
+  elseif op == 's' then
+    tail = seen_tail(ref)
   else
     tail = op == 'u' and rendered[ref]
     if not tail then  -- a remove; or an upsert of a group removed since (a later change says so)

@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feeds.graph import FollowGraph
+from feeds.hiding import Hiding
 from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
 from feeds.preferences import PreferenceStore, Relation
@@ -80,6 +81,7 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     timelines = Timelines(redis, settings.feeds)
     home_feeds = HomeFeeds(redis, settings.feeds)
     prefs = PreferenceStore(redis)
+    hiding = Hiding(redis, settings.feeds)
     auth = settings.auth
 
     async def get_notifications(request: Request) -> Response:
@@ -90,6 +92,9 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
 
     async def post_read(request: Request) -> Response:
         return await me.mark_read(request, inbox, auth)
+
+    async def post_seen(request: Request) -> Response:
+        return await me.mark_seen(request, inbox, auth)
 
     async def get_followers(request: Request) -> Response:
         return await graph.list_side(request, follow_graph, auth, "followers")
@@ -117,22 +122,26 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
             return await preferences.list_relation(request, prefs, auth, relation)
 
         async def changed(request: Request) -> Response:
-            return await preferences.set_relation(request, prefs, auth, relation, request.method == "PUT")
+            on = request.method == "PUT"
+            return await preferences.set_relation(request, prefs, hiding, auth, relation, on)
 
+        param = "{post}" if relation == "muted-posts" else "{user}"
         return [
             Route(f"/v1/me/{relation}", listed, methods=["GET"]),
-            Route(f"/v1/me/{relation}/{{user}}", changed, methods=["PUT", "DELETE"]),
+            Route(f"/v1/me/{relation}/{param}", changed, methods=["PUT", "DELETE"]),
         ]
 
     return [
         Route("/v1/me/notifications", get_notifications, methods=["GET"]),
         Route("/v1/me/unread", get_unread, methods=["GET"]),
         Route("/v1/me/notifications/read", post_read, methods=["POST"]),
+        Route("/v1/me/notifications/seen", post_seen, methods=["POST"]),
         Route("/v1/me/feed", get_feed, methods=["GET"]),
         Route("/v1/me/preferences", get_prefs, methods=["GET"]),
         Route("/v1/me/preferences", put_prefs, methods=["PUT"]),
         *relation_routes("mutes"),
         *relation_routes("blocks"),
+        *relation_routes("muted-posts"),
         Route("/v1/users/{user}/followers", get_followers, methods=["GET"]),
         Route("/v1/users/{user}/following", get_following, methods=["GET"]),
         Route("/v1/users/{user}/follows", get_follow_counts, methods=["GET"]),

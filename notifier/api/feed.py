@@ -8,9 +8,10 @@ from starlette.responses import Response
 
 from feeds.home import HomeFeeds
 from notifier.runtime.settings import AuthSettings
+from notifier.runtime.tokens import user_of
 
 from .graph import before_cursor
-from .me import page_limit, user_of
+from .me import page_limit
 
 
 async def home_feed(request: Request, feeds: HomeFeeds, auth: AuthSettings) -> Response:

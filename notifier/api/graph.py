@@ -12,10 +12,11 @@ from feeds.graph import FollowGraph, Side
 from feeds.ranked import parse_cursor
 from feeds.timeline import Timelines
 from notifier.runtime.settings import AuthSettings
+from notifier.runtime.tokens import user_of
 from schemas.errors import Reason, Rejected
 from schemas.events import is_id
 
-from .me import page_limit, user_of
+from .me import page_limit
 
 
 def subject(request: Request) -> str:

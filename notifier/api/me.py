@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from feeds.inbox import Inbox
-from notifier.runtime import tokens
 from notifier.runtime.settings import AuthSettings
+from notifier.runtime.tokens import user_of
 from schemas import decoding
 from schemas.errors import Reason, Rejected
+from schemas.http import MarkSeen
 
 from .ingest import read_body, require_json
 
@@ -28,11 +29,6 @@ _PAGE_CURSOR: Final = re.compile(r"-?[0-9]{1,16}:[A-Za-z0-9_.:@-]{1,290}")
 class MarkRead(msgspec.Struct, forbid_unknown_fields=True):
     ids: list[str] | None = None
     all: bool = False
-
-
-def user_of(request: Request, auth: AuthSettings) -> str:
-    token = tokens.bearer(request.headers.get("authorization", ""), "token")
-    return tokens.verify(token, auth).user
 
 
 def page_limit(request: Request) -> int:
@@ -55,13 +51,21 @@ async def list_notifications(request: Request, inbox: Inbox, auth: AuthSettings)
         raise Rejected(Reason.INVALID, "before must be a cursor from a previous page", "/before")
     page = await inbox.page(user, before, limit)
     groups = [msgspec.Raw(g) for g in page.groups]
-    body = {"groups": groups, "unread": page.unread, "cursor": page.cursor, "next": page.next_before}
+    body = {
+        "groups": groups,
+        "unread": page.unread,
+        "unseen": page.unseen,
+        "seen_at": page.seen_at,
+        "cursor": page.cursor,
+        "next": page.next_before,
+    }
     return Response(msgspec.json.encode(body), media_type="application/json")
 
 
 async def unread(request: Request, inbox: Inbox, auth: AuthSettings) -> Response:
     user = user_of(request, auth)
-    return _json({"unread": await inbox.unread(user)})
+    unread, unseen = await inbox.badge(user)
+    return _json({"unread": unread, "unseen": unseen})
 
 
 async def mark_read(request: Request, inbox: Inbox, auth: AuthSettings) -> Response:
@@ -80,3 +84,18 @@ async def mark_read(request: Request, inbox: Inbox, auth: AuthSettings) -> Respo
         raise Rejected(Reason.INVALID, "group id too long", "/ids")
     marked = await inbox.mark_read(user, None if command.all else command.ids)
     return _json({"marked": marked, "unread": await inbox.unread(user)})
+
+
+async def mark_seen(request: Request, inbox: Inbox, auth: AuthSettings) -> Response:
+    """`POST /v1/me/notifications/seen`: an empty body or `{}` marks up to the newest group."""
+    user = user_of(request, auth)
+    body = await read_body(request, 1024)
+    command = MarkSeen()
+    if body.strip():
+        require_json(request)
+        try:
+            command = msgspec.json.decode(body, type=MarkSeen)
+        except msgspec.DecodeError as exc:
+            raise decoding.refusal(exc) from None
+    unseen, mark = await inbox.mark_seen(user, command.at)
+    return _json({"unseen": unseen, "seen_at": mark})

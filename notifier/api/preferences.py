@@ -1,4 +1,5 @@
-"""Preferences REST: a user reads and replaces their preferences, and mutes and blocks others."""
+"""Preferences REST: a user reads and replaces their preferences, mutes and blocks others, and
+mutes posts."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from feeds.hiding import Hiding
 from feeds.preferences import PreferenceStore, Relation
 from notifier.runtime.settings import AuthSettings
+from notifier.runtime.tokens import user_of
 from schemas import preferences as wire
 from schemas.errors import Reason, Rejected
+from schemas.events import is_id
 
 from .graph import before_cursor, subject
 from .ingest import read_body, require_json
-from .me import page_limit, user_of
+from .me import page_limit
 
 MAX_BODY = 4 * 1024
 
@@ -50,24 +54,49 @@ async def put_preferences(request: Request, store: PreferenceStore, auth: AuthSe
 async def list_relation(
     request: Request, store: PreferenceStore, auth: AuthSettings, relation: Relation
 ) -> Response:
-    """`GET /v1/me/mutes` or `/v1/me/blocks`: newest first, `next` for the next page."""
+    """`GET /v1/me/mutes`, `/v1/me/blocks` or `/v1/me/muted-posts`: newest first, `next` for
+    the next page."""
     user = user_of(request, auth)
     page = await store.page(user, relation, before_cursor(request), page_limit(request))
     body = {
-        "users": [{"id": m, "since": at} for m, at in page.members],
+        "posts" if relation == "muted-posts" else "users": [{"id": m, "since": at} for m, at in page.members],
         "count": page.count,
         "next": page.next_before,
     }
     return _json(body)
 
 
+def _other(request: Request, relation: Relation) -> str:
+    if relation != "muted-posts":
+        return subject(request)
+    post = str(request.path_params["post"])
+    if not is_id(post):
+        raise Rejected(Reason.INVALID, "post must be 1-128 chars of A-Z a-z 0-9 _ . : @ -", "/post")
+    return post
+
+
 async def set_relation(
-    request: Request, store: PreferenceStore, auth: AuthSettings, relation: Relation, on: bool
+    request: Request,
+    store: PreferenceStore,
+    hiding: Hiding,
+    auth: AuthSettings,
+    relation: Relation,
+    on: bool,
 ) -> Response:
-    """`PUT` (mute, block) or `DELETE` (undo) `/v1/me/{mutes,blocks}/{user}`; idempotent."""
+    """`PUT` (mute, block) or `DELETE` (undo) `/v1/me/{mutes,blocks}/{user}` or
+    `/v1/me/muted-posts/{post}`; idempotent. A mute or block also hides what already reached
+    the caller (feeds/hiding.py), every time, so a retry after a failure completes it."""
     user = user_of(request, auth)
-    other = subject(request)
-    if other == user:
+    other = _other(request, relation)
+    if other == user and relation != "muted-posts":
         raise Rejected(Reason.INVALID, f"one cannot be in one's own {relation}", "/user")
-    changed = await store.relate(user, relation, other, on, int(time.time() * 1000))
-    return _json({"changed": changed})
+    at_ms = int(time.time() * 1000)
+    changed = await store.relate(user, relation, other, on, at_ms)
+    hidden = 0
+    if on and relation == "mutes":
+        hidden = await hiding.mute(user, other, at_ms)
+    elif on and relation == "blocks":
+        hidden = await hiding.block(user, other, at_ms)
+    elif on:
+        hidden = await hiding.mute_post(user, other, at_ms)
+    return _json({"changed": changed, "hidden": hidden})

@@ -365,6 +365,10 @@ async def apply_events(
             fail(owner, error)
     if counted is not None:
         counted.items_applied.inc(len(errors) - sum(e is not None for e in errors))
+    # a follow between users who block each other is not written either (nor back-filled)
+    kept_follows = await PreferenceStore(inbox.redis).keep_follows(follow_ops)
+    follow_ops = [op for op, keep in zip(follow_ops, kept_follows, strict=True) if keep]
+    follow_owners = [o for o, keep in zip(follow_owners, kept_follows, strict=True) if keep]
     follow_states = await graph.FollowGraph(inbox.redis).apply(follow_ops)
     post_states = await timeline.Timelines(inbox.redis, limits).apply(post_ops)
     home = HomeFeeds(inbox.redis, limits)

@@ -20,7 +20,7 @@ from .policy import Action, Policy
 from .rules import Subject, TextClassifier
 from .ruleset import build_rules, evaluate
 
-SPLITS = ("dev", "held_out", "blind")
+SPLITS = ("dev", "held_out", "blind", "blind3")
 
 
 class Sample(msgspec.Struct, frozen=True):

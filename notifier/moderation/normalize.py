@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -71,11 +72,12 @@ def fold(text: str) -> str:
 
 
 def unmask(token: str) -> str | None:
-    """The starred-out word `token` spells ('f***ing' -> 'fucking'), or None."""
+    """The starred-out word `token` spells ('f***ing' -> 'fucking', 'd*cks' -> 'dicks'), or None."""
     if not _MASKED.fullmatch(token) or sum(c.isalpha() for c in token) < 1:
         return None
     pattern = re.compile(token.replace("*", "[a-z]"))
-    return next((word for word in _MASKABLE if pattern.fullmatch(word)), None)
+    plurals = (word + "s" for word in _MASKABLE if not word.endswith("s"))
+    return next((word for word in (*_MASKABLE, *plurals) if pattern.fullmatch(word)), None)
 
 
 def _token_parts(raw: str) -> list[str]:
@@ -91,6 +93,24 @@ def _token_parts(raw: str) -> list[str]:
     if len(parts) >= 3 and all(len(p) == 1 for p in parts):
         return ["".join(parts)]  # f.u.c.k, f-u-c-k
     return parts
+
+
+# Letters canonical text cannot tell apart ('shlt', 'fvck', 'ug1y' read as 'ugiy').
+EQUIVALENT: Final = {"i": "[il]", "l": "[il]", "u": "[uv]", "v": "[uv]"}
+
+
+def letters(word: str, gap: str = "") -> str:
+    """A regex for one canonical word: look-alike and stretched letters ('fuuuck', 'stfuuu')
+    included, `gap` between letters."""
+    return gap.join(EQUIVALENT.get(c, re.escape(c)) + "+" for c in word)
+
+
+def lexicon(phrases: Iterable[str]) -> re.Pattern[str]:
+    """Whole canonical words or phrases from `phrases`, longest first, over canonical text."""
+    body = "|".join(
+        " ".join(letters(w) for w in phrase.split()) for phrase in sorted(phrases, key=len, reverse=True)
+    )
+    return re.compile(rf"(?<![a-z0-9])(?:{body})(?![a-z0-9])")
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,16 +75,8 @@ class ReportBody(msgspec.Struct, forbid_unknown_fields=True):
     note: Annotated[str, msgspec.Meta(max_length=1_000)] = ""
 
 
-def _claims(request: Request, auth: AuthSettings) -> tokens.Claims:
-    return tokens.verify(tokens.bearer(request.headers.get("authorization", ""), "token"), auth)
-
-
-def user_of(request: Request, auth: AuthSettings) -> str:
-    return _claims(request, auth).user
-
-
 def moderator(request: Request, auth: AuthSettings) -> Moderator:
-    claims = _claims(request, auth)
+    claims = tokens.claims_of(request, auth)
     if claims.role != MODERATOR_ROLE:
         raise Rejected(Reason.FORBIDDEN, "moderators only")
     given = request.headers.get("x-request-id", "")
@@ -317,13 +309,13 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         return StreamingResponse(changes(redis), media_type="text/event-stream", headers=headers)
 
     async def file_report(request: Request) -> Response:
-        user = user_of(request, auth)
+        user = tokens.user_of(request, auth)
         body = await _body(request, ReportBody)
         filed = await reports.file(user, body.target.kind, body.target.id, body.reason, body.note)
         return _json({"items": filed.items, "new": filed.new}, 201 if filed.new else 200)
 
     async def my_reports(request: Request) -> Response:
-        user = user_of(request, auth)
+        user = tokens.user_of(request, auth)
         return _json({"reports": await reports.mine(user, _int(request, "limit", 50, 1, MAX_PAGE))})
 
     return [

@@ -10,7 +10,7 @@ from typing import Final, Protocol
 
 import msgspec
 
-from .normalize import Canonical, canonical, fold
+from .normalize import Canonical, canonical, fold, letters
 from .speech import speech
 
 SEVERE: Final = 1.0
@@ -26,14 +26,15 @@ BUILTIN_BLOCKLIST: Final = (
     # euphemisms and abbreviations of the same
     "unalive yourself", "unalive urself", "unalive your self", "go unalive", "foad", "diaf",
     "die in a fire", "drink bleach", "go play in traffic", "jump off a bridge", "rope yourself",
-    f"stfu={AIMED}", f"gtfo={AIMED}",
+    "toaster bath", "go rope", "just rope", "uninstall life", "uninstall yourself", "delete yourself",
+    "unsubscribe from life", "log off life", "commit die", "go commit",
+    f"stfu={AIMED}", f"gtfo={AIMED}", f"gtfoh={AIMED}", f"gfy={AIMED}", f"stfd={AIMED}", f"sybau={AIMED}",
     f"*fuck*={MILD}", f"shit={MILD}", f"bullshit={MILD}", f"bitch={MILD}", f"bastard={MILD}",
     f"asshole={MILD}", f"ass={MILD}", f"dickhead={MILD}", f"wanker={MILD}", f"twat={MILD}",
     f"piss off={MILD}", f"effing={MILD}", f"f ing={MILD}",
 )  # fmt: skip
 # Inflections a whole-word entry also covers ('shitty', 'bitches', 'fucking').
 _SUFFIXES: Final = "(?:s|es|ed|er|ers|ing|in|y|ty|ter|head|heads|face|hole|holes)?"
-_EQUIVALENT: Final = {"i": "[il]", "l": "[il]", "u": "[uv]", "v": "[uv]"}  # 'shlt', 'fvck'
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -92,11 +93,7 @@ def parse_entry(spec: str) -> Entry:
     words = canonical(body.strip("*")).words
     if not words:
         raise ValueError(f"blocklist entry {spec!r} has no letters")
-    letters = [
-        r" ?".join(_EQUIVALENT.get(c, re.escape(c)) + "+" for c in word)  # 'f u c k', 'fuuuck'
-        for word in words
-    ]
-    core = " ".join(letters)
+    core = " ".join(letters(word, gap=" ?") for word in words)  # 'f u c k', 'fuuuck'
     left = "" if open_left else r"(?<![a-z0-9])"
     right = "[a-z0-9]*" if open_right else _SUFFIXES + r"(?![a-z0-9])"
     return Entry(body, left + core + right, score)

@@ -1,7 +1,9 @@
 """Scam and bait spam: money, prize and crypto bait, adult lures and 'message me on …' lures,
 read in the writer's own words, weighed with where the text's links go (a URL shortener hides
 it; a domain outside a short list of well-known sites is unknown). One or two links are enough:
-the link rule only counts links."""
+the link rule only counts links. Words inside a link's host count as bait too
+('vbucks-free.xyz', 'secure-login-help.com'), phishing for an account is strong with a link,
+and money given away for engagement ('$500 to the first 50 people to comment') holds without one."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
+from .normalize import canonical, lexicon
 from .rules import MILD, Subject, Verdict, hosts
 from .speech import speech
 
@@ -36,39 +39,53 @@ _SHORTENER_NAMED: Final = re.compile(
     r"(?<![\w.-])(?:" + "|".join(re.escape(s) for s in sorted(SHORTENERS, key=len, reverse=True)) + r")/"
 )
 _MONEY_AMOUNT: Final = re.compile(r"[$€£]\s?\d|\d[\d,.]*\s?(?:[$€£]|usd|eur|dollars|euros|k a week)")
+# Money handed out for comments, likes or shares (canonical own words; the amount is found apart).
+_FOR_ENGAGEMENT: Final = re.compile(
+    r"(?<![a-z0-9])(?:giving|give away|giveaway|sending|send|paying)(?![a-z0-9]).*"
+    r"(?<![a-z0-9])(?:first \d+|everyone who|anyone who|comment|like|share|retweet|follow|repost)"
+)
 
 # Canonical phrases by kind of bait. Adult, crypto and prize bait is strong: one kind is
 # enough with an unknown link; the weak kinds need a second.
 BAIT: Final[dict[str, tuple[str, ...]]] = {
     "prize": (
         "won", "winner", "prize", "giveaway", "gift card", "voucher", "reward", "selected", "chosen",
-        "congratulations", "robux", "nitro", "free iphone", "airpods",
+        "congratulations", "robux", "nitro", "free iphone", "airpods", "vbucks", "v bucks", "skins",
+        "generator", "claim your", "ve been picked", "been selected", "been chosen", "ambassador",
     ),
     "crypto": ("bitcoin", "btc", "eth", "crypto", "usdt", "airdrop", "wallet", "nft", "doubler"),
     "adult": (
         "private pics", "spicy pics", "exclusive content", "hot singles", "lonely", "cutie", "sexy",
-        "nudes", "meet you", "surprise for you", "posted about you",
+        "nudes", "meet you", "surprise for you", "posted about you", "handsome", "babe", "for fun",
+        "caught my eye", "more private", "somewhere private", "single ladies", "single men",
+        "exclusive pics", "spicy", "nsfw", "onlyfans", "18+",
     ),
     "money": (
         "earn", "income", "profit", "returns", "invest", "invested", "double your", "make money",
-        "cash", "per day", "daily", "10x", "working from home", "per hour",
+        "cash", "per day", "daily", "10x", "working from home", "per hour", "cash app", "cashapp",
+        "paypal", "venmo", "return", "guaranteed return", "2x", "3x", "5x", "100x",
     ),
     "lure": (
         "dm me", "message me", "check my profile", "click my profile", "my bio", "link in bio",
         "telegram", "whatsapp", "kik", "snap", "add me", "chat with me", "privately", "contact him",
-        "contact her", "ask me how",
+        "contact her", "ask me how", "snapchat", "text me", "tg", "my tg", "signal", "wechat",
+        "hit me up", "in my bio", "send us a dm", "send me a dm", "dm us", "dm", "inbox me", "add me on",
+    ),
+    # a stranger's opener: weak alone, a romance or bait scam's first line with a lure
+    "stranger": (
+        "saw your profile", "saw your posts", "saw your pics", "i m new here", "im new here", "hi dear",
+        "hello dear", "hey dear",
     ),
     "promo": ("followers", "likes for", "promo"),
     "free": ("free",),
     "urgency": ("now", "act now", "limited", "first 100", "guaranteed", "24 hours", "today only"),
-    "account": ("verify", "suspended", "account will", "login", "password"),
+    "account": (
+        "verify", "suspended", "account will", "login", "log in", "password", "flagged", "locked",
+        "unusual activity", "restricted", "disabled", "confirm your", "secure",
+    ),
 }  # fmt: skip
 STRONG: Final = frozenset({"prize", "crypto", "adult"})
-
-
-def _pattern(words: Sequence[str]) -> re.Pattern[str]:
-    body = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<![a-z0-9])(?:{body})(?![a-z0-9])")
+PHISHING: Final = "account"  # strong when a link to an unknown domain comes with it
 
 
 def _known(host: str) -> bool:
@@ -81,29 +98,33 @@ class ScamRule:
     name = "scam"
 
     def __init__(self) -> None:
-        self._bait = {kind: _pattern(words) for kind, words in BAIT.items()}
+        self._bait = {kind: lexicon(words) for kind, words in BAIT.items()}
 
     def check(self, subjects: Sequence[Subject]) -> list[Verdict | None]:
         return [self._one(s.text) for s in subjects]
 
     def _one(self, text: str) -> Verdict | None:
         said = speech(text)
-        kinds = sorted(k for k, p in self._bait.items() if p.search(said.own.text))
-        if _MONEY_AMOUNT.search(said.outside) and "money" not in kinds:
-            kinds = sorted([*kinds, "money"])
         found = [h.lower() for h in hosts(said.outside)]
         found += [m.group().rstrip("/") for m in _SHORTENER_NAMED.finditer(said.outside)]
         shortened = sorted({h for h in found if h in SHORTENERS})
         unknown = sorted({h for h in found if h not in SHORTENERS and not _known(h)})
-        strong = bool(STRONG.intersection(kinds))
+        host_words = canonical(" ".join(re.sub(r"[.\-_]", " ", h) for h in unknown)).text
+        kinds = sorted(k for k, p in self._bait.items() if p.search(said.own.text) or p.search(host_words))
+        money = _MONEY_AMOUNT.search(said.outside)
+        if money and "money" not in kinds:
+            kinds = sorted([*kinds, "money"])
+        strong = bool(STRONG.intersection(kinds)) or (PHISHING in kinds and bool(unknown))
         bait = ", ".join(kinds)
+        if money and _FOR_ENGAGEMENT.search(said.own.text):
+            return Verdict(self.name, f"money given away for engagement ({bait})", UNKNOWN)
         if shortened and kinds:
             return Verdict(
                 self.name, f"bait ({bait}) behind a link shortener: {', '.join(shortened)}", SHORTENED
             )
         if unknown and (strong or len(kinds) >= 2):
             return Verdict(self.name, f"bait ({bait}) with a link to {', '.join(unknown)}", UNKNOWN)
-        if "lure" in kinds and (strong or "money" in kinds):
+        if "lure" in kinds and (strong or "money" in kinds or len(kinds) >= 3):
             return Verdict(self.name, f"lure to a private channel with bait ({bait})", UNKNOWN)
         if shortened:
             return Verdict(self.name, f"link shortener hides the destination: {', '.join(shortened)}", MILD)

@@ -1,5 +1,6 @@
 """Who a text speaks to, and what it only reports: quoted spans set apart from the writer's own
-words, and the places where the writer addresses someone ('you', 'ur', '@name')."""
+words, and the places where the writer addresses someone ('you', 'ur', '@name', a name called
+out at the start: 'Ana, ...')."""
 
 from __future__ import annotations
 
@@ -20,14 +21,27 @@ SECOND_PERSON: Final = frozenset(
 )
 # 'you know', 'thank you', 'see you': 'you' that addresses nobody in particular
 _NOT_ADDRESS: Final = re.compile(r"\b(?:you know|you see|ya know|mind you|thank you|see you|love you)\b")
+# 'imagine being this dumb': said to the reader
+_IMPLIED_YOU: Final = re.compile(r"\bimagine being (?:this|so|that)\b")
+# A capitalised name called out before a comma opens a text addressed to that person ('Ana, ...',
+# 'hey Marco, ...'); interjections in that place call nobody.
+_VOCATIVE: Final = re.compile(r"^\s*(?:(?:hey|hi|yo|oi|oy|listen|look)\s+)?([A-Z][a-z]+)\s*,")
+_NOT_NAMES: Final = frozenset(
+    "shit damn ugh well ok okay wow oh yes yeah no nope honestly seriously lol lmao man fuck welp sorry"
+    " thanks hey hi hello so look listen now then also guys folks everyone ffs omg wtf bro dang crap hmm"
+    " alright sure great fine again today anyway first".split()
+)
+# A clause ends at punctuation followed by a space (not inside 'f.u.c.k' or a link) or a dash.
+_CLAUSE_END: Final = re.compile(r"[,.;:!?…]+(?=\s|$)|\n|\s[-–—]+\s")
 
 
 @dataclass(frozen=True, slots=True)
 class Speech:
     outside: str  # the folded text outside quotes (links are read from it)
-    own: Canonical  # the writer's own words: outside quotes, each @name as the word `atmention`
+    own: Canonical  # the writer's own words: outside quotes, each @name (or called-out name) as `atmention`
     quoted: Canonical  # what the text quotes ("" when the quote is the whole text)
     mentions: int  # @names outside quotes
+    clauses: tuple[Canonical, ...]  # `own`, cut at punctuation
 
     @property
     def is_reporting(self) -> bool:
@@ -43,11 +57,17 @@ def speech(text: str) -> Speech:
         outside, quotes = folded, []
     mentions = len(_MENTION.findall(outside))
     marked = _MENTION.sub(" atmention ", outside)  # one word, no leetspeak turned into a name
+    called = _VOCATIVE.match(text)
+    if called and called.group(1).casefold() not in _NOT_NAMES:
+        marked = re.sub(rf"\b{called.group(1).casefold()}\b", " atmention ", marked, count=1)
+    clauses = tuple(c for c in (canonical(part) for part in _CLAUSE_END.split(marked)) if c.text)
     own = canonical(marked)
-    return Speech(outside=outside, own=own, quoted=canonical(" ".join(quotes)), mentions=mentions)
+    quoted = canonical(" ".join(quotes))
+    return Speech(outside=outside, own=own, quoted=quoted, mentions=mentions, clauses=clauses)
 
 
 def addressed_at(own: Canonical) -> list[int]:
     """Word positions in `own` where the writer addresses someone."""
     text = _NOT_ADDRESS.sub(lambda m: " ".join("x" for _ in m.group().split()), own.text)
+    text = _IMPLIED_YOU.sub(lambda m: "you" + " x" * m.group().count(" "), text)
     return [i for i, word in enumerate(text.split()) if word in SECOND_PERSON or word == "atmention"]

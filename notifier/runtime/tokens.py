@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import jwt
+from starlette.requests import HTTPConnection
 
 from schemas.errors import NoCredentials, Reason, Rejected
 from schemas.events import is_id
@@ -29,6 +30,17 @@ def bearer(authorization: str, what: str) -> str:
     if scheme.lower() != "bearer" or not credential.strip():
         raise NoCredentials(f"missing {what} (send Authorization: Bearer ...)")
     return credential.strip()
+
+
+def claims_of(request: HTTPConnection, auth: AuthSettings) -> Claims:
+    """The verified claims of a request's `Authorization: Bearer <token>`: 401 without one or
+    with a bad one."""
+    return verify(bearer(request.headers.get("authorization", ""), "token"), auth)
+
+
+def user_of(request: HTTPConnection, auth: AuthSettings) -> str:
+    """The user a client request speaks for (any role)."""
+    return claims_of(request, auth).user
 
 
 def verify(token: str, auth: AuthSettings) -> Claims:

@@ -9,9 +9,10 @@ import pytest
 from loadtest.cluster import ClusterLab
 from notifier.runtime.settings import Settings
 from tests.backends import backend, backend_env, redis
+from tests.browser import browser
 from tests.conftest import SettingsFactory, base_env
 
-__all__ = ["backend", "redis"]
+__all__ = ["backend", "browser", "redis"]
 
 
 @pytest.fixture

@@ -3,13 +3,10 @@ downloaded): sign in, post sample events, see them arrive live through the JS cl
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator
 from typing import Final
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 from redis.asyncio import Redis
 
 from tests.conftest import SettingsFactory
@@ -18,32 +15,7 @@ from .harness import like, running_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-CHROMIUM: Final = "/usr/bin/chromium"
-ARGS: Final = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-proxy-server",
-]
 WAIT_MS: Final = 15_000
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        if os.environ.get("CI"):
-            pytest.fail("Debian's chromium is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def test_the_demo_page_shows_the_live_inbox(

@@ -87,13 +87,13 @@ async def test_marking_read_lowers_unread_and_is_pushed(redis: Redis, settings: 
             )
             assert response.json() == {"marked": 1, "unread": 2}
             pushed: Json = (await client.change())["change"]
-            assert pushed == {"op": "read", "groups": [newest["id"]], "unread": 2}
+            assert pushed == {"op": "read", "groups": [newest["id"]], "unread": 2, "unseen": 3}
 
             response = await app.http.post(
                 "/v1/me/notifications/read", json={"all": True}, headers=bearer(app.token("vic"))
             )
             assert response.json() == {"marked": 2, "unread": 0}
-            assert (await client.change())["change"] == {"op": "read", "all": True, "unread": 0}
+            assert (await client.change())["change"] == {"op": "read", "all": True, "unread": 0, "unseen": 3}
 
             page = await app.me("vic")
             assert page["unread"] == 0

@@ -3,6 +3,8 @@ stored, bad input refused precisely, and applied to the events ingested after th
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import msgspec
 import pytest
 from redis.asyncio import Redis
@@ -54,12 +56,14 @@ async def test_mutes_and_blocks_are_paged_and_applied_to_new_events(redis: Redis
     async with running_app(settings, redis) as app:
         for user in ("ann", "bob", "cid"):
             response = await app.http.put(f"/v1/me/mutes/{user}", headers=auth(app, "olga"))
-            assert response.json() == {"changed": True}
+            assert response.json() == {"changed": True, "hidden": 0}
         assert (await app.http.put("/v1/me/mutes/ann", headers=auth(app, "olga"))).json() == {
-            "changed": False
+            "changed": False,
+            "hidden": 0,
         }
         assert (await app.http.delete("/v1/me/mutes/cid", headers=auth(app, "olga"))).json() == {
-            "changed": True
+            "changed": True,
+            "hidden": 0,
         }
         page = await app.me("olga", "/v1/me/mutes?limit=1")
         rest = await app.me("olga", f"/v1/me/mutes?limit=5&before={page['next']}")
@@ -76,7 +80,11 @@ async def test_mutes_and_blocks_are_paged_and_applied_to_new_events(redis: Redis
             like("l-1", "ann", "p1", "olga"),  # muted
             follow("f-1", "bob", "olga"),  # muted
             like("l-2", "eve", "p1", "olga"),  # blocked olga
-            like("l-3", "cid", "p1", "olga", t=1),  # unmuted
+            # unmuted, and made after the unmute (what happened before it stays hidden)
+            {
+                **like("l-3", "cid", "p1", "olga"),
+                "occurred_at": (datetime.now(UTC) + timedelta(seconds=1)).isoformat(),
+            },
         )
         await app.worker.drain()
         groups = (await app.me("olga"))["groups"]

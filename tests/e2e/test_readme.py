@@ -123,7 +123,7 @@ async def test_try_it_works_pasted_in_order(up: int) -> None:
 
             page, unread, marked = json_values(await run_block(rest_block, up))
             assert [g["actors"] for g in page["groups"]] == [["carol", "alice"]]
-            assert (unread, marked) == ({"unread": 1}, {"marked": 1, "unread": 0})
+            assert (unread, marked) == ({"unread": 1, "unseen": 1}, {"marked": 1, "unread": 0})
             await client_out.wait_for("unread=0 ['like p1 by carol, alice']")
         finally:
             os.killpg(client.pid, signal.SIGTERM)  # bash and the python it runs

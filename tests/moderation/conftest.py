@@ -14,6 +14,7 @@ from loadtest.cluster import ClusterLab
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.runtime.settings import Settings
 from tests.backends import backend, backend_env, redis
+from tests.browser import browser
 
 JWT_SECRET: Final = "moderation-test-secret-0123456789abcdef-0123"
 SERVICE_KEY: Final = "posts-key-0123456789abcdef"
@@ -32,7 +33,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # `redis_url` (a private redis-server for the session) and `anyio_backend` come from
 # tests/conftest.py; `redis` and `backend` (one Redis, then the cluster) from tests/backends.py.
-__all__ = ["backend", "redis"]
+__all__ = ["backend", "browser", "redis"]
 
 
 def env(redis_url: str) -> dict[str, str]:

@@ -124,9 +124,9 @@ async def test_a_delivered_comment_rejected_later_is_recalled_from_a_connected_c
         assert rejected.json()["effect"] == "recall|e1"
 
         removed = await alice.change()  # the recall job ran in `up`'s jobs service
-        assert removed == {"op": "remove", "id": "comment:c-e1", "unread": 1}
+        assert removed == {"op": "remove", "id": "comment:c-e1", "unread": 1, "unseen": 1}
     headers = {"Authorization": f"Bearer {app.token('alice')}"}
-    assert (await app.http.get("/v1/me/unread", headers=headers)).json() == {"unread": 1}
+    assert (await app.http.get("/v1/me/unread", headers=headers)).json() == {"unread": 1, "unseen": 1}
     groups = (await app.http.get("/v1/me/notifications", headers=headers)).json()["groups"]
     assert [g["id"] for g in groups] == ["comment:c-e0"]
     again = await app.moderate("POST", "/v1/moderation/items/e1/reject", "ben", {"note": "again"})
@@ -254,7 +254,7 @@ async def test_users_report_over_http_and_see_the_outcome(app: App) -> None:
         assert [(r["item"], r["status"]) for r in listed["reports"]] == [("e1", "open")]
 
         await app.moderate("POST", "/v1/moderation/items/e1/reject", "ann", {"note": "harassment"})
-        assert await alice.change() == {"op": "remove", "id": "comment:c-e1", "unread": 0}
+        assert await alice.change() == {"op": "remove", "id": "comment:c-e1", "unread": 0, "unseen": 0}
         mine = (await app.http.get("/v1/me/reports", headers=user)).json()["reports"]
         assert [(r["item"], r["status"]) for r in mine] == [("e1", "upheld")]
 

@@ -94,7 +94,12 @@ async def test_a_delivered_comment_rejected_later_is_recalled(s: Stack) -> None:
     assert await s.unread("alice") == 1
     logged = await changelog.read_after(s.redis, "alice", START, 100)
     assert isinstance(logged, Replay) and len(logged.changes) == log_before + 1
-    assert orjson.loads(logged.changes[-1].payload) == {"op": "remove", "unread": 1, "id": "comment:c-e1"}
+    assert orjson.loads(logged.changes[-1].payload) == {
+        "op": "remove",
+        "unread": 1,
+        "id": "comment:c-e1",
+        "unseen": 1,
+    }
 
     # the recall again, a redelivery and a rebuild change nothing
     snapshot = await s.redis.llen(keys.changelog("alice"))

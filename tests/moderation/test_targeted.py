@@ -87,6 +87,10 @@ AIMED = [
     "go f yourself",
     "f - o f f @max",
     "honestly you are the most annoying idiot here",
+    "Marco, what a pathetic excuse for a human being",  # a name called out, then an insult
+    "go touch grass, loser",  # an insult called out at the end of a clause
+    "imagine being this braindead",
+    "lmao ur s0 ug1y",  # i/l look-alikes in every lexicon
 ]
 
 
@@ -115,6 +119,15 @@ NOT_AIMED = [
     "@airline you lost my bag again, terrible service",
     'my boss yelled "you idiot" at me today',
     "I hate traffic",
+    "Shit, I forgot my keys",  # an interjection is not a name
+    "he is a total loser in that movie",  # described, not called out
+    "this pizza is the shit, no joke",
+    "you look like a movie star in that photo",  # compared to praise
+    "you absolute muppet, you forgot the cake again 😂",  # teasing with a laugh
+    "do us a favour and bring snacks tonight",
+    "the whole world would be better without mosquitoes",
+    "I know where you got that jacket",
+    "I'm coming for your high score tonight",
 ]
 
 
@@ -123,15 +136,23 @@ def test_profanity_aimed_at_nobody_praise_and_quotes_pass(text: str) -> None:
     assert one(TARGETED, text) is None, text
 
 
-def test_the_model_counts_only_for_addressed_text_without_praise() -> None:
-    model = FixedModel({"you re a spineless coward": 0.97, "you re a fucking legend": 0.99})
+def test_the_model_counts_only_for_addressed_clauses_without_praise() -> None:
+    model = FixedModel(
+        {"you smell of sewage": 0.97, "you re a fucking legend": 0.99, "this is ridiculous": 0.95}
+    )
     rule = TargetedRule(model)
     found = rule.check(
-        [Subject("you're a spineless coward"), Subject("you're a fucking legend"), Subject("spineless")]
+        [
+            Subject("you smell of sewage"),
+            Subject("you're a fucking legend"),
+            Subject("spineless"),
+            Subject("@airline you lost my bag again, this is ridiculous"),
+        ]
     )
     assert found[0] is not None and found[0].score >= 0.9 and "0.97" in found[0].reason
-    assert found[1] is None and found[2] is None
-    assert model.seen == ["you re a spineless coward"]  # praise and unaddressed text are not asked
+    assert found[1] is None and found[2] is None and found[3] is None
+    # praise and unaddressed text are not asked; of a text, only its addressed clauses
+    assert model.seen == ["you smell of sewage", "atmention you lost my bag again"]
 
 
 # -- scam and bait ----------------------------------------------------------------------------------
@@ -164,6 +185,11 @@ def test_bait_with_unknown_or_shortened_links_or_lures_holds(text: str) -> None:
         "DM me if you want to join our running club",
         "I wrote about how I earn money as a freelance designer: https://janedesigns.me/blog",
         'a scammer messaged me "you won a prize, click bit.ly/xyz" lol',
+        "text me when you get home safe",
+        "add me on discord if you want to play tonight",
+        "I'm giving away my old sofa to the first person who comments",
+        "log in to the portal at school.edu to see grades",
+        "our charity run raised $3,000, thank you all",
     ],
 )
 def test_bait_words_without_a_lure_or_unknown_link_pass(text: str) -> None:
@@ -184,3 +210,39 @@ def test_severe_terms_only_in_a_quote_flag_instead_of_hold() -> None:
     assert quoted is not None and POLICY.action_for(quoted) is Action.FLAG and "quoted" in quoted.reason
     own = one(rule, "kys loser")
     assert own is not None and POLICY.action_for(own) is Action.HOLD
+
+
+# -- classes, not strings: veiled threats, self-harm incitement, comparisons, vocatives -------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "text", "why"),
+    [
+        (TARGETED, "it would be a shame if something happened to your car", "veiled threat"),
+        (TARGETED, "we know which house your mum lives in", "veiled threat"),
+        (TARGETED, "say that again and see what happens", "veiled threat"),
+        (TARGETED, "you'll get what's coming to you", "veiled threat"),
+        (TARGETED, "the world is better off without u", "incitement to self-harm"),
+        (TARGETED, "do us all a favor and just stop breathing", "incitement to self-harm"),
+        (TARGETED, "nobody is going to miss you", "incitement to self-harm"),
+        (TARGETED, "your face looks like a dropped pie", "dehumanising comparison"),
+        (TARGETED, "u have the brain of a goldfish", "dehumanising comparison"),
+        (SCAM, "hi dear, your profile caught my eye, add me on snap: lily_x99", "lure"),
+        (SCAM, "hey, saw your posts, wanna talk somewhere more private? my tg is @luna_x", "lure"),
+        (SCAM, "ur account has been flagged, log in here to keep it: secure-login-help.com", "link"),
+        (SCAM, "free skins at vbucks-free.xyz", "link"),
+        (SCAM, "Cash app giving $500 to first 50 people to comment 'me'", "engagement"),
+    ],
+)
+def test_each_class_of_abuse_holds_and_is_named_in_the_reason(
+    rule: TargetedRule | ScamRule, text: str, why: str
+) -> None:
+    verdict = one(rule, text)
+    assert verdict is not None and POLICY.action_for(verdict) is Action.HOLD, text
+    assert why in verdict.reason, verdict.reason
+
+
+def test_a_veiled_threat_said_laughing_only_flags() -> None:
+    verdict = one(TARGETED, "we're coming for you next season haha")
+    assert verdict is not None and POLICY.action_for(verdict) is Action.FLAG
+    assert "said laughing" in verdict.reason

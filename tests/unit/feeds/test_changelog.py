@@ -148,13 +148,13 @@ async def test_a_replay_renders_each_change_from_the_current_group(redis: Redis)
     replay = await changelog.read_after(redis, "olga", START, 100)
     assert isinstance(replay, Replay)
     got = [orjson.loads(c.payload) for c in replay.changes]
-    gone = {"op": "remove", "id": got[0]["id"]}
+    gone = {"op": "remove", "id": got[0]["id"], "unseen": 1}  # unseen: as of the replay (p2 left)
     # changes to a group removed since replay as its removal (a later change says so anyway)
     assert got == [
         {**gone, "unread": 1},
         {**gone, "unread": 1},
-        {"op": "upsert", "unread": 2, "group": got[2]["group"]},
-        {"op": "read", "unread": 1, "groups": [gone["id"]]},
+        {"op": "upsert", "unread": 2, "unseen": 1, "group": got[2]["group"]},
+        {"op": "read", "unread": 1, "unseen": 1, "groups": [gone["id"]]},
         {**gone, "unread": 1},
         {**gone, "unread": 1},
     ]

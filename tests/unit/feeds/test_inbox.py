@@ -181,7 +181,12 @@ async def test_mark_one_group_read(redis: Redis) -> None:
         older["id"]: True,
         newer["id"]: False,
     }
-    assert (await changes(redis, "olga"))[-1] == {"op": "read", "groups": [older["id"]], "unread": 1}
+    assert (await changes(redis, "olga"))[-1] == {
+        "op": "read",
+        "groups": [older["id"]],
+        "unread": 1,
+        "unseen": 2,
+    }
     logged = len(await changes(redis, "olga"))
     assert await inbox.mark_read("olga", [older["id"]]) == 0
     assert len(await changes(redis, "olga")) == logged
@@ -195,7 +200,7 @@ async def test_mark_all_read(redis: Redis) -> None:
     assert await inbox.mark_read("olga", None) == 3
     assert await inbox.unread("olga") == 0
     assert all(g["read"] for g in await groups(inbox, "olga"))
-    assert (await changes(redis, "olga"))[-1] == {"op": "read", "all": True, "unread": 0}
+    assert (await changes(redis, "olga"))[-1] == {"op": "read", "all": True, "unread": 0, "unseen": 3}
     logged = len(await changes(redis, "olga"))
     assert await inbox.mark_read("olga", None) == 0
     assert await inbox.mark_read("olga", []) == 0

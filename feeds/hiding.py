@@ -1,0 +1,86 @@
+"""What a mute or block hides of what already reached a user: the muted or blocked actor's
+notifications (a block: both users' of each other), or a muted post's, leave the inbox through
+the apply path (each item set inactive, so the group loses that actor or is removed, unread is
+corrected and the change is pushed to open sockets, like a moderation recall); a block also
+severs the follows between the two users (graph, followers, home feeds).
+
+Each hiding item is inactive as of the mute or block, or of the item's own time if later, with
+an event id (`~...`) above any event's at the same time: an older or replayed activity stays
+hidden, a newer one shows again once the mute or block is undone (the fan-out drops whatever
+happens while it holds: feeds/preferences.py). Every step is idempotent: a retried request
+redoes it whole.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from redis.asyncio import Redis
+
+from . import registers
+from .graph import FollowGraph
+from .home import HomeFeeds
+from .inbox import Inbox
+from .items import ItemOp
+from .limits import FeedLimits
+from .scripts import head, scripts_for, user_keys
+
+# the event ids of hiding items: '~' sorts after every event id (schemas.events.ID_PATTERN)
+MUTE_ID: Final = "~mute"
+BLOCK_ID: Final = "~block"
+
+Target = Literal["actor", "post"]
+
+
+class Hiding:
+    def __init__(self, redis: Redis, limits: FeedLimits) -> None:
+        self._redis = redis
+        self._inbox = Inbox(redis, limits)
+        self._home = HomeFeeds(redis, limits)
+        self._graph = FollowGraph(redis)
+
+    async def mute(self, user: str, actor: str, at_ms: int) -> int:
+        """Hide `actor`'s notifications and posts from `user`; how many items left the inbox."""
+        hidden = await self._hide(user, "actor", actor, at_ms, MUTE_ID)
+        await self._home.drop_author(user, actor)
+        return hidden
+
+    async def mute_post(self, user: str, post: str, at_ms: int) -> int:
+        """Hide the notifications of activity on `post` from `user`."""
+        return await self._hide(user, "post", post, at_ms, MUTE_ID)
+
+    async def block(self, user: str, other: str, at_ms: int) -> int:
+        """Hide each user's notifications and posts from the other and sever their follows."""
+        hidden = 0
+        for one, two in ((user, other), (other, user)):
+            hidden += await self._hide(one, "actor", two, at_ms, BLOCK_ID, sever=True)
+            # the follow item leaves the followers set even if its notification is gone
+            (register,) = await registers.read(self._redis, one, [f"f|{two}"])
+            since = register.at_ms if register else 0
+            await self._apply([ItemOp(one, f"f|{two}", "i", max(at_ms, since), BLOCK_ID, two, follows=True)])
+            await self._graph.sever(two, one, at_ms, BLOCK_ID)
+            await self._home.drop_author(one, two)
+        return hidden
+
+    async def _hide(
+        self, user: str, target: Target, value: str, at_ms: int, event_id: str, sever: bool = False
+    ) -> int:
+        """Set inactive the active items of `user`'s inbox groups from the actor or on the post
+        (a follow's also leaves the followers set if `sever`); how many."""
+        found = await scripts_for(self._redis).hidden(
+            self._redis, user_keys(user), [*head(user, None), target, value]
+        )
+        ops = []
+        for n in range(0, len(found), 6):
+            item, t, gid, verb, post, actor = (f.decode() for f in found[n : n + 6])
+            follows = sever and item.startswith("f|")
+            ops.append(
+                ItemOp(user, item, "i", max(at_ms, int(t)), event_id, actor, gid, verb, post, follows=follows)
+            )
+        await self._apply(ops)
+        return len(ops)
+
+    async def _apply(self, ops: list[ItemOp]) -> None:
+        for error in await self._inbox.apply(ops):
+            if error is not None:
+                raise error

@@ -7,19 +7,23 @@ reused after Redis lost the end of the log) is refused too.
 
 The log keeps what changed (a group id, or the ids read) and the unread count after it; a replay
 renders each change from the current views (lua/replay.lua). Live push carries the change as it
-was rendered when it happened.
+was rendered when it happened. Home-feed changes (a post pushed into the feed or taken out,
+lua/feed_push.lua) share the log and its numbers, marked FEED_MARK; their replay renders the post
+from its author's record as it is now (a post deleted since is replayed as its removal).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from redis.asyncio import Redis
 
-from schemas import layouts
+from schemas import keys, layouts, protocol
 from schemas.cursor import Cursor
 
 from .scripts import SCRIPTS, head, user_keys
+from .timeline import live_post
 
 
 def entry_id(text: str | bytes) -> tuple[int, int]:
@@ -29,10 +33,14 @@ def entry_id(text: str | bytes) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+FEED_MARK: Final = layouts.FEED_MARK  # leads a home-feed change where lua/common.lua publishes or replays one
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     cursor: Cursor
-    payload: bytes  # JSON object: {"op": "upsert"|"remove"|"read", ..., "unread": n}
+    payload: bytes  # JSON object: {"op": "upsert"|"remove"|"read", ..., "unread": n}, or a feed's
+    feed: bool = False  # a home-feed change (schemas.protocol.feed_added / feed_removed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +66,14 @@ class Live:
     payload: str
     accepted_ms: str  # the push tag's acceptance time ('' when untagged)
     traceparent: str  # '' when none
+    feed: bool = False  # a home-feed change
 
 
 def published(message: str) -> Live:
-    """`EPOCH N CHECK[@MS[@TRACEPARENT]] PAYLOAD`, as lua/common.lua publishes a change
+    """`EPOCH N CHECK[@MS[@TRACEPARENT]] [FEED_MARK]PAYLOAD`, as lua/common.lua publishes a change
     (schemas/layouts.py)."""
     p = layouts.parse_published(message)
-    return Live(Cursor(p.epoch, p.number, p.check), p.payload, p.accepted_ms, p.traceparent)
+    return Live(Cursor(p.epoch, p.number, p.check), p.payload, p.accepted_ms, p.traceparent, p.feed)
 
 
 async def tail(redis: Redis, user: str) -> Cursor:
@@ -83,4 +92,36 @@ async def read_after(redis: Redis, user: str, cursor: Cursor, count: int) -> Rep
         return Refetch(Cursor(epoch, int(number), int(rest[0])))
     first = int(number)
     pairs = zip(rest[0::2], rest[1::2], strict=True)
-    return Replay([Change(Cursor(epoch, first + i, int(c)), p) for i, (c, p) in enumerate(pairs)])
+    changes = [Change(Cursor(epoch, first + i, int(c)), p) for i, (c, p) in enumerate(pairs)]
+    return Replay(await _render_feed(redis, changes))
+
+
+async def _render_feed(redis: Redis, changes: list[Change]) -> list[Change]:
+    """The feed changes of `changes` (FEED_MARK, then p or q, then AUTHOR|POST, as lua/replay.lua
+    gives them) rendered: a push as the post now, if still live, else as its removal."""
+    mark = FEED_MARK.encode()
+    refs = [c.payload[len(mark) :].decode() for c in changes if c.payload.startswith(mark)]
+    if not refs:
+        return changes
+    records: dict[str, bytes | None] = {}
+    pushed = sorted({ref[1:] for ref in refs if ref[0] == "p"})
+    if pushed:
+        async with redis.pipeline(transaction=False) as pipe:
+            for member in pushed:
+                author, _, post = member.partition("|")
+                pipe.hget(keys.post_records(author), post)
+            records = dict(zip(pushed, await pipe.execute(), strict=True))
+    out: list[Change] = []
+    for change in changes:
+        if not change.payload.startswith(mark):
+            out.append(change)
+            continue
+        ref = change.payload[len(mark) :].decode()
+        record = live_post(records.get(ref[1:])) if ref[0] == "p" else None
+        if record is not None:
+            payload = protocol.feed_added(record)
+        else:
+            author, _, post_id = ref[1:].partition("|")
+            payload = protocol.feed_removed(author, post_id)
+        out.append(Change(change.cursor, payload, feed=True))
+    return out

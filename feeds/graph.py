@@ -1,8 +1,9 @@
 """The follow graph: whom a user follows and who follows them, paged newest first, with counts.
 
-Followers are kept by the inbox's apply (the followed user's slot, `keys.followers`); following
-by `lua/graph_follow.lua` (the follower's slot). Both resolve follow/unfollow by the event's own
-time (last writer wins), so the two sides agree whatever order the events are applied in.
+Both sides are kept by `lua/graph_follow.lua` from the same follow/unfollow ops: the followed
+user's followers in their slot, the follower's following in theirs. Both resolve by the event's
+own time (last writer wins), so the two sides agree whatever order the events are applied in,
+and whether or not the follow's notification was dropped (a mute, `off: follow`).
 """
 
 from __future__ import annotations
@@ -62,34 +63,53 @@ class GraphPage:
 
 
 class FollowGraph:
-    """With the inbox's apply (followers), the only code that reads or writes `fo: fr: fg:`."""
+    """The only code that reads or writes `fo: fe: fr: fg:`."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
     async def apply(self, ops: Sequence[FollowOp]) -> list[str | BaseException]:
-        """Apply `ops` in one round trip, one script call per follower; per op the follow's state
-        once applied (a | i | x), or the error."""
+        """Apply `ops` to both sides in one round trip, one script call per follower (following)
+        and per followed user (followers); per op the follow's state once applied (a | i | x),
+        or the error of either side."""
         if not ops:
             return []
-        by_follower: dict[str, list[int]] = {}
+        following: dict[str, list[int]] = {}
+        followers: dict[str, list[int]] = {}
         for i, op in enumerate(ops):
-            by_follower.setdefault(op.follower, []).append(i)
-        commands: list[Command] = []
-        for follower, indexes in by_follower.items():
-            args: list[Arg] = []
-            for i in indexes:
-                op = ops[i]
-                args += (op.user, op.state, op.at_ms, op.event_id)
-            commands.append(
-                FOLLOW_SCRIPT.command([keys.following_registers(follower), keys.following(follower)], args)
+            following.setdefault(op.follower, []).append(i)
+            followers.setdefault(op.user, []).append(i)
+        calls = [
+            (
+                indexes,
+                [keys.following_registers(owner), keys.following(owner)],
+                [ops[i].user for i in indexes],
             )
+            for owner, indexes in following.items()
+        ] + [
+            (
+                indexes,
+                [keys.follower_registers(owner), keys.followers(owner)],
+                [ops[i].follower for i in indexes],
+            )
+            for owner, indexes in followers.items()
+        ]
+        commands: list[Command] = []
+        for indexes, side, others in calls:
+            args: list[Arg] = []
+            for i, other in zip(indexes, others, strict=True):
+                args += (other, ops[i].state, ops[i].at_ms, ops[i].event_id)
+            commands.append(FOLLOW_SCRIPT.command(side, args))
         results = await run_commands(self._redis, [FOLLOW_SCRIPT], commands)
         states: list[str | BaseException] = [ResponseError("not applied")] * len(ops)
-        for indexes, result in zip(by_follower.values(), results, strict=True):
-            for n, i in enumerate(indexes):  # the whole call failed, or one state per op
-                states[i] = result if isinstance(result, BaseException) else result[n].decode()
-        return states
+        errors: dict[int, BaseException] = {}
+        for n, ((indexes, _, _), result) in enumerate(zip(calls, results, strict=True)):
+            for k, i in enumerate(indexes):  # the whole call failed, or one state per op
+                if isinstance(result, BaseException):
+                    errors[i] = result
+                elif n < len(following):  # the following side's state: what the home feed acts on
+                    states[i] = result[k].decode()
+        return [errors.get(i, state) for i, state in enumerate(states)]
 
     async def sever(self, follower: str, user: str, at_ms: int, event_id: str) -> None:
         """Undo `follower`'s follow of `user` as of `at_ms`, or of its own time if later (a

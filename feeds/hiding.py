@@ -17,7 +17,6 @@ from typing import Final, Literal
 
 from redis.asyncio import Redis
 
-from . import registers
 from .graph import FollowGraph
 from .home import HomeFeeds
 from .inbox import Inbox
@@ -53,30 +52,21 @@ class Hiding:
         """Hide each user's notifications and posts from the other and sever their follows."""
         hidden = 0
         for one, two in ((user, other), (other, user)):
-            hidden += await self._hide(one, "actor", two, at_ms, BLOCK_ID, sever=True)
-            # the follow item leaves the followers set even if its notification is gone
-            (register,) = await registers.read(self._redis, one, [f"f|{two}"])
-            since = register.at_ms if register else 0
-            await self._apply([ItemOp(one, f"f|{two}", "i", max(at_ms, since), BLOCK_ID, two, follows=True)])
-            await self._graph.sever(two, one, at_ms, BLOCK_ID)
+            hidden += await self._hide(one, "actor", two, at_ms, BLOCK_ID)
+            await self._graph.sever(two, one, at_ms, BLOCK_ID)  # both sides: following, followers
             await self._home.drop_author(one, two)
         return hidden
 
-    async def _hide(
-        self, user: str, target: Target, value: str, at_ms: int, event_id: str, sever: bool = False
-    ) -> int:
-        """Set inactive the active items of `user`'s inbox groups from the actor or on the post
-        (a follow's also leaves the followers set if `sever`); how many."""
+    async def _hide(self, user: str, target: Target, value: str, at_ms: int, event_id: str) -> int:
+        """Set inactive the active items of `user`'s inbox groups from the actor or on the post;
+        how many."""
         found = await scripts_for(self._redis).hidden(
             self._redis, user_keys(user), [*head(user, None), target, value]
         )
         ops = []
         for n in range(0, len(found), 6):
             item, t, gid, verb, post, actor = (f.decode() for f in found[n : n + 6])
-            follows = sever and item.startswith("f|")
-            ops.append(
-                ItemOp(user, item, "i", max(at_ms, int(t)), event_id, actor, gid, verb, post, follows=follows)
-            )
+            ops.append(ItemOp(user, item, "i", max(at_ms, int(t)), event_id, actor, gid, verb, post))
         await self._apply(ops)
         return len(ops)
 

@@ -1,12 +1,16 @@
 """Home feeds: the posts of the accounts a user follows, newest first, by hybrid fan-out.
 
 An author with fewer than `celebrity_followers` followers when a post is applied has it pushed
-into each follower's `keys.home` (in chunks of PUSH_CHUNK followers, so a big fan-out is many
-short round trips, never one long one); from that many on, the author joins
-`keys.pulled_authors` and their timeline is merged into their followers' feeds at read time.
-The choice is made per post, so crossing the threshold either way loses nothing: an author who
-ever published a read-merged post stays merged (their pushed posts and merged ones are the same
-members, shown once).
+into each follower's `keys.home` (`push_chunk` followers a round trip, `push_slice` chunks per
+call: a bigger fan-out stores its position in `keys.feed_pushes` and the fan-out calls again,
+so no call holds a worker long and a crash resumes where it stopped); from that many on, the
+author joins `keys.pulled_authors` and their timeline is merged into their followers' feeds at
+read time. The choice is made per post, so crossing the threshold either way loses nothing: an
+author who ever published a read-merged post stays merged (their pushed posts and merged ones
+are the same members, shown once).
+
+Every change to a pushed feed is logged in the follower's change log and published to their
+sockets (lua/feed_push.lua), once: a change that finds the feed already so logs nothing.
 
 What is shown is decided at read: a post shows while it is live in its author's timeline and
 its author is followed (and not muted, nor blocked either way, nor was when the post was
@@ -20,17 +24,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from schemas import keys
+from schemas import keys, protocol
 
 from . import ranked
+from .cluster import shard_of, slot_of
 from .limits import FeedLimits
 from .preferences import PreferenceStore
-from .scripts import Command, run_commands
+from .scripts import Arg, Command, head, run_commands, scripts_for, user_keys
+from .timeline import live_post, live_time_ms
 
-PUSH_CHUNK = 1_000  # followers written per round trip of a fan-out
+# Users per feed_push.lua call: they share the call's fixed cost (the script's prologue: most of
+# a push when each follower had a call of its own), and a call holds Redis for at most this many
+# users' changes (see the README's celebrity benchmark for the measurement behind it).
+USERS_PER_CALL: Final = 100
+
+Post = tuple[str, str]  # (author, post)
+# one change of a feed_push.lua call: op (p push | q take out), member, time ms ('' for q), payload
+FeedChange = tuple[str, str, int | str, bytes]
+Change = tuple[str, Sequence[FeedChange]]  # a user and changes of their feed, for one call
 
 
 def member(author: str, post: str) -> str:
@@ -45,82 +60,150 @@ class FeedPage:
 
 
 class HomeFeeds:
-    """The only code that reads or writes `hf:` and `feed:pulled`."""
+    """The only code that reads or writes `hf:`, `fp:` and `feed:pulled:`."""
 
     def __init__(self, redis: Redis, limits: FeedLimits) -> None:
         self._redis = redis
         self._limits = limits
+        self._scripts = scripts_for(redis)
 
-    async def publish(self, author: str, post: str) -> bool:
-        """Push `post`, live in `author`'s timeline, to every follower of theirs at its time
-        there (the newest creation's), and True; or mark the author read-merged and False at or
-        above the threshold, or when the post is not kept. Idempotent: a redelivery pushes the
-        same members at the same time."""
-        at = await self._redis.zscore(keys.timeline(author), post)
-        if at is None:
-            return False
-        at_ms = int(at)
-        if await self._redis.zcard(keys.followers(author)) >= self._limits.celebrity_followers:
-            await self._redis.sadd(keys.pulled_authors(), author)
-            return False
-        entry, cap = member(author, post), self._limits.max_home
-        await self._each_follower_chunk(
-            author,
-            lambda follower: [
-                ("ZADD", keys.home(follower), at_ms, entry),
-                ("ZREMRANGEBYRANK", keys.home(follower), 0, -cap - 1),
-            ],
-        )
-        return True
+    async def publish(self, author: str, post: str, tag: str = "") -> bool:
+        """Push `post`, live in `author`'s timeline, to their followers at its time there (the
+        newest creation's), at most `push_slice` chunks of them; or mark the author read-merged
+        at or above the threshold. True once done (or nothing to push: read-merged, deleted, not
+        kept); False when followers are left, their position stored: call again. Idempotent:
+        a redelivery pushes the same members at the same time, and logs nothing twice."""
+        register = await self._redis.hget(keys.post_records(author), post)
+        at_ms, record = live_time_ms(register), live_post(register)
+        if at_ms is None or record is None:
+            await self._redis.hdel(keys.feed_pushes(author), "p" + post)
+            return True
+        started = await self._redis.hexists(keys.feed_pushes(author), "p" + post)
+        if not started:
+            if await self._redis.zcard(keys.followers(author)) >= self._limits.celebrity_followers:
+                await self._redis.sadd(keys.pulled_authors(author), author)
+                return True
+        change: FeedChange = ("p", member(author, post), at_ms, protocol.feed_added(record))
+        return await self._fan_out(author, "p" + post, change, tag, post)
 
-    async def retract_post(self, author: str, post: str) -> None:
-        """Take a deleted post out of the feeds it was pushed to (reads hide it already)."""
-        entry = member(author, post)
-        await self._each_follower_chunk(author, lambda follower: [("ZREM", keys.home(follower), entry)])
+    async def retract_post(self, author: str, post: str) -> bool:
+        """Take a deleted post out of the feeds it was pushed to (reads hide it already), in
+        slices like `publish`: True once done, False when followers are left."""
+        await self._redis.hdel(keys.feed_pushes(author), "p" + post)  # a push in progress stops
+        change: FeedChange = ("q", member(author, post), "", protocol.feed_removed(author, post))
+        return await self._fan_out(author, "q" + post, change)
 
     async def backfill(self, user: str, author: str) -> None:
         """Push `author`'s newest posts into `user`'s feed (after a follow)."""
-        cap = self._limits.max_home
-        rows = await self._redis.zrevrange(keys.timeline(author), 0, cap - 1, withscores=True)
-        if not rows:
+        posts = await self._redis.zrevrange(keys.timeline(author), 0, self._limits.max_home - 1)
+        if not posts:
             return
-        scored = {member(author, p.decode()): int(at) for p, at in rows}
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.home(user), scored)
-            pipe.zremrangebyrank(keys.home(user), 0, -cap - 1)
-            await pipe.execute()
+        registers = await self._redis.hmget(keys.post_records(author), posts)
+        changes: list[FeedChange] = []
+        for raw, register in zip(posts, registers, strict=True):
+            at_ms, record = live_time_ms(register), live_post(register)
+            if at_ms is not None and record is not None:
+                changes.append(("p", member(author, raw.decode()), at_ms, protocol.feed_added(record)))
+        await self._change([(user, changes[::-1])])  # oldest first: newest on top
 
     async def drop_author(self, user: str, author: str) -> None:
         """Take `author`'s posts out of `user`'s feed (after an unfollow; reads hide them already)."""
         prefix = (author + "|").encode()
-        entries = [m for m in await self._redis.zrange(keys.home(user), 0, -1) if m.startswith(prefix)]
-        if entries:
-            await self._redis.zrem(keys.home(user), *entries)
+        entries = [
+            m.decode() for m in await self._redis.zrange(keys.home(user), 0, -1) if m.startswith(prefix)
+        ]
+        changes: list[FeedChange] = [
+            ("q", e, "", protocol.feed_removed(author, e.partition("|")[2])) for e in entries
+        ]
+        await self._change([(user, changes)])
 
-    async def _each_follower_chunk(self, author: str, commands_for: Callable[[str], list[Command]]) -> None:
-        """Run `commands_for` each follower of `author`, PUSH_CHUNK followers a round trip."""
-        before: tuple[int, str] | None = None
-        while True:
-            got = await ranked.page(self._redis, keys.followers(author), before, PUSH_CHUNK)
-            commands: list[Command] = []
-            for follower, _ in got.members:
-                commands += commands_for(follower)
-            for result in await run_commands(self._redis, [], commands) if commands else []:
-                if isinstance(result, BaseException):
-                    raise result
-            if got.next_before is None:
-                return
+    async def _change(self, changes: Sequence[Change], tag: str = "", post: Post | None = None) -> bool:
+        """Apply each user's changes: the users of one master (a single Redis: all) share a call,
+        USERS_PER_CALL at most, all calls in one round trip. With `post` ((author, post): the
+        post the changes push), a call whose slot is the author's master checks it is still
+        live: False if it was deleted (nothing of it pushed there)."""
+        changes = [(user, c) for user, c in changes if c]
+        every = range(len(changes))
+        results = await self._calls(changes, tag, post, every, shard_of)
+        failed = [i for i in every if isinstance(results[i], BaseException)]
+        if failed and self._scripts.sharded:  # a slot moved: calls of one slot learn where
+            for i, result in zip(failed, await self._calls(changes, tag, post, failed, slot_of), strict=True):
+                results[i] = result
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return all(result != -1 for result in results)
+
+    async def _calls(
+        self,
+        changes: Sequence[Change],
+        tag: str,
+        post: Post | None,
+        indexes: Sequence[int],
+        group: Callable[[Redis, str], str],
+    ) -> list[Any]:
+        """The result of the call that carried each of changes[indexes] (users grouped by `group`)."""
+        records = keys.post_records(post[0]) if post else ""
+        groups: dict[str, list[int]] = {}
+        for i in indexes:
+            groups.setdefault(group(self._redis, keys.home(changes[i][0])), []).append(i)
+        calls: list[tuple[str, list[int]]] = [
+            (name, g[n : n + USERS_PER_CALL])
+            for name, g in groups.items()
+            for n in range(0, len(g), USERS_PER_CALL)
+        ]
+        commands: list[Command] = []
+        for name, call in calls:
+            checks = bool(records) and group(self._redis, records) == name
+            call_keys: list[str] = []
+            args: list[Arg] = [
+                *head(None, self._limits),
+                self._limits.max_home,
+                tag,
+                post[1] if post and checks else "",
+            ]
+            for i in call:
+                user, user_changes = changes[i]
+                call_keys += [*user_keys(user), keys.home(user), keys.mutes(user), keys.blocks(user)]
+                call_keys.append(keys.hide_marks(user))
+                args += (keys.user_channel(user), len(user_changes))
+                for change in user_changes:
+                    args += change
+            commands.append(self._scripts.feed_command([*call_keys, records] if checks else call_keys, args))
+        replies = await run_commands(self._redis, [self._scripts.feed], commands)
+        results: dict[int, Any] = {
+            i: reply for (_, call), reply in zip(calls, replies, strict=True) for i in call
+        }
+        return [results[i] for i in indexes]
+
+    async def _fan_out(
+        self, author: str, field: str, change: FeedChange, tag: str = "", post: str = ""
+    ) -> bool:
+        """Apply `change` to each follower of `author`, `push_chunk` followers a round trip,
+        from the position stored under `field` of `keys.feed_pushes`, for at most `push_slice`
+        chunks; store the position reached (True: done, and the position deleted; also once
+        `post` is found deleted)."""
+        progress = keys.feed_pushes(author)
+        stored = await self._redis.hget(progress, field)
+        before = ranked.parse_cursor(stored.decode()) if stored else None
+        for _ in range(self._limits.push_slice):
+            got = await ranked.page(self._redis, keys.followers(author), before, self._limits.push_chunk)
+            live = await self._change(
+                [(f, [change]) for f, _ in got.members], tag, (author, post) if post else None
+            )
+            if got.next_before is None or not live:
+                await self._redis.hdel(progress, field)
+                return True
             before = ranked.parse_cursor(got.next_before)
+        await self._redis.hset(progress, field, f"{before[0]}:{before[1]}" if before else "")
+        return False
 
     async def page(self, user: str, before: tuple[int, str] | None, limit: int) -> FeedPage:
         """Up to `limit` posts after `before`: the pushed feed merged with the timelines of the
         read-merged authors the user follows; a post deleted or of an author no longer
         followed is left out (so a page may hold fewer than `limit`: follow `next_before`)."""
         following = {m.decode() for m in await self._redis.zrange(keys.following(user), 0, -1)}
-        merged: list[str] = []
-        if following:
-            flags = await self._redis.smismember(keys.pulled_authors(), sorted(following))
-            merged = [a for a, flag in zip(sorted(following), flags, strict=True) if flag]
+        merged = await self._pulled(sorted(following))
         sources: list[tuple[str, str]] = [(keys.home(user), "")] + [
             (keys.timeline(a), a + "|") for a in merged
         ]
@@ -149,6 +232,24 @@ class HomeFeeds:
         last = covered[-1] if covered else None
         return FeedPage(items, f"{last[1]}:{last[0]}" if more and last else None)
 
+    async def _pulled(self, authors: Sequence[str]) -> list[str]:
+        """Which of `authors` are read-merged: one SMISMEMBER per shard of `keys.pulled_authors`."""
+        by_shard: dict[str, list[str]] = {}
+        for author in authors:
+            by_shard.setdefault(keys.pulled_authors(author), []).append(author)
+        if not by_shard:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, some in by_shard.items():
+                pipe.smismember(key, some)
+            replies = await pipe.execute()
+        return sorted(
+            a
+            for some, flags in zip(by_shard.values(), replies, strict=True)
+            for a, f in zip(some, flags, strict=True)
+            if f
+        )
+
     async def _visible(
         self, user: str, entries: Sequence[tuple[str, int]], following: set[str]
     ) -> list[bytes]:
@@ -164,4 +265,4 @@ class HomeFeeds:
             for author, post in shown:
                 pipe.hget(keys.post_records(author), post)
             records = await pipe.execute()
-        return [r.partition(b"\n")[2] for r in records if r is not None and r.startswith(b"a ")]
+        return [p for p in map(live_post, records) if p is not None]

@@ -17,6 +17,7 @@ from schemas import keys, layouts
 from schemas.cursor import Cursor
 
 from .cluster import shard_of, slot_of
+from .horizon import BeyondHorizon
 from .items import ItemOp
 from .limits import FeedLimits
 from .scripts import STATE, head, run_commands, scripts_for, user_keys
@@ -25,6 +26,7 @@ from .scripts import STATE, head, run_commands, scripts_for, user_keys
 # ~5% of Redis's time per item when each had its own call), and a call holds Redis for at most
 # this many items (~85 µs each on the benchmark machine, so ~1.4 ms).
 ITEMS_PER_CALL = 16
+REFUSED = -1  # lua/apply.lua's answer for an item beyond the user's trimmed horizon
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +68,10 @@ class Inbox:
 
     async def apply(self, ops: Sequence[ItemOp], tags: Sequence[str] = ()) -> list[BaseException | None]:
         """Apply `ops` in one round trip, ITEMS_PER_CALL to a script call (on a cluster, the
-        users of one call share a master); the error of each op that failed, else None. `tags`
-        (one per op, optional: changelog.push_tag) ride on the changes published for live push:
-        the event's acceptance time and trace context.
+        users of one call share a master); the error of each op that failed (`BeyondHorizon`:
+        refused, see feeds/horizon.py), else None. `tags` (one per op, optional:
+        changelog.push_tag) ride on the changes published for live push: the event's acceptance
+        time and trace context.
 
         On a cluster an op that failed runs once more in a call of its own slot: its master may
         have changed (a migration, a failover), which only a call declaring its keys learns."""
@@ -76,7 +79,7 @@ class Inbox:
             return []
         tags = list(tags) or [""] * len(ops)
         errors = await self._calls(ops, tags, range(len(ops)), shard_of)
-        failed = [i for i, e in enumerate(errors) if e is not None]
+        failed = [i for i, e in enumerate(errors) if e is not None and not isinstance(e, BeyondHorizon)]
         if failed and self._scripts.sharded:
             for i, error in zip(failed, await self._calls(ops, tags, failed, slot_of), strict=True):
                 errors[i] = error
@@ -117,8 +120,6 @@ class Inbox:
                 )
                 if op.single:  # lua/apply.lua: only they use these
                     args += (op.post, op.comment, op.text)
-                elif op.item[0] == "f":
-                    args.append(int(op.follows))
             commands.append(self._scripts.apply_command(call_keys, args))
         results = await run_commands(self._redis, [self._scripts.apply], commands)
         errors: dict[int, BaseException | None] = {}
@@ -126,6 +127,8 @@ class Inbox:
             for at, i in enumerate(chunk):
                 if isinstance(result, BaseException):  # the whole call failed
                     errors[i] = result
+                elif result[at] == REFUSED:
+                    errors[i] = BeyondHorizon(f"{ops[i].item} at {ops[i].at_ms} of {ops[i].user}")
                 else:
                     errors[i] = None if isinstance(result[at], int) else ResponseError(result[at].decode())
         return [errors[i] for i in indexes]
@@ -168,6 +171,3 @@ class Inbox:
         """(unread, unseen), from a one-group page."""
         page = await self.page(user, None, 1)
         return page.unread, page.unseen
-
-    async def followers(self, user: str) -> set[str]:
-        return {m.decode() for m in await self._redis.zrange(keys.followers(user), 0, -1)}

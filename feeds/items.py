@@ -41,7 +41,6 @@ class ItemOp:
     post: str = ""
     comment: str = ""
     text: str = ""
-    follows: bool = False  # a follow's item that keeps the followed user's followers
 
     @property
     def single(self) -> bool:
@@ -74,9 +73,9 @@ def _ops(event: Event, window_ms: int) -> list[ItemOp]:
             return [ItemOp(owner, f"l|{post}|{actor}", "i", at, eid, actor)]
         case Follow(user=user):
             gid = f"follow:{bucket}"
-            return [ItemOp(user, f"f|{actor}", "a", at, eid, actor, gid, "follow", follows=True)]
+            return [ItemOp(user, f"f|{actor}", "a", at, eid, actor, gid, "follow")]
         case Unfollow(user=user):
-            return [ItemOp(user, f"f|{actor}", "i", at, eid, actor, follows=True)]
+            return [ItemOp(user, f"f|{actor}", "i", at, eid, actor)]
         case Comment(post=post, owner=owner, comment=comment, text=text):
             gid = f"comment:{comment}"
             item = f"c|{comment}"

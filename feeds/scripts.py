@@ -127,7 +127,9 @@ class InboxScripts:
     replay: Script
     hidden: Script
     seen: Script
-    sharded: bool  # for a cluster: SPUBLISH, and apply calls spanning a master's slots
+    feed: Script  # home-feed changes, logged and pushed (lua/feed_push.lua)
+    trim: Script  # feeds/horizon.py
+    sharded: bool  # for a cluster: SPUBLISH, and apply and feed calls spanning a master's slots
 
     @classmethod
     def load(cls, *, sharded: bool = False) -> InboxScripts:
@@ -140,15 +142,26 @@ class InboxScripts:
             replay=Script(_source("reads.lua", "replay.lua")),
             hidden=Script(_source("hidden.lua")),
             seen=Script(_source("reads.lua", "seen.lua", sharded=sharded)),
+            feed=Script(
+                _source("feed_push.lua", sharded=sharded, prelude=("sharded_keys.lua",) if sharded else ())
+            ),
+            trim=Script(_source("trim.lua")),
             sharded=sharded,
         )
 
     def apply_command(self, call_keys: Sequence[str], args: Sequence[Arg]) -> Command:
         """An apply call: every item's keys declared, or on a cluster only the first item's
         (lua/sharded_keys.lua)."""
+        return self._spanning(self.apply, call_keys, args, 5)
+
+    def feed_command(self, call_keys: Sequence[str], args: Sequence[Arg]) -> Command:
+        """A feed_push call for several users, declared like an apply call."""
+        return self._spanning(self.feed, call_keys, args, FEED_USER_KEYS)
+
+    def _spanning(self, script: Script, call_keys: Sequence[str], args: Sequence[Arg], first: int) -> Command:
         if not self.sharded:
-            return self.apply.command(call_keys, args)
-        return self.apply.command(call_keys[:5], [*args, *call_keys[5:], len(call_keys) - 5])
+            return script.command(call_keys, args)
+        return script.command(call_keys[:first], [*args, *call_keys[first:], len(call_keys) - first])
 
 
 SCRIPTS = InboxScripts.load()
@@ -158,6 +171,10 @@ SHARDED_SCRIPTS = InboxScripts.load(sharded=True)
 def scripts_for(redis: Redis) -> InboxScripts:
     return SHARDED_SCRIPTS if isinstance(redis, Cluster) else SCRIPTS
 
+
+# KEYS per user of a feed_push call (lua/feed_push.lua): user_keys, then the home feed, mutes,
+# blocks and hide marks (feeds/home.py builds them)
+FEED_USER_KEYS = 9
 
 # The field of `keys.toggles` holding the user's state beside the item registers (lua/common.lua).
 STATE = layouts.STATE_FIELD

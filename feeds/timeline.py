@@ -26,7 +26,8 @@ APPLY_SCRIPT = Script(resources.files(__package__).joinpath("lua", "timeline_app
 @dataclass(frozen=True, slots=True)
 class PostOp:
     """`author`'s `post` is live with `record` (state a) or deleted for good (x), as of
-    (`at_ms`, `event_id`)."""
+    (`at_ms`, `event_id`); `accepted_ms`: when the event log accepted the event (a deletion's
+    tombstone is kept `FeedLimits.post_tombstone_ms` from then)."""
 
     author: str
     post: str
@@ -34,9 +35,10 @@ class PostOp:
     at_ms: int
     event_id: str
     record: bytes = b""
+    accepted_ms: int = 0
 
 
-def plan(event: Event) -> list[PostOp]:
+def plan(event: Event, accepted_ms: int = 0) -> list[PostOp]:
     match event:
         case PostCreated(post=post, kind=kind, text=text, visibility=visibility):
             record = {
@@ -47,10 +49,24 @@ def plan(event: Event) -> list[PostOp]:
                 "visibility": visibility,
                 "at": event.at_ms,
             }
-            return [PostOp(event.actor, post, "a", event.at_ms, event.id, orjson.dumps(record))]
+            return [PostOp(event.actor, post, "a", event.at_ms, event.id, orjson.dumps(record), accepted_ms)]
         case PostDeleted(post=post):
-            return [PostOp(event.actor, post, "x", event.at_ms, event.id)]
+            return [PostOp(event.actor, post, "x", event.at_ms, event.id, b"", accepted_ms)]
     return []
+
+
+def live_post(register: bytes | None) -> bytes | None:
+    """The post's JSON record if `register` (its `keys.post_records` field) says it is live."""
+    if register is None or not register.startswith(b"a "):
+        return None
+    return register.partition(b"\n")[2]
+
+
+def live_time_ms(register: bytes | None) -> int | None:
+    """The time of the post's live creation (its place in the timeline), or None."""
+    if register is None or not register.startswith(b"a "):
+        return None
+    return int(register.split(b" ", 2)[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +77,7 @@ class TimelinePage:
 
 
 class Timelines:
-    """The only code that reads or writes `tp:` and `tl:`."""
+    """The only code that writes `tp:`, `tl:` and `tx:`."""
 
     def __init__(self, redis: Redis, limits: FeedLimits) -> None:
         self._redis = redis
@@ -77,11 +93,13 @@ class Timelines:
             by_author.setdefault(op.author, []).append(i)
         commands: list[Command] = []
         for author, indexes in by_author.items():
-            args: list[Arg] = [self._limits.max_posts]
+            horizon_ms = max(ops[i].accepted_ms for i in indexes) - self._limits.post_tombstone_ms
+            args: list[Arg] = [self._limits.max_posts, horizon_ms]
             for i in indexes:
                 op = ops[i]
-                args += (op.post, op.state, op.at_ms, op.event_id, op.record)
-            commands.append(APPLY_SCRIPT.command([keys.post_records(author), keys.timeline(author)], args))
+                args += (op.post, op.state, op.at_ms, op.event_id, op.record, op.accepted_ms)
+            post_keys = [keys.post_records(author), keys.timeline(author), keys.post_tombstones(author)]
+            commands.append(APPLY_SCRIPT.command(post_keys, args))
         results = await run_commands(self._redis, [APPLY_SCRIPT], commands)
         states: list[str | BaseException] = [ResponseError("not applied")] * len(ops)
         for indexes, result in zip(by_author.values(), results, strict=True):
@@ -96,7 +114,5 @@ class Timelines:
         posts: list[bytes] = []
         if got.members:
             records = await self._redis.hmget(keys.post_records(author), [m for m, _ in got.members])
-            for raw in records:
-                if raw is not None and raw.startswith(b"a "):
-                    posts.append(raw.partition(b"\n")[2])
+            posts = [p for p in map(live_post, records) if p is not None]
         return TimelinePage(posts, got.count, got.next_before)

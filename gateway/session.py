@@ -254,7 +254,8 @@ class Session:
                 self._hub.metrics.frames_control.inc()
                 return sent
             for change in result.changes:
-                await self._ws.send_text(protocol.change(str(change.cursor), change.payload.decode()))
+                frame = protocol.feed if change.feed else protocol.change
+                await self._ws.send_text(frame(str(change.cursor), change.payload.decode()))
                 self._cursor = change.cursor
             sent += len(result.changes)
             self._hub.metrics.frames_replay.inc(len(result.changes))
@@ -278,7 +279,8 @@ class Session:
                 if traced is not None and item.traceparent:  # ends once the frame is written
                     attributes = {"notifier.user": self.user}
                     out.spans.append(traced.span("gateway.push", item.traceparent, attributes=attributes))
-                out.texts.append(protocol.change(str(cursor), item.payload))
+                frame = protocol.feed if item.feed else protocol.change
+                out.texts.append(frame(str(cursor), item.payload))
                 if item.accepted_ms:
                     out.accepted_ms.append(item.accepted_ms)
                 self._cursor = cursor

@@ -8,6 +8,7 @@ accepted event; for `fanout`: drained, and the inboxes hold exactly the expected
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -17,16 +18,20 @@ from typing import Any
 
 from notifier.runtime.settings import DEV_JWT_SECRET, AuthSettings
 
-from . import fanout, ingest, report
+from . import fanout, homefeed, ingest, report
 from .compare import BASELINES, compare_table
 from .producers import SourceFactory, http_source
 from .publisher import pubsub_source
 from .runner import run_scenario
-from .scenarios import PRESETS, Scenario, preset
+from .scenarios import FEED_MODES, PRESETS, Scenario, preset
 from .stack import Target
 
 SOURCES: dict[str, SourceFactory] = {"pipeline": http_source, "push": pubsub_source}
-STAGE_BENCHES = {"ingest": ingest, "fanout": fanout}  # modules: run, markdown, summary, passed
+STAGE_BENCHES = {
+    "ingest": ingest,
+    "fanout": fanout,
+    "homefeed": homefeed,
+}  # modules: run, markdown, summary, passed
 
 KNOBS: tuple[tuple[str, type, str], ...] = (
     ("clients", int, "online WebSocket clients"),
@@ -57,6 +62,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__)
     p.add_argument("scenario", nargs="?", choices=sorted(PRESETS), help="preset; see --list")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--feed", action="store_true", help="the scenario's home-feed mode (celebrity)")
     for name, kind, help_text in KNOBS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=help_text)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"), help="where results go")
@@ -73,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     remote.add_argument("--redis-url", help="for lag and memory sampling (optional); push publishes there")
     remote.add_argument("--jwt-audience", default="notifier")
     remote.add_argument("--jwt-issuer", default="")
-    presets = "\n".join(f"  {s.name:12} {s.description}" for s in PRESETS.values())
+    presets = "\n".join(f"  {s.name:12} {s.description}" for s in _listed())
     p.epilog = (
         f"scenarios (full size; override any knob):\n{presets}\n\n"
         "Secrets for a deployment come from LOADTEST_SERVICE_KEY and LOADTEST_JWT_SECRET; aimed at\n"
@@ -108,6 +114,16 @@ def _given(args: argparse.Namespace, scenario: Scenario) -> Target | None:
     )
 
 
+def _listed() -> list[Scenario]:
+    """Every preset, each followed by its home-feed mode (named `NAME --feed`)."""
+    out = []
+    for name, scenario in PRESETS.items():
+        out.append(scenario)
+        if name in FEED_MODES:
+            out.append(dataclasses.replace(preset(name, feed=True), name=f"{name} --feed"))
+    return out
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so SIGTERM, like Ctrl-C, tears the local stack down
 
@@ -115,7 +131,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.list:
-        for listed in PRESETS.values():
+        for listed in _listed():
             print(f"{listed.name:12} {listed.description}")
         return 0
     if args.scenario is None:
@@ -123,14 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     overrides: dict[str, Any] = {name: getattr(args, name) for name, _, _ in KNOBS}
     try:
-        scenario = preset(args.scenario).with_overrides(overrides)
+        scenario = preset(args.scenario, feed=args.feed).with_overrides(overrides)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     if scenario.problems():
         raise SystemExit("; ".join(scenario.problems()))
     extra_env = dict(item.split("=", 1) for item in args.env)
     given = _given(args, scenario)
-    stem = report.stem_for(scenario.name)
+    stem = report.stem_for(scenario.name + ("-feed" if args.feed else ""))
     if scenario.stage in STAGE_BENCHES and args.compare:
         raise SystemExit(f"{scenario.stage} has no baseline to compare with")
     try:
@@ -163,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stage(scenario: Scenario, extra_env: dict[str, str], args: argparse.Namespace, stem: str) -> int:
-    """A stage benchmark with its own result and report (ingest, fanout)."""
+    """A stage benchmark with its own result and report (ingest, fanout, homefeed)."""
     bench = STAGE_BENCHES[scenario.stage]
     result = bench.run(scenario, extra_env=extra_env, progress=not args.quiet)
     paths = report.write(result, args.out, stem, render=bench.markdown, draw=None)

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-Stage = Literal["pipeline", "ingest", "fanout", "push"]
-STAGES: Final[tuple[Stage, ...]] = ("pipeline", "ingest", "fanout", "push")
+Stage = Literal["pipeline", "ingest", "fanout", "push", "homefeed"]
+STAGES: Final[tuple[Stage, ...]] = ("pipeline", "ingest", "fanout", "push", "homefeed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +181,39 @@ PRESETS: Final[dict[str, Scenario]] = {
 }
 
 
-def preset(name: str) -> Scenario:
+# `--feed`: a preset's home-feed mode (issue 16), its description and its knobs over the preset's
+FEED_MODES: Final[dict[str, tuple[str, dict[str, Any]]]] = {
+    "celebrity": (
+        "Home feed: an author with `users` followers posting `events` times during a steady "
+        "background (`rate` likes/s to `clients` owners), pushed at write time (threshold above "
+        "`users`) and read-merged (one more follower than the threshold); background p99 alone "
+        "and with each, time to the last pushed and the first read-merged follower; then "
+        "`clients` readers' feed reads, each merging `fanout` celebrities' timelines.",
+        {
+            "stage": "homefeed",
+            "users": 100_000,
+            "clients": 200,
+            "rate": 200.0,
+            "duration_s": 20.0,
+            "events": 5,
+            "fanout": 50,
+            "apis": 0,
+            "gateways": 0,
+            "drain_s": 120.0,
+        },
+    ),
+}
+
+
+def preset(name: str, *, feed: bool = False) -> Scenario:
+    """The preset `name`, or with `feed` its home-feed mode."""
     try:
-        return PRESETS[name]
+        scenario = PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown scenario {name!r}; one of {', '.join(PRESETS)}") from None
+    if not feed:
+        return scenario
+    if name not in FEED_MODES:
+        raise ValueError(f"{name!r} has no home-feed mode (--feed); {', '.join(FEED_MODES)} has")
+    description, knobs = FEED_MODES[name]
+    return dataclasses.replace(scenario, description=description, **knobs)

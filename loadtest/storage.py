@@ -11,6 +11,8 @@ notifications), likes that aggregate per post, comments and follows. Then it mea
   missed the last 3 changes, of 200 sampled users.
 
 It prints a Markdown summary and writes `storage-YYYYmmdd-HHMMSS.{json,md}` under `--out`.
+With `--history`, it measures one busy user's memory over simulated months instead
+(loadtest/history.py).
 """
 
 from __future__ import annotations
@@ -329,14 +331,21 @@ def _n(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def markdown(r: dict[str, Any]) -> str:
-    m, w = r["memory"], r["workload"]
-    lines = [
-        f"# storage benchmark ({r['started_at']}, revision {r['revision']}, Redis {r['redis_version']})",
+def heading(title: str, r: dict[str, Any]) -> list[str]:
+    """A result's first lines: what, when, which revision and Redis, the label, the command."""
+    return [
+        f"# {title} ({r['started_at']}, revision {r['revision']}, Redis {r['redis_version']})",
         *(["", r["label"]] if r.get("label") else []),
         "",
         f"`{r['command']}`",
         "",
+    ]
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m, w = r["memory"], r["workload"]
+    lines = [
+        *heading("storage benchmark", r),
         f"{w['users']:,} users × ~{w['per_user']} notifications, mentions to {w['fanout']} users; "
         f"events {r['events']}; {r['items_applied']:,} items applied; "
         f"{r['groups_held']:,} inbox groups held.",
@@ -388,7 +397,17 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m loadtest.storage", description=__doc__)
+    args_in = sys.argv[1:] if argv is None else list(argv)
+    if "--history" in args_in:  # one busy user over simulated months: loadtest/history.py
+        from . import history
+
+        history.main([a for a in args_in if a != "--history"])
+        return
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.storage",
+        description=__doc__,
+        epilog="--history: one busy user's memory over simulated months (see loadtest/history.py)",
+    )
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     defaults = Workload()
     p.add_argument("--users", type=int, default=defaults.users)
@@ -399,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     p.add_argument("--label", default="", help="a note kept with the result (what was measured)")
     p.add_argument("--no-write", action="store_true", help="print only")
-    args = p.parse_args(argv)
+    args = p.parse_args(args_in)
     if not 1 <= args.fanout < args.users:
         p.error("--fanout must be at least 1 and below --users")
     w = Workload(args.users, args.per_user, args.fanout, args.seed, args.batch)

@@ -33,6 +33,7 @@ from notifier.explain import explain_routes
 from notifier.fanout.backlog import Backlog
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.janitor import Janitor
+from notifier.fanout.sweeper import Sweeper
 from notifier.jobs.worker import JobsService
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.moderation.components import Components
@@ -96,7 +97,14 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
             screen=_screener(settings, redis),
         )
         janitor = Janitor(client, settings.fanout, partitions=settings.ingest.partitions)
-        services += [worker, janitor]
+        sweeper = Sweeper(
+            client,
+            settings.feeds,
+            horizon_ms=settings.register_horizon_ms,
+            users_per_round=settings.fanout.sweep_users,
+            interval_ms=settings.fanout.maintenance_interval_ms,
+        )
+        services += [worker, janitor, sweeper]
     if role in {"api", "up"}:
         pressure = Pressure(client, settings.ingest)
         recent = RecentAppends(settings.ingest.recovery_keep_s, settings.ingest.recovery_keep_events)

@@ -83,7 +83,8 @@ def expires_at(token: str) -> float | None:
 class InboxClient:
     """`await client.run()` until `stop()` (or a fatal close, raised as ClientStopped).
     `inbox` is the state; `cursor` the last position seen (opaque); `on_change(inbox)` is called
-    after every change, load and reload."""
+    after every change, load and reload; `on_feed(change)` with every home-feed change (`add`
+    with the post, or `remove`), which moves the cursor too. After a refetch, reload the feed."""
 
     def __init__(
         self,
@@ -92,6 +93,7 @@ class InboxClient:
         load: Loader,
         *,
         on_change: Callable[[Inbox], None] | None = None,
+        on_feed: Callable[[Json], None] | None = None,
         backoff_base_s: float = 0.25,
         backoff_cap_s: float = 10.0,
         refresh_margin_s: float = 30.0,
@@ -104,6 +106,7 @@ class InboxClient:
         self._token = token
         self._load = load
         self._on_change = on_change
+        self._on_feed = on_feed
         self._base_s = backoff_base_s
         self._cap_s = backoff_cap_s
         self._margin_s = refresh_margin_s
@@ -192,6 +195,10 @@ class InboxClient:
             self.inbox.apply(frame["change"])
             self.cursor = frame["cursor"]
             self._changed()
+        elif kind == "feed":
+            if self._on_feed is not None:
+                self._on_feed(frame["change"])
+            self.cursor = frame["cursor"]
         elif kind == "refetch":  # the cursor cannot be resumed: reload, then continue from here
             await self._reload()
             self.cursor = frame["cursor"]

@@ -25,9 +25,10 @@ STANDARD_CLOSES: Final = {
 }
 RESUME_FLOW: Final = """\
 Connect to /v1/ws and send `auth` (with the last `cursor` you saw, if any) within the deadline.
-The gateway replays every change after the cursor as `change` frames, then sends `ready`, then
-relays live changes; remember each frame's `cursor`. If the cursor cannot be resumed (trimmed, or
-from another epoch) it sends `refetch` instead: reload the inbox over REST, then continue from the
+The gateway replays every change after the cursor as `change` (inbox) and `feed` (home feed)
+frames, then sends `ready`, then relays live changes; remember each frame's `cursor` (both kinds
+share one numbered log). If the cursor cannot be resumed (trimmed, or from another epoch) it sends
+`refetch` instead: reload the inbox, then the home feed, over REST, then continue from the
 refetch's `cursor`. Cursors are opaque strings. Before the token's `exp`, send `auth` again with a
 fresh token of the same user. Close codes: reconnect with backoff (keeping the cursor) after 1001,
 1006, 1011, 1012, 4429, 4503, 4504, 4505; never after 4400, 4401, 4403 (fix the request or sign in
@@ -39,6 +40,7 @@ def document(version: str) -> dict[str, Any]:
     server = {
         "ready": protocol.ReadyFrame,
         "change": protocol.ChangeFrame,
+        "feed": protocol.FeedFrame,
         "refetch": protocol.RefetchFrame,
         "pong": protocol.PongFrame,
         "error": protocol.ErrorFrame,

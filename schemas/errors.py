@@ -9,6 +9,7 @@ from typing import Final, NamedTuple
 class Reason(StrEnum):
     MALFORMED = "malformed"  # not JSON, or not the shape the contract requires
     INVALID = "invalid"  # well-formed JSON that breaks the contract
+    TOO_LATE = "too_late"  # an event older than the views' horizon (feeds/horizon.py)
     TOO_LARGE = "too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     UNAUTHORIZED = "unauthorized"
@@ -39,6 +40,7 @@ class WireCodes(NamedTuple):
 CODES: Final[dict[Reason, WireCodes]] = {
     Reason.MALFORMED: WireCodes(400, 4400),
     Reason.INVALID: WireCodes(422, 4422),
+    Reason.TOO_LATE: WireCodes(422, 4422),
     Reason.TOO_LARGE: WireCodes(413, 4413),
     Reason.UNSUPPORTED_MEDIA_TYPE: WireCodes(415, 4415),
     Reason.UNAUTHORIZED: WireCodes(401, 4401),

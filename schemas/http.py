@@ -29,7 +29,13 @@ class EventVerdict(msgspec.Struct):
     status: Literal["accepted", "duplicate", "rejected"]
     id: str | None = None
     position: Annotated[str | None, msgspec.Meta(description="PARTITION/STREAM-ID in the log")] = None
-    error: str | None = None
+    error: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="why it was rejected: invalid, malformed, forbidden, conflict, or too_late "
+            "(occurred_at older than NOTIFIER_INGEST_MAX_LATENESS_S: past the views' horizon)"
+        ),
+    ] = None
     detail: str | None = None
     pointer: str | None = None
 

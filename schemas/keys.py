@@ -6,6 +6,7 @@ dedupe keys and dead letters share `{p}`, so every script stays in one Redis Clu
 
 from __future__ import annotations
 
+import zlib
 from typing import Final
 
 from .partition_tags import PARTITION_TAGS
@@ -71,9 +72,19 @@ def ingest_recovery() -> str:
 
 def toggles(user_id: str) -> str:
     """Hash: item -> last-writer-wins register (state, time, event id, and for likes and follows
-    the group) of what reached the user; and, under `#` fields, the inbox's state: the change
-    log's epoch and last change number, the unread count."""
+    the group) of what reached the user; under `#`, the inbox's state: the change log's epoch
+    and last change number, the unread count; under `<`, the time up to which registers were
+    trimmed (feeds/horizon.py)."""
     return f"ni:{_user(user_id)}"
+
+
+TOGGLES_PATTERN: Final = "ni:{u:*"  # every user's `toggles` (SCAN MATCH)
+
+
+def user_of_toggles(key: bytes | str) -> str:
+    """The user whose `toggles` key this is."""
+    text = key.decode() if isinstance(key, bytes) else key
+    return text[len("ni:{u:") : -1]
 
 
 def inbox(user_id: str) -> str:
@@ -105,10 +116,17 @@ def changelog(user_id: str) -> str:
 
 
 def followers(user_id: str) -> str:
-    """Sorted set: who follows the user, by the time of their follow (kept by the inbox's apply
-    from the follow's last-writer-wins register). Replaced the set `followers:`: a
-    `notifier replay --fresh` after upgrading rebuilds it from the log."""
+    """Sorted set: who follows the user, by the time of their follow (feeds/lua/graph_follow.lua,
+    from `follower_registers`). Replaced the set `followers:`: a `notifier replay --fresh` after
+    upgrading rebuilds it from the log."""
     return f"fo:{_user(user_id)}"
+
+
+def follower_registers(user_id: str) -> str:
+    """Hash: follower -> last-writer-wins register "STATE TIME_MS EVENT_ID" of their follow of
+    the user (feeds/lua/graph_follow.lua; the inbox's follow item kept it before, so a follow
+    whose notification was dropped by a preference was missing from `followers`)."""
+    return f"fe:{_user(user_id)}"
 
 
 def following_registers(user_id: str) -> str:
@@ -133,16 +151,32 @@ def timeline(user_id: str) -> str:
     return f"tl:{_user(user_id)}"
 
 
+def post_tombstones(user_id: str) -> str:
+    """Sorted set: the author's deleted posts by the acceptance time (ms) of their deletion, so
+    their tombstones in `post_records` are forgotten once the event log no longer holds it."""
+    return f"tx:{_user(user_id)}"
+
+
 def home(user_id: str) -> str:
     """Sorted set: the user's home feed as pushed at write time, `AUTHOR|POST` by post time, the
     newest `max_home` kept (feeds/home.py; what is shown is filtered and merged at read)."""
     return f"hf:{_user(user_id)}"
 
 
-def pulled_authors() -> str:
-    """Set: authors who published a post while at or above the celebrity threshold; their posts
-    are merged into their followers' home feeds at read time instead of pushed."""
-    return "feed:pulled"
+def feed_pushes(user_id: str) -> str:
+    """Hash: the author's write-time fan-outs in progress, `OP` + post -> the followers cursor
+    (feeds/ranked.py) a resumed push continues after; a finished one is deleted (feeds/home.py)."""
+    return f"fp:{_user(user_id)}"
+
+
+PULLED_SHARDS: Final = 16
+
+
+def pulled_authors(author: str) -> str:
+    """Set, one of PULLED_SHARDS by the author's CRC32 (each its own cluster slot, tagged like a
+    partition): the authors who published a post while at or above the celebrity threshold;
+    their posts are merged into their followers' home feeds at read time instead of pushed."""
+    return f"feed:pulled:{_partition(zlib.crc32(author.encode()) % PULLED_SHARDS)}"
 
 
 def preferences(user_id: str) -> str:
@@ -195,12 +229,15 @@ DERIVED_PATTERNS: Final = (
     "na:{u:*",
     "nc:{u:*",
     "fo:{u:*",
+    "fe:{u:*",
     "fr:{u:*",
     "fg:{u:*",
     "tp:{u:*",
     "tl:{u:*",
+    "tx:{u:*",
     "hf:{u:*",
-    "feed:pulled",
+    "fp:{u:*",
+    "feed:pulled*",  # the shards, and the one global set before them
     # the families of the layout before the compact one: nothing reads them any more
     "followers:{u:*",
     "nt:{u:*",

@@ -9,8 +9,9 @@ scripts' source, so Lua and Python share every number and separator.
 - A change-log entry starts with its check as CHECK_BYTES big-endian bytes, CHECK_MIN to
   2 * CHECK_MIN - 1 (so its first byte is >= 128; an entry logged before checks starts with its
   op letter: check 0).
-- A published change: `EPOCH N CHECK[@MS[@TRACEPARENT]] PAYLOAD` (the tag after the check: the
-  event's acceptance time and trace context, for the gateway's push latency and tracing).
+- A published change: `EPOCH N CHECK[@MS[@TRACEPARENT]] [FEED_MARK]PAYLOAD` (the tag after the
+  check: the event's acceptance time and trace context, for the gateway's push latency and
+  tracing; FEED_MARK leads a home-feed change, which shares the inbox's log).
 - The user's state (`keys.toggles` field `#`): last change number (STATE_SEQ_BYTES, below 2^40,
   so its first byte is 0), unread count (STATE_UNREAD_BYTES, signed), actors shown per group
   (1 byte), then the log's epoch; written before as the text `EPOCH SEQ UNREAD SHOWN` (first
@@ -29,7 +30,9 @@ CHECK_MIN: Final = 2**23
 CHECK_BYTES: Final = 3
 PUBLISHED_SEPARATOR: Final = " "
 TAG_SEPARATOR: Final = "@"
+FEED_MARK: Final = "F"
 STATE_FIELD: Final = "#"
+HORIZON_FIELD: Final = "<"  # the user's trimmed horizon (a time): feeds/horizon.py
 STATE_SEQ_BYTES: Final = 6
 STATE_UNREAD_BYTES: Final = 4
 
@@ -86,6 +89,7 @@ class Published:
     payload: str
     accepted_ms: str = ""  # '' when untagged
     traceparent: str = ""  # '' when none
+    feed: bool = False  # a home-feed change (its payload is led by FEED_MARK on the wire)
 
 
 def push_tag(accepted_ms: int, traceparent: str = "") -> str:
@@ -96,7 +100,8 @@ def push_tag(accepted_ms: int, traceparent: str = "") -> str:
 
 def format_published(change: Published) -> str:
     tag = push_tag(int(change.accepted_ms), change.traceparent) if change.accepted_ms else ""
-    fields = (change.epoch, str(change.number), f"{change.check}{tag}", change.payload)
+    payload = f"{FEED_MARK}{change.payload}" if change.feed else change.payload
+    fields = (change.epoch, str(change.number), f"{change.check}{tag}", payload)
     return PUBLISHED_SEPARATOR.join(fields)
 
 
@@ -104,7 +109,10 @@ def parse_published(message: str) -> Published:
     epoch, number, tagged, payload = message.split(PUBLISHED_SEPARATOR, 3)
     check, _, tag = tagged.partition(TAG_SEPARATOR)
     accepted_ms, _, traceparent = tag.partition(TAG_SEPARATOR)
-    return Published(epoch, int(number), int(check), payload, accepted_ms, traceparent)
+    feed = payload.startswith(FEED_MARK)
+    if feed:
+        payload = payload[len(FEED_MARK) :]
+    return Published(epoch, int(number), int(check), payload, accepted_ms, traceparent, feed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +161,9 @@ LUA_CONSTANTS: Final[dict[str, str]] = {
     "CHECK_MIN": str(CHECK_MIN),
     "CHECK_BYTES": str(CHECK_BYTES),
     "PUBLISHED_SEPARATOR": _lua_string(PUBLISHED_SEPARATOR),
+    "FEED_MARK": _lua_string(FEED_MARK),
     "STATE_FIELD": _lua_string(STATE_FIELD),
+    "HORIZON_FIELD": _lua_string(HORIZON_FIELD),
     "STATE_FORMAT": _lua_string(f">I{STATE_SEQ_BYTES}i{STATE_UNREAD_BYTES}B"),
     "STATE_SEQ_BYTES": str(STATE_SEQ_BYTES),
     "STATE_UNREAD_BYTES": str(STATE_UNREAD_BYTES),

@@ -54,8 +54,23 @@ class ChangeFrame(msgspec.Struct, frozen=True, tag_field="type", tag="change"):
     ]
 
 
+Cursor = Annotated[str, msgspec.Meta(description="opaque: the resume point")]
+FeedChange = Annotated[
+    dict[str, Any],
+    msgspec.Meta(description="op add (post: id, author, kind, text, visibility, at) or remove (author, id)"),
+]
+
+
+class FeedFrame(msgspec.Struct, frozen=True, tag_field="type", tag="feed"):
+    """One change to the home feed, numbered in the same log as the inbox's: remember `cursor`."""
+
+    cursor: Cursor
+    change: FeedChange
+
+
 class RefetchFrame(msgspec.Struct, frozen=True, tag_field="type", tag="refetch"):
-    """The cursor cannot be resumed: reload the inbox over REST, then continue from `cursor`."""
+    """The cursor cannot be resumed: reload the inbox then the home feed over REST, then continue
+    from `cursor`."""
 
     reason: str
     cursor: str
@@ -75,6 +90,21 @@ class ErrorFrame(msgspec.Struct, frozen=True, tag_field="type", tag="error"):
 def change(cursor: str, payload: str) -> str:
     """A change to the user's inbox; `payload` is the change-log entry's JSON object."""
     return '{"type":"change","cursor":"' + cursor + '","change":' + payload + "}"
+
+
+def feed(cursor: str, payload: str) -> str:
+    """A change to the user's home feed; `payload` is `feed_added` or `feed_removed`."""
+    return '{"type":"feed","cursor":"' + cursor + '","change":' + payload + "}"
+
+
+def feed_added(post: bytes) -> bytes:
+    """A feed change: `post` (its JSON record, feeds/timeline.py) was pushed into the feed."""
+    return b'{"op":"add","post":' + post + b"}"
+
+
+def feed_removed(author: str, post: str) -> bytes:
+    """A feed change: `author`'s `post` left the feed (deleted, or its author unfollowed)."""
+    return _encode.encode({"op": "remove", "author": author, "id": post})
 
 
 def ready(user: str, cursor: str, replayed: int) -> str:

@@ -54,6 +54,8 @@ export interface InboxClientOptions {
   load: () => Promise<InboxPage>;
   storage?: CursorStorage;
   onChange?: (inbox: Inbox) => void;
+  /** each home-feed change: {op: "add", post} or {op: "remove", author, id}; after a refetch, reload the feed too */
+  onFeed?: (change: Record<string, unknown>) => void;
   backoffBaseMs?: number;
   backoffCapMs?: number;
   refreshMarginS?: number;

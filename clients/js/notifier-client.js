@@ -70,12 +70,13 @@ export class InboxClient {
     load,
     storage = memoryStorage(),
     onChange = () => {},
+    onFeed = () => {},
     backoffBaseMs = 250,
     backoffCapMs = 10_000,
     refreshMarginS = 30,
     WebSocket: Socket = globalThis.WebSocket,
   }) {
-    Object.assign(this, { url, token, load, storage, onChange, backoffBaseMs, backoffCapMs });
+    Object.assign(this, { url, token, load, storage, onChange, onFeed, backoffBaseMs, backoffCapMs });
     this.refreshMarginMs = refreshMarginS * 1000;
     this.Socket = Socket;
     this.inbox = new Inbox();
@@ -203,6 +204,10 @@ export class InboxClient {
       this.inbox.apply(frame.change);
       this.storage.set(frame.cursor);
       this.onChange(this.inbox);
+    } else if (frame.type === "feed") {
+      // a home-feed change ({op: "add", post} or {op: "remove", author, id}) in the same log
+      this.onFeed(frame.change);
+      this.storage.set(frame.cursor);
     } else if (frame.type === "refetch") {
       await this.reload();
       this.storage.set(frame.cursor);

@@ -4,13 +4,13 @@
 -- ARGV after the head, per item (feeds/inbox.py): FIELDS: actors prefix, channel, item, state
 --   (a active | i inactive | x retracted for good), time ms, event id, group id, actor, push tag
 --   (layouts.push_tag, or ''); then for a comment or a mention (item c|... or m|...) post,
---   comment, text; for a follow (f|...) whether it maintains the followers (1|0: a mute does
---   not). The verb is the item's kind (VERBS). Every argument costs Redis ~1,000 instructions:
---   a like sends none it does not use.
--- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), or the
--- error's text. One call applies several items (they share the call's fixed cost), each in its
+--   comment, text. The verb is the item's kind (VERBS). Every argument costs Redis ~1,000
+--   instructions: a like sends none it does not use.
+-- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), -1 refused
+-- (older than the user's trimmed horizon: feeds/horizon.py), or the error's text. One call
+-- applies several items (they share the call's fixed cost), each in its
 -- own pcall: an item that fails (a key of the wrong type) leaves the others applied.
-local FIELDS, SINGLE_FIELDS, FOLLOW_FIELDS = 9, 3, 1
+local FIELDS, SINGLE_FIELDS = 9, 3
 
 -- Whether this call checked the type of a change log (once per user: see apply).
 local CHECKED = {}
@@ -68,9 +68,13 @@ local function apply(a)  -- a: ARGV index before the item's fields
   local kind = item:sub(1, 1)
 
   -- The register (schemas/layouts.py): state, time, event id, and for an active like or follow
-  -- REGISTER_WINDOW + the window of its group (like:POST:WINDOW, follow:WINDOW: the rest is in the item, l|POST|ACTOR
-  -- or f|ACTOR, see items.py).
-  local _, old = state(item)
+  -- REGISTER_WINDOW + the window of its group (like:POST:WINDOW, follow:WINDOW: the rest is in
+  -- the item, l|POST|ACTOR or f|ACTOR, see items.py). Read with the state and the horizon.
+  local _, old, horizon = state(item, HORIZON_FIELD)
+  -- No register: the item is new, or its register was trimmed (trim.lua). An event at or below
+  -- the user's trimmed horizon could be one that register outranked: refused (-1), never
+  -- applied blindly. A retraction is final whatever came before: it always applies.
+  if not old and st ~= 'x' and horizon and ts <= unpack_ms(horizon) then return -1 end
   local old_state, old_ts, old_gid = 'none', nil, ''
   local window = st == 'a' and (kind == 'l' or kind == 'f') and gid:match('[^:]*$') or nil
   if old then
@@ -129,9 +133,6 @@ local function apply(a)  -- a: ARGV index before the item's fields
     return 1
   end
 
-  if kind == 'f' and ARGV[a + 10] == '1' then  -- maintain the followers
-    if st == 'a' then redis.call('ZADD', K_FOLLOWERS, ARGV[a + 5], actor) else redis.call('ZREM', K_FOLLOWERS, actor) end
-  end
   -- an actor's member in a group's set is the time of the item's register and the actor
   local new_gid = st == 'a' and gid or ''
   local old_member = old_state == 'a' and old:sub(2, MS_BYTES + 1) .. actor or nil
@@ -149,8 +150,8 @@ local results, channels, starts = {}, {}, {}
 local a = BASE
 while a < #ARGV do
   starts[#starts + 1], channels[#channels + 1] = a, ARGV[a + 2]
-  local kind = ARGV[a + 3]:byte(1)  -- c 99, m 109, f 102
-  a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or kind == 102 and FOLLOW_FIELDS or 0)
+  local kind = ARGV[a + 3]:byte(1)
+  a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)  -- c, m
 end
 listen(channels)
 for i, a in ipairs(starts) do

@@ -181,8 +181,14 @@ else
   end
 end
 local S
-local function state(item)
-  local r = item and redis.call('HMGET', K_ITEMS, item, STATE_FIELD) or {false, redis.call('HGET', K_ITEMS, STATE_FIELD)}
+-- state(item, extra): also the register of `item` and the hash's field `extra` (apply: the horizon).
+local function state(item, extra)
+  local r
+  if extra then
+    r = redis.call('HMGET', K_ITEMS, item, STATE_FIELD, extra)
+  else
+    r = item and redis.call('HMGET', K_ITEMS, item, STATE_FIELD) or {false, redis.call('HGET', K_ITEMS, STATE_FIELD)}
+  end
   local raw, epoch, seq, unread, shown = r[2], nil, 0, 0, nil
   if raw and raw:byte(1) == 0 then
     epoch, seq, unread, shown = unpack_state(raw)
@@ -192,7 +198,7 @@ local function state(item)
   end
   S = {epoch = epoch, seq = seq, unread = unread, dirty = false}
   if SHOWN == 0 then SHOWN = shown or 3 end
-  return S, r[1]
+  return S, r[1], r[3]
 end
 -- Write the state back if it changed, with the register of `item` if given.
 local function save(item, register)
@@ -273,6 +279,9 @@ end
 
 -- A change as JSON: {"op":OP,"unread":N,"unseen":N + `tail`: its other fields and the closing brace.
 local OPS = {u = 'upsert', d = 'remove', r = 'read', s = 'seen'}
+-- Home-feed changes share the log (feeds/lua/feed_push.lua): `p` a post pushed into the feed,
+-- `q` one taken out; REF is AUTHOR|POST. Published and replayed behind FEED_MARK
+-- (schemas/layouts.py).
 local function change_json(op, unread, tail)
   return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. ',"unseen":' .. int(unseen()) .. tail
 end
@@ -321,7 +330,10 @@ end
 local HOLD_UPSERTS, HELD = false, nil  -- HELD: {seq, unread, tail, dropped ids as JSON}
 local function publish(seq, op, unread, tail)
   local sep = PUBLISHED_SEPARATOR
-  redis.call('PUBLISH', CHANNEL, S.epoch .. sep .. int(seq) .. sep .. CHECK .. TAG .. sep .. change_json(op, unread, tail))
+  -- a home-feed change (an op OPS does not name) is published as FEED_MARK and its payload,
+  -- built by schemas/protocol.py (feeds/changelog.py `published` parses both kinds)
+  local payload = OPS[op] and change_json(op, unread, tail) or FEED_MARK .. tail
+  redis.call('PUBLISH', CHANNEL, S.epoch .. sep .. int(seq) .. sep .. CHECK .. TAG .. sep .. payload)
 end
 -- Publish the held upsert, if any (apply: after each item).
 local function flush()

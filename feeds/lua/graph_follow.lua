@@ -1,9 +1,10 @@
--- Apply follows and unfollows to one user's following list: a last-writer-wins register per
--- followed user, so applying the same event twice, or follows and unfollows in any order, ends
--- in the same list (the inbox keeps the other side, the followed user's followers, the same way).
--- KEYS: 1 registers (hash: followed -> "STATE TIME_MS EVENT_ID"), 2 following (sorted set by
---   follow time). Both of the follower's slot.
--- ARGV: FIELDS per op: followed user, state (a follows | i unfollowed | x retracted for good),
+-- Apply follows and unfollows to one side of the follow graph, one user's following list or
+-- followers list: a last-writer-wins register per other user, so applying the same event twice,
+-- or follows and unfollows in any order, ends in the same list (feeds/graph.py runs both sides
+-- from the same ops, so they agree).
+-- KEYS: 1 registers (hash: other user -> "STATE TIME_MS EVENT_ID"), 2 the list (sorted set by
+--   follow time). Both of the one user's slot.
+-- ARGV: FIELDS per op: the other user, state (a follows | i unfollowed | x retracted for good),
 --   time ms, event id.
 -- Returns per op the follow's state once applied (a | i | x): what the home feed acts on, the
 -- same whether this call changed it or an earlier delivery did.

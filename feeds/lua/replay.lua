@@ -56,7 +56,9 @@ end
 for _, e in ipairs(entries) do
   local op, unread, ref = e[1], e[2], e[3]
   local tail
-  if op == 'r' then
+  if op == 'p' or op == 'q' then  -- a home-feed change: feeds/changelog.py renders it
+    tail = FEED_MARK .. op .. ref
+  elseif op == 'r' then
     tail = read_tail(ref)
   elseif op == 's' then
     tail = seen_tail(ref)
@@ -67,6 +69,6 @@ for _, e in ipairs(entries) do
     end
   end
   out[#out + 1] = e[4]
-  out[#out + 1] = change_json(op, unread, tail)
+  out[#out + 1] = OPS[op] and change_json(op, unread, tail) or tail
 end
 return out

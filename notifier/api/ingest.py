@@ -77,6 +77,10 @@ def check_event(
     if event.at_ms > now_ms + settings.max_clock_skew_s * 1000:
         detail = f"occurred_at is more than {settings.max_clock_skew_s}s in the future"
         return None, Rejected(Reason.INVALID, detail, pointer + "/occurred_at")
+    if settings.max_lateness_s and event.at_ms < now_ms - settings.max_lateness_s * 1000:
+        # past the views' horizon (feeds/horizon.py): what it would undo may be trimmed already
+        detail = f"occurred_at is more than {settings.max_lateness_s}s in the past"
+        return None, Rejected(Reason.TOO_LATE, detail, pointer + "/occurred_at")
     return event, None
 
 

@@ -23,6 +23,7 @@ TYPE_PREFIX: Final = "urn:notifier:problem:"  # + the reason: stable, and the sa
 TITLES: Final[dict[Reason, str]] = {
     Reason.MALFORMED: "Request body is not valid JSON",
     Reason.INVALID: "Request breaks the contract",
+    Reason.TOO_LATE: "Event older than the views' horizon",
     Reason.TOO_LARGE: "Request too large",
     Reason.UNSUPPORTED_MEDIA_TYPE: "Unsupported media type",
     Reason.UNAUTHORIZED: "Not authenticated",

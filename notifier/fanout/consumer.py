@@ -18,6 +18,7 @@ from feeds import graph, timeline
 from feeds.changelog import push_tag
 from feeds.cluster import REDIS_UNAVAILABLE
 from feeds.home import HomeFeeds
+from feeds.horizon import BeyondHorizon
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
@@ -84,6 +85,7 @@ class FanoutWorker:
         self._blocking = blocking
         self._screen = screen
         self._stopping = anyio.Event()
+        self._waiting = dict.fromkeys(self._partitions, 0)  # fan-outs waiting for a next slice
         self.stats = Stats()
         self._metrics = metrics.current()
         self._traced = tracing.current()
@@ -111,7 +113,7 @@ class FanoutWorker:
             await self._ensure_group(p)
             await self._read_history(p)
             while entries := await self._read(p, block=False):
-                await self._process(p, entries)
+                await self._process_all(p, entries)
         return self.stats.applied + self.stats.dead_lettered - before
 
     async def reclaim(self, partition: int, min_idle_ms: int | None = None) -> int:
@@ -147,7 +149,7 @@ class FanoutWorker:
             self._lost(partition, entry_id)
         self.stats.reclaimed += len(claimed)
         self._metrics.reclaimed.inc(len(claimed))
-        await self._process(partition, claimed)
+        await self._process_all(partition, claimed)
         return len(claimed)
 
     def _lost(self, partition: int, entry_id: bytes) -> None:
@@ -183,7 +185,8 @@ class FanoutWorker:
                         next_claim = time.monotonic() + self._settings.claim_interval_ms / 1000
                     await slots.acquire()
                     try:
-                        entries = await self._read(partition, block=True)
+                        # a fan-out waiting for its next slice: no blocking read in its way
+                        entries = await self._read(partition, block=not self._waiting[partition])
                     except BaseException:
                         slots.release()
                         raise
@@ -212,16 +215,32 @@ class FanoutWorker:
         """Finish the batch in hand even when stopping; if cut short (Redis failed, or refused
         with an error reply such as NOPERM), its entries stay pending and are reclaimed. An error
         reply holds the batch's slot through a backoff, so the partition slows down meanwhile."""
+        held = True
         try:
-            with anyio.CancelScope(shield=True):
-                await self._process(partition, entries)
-            backoff.reset()
+            while entries:
+                with anyio.CancelScope(shield=True):
+                    entries = await self._process(partition, entries)
+                backoff.reset()
+                if not entries or self._stopping.is_set():
+                    break  # an unfinished fan-out left pending resumes after the restart
+                # a fan-out with followers left: the partition's next batch goes first (the
+                # reader does not block while we wait), then the next slice
+                self._waiting[partition] += 1
+                held = False
+                slots.release()
+                try:
+                    await slots.acquire()
+                    held = True
+                finally:
+                    self._waiting[partition] -= 1
+                await self._touch(partition, entries)
         except REDIS_UNAVAILABLE as exc:
             log.warning("batch left pending partition=%d entries=%d: %s", partition, len(entries), exc)
         except ResponseError as exc:
             await self._redis_error(partition, exc, backoff, entries=len(entries))
         finally:
-            slots.release()
+            if held:
+                slots.release()
 
     async def _redis_error(
         self, partition: int, exc: ResponseError, backoff: Backoff, *, entries: int = 0
@@ -253,7 +272,7 @@ class FanoutWorker:
             entries: list[Entry] = reply[0][1] if reply else []
             if not entries:
                 return
-            await self._process(partition, entries)
+            await self._process_all(partition, entries)
             start = entries[-1][0]
 
     async def _read(self, partition: int, *, block: bool) -> list[Entry]:
@@ -266,7 +285,29 @@ class FanoutWorker:
         )
         return reply[0][1] if reply else []
 
-    async def _process(self, partition: int, entries: Sequence[Entry]) -> None:
+    async def _process_all(self, partition: int, entries: Sequence[Entry]) -> None:
+        """Process `entries` to the end of every fan-out they start, keeping the unfinished ones
+        ours between slices (reclaim, history, drain)."""
+        while entries:
+            entries = await self._process(partition, entries)
+            await self._touch(partition, entries)
+
+    async def _touch(self, partition: int, entries: Sequence[Entry]) -> None:
+        """Reset the idle time of pending `entries` (a fan-out between two slices), so no other
+        worker reclaims them while this one is alive (XCLAIM JUSTID counts no delivery)."""
+        if entries:
+            await self._redis.xclaim(
+                keys.events(partition),
+                keys.FANOUT_GROUP,
+                self.consumer,
+                0,
+                [e[0] for e in entries],
+                justid=True,
+            )
+
+    async def _process(self, partition: int, entries: Sequence[Entry]) -> list[Entry]:
+        """Apply and acknowledge `entries`; the ones whose home-feed fan-out has followers left
+        (their position stored: process them again to continue) stay pending and are returned."""
         started = time.perf_counter()
         events: list[LoggedEvent] = []
         for entry_id, fields in entries:
@@ -281,11 +322,12 @@ class FanoutWorker:
                 self.stats.dead_lettered += 1
                 self._metrics.dead_lettered.inc()
         if not events:
-            return
+            return []
         # moderation: screened events not returned are held or dropped, and acked all the same
         apply = events if self._screen is None else await self._screen.screen(events)
-        failed = await apply_events(self._inbox, self._limits, apply, self._metrics, self._traced)
-        done = [e.entry_id for e in events if e.entry_id not in failed]
+        unfinished: set[bytes] = set()
+        failed = await apply_events(self._inbox, self._limits, apply, self._metrics, self._traced, unfinished)
+        done = [e.entry_id for e in events if e.entry_id not in failed and e.entry_id not in unfinished]
         if failed:
             self.stats.failed += len(failed)
             self._metrics.events_failed.inc(len(failed))
@@ -308,6 +350,7 @@ class FanoutWorker:
                 )
         self._metrics.apply_seconds.observe(time.perf_counter() - started)
         log.debug("batch partition=%d applied=%d failed=%d", partition, len(done), len(failed))
+        return [e for e in entries if e[0] in unfinished]
 
 
 async def apply_events(
@@ -316,12 +359,15 @@ async def apply_events(
     events: Sequence[LoggedEvent],
     counted: metrics.Metrics | None = None,
     traced: tracing.Tracing | None = None,
+    unfinished: set[bytes] | None = None,
 ) -> dict[bytes, str]:
     """Apply every item of `events` the recipients' preferences let through in one round trip
     (one more reads the preferences; the follow graph's and the timelines' changes take one more
     each, when there are any), then the home feeds' (feeds/home.py); the error of each event
     that failed. `counted` counts the items written; `traced` traces the batch, each event and
-    each item."""
+    each item. Given `unfinished`, a home-feed fan-out runs one slice and the events with
+    followers left are added to it (apply them again to continue); else every fan-out runs to
+    its end."""
     planned: list[tuple[LoggedEvent, ItemOp]] = []
     follow_ops: list[graph.FollowOp] = []
     post_ops: list[timeline.PostOp] = []
@@ -329,7 +375,7 @@ async def apply_events(
     post_owners: list[bytes] = []
     for logged in events:
         planned += [(logged, op) for op in plan(logged.event, limits)]
-        follows, posts = graph.plan(logged.event), timeline.plan(logged.event)
+        follows, posts = graph.plan(logged.event), timeline.plan(logged.event, logged.accepted_ms)
         follow_ops += follows
         post_ops += posts
         follow_owners += [logged.entry_id] * len(follows)
@@ -338,7 +384,6 @@ async def apply_events(
     kept = await PreferenceStore(inbox.redis).keep([op for _, op in planned])
     planned = [p for p, keep in zip(planned, kept, strict=True) if keep]
     ops = [op for _, op in planned]
-    owners = [logged.entry_id for logged, _ in planned]
     spans = None
     if traced is not None:
         from .spans import ApplySpans  # needs the tracing extra, which only a traced role has
@@ -360,10 +405,21 @@ async def apply_events(
     def fail(owner: bytes, error: BaseException) -> None:
         failed.setdefault(owner, f"{type(error).__name__}: {error}")
 
-    for owner, error in zip(owners, errors, strict=True):
-        if error is not None:
-            fail(owner, error)
+    refused: list[str] = []
+    for (logged, op), error in zip(planned, errors, strict=True):
+        if isinstance(error, BeyondHorizon):  # final: applying it again would be refused again
+            refused.append(f"{logged.event.id}>{op.user}")
+        elif error is not None:
+            fail(logged.entry_id, error)
+    if refused:
+        log.warning(
+            "refused items=%d beyond the recipients' trimmed horizon (older than its retention "
+            "and lateness bound), not applied: %s",
+            len(refused),
+            " ".join(refused[:10]),
+        )
     if counted is not None:
+        counted.items_beyond_horizon.inc(len(refused))
         counted.items_applied.inc(len(errors) - sum(e is not None for e in errors))
     # a follow between users who block each other is not written either (nor back-filled)
     kept_follows = await PreferenceStore(inbox.redis).keep_follows(follow_ops)
@@ -383,14 +439,24 @@ async def apply_events(
                 await home.drop_author(follow_op.follower, follow_op.user)
         except ResponseError as exc:
             fail(owner, exc)
+    accepted = {logged.entry_id: logged.accepted_ms for logged in events}
     for post_op, state, owner in zip(post_ops, post_states, post_owners, strict=True):
         try:
             if isinstance(state, BaseException):
                 raise state
             if post_op.state == "a" and state == "a":
-                await home.publish(post_op.author, post_op.post)
+                tag = push_tag(accepted[owner])
+                done = await home.publish(post_op.author, post_op.post, tag)
+                while not done and unfinished is None:
+                    done = await home.publish(post_op.author, post_op.post, tag)
             elif post_op.state == "x":
-                await home.retract_post(post_op.author, post_op.post)
+                done = await home.retract_post(post_op.author, post_op.post)
+                while not done and unfinished is None:
+                    done = await home.retract_post(post_op.author, post_op.post)
+            else:
+                done = True
+            if not done and unfinished is not None:
+                unfinished.add(owner)
         except ResponseError as exc:
             fail(owner, exc)
     return failed

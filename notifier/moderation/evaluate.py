@@ -20,15 +20,17 @@ from .policy import Action, Policy
 from .rules import Subject, TextClassifier
 from .ruleset import build_rules, evaluate
 
-SPLITS = ("dev", "held_out", "blind", "blind3")
+SPLITS = ("dev", "held_out", "blind", "blind3", "blind4", "blind5", "outside_a", "outside_b", "outside_c")
 
 
 class Sample(msgspec.Struct, frozen=True):
     text: str
     category: str
     abusive: bool  # must be held or dropped; otherwise must not be
-    split: str  # dev (tuned on) | held_out (drawn by hash, not tuned on) | blind (written after the rules)
-    evasion: str = ""  # spacing | leetspeak | homoglyph | fullwidth, or "" for the plain text
+    # dev (tuned on) | held_out (drawn by hash) | blind* (written after rules, then tuned on)
+    # | outside_* (written by writers who never saw the rules; see the README for which were read)
+    split: str
+    evasion: str = ""  # spacing | leetspeak | homoglyph | fullwidth | stars | hyphen | acronym | …, or ""
 
 
 @dataclass(frozen=True, slots=True)

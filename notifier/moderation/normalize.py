@@ -57,14 +57,24 @@ _MASKABLE: Final = (
     "asshole", "cunt", "dick", "dickhead", "bastard", "whore", "slut", "twat", "wanker", "piss",
     "damn", "hell", "crap", "retard", "faggot",
 )  # fmt: skip
+# Words a spelled-out run is read as ('f u c k y o u' -> 'fuck you'), when the run is all of them
+# or some of them with 'you' and a name after ('f u c k y o u b r a d' -> 'fuck you brad').
+_SPELLED: Final = frozenset(
+    (*_MASKABLE, "you", "u", "your", "ur", "yourself", "off", "up", "go", "screw", "shut", "loser", "idiot")
+)
+_SPELLED_LONGEST: Final = max(map(len, _SPELLED))
+_ADDRESSEE: Final = frozenset({"you", "u", "your", "ur", "yourself"})
 _ONE_LETTER_WORDS: Final = frozenset("aiur")  # 'a', 'I', 'u' (you), 'r' (are)
 _SPLIT_ARTICLE: Final = 5  # from this length on, such a run reads as that word + a spaced word
 _MASKED: Final = re.compile(r"[a-z]*\*+[a-z*]*")
 
 
+@lru_cache(maxsize=4096)  # the rules fold the same texts (links, quotes, canonical words)
 def fold(text: str) -> str:
     """NFKC (full-width, math and circled letters), casefold, look-alikes, accents and invisible
     characters removed. Keeps spacing and punctuation."""
+    if text.isascii():
+        return text.casefold()  # nothing to normalise, replace or remove in ASCII
     text = unicodedata.normalize("NFKC", text).casefold().translate(_CONFUSABLES)
     decomposed = unicodedata.normalize("NFKD", text)
     kept = (c for c in decomposed if unicodedata.category(c) not in {"Mn", "Cf"})
@@ -146,8 +156,32 @@ def spaced_runs_joined(words: list[str]) -> str:
             run = []
         elif len(run) >= _SPLIT_ARTICLE and run[0] in _ONE_LETTER_WORDS:
             out.append(run.pop(0))  # 'a d i c k h e a d' -> 'a dickhead'
-        out += ["".join(run)] if len(run) >= 3 else run
+        out += _spelled_words("".join(run)) if len(run) >= 3 else run
         run = []
         if word:
             out.append(word)
     return " ".join(out)
+
+
+def _spelled_words(joined: str) -> list[str]:
+    """A spelled-out run read as words: all of them known ('fuckoff' -> 'fuck off'), or known words
+    up to 'you' and one more word after it (a name); otherwise the run is one word ('scunthorpe')."""
+    words: list[str] = []
+    at = 0
+    while at < len(joined):
+        word = next(
+            (
+                joined[at:end]
+                for end in range(min(len(joined), at + _SPELLED_LONGEST), at, -1)
+                if joined[at:end] in _SPELLED
+            ),
+            None,
+        )
+        if word is None:
+            break
+        words.append(word)
+        at += len(word)
+    rest = joined[at:]
+    if len(words) >= 2 and (not rest or (words[-1] in _ADDRESSEE and len(rest) >= 3)):
+        return [*words, rest] if rest else words
+    return [joined]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Final, Protocol
 
 import msgspec
@@ -34,6 +35,7 @@ BUILTIN_BLOCKLIST: Final = (
     f"piss off={MILD}", f"effing={MILD}", f"f ing={MILD}",
 )  # fmt: skip
 # Inflections a whole-word entry also covers ('shitty', 'bitches', 'fucking').
+WORD_START: Final = r"(?<![a-z0-9])"
 _SUFFIXES: Final = "(?:s|es|ed|er|ers|ing|in|y|ty|ter|head|heads|face|hole|holes)?"
 
 
@@ -94,9 +96,22 @@ def parse_entry(spec: str) -> Entry:
     if not words:
         raise ValueError(f"blocklist entry {spec!r} has no letters")
     core = " ".join(letters(word, gap=" ?") for word in words)  # 'f u c k', 'fuuuck'
-    left = "" if open_left else r"(?<![a-z0-9])"
+    left = "" if open_left else WORD_START
     right = "[a-z0-9]*" if open_right else _SUFFIXES + r"(?![a-z0-9])"
     return Entry(body, left + core + right, score)
+
+
+def _alternatives(entries: Sequence[Entry]) -> str:
+    """One alternation of the entries, in order, each a named group `e<index>`. Consecutive entries
+    that start at a word start share one look-behind: the regex then tries the entries only at word
+    starts, not at every letter (~7x faster on the evaluation set, same matches)."""
+    parts = []
+    for closed, run in groupby(enumerate(entries), key=lambda ie: ie[1].pattern.startswith(WORD_START)):
+        body = "|".join(
+            f"(?P<e{i}>{e.pattern.removeprefix(WORD_START) if closed else e.pattern})" for i, e in run
+        )
+        parts.append(f"{WORD_START}(?:{body})" if closed else body)
+    return "|".join(parts)
 
 
 class BlocklistRule:
@@ -104,25 +119,25 @@ class BlocklistRule:
 
     def __init__(self, entries: Sequence[str]) -> None:
         self._entries = [parse_entry(e) for e in entries]
-        alternatives = "|".join(f"(?P<e{i}>{e.pattern})" for i, e in enumerate(self._entries))
-        self._regex = re.compile(alternatives or r"(?!)")
+        self._regex = re.compile(_alternatives(self._entries) or r"(?!)")
 
     def check(self, subjects: Sequence[Subject]) -> list[Verdict | None]:
         return [self._one(s.text) for s in subjects]
 
     def _one(self, text: str) -> Verdict | None:
-        """Terms in the writer's own words count in full; terms only inside a quote (reported
-        speech: 'he wrote "kys" under my post') count as mild at most."""
+        """Terms the writer asserts count in full; terms only inside a quote ('he wrote "kys" under
+        my post') or reported unquoted ('my sister told me to go die in a fire') count as mild at most."""
         said = speech(text)
-        hits = self._hits(said.own)
+        hits = self._hits(said.asserted)
         if hits:
             worst = max(hits.values(), key=lambda e: e.score)
             return Verdict(self.name, f"blocked terms: {', '.join(sorted(hits))}", worst.score)
-        quoted = self._hits(said.quoted)
-        if quoted:
-            worst = max(quoted.values(), key=lambda e: e.score)
-            reason = f"blocked terms, quoted: {', '.join(sorted(quoted))}"
-            return Verdict(self.name, reason, min(worst.score, MILD))
+        for how, part in (("quoted", said.quoted), ("reported", said.own)):
+            found = self._hits(part) if part.text and part != said.asserted else {}  # asserted had none
+            if found:
+                worst = max(found.values(), key=lambda e: e.score)
+                reason = f"blocked terms, {how}: {', '.join(sorted(found))}"
+                return Verdict(self.name, reason, min(worst.score, MILD))
         return None
 
     def _hits(self, text: Canonical) -> dict[str, Entry]:
@@ -137,7 +152,8 @@ class BlocklistRule:
 
 _COMMON_TLDS: Final = (
     "com|net|org|io|co|ru|info|biz|xyz|top|me|ly|gg|app|dev|site|online|shop|club|link|click"
-    "|tk|ml|ga|cf|gq|us|uk|de|fr|cn|su|cc|ws|to|live|store|win|bid|loan|vip|icu|buzz"
+    "|tk|ml|ga|cf|gq|us|uk|de|fr|cn|su|cc|ws|to|live|store|win|bid|loan|vip|icu|buzz|support|help|center"
+    "|services|page|website|tech|space|fun|pro|cloud|digital|email|network|security|review|claims|team|zone"
 )
 _DOT_EVASIONS: Final = re.compile(r"\s*(?:\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\s+dot\s+)\s*")
 _LINK: Final = re.compile(

@@ -73,17 +73,62 @@ BAIT: Final[dict[str, tuple[str, ...]]] = {
     ),
     # a stranger's opener: weak alone, a romance or bait scam's first line with a lure
     "stranger": (
-        "saw your profile", "saw your posts", "saw your pics", "i m new here", "im new here", "hi dear",
-        "hello dear", "hey dear",
+        "saw your profile", "saw your posts", "saw your pics", "saw your photos", "saw your pictures",
+        "i m new here", "im new here", "came across your profile", "admire your profile", "like your profile",
+        "interested to know you", "know you more", "know you better", "get to know you", "be friends",
+        "new to this app", "new on this app", "like your pics", "like your photos", "love your pics", "widow",
+        "widower", "offshore", "your smile", "come here often", "dear friend",
     ),
     "promo": ("followers", "likes for", "promo"),
     "free": ("free",),
     "urgency": ("now", "act now", "limited", "first 100", "guaranteed", "24 hours", "today only"),
     "account": (
         "verify", "suspended", "account will", "login", "log in", "password", "flagged", "locked",
-        "unusual activity", "restricted", "disabled", "confirm your", "secure",
+        "unusual activity", "restricted", "disabled", "confirm your", "secure", "billing", "payment details",
+        "payment method", "bank details", "card details", "membership", "update your", "payout", "on hold",
+        "identity", "appeal", "limited", "restore access", "closure", "deactivated", "violation", "sign in",
     ),
 }  # fmt: skip
+# A greeting with an endearment, from someone the person does not know ('hello dear', 'hi sweetheart')
+_ENDEARED: Final = re.compile(
+    r"^(?:\w+ )?(?:hi|hello|hey|hiya|good (?:day|morning|evening|afternoon)) (?:there )?(?:my )?"
+    r"(?:dear|sweetheart|sweetie|beautiful|gorgeous|handsome|pretty|darling|honey|beloved|love)\b"
+)
+# Asking to carry on somewhere private ('can we talk on whatsapp', 'message me privately')
+_MOVE: Final = re.compile(
+    r"(?<![a-z0-9])(?:talk|chat|continue|message|text|add|contact|reach|write|email|mail|dm|inbox|speak|move"
+    r"|connect|talking|chatting)(?: [a-z0-9]+){0,3} (?:(?:on|via|through|over|at|in) (?:whatsapp|whats app|wa"
+    r"|telegram|tg"
+    r"|hangouts|google chat|kik|signal|snap|snapchat|wechat|line|viber|skype|imo|email|gmail|private)"
+    r"|privately|in private)(?![a-z0-9])"
+)
+# Work talk that explains asking for an email ('saw your profile, can we chat about the job via email')
+_BUSINESS: Final = lexicon((
+    "job", "role", "position", "interview", "hiring", "recruiter", "project", "collab", "commission", "order",
+    "client", "contract", "invoice", "meeting",
+))  # fmt: skip
+# Trading-signal and 'passive income' bait: a promise of money made for the reader ('pays out daily',
+# '98% win rate', '$300 a day'), with a way in ('join before registration closes', 'last spots') or a
+# messenger's invite link, and a link to an unknown host.
+_EARNING: Final = re.compile(
+    r"(?<![a-z0-9])(?:pays? out|paying out|payouts?|pays (?:you|members|everyone)|paying (?:you|members|\d+)"
+    r"|passive income|win rate|trade calls|trading (?:bot|signals|group)|signals? (?:bot|group|channel|room)"
+    r"|copy (?:my |our )?trades|copy trading|forex|made \d+k?|auto trading|arbitrage"
+    r"|(?:daily|weekly|monthly|guaranteed|\d+ ?x?) (?:profits?|returns|roi|yield)"
+    r"|earn(?:s|ed|ing)? (?:\w+ ){0,2}(?:money|cash|income|profits?|while you sleep|from home|daily|weekly"
+    r"|monthly|a day|a week|per day|per week|\d\w*)"
+    r"|(?:\d+ ?k?) (?:\w+ ){0,3}(?:a day|a week|per day|daily|every (?:day|morning|week|24h|24 hours|hour)"
+    r"|this week|this month))(?![a-z0-9])"
+)
+_MULTIPLIED: Final = re.compile(r"(?<![\w.])\d+\s?x(?!\w)")  # '10x returns', over folded text
+_JOIN: Final = lexicon((
+    "join", "joining", "registration", "register", "sign up", "signup", "spots", "seats", "slots",
+    "places left", "closes", "closing", "fills", "filling", "last chance", "members", "vip", "group",
+    "channel",
+))  # fmt: skip
+MESSENGERS: Final = frozenset(
+    {"t.me", "telegram.me", "wa.me", "chat.whatsapp.com", "whatsapp.com", "discord.gg"}
+)
 STRONG: Final = frozenset({"prize", "crypto", "adult"})
 PHISHING: Final = "account"  # strong when a link to an unknown domain comes with it
 
@@ -99,6 +144,7 @@ class ScamRule:
 
     def __init__(self) -> None:
         self._bait = {kind: lexicon(words) for kind, words in BAIT.items()}
+        self._join = _JOIN
 
     def check(self, subjects: Sequence[Subject]) -> list[Verdict | None]:
         return [self._one(s.text) for s in subjects]
@@ -124,7 +170,17 @@ class ScamRule:
             )
         if unknown and (strong or len(kinds) >= 2):
             return Verdict(self.name, f"bait ({bait}) with a link to {', '.join(unknown)}", UNKNOWN)
-        if "lure" in kinds and (strong or "money" in kinds or len(kinds) >= 3):
+        joining = self._join.search(said.own.text) or MESSENGERS.intersection(unknown)
+        if unknown and joining and _EARNING.search(said.own.text):
+            return Verdict(
+                self.name, f"money-making promise with a link to join: {', '.join(unknown)}", UNKNOWN
+            )
+        stranger = "stranger" in kinds or bool(_ENDEARED.match(said.own.text))
+        if stranger and _MOVE.search(said.own.text) and not _BUSINESS.search(said.own.text):
+            return Verdict(self.name, f"a stranger's opener moving to a private channel ({bait})", UNKNOWN)
+        # money promised, not a word like 'daily' or 'invest' alone
+        promised = bool(money or _MULTIPLIED.search(said.outside) or _EARNING.search(said.own.text))
+        if "lure" in kinds and (strong or promised or len(kinds) >= 3):
             return Verdict(self.name, f"lure to a private channel with bait ({bait})", UNKNOWN)
         if shortened:
             return Verdict(self.name, f"link shortener hides the destination: {', '.join(shortened)}", MILD)

@@ -12,13 +12,19 @@ from typing import Final
 from .normalize import Canonical, canonical, fold
 
 # "…", “…”, «…», ‘…’, and '…' that opens at a word start and closes at a word end (so the
-# apostrophes in "don't" and "you're" open nothing)
-_QUOTED: Final = re.compile(r"\"[^\"]*\"|“[^”]*”|«[^»]*»|‘[^’]*’|(?<![\w'])'[^']+'(?![\w'])")
+# apostrophes in "don't" and "you're" open nothing, and one inside a quote ends none:
+# 'you're a stupid head')
+_QUOTED: Final = re.compile(
+    r"\"[^\"]*\"|“[^”]*”|«[^»]*»|‘[^’]*’|(?<![\w'])'(?:[^'\n]|(?<=\w)'(?=\w))+'(?![\w'])"
+)
 _MENTION: Final = re.compile(r"(?<![\w@])@[a-z0-9_][a-z0-9_.]*")
 MIN_OWN_WORDS: Final = 3  # a text that is all quote speaks for its writer
 SECOND_PERSON: Final = frozenset(
     {"you", "u", "ya", "ur", "your", "youre", "yours", "yourself", "urself", "yourselves", "thou"}
 )
+# The second person in patterns over canonical text ('u', 'ur' and 'yer' included).
+YOU: Final = r"(?:you|u|ya|ye)"
+YOUR: Final = r"(?:your|ur|yer)"
 # 'you know', 'thank you', 'see you': 'you' that addresses nobody in particular
 _NOT_ADDRESS: Final = re.compile(r"\b(?:you know|you see|ya know|mind you|thank you|see you|love you)\b")
 # 'imagine being this dumb': said to the reader
@@ -31,6 +37,15 @@ _NOT_NAMES: Final = frozenset(
     " thanks hey hi hello so look listen now then also guys folks everyone ffs omg wtf bro dang crap hmm"
     " alright sure great fine again today anyway first".split()
 )
+# Speech reported without quotes: what follows a third party's 'said' or 'told me' up to the end of
+# the sentence ('the boss said watch your back'), also in an anecdote ('my son told his sister
+# you're smelly'); 'I said' and 'you said' report nobody else, and 'everyone says' is the writer's own
+# verdict.
+_REPORTED: Final = re.compile(
+    r"\b(?!(?:i|we|you|u|everyone|everybody|people|nobody|all)\b)[a-z]+ (?:said|says"
+    r"|told (?:me|us|him|her|them|(?:his|her|their|my|our) [a-z]+)(?: to)?|wrote|texted|yelled"
+    r"|shouted|replied|commented|whispered|warned (?:me|us))\b[^.!?\n]*"
+)
 # A clause ends at punctuation followed by a space (not inside 'f.u.c.k' or a link) or a dash.
 _CLAUSE_END: Final = re.compile(r"[,.;:!?…]+(?=\s|$)|\n|\s[-–—]+\s")
 
@@ -39,6 +54,7 @@ _CLAUSE_END: Final = re.compile(r"[,.;:!?…]+(?=\s|$)|\n|\s[-–—]+\s")
 class Speech:
     outside: str  # the folded text outside quotes (links are read from it)
     own: Canonical  # the writer's own words: outside quotes, each @name (or called-out name) as `atmention`
+    asserted: Canonical  # `own` without speech reported unquoted ('she said she knows where you live')
     quoted: Canonical  # what the text quotes ("" when the quote is the whole text)
     mentions: int  # @names outside quotes
     clauses: tuple[Canonical, ...]  # `own`, cut at punctuation
@@ -60,10 +76,14 @@ def speech(text: str) -> Speech:
     called = _VOCATIVE.match(text)
     if called and called.group(1).casefold() not in _NOT_NAMES:
         marked = re.sub(rf"\b{called.group(1).casefold()}\b", " atmention ", marked, count=1)
-    clauses = tuple(c for c in (canonical(part) for part in _CLAUSE_END.split(marked)) if c.text)
+    unreported = _REPORTED.sub(" ", marked)
+    clauses = tuple(c for c in (canonical(part) for part in _CLAUSE_END.split(unreported)) if c.text)
     own = canonical(marked)
     quoted = canonical(" ".join(quotes))
-    return Speech(outside=outside, own=own, quoted=quoted, mentions=mentions, clauses=clauses)
+    asserted = canonical(unreported)
+    return Speech(
+        outside=outside, own=own, asserted=asserted, quoted=quoted, mentions=mentions, clauses=clauses
+    )
 
 
 def addressed_at(own: Canonical) -> list[int]:

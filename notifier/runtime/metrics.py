@@ -118,6 +118,10 @@ class Metrics:
         self.items_applied = c(
             "notifier_fanout_items_applied_total", "inbox items written (one per recipient)"
         )
+        self.items_beyond_horizon = c(
+            "notifier_fanout_items_beyond_horizon_total",
+            "inbox items refused: older than the recipient's trimmed horizon (feeds/horizon.py)",
+        )
         self.events_failed = c(
             "notifier_fanout_events_failed_total", "events whose apply failed (left pending)"
         )

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from feeds.horizon import horizon_ms
 from feeds.limits import FeedLimits
 from schemas.errors import ConfigError
 from schemas.events import TYPE_NAMES
@@ -45,6 +46,9 @@ class IngestSettings:
     max_batch_events: int = 500
     dedupe_ttl_s: int = 86_400
     max_clock_skew_s: int = 300  # occurred_at further in the future is refused
+    # occurred_at further in the past is refused (422 too_late); 0: no limit, and then item
+    # registers are never trimmed (feeds/horizon.py: the horizon needs a bound on lateness)
+    max_lateness_s: int = 7 * 86_400
     max_in_flight: int = 512  # concurrent ingest requests per process; more get 503 at once
     timeout_s: float = 2.0  # budget for the Redis append; past it, 503 (the retry is deduped)
     max_backlog: int = 1_000_000  # unprocessed + pending entries per partition before 503
@@ -72,6 +76,7 @@ class FanoutSettings:
     retain_ms: int = 7 * 86_400_000  # processed events kept this long for replay, then trimmed
     maintenance_interval_ms: int = 60_000  # log trimming and consumer reaping
     reap_idle_ms: int = 86_400_000  # consumers idle this long with nothing pending are removed
+    sweep_users: int = 1_000  # users whose old item registers are trimmed per maintenance round
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +217,12 @@ class Settings:
             ingest = dataclasses.replace(ingest, services=(dev_key,))
         return dataclasses.replace(self, auth=auth, ingest=ingest, dev=True)
 
+    @property
+    def register_horizon_ms(self) -> int | None:
+        """How old an item register must be to be trimmed (feeds/horizon.py); None: never."""
+        i = self.ingest
+        return horizon_ms(self.fanout.retain_ms, i.max_lateness_s, i.max_clock_skew_s)
+
     def problems(self) -> list[str]:
         """Cross-field rules."""
         out: list[str] = []
@@ -228,6 +239,11 @@ class Settings:
             )
         if self.jobs.redis_url and not self.redis.cluster:
             out.append("NOTIFIER_JOBS_REDIS_URL is for a cluster; one Redis holds the job queue itself")
+        for name in ("max_lateness_s", "max_clock_skew_s"):
+            if getattr(self.ingest, name) < 0:
+                out.append(f"NOTIFIER_INGEST_{name.upper()} must not be negative")
+        if self.fanout.sweep_users < 0:
+            out.append("NOTIFIER_FANOUT_SWEEP_USERS must not be negative")
         if not 1 <= self.ingest.partitions <= 1024:
             out.append("NOTIFIER_INGEST_PARTITIONS must be between 1 and 1024")
         for name in ("max_deliveries", "batch_size", "batches_in_flight"):
@@ -238,6 +254,8 @@ class Settings:
         for limit in dataclasses.fields(self.feeds):  # a zero window divides by zero in feeds.items
             if getattr(self.feeds, limit.name) < 1:
                 out.append(f"NOTIFIER_FEEDS_{limit.name.upper()} must be at least 1")
+        if self.feeds.post_tombstone_ms < self.fanout.retain_ms:  # a replay could resurrect a post
+            out.append("NOTIFIER_FEEDS_POST_TOMBSTONE_MS must be at least NOTIFIER_FANOUT_RETAIN_MS")
         for section, names in (
             (
                 self.moderation,

@@ -21,7 +21,7 @@ from notifier.runtime.settings import Settings
 from schemas import asyncapi
 from schemas.errors import CODES, Reason
 
-from .harness import FRAME_TIMEOUT_S, Json, like, push_client, running_app, ws_connect
+from .harness import FRAME_TIMEOUT_S, Json, at, follow, like, push_client, running_app, ws_connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -66,6 +66,10 @@ async def test_real_frames_match_the_document(redis: Redis, settings: Settings) 
             frames.append(await client.frame())
             await app.accept(like("f-1", "fan", "p-1", "ava"))
             frames.append(await client.change())
+            await app.accept(follow("fo-1", "ava", "star"))
+            post = {"type": "post_created", "id": "pc-1", "actor": "star", "occurred_at": at(1), "post": "s1"}
+            await app.accept(post)
+            frames.append(await client.frame())  # the feed change of star's post
         async with push_client(app, "ava", cursor="someotherepoch.1-0") as client:
             frames += client.before_ready
         async with ws_connect(app) as ws:
@@ -80,6 +84,6 @@ async def test_real_frames_match_the_document(redis: Redis, settings: Settings) 
     for frame in frames:
         check(frame, doc)
         seen.add(frame["type"])
-    assert seen == {"ready", "pong", "change", "refetch", "error"}
+    assert seen == {"ready", "pong", "change", "feed", "refetch", "error"}
     for client_frame in ({"type": "auth", "token": "t", "cursor": "c"}, {"type": "ping"}):
         check(client_frame, doc)

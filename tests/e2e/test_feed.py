@@ -53,7 +53,7 @@ async def test_pushed_and_merged_posts_in_one_feed(redis: Redis, settings_factor
             post("p-4", "star", "s2", 4),
         )
         await app.worker.drain()
-        assert await redis.sismember(keys.pulled_authors(), "star")  # 3 followers: read-merged
+        assert await redis.sismember(keys.pulled_authors("star"), "star")  # 3 followers: read-merged
 
         feed = await whole_feed(app, "ann")
         assert [(i["author"], i["id"]) for i in feed] == [

@@ -290,6 +290,7 @@ def service_env(redis_url: str, overrides: Mapping[str, str]) -> dict[str, str]:
             "NOTIFIER_AUTH_JWT_SECRET": JWT_SECRET,
             "NOTIFIER_INGEST_SERVICES": orjson.dumps(services).decode(),
             "NOTIFIER_INGEST_PARTITIONS": str(PARTITIONS),
+            "NOTIFIER_INGEST_MAX_LATENESS_S": "0",  # some scenarios post events with fixed dates
             "NOTIFIER_INGEST_TIMEOUT_S": "1.0",
             "NOTIFIER_INGEST_PRESSURE_INTERVAL_MS": "100",
             "NOTIFIER_FANOUT_MIN_IDLE_MS": "1000",

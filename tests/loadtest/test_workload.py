@@ -30,10 +30,16 @@ def test_recipients_are_distinct_and_skip_the_excluded() -> None:
 
 def test_every_preset_is_valid_at_full_size() -> None:
     pipeline = {"steady", "ramp", "connections", "celebrity", "reconnect", "burst"}
-    assert set(PRESETS) == pipeline | {"ingest", "fanout", "push"}
+    stages = {"ingest": "ingest", "fanout": "fanout", "push": "push"}
+    assert set(PRESETS) == pipeline | set(stages)
     for scenario in PRESETS.values():
         assert scenario.problems() == []
-        assert scenario.stage == ("pipeline" if scenario.name in pipeline else scenario.name)
+        assert scenario.stage == ("pipeline" if scenario.name in pipeline else stages[scenario.name])
+    # the celebrity's home-feed mode (`--feed`) is the only one, and valid at full size too
+    feed = preset("celebrity", feed=True)
+    assert (feed.stage, feed.users, feed.problems()) == ("homefeed", 100_000, [])
+    with pytest.raises(ValueError, match="no home-feed mode"):
+        preset("steady", feed=True)
     assert preset("connections").clients == 10_000
     assert preset("burst").batch == 100
     assert (preset("push").clients, preset("push").rate) == (2_000, 25_000.0)

@@ -18,7 +18,8 @@ def test_the_set_covers_every_kind_with_evasions_and_a_held_out_part() -> None:
     assert {s.split for s in samples} == set(SPLITS)
     kinds = Counter(s.category for s in samples)
     assert {"targeted", "euphemism", "scam", "threat", "quoted", "names", "complaint"} <= set(kinds)
-    assert {s.evasion for s in samples} == {"", "spacing", "leetspeak", "homoglyph", "fullwidth"}
+    evasions = {s.evasion for s in samples}
+    assert {"", "spacing", "leetspeak", "homoglyph", "fullwidth", "stars", "acronym"} <= evasions
     assert len({s.text for s in samples}) == len(samples)
 
 
@@ -26,7 +27,7 @@ def test_the_default_policy_catches_abuse_before_delivery_and_holds_no_clean_tex
     model: ProfanityCheck,
 ) -> None:
     scored = score(load_set(), model)
-    for split in ("dev", "held_out"):
+    for split in SPLITS:  # outside_c was never read while tuning: the generalisation figure
         part = [s for s in scored if s.sample.split == split]
         abusive = [s for s in part if s.sample.abusive]
         assert sum(s.caught for s in abusive) / len(abusive) >= 22 / 23, split

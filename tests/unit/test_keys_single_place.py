@@ -30,7 +30,7 @@ def key_families() -> tuple[set[str], set[str]]:
     for name, function in inspect.getmembers(keys, inspect.isfunction):
         if name.startswith("_") or function.__module__ != keys.__name__:
             continue
-        if name == "user_of_channel":  # parses a channel name, makes none
+        if name.startswith("user_of_"):  # parses a channel or key name, makes none
             continue
         parameters = inspect.signature(function).parameters.values()
         made = function(*[7 if p.annotation in (int, "int") else "sample" for p in parameters])

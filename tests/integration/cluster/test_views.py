@@ -10,13 +10,16 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from feeds.cluster import Cluster
+from feeds.horizon import BeyondHorizon
 from feeds.inbox import Inbox
+from feeds.items import plan
 from feeds.scripts import SCRIPTS, SHARDED_SCRIPTS
 from notifier.api.append import EventLog
 from notifier.fanout.consumer import FanoutWorker
+from notifier.fanout.sweeper import Sweeper
 from notifier.runtime.settings import Settings
 from schemas import keys
-from schemas.events import Comment, Event, Follow, Like
+from schemas.events import Comment, Event, Follow, Like, Unlike
 from tests.conftest import SettingsFactory
 
 from ..views import at, pending_total
@@ -109,3 +112,31 @@ def test_the_cluster_scripts_publish_sharded() -> None:
         assert "redis.call('SPUBLISH'," in script.source and "redis.call('PUBLISH'," not in script.source
     for script in (SCRIPTS.apply, SCRIPTS.mark_read):
         assert "redis.call('PUBLISH'," in script.source and "SPUBLISH" not in script.source
+
+
+async def test_the_register_sweep_reaches_every_master(
+    cluster: Cluster, cluster_settings: SettingsFactory
+) -> None:
+    """Each user's trim is one script on its slot (the actor sets it reads share the tag); the
+    sweep scans every master."""
+    settings = cluster_settings(
+        {"NOTIFIER_INGEST_MAX_LATENESS_S": "86400", "NOTIFIER_FANOUT_SWEEP_USERS": "100"}
+    )
+    likes = [Like(id=f"l-{u}", actor="fan", occurred_at=at(0), post=f"p-{u}", owner=u) for u in USERS]
+    undone = [Unlike(id=f"u-{u}", actor="fan", occurred_at=at(5), post=f"p-{u}", owner=u) for u in USERS]
+    shown = [Like(id=f"s-{u}", actor="star", occurred_at=at(9), post=f"p-{u}", owner=u) for u in USERS]
+    await run(cluster, settings, [*likes, *undone, *shown])
+    assert settings.register_horizon_ms is not None
+    now_ms = shown[0].at_ms + settings.register_horizon_ms + 1
+    sweeper = Sweeper(
+        cluster, settings.feeds, horizon_ms=settings.register_horizon_ms, users_per_round=100,
+        interval_ms=1_000, clock=lambda: now_ms,
+    )  # fmt: skip
+    done = await sweeper.sweep_round()
+    assert (done.users, done.registers) == (len(USERS), len(USERS))  # every undone like, nothing shown
+    for user in USERS:
+        assert not await cluster.hexists(keys.toggles(user), f"l|p-{user}|fan")
+        assert await cluster.hexists(keys.toggles(user), f"l|p-{user}|star")
+    late = Like(id="late", actor="fan", occurred_at=at(1), post=f"p-{USERS[0]}", owner=USERS[0])
+    [refused] = await Inbox(cluster, settings.feeds).apply(plan(late, settings.feeds))
+    assert isinstance(refused, BeyondHorizon)

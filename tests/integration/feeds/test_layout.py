@@ -112,7 +112,7 @@ async def test_what_the_apply_stores_and_publishes_reads_back_with_the_layouts(r
 
 async def test_a_state_written_as_text_before_is_read_and_rewritten_binary(redis: Redis) -> None:
     await redis.hset(keys.toggles("olga"), layouts.STATE_FIELD, "a1b2c3d4e5f6 41 5 3")
-    op = ItemOp("olga", "f|ann", "a", 1_795_675_004_123, "e.1", "ann", "follow:20783", "follow", follows=True)
+    op = ItemOp("olga", "f|ann", "a", 1_795_675_004_123, "e.1", "ann", "follow:20783", "follow")
     assert await Inbox(redis, FeedLimits()).apply([op]) == [None]
     raw = await redis.hget(keys.toggles("olga"), layouts.STATE_FIELD)
     assert raw[0] == 0 and layouts.decode_state(raw) == layouts.UserState("a1b2c3d4e5f6", 42, 6, 3)

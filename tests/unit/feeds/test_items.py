@@ -46,9 +46,9 @@ def test_a_comment_notifies_the_post_owner_with_its_text() -> None:
     )
 
 
-def test_a_follow_notifies_the_followed_user_and_maintains_followers() -> None:
+def test_a_follow_notifies_the_followed_user() -> None:
     op = one(follow("bob", user="olga"))
-    assert (op.user, op.state, op.verb, op.follows) == ("olga", "a", "follow", True)
+    assert (op.user, op.state, op.verb) == ("olga", "a", "follow")
 
 
 def test_a_mention_notifies_each_mentioned_user_once() -> None:
@@ -96,7 +96,6 @@ def test_mentioning_oneself_among_others_notifies_only_the_others() -> None:
 def test_undo_sets_the_same_item_inactive(do: Event, undo: Event) -> None:
     done, undone = one(do), one(undo)
     assert (undone.user, undone.item, undone.state, undone.actor) == (done.user, done.item, "i", done.actor)
-    assert undone.follows == done.follows
     assert undone.group_id == ""  # an inactive item belongs to no group
 
 

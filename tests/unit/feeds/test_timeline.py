@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from feeds import ranked, timeline
 from feeds.limits import FeedLimits
 from feeds.timeline import Timelines
+from schemas import keys
 from schemas.events import Event, PostCreated, PostDeleted
 from tests.unit.builders import at
 from tests.unit.memory_redis import fake_redis
@@ -67,6 +68,25 @@ async def test_a_deleted_post_never_shows_whatever_the_order(redis: Redis, delet
     # even a later creation
     assert await Timelines(redis, LIMITS).apply(timeline.plan(created("ann", "p1", 9, eid="x"))) == ["x"]
     assert await posts(redis, "ann") == []
+
+
+async def test_tombstones_are_kept_for_the_logs_retention_then_forgotten(redis: Redis) -> None:
+    limits = FeedLimits(post_tombstone_ms=1_000)
+    day = 86_400_000
+    for n, post in enumerate(["p1", "p2"]):
+        ops = timeline.plan(created("ann", post, 1), accepted_ms=day) + timeline.plan(
+            deleted("ann", post, 2), accepted_ms=day + n
+        )
+        await Timelines(redis, limits).apply(ops)
+    assert await redis.hlen(keys.post_records("ann")) == await redis.zcard(keys.post_tombstones("ann")) == 2
+    # within the retention a late creation finds its tombstone
+    late = timeline.plan(created("ann", "p1", 3, eid="late"), accepted_ms=day + 999)
+    assert await Timelines(redis, limits).apply(late) == ["x"]
+    # once the log no longer holds the deletion, any apply of the author forgets the tombstones
+    later = timeline.plan(created("ann", "p3", 4), accepted_ms=day + 1_002)
+    assert await Timelines(redis, limits).apply(later) == ["a"]
+    assert await redis.hkeys(keys.post_records("ann")) == [b"p3"]
+    assert await redis.zcard(keys.post_tombstones("ann")) == 0
 
 
 async def test_a_newer_creation_of_a_live_post_replaces_its_record(redis: Redis) -> None:

@@ -20,6 +20,7 @@ USER_KEYS: list[Callable[[str], str]] = [
     keys.followers,
     keys.following,
     keys.following_registers,
+    keys.follower_registers,
     keys.post_records,
     keys.timeline,
     keys.home,
@@ -53,10 +54,11 @@ def test_exact_formats() -> None:
     assert keys.followers("bob") == "fo:{u:bob}"
     assert keys.following("bob") == "fg:{u:bob}"
     assert keys.following_registers("bob") == "fr:{u:bob}"
+    assert keys.follower_registers("bob") == "fe:{u:bob}"
     assert keys.post_records("bob") == "tp:{u:bob}"
     assert keys.timeline("bob") == "tl:{u:bob}"
     assert keys.home("bob") == "hf:{u:bob}"
-    assert keys.pulled_authors() == "feed:pulled"
+    assert keys.pulled_authors("star").startswith("feed:pulled:{")
     assert keys.preferences("bob") == "pref:{u:bob}"
     assert keys.mutes("bob") == "mute:{u:bob}"
     assert keys.blocks("bob") == "block:{u:bob}"

@@ -50,6 +50,7 @@ def test_an_entry_logged_before_checks_has_check_0() -> None:
         layouts.Published("a1b2c3d4e5f6", 7, 8_400_000, '{"op":"remove","unread":0,"id":"x y"}'),
         layouts.Published("a1b2c3d4e5f6", 8, 8_400_001, "{}", "1795675004123"),
         layouts.Published("a1b2c3d4e5f6", 9, 8_400_002, "{}", "1795675004123", "00-ab-cd-01"),
+        layouts.Published("a1b2c3d4e5f6", 10, 8_400_003, '{"type":"feed"}', "1795675004123", feed=True),
     ],
 )
 def test_published_changes_round_trip(change: layouts.Published) -> None:

@@ -92,7 +92,7 @@ class OracleInbox:
                     op.post,
                     op.comment,
                     op.text,
-                    int(op.follows),
+                    0,
                     "",
                 )
             results += await self._apply(call_keys, args)

@@ -171,7 +171,19 @@ def test_events_too_far_in_the_future_are_refused() -> None:
     error = check(as_json(like("bob", t=301)))
     assert isinstance(error, Rejected)
     assert (error.reason, error.pointer) == (Reason.INVALID, "/0/occurred_at")
-    assert isinstance(check(as_json(like("bob", t=-30 * 86_400))), Like)  # the past is fine
+    assert isinstance(check(as_json(like("bob", t=-7 * 86_400))), Like)  # the past is fine...
+
+
+def test_events_older_than_the_lateness_bound_are_too_late() -> None:
+    """... up to the lateness bound, which the views' horizon is built on (feeds/horizon.py)."""
+    error = check(as_json(like("bob", t=-7 * 86_400 - 0.001)))
+    assert isinstance(error, Rejected)
+    assert (error.reason, error.pointer, error.http_status) == (Reason.TOO_LATE, "/0/occurred_at", 422)
+    unbounded = IngestSettings(max_lateness_s=0)
+    event, refused = check_event(
+        msgspec.Raw(encode_event(like("bob", t=-3650 * 86_400))), "", EVERYTHING, unbounded, NOW_MS
+    )
+    assert (isinstance(event, Like), refused) == (True, None)
 
 
 # -- the event log -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-from schemas import keys, protocol
+from schemas import keys, layouts, protocol
 from schemas.cursor import Cursor
 
 from .scripts import SCRIPTS, head, user_keys
@@ -33,7 +33,7 @@ def entry_id(text: str | bytes) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-FEED_MARK: Final = "F"  # leads a home-feed change where lua/common.lua publishes or replays one
+FEED_MARK: Final = layouts.FEED_MARK  # leads a home-feed change where lua/common.lua publishes or replays one
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +55,7 @@ class Refetch:
     tail: Cursor  # resume from here after refetching the inbox
 
 
-def push_tag(accepted_ms: int, traceparent: str = "") -> str:
-    """What the apply appends to a published change's check (lua/common.lua): `@MS`, the event's
-    acceptance time, and `@TRACEPARENT` when tracing is on."""
-    return f"@{accepted_ms}@{traceparent}" if traceparent else f"@{accepted_ms}"
+push_tag = layouts.push_tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +70,10 @@ class Live:
 
 
 def published(message: str) -> Live:
-    """`EPOCH N CHECK[@MS[@TRACEPARENT]] [FEED_MARK]PAYLOAD`, as lua/common.lua publishes a change."""
-    epoch, number, tagged, payload = message.split(" ", 3)
-    check, _, tag = tagged.partition("@")
-    accepted_ms, _, traceparent = tag.partition("@")
-    feed = payload.startswith(FEED_MARK)
-    if feed:
-        payload = payload[len(FEED_MARK) :]
-    return Live(Cursor(epoch, int(number), int(check)), payload, accepted_ms, traceparent, feed)
+    """`EPOCH N CHECK[@MS[@TRACEPARENT]] [FEED_MARK]PAYLOAD`, as lua/common.lua publishes a change
+    (schemas/layouts.py)."""
+    p = layouts.parse_published(message)
+    return Live(Cursor(p.epoch, p.number, p.check), p.payload, p.accepted_ms, p.traceparent, p.feed)
 
 
 async def tail(redis: Redis, user: str) -> Cursor:

@@ -13,14 +13,14 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from schemas import keys
+from schemas import keys, layouts
 from schemas.cursor import Cursor
 
 from .cluster import shard_of, slot_of
 from .horizon import BeyondHorizon
 from .items import ItemOp
 from .limits import FeedLimits
-from .scripts import STATE, State, head, run_commands, scripts_for, user_keys
+from .scripts import STATE, head, run_commands, scripts_for, user_keys
 
 # Items per apply script call: they share a call's fixed cost (the script's entry and prologue,
 # ~5% of Redis's time per item when each had its own call), and a call holds Redis for at most
@@ -116,13 +116,10 @@ class Inbox:
                     op.event_id,
                     op.group_id,
                     op.actor,
-                    op.verb,
-                    op.post,
-                    op.comment,
-                    op.text,
-                    0,  # apply.lua's "maintain followers": the follow graph keeps them (graph.py)
                     tags[i],
                 )
+                if op.single:  # lua/apply.lua: only they use these
+                    args += (op.post, op.comment, op.text)
             commands.append(self._scripts.apply_command(call_keys, args))
         results = await run_commands(self._redis, [self._scripts.apply], commands)
         errors: dict[int, BaseException | None] = {}
@@ -168,7 +165,7 @@ class Inbox:
         return int(unseen), int(mark)
 
     async def unread(self, user: str) -> int:
-        return State.parse(await self._redis.hget(keys.toggles(user), STATE)).unread
+        return layouts.decode_state(await self._redis.hget(keys.toggles(user), STATE)).unread
 
     async def badge(self, user: str) -> tuple[int, int]:
         """(unread, unseen), from a one-group page."""

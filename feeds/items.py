@@ -42,6 +42,12 @@ class ItemOp:
     comment: str = ""
     text: str = ""
 
+    @property
+    def single(self) -> bool:
+        """A comment or a mention: a group of its own, one actor (a like or follow aggregates).
+        The item names its verb (lua/apply.lua)."""
+        return self.item[0] in "cm"
+
 
 def plan(event: Event, limits: FeedLimits) -> list[ItemOp]:
     """Every item `event` sets, one per recipient. Nobody is notified of their own action, but

@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from schemas import keys
+from schemas import keys, layouts
 
 from .cluster import Arg as Arg
 from .cluster import Cluster
@@ -117,10 +117,13 @@ async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
 
 
 def _source(*names: str, sharded: bool = False, prelude: tuple[str, ...] = ()) -> str:
-    """The prelude (a shebang must come first), common.lua, then the named parts (each script's
-    own last); on a cluster live pushes are sharded pub/sub."""
+    """The prelude (a shebang must come first), the layouts' constants (schemas/layouts.py),
+    common.lua, then the named parts (each script's own last); on a cluster live pushes are
+    sharded pub/sub."""
     lua = resources.files(__package__).joinpath("lua")
-    source = "\n".join(lua.joinpath(name).read_text() for name in (*prelude, "common.lua", *names))
+    parts = [lua.joinpath(name).read_text() for name in prelude]
+    parts += [layouts.lua_constants(), *(lua.joinpath(name).read_text() for name in ("common.lua", *names))]
+    source = "\n".join(parts)
     if not sharded:
         return source
     # SPUBLISH reaches only the channel's own master (a plain PUBLISH is broadcast to every node)
@@ -186,23 +189,8 @@ def scripts_for(redis: Redis) -> InboxScripts:
 # blocks and hide marks (feeds/home.py builds them)
 FEED_USER_KEYS = 9
 
-# The field of `keys.toggles` holding the user's state beside the item registers, as
-# "EPOCH LAST-CHANGE UNREAD SHOWN" (lua/common.lua).
-STATE = "#"
-
-
-@dataclass(frozen=True, slots=True)
-class State:
-    epoch: str | None  # None: no change logged yet
-    last_change: int
-    unread: int
-
-    @classmethod
-    def parse(cls, raw: bytes | None) -> State:
-        if not raw:
-            return cls(None, 0, 0)
-        epoch, last, unread, _ = raw.decode().split(" ")
-        return cls(epoch, int(last), int(unread))
+# The field of `keys.toggles` holding the user's state beside the item registers (lua/common.lua).
+STATE = layouts.STATE_FIELD
 
 
 def user_keys(user: str) -> list[str]:

@@ -37,7 +37,7 @@ from feeds import changelog
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
-from feeds.scripts import InboxScripts
+from feeds.scripts import InboxScripts, Script
 from schemas import cursor
 from schemas.events import Comment, Event, Follow, Like, Mention
 
@@ -230,7 +230,9 @@ async def measure(url: str, w: Workload, limits: FeedLimits) -> dict[str, Any]:
         inbox = Inbox(redis, limits)
         scripts = InboxScripts.load()
         for f in fields(scripts):  # loaded up front: no NOSCRIPT retry inside the measurement
-            await redis.script_load(getattr(scripts, f.name).source)
+            script = getattr(scripts, f.name)
+            if isinstance(script, Script):  # not the `sharded` flag
+                await redis.script_load(script.source)
         before = await used_memory(redis)
         kinds: Counter[str] = Counter()
         apply = Phase("apply")

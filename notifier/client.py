@@ -55,6 +55,8 @@ class Inbox:
         op = change["op"]
         if op == "upsert":
             self.groups[change["group"]["id"]] = change["group"]
+            for gid in change.get("dropped", ()):  # what the inbox cap removed to make room
+                self.groups.pop(gid, None)
         elif op == "remove":
             self.groups.pop(change["id"], None)
         elif op == "read":

@@ -47,8 +47,9 @@ class ChangeFrame(msgspec.Struct, frozen=True, tag_field="type", tag="change"):
     change: Annotated[
         dict[str, Any],
         msgspec.Meta(
-            description="op upsert (group), remove (id), read (groups | all) or seen (seen_at: the "
-            "seen mark, ms); with unread, and unseen (the badge: groups active after the seen mark)"
+            description="op upsert (group; dropped: ids the inbox cap removed to make room for it, if "
+            "any), remove (id), read (groups | all) or seen (seen_at: the seen mark, ms); with unread, "
+            "and unseen (the badge: groups active after the seen mark)"
         ),
     ]
 

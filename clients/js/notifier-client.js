@@ -47,8 +47,10 @@ export class Inbox {
   }
 
   apply(change) {
-    if (change.op === "upsert") this.groups.set(change.group.id, change.group);
-    else if (change.op === "remove") this.groups.delete(change.id);
+    if (change.op === "upsert") {
+      this.groups.set(change.group.id, change.group);
+      for (const id of change.dropped ?? []) this.groups.delete(id); // the inbox cap made room
+    } else if (change.op === "remove") this.groups.delete(change.id);
     else if (change.op === "read") {
       const ids = change.all ? [...this.groups.keys()] : change.groups ?? [];
       for (const id of ids) {

@@ -22,27 +22,34 @@ local BASE = 6
 -- each): the hot paths pass strings.
 local KEEP_CHANGES = string.format('%d', -MAX_CHANGES)
 
--- Times (ms) are stored as 7 big-endian bytes of t + 2^48 (every date an event can carry, exact
--- in a Lua number). Redis has `struct`; the in-memory fake Redis does not, hence the plain Lua.
-local MS_OFFSET = 2 ^ 48
+-- The layouts' constants (MS_OFFSET, CHECK_MIN, STATE_FORMAT...) come from schemas/layouts.py,
+-- injected ahead of this file by feeds/scripts.py.
+-- Big-endian bytes of a non-negative integer, and back (plain Lua: for the in-memory fake Redis,
+-- which has no `struct`, and for what runs once a call).
+local function be_bytes(n, k)
+  local b = {}
+  for i = k, 1, -1 do
+    b[i] = n % 256
+    n = (n - b[i]) / 256
+  end
+  return string.char(unpack(b))
+end
+local function be_number(raw, from, to)
+  local n = 0
+  for i = from, to do n = n * 256 + raw:byte(i) end
+  return n
+end
+
+-- Times (ms) are stored as MS_BYTES big-endian bytes of t + MS_OFFSET (every date an event can
+-- carry, exact in a Lua number).
 local pack_ms, unpack_ms
 if struct then
-  pack_ms = function(t) return struct.pack('>I7', t + MS_OFFSET) end
-  unpack_ms = function(s) return struct.unpack('>I7', s) - MS_OFFSET end
+  local format = '>I' .. MS_BYTES
+  pack_ms = function(t) return struct.pack(format, t + MS_OFFSET) end
+  unpack_ms = function(s) return struct.unpack(format, s) - MS_OFFSET end
 else
-  pack_ms = function(t)
-    local u, b = t + MS_OFFSET, {}
-    for i = 7, 1, -1 do
-      b[i] = u % 256
-      u = (u - b[i]) / 256
-    end
-    return string.char(b[1], b[2], b[3], b[4], b[5], b[6], b[7])
-  end
-  unpack_ms = function(s)
-    local u = 0
-    for i = 1, 7 do u = u * 256 + s:byte(i) end
-    return u - MS_OFFSET
-  end
+  pack_ms = function(t) return be_bytes(t + MS_OFFSET, MS_BYTES) end
+  unpack_ms = function(s) return be_number(s, 1, MS_BYTES) - MS_OFFSET end
 end
 
 -- Numbers become text through string.format('%d'): a Lua number's own conversion (%.14g) costs
@@ -51,7 +58,15 @@ local function int(n) return string.format('%d', n) end
 
 -- A group id is VERB:REST; records and log entries abbreviate the verb to its first letter.
 local VERBS = {l = 'like', f = 'follow', c = 'comment', m = 'mention'}
-local function short(gid) return gid:sub(1, 1) .. gid:sub(gid:find(':', 1, true) + 1) end
+local SHORT = {}  -- memo: a call shortens a group's id several times
+local function short(gid)
+  local s = SHORT[gid]
+  if not s then
+    s = gid:sub(1, 1) .. gid:sub(gid:find(':', 1, true) + 1)
+    SHORT[gid] = s
+  end
+  return s
+end
 local function long(s) return VERBS[s:sub(1, 1)] .. ':' .. s:sub(2) end
 
 -- A group's record in the inbox list: its last activity time (7 bytes), then
@@ -66,9 +81,10 @@ local function encode(g)
   return pack_ms(g.t) .. head .. '|' .. g.actor .. '|' .. g.post .. '|' .. g.text
 end
 
-local function multi(t, gid)
+-- A like or follow group; `lean`: without the post of a like (view() finds it if needed).
+local function multi(t, gid, lean)
   local g = {t = t, gid = gid, verb = VERBS[gid:sub(1, 1)]}
-  if g.verb == 'like' then g.post = gid:match('^like:(.*):') end  -- like:POST:WINDOW
+  if g.verb == 'like' and not lean then g.post = gid:match('^like:(.*):') end  -- like:POST:WINDOW
   return g
 end
 
@@ -139,25 +155,58 @@ local function insert(g, head)
   return redis.call('LINSERT', K_INBOX, 'BEFORE', here, rec)  -- records are unique: `here` is at `at`
 end
 
--- The user's state, in the items hash under `#` as "EPOCH SEQ UNREAD SHOWN": the change log's
--- epoch and last change number, the unread count, and the writers' actors per group (for the
--- readers that are not told it). Read once per script, with the register of `item` if given
--- (every script starts so), and written back by save().
+-- The user's state, in the items hash under STATE_FIELD (schemas/layouts.py): the change log's
+-- last change number, the unread count (signed), the writers' actors per group (for the readers
+-- that are not told it), big-endian, then the log's epoch; or, as written before, the text
+-- "EPOCH SEQ UNREAD SHOWN" (its first byte is the epoch's, never 0). Read once per script, with
+-- the register of `item` if given (every script starts so), and written back by save(). Binary,
+-- because parsing and formatting the text cost more than the commands around it.
+local STATE_AT, UNREAD_SPAN = STATE_SEQ_BYTES + STATE_UNREAD_BYTES, 2 ^ (8 * STATE_UNREAD_BYTES)
+local pack_state, unpack_state
+if struct then
+  pack_state = function(s) return struct.pack(STATE_FORMAT, s.seq, s.unread, SHOWN) .. s.epoch end
+  unpack_state = function(raw)
+    local seq, unread, shown = struct.unpack(STATE_FORMAT, raw)
+    return raw:sub(STATE_AT + 2), seq, unread, shown
+  end
+else
+  pack_state = function(s)
+    return be_bytes(s.seq, STATE_SEQ_BYTES) .. be_bytes(s.unread % UNREAD_SPAN, STATE_UNREAD_BYTES)
+      .. string.char(SHOWN) .. s.epoch
+  end
+  unpack_state = function(raw)
+    local unread = be_number(raw, STATE_SEQ_BYTES + 1, STATE_AT)
+    if unread >= UNREAD_SPAN / 2 then unread = unread - UNREAD_SPAN end
+    return raw:sub(STATE_AT + 2), be_number(raw, 1, STATE_SEQ_BYTES), unread, raw:byte(STATE_AT + 1)
+  end
+end
 local S
-local function state(item)
-  local r = item and redis.call('HMGET', K_ITEMS, item, '#') or {false, redis.call('HGET', K_ITEMS, '#')}
-  local epoch, seq, unread, shown = (r[2] or ''):match('^(%S+) (%d+) (%d+) (%d+)$')
-  S = {epoch = epoch, seq = tonumber(seq or '0'), unread = tonumber(unread or '0'), dirty = false}
-  if SHOWN == 0 then SHOWN = tonumber(shown or '3') end
-  return S, r[1]
+-- state(item, extra): also the register of `item` and the hash's field `extra` (apply: the horizon).
+local function state(item, extra)
+  local r
+  if extra then
+    r = redis.call('HMGET', K_ITEMS, item, STATE_FIELD, extra)
+  else
+    r = item and redis.call('HMGET', K_ITEMS, item, STATE_FIELD) or {false, redis.call('HGET', K_ITEMS, STATE_FIELD)}
+  end
+  local raw, epoch, seq, unread, shown = r[2], nil, 0, 0, nil
+  if raw and raw:byte(1) == 0 then
+    epoch, seq, unread, shown = unpack_state(raw)
+  elseif raw then
+    epoch, seq, unread, shown = raw:match('^(%S+) (%d+) (%d+) (%d+)$')
+    seq, unread, shown = tonumber(seq), tonumber(unread), tonumber(shown)
+  end
+  S = {epoch = epoch, seq = seq, unread = unread, dirty = false}
+  if SHOWN == 0 then SHOWN = shown or 3 end
+  return S, r[1], r[3]
 end
 -- Write the state back if it changed, with the register of `item` if given.
 local function save(item, register)
-  local packed = S.dirty and string.format('%s %d %d %d', S.epoch, S.seq, S.unread, SHOWN)
+  local packed = S.dirty and pack_state(S)
   if packed and item then
-    redis.call('HSET', K_ITEMS, item, register, '#', packed)
+    redis.call('HSET', K_ITEMS, item, register, STATE_FIELD, packed)
   elseif packed then
-    redis.call('HSET', K_ITEMS, '#', packed)
+    redis.call('HSET', K_ITEMS, STATE_FIELD, packed)
   elseif item then
     redis.call('HSET', K_ITEMS, item, register)
   end
@@ -199,8 +248,9 @@ end
 
 -- The client's view of a group, as JSON (REST pages and change payloads share it).
 local function view(g, read)
-  local extra = ''
-  if g.post and g.post ~= '' then extra = ',"post":' .. jstr(g.post) end
+  local extra, post = '', g.post
+  if not post and g.verb == 'like' then post = g.gid:match('^like:(.*):') end  -- like:POST:WINDOW
+  if post and post ~= '' then extra = ',"post":' .. jstr(post) end
   if g.comment then extra = extra .. ',"comment":' .. jstr(g.comment) end
   if g.text and g.text ~= '' then extra = extra .. ',"text":' .. jstr(g.text) end
   local actors, count, first, last
@@ -230,8 +280,8 @@ end
 -- A change as JSON: {"op":OP,"unread":N,"unseen":N + `tail`: its other fields and the closing brace.
 local OPS = {u = 'upsert', d = 'remove', r = 'read', s = 'seen'}
 -- Home-feed changes share the log (feeds/lua/feed_push.lua): `p` a post pushed into the feed,
--- `q` one taken out; REF is AUTHOR|POST. Published and replayed behind FEED_MARK.
-local FEED_MARK = 'F'
+-- `q` one taken out; REF is AUTHOR|POST. Published and replayed behind FEED_MARK
+-- (schemas/layouts.py).
 local function change_json(op, unread, tail)
   return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. ',"unseen":' .. int(unseen()) .. tail
 end
@@ -255,16 +305,17 @@ local function listened()
 end
 
 -- Every change this call logs carries its check (schemas/cursor.py): a number drawn from the
--- call's random epoch candidate, 2^23 to 2^24 - 1, so a change number that Redis reuses after
--- losing the end of the log comes with another check. A log entry starts with it as 3 bytes, the
--- first >= 128; an entry logged before checks starts with its op letter (check 0).
-local CHECK = 2 ^ 23 + (tonumber(EPOCH_NEW:sub(1, 6), 16) or 0) % 2 ^ 23
-local CHECK_BYTES = string.char(math.floor(CHECK / 65536), math.floor(CHECK / 256) % 256, CHECK % 256)
+-- call's random epoch candidate, CHECK_MIN to 2 * CHECK_MIN - 1, so a change number that Redis
+-- reuses after losing the end of the log comes with another check. A log entry starts with it as
+-- CHECK_BYTES bytes, the first >= 128; an entry logged before checks starts with its op letter
+-- (check 0). See schemas/layouts.py.
+local CHECK = CHECK_MIN + (tonumber(EPOCH_NEW:sub(1, 6), 16) or 0) % CHECK_MIN
+local CHECK_HEAD = be_bytes(CHECK, CHECK_BYTES)
 CHECK = int(CHECK)
 -- The check of a log entry, and where the rest of it starts.
 local function check_of(entry)
   local b = entry:byte(1)
-  if b and b >= 128 then return (b * 256 + entry:byte(2)) * 256 + entry:byte(3), 4 end
+  if b and b >= 128 then return be_number(entry, 1, CHECK_BYTES), CHECK_BYTES + 1 end
   return 0, 1
 end
 local function last_check()
@@ -272,34 +323,68 @@ local function last_check()
   return entry and check_of(entry) or 0
 end
 
--- Append one change to the log and publish it as "EPOCH N CHECK[TAG] PAYLOAD" for live push
--- (the gateway makes the cursor of it; TAG: feeds.changelog.push_tag). The log keeps `CHECK OP UNREAD REF` (CHECK: 3 bytes; REF: a
--- group's short id, or `*` or the ids read): a replay renders the group as it is then. `tail`
--- (see change_json), or a function making it, is only run if someone listens.
-local function emit(op, ref, tail)
-  local s = S
-  s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
-  local unread = int(s.unread)
-  if redis.call('RPUSH', K_LOG, CHECK_BYTES .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
-    redis.call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
-  end
-  if not listened() then return end
-  if type(tail) == 'function' then tail = tail() end
+-- Publishing. An upsert the apply makes (HOLD_UPSERTS) is held until the inbox cap has dropped
+-- what it pushed out: those removes ride on it as "dropped" under the last change's number, so a
+-- hot user's clients get one frame per new notification instead of two (schemas/protocol.py).
+-- The log keeps every change; a replay sends them one by one.
+local HOLD_UPSERTS, HELD = false, nil  -- HELD: {seq, unread, tail, dropped ids as JSON}
+local function publish(seq, op, unread, tail)
+  local sep = PUBLISHED_SEPARATOR
   -- a home-feed change (an op OPS does not name) is published as FEED_MARK and its payload,
   -- built by schemas/protocol.py (feeds/changelog.py `published` parses both kinds)
   local payload = OPS[op] and change_json(op, unread, tail) or FEED_MARK .. tail
-  redis.call('PUBLISH', CHANNEL, s.epoch .. ' ' .. int(s.seq) .. ' ' .. CHECK .. TAG .. ' ' .. payload)
+  redis.call('PUBLISH', CHANNEL, S.epoch .. sep .. int(seq) .. sep .. CHECK .. TAG .. sep .. payload)
+end
+-- Publish the held upsert, if any (apply: after each item).
+local function flush()
+  local h = HELD
+  if not h then return end
+  HELD = nil
+  local tail = h.tail
+  if #h.dropped > 0 then tail = tail:sub(1, -2) .. ',"dropped":[' .. table.concat(h.dropped, ',') .. ']}' end
+  publish(h.seq, 'u', h.unread, tail)
+end
+
+-- Append one change to the log and publish it as "EPOCH N CHECK[TAG] PAYLOAD" for live push
+-- (schemas/layouts.py: the gateway makes the cursor of it; TAG: layouts.push_tag). The log keeps
+-- `CHECK OP UNREAD REF` (CHECK: CHECK_BYTES bytes; REF: a group's short id, or `*` or the ids
+-- read): a replay renders the group as it is then. `tail`: see change_json; an upsert gives its
+-- group `g` and whether it is `read` instead, rendered only if someone listens. `dropped`: the
+-- JSON id of a group the inbox cap dropped, which rides on the held upsert if there is one.
+local function emit(op, ref, tail, dropped, g, read)
+  local s = S
+  s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
+  local unread = int(s.unread)
+  if redis.call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
+    redis.call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
+  end
+  if not listened() then return end
+  local h = HELD
+  if dropped and h then
+    h.seq, h.unread = s.seq, unread
+    h.dropped[#h.dropped + 1] = dropped
+    return
+  end
+  flush()
+  if g then tail = ',"group":' .. view(g, read) .. '}' end
+  if op == 'u' and HOLD_UPSERTS then
+    HELD = {seq = s.seq, unread = unread, tail = tail, dropped = {}}
+    return
+  end
+  publish(s.seq, op, unread, tail)
 end
 
 local function upserted(g, read)
-  emit('u', short(g.gid), function() return ',"group":' .. view(g, read) .. '}' end)
+  emit('u', short(g.gid), nil, nil, g, read)
 end
 
--- A group left the inbox (emptied, retracted or dropped by the cap); its record is already gone.
-local function removed(g)
+-- A group left the inbox (emptied, retracted or `capped`: dropped by the cap); its record is
+-- already gone.
+local function removed(g, capped)
   if g.t > mark(g.gid) then add_unread(-1) end
   redis.call('HDEL', K_MARKS, g.gid)
-  emit('d', short(g.gid), ',"id":' .. jstr(g.gid) .. '}')
+  local id = jstr(g.gid)
+  emit('d', short(g.gid), ',"id":' .. id .. '}', capped and id)
 end
 
 -- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in).
@@ -308,6 +393,6 @@ local function enforce_cap(size)
     local g = decode(redis.call('RPOP', K_INBOX))
     size = size - 1
     if not g.single then redis.call('DEL', A_PREFIX .. g.gid) end
-    removed(g)
+    removed(g, true)
   end
 end

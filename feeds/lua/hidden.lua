@@ -38,7 +38,7 @@ if #candidates > 0 then
   local registers = redis.call('HMGET', K_ITEMS, unpack(fields))
   for i, c in ipairs(candidates) do
     local reg = registers[i]
-    if reg and reg:sub(1, 1) == 'a' then found(c[1], unpack_ms(reg:sub(2, 8)), c[2], wanted) end
+    if reg and reg:sub(1, 1) == 'a' then found(c[1], unpack_ms(reg:sub(2, MS_BYTES + 1)), c[2], wanted) end
   end
 end
 return out

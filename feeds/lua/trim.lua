@@ -7,7 +7,7 @@
 -- which is what a trimmed register would have decided (or an event beyond the horizon).
 -- ARGV after the head: cutoff ms, HSCAN cursor, count. Returns {next cursor, registers deleted}.
 local CUTOFF, CURSOR, COUNT = tonumber(ARGV[BASE + 1]), ARGV[BASE + 2], ARGV[BASE + 3]
-local WATERMARK = '<'
+local WATERMARK = HORIZON_FIELD  -- schemas/layouts.py
 
 if redis.call('EXISTS', K_ITEMS) == 0 then return {'0', 0} end  -- nothing to trim, nor to mark
 local mark = redis.call('HGET', K_ITEMS, WATERMARK)
@@ -21,7 +21,7 @@ end
 local function shown(item, reg, t)
   local kind = item:sub(1, 1)
   if kind == 'l' or kind == 'f' then
-    local window = reg:match('^[^|]*|(.*)$', 9)
+    local window = reg:match('^[^|]*|(.*)$', MS_BYTES + 2)
     if not window then return false end
     local gid = kind == 'l' and 'like:' .. item:match('^l|(.*)|') .. ':' .. window or 'follow:' .. window
     return redis.call('ZSCORE', A_PREFIX .. gid, pack_ms(t) .. item:match('[^|]*$')) ~= false

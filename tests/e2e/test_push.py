@@ -197,3 +197,26 @@ async def test_a_live_change_reusing_the_number_the_client_saw_gets_refetch(
         assert await client.frame() == {"type": "refetch", "reason": "cursor_expired", "cursor": str(tail)}
         await app.accept(like("w-3", "fan", "p-3", "wren", t=3))
         assert (await client.change())["change"]["group"]["post"] == "p-3"
+
+
+async def test_past_the_inbox_cap_a_new_group_arrives_as_one_frame_with_what_it_dropped(
+    redis: Redis, settings_factory: SettingsFactory
+) -> None:
+    settings = settings_factory({"NOTIFIER_FEEDS_MAX_GROUPS": "2"})
+    async with running_app(settings, redis) as app, push_client(app, "hana") as owner:
+        await app.accept(*(like(f"like-{i}", "fan", f"post-{i}", "hana", t=i) for i in range(2)))
+        kept = [frame["change"]["group"]["id"] for frame in await owner.changes(2)]
+        await app.accept(like("like-2", "fan", "post-2", "hana", t=2))
+        frame = await owner.change()
+        assert frame["change"]["op"] == "upsert" and frame["change"]["dropped"] == [kept[0]]
+        assert frame["change"]["unread"] == 2
+        # the next frame is the next group's: the remove came on the upsert, under its cursor
+        await app.accept(like("like-3", "fan", "post-3", "hana", t=3))
+        following = await owner.change()
+        assert following["change"]["dropped"] == [kept[1]]
+        assert Cursor.parse(following["cursor"]).number == Cursor.parse(frame["cursor"]).number + 2
+        page = await app.me("hana")
+        assert [g["id"] for g in page["groups"]] == [
+            following["change"]["group"]["id"],
+            frame["change"]["group"]["id"],
+        ]

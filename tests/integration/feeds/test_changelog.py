@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -143,3 +144,33 @@ async def test_a_cursor_from_before_checks_resumes_only_a_change_logged_before_t
     assert isinstance(replay, Replay)
     assert [c.cursor for c in replay.changes] == [Cursor(old.epoch, 2), seen[2]]
     assert await changelog.read_after(redis, "quin", Cursor(old.epoch, 3), 10) == Refetch(seen[2])
+
+
+async def test_past_the_cap_a_new_group_is_one_live_frame_carrying_what_it_dropped(redis: Redis) -> None:
+    """The log keeps the upsert and the remove (a replay sends both); live push sends one."""
+    inbox = Inbox(redis, dataclasses.replace(Settings().feeds, max_groups=2))
+    await inbox.apply([like_op("max", 1), like_op("max", 2)])
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.user_channel("max"))
+    try:
+        assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
+        await inbox.apply([like_op("max", 3), like_op("max", 4)])
+        frames = []
+        while len(frames) < 2:
+            message = await pubsub.get_message(timeout=5)
+            assert message is not None, frames
+            frames.append(changelog.published(message["data"].decode()))
+        assert await pubsub.get_message(timeout=0.2) is None  # nothing else: one frame per new group
+    finally:
+        await pubsub.aclose()
+    assert [f.cursor.number for f in frames] == [4, 6]  # each under its remove's number
+    payloads = [orjson.loads(f.payload) for f in frames]
+    assert [(p["op"], p["group"]["id"], p["dropped"], p["unread"]) for p in payloads] == [
+        ("upsert", "like:p3:0", ["like:p1:0"], 2),
+        ("upsert", "like:p4:0", ["like:p2:0"], 2),
+    ]
+    replay = await changelog.read_after(redis, "max", START, 100)
+    assert isinstance(replay, Replay)
+    # rendered as the views are now: the dropped groups' upserts come as removes
+    ops = ["remove", "remove", "upsert", "remove", "upsert", "remove"]
+    assert [orjson.loads(c.payload)["op"] for c in replay.changes] == ops

@@ -1,6 +1,7 @@
 """The compact layout on a real redis-server: a full inbox stays in Redis's compact encodings
-within the memory budget, and the time codec is the same with Redis's `struct` and without it
-(the in-memory fake Redis has none)."""
+within the memory budget, the time and state codecs are the same with Redis's `struct` and
+without it (the in-memory fake Redis has none), and what the scripts store and publish reads
+back with schemas/layouts.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from redis.asyncio import Redis
 from feeds.inbox import Inbox
 from feeds.items import ItemOp
 from feeds.limits import FeedLimits
-from schemas import keys
+from schemas import keys, layouts
+from schemas.layouts import lua_constants
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -44,7 +46,7 @@ async def test_a_full_inbox_stays_compact(redis: Redis) -> None:
 
 
 async def test_the_time_codec_is_the_same_without_struct(redis: Redis) -> None:
-    common = resources.files("feeds").joinpath("lua", "common.lua").read_text()
+    common = lua_constants() + resources.files("feeds").joinpath("lua", "common.lua").read_text()
     probe = "\nlocal out = {} for i, t in ipairs(ARGV) do out[2 * i - 1] = pack_ms(tonumber(t)); "
     probe += "out[2 * i] = string.format('%d', unpack_ms(out[2 * i - 1])) end return out"
     times = ["-62135596800000", "-1", "0", "1", "1795675004123", "253402300799999"]
@@ -54,3 +56,63 @@ async def test_the_time_codec_is_the_same_without_struct(redis: Redis) -> None:
     assert with_struct == without
     assert [int(t) for t in without[1::2]] == [int(t) for t in times]
     assert all(len(packed) == 7 for packed in without[::2])
+
+
+async def test_the_state_codec_is_the_same_without_struct(redis: Redis) -> None:
+    common = lua_constants() + resources.files("feeds").joinpath("lua", "common.lua").read_text()
+    probe = "\nlocal out = {} for i = BASE + 1, #ARGV, 2 do "
+    probe += "local s = {epoch = 'e0e0e0e0e0e0', seq = tonumber(ARGV[i]), "
+    probe += "unread = tonumber(ARGV[i + 1])} SHOWN = 3 local raw = pack_state(s) "
+    probe += "local e, q, u, w = unpack_state(raw) "
+    probe += "out[#out + 1] = raw out[#out + 1] = e .. ' ' .. q .. ' ' .. u .. ' ' .. w end return out"
+    values = ["0", "0", "1", "-1", "1099511627775", "2147483647", "12345", "-2147483648"]
+    head = ["a", "b", "c", "d", "e"]
+    with_struct = await redis.eval(common + probe, 5, *head, "", "", "e", "1", "1", "0", *values)
+    without = await redis.eval(
+        "local struct = nil\n" + common + probe, 5, *head, "", "", "e", "1", "1", "0", *values
+    )
+    assert with_struct == without
+    for raw, seq, unread in zip(without[::2], values[::2], values[1::2], strict=True):
+        state = layouts.decode_state(raw)
+        assert (state.epoch, state.last_change, state.unread, state.shown) == (
+            "e0e0e0e0e0e0",
+            int(seq),
+            int(unread),
+            3,
+        )
+        assert layouts.encode_state(state) == raw
+
+
+async def test_what_the_apply_stores_and_publishes_reads_back_with_the_layouts(redis: Redis) -> None:
+    inbox = Inbox(redis, FeedLimits())
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.user_channel("olga"))
+    await pubsub.get_message(timeout=5)  # the subscription's confirmation
+    try:
+        op = ItemOp("olga", "l|p1|ann", "a", 1_795_675_004_123, "e.1", "ann", "like:p1:20783", "like", "p1")
+        assert await inbox.apply([op], [layouts.push_tag(1_795_675_004_200, "00-ab-cd-01")]) == [None]
+        raw = await redis.hget(keys.toggles("olga"), "l|p1|ann")
+        assert layouts.decode_register(raw) == layouts.Register("a", op.at_ms, "e.1", "20783")
+        assert layouts.encode_register(layouts.decode_register(raw)) == raw
+        state = layouts.decode_state(await redis.hget(keys.toggles("olga"), layouts.STATE_FIELD))
+        assert (state.last_change, state.unread) == (1, 1)
+        message = await pubsub.get_message(timeout=5)
+        while message is None or message["type"] != "message":
+            message = await pubsub.get_message(timeout=5)
+        published = layouts.parse_published(message["data"].decode())
+        assert (published.epoch, published.number) == (state.epoch, 1)
+        assert (published.accepted_ms, published.traceparent) == ("1795675004200", "00-ab-cd-01")
+        assert layouts.format_published(published) == message["data"].decode()
+        check, rest = layouts.decode_log_check(await redis.lindex(keys.changelog("olga"), 0))
+        assert check == published.check and rest.startswith(b"u1 ")
+        assert layouts.encode_log_check(check) + rest == await redis.lindex(keys.changelog("olga"), 0)
+    finally:
+        await pubsub.aclose()
+
+
+async def test_a_state_written_as_text_before_is_read_and_rewritten_binary(redis: Redis) -> None:
+    await redis.hset(keys.toggles("olga"), layouts.STATE_FIELD, "a1b2c3d4e5f6 41 5 3")
+    op = ItemOp("olga", "f|ann", "a", 1_795_675_004_123, "e.1", "ann", "follow:20783", "follow")
+    assert await Inbox(redis, FeedLimits()).apply([op]) == [None]
+    raw = await redis.hget(keys.toggles("olga"), layouts.STATE_FIELD)
+    assert raw[0] == 0 and layouts.decode_state(raw) == layouts.UserState("a1b2c3d4e5f6", 42, 6, 3)

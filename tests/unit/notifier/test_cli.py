@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from loadtest.__main__ import main as loadtest_main
-from loadtest.scenarios import PRESETS
+from loadtest.scenarios import FEED_MODES, PRESETS
 from notifier import __version__
 from notifier.cli import main
 
@@ -95,5 +95,6 @@ def test_each_role_lists_its_ports_and_settings(
 
 def test_loadtest_lists_its_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
     assert loadtest_main(["--list"]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == list(PRESETS)
+    names = [" ".join(line.split()[:2]) for line in capsys.readouterr().out.splitlines()]
+    expected = [n for p in PRESETS for n in (p, *([f"{p} --feed"] if p in FEED_MODES else []))]
+    assert [n if n.endswith(" --feed") else n.split()[0] for n in names] == expected

@@ -1,0 +1,175 @@
+"""Byte layouts the inbox scripts (feeds/lua/) store and publish, defined once: the Python side
+reads and writes them with these functions, and feeds/scripts.py injects LUA_CONSTANTS into the
+scripts' source, so Lua and Python share every number and separator.
+
+- A time (ms) is MS_BYTES big-endian bytes of t + MS_OFFSET: every date an event can carry,
+  exact in a Lua number, and ordered as the bytes are.
+- An item register (`keys.toggles` field per item): STATE (1 byte: a active, i inactive,
+  x retracted for good), TIME, EVENT_ID, and for an active like or follow `|` WINDOW.
+- A change-log entry starts with its check as CHECK_BYTES big-endian bytes, CHECK_MIN to
+  2 * CHECK_MIN - 1 (so its first byte is >= 128; an entry logged before checks starts with its
+  op letter: check 0).
+- A published change: `EPOCH N CHECK[@MS[@TRACEPARENT]] [FEED_MARK]PAYLOAD` (the tag after the
+  check: the event's acceptance time and trace context, for the gateway's push latency and
+  tracing; FEED_MARK leads a home-feed change, which shares the inbox's log).
+- The user's state (`keys.toggles` field `#`): last change number (STATE_SEQ_BYTES, below 2^40,
+  so its first byte is 0), unread count (STATE_UNREAD_BYTES, signed), actors shown per group
+  (1 byte), then the log's epoch; written before as the text `EPOCH SEQ UNREAD SHOWN` (first
+  byte never 0), still read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+MS_OFFSET: Final = 2**48
+MS_BYTES: Final = 7
+REGISTER_WINDOW: Final = "|"
+CHECK_MIN: Final = 2**23
+CHECK_BYTES: Final = 3
+PUBLISHED_SEPARATOR: Final = " "
+TAG_SEPARATOR: Final = "@"
+FEED_MARK: Final = "F"
+STATE_FIELD: Final = "#"
+HORIZON_FIELD: Final = "<"  # the user's trimmed horizon (a time): feeds/horizon.py
+STATE_SEQ_BYTES: Final = 6
+STATE_UNREAD_BYTES: Final = 4
+
+RegisterState = Literal["a", "i", "x"]
+
+
+def encode_ms(at_ms: int) -> bytes:
+    return (at_ms + MS_OFFSET).to_bytes(MS_BYTES, "big")
+
+
+def decode_ms(raw: bytes) -> int:
+    return int.from_bytes(raw[:MS_BYTES], "big") - MS_OFFSET
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    state: RegisterState
+    at_ms: int
+    event_id: str
+    window: str  # the group's window for an active like or follow ('' otherwise)
+
+
+def encode_register(register: Register) -> bytes:
+    tail = f"{REGISTER_WINDOW}{register.window}" if register.window else ""
+    return register.state.encode() + encode_ms(register.at_ms) + f"{register.event_id}{tail}".encode()
+
+
+def decode_register(raw: bytes) -> Register:
+    state = raw[:1].decode()
+    if state not in ("a", "i", "x") or len(raw) < 1 + MS_BYTES:
+        raise ValueError(f"not an item register: {raw!r}")
+    event_id, _, window = raw[1 + MS_BYTES :].decode().partition(REGISTER_WINDOW)
+    return Register(state, decode_ms(raw[1:]), event_id, window)  # type: ignore[arg-type]  # checked above
+
+
+def encode_log_check(check: int) -> bytes:
+    if not CHECK_MIN <= check < 2 * CHECK_MIN:
+        raise ValueError(f"a change-log check is {CHECK_MIN} to {2 * CHECK_MIN - 1}: {check}")
+    return check.to_bytes(CHECK_BYTES, "big")
+
+
+def decode_log_check(entry: bytes) -> tuple[int, bytes]:
+    """The check of a change-log entry and the rest of it (check 0: logged before checks)."""
+    if entry and entry[0] >= 128:
+        return int.from_bytes(entry[:CHECK_BYTES], "big"), entry[CHECK_BYTES:]
+    return 0, entry
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    epoch: str
+    number: int
+    check: int
+    payload: str
+    accepted_ms: str = ""  # '' when untagged
+    traceparent: str = ""  # '' when none
+    feed: bool = False  # a home-feed change (its payload is led by FEED_MARK on the wire)
+
+
+def push_tag(accepted_ms: int, traceparent: str = "") -> str:
+    """What follows a published change's check: `@MS`, and `@TRACEPARENT` when tracing is on."""
+    tag = f"{TAG_SEPARATOR}{accepted_ms}"
+    return f"{tag}{TAG_SEPARATOR}{traceparent}" if traceparent else tag
+
+
+def format_published(change: Published) -> str:
+    tag = push_tag(int(change.accepted_ms), change.traceparent) if change.accepted_ms else ""
+    payload = f"{FEED_MARK}{change.payload}" if change.feed else change.payload
+    fields = (change.epoch, str(change.number), f"{change.check}{tag}", payload)
+    return PUBLISHED_SEPARATOR.join(fields)
+
+
+def parse_published(message: str) -> Published:
+    epoch, number, tagged, payload = message.split(PUBLISHED_SEPARATOR, 3)
+    check, _, tag = tagged.partition(TAG_SEPARATOR)
+    accepted_ms, _, traceparent = tag.partition(TAG_SEPARATOR)
+    feed = payload.startswith(FEED_MARK)
+    if feed:
+        payload = payload[len(FEED_MARK) :]
+    return Published(epoch, int(number), int(check), payload, accepted_ms, traceparent, feed)
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    epoch: str | None  # None: no change logged yet
+    last_change: int
+    unread: int
+    shown: int = 3
+
+
+def encode_state(state: UserState) -> bytes:
+    if state.epoch is None or not 0 <= state.last_change < 2**40:
+        raise ValueError(f"not a state to save: {state}")
+    return (
+        state.last_change.to_bytes(STATE_SEQ_BYTES, "big")
+        + state.unread.to_bytes(STATE_UNREAD_BYTES, "big", signed=True)
+        + bytes([state.shown])
+        + state.epoch.encode()
+    )
+
+
+def decode_state(raw: bytes | None) -> UserState:
+    if not raw:
+        return UserState(None, 0, 0)
+    if raw[0] != 0:  # the text of before
+        epoch, last, unread, shown = raw.decode().split(" ")
+        return UserState(epoch, int(last), int(unread), int(shown))
+    at = STATE_SEQ_BYTES + STATE_UNREAD_BYTES
+    return UserState(
+        raw[at + 1 :].decode(),
+        int.from_bytes(raw[:STATE_SEQ_BYTES], "big"),
+        int.from_bytes(raw[STATE_SEQ_BYTES:at], "big", signed=True),
+        raw[at],
+    )
+
+
+def _lua_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# Injected as Lua locals ahead of lua/common.lua (feeds/scripts.py).
+LUA_CONSTANTS: Final[dict[str, str]] = {
+    "MS_OFFSET": str(MS_OFFSET),
+    "MS_BYTES": str(MS_BYTES),
+    "REGISTER_WINDOW": _lua_string(REGISTER_WINDOW),
+    "CHECK_MIN": str(CHECK_MIN),
+    "CHECK_BYTES": str(CHECK_BYTES),
+    "PUBLISHED_SEPARATOR": _lua_string(PUBLISHED_SEPARATOR),
+    "FEED_MARK": _lua_string(FEED_MARK),
+    "STATE_FIELD": _lua_string(STATE_FIELD),
+    "HORIZON_FIELD": _lua_string(HORIZON_FIELD),
+    "STATE_FORMAT": _lua_string(f">I{STATE_SEQ_BYTES}i{STATE_UNREAD_BYTES}B"),
+    "STATE_SEQ_BYTES": str(STATE_SEQ_BYTES),
+    "STATE_UNREAD_BYTES": str(STATE_UNREAD_BYTES),
+}
+
+
+def lua_constants() -> str:
+    names = ", ".join(LUA_CONSTANTS)
+    return f"local {names} = {', '.join(LUA_CONSTANTS.values())}\n"

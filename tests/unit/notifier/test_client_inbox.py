@@ -1,0 +1,18 @@
+"""The Python client's inbox model alone: changes applied in order."""
+
+from __future__ import annotations
+
+from notifier.client import Inbox
+
+
+def group(gid: str) -> dict[str, object]:
+    return {"id": gid, "verb": "like", "actors": ["a"], "count": 1, "first_at": 1, "last_at": 1, "read": 0}
+
+
+def test_an_upsert_that_pushed_groups_past_the_cap_removes_what_it_dropped() -> None:
+    inbox = Inbox()
+    inbox.load({"groups": [group("like:p2:0"), group("like:p1:0")], "unread": 2})
+    inbox.apply({"op": "upsert", "unread": 2, "group": group("like:p3:0"), "dropped": ["like:p1:0"]})
+    assert sorted(inbox.groups) == ["like:p2:0", "like:p3:0"] and inbox.unread == 2
+    inbox.apply({"op": "upsert", "unread": 3, "group": group("like:p4:0")})
+    assert len(inbox.groups) == 3

@@ -1,0 +1,71 @@
+"""The byte layouts of schemas/layouts.py round-trip (their Lua side:
+tests/integration/feeds/test_layout.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas import layouts
+
+
+@pytest.mark.parametrize("at_ms", [-62_135_596_800_000, -1, 0, 1_795_675_004_123, 253_402_300_799_999])
+def test_times_round_trip_and_order_as_bytes(at_ms: int) -> None:
+    raw = layouts.encode_ms(at_ms)
+    assert len(raw) == layouts.MS_BYTES and layouts.decode_ms(raw) == at_ms
+    assert raw < layouts.encode_ms(at_ms + 1)
+
+
+@pytest.mark.parametrize(
+    "register",
+    [
+        layouts.Register("a", 1_795_675_004_123, "e.1", "20783"),
+        layouts.Register("i", 0, "ev-2", ""),
+        layouts.Register("x", -7, "a:b@c", ""),
+    ],
+)
+def test_registers_round_trip(register: layouts.Register) -> None:
+    assert layouts.decode_register(layouts.encode_register(register)) == register
+
+
+def test_a_register_of_another_layout_is_refused() -> None:
+    with pytest.raises(ValueError):
+        layouts.decode_register(b"q1234567e")
+
+
+@pytest.mark.parametrize("check", [layouts.CHECK_MIN, 12_345_678, 2 * layouts.CHECK_MIN - 1])
+def test_log_checks_round_trip(check: int) -> None:
+    raw = layouts.encode_log_check(check) + b"u3 lp1:0"
+    assert raw[0] >= 128 and layouts.decode_log_check(raw) == (check, b"u3 lp1:0")
+
+
+def test_an_entry_logged_before_checks_has_check_0() -> None:
+    assert layouts.decode_log_check(b"u3 lp1:0") == (0, b"u3 lp1:0")
+    with pytest.raises(ValueError):
+        layouts.encode_log_check(5)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        layouts.Published("a1b2c3d4e5f6", 7, 8_400_000, '{"op":"remove","unread":0,"id":"x y"}'),
+        layouts.Published("a1b2c3d4e5f6", 8, 8_400_001, "{}", "1795675004123"),
+        layouts.Published("a1b2c3d4e5f6", 9, 8_400_002, "{}", "1795675004123", "00-ab-cd-01"),
+        layouts.Published("a1b2c3d4e5f6", 10, 8_400_003, '{"type":"feed"}', "1795675004123", feed=True),
+    ],
+)
+def test_published_changes_round_trip(change: layouts.Published) -> None:
+    assert layouts.parse_published(layouts.format_published(change)) == change
+
+
+@pytest.mark.parametrize(
+    "state",
+    [layouts.UserState("a1b2c3d4e5f6", 0, 0), layouts.UserState("a1b2c3d4e5f6", 2**40 - 1, -3, 1)],
+)
+def test_states_round_trip(state: layouts.UserState) -> None:
+    raw = layouts.encode_state(state)
+    assert raw[0] == 0 and layouts.decode_state(raw) == state
+
+
+def test_the_text_state_of_before_is_still_read() -> None:
+    assert layouts.decode_state(b"a1b2c3d4e5f6 12 3 2") == layouts.UserState("a1b2c3d4e5f6", 12, 3, 2)
+    assert layouts.decode_state(None) == layouts.UserState(None, 0, 0)

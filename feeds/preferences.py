@@ -85,13 +85,37 @@ class PreferenceStore:
         return await ranked.page(self._redis, _key(relation, user), before, limit)
 
     async def keep(self, ops: Sequence[ItemOp]) -> list[bool]:
-        """Per op, whether the recipient's preferences let it be written (one round trip)."""
+        """Per op, whether the recipient's preferences let it be written: one round trip, and a
+        second for the items of users with any mute, block or hide mark."""
         checked = [i for i, op in enumerate(ops) if op.state == "a" and op.user != op.actor]
         keep = [True] * len(ops)
         if not checked:
             return keep
+        # round 1, per user: preferences, and whether any relation exists (most users have none)
         recipients = sorted({ops[i].user for i in checked})
+        actors = sorted({ops[i].actor for i in checked})
         commands: list[Command] = [("GET", keys.preferences(user)) for user in recipients]
+        commands += [
+            ("EXISTS", keys.mutes(u), keys.blocks(u), keys.muted_posts(u), keys.hide_marks(u))
+            for u in recipients
+        ]
+        commands += [("EXISTS", keys.blocks(actor)) for actor in actors]
+        replies = await _read(self._redis, commands)
+        n_users = len(recipients)
+        off = {
+            user: set(wire.decode(raw).off) if raw is not None else set()
+            for user, raw in zip(recipients, replies[:n_users], strict=True)
+        }
+        related = {u for u, n in zip(recipients, replies[n_users : 2 * n_users], strict=True) if n}
+        blocking = {a for a, n in zip(actors, replies[2 * n_users :], strict=True) if n}
+        for i in checked:
+            if ops[i].verb in off[ops[i].user]:
+                keep[i] = False
+        # round 2, only for items a relation could concern: the relations themselves
+        checked = [i for i in checked if keep[i] and (ops[i].user in related or ops[i].actor in blocking)]
+        if not checked:
+            return keep
+        commands = []
         for i in checked:
             op = ops[i]
             commands += [
@@ -101,18 +125,13 @@ class PreferenceStore:
                 ("ZSCORE", keys.muted_posts(op.user), op.post or "\n"),  # no post: no member
                 ("HMGET", keys.hide_marks(op.user), "m:" + op.actor, "b:" + op.actor, "p:" + op.post),
             ]
-        replies = await _read(self._redis, commands)
-        off = {
-            user: set(wire.decode(raw).off) if raw is not None else set()
-            for user, raw in zip(recipients, replies[: len(recipients)], strict=True)
-        }
-        relations = replies[len(recipients) :]
+        relations = await _read(self._redis, commands)
         for n, i in enumerate(checked):
             muted, blocked, blocked_by, post_muted, marks = relations[5 * n : 5 * n + 5]
             op = ops[i]
             now = muted is not None or blocked is not None or blocked_by is not None or post_muted is not None
             marked = any(_hidden(m, op.at_ms) for m in marks[:2]) or (op.post and _hidden(marks[2], op.at_ms))
-            if op.verb in off[op.user] or now or marked:
+            if now or marked:
                 keep[i] = False
         return keep
 

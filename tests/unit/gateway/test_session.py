@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from feeds import changelog
-from gateway.hub import Hub
+from gateway.hub import Hub, Push
 from gateway.session import Session
 from notifier.runtime import tokens
 from notifier.runtime.settings import AuthSettings, GatewaySettings
@@ -19,6 +19,7 @@ from schemas.cursor import Cursor
 from schemas.errors import CODES, Reason
 
 AUTH = AuthSettings(jwt_secret="s" * 40)
+CHECK = 2**23  # a published change's check
 
 
 class StuckClient:
@@ -66,7 +67,7 @@ async def test_a_client_that_stops_reading_is_cut_off_when_its_queue_fills(redis
         with anyio.fail_after(5):
             await client.ready.wait()
         for n in range(1, settings.send_queue_frames + 3):  # the writer is stuck on the first
-            session.push_nowait(changelog.Live(Cursor("e", n), '{"op":"read","all":true,"unread":0}', "", ""))
+            session.push_nowait(Push(f"e {n} {CHECK} " + '{"op":"read","all":true,"unread":0}'))
         with anyio.fail_after(5):
             await client.closed.wait()
     assert client.close_code == CODES[Reason.SLOW_CONSUMER].ws_close

@@ -90,6 +90,7 @@ class Hub:
         self._scope: anyio.CancelScope | None = None
         self._next_expiry = math.inf  # no session's token expires before this
         self._unflushed: list[Flushable] = []  # sessions given changes by the current read
+        self._loop: asyncio.AbstractEventLoop | None = None  # the running one, once a session flushes
         self.delivered = 0
         self.metrics = metrics.current()  # the sessions' metrics and tracing too
         self.tracing = tracing.current()
@@ -237,7 +238,9 @@ class Hub:
         received are dispatched), with every other session given a change meanwhile: a burst
         for one client fills its queue as it did when each change woke its writer."""
         if not self._unflushed:
-            asyncio.get_running_loop().call_soon(self._flush)
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._flush)
         self._unflushed.append(session)
 
     def _flush(self) -> None:

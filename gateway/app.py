@@ -48,8 +48,8 @@ def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> AS
             return
         connections.inc()
         # live frames in batches, straight to the server, where it offers that (wsserver.py)
-        frames = (scope.get("extensions") or {}).get(SEND_FRAMES)
-        send_frames, write_frames = (send, frames["write"]) if frames is not None else (None, None)
+        write_frames = (scope.get("extensions") or {}).get(SEND_FRAMES)
+        send_frames = send if write_frames is not None else None
         try:
             session = Session(ws, redis, hub, settings.gateway, settings.auth, send_frames, write_frames)
             await session.serve()

@@ -40,10 +40,11 @@ log = logging.getLogger("uvicorn.error")  # where uvicorn's protocols log
 # An ASGI extension of this server, for the gateway's live push (gateway/session.py), in two
 # forms. `send({"type": SEND_FRAMES, "data": FRAMES})` writes FRAMES (text frames encoded by
 # `text_frame`, one or several) in one transport write, waiting first while the transport's
-# buffer is full, as `websocket.send` does. `scope["extensions"][SEND_FRAMES]["write"](FRAMES)`,
-# a plain call, writes them at once and returns True, or writes nothing and returns False when
-# that send would wait or fail (buffer full, connection closing or gone): a caller outside the
-# app's task (the hub's read) writes without waking it, and leaves the rest to the task.
+# buffer is full, as `websocket.send` does. `scope["extensions"][SEND_FRAMES](FRAMES)`, a plain
+# call (the extension's value is this callable, not a dict: one object less per connection),
+# writes them at once and returns True, or writes nothing and returns False when that send
+# would wait or fail (buffer full, connection closing or gone): a caller outside the app's task
+# (the hub's flush) writes without waking it, and leaves the rest to the task.
 SEND_FRAMES: Final = "notifier.websocket.send_frames"
 CLOSE_TIMEOUT_S: Final = 10.0  # after the app's close frame, for the client's reply (as uvicorn)
 SERVICE_RESTART: Final = 1012  # the close code every client gets when the server shuts down
@@ -213,7 +214,7 @@ class WebSocketProtocol(asyncio.Protocol):
             "headers": headers,
             "subprotocols": subprotocols,
             "state": self._app_state.copy(),
-            "extensions": {"websocket.http.response": {}, SEND_FRAMES: {"write": self.write_frames}},
+            "extensions": {"websocket.http.response": {}, SEND_FRAMES: self.write_frames},
         }
 
     def _frame(self, frame: Frame) -> None:

@@ -62,8 +62,8 @@ async def test_keep_checks_only_what_would_newly_show(redis: Redis) -> None:
     store = PreferenceStore(redis)
     await store.relate("olga", "mutes", "ann", True, 0)
     ops = plan(like("ann"), LIMITS) + plan(unlike("ann"), LIMITS) + plan(like("bob"), LIMITS)
-    assert await store.keep(ops) == [False, True, True]
-    assert await store.keep([]) == []
+    assert (await store.keep(ops)).items == [False, True, True]
+    assert (await store.keep([])).items == []
 
 
 async def test_the_feed_hides_muted_and_blocked_authors(redis: Redis) -> None:

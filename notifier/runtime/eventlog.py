@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+
+import msgspec
 
 from schemas.events import Event, decode_event
 
@@ -13,8 +14,9 @@ def partition_of(actor: str, partitions: int) -> int:
     return zlib.crc32(actor.encode()) % partitions
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedEvent:
+class LoggedEvent(msgspec.Struct, frozen=True):
+    """An event as read from the log (a struct: the fan-out builds one per event)."""
+
     entry_id: bytes
     event: Event
     service: str

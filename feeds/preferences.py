@@ -30,7 +30,6 @@ from .scripts import Command, run_commands
 Relation = Literal["mutes", "blocks", "muted-posts"]
 # a hide mark's field per relation: the other user's or the post's id follows
 MARK = {"mutes": "m:", "blocks": "b:", "muted-posts": "p:"}
-PREFS_WEIGHT = 5  # more than the relations a user can have: see PreferenceStore.keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,37 +101,30 @@ class PreferenceStore:
         unfollow always passes. Whatever the order a block and a follow are applied in, the
         follow ends severed (feeds/hiding.py severs the follows a block finds).
 
-        One round trip asks every user concerned whether they have any preferences, mute, block
-        or hide mark (most have none); only if some do, a second reads those."""
+        One round trip asks each recipient (a follow's: the followed user) whether they have
+        preferences or hide marks; most have neither, and only if some do, a second reads them
+        and the relations. The marks stand for every relation: each mute, muted post and block
+        leaves one (a block in both users', `relate` writes them first) and nothing removes
+        them, so a recipient without marks mutes nothing and blocks nobody, nor is blocked."""
         checked = [i for i, op in enumerate(items) if op.state == "a" and op.user != op.actor]
         following = [i for i, op in enumerate(follows) if op.state == "a"]
         kept = Kept([True] * len(items), [True] * len(follows))
-        users = sorted(
-            {u for i in checked for u in (items[i].user, items[i].actor)}
-            | {u for i in following for u in (follows[i].follower, follows[i].user)}
-        )
+        users = sorted({items[i].user for i in checked} | {follows[i].user for i in following})
         if not users:
             return kept
-        # round 1, one EXISTS per user: the preferences key named PREFS_WEIGHT times, so the count
-        # tells them (count >= PREFS_WEIGHT) from any of the four relations (the remainder)
+        # round 1, one EXISTS per user counting the marks once and the preferences twice: bit 0
+        # tells marks, bit 1 preferences
         counts = await run_checked(
             self._redis,
-            [
-                (
-                    "EXISTS",
-                    *(keys.mutes(u), keys.blocks(u), keys.muted_posts(u), keys.hide_marks(u)),
-                    *[keys.preferences(u)] * PREFS_WEIGHT,
-                )
-                for u in users
-            ],
+            [("EXISTS", keys.hide_marks(u), keys.preferences(u), keys.preferences(u)) for u in users],
         )
-        with_prefs = {u for u, n in zip(users, counts, strict=True) if n >= PREFS_WEIGHT}
-        related = {u for u, n in zip(users, counts, strict=True) if n % PREFS_WEIGHT}
+        related = {u for u, n in zip(users, counts, strict=True) if n & 1}
+        with_prefs = {u for u, n in zip(users, counts, strict=True) if n & 2}
         # round 2: the preferences of recipients who have any, and the relations of the items
         # and follows one could concern
         prefs = sorted({items[i].user for i in checked} & with_prefs)
-        item_reads = [i for i in checked if {items[i].user, items[i].actor} & related]
-        follow_reads = [i for i in following if {follows[i].follower, follows[i].user} & related]
+        item_reads = [i for i in checked if items[i].user in related]
+        follow_reads = [i for i in following if follows[i].user in related]
         if not (prefs or item_reads or follow_reads):
             return kept
         commands: list[Command] = [("GET", keys.preferences(user)) for user in prefs]

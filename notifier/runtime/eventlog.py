@@ -6,7 +6,7 @@ import zlib
 
 import msgspec
 
-from schemas.events import Event, decode_event
+from schemas.events import Event, decode_logged
 
 
 def partition_of(actor: str, partitions: int) -> int:
@@ -37,7 +37,7 @@ def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> LoggedEvent:
     """Raises KeyError/ValueError/msgspec errors for an entry that is not a valid event."""
     return LoggedEvent(
         entry_id=entry_id,
-        event=decode_event(fields[b"e"]),
+        event=decode_logged(fields[b"e"]),
         service=fields[b"s"].decode(),
         accepted_ms=int(fields[b"t"]),
         trace=fields[b"c"].decode() if b"c" in fields else "",

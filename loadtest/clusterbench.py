@@ -62,18 +62,21 @@ def workload(events: int, fanout: int, users: int, seed: int) -> list[Event]:
 
 
 @contextlib.contextmanager
-def single_server(directory: Path, replica_of: int = 0) -> Iterator[str]:
-    """A redis-server (`replica_of`: a replica of the one on that port)."""
+def single_server(
+    directory: Path, replica_of: int = 0, wrapper: tuple[str, ...] = (), options: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """A redis-server (`replica_of`: a replica of the one on that port), run under `wrapper` with
+    `options` added to its command line (as loadtest.cluster's nodes)."""
     exe = shutil.which("redis-server")
     assert exe is not None
     directory.mkdir(parents=True, exist_ok=True)
     port = free_ports(1)[0]
-    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    cmd = [*wrapper, exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     cmd += ["--dir", str(directory), "--logfile", "redis.log"]
     cmd += ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*cmd, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + (60 if wrapper else 10)
         while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout != b"PONG\n":
             if time.monotonic() > deadline:
                 raise RuntimeError("redis-server did not start")
@@ -84,7 +87,8 @@ def single_server(directory: Path, replica_of: int = 0) -> Iterator[str]:
         proc.wait()
 
 
-async def _masters(redis: Redis) -> list[Redis]:
+async def master_clients(redis: Redis) -> list[Redis]:
+    """A client of each master (one Redis: itself)."""
     if isinstance(redis, Cluster):
         return [redis.node_client(node) for node in await redis.masters()]
     return [redis]
@@ -134,7 +138,7 @@ async def measure(redis: Redis, events: list[Event], fanout: int) -> dict[str, A
         await log.append(events[i : i + CHUNK], "bench")
     settings = FanoutSettings(batch_size=256, block_ms=100)
     worker = FanoutWorker(redis, settings, partitions=PARTITIONS, limits=FeedLimits(), consumer="bench")
-    masters = await _masters(redis)
+    masters = await master_clients(redis)
     for m in masters:
         await m.config_resetstat()
     before = await _sample(masters)
@@ -170,22 +174,32 @@ async def measure(redis: Redis, events: list[Event], fanout: int) -> dict[str, A
 
 
 @contextlib.asynccontextmanager
-async def opened(kind: str, directory: Path, replicas: int) -> AsyncIterator[Redis]:
-    """The backend `kind`, each master with `replicas` replicas."""
+async def opened(
+    kind: str, directory: Path, replicas: int, wrapper: tuple[str, ...] = (), options: tuple[str, ...] = ()
+) -> AsyncIterator[Redis]:
+    """The backend `kind`, each master with `replicas` replicas, every server run under `wrapper`
+    with `options` (see single_server)."""
+    timeout_s = 60 if wrapper else 10
     if kind == "single":
         with contextlib.ExitStack() as servers:
-            url = servers.enter_context(single_server(directory))
+            url = servers.enter_context(single_server(directory, wrapper=wrapper, options=options))
             port = int(url.rsplit(":", 1)[1].split("/")[0])
             for i in range(replicas):
-                servers.enter_context(single_server(directory / f"replica{i}", replica_of=port))
-            client = Redis.from_url(url)
+                servers.enter_context(
+                    single_server(directory / f"replica{i}", port, wrapper=wrapper, options=options)
+                )
+            client = Redis.from_url(url, socket_timeout=timeout_s)
             try:
                 yield client
             finally:
                 await client.aclose()
         return
-    with private_cluster(directory, masters=MASTERS[kind], replicas=replicas) as lab:
-        cluster = Cluster([("127.0.0.1", n.port) for n in lab.nodes], retry_budget_s=10, socket_timeout=10)
+    with private_cluster(
+        directory, masters=MASTERS[kind], replicas=replicas, wrapper=wrapper, options=options
+    ) as lab:
+        cluster = Cluster(
+            [("127.0.0.1", n.port) for n in lab.nodes], retry_budget_s=timeout_s, socket_timeout=timeout_s
+        )
         try:
             yield cluster
         finally:
@@ -193,7 +207,7 @@ async def opened(kind: str, directory: Path, replicas: int) -> AsyncIterator[Red
 
 
 async def _flush(redis: Redis) -> None:
-    for m in await _masters(redis):
+    for m in await master_clients(redis):
         await m.flushall()
 
 

@@ -12,6 +12,9 @@ scripts' source, so Lua and Python share every number and separator.
 - A published change: `EPOCH N CHECK[@MS[@TRACEPARENT]] [FEED_MARK]PAYLOAD` (the tag after the
   check: the event's acceptance time and trace context, for the gateway's push latency and
   tracing; FEED_MARK leads a home-feed change, which shares the inbox's log).
+- An inbox script call (feeds/scripts.py): USER_KEYS keys per user (items, inbox, read marks,
+  change log), item after item in an apply call; a home-feed push FEED_USER_KEYS (those, then
+  the home feed, mutes, blocks and hide marks).
 - The user's state (`keys.toggles` field `#`): last change number (STATE_SEQ_BYTES, below 2^40,
   so its first byte is 0), unread count (STATE_UNREAD_BYTES, signed), actors shown per group
   (1 byte), then the log's epoch; written before as the text `EPOCH SEQ UNREAD SHOWN` (first
@@ -35,6 +38,8 @@ STATE_FIELD: Final = "#"
 HORIZON_FIELD: Final = "<"  # the user's trimmed horizon (a time): feeds/horizon.py
 STATE_SEQ_BYTES: Final = 6
 STATE_UNREAD_BYTES: Final = 4
+USER_KEYS: Final = 4
+FEED_USER_KEYS: Final = USER_KEYS + 4
 
 RegisterState = Literal["a", "i", "x"]
 
@@ -167,6 +172,8 @@ LUA_CONSTANTS: Final[dict[str, str]] = {
     "STATE_FORMAT": _lua_string(f">I{STATE_SEQ_BYTES}i{STATE_UNREAD_BYTES}B"),
     "STATE_SEQ_BYTES": str(STATE_SEQ_BYTES),
     "STATE_UNREAD_BYTES": str(STATE_UNREAD_BYTES),
+    "USER_KEYS": str(USER_KEYS),
+    "FEED_USER_KEYS": str(FEED_USER_KEYS),
 }
 
 

@@ -1,20 +1,21 @@
--- Shared head of every inbox script. A user's keys (hash tag {u:ID}), five by five:
+-- Shared head of every inbox script. A user's keys (hash tag {u:ID}), USER_KEYS of them
+-- (schemas/layouts.py):
 --   1 items (the item registers, and the user's state under `#`),
---   2 inbox (list of group records, newest first), 3 read marks, 4 change log (list),
---   5 followers
--- ARGV 1..6: actors prefix, channel (of the user of KEYS 1..5; apply gives them per item),
+--   2 inbox (list of group records, newest first), 3 read marks, 4 change log (list)
+-- ARGV 1..6: actors prefix, channel (of the user of KEYS 1..4; apply gives them per item),
 --            epoch candidate, max groups, max change-log entries, actors shown per group
 --            (0: as the last writer); the script's own ARGV follow.
-local K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS, A_PREFIX, CHANNEL
+local K_ITEMS, K_INBOX, K_MARKS, K_LOG, A_PREFIX, CHANNEL
 -- '@' .. the acceptance time (ms) of the event being applied (apply.lua sets it per item), or '':
 -- it rides on the published cursor ("EPOCH.N-0@MS PAYLOAD") for the gateway's push latency
 local TAG = ''
--- Work on the user whose keys follow KEYS[k], with that user's actors prefix and channel.
-local function use(k, prefix, channel)
-  K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+-- Work on the user whose keys follow keys[k] (KEYS, or on a cluster ARGV: lua/sharded_keys.lua),
+-- with that user's actors prefix and channel.
+local function use(keys, k, prefix, channel)
+  K_ITEMS, K_INBOX, K_MARKS, K_LOG = keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4]
   A_PREFIX, CHANNEL = prefix, channel
 end
-use(0, ARGV[1], ARGV[2])
+use(KEYS, 0, ARGV[1], ARGV[2])
 local EPOCH_NEW = ARGV[3]
 local MAX_GROUPS, MAX_CHANGES, SHOWN = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local BASE = 6

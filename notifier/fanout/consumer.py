@@ -212,14 +212,22 @@ class FanoutWorker:
     async def _apply_batch(
         self, partition: int, entries: Sequence[Entry], slots: anyio.Semaphore, backoff: Backoff
     ) -> None:
-        """Finish the batch in hand even when stopping; if cut short (Redis failed, or refused
-        with an error reply such as NOPERM), its entries stay pending and are reclaimed. An error
-        reply holds the batch's slot through a backoff, so the partition slows down meanwhile."""
+        """Finish the batch in hand even when stopping. Redis unavailable (a blip, a master
+        failing over): the batch in hand is applied again after a backoff (applying is
+        idempotent), rather than waiting `min_idle_ms` for a reclaim; when stopping, or on an
+        error reply (such as NOPERM), its entries stay pending and are reclaimed. Either holds
+        the batch's slot, so the partition slows down meanwhile."""
         held = True
         try:
             while entries:
-                with anyio.CancelScope(shield=True):
-                    entries = await self._process(partition, entries)
+                try:
+                    with anyio.CancelScope(shield=True):
+                        entries = await self._process(partition, entries)
+                except REDIS_UNAVAILABLE as exc:
+                    if self._stopping.is_set():
+                        raise
+                    await backoff.sleep(exc)
+                    continue
                 backoff.reset()
                 if not entries or self._stopping.is_set():
                     break  # an unfinished fan-out left pending resumes after the restart

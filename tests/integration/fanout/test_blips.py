@@ -1,0 +1,58 @@
+"""A live worker whose apply meets Redis unavailable (a blip, a master failing over) applies the
+batch in hand again after a backoff: the event arrives at once, not after a reclaim."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from feeds.inbox import Inbox
+from feeds.items import ItemOp
+from notifier.runtime.settings import Settings
+from schemas.events import Like
+
+from ..views import at, inbox_view, pending_total
+from .test_consumer import append, make_worker
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+async def test_an_apply_cut_by_a_redis_blip_is_retried_in_hand_not_left_to_the_reclaim(
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no reclaim within the test: only the retry in hand can apply the event
+    settings = dataclasses.replace(settings, fanout=dataclasses.replace(settings.fanout, min_idle_ms=600_000))
+    real_apply = Inbox.apply
+    calls = 0
+    applied = anyio.Event()
+
+    async def blips_once(
+        self: Inbox, ops: Sequence[ItemOp], tags: Sequence[str] = ()
+    ) -> list[BaseException | None]:
+        nonlocal calls
+        if not ops:
+            return await real_apply(self, ops, tags)
+        calls += 1
+        if calls == 1:
+            raise RedisConnectionError("Connection closed by server.")
+        result = await real_apply(self, ops, tags)
+        applied.set()
+        return result
+
+    monkeypatch.setattr(Inbox, "apply", blips_once)
+    worker = make_worker(redis, settings, "blipped")
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        await append(redis, settings, [Like(id="l1", actor="ana", occurred_at=at(1), post="p", owner="bob")])
+        with anyio.fail_after(20):
+            await applied.wait()
+        worker.stop()
+    assert calls == 2
+    groups, unread, _ = await inbox_view(Inbox(redis, settings.feeds), "bob")
+    assert [(g["verb"], g["actors"]) for g in groups] == [("like", ["ana"])] and unread == 1
+    assert await pending_total(redis, settings.ingest.partitions) == 0

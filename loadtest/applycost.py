@@ -12,8 +12,8 @@ their master on a cluster, as the gateway does).
 Printed per applied item: the commands the scripts ran (INFO commandstats, summed over the
 masters) and, with `--callgrind`, the instructions Redis executed: every server runs under
 valgrind's callgrind, whose counters are zeroed just before the first apply call and dumped
-just after the last (`callgrind_control`), summed over the masters. Counts do not drift with a
-busy machine, so ratios between backends and between checkouts hold; what remains
+just after the last (loadtest/callgrind.py), summed over the masters. Counts do not drift with
+a busy machine, so ratios between backends and between checkouts hold; what remains
 time-dependent is Redis's own cron and cluster bus, kept small by `--hz 1` and a long
 cluster-node-timeout (~120,000 instructions a second per server, under 1 % of a run). Run it
 from two checkouts with PYTHONPATH set to each for a before/after.
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -42,56 +41,14 @@ from feeds.scripts import scripts_for
 from notifier.runtime.settings import FanoutSettings
 from schemas import keys
 
+from . import callgrind as cg
 from .clusterbench import KINDS, master_clients, opened
 from .fanout import EVENTS_PER_USER, workload
 
 BATCH = FanoutSettings().batch_size  # events per round trip, as a worker's batch
 END_MS = 1_800_000_000_000  # the workload's last event time: fixed, so every run applies the same items
-# valgrind runs a server ~50x slower: its cron once a second, and no node judged failing
-OPTIONS = ("--hz", "1", "--cluster-node-timeout", "600000")
 # what the harness itself sends after the reset; every other command is a script's
 _OWN = frozenset({"evalsha", "info", "config|resetstat"})
-
-
-def _wrapper(work: Path) -> tuple[str, ...]:
-    return (
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={work}/callgrind.%p",
-        f"--log-file={work}/valgrind.%p.log",
-    )
-
-
-async def _callgrind(option: str, pids: list[int]) -> None:
-    """Zero (`-z`) or dump (`-d`) the counters of every server (callgrind_control answers once
-    the server did it)."""
-    for pid in pids:
-        proc = await asyncio.create_subprocess_exec(
-            "callgrind_control",
-            option,
-            str(pid),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        out, _ = await proc.communicate()
-        if proc.returncode != 0 or b"OK" not in out:
-            raise RuntimeError(f"callgrind_control {option} {pid}: {out.decode()}")
-
-
-def _dumped(work: Path, pids: list[int], keep: Path | None, name: str) -> int:
-    """The instructions of the dumps callgrind_control -d wrote (each server's first after the
-    zero), summed; with `keep`, each dump is copied there (for callgrind_annotate)."""
-    total = 0
-    for i, pid in enumerate(pids):
-        dump = work / f"callgrind.{pid}.1"
-        summary = [line for line in dump.read_text().splitlines() if line.startswith("summary:")]
-        if not summary:
-            raise RuntimeError(f"no summary in {dump}")
-        total += int(summary[0].split()[1])
-        if keep is not None:
-            keep.mkdir(parents=True, exist_ok=True)
-            shutil.copy(dump, keep / f"{name}-master{i}.callgrind")
-    return total
 
 
 async def _subscribe(redis: Redis, channels: list[str]) -> list[Connection]:
@@ -121,8 +78,8 @@ async def measure(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="applycost-") as tmp:
         work = Path(tmp)
-        wrapper = _wrapper(work) if callgrind else ()
-        async with opened(kind, work / kind, 0, wrapper, OPTIONS) as redis:
+        wrapper = cg.wrapper(work) if callgrind else ()
+        async with opened(kind, work / kind, 0, wrapper, cg.OPTIONS) as redis:
             masters = await master_clients(redis)
             limits = FeedLimits()
             log = workload(events, max(2, events // EVENTS_PER_USER), 1, "cost", END_MS)
@@ -137,14 +94,14 @@ async def measure(
                 await m.config_resetstat()
                 pids.append(int((await m.info("server"))["process_id"]))
             if callgrind:
-                await _callgrind("-z", pids)
+                await cg.control("-z", pids)
             per_batch = max(1, len(ops) * BATCH // max(1, len(log)))
             for start in range(0, len(ops), per_batch):
                 errors = await inbox.apply(ops[start : start + per_batch])
                 if any(errors):
                     raise RuntimeError(f"apply failed: {errors}")
             if callgrind:
-                await _callgrind("-d", pids)
+                await cg.control("-d", pids)
             calls: dict[str, int] = defaultdict(int)
             for m in masters:
                 for name, stat in (await m.info("commandstats")).items():
@@ -162,7 +119,7 @@ async def measure(
             "commands": dict(sorted(calls.items())),
         }
         if callgrind:
-            total = _dumped(work, pids, profiles, f"{kind}-online{online_pct}")
+            total = cg.dumped(work, pids, profiles, f"{kind}-online{online_pct}")
             out["instructions_per_item"] = round(total / n)
         return out
 
@@ -172,7 +129,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": f"python -m loadtest.applycost --events {args.events} --online {args.online} "
         f"--backends {','.join(args.backends)}" + (" --callgrind" if args.callgrind else ""),
         "batch_events": BATCH,
-        "redis_options": " ".join(OPTIONS),
+        "redis_options": " ".join(cg.OPTIONS),
     }
     for kind in args.backends:
         result = await measure(kind, args.events, args.online, args.callgrind, args.profiles)

@@ -3,7 +3,9 @@ each, appended through ingest's EventLog, then drained by one in-process FanoutW
 backends stay up and the rounds alternate between them: one Redis, a one-node cluster (every
 slot on one master: Redis's cluster mode alone) and 3 masters. Reports applied items/s and Redis
 CPU per applied item (used_cpu_sys+user deltas summed over the masters), the masters' idle CPU
-over as long a window, and INFO commandstats per command.
+over as long a window, and INFO commandstats per command. With `--callgrind`, every server runs
+under valgrind (loadtest/callgrind.py) and each round also counts the instructions Redis executed
+per applied item over the drain (deterministic: one round is enough).
 
     python -m loadtest.clusterbench --events 3000 --fanout 10 --users 5000 --rounds 3 --out FILE
 """
@@ -31,6 +33,7 @@ from redis.asyncio import Redis
 from feeds import inbox
 from feeds.cluster import Cluster
 from feeds.limits import FeedLimits
+from loadtest import callgrind
 from loadtest.cluster import free_ports, private_cluster
 from notifier.api.append import EventLog
 from notifier.fanout.consumer import FanoutWorker
@@ -132,7 +135,10 @@ def _commands(before: Sample, after: Sample, items: int) -> dict[str, dict[str, 
     return out
 
 
-async def measure(redis: Redis, events: list[Event], fanout: int) -> dict[str, Any]:
+async def measure(
+    redis: Redis, events: list[Event], fanout: int, counted: Path | None = None
+) -> dict[str, Any]:
+    """One drain; `counted`: the folder of the servers' callgrind dumps (they run under it)."""
     log = EventLog(redis, IngestSettings(partitions=PARTITIONS))
     for i in range(0, len(events), CHUNK):
         await log.append(events[i : i + CHUNK], "bench")
@@ -141,10 +147,15 @@ async def measure(redis: Redis, events: list[Event], fanout: int) -> dict[str, A
     masters = await master_clients(redis)
     for m in masters:
         await m.config_resetstat()
+    pids = [int((await m.info("server"))["process_id"]) for m in masters]
     before = await _sample(masters)
+    if counted:
+        await callgrind.control("-z", pids)
     began = time.perf_counter()
     applied_events = await worker.drain()
     wall_s = time.perf_counter() - began
+    if counted:
+        await callgrind.control("-d", pids)
     after = await _sample(masters)
     # the masters' own CPU with no client work (cron, and on a cluster the bus), over as long a
     # window: used_cpu counts it, commandstats does not
@@ -170,6 +181,7 @@ async def measure(redis: Redis, events: list[Event], fanout: int) -> dict[str, A
         "items_per_apply_call": round(items / evalsha["calls"], 1) if evalsha["calls"] else 0,
         "commands": commands,
         "dead_lettered": worker.stats.dead_lettered,
+        **({"instructions_per_item": round(callgrind.dumped(counted, pids) / items)} if counted else {}),
     }
 
 
@@ -221,27 +233,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "command": f"python -m loadtest.clusterbench --events {args.events} --fanout {args.fanout} "
         f"--users {args.users} --rounds {args.rounds} --items-per-call {args.items_per_call} "
-        f"--replicas {args.replicas}",
+        f"--replicas {args.replicas}" + (" --callgrind" if args.callgrind else ""),
         "partitions": PARTITIONS,
         "note": "small run on a shared, busy 2-core machine: one worker process, Redis on the same cores",
         "rounds": {kind: [] for kind in kinds},
     }
+    figures = ["items_per_s", "redis_cpu_us_per_item", "redis_cpu_us_per_item_less_idle"]
     with tempfile.TemporaryDirectory(prefix="clusterbench-") as tmp:
+        counted = Path(tmp) if args.callgrind else None
+        wrapper, options = (callgrind.wrapper(counted), callgrind.OPTIONS) if counted else ((), ())
         async with contextlib.AsyncExitStack() as stack:
             backends = [
-                (kind, await stack.enter_async_context(opened(kind, Path(tmp) / kind, args.replicas)))
+                (
+                    kind,
+                    await stack.enter_async_context(
+                        opened(kind, Path(tmp) / kind, args.replicas, wrapper, options)
+                    ),
+                )
                 for kind in kinds
             ]
             for _ in range(args.rounds):
                 for kind, redis in backends:
                     await _flush(redis)
-                    out["rounds"][kind].append(await measure(redis, events, args.fanout))
+                    out["rounds"][kind].append(await measure(redis, events, args.fanout, counted))
+    figures += ["instructions_per_item"] if args.callgrind else []
     for kind in kinds:
         rounds = out["rounds"][kind]
-        out[kind] = {
-            figure: statistics.median(r[figure] for r in rounds)
-            for figure in ("items_per_s", "redis_cpu_us_per_item", "redis_cpu_us_per_item_less_idle")
-        }
+        out[kind] = {figure: statistics.median(r[figure] for r in rounds) for figure in figures}
     for kind in kinds[1:]:
         out[f"{kind}_vs_single"] = {
             figure: round(out[kind][figure] / out["single"][figure], 3) for figure in out["single"]
@@ -258,6 +276,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--replicas", type=int, default=0, help="replicas per master (one Redis too)")
     parser.add_argument("--items-per-call", type=int, default=inbox.ITEMS_PER_CALL)
+    parser.add_argument("--callgrind", action="store_true", help="count Redis's instructions (valgrind)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     result = anyio.run(run, args)

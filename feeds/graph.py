@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
 
+import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -27,8 +28,7 @@ FOLLOW_SCRIPT = Script(resources.files(__package__).joinpath("lua", "graph_follo
 Side = Literal["followers", "following"]
 
 
-@dataclass(frozen=True, slots=True)
-class FollowOp:
+class FollowOp(msgspec.Struct, frozen=True):
     """`follower`'s follow of `user` is `state` (a | i | x) as of (`at_ms`, `event_id`)."""
 
     follower: str

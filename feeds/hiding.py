@@ -41,7 +41,7 @@ class Hiding:
     async def mute(self, user: str, actor: str, at_ms: int) -> int:
         """Hide `actor`'s notifications and posts from `user`; how many items left the inbox."""
         hidden = await self._hide(user, "actor", actor, at_ms, MUTE_ID)
-        await self._home.drop_author(user, actor)
+        await self._home.drop_authors([(user, actor)])
         return hidden
 
     async def mute_post(self, user: str, post: str, at_ms: int) -> int:
@@ -54,7 +54,7 @@ class Hiding:
         for one, two in ((user, other), (other, user)):
             hidden += await self._hide(one, "actor", two, at_ms, BLOCK_ID)
             await self._graph.sever(two, one, at_ms, BLOCK_ID)  # both sides: following, followers
-            await self._home.drop_author(one, two)
+            await self._home.drop_authors([(one, two)])
         return hidden
 
     async def _hide(self, user: str, target: Target, value: str, at_ms: int, event_id: str) -> int:

@@ -22,7 +22,7 @@ so a follow applied after the posts it should show does not miss them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -33,7 +33,7 @@ from schemas import keys, protocol
 from . import ranked
 from .cluster import shard_of, slot_of
 from .limits import FeedLimits
-from .preferences import PreferenceStore
+from .preferences import PreferenceStore, run_checked
 from .scripts import Arg, Command, head, run_commands, scripts_for, user_keys
 from .timeline import live_post, live_time_ms
 
@@ -46,6 +46,15 @@ Post = tuple[str, str]  # (author, post)
 # one change of a feed_push.lua call: op (p push | q take out), member, time ms ('' for q), payload
 FeedChange = tuple[str, str, int | str, bytes]
 Change = tuple[str, Sequence[FeedChange]]  # a user and changes of their feed, for one call
+Follow = tuple[str, str]  # (user, author): the user follows, or no longer follows, the author
+
+
+def _per_user(changes: Iterable[tuple[str, Sequence[FeedChange]]]) -> list[Change]:
+    """Each user's changes in one entry (a user may follow several authors in one batch)."""
+    merged: dict[str, list[FeedChange]] = {}
+    for user, some in changes:
+        merged.setdefault(user, []).extend(some)
+    return list(merged.items())
 
 
 def member(author: str, post: str) -> str:
@@ -93,29 +102,53 @@ class HomeFeeds:
         change: FeedChange = ("q", member(author, post), "", protocol.feed_removed(author, post))
         return await self._fan_out(author, "q" + post, change)
 
-    async def backfill(self, user: str, author: str) -> None:
-        """Push `author`'s newest posts into `user`'s feed (after a follow)."""
-        posts = await self._redis.zrevrange(keys.timeline(author), 0, self._limits.max_home - 1)
+    async def backfill(self, follows: Sequence[Follow]) -> None:
+        """Push each followed author's newest posts into the follower's feed (after follows):
+        one round trip reads every author's timeline, one more the posts of those with any,
+        one more writes the feeds."""
+        if not follows:
+            return
+        authors = sorted({author for _, author in follows})
+        timelines = await run_checked(
+            self._redis, [("ZREVRANGE", keys.timeline(a), 0, self._limits.max_home - 1) for a in authors]
+        )
+        posts = {a: [p.decode() for p in got] for a, got in zip(authors, timelines, strict=True) if got}
         if not posts:
             return
-        registers = await self._redis.hmget(keys.post_records(author), posts)
-        changes: list[FeedChange] = []
-        for raw, register in zip(posts, registers, strict=True):
-            at_ms, record = live_time_ms(register), live_post(register)
-            if at_ms is not None and record is not None:
-                changes.append(("p", member(author, raw.decode()), at_ms, protocol.feed_added(record)))
-        await self._change([(user, changes[::-1])])  # oldest first: newest on top
+        registers = await run_checked(
+            self._redis, [("HMGET", keys.post_records(a), *ps) for a, ps in posts.items()]
+        )
+        newest: dict[str, list[FeedChange]] = {}  # author → changes, oldest first: newest on top
+        for (author, ids), records in zip(posts.items(), registers, strict=True):
+            changes: list[FeedChange] = []
+            for post, register in zip(ids, records, strict=True):
+                at_ms, record = live_time_ms(register), live_post(register)
+                if at_ms is not None and record is not None:
+                    changes.append(("p", member(author, post), at_ms, protocol.feed_added(record)))
+            newest[author] = changes[::-1]
+        await self._change(_per_user((user, newest.get(author, [])) for user, author in follows))
 
-    async def drop_author(self, user: str, author: str) -> None:
-        """Take `author`'s posts out of `user`'s feed (after an unfollow; reads hide them already)."""
-        prefix = (author + "|").encode()
-        entries = [
-            m.decode() for m in await self._redis.zrange(keys.home(user), 0, -1) if m.startswith(prefix)
-        ]
-        changes: list[FeedChange] = [
-            ("q", e, "", protocol.feed_removed(author, e.partition("|")[2])) for e in entries
-        ]
-        await self._change([(user, changes)])
+    async def drop_authors(self, unfollows: Sequence[Follow]) -> None:
+        """Take each author's posts out of the user's feed (after an unfollow, a mute or a
+        block; reads hide them already): one round trip reads the feeds, one more writes them."""
+        if not unfollows:
+            return
+        users = sorted({user for user, _ in unfollows})
+        feeds = dict(
+            zip(
+                users,
+                await run_checked(self._redis, [("ZRANGE", keys.home(u), 0, -1) for u in users]),
+                strict=True,
+            )
+        )
+        drops: list[tuple[str, list[FeedChange]]] = []
+        for user, author in unfollows:
+            prefix = (author + "|").encode()
+            entries = [m.decode() for m in feeds[user] if m.startswith(prefix)]
+            drops.append(
+                (user, [("q", e, "", protocol.feed_removed(author, e.partition("|")[2])) for e in entries])
+            )
+        await self._change(_per_user(drops))
 
     async def _change(self, changes: Sequence[Change], tag: str = "", post: Post | None = None) -> bool:
         """Apply each user's changes: the users of one master (a single Redis: all) share a call,

@@ -5,14 +5,15 @@ is dropped when its type is off for the recipient, the recipient muted its actor
 either blocked the other, or its event happened at or before the last such mute or block that
 was undone since (the hide marks, `keys.hide_marks`: an undo lets through only what happens
 after it). Undo and retraction items always pass, so what did reach the inbox can still be
-taken back. `keep_follows` drops a follow between users blocked either way the same way. Home
-feeds ask `hidden_until` at read.
+taken back. It drops a follow between users blocked either way the same way. Home feeds ask
+`hidden_until` at read.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -31,16 +32,25 @@ Relation = Literal["mutes", "blocks", "muted-posts"]
 MARK = {"mutes": "m:", "blocks": "b:", "muted-posts": "p:"}
 
 
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What `PreferenceStore.keep` lets through: per item op, per follow-graph op."""
+
+    items: list[bool]
+    follows: list[bool]
+
+
 def _key(relation: Relation, user: str) -> str:
     if relation == "mutes":
         return keys.mutes(user)
     return keys.blocks(user) if relation == "blocks" else keys.muted_posts(user)
 
 
-async def _read(redis: Redis, commands: Sequence[Command]) -> list[Any]:
-    """The replies of read-only `commands` in one lean round trip (per master on a cluster): the
-    fan-out asks five per item, and redis-py's Pipeline spent most of the worker's CPU on them."""
-    replies = await run_commands(redis, [], commands)
+async def run_checked(redis: Redis, commands: Sequence[Command]) -> list[Any]:
+    """The replies of `commands` in one lean round trip (`run_commands`: per master on a
+    cluster), the first error reply raised. The fan-out's reads and acks go this way: it asks
+    several per item, and redis-py's Pipeline spent most of the worker's CPU on them."""
+    replies = await run_commands(redis, [], commands) if commands else []
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
@@ -84,40 +94,42 @@ class PreferenceStore:
     ) -> ranked.Ranked:
         return await ranked.page(self._redis, _key(relation, user), before, limit)
 
-    async def keep(self, ops: Sequence[ItemOp]) -> list[bool]:
-        """Per op, whether the recipient's preferences let it be written: one round trip, and a
-        second for the items of users with any mute, block or hide mark."""
-        checked = [i for i, op in enumerate(ops) if op.state == "a" and op.user != op.actor]
-        keep = [True] * len(ops)
-        if not checked:
-            return keep
-        # round 1, per user: preferences, and whether any relation exists (most users have none)
-        recipients = sorted({ops[i].user for i in checked})
-        actors = sorted({ops[i].actor for i in checked})
-        commands: list[Command] = [("GET", keys.preferences(user)) for user in recipients]
-        commands += [
-            ("EXISTS", keys.mutes(u), keys.blocks(u), keys.muted_posts(u), keys.hide_marks(u))
-            for u in recipients
-        ]
-        commands += [("EXISTS", keys.blocks(actor)) for actor in actors]
-        replies = await _read(self._redis, commands)
-        n_users = len(recipients)
-        off = {
-            user: set(wire.decode(raw).off) if raw is not None else set()
-            for user, raw in zip(recipients, replies[:n_users], strict=True)
-        }
-        related = {u for u, n in zip(recipients, replies[n_users : 2 * n_users], strict=True) if n}
-        blocking = {a for a, n in zip(actors, replies[2 * n_users :], strict=True) if n}
-        for i in checked:
-            if ops[i].verb in off[ops[i].user]:
-                keep[i] = False
-        # round 2, only for items a relation could concern: the relations themselves
-        checked = [i for i in checked if keep[i] and (ops[i].user in related or ops[i].actor in blocking)]
-        if not checked:
-            return keep
-        commands = []
-        for i in checked:
-            op = ops[i]
+    async def keep(self, items: Sequence[ItemOp], follows: Sequence[FollowOp] = ()) -> Kept:
+        """Per item op, whether the recipient's preferences let it be written; per follow-graph
+        op, whether it may be written: a follow (state a) between users who block each other
+        (either way), or that happened at or before their last block or unblock, is dropped; an
+        unfollow always passes. Whatever the order a block and a follow are applied in, the
+        follow ends severed (feeds/hiding.py severs the follows a block finds).
+
+        One round trip asks each recipient (a follow's: the followed user) whether they have
+        preferences or hide marks; most have neither, and only if some do, a second reads them
+        and the relations. The marks stand for every relation: each mute, muted post and block
+        leaves one (a block in both users', `relate` writes them first) and nothing removes
+        them, so a recipient without marks mutes nothing and blocks nobody, nor is blocked."""
+        checked = [i for i, op in enumerate(items) if op.state == "a" and op.user != op.actor]
+        following = [i for i, op in enumerate(follows) if op.state == "a"]
+        kept = Kept([True] * len(items), [True] * len(follows))
+        users = sorted({items[i].user for i in checked} | {follows[i].user for i in following})
+        if not users:
+            return kept
+        # round 1, one EXISTS per user counting the marks once and the preferences twice: bit 0
+        # tells marks, bit 1 preferences
+        counts = await run_checked(
+            self._redis,
+            [("EXISTS", keys.hide_marks(u), keys.preferences(u), keys.preferences(u)) for u in users],
+        )
+        related = {u for u, n in zip(users, counts, strict=True) if n & 1}
+        with_prefs = {u for u, n in zip(users, counts, strict=True) if n & 2}
+        # round 2: the preferences of recipients who have any, and the relations of the items
+        # and follows one could concern
+        prefs = sorted({items[i].user for i in checked} & with_prefs)
+        item_reads = [i for i in checked if items[i].user in related]
+        follow_reads = [i for i in following if follows[i].user in related]
+        if not (prefs or item_reads or follow_reads):
+            return kept
+        commands: list[Command] = [("GET", keys.preferences(user)) for user in prefs]
+        for i in item_reads:
+            op = items[i]
             commands += [
                 ("ZSCORE", keys.mutes(op.user), op.actor),
                 ("ZSCORE", keys.blocks(op.user), op.actor),
@@ -125,39 +137,33 @@ class PreferenceStore:
                 ("ZSCORE", keys.muted_posts(op.user), op.post or "\n"),  # no post: no member
                 ("HMGET", keys.hide_marks(op.user), "m:" + op.actor, "b:" + op.actor, "p:" + op.post),
             ]
-        relations = await _read(self._redis, commands)
-        for n, i in enumerate(checked):
-            muted, blocked, blocked_by, post_muted, marks = relations[5 * n : 5 * n + 5]
-            op = ops[i]
+        for i in follow_reads:
+            follow = follows[i]
+            commands += [
+                ("ZSCORE", keys.blocks(follow.follower), follow.user),
+                ("ZSCORE", keys.blocks(follow.user), follow.follower),
+                ("HGET", keys.hide_marks(follow.follower), "b:" + follow.user),
+            ]
+        replies = await run_checked(self._redis, commands)
+        off = {user: set(wire.decode(raw).off) for user, raw in zip(prefs, replies, strict=False) if raw}
+        for i in checked:
+            if items[i].verb in off.get(items[i].user, ()):
+                kept.items[i] = False
+        at = len(prefs)
+        for i in item_reads:
+            muted, blocked, blocked_by, post_muted, marks = replies[at : at + 5]
+            at += 5
+            op = items[i]
             now = muted is not None or blocked is not None or blocked_by is not None or post_muted is not None
             marked = any(_hidden(m, op.at_ms) for m in marks[:2]) or (op.post and _hidden(marks[2], op.at_ms))
             if now or marked:
-                keep[i] = False
-        return keep
-
-    async def keep_follows(self, ops: Sequence[FollowOp]) -> list[bool]:
-        """Per follow-graph op, whether it may be written: a follow (state a) between users who
-        block each other (either way), or that happened at or before their last block or unblock,
-        is dropped; an unfollow always passes. Whatever the order a block and a follow are applied
-        in, the follow ends severed (feeds/hiding.py severs the follows a block finds)."""
-        checked = [i for i, op in enumerate(ops) if op.state == "a"]
-        keep = [True] * len(ops)
-        if not checked:
-            return keep
-        commands: list[Command] = []
-        for i in checked:
-            op = ops[i]
-            commands += [
-                ("ZSCORE", keys.blocks(op.follower), op.user),
-                ("ZSCORE", keys.blocks(op.user), op.follower),
-                ("HGET", keys.hide_marks(op.follower), "b:" + op.user),
-            ]
-        replies = await _read(self._redis, commands)
-        for n, i in enumerate(checked):
-            blocked, blocked_by, mark = replies[3 * n : 3 * n + 3]
-            if blocked is not None or blocked_by is not None or _hidden(mark, ops[i].at_ms):
-                keep[i] = False
-        return keep
+                kept.items[i] = False
+        for i in follow_reads:
+            blocked, blocked_by, mark = replies[at : at + 3]
+            at += 3
+            if blocked is not None or blocked_by is not None or _hidden(mark, follows[i].at_ms):
+                kept.follows[i] = False
+        return kept
 
     async def hidden_until(self, reader: str, authors: Iterable[str]) -> dict[str, float]:
         """Of `authors`, those whose posts `reader` must not see up to a time (ms): every post

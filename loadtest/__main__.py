@@ -56,6 +56,8 @@ KNOBS: tuple[tuple[str, type, str], ...] = (
     ("masters", int, "0: one redis-server; N: a Redis Cluster of N masters, no replicas (local stack)"),
     ("client_procs", int, "client processes (0 = one per 2,500 clients)"),
     ("connect_concurrency", int, "handshakes in flight per client process"),
+    ("redis_cpus", str, "CPUs the redis-server runs on, a taskset -c list such as 0 (fanout)"),
+    ("worker_cpus", str, "CPUs the worker runs on, such as 1 (fanout)"),
 )
 
 

@@ -116,7 +116,9 @@ def run(scenario: Scenario, *, extra_env: dict[str, str], progress: bool = True)
     events = workload(s.events, users, s.seed, "lt" + secrets.token_hex(4), int(time.time() * 1000))
     expected = expected_groups(events, limits)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    with private_stack("notifier", partitions=s.partitions, extra_env=extra_env) as stack:
+    with private_stack(
+        "notifier", partitions=s.partitions, extra_env=extra_env, redis_cpus=s.redis_cpus
+    ) as stack:
         measured = anyio.run(
             _measure,
             s,
@@ -160,6 +162,11 @@ def run(scenario: Scenario, *, extra_env: dict[str, str], progress: bool = True)
             "read": drain.final.read if drain.final else None,
         },
         "processes": processes,
+        # CPU per applied event over the drain: what a core's worth of each process buys
+        "cpu_us_per_event": {
+            role: round(p["cpu_s"] * 1e6 / n, 1) if p.get("cpu_s") is not None and drain.end_ns else None
+            for role, p in processes.items()
+        },
         "inbox": inbox,
         "timeline": drain.timeline,
         "notes": notes,
@@ -178,7 +185,7 @@ async def _measure(
     try:
         preload_s = await _preload(redis, events, s.partitions, progress)
         meter = ProcessMeter()
-        stack.spawn_worker()
+        stack.spawn_worker(s.worker_cpus)
         for role in ("worker", "redis"):
             for pid in stack.procs.pids()[role]:
                 meter.watch(role, pid)
@@ -299,7 +306,10 @@ def passed(result: dict[str, Any]) -> bool:
 
 def summary(result: dict[str, Any]) -> str:
     t, inbox, procs = result["throughput"], result["inbox"], result["processes"]
-    cpu = " ".join(f"{role} cpu={p.get('cpu_pct')}%" for role, p in procs.items())
+    per_event = result["cpu_us_per_event"]
+    cpu = " ".join(
+        f"{role} cpu={p.get('cpu_pct')}% ({per_event[role]} us/event)" for role, p in procs.items()
+    )
     return (
         f"fanout: applied={t['applied_eps']}/s ({result['workload']['events']} events in {t['drain_s']}s) "
         f"{cpu} "
@@ -317,6 +327,9 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Knobs: events={w['events']} users={w['users']} partitions={s['partitions']} seed={s['seed']}"
         + "".join(f" {k}={v}" for k, v in r["stack_env"].items()),
+        "",
+        f"Pinned (taskset -c): redis on {s.get('redis_cpus') or 'any CPU'}, worker on "
+        f"{s.get('worker_cpus') or 'any CPU'}; this process (preload, then sampling) unpinned.",
         "",
         f"## Result: {'PASS' if passed(r) else 'FAIL'}",
         "",
@@ -338,6 +351,10 @@ def markdown(r: dict[str, Any]) -> str:
         "## Resources (during the drain; cpu % of one core)",
         "",
         *resource_rows(r["processes"]),
+        "",
+        "CPU per applied event: "
+        + ", ".join(f"{role} {fmt(us)} µs" for role, us in r["cpu_us_per_event"].items())
+        + ".",
         "",
         "## Over time (seconds since the worker was started)",
         "",

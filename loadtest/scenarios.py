@@ -45,6 +45,8 @@ class Scenario:
     masters: int = 0  # 0: one redis-server; N: a local Redis Cluster of N masters (pipeline stage)
     client_procs: int = 0  # 0 = one process per 2,500 clients
     connect_concurrency: int = 200  # handshakes in flight per client process
+    redis_cpus: str = ""  # fanout: the redis-server runs on these CPUs only (a `taskset -c` list)
+    worker_cpus: str = ""  # fanout: the worker runs on these CPUs only
 
     @property
     def user_count(self) -> int:
@@ -79,6 +81,8 @@ class Scenario:
             out.append("a cluster (masters > 0) runs the pipeline stage only (clusterbench measures fan-out)")
         if self.masters < 0:
             out.append("masters must be 0 (one Redis) or more")
+        if (self.redis_cpus or self.worker_cpus) and self.stage != "fanout":
+            out.append("redis_cpus and worker_cpus pin the fanout stage's processes only")
         if self.stage == "ingest" and self.rate:
             out.append("ingest is a closed loop (rate 0)")
         return out

@@ -142,13 +142,19 @@ def _consumers_registered(client: sync_redis.Redis, partitions: int, names: set[
         yield False
 
 
-def _redis(procs: Processes, workdir: Path, role: str = "redis") -> str:
+def pinned(cpus: str) -> list[str]:
+    """The command prefix that runs a process on `cpus` only (a `taskset -c` list: "1", "0,2-3"),
+    nothing for "" (anywhere)."""
+    return ["taskset", "-c", cpus] if cpus else []
+
+
+def _redis(procs: Processes, workdir: Path, role: str = "redis", cpus: str = "") -> str:
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not on PATH (apt-get install redis-server)")
     port = free_port()
     cmd = [
-        exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        *pinned(cpus), exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--dir", str(workdir), "--maxmemory-policy", "noeviction", "--maxclients", "10000",
     ]  # fmt: skip
     procs.start(role, cmd)
@@ -184,21 +190,26 @@ def private_stack(
     extra_env: dict[str, str],
     masters: int = 0,
     cluster: ClusterLab | None = None,
+    redis_cpus: str = "",
 ) -> Iterator[LocalStack]:
     """A private redis-server with no roles yet: the caller starts them when it needs them
-    (the stage benchmarks preload Redis first, or start one role at a time). `masters` > 0: a
-    private Redis Cluster of that many masters (no replicas) instead, and the redis-server
-    holds only arq's job queue; `cluster`: that running cluster (the test suite's), as is."""
+    (the stage benchmarks preload Redis first, or start one role at a time), run on `redis_cpus`
+    only when given (`pinned`). `masters` > 0: a private Redis Cluster of that many masters (no
+    replicas) instead, and the redis-server holds only arq's job queue; `cluster`: that running
+    cluster (the test suite's), as is."""
     raise_nofile()
     with tempfile.TemporaryDirectory(prefix="loadtest-") as tmp:
         workdir = Path(tmp)
         procs = Processes(workdir)
         try:
             if not masters and cluster is None:
-                yield LocalStack(kind, procs, _redis(procs, workdir), partitions, extra_env)
+                url = _redis(procs, workdir, cpus=redis_cpus)
+                yield LocalStack(kind, procs, url, partitions, extra_env)
                 return
             if kind != "notifier":
                 raise ValueError("only the product runs on a Redis Cluster")
+            if redis_cpus:
+                raise ValueError("pinning Redis applies to one redis-server, not a cluster")
             jobs_url = _redis(procs, workdir, "jobs-redis")
             with contextlib.ExitStack() as own:
                 lab = cluster or own.enter_context(
@@ -302,29 +313,28 @@ class LocalStack:
 
     def _spawn_http(self, role: str, command: str, port: int, module: str = "") -> int:
         # LOADTEST_GATEWAY_CPUS: the gateways (ours or a baseline's) run on these CPUs only
-        cpus = os.environ.get("LOADTEST_GATEWAY_CPUS", "") if command == "gateway" else ""
-        pinned = ["taskset", "-c", cpus] if cpus else []
+        cpus = pinned(os.environ.get("LOADTEST_GATEWAY_CPUS", "") if command == "gateway" else "")
         if self.kind == "notifier":
             variable = "NOTIFIER_HTTP_API_PORT" if command == "api" else "NOTIFIER_HTTP_GATEWAY_PORT"
-            cmd = [*pinned, sys.executable, "-m", module or "notifier", command]
+            cmd = [*cpus, sys.executable, "-m", module or "notifier", command]
             self.procs.start(role, cmd, self._env | {variable: str(port)})
         elif self.kind == "socketio-node":
             if command != "gateway" or module:
                 raise ValueError("the Node Socket.IO baseline is a gateway only (the push stage)")
-            self.procs.start(role, [*pinned, *node_baseline(), command, "--port", str(port)], self._env)
+            self.procs.start(role, [*cpus, *node_baseline(), command, "--port", str(port)], self._env)
         else:
             cmd = [sys.executable, "-m", module or "loadtest.baseline_socketio", command, "--port", str(port)]
-            self.procs.start(role, [*pinned, *cmd], self._env)
+            self.procs.start(role, [*cpus, *cmd], self._env)
         return port
 
-    def spawn_worker(self) -> str:
-        """Start one fan-out worker and return its consumer name, without waiting for it (the
-        fan-out stage times the worker from its first read)."""
+    def spawn_worker(self, cpus: str = "") -> str:
+        """Start one fan-out worker (on `cpus` only, when given: `pinned`) and return its consumer
+        name, without waiting for it (the fan-out stage times the worker from its first read)."""
         if self.kind != "notifier":
             raise ValueError("the Socket.IO baseline has no fan-out worker")
         name = f"loadtest-worker-{self._workers}"
         self._workers += 1
-        cmd = [sys.executable, "-m", "notifier", "worker"]
+        cmd = [*pinned(cpus), sys.executable, "-m", "notifier", "worker"]
         self.procs.start("worker", cmd, self._env | {"NOTIFIER_FANOUT_CONSUMER": name})
         return name
 

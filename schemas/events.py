@@ -6,9 +6,13 @@ last-writer-wins clock for toggles (like/unlike, follow/unfollow), never arrival
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
+import types
+import typing
 from datetime import datetime
-from typing import Annotated, Final, Literal, TypeAlias
+from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import msgspec
 
@@ -144,6 +148,50 @@ def decode_event(raw: bytes) -> Event:
     """Decode and validate one event; raises msgspec.ValidationError or DecodeError."""
     event: Event = _decoder.decode(raw)
     return event
+
+
+def decode_logged(raw: bytes) -> Event:
+    """Decode an event the log holds (`encode_event` of one ingest validated): its shape and
+    types are checked (a malformed entry raises like `decode_event`), its constraints (id
+    patterns, lengths, the time's offset) are not checked twice. msgspec runs each pattern
+    through `re`: for a like that was 2.7 of the 3.1 µs the fan-out spent decoding an event."""
+    shaped = _logged_decoder.decode(raw)
+    event: Event = _LOGGED[type(shaped)](*msgspec.structs.astuple(shaped))
+    return event
+
+
+def _bare(hint: Any) -> Any:
+    """`hint` without its constraints (Annotated metadata), also inside lists and unions."""
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        return _bare(args[0])
+    if origin is list:
+        return list[_bare(args[0])]  # type: ignore[misc]
+    if origin in (typing.Union, types.UnionType):
+        return functools.reduce(operator.or_, map(_bare, args))
+    return hint
+
+
+def _unconstrained(event_type: type[Event]) -> type[msgspec.Struct]:
+    """A struct of `event_type`'s tag and fields, in order, with their defaults but without
+    their constraints: what `decode_logged` decodes into before building the event itself."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for f in msgspec.structs.fields(event_type):
+        if f.required:
+            fields.append((f.name, _bare(f.type)))
+        elif f.default_factory is not msgspec.NODEFAULT:
+            fields.append((f.name, _bare(f.type), msgspec.field(default_factory=f.default_factory)))
+        else:
+            fields.append((f.name, _bare(f.type), f.default))
+    config = event_type.__struct_config__
+    return msgspec.defstruct(
+        event_type.__name__, fields, tag=config.tag, tag_field=config.tag_field, forbid_unknown_fields=True
+    )
+
+
+_LOGGED: Final[dict[type[msgspec.Struct], type[Event]]] = {_unconstrained(t): t for t in EVENT_TYPES}
+_logged_decoder: Final = msgspec.json.Decoder(functools.reduce(operator.or_, _LOGGED))
 
 
 def encode_event(event: Event) -> bytes:

@@ -388,9 +388,12 @@ async def apply_events(
         post_ops += posts
         follow_owners += [logged.entry_id] * len(follows)
         post_owners += [logged.entry_id] * len(posts)
-    # the recipients' preferences first: an item they turned off, muted or blocked is not written
-    kept = await PreferenceStore(inbox.redis).keep([op for _, op in planned])
-    planned = [p for p, keep in zip(planned, kept, strict=True) if keep]
+    # the recipients' preferences first: an item they turned off, muted or blocked is not
+    # written, nor a follow between users who block each other (nor back-filled)
+    kept = await PreferenceStore(inbox.redis).keep([op for _, op in planned], follow_ops)
+    planned = [p for p, keep in zip(planned, kept.items, strict=True) if keep]
+    follow_ops = [op for op, keep in zip(follow_ops, kept.follows, strict=True) if keep]
+    follow_owners = [o for o, keep in zip(follow_owners, kept.follows, strict=True) if keep]
     ops = [op for _, op in planned]
     spans = None
     if traced is not None:
@@ -429,24 +432,31 @@ async def apply_events(
     if counted is not None:
         counted.items_beyond_horizon.inc(len(refused))
         counted.items_applied.inc(len(errors) - sum(e is not None for e in errors))
-    # a follow between users who block each other is not written either (nor back-filled)
-    kept_follows = await PreferenceStore(inbox.redis).keep_follows(follow_ops)
-    follow_ops = [op for op, keep in zip(follow_ops, kept_follows, strict=True) if keep]
-    follow_owners = [o for o, keep in zip(follow_owners, kept_follows, strict=True) if keep]
     follow_states = await graph.FollowGraph(inbox.redis).apply(follow_ops)
     post_states = await timeline.Timelines(inbox.redis, limits).apply(post_ops)
     home = HomeFeeds(inbox.redis, limits)
-    # the home feeds act on each change's state once applied (the same on a redelivery)
+    # the home feeds act on each follow's state once applied (the same on a redelivery), for
+    # the whole batch at once: per follower and author, on the state their last op left,
+    # if one of their ops asked for it (a follow back-fills, an unfollow drops the posts)
+    final: dict[tuple[str, str], str] = {}
+    asked: dict[tuple[str, str], set[bool]] = {}  # whether the ops asked to follow
+    owners: dict[tuple[str, str], list[bytes]] = {}
     for follow_op, state, owner in zip(follow_ops, follow_states, follow_owners, strict=True):
+        if isinstance(state, BaseException):
+            fail(owner, state)
+            continue
+        pair = (follow_op.follower, follow_op.user)
+        final[pair] = state
+        asked.setdefault(pair, set()).add(follow_op.state == "a")
+        owners.setdefault(pair, []).append(owner)
+    backfill = [pair for pair, state in final.items() if state == "a" and True in asked[pair]]
+    dropped = [pair for pair, state in final.items() if state != "a" and False in asked[pair]]
+    for change, pairs in ((home.backfill, backfill), (home.drop_authors, dropped)):
         try:
-            if isinstance(state, BaseException):
-                raise state
-            if follow_op.state == "a" and state == "a":
-                await home.backfill(follow_op.follower, follow_op.user)
-            elif follow_op.state != "a" and state != "a":
-                await home.drop_author(follow_op.follower, follow_op.user)
+            await change(pairs)
         except ResponseError as exc:
-            fail(owner, exc)
+            for owner in (owner for pair in pairs for owner in owners[pair]):
+                fail(owner, exc)
     accepted = {logged.entry_id: logged.accepted_ms for logged in events}
     for post_op, state, owner in zip(post_ops, post_states, post_owners, strict=True):
         try:

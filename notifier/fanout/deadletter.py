@@ -11,6 +11,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from feeds.preferences import run_checked
 from feeds.scripts import Script
 from schemas import keys
 
@@ -90,10 +91,13 @@ class DeadLetters:
     async def acknowledge(self, partition: int, entry_ids: Sequence[bytes]) -> int:
         """XACK the applied entries and clear their earlier errors, in one round trip; returns
         how many were still pending."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xack(keys.events(partition), keys.FANOUT_GROUP, *entry_ids)
-        pipe.hdel(keys.fanout_errors(partition), *entry_ids)
-        acked, _ = await pipe.execute()
+        acked, _ = await run_checked(
+            self._redis,
+            [
+                ("XACK", keys.events(partition), keys.FANOUT_GROUP, *entry_ids),
+                ("HDEL", keys.fanout_errors(partition), *entry_ids),
+            ],
+        )
         return int(acked)
 
     async def record_lost(self, partition: int, entry_id: bytes) -> None:

@@ -12,6 +12,7 @@ from typing import Final
 import msgspec
 from redis.asyncio.client import Pipeline
 
+from feeds.preferences import run_checked
 from notifier.runtime.eventlog import LoggedEvent
 from schemas import keys
 from schemas.errors import Reason, Rejected
@@ -42,7 +43,8 @@ class Bans:
         """Bans and suspensions (current, past or future) of `actors`."""
         if not actors:
             return {}
-        found = await self._redis.hmget(keys.mod_bans(), list(actors))
+        # the lean pipeline: redis-py packs a command's arguments in Python, here one per actor
+        (found,) = await run_checked(self._redis, [("HMGET", keys.mod_bans(), *actors)])
         return {a: msgspec.json.decode(raw, type=Ban) for a, raw in zip(actors, found, strict=True) if raw}
 
     async def active(self) -> list[Ban]:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from feeds.scripts import Command, run_commands
+from feeds.preferences import run_checked
+from feeds.scripts import Command
 from notifier.runtime.eventlog import LoggedEvent, decode_entry, partition_of
 from schemas import keys
 from schemas.events import Comment, Mention
@@ -74,9 +75,7 @@ class ContentIndex:
                 ]
         if not commands:
             return
-        for reply in await run_commands(self._redis, [], commands):
-            if isinstance(reply, Exception):
-                raise reply
+        await run_checked(self._redis, commands)
 
     async def of_ref(self, ref: str) -> list[Located]:
         positions = [p.decode() for p in (await self._redis.hgetall(keys.mod_ref(ref))).values()]

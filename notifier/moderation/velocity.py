@@ -11,7 +11,8 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-from feeds.scripts import Command, run_commands
+from feeds.preferences import run_checked
+from feeds.scripts import Command
 from schemas import keys
 
 from .rules import Signals
@@ -53,10 +54,7 @@ class ActivityCounters:
             if dup is not None:
                 members = dict.fromkeys(o.targets, o.accepted_ms)
                 commands += _count(keys.mod_duplicates(dup), members, o, self._dup_window_ms)
-        replies = await run_commands(self._redis, [], commands)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        replies = await run_checked(self._redis, commands)
         out: list[Signals] = []
         at = 0
         for dup in dup_keys:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 
-from schemas.events import Event, decode_event
+import msgspec
+
+from schemas.events import Event, decode_logged
 
 
 def partition_of(actor: str, partitions: int) -> int:
@@ -13,8 +14,9 @@ def partition_of(actor: str, partitions: int) -> int:
     return zlib.crc32(actor.encode()) % partitions
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedEvent:
+class LoggedEvent(msgspec.Struct, frozen=True):
+    """An event as read from the log (a struct: the fan-out builds one per event)."""
+
     entry_id: bytes
     event: Event
     service: str
@@ -35,7 +37,7 @@ def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> LoggedEvent:
     """Raises KeyError/ValueError/msgspec errors for an entry that is not a valid event."""
     return LoggedEvent(
         entry_id=entry_id,
-        event=decode_event(fields[b"e"]),
+        event=decode_logged(fields[b"e"]),
         service=fields[b"s"].decode(),
         accepted_ms=int(fields[b"t"]),
         trace=fields[b"c"].decode() if b"c" in fields else "",

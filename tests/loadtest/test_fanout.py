@@ -42,3 +42,28 @@ def test_one_worker_drains_the_preloaded_log_into_the_expected_inboxes() -> None
     assert result["processes"]["worker"]["cpu_s"] > 0 and result["processes"]["redis"]["cpu_s"] > 0
     assert fanout.passed(result) and result["notes"] == []
     assert "Result: PASS" in fanout.markdown(result)
+
+
+def test_pinning_is_the_fanout_stages_alone() -> None:
+    assert (
+        preset("fanout").with_overrides({"events": 10, "redis_cpus": "0", "worker_cpus": "1"}).problems()
+        == []
+    )
+    steady = preset("steady").with_overrides({"worker_cpus": "1"})
+    assert steady.problems() == ["redis_cpus and worker_cpus pin the fanout stage's processes only"]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("needs_redis_server")
+def test_a_pinned_run_reports_its_pinning_and_cpu_per_event() -> None:
+    scenario = preset("fanout").with_overrides({"events": 1_000, "redis_cpus": "0", "worker_cpus": "0"})
+    result = fanout.run(scenario, extra_env={}, progress=False)
+
+    assert fanout.passed(result)
+    assert (result["scenario"]["redis_cpus"], result["scenario"]["worker_cpus"]) == ("0", "0")
+    assert "redis on 0, worker on 0" in fanout.markdown(result)
+    per_event = result["cpu_us_per_event"]
+    assert set(per_event) == {"worker", "redis"} and all(
+        us is not None and us > 0 for us in per_event.values()
+    )

@@ -9,6 +9,7 @@ from typing import Final
 import msgspec
 from redis.asyncio.client import Pipeline
 
+from feeds.preferences import run_checked
 from schemas import keys
 from schemas.events import Event, encode_event, type_name
 
@@ -25,10 +26,9 @@ _ACTOR_INDEX_CAP: Final = 1_000
 class QueueIntake(QueueReads):
     async def known(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Items already recorded among `ids` → (stored state, action)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for item_id in ids:
-                pipe.hmget(keys.mod_item(item_id), ["state", "action"])
-            replies = await pipe.execute()
+        replies = await run_checked(
+            self._redis, [("HMGET", keys.mod_item(i), "state", "action") for i in ids]
+        )
         return {
             item_id: (state.decode(), action.decode())
             for item_id, (state, action) in zip(ids, replies, strict=True)

@@ -14,6 +14,7 @@ from feeds.limits import FeedLimits
 from feeds.preferences import PreferenceStore
 from notifier.fanout.consumer import apply_events
 from notifier.runtime.eventlog import LoggedEvent
+from schemas import keys
 from schemas.events import Event, PostCreated
 from schemas.preferences import Preferences
 from tests.unit.builders import at, comment, follow, like, unlike
@@ -50,6 +51,25 @@ async def test_a_muted_actor_no_longer_notifies_but_an_undo_still_applies(redis:
     assert await verbs(redis, "olga") == []
 
 
+async def test_preferences_and_a_mute_of_one_user_both_hold_back(redis: Redis) -> None:
+    store = PreferenceStore(redis)
+    await store.put("olga", Preferences(off=["follow"]))
+    await store.relate("olga", "mutes", "ann", True, 0)
+    await apply(redis, [like("ann"), follow("bob"), like("bob"), comment("cid", "c1")])
+    assert await verbs(redis, "olga") == [("comment", 1), ("like", 1)]  # bob's like, cid's comment
+
+
+async def test_a_block_by_the_actor_holds_back_the_items_and_follows_of_a_user_with_no_state(
+    redis: Redis,
+) -> None:
+    """The recipient never muted nor blocked anyone: the block's mark in their hash is what
+    sends the gate to the relations."""
+    await PreferenceStore(redis).relate("ann", "blocks", "olga", True, 0)
+    await apply(redis, [like("ann"), follow("ann")])
+    assert await verbs(redis, "olga") == []
+    assert await redis.zcard(keys.followers("olga")) == 0
+
+
 @pytest.mark.parametrize("blocker", ["olga", "ann"])
 async def test_a_block_either_way_stops_notifications(redis: Redis, blocker: str) -> None:
     other = "ann" if blocker == "olga" else "olga"
@@ -62,8 +82,8 @@ async def test_keep_checks_only_what_would_newly_show(redis: Redis) -> None:
     store = PreferenceStore(redis)
     await store.relate("olga", "mutes", "ann", True, 0)
     ops = plan(like("ann"), LIMITS) + plan(unlike("ann"), LIMITS) + plan(like("bob"), LIMITS)
-    assert await store.keep(ops) == [False, True, True]
-    assert await store.keep([]) == []
+    assert (await store.keep(ops)).items == [False, True, True]
+    assert (await store.keep([])).items == []
 
 
 async def test_the_feed_hides_muted_and_blocked_authors(redis: Redis) -> None:

@@ -23,6 +23,7 @@ from schemas.events import (
     Unfollow,
     Unlike,
     decode_event,
+    decode_logged,
     encode_event,
     is_id,
     json_schema,
@@ -77,6 +78,25 @@ def test_every_type_decodes_to_its_struct_and_round_trips(kind: str) -> None:
     assert event.id == "e-1" and event.actor == "alice"
     assert event.at_ms == 1_714_564_800_000
     assert decode_event(encode_event(event)) == event
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_the_log_decodes_every_type_to_the_same_event(kind: str) -> None:
+    event = decode_event(orjson.dumps(body(kind)))
+    logged = decode_logged(encode_event(event))
+    assert type(logged) is STRUCTS[kind] and logged == event
+
+
+def test_the_log_takes_defaults_and_refuses_a_malformed_entry_without_the_constraints() -> None:
+    minimal = {k: v for k, v in body("comment_deleted").items() if k != "mentioned"}
+    assert decode_logged(orjson.dumps(minimal)) == decode(minimal)
+    for malformed in (b"{", orjson.dumps(body("like", zzz=1)), orjson.dumps(body("like", id=7))):
+        with pytest.raises(msgspec.DecodeError):
+            decode_logged(malformed)
+    with pytest.raises(msgspec.ValidationError):
+        decode_logged(orjson.dumps({k: v for k, v in body("like").items() if k != "owner"}))
+    # what ingest refused is not checked again: the log holds only what it accepted
+    assert decode_logged(orjson.dumps(body("like", post="a b"))).post == "a b"
 
 
 def test_optional_fields_take_their_defaults() -> None:

@@ -22,10 +22,12 @@ from .items import ItemOp
 from .limits import FeedLimits
 from .scripts import STATE, head, run_commands, scripts_for, user_keys
 
-# Items per apply script call: they share a call's fixed cost (the script's entry and prologue,
-# ~5% of Redis's time per item when each had its own call), and a call holds Redis for at most
-# this many items (~85 µs each on the benchmark machine, so ~1.4 ms).
-ITEMS_PER_CALL = 16
+# Items per apply script call: they share a call's fixed cost, ~170,000 Redis instructions (the
+# script's prologue, which makes common.lua's functions anew each call, PUBSUB NUMSUB, the reply;
+# `python -m loadtest.applycost --callgrind`: 147,500 instructions per item at 8 items a call,
+# 136,700 at 16, 131,400 at 32), and a call holds Redis for at most this many items (under 30 µs
+# of CPU each on a 2-vCPU benchmark machine, loadtest.clusterbench: under 1 ms).
+ITEMS_PER_CALL = 32
 REFUSED = -1  # lua/apply.lua's answer for an item beyond the user's trimmed horizon
 
 
@@ -97,6 +99,10 @@ class Inbox:
         groups: dict[str, list[int]] = {}
         for i in indexes:
             groups.setdefault(group(self._redis, keys.toggles(ops[i].user)), []).append(i)
+        # a user's items side by side, in their order (a user's changes keep theirs): a call then
+        # checks each of its users' change log once (lua/apply.lua), not once per item
+        for g in groups.values():
+            g.sort(key=lambda i: ops[i].user)
         chunks = [
             g[i : i + ITEMS_PER_CALL] for g in groups.values() for i in range(0, len(g), ITEMS_PER_CALL)
         ]

@@ -116,11 +116,13 @@ async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
     return results
 
 
-def _source(*names: str, sharded: bool = False, prelude: tuple[str, ...] = ()) -> str:
-    """The prelude (a shebang must come first), the layouts' constants (schemas/layouts.py),
-    common.lua, then the named parts (each script's own last); on a cluster live pushes are
-    sharded pub/sub."""
+def _source(*names: str, sharded: bool = False, spanning: bool = False) -> str:
+    """For a call `spanning` several users, where their keys are (a shebang must come first:
+    lua/sharded_keys.lua on a cluster, else lua/declared_keys.lua); the layouts' constants
+    (schemas/layouts.py), common.lua, then the named parts (each script's own last); on a
+    cluster live pushes are sharded pub/sub."""
     lua = resources.files(__package__).joinpath("lua")
+    prelude = ("sharded_keys.lua" if sharded else "declared_keys.lua",) if spanning else ()
     parts = [lua.joinpath(name).read_text() for name in prelude]
     parts += [layouts.lua_constants(), *(lua.joinpath(name).read_text() for name in ("common.lua", *names))]
     source = "\n".join(parts)
@@ -147,17 +149,13 @@ class InboxScripts:
     @classmethod
     def load(cls, *, sharded: bool = False) -> InboxScripts:
         return cls(
-            apply=Script(
-                _source("apply.lua", sharded=sharded, prelude=("sharded_keys.lua",) if sharded else ())
-            ),
+            apply=Script(_source("apply.lua", sharded=sharded, spanning=True)),
             mark_read=Script(_source("reads.lua", "mark_read.lua", sharded=sharded)),
             page=Script(_source("page.lua")),
             replay=Script(_source("reads.lua", "replay.lua")),
             hidden=Script(_source("hidden.lua")),
             seen=Script(_source("reads.lua", "seen.lua", sharded=sharded)),
-            feed=Script(
-                _source("feed_push.lua", sharded=sharded, prelude=("sharded_keys.lua",) if sharded else ())
-            ),
+            feed=Script(_source("feed_push.lua", sharded=sharded, spanning=True)),
             trim=Script(_source("trim.lua")),
             sharded=sharded,
         )
@@ -165,11 +163,11 @@ class InboxScripts:
     def apply_command(self, call_keys: Sequence[str], args: Sequence[Arg]) -> Command:
         """An apply call: every item's keys declared, or on a cluster only the first item's
         (lua/sharded_keys.lua)."""
-        return self._spanning(self.apply, call_keys, args, 5)
+        return self._spanning(self.apply, call_keys, args, layouts.USER_KEYS)
 
     def feed_command(self, call_keys: Sequence[str], args: Sequence[Arg]) -> Command:
         """A feed_push call for several users, declared like an apply call."""
-        return self._spanning(self.feed, call_keys, args, FEED_USER_KEYS)
+        return self._spanning(self.feed, call_keys, args, layouts.FEED_USER_KEYS)
 
     def _spanning(self, script: Script, call_keys: Sequence[str], args: Sequence[Arg], first: int) -> Command:
         if not self.sharded:
@@ -185,23 +183,13 @@ def scripts_for(redis: Redis) -> InboxScripts:
     return SHARDED_SCRIPTS if isinstance(redis, Cluster) else SCRIPTS
 
 
-# KEYS per user of a feed_push call (lua/feed_push.lua): user_keys, then the home feed, mutes,
-# blocks and hide marks (feeds/home.py builds them)
-FEED_USER_KEYS = 9
-
 # The field of `keys.toggles` holding the user's state beside the item registers (lua/common.lua).
 STATE = layouts.STATE_FIELD
 
 
 def user_keys(user: str) -> list[str]:
-    """KEYS of every inbox script (lua/common.lua)."""
-    return [
-        keys.toggles(user),
-        keys.inbox(user),
-        keys.read_marks(user),
-        keys.changelog(user),
-        keys.followers(user),
-    ]
+    """KEYS of every inbox script (lua/common.lua; layouts.USER_KEYS of them)."""
+    return [keys.toggles(user), keys.inbox(user), keys.read_marks(user), keys.changelog(user)]
 
 
 def new_epoch() -> str:

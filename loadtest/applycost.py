@@ -1,134 +1,174 @@
 """python -m loadtest.applycost: Redis's cost per applied item of the `fanout` workload, counted.
 
 The `fanout` stage's events (loadtest.fanout.workload: likes, follows, comments, one recipient
-each) are planned and applied straight through feeds.inbox.Inbox (100 events a round trip, as a
-worker's batch) against a private redis-server, optionally with a share of the recipients
-subscribed to their channels (online). Printed per applied item: the commands the scripts ran
-(INFO commandstats), Redis CPU (INFO cpu: noisy on a shared machine) and, with `--cachegrind`,
-the instructions Redis executed (valgrind's cachegrind, minus a 1-item run's: deterministic, so
-before/after ratios hold on a busy machine). Run it from two checkouts with PYTHONPATH set to each
-for a before/after.
+each) are planned and applied straight through feeds.inbox.Inbox, a worker's batch
+(`FanoutSettings.batch_size` events) a round trip, on each backend asked for
+(loadtest.clusterbench.opened): `single`, one plain redis-server; `cluster-1`, one redis-server
+in cluster mode owning every slot (Redis's cluster mode alone); `cluster`, 3 masters. On a
+cluster the calls go through the product's cluster client (feeds/cluster.py), as a worker's do.
+Optionally a share of the recipients is subscribed to their channels (online: SSUBSCRIBE on
+their master on a cluster, as the gateway does).
+
+Printed per applied item: the commands the scripts ran (INFO commandstats, summed over the
+masters) and, with `--callgrind`, the instructions Redis executed: every server runs under
+valgrind's callgrind, whose counters are zeroed just before the first apply call and dumped
+just after the last (loadtest/callgrind.py), summed over the masters. Counts do not drift with
+a busy machine, so ratios between backends and between checkouts hold; what remains
+time-dependent is Redis's own cron and cluster bus, kept small by `--hz 1` and a long
+cluster-node-timeout (~120,000 instructions a second per server, under 1 % of a run). Run it
+from two checkouts with PYTHONPATH set to each for a before/after.
+
+    python -m loadtest.applycost --callgrind --backends single,cluster-1,cluster --out FILE
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import subprocess
 import tempfile
-import time
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
+import orjson
+from redis.asyncio import Connection, Redis
 
+from feeds.cluster import Cluster
 from feeds.inbox import Inbox
 from feeds.items import plan
 from feeds.limits import FeedLimits
+from feeds.scripts import scripts_for
+from notifier.runtime.settings import FanoutSettings
 from schemas import keys
 
+from . import callgrind as cg
+from .clusterbench import KINDS, master_clients, opened
 from .fanout import EVENTS_PER_USER, workload
-from .stack import free_port
 
-BATCH = 100  # events per round trip
-
-
-async def _ready(redis: Redis) -> None:
-    for _ in range(600):  # valgrind starts slowly
-        try:
-            await redis.ping()
-            return
-        except RedisConnectionError:
-            await asyncio.sleep(0.1)  # an external process: polling is the only readiness signal
-    raise RuntimeError("redis-server did not start")
-
-
-async def measure(events: int, online_pct: int, cachegrind: bool) -> dict[str, float]:
-    port, work = free_port(), Path(tempfile.mkdtemp(prefix="applycost-"))
-    prefix = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={work}/cg.out"]
-    cmd = [
-        *(prefix if cachegrind else []),
-        "redis-server",
-        "--port",
-        str(port),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    with (work / "stderr").open("w") as err:
-        proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL, stderr=err)
-    redis = Redis(port=port)
-    try:
-        await _ready(redis)
-        limits = FeedLimits()
-        log = workload(events, max(2, events // EVENTS_PER_USER), 1, "cost", int(time.time() * 1000))
-        ops = [op for event in log for op in plan(event, limits)]
-        users = sorted({op.user for op in ops})
-        online = users[: len(users) * online_pct // 100]
-        pubsub = redis.pubsub()
-        if online:
-            await pubsub.subscribe(*[keys.user_channel(u) for u in online])
-        inbox = Inbox(redis, limits)
-        await redis.config_resetstat()
-        before = await redis.info("cpu")
-        per_batch = len(ops) * BATCH // max(1, len(log))
-        for start in range(0, len(ops), max(1, per_batch)):
-            errors = await inbox.apply(ops[start : start + per_batch])
-            if any(errors):
-                raise RuntimeError(f"apply failed: {errors}")
-        after, stats = await redis.info("cpu"), await redis.info("commandstats")
-        await pubsub.aclose()
-        n = len(ops)
-        cpu = sum(after[k] - before[k] for k in ("used_cpu_user", "used_cpu_sys"))
-        nested = sum(v["calls"] for k, v in stats.items() if k.removeprefix("cmdstat_") not in _OWN)
-        out = {"items": float(n), "commands_per_item": nested / n, "cpu_us_per_item": cpu / n * 1e6}
-        if cachegrind:
-            try:
-                await redis.execute_command("SHUTDOWN", "NOSAVE")
-            except RedisConnectionError:
-                pass  # the reply never comes: the server is gone
-            await proc.wait()
-            out["instructions"] = float(_instructions(work / "stderr"))
-        return out
-    finally:
-        await redis.aclose()
-        if proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
-
-
+BATCH = FanoutSettings().batch_size  # events per round trip, as a worker's batch
+END_MS = 1_800_000_000_000  # the workload's last event time: fixed, so every run applies the same items
 # what the harness itself sends after the reset; every other command is a script's
-_OWN = frozenset({"evalsha", "eval", "info", "script|load"})
+_OWN = frozenset({"evalsha", "info", "config|resetstat"})
 
 
-def _instructions(stderr: Path) -> int:
-    found = re.search(r"I\s+refs:\s+([\d,]+)", stderr.read_text())
-    if found is None:
-        raise RuntimeError(f"no cachegrind summary in {stderr}")
-    return int(found.group(1).replace(",", ""))
+async def _subscribe(redis: Redis, channels: list[str]) -> list[Connection]:
+    """Each channel subscribed on the server owning it, one connection per server, confirmed."""
+    by_server: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for channel in channels:
+        if isinstance(redis, Cluster):
+            node = redis.nodes_manager.get_node_from_slot(redis.keyslot(channel))
+            by_server[node.host, node.port].append(channel)
+        else:
+            options = redis.connection_pool.connection_kwargs
+            by_server[options["host"], options["port"]].append(channel)
+    command = "SSUBSCRIBE" if isinstance(redis, Cluster) else "SUBSCRIBE"
+    conns = []
+    for (host, port), group in by_server.items():
+        conn = Connection(host=host, port=port)
+        await conn.connect()
+        conns.append(conn)
+        for channel in group:
+            await conn.send_command(command, channel)
+            await conn.read_response()
+    return conns
 
 
-async def run(events: int, online_pct: int, cachegrind: bool) -> None:
-    result = await measure(events, online_pct, cachegrind)
-    line = (
-        f"items={result['items']:.0f} online={online_pct}% commands/item={result['commands_per_item']:.2f} "
-        f"redis_cpu_us/item={result['cpu_us_per_item']:.1f}"
-    )
-    if cachegrind:
-        fixed = (await measure(1, 0, True))["instructions"]
-        line += f" instructions/item={(result['instructions'] - fixed) / result['items']:.0f}"
-    print(line)
+async def measure(
+    kind: str, events: int, online_pct: int, callgrind: bool, profiles: Path | None
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="applycost-") as tmp:
+        work = Path(tmp)
+        wrapper = cg.wrapper(work) if callgrind else ()
+        async with opened(kind, work / kind, 0, wrapper, cg.OPTIONS) as redis:
+            masters = await master_clients(redis)
+            limits = FeedLimits()
+            log = workload(events, max(2, events // EVENTS_PER_USER), 1, "cost", END_MS)
+            ops = [op for event in log for op in plan(event, limits)]
+            users = sorted({op.user for op in ops})
+            online = users[: len(users) * online_pct // 100]
+            subscribers = await _subscribe(redis, [keys.user_channel(u) for u in online])
+            inbox = Inbox(redis, limits)
+            pids = []
+            for m in masters:
+                await m.script_load(scripts_for(redis).apply.source)
+                await m.config_resetstat()
+                pids.append(int((await m.info("server"))["process_id"]))
+            if callgrind:
+                await cg.control("-z", pids)
+            per_batch = max(1, len(ops) * BATCH // max(1, len(log)))
+            for start in range(0, len(ops), per_batch):
+                errors = await inbox.apply(ops[start : start + per_batch])
+                if any(errors):
+                    raise RuntimeError(f"apply failed: {errors}")
+            if callgrind:
+                await cg.control("-d", pids)
+            calls: dict[str, int] = defaultdict(int)
+            for m in masters:
+                for name, stat in (await m.info("commandstats")).items():
+                    calls[name.removeprefix("cmdstat_")] += int(stat["calls"])
+            for conn in subscribers:
+                await conn.disconnect()
+        n = len(ops)
+        nested = sum(c for name, c in calls.items() if name not in _OWN)
+        out: dict[str, Any] = {
+            "masters": len(masters),
+            "items": n,
+            "apply_calls": calls["evalsha"],
+            "items_per_call": round(n / calls["evalsha"], 2),
+            "commands_per_item": round(nested / n, 3),
+            "commands": dict(sorted(calls.items())),
+        }
+        if callgrind:
+            total = cg.dumped(work, pids, profiles, f"{kind}-online{online_pct}")
+            out["instructions_per_item"] = round(total / n)
+        return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "command": f"python -m loadtest.applycost --events {args.events} --online {args.online} "
+        f"--backends {','.join(args.backends)}" + (" --callgrind" if args.callgrind else ""),
+        "batch_events": BATCH,
+        "redis_options": " ".join(cg.OPTIONS),
+    }
+    for kind in args.backends:
+        result = await measure(kind, args.events, args.online, args.callgrind, args.profiles)
+        out[kind] = result
+        line = (
+            f"{kind}: items={result['items']} online={args.online}% items/call={result['items_per_call']} "
+            f"commands/item={result['commands_per_item']:.2f}"
+        )
+        if args.callgrind:
+            line += f" instructions/item={result['instructions_per_item']}"
+        print(line, flush=True)
+    if args.callgrind and "single" in args.backends:
+        for kind in args.backends:
+            if kind != "single":
+                ratio = out[kind]["instructions_per_item"] / out["single"]["instructions_per_item"]
+                out[f"{kind}_vs_single"] = round(ratio, 3)
+                print(f"{kind} / single instructions per item: {ratio:.3f}")
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m loadtest.applycost", description=__doc__.split("\n")[0])
     p.add_argument("--events", type=int, default=2_000)
     p.add_argument("--online", type=int, default=0, help="percent of recipients subscribed")
-    p.add_argument("--cachegrind", action="store_true", help="count Redis's instructions (valgrind)")
+    p.add_argument(
+        "--backends",
+        type=lambda s: s.split(","),
+        default=["single"],
+        help=f"comma-separated, of {', '.join(KINDS)}",
+    )
+    p.add_argument("--callgrind", action="store_true", help="count Redis's instructions (valgrind)")
+    p.add_argument("--out", type=Path, help="write the results as JSON")
+    p.add_argument("--profiles", type=Path, help="keep each master's callgrind dump here")
     args = p.parse_args()
-    asyncio.run(run(args.events, args.online, args.cachegrind))
+    if unknown := set(args.backends) - set(KINDS):
+        p.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    result = asyncio.run(run(args))
+    if args.out:
+        args.out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,13 @@ class ClusterLab:
     masters_n: int
     replicas_n: int
     log: list[str] = field(default_factory=list)
+    wrapper: tuple[str, ...] = ()  # what each node runs under (valgrind: loadtest/applycost.py)
+    options: tuple[str, ...] = ()  # redis-server options after the defaults, which they override
+
+    @property
+    def patience(self) -> float:
+        """How much longer than a plain node's to wait for a wrapped one (valgrind is ~50× slower)."""
+        return 6.0 if self.wrapper else 1.0
 
     @property
     def url(self) -> str:
@@ -86,7 +93,7 @@ class ClusterLab:
     def wait_ok(self, deadline_s: float = READY_DEADLINE_S) -> None:
         """Until every live node says cluster_state:ok and agrees every slot has a live master,
         and every master has its replicas online (when all nodes run)."""
-        deadline = time.monotonic() + deadline_s
+        deadline = time.monotonic() + deadline_s * self.patience
         while True:
             if all(self._ok(n) for n in self.live()) and self._replicated():
                 return
@@ -168,9 +175,12 @@ class ClusterLab:
             "--save", "",
             "--appendonly", "no",
             "--logfile", "redis.log",
+            *self.options,
         ]  # fmt: skip
-        node.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        node.proc = subprocess.Popen(
+            [*self.wrapper, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10 * self.patience
         while True:
             with contextlib.suppress(sync_redis.RedisError):
                 if node.ask("PING"):
@@ -190,7 +200,7 @@ class ClusterLab:
         assert cli is not None
         cmd = [cli, "--cluster", "create", *[n.address for n in self.nodes]]
         cmd += ["--cluster-replicas", str(replicas), "--cluster-yes"]
-        done = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+        done = subprocess.run(cmd, capture_output=True, timeout=60 * self.patience, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout.decode()[-2000:]}")
         self.wait_ok()
@@ -202,18 +212,20 @@ class ClusterLab:
         for node in self.nodes:
             if node.proc is not None:
                 try:
-                    node.proc.wait(timeout=10)
+                    node.proc.wait(timeout=10 * self.patience)
                 except subprocess.TimeoutExpired:
                     node.proc.kill()
                     node.proc.wait()
 
 
-def start_nodes(directory: Path, masters: int, replicas: int) -> ClusterLab:
+def start_nodes(
+    directory: Path, masters: int, replicas: int, wrapper: tuple[str, ...] = (), options: tuple[str, ...] = ()
+) -> ClusterLab:
     """The nodes running, the cluster not yet created (`create` does it)."""
     count = masters * (1 + replicas)
     ports = free_ports(2 * count)
     nodes = [Node(ports[i], ports[count + i], directory / f"node{i}") for i in range(count)]
-    lab = ClusterLab(nodes, masters, replicas)
+    lab = ClusterLab(nodes, masters, replicas, wrapper=wrapper, options=options)
     try:
         for node in nodes:
             lab.start(node)
@@ -224,9 +236,17 @@ def start_nodes(directory: Path, masters: int, replicas: int) -> ClusterLab:
 
 
 @contextlib.contextmanager
-def private_cluster(directory: Path, *, masters: int = 3, replicas: int = 1) -> Iterator[ClusterLab]:
-    """A cluster of `masters` masters with `replicas` replicas each, stopped on exit."""
-    lab = start_nodes(directory, masters, replicas)
+def private_cluster(
+    directory: Path,
+    *,
+    masters: int = 3,
+    replicas: int = 1,
+    wrapper: tuple[str, ...] = (),
+    options: tuple[str, ...] = (),
+) -> Iterator[ClusterLab]:
+    """A cluster of `masters` masters with `replicas` replicas each, stopped on exit (each node
+    run under `wrapper`, with `options` added to its command line)."""
+    lab = start_nodes(directory, masters, replicas, wrapper, options)
     try:
         lab.create(replicas)
         yield lab

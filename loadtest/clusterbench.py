@@ -3,7 +3,9 @@ each, appended through ingest's EventLog, then drained by one in-process FanoutW
 backends stay up and the rounds alternate between them: one Redis, a one-node cluster (every
 slot on one master: Redis's cluster mode alone) and 3 masters. Reports applied items/s and Redis
 CPU per applied item (used_cpu_sys+user deltas summed over the masters), the masters' idle CPU
-over as long a window, and INFO commandstats per command.
+over as long a window, and INFO commandstats per command. With `--callgrind`, every server runs
+under valgrind (loadtest/callgrind.py) and each round also counts the instructions Redis executed
+per applied item over the drain (deterministic: one round is enough).
 
     python -m loadtest.clusterbench --events 3000 --fanout 10 --users 5000 --rounds 3 --out FILE
 """
@@ -31,6 +33,7 @@ from redis.asyncio import Redis
 from feeds import inbox
 from feeds.cluster import Cluster
 from feeds.limits import FeedLimits
+from loadtest import callgrind
 from loadtest.cluster import free_ports, private_cluster
 from notifier.api.append import EventLog
 from notifier.fanout.consumer import FanoutWorker
@@ -62,18 +65,21 @@ def workload(events: int, fanout: int, users: int, seed: int) -> list[Event]:
 
 
 @contextlib.contextmanager
-def single_server(directory: Path, replica_of: int = 0) -> Iterator[str]:
-    """A redis-server (`replica_of`: a replica of the one on that port)."""
+def single_server(
+    directory: Path, replica_of: int = 0, wrapper: tuple[str, ...] = (), options: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """A redis-server (`replica_of`: a replica of the one on that port), run under `wrapper` with
+    `options` added to its command line (as loadtest.cluster's nodes)."""
     exe = shutil.which("redis-server")
     assert exe is not None
     directory.mkdir(parents=True, exist_ok=True)
     port = free_ports(1)[0]
-    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    cmd = [*wrapper, exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     cmd += ["--dir", str(directory), "--logfile", "redis.log"]
     cmd += ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*cmd, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + (60 if wrapper else 10)
         while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout != b"PONG\n":
             if time.monotonic() > deadline:
                 raise RuntimeError("redis-server did not start")
@@ -84,7 +90,8 @@ def single_server(directory: Path, replica_of: int = 0) -> Iterator[str]:
         proc.wait()
 
 
-async def _masters(redis: Redis) -> list[Redis]:
+async def master_clients(redis: Redis) -> list[Redis]:
+    """A client of each master (one Redis: itself)."""
     if isinstance(redis, Cluster):
         return [redis.node_client(node) for node in await redis.masters()]
     return [redis]
@@ -128,19 +135,27 @@ def _commands(before: Sample, after: Sample, items: int) -> dict[str, dict[str, 
     return out
 
 
-async def measure(redis: Redis, events: list[Event], fanout: int) -> dict[str, Any]:
+async def measure(
+    redis: Redis, events: list[Event], fanout: int, counted: Path | None = None
+) -> dict[str, Any]:
+    """One drain; `counted`: the folder of the servers' callgrind dumps (they run under it)."""
     log = EventLog(redis, IngestSettings(partitions=PARTITIONS))
     for i in range(0, len(events), CHUNK):
         await log.append(events[i : i + CHUNK], "bench")
     settings = FanoutSettings(batch_size=256, block_ms=100)
     worker = FanoutWorker(redis, settings, partitions=PARTITIONS, limits=FeedLimits(), consumer="bench")
-    masters = await _masters(redis)
+    masters = await master_clients(redis)
     for m in masters:
         await m.config_resetstat()
+    pids = [int((await m.info("server"))["process_id"]) for m in masters]
     before = await _sample(masters)
+    if counted:
+        await callgrind.control("-z", pids)
     began = time.perf_counter()
     applied_events = await worker.drain()
     wall_s = time.perf_counter() - began
+    if counted:
+        await callgrind.control("-d", pids)
     after = await _sample(masters)
     # the masters' own CPU with no client work (cron, and on a cluster the bus), over as long a
     # window: used_cpu counts it, commandstats does not
@@ -166,26 +181,37 @@ async def measure(redis: Redis, events: list[Event], fanout: int) -> dict[str, A
         "items_per_apply_call": round(items / evalsha["calls"], 1) if evalsha["calls"] else 0,
         "commands": commands,
         "dead_lettered": worker.stats.dead_lettered,
+        **({"instructions_per_item": round(callgrind.dumped(counted, pids) / items)} if counted else {}),
     }
 
 
 @contextlib.asynccontextmanager
-async def opened(kind: str, directory: Path, replicas: int) -> AsyncIterator[Redis]:
-    """The backend `kind`, each master with `replicas` replicas."""
+async def opened(
+    kind: str, directory: Path, replicas: int, wrapper: tuple[str, ...] = (), options: tuple[str, ...] = ()
+) -> AsyncIterator[Redis]:
+    """The backend `kind`, each master with `replicas` replicas, every server run under `wrapper`
+    with `options` (see single_server)."""
+    timeout_s = 60 if wrapper else 10
     if kind == "single":
         with contextlib.ExitStack() as servers:
-            url = servers.enter_context(single_server(directory))
+            url = servers.enter_context(single_server(directory, wrapper=wrapper, options=options))
             port = int(url.rsplit(":", 1)[1].split("/")[0])
             for i in range(replicas):
-                servers.enter_context(single_server(directory / f"replica{i}", replica_of=port))
-            client = Redis.from_url(url)
+                servers.enter_context(
+                    single_server(directory / f"replica{i}", port, wrapper=wrapper, options=options)
+                )
+            client = Redis.from_url(url, socket_timeout=timeout_s)
             try:
                 yield client
             finally:
                 await client.aclose()
         return
-    with private_cluster(directory, masters=MASTERS[kind], replicas=replicas) as lab:
-        cluster = Cluster([("127.0.0.1", n.port) for n in lab.nodes], retry_budget_s=10, socket_timeout=10)
+    with private_cluster(
+        directory, masters=MASTERS[kind], replicas=replicas, wrapper=wrapper, options=options
+    ) as lab:
+        cluster = Cluster(
+            [("127.0.0.1", n.port) for n in lab.nodes], retry_budget_s=timeout_s, socket_timeout=timeout_s
+        )
         try:
             yield cluster
         finally:
@@ -193,7 +219,7 @@ async def opened(kind: str, directory: Path, replicas: int) -> AsyncIterator[Red
 
 
 async def _flush(redis: Redis) -> None:
-    for m in await _masters(redis):
+    for m in await master_clients(redis):
         await m.flushall()
 
 
@@ -207,27 +233,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "command": f"python -m loadtest.clusterbench --events {args.events} --fanout {args.fanout} "
         f"--users {args.users} --rounds {args.rounds} --items-per-call {args.items_per_call} "
-        f"--replicas {args.replicas}",
+        f"--replicas {args.replicas}" + (" --callgrind" if args.callgrind else ""),
         "partitions": PARTITIONS,
         "note": "small run on a shared, busy 2-core machine: one worker process, Redis on the same cores",
         "rounds": {kind: [] for kind in kinds},
     }
+    figures = ["items_per_s", "redis_cpu_us_per_item", "redis_cpu_us_per_item_less_idle"]
     with tempfile.TemporaryDirectory(prefix="clusterbench-") as tmp:
+        counted = Path(tmp) if args.callgrind else None
+        wrapper, options = (callgrind.wrapper(counted), callgrind.OPTIONS) if counted else ((), ())
         async with contextlib.AsyncExitStack() as stack:
             backends = [
-                (kind, await stack.enter_async_context(opened(kind, Path(tmp) / kind, args.replicas)))
+                (
+                    kind,
+                    await stack.enter_async_context(
+                        opened(kind, Path(tmp) / kind, args.replicas, wrapper, options)
+                    ),
+                )
                 for kind in kinds
             ]
             for _ in range(args.rounds):
                 for kind, redis in backends:
                     await _flush(redis)
-                    out["rounds"][kind].append(await measure(redis, events, args.fanout))
+                    out["rounds"][kind].append(await measure(redis, events, args.fanout, counted))
+    figures += ["instructions_per_item"] if args.callgrind else []
     for kind in kinds:
         rounds = out["rounds"][kind]
-        out[kind] = {
-            figure: statistics.median(r[figure] for r in rounds)
-            for figure in ("items_per_s", "redis_cpu_us_per_item", "redis_cpu_us_per_item_less_idle")
-        }
+        out[kind] = {figure: statistics.median(r[figure] for r in rounds) for figure in figures}
     for kind in kinds[1:]:
         out[f"{kind}_vs_single"] = {
             figure: round(out[kind][figure] / out["single"][figure], 3) for figure in out["single"]
@@ -244,6 +276,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--replicas", type=int, default=0, help="replicas per master (one Redis too)")
     parser.add_argument("--items-per-call", type=int, default=inbox.ITEMS_PER_CALL)
+    parser.add_argument("--callgrind", action="store_true", help="count Redis's instructions (valgrind)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     result = anyio.run(run, args)

@@ -12,10 +12,19 @@ scripts' source, so Lua and Python share every number and separator.
 - A published change: `EPOCH N CHECK[@MS[@TRACEPARENT]] [FEED_MARK]PAYLOAD` (the tag after the
   check: the event's acceptance time and trace context, for the gateway's push latency and
   tracing; FEED_MARK leads a home-feed change, which shares the inbox's log).
+- An inbox script call (feeds/scripts.py): USER_KEYS keys per user (items, inbox, read marks,
+  change log), item after item in an apply call; a home-feed push FEED_USER_KEYS (those, then
+  the home feed, mutes, blocks and hide marks).
 - The user's state (`keys.toggles` field `#`): last change number (STATE_SEQ_BYTES, below 2^40,
   so its first byte is 0), unread count (STATE_UNREAD_BYTES, signed), actors shown per group
-  (1 byte), then the log's epoch; written before as the text `EPOCH SEQ UNREAD SHOWN` (first
-  byte never 0), still read.
+  (1 byte), the read marks' summary (MARKS_NONE: no group has a read mark of its own, or
+  MARKS_GROUPS: some may; then the read-all mark as a TIME, 0 for none), then the log's epoch.
+  The summary is kept in step with the read marks hash (`keys.read_marks`) by every script
+  writing it, so an item of a user who never marked one group read is applied without reading
+  the hash. Written before without the summary (the byte after `shown` is the epoch's first,
+  a printable character) or deleted with the views by a rebuild (the hash is kept): unknown,
+  learned from the hash. Written before that as the text `EPOCH SEQ UNREAD SHOWN` (first byte
+  never 0), still read.
 """
 
 from __future__ import annotations
@@ -35,6 +44,10 @@ STATE_FIELD: Final = "#"
 HORIZON_FIELD: Final = "<"  # the user's trimmed horizon (a time): feeds/horizon.py
 STATE_SEQ_BYTES: Final = 6
 STATE_UNREAD_BYTES: Final = 4
+MARKS_NONE: Final = 1
+MARKS_GROUPS: Final = 2
+USER_KEYS: Final = 4
+FEED_USER_KEYS: Final = USER_KEYS + 4
 
 RegisterState = Literal["a", "i", "x"]
 
@@ -121,15 +134,21 @@ class UserState:
     last_change: int
     unread: int
     shown: int = 3
+    read_all_ms: int | None = None  # the read-all mark (0: none); None: the summary is unknown
+    group_marks: bool = True  # whether some group may have a read mark of its own
 
 
 def encode_state(state: UserState) -> bytes:
     if state.epoch is None or not 0 <= state.last_change < 2**40:
         raise ValueError(f"not a state to save: {state}")
+    marks = b""
+    if state.read_all_ms is not None:
+        marks = bytes([MARKS_GROUPS if state.group_marks else MARKS_NONE]) + encode_ms(state.read_all_ms)
     return (
         state.last_change.to_bytes(STATE_SEQ_BYTES, "big")
         + state.unread.to_bytes(STATE_UNREAD_BYTES, "big", signed=True)
         + bytes([state.shown])
+        + marks
         + state.epoch.encode()
     )
 
@@ -141,12 +160,13 @@ def decode_state(raw: bytes | None) -> UserState:
         epoch, last, unread, shown = raw.decode().split(" ")
         return UserState(epoch, int(last), int(unread), int(shown))
     at = STATE_SEQ_BYTES + STATE_UNREAD_BYTES
-    return UserState(
-        raw[at + 1 :].decode(),
-        int.from_bytes(raw[:STATE_SEQ_BYTES], "big"),
-        int.from_bytes(raw[STATE_SEQ_BYTES:at], "big", signed=True),
-        raw[at],
-    )
+    seq = int.from_bytes(raw[:STATE_SEQ_BYTES], "big")
+    count = int.from_bytes(raw[STATE_SEQ_BYTES:at], "big", signed=True)
+    marks = raw[at + 1 : at + 2]
+    if marks not in (bytes([MARKS_NONE]), bytes([MARKS_GROUPS])):  # written before the summary
+        return UserState(raw[at + 1 :].decode(), seq, count, raw[at])
+    epoch = raw[at + 2 + MS_BYTES :].decode()
+    return UserState(epoch, seq, count, raw[at], decode_ms(raw[at + 2 :]), marks[0] == MARKS_GROUPS)
 
 
 def _lua_string(text: str) -> str:
@@ -165,8 +185,13 @@ LUA_CONSTANTS: Final[dict[str, str]] = {
     "STATE_FIELD": _lua_string(STATE_FIELD),
     "HORIZON_FIELD": _lua_string(HORIZON_FIELD),
     "STATE_FORMAT": _lua_string(f">I{STATE_SEQ_BYTES}i{STATE_UNREAD_BYTES}B"),
+    "STATE_MARKS_FORMAT": _lua_string(f">I{STATE_SEQ_BYTES}i{STATE_UNREAD_BYTES}BBI{MS_BYTES}"),
+    "MARKS_NONE": str(MARKS_NONE),
+    "MARKS_GROUPS": str(MARKS_GROUPS),
     "STATE_SEQ_BYTES": str(STATE_SEQ_BYTES),
     "STATE_UNREAD_BYTES": str(STATE_UNREAD_BYTES),
+    "USER_KEYS": str(USER_KEYS),
+    "FEED_USER_KEYS": str(FEED_USER_KEYS),
 }
 
 

@@ -1,6 +1,7 @@
 -- Apply items, each to its user's inbox: a last-writer-wins register per item, so applying the
 -- same event twice, or a set of events in any order, ends in the same views.
--- KEYS: the five keys of each item's user (common.lua), item after item.
+-- KEYS: the USER_KEYS keys of each item's user (common.lua), item after item (on a cluster, those
+-- of all but the first follow ARGV: lua/sharded_keys.lua).
 -- ARGV after the head, per item (feeds/inbox.py): FIELDS: actors prefix, channel, item, state
 --   (a active | i inactive | x retracted for good), time ms, event id, group id, actor, push tag
 --   (layouts.push_tag, or ''); then for a comment or a mention (item c|... or m|...) post,
@@ -148,14 +149,15 @@ end
 HOLD_UPSERTS = true
 local results, channels, starts = {}, {}, {}
 local a = BASE
-while a < #ARGV do
+while a < ARGC do
   starts[#starts + 1], channels[#channels + 1] = a, ARGV[a + 2]
   local kind = ARGV[a + 3]:byte(1)
   a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)  -- c, m
 end
 listen(channels)
 for i, a in ipairs(starts) do
-  use((i - 1) * 5, ARGV[a + 1], ARGV[a + 2])
+  local keys, k = keys_at((i - 1) * USER_KEYS)
+  use(keys, k, ARGV[a + 1], ARGV[a + 2])
   TAG = ARGV[a + 9]
   local ok, r = pcall(apply, a)
   flush()

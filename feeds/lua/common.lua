@@ -1,20 +1,21 @@
--- Shared head of every inbox script. A user's keys (hash tag {u:ID}), five by five:
+-- Shared head of every inbox script. A user's keys (hash tag {u:ID}), USER_KEYS of them
+-- (schemas/layouts.py):
 --   1 items (the item registers, and the user's state under `#`),
---   2 inbox (list of group records, newest first), 3 read marks, 4 change log (list),
---   5 followers
--- ARGV 1..6: actors prefix, channel (of the user of KEYS 1..5; apply gives them per item),
+--   2 inbox (list of group records, newest first), 3 read marks, 4 change log (list)
+-- ARGV 1..6: actors prefix, channel (of the user of KEYS 1..4; apply gives them per item),
 --            epoch candidate, max groups, max change-log entries, actors shown per group
 --            (0: as the last writer); the script's own ARGV follow.
-local K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS, A_PREFIX, CHANNEL
+local K_ITEMS, K_INBOX, K_MARKS, K_LOG, A_PREFIX, CHANNEL
 -- '@' .. the acceptance time (ms) of the event being applied (apply.lua sets it per item), or '':
 -- it rides on the published cursor ("EPOCH.N-0@MS PAYLOAD") for the gateway's push latency
 local TAG = ''
--- Work on the user whose keys follow KEYS[k], with that user's actors prefix and channel.
-local function use(k, prefix, channel)
-  K_ITEMS, K_INBOX, K_MARKS, K_LOG, K_FOLLOWERS = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+-- Work on the user whose keys follow keys[k] (KEYS, or on a cluster ARGV: lua/sharded_keys.lua),
+-- with that user's actors prefix and channel.
+local function use(keys, k, prefix, channel)
+  K_ITEMS, K_INBOX, K_MARKS, K_LOG = keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4]
   A_PREFIX, CHANNEL = prefix, channel
 end
-use(0, ARGV[1], ARGV[2])
+use(KEYS, 0, ARGV[1], ARGV[2])
 local EPOCH_NEW = ARGV[3]
 local MAX_GROUPS, MAX_CHANGES, SHOWN = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local BASE = 6
@@ -157,27 +158,45 @@ end
 
 -- The user's state, in the items hash under STATE_FIELD (schemas/layouts.py): the change log's
 -- last change number, the unread count (signed), the writers' actors per group (for the readers
--- that are not told it), big-endian, then the log's epoch; or, as written before, the text
--- "EPOCH SEQ UNREAD SHOWN" (its first byte is the epoch's, never 0). Read once per script, with
--- the register of `item` if given (every script starts so), and written back by save(). Binary,
--- because parsing and formatting the text cost more than the commands around it.
+-- that are not told it), big-endian, the read marks' summary (`all`: the read-all mark, `groups`:
+-- whether some group may have a mark of its own; all nil: unknown, see read_all), then the log's
+-- epoch; or, as written before, without the summary, or the text "EPOCH SEQ UNREAD SHOWN" (its
+-- first byte is the epoch's, never 0). Read once per script, with the register of `item` if
+-- given (every script starts so), and written back by save(). Binary, because parsing and
+-- formatting the text cost more than the commands around it.
 local STATE_AT, UNREAD_SPAN = STATE_SEQ_BYTES + STATE_UNREAD_BYTES, 2 ^ (8 * STATE_UNREAD_BYTES)
+local MARKS_AT = STATE_AT + 2  -- the summary's first byte
+local EPOCH_AT = MARKS_AT + 1 + MS_BYTES  -- the epoch's, after a summary
+local function marks_byte(s) return s.groups and MARKS_GROUPS or MARKS_NONE end
 local pack_state, unpack_state
 if struct then
-  pack_state = function(s) return struct.pack(STATE_FORMAT, s.seq, s.unread, SHOWN) .. s.epoch end
+  pack_state = function(s)
+    if s.all == nil then return struct.pack(STATE_FORMAT, s.seq, s.unread, SHOWN) .. s.epoch end
+    return struct.pack(STATE_MARKS_FORMAT, s.seq, s.unread, SHOWN, marks_byte(s), s.all + MS_OFFSET) .. s.epoch
+  end
   unpack_state = function(raw)
+    local b = raw:byte(MARKS_AT)
+    if b == MARKS_NONE or b == MARKS_GROUPS then
+      local seq, unread, shown, _, all = struct.unpack(STATE_MARKS_FORMAT, raw)
+      return raw:sub(EPOCH_AT), seq, unread, shown, all - MS_OFFSET, b == MARKS_GROUPS
+    end
     local seq, unread, shown = struct.unpack(STATE_FORMAT, raw)
-    return raw:sub(STATE_AT + 2), seq, unread, shown
+    return raw:sub(MARKS_AT), seq, unread, shown
   end
 else
   pack_state = function(s)
+    local marks = s.all == nil and '' or string.char(marks_byte(s)) .. pack_ms(s.all)
     return be_bytes(s.seq, STATE_SEQ_BYTES) .. be_bytes(s.unread % UNREAD_SPAN, STATE_UNREAD_BYTES)
-      .. string.char(SHOWN) .. s.epoch
+      .. string.char(SHOWN) .. marks .. s.epoch
   end
   unpack_state = function(raw)
     local unread = be_number(raw, STATE_SEQ_BYTES + 1, STATE_AT)
     if unread >= UNREAD_SPAN / 2 then unread = unread - UNREAD_SPAN end
-    return raw:sub(STATE_AT + 2), be_number(raw, 1, STATE_SEQ_BYTES), unread, raw:byte(STATE_AT + 1)
+    local seq, shown, b = be_number(raw, 1, STATE_SEQ_BYTES), raw:byte(STATE_AT + 1), raw:byte(MARKS_AT)
+    if b == MARKS_NONE or b == MARKS_GROUPS then
+      return raw:sub(EPOCH_AT), seq, unread, shown, unpack_ms(raw:sub(MARKS_AT + 1)), b == MARKS_GROUPS
+    end
+    return raw:sub(MARKS_AT), seq, unread, shown
   end
 end
 local S
@@ -189,14 +208,14 @@ local function state(item, extra)
   else
     r = item and redis.call('HMGET', K_ITEMS, item, STATE_FIELD) or {false, redis.call('HGET', K_ITEMS, STATE_FIELD)}
   end
-  local raw, epoch, seq, unread, shown = r[2], nil, 0, 0, nil
+  local raw, epoch, seq, unread, shown, all, groups = r[2], nil, 0, 0, nil, nil, nil
   if raw and raw:byte(1) == 0 then
-    epoch, seq, unread, shown = unpack_state(raw)
+    epoch, seq, unread, shown, all, groups = unpack_state(raw)
   elseif raw then
     epoch, seq, unread, shown = raw:match('^(%S+) (%d+) (%d+) (%d+)$')
     seq, unread, shown = tonumber(seq), tonumber(unread), tonumber(shown)
   end
-  S = {epoch = epoch, seq = seq, unread = unread, dirty = false}
+  S = {epoch = epoch, seq = seq, unread = unread, all = all, groups = groups, dirty = false}
   if SHOWN == 0 then SHOWN = shown or 3 end
   return S, r[1], r[3]
 end
@@ -215,10 +234,29 @@ local function add_unread(d)
   if d ~= 0 then S.unread, S.dirty = S.unread + d, true end
 end
 
+-- The read-all mark (0: none), from the state's summary of the read marks; a state without one
+-- learns it from the hash (its `*`, and whether it holds more than `*` and `seen`: group marks),
+-- to be saved with the state.
+local function read_all()
+  local s = S
+  if s.all == nil then
+    local n = redis.call('HLEN', K_MARKS)
+    s.all, s.groups = 0, false
+    if n > 0 then
+      local m = redis.call('HMGET', K_MARKS, '*', 'seen')
+      s.all, s.groups = tonumber(m[1] or '0'), n > (m[1] and 1 or 0) + (m[2] and 1 or 0)
+    end
+    s.dirty = s.dirty or s.epoch ~= nil
+  end
+  return s.all
+end
+
 -- A group is unread while its time is after the user's read mark for it and the read-all mark.
+-- Only a user who marked some group read on its own has the hash read (most never do).
 local function mark(gid)
-  local m = redis.call('HMGET', K_MARKS, gid, '*')
-  return math.max(m[1] and tonumber(m[1]) or 0, m[2] and tonumber(m[2]) or 0)
+  local all = read_all()
+  if not S.groups then return all end
+  return math.max(all, tonumber(redis.call('HGET', K_MARKS, gid) or '0'))
 end
 
 -- JSON is assembled here rather than by cjson.encode of a table (several times cheaper), and
@@ -382,7 +420,7 @@ end
 -- already gone.
 local function removed(g, capped)
   if g.t > mark(g.gid) then add_unread(-1) end
-  redis.call('HDEL', K_MARKS, g.gid)
+  if S.groups then redis.call('HDEL', K_MARKS, g.gid) end
   local id = jstr(g.gid)
   emit('d', short(g.gid), ',"id":' .. id .. '}', capped and id)
 end

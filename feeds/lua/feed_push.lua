@@ -1,9 +1,10 @@
 -- Change the home feeds of several users in one call (every user of one slot or, on a cluster,
 -- of one master: lua/sharded_keys.lua) and log each change that changed a feed, published for
 -- live push (common.lua's emit, behind FEED_MARK).
--- KEYS: USER_KEYS per user: common.lua's 5, the home feed, the actors the user mutes and blocks,
---   the user's hide marks (feeds/preferences.py); then, optionally, the records of the author
---   of the post pushed (keys.post_records), read to stop the push once the post is deleted.
+-- KEYS: FEED_USER_KEYS per user: common.lua's USER_KEYS, the home feed, the actors the user mutes
+--   and blocks, the user's hide marks (feeds/preferences.py); then, optionally, the records of the
+--   author of the post pushed (keys.post_records), read to stop the push once the post is
+--   deleted. (On a cluster, all but the first user's follow ARGV: lua/sharded_keys.lua.)
 -- ARGV after common's head: posts kept, push tag (feeds.changelog.push_tag, or ''), the post
 --   checked in those records ('' if none), then per user: channel, number of changes N, and N
 --   changes of 4: op (p push | q take out), member AUTHOR|POST, time ms (p; '' for q), payload
@@ -15,15 +16,15 @@
 -- Idempotent: a change that finds the feed already so logs nothing (a resumed or redelivered
 -- fan-out sends no duplicate). Returns how many changes were logged, or -1 if the checked post
 -- is deleted (nothing of it pushed: the caller stops).
-local USER_KEYS = 9
-local users = math.floor(#KEYS / USER_KEYS)
+local users = math.floor(NKEYS / FEED_USER_KEYS)
 local K_HOME, K_MUTES, K_BLOCKS, K_HIDE
 local cap = string.format('%d', -tonumber(ARGV[BASE + 1]) - 1)
 TAG = ARGV[BASE + 2]
 local checked = ARGV[BASE + 3]
 local gone = false
-if checked ~= '' and #KEYS > users * USER_KEYS then
-  local register = redis.call('HGET', KEYS[#KEYS], checked)
+if checked ~= '' and NKEYS > users * FEED_USER_KEYS then
+  local keys, k = keys_at(NKEYS - 1)
+  local register = redis.call('HGET', keys[k + 1], checked)
   gone = not register or register:sub(1, 2) ~= 'a '
 end
 
@@ -46,9 +47,10 @@ if users > 0 then listen(channels) end
 local logged = 0
 a = BASE + 4
 for u = 1, users do
-  local k = (u - 1) * USER_KEYS
-  use(k, '', ARGV[a])
-  K_HOME, K_MUTES, K_BLOCKS, K_HIDE = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8], KEYS[k + 9]
+  local keys, k = keys_at((u - 1) * FEED_USER_KEYS)
+  use(keys, k, '', ARGV[a])
+  k = k + USER_KEYS
+  K_HOME, K_MUTES, K_BLOCKS, K_HIDE = keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4]
   local last = a + 1 + 4 * tonumber(ARGV[a + 1])
   state()
   for c = a + 2, last, 4 do

@@ -7,7 +7,10 @@ if ARGV[BASE + 1] == 'all' then
   local top = redis.call('LINDEX', K_INBOX, 0)  -- the newest group: every group is read as of its time
   if top then
     local t = unpack_ms(top)
-    if t > tonumber(redis.call('HGET', K_MARKS, '*') or '0') then redis.call('HSET', K_MARKS, '*', int(t)) end
+    if t > read_all() then
+      redis.call('HSET', K_MARKS, '*', int(t))
+      s.all = t  -- the state's summary, saved below
+    end
   end
   local n = s.unread
   add_unread(-n)
@@ -36,6 +39,7 @@ for i = BASE + 2, #ARGV do
   local g = live[ARGV[i]]
   if g and g.t > mark(g.gid) then
     redis.call('HSET', K_MARKS, g.gid, int(g.t))
+    s.groups = true  -- the state's summary (mark() learned it), saved below
     add_unread(-1)
     done[#done + 1] = g.gid
   end

@@ -1,4 +1,5 @@
-"""The apply-cost harness on a real redis-server: it counts what the scripts ran, per item."""
+"""The apply-cost harness on real redis-servers: it counts what the scripts ran, per item, on one
+Redis and on Redis Cluster through the product's cluster client."""
 
 from __future__ import annotations
 
@@ -10,12 +11,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
 async def test_it_counts_the_scripts_commands_per_applied_item() -> None:
-    offline = await measure(200, 0, cachegrind=False)
-    online = await measure(200, 100, cachegrind=False)
+    offline = await measure("single", 200, 0, callgrind=False, profiles=None)
+    online = await measure("single", 200, 100, callgrind=False, profiles=None)
 
     assert offline["items"] == online["items"] == 200  # one recipient per event
     # every item reads its register and state, checks the log, appends a change, writes back
     assert 5 < offline["commands_per_item"] < 20
     # online, every change is also published
     assert online["commands_per_item"] >= offline["commands_per_item"] + 1
-    assert offline["cpu_us_per_item"] > 0
+    assert online["commands"]["publish"] > 0
+
+
+async def test_a_cluster_runs_the_same_items_sharded() -> None:
+    single = await measure("single", 200, 100, callgrind=False, profiles=None)
+    cluster = await measure("cluster", 200, 100, callgrind=False, profiles=None)
+
+    assert cluster["masters"] == 3
+    assert cluster["items"] == single["items"]
+    # the same changes, published on each user's master (SPUBLISH) instead of broadcast
+    assert cluster["commands"]["spublish"] == single["commands"]["publish"]
+    assert "publish" not in cluster["commands"]
+    assert cluster["commands"]["hset"] == single["commands"]["hset"]

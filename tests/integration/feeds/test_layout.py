@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -60,25 +61,28 @@ async def test_the_time_codec_is_the_same_without_struct(redis: Redis) -> None:
 
 async def test_the_state_codec_is_the_same_without_struct(redis: Redis) -> None:
     common = lua_constants() + resources.files("feeds").joinpath("lua", "common.lua").read_text()
-    probe = "\nlocal out = {} for i = BASE + 1, #ARGV, 2 do "
-    probe += "local s = {epoch = 'e0e0e0e0e0e0', seq = tonumber(ARGV[i]), "
-    probe += "unread = tonumber(ARGV[i + 1])} SHOWN = 3 local raw = pack_state(s) "
-    probe += "local e, q, u, w = unpack_state(raw) "
-    probe += "out[#out + 1] = raw out[#out + 1] = e .. ' ' .. q .. ' ' .. u .. ' ' .. w end return out"
-    values = ["0", "0", "1", "-1", "1099511627775", "2147483647", "12345", "-2147483648"]
-    head = ["a", "b", "c", "d", "e"]
-    with_struct = await redis.eval(common + probe, 5, *head, "", "", "e", "1", "1", "0", *values)
+    probe = "\nlocal out = {} for i = BASE + 1, #ARGV, 3 do "
+    probe += "local s = {epoch = 'e0e0e0e0e0e0', seq = tonumber(ARGV[i]), unread = tonumber(ARGV[i + 1]), "
+    probe += "all = tonumber(ARGV[i + 2]), groups = ARGV[i + 2] == '7'} SHOWN = 3 local raw = pack_state(s) "
+    probe += "local e, q, u, w, a, g = unpack_state(raw) out[#out + 1] = raw "
+    probe += "out[#out + 1] = table.concat({e, q, u, w, a or '-', tostring(g)}, ' ') end return out"
+    # seq, unread, the read-all mark ('': a state without the summary, as written before)
+    values = [
+        *("0", "0", ""),
+        *("1", "-1", "0"),
+        *("1099511627775", "2147483647", "7"),
+        *("12345", "-2147483648", "1795675004123"),
+    ]
+    head = ["a", "b", "c", "d"]
+    with_struct = await redis.eval(common + probe, 4, *head, "", "", "e", "1", "1", "0", *values)
     without = await redis.eval(
-        "local struct = nil\n" + common + probe, 5, *head, "", "", "e", "1", "1", "0", *values
+        "local struct = nil\n" + common + probe, 4, *head, "", "", "e", "1", "1", "0", *values
     )
     assert with_struct == without
-    for raw, seq, unread in zip(without[::2], values[::2], values[1::2], strict=True):
+    for raw, seq, unread, all_ms in zip(without[::2], values[::3], values[1::3], values[2::3], strict=True):
         state = layouts.decode_state(raw)
-        assert (state.epoch, state.last_change, state.unread, state.shown) == (
-            "e0e0e0e0e0e0",
-            int(seq),
-            int(unread),
-            3,
+        assert state == layouts.UserState(
+            "e0e0e0e0e0e0", int(seq), int(unread), 3, int(all_ms) if all_ms else None, all_ms in ("7", "")
         )
         assert layouts.encode_state(state) == raw
 
@@ -115,4 +119,56 @@ async def test_a_state_written_as_text_before_is_read_and_rewritten_binary(redis
     op = ItemOp("olga", "f|ann", "a", 1_795_675_004_123, "e.1", "ann", "follow:20783", "follow")
     assert await Inbox(redis, FeedLimits()).apply([op]) == [None]
     raw = await redis.hget(keys.toggles("olga"), layouts.STATE_FIELD)
-    assert raw[0] == 0 and layouts.decode_state(raw) == layouts.UserState("a1b2c3d4e5f6", 42, 6, 3)
+    # with the read marks' summary learned on the way (no marks)
+    assert raw[0] == 0 and layouts.decode_state(raw) == layouts.UserState("a1b2c3d4e5f6", 42, 6, 3, 0, False)
+
+
+T0 = 1_795_675_004_000
+
+
+def like(actor: str, post: str, at_ms: int) -> ItemOp:
+    return ItemOp(
+        "olga", f"l|{post}|{actor}", "a", at_ms, f"e.{actor}", actor, f"like:{post}:20783", "like", post
+    )
+
+
+async def state_of(redis: Redis) -> layouts.UserState:
+    return layouts.decode_state(await redis.hget(keys.toggles("olga"), layouts.STATE_FIELD))
+
+
+async def test_read_marks_kept_by_a_rebuild_are_learned_into_the_state(redis: Redis) -> None:
+    # a rebuild deleted the views, the state with them, and kept the read marks
+    await redis.hset(keys.read_marks("olga"), mapping={"*": T0 + 10, "seen": T0 + 10})
+    inbox = Inbox(redis, FeedLimits())
+    assert await inbox.apply([like("ann", "p1", T0 + 5), like("bob", "p2", T0 + 20)]) == [None, None]
+    page = await inbox.page("olga", None, 10)
+    assert page.unread == 1
+    assert [orjson.loads(g)["read"] for g in page.groups] == [False, True]
+    state = await state_of(redis)
+    assert (state.read_all_ms, state.group_marks) == (T0 + 10, False)
+
+
+async def test_a_state_written_before_the_summary_learns_it_with_the_group_marks(redis: Redis) -> None:
+    before = layouts.encode_state(layouts.UserState("a1b2c3d4e5f6", 3, 0, 3))  # no summary
+    assert layouts.decode_state(before).read_all_ms is None
+    await redis.hset(keys.toggles("olga"), layouts.STATE_FIELD, before)
+    await redis.hset(keys.read_marks("olga"), mapping={"*": T0, "like:p1:20783": T0 + 50})
+    inbox = Inbox(redis, FeedLimits())
+    assert await inbox.apply([like("ann", "p1", T0 + 40), like("bob", "p2", T0 + 40)]) == [None, None]
+    state = await state_of(redis)
+    # p1's group is read by its own mark, p2's is not
+    assert (state.unread, state.read_all_ms, state.group_marks) == (1, T0, True)
+
+
+async def test_marking_read_keeps_the_summary_in_step(redis: Redis) -> None:
+    inbox = Inbox(redis, FeedLimits())
+    assert await inbox.apply([like("ann", "p1", T0 + 1), like("bob", "p2", T0 + 2)]) == [None, None]
+    assert (await state_of(redis)).group_marks is False
+    assert await inbox.mark_read("olga", ["like:p1:20783"]) == 1
+    state = await state_of(redis)
+    assert (state.unread, state.read_all_ms, state.group_marks) == (1, 0, True)
+    assert await inbox.mark_read("olga", None) == 1
+    assert (await state_of(redis)).read_all_ms == T0 + 2
+    # read by the marks: a like of before changes nothing, a later one is unread
+    assert await inbox.apply([like("cy", "p1", T0), like("dee", "p2", T0 + 3)]) == [None, None]
+    assert (await state_of(redis)).unread == 1

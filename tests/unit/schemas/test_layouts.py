@@ -59,7 +59,12 @@ def test_published_changes_round_trip(change: layouts.Published) -> None:
 
 @pytest.mark.parametrize(
     "state",
-    [layouts.UserState("a1b2c3d4e5f6", 0, 0), layouts.UserState("a1b2c3d4e5f6", 2**40 - 1, -3, 1)],
+    [
+        layouts.UserState("a1b2c3d4e5f6", 0, 0),  # without the read marks' summary, as written before
+        layouts.UserState("a1b2c3d4e5f6", 2**40 - 1, -3, 1),
+        layouts.UserState("a1b2c3d4e5f6", 7, 2, 3, 0, False),
+        layouts.UserState("a1b2c3d4e5f6", 7, 2, 3, 1_795_675_004_123, True),
+    ],
 )
 def test_states_round_trip(state: layouts.UserState) -> None:
     raw = layouts.encode_state(state)

@@ -58,22 +58,45 @@ class Refetch:
 push_tag = layouts.push_tag
 
 
-@dataclass(frozen=True, slots=True)
+_SEPARATOR: Final = layouts.PUBLISHED_SEPARATOR.encode()
+_TAG: Final = layouts.TAG_SEPARATOR.encode()
+_FEED: Final = FEED_MARK.encode()
+
+
 class Live:
-    """A change as lua/common.lua publishes it for live push."""
+    """A change as lua/common.lua publishes it for live push: `EPOCH N CHECK[@MS[@TRACEPARENT]]
+    [FEED_MARK]PAYLOAD` (schemas/layouts.py; `layouts.parse_published` reads it in full). The
+    gateway reads one per pushed message, so this reads from the bytes only the cursor and the
+    feed mark; the payload and the tag's parts are decoded when asked. Raises ValueError for a
+    message not in this layout."""
 
-    cursor: Cursor
-    payload: str
-    accepted_ms: str  # the push tag's acceptance time ('' when untagged)
-    traceparent: str  # '' when none
-    feed: bool = False  # a home-feed change
+    __slots__ = ("_payload", "_tag", "cursor", "feed")
+
+    def __init__(self, message: bytes | str) -> None:
+        raw = message.encode() if isinstance(message, str) else message
+        epoch, number, tagged, payload = raw.split(_SEPARATOR, 3)
+        check, _, self._tag = tagged.partition(_TAG)
+        self.cursor = Cursor(epoch.decode(), int(number), int(check))
+        self.feed = payload.startswith(_FEED)  # a home-feed change
+        self._payload = payload[len(_FEED) :] if self.feed else payload
+
+    @property
+    def payload(self) -> str:
+        """The change's JSON object (schemas.protocol.change / feed)."""
+        return self._payload.decode()
+
+    @property
+    def accepted_ms(self) -> str:
+        """The push tag's acceptance time, milliseconds ('' when untagged)."""
+        return self._tag.partition(_TAG)[0].decode()
+
+    @property
+    def traceparent(self) -> str:
+        """The push tag's trace context ('' when none)."""
+        return self._tag.partition(_TAG)[2].decode()
 
 
-def published(message: str) -> Live:
-    """`EPOCH N CHECK[@MS[@TRACEPARENT]] [FEED_MARK]PAYLOAD`, as lua/common.lua publishes a change
-    (schemas/layouts.py)."""
-    p = layouts.parse_published(message)
-    return Live(Cursor(p.epoch, p.number, p.check), p.payload, p.accepted_ms, p.traceparent, p.feed)
+published = Live  # what a subscriber of `keys.user_channel` reads each message with
 
 
 async def tail(redis: Redis, user: str) -> Cursor:

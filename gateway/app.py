@@ -48,9 +48,11 @@ def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> AS
             return
         connections.inc()
         # live frames in batches, straight to the server, where it offers that (wsserver.py)
-        send_frames = send if SEND_FRAMES in (scope.get("extensions") or {}) else None
+        write_frames = (scope.get("extensions") or {}).get(SEND_FRAMES)
+        send_frames = send if write_frames is not None else None
         try:
-            await Session(ws, redis, hub, settings.gateway, settings.auth, send_frames).serve()
+            session = Session(ws, redis, hub, settings.gateway, settings.auth, send_frames, write_frames)
+            await session.serve()
         finally:
             connections.dec()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -21,7 +22,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from feeds import changelog
 from notifier.runtime import metrics, tracing
 from notifier.runtime.lifecycle import Backoff
-from schemas import keys
+from schemas import keys, protocol
+
+from .wsserver import text_frame
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +37,29 @@ _MESSAGE: Final = frozenset({b"message", "message"})
 _SUBSCRIBE: Final = frozenset({b"subscribe", "subscribe"})
 
 
+class Push(changelog.Live):
+    """A live change and its WebSocket frame, rendered once for all of the user's sessions: the
+    frame (`text_frame`) is what the server writes, `text` what a session sends through an ASGI
+    server without SEND_FRAMES."""
+
+    __slots__ = ("frame", "text")
+
+    def __init__(self, message: bytes | str) -> None:
+        super().__init__(message)
+        render = protocol.feed if self.feed else protocol.change
+        self.text = render(str(self.cursor), self.payload)
+        self.frame = text_frame(self.text.encode())
+
+
+class Flushable(Protocol):
+    def flush(self) -> None:
+        """Write what was queued during the hub's read (never blocks)."""
+
+
 class Listener(Protocol):
     expires_at: float  # unix seconds: when the client's token expires
 
-    def push_nowait(self, change: changelog.Live) -> None:
+    def push_nowait(self, change: Push) -> None:
         """Queue a live change; never blocks (a full queue closes the session)."""
 
     def resync(self) -> None:
@@ -67,6 +89,8 @@ class Hub:
         self._stopping = anyio.Event()
         self._scope: anyio.CancelScope | None = None
         self._next_expiry = math.inf  # no session's token expires before this
+        self._unflushed: list[Flushable] = []  # sessions given changes by the current read
+        self._loop: asyncio.AbstractEventLoop | None = None  # the running one, once a session flushes
         self.delivered = 0
         self.metrics = metrics.current()  # the sessions' metrics and tracing too
         self.tracing = tracing.current()
@@ -199,9 +223,8 @@ class Hub:
         listeners = self._listeners.get(keys.user_of_channel(name))
         if not listeners:
             return
-        text = data.decode() if isinstance(data, bytes) else data
         try:
-            change = changelog.published(text)
+            change = Push(data)
         except ValueError:  # not as this version publishes (a worker of another one): the log knows
             for listener in tuple(listeners):
                 listener.resync()
@@ -209,6 +232,24 @@ class Hub:
         for listener in tuple(listeners):
             listener.push_nowait(change)
         self.delivered += len(listeners)
+
+    def flush_soon(self, session: Flushable) -> None:
+        """Have `session.flush()` called once the hub's read is done (all replies already
+        received are dispatched), with every other session given a change meanwhile: a burst
+        for one client fills its queue as it did when each change woke its writer."""
+        if not self._unflushed:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._flush)
+        self._unflushed.append(session)
+
+    def _flush(self) -> None:
+        sessions, self._unflushed = self._unflushed, []
+        for session in sessions:
+            try:
+                session.flush()
+            except Exception:  # a bug: the other sessions still get theirs
+                log.exception("live flush failed")
 
     async def register(self, user: str, listener: Listener) -> None:
         """Add `listener`; returns once its user's channel subscription is live (or the link is

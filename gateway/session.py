@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import anyio
 import msgspec
@@ -25,28 +25,14 @@ from schemas import decoding, protocol
 from schemas.cursor import NO_EPOCH, START, Cursor
 from schemas.errors import Reason, Rejected
 
-from .hub import Hub
+from .hub import Hub, Push
 from .outbox import Outbox
 from .wsserver import SEND_FRAMES
-
-if TYPE_CHECKING:
-    from opentelemetry.trace import Span
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 _RESYNC = None  # queue marker: re-read the change log from our cursor
-
-
-class _Pending:
-    """Live frames not yet written, with what is done once they are."""
-
-    __slots__ = ("accepted_ms", "spans", "texts")
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.accepted_ms: list[str] = []  # of those with a push tag (milliseconds, text)
-        self.spans: list[Span] = []
 
 
 class Closed(Exception):
@@ -74,6 +60,7 @@ class Session:
         "_redis",
         "_send_frames",
         "_settings",
+        "_write_frames",
         "_ws",
         "expires_at",
         "user",
@@ -87,16 +74,18 @@ class Session:
         settings: GatewaySettings,
         auth: AuthSettings,
         send_frames: Send | None = None,
+        write_frames: Callable[[bytes], bool] | None = None,
     ) -> None:
         self._ws = ws
-        # the server's ASGI send where it takes SEND_FRAMES (gateway/wsserver.py); else live
-        # frames go one by one through `ws`
+        # the server's ASGI send and its write-now call where it offers SEND_FRAMES
+        # (gateway/wsserver.py); else live frames go one by one through `ws`, by the writer task
         self._send_frames = send_frames
+        self._write_frames = write_frames
         self._redis = redis
         self._hub = hub
         self._settings = settings
         self._auth = auth
-        self._outbox: Outbox[changelog.Live | None] = Outbox(settings.send_queue_frames)
+        self._outbox: Outbox[Push | None] = Outbox(settings.send_queue_frames)
         self._overflowed = False
         self._expired = False
         self._live_scope: anyio.CancelScope | None = None
@@ -106,13 +95,13 @@ class Session:
 
     # -- Listener (called by the hub, never blocks) -------------------------------------
 
-    def push_nowait(self, change: changelog.Live) -> None:
+    def push_nowait(self, change: Push) -> None:
         self._enqueue(change)
 
     def resync(self) -> None:
         self._enqueue(_RESYNC)
 
-    def _enqueue(self, item: changelog.Live | None) -> None:
+    def _enqueue(self, item: Push | None) -> None:
         if not self._outbox.put_nowait(item):
             # a client that does not keep up is cut off (it resumes from its cursor), never
             # buffered without bound; the writer may be stuck in a send to it, so cancel that too
@@ -120,6 +109,30 @@ class Session:
             self._outbox.close()
             if self._live_scope is not None:
                 self._live_scope.cancel()
+        elif len(self._outbox) == 1:  # the first since the queue was emptied
+            self._hub.flush_soon(self)
+
+    def flush(self) -> None:
+        """Called by the hub once the read that queued our first change is done. While the
+        writer task waits for work, the changes that go out as they are are written from here,
+        in one write, with no task woken: it is the writer's own step (`_ready_run`, then the
+        write) minus the wait, and only when the transport takes the write at once. What needs
+        more (a resync or a change that does not follow: the change log; a full buffer: its
+        drain; an ASGI server without SEND_FRAMES) is left at the head of the queue for the
+        writer, which is woken. Order holds: either writes only while the other is idle."""
+        outbox = self._outbox
+        if not outbox.waiting:  # the writer is at work (or before `ready`): it takes the queue itself
+            return
+        if self._write_frames is not None:
+            batch = outbox.take_nowait()
+            pushes, stop, cursor = self._ready_run(batch)
+            if not pushes or self._write_frames(_frames(pushes)):
+                self._cursor = cursor
+                self._written(pushes)
+                del batch[:stop]
+            outbox.restore(batch)
+        if len(outbox):
+            outbox.wake()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -263,62 +276,58 @@ class Session:
                 return sent
 
     async def _write(self) -> None:
-        traced = self._hub.tracing
+        """The writer task: what `flush` left, after waiting for the transport or catching up."""
         while batch := await self._outbox.take():
-            out = _Pending()  # this batch's frames, written at once
-            for item in batch:
-                if self._overflowed:
-                    break
-                if item is _RESYNC or not self._follows(item.cursor):
-                    await self._send_live(out)  # what was queued first goes first
+            while batch and not self._overflowed:
+                pushes, stop, self._cursor = self._ready_run(batch)
+                await self._send_live(pushes)  # what was queued first goes first
+                if stop < len(batch):  # a resync, or a change that does not follow
                     await self._catch_up()  # the log says what we missed, or refetch
-                    continue
+                    stop += 1
+                del batch[:stop]
+
+    def _ready_run(self, batch: list[Push | None]) -> tuple[list[Push], int, Cursor]:
+        """The leading changes of `batch` to send as they are (those the replay sent are
+        skipped), up to the first that needs the change log: a resync, or a change that does
+        not follow our cursor. Returns them, that one's index (else len(batch)) and the cursor
+        after them."""
+        cursor = self._cursor
+        pushes: list[Push] = []
+        for i, item in enumerate(batch):
+            if item is _RESYNC or not _follows(cursor, item.cursor):
+                return pushes, i, cursor
+            if not _replayed(cursor, item.cursor):
+                pushes.append(item)
                 cursor = item.cursor
-                if self._replayed(cursor):
-                    continue
-                if traced is not None and item.traceparent:  # ends once the frame is written
-                    attributes = {"notifier.user": self.user}
-                    out.spans.append(traced.span("gateway.push", item.traceparent, attributes=attributes))
-                frame = protocol.feed if item.feed else protocol.change
-                out.texts.append(frame(str(cursor), item.payload))
-                if item.accepted_ms:
-                    out.accepted_ms.append(item.accepted_ms)
-                self._cursor = cursor
-            await self._send_live(out)
+        return pushes, len(batch), cursor
 
-    def _replayed(self, cursor: Cursor) -> bool:
-        """A live change at or before our position: the replay sent it already."""
-        return cursor.epoch == self._cursor.epoch and cursor.number <= self._cursor.number
-
-    async def _send_live(self, out: _Pending) -> None:
-        """Write the pending live frames (one transport write where the server offers
-        SEND_FRAMES), then count them, observe their push latency and end their spans."""
-        if not out.texts:
+    async def _send_live(self, pushes: list[Push]) -> None:
+        """Write `pushes`' frames (one transport write where the server offers SEND_FRAMES,
+        waiting for its buffer to drain), then count them."""
+        if not pushes:
             return
         if self._send_frames is not None:
-            await self._send_frames({"type": SEND_FRAMES, "texts": out.texts})
+            await self._send_frames({"type": SEND_FRAMES, "data": _frames(pushes)})
         else:
-            for text in out.texts:
-                await self._ws.send_text(text)
-        metrics, now = self._hub.metrics, time.time()
-        metrics.frames_live.inc(len(out.texts))
-        for accepted_ms in out.accepted_ms:
-            metrics.push_seconds.observe(now - int(accepted_ms) / 1000)
-        for span in out.spans:
-            span.end()
-        out.texts, out.accepted_ms, out.spans = [], [], []
+            for push in pushes:
+                await self._ws.send_text(push.text)
+        self._written(pushes)
 
-    def _follows(self, cursor: Cursor) -> bool:
-        """Whether a live change fits our position. Not so: another epoch (the log was
-        recreated), or our own number with another check (Redis lost the change we sent and
-        reused its number). A lower number is one the replay sent; a loss of several changes
-        shows at our number, or at the hub's resync after the reconnect a Redis restart forces."""
-        ours = self._cursor
-        if ours.epoch == NO_EPOCH:
-            return True
-        if cursor.epoch != ours.epoch:
-            return False
-        return cursor.number != ours.number or cursor.check == ours.check
+    def _written(self, pushes: list[Push]) -> None:
+        """Count the live frames just written, observe their push latency, trace them."""
+        if not pushes:
+            return
+        metrics, now = self._hub.metrics, time.time()
+        metrics.frames_live.inc(len(pushes))
+        for push in pushes:
+            if accepted_ms := push.accepted_ms:
+                metrics.push_seconds.observe(now - int(accepted_ms) / 1000)
+        traced = self._hub.tracing
+        if traced is not None:
+            attributes = {"notifier.user": self.user}
+            for push in pushes:
+                if push.traceparent:
+                    traced.span("gateway.push", push.traceparent, attributes=attributes).end()
 
     async def _read_client(self, scope: anyio.CancelScope) -> None:
         rate = self._settings.max_client_frames_per_s
@@ -338,3 +347,24 @@ class Session:
         except WebSocketDisconnect as gone:
             self._client_closed(gone.code)
             scope.cancel()
+
+
+def _frames(pushes: list[Push]) -> bytes:
+    return pushes[0].frame if len(pushes) == 1 else b"".join(push.frame for push in pushes)
+
+
+def _follows(ours: Cursor, cursor: Cursor) -> bool:
+    """Whether a live change fits our position. Not so: another epoch (the log was recreated),
+    or our own number with another check (Redis lost the change we sent and reused its number).
+    A lower number is one the replay sent; a loss of several changes shows at our number, or at
+    the hub's resync after the reconnect a Redis restart forces."""
+    if ours.epoch == NO_EPOCH:
+        return True
+    if cursor.epoch != ours.epoch:
+        return False
+    return cursor.number != ours.number or cursor.check == ours.check
+
+
+def _replayed(ours: Cursor, cursor: Cursor) -> bool:
+    """A live change at or before our position: the replay sent it already."""
+    return cursor.epoch == ours.epoch and cursor.number <= ours.number

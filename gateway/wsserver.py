@@ -37,9 +37,14 @@ from websockets.server import ServerProtocol
 
 log = logging.getLogger("uvicorn.error")  # where uvicorn's protocols log
 
-# An ASGI extension of this server, for the gateway's live push (gateway/session.py):
-# `send({"type": SEND_FRAMES, "texts": [...]})` sends the texts as text frames in one transport
-# write, waiting first while the transport's buffer is full, as `websocket.send` does.
+# An ASGI extension of this server, for the gateway's live push (gateway/session.py), in two
+# forms. `send({"type": SEND_FRAMES, "data": FRAMES})` writes FRAMES (text frames encoded by
+# `text_frame`, one or several) in one transport write, waiting first while the transport's
+# buffer is full, as `websocket.send` does. `scope["extensions"][SEND_FRAMES](FRAMES)`, a plain
+# call (the extension's value is this callable, not a dict: one object less per connection),
+# writes them at once and returns True, or writes nothing and returns False when that send
+# would wait or fail (buffer full, connection closing or gone): a caller outside the app's task
+# (the hub's flush) writes without waking it, and leaves the rest to the task.
 SEND_FRAMES: Final = "notifier.websocket.send_frames"
 CLOSE_TIMEOUT_S: Final = 10.0  # after the app's close frame, for the client's reply (as uvicorn)
 SERVICE_RESTART: Final = 1012  # the close code every client gets when the server shuts down
@@ -209,7 +214,7 @@ class WebSocketProtocol(asyncio.Protocol):
             "headers": headers,
             "subprotocols": subprotocols,
             "state": self._app_state.copy(),
-            "extensions": {"websocket.http.response": {}, SEND_FRAMES: {}},
+            "extensions": {"websocket.http.response": {}, SEND_FRAMES: self.write_frames},
         }
 
     def _frame(self, frame: Frame) -> None:
@@ -334,7 +339,7 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             try:
                 if kind == SEND_FRAMES:
-                    self._send_frames(message["texts"])
+                    self._send_frames(message["data"])
                 elif kind == "websocket.send":
                     self._send_data(message)
                 elif kind == "websocket.close":
@@ -357,23 +362,20 @@ class WebSocketProtocol(asyncio.Protocol):
             self._conn.send_text(text.encode())
         self._flush()
 
-    def _send_frames(self, texts: list[str]) -> None:
+    def _send_frames(self, data: bytes) -> None:
         if self._conn.state is not OPEN:
             raise InvalidState("the closing handshake has begun")
-        self._write_texts(texts)
-
-    def _write_texts(self, texts: list[str]) -> None:
-        """Text frames, encoded here (a server's frames are unmasked and we negotiate no
-        extension: header and payload only), written at once: one syscall per batch instead
-        of a websockets Frame, a serialize and a write per message."""
         self._flush()  # nothing is pending (every send flushes), but order must hold if it were
-        parts: list[bytes] = []
-        for text in texts:
-            data = text.encode()
-            parts.append(frame_header(len(data)))
-            parts.append(data)
-        if parts and not self._transport.is_closing():
-            self._transport.write(b"".join(parts))
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def write_frames(self, data: bytes) -> bool:
+        """SEND_FRAMES without waiting: `data` written now (True), or nothing when the send
+        would wait for the buffer to drain or fail (False)."""
+        if self._drain is not None or self._lost or self._close_sent or self._conn.state is not OPEN:
+            return False
+        self._send_frames(data)
+        return True
 
     def _accept(self, message: Message) -> None:
         self._log_handshake("[accepted]")
@@ -524,6 +526,12 @@ class WebSocketProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._ping = None
+
+
+def text_frame(data: bytes) -> bytes:
+    """A server's text frame of the UTF-8 `data`: unmasked, and no extension is negotiated, so
+    a 2-10 byte header and the payload (RFC 6455 §5.2)."""
+    return frame_header(len(data)) + data
 
 
 def frame_header(length: int) -> bytes:

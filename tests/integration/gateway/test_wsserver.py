@@ -20,7 +20,7 @@ from websockets.http11 import Request
 from websockets.protocol import CLOSED, CONNECTING, OPEN
 from websockets.uri import parse_uri
 
-from gateway.wsserver import SEND_FRAMES, WebSocketProtocol, frame_header
+from gateway.wsserver import SEND_FRAMES, WebSocketProtocol, frame_header, text_frame
 from notifier.runtime.server import HttpService
 from tests.support import serving
 
@@ -81,18 +81,22 @@ class App:
             self.flooded.set()
         if path == "/flood-frames":
             for _ in range(FLOOD_FRAMES // 4):
-                await send({"type": SEND_FRAMES, "texts": ["x" * FLOOD_FRAME_BYTES] * 4})
+                await send({"type": SEND_FRAMES, "data": frames(["x" * FLOOD_FRAME_BYTES] * 4)})
             self.flooded.set()
         if path == "/frames":
             await send({"type": "websocket.send", "text": "first"})
             for texts in BATCHES:
-                await send({"type": SEND_FRAMES, "texts": texts})
+                await send({"type": SEND_FRAMES, "data": frames(texts)})
             await send({"type": "websocket.send", "text": "last"})
         while (message := await receive())["type"] == "websocket.receive":
             await send({"type": "websocket.send", "text": message.get("text") or ""})
         self.disconnect = message
         if path == "/late":
-            await send({"type": SEND_FRAMES, "texts": ["too late"]})
+            await send({"type": SEND_FRAMES, "data": frames(["too late"])})
+
+
+def frames(texts: list[str]) -> bytes:
+    return b"".join(text_frame(text.encode()) for text in texts)
 
 
 @contextlib.asynccontextmanager

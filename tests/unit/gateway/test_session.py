@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -11,14 +13,18 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from feeds import changelog
-from gateway.hub import Hub
+from feeds.changelog import Change, Replay
+from gateway.hub import Hub, Push
 from gateway.session import Session
+from gateway.wsserver import SEND_FRAMES
 from notifier.runtime import tokens
 from notifier.runtime.settings import AuthSettings, GatewaySettings
+from schemas import protocol
 from schemas.cursor import Cursor
 from schemas.errors import CODES, Reason
 
 AUTH = AuthSettings(jwt_secret="s" * 40)
+CHECK = 2**23  # a published change's check
 
 
 class StuckClient:
@@ -66,7 +72,7 @@ async def test_a_client_that_stops_reading_is_cut_off_when_its_queue_fills(redis
         with anyio.fail_after(5):
             await client.ready.wait()
         for n in range(1, settings.send_queue_frames + 3):  # the writer is stuck on the first
-            session.push_nowait(changelog.Live(Cursor("e", n), '{"op":"read","all":true,"unread":0}', "", ""))
+            session.push_nowait(Push(f"e {n} {CHECK} " + '{"op":"read","all":true,"unread":0}'))
         with anyio.fail_after(5):
             await client.closed.wait()
     assert client.close_code == CODES[Reason.SLOW_CONSUMER].ws_close
@@ -98,3 +104,138 @@ async def test_an_error_reply_from_redis_closes_with_unavailable_not_a_traceback
     with anyio.fail_after(5):
         await session.serve()
     assert client.close_code == CODES[Reason.UNAVAILABLE].ws_close
+
+
+def frame_texts(data: bytes) -> list[str]:
+    """The payloads of the unmasked text frames in `data`."""
+    texts, at = [], 0
+    while at < len(data):
+        assert data[at] == 0x81, data[at:]
+        size, at = data[at + 1], at + 2
+        if size >= 126:
+            width = 2 if size == 126 else 8
+            size, at = int.from_bytes(data[at : at + width], "big"), at + width
+        texts.append(data[at : at + size].decode())
+        at += size
+    return texts
+
+
+class FramesClient(StuckClient):
+    """A client behind a server that offers SEND_FRAMES (gateway/wsserver.py), recording each
+    write and which way it went: the write-now call ("write", refused while `writable` is
+    False), the ASGI send ("send", which waits until `drained` is set) or a single frame
+    ("text")."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(token)
+        self.writes: list[tuple[str, list[str]]] = []
+        self.written = anyio.Event()
+        self.writable = True
+        self.drained = anyio.Event()
+        self.drained.set()
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(text)
+        if '"type":"ready"' in text:
+            self.ready.set()
+        else:
+            self._record("text", [text])
+
+    def write_frames(self, data: bytes) -> bool:
+        if self.writable:
+            self._record("write", frame_texts(data))
+        return self.writable
+
+    async def send_frames(self, message: dict[str, Any]) -> None:
+        assert message["type"] == SEND_FRAMES
+        await self.drained.wait()
+        self._record("send", frame_texts(message["data"]))
+
+    def _record(self, way: str, texts: list[str]) -> None:
+        self.writes.append((way, texts))
+        self.written.set()
+
+    async def until_writes(self, count: int) -> None:
+        with anyio.fail_after(5):
+            while len(self.writes) < count:
+                await self.written.wait()
+                self.written = anyio.Event()
+
+
+def live(n: int) -> Push:
+    return Push(f"e {n} {CHECK}@1700000000000 " + '{"op":"read","all":true,"unread":0}')
+
+
+@contextlib.asynccontextmanager
+async def live_session(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Session, FramesClient]]:
+    """A live session of bob's behind a FramesClient, its writer waiting for work, at cursor e.0."""
+
+    async def tail(redis: Redis, user: str) -> Cursor:
+        return Cursor("e", 0, CHECK)
+
+    monkeypatch.setattr(changelog, "tail", tail)
+    client = FramesClient(tokens.issue(AUTH, "bob"))
+    settings = GatewaySettings(send_queue_frames=4)
+    session = Session(client, redis, Hub(redis), settings, AUTH, client.send_frames, client.write_frames)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(session.serve)
+        with anyio.fail_after(5):
+            await client.ready.wait()
+        await anyio.wait_all_tasks_blocked()  # the writer waits for work
+        yield session, client
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_changes_of_one_read_go_out_in_one_write_from_the_hub(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with live_session(redis, monkeypatch) as (session, client):
+        pushes = [live(n) for n in (1, 2, 3)]
+        for push in pushes:  # as the hub's read dispatches them, with no await between
+            session.push_nowait(push)
+        await client.until_writes(1)
+        session.push_nowait(live(2))  # one the session sent already: skipped
+        session.push_nowait(live(4))
+        await client.until_writes(2)
+    assert client.writes == [("write", [p.text for p in pushes]), ("write", [live(4).text])]
+
+
+@pytest.mark.anyio
+async def test_a_full_transport_leaves_the_changes_to_the_writer_which_waits_for_the_drain(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with live_session(redis, monkeypatch) as (session, client):
+        client.writable, client.drained = False, anyio.Event()
+        session.push_nowait(live(1))
+        session.push_nowait(live(2))
+        await anyio.wait_all_tasks_blocked()  # the writer waits in the ASGI send
+        session.push_nowait(live(3))  # queued behind it, in order
+        assert client.writes == []
+        client.writable = True
+        client.drained.set()
+        await client.until_writes(2)
+    assert client.writes == [("send", [live(1).text, live(2).text]), ("send", [live(3).text])]
+
+
+@pytest.mark.anyio
+async def test_what_precedes_a_resync_is_written_then_the_writer_replays_the_log(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logged = b'{"op":"read","all":true,"unread":0}'
+
+    async def read_after(redis: Redis, user: str, cursor: Cursor, count: int) -> Replay:
+        assert cursor == Cursor("e", 1, CHECK)  # after what the flush wrote
+        return Replay([Change(Cursor("e", 2, CHECK), logged)])
+
+    monkeypatch.setattr(changelog, "read_after", read_after)
+    async with live_session(redis, monkeypatch) as (session, client):
+        session.push_nowait(live(1))
+        session.resync()  # the hub's link was rebuilt: live(2) may have been lost
+        session.push_nowait(live(2))  # the replay sent it
+        session.push_nowait(live(3))
+        await client.until_writes(3)
+    replayed = protocol.change(str(Cursor("e", 2, CHECK)), logged.decode())
+    assert client.writes == [("write", [live(1).text]), ("text", [replayed]), ("send", [live(3).text])]

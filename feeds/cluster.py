@@ -44,9 +44,12 @@ _TRANSIENT: Final = (TryAgainError, ClusterDownError)  # retried after a pause, 
 
 
 def key_of(command: Command) -> Arg:
-    """The key that routes `command`: EVAL(SHA)'s first key, else its first argument."""
+    """The key that routes `command`: EVAL(SHA)'s first key, XREADGROUP's first stream, else
+    its first argument."""
     if command[0] in ("EVALSHA", "EVAL"):
         return command[3]
+    if command[0] == "XREADGROUP":
+        return command[command.index("STREAMS") + 1]
     return command[1]
 
 

@@ -33,8 +33,8 @@ from schemas import keys, protocol
 from . import ranked
 from .cluster import shard_of, slot_of
 from .limits import FeedLimits
-from .preferences import PreferenceStore, run_checked
-from .scripts import Arg, Command, head, run_commands, scripts_for, user_keys
+from .preferences import PreferenceStore
+from .scripts import Arg, Command, head, run_checked, run_commands, scripts_for, user_keys
 from .timeline import live_post, live_time_ms
 
 # Users per feed_push.lua call: they share the call's fixed cost (the script's prologue: most of

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from redis.asyncio import Redis
 
@@ -25,7 +25,7 @@ from schemas.preferences import Preferences
 from . import ranked
 from .graph import FollowOp
 from .items import ItemOp
-from .scripts import Command, run_commands
+from .scripts import Command, run_checked
 
 Relation = Literal["mutes", "blocks", "muted-posts"]
 # a hide mark's field per relation: the other user's or the post's id follows
@@ -44,17 +44,6 @@ def _key(relation: Relation, user: str) -> str:
     if relation == "mutes":
         return keys.mutes(user)
     return keys.blocks(user) if relation == "blocks" else keys.muted_posts(user)
-
-
-async def run_checked(redis: Redis, commands: Sequence[Command]) -> list[Any]:
-    """The replies of `commands` in one lean round trip (`run_commands`: per master on a
-    cluster), the first error reply raised. The fan-out's reads and acks go this way: it asks
-    several per item, and redis-py's Pipeline spent most of the worker's CPU on them."""
-    replies = await run_commands(redis, [], commands) if commands else []
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies
 
 
 def _hidden(mark: bytes | None, at_ms: int) -> bool:

@@ -13,7 +13,9 @@ from importlib import resources
 from typing import Any
 
 from hiredis import pack_command
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -62,6 +64,17 @@ async def run_commands(
     return results
 
 
+async def run_checked(redis: Redis, commands: Sequence[Command]) -> list[Any]:
+    """The replies of `commands` in one lean round trip (`run_commands`: per master on a
+    cluster), the first error reply raised. The fan-out's reads and acks go this way: it asks
+    several per item, and redis-py's Pipeline spent most of the worker's CPU on them."""
+    replies = await run_commands(redis, [], commands) if commands else []
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
 async def _run(redis: Redis, commands: Sequence[Command], wait: Command | None) -> list[Any]:
     if isinstance(redis, Cluster):
         replies: list[Any] = await redis.pipelined(commands, _pipelined, wait)
@@ -86,10 +99,10 @@ async def _load(redis: Redis, script: Script) -> None:
 
 
 async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
-    """A lean pipeline: the commands packed by hiredis in C and written at once, then one
-    reply read per command on the same connection. redis-py's Pipeline costs several times
-    more per command (argument encoding in Python, per-command bookkeeping), which shows at
-    thousands of script calls a second."""
+    """A lean pipeline: the commands packed by hiredis in C and written at once, then every
+    reply parsed by hiredis straight off the connection (`_replies`). redis-py's Pipeline costs
+    several times more per command (argument encoding in Python, per-command bookkeeping),
+    which shows at thousands of script calls a second."""
     pool = redis.connection_pool
     conn = await pool.get_connection()
     # one deadline for all the replies instead of a timeout armed per reply (a fifth of the
@@ -97,14 +110,9 @@ async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
     per_reply, conn.socket_timeout = conn.socket_timeout, None
     try:
         packed = b"".join(pack_command(c) for c in commands)  # type: ignore[arg-type]  # stub: 1-tuple
-        results: list[Any] = []
         async with asyncio.timeout(per_reply):
             await conn.send_packed_command(packed, check_health=False)
-            for _ in commands:
-                try:
-                    results.append(await conn.read_response())
-                except ResponseError as exc:
-                    results.append(exc)
+            results = await _replies(conn, len(commands))
     except BaseException as exc:
         await conn.disconnect()  # replies may be left unread: never reuse this connection
         if isinstance(exc, TimeoutError):
@@ -113,6 +121,39 @@ async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
     finally:
         conn.socket_timeout = per_reply
         await pool.release(conn)
+    return results
+
+
+async def _replies(conn: Connection, count: int) -> list[Any]:
+    """The next `count` replies on `conn`, error replies as values. With hiredis (a dependency),
+    its reader parses them off the connection's buffer, refilled only when it runs dry:
+    redis-py's read_response per reply (its checks, the health-check clock, error wrapping)
+    cost an eighth of the worker's CPU. A connection that reads otherwise (the unit tier's
+    fakeredis) is read reply by reply."""
+    parser = conn._parser
+    if type(conn).read_response is not Connection.read_response or not isinstance(
+        parser, _AsyncHiredisParser
+    ):
+        results: list[Any] = []
+        for _ in range(count):
+            try:
+                results.append(await conn.read_response())
+            except ResponseError as exc:
+                results.append(exc)
+        return results
+    reader = parser._reader
+    results = []
+    while len(results) < count:
+        reply = reader.gets()
+        if reply is NOT_ENOUGH_DATA:
+            try:
+                await parser.read_from_socket()
+            except OSError as exc:
+                raise RedisConnectionError(f"error reading from {conn.host}:{conn.port}: {exc}") from exc
+            continue
+        if isinstance(reply, RedisConnectionError):  # LOADING and the like: as read_response does
+            raise reply
+        results.append(reply)
     return results
 
 

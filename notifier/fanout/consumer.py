@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
 from feeds.preferences import PreferenceStore
+from feeds.scripts import Command, run_checked
 from notifier.runtime import metrics, tracing
 from notifier.runtime.eventlog import LoggedEvent, decode_entry
 from notifier.runtime.lifecycle import Backoff
@@ -33,7 +35,9 @@ from .deadletter import DeadLetters, Moved
 
 log = logging.getLogger(__name__)
 
-Entry = tuple[bytes, dict[bytes, bytes] | None]
+# an entry as Redis sends it: its id and its fields and values in turn (None: deleted from the
+# log while pending, as our own history may list it)
+RawEntry = tuple[bytes, list[bytes] | None]
 
 
 class Screen(Protocol):
@@ -93,6 +97,10 @@ class FanoutWorker:
     # -- Service -------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        # what the process built before (the classifier's scikit-learn and SciPy, ~100,000
+        # objects) leaves the collector's generations: the collections a busy fan-out triggers
+        # would otherwise walk it again and again
+        gc.freeze()
         async with anyio.create_task_group() as tg:
             for p in self._partitions:
                 tg.start_soon(self._run_partition, p)
@@ -140,11 +148,12 @@ class FanoutWorker:
             return 0
         # XAUTOCLAIM, not XCLAIM: Redis 7 also names the pending entries deleted from the stream
         # (and drops them from the group), where XCLAIM drops them without a word
-        reply = await self._redis.xautoclaim(
-            stream, keys.FANOUT_GROUP, self.consumer, min_idle_time=idle, start_id="0-0", count=retry
+        (reply,) = await run_checked(
+            self._redis,
+            [("XAUTOCLAIM", stream, keys.FANOUT_GROUP, self.consumer, idle, "0-0", "COUNT", retry)],
         )
-        claimed: list[Entry] = reply[1]
-        for entry_id in reply[2] if len(reply) > 2 else []:  # already dropped from the group
+        claimed: list[RawEntry] = reply[1]
+        for entry_id in reply[2]:  # already dropped from the group
             await self._dead.record_lost(partition, entry_id)
             self._lost(partition, entry_id)
         self.stats.reclaimed += len(claimed)
@@ -210,7 +219,7 @@ class FanoutWorker:
                     await self._redis_error(partition, exc, backoff)
 
     async def _apply_batch(
-        self, partition: int, entries: Sequence[Entry], slots: anyio.Semaphore, backoff: Backoff
+        self, partition: int, entries: Sequence[RawEntry], slots: anyio.Semaphore, backoff: Backoff
     ) -> None:
         """Finish the batch in hand even when stopping. Redis unavailable (a blip, a master
         failing over): the batch in hand is applied again after a backoff (applying is
@@ -271,36 +280,37 @@ class FanoutWorker:
         """Our own pending entries (a restart under the same name), before anything new."""
         start = b"0"
         while True:
-            reply = await self._redis.xreadgroup(
-                keys.FANOUT_GROUP,
-                self.consumer,
-                {keys.events(partition): start},
-                count=self._settings.batch_size,
-            )
-            entries: list[Entry] = reply[0][1] if reply else []
+            entries = await self._xreadgroup(partition, start, block=None)
             if not entries:
                 return
             await self._process_all(partition, entries)
             start = entries[-1][0]
 
-    async def _read(self, partition: int, *, block: bool) -> list[Entry]:
-        reply = await self._redis.xreadgroup(
-            keys.FANOUT_GROUP,
-            self.consumer,
-            {keys.events(partition): ">"},
-            count=self._settings.batch_size,
-            block=self._settings.block_ms if block and self._blocking else None,
+    async def _read(self, partition: int, *, block: bool) -> list[RawEntry]:
+        return await self._xreadgroup(
+            partition, b">", block=self._settings.block_ms if block and self._blocking else None
         )
-        return reply[0][1] if reply else []
 
-    async def _process_all(self, partition: int, entries: Sequence[Entry]) -> None:
+    async def _xreadgroup(self, partition: int, start: bytes, *, block: int | None) -> list[RawEntry]:
+        """Up to a batch of our entries after `start` (`>`: new ones), as Redis sends them, by the
+        lean pipeline: redis-py's XREADGROUP runs its retry wrapper, reply callbacks and a dict
+        per entry in Python, several µs per event."""
+        command: Command = ("XREADGROUP", "GROUP", keys.FANOUT_GROUP, self.consumer)
+        command += ("COUNT", self._settings.batch_size)
+        if block is not None:
+            command += ("BLOCK", block)
+        (reply,) = await run_checked(self._redis, [(*command, "STREAMS", keys.events(partition), start)])
+        entries: list[RawEntry] = reply[0][1] if reply else []
+        return entries
+
+    async def _process_all(self, partition: int, entries: Sequence[RawEntry]) -> None:
         """Process `entries` to the end of every fan-out they start, keeping the unfinished ones
         ours between slices (reclaim, history, drain)."""
         while entries:
             entries = await self._process(partition, entries)
             await self._touch(partition, entries)
 
-    async def _touch(self, partition: int, entries: Sequence[Entry]) -> None:
+    async def _touch(self, partition: int, entries: Sequence[RawEntry]) -> None:
         """Reset the idle time of pending `entries` (a fan-out between two slices), so no other
         worker reclaims them while this one is alive (XCLAIM JUSTID counts no delivery)."""
         if entries:
@@ -313,7 +323,7 @@ class FanoutWorker:
                 justid=True,
             )
 
-    async def _process(self, partition: int, entries: Sequence[Entry]) -> list[Entry]:
+    async def _process(self, partition: int, entries: Sequence[RawEntry]) -> list[RawEntry]:
         """Apply and acknowledge `entries`; the ones whose home-feed fan-out has followers left
         (their position stored: process them again to continue) stay pending and are returned."""
         started = time.perf_counter()
@@ -324,7 +334,8 @@ class FanoutWorker:
                     self._lost(partition, entry_id)
                 continue
             try:
-                events.append(decode_entry(entry_id, fields))
+                pairs = iter(fields)
+                events.append(decode_entry(entry_id, dict(zip(pairs, pairs, strict=True))))
             except (KeyError, ValueError, msgspec.DecodeError) as exc:
                 await self._dead.move(partition, entry_id, 1, f"undecodable entry: {exc}")
                 self.stats.dead_lettered += 1

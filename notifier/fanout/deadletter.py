@@ -11,8 +11,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-from feeds.preferences import run_checked
-from feeds.scripts import Script
+from feeds.scripts import Script, run_checked
 from schemas import keys
 
 LOST: Final = "lost before processing"  # the error of a dead letter whose event was deleted

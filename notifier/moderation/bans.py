@@ -12,7 +12,7 @@ from typing import Final
 import msgspec
 from redis.asyncio.client import Pipeline
 
-from feeds.preferences import run_checked
+from feeds.scripts import run_checked
 from notifier.runtime.eventlog import LoggedEvent
 from schemas import keys
 from schemas.errors import Reason, Rejected

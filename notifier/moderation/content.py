@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from feeds.preferences import run_checked
-from feeds.scripts import Command
+from feeds.scripts import Command, run_checked
 from notifier.runtime.eventlog import LoggedEvent, decode_entry, partition_of
 from schemas import keys
 from schemas.events import Comment, Mention

@@ -80,7 +80,10 @@ class Screener:
     async def screen(self, events: Sequence[LoggedEvent]) -> list[LoggedEvent]:
         if not self._settings.enabled or not events:
             return list(events)
-        bans = await self._parts.bans.of(sorted({e.event.actor for e in events}))
+        # only creations can be dropped for a ban: undos and deletions are not even looked up
+        bans = await self._parts.bans.of(
+            sorted({e.event.actor for e in events if isinstance(e.event, _CREATES)})
+        )
         passed: list[LoggedEvent] = []
         texts: list[LoggedEvent] = []
         dropped: list[LoggedEvent] = []
@@ -105,6 +108,8 @@ class Screener:
         known = await queue.known([t.event.id for t in texts])
         fresh = [t for t in texts if t.event.id not in known]
         out = [t for t in texts if t.event.id in known and _follows_decision(*known[t.event.id])]
+        if not fresh:  # all screened before (a redelivery): no counters, no rules
+            return out
         signals = await self._counters.observe(
             [
                 Observation(

@@ -11,8 +11,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-from feeds.preferences import run_checked
-from feeds.scripts import Command
+from feeds.scripts import Command, run_checked
 from schemas import keys
 
 from .rules import Signals

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from notifier.client import ClientStopped, Inbox, InboxClient
 from notifier.runtime import tokens
+from notifier.runtime.settings import AuthSettings
 from tests.conftest import SettingsFactory
 
 from .harness import App, like, running_app
@@ -99,7 +100,7 @@ async def test_a_bad_token_stops_the_client(redis: Redis, settings_factory: Sett
     async with running_app(settings_factory(), redis) as app:
 
         async def forged() -> str:
-            return tokens.issue(tokens.AuthSettings(jwt_secret="x" * 40), "tom")
+            return tokens.issue(AuthSettings(jwt_secret="x" * 40), "tom")
 
         async def load() -> dict[str, Any]:
             return {"groups": [], "unread": 0, "cursor": None}

@@ -190,7 +190,7 @@ async def test_a_live_change_reusing_the_number_the_client_saw_gets_refetch(
         await app.accept(like("w-1", "fan", "p-1", "wren", t=1))
         lost = Cursor.parse((await client.change())["cursor"])
         await redis.rpop(keys.changelog("wren"))
-        await redis.hset(keys.toggles("wren"), STATE, before)  # type: ignore[arg-type]
+        await redis.hset(keys.toggles("wren"), STATE, before)
         await app.accept(like("w-2", "fan", "p-2", "wren", t=2))
         tail = await changelog.tail(redis, "wren")
         assert tail.number == lost.number and tail.check != lost.check

@@ -299,9 +299,8 @@ async def _forming(tmp_path: Path, jobs_url: str) -> None:
             # the worker created its consumer group on every partition, each on its master
             for p in range(PARTITIONS):
                 node = forming.node_of_slot(key_slot(keys.events(p).encode()))
-                await wait_until(
-                    lambda node=node, p=p: node.ask("EXISTS", keys.events(p)) == 1, 30, what=f"partition {p}"
-                )
+                stream = keys.events(p)  # awaited within this iteration: the closure sees its own
+                await wait_until(lambda: node.ask("EXISTS", stream) == 1, 30, what=f"partition {p}")  # noqa: B023
         finally:
             worker.kill()
         assert "Traceback" not in worker.log_text(), worker.log_text()[-3000:]

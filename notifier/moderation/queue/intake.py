@@ -9,7 +9,7 @@ from typing import Final
 import msgspec
 from redis.asyncio.client import Pipeline
 
-from feeds.preferences import run_checked
+from feeds.scripts import run_checked
 from schemas import keys
 from schemas.events import Event, encode_event, type_name
 

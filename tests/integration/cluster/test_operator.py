@@ -6,6 +6,7 @@ and dropped."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import orjson
 import pytest
@@ -29,7 +30,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 PARTITIONS = {"NOTIFIER_INGEST_PARTITIONS": "6", "NOTIFIER_LOG_LEVEL": "WARNING"}
 
 
-async def command(settings: Settings, capsys: pytest.CaptureFixture[str], **args: object) -> tuple[int, list]:
+async def command(
+    settings: Settings, capsys: pytest.CaptureFixture[str], **args: object
+) -> tuple[int, list[Any]]:
     """Run one operator command; its exit status and the JSON lines it printed."""
     code = await admin.run_command(argparse.Namespace(**args), settings)
     return code, [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import pytest
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 FANS = [f"fan{i:02}" for i in range(95)]  # 10 chunks of 10 (the last one of 5)
 
 
-def sliced(settings: Settings, **fanout: int) -> Settings:
+def sliced(settings: Settings, **fanout: Any) -> Settings:
     """One chunk of 10 followers per slice."""
     feeds = dataclasses.replace(settings.feeds, push_chunk=10, push_slice=1)
     return dataclasses.replace(settings, feeds=feeds, fanout=dataclasses.replace(settings.fanout, **fanout))

@@ -121,7 +121,7 @@ async def test_a_number_reused_after_a_loss_must_refetch(redis: Redis, settings:
     before = await redis.hget(keys.toggles("pia"), STATE)
     [lost] = await logged(redis, inbox, [like_op("pia", 1)])
     await redis.rpop(keys.changelog("pia"))  # what the cut AOF leaves: the log and state as before
-    await redis.hset(keys.toggles("pia"), STATE, before)  # type: ignore[arg-type]
+    await redis.hset(keys.toggles("pia"), STATE, before)
     [reused] = await logged(redis, inbox, [like_op("pia", 2)])
     assert (reused.epoch, reused.number) == (lost.epoch, lost.number) and reused.check != lost.check
     assert await changelog.read_after(redis, "pia", lost, 10) == Refetch(reused)
@@ -155,7 +155,7 @@ async def test_past_the_cap_a_new_group_is_one_live_frame_carrying_what_it_dropp
     try:
         assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
         await inbox.apply([like_op("max", 3), like_op("max", 4)])
-        frames = []
+        frames: list[changelog.Live] = []
         while len(frames) < 2:
             message = await pubsub.get_message(timeout=5)
             assert message is not None, frames

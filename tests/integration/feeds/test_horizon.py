@@ -125,7 +125,8 @@ async def test_trimming_bounds_a_users_registers(redis: Redis) -> None:
     inbox = Inbox(redis, limits)
     day = [like(f"fan{i}", f"p{i % 5}", "olga", t=i) for i in range(40)]
     undo = [unlike(f"fan{i}", f"p{i % 5}", "olga", t=100 + i) for i in range(0, 40, 2)]
-    ops = [op for e in [*day, *undo] for op in plan(e, limits)]
+    history: list[Event] = [*day, *undo]
+    ops = [op for e in history for op in plan(e, limits)]
     assert await inbox.apply(ops) == [None] * len(ops)
     assert await redis.hlen(keys.toggles("olga")) == 40 + 1  # and the state
     shown = (await inbox.page("olga", None, 10)).groups

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import pytest
 from redis.asyncio import Redis
@@ -46,7 +47,7 @@ def history() -> list[Event]:
     ]
 
 
-def ops_of(events: list[Event], limits: FeedLimits) -> list[ItemOp]:
+def ops_of(events: Sequence[Event], limits: FeedLimits) -> list[ItemOp]:
     return [op for event in events for op in plan(event, limits)]
 
 

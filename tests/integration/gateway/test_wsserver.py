@@ -3,10 +3,11 @@ sans-I/O one where a client must misbehave): limits, keepalive, shutdown, refusa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import anyio
 import pytest
@@ -242,7 +243,7 @@ class CountingProtocol(WebSocketProtocol):
 
     def connection_made(self, transport: Any) -> None:
         self.counted = CountingTransport(transport)
-        super().connection_made(self.counted)
+        super().connection_made(cast(asyncio.BaseTransport, self.counted))
         CountingProtocol.connections.append(self)
 
 

@@ -143,8 +143,8 @@ async def test_a_replay_renders_each_change_from_the_current_group(redis: Redis)
         ("upsert", 2, "p2", 1),
     ]
     assert await inbox.mark_read("olga", [got[0]["group"]["id"]]) == 1
-    for event in (unlike("bob", t=4), unlike("cid", t=5)):
-        assert await inbox.apply(plan(event, LIMITS)) == [None]
+    for undo in (unlike("bob", t=4), unlike("cid", t=5)):
+        assert await inbox.apply(plan(undo, LIMITS)) == [None]
     replay = await changelog.read_after(redis, "olga", START, 100)
     assert isinstance(replay, Replay)
     got = [orjson.loads(c.payload) for c in replay.changes]

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from feeds import changelog, home, ranked
+from feeds import changelog, home, ranked, scripts
 from feeds.home import HomeFeeds
 from feeds.inbox import Inbox
 from feeds.limits import FeedLimits
@@ -113,7 +113,7 @@ async def test_a_fan_out_goes_in_chunks_and_reaches_every_follower(
     # followers tied on their follow time, so a chunk boundary falls inside a tie
     await apply(redis, [follow(f, "star", t=i // 3) for i, f in enumerate(fans)], FeedLimits())
     calls = 0
-    real = home.run_commands
+    real = scripts.run_commands
 
     async def counting(*args: object) -> object:
         nonlocal calls
@@ -259,7 +259,7 @@ async def test_a_chunk_is_one_call_per_master(redis: Redis, monkeypatch: pytest.
     fans = [f"fan{i}" for i in range(7)]
     await apply(redis, [follow(f, "star", t=0) for f in fans], FeedLimits())
     sizes: list[int] = []
-    real = home.run_commands
+    real = scripts.run_commands
 
     async def counting(redis: Redis, scripts: object, commands: Sequence[object]) -> object:
         sizes.append(len(commands))

@@ -299,7 +299,7 @@ def unique_ids(log: list[Event]) -> list[Event]:
     return [msgspec.structs.replace(e, id=f"{i:03}-{e.id}") for i, e in enumerate(log)]
 
 
-async def final_views(log: Sequence[Event], batch: int) -> list[tuple[list[Group], int, set[str]]]:
+async def final_views(log: Sequence[Event], batch: int) -> list[tuple[list[Group], int]]:
     redis = fake_redis()
     try:
         inbox = Inbox(redis, LIMITS)

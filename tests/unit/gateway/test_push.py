@@ -12,8 +12,8 @@ from gateway.hub import Push
 from schemas import layouts, protocol
 from schemas.cursor import Cursor
 
-_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
-_WORD = st.text(st.characters(blacklist_categories=("Cs", "Zs", "Cc")), min_size=1, max_size=12).filter(
+_TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
+_WORD = st.text(st.characters(blacklist_categories=["Cs", "Zs", "Cc"]), min_size=1, max_size=12).filter(
     lambda w: layouts.PUBLISHED_SEPARATOR not in w and layouts.TAG_SEPARATOR not in w
 )
 

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.types import Message
 
+from feeds import scripts
 from notifier.api import append as append_module
 from notifier.api.append import EventLog
 from notifier.api.ingest import check_event, read_body, require_json, split_batch
@@ -244,7 +245,7 @@ async def test_concurrent_appends_share_round_trips_and_each_gets_its_own_answer
     redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trips: list[int] = []
-    real = append_module.run_commands
+    real = scripts.run_commands
 
     async def counted(redis: Redis, scripts: Any, commands: Any, *, wait: Any = None) -> list[Any]:
         trips.append(len(commands))

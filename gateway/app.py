@@ -32,18 +32,16 @@ def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> AS
         if scope["type"] != "websocket" or scope["path"] != WS_PATH:
             await rest(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        origin = headers[b"origin"].decode("latin-1") if b"origin" in headers else None
-        host = headers.get(b"host", b"").decode("latin-1")
+        # read in a call of its own: no local of this frame, which lives as long as the
+        # connection, keeps the handshake headers (or a dict of them) after the check
+        refused = _refused_origin(scope["headers"], allowed, settings.dev)
         # past the origin check nothing reads the handshake headers, while the scope lives as
         # long as the connection: let them go (~1 KB per connection, more from browsers)
         scope["headers"] = []
         ws = WebSocket(scope, receive, send)
-        # dev mode (`up`) also admits its own pages (the demo at /): same scheme-less host:port
-        same_site = settings.dev and origin is not None and origin.partition("://")[2] == host
-        if origin is not None and origin not in allowed and not same_site:
+        if refused is not None:
             # cross-site WebSocket hijacking guard: exact allowlist; non-browser clients send none
-            log.warning("ws origin refused origin=%r", origin[:200])
+            log.warning("ws origin refused origin=%r", refused[:200])
             await ws.close(POLICY_VIOLATION)
             return
         connections.inc()
@@ -57,3 +55,16 @@ def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> AS
             connections.dec()
 
     return app
+
+
+def _refused_origin(headers: list[tuple[bytes, bytes]], allowed: frozenset[str], dev: bool) -> str | None:
+    """The handshake's Origin when it is not allowed (None when it is, or there is none:
+    non-browser clients send none). Dev mode (`up`) also admits its own pages (the demo at
+    /): the same scheme-less host:port."""
+    found = dict(headers)
+    if b"origin" not in found:
+        return None
+    origin = found[b"origin"].decode("latin-1")
+    if origin in allowed or (dev and origin.partition("://")[2] == found.get(b"host", b"").decode("latin-1")):
+        return None
+    return origin

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -241,13 +242,23 @@ class Session:
         await self._ws.send_text(protocol.ready(self.user, str(self._cursor), replayed))
         self._hub.metrics.frames_control.inc()
         access_log.info("ws open", extra={"user": self.user, "resumed": cursor is not None})
-        async with anyio.create_task_group() as tg:
-            self._live_scope = tg.cancel_scope
+        # the reader is a bare asyncio task under the writer's cancel scope, not an anyio task
+        # group's: start_soon's handle, scope and event cost ~3 KB per idle connection. Either
+        # side's end cancels the other; the reader's failure is raised here once both are done
+        with anyio.CancelScope() as scope:
+            self._live_scope = scope
             if self._expired:  # during the catch-up
-                tg.cancel_scope.cancel()
-            tg.start_soon(self._read_client, tg.cancel_scope)
-            await self._write()
-            tg.cancel_scope.cancel()
+                scope.cancel()
+            reader = asyncio.get_running_loop().create_task(self._read_client(scope))
+            try:
+                await self._write()
+            finally:
+                reader.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait((reader,))
+                failed = None if reader.cancelled() else reader.exception()
+        if failed is not None:
+            raise failed
         if self._expired:
             raise Closed(Reason.TOKEN_EXPIRED, "token expired; reconnect with a fresh token")
         if self._overflowed:
@@ -346,6 +357,7 @@ class Session:
                     self._check_token(frame.token)
         except WebSocketDisconnect as gone:
             self._client_closed(gone.code)
+        finally:  # however it ends, the writer stops too (its own end cancelled us already)
             scope.cancel()
 
 

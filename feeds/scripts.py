@@ -129,7 +129,9 @@ async def _replies(conn: Connection, count: int) -> list[Any]:
     its reader parses them off the connection's buffer, refilled only when it runs dry:
     redis-py's read_response per reply (its checks, the health-check clock, error wrapping)
     cost an eighth of the worker's CPU. A connection that reads otherwise (the unit tier's
-    fakeredis) is read reply by reply."""
+    fakeredis) is read reply by reply. redis-py's private names used here (`_parser`,
+    `_AsyncHiredisParser._reader`, `read_from_socket`) are pinned by
+    tests/integration/feeds/test_lean_pipeline.py."""
     parser = conn._parser
     if type(conn).read_response is not Connection.read_response or not isinstance(
         parser, _AsyncHiredisParser

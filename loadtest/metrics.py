@@ -4,6 +4,7 @@ the consumer group's lag, Redis memory, and CPU/RSS of every process of the run.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -92,6 +93,81 @@ async def notifications_stored(redis: Redis, users: Sequence[str]) -> int:
                 pipe.llen(keys.inbox(user))  # one record per group
             total += sum(int(n) for n in await pipe.execute())
     return total
+
+
+def family(key: bytes) -> str:
+    text = key.decode(errors="replace")
+    return text[: text.index("{")] if "{" in text else text
+
+
+# What each stored byte is for, by key family (families not named here are "other"): the
+# notifications themselves, the event log and ingest's idempotency window, moderation's indexes.
+KIND_OF_FAMILY: Final = {
+    **{
+        family(make("u").encode()): "inbox"
+        for make in (keys.toggles, keys.inbox, keys.changelog, keys.read_marks, keys.group_actors_prefix)
+    },
+    family(keys.events(0).encode()): "event log",
+    family(keys.dedupe(0, "e").encode()): "event log",
+    **{
+        family(make("x").encode()): "moderation"
+        for make in (keys.mod_content, keys.mod_ref, keys.mod_velocity, keys.mod_duplicates)
+    },
+}
+
+
+def bytes_by_kind(families: Mapping[str, Mapping[str, Any]], grown: int, stored: int) -> dict[str, Any]:
+    """The families' MEMORY USAGE summed by what they are for, and what no key accounts for
+    (`grown` minus every key's bytes: Redis's key and expiry tables, buffers, allocator rounding),
+    in bytes and per `stored` notification."""
+    kinds: dict[str, int] = {}
+    for name, row in families.items():
+        kind = KIND_OF_FAMILY.get(name, "other")
+        kinds[kind] = kinds.get(kind, 0) + int(row["bytes"])
+    kinds["not in any key"] = grown - sum(kinds.values())
+    return {
+        kind: {"bytes": n, "bytes_per_notification": round(n / stored, 1) if stored else None}
+        for kind, n in kinds.items()
+    }
+
+
+async def key_families(redis: Redis, stored: int) -> dict[str, dict[str, Any]]:
+    """Per key family (the text before the hash tag): keys, MEMORY USAGE bytes and their share
+    per `stored` notification, encodings; on a cluster, summed over the masters. Largest first."""
+    out: dict[str, dict[str, Any]] = {}
+    if isinstance(redis, Cluster):
+        for node in await redis.masters():
+            await _count_families(redis.node_client(node), out)
+    else:
+        await _count_families(redis, out)
+    for row in out.values():
+        row["encodings"] = dict(row["encodings"])
+        row["bytes_per_notification"] = round(row["bytes"] / stored, 1) if stored else None
+    return dict(sorted(out.items(), key=lambda kv: -int(kv[1]["bytes"])))
+
+
+async def _count_families(redis: Redis, out: dict[str, dict[str, Any]]) -> None:
+    batch: list[bytes] = []
+
+    async def flush() -> None:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in batch:
+                pipe.memory_usage(key, samples=0)
+                pipe.object("encoding", key)
+            replies = await pipe.execute()
+        for key, size, encoding in zip(batch, replies[::2], replies[1::2], strict=True):
+            row = out.setdefault(family(key), {"keys": 0, "bytes": 0, "encodings": Counter()})
+            row["keys"] += 1
+            row["bytes"] += int(size or 0)
+            row["encodings"][encoding.decode() if isinstance(encoding, bytes) else str(encoding)] += 1
+        batch.clear()
+
+    async for key in redis.scan_iter(count=1_000):
+        batch.append(key)
+        if len(batch) >= 1_000:
+            await flush()
+    if batch:
+        await flush()
 
 
 @dataclass(slots=True)

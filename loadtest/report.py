@@ -92,7 +92,10 @@ def markdown(r: dict[str, Any]) -> str:
             f"Redis memory {m['used_before_mb']} → {m['used_after_mb']} MB; "
             f"{fmt(m['notifications_stored'])} notifications stored; "
             f"**{fmt(m['bytes_per_notification'])} bytes per stored notification** "
-            f"({fmt(m['bytes_per_accepted_event'])} per accepted event, event log included).",
+            f"({fmt(m['bytes_per_accepted_event'])} per accepted event, event log included). "
+            f"Per stored notification by what the bytes are for: {kind_summary(m['by_kind'])}.",
+            "",
+            *family_rows(m["families"]),
         ]
     lines += ["", "## Over time", "", *_timeline_rows(r)]
     f = r["fanout"]
@@ -103,6 +106,22 @@ def markdown(r: dict[str, Any]) -> str:
     if r["notes"] or r["clients"]["failures"]:
         lines += ["", "Notes:", *[f"- {n}" for n in r["notes"] + r["clients"]["failures"]]]
     return "\n".join(lines) + "\n"
+
+
+def kind_summary(by_kind: Mapping[str, Mapping[str, Any]]) -> str:
+    """`inbox 135, event log 47, ...`: bytes per stored notification (loadtest.metrics.bytes_by_kind)."""
+    return ", ".join(f"{kind} {fmt(row['bytes_per_notification'])}" for kind, row in by_kind.items())
+
+
+def family_rows(families: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Redis memory by key family (MEMORY USAGE summed; loadtest.metrics.key_families)."""
+    rows = ["| key family | keys | MB | bytes / notification | encodings |", "|---|---:|---:|---:|---|"]
+    for name, row in families.items():
+        encodings = ", ".join(f"{k} {fmt(v)}" for k, v in row["encodings"].items())
+        per = fmt(row["bytes_per_notification"])
+        cells = [fmt(row["keys"]), f"{row['bytes'] / 2**20:,.2f}", per, encodings]
+        rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return rows
 
 
 def resource_rows(processes: Mapping[str, Mapping[str, Any]]) -> list[str]:

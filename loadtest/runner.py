@@ -23,8 +23,10 @@ from .ledger import Ledger, check
 from .metrics import (
     GroupState,
     ProcessMeter,
+    bytes_by_kind,
     consumer_groups,
     cpu_used,
+    key_families,
     notifications_stored,
     process_summary,
     summary_ms,
@@ -227,17 +229,21 @@ async def _drive(
 
 
 async def _memory(redis: Redis, graph: SocialGraph, ledger: Ledger, before: int) -> dict[str, Any]:
-    """Redis memory grown over the run, per notification stored in the inboxes and per event."""
+    """Redis memory grown over the run, per notification stored in the inboxes and per event, and
+    where it went: by key family and by what the families are for."""
     stored = await notifications_stored(redis, [user_id(u) for u in range(graph.users)])
     after = await used_memory(redis)
     grown = after - before
     accepted = ledger.counts()["accepted"]
+    families = await key_families(redis, stored)
     return {
         "used_before_mb": round(before / 2**20, 2),
         "used_after_mb": round(after / 2**20, 2),
         "notifications_stored": stored,
         "bytes_per_notification": round(grown / stored) if stored else None,
         "bytes_per_accepted_event": round(grown / accepted) if accepted else None,
+        "by_kind": bytes_by_kind(families, grown, stored),
+        "families": families,
     }
 
 

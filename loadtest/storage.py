@@ -42,7 +42,8 @@ from schemas import cursor
 from schemas.events import Comment, Event, Follow, Like, Mention
 
 from .graph import user_id
-from .metrics import notifications_stored, used_memory
+from .metrics import bytes_by_kind, key_families, notifications_stored, used_memory
+from .report import family_rows, kind_summary
 from .stack import private_stack
 
 START: Final = datetime(2026, 11, 1, tzinfo=UTC)
@@ -187,40 +188,6 @@ class measured:
         self.phase.stats = await command_stats(self.redis)
 
 
-def family(key: bytes) -> str:
-    text = key.decode(errors="replace")
-    return text[: text.index("{")] if "{" in text else text
-
-
-async def key_families(redis: Redis) -> dict[str, dict[str, Any]]:
-    """Per key family (the text before the hash tag): keys, MEMORY USAGE bytes, encodings."""
-    out: dict[str, dict[str, Any]] = {}
-    batch: list[bytes] = []
-
-    async def flush() -> None:
-        async with redis.pipeline(transaction=False) as pipe:
-            for key in batch:
-                pipe.memory_usage(key, samples=0)
-                pipe.object("encoding", key)
-            replies = await pipe.execute()
-        for key, size, encoding in zip(batch, replies[::2], replies[1::2], strict=True):
-            row = out.setdefault(family(key), {"keys": 0, "bytes": 0, "encodings": Counter()})
-            row["keys"] += 1
-            row["bytes"] += int(size or 0)
-            row["encodings"][encoding.decode() if isinstance(encoding, bytes) else str(encoding)] += 1
-        batch.clear()
-
-    async for key in redis.scan_iter(count=1_000):
-        batch.append(key)
-        if len(batch) >= 1_000:
-            await flush()
-    if batch:
-        await flush()
-    for row in out.values():
-        row["encodings"] = dict(row["encodings"])
-    return dict(sorted(out.items(), key=lambda kv: -int(kv[1]["bytes"])))
-
-
 # the run ------------------------------------------------------------------------------------------
 
 
@@ -266,7 +233,7 @@ async def measure(url: str, w: Workload, limits: FeedLimits) -> dict[str, Any]:
             for user, position in recent:
                 await changelog.read_after(redis, user, position, 1_000)
                 resume.operations += 1
-        families = await key_families(redis)
+        families = await key_families(redis, stored)
         server = await redis.info("server")
         return {
             "redis_version": server["redis_version"],
@@ -278,13 +245,8 @@ async def measure(url: str, w: Workload, limits: FeedLimits) -> dict[str, Any]:
                 "used_after": after,
                 "grown": after - before,
                 "bytes_per_notification": round((after - before) / stored, 1) if stored else None,
-                "families": {
-                    name: {
-                        **row,
-                        "bytes_per_notification": round(row["bytes"] / stored, 1) if stored else None,
-                    }
-                    for name, row in families.items()
-                },
+                "by_kind": bytes_by_kind(families, after - before, stored),
+                "families": families,
             },
             "apply": apply.summary(),
             "page": page.summary(),
@@ -351,18 +313,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['groups_held']:,} inbox groups held.",
         "",
         f"**{_n(m['bytes_per_notification'])} bytes per stored notification** "
-        f"(used_memory {m['used_before'] / 2**20:,.1f} → {m['used_after'] / 2**20:,.1f} MB).",
+        f"(used_memory {m['used_before'] / 2**20:,.1f} → {m['used_after'] / 2**20:,.1f} MB); by what the "
+        f"bytes are for: {kind_summary(m['by_kind'])}.",
         "",
-        "| key family | keys | MB | bytes / notification | encodings |",
-        "|---|---:|---:|---:|---|",
-    ]
-    for name, row in m["families"].items():
-        enc = ", ".join(f"{k} {v:,}" for k, v in row["encodings"].items())
-        lines.append(
-            f"| `{name}` | {row['keys']:,} | {row['bytes'] / 2**20:,.1f} | "
-            f"{_n(row['bytes_per_notification'])} | {enc} |"
-        )
-    lines += [
+        *family_rows(m["families"]),
         "",
         "| phase | operations | ops/s (one client) | EVALSHA µs/call | Redis µs/op (commandstats) "
         "| Redis CPU µs/op | Redis commands/op |",

@@ -29,7 +29,12 @@ def test_steady_run_reaches_every_online_recipient_exactly_once(tmp_path: Path) 
     assert latency["count"] == ledger["expected"]
     assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
     assert result["fanout"]["final_lag"] == 0 and result["fanout"]["final_pending"] == 0
-    assert result["memory"]["bytes_per_notification"] > 0
+    memory = result["memory"]
+    assert memory["bytes_per_notification"] > 0
+    assert memory["by_kind"]["inbox"]["bytes"] > 0 and memory["by_kind"]["event log"]["bytes"] > 0
+    assert sum(row["bytes"] for row in memory["families"].values()) == sum(
+        row["bytes"] for kind, row in memory["by_kind"].items() if kind != "not in any key"
+    )
 
     paths = report.write(result, tmp_path, "steady")
     assert [p.suffix for p in paths] == [".json", ".md", ".png"]

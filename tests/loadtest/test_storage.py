@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from feeds.limits import FeedLimits
-from loadtest.storage import Workload, batches, events, family
+from loadtest.metrics import bytes_by_kind, family
+from loadtest.storage import Workload, batches, events
 from schemas import keys
 from schemas.events import Comment, Mention
 
@@ -39,3 +40,19 @@ def test_key_families_are_the_text_before_the_hash_tag() -> None:
     actors = keys.group_actors("u7", "like:p1:3")
     assert family(actors.encode()) == actors[: actors.index("{")]
     assert family(keys.gateway_control().encode()) == keys.gateway_control()
+
+
+def test_bytes_by_kind_sums_families_by_purpose_and_names_the_rest() -> None:
+    inbox, log = family(keys.inbox("u1").encode()), family(keys.events(0).encode())
+    dedupe, graph = family(keys.dedupe(0, "e1").encode()), family(keys.following("u1").encode())
+    families = {inbox: {"bytes": 600}, log: {"bytes": 200}, dedupe: {"bytes": 100}, graph: {"bytes": 50}}
+
+    kinds = bytes_by_kind(families, grown=1_000, stored=10)
+
+    assert {k: v["bytes"] for k, v in kinds.items()} == {
+        "inbox": 600,
+        "event log": 300,
+        "other": 50,
+        "not in any key": 50,
+    }
+    assert kinds["inbox"]["bytes_per_notification"] == 60.0

@@ -84,15 +84,40 @@ async def used_memory(redis: Redis) -> int:
     return int((await redis.info("memory"))["used_memory"])
 
 
-async def notifications_stored(redis: Redis, users: Sequence[str]) -> int:
-    """Inbox groups held by `users` (each group is one notification a user can see)."""
-    total = 0
-    for start in range(0, len(users), 1_000):
+@dataclass(slots=True)
+class InboxFill:
+    """Users whose inbox is at its cap or under it: how many, the groups they hold (each group is
+    one notification a user can see) and the bytes of their registers, records and change logs."""
+
+    users: int = 0
+    groups: int = 0
+    bytes: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        per = round(self.bytes / self.groups, 1) if self.groups else None
+        counts = {"users": self.users, "groups": self.groups, "bytes": self.bytes}
+        return {**counts, "bytes_per_notification": per}
+
+
+async def inbox_fill(redis: Redis, users: Sequence[str], max_groups: int) -> tuple[InboxFill, InboxFill]:
+    """(at the cap, under it) over `users`: an inbox holding `max_groups` groups has dropped
+    older ones, whose registers stay until the horizon and whose removals are in its change log."""
+    full, under = InboxFill(), InboxFill()
+    for start in range(0, len(users), 500):
+        chunk = users[start : start + 500]
         async with redis.pipeline(transaction=False) as pipe:
-            for user in users[start : start + 1_000]:
+            for user in chunk:
                 pipe.llen(keys.inbox(user))  # one record per group
-            total += sum(int(n) for n in await pipe.execute())
-    return total
+                for key in (keys.toggles(user), keys.inbox(user), keys.changelog(user)):
+                    pipe.memory_usage(key, samples=0)
+            replies = await pipe.execute()
+        for n in range(len(chunk)):
+            groups, *sizes = replies[4 * n : 4 * n + 4]
+            fill = full if int(groups) >= max_groups else under
+            fill.users += 1
+            fill.groups += int(groups)
+            fill.bytes += sum(int(size or 0) for size in sizes)
+    return full, under
 
 
 def family(key: bytes) -> str:

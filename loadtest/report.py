@@ -93,7 +93,8 @@ def markdown(r: dict[str, Any]) -> str:
             f"{fmt(m['notifications_stored'])} notifications stored; "
             f"**{fmt(m['bytes_per_notification'])} bytes per stored notification** "
             f"({fmt(m['bytes_per_accepted_event'])} per accepted event, event log included). "
-            f"Per stored notification by what the bytes are for: {kind_summary(m['by_kind'])}.",
+            f"Per stored notification by what the bytes are for: {kind_summary(m['by_kind'])}. "
+            f"The inbox keys by fill: {fill_summary(m['inbox_by_fill'])}.",
             "",
             *family_rows(m["families"]),
         ]
@@ -111,6 +112,14 @@ def markdown(r: dict[str, Any]) -> str:
 def kind_summary(by_kind: Mapping[str, Mapping[str, Any]]) -> str:
     """`inbox 135, event log 47, ...`: bytes per stored notification (loadtest.metrics.bytes_by_kind)."""
     return ", ".join(f"{kind} {fmt(row['bytes_per_notification'])}" for kind, row in by_kind.items())
+
+
+def fill_summary(by_fill: Mapping[str, Mapping[str, Any]]) -> str:
+    """`3 users at the cap: 140 B per notification held, ...` (loadtest.metrics.inbox_fill)."""
+    return ", ".join(
+        f"{fmt(row['users'])} users {fill} {fmt(row['bytes_per_notification'])} B per notification held"
+        for fill, row in by_fill.items()
+    )
 
 
 def family_rows(families: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -15,7 +16,7 @@ import anyio
 from redis.asyncio import Redis
 
 from notifier.runtime.redis import open_redis
-from notifier.runtime.settings import RedisSettings
+from notifier.runtime.settings import RedisSettings, Settings
 
 from .cluster import ClusterLab
 from .graph import SocialGraph, user_id
@@ -26,8 +27,8 @@ from .metrics import (
     bytes_by_kind,
     consumer_groups,
     cpu_used,
+    inbox_fill,
     key_families,
-    notifications_stored,
     process_summary,
     summary_ms,
     used_memory,
@@ -50,6 +51,7 @@ class Run:
     target: Target
     progress: Progress
     source: SourceFactory
+    max_groups: int  # the inbox cap the target runs with
     run_id: str = field(default_factory=lambda: "lt" + secrets.token_hex(4))
     timeline: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -96,7 +98,10 @@ def run_scenario(
     if problems:
         raise ValueError("; ".join(problems))
     with target_for(scenario, kind, given, extra_env or {}, cluster) as target:
-        run = Run(scenario, target, Progress(enabled=progress), source)
+        # a local stack's roles see extra_env's NOTIFIER_ variables only (stack.py); for a given
+        # target, this process's environment is the best guess at the deployment's settings
+        max_groups = Settings.from_env(os.environ if given else extra_env or {}).feeds.max_groups
+        run = Run(scenario, target, Progress(enabled=progress), source, max_groups)
         result: dict[str, Any] = anyio.run(_run, run, backend="asyncio", backend_options={"use_uvloop": True})
     result["stack_env"] = {} if given is not None else dict(extra_env or {})
     return result
@@ -147,7 +152,7 @@ async def _measure(run: Run, redis: Redis | None) -> dict[str, Any]:
     run.progress.done()
     final = await consumer_groups(redis, target.partitions) if redis else None
     stores = redis is not None and s.stage == "pipeline"  # push alone stores nothing
-    memory = await _memory(redis, graph, ledger, memory_before) if stores else {}
+    memory = await _memory(redis, graph, ledger, memory_before, run.max_groups) if stores else {}
     verdict = check(ledger, observers.receipts)
     processes = _processes(meter, run.timeline, phases, len(graph.online))
     # (online recipient, event) pairs: every applied item when every user is online (users = clients)
@@ -228,10 +233,13 @@ async def _drive(
     return phases
 
 
-async def _memory(redis: Redis, graph: SocialGraph, ledger: Ledger, before: int) -> dict[str, Any]:
+async def _memory(
+    redis: Redis, graph: SocialGraph, ledger: Ledger, before: int, max_groups: int
+) -> dict[str, Any]:
     """Redis memory grown over the run, per notification stored in the inboxes and per event, and
     where it went: by key family and by what the families are for."""
-    stored = await notifications_stored(redis, [user_id(u) for u in range(graph.users)])
+    full, under = await inbox_fill(redis, [user_id(u) for u in range(graph.users)], max_groups)
+    stored = full.groups + under.groups
     after = await used_memory(redis)
     grown = after - before
     accepted = ledger.counts()["accepted"]
@@ -243,6 +251,7 @@ async def _memory(redis: Redis, graph: SocialGraph, ledger: Ledger, before: int)
         "bytes_per_notification": round(grown / stored) if stored else None,
         "bytes_per_accepted_event": round(grown / accepted) if accepted else None,
         "by_kind": bytes_by_kind(families, grown, stored),
+        "inbox_by_fill": {"at the cap": full.summary(), "under the cap": under.summary()},
         "families": families,
     }
 

@@ -42,8 +42,8 @@ from schemas import cursor
 from schemas.events import Comment, Event, Follow, Like, Mention
 
 from .graph import user_id
-from .metrics import bytes_by_kind, key_families, notifications_stored, used_memory
-from .report import family_rows, kind_summary
+from .metrics import bytes_by_kind, inbox_fill, key_families, used_memory
+from .report import family_rows, fill_summary, kind_summary
 from .stack import private_stack
 
 START: Final = datetime(2026, 11, 1, tzinfo=UTC)
@@ -211,7 +211,8 @@ async def measure(url: str, w: Workload, limits: FeedLimits) -> dict[str, Any]:
                 apply.operations += len(ops)
         after = await used_memory(redis)
         users = [user_id(i) for i in range(w.users)]
-        stored = await notifications_stored(redis, users)
+        full, under = await inbox_fill(redis, users, limits.max_groups)
+        stored = full.groups + under.groups
         sample = random.Random(w.seed).sample(users, min(READ_SAMPLE, len(users)))
         page = Phase("page")
         async with measured(redis, page):
@@ -246,6 +247,7 @@ async def measure(url: str, w: Workload, limits: FeedLimits) -> dict[str, Any]:
                 "grown": after - before,
                 "bytes_per_notification": round((after - before) / stored, 1) if stored else None,
                 "by_kind": bytes_by_kind(families, after - before, stored),
+                "inbox_by_fill": {"at the cap": full.summary(), "under the cap": under.summary()},
                 "families": families,
             },
             "apply": apply.summary(),
@@ -314,7 +316,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"**{_n(m['bytes_per_notification'])} bytes per stored notification** "
         f"(used_memory {m['used_before'] / 2**20:,.1f} → {m['used_after'] / 2**20:,.1f} MB); by what the "
-        f"bytes are for: {kind_summary(m['by_kind'])}.",
+        f"bytes are for: {kind_summary(m['by_kind'])}; the inbox keys by fill: "
+        f"{fill_summary(m['inbox_by_fill'])}.",
         "",
         *family_rows(m["families"]),
         "",

@@ -11,6 +11,7 @@ from notifier.fanout.replay import replay
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.moderation.reports import ReportReason
 from notifier.runtime.settings import Settings
+from schemas import keys
 from schemas.errors import Reason, Rejected
 
 from .builders import ANN, CLEAN_TEXT, FLAGGED_TEXT, HELD_TEXT, Stack, comment, mention, stack
@@ -68,6 +69,32 @@ async def test_a_mention_in_a_post_is_reported_through_its_notification(s: Stack
     await s.queue.decide("m1", "reject", ANN, "")
     await s.run_jobs()
     assert await s.groups("dave") == [] and await s.groups("erin") == []
+
+
+async def test_a_mention_in_a_post_is_found_among_its_actors_content_without_a_key_of_its_own(
+    s: Stack,
+) -> None:
+    await s.send(
+        mention("m1", "bob", ["dave"], CLEAN_TEXT, post="p1"),
+        mention("m2", "bob", ["dave"], CLEAN_TEXT, post="p2"),
+        mention("m3", "carl", ["dave"], CLEAN_TEXT, post="p1"),
+        comment("e1", "bob", "dave", CLEAN_TEXT, post="p1"),
+    )
+    assert not await s.redis.exists(keys.mod_ref("post:p1:bob"))  # ~200 bytes an event saved
+
+    located = await s.parts.content.of_ref("post:p1:bob")
+
+    assert [f.logged.event.id for f in located] == ["m1"]
+    assert sorted(f.logged.event.id for f in await s.parts.content.of_actor("bob")) == ["e1", "m1", "m2"]
+
+
+async def test_a_mention_in_a_post_indexed_by_an_earlier_version_is_still_found(s: Stack) -> None:
+    await s.send(mention("m1", "bob", ["dave"], CLEAN_TEXT, post="p1"))
+    (found,) = await s.parts.content.of_actor("bob")
+    await s.redis.delete(keys.mod_content("bob"))  # as an earlier version indexed it: a key of its own
+    await s.redis.hset(keys.mod_ref("post:p1:bob"), "m1", found.position)
+
+    assert [f.logged.event.id for f in await s.parts.content.of_ref("post:p1:bob")] == ["m1"]
 
 
 async def test_what_cannot_be_reported_is_refused_with_a_reason(s: Stack) -> None:

@@ -76,12 +76,34 @@ async def consumer_groups(redis: Redis, partitions: int) -> GroupState:
     return GroupState(lag, pending, read, tuple(by_partition))
 
 
+async def _nodes(redis: Redis) -> list[Redis]:
+    """A cluster's masters, else `redis` itself."""
+    if isinstance(redis, Cluster):
+        return [redis.node_client(node) for node in await redis.masters()]
+    return [redis]
+
+
 async def used_memory(redis: Redis) -> int:
     """Bytes Redis holds; on a cluster, summed over the masters."""
-    if isinstance(redis, Cluster):
-        masters = [redis.node_client(node) for node in await redis.masters()]
-        return sum([int((await m.info("memory"))["used_memory"]) for m in masters])
-    return int((await redis.info("memory"))["used_memory"])
+    return sum([int((await node.info("memory"))["used_memory"]) for node in await _nodes(redis)])
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    used: int  # used_memory
+    expiry_table: int  # the keys' expiry table (MEMORY STATS), in no key's MEMORY USAGE
+
+
+async def footprint(redis: Redis) -> Footprint:
+    """Bytes Redis holds, and those of its expiry table; on a cluster, summed over the masters."""
+    used = expiry = 0
+    for node in await _nodes(redis):
+        stats = await node.memory_stats()
+        used += int(stats["total.allocated"])
+        expiry += sum(
+            int(db["overhead.hashtable.expires"]) for name, db in stats.items() if name.startswith("db.")
+        )
+    return Footprint(used, expiry)
 
 
 @dataclass(slots=True)
@@ -141,15 +163,18 @@ KIND_OF_FAMILY: Final = {
 }
 
 
-def bytes_by_kind(families: Mapping[str, Mapping[str, Any]], grown: int, stored: int) -> dict[str, Any]:
-    """The families' MEMORY USAGE summed by what they are for, and what no key accounts for
-    (`grown` minus every key's bytes: Redis's key and expiry tables, buffers, allocator rounding),
-    in bytes and per `stored` notification."""
+def bytes_by_kind(
+    families: Mapping[str, Mapping[str, Any]], before: Footprint, after: Footprint, stored: int
+) -> dict[str, Any]:
+    """The families' MEMORY USAGE summed by what they are for, the growth of the expiry table
+    (~33 bytes a key with a TTL), and what neither accounts for (the rest of the growth: the main
+    key table's buckets, buffers, scripts), in bytes and per `stored` notification."""
     kinds: dict[str, int] = {}
     for name, row in families.items():
         kind = KIND_OF_FAMILY.get(name, "other")
         kinds[kind] = kinds.get(kind, 0) + int(row["bytes"])
-    kinds["not in any key"] = grown - sum(kinds.values())
+    kinds["expiry table"] = after.expiry_table - before.expiry_table
+    kinds["not in any key"] = after.used - before.used - sum(kinds.values())
     return {
         kind: {"bytes": n, "bytes_per_notification": round(n / stored, 1) if stored else None}
         for kind, n in kinds.items()
@@ -160,11 +185,8 @@ async def key_families(redis: Redis, stored: int) -> dict[str, dict[str, Any]]:
     """Per key family (the text before the hash tag): keys, MEMORY USAGE bytes and their share
     per `stored` notification, encodings; on a cluster, summed over the masters. Largest first."""
     out: dict[str, dict[str, Any]] = {}
-    if isinstance(redis, Cluster):
-        for node in await redis.masters():
-            await _count_families(redis.node_client(node), out)
-    else:
-        await _count_families(redis, out)
+    for node in await _nodes(redis):
+        await _count_families(node, out)
     for row in out.values():
         row["encodings"] = dict(row["encodings"])
         row["bytes_per_notification"] = round(row["bytes"] / stored, 1) if stored else None

@@ -22,11 +22,13 @@ from .cluster import ClusterLab
 from .graph import SocialGraph, user_id
 from .ledger import Ledger, check
 from .metrics import (
+    Footprint,
     GroupState,
     ProcessMeter,
     bytes_by_kind,
     consumer_groups,
     cpu_used,
+    footprint,
     inbox_fill,
     key_families,
     process_summary,
@@ -138,7 +140,7 @@ async def _measure(run: Run, redis: Redis | None) -> dict[str, Any]:
         for pid in pids:
             meter.watch(role, pid)
     ledger = Ledger()
-    memory_before = await used_memory(redis) if redis else 0
+    memory_before = await footprint(redis) if redis else None
     observers = Observers.spawn(s, graph, target, run.run_id, ledger)
     try:
         producer = run.source(s, graph, ledger, target, run.run_id)
@@ -151,8 +153,9 @@ async def _measure(run: Run, redis: Redis | None) -> dict[str, Any]:
         observers.kill()  # only those still running: after an error
     run.progress.done()
     final = await consumer_groups(redis, target.partitions) if redis else None
-    stores = redis is not None and s.stage == "pipeline"  # push alone stores nothing
-    memory = await _memory(redis, graph, ledger, memory_before, run.max_groups) if stores else {}
+    memory = {}
+    if memory_before is not None and s.stage == "pipeline":  # push alone stores nothing
+        memory = await _memory(redis, graph, ledger, memory_before, run.max_groups)
     verdict = check(ledger, observers.receipts)
     processes = _processes(meter, run.timeline, phases, len(graph.online))
     # (online recipient, event) pairs: every applied item when every user is online (users = clients)
@@ -234,23 +237,23 @@ async def _drive(
 
 
 async def _memory(
-    redis: Redis, graph: SocialGraph, ledger: Ledger, before: int, max_groups: int
+    redis: Redis, graph: SocialGraph, ledger: Ledger, before: Footprint, max_groups: int
 ) -> dict[str, Any]:
     """Redis memory grown over the run, per notification stored in the inboxes and per event, and
     where it went: by key family and by what the families are for."""
     full, under = await inbox_fill(redis, [user_id(u) for u in range(graph.users)], max_groups)
     stored = full.groups + under.groups
-    after = await used_memory(redis)
-    grown = after - before
+    after = await footprint(redis)
+    grown = after.used - before.used
     accepted = ledger.counts()["accepted"]
     families = await key_families(redis, stored)
     return {
-        "used_before_mb": round(before / 2**20, 2),
-        "used_after_mb": round(after / 2**20, 2),
+        "used_before_mb": round(before.used / 2**20, 2),
+        "used_after_mb": round(after.used / 2**20, 2),
         "notifications_stored": stored,
         "bytes_per_notification": round(grown / stored) if stored else None,
         "bytes_per_accepted_event": round(grown / accepted) if accepted else None,
-        "by_kind": bytes_by_kind(families, grown, stored),
+        "by_kind": bytes_by_kind(families, before, after, stored),
         "inbox_by_fill": {"at the cap": full.summary(), "under the cap": under.summary()},
         "families": families,
     }

@@ -42,7 +42,7 @@ from schemas import cursor
 from schemas.events import Comment, Event, Follow, Like, Mention
 
 from .graph import user_id
-from .metrics import bytes_by_kind, inbox_fill, key_families, used_memory
+from .metrics import bytes_by_kind, footprint, inbox_fill, key_families
 from .report import family_rows, fill_summary, kind_summary
 from .stack import private_stack
 
@@ -200,7 +200,7 @@ async def measure(url: str, w: Workload, limits: FeedLimits) -> dict[str, Any]:
             script = getattr(scripts, f.name)
             if isinstance(script, Script):  # not the `sharded` flag
                 await redis.script_load(script.source)
-        before = await used_memory(redis)
+        before = await footprint(redis)
         kinds: Counter[str] = Counter()
         apply = Phase("apply")
         async with measured(redis, apply):
@@ -209,7 +209,7 @@ async def measure(url: str, w: Workload, limits: FeedLimits) -> dict[str, Any]:
                 if errors:
                     raise RuntimeError(f"apply failed: {errors[0]!r}")
                 apply.operations += len(ops)
-        after = await used_memory(redis)
+        after = await footprint(redis)
         users = [user_id(i) for i in range(w.users)]
         full, under = await inbox_fill(redis, users, limits.max_groups)
         stored = full.groups + under.groups
@@ -242,11 +242,11 @@ async def measure(url: str, w: Workload, limits: FeedLimits) -> dict[str, Any]:
             "items_applied": apply.operations,
             "groups_held": stored,
             "memory": {
-                "used_before": before,
-                "used_after": after,
-                "grown": after - before,
-                "bytes_per_notification": round((after - before) / stored, 1) if stored else None,
-                "by_kind": bytes_by_kind(families, after - before, stored),
+                "used_before": before.used,
+                "used_after": after.used,
+                "grown": after.used - before.used,
+                "bytes_per_notification": round((after.used - before.used) / stored, 1) if stored else None,
+                "by_kind": bytes_by_kind(families, before, after, stored),
                 "inbox_by_fill": {"at the cap": full.summary(), "under the cap": under.summary()},
                 "families": families,
             },

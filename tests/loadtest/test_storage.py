@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from feeds.limits import FeedLimits
-from loadtest.metrics import bytes_by_kind, family
+from loadtest.metrics import Footprint, bytes_by_kind, family
 from loadtest.storage import Workload, batches, events
 from schemas import keys
 from schemas.events import Comment, Mention
@@ -47,12 +47,13 @@ def test_bytes_by_kind_sums_families_by_purpose_and_names_the_rest() -> None:
     dedupe, graph = family(keys.dedupe(0, "e1").encode()), family(keys.following("u1").encode())
     families = {inbox: {"bytes": 600}, log: {"bytes": 200}, dedupe: {"bytes": 100}, graph: {"bytes": 50}}
 
-    kinds = bytes_by_kind(families, grown=1_000, stored=10)
+    kinds = bytes_by_kind(families, Footprint(100, 30), Footprint(1_100, 60), stored=10)
 
     assert {k: v["bytes"] for k, v in kinds.items()} == {
         "inbox": 600,
         "event log": 300,
         "other": 50,
-        "not in any key": 50,
+        "expiry table": 30,
+        "not in any key": 20,
     }
     assert kinds["inbox"]["bytes_per_notification"] == 60.0

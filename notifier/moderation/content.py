@@ -83,7 +83,8 @@ class ContentIndex:
         if kind == "post":
             post, _, actor = rest.partition(":")  # neither holds a ':' (ref_of_group)
             pattern = f"*{POST_SEPARATOR}{post}"  # ids hold no glob character (schemas.events)
-            async for member, _ in self._redis.zscan_iter(keys.mod_content(actor), match=pattern):
+            members = self._redis.zscan_iter(keys.mod_content(actor), match=pattern, count=1_000)
+            async for member, _ in members:
                 positions.append(member.decode().partition(POST_SEPARATOR)[0])
         return await self.load(list(dict.fromkeys(positions)))
 

@@ -27,18 +27,44 @@ from .recent import RecentAppends
 
 log = logging.getLogger(__name__)
 
-# KEYS: event log, dedupe key. ARGV: fingerprint, ttl_s, then the entry's field/value pairs.
-# Returns {1, new id, fingerprint} or {0, original id, original fingerprint}.
+# KEYS: event log, then each event's dedupe key. ARGV: ttl_s, then per event its fingerprint,
+# the number of its entry's field/value pairs and the pairs (`_event_args`). Returns per event
+# {1, new id, fingerprint} or {0, original id, original fingerprint}. A request's events of one
+# partition are one call: the fan-out's blocked reader wakes once for them, with all of them.
 _APPEND: Final = Script("""
-local seen = redis.call('GET', KEYS[2])
-if seen then
-  local bar = string.find(seen, '|', 1, true)
-  return {0, string.sub(seen, 1, bar - 1), string.sub(seen, bar + 1)}
+local out, a = {}, 2
+for i = 2, #KEYS do
+  local seen = redis.call('GET', KEYS[i])
+  local pairs = tonumber(ARGV[a + 1])
+  if seen then
+    local bar = string.find(seen, '|', 1, true)
+    out[i - 1] = {0, string.sub(seen, 1, bar - 1), string.sub(seen, bar + 1)}
+  else
+    local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, a + 2, a + 1 + 2 * pairs))
+    redis.call('SET', KEYS[i], id .. '|' .. ARGV[a], 'EX', ARGV[1])
+    out[i - 1] = {1, id, ARGV[a]}
+  end
+  a = a + 2 + 2 * pairs
 end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
-redis.call('SET', KEYS[2], id .. '|' .. ARGV[1], 'EX', ARGV[2])
-return {1, id, ARGV[1]}
+return out
 """)
+
+_EventArgs = list[bytes | str | int]  # an event's part of an append call's ARGV
+
+
+def _append_command(partition: int, events: Sequence[tuple[str, _EventArgs]], ttl_s: int) -> Command:
+    """The append call of `events` (each its id and `_event_args`) to one partition."""
+    args: list[bytes | str | int] = [ttl_s]
+    for _, event_args in events:
+        args += event_args
+    return _APPEND.command([keys.events(partition), *(keys.dedupe(partition, i) for i, _ in events)], args)
+
+
+def _event_args(fingerprint: str, fields: dict[str, bytes | str | int]) -> _EventArgs:
+    args: _EventArgs = [fingerprint, len(fields)]
+    for name, value in fields.items():
+        args += [name, value]
+    return args
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,19 +123,18 @@ class EventLog:
         if self._traced is not None:  # a child of the POST's span; its context goes into the entries
             span = self._traced.span("event_log.append", attributes={"notifier.events": len(events)})
             trace = self._traced.traceparent(span)
-        parts: list[int] = []
         prints: list[str] = []
-        commands: list[Command] = []
-        for event in events:
-            p = partition_of(event.actor, self._partitions)
-            parts.append(p)
+        # per partition, its events (index in `events`, id, ARGV part), in the request's order
+        grouped: dict[int, list[tuple[int, str, _EventArgs]]] = {}
+        for i, event in enumerate(events):
             payload = encode_event(event)
             fingerprint = hashlib.blake2b(payload, digest_size=12).hexdigest()
             prints.append(fingerprint)
-            args: list[bytes | str | int] = [fingerprint, self._ttl_s]
-            for name, value in entry_fields(payload, service, now_ms, trace).items():
-                args += [name, value]
-            commands.append(_APPEND.command([keys.events(p), keys.dedupe(p, event.id)], args))
+            fields = entry_fields(payload, service, now_ms, trace)
+            p = partition_of(event.actor, self._partitions)
+            grouped.setdefault(p, []).append((i, event.id, _event_args(fingerprint, fields)))
+        parts = list(grouped)
+        commands = [_append_command(p, [(e, a) for _, e, a in grouped[p]], self._ttl_s) for p in parts]
         started = time.perf_counter()
         try:
             replies, replicas = await self._send(commands, parts)
@@ -122,8 +147,9 @@ class EventLog:
                 if str(reply).startswith("OOM"):
                     raise Rejected(Reason.BACKLOG, "Redis memory is full; retry later")
                 # the append script fails only on what Redis itself refuses (a replica just
-                # promoted without the script, READONLY, NOPERM after an ACL change): nothing was
-                # accepted, the producer retries (deduplicated), the operator reads this line
+                # promoted without the script, READONLY, NOPERM after an ACL change): what it
+                # appended before is deduplicated when the producer retries, and the operator
+                # reads this line
                 log.warning("append refused by redis: %s", reply)
                 raise Rejected(Reason.UNAVAILABLE, "storage refused the append; retry") from reply
         if replicas < self._wait_replicas:
@@ -132,17 +158,17 @@ class EventLog:
                 f"{replicas} of {self._wait_replicas} replicas confirmed in time; "
                 "retry (the retry is deduplicated)",
             )
-        out = []
-        for p, mine, command, (new, entry_id, theirs) in zip(parts, prints, commands, replies, strict=True):
-            position = f"{p}/{entry_id.decode()}"
-            if new:
-                if self._recent is not None:
-                    self._recent.add(p, command, now_ms)
-                out.append(Appended("accepted", position))
-            else:
-                same = theirs.decode() == mine
-                out.append(Appended("duplicate" if same else "conflict", position))
-        return out
+        out: list[Appended | None] = [None] * len(events)
+        for p, reply in zip(parts, replies, strict=True):
+            for (i, event_id, args), (new, entry_id, theirs) in zip(grouped[p], reply, strict=True):
+                position = f"{p}/{entry_id.decode()}"
+                if new:
+                    if self._recent is not None:  # one call per event, to append it again alone
+                        self._recent.add(p, _append_command(p, [(event_id, args)], self._ttl_s), now_ms)
+                    out[i] = Appended("accepted", position)
+                else:
+                    out[i] = Appended("duplicate" if theirs.decode() == prints[i] else "conflict", position)
+        return [a for a in out if a is not None]
 
     async def position_of(self, event_id: str) -> tuple[int, str] | None:
         """Where an accepted event is in the log (partition, entry id), from its dedupe record
@@ -233,4 +259,4 @@ async def append_again(redis: Redis, commands: Sequence[Command]) -> list[bool |
     and is appended now, False if it is there (its dedupe key and entry are written together, so
     a kept key means a kept entry), or the error."""
     replies = await run_commands(redis, [_APPEND], commands)
-    return [r if isinstance(r, BaseException) else bool(int(r[0])) for r in replies]
+    return [r if isinstance(r, BaseException) else bool(int(r[0][0])) for r in replies]

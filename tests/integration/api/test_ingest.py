@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 
+import anyio
 import httpx
 import orjson
 import pytest
@@ -17,6 +18,7 @@ from notifier.api.pressure import Pressure
 from notifier.fanout.consumer import FanoutWorker
 from notifier.runtime.settings import Settings
 from schemas import keys
+from schemas.errors import Reason
 
 from ..views import BASE_TIME, inbox_view, logged_changes
 
@@ -115,3 +117,43 @@ async def test_an_append_redis_refuses_answers_503_not_500(
     assert response.status_code == 503, response.text
     assert response.json()["error"] == "unavailable"
     assert response.headers["retry-after"]
+
+
+async def test_a_requests_events_of_one_partition_are_one_append(
+    api: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    """One script call per partition: a reader blocked on the partition wakes once, with all of
+    the request's events there, in the request's order; each event keeps its own verdict (a
+    conflict within the same call included)."""
+    from notifier.runtime.eventlog import partition_of
+
+    actors = [f"actor-{i}" for i in range(40)]
+    parts = [partition_of(a, settings.ingest.partitions) for a in actors]
+    busiest = max(set(parts), key=parts.count)
+    mine = [a for a, p in zip(actors, parts, strict=True) if p == busiest][:4]
+    other = next(a for a, p in zip(actors, parts, strict=True) if p != busiest)
+    assert len(mine) >= 3
+    events = [{**LIKE, "id": f"e-{a}", "actor": a} for a in [mine[0], other, *mine[1:]]]
+    events.append({**events[0], "post": "another-post"})  # the same id, another body: a conflict
+    stream = keys.events(busiest)
+    await redis.xadd(stream, {"e": "x"})  # something to read past
+    last = (await redis.xrevrange(stream, count=1))[0][0]
+
+    async def first_read() -> list[bytes]:
+        (_, entries), *_ = await redis.xread({stream: last}, block=5_000)
+        return [orjson.loads(fields[b"e"])["id"].encode() for _, fields in entries]
+
+    async with anyio.create_task_group() as tg:
+        read: list[list[bytes]] = []
+
+        async def reader() -> None:
+            read.append(await first_read())
+
+        tg.start_soon(reader)
+        await anyio.wait_all_tasks_blocked()
+        response = await api.post("/v1/events", content=orjson.dumps(events))
+    assert response.status_code == 202, response.text
+    statuses = [r["status"] for r in response.json()["results"]]
+    assert statuses == ["accepted"] * (len(events) - 1) + ["rejected"]
+    assert response.json()["results"][-1]["error"] == Reason.CONFLICT.value
+    assert read == [[f"e-{a}".encode() for a in mine]]

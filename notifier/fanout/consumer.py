@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -90,6 +91,7 @@ class FanoutWorker:
         self._screen = screen
         self._stopping = anyio.Event()
         self._waiting = dict.fromkeys(self._partitions, 0)  # fan-outs waiting for a next slice
+        self._together = _Together(self._process_many)
         self.stats = Stats()
         self._metrics = metrics.current()
         self._traced = tracing.current()
@@ -324,52 +326,129 @@ class FanoutWorker:
             )
 
     async def _process(self, partition: int, entries: Sequence[RawEntry]) -> list[RawEntry]:
-        """Apply and acknowledge `entries`; the ones whose home-feed fan-out has followers left
-        (their position stored: process them again to continue) stay pending and are returned."""
+        """Apply and acknowledge `entries`, with the other partitions' batches ready at the same
+        moment (`_Together`); the ones whose home-feed fan-out has followers left (their
+        position stored: process them again to continue) stay pending and are returned."""
+        return await self._together.process(partition, entries)
+
+    async def _process_many(self, batches: list[tuple[int, Sequence[RawEntry]]]) -> list[list[RawEntry]]:
+        """`_process` of several partitions' batches as one: screened, gated and applied
+        together, acknowledged per partition in one round trip; per batch, what stays pending."""
         started = time.perf_counter()
         events: list[LoggedEvent] = []
-        for entry_id, fields in entries:
-            if not fields:  # deleted from the log while pending (XREADGROUP of our history)
-                if await self._dead.move(partition, entry_id, 0, "") is Moved.LOST:
-                    self._lost(partition, entry_id)
-                continue
-            try:
-                pairs = iter(fields)
-                events.append(decode_entry(entry_id, dict(zip(pairs, pairs, strict=True))))
-            except (KeyError, ValueError, msgspec.DecodeError) as exc:
-                await self._dead.move(partition, entry_id, 1, f"undecodable entry: {exc}")
-                self.stats.dead_lettered += 1
-                self._metrics.dead_lettered.inc()
+        partition_of: dict[int, int] = {}  # id() of each decoded event -> its partition
+        for partition, entries in batches:
+            for entry_id, fields in entries:
+                if not fields:  # deleted from the log while pending (XREADGROUP of our history)
+                    if await self._dead.move(partition, entry_id, 0, "") is Moved.LOST:
+                        self._lost(partition, entry_id)
+                    continue
+                try:
+                    pairs = iter(fields)
+                    logged = decode_entry(entry_id, dict(zip(pairs, pairs, strict=True)))
+                except (KeyError, ValueError, msgspec.DecodeError) as exc:
+                    await self._dead.move(partition, entry_id, 1, f"undecodable entry: {exc}")
+                    self.stats.dead_lettered += 1
+                    self._metrics.dead_lettered.inc()
+                    continue
+                events.append(logged)
+                partition_of[id(logged)] = partition
         if not events:
-            return []
+            return [[] for _ in batches]
         # moderation: screened events not returned are held or dropped, and acked all the same
         apply = events if self._screen is None else await self._screen.screen(events)
-        unfinished: set[bytes] = set()
-        failed = await apply_events(self._inbox, self._limits, apply, self._metrics, self._traced, unfinished)
-        done = [e.entry_id for e in events if e.entry_id not in failed and e.entry_id not in unfinished]
-        if failed:
-            self.stats.failed += len(failed)
-            self._metrics.events_failed.inc(len(failed))
-            await self._dead.record_errors(partition, failed)
-            log.warning("apply failed partition=%d entries=%d", partition, len(failed))
-        if done:
-            acked = await self._dead.acknowledge(partition, done)
-            self.stats.applied += len(done)
-            self._metrics.events_applied.inc(len(done))
-            if acked < len(done):  # claimed by another worker meanwhile: our apply came late
-                self.stats.stale_acks += len(done) - acked
-                self._metrics.stale_acks.inc(len(done) - acked)
+        unfinished_at: set[int] = set()
+        failed_at = await apply_events(
+            self._inbox, self._limits, apply, self._metrics, self._traced, unfinished_at
+        )
+        # per partition (entry ids are unique in a partition, not across partitions)
+        failed: dict[int, dict[bytes, str]] = {}
+        for i, error in failed_at.items():
+            failed.setdefault(partition_of[id(apply[i])], {})[apply[i].entry_id] = error
+        unfinished: dict[int, set[bytes]] = {}
+        for i in unfinished_at:
+            unfinished.setdefault(partition_of[id(apply[i])], set()).add(apply[i].entry_id)
+        done: dict[int, list[bytes]] = {}
+        for logged in events:
+            partition = partition_of[id(logged)]
+            if logged.entry_id not in failed.get(partition, {}) and logged.entry_id not in unfinished.get(
+                partition, ()
+            ):
+                done.setdefault(partition, []).append(logged.entry_id)
+        for partition, errors in failed.items():
+            self.stats.failed += len(errors)
+            self._metrics.events_failed.inc(len(errors))
+            await self._dead.record_errors(partition, errors)
+            log.warning("apply failed partition=%d entries=%d", partition, len(errors))
+        acked = await self._dead.acknowledge_many(done)
+        for partition, ids in done.items():
+            self.stats.applied += len(ids)
+            self._metrics.events_applied.inc(len(ids))
+            if acked[partition] < len(ids):  # claimed by another worker meanwhile: our apply came late
+                self.stats.stale_acks += len(ids) - acked[partition]
+                self._metrics.stale_acks.inc(len(ids) - acked[partition])
                 self.stats.late_batches += 1
                 log.warning(
                     "stale ack partition=%d entries=%d not_pending=%d: applied late (a no-op) after "
                     "a pause past min_idle_ms; another consumer had claimed them",
                     partition,
-                    len(done),
-                    len(done) - acked,
+                    len(ids),
+                    len(ids) - acked[partition],
                 )
         self._metrics.apply_seconds.observe(time.perf_counter() - started)
-        log.debug("batch partition=%d applied=%d failed=%d", partition, len(done), len(failed))
-        return [e for e in entries if e[0] in unfinished]
+        log.debug("batch partitions=%d applied=%d failed=%d", len(batches), len(events), len(failed_at))
+        return [[e for e in entries if e[0] in unfinished.get(p, ())] for p, entries in batches]
+
+
+_Queued = tuple[int, Sequence[RawEntry], asyncio.Future[list[RawEntry]]]  # partition, batch, result
+
+
+class _Together:
+    """Batches of several partitions ready at the same moment are processed as one
+    (`FanoutWorker._process_many`): a request's events reach each partition's reader at once
+    (one append call a partition), and a batch's fixed cost (screening, the preference gate,
+    the apply and the acks: a round trip each, and the worker's CPU around them) is paid once
+    instead of once a partition. A batch waits for no other: the ones read while the event loop
+    turns once join it."""
+
+    def __init__(
+        self, process: Callable[[list[tuple[int, Sequence[RawEntry]]]], Awaitable[list[list[RawEntry]]]]
+    ) -> None:
+        self._process = process
+        self._queued: list[_Queued] = []
+        self._running: set[asyncio.Future[None]] = set()  # strong references: the loop keeps weak ones
+
+    async def process(self, partition: int, entries: Sequence[RawEntry]) -> list[RawEntry]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[RawEntry]] = loop.create_future()
+        if not self._queued:
+            loop.call_soon(self._start)
+        self._queued.append((partition, entries, future))
+        return await future
+
+    def _start(self) -> None:
+        queued, self._queued = self._queued, []
+        task = asyncio.ensure_future(self._run(queued))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(
+        self, queued: list[tuple[int, Sequence[RawEntry], asyncio.Future[list[RawEntry]]]]
+    ) -> None:
+        """Each caller gets its batch's result, or the error that stopped them all (a Redis
+        error: each partition backs off and retries its own batch, which is idempotent)."""
+        try:
+            results = await self._process([(p, entries) for p, entries, _ in queued])
+        except BaseException as exc:
+            for _, _, future in queued:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), result in zip(queued, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
 
 async def apply_events(
@@ -378,27 +457,28 @@ async def apply_events(
     events: Sequence[LoggedEvent],
     counted: metrics.Metrics | None = None,
     traced: tracing.Tracing | None = None,
-    unfinished: set[bytes] | None = None,
-) -> dict[bytes, str]:
+    unfinished: set[int] | None = None,
+) -> dict[int, str]:
     """Apply every item of `events` the recipients' preferences let through in one round trip
     (one more reads the preferences; the follow graph's and the timelines' changes take one more
     each, when there are any), then the home feeds' (feeds/home.py); the error of each event
-    that failed. `counted` counts the items written; `traced` traces the batch, each event and
-    each item. Given `unfinished`, a home-feed fan-out runs one slice and the events with
-    followers left are added to it (apply them again to continue); else every fan-out runs to
-    its end."""
-    planned: list[tuple[LoggedEvent, ItemOp]] = []
+    that failed, by its index in `events` (a batch of several partitions may hold two entries
+    of the same id). `counted` counts the items written; `traced` traces the batch, each event
+    and each item. Given `unfinished`, a home-feed fan-out runs one slice and the indexes of the
+    events with followers left are added to it (apply them again to continue); else every
+    fan-out runs to its end."""
+    planned: list[tuple[int, ItemOp]] = []
     follow_ops: list[graph.FollowOp] = []
     post_ops: list[timeline.PostOp] = []
-    follow_owners: list[bytes] = []
-    post_owners: list[bytes] = []
-    for logged in events:
-        planned += [(logged, op) for op in plan(logged.event, limits)]
+    follow_owners: list[int] = []
+    post_owners: list[int] = []
+    for i, logged in enumerate(events):
+        planned += [(i, op) for op in plan(logged.event, limits)]
         follows, posts = graph.plan(logged.event), timeline.plan(logged.event, logged.accepted_ms)
         follow_ops += follows
         post_ops += posts
-        follow_owners += [logged.entry_id] * len(follows)
-        post_owners += [logged.entry_id] * len(posts)
+        follow_owners += [i] * len(follows)
+        post_owners += [i] * len(posts)
     # the recipients' preferences first: an item they turned off, muted or blocked is not
     # written, nor a follow between users who block each other (nor back-filled)
     kept = await PreferenceStore(inbox.redis).keep([op for _, op in planned], follow_ops)
@@ -412,7 +492,7 @@ async def apply_events(
 
         spans = ApplySpans(traced, events)
     tags = [
-        push_tag(logged.accepted_ms) if spans is None else spans.tag(logged, op) for logged, op in planned
+        push_tag(events[i].accepted_ms) if spans is None else spans.tag(i, events[i], op) for i, op in planned
     ]
     try:
         errors = await inbox.apply(ops, tags)
@@ -422,17 +502,17 @@ async def apply_events(
         raise
     if spans is not None:
         spans.end(errors)
-    failed: dict[bytes, str] = {}
+    failed: dict[int, str] = {}
 
-    def fail(owner: bytes, error: BaseException) -> None:
+    def fail(owner: int, error: BaseException) -> None:
         failed.setdefault(owner, f"{type(error).__name__}: {error}")
 
     refused: list[str] = []
-    for (logged, op), error in zip(planned, errors, strict=True):
+    for (i, op), error in zip(planned, errors, strict=True):
         if isinstance(error, BeyondHorizon):  # final: applying it again would be refused again
-            refused.append(f"{logged.event.id}>{op.user}")
+            refused.append(f"{events[i].event.id}>{op.user}")
         elif error is not None:
-            fail(logged.entry_id, error)
+            fail(i, error)
     if refused:
         log.warning(
             "refused items=%d beyond the recipients' trimmed horizon (older than its retention "
@@ -451,7 +531,7 @@ async def apply_events(
     # if one of their ops asked for it (a follow back-fills, an unfollow drops the posts)
     final: dict[tuple[str, str], str] = {}
     asked: dict[tuple[str, str], set[bool]] = {}  # whether the ops asked to follow
-    owners: dict[tuple[str, str], list[bytes]] = {}
+    owners: dict[tuple[str, str], list[int]] = {}
     for follow_op, state, owner in zip(follow_ops, follow_states, follow_owners, strict=True):
         if isinstance(state, BaseException):
             fail(owner, state)
@@ -468,13 +548,12 @@ async def apply_events(
         except ResponseError as exc:
             for owner in (owner for pair in pairs for owner in owners[pair]):
                 fail(owner, exc)
-    accepted = {logged.entry_id: logged.accepted_ms for logged in events}
     for post_op, state, owner in zip(post_ops, post_states, post_owners, strict=True):
         try:
             if isinstance(state, BaseException):
                 raise state
             if post_op.state == "a" and state == "a":
-                tag = push_tag(accepted[owner])
+                tag = push_tag(events[owner].accepted_ms)
                 done = await home.publish(post_op.author, post_op.post, tag)
                 while not done and unfinished is None:
                     done = await home.publish(post_op.author, post_op.post, tag)

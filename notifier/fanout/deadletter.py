@@ -4,14 +4,14 @@ operator's tools for them: list, show, redrive (back into the log) and drop (rea
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
 from redis.asyncio import Redis
 
-from feeds.scripts import Script, run_checked
+from feeds.scripts import Command, Script, run_checked
 from schemas import keys
 
 LOST: Final = "lost before processing"  # the error of a dead letter whose event was deleted
@@ -87,17 +87,18 @@ class DeadLetters:
         if errors:
             await self._redis.hset(keys.fanout_errors(partition), mapping=errors)
 
-    async def acknowledge(self, partition: int, entry_ids: Sequence[bytes]) -> int:
-        """XACK the applied entries and clear their earlier errors, in one round trip; returns
-        how many were still pending."""
-        acked, _ = await run_checked(
-            self._redis,
-            [
-                ("XACK", keys.events(partition), keys.FANOUT_GROUP, *entry_ids),
-                ("HDEL", keys.fanout_errors(partition), *entry_ids),
-            ],
-        )
-        return int(acked)
+    async def acknowledge_many(self, entry_ids: Mapping[int, Sequence[bytes]]) -> dict[int, int]:
+        """XACK the applied entries of each partition and clear their earlier errors, in one
+        round trip (on a cluster, one per master, at once); per partition, how many were still
+        pending."""
+        commands: list[Command] = []
+        for partition, ids in entry_ids.items():
+            commands += [
+                ("XACK", keys.events(partition), keys.FANOUT_GROUP, *ids),
+                ("HDEL", keys.fanout_errors(partition), *ids),
+            ]
+        replies = await run_checked(self._redis, commands) if commands else []
+        return {p: int(acked) for p, acked in zip(entry_ids, replies[::2], strict=True)}
 
     async def record_lost(self, partition: int, entry_id: bytes) -> None:
         """A dead letter without an event for an entry deleted from the log before it was

@@ -20,14 +20,15 @@ class ApplySpans:
         self._batch = traced.span(
             "fanout.batch", links=[e.trace for e in events], attributes={"notifier.events": len(events)}
         )
-        self._events: dict[bytes, Span] = {}
+        self._events: dict[int, Span] = {}  # by the event's index in the batch
         self._items: list[Span] = []
 
-    def tag(self, logged: LoggedEvent, op: ItemOp) -> str:
-        """The push tag of `op`'s change, carrying its new item span's context."""
-        event = self._events.get(logged.entry_id)
+    def tag(self, index: int, logged: LoggedEvent, op: ItemOp) -> str:
+        """The push tag of `op`'s change (of the batch's event `index`), carrying its new item
+        span's context."""
+        event = self._events.get(index)
         if event is None:
-            event = self._events[logged.entry_id] = self._traced.span(
+            event = self._events[index] = self._traced.span(
                 "fanout.apply",
                 logged.trace or self._batch,
                 attributes={"notifier.event_id": logged.event.id, "notifier.entry": logged.entry_id.decode()},

@@ -331,7 +331,7 @@ class FanoutWorker:
         position stored: process them again to continue) stay pending and are returned."""
         return await self._together.process(partition, entries)
 
-    async def _process_many(self, batches: list[tuple[int, Sequence[RawEntry]]]) -> list[list[RawEntry]]:
+    async def _process_many(self, batches: Sequence[tuple[int, Sequence[RawEntry]]]) -> list[list[RawEntry]]:
         """`_process` of several partitions' batches as one: screened, gated and applied
         together, acknowledged per partition in one round trip; per batch, what stays pending."""
         started = time.perf_counter()
@@ -412,7 +412,7 @@ class _Together:
     turns once join it."""
 
     def __init__(
-        self, process: Callable[[list[tuple[int, Sequence[RawEntry]]]], Awaitable[list[list[RawEntry]]]]
+        self, process: Callable[[Sequence[tuple[int, Sequence[RawEntry]]]], Awaitable[list[list[RawEntry]]]]
     ) -> None:
         self._process = process
         self._queued: list[_Queued] = []

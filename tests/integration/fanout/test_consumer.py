@@ -229,3 +229,37 @@ async def test_a_slow_batch_does_not_hold_up_the_next_of_its_partition(
         worker.stop()
     groups, _, _ = await inbox_view(inbox, "ola")
     assert groups[0]["count"] == 2 and await pending_total(redis, 1) == 0
+
+
+async def test_batches_of_two_partitions_processed_as_one_keep_entries_of_the_same_id_apart(
+    redis: Redis, settings: Settings
+) -> None:
+    """Entry ids are unique in a stream, not across streams: two partitions' batches processed
+    as one (what the worker does with batches ready at the same moment) may hold the same id.
+    Each is applied and acknowledged in its own partition, and a failure stays with its own."""
+    from notifier.runtime.eventlog import entry_fields
+    from schemas.events import encode_event
+
+    worker = make_worker(redis, settings, "w")
+    ok = Like(id="ok", actor="fan0", occurred_at=at(1), post="post-1", owner="ann")
+    bad = Like(id="bad", actor="fan1", occurred_at=at(2), post="post-2", owner="eve")
+    await redis.set(keys.inbox("eve"), "not a list")  # eve's apply fails: WRONGTYPE
+    batches = []
+    for p, event in ((0, ok), (1, bad)):
+        stream = keys.events(p)
+        await redis.xgroup_create(stream, keys.FANOUT_GROUP, id="0", mkstream=True)
+        await redis.xadd(stream, entry_fields(encode_event(event), "posts", 1_000), id="5-1")
+        [(_, [(entry_id, fields)])] = await redis.xreadgroup(keys.FANOUT_GROUP, "w", {stream: ">"})
+        assert entry_id == b"5-1"
+        batches.append((p, [(entry_id, [x for pair in fields.items() for x in pair])]))  # as Redis sends it
+    assert await worker._process_many(batches) == [[], []]  # both in one batch
+
+    assert await redis.xpending(keys.events(0), keys.FANOUT_GROUP) == {
+        "pending": 0, "min": None, "max": None, "consumers": []
+    }  # fmt: skip
+    assert (await redis.xpending(keys.events(1), keys.FANOUT_GROUP))["pending"] == 1
+    assert await redis.hkeys(keys.fanout_errors(0)) == []
+    assert await redis.hkeys(keys.fanout_errors(1)) == [b"5-1"]
+    assert worker.stats.applied == 1 and worker.stats.failed == 1
+    groups, unread, _ = await inbox_view(Inbox(redis, settings.feeds), "ann")
+    assert [(g["verb"], g["actors"]) for g in groups] == [("like", ["fan0"])] and unread == 1

@@ -35,16 +35,16 @@ _APPEND: Final = Script("""
 local out, a = {}, 2
 for i = 2, #KEYS do
   local seen = redis.call('GET', KEYS[i])
-  local pairs = tonumber(ARGV[a + 1])
+  local n = tonumber(ARGV[a + 1])  -- the entry's field/value pairs
   if seen then
     local bar = string.find(seen, '|', 1, true)
     out[i - 1] = {0, string.sub(seen, 1, bar - 1), string.sub(seen, bar + 1)}
   else
-    local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, a + 2, a + 1 + 2 * pairs))
+    local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, a + 2, a + 1 + 2 * n))
     redis.call('SET', KEYS[i], id .. '|' .. ARGV[a], 'EX', ARGV[1])
     out[i - 1] = {1, id, ARGV[a]}
   end
-  a = a + 2 + 2 * pairs
+  a = a + 2 + 2 * n
 end
 return out
 """)
@@ -158,7 +158,7 @@ class EventLog:
                 f"{replicas} of {self._wait_replicas} replicas confirmed in time; "
                 "retry (the retry is deduplicated)",
             )
-        out: list[Appended | None] = [None] * len(events)
+        out: dict[int, Appended] = {}  # by the event's index in the request
         for p, reply in zip(parts, replies, strict=True):
             for (i, event_id, args), (new, entry_id, theirs) in zip(grouped[p], reply, strict=True):
                 position = f"{p}/{entry_id.decode()}"
@@ -168,7 +168,7 @@ class EventLog:
                     out[i] = Appended("accepted", position)
                 else:
                     out[i] = Appended("duplicate" if theirs.decode() == prints[i] else "conflict", position)
-        return [a for a in out if a is not None]
+        return [out[i] for i in range(len(events))]
 
     async def position_of(self, event_id: str) -> tuple[int, str] | None:
         """Where an accepted event is in the log (partition, entry id), from its dedupe record

@@ -336,7 +336,7 @@ class FanoutWorker:
         together, acknowledged per partition in one round trip; per batch, what stays pending."""
         started = time.perf_counter()
         events: list[LoggedEvent] = []
-        partition_of: dict[int, int] = {}  # id() of each decoded event -> its partition
+        partition_at: dict[int, int] = {}  # id() of each decoded event -> its partition
         for partition, entries in batches:
             for entry_id, fields in entries:
                 if not fields:  # deleted from the log while pending (XREADGROUP of our history)
@@ -352,7 +352,7 @@ class FanoutWorker:
                     self._metrics.dead_lettered.inc()
                     continue
                 events.append(logged)
-                partition_of[id(logged)] = partition
+                partition_at[id(logged)] = partition
         if not events:
             return [[] for _ in batches]
         # moderation: screened events not returned are held or dropped, and acked all the same
@@ -364,16 +364,15 @@ class FanoutWorker:
         # per partition (entry ids are unique in a partition, not across partitions)
         failed: dict[int, dict[bytes, str]] = {}
         for i, error in failed_at.items():
-            failed.setdefault(partition_of[id(apply[i])], {})[apply[i].entry_id] = error
+            failed.setdefault(partition_at[id(apply[i])], {})[apply[i].entry_id] = error
         unfinished: dict[int, set[bytes]] = {}
         for i in unfinished_at:
-            unfinished.setdefault(partition_of[id(apply[i])], set()).add(apply[i].entry_id)
+            unfinished.setdefault(partition_at[id(apply[i])], set()).add(apply[i].entry_id)
         done: dict[int, list[bytes]] = {}
+        kept = {p: failed.get(p, {}).keys() | unfinished.get(p, set()) for p, _ in batches}  # pending
         for logged in events:
-            partition = partition_of[id(logged)]
-            if logged.entry_id not in failed.get(partition, {}) and logged.entry_id not in unfinished.get(
-                partition, ()
-            ):
+            partition = partition_at[id(logged)]
+            if logged.entry_id not in kept[partition]:
                 done.setdefault(partition, []).append(logged.entry_id)
         for partition, errors in failed.items():
             self.stats.failed += len(errors)
@@ -396,7 +395,12 @@ class FanoutWorker:
                     len(ids) - acked[partition],
                 )
         self._metrics.apply_seconds.observe(time.perf_counter() - started)
-        log.debug("batch partitions=%d applied=%d failed=%d", len(batches), len(events), len(failed_at))
+        log.debug(
+            "batch partitions=%d applied=%d failed=%d",
+            len(batches),
+            sum(len(ids) for ids in done.values()),
+            len(failed_at),
+        )
         return [[e for e in entries if e[0] in unfinished.get(p, ())] for p, entries in batches]
 
 
@@ -432,9 +436,7 @@ class _Together:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _run(
-        self, queued: list[tuple[int, Sequence[RawEntry], asyncio.Future[list[RawEntry]]]]
-    ) -> None:
+    async def _run(self, queued: list[_Queued]) -> None:
         """Each caller gets its batch's result, or the error that stopped them all (a Redis
         error: each partition backs off and retries its own batch, which is idempotent)."""
         try:

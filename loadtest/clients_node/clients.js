@@ -70,6 +70,14 @@ function eventOfGroup(groupId) {
   return null;
 }
 
+// NotifierProtocol.change's fast path: a plain change frame's cursor and group id by one match of
+// the plan's change_pattern (loadtest/protocols.py NOTIFIER_CHANGE, whose syntax JavaScript reads
+// alike), a tenth of a JSON.parse; whatever it does not take exactly goes to parseNotifier
+function parseChange(pattern, text) {
+  const match = pattern.exec(text);
+  return match === null ? null : { cursor: match[1], event: eventOfGroup(match[2]) };
+}
+
 // NotifierProtocol.parse: {ready, cursor, event, note}
 function parseNotifier(text) {
   const frame = JSON.parse(text);
@@ -99,6 +107,7 @@ function parseNotifier(text) {
 class Box {
   constructor(plan) {
     this.plan = plan;
+    this.change = new RegExp("^" + plan.change_pattern);
     this.receipts = new Receipts();
     this.received = 0;
     this.connected = 0;
@@ -192,7 +201,8 @@ class Session {
   }
 
   received(data) {
-    const frame = parseNotifier(data);
+    const text = data.toString();
+    const frame = parseChange(this.box.change, text) || parseNotifier(text);
     if (frame.cursor !== undefined && frame.cursor !== null) this.cursor = frame.cursor;
     if (frame.ready) {
       this.live = this.ready = true;

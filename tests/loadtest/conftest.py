@@ -15,3 +15,12 @@ def needs_redis_server() -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture
+def needs_node() -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        message = "node and npm are not on PATH; the Node clients need them"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)

@@ -161,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem = report.stem_for(scenario.name + ("-feed" if args.feed else ""))
     if scenario.stage in STAGE_BENCHES and args.compare:
         raise SystemExit(f"{scenario.stage} has no baseline to compare with")
+    if args.compare and scenario.client_runtime == "node":
+        raise SystemExit("the Node clients speak the notifier protocol only: give --compare without --client-runtime node")
     try:
         if scenario.stage in STAGE_BENCHES:
             return _stage(scenario, extra_env, args, stem)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import subprocess
 from array import array
 from pathlib import Path
@@ -16,9 +17,8 @@ import orjson
 from .clients import ClientPlan, token
 from .metrics import new_histogram
 from .protocols import NOTIFIER_CHANGE
-from .stack import node_script
 
-NODE_CLIENTS: Final = Path(__file__).parent / "clients_node" / "clients.js"  # beside its package.json
+NODE_CLIENTS: Final = Path(__file__).parent / "clients_node" / "clients.js"  # Node's own modules only
 PROTOCOLS: Final = frozenset({"notifier"})  # what clients.js speaks
 
 
@@ -104,7 +104,10 @@ def spawn_node(plan: ClientPlan) -> tuple[NodeProcess, NodeConn]:
         raise RuntimeError(f"the Node clients speak {', '.join(sorted(PROTOCOLS))} only, not {plan.protocol}")
     if plan.storm_every_s > 0:
         raise RuntimeError("the Node clients make no reconnect storms: use --client-runtime python")
-    popen = subprocess.Popen(node_script(NODE_CLIENTS), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("--client-runtime node needs node (>= 18) on PATH")
+    popen = subprocess.Popen([node, str(NODE_CLIENTS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     conn = NodeConn(popen)
     conn.send(
         {

@@ -34,7 +34,7 @@ START_TIMEOUT_S: Final = 30.0
 STOP_GRACE_S: Final = 5.0
 WANT_NOFILE: Final = 65_536
 KINDS: Final = ("notifier", "socketio", "socketio-node")  # the product, and the two baselines
-NODE_BASELINE: Final = Path(__file__).parent / "socketio_node" / "server.js"  # beside its package.json
+NODE_BASELINE: Final = Path(__file__).parent / "socketio_node"  # package.json, lockfile, server.js
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,17 +233,17 @@ def _keep_logs(workdir: Path) -> None:
     print(f"loadtest: stack logs kept in {dest}", file=sys.stderr)
 
 
-def node_script(script: Path) -> list[str]:
-    """The command that runs `script` of a Node package (package.json and lockfile beside it),
-    its npm packages installed first (`npm ci`, from the lockfile) when missing."""
+def node_baseline() -> list[str]:
+    """The command of the Node baseline's server, its npm packages installed first (`npm ci`,
+    from the lockfile) when missing."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        raise RuntimeError(f"{script.parent.name}/{script.name} needs node and npm on PATH")
-    if not (script.parent / "node_modules").is_dir():
+        raise RuntimeError("the Node Socket.IO baseline needs node and npm on PATH")
+    if not (NODE_BASELINE / "node_modules").is_dir():
         subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=script.parent, check=True
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_BASELINE, check=True
         )
-    return [node, str(script)]
+    return [node, str(NODE_BASELINE / "server.js")]
 
 
 class LocalStack:
@@ -321,7 +321,7 @@ class LocalStack:
         elif self.kind == "socketio-node":
             if command != "gateway" or module:
                 raise ValueError("the Node Socket.IO baseline is a gateway only (the push stage)")
-            self.procs.start(role, [*cpus, *node_script(NODE_BASELINE), command, "--port", str(port)], self._env)
+            self.procs.start(role, [*cpus, *node_baseline(), command, "--port", str(port)], self._env)
         else:
             cmd = [sys.executable, "-m", module or "loadtest.baseline_socketio", command, "--port", str(port)]
             self.procs.start(role, [*cpus, *cmd], self._env)

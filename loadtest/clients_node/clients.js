@@ -12,12 +12,11 @@
 "use strict";
 
 const readline = require("node:readline");
-const WebSocket = require("ws");
+const { Socket } = require("./wsocket");
 
 const STATS_INTERVAL_MS = 1000;
 const READY_INTERVAL_MS = 250;
 const CLOSE_TIMEOUT_MS = 5000;
-const MAX_MESSAGE = 1 << 20; // as loadtest/wsclient.py
 
 const wallAtStart = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
 const hrAtStart = process.hrtime.bigint();
@@ -164,44 +163,48 @@ class Session {
   open() {
     const box = this.box;
     this.opened = process.hrtime.bigint();
-    const ws = new WebSocket(this.url, { perMessageDeflate: false, maxPayload: MAX_MESSAGE, skipUTF8Validation: true });
-    this.ws = ws;
     let handshaking = true;
+    let failed = false;
     const handshakeDone = () => {
       if (handshaking) {
         handshaking = false;
         box.release();
       }
     };
-    ws.on("open", () => {
-      handshakeDone();
-      this.failures = 0;
-      ws.send(JSON.stringify({ type: "auth", token: this.token, cursor: this.cursor }));
-    });
-    ws.on("message", (data) => this.received(data));
-    ws.on("error", (err) => {
-      const prefix = box.stopping ? "closing" : "error";
-      box.count(`${prefix}:${err.code || err.name}`);
-      this.failures += 1;
-    });
-    ws.on("close", (code) => {
-      handshakeDone();
-      if (code !== 1000 && code !== 1005 && code !== 1006 && !box.stopping) box.count(`error:close_${code}`);
-      if (this.live) box.connected -= 1;
-      this.live = false;
-      this.ws = null;
-      if (box.stopping) {
-        box.closed();
-        return;
-      }
-      box.count("reconnects");
-      const delayS = Math.min(2.0, 0.05 * 2 ** Math.min(this.failures, 6)) * (0.5 + Math.random() / 2);
-      setTimeout(() => box.stopping || box.admit(this), delayS * 1000); // else stop counted it closed
+    const prefix = () => (box.stopping ? "closing" : "error");
+    this.ws = new Socket(this.url, {
+      onOpen: () => {
+        handshakeDone();
+        this.failures = 0;
+        this.ws.send(JSON.stringify({ type: "auth", token: this.token, cursor: this.cursor }));
+      },
+      onMessage: (text) => this.received(text),
+      onError: (error) => {
+        box.count(`${prefix()}:${error.code || error.name}`);
+        failed = true;
+        this.failures += 1;
+      },
+      onClose: (code) => this.closed(code, failed, handshakeDone),
     });
   }
 
-  received(data) {
-    const text = data.toString();
+  closed(code, failed, handshakeDone) {
+    const box = this.box;
+    handshakeDone();
+    if (!failed && code !== 1000 && code !== 1001) box.count(`${box.stopping ? "closing" : "error"}:close_${code}`);
+    if (this.live) box.connected -= 1;
+    this.live = false;
+    this.ws = null;
+    if (box.stopping) {
+      box.closed();
+      return;
+    }
+    box.count("reconnects");
+    const delayS = Math.min(2.0, 0.05 * 2 ** Math.min(this.failures, 6)) * (0.5 + Math.random() / 2);
+    setTimeout(() => box.stopping || box.admit(this), delayS * 1000); // else stop counted it closed
+  }
+
+  received(text) {
     const frame = parseChange(this.box.change, text) || parseNotifier(text);
     if (frame.cursor !== undefined && frame.cursor !== null) this.cursor = frame.cursor;
     if (frame.ready) {
@@ -272,7 +275,7 @@ function main(plan, commands) {
       box.waiting.length = 0;
       for (const session of sessions) {
         if (session.ws === null) box.closed(); // between attempts: its timer sees stopping
-        else session.ws.close(1000);
+        else session.ws.close();
       }
       setTimeout(() => {
         for (const session of sessions) if (session.ws !== null) session.ws.terminate();

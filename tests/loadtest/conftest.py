@@ -19,8 +19,8 @@ def needs_redis_server() -> None:
 
 @pytest.fixture
 def needs_node() -> None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        message = "node and npm are not on PATH; the Node clients need them"
+    if shutil.which("node") is None:
+        message = "node is not on PATH; the Node clients need it"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

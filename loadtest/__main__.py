@@ -54,8 +54,7 @@ KNOBS: tuple[tuple[str, type, str], ...] = (
     ("workers", int, "fan-out worker processes (local stack)"),
     ("gateways", int, "gateway processes (local stack)"),
     ("masters", int, "0: one redis-server; N: a Redis Cluster of N masters, no replicas (local stack)"),
-    ("client_procs", int, "client processes (0 = one per 2,500 clients; Node: one)"),
-    ("client_runtime", str, "the clients' runtime: python, or node (notifier protocol, no storms)"),
+    ("client_procs", int, "client processes (0 = one per 2,500 clients)"),
     ("connect_concurrency", int, "handshakes in flight per client process"),
     ("redis_cpus", str, "CPUs the redis-server runs on, a taskset -c list such as 0 (fanout)"),
     ("worker_cpus", str, "CPUs the worker runs on, such as 1 (fanout)"),
@@ -161,8 +160,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem = report.stem_for(scenario.name + ("-feed" if args.feed else ""))
     if scenario.stage in STAGE_BENCHES and args.compare:
         raise SystemExit(f"{scenario.stage} has no baseline to compare with")
-    if args.compare and scenario.client_runtime == "node":
-        raise SystemExit("the Node clients speak the notifier protocol only: give --compare without --client-runtime node")
     try:
         if scenario.stage in STAGE_BENCHES:
             return _stage(scenario, extra_env, args, stem)

@@ -160,7 +160,7 @@ async def _main(plan: ClientPlan, conn: Connection) -> None:
     box = Box(plan)
     gate = anyio.Semaphore(plan.connect_concurrency)
     sessions = [
-        Session(u, plan.urls[u % len(plan.urls)], token(plan, u), box, protocol_for(plan.protocol))
+        Session(u, plan.urls[u % len(plan.urls)], _token(plan, u), box, protocol_for(plan.protocol))
         for u in plan.users
     ]
     async with anyio.create_task_group() as tg:
@@ -180,7 +180,7 @@ async def _main(plan: ClientPlan, conn: Connection) -> None:
     send(conn, ("done", plan.proc, _summary(box), _take(box), box.connect_us.encode()))
 
 
-def token(plan: ClientPlan, user: int) -> str:
+def _token(plan: ClientPlan, user: int) -> str:
     return tokens.issue(plan.auth, user_id(user), ttl_s=86_400)
 
 

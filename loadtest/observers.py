@@ -19,7 +19,6 @@ from .clients import ClientPlan, client_process, wait_readable
 from .graph import SocialGraph
 from .ledger import Ledger, Receipts
 from .metrics import decoded, new_histogram
-from .nodeclients import NodeConn, NodeProcess, spawn_node
 from .scenarios import Scenario
 from .stack import Target
 
@@ -36,8 +35,8 @@ def _processes_for(scenario: Scenario, clients: int) -> int:
 
 @dataclass(slots=True)
 class Child:
-    process: BaseProcess | NodeProcess
-    conn: Connection | NodeConn
+    process: BaseProcess
+    conn: Connection
     ready: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
     done: bool = False
@@ -61,8 +60,7 @@ class Observers:
         cls, scenario: Scenario, graph: SocialGraph, target: Target, run_id: str, ledger: Ledger
     ) -> Observers:
         online = graph.online
-        node = scenario.client_runtime == "node"  # one Node process takes every client on a core
-        procs = scenario.client_procs or (1 if node else _processes_for(scenario, len(online)))
+        procs = scenario.client_procs or _processes_for(scenario, len(online))
         procs = min(procs, max(1, len(online)))
         context = multiprocessing.get_context("spawn")
         observers = cls(ledger=ledger)
@@ -80,9 +78,6 @@ class Observers:
                 storm_jitter_s=scenario.storm_jitter_s,
                 seed=scenario.seed,
             )
-            if node:
-                observers.children.append(Child(*spawn_node(plan)))
-                continue
             parent, child = context.Pipe()
             process = context.Process(target=client_process, args=(plan, child), daemon=True)
             process.start()

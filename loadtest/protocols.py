@@ -39,7 +39,7 @@ Change: TypeAlias = tuple[str | None, str | None]
 # key order the servers' builders do not produce) fails the match and goes to the full parse.
 _STRING: Final = rb'"[^"\\]*"'
 _VALUE: Final = rb"(?:%s|\[(?:%s(?:,%s)*)?\]|-?[0-9]+|true|false|null)" % ((_STRING,) * 3)
-NOTIFIER_CHANGE: Final = re.compile(  # the Node clients (loadtest/clients_node) match it too
+_NOTIFIER_CHANGE: Final = re.compile(
     # schemas/protocol.py `change()`, around the payload of feeds/lua/common.lua `emit()` (op,
     # unread, group) or of loadtest/publisher.py `change_of()` (op, group, unread); in the group
     # (`view()`), the id first, then any keys up to the count, which must be 1
@@ -88,7 +88,7 @@ class NotifierProtocol(Protocol):
 
     def change(self, data: bytes) -> Change | None:
         """An upsert of a group whose count is 1 (each of our events is a group of its own)."""
-        match = NOTIFIER_CHANGE.match(data)
+        match = _NOTIFIER_CHANGE.match(data)
         if match is None:
             return None
         cursor, group_id = match.groups()

@@ -43,8 +43,7 @@ class Scenario:
     workers: int = 1  # fan-out worker processes
     gateways: int = 1  # gateway processes
     masters: int = 0  # 0: one redis-server; N: a local Redis Cluster of N masters (pipeline stage)
-    client_procs: int = 0  # 0 = one process per 2,500 clients (Node clients: one process)
-    client_runtime: str = "python"  # the clients' processes: "python" (clients.py) or "node" (clients_node/)
+    client_procs: int = 0  # 0 = one process per 2,500 clients
     connect_concurrency: int = 200  # handshakes in flight per client process
     redis_cpus: str = ""  # fanout: the redis-server runs on these CPUs only (a `taskset -c` list)
     worker_cpus: str = ""  # fanout: the worker runs on these CPUs only
@@ -86,10 +85,6 @@ class Scenario:
             out.append("redis_cpus and worker_cpus pin the fanout stage's processes only")
         if self.stage == "ingest" and self.rate:
             out.append("ingest is a closed loop (rate 0)")
-        if self.client_runtime not in {"python", "node"}:
-            out.append("client_runtime must be python or node")
-        if self.client_runtime == "node" and self.storm_every_s:
-            out.append("the Node clients make no reconnect storms (client_runtime python does)")
         return out
 
 

@@ -15,12 +15,3 @@ def needs_redis_server() -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-
-
-@pytest.fixture
-def needs_node() -> None:
-    if shutil.which("node") is None:
-        message = "node is not on PATH; the Node clients need it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)

@@ -90,34 +90,3 @@ def test_push_reaches_every_client_once_on_both_servers() -> None:
     table = compare_table(ours, theirs)
     assert "| reach | 1.000 | 1.000 | 1.00 | 1.000 | 1.00 |" in table
     assert "gateway CPU s per 1k notifications" in table
-
-
-@pytest.mark.e2e
-@pytest.mark.timeout(60)
-@pytest.mark.usefixtures("needs_redis_server", "needs_node")
-def test_node_clients_receive_every_message_once_and_report_each_receipt() -> None:
-    """`--client-runtime node`: one Node process holds the sockets; its receipts reach the same
-    exact ledger check (a lost or doubled message would show), with their receive times."""
-    scenario = preset("push").with_overrides(
-        {"clients": 40, "rate": 1_500.0, "duration_s": 2.0, "drain_s": 15.0, "client_runtime": "node"}
-    )
-    result = run_scenario(scenario, progress=False, source=pubsub_source)
-
-    ledger = result["ledger"]
-    assert result["throughput"]["events"] == {"accepted": 3_000}
-    assert ledger["expected"] == 3_000 and ledger["reach"] == 1.0
-    assert (ledger["lost"], ledger["duplicated"], ledger["unexpected"]) == (0, 0, 0)
-    latency = result["latency_ms"]["send_to_receive"]
-    assert latency["count"] == 3_000 and 0 < latency["p50"] <= latency["p99"] < 10_000
-    assert result["clients"]["connected_at_start"] == 40
-    assert result["clients"]["connect_ms"]["count"] == 40
-    assert result["clients"]["counts"] == {}  # no refetch, no reconnect, nothing foreign
-    assert result["notes"] == []
-
-
-def test_node_clients_refuse_what_they_do_not_speak() -> None:
-    assert preset("push").with_overrides({"client_runtime": "rust"}).problems() == [
-        "client_runtime must be python or node"
-    ]
-    stormy = preset("steady").with_overrides({"client_runtime": "node", "storm_every_s": 5.0})
-    assert stormy.problems() == ["the Node clients make no reconnect storms (client_runtime python does)"]

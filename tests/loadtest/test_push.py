@@ -3,17 +3,29 @@ against the notifier's gateway and both Socket.IO baselines (python-socketio, No
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import anyio
 import msgspec
 import orjson
 import pytest
 import socketio
+from redis.asyncio import Redis
 
 from feeds import changelog
 from loadtest.compare import compare_table
+from loadtest.ledger import Ledger
 from loadtest.protocols import NotifierProtocol
-from loadtest.publisher import NotifierWire, SocketIONodeWire, SocketIOWire, pubsub_source
+from loadtest.publisher import (
+    TICK_S,
+    NotifierWire,
+    Publisher,
+    PublishPlan,
+    SocketIONodeWire,
+    SocketIOWire,
+    pubsub_source,
+)
 from loadtest.runner import run_scenario
 from loadtest.scenarios import preset
 from schemas import keys, protocol
@@ -90,3 +102,44 @@ def test_push_reaches_every_client_once_on_both_servers() -> None:
     table = compare_table(ours, theirs)
     assert "| reach | 1.000 | 1.000 | 1.00 | 1.000 | 1.00 |" in table
     assert "gateway CPU s per 1k notifications" in table
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_the_publisher_sends_what_is_due_once_a_tick_in_order(redis_url: str, redis: Redis) -> None:
+    """On schedule, one round trip a tick carries every message due (a round trip for each
+    message or two costs more CPU than the messages); every message is published once, and
+    each user's in order."""
+    users, rate, duration_s = 20, 20_000.0, 0.5
+    plan = PublishPlan(
+        redis_url=redis_url,
+        wire=NotifierWire("lt1"),
+        users=tuple(range(users)),
+        names=tuple(f"lt1-{u}" for u in range(users)),
+        run_id="lt1",
+        rate=rate,
+        total=int(rate * duration_s),
+    )
+    ledger, seen = Ledger(), {name: list[int]() for name in plan.names}
+    pubsub = redis.pubsub()
+    await pubsub.psubscribe(keys.user_channel("lt1-*"))
+    publisher = Publisher(plan, ledger)
+    try:
+        with anyio.fail_after(30):
+            await publisher.run(time.time_ns() + 100_000_000)
+            assert publisher.meter.notes == []  # every message found our subscriber
+            while sum(map(len, seen.values())) < plan.total:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                if message is None:  # the subscription's confirmation (fail_after bounds the rest)
+                    continue
+                change = changelog.published(message["data"].decode())
+                seen[keys.user_of_channel(message["channel"].decode())].append(change.cursor.number)
+    finally:
+        publisher.close()
+        await pubsub.aclose()
+
+    assert [e.status for e in ledger.entries] == ["accepted"] * plan.total
+    assert all(numbers == sorted(numbers) for numbers in seen.values())
+    assert sorted(n for numbers in seen.values() for n in numbers) == list(range(1, plan.total + 1))
+    round_trips = len({e.sent_ns for e in ledger.entries})
+    assert round_trips <= 1.5 * duration_s / TICK_S  # ~10 messages each, not one or two

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 import orjson
 import pytest
 from redis.asyncio import Redis
@@ -170,14 +171,14 @@ async def test_the_rules_decide_the_same_on_the_loop_and_in_a_thread(
     from notifier.moderation import screening
 
     hops: list[object] = []
-    run_sync = screening.anyio.to_thread.run_sync
+    run_sync = anyio.to_thread.run_sync
 
     async def counted(*args: Any) -> Any:
         hops.append(args[0])
         return await run_sync(*args)
 
     monkeypatch.setattr(screening, "INLINE_TEXT_CHARS", inline_chars)
-    monkeypatch.setattr(screening.anyio.to_thread, "run_sync", counted)
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
     await s.send(
         comment("e1", "bob", "alice", CLEAN_TEXT),
         comment("e2", "bob", "alice", HELD_TEXT, post="p2"),

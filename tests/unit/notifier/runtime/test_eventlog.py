@@ -25,7 +25,12 @@ def test_an_entry_is_written_in_the_stored_form_and_read_back() -> None:
     fields = entry_fields(MENTION, "posts", 1_000, "00-trace")
     assert set(fields) == {"m", "s", "t", "c"}
     logged = decode_entry(b"1-0", _as_redis_gives_it(fields))
-    assert (logged.event, logged.service, logged.accepted_ms, logged.trace) == (MENTION, "posts", 1_000, "00-trace")
+    assert (logged.event, logged.service, logged.accepted_ms, logged.trace) == (
+        MENTION,
+        "posts",
+        1_000,
+        "00-trace",
+    )
 
 
 def test_an_entry_written_before_holds_the_json_and_still_reads() -> None:

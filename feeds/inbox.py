@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 
 import orjson
 from redis.asyncio import Redis
@@ -100,7 +101,7 @@ class Inbox:
         for i in indexes:
             groups.setdefault(group(self._redis, keys.toggles(ops[i].user)), []).append(i)
         # a user's items side by side, in their order (a user's changes keep theirs): a call then
-        # checks each of its users' change log once (lua/apply.lua), not once per item
+        # carries each of its users' keys once and checks their change log once (lua/apply.lua)
         for g in groups.values():
             g.sort(key=lambda i: ops[i].user)
         chunks = [
@@ -110,22 +111,15 @@ class Inbox:
         for chunk in chunks:
             call_keys: list[str] = []
             args: list[str | int | bytes] = [*common]
-            for i in chunk:
-                op = ops[i]
-                call_keys += user_keys(op.user)
-                args += (
-                    keys.group_actors_prefix(op.user),
-                    keys.user_channel(op.user),
-                    op.item,
-                    op.state,
-                    op.at_ms,
-                    op.event_id,
-                    op.group_id,
-                    op.actor,
-                    tags[i],
-                )
-                if op.single:  # lua/apply.lua: only they use these
-                    args += (op.post, op.comment, op.text)
+            for user, run in groupby(chunk, key=lambda i: ops[i].user):
+                items = list(run)
+                call_keys += user_keys(user)  # a user's keys once, then how many items follow
+                args.append(len(items))
+                for i in items:
+                    op = ops[i]
+                    args += (op.item, op.state, op.at_ms, op.event_id, op.group_id, op.actor, tags[i])
+                    if op.single:  # lua/apply.lua: only they use these
+                        args += (op.post, op.comment, op.text)
             commands.append(self._scripts.apply_command(call_keys, args))
         results = await run_commands(self._redis, [self._scripts.apply], commands)
         errors: dict[int, BaseException | None] = {}

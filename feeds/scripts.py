@@ -167,14 +167,22 @@ def _source(*names: str, sharded: bool = False, spanning: bool = False) -> str:
     lua = resources.files(__package__).joinpath("lua")
     prelude = ("sharded_keys.lua" if sharded else "declared_keys.lua",) if spanning else ()
     parts = [lua.joinpath(name).read_text() for name in prelude]
-    parts += [layouts.lua_constants(), *(lua.joinpath(name).read_text() for name in ("common.lua", *names))]
+    parts += [layouts.lua_constants(), _user_names(), *(lua.joinpath(name).read_text() for name in ("common.lua", *names))]
     source = "\n".join(parts)
     if not sharded:
         return source
     # SPUBLISH reaches only the channel's own master (a plain PUBLISH is broadcast to every node)
-    return source.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',").replace(
-        "redis.call('PUBSUB', 'NUMSUB',", "redis.call('PUBSUB', 'SHARDNUMSUB',"
+    return source.replace("call('PUBLISH',", "call('SPUBLISH',").replace(
+        "call('PUBSUB', 'NUMSUB',", "call('PUBSUB', 'SHARDNUMSUB',"
     )
+
+
+def _user_names() -> str:
+    """Lua locals: where a user's hash tag is in their `toggles` key (ITEMS_TAG_FROM, _TO), and
+    what surrounds it in their actors prefix and channel (schemas/keys.py)."""
+    items, actors, channel = (keys.around_user(f) for f in (keys.toggles, keys.group_actors_prefix, keys.user_channel))
+    parts = [len(items[0]) + 1, -len(items[1]) - 1, *(repr(p) for p in (*actors, *channel))]
+    return f"local ITEMS_TAG_FROM, ITEMS_TAG_TO, ACTORS_HEAD, ACTORS_TAIL, CHANNEL_HEAD, CHANNEL_TAIL = {', '.join(map(str, parts))}\n"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,18 @@
 -- Apply items, each to its user's inbox: a last-writer-wins register per item, so applying the
 -- same event twice, or a set of events in any order, ends in the same views.
--- KEYS: the USER_KEYS keys of each item's user (common.lua), item after item (on a cluster, those
--- of all but the first follow ARGV: lua/sharded_keys.lua).
--- ARGV after the head, per item (feeds/inbox.py): FIELDS: actors prefix, channel, item, state
---   (a active | i inactive | x retracted for good), time ms, event id, group id, actor, push tag
---   (layouts.push_tag, or ''); then for a comment or a mention (item c|... or m|...) post,
---   comment, text. The verb is the item's kind (VERBS). Every argument costs Redis ~1,000
---   instructions: a like sends none it does not use.
+-- KEYS: the USER_KEYS keys of each user (common.lua), user after user (on a cluster, those of
+-- all but the first follow ARGV: lua/sharded_keys.lua).
+-- ARGV after the head, per user (feeds/inbox.py): how many of their items follow, then per item
+--   FIELDS: item, state (a active | i inactive | x retracted for good), time ms, event id, group
+--   id, actor, push tag (layouts.push_tag, or ''); then for a comment or a mention (item c|...
+--   or m|...) post, comment, text. The verb is the item's kind (VERBS). Every argument costs
+--   Redis ~1,000 instructions: a like sends none it does not use, a user's keys come once, and
+--   their actors prefix and channel are derived from their keys (names).
 -- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), -1 refused
 -- (older than the user's trimmed horizon: feeds/horizon.py), or the error's text. One call
 -- applies several items (they share the call's fixed cost), each in its
 -- own pcall: an item that fails (a key of the wrong type) leaves the others applied.
-local FIELDS, SINGLE_FIELDS = 9, 3
+local FIELDS, SINGLE_FIELDS = 7, 3
 
 -- Whether this call checked the type of a change log (once per user: see apply).
 local CHECKED = {}
@@ -25,19 +26,19 @@ local function change(group, gone, added, t, score)
   local read = mark(group)
   -- the newest record; and this read fails now, not after the actor set changed, on a key of
   -- another type
-  local head = redis.call('LINDEX', K_INBOX, '0')
+  local head = call('LINDEX', K_INBOX, '0')
   -- the group's time before: its newest member (with what ZREM takes, without what ZADD adds);
   -- after: the newest left, or the added one if newer. Only the newest members are read (the
   -- view reads the set when someone listens).
-  local newest = redis.call('ZRANGE', akey, '-1', '-1')[1]
+  local newest = call('ZRANGE', akey, '-1', '-1')[1]
   local was = newest and unpack_ms(newest)
   local now = was
-  if gone and redis.call('ZREM', akey, gone) == 1 and gone == newest then
-    local left = redis.call('ZRANGE', akey, '-1', '-1')[1]
+  if gone and call('ZREM', akey, gone) == 1 and gone == newest then
+    local left = call('ZRANGE', akey, '-1', '-1')[1]
     now = left and unpack_ms(left)
   end
   if added then
-    redis.call('ZADD', akey, score, added)
+    call('ZADD', akey, score, added)
     if not now or t > now then now = t end
   end
   if not (was or now) then return end  -- not in the inbox (dropped by the cap), and still not
@@ -49,9 +50,9 @@ local function change(group, gone, added, t, score)
   local size
   local old_rec = newest and newest:sub(1, MS_BYTES) .. short(group)  -- encode(multi(was, group))
   if old_rec and old_rec == head and now and now > was then  -- on top, and staying there
-    redis.call('LSET', K_INBOX, '0', encode(g))
+    call('LSET', K_INBOX, '0', encode(g))
   else
-    if old_rec then redis.call('LREM', K_INBOX, '1', old_rec) end
+    if old_rec then call('LREM', K_INBOX, '1', old_rec) end
     if not now then
       g.t = was
       return removed(g)
@@ -64,8 +65,8 @@ local function change(group, gone, added, t, score)
 end
 
 local function apply(a)  -- a: ARGV index before the item's fields
-  local item, st, ts, eid = ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6]
-  local gid, actor = ARGV[a + 7], ARGV[a + 8]
+  local item, st, ts, eid = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4]
+  local gid, actor = ARGV[a + 5], ARGV[a + 6]
   local kind = item:sub(1, 1)
 
   -- The register (schemas/layouts.py): state, time, event id, and for an active like or follow
@@ -100,7 +101,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   -- item leaves nothing half-applied, and its redelivery applies it whole. (Once per user a call:
   -- its type cannot change in between.)
   if not CHECKED[K_LOG] then
-    redis.call('LLEN', K_LOG)
+    call('LLEN', K_LOG)
     CHECKED[K_LOG] = true
   end
 
@@ -114,20 +115,20 @@ local function apply(a)  -- a: ARGV index before the item's fields
     if old_state == 'a' then rec, live = find(old_ts, gid) end
     local read = mark(gid)
     if st == 'a' then
-      local post, comment, text = ARGV[a + 10], ARGV[a + 11], ARGV[a + 12]
+      local post, comment, text = ARGV[a + 8], ARGV[a + 9], ARGV[a + 10]
       local g = {t = ts, gid = gid, verb = VERBS[kind], single = true, actor = actor, post = post, text = text}
       if comment ~= '' then g.comment = comment end
       if live then  -- a newer event for the item: what it leaves out stays as it was
         if post == '' then g.post = live.post end
         if text == '' then g.text = live.text end
-        redis.call('LREM', K_INBOX, '1', rec)
+        call('LREM', K_INBOX, '1', rec)
       end
       local size = insert(g, false)
       add_unread((ts > read and 1 or 0) - ((live and live.t > read) and 1 or 0))
       upserted(g, ts <= read)
       enforce_cap(size)
     elseif live then
-      redis.call('LREM', K_INBOX, '1', rec)
+      call('LREM', K_INBOX, '1', rec)
       removed(live)
     end
     save(item, register)  -- the register is the 'already applied' mark: written last
@@ -140,27 +141,44 @@ local function apply(a)  -- a: ARGV index before the item's fields
   if old_member and old_gid ~= new_gid then change(old_gid, old_member, nil) end
   if st == 'a' then
     if old_gid ~= gid then old_member = nil end
-    enforce_cap(change(gid, old_member, ms .. actor, ts, ARGV[a + 5]))
+    enforce_cap(change(gid, old_member, ms .. actor, ts, ARGV[a + 3]))
   end
   save(item, register)
   return 1
 end
 
+-- A user's actors prefix and channel: their hash tag, as in their items key, between the names'
+-- heads and tails (schemas/keys.py, injected by feeds/scripts.py).
+local function names(items)
+  local tag = items:sub(ITEMS_TAG_FROM, ITEMS_TAG_TO)
+  return ACTORS_HEAD .. tag .. ACTORS_TAIL, CHANNEL_HEAD .. tag .. CHANNEL_TAIL
+end
+
 HOLD_UPSERTS = true
-local results, channels, starts = {}, {}, {}
+local results, users, channels, prefixes = {}, {}, {}, {}
 local a = BASE
-while a < ARGC do
-  starts[#starts + 1], channels[#channels + 1] = a, ARGV[a + 2]
-  local kind = ARGV[a + 3]:byte(1)
-  a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)  -- c, m
+while a < ARGC do  -- per user: where their items start, and how many
+  local u = #users + 1
+  local keys, k = keys_at((u - 1) * USER_KEYS)
+  prefixes[u], channels[u] = names(keys[k + 1])
+  users[u] = {a + 1, tonumber(ARGV[a + 1]), keys, k}
+  a = a + 1
+  for _ = 1, users[u][2] do
+    local kind = ARGV[a + 1]:byte(1)
+    a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)  -- c, m
+  end
 end
 listen(channels)
-for i, a in ipairs(starts) do
-  local keys, k = keys_at((i - 1) * USER_KEYS)
-  use(keys, k, ARGV[a + 1], ARGV[a + 2])
-  TAG = ARGV[a + 9]
-  local ok, r = pcall(apply, a)
-  flush()
-  if ok then results[i] = r else results[i] = type(r) == 'table' and r.err or tostring(r) end
+for u, user in ipairs(users) do
+  a = user[1]
+  use(user[3], user[4], prefixes[u], channels[u])
+  for _ = 1, user[2] do
+    TAG = ARGV[a + 7]
+    local kind = ARGV[a + 1]:byte(1)
+    local ok, r = pcall(apply, a)
+    flush()
+    results[#results + 1] = ok and r or (type(r) == 'table' and r.err or tostring(r))
+    a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)
+  end
 end
 return results

@@ -5,6 +5,7 @@
 -- ARGV 1..6: actors prefix, channel (of the user of KEYS 1..4; apply gives them per item),
 --            epoch candidate, max groups, max change-log entries, actors shown per group
 --            (0: as the last writer); the script's own ARGV follow.
+local call = redis.call
 local K_ITEMS, K_INBOX, K_MARKS, K_LOG, A_PREFIX, CHANNEL
 -- '@' .. the acceptance time (ms) of the event being applied (apply.lua sets it per item), or '':
 -- it rides on the published cursor ("EPOCH.N-0@MS PAYLOAD") for the gateway's push latency
@@ -108,10 +109,10 @@ local function newer(t1, g1, t2, g2) return t1 > t2 or (t1 == t2 and g1 > g2) en
 
 -- Index of the first record that is not newer than (t, gid) (or, `past`, older than it).
 local function seek(t, gid, past)
-  local lo, hi = 0, redis.call('LLEN', K_INBOX)
+  local lo, hi = 0, call('LLEN', K_INBOX)
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
-    local rec = redis.call('LINDEX', K_INBOX, mid)
+    local rec = call('LINDEX', K_INBOX, mid)
     local rt, ahead = unpack_ms(rec), nil
     if rt ~= t then
       ahead = rt > t
@@ -126,7 +127,7 @@ end
 
 -- The live record of group `gid` last active at `t` and its group, or nil (gone or dropped).
 local function find(t, gid)
-  local rec = redis.call('LINDEX', K_INBOX, seek(t, gid))
+  local rec = call('LINDEX', K_INBOX, seek(t, gid))
   if rec then
     local g = decode(rec)
     if g.t == t and g.gid == gid then return rec, g end
@@ -139,21 +140,21 @@ end
 local function insert(g, head)
   local rec, t, gid = encode(g), g.t, g.gid
   local here = head
-  if here == false then here = redis.call('LINDEX', K_INBOX, '0') end
-  if not here or t > unpack_ms(here) then return redis.call('LPUSH', K_INBOX, rec) end
+  if here == false then here = call('LINDEX', K_INBOX, '0') end
+  if not here or t > unpack_ms(here) then return call('LPUSH', K_INBOX, rec) end
   local at, h = 0, decode(here)
-  if newer(t, gid, h.t, h.gid) then return redis.call('LPUSH', K_INBOX, rec) end
+  if newer(t, gid, h.t, h.gid) then return call('LPUSH', K_INBOX, rec) end
   if not (h.t == t and h.gid == gid) then
     at = seek(t, gid)
-    here = redis.call('LINDEX', K_INBOX, at)
-    if not here then return redis.call('RPUSH', K_INBOX, rec) end
+    here = call('LINDEX', K_INBOX, at)
+    if not here then return call('RPUSH', K_INBOX, rec) end
     h = decode(here)
   end
   if h.t == t and h.gid == gid then
-    redis.call('LSET', K_INBOX, at, rec)
-    return redis.call('LLEN', K_INBOX)
+    call('LSET', K_INBOX, at, rec)
+    return call('LLEN', K_INBOX)
   end
-  return redis.call('LINSERT', K_INBOX, 'BEFORE', here, rec)  -- records are unique: `here` is at `at`
+  return call('LINSERT', K_INBOX, 'BEFORE', here, rec)  -- records are unique: `here` is at `at`
 end
 
 -- The user's state, in the items hash under STATE_FIELD (schemas/layouts.py): the change log's
@@ -204,9 +205,9 @@ local S
 local function state(item, extra)
   local r
   if extra then
-    r = redis.call('HMGET', K_ITEMS, item, STATE_FIELD, extra)
+    r = call('HMGET', K_ITEMS, item, STATE_FIELD, extra)
   else
-    r = item and redis.call('HMGET', K_ITEMS, item, STATE_FIELD) or {false, redis.call('HGET', K_ITEMS, STATE_FIELD)}
+    r = item and call('HMGET', K_ITEMS, item, STATE_FIELD) or {false, call('HGET', K_ITEMS, STATE_FIELD)}
   end
   local raw, epoch, seq, unread, shown, all, groups = r[2], nil, 0, 0, nil, nil, nil
   if raw and raw:byte(1) == 0 then
@@ -223,11 +224,11 @@ end
 local function save(item, register)
   local packed = S.dirty and pack_state(S)
   if packed and item then
-    redis.call('HSET', K_ITEMS, item, register, STATE_FIELD, packed)
+    call('HSET', K_ITEMS, item, register, STATE_FIELD, packed)
   elseif packed then
-    redis.call('HSET', K_ITEMS, STATE_FIELD, packed)
+    call('HSET', K_ITEMS, STATE_FIELD, packed)
   elseif item then
-    redis.call('HSET', K_ITEMS, item, register)
+    call('HSET', K_ITEMS, item, register)
   end
 end
 local function add_unread(d)
@@ -240,10 +241,10 @@ end
 local function read_all()
   local s = S
   if s.all == nil then
-    local n = redis.call('HLEN', K_MARKS)
+    local n = call('HLEN', K_MARKS)
     s.all, s.groups = 0, false
     if n > 0 then
-      local m = redis.call('HMGET', K_MARKS, '*', 'seen')
+      local m = call('HMGET', K_MARKS, '*', 'seen')
       s.all, s.groups = tonumber(m[1] or '0'), n > (m[1] and 1 or 0) + (m[2] and 1 or 0)
     end
     s.dirty = s.dirty or s.epoch ~= nil
@@ -256,7 +257,7 @@ end
 local function mark(gid)
   local all = read_all()
   if not S.groups then return all end
-  return math.max(all, tonumber(redis.call('HGET', K_MARKS, gid) or '0'))
+  return math.max(all, tonumber(call('HGET', K_MARKS, gid) or '0'))
 end
 
 -- JSON is assembled here rather than by cjson.encode of a table (several times cheaper), and
@@ -274,11 +275,11 @@ end
 local SMALL, SMALL_LAST = 16, '15'
 local function actors_of(gid)
   local akey, newest = A_PREFIX .. gid, math.max(SHOWN, 2)
-  local all = redis.call('ZRANGE', akey, '0', SMALL_LAST)
+  local all = call('ZRANGE', akey, '0', SMALL_LAST)
   local a = {count = #all, first = all[1], top = {}}
   if #all == SMALL then
-    a.count = redis.call('ZCARD', akey)
-    if a.count > SMALL then all = redis.call('ZRANGE', akey, -newest, -1) end
+    a.count = call('ZCARD', akey)
+    if a.count > SMALL then all = call('ZRANGE', akey, -newest, -1) end
   end
   for i = #all, math.max(1, #all - newest + 1), -1 do a.top[#a.top + 1] = all[i] end
   return a
@@ -310,8 +311,8 @@ end
 -- How many groups are unseen: newer than the user's seen mark (a time in ms, field `seen` of the
 -- read marks; none: every group). Only rendered changes and pages count them (a binary search).
 local function unseen()
-  local mark = redis.call('HGET', K_MARKS, 'seen')
-  if not mark then return redis.call('LLEN', K_INBOX) end
+  local mark = call('HGET', K_MARKS, 'seen')
+  if not mark then return call('LLEN', K_INBOX) end
   return seek(tonumber(mark), '~')  -- '~': after every group id, so a tie at the mark is seen
 end
 
@@ -330,13 +331,13 @@ end
 local LISTENED = {}
 -- Ask once for several channels (apply: every item's user's).
 local function listen(channels)
-  local r = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  local r = call('PUBSUB', 'NUMSUB', unpack(channels))
   for i = 1, #r, 2 do LISTENED[r[i]] = r[i + 1] > 0 end
 end
 local function listened()
   local yes = LISTENED[CHANNEL]
   if yes == nil then
-    yes = redis.call('PUBSUB', 'NUMSUB', CHANNEL)[2] > 0
+    yes = call('PUBSUB', 'NUMSUB', CHANNEL)[2] > 0
     LISTENED[CHANNEL] = yes
   end
   return yes
@@ -357,7 +358,7 @@ local function check_of(entry)
   return 0, 1
 end
 local function last_check()
-  local entry = redis.call('LINDEX', K_LOG, -1)
+  local entry = call('LINDEX', K_LOG, -1)
   return entry and check_of(entry) or 0
 end
 
@@ -371,7 +372,7 @@ local function publish(seq, op, unread, tail)
   -- a home-feed change (an op OPS does not name) is published as FEED_MARK and its payload,
   -- built by schemas/protocol.py (feeds/changelog.py `published` parses both kinds)
   local payload = OPS[op] and change_json(op, unread, tail) or FEED_MARK .. tail
-  redis.call('PUBLISH', CHANNEL, S.epoch .. sep .. int(seq) .. sep .. CHECK .. TAG .. sep .. payload)
+  call('PUBLISH', CHANNEL, S.epoch .. sep .. int(seq) .. sep .. CHECK .. TAG .. sep .. payload)
 end
 -- Publish the held upsert, if any (apply: after each item).
 local function flush()
@@ -393,8 +394,8 @@ local function emit(op, ref, tail, dropped, g, read)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
   local unread = int(s.unread)
-  if redis.call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
-    redis.call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
+  if call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
+    call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
   end
   if not listened() then return end
   local h = HELD
@@ -420,7 +421,7 @@ end
 -- already gone.
 local function removed(g, capped)
   if g.t > mark(g.gid) then add_unread(-1) end
-  if S.groups then redis.call('HDEL', K_MARKS, g.gid) end
+  if S.groups then call('HDEL', K_MARKS, g.gid) end
   local id = jstr(g.gid)
   emit('d', short(g.gid), ',"id":' .. id .. '}', capped and id)
 end
@@ -428,9 +429,9 @@ end
 -- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in).
 local function enforce_cap(size)
   while size and size > MAX_GROUPS do
-    local g = decode(redis.call('RPOP', K_INBOX))
+    local g = decode(call('RPOP', K_INBOX))
     size = size - 1
-    if not g.single then redis.call('DEL', A_PREFIX .. g.gid) end
+    if not g.single then call('DEL', A_PREFIX .. g.gid) end
     removed(g, true)
   end
 end

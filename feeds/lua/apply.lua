@@ -64,6 +64,22 @@ local function change(group, gone, added, t, score)
   return size
 end
 
+-- A user's items follow one another (feeds/inbox.py): their state and trimmed horizon are read
+-- with the register of their first item, and the state is written with the register of their
+-- LAST item (or after it: see the loop below).
+local HORIZON, LAST
+local function register_of(item)
+  if S then return call('HGET', K_ITEMS, item) end
+  local _, old
+  _, old, HORIZON = state(item, HORIZON_FIELD)
+  return old
+end
+-- The register is the 'already applied' mark: written last.
+local function applied(item, register)
+  if LAST then save(item, register) else call('HSET', K_ITEMS, item, register) end
+  return 1
+end
+
 local function apply(a)  -- a: ARGV index before the item's fields
   local item, st, ts, eid = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4]
   local gid, actor = ARGV[a + 5], ARGV[a + 6]
@@ -71,14 +87,14 @@ local function apply(a)  -- a: ARGV index before the item's fields
 
   -- The register (schemas/layouts.py): state, time, event id, and for an active like or follow
   -- REGISTER_WINDOW + the window of its group (like:POST:WINDOW, follow:WINDOW: the rest is in
-  -- the item, l|POST|ACTOR or f|ACTOR, see items.py). Read with the state and the horizon.
-  local _, old, horizon = state(item, HORIZON_FIELD)
+  -- the item, l|POST|ACTOR or f|ACTOR, see items.py).
+  local old, horizon = register_of(item), HORIZON
   -- No register: the item is new, or its register was trimmed (trim.lua). An event at or below
   -- the user's trimmed horizon could be one that register outranked: refused (-1), never
   -- applied blindly. A retraction is final whatever came before: it always applies.
   if not old and st ~= 'x' and horizon and ts <= unpack_ms(horizon) then return -1 end
   local old_state, old_ts, old_gid = 'none', nil, ''
-  local window = st == 'a' and (kind == 'l' or kind == 'f') and gid:match('[^:]*$') or nil
+  local window = st == 'a' and (kind == 'l' or kind == 'f') and gid:match('^.*:(.*)$') or nil
   if old then
     local s, t = old:sub(1, 1), unpack_ms(old:sub(2, MS_BYTES + 1))
     if s == 'x' then return 0 end
@@ -131,8 +147,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
       call('LREM', K_INBOX, '1', rec)
       removed(live)
     end
-    save(item, register)  -- the register is the 'already applied' mark: written last
-    return 1
+    return applied(item, register)
   end
 
   -- an actor's member in a group's set is the time of the item's register and the actor
@@ -143,8 +158,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
     if old_gid ~= gid then old_member = nil end
     enforce_cap(change(gid, old_member, ms .. actor, ts, ARGV[a + 3]))
   end
-  save(item, register)
-  return 1
+  return applied(item, register)
 end
 
 -- A user's actors prefix and channel: their hash tag, as in their items key, between the names'
@@ -172,13 +186,15 @@ listen(channels)
 for u, user in ipairs(users) do
   a = user[1]
   use(user[3], user[4], prefixes[u], channels[u])
-  for _ = 1, user[2] do
-    TAG = ARGV[a + 7]
+  S = nil
+  for i = 1, user[2] do
+    TAG, LAST = ARGV[a + 7], i == user[2]
     local kind = ARGV[a + 1]:byte(1)
     local ok, r = pcall(apply, a)
     flush()
     results[#results + 1] = ok and r or (type(r) == 'table' and r.err or tostring(r))
     a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)
   end
+  if S and S.dirty then save() end  -- their last item wrote no register (or failed)
 end
 return results

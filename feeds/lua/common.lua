@@ -223,6 +223,7 @@ end
 -- Write the state back if it changed, with the register of `item` if given.
 local function save(item, register)
   local packed = S.dirty and pack_state(S)
+  S.dirty = false
   if packed and item then
     call('HSET', K_ITEMS, item, register, STATE_FIELD, packed)
   elseif packed then

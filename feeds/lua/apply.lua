@@ -26,7 +26,7 @@ local function change(group, gone, added, t, score)
   local read = mark(group)
   -- the newest record; and this read fails now, not after the actor set changed, on a key of
   -- another type
-  local head = call('LINDEX', K_INBOX, '0')
+  local top = head()
   -- the group's time before: its newest member (with what ZREM takes, without what ZADD adds);
   -- after: the newest left, or the added one if newer. Only the newest members are read (the
   -- view reads the set when someone listens).
@@ -49,15 +49,15 @@ local function change(group, gone, added, t, score)
   end
   local size
   local old_rec = newest and newest:sub(1, MS_BYTES) .. short(group)  -- encode(multi(was, group))
-  if old_rec and old_rec == head and now and now > was then  -- on top, and staying there
-    call('LSET', K_INBOX, '0', encode(g))
+  if old_rec and old_rec == top and now and now > was then  -- on top, and staying there
+    set_head(encode(g))
   else
-    if old_rec then call('LREM', K_INBOX, '1', old_rec) end
+    if old_rec then lrem(old_rec) end
     if not now then
       g.t = was
       return removed(g)
     end
-    size = insert(g, old_rec ~= head and head)
+    size = insert(g)
   end
   add_unread((now > read and 1 or 0) - ((was and was > read) and 1 or 0))
   upserted(g, now <= read)
@@ -137,14 +137,14 @@ local function apply(a)  -- a: ARGV index before the item's fields
       if live then  -- a newer event for the item: what it leaves out stays as it was
         if post == '' then g.post = live.post end
         if text == '' then g.text = live.text end
-        call('LREM', K_INBOX, '1', rec)
+        lrem(rec)
       end
-      local size = insert(g, false)
+      local size = insert(g)
       add_unread((ts > read and 1 or 0) - ((live and live.t > read) and 1 or 0))
       upserted(g, ts <= read)
       enforce_cap(size)
     elseif live then
-      call('LREM', K_INBOX, '1', rec)
+      lrem(rec)
       removed(live)
     end
     return applied(item, register)

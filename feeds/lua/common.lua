@@ -7,6 +7,8 @@
 --            (0: as the last writer); the script's own ARGV follow.
 local call = redis.call
 local K_ITEMS, K_INBOX, K_MARKS, K_LOG, A_PREFIX, CHANNEL
+-- What the call knows of the user's inbox list, kept in step with its own writes (see head()).
+local HEAD, SIZE
 -- '@' .. the acceptance time (ms) of the event being applied (apply.lua sets it per item), or '':
 -- it rides on the published cursor ("EPOCH.N-0@MS PAYLOAD") for the gateway's push latency
 local TAG = ''
@@ -15,6 +17,7 @@ local TAG = ''
 local function use(keys, k, prefix, channel)
   K_ITEMS, K_INBOX, K_MARKS, K_LOG = keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4]
   A_PREFIX, CHANNEL = prefix, channel
+  HEAD, SIZE = nil, nil
 end
 use(KEYS, 0, ARGV[1], ARGV[2])
 local EPOCH_NEW = ARGV[3]
@@ -104,12 +107,43 @@ local function decode(rec)
   return g
 end
 
+-- The inbox list's newest record (false: the list is empty) and its length, read once a user
+-- and then kept in step with every write to it (apply's, through these functions and insert).
+local function head()
+  if HEAD == nil then HEAD = call('LINDEX', K_INBOX, '0') end
+  return HEAD
+end
+local function size()
+  if not SIZE then SIZE = call('LLEN', K_INBOX) end
+  return SIZE
+end
+-- LPUSH; LSET of the newest record; LREM of one record; RPOP.
+local function lpush(rec)
+  HEAD, SIZE = rec, call('LPUSH', K_INBOX, rec)
+  return SIZE
+end
+local function set_head(rec)
+  call('LSET', K_INBOX, '0', rec)
+  HEAD = rec
+end
+local function lrem(rec)
+  if call('LREM', K_INBOX, '1', rec) == 0 then return end
+  if rec == HEAD then HEAD = nil end
+  if SIZE then SIZE = SIZE - 1 end
+end
+local function rpop()
+  local rec = call('RPOP', K_INBOX)
+  if rec == HEAD then HEAD = nil end
+  if SIZE then SIZE = SIZE - 1 end
+  return rec
+end
+
 -- The inbox is ordered newest first by (time, group id), as ZREVRANGE orders a sorted set.
 local function newer(t1, g1, t2, g2) return t1 > t2 or (t1 == t2 and g1 > g2) end
 
 -- Index of the first record that is not newer than (t, gid) (or, `past`, older than it).
 local function seek(t, gid, past)
-  local lo, hi = 0, call('LLEN', K_INBOX)
+  local lo, hi = 0, size()
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
     local rec = call('LINDEX', K_INBOX, mid)
@@ -136,25 +170,28 @@ end
 
 -- Put a group's record in its place, replacing one with the same time and id (a retry after a
 -- failed script must not duplicate it); returns the inbox size. New activity usually goes on top.
--- `head`: the newest record if the caller has it (nil: the inbox is empty), false: read it.
-local function insert(g, head)
+local function insert(g)
   local rec, t, gid = encode(g), g.t, g.gid
-  local here = head
-  if here == false then here = call('LINDEX', K_INBOX, '0') end
-  if not here or t > unpack_ms(here) then return call('LPUSH', K_INBOX, rec) end
+  local here = head()
+  if not here or t > unpack_ms(here) then return lpush(rec) end
   local at, h = 0, decode(here)
-  if newer(t, gid, h.t, h.gid) then return call('LPUSH', K_INBOX, rec) end
+  if newer(t, gid, h.t, h.gid) then return lpush(rec) end
   if not (h.t == t and h.gid == gid) then
     at = seek(t, gid)
     here = call('LINDEX', K_INBOX, at)
-    if not here then return call('RPUSH', K_INBOX, rec) end
+    if not here then  -- older than every record: the newest stays
+      SIZE = call('RPUSH', K_INBOX, rec)
+      return SIZE
+    end
     h = decode(here)
   end
   if h.t == t and h.gid == gid then
-    call('LSET', K_INBOX, at, rec)
-    return call('LLEN', K_INBOX)
+    if at == 0 then set_head(rec) else call('LSET', K_INBOX, at, rec) end
+    return size()
   end
-  return call('LINSERT', K_INBOX, 'BEFORE', here, rec)  -- records are unique: `here` is at `at`
+  -- records are unique: `here` is at `at`, after the newest
+  SIZE = call('LINSERT', K_INBOX, 'BEFORE', here, rec)
+  return SIZE
 end
 
 -- The user's state, in the items hash under STATE_FIELD (schemas/layouts.py): the change log's
@@ -313,7 +350,7 @@ end
 -- read marks; none: every group). Only rendered changes and pages count them (a binary search).
 local function unseen()
   local mark = call('HGET', K_MARKS, 'seen')
-  if not mark then return call('LLEN', K_INBOX) end
+  if not mark then return size() end
   return seek(tonumber(mark), '~')  -- '~': after every group id, so a tie at the mark is seen
 end
 
@@ -430,7 +467,7 @@ end
 -- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in).
 local function enforce_cap(size)
   while size and size > MAX_GROUPS do
-    local g = decode(call('RPOP', K_INBOX))
+    local g = decode(rpop())
     size = size - 1
     if not g.single then call('DEL', A_PREFIX .. g.gid) end
     removed(g, true)

@@ -7,8 +7,9 @@
 --            (0: as the last writer); the script's own ARGV follow.
 local call = redis.call
 local K_ITEMS, K_INBOX, K_MARKS, K_LOG, A_PREFIX, CHANNEL
--- What the call knows of the user's inbox list, kept in step with its own writes (see head()).
-local HEAD, SIZE
+-- What the call knows of the user's inbox list, kept in step with its own writes (see head()),
+-- and their seen mark (see unseen()).
+local HEAD, SIZE, SEEN
 -- '@' .. the acceptance time (ms) of the event being applied (apply.lua sets it per item), or '':
 -- it rides on the published cursor ("EPOCH.N-0@MS PAYLOAD") for the gateway's push latency
 local TAG = ''
@@ -17,7 +18,7 @@ local TAG = ''
 local function use(keys, k, prefix, channel)
   K_ITEMS, K_INBOX, K_MARKS, K_LOG = keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4]
   A_PREFIX, CHANNEL = prefix, channel
-  HEAD, SIZE = nil, nil
+  HEAD, SIZE, SEEN = nil, nil, nil
 end
 use(KEYS, 0, ARGV[1], ARGV[2])
 local EPOCH_NEW = ARGV[3]
@@ -58,8 +59,17 @@ else
 end
 
 -- Numbers become text through string.format('%d'): a Lua number's own conversion (%.14g) costs
--- twice as much, and is wrong past 14 digits.
-local function int(n) return string.format('%d', n) end
+-- twice as much, and is wrong past 14 digits. Remembered for the call: most repeat (counts, a
+-- group's times), and a lookup costs a tenth of a format.
+local INTS = {}
+local function int(n)
+  local s = INTS[n]
+  if not s then
+    s = string.format('%d', n)
+    INTS[n] = s
+  end
+  return s
+end
 
 -- A group id is VERB:REST; records and log entries abbreviate the verb to its first letter.
 local VERBS = {l = 'like', f = 'follow', c = 'comment', m = 'mention'}
@@ -299,11 +309,22 @@ local function mark(gid)
 end
 
 -- JSON is assembled here rather than by cjson.encode of a table (several times cheaper), and
--- every string in it goes through jstr: valid JSON whatever an id or a text holds. Ids (the
--- events' contract: A-Z a-z 0-9 _ . : @ -) and most texts take the fast path, one find.
+-- every string in it goes through jstr: valid JSON whatever an id or a text holds. cjson.encode
+-- of a string (C) costs less than a Lua pattern's search for what needs escaping, and gives what
+-- that did (the string in quotes) unless it holds a '/', which cjson escapes and we never did.
+-- Remembered for the call: ids repeat from change to change.
+local JSON = {}
 local function jstr(s)
-  if s:find('[%c"\\]') then return cjson.encode(s) end
-  return '"' .. s .. '"'
+  local j = JSON[s]
+  if not j then
+    if not s:find('/', 1, true) then
+      j = cjson.encode(s)
+    else
+      j = s:find('[%c"\\]') and cjson.encode(s) or '"' .. s .. '"'
+    end
+    JSON[s] = j
+  end
+  return j
 end
 
 -- A like or follow group's actors are a sorted set by time whose members are TIME (7 bytes) and
@@ -348,10 +369,11 @@ end
 
 -- How many groups are unseen: newer than the user's seen mark (a time in ms, field `seen` of the
 -- read marks; none: every group). Only rendered changes and pages count them (a binary search).
+-- The mark is read once a user (SEEN; false: none): only seen.lua writes it, before it counts.
 local function unseen()
-  local mark = call('HGET', K_MARKS, 'seen')
-  if not mark then return size() end
-  return seek(tonumber(mark), '~')  -- '~': after every group id, so a tie at the mark is seen
+  if SEEN == nil then SEEN = tonumber(call('HGET', K_MARKS, 'seen')) or false end
+  if not SEEN then return size() end
+  return seek(SEEN, '~')  -- '~': after every group id, so a tie at the mark is seen
 end
 
 -- A change as JSON: {"op":OP,"unread":N,"unseen":N + `tail`: its other fields and the closing brace.

@@ -101,7 +101,7 @@ class Inbox:
         for i in indexes:
             groups.setdefault(group(self._redis, keys.toggles(ops[i].user)), []).append(i)
         # a user's items side by side, in their order (a user's changes keep theirs): a call then
-        # carries each of its users' keys once and checks their change log once (lua/apply.lua)
+        # carries each of its users once and checks their change log once (lua/apply.lua)
         for g in groups.values():
             g.sort(key=lambda i: ops[i].user)
         chunks = [
@@ -113,7 +113,7 @@ class Inbox:
             args: list[str | int | bytes] = [*common]
             for user, run in groupby(chunk, key=lambda i: ops[i].user):
                 items = list(run)
-                call_keys += user_keys(user)  # a user's keys once, then how many items follow
+                call_keys.append(keys.toggles(user))  # a user's items key once (lua/apply.lua)
                 args.append(len(items))
                 for i in items:
                     op = ops[i]

@@ -1,13 +1,13 @@
 -- Apply items, each to its user's inbox: a last-writer-wins register per item, so applying the
 -- same event twice, or a set of events in any order, ends in the same views.
--- KEYS: the USER_KEYS keys of each user (common.lua), user after user (on a cluster, those of
--- all but the first follow ARGV: lua/sharded_keys.lua).
+-- KEYS: the items key of each user, user after user (on a cluster, those of all but the first
+-- follow ARGV: lua/sharded_keys.lua); their other keys (common.lua) are named from it.
 -- ARGV after the head, per user (feeds/inbox.py): how many of their items follow, then per item
 --   FIELDS: item, state (a active | i inactive | x retracted for good), time ms, event id, group
 --   id, actor, push tag (layouts.push_tag, or ''); then for a comment or a mention (item c|...
 --   or m|...) post, comment, text. The verb is the item's kind (VERBS). Every argument costs
---   Redis ~1,000 instructions: a like sends none it does not use, a user's keys come once, and
---   their actors prefix and channel are derived from their keys (names).
+--   Redis ~1,000 instructions: a like sends none it does not use, and a user's items key
+--   comes once, the rest of their names derived from it (user_names, feeds/scripts.py).
 -- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), -1 refused
 -- (older than the user's trimmed horizon: feeds/horizon.py), or the error's text. One call
 -- applies several items (they share the call's fixed cost), each in its
@@ -161,21 +161,16 @@ local function apply(a)  -- a: ARGV index before the item's fields
   return applied(item, register)
 end
 
--- A user's actors prefix and channel: their hash tag, as in their items key, between the names'
--- heads and tails (schemas/keys.py, injected by feeds/scripts.py).
-local function names(items)
-  local tag = items:sub(ITEMS_TAG_FROM, ITEMS_TAG_TO)
-  return ACTORS_HEAD .. tag .. ACTORS_TAIL, CHANNEL_HEAD .. tag .. CHANNEL_TAIL
-end
-
 HOLD_UPSERTS = true
-local results, users, channels, prefixes = {}, {}, {}, {}
+local results, users, channels = {}, {}, {}
 local a = BASE
 while a < ARGC do  -- per user: where their items start, and how many
   local u = #users + 1
-  local keys, k = keys_at((u - 1) * USER_KEYS)
-  prefixes[u], channels[u] = names(keys[k + 1])
-  users[u] = {a + 1, tonumber(ARGV[a + 1]), keys, k}
+  local keys, k = keys_at(u - 1)
+  local items = keys[k + 1]
+  local inbox, marks, log, prefix, channel = user_names(items)
+  users[u] = {a + 1, tonumber(ARGV[a + 1]), {items, inbox, marks, log}, prefix, channel}
+  channels[u] = channel
   a = a + 1
   for _ = 1, users[u][2] do
     local kind = ARGV[a + 1]:byte(1)
@@ -185,7 +180,7 @@ end
 listen(channels)
 for u, user in ipairs(users) do
   a = user[1]
-  use(user[3], user[4], prefixes[u], channels[u])
+  use(user[3], 0, user[4], user[5])
   S = nil
   for i = 1, user[2] do
     TAG, LAST = ARGV[a + 7], i == user[2]

@@ -162,8 +162,8 @@ async def _replies(conn: Connection, count: int) -> list[Any]:
 def _source(*names: str, sharded: bool = False, spanning: bool = False) -> str:
     """For a call `spanning` several users, where their keys are (a shebang must come first:
     lua/sharded_keys.lua on a cluster, else lua/declared_keys.lua); the layouts' constants
-    (schemas/layouts.py) and user_names (_user_names), common.lua, then the named parts (each script's own last); on a
-    cluster live pushes are sharded pub/sub."""
+    (schemas/layouts.py) and user_names (_user_names), common.lua, then the named parts (each
+    script's own last); on a cluster live pushes are sharded pub/sub."""
     lua = resources.files(__package__).joinpath("lua")
     prelude = ("sharded_keys.lua" if sharded else "declared_keys.lua",) if spanning else ()
     parts = [lua.joinpath(name).read_text() for name in prelude]

@@ -160,7 +160,14 @@ def test_bare_index_tags_would_bunch() -> None:
 @pytest.mark.parametrize("user", USERS)
 def test_a_users_names_are_the_same_tag_between_fixed_ends(user: str) -> None:
     """What the apply script relies on to name a user's keys from their items key."""
-    names = [keys.toggles, keys.inbox, keys.read_marks, keys.changelog, keys.group_actors_prefix, keys.user_channel]
+    names = [
+        keys.toggles,
+        keys.inbox,
+        keys.read_marks,
+        keys.changelog,
+        keys.group_actors_prefix,
+        keys.user_channel,
+    ]
     tags = set()
     for name in names:
         before, after = keys.around_user(name)

@@ -376,13 +376,14 @@ local function unseen()
   return seek(SEEN, '~')  -- '~': after every group id, so a tie at the mark is seen
 end
 
--- A change as JSON: {"op":OP,"unread":N,"unseen":N + `tail`: its other fields and the closing brace.
+-- A change as JSON: {"op":OP,"unread":N,"unseen":N + `tail`: its other fields and the closing
+-- brace; after `lead` (publish: the message's head, in one concatenation).
 local OPS = {u = 'upsert', d = 'remove', r = 'read', s = 'seen'}
 -- Home-feed changes share the log (feeds/lua/feed_push.lua): `p` a post pushed into the feed,
 -- `q` one taken out; REF is AUTHOR|POST. Published and replayed behind FEED_MARK
 -- (schemas/layouts.py).
-local function change_json(op, unread, tail)
-  return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. ',"unseen":' .. int(unseen()) .. tail
+local function change_json(op, unread, tail, lead)
+  return lead .. '{"op":"' .. OPS[op] .. '","unread":' .. unread .. ',"unseen":' .. int(unseen()) .. tail
 end
 
 -- Whether anyone listens to the user's channel (a gateway holding a session of theirs): a change
@@ -431,8 +432,8 @@ local function publish(seq, op, unread, tail)
   local sep = PUBLISHED_SEPARATOR
   -- a home-feed change (an op OPS does not name) is published as FEED_MARK and its payload,
   -- built by schemas/protocol.py (feeds/changelog.py `published` parses both kinds)
-  local payload = OPS[op] and change_json(op, unread, tail) or FEED_MARK .. tail
-  call('PUBLISH', CHANNEL, S.epoch .. sep .. int(seq) .. sep .. CHECK .. TAG .. sep .. payload)
+  local lead = S.epoch .. sep .. int(seq) .. sep .. CHECK .. TAG .. sep
+  call('PUBLISH', CHANNEL, OPS[op] and change_json(op, unread, tail, lead) or lead .. FEED_MARK .. tail)
 end
 -- Publish the held upsert, if any (apply: after each item).
 local function flush()

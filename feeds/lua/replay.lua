@@ -69,6 +69,6 @@ for _, e in ipairs(entries) do
     end
   end
   out[#out + 1] = e[4]
-  out[#out + 1] = OPS[op] and change_json(op, unread, tail) or tail
+  out[#out + 1] = OPS[op] and change_json(op, unread, tail, '') or tail
 end
 return out

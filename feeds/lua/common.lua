@@ -344,8 +344,9 @@ local function actors_of(gid)
   return a
 end
 
--- The client's view of a group, as JSON (REST pages and change payloads share it).
-local function view(g, read)
+-- The client's view of a group, as JSON (REST pages and change payloads share it); `tail`: as
+-- a change's tail (its group field and closing brace, in the same concatenation).
+local function view(g, read, tail)
   local extra, post = '', g.post
   if not post and g.verb == 'like' then post = g.gid:match('^like:(.*):') end  -- like:POST:WINDOW
   if post and post ~= '' then extra = ',"post":' .. jstr(post) end
@@ -362,9 +363,11 @@ local function view(g, read)
     actors, count, last = table.concat(names, ','), int(a.count), int(unpack_ms(a.top[1]))
     first = int(unpack_ms(a.first))
   end
-  return '{"id":' .. jstr(g.gid) .. ',"verb":"' .. g.verb .. '"' .. extra .. ',"actors":[' .. actors
+  local open, close = '{"id":', '}'
+  if tail then open, close = ',"group":{"id":', '}}' end
+  return open .. jstr(g.gid) .. ',"verb":"' .. g.verb .. '"' .. extra .. ',"actors":[' .. actors
     .. '],"count":' .. count .. ',"first_at":' .. first .. ',"last_at":' .. last
-    .. ',"read":' .. (read and 'true' or 'false') .. '}'
+    .. ',"read":' .. (read and 'true' or 'false') .. close
 end
 
 -- How many groups are unseen: newer than the user's seen mark (a time in ms, field `seen` of the
@@ -466,7 +469,7 @@ local function emit(op, ref, tail, dropped, g, read)
     return
   end
   flush()
-  if g then tail = ',"group":' .. view(g, read) .. '}' end
+  if g then tail = view(g, read, true) end
   if op == 'u' and HOLD_UPSERTS then
     HELD = {seq = s.seq, unread = unread, tail = tail, dropped = {}}
     return

@@ -49,7 +49,7 @@ if #groups > 0 then
   local marks = call('HMGET', K_MARKS, unpack(ids))  -- the read-all mark, then each group's
   local all = tonumber(marks[1] or '0')
   for i, g in ipairs(groups) do
-    rendered[short(g.gid)] = ',"group":' .. view(g, g.t <= math.max(all, tonumber(marks[i + 1] or '0'))) .. '}'
+    rendered[short(g.gid)] = view(g, g.t <= math.max(all, tonumber(marks[i + 1] or '0')), true)
   end
 end
 

@@ -430,7 +430,7 @@ end
 -- what it pushed out: those removes ride on it as "dropped" under the last change's number, so a
 -- hot user's clients get one frame per new notification instead of two (schemas/protocol.py).
 -- The log keeps every change; a replay sends them one by one.
-local HOLD_UPSERTS, HELD = false, nil  -- HELD: {seq, unread, tail, dropped ids as JSON}
+local HOLD_UPSERTS, HELD = false, nil  -- HELD: {seq, unread, tail, dropped ids as JSON or nil}
 local function publish(seq, op, unread, tail)
   local sep = PUBLISHED_SEPARATOR
   -- a home-feed change (an op OPS does not name) is published as FEED_MARK and its payload,
@@ -444,7 +444,7 @@ local function flush()
   if not h then return end
   HELD = nil
   local tail = h.tail
-  if #h.dropped > 0 then tail = tail:sub(1, -2) .. ',"dropped":[' .. table.concat(h.dropped, ',') .. ']}' end
+  if h.dropped then tail = tail:sub(1, -2) .. ',"dropped":[' .. table.concat(h.dropped, ',') .. ']}' end
   publish(h.seq, 'u', h.unread, tail)
 end
 
@@ -465,13 +465,14 @@ local function emit(op, ref, tail, dropped, g, read)
   local h = HELD
   if dropped and h then
     h.seq, h.unread = s.seq, unread
+    h.dropped = h.dropped or {}
     h.dropped[#h.dropped + 1] = dropped
     return
   end
   flush()
   if g then tail = view(g, read, true) end
   if op == 'u' and HOLD_UPSERTS then
-    HELD = {seq = s.seq, unread = unread, tail = tail, dropped = {}}
+    HELD = {seq = s.seq, unread = unread, tail = tail}
     return
   end
   publish(s.seq, op, unread, tail)

@@ -344,7 +344,8 @@ def mod_dropped_counts() -> str:
 
 def mod_content(actor: str) -> str:
     """Sorted set with TTL: the actor's delivered comments and mentions as `PARTITION/ENTRY` event-log
-    positions, by acceptance time, for the event log's retention (what ban-and-remove recalls)."""
+    positions, by acceptance time, for the event log's retention (what ban-and-remove recalls);
+    and their last minute's event ids for the velocity rule (notifier/moderation/content.py)."""
     return f"modc:{{a:{actor}}}"
 
 
@@ -352,11 +353,6 @@ def mod_ref(ref: str) -> str:
     """Hash with TTL: event id -> `PARTITION/ENTRY` of the events behind one reportable thing
     (`comment:ID`, or `post:ID:ACTOR` for a mention in a post)."""
     return f"modref:{{r:{ref}}}"
-
-
-def mod_velocity(actor: str) -> str:
-    """Sorted set with TTL: the actor's recent comment/mention event ids by acceptance time."""
-    return f"modv:{{a:{actor}}}"
 
 
 def mod_duplicates(text_hash: str) -> str:

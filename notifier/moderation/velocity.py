@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from feeds.scripts import Command, run_checked
 from schemas import keys
 
+from .content import velocity
 from .rules import Signals
 
 VELOCITY_WINDOW_MS: Final = 60_000
@@ -36,7 +37,8 @@ def text_key(canonical_text: str) -> str | None:
 
 
 class ActivityCounters:
-    """The only code that touches `modv:` and `moddup:` keys."""
+    """The only code that touches `moddup:` keys; the velocity count lives in the actor's
+    content key (content.py)."""
 
     def __init__(self, redis: Redis, *, duplicate_window_ms: int) -> None:
         self._redis = redis
@@ -48,23 +50,23 @@ class ActivityCounters:
             return []
         dup_keys = [text_key(o.canonical_text) for o in seen]
         commands: list[Command] = []
+        counts: list[tuple[int, int | None]] = []  # per observation, where its replies are
         for o, dup in zip(seen, dup_keys, strict=True):
-            commands += _count(keys.mod_velocity(o.actor), {o.event_id: o.accepted_ms}, o, VELOCITY_WINDOW_MS)
+            counted, at = velocity(o.actor, o.event_id, o.accepted_ms, VELOCITY_WINDOW_MS)
+            recent = len(commands) + at
+            commands += counted
+            targets = None
             if dup is not None:
-                members = dict.fromkeys(o.targets, o.accepted_ms)
-                commands += _count(keys.mod_duplicates(dup), members, o, self._dup_window_ms)
+                targets = len(commands) + 2
+                commands += _count(
+                    keys.mod_duplicates(dup), dict.fromkeys(o.targets, o.accepted_ms), o, self._dup_window_ms
+                )
+            counts.append((recent, targets))
         replies = await run_checked(self._redis, commands)
-        out: list[Signals] = []
-        at = 0
-        for dup in dup_keys:
-            recent = int(replies[at + 2])
-            at += 4
-            targets = 0
-            if dup is not None:
-                targets = int(replies[at + 2])
-                at += 4
-            out.append(Signals(recent_events=recent, same_text_targets=targets))
-        return out
+        return [
+            Signals(recent_events=int(replies[r]), same_text_targets=0 if t is None else int(replies[t]))
+            for r, t in counts
+        ]
 
 
 def _count(key: str, members: dict[str, int], o: Observation, window_ms: int) -> list[Command]:

@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from feeds.changelog import Refetch, read_after
 from feeds.inbox import Inbox
 from feeds.limits import FeedLimits
+from notifier.runtime.eventlog import decode_entry
 from schemas import keys
 from schemas.cursor import START, Cursor
 
@@ -76,7 +77,7 @@ async def dead_letters(redis: Redis, partitions: int) -> list[DeadLetter]:
     out: list[DeadLetter] = []
     for p in range(partitions):
         for _, fields in await redis.xrange(keys.dead_letters(p)):
-            event_id = orjson.loads(fields[b"e"])["id"] if b"e" in fields else "?"
+            event_id = decode_entry(b"0-0", fields).event.id if b"s" in fields else "?"  # "?": lost
             deliveries = int(fields.get(b"deliveries", b"0"))
             out.append(DeadLetter(p, event_id, deliveries, fields.get(b"error", b"").decode()))
     return out

@@ -138,6 +138,28 @@ async def test_velocity_flags_an_actor_past_the_limit(s: Stack) -> None:
     assert len(await s.groups("alice")) == limit + 1  # flagged, still delivered
 
 
+async def test_the_velocity_count_and_the_content_index_share_the_actors_key_apart(s: Stack) -> None:
+    """The actor's `modc:` key holds their delivered content (for the log's retention) and their
+    last minute for the velocity rule: recalls read only the content, the rule counts only the
+    minute, and the key lasts as long as the longer need."""
+    limit = s.settings.moderation.velocity_per_min
+    held = comment("h1", "bob", "alice", HELD_TEXT, post="p-held")
+    await s.send(
+        held, *[comment(f"e{n}", "bob", "alice", f"comment number {n}", post=f"p{n}") for n in range(limit)]
+    )
+    found = await s.parts.content.of_actor("bob")
+    assert sorted(f.logged.event.id for f in found) == sorted(
+        f"e{n}" for n in range(limit)
+    )  # not the held one
+    flagged = [i.id for i in (await s.queue.page()).items if "velocity" in [v.rule for v in i.verdicts]]
+    assert flagged == [f"e{limit - 1}"]  # the held comment counted too: the limit + 1st event
+    assert await s.redis.pttl(keys.mod_content("bob")) > 86_400_000  # the content's retention
+
+    await s.send(comment("h2", "carl", "alice", HELD_TEXT, post="p-carl"))  # counted, never delivered
+    assert await s.parts.content.of_actor("carl") == []
+    assert 0 < await s.redis.pttl(keys.mod_content("carl")) <= 120_000  # two velocity windows
+
+
 async def test_duplicate_text_to_many_targets_is_flagged(s: Stack) -> None:
     limit = s.settings.moderation.duplicate_targets
     text = "Check out my profile for a surprise!!"

@@ -24,9 +24,10 @@ from .limits import FeedLimits
 from .scripts import STATE, head, run_commands, scripts_for, user_keys
 
 # Items per apply script call: they share a call's fixed cost, ~170,000 Redis instructions (the
-# script's prologue, which makes common.lua's functions anew each call, PUBSUB NUMSUB, the reply;
-# `python -m loadtest.applycost --callgrind`: 147,500 instructions per item at 8 items a call,
-# 136,700 at 16, 131,400 at 32), and a call holds Redis for at most this many items (under 30 µs
+# script's prologue, which makes common.lua's functions anew each call, PUBSUB NUMSUB, the reply),
+# and a user's items in one call share the read and write of their state (`python -m
+# loadtest.applycost --callgrind`: 129,500 instructions per item at 8 items a call, 115,400 at 16,
+# 110,200 at 32, 105,000 at 64), and a call holds Redis for at most this many items (under 30 µs
 # of CPU each on a 2-vCPU benchmark machine, loadtest.clusterbench: under 1 ms).
 ITEMS_PER_CALL = 32
 REFUSED = -1  # lua/apply.lua's answer for an item beyond the user's trimmed horizon

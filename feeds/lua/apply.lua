@@ -6,7 +6,7 @@
 --   FIELDS: item, state (a active | i inactive | x retracted for good), time ms, event id, group
 --   id, actor, push tag (layouts.push_tag, or ''); then for a comment or a mention (item c|...
 --   or m|...) post, comment, text. The verb is the item's kind (VERBS). Every argument costs
---   Redis ~1,000 instructions: a like sends none it does not use, and a user's items key
+--   Redis ~1,000-2,000 instructions: a like sends none it does not use, and a user's items key
 --   comes once, the rest of their names derived from it (user_names, feeds/scripts.py).
 -- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), -1 refused
 -- (older than the user's trimmed horizon: feeds/horizon.py), or the error's text. One call
@@ -94,6 +94,8 @@ local function apply(a)  -- a: ARGV index before the item's fields
   -- applied blindly. A retraction is final whatever came before: it always applies.
   if not old and st ~= 'x' and horizon and ts <= unpack_ms(horizon) then return -1 end
   local old_state, old_ts, old_gid = 'none', nil, ''
+  -- the window: after the group id's last ':' (anchored: an unanchored pattern is tried from
+  -- every position, ~3,500 instructions an item)
   local window = st == 'a' and (kind == 'l' or kind == 'f') and gid:match('^.*:(.*)$') or nil
   if old then
     local s, t = old:sub(1, 1), unpack_ms(old:sub(2, MS_BYTES + 1))
@@ -162,33 +164,35 @@ local function apply(a)  -- a: ARGV index before the item's fields
 end
 
 HOLD_UPSERTS = true
-local results, users, channels = {}, {}, {}
+-- per user: their keys and names, and the last of their items' ARGV indexes (`starts`)
+local results, users, channels, starts = {}, {}, {}, {}
 local a = BASE
-while a < ARGC do  -- per user: where their items start, and how many
+while a < ARGC do
   local u = #users + 1
   local keys, k = keys_at(u - 1)
   local items = keys[k + 1]
   local inbox, marks, log, prefix, channel = user_names(items)
-  users[u] = {a + 1, tonumber(ARGV[a + 1]), {items, inbox, marks, log}, prefix, channel}
-  channels[u] = channel
   a = a + 1
-  for _ = 1, users[u][2] do
+  for _ = 1, tonumber(ARGV[a]) do
+    starts[#starts + 1] = a
     local kind = ARGV[a + 1]:byte(1)
     a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)  -- c, m
   end
+  users[u] = {{items, inbox, marks, log}, prefix, channel, #starts}
+  channels[u] = channel
 end
 listen(channels)
-for u, user in ipairs(users) do
-  a = user[1]
-  use(user[3], 0, user[4], user[5])
+local i = 0
+for _, user in ipairs(users) do
+  use(user[1], 0, user[2], user[3])
   S = nil
-  for i = 1, user[2] do
-    TAG, LAST = ARGV[a + 7], i == user[2]
-    local kind = ARGV[a + 1]:byte(1)
+  while i < user[4] do
+    i = i + 1
+    a = starts[i]
+    TAG, LAST = ARGV[a + 7], i == user[4]
     local ok, r = pcall(apply, a)
     flush()
-    results[#results + 1] = ok and r or (type(r) == 'table' and r.err or tostring(r))
-    a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)
+    if ok then results[i] = r else results[i] = type(r) == 'table' and r.err or tostring(r) end
   end
   if S and S.dirty then save() end  -- their last item wrote no register (or failed)
 end

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from hiredis import pack_command
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
@@ -73,6 +73,36 @@ async def run_checked(redis: Redis, commands: Sequence[Command]) -> list[Any]:
         if isinstance(reply, Exception):
             raise reply
     return replies
+
+
+T = TypeVar("T")
+U = TypeVar("U")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class Query(Generic[T]):
+    """Reads that can share a round trip with others (`ask`): the commands, and what their
+    replies (as many, in order) mean."""
+
+    commands: Sequence[Command]
+    parse: Callable[[Sequence[Any]], T]
+
+
+@overload
+async def ask(redis: Redis, a: Query[T], /) -> tuple[T]: ...
+@overload
+async def ask(redis: Redis, a: Query[T], b: Query[U], /) -> tuple[T, U]: ...
+@overload
+async def ask(redis: Redis, a: Query[T], b: Query[U], c: Query[V], /) -> tuple[T, U, V]: ...
+async def ask(redis: Redis, *queries: Query[Any]) -> tuple[Any, ...]:
+    """Independent queries in one round trip (`run_checked`), each one's answer."""
+    replies = await run_checked(redis, [c for q in queries for c in q.commands])
+    out, at = [], 0
+    for q in queries:
+        out.append(q.parse(replies[at : at + len(q.commands)]))
+        at += len(q.commands)
+    return tuple(out)
 
 
 async def _run(redis: Redis, commands: Sequence[Command], wait: Command | None) -> list[Any]:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from redis.asyncio import Redis
-
-from feeds.scripts import Command, run_checked
+from feeds.scripts import Command, Query
 from schemas import keys
 
 from .content import velocity
@@ -40,14 +38,11 @@ class ActivityCounters:
     """The only code that touches `moddup:` keys; the velocity count lives in the actor's
     content key (content.py)."""
 
-    def __init__(self, redis: Redis, *, duplicate_window_ms: int) -> None:
-        self._redis = redis
+    def __init__(self, *, duplicate_window_ms: int) -> None:
         self._dup_window_ms = duplicate_window_ms
 
-    async def observe(self, seen: Sequence[Observation]) -> list[Signals]:
-        """Record `seen` and return each one's counts (itself included), in one round trip."""
-        if not seen:
-            return []
+    def observe(self, seen: Sequence[Observation]) -> Query[list[Signals]]:
+        """Record `seen` and return each one's counts (itself included), to `ask`."""
         dup_keys = [text_key(o.canonical_text) for o in seen]
         commands: list[Command] = []
         counts: list[tuple[int, int | None]] = []  # per observation, where its replies are
@@ -62,11 +57,14 @@ class ActivityCounters:
                     keys.mod_duplicates(dup), dict.fromkeys(o.targets, o.accepted_ms), o, self._dup_window_ms
                 )
             counts.append((recent, targets))
-        replies = await run_checked(self._redis, commands)
-        return [
-            Signals(recent_events=int(replies[r]), same_text_targets=0 if t is None else int(replies[t]))
-            for r, t in counts
-        ]
+
+        def parse(replies: Sequence[Any]) -> list[Signals]:
+            return [
+                Signals(recent_events=int(replies[r]), same_text_targets=0 if t is None else int(replies[t]))
+                for r, t in counts
+            ]
+
+        return Query(commands, parse)
 
 
 def _count(key: str, members: dict[str, int], o: Observation, window_ms: int) -> list[Command]:

@@ -4,6 +4,9 @@ every inbox, unread counts corrected, and recalling twice changes nothing; bans 
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio.to_thread
 import orjson
 import pytest
 from redis.asyncio import Redis
@@ -158,6 +161,35 @@ async def test_the_velocity_count_and_the_content_index_share_the_actors_key_apa
     await s.send(comment("h2", "carl", "alice", HELD_TEXT, post="p-carl"))  # counted, never delivered
     assert await s.parts.content.of_actor("carl") == []
     assert 0 < await s.redis.pttl(keys.mod_content("carl")) <= 120_000  # two velocity windows
+
+
+@pytest.mark.parametrize("inline_chars", [0, 100_000])
+async def test_the_rules_decide_the_same_on_the_loop_and_in_a_thread(
+    s: Stack, inline_chars: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch with little text is screened on the event loop, a larger one in a thread."""
+    from notifier.moderation import screening
+
+    hops: list[object] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(*args: Any) -> Any:
+        hops.append(args[0])
+        return await run_sync(*args)
+
+    monkeypatch.setattr(screening, "INLINE_TEXT_CHARS", inline_chars)
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    await s.send(
+        comment("e1", "bob", "alice", CLEAN_TEXT),
+        comment("e2", "bob", "alice", HELD_TEXT, post="p2"),
+        comment("e3", "bob", "alice", FLAGGED_TEXT, post="p3"),
+    )
+    assert len(hops) == (1 if inline_chars == 0 else 0)
+    assert [(i.id, i.action) for i in sorted((await s.queue.page()).items, key=lambda i: i.id)] == [
+        ("e2", "hold"),
+        ("e3", "flag"),
+    ]
+    assert len(await s.groups("alice")) == 2  # the clean one and the flagged one
 
 
 async def test_duplicate_text_to_many_targets_is_flagged(s: Stack) -> None:

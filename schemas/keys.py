@@ -7,6 +7,7 @@ dedupe keys and dead letters share `{p}`, so every script stays in one Redis Clu
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Final
 
 from .partition_tags import PARTITION_TAGS
@@ -209,6 +210,14 @@ def hide_marks(user_id: str) -> str:
 def user_channel(user_id: str) -> str:
     """Pub/sub channel carrying the user's change-log entries as they are appended."""
     return f"push:{_user(user_id)}"
+
+
+def around_user(name: Callable[[str], str]) -> tuple[str, str]:
+    """What comes before and after the user's hash tag in the names `name` makes (one of this
+    module's user-scoped functions): the apply script derives a user's actors prefix and channel
+    from their `toggles` key (feeds/scripts.py injects these)."""
+    before, _, after = name("\0").partition(_user("\0"))
+    return before, after
 
 
 def user_of_channel(channel: str) -> str:

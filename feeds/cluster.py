@@ -2,7 +2,9 @@
 plus what it lacks here: pipelined calls split by the master owning each key's slot (one lean
 pipeline per master, all at once, MOVED/ASK/TRYAGAIN/CLUSTERDOWN followed), WAIT on each master's
 own connection, and a plain client per master for pub/sub and WATCH/MULTI (redis-py 5's asyncio
-cluster has neither: redis/redis-py#2219)."""
+cluster has neither: redis/redis-py#2219). Two private names of redis-py's are used, for its own
+slot-map refresh and MOVED patching rather than a copy of them: `_initialize` and the nodes
+manager's `_moved_exception` (pinned by tests/unit/feeds/test_cluster_private.py)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 
 import orjson
 from redis.asyncio import Redis
@@ -23,9 +24,10 @@ from .limits import FeedLimits
 from .scripts import STATE, head, run_commands, scripts_for, user_keys
 
 # Items per apply script call: they share a call's fixed cost, ~170,000 Redis instructions (the
-# script's prologue, which makes common.lua's functions anew each call, PUBSUB NUMSUB, the reply;
-# `python -m loadtest.applycost --callgrind`: 147,500 instructions per item at 8 items a call,
-# 136,700 at 16, 131,400 at 32), and a call holds Redis for at most this many items (under 30 µs
+# script's prologue, which makes common.lua's functions anew each call, PUBSUB NUMSUB, the reply),
+# and a user's items in one call share the read and write of their state (`python -m
+# loadtest.applycost --callgrind`: 129,500 instructions per item at 8 items a call, 115,400 at 16,
+# 110,200 at 32, 105,000 at 64), and a call holds Redis for at most this many items (under 30 µs
 # of CPU each on a 2-vCPU benchmark machine, loadtest.clusterbench: under 1 ms).
 ITEMS_PER_CALL = 32
 REFUSED = -1  # lua/apply.lua's answer for an item beyond the user's trimmed horizon
@@ -100,7 +102,7 @@ class Inbox:
         for i in indexes:
             groups.setdefault(group(self._redis, keys.toggles(ops[i].user)), []).append(i)
         # a user's items side by side, in their order (a user's changes keep theirs): a call then
-        # checks each of its users' change log once (lua/apply.lua), not once per item
+        # carries each of its users once and checks their change log once (lua/apply.lua)
         for g in groups.values():
             g.sort(key=lambda i: ops[i].user)
         chunks = [
@@ -110,22 +112,15 @@ class Inbox:
         for chunk in chunks:
             call_keys: list[str] = []
             args: list[str | int | bytes] = [*common]
-            for i in chunk:
-                op = ops[i]
-                call_keys += user_keys(op.user)
-                args += (
-                    keys.group_actors_prefix(op.user),
-                    keys.user_channel(op.user),
-                    op.item,
-                    op.state,
-                    op.at_ms,
-                    op.event_id,
-                    op.group_id,
-                    op.actor,
-                    tags[i],
-                )
-                if op.single:  # lua/apply.lua: only they use these
-                    args += (op.post, op.comment, op.text)
+            for user, run in groupby(chunk, key=lambda i: ops[i].user):
+                items = list(run)
+                call_keys.append(keys.toggles(user))  # a user's items key once (lua/apply.lua)
+                args.append(len(items))
+                for i in items:
+                    op = ops[i]
+                    args += (op.item, op.state, op.at_ms, op.event_id, op.group_id, op.actor, tags[i])
+                    if op.single:  # lua/apply.lua: only they use these
+                        args += (op.post, op.comment, op.text)
             commands.append(self._scripts.apply_command(call_keys, args))
         results = await run_commands(self._redis, [self._scripts.apply], commands)
         errors: dict[int, BaseException | None] = {}

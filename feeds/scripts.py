@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from hiredis import pack_command
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
@@ -73,6 +73,36 @@ async def run_checked(redis: Redis, commands: Sequence[Command]) -> list[Any]:
         if isinstance(reply, Exception):
             raise reply
     return replies
+
+
+T = TypeVar("T")
+U = TypeVar("U")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class Query(Generic[T]):
+    """Reads that can share a round trip with others (`ask`): the commands, and what their
+    replies (as many, in order) mean."""
+
+    commands: Sequence[Command]
+    parse: Callable[[Sequence[Any]], T]
+
+
+@overload
+async def ask(redis: Redis, a: Query[T], /) -> tuple[T]: ...
+@overload
+async def ask(redis: Redis, a: Query[T], b: Query[U], /) -> tuple[T, U]: ...
+@overload
+async def ask(redis: Redis, a: Query[T], b: Query[U], c: Query[V], /) -> tuple[T, U, V]: ...
+async def ask(redis: Redis, *queries: Query[Any]) -> tuple[Any, ...]:
+    """Independent queries in one round trip (`run_checked`), each one's answer."""
+    replies = await run_checked(redis, [c for q in queries for c in q.commands])
+    out, at = [], 0
+    for q in queries:
+        out.append(q.parse(replies[at : at + len(q.commands)]))
+        at += len(q.commands)
+    return tuple(out)
 
 
 async def _run(redis: Redis, commands: Sequence[Command], wait: Command | None) -> list[Any]:
@@ -162,18 +192,36 @@ async def _replies(conn: Connection, count: int) -> list[Any]:
 def _source(*names: str, sharded: bool = False, spanning: bool = False) -> str:
     """For a call `spanning` several users, where their keys are (a shebang must come first:
     lua/sharded_keys.lua on a cluster, else lua/declared_keys.lua); the layouts' constants
-    (schemas/layouts.py), common.lua, then the named parts (each script's own last); on a
-    cluster live pushes are sharded pub/sub."""
+    (schemas/layouts.py) and user_names (_user_names), common.lua, then the named parts (each
+    script's own last); on a cluster live pushes are sharded pub/sub."""
     lua = resources.files(__package__).joinpath("lua")
     prelude = ("sharded_keys.lua" if sharded else "declared_keys.lua",) if spanning else ()
     parts = [lua.joinpath(name).read_text() for name in prelude]
-    parts += [layouts.lua_constants(), *(lua.joinpath(name).read_text() for name in ("common.lua", *names))]
+    parts += [layouts.lua_constants(), _user_names()]
+    parts += [lua.joinpath(name).read_text() for name in ("common.lua", *names)]
     source = "\n".join(parts)
     if not sharded:
         return source
     # SPUBLISH reaches only the channel's own master (a plain PUBLISH is broadcast to every node)
-    return source.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',").replace(
-        "redis.call('PUBSUB', 'NUMSUB',", "redis.call('PUBSUB', 'SHARDNUMSUB',"
+    return source.replace("call('PUBLISH',", "call('SPUBLISH',").replace(
+        "call('PUBSUB', 'NUMSUB',", "call('PUBSUB', 'SHARDNUMSUB',"
+    )
+
+
+def _user_names() -> str:
+    """Lua: user_names(items), a user's other keys (user_keys after the first), actors prefix
+    and channel, as schemas/keys.py names them, from their items key: apply sends only that."""
+    before, after = keys.around_user(keys.toggles)
+    names = (keys.inbox, keys.read_marks, keys.changelog, keys.group_actors_prefix, keys.user_channel)
+    made = ", ".join(
+        " .. ".join([layouts.lua_string(b), "tag", *([layouts.lua_string(a)] if a else [])])
+        for b, a in map(keys.around_user, names)
+    )
+    return (
+        "local function user_names(items)\n"
+        f"  local tag = items:sub({len(before) + 1}, {-len(after) - 1})\n"
+        f"  return {made}\n"
+        "end\n"
     )
 
 
@@ -204,9 +252,9 @@ class InboxScripts:
         )
 
     def apply_command(self, call_keys: Sequence[str], args: Sequence[Arg]) -> Command:
-        """An apply call: every item's keys declared, or on a cluster only the first item's
-        (lua/sharded_keys.lua)."""
-        return self._spanning(self.apply, call_keys, args, layouts.USER_KEYS)
+        """An apply call: every user's items key declared, or on a cluster only the first
+        user's (lua/sharded_keys.lua)."""
+        return self._spanning(self.apply, call_keys, args, 1)
 
     def feed_command(self, call_keys: Sequence[str], args: Sequence[Arg]) -> Command:
         """A feed_push call for several users, declared like an apply call."""

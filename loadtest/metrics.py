@@ -158,7 +158,7 @@ KIND_OF_FAMILY: Final = {
     family(keys.dedupe(0, "e").encode()): "event log",
     **{
         family(make("x").encode()): "moderation"
-        for make in (keys.mod_content, keys.mod_ref, keys.mod_velocity, keys.mod_duplicates)
+        for make in (keys.mod_content, keys.mod_ref, keys.mod_duplicates)
     },
 }
 

@@ -7,6 +7,7 @@ dedupe keys and dead letters share `{p}`, so every script stays in one Redis Clu
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Final
 
 from .partition_tags import PARTITION_TAGS
@@ -211,6 +212,14 @@ def user_channel(user_id: str) -> str:
     return f"push:{_user(user_id)}"
 
 
+def around_user(name: Callable[[str], str]) -> tuple[str, str]:
+    """What comes before and after the user's hash tag in the names `name` makes (one of this
+    module's user-scoped functions): the apply script derives a user's actors prefix and channel
+    from their `toggles` key (feeds/scripts.py injects these)."""
+    before, _, after = name("\0").partition(_user("\0"))
+    return before, after
+
+
 def user_of_channel(channel: str) -> str:
     """Inverse of `user_channel`."""
     return channel[len("push:{u:") : -1]
@@ -335,7 +344,8 @@ def mod_dropped_counts() -> str:
 
 def mod_content(actor: str) -> str:
     """Sorted set with TTL: the actor's delivered comments and mentions as `PARTITION/ENTRY` event-log
-    positions, by acceptance time, for the event log's retention (what ban-and-remove recalls)."""
+    positions, by acceptance time, for the event log's retention (what ban-and-remove recalls);
+    and their last minute's event ids for the velocity rule (notifier/moderation/content.py)."""
     return f"modc:{{a:{actor}}}"
 
 
@@ -343,11 +353,6 @@ def mod_ref(ref: str) -> str:
     """Hash with TTL: event id -> `PARTITION/ENTRY` of the events behind one reportable thing
     (`comment:ID`, or `post:ID:ACTOR` for a mention in a post)."""
     return f"modref:{{r:{ref}}}"
-
-
-def mod_velocity(actor: str) -> str:
-    """Sorted set with TTL: the actor's recent comment/mention event ids by acceptance time."""
-    return f"modv:{{a:{actor}}}"
 
 
 def mod_duplicates(text_hash: str) -> str:

@@ -169,7 +169,7 @@ def decode_state(raw: bytes | None) -> UserState:
     return UserState(epoch, seq, count, raw[at], decode_ms(raw[at + 2 :]), marks[0] == MARKS_GROUPS)
 
 
-def _lua_string(text: str) -> str:
+def lua_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -177,15 +177,15 @@ def _lua_string(text: str) -> str:
 LUA_CONSTANTS: Final[dict[str, str]] = {
     "MS_OFFSET": str(MS_OFFSET),
     "MS_BYTES": str(MS_BYTES),
-    "REGISTER_WINDOW": _lua_string(REGISTER_WINDOW),
+    "REGISTER_WINDOW": lua_string(REGISTER_WINDOW),
     "CHECK_MIN": str(CHECK_MIN),
     "CHECK_BYTES": str(CHECK_BYTES),
-    "PUBLISHED_SEPARATOR": _lua_string(PUBLISHED_SEPARATOR),
-    "FEED_MARK": _lua_string(FEED_MARK),
-    "STATE_FIELD": _lua_string(STATE_FIELD),
-    "HORIZON_FIELD": _lua_string(HORIZON_FIELD),
-    "STATE_FORMAT": _lua_string(f">I{STATE_SEQ_BYTES}i{STATE_UNREAD_BYTES}B"),
-    "STATE_MARKS_FORMAT": _lua_string(f">I{STATE_SEQ_BYTES}i{STATE_UNREAD_BYTES}BBI{MS_BYTES}"),
+    "PUBLISHED_SEPARATOR": lua_string(PUBLISHED_SEPARATOR),
+    "FEED_MARK": lua_string(FEED_MARK),
+    "STATE_FIELD": lua_string(STATE_FIELD),
+    "HORIZON_FIELD": lua_string(HORIZON_FIELD),
+    "STATE_FORMAT": lua_string(f">I{STATE_SEQ_BYTES}i{STATE_UNREAD_BYTES}B"),
+    "STATE_MARKS_FORMAT": lua_string(f">I{STATE_SEQ_BYTES}i{STATE_UNREAD_BYTES}BBI{MS_BYTES}"),
     "MARKS_NONE": str(MARKS_NONE),
     "MARKS_GROUPS": str(MARKS_GROUPS),
     "STATE_SEQ_BYTES": str(STATE_SEQ_BYTES),

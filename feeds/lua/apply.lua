@@ -1,17 +1,18 @@
 -- Apply items, each to its user's inbox: a last-writer-wins register per item, so applying the
 -- same event twice, or a set of events in any order, ends in the same views.
--- KEYS: the USER_KEYS keys of each item's user (common.lua), item after item (on a cluster, those
--- of all but the first follow ARGV: lua/sharded_keys.lua).
--- ARGV after the head, per item (feeds/inbox.py): FIELDS: actors prefix, channel, item, state
---   (a active | i inactive | x retracted for good), time ms, event id, group id, actor, push tag
---   (layouts.push_tag, or ''); then for a comment or a mention (item c|... or m|...) post,
---   comment, text. The verb is the item's kind (VERBS). Every argument costs Redis ~1,000
---   instructions: a like sends none it does not use.
+-- KEYS: the items key of each user, user after user (on a cluster, those of all but the first
+-- follow ARGV: lua/sharded_keys.lua); their other keys (common.lua) are named from it.
+-- ARGV after the head, per user (feeds/inbox.py): how many of their items follow, then per item
+--   FIELDS: item, state (a active | i inactive | x retracted for good), time ms, event id, group
+--   id, actor, push tag (layouts.push_tag, or ''); then for a comment or a mention (item c|...
+--   or m|...) post, comment, text. The verb is the item's kind (VERBS). Every argument costs
+--   Redis ~1,000-2,000 instructions: a like sends none it does not use, and a user's items key
+--   comes once, the rest of their names derived from it (user_names, feeds/scripts.py).
 -- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), -1 refused
 -- (older than the user's trimmed horizon: feeds/horizon.py), or the error's text. One call
 -- applies several items (they share the call's fixed cost), each in its
 -- own pcall: an item that fails (a key of the wrong type) leaves the others applied.
-local FIELDS, SINGLE_FIELDS = 9, 3
+local FIELDS, SINGLE_FIELDS = 7, 3
 
 -- Whether this call checked the type of a change log (once per user: see apply).
 local CHECKED = {}
@@ -25,19 +26,19 @@ local function change(group, gone, added, t, score)
   local read = mark(group)
   -- the newest record; and this read fails now, not after the actor set changed, on a key of
   -- another type
-  local head = redis.call('LINDEX', K_INBOX, '0')
+  local top = head()
   -- the group's time before: its newest member (with what ZREM takes, without what ZADD adds);
   -- after: the newest left, or the added one if newer. Only the newest members are read (the
   -- view reads the set when someone listens).
-  local newest = redis.call('ZRANGE', akey, '-1', '-1')[1]
+  local newest = call('ZRANGE', akey, '-1', '-1')[1]
   local was = newest and unpack_ms(newest)
   local now = was
-  if gone and redis.call('ZREM', akey, gone) == 1 and gone == newest then
-    local left = redis.call('ZRANGE', akey, '-1', '-1')[1]
+  if gone and call('ZREM', akey, gone) == 1 and gone == newest then
+    local left = call('ZRANGE', akey, '-1', '-1')[1]
     now = left and unpack_ms(left)
   end
   if added then
-    redis.call('ZADD', akey, score, added)
+    call('ZADD', akey, score, added)
     if not now or t > now then now = t end
   end
   if not (was or now) then return end  -- not in the inbox (dropped by the cap), and still not
@@ -48,36 +49,54 @@ local function change(group, gone, added, t, score)
   end
   local size
   local old_rec = newest and newest:sub(1, MS_BYTES) .. short(group)  -- encode(multi(was, group))
-  if old_rec and old_rec == head and now and now > was then  -- on top, and staying there
-    redis.call('LSET', K_INBOX, '0', encode(g))
+  if old_rec and old_rec == top and now and now > was then  -- on top, and staying there
+    set_head(encode(g))
   else
-    if old_rec then redis.call('LREM', K_INBOX, '1', old_rec) end
+    if old_rec then lrem(old_rec) end
     if not now then
       g.t = was
       return removed(g)
     end
-    size = insert(g, old_rec ~= head and head)
+    size = insert(g)
   end
   add_unread((now > read and 1 or 0) - ((was and was > read) and 1 or 0))
   upserted(g, now <= read)
   return size
 end
 
+-- A user's items follow one another (feeds/inbox.py): their state and trimmed horizon are read
+-- with the register of their first item, and the state is written with the register of their
+-- LAST item (or after it: see the loop below).
+local HORIZON, LAST
+local function register_of(item)
+  if S then return call('HGET', K_ITEMS, item) end
+  local _, old
+  _, old, HORIZON = state(item, HORIZON_FIELD)
+  return old
+end
+-- The register is the 'already applied' mark: written last.
+local function applied(item, register)
+  if LAST then save(item, register) else call('HSET', K_ITEMS, item, register) end
+  return 1
+end
+
 local function apply(a)  -- a: ARGV index before the item's fields
-  local item, st, ts, eid = ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6]
-  local gid, actor = ARGV[a + 7], ARGV[a + 8]
+  local item, st, ts, eid = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4]
+  local gid, actor = ARGV[a + 5], ARGV[a + 6]
   local kind = item:sub(1, 1)
 
   -- The register (schemas/layouts.py): state, time, event id, and for an active like or follow
   -- REGISTER_WINDOW + the window of its group (like:POST:WINDOW, follow:WINDOW: the rest is in
-  -- the item, l|POST|ACTOR or f|ACTOR, see items.py). Read with the state and the horizon.
-  local _, old, horizon = state(item, HORIZON_FIELD)
+  -- the item, l|POST|ACTOR or f|ACTOR, see items.py).
+  local old, horizon = register_of(item), HORIZON
   -- No register: the item is new, or its register was trimmed (trim.lua). An event at or below
   -- the user's trimmed horizon could be one that register outranked: refused (-1), never
   -- applied blindly. A retraction is final whatever came before: it always applies.
   if not old and st ~= 'x' and horizon and ts <= unpack_ms(horizon) then return -1 end
   local old_state, old_ts, old_gid = 'none', nil, ''
-  local window = st == 'a' and (kind == 'l' or kind == 'f') and gid:match('[^:]*$') or nil
+  -- the window: after the group id's last ':' (anchored: an unanchored pattern is tried from
+  -- every position, ~3,500 instructions an item)
+  local window = st == 'a' and (kind == 'l' or kind == 'f') and gid:match('^.*:(.*)$') or nil
   if old then
     local s, t = old:sub(1, 1), unpack_ms(old:sub(2, MS_BYTES + 1))
     if s == 'x' then return 0 end
@@ -100,7 +119,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   -- item leaves nothing half-applied, and its redelivery applies it whole. (Once per user a call:
   -- its type cannot change in between.)
   if not CHECKED[K_LOG] then
-    redis.call('LLEN', K_LOG)
+    call('LLEN', K_LOG)
     CHECKED[K_LOG] = true
   end
 
@@ -114,24 +133,23 @@ local function apply(a)  -- a: ARGV index before the item's fields
     if old_state == 'a' then rec, live = find(old_ts, gid) end
     local read = mark(gid)
     if st == 'a' then
-      local post, comment, text = ARGV[a + 10], ARGV[a + 11], ARGV[a + 12]
+      local post, comment, text = ARGV[a + 8], ARGV[a + 9], ARGV[a + 10]
       local g = {t = ts, gid = gid, verb = VERBS[kind], single = true, actor = actor, post = post, text = text}
       if comment ~= '' then g.comment = comment end
       if live then  -- a newer event for the item: what it leaves out stays as it was
         if post == '' then g.post = live.post end
         if text == '' then g.text = live.text end
-        redis.call('LREM', K_INBOX, '1', rec)
+        lrem(rec)
       end
-      local size = insert(g, false)
+      local size = insert(g)
       add_unread((ts > read and 1 or 0) - ((live and live.t > read) and 1 or 0))
       upserted(g, ts <= read)
       enforce_cap(size)
     elseif live then
-      redis.call('LREM', K_INBOX, '1', rec)
+      lrem(rec)
       removed(live)
     end
-    save(item, register)  -- the register is the 'already applied' mark: written last
-    return 1
+    return applied(item, register)
   end
 
   -- an actor's member in a group's set is the time of the item's register and the actor
@@ -140,27 +158,42 @@ local function apply(a)  -- a: ARGV index before the item's fields
   if old_member and old_gid ~= new_gid then change(old_gid, old_member, nil) end
   if st == 'a' then
     if old_gid ~= gid then old_member = nil end
-    enforce_cap(change(gid, old_member, ms .. actor, ts, ARGV[a + 5]))
+    enforce_cap(change(gid, old_member, ms .. actor, ts, ARGV[a + 3]))
   end
-  save(item, register)
-  return 1
+  return applied(item, register)
 end
 
 HOLD_UPSERTS = true
-local results, channels, starts = {}, {}, {}
+-- per user: their keys and names, and the last of their items' ARGV indexes (`starts`)
+local results, users, channels, starts = {}, {}, {}, {}
 local a = BASE
 while a < ARGC do
-  starts[#starts + 1], channels[#channels + 1] = a, ARGV[a + 2]
-  local kind = ARGV[a + 3]:byte(1)
-  a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)  -- c, m
+  local u = #users + 1
+  local keys, k = keys_at(u - 1)
+  local items = keys[k + 1]
+  local inbox, marks, log, prefix, channel = user_names(items)
+  a = a + 1
+  for _ = 1, tonumber(ARGV[a]) do
+    starts[#starts + 1] = a
+    local kind = ARGV[a + 1]:byte(1)
+    a = a + FIELDS + ((kind == 99 or kind == 109) and SINGLE_FIELDS or 0)  -- c, m
+  end
+  users[u] = {{items, inbox, marks, log}, prefix, channel, #starts}
+  channels[u] = channel
 end
 listen(channels)
-for i, a in ipairs(starts) do
-  local keys, k = keys_at((i - 1) * USER_KEYS)
-  use(keys, k, ARGV[a + 1], ARGV[a + 2])
-  TAG = ARGV[a + 9]
-  local ok, r = pcall(apply, a)
-  flush()
-  if ok then results[i] = r else results[i] = type(r) == 'table' and r.err or tostring(r) end
+local i = 0
+for _, user in ipairs(users) do
+  use(user[1], 0, user[2], user[3])
+  S = nil
+  while i < user[4] do
+    i = i + 1
+    a = starts[i]
+    TAG, LAST = ARGV[a + 7], i == user[4]
+    local ok, r = pcall(apply, a)
+    flush()
+    if ok then results[i] = r else results[i] = type(r) == 'table' and r.err or tostring(r) end
+  end
+  if S and S.dirty then save() end  -- their last item wrote no register (or failed)
 end
 return results

@@ -5,7 +5,11 @@
 -- ARGV 1..6: actors prefix, channel (of the user of KEYS 1..4; apply gives them per item),
 --            epoch candidate, max groups, max change-log entries, actors shown per group
 --            (0: as the last writer); the script's own ARGV follow.
+local call = redis.call
 local K_ITEMS, K_INBOX, K_MARKS, K_LOG, A_PREFIX, CHANNEL
+-- What the call knows of the user's inbox list, kept in step with its own writes (see head()),
+-- and their seen mark (see unseen()).
+local HEAD, SIZE, SEEN
 -- '@' .. the acceptance time (ms) of the event being applied (apply.lua sets it per item), or '':
 -- it rides on the published cursor ("EPOCH.N-0@MS PAYLOAD") for the gateway's push latency
 local TAG = ''
@@ -14,6 +18,7 @@ local TAG = ''
 local function use(keys, k, prefix, channel)
   K_ITEMS, K_INBOX, K_MARKS, K_LOG = keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4]
   A_PREFIX, CHANNEL = prefix, channel
+  HEAD, SIZE, SEEN = nil, nil, nil
 end
 use(KEYS, 0, ARGV[1], ARGV[2])
 local EPOCH_NEW = ARGV[3]
@@ -54,8 +59,17 @@ else
 end
 
 -- Numbers become text through string.format('%d'): a Lua number's own conversion (%.14g) costs
--- twice as much, and is wrong past 14 digits.
-local function int(n) return string.format('%d', n) end
+-- twice as much, and is wrong past 14 digits. Remembered for the call: most repeat (counts, a
+-- group's times), and a lookup costs a tenth of a format.
+local INTS = {}
+local function int(n)
+  local s = INTS[n]
+  if not s then
+    s = string.format('%d', n)
+    INTS[n] = s
+  end
+  return s
+end
 
 -- A group id is VERB:REST; records and log entries abbreviate the verb to its first letter.
 local VERBS = {l = 'like', f = 'follow', c = 'comment', m = 'mention'}
@@ -103,15 +117,46 @@ local function decode(rec)
   return g
 end
 
+-- The inbox list's newest record (false: the list is empty) and its length, read once a user
+-- and then kept in step with every write to it (apply's, through these functions and insert).
+local function head()
+  if HEAD == nil then HEAD = call('LINDEX', K_INBOX, '0') end
+  return HEAD
+end
+local function size()
+  if not SIZE then SIZE = call('LLEN', K_INBOX) end
+  return SIZE
+end
+-- LPUSH; LSET of the newest record; LREM of one record; RPOP.
+local function lpush(rec)
+  HEAD, SIZE = rec, call('LPUSH', K_INBOX, rec)
+  return SIZE
+end
+local function set_head(rec)
+  call('LSET', K_INBOX, '0', rec)
+  HEAD = rec
+end
+local function lrem(rec)
+  if call('LREM', K_INBOX, '1', rec) == 0 then return end
+  if rec == HEAD then HEAD = nil end
+  if SIZE then SIZE = SIZE - 1 end
+end
+local function rpop()
+  local rec = call('RPOP', K_INBOX)
+  if rec == HEAD then HEAD = nil end
+  if SIZE then SIZE = SIZE - 1 end
+  return rec
+end
+
 -- The inbox is ordered newest first by (time, group id), as ZREVRANGE orders a sorted set.
 local function newer(t1, g1, t2, g2) return t1 > t2 or (t1 == t2 and g1 > g2) end
 
 -- Index of the first record that is not newer than (t, gid) (or, `past`, older than it).
 local function seek(t, gid, past)
-  local lo, hi = 0, redis.call('LLEN', K_INBOX)
+  local lo, hi = 0, size()
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
-    local rec = redis.call('LINDEX', K_INBOX, mid)
+    local rec = call('LINDEX', K_INBOX, mid)
     local rt, ahead = unpack_ms(rec), nil
     if rt ~= t then
       ahead = rt > t
@@ -126,7 +171,7 @@ end
 
 -- The live record of group `gid` last active at `t` and its group, or nil (gone or dropped).
 local function find(t, gid)
-  local rec = redis.call('LINDEX', K_INBOX, seek(t, gid))
+  local rec = call('LINDEX', K_INBOX, seek(t, gid))
   if rec then
     local g = decode(rec)
     if g.t == t and g.gid == gid then return rec, g end
@@ -135,25 +180,28 @@ end
 
 -- Put a group's record in its place, replacing one with the same time and id (a retry after a
 -- failed script must not duplicate it); returns the inbox size. New activity usually goes on top.
--- `head`: the newest record if the caller has it (nil: the inbox is empty), false: read it.
-local function insert(g, head)
+local function insert(g)
   local rec, t, gid = encode(g), g.t, g.gid
-  local here = head
-  if here == false then here = redis.call('LINDEX', K_INBOX, '0') end
-  if not here or t > unpack_ms(here) then return redis.call('LPUSH', K_INBOX, rec) end
+  local here = head()
+  if not here or t > unpack_ms(here) then return lpush(rec) end
   local at, h = 0, decode(here)
-  if newer(t, gid, h.t, h.gid) then return redis.call('LPUSH', K_INBOX, rec) end
+  if newer(t, gid, h.t, h.gid) then return lpush(rec) end
   if not (h.t == t and h.gid == gid) then
     at = seek(t, gid)
-    here = redis.call('LINDEX', K_INBOX, at)
-    if not here then return redis.call('RPUSH', K_INBOX, rec) end
+    here = call('LINDEX', K_INBOX, at)
+    if not here then  -- older than every record: the newest stays
+      SIZE = call('RPUSH', K_INBOX, rec)
+      return SIZE
+    end
     h = decode(here)
   end
   if h.t == t and h.gid == gid then
-    redis.call('LSET', K_INBOX, at, rec)
-    return redis.call('LLEN', K_INBOX)
+    if at == 0 then set_head(rec) else call('LSET', K_INBOX, at, rec) end
+    return size()
   end
-  return redis.call('LINSERT', K_INBOX, 'BEFORE', here, rec)  -- records are unique: `here` is at `at`
+  -- records are unique: `here` is at `at`, after the newest
+  SIZE = call('LINSERT', K_INBOX, 'BEFORE', here, rec)
+  return SIZE
 end
 
 -- The user's state, in the items hash under STATE_FIELD (schemas/layouts.py): the change log's
@@ -204,9 +252,9 @@ local S
 local function state(item, extra)
   local r
   if extra then
-    r = redis.call('HMGET', K_ITEMS, item, STATE_FIELD, extra)
+    r = call('HMGET', K_ITEMS, item, STATE_FIELD, extra)
   else
-    r = item and redis.call('HMGET', K_ITEMS, item, STATE_FIELD) or {false, redis.call('HGET', K_ITEMS, STATE_FIELD)}
+    r = item and call('HMGET', K_ITEMS, item, STATE_FIELD) or {false, call('HGET', K_ITEMS, STATE_FIELD)}
   end
   local raw, epoch, seq, unread, shown, all, groups = r[2], nil, 0, 0, nil, nil, nil
   if raw and raw:byte(1) == 0 then
@@ -222,12 +270,13 @@ end
 -- Write the state back if it changed, with the register of `item` if given.
 local function save(item, register)
   local packed = S.dirty and pack_state(S)
+  S.dirty = false
   if packed and item then
-    redis.call('HSET', K_ITEMS, item, register, STATE_FIELD, packed)
+    call('HSET', K_ITEMS, item, register, STATE_FIELD, packed)
   elseif packed then
-    redis.call('HSET', K_ITEMS, STATE_FIELD, packed)
+    call('HSET', K_ITEMS, STATE_FIELD, packed)
   elseif item then
-    redis.call('HSET', K_ITEMS, item, register)
+    call('HSET', K_ITEMS, item, register)
   end
 end
 local function add_unread(d)
@@ -240,10 +289,10 @@ end
 local function read_all()
   local s = S
   if s.all == nil then
-    local n = redis.call('HLEN', K_MARKS)
+    local n = call('HLEN', K_MARKS)
     s.all, s.groups = 0, false
     if n > 0 then
-      local m = redis.call('HMGET', K_MARKS, '*', 'seen')
+      local m = call('HMGET', K_MARKS, '*', 'seen')
       s.all, s.groups = tonumber(m[1] or '0'), n > (m[1] and 1 or 0) + (m[2] and 1 or 0)
     end
     s.dirty = s.dirty or s.epoch ~= nil
@@ -256,15 +305,26 @@ end
 local function mark(gid)
   local all = read_all()
   if not S.groups then return all end
-  return math.max(all, tonumber(redis.call('HGET', K_MARKS, gid) or '0'))
+  return math.max(all, tonumber(call('HGET', K_MARKS, gid) or '0'))
 end
 
 -- JSON is assembled here rather than by cjson.encode of a table (several times cheaper), and
--- every string in it goes through jstr: valid JSON whatever an id or a text holds. Ids (the
--- events' contract: A-Z a-z 0-9 _ . : @ -) and most texts take the fast path, one find.
+-- every string in it goes through jstr: valid JSON whatever an id or a text holds. cjson.encode
+-- of a string (C) costs less than a Lua pattern's search for what needs escaping, and gives what
+-- that did (the string in quotes) unless it holds a '/', which cjson escapes and we never did.
+-- Remembered for the call: ids repeat from change to change.
+local JSON = {}
 local function jstr(s)
-  if s:find('[%c"\\]') then return cjson.encode(s) end
-  return '"' .. s .. '"'
+  local j = JSON[s]
+  if not j then
+    if not s:find('/', 1, true) then
+      j = cjson.encode(s)
+    else
+      j = s:find('[%c"\\]') and cjson.encode(s) or '"' .. s .. '"'
+    end
+    JSON[s] = j
+  end
+  return j
 end
 
 -- A like or follow group's actors are a sorted set by time whose members are TIME (7 bytes) and
@@ -274,18 +334,19 @@ end
 local SMALL, SMALL_LAST = 16, '15'
 local function actors_of(gid)
   local akey, newest = A_PREFIX .. gid, math.max(SHOWN, 2)
-  local all = redis.call('ZRANGE', akey, '0', SMALL_LAST)
+  local all = call('ZRANGE', akey, '0', SMALL_LAST)
   local a = {count = #all, first = all[1], top = {}}
   if #all == SMALL then
-    a.count = redis.call('ZCARD', akey)
-    if a.count > SMALL then all = redis.call('ZRANGE', akey, -newest, -1) end
+    a.count = call('ZCARD', akey)
+    if a.count > SMALL then all = call('ZRANGE', akey, -newest, -1) end
   end
   for i = #all, math.max(1, #all - newest + 1), -1 do a.top[#a.top + 1] = all[i] end
   return a
 end
 
--- The client's view of a group, as JSON (REST pages and change payloads share it).
-local function view(g, read)
+-- The client's view of a group, as JSON (REST pages and change payloads share it); `tail`: as
+-- a change's tail (its group field and closing brace, in the same concatenation).
+local function view(g, read, tail)
   local extra, post = '', g.post
   if not post and g.verb == 'like' then post = g.gid:match('^like:(.*):') end  -- like:POST:WINDOW
   if post and post ~= '' then extra = ',"post":' .. jstr(post) end
@@ -302,26 +363,30 @@ local function view(g, read)
     actors, count, last = table.concat(names, ','), int(a.count), int(unpack_ms(a.top[1]))
     first = int(unpack_ms(a.first))
   end
-  return '{"id":' .. jstr(g.gid) .. ',"verb":"' .. g.verb .. '"' .. extra .. ',"actors":[' .. actors
+  local open, close = '{"id":', '}'
+  if tail then open, close = ',"group":{"id":', '}}' end
+  return open .. jstr(g.gid) .. ',"verb":"' .. g.verb .. '"' .. extra .. ',"actors":[' .. actors
     .. '],"count":' .. count .. ',"first_at":' .. first .. ',"last_at":' .. last
-    .. ',"read":' .. (read and 'true' or 'false') .. '}'
+    .. ',"read":' .. (read and 'true' or 'false') .. close
 end
 
 -- How many groups are unseen: newer than the user's seen mark (a time in ms, field `seen` of the
 -- read marks; none: every group). Only rendered changes and pages count them (a binary search).
+-- The mark is read once a user (SEEN; false: none): only seen.lua writes it, before it counts.
 local function unseen()
-  local mark = redis.call('HGET', K_MARKS, 'seen')
-  if not mark then return redis.call('LLEN', K_INBOX) end
-  return seek(tonumber(mark), '~')  -- '~': after every group id, so a tie at the mark is seen
+  if SEEN == nil then SEEN = tonumber(call('HGET', K_MARKS, 'seen')) or false end
+  if not SEEN then return size() end
+  return seek(SEEN, '~')  -- '~': after every group id, so a tie at the mark is seen
 end
 
--- A change as JSON: {"op":OP,"unread":N,"unseen":N + `tail`: its other fields and the closing brace.
+-- A change as JSON: {"op":OP,"unread":N,"unseen":N + `tail`: its other fields and the closing
+-- brace; after `lead` (publish: the message's head, in one concatenation).
 local OPS = {u = 'upsert', d = 'remove', r = 'read', s = 'seen'}
 -- Home-feed changes share the log (feeds/lua/feed_push.lua): `p` a post pushed into the feed,
 -- `q` one taken out; REF is AUTHOR|POST. Published and replayed behind FEED_MARK
 -- (schemas/layouts.py).
-local function change_json(op, unread, tail)
-  return '{"op":"' .. OPS[op] .. '","unread":' .. unread .. ',"unseen":' .. int(unseen()) .. tail
+local function change_json(op, unread, tail, lead)
+  return lead .. '{"op":"' .. OPS[op] .. '","unread":' .. unread .. ',"unseen":' .. int(unseen()) .. tail
 end
 
 -- Whether anyone listens to the user's channel (a gateway holding a session of theirs): a change
@@ -330,13 +395,13 @@ end
 local LISTENED = {}
 -- Ask once for several channels (apply: every item's user's).
 local function listen(channels)
-  local r = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  local r = call('PUBSUB', 'NUMSUB', unpack(channels))
   for i = 1, #r, 2 do LISTENED[r[i]] = r[i + 1] > 0 end
 end
 local function listened()
   local yes = LISTENED[CHANNEL]
   if yes == nil then
-    yes = redis.call('PUBSUB', 'NUMSUB', CHANNEL)[2] > 0
+    yes = call('PUBSUB', 'NUMSUB', CHANNEL)[2] > 0
     LISTENED[CHANNEL] = yes
   end
   return yes
@@ -357,7 +422,7 @@ local function check_of(entry)
   return 0, 1
 end
 local function last_check()
-  local entry = redis.call('LINDEX', K_LOG, -1)
+  local entry = call('LINDEX', K_LOG, -1)
   return entry and check_of(entry) or 0
 end
 
@@ -365,13 +430,13 @@ end
 -- what it pushed out: those removes ride on it as "dropped" under the last change's number, so a
 -- hot user's clients get one frame per new notification instead of two (schemas/protocol.py).
 -- The log keeps every change; a replay sends them one by one.
-local HOLD_UPSERTS, HELD = false, nil  -- HELD: {seq, unread, tail, dropped ids as JSON}
+local HOLD_UPSERTS, HELD = false, nil  -- HELD: {seq, unread, tail, dropped ids as JSON or nil}
 local function publish(seq, op, unread, tail)
   local sep = PUBLISHED_SEPARATOR
   -- a home-feed change (an op OPS does not name) is published as FEED_MARK and its payload,
   -- built by schemas/protocol.py (feeds/changelog.py `published` parses both kinds)
-  local payload = OPS[op] and change_json(op, unread, tail) or FEED_MARK .. tail
-  redis.call('PUBLISH', CHANNEL, S.epoch .. sep .. int(seq) .. sep .. CHECK .. TAG .. sep .. payload)
+  local lead = S.epoch .. sep .. int(seq) .. sep .. CHECK .. TAG .. sep
+  call('PUBLISH', CHANNEL, OPS[op] and change_json(op, unread, tail, lead) or lead .. FEED_MARK .. tail)
 end
 -- Publish the held upsert, if any (apply: after each item).
 local function flush()
@@ -379,7 +444,7 @@ local function flush()
   if not h then return end
   HELD = nil
   local tail = h.tail
-  if #h.dropped > 0 then tail = tail:sub(1, -2) .. ',"dropped":[' .. table.concat(h.dropped, ',') .. ']}' end
+  if h.dropped then tail = tail:sub(1, -2) .. ',"dropped":[' .. table.concat(h.dropped, ',') .. ']}' end
   publish(h.seq, 'u', h.unread, tail)
 end
 
@@ -393,20 +458,21 @@ local function emit(op, ref, tail, dropped, g, read)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
   local unread = int(s.unread)
-  if redis.call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
-    redis.call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
+  if call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
+    call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
   end
   if not listened() then return end
   local h = HELD
   if dropped and h then
     h.seq, h.unread = s.seq, unread
+    h.dropped = h.dropped or {}
     h.dropped[#h.dropped + 1] = dropped
     return
   end
   flush()
-  if g then tail = ',"group":' .. view(g, read) .. '}' end
+  if g then tail = view(g, read, true) end
   if op == 'u' and HOLD_UPSERTS then
-    HELD = {seq = s.seq, unread = unread, tail = tail, dropped = {}}
+    HELD = {seq = s.seq, unread = unread, tail = tail}
     return
   end
   publish(s.seq, op, unread, tail)
@@ -420,7 +486,7 @@ end
 -- already gone.
 local function removed(g, capped)
   if g.t > mark(g.gid) then add_unread(-1) end
-  if S.groups then redis.call('HDEL', K_MARKS, g.gid) end
+  if S.groups then call('HDEL', K_MARKS, g.gid) end
   local id = jstr(g.gid)
   emit('d', short(g.gid), ',"id":' .. id .. '}', capped and id)
 end
@@ -428,9 +494,9 @@ end
 -- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in).
 local function enforce_cap(size)
   while size and size > MAX_GROUPS do
-    local g = decode(redis.call('RPOP', K_INBOX))
+    local g = decode(rpop())
     size = size - 1
-    if not g.single then redis.call('DEL', A_PREFIX .. g.gid) end
+    if not g.single then call('DEL', A_PREFIX .. g.gid) end
     removed(g, true)
   end
 end

@@ -24,14 +24,14 @@ local checked = ARGV[BASE + 3]
 local gone = false
 if checked ~= '' and NKEYS > users * FEED_USER_KEYS then
   local keys, k = keys_at(NKEYS - 1)
-  local register = redis.call('HGET', keys[k + 1], checked)
+  local register = call('HGET', keys[k + 1], checked)
   gone = not register or register:sub(1, 2) ~= 'a '
 end
 
 local function hidden(m, at)
   local author = m:match('^[^|]*')
-  if redis.call('ZSCORE', K_MUTES, author) or redis.call('ZSCORE', K_BLOCKS, author) then return true end
-  for _, mark in ipairs(redis.call('HMGET', K_HIDE, 'm:' .. author, 'b:' .. author)) do
+  if call('ZSCORE', K_MUTES, author) or call('ZSCORE', K_BLOCKS, author) then return true end
+  for _, mark in ipairs(call('HMGET', K_HIDE, 'm:' .. author, 'b:' .. author)) do
     if mark and tonumber(at) <= tonumber(mark) then return true end
   end
   return false
@@ -56,14 +56,14 @@ for u = 1, users do
   for c = a + 2, last, 4 do
     local op, m, at, payload = ARGV[c], ARGV[c + 1], ARGV[c + 2], ARGV[c + 3]
     if op == 'p' then
-      if not gone and not hidden(m, at) and redis.call('ZADD', K_HOME, 'CH', at, m) == 1 then
-        redis.call('ZREMRANGEBYRANK', K_HOME, '0', cap)  -- the oldest beyond the cap go unlogged
-        if redis.call('ZSCORE', K_HOME, m) then
+      if not gone and not hidden(m, at) and call('ZADD', K_HOME, 'CH', at, m) == 1 then
+        call('ZREMRANGEBYRANK', K_HOME, '0', cap)  -- the oldest beyond the cap go unlogged
+        if call('ZSCORE', K_HOME, m) then
           emit('p', m, payload)
           logged = logged + 1
         end
       end
-    elseif redis.call('ZREM', K_HOME, m) == 1 then
+    elseif call('ZREM', K_HOME, m) == 1 then
       emit('q', m, payload)
       logged = logged + 1
     end

@@ -12,7 +12,7 @@ local function found(item, t, g, actor)
   out[#out + 1] = g.post or ''
   out[#out + 1] = actor
 end
-for _, rec in ipairs(redis.call('LRANGE', K_INBOX, '0', '-1')) do
+for _, rec in ipairs(call('LRANGE', K_INBOX, '0', '-1')) do
   local g = decode(rec)
   if g.single then
     if (kind == 'actor' and g.actor == wanted) or (kind == 'post' and g.post == wanted) then
@@ -27,7 +27,7 @@ for _, rec in ipairs(redis.call('LRANGE', K_INBOX, '0', '-1')) do
       candidates[#candidates + 1] = {item, g}
     end
   elseif g.post == wanted then  -- every actor of a like group on the post
-    for _, member in ipairs(redis.call('ZRANGE', A_PREFIX .. g.gid, '0', '-1')) do
+    for _, member in ipairs(call('ZRANGE', A_PREFIX .. g.gid, '0', '-1')) do
       found('l|' .. wanted .. '|' .. member:sub(8), unpack_ms(member), g, member:sub(8))
     end
   end
@@ -35,7 +35,7 @@ end
 if #candidates > 0 then
   local fields = {}
   for i, c in ipairs(candidates) do fields[i] = c[1] end
-  local registers = redis.call('HMGET', K_ITEMS, unpack(fields))
+  local registers = call('HMGET', K_ITEMS, unpack(fields))
   for i, c in ipairs(candidates) do
     local reg = registers[i]
     if reg and reg:sub(1, 1) == 'a' then found(c[1], unpack_ms(reg:sub(2, MS_BYTES + 1)), c[2], wanted) end

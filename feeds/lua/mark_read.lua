@@ -4,11 +4,11 @@
 local s = state()
 if ARGV[BASE + 1] == 'all' then
   if s.unread == 0 then return 0 end
-  local top = redis.call('LINDEX', K_INBOX, 0)  -- the newest group: every group is read as of its time
+  local top = call('LINDEX', K_INBOX, 0)  -- the newest group: every group is read as of its time
   if top then
     local t = unpack_ms(top)
     if t > read_all() then
-      redis.call('HSET', K_MARKS, '*', int(t))
+      call('HSET', K_MARKS, '*', int(t))
       s.all = t  -- the state's summary, saved below
     end
   end
@@ -38,7 +38,7 @@ local done = {}
 for i = BASE + 2, #ARGV do
   local g = live[ARGV[i]]
   if g and g.t > mark(g.gid) then
-    redis.call('HSET', K_MARKS, g.gid, int(g.t))
+    call('HSET', K_MARKS, g.gid, int(g.t))
     s.groups = true  -- the state's summary (mark() learned it), saved below
     add_unread(-1)
     done[#done + 1] = g.gid

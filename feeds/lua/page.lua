@@ -5,16 +5,16 @@ local before_t, before_id, limit = ARGV[BASE + 1], ARGV[BASE + 2], tonumber(ARGV
 local s = state()
 local start = 0
 if before_id ~= '' then start = seek(tonumber(before_t), before_id, true) end
-local rows = redis.call('LRANGE', K_INBOX, start, start + limit)  -- one more: is there a next page?
+local rows = call('LRANGE', K_INBOX, start, start + limit)  -- one more: is there a next page?
 local out = {0, s.unread, s.epoch or '-', s.seq, s.epoch and last_check() or 0, unseen(),
-  redis.call('HGET', K_MARKS, 'seen') or '0'}
+  call('HGET', K_MARKS, 'seen') or '0'}
 local groups, ids = {}, {'*'}
 for i = 1, math.min(#rows, limit) do
   groups[i] = decode(rows[i])
   ids[i + 1] = groups[i].gid
 end
 if #groups > 0 then
-  local marks = redis.call('HMGET', K_MARKS, unpack(ids))  -- the read-all mark, then each group's
+  local marks = call('HMGET', K_MARKS, unpack(ids))  -- the read-all mark, then each group's
   local all = tonumber(marks[1] or '0')
   for i, g in ipairs(groups) do
     out[#out + 1] = view(g, g.t <= math.max(all, tonumber(marks[i + 1] or '0')))

@@ -15,7 +15,7 @@ end
 local function lookup(wanted, missing)
   local at, size = 0, 8  -- recent groups are on top: look at a few first, then more and more
   while missing > 0 do
-    local chunk = redis.call('LRANGE', K_INBOX, at, at + size - 1)
+    local chunk = call('LRANGE', K_INBOX, at, at + size - 1)
     for _, rec in ipairs(chunk) do
       local id = short_of(rec)
       if wanted[id] == false then

@@ -19,10 +19,10 @@ if epoch == '-' then
 elseif epoch ~= s.epoch then
   return refetch()
 end
-local first = s.seq - redis.call('LLEN', K_LOG) + 1  -- the oldest change still logged
+local first = s.seq - call('LLEN', K_LOG) + 1  -- the oldest change still logged
 if after > s.seq or (after == 0 and first > 1) or (after > 0 and after < first) then return refetch() end
 local from = after - first  -- the index of the cursor's own change (-1: 0, the log's start)
-local entries = redis.call('LRANGE', K_LOG, math.max(from, 0), from + count)
+local entries = call('LRANGE', K_LOG, math.max(from, 0), from + count)
 if from >= 0 and check_of(table.remove(entries, 1)) ~= check then return refetch() end
 local out = {'replay', s.epoch, after + 1}
 if #entries == 0 then return out end
@@ -46,10 +46,10 @@ for id, rec in pairs(found) do
   end
 end
 if #groups > 0 then
-  local marks = redis.call('HMGET', K_MARKS, unpack(ids))  -- the read-all mark, then each group's
+  local marks = call('HMGET', K_MARKS, unpack(ids))  -- the read-all mark, then each group's
   local all = tonumber(marks[1] or '0')
   for i, g in ipairs(groups) do
-    rendered[short(g.gid)] = ',"group":' .. view(g, g.t <= math.max(all, tonumber(marks[i + 1] or '0'))) .. '}'
+    rendered[short(g.gid)] = view(g, g.t <= math.max(all, tonumber(marks[i + 1] or '0')), true)
   end
 end
 
@@ -69,6 +69,6 @@ for _, e in ipairs(entries) do
     end
   end
   out[#out + 1] = e[4]
-  out[#out + 1] = OPS[op] and change_json(op, unread, tail) or tail
+  out[#out + 1] = OPS[op] and change_json(op, unread, tail, '') or tail
 end
 return out

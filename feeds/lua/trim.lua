@@ -9,12 +9,12 @@
 local CUTOFF, CURSOR, COUNT = tonumber(ARGV[BASE + 1]), ARGV[BASE + 2], ARGV[BASE + 3]
 local WATERMARK = HORIZON_FIELD  -- schemas/layouts.py
 
-if redis.call('EXISTS', K_ITEMS) == 0 then return {'0', 0} end  -- nothing to trim, nor to mark
-local mark = redis.call('HGET', K_ITEMS, WATERMARK)
+if call('EXISTS', K_ITEMS) == 0 then return {'0', 0} end  -- nothing to trim, nor to mark
+local mark = call('HGET', K_ITEMS, WATERMARK)
 if mark and unpack_ms(mark) >= CUTOFF then
   CUTOFF = unpack_ms(mark)
 else
-  redis.call('HSET', K_ITEMS, WATERMARK, pack_ms(CUTOFF))
+  call('HSET', K_ITEMS, WATERMARK, pack_ms(CUTOFF))
 end
 
 -- Whether the active register `reg` of `item` (time `t`) is behind what the inbox shows.
@@ -24,7 +24,7 @@ local function shown(item, reg, t)
     local window = reg:match('^[^|]*|(.*)$', MS_BYTES + 2)
     if not window then return false end
     local gid = kind == 'l' and 'like:' .. item:match('^l|(.*)|') .. ':' .. window or 'follow:' .. window
-    return redis.call('ZSCORE', A_PREFIX .. gid, pack_ms(t) .. item:match('[^|]*$')) ~= false
+    return call('ZSCORE', A_PREFIX .. gid, pack_ms(t) .. item:match('[^|]*$')) ~= false
   end
   local gid
   if kind == 'c' then
@@ -37,7 +37,7 @@ local function shown(item, reg, t)
   return find(t, gid) ~= nil
 end
 
-local reply = redis.call('HSCAN', K_ITEMS, CURSOR, 'COUNT', COUNT)
+local reply = call('HSCAN', K_ITEMS, CURSOR, 'COUNT', COUNT)
 local rows, gone = reply[2], {}
 for i = 1, #rows, 2 do
   local item, reg = rows[i], rows[i + 1]
@@ -47,5 +47,5 @@ for i = 1, #rows, 2 do
     if t < CUTOFF and (st == 'i' or not shown(item, reg, t)) then gone[#gone + 1] = item end
   end
 end
-if #gone > 0 then redis.call('HDEL', K_ITEMS, unpack(gone)) end
+if #gone > 0 then call('HDEL', K_ITEMS, unpack(gone)) end
 return {reply[1], #gone}

@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
+import msgspec
 from redis.asyncio import Redis
 
 from feeds.scripts import Command, Script, run_checked
+from notifier.runtime import eventlog
 from schemas import keys
+from schemas.events import decode_stored, encode_event
 
 LOST: Final = "lost before processing"  # the error of a dead letter whose event was deleted
 _LOST_ERROR: Final = f"{LOST}: deleted from the event log while pending"
@@ -43,16 +46,19 @@ redis.call('HDEL', KEYS[3], ARGV[2])
 return #rows == 0 and 2 or 1
 """)
 
-# KEYS: dead letters, target stream. ARGV: dead-letter id, then extra field/value pairs.
-# Copies the entry's original fields (e, s, t: see runtime.eventlog) or all of them, then deletes it.
-_TAKE: Final = Script("""
+# KEYS: dead letters, target stream. ARGV: dead-letter id, `all` or not, then extra field/value
+# pairs. Copies the entry's original fields (runtime.eventlog.EVENT_FIELDS) or all of them, then
+# deletes it.
+_TAKE: Final = Script(
+    """
 local rows = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #rows == 0 then return false end
 local fields = {}
 local all = ARGV[2] == 'all'
 local f = rows[1][2]
+local COPIED = {EVENT_FIELDS}
 for i = 1, #f, 2 do
-  if all or f[i] == 'e' or f[i] == 's' or f[i] == 't' then
+  if all or COPIED[f[i]] then
     fields[#fields + 1] = f[i]; fields[#fields + 1] = f[i + 1]
   end
 end
@@ -61,7 +67,8 @@ for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('XDEL', KEYS[1], ARGV[1])
 return id
-""")
+""".replace("{EVENT_FIELDS}", "{" + ", ".join(f"{name} = true" for name in eventlog.EVENT_FIELDS) + "}")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,5 +167,15 @@ class DeadLetters:
 
 
 def _letter(partition: int, rid: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
-    decoded = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+    decoded = {k.decode(): _text(k.decode(), v) for k, v in fields.items()}
     return DeadLetter(f"{partition}/{rid.decode()}", decoded)
+
+
+def _text(field: str, value: bytes) -> str:
+    """A field as an operator reads it: the stored event as the contract's JSON."""
+    if field == eventlog.EVENT:
+        try:
+            return encode_event(decode_stored(value)).decode()
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+            pass  # shown as it is: what made it undecodable may be why it is here
+    return value.decode(errors="replace")

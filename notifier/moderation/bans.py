@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from redis.asyncio.client import Pipeline
 
-from feeds.scripts import run_checked
+from feeds.scripts import Query, ask
 from notifier.runtime.eventlog import LoggedEvent
 from schemas import keys
 from schemas.errors import Reason, Rejected
@@ -41,11 +41,21 @@ class Bans:
 
     async def of(self, actors: Sequence[str]) -> dict[str, Ban]:
         """Bans and suspensions (current, past or future) of `actors`."""
-        if not actors:
-            return {}
-        # the lean pipeline: redis-py packs a command's arguments in Python, here one per actor
-        (found,) = await run_checked(self._redis, [("HMGET", keys.mod_bans(), *actors)])
-        return {a: msgspec.json.decode(raw, type=Ban) for a, raw in zip(actors, found, strict=True) if raw}
+        (found,) = await ask(self._redis, self.query(actors))
+        return found
+
+    def query(self, actors: Sequence[str]) -> Query[dict[str, Ban]]:
+        """`of`, to ask with other reads."""
+
+        def parse(replies: Sequence[Any]) -> dict[str, Ban]:
+            if not replies:
+                return {}
+            (found,) = replies
+            pairs = zip(actors, found, strict=True)
+            return {a: msgspec.json.decode(raw, type=Ban) for a, raw in pairs if raw}
+
+        # one command for them all: the lean pipeline packs a command's arguments in C
+        return Query([("HMGET", keys.mod_bans(), *actors)] if actors else [], parse)
 
     async def active(self) -> list[Ban]:
         """Bans, and suspensions not yet over, oldest first."""

@@ -3,6 +3,12 @@ ban-and-remove recalls) and per reportable thing (a comment, a mention in a post
 log's retention. The screener remembers what it lets through; reports and bans read the events
 back from the log. The only code that touches `modc:` and `modref:` keys.
 
+The actor's `modc:` key also holds their last minute for the velocity rule (velocity.py counts
+through `velocity`): every screened comment and mention as its event id (an id holds neither
+'/' nor ' ': never a position), scored by acceptance time minus VELOCITY_SCORES, below every
+position's score. One key per active actor instead of two: ~180 bytes of Redis (the key, its
+expiry and its table entry) less per actor, which for the many who comment once is per event.
+
 A mention in a post is found under its actor: the actor's `modc:` member is its position and the
 post (`POSITION POST`), not a `modref:` key of its own (a key per such event cost ~200 bytes of
 Redis, ~20 per notification at 10 recipients); a report of one scans the actor's week of content.
@@ -29,6 +35,27 @@ class Located:
 
 
 POST_SEPARATOR: Final = " "  # in an actor's member `POSITION POST`; neither holds a space
+VELOCITY_SCORES: Final = 2**48  # above any time in ms; the offset scores stay exact in a double
+
+
+def velocity(actor: str, event_id: str, accepted_ms: int, window_ms: int) -> tuple[list[Command], int]:
+    """The commands that count `event_id` among the actor's events of the last `window_ms`
+    (idempotent: counting it again changes nothing), and the index of the count's reply."""
+    key = keys.mod_content(actor)
+    now = accepted_ms - VELOCITY_SCORES
+    start = now - window_ms
+    commands: list[Command] = [
+        ("ZADD", key, now, event_id),
+        ("ZREMRANGEBYSCORE", key, "-inf", f"({start}"),
+        ("ZCOUNT", key, f"({start}", now),
+        *_lasting(key, 2 * window_ms),
+    ]
+    return commands, 2
+
+
+def _lasting(key: str, ms: int) -> list[Command]:
+    """The key lives at least `ms` more: its two uses keep it for different lengths."""
+    return [("PEXPIRE", key, ms, "NX"), ("PEXPIRE", key, ms, "GT")]
 
 
 def ref_of_group(group_id: str) -> str | None:
@@ -65,8 +92,8 @@ class ContentIndex:
             member = at if comment else f"{at}{POST_SEPARATOR}{logged.event.post}"
             commands += [
                 ("ZADD", actor_key, logged.accepted_ms, member),
-                ("ZREMRANGEBYSCORE", actor_key, "-inf", f"({horizon}"),
-                ("PEXPIRE", actor_key, self._retain_ms),
+                ("ZREMRANGEBYSCORE", actor_key, 0, f"({horizon}"),  # positions only
+                *_lasting(actor_key, self._retain_ms),
             ]
             if comment:
                 ref = keys.mod_ref(f"comment:{comment}")
@@ -89,7 +116,7 @@ class ContentIndex:
         return await self.load(list(dict.fromkeys(positions)))
 
     async def of_actor(self, actor: str) -> list[Located]:
-        members = await self._redis.zrange(keys.mod_content(actor), 0, -1)
+        members = await self._redis.zrange(keys.mod_content(actor), 0, "+inf", byscore=True)  # positions
         return await self.load([m.decode().partition(POST_SEPARATOR)[0] for m in members])
 
     async def load(self, positions: Sequence[str]) -> list[Located]:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from redis.asyncio import Redis
-
-from feeds.scripts import Command, run_checked
+from feeds.scripts import Command, Query
 from schemas import keys
 
+from .content import velocity
 from .rules import Signals
 
 VELOCITY_WINDOW_MS: Final = 60_000
@@ -36,35 +35,36 @@ def text_key(canonical_text: str) -> str | None:
 
 
 class ActivityCounters:
-    """The only code that touches `modv:` and `moddup:` keys."""
+    """The only code that touches `moddup:` keys; the velocity count lives in the actor's
+    content key (content.py)."""
 
-    def __init__(self, redis: Redis, *, duplicate_window_ms: int) -> None:
-        self._redis = redis
+    def __init__(self, *, duplicate_window_ms: int) -> None:
         self._dup_window_ms = duplicate_window_ms
 
-    async def observe(self, seen: Sequence[Observation]) -> list[Signals]:
-        """Record `seen` and return each one's counts (itself included), in one round trip."""
-        if not seen:
-            return []
+    def observe(self, seen: Sequence[Observation]) -> Query[list[Signals]]:
+        """Record `seen` and return each one's counts (itself included), to `ask`."""
         dup_keys = [text_key(o.canonical_text) for o in seen]
         commands: list[Command] = []
+        counts: list[tuple[int, int | None]] = []  # per observation, where its replies are
         for o, dup in zip(seen, dup_keys, strict=True):
-            commands += _count(keys.mod_velocity(o.actor), {o.event_id: o.accepted_ms}, o, VELOCITY_WINDOW_MS)
+            counted, at = velocity(o.actor, o.event_id, o.accepted_ms, VELOCITY_WINDOW_MS)
+            recent = len(commands) + at
+            commands += counted
+            targets = None
             if dup is not None:
-                members = dict.fromkeys(o.targets, o.accepted_ms)
-                commands += _count(keys.mod_duplicates(dup), members, o, self._dup_window_ms)
-        replies = await run_checked(self._redis, commands)
-        out: list[Signals] = []
-        at = 0
-        for dup in dup_keys:
-            recent = int(replies[at + 2])
-            at += 4
-            targets = 0
-            if dup is not None:
-                targets = int(replies[at + 2])
-                at += 4
-            out.append(Signals(recent_events=recent, same_text_targets=targets))
-        return out
+                targets = len(commands) + 2
+                commands += _count(
+                    keys.mod_duplicates(dup), dict.fromkeys(o.targets, o.accepted_ms), o, self._dup_window_ms
+                )
+            counts.append((recent, targets))
+
+        def parse(replies: Sequence[Any]) -> list[Signals]:
+            return [
+                Signals(recent_events=int(replies[r]), same_text_targets=0 if t is None else int(replies[t]))
+                for r, t in counts
+            ]
+
+        return Query(commands, parse)
 
 
 def _count(key: str, members: dict[str, int], o: Observation, window_ms: int) -> list[Command]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import zlib
+from typing import Final
 
 import msgspec
 
-from schemas.events import Event, decode_logged
+from schemas.events import Event, decode_logged, decode_stored, encode_stored
 
 
 def partition_of(actor: str, partitions: int) -> int:
@@ -24,21 +25,40 @@ class LoggedEvent(msgspec.Struct, frozen=True):
     trace: str = ""  # W3C traceparent of the append, when tracing is on
 
 
+# An entry's fields (README "Redis keys"): the event (`EVENT`: schemas.events.encode_stored;
+# entries written before it hold the contract's JSON under `EVENT_JSON`), the calling service,
+# the acceptance time (ms), and the append's W3C traceparent when tracing is on.
+EVENT: Final = "m"
+EVENT_JSON: Final = "e"
+SERVICE: Final = "s"
+ACCEPTED: Final = "t"
+TRACE: Final = "c"
+EVENT_FIELDS: Final = (EVENT, EVENT_JSON, SERVICE, ACCEPTED)  # what a redrive copies (no trace)
+_EVENT, _EVENT_JSON, _SERVICE, _ACCEPTED, _TRACE = (
+    f.encode() for f in (EVENT, EVENT_JSON, SERVICE, ACCEPTED, TRACE)
+)
+
+
 def entry_fields(
-    payload: bytes, service: str, accepted_ms: int, trace: str = ""
+    event: Event, service: str, accepted_ms: int, trace: str = ""
 ) -> dict[str, bytes | str | int]:
-    fields: dict[str, bytes | str | int] = {"e": payload, "s": service, "t": accepted_ms}
+    fields: dict[str, bytes | str | int] = {
+        EVENT: encode_stored(event),
+        SERVICE: service,
+        ACCEPTED: accepted_ms,
+    }
     if trace:
-        fields["c"] = trace  # the trace context travels with the entry
+        fields[TRACE] = trace  # the trace context travels with the entry
     return fields
 
 
 def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> LoggedEvent:
     """Raises KeyError/ValueError/msgspec errors for an entry that is not a valid event."""
+    stored = fields.get(_EVENT)
     return LoggedEvent(
         entry_id=entry_id,
-        event=decode_logged(fields[b"e"]),
-        service=fields[b"s"].decode(),
-        accepted_ms=int(fields[b"t"]),
-        trace=fields[b"c"].decode() if b"c" in fields else "",
+        event=decode_stored(stored) if stored is not None else decode_logged(fields[_EVENT_JSON]),
+        service=fields[_SERVICE].decode(),
+        accepted_ms=int(fields[_ACCEPTED]),
+        trace=fields[_TRACE].decode() if _TRACE in fields else "",
     )

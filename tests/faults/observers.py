@@ -23,8 +23,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from feeds.changelog import Refetch, read_after
 from feeds.inbox import Inbox
 from feeds.limits import FeedLimits
+from notifier.runtime import eventlog
 from schemas import keys
 from schemas.cursor import START, Cursor
+from schemas.events import decode_stored
 
 from .harness import wait_until
 
@@ -71,12 +73,22 @@ class DeadLetter:
     error: str
 
 
+def _event_id(fields: dict[bytes, bytes]) -> str:
+    """A dead letter's event id: from the stored event, or the JSON an earlier version stored;
+    "?" for the letter of an entry lost before processing (no event)."""
+    if (stored := fields.get(eventlog.EVENT.encode())) is not None:
+        return decode_stored(stored).id
+    if (legacy := fields.get(eventlog.EVENT_JSON.encode())) is not None:
+        return str(orjson.loads(legacy)["id"])
+    return "?"
+
+
 async def dead_letters(redis: Redis, partitions: int) -> list[DeadLetter]:
     """Every dead-letter entry of every partition."""
     out: list[DeadLetter] = []
     for p in range(partitions):
         for _, fields in await redis.xrange(keys.dead_letters(p)):
-            event_id = orjson.loads(fields[b"e"])["id"] if b"e" in fields else "?"
+            event_id = _event_id(fields)
             deliveries = int(fields.get(b"deliveries", b"0"))
             out.append(DeadLetter(p, event_id, deliveries, fields.get(b"error", b"").decode()))
     return out

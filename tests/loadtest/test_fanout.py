@@ -40,8 +40,11 @@ def test_one_worker_drains_the_preloaded_log_into_the_expected_inboxes() -> None
     assert (inbox["missing"], inbox["unexpected"], inbox["miscounted"]) == (0, 0, 0)
     assert inbox["groups_expected"] < 3_000  # aggregation merged events into groups
     assert result["processes"]["worker"]["cpu_s"] > 0 and result["processes"]["redis"]["cpu_s"] > 0
+    commands = result["redis_commands"]  # the drain's own: the sampler's XINFO is left out
+    assert commands["xreadgroup"]["calls"] > 0 and commands["evalsha"]["us_per_event"] > 0
+    assert "xinfo|groups" not in commands and "info" not in commands
     assert fanout.passed(result) and result["notes"] == []
-    assert "Result: PASS" in fanout.markdown(result)
+    assert "Result: PASS" in fanout.markdown(result) and "| evalsha |" in fanout.markdown(result)
 
 
 def test_pinning_is_the_fanout_stages_alone() -> None:

@@ -29,6 +29,29 @@ from .harness import App, push_client, running_app
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 WAIT_MS: Final = 10_000
+# Counts, in the page, the console's API calls still unanswered (an answer counts once its body
+# is read: the console renders it in the same turn), the queue fetches and the live streams
+# opened, and remembers the queue rows present at a mark.
+WATCH_JS: Final = """
+window.watch = { unanswered: 0, queueFetches: 0, streams: 0, marked: new Set() };
+const fetched = window.fetch;
+window.fetch = (input, init) => {
+  const url = String(input);
+  if (url.startsWith("/v1/moderation/live")) {
+    window.watch.streams++;
+    return fetched(input, init);
+  }
+  if (url.startsWith("/v1/moderation/items?")) window.watch.queueFetches++;
+  window.watch.unanswered++;
+  const answered = () => window.watch.unanswered--;
+  return fetched(input, init).then((response) => {
+    const json = response.json.bind(response);
+    response.json = () => json().finally(answered);
+    return response;
+  }, (error) => { answered(); throw error; });
+};
+"""
+ROW_IDS: Final = "rows => rows.map(li => li.dataset.id)"
 ANN_MOD: Final = Moderator("ann", "moderator", "setup")
 
 
@@ -122,6 +145,7 @@ class Dialogs:
 
 async def signed_in(app: App, browser: Browser, who: str) -> Page:
     page = await browser.new_page(viewport={"width": 1440, "height": 900})
+    await page.add_init_script(WATCH_JS)
     await page.goto(f"{app.base_url}/moderation/")
     await page.fill("#token", app.token(who, "moderator"))
     await page.click("#signin-button")
@@ -197,9 +221,7 @@ async def test_a_shift_with_the_console(app: App, browser: Browser) -> None:
     await expect(page.locator('#bans li[data-actor="bob"]')).to_have_count(0, timeout=WAIT_MS)
     await expect(page.locator("#audit-list li").first).to_contain_text("unban bob — appeal upheld")
     await page.select_option("#filter-state", "")  # the ban rejected bob's items: show all
-    # the actor's enforcement history; dispatched, not clicked: on a cluster the queue was seen
-    # re-rendered so often that Playwright never found the row stable for a click (30 s)
-    await page.locator('#queue li[data-id="e4"]').dispatch_event("click")
+    await page.locator('#queue li[data-id="e4"]').click()  # the actor's enforcement history
     await expect(page.locator("#detail-enforcement li").first).to_contain_text("unban by ann: appeal upheld")
     await expect(page.locator("#detail-enforcement li").nth(1)).to_contain_text("ban by ann: threats")
     await page.select_option("#filter-state", "open")
@@ -289,4 +311,72 @@ async def test_a_key_pressed_while_the_next_item_loads_does_not_act_on_the_previ
     gate.set()
     await expect(page.locator("#detail-text")).to_have_text("kys loser")
     assert {await item_state(app, "e1"), await item_state(app, "e2")} == {"pending"}
+    await page.close()
+
+
+async def settled(page: Page, unanswered: int = 0) -> None:
+    """Until `unanswered` of the console's API calls are still out (a debounced refresh that is
+    still due is not counted: wait for what it shows first)."""
+    await page.wait_for_function("n => window.watch.unanswered === n", arg=unanswered, timeout=WAIT_MS)
+
+
+async def test_a_change_refetches_once_and_replaces_only_the_changed_row(app: App, browser: Browser) -> None:
+    await app.send(*(comment(f"e{n}", "bob", "alice", HELD_TEXT, post=f"p{n}") for n in (1, 2, 3)))
+    for item_id in ("e1", "e2", "e3"):
+        await app.wait_for_item(item_id)
+    page = await signed_in(app, browser, "ann")
+    await expect(page.locator("#queue li")).to_have_count(3, timeout=WAIT_MS)
+    await settled(page)
+    # the token check (items?limit=1), then the queue once
+    assert await page.evaluate("window.watch.queueFetches") == 2
+    await page.locator("#queue li").evaluate_all("rows => rows.forEach(li => window.watch.marked.add(li))")
+
+    claimed = await app.moderate("POST", "/v1/moderation/items/e2/claim", "ben")
+    assert claimed.status_code == 200, claimed.text
+    await expect(page.locator('#queue li[data-id="e2"]')).to_contain_text("claimed by ben", timeout=WAIT_MS)
+    await app.send(comment("e4", "carl", "alice", HELD_TEXT, post="p4"))
+    await expect(page.locator('#queue li[data-id="e4"]')).to_be_visible(timeout=WAIT_MS)
+    await settled(page)
+
+    kept = await page.locator("#queue li").evaluate_all(
+        "rows => rows.filter(li => window.watch.marked.has(li)).map(li => li.dataset.id)"
+    )
+    assert sorted(kept) == ["e1", "e3"]  # e2's row was redrawn for its claim, the others kept
+    # one stream all along (no reconnects), one queue fetch per change
+    assert await page.evaluate("[window.watch.streams, window.watch.queueFetches]") == [1, 4]
+    await page.close()
+
+
+async def test_a_slow_answer_for_the_previous_filter_does_not_replace_the_new_one(
+    app: App, browser: Browser
+) -> None:
+    await app.send(
+        comment("e1", "bob", "alice", HELD_TEXT, post="p1"),
+        comment("e2", "bob", "alice", "kys loser", post="p2"),
+    )
+    for item_id in ("e1", "e2"):
+        await app.wait_for_item(item_id)
+    rejected = await app.moderate("POST", "/v1/moderation/items/e2/reject", body={"note": ""})
+    assert rejected.status_code == 200, rejected.text
+    page = await signed_in(app, browser, "ann")
+    await expect(page.locator("#queue li")).to_have_count(1, timeout=WAIT_MS)  # open items: e1
+    await settled(page)
+
+    gate = anyio.Event()
+
+    async def slow(route: Route) -> None:
+        await gate.wait()
+        await route.continue_()
+
+    await page.route(lambda url: "state=open" in url, slow)
+    async with page.expect_request(lambda request: "state=open" in request.url):
+        # a change: the console refetches the open queue, and that answer is slow
+        claimed = await app.moderate("POST", "/v1/moderation/items/e1/claim", "ben")
+        assert claimed.status_code == 200, claimed.text
+    await page.select_option("#filter-state", "")  # meanwhile the moderator asks for every item
+    await settled(page, unanswered=1)  # all but the slow answer is in
+    gate.set()
+    await settled(page)
+    rows = await page.locator("#queue li").evaluate_all(ROW_IDS)
+    assert sorted(rows) == ["e1", "e2"]
     await page.close()

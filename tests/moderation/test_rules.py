@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from notifier.moderation.classifier import ProfanityCheck
+from notifier.moderation.evaluate import load_set
 from notifier.moderation.normalize import canonical, fold
 from notifier.moderation.policy import Action, Policy
 from notifier.moderation.rules import (
@@ -248,6 +249,19 @@ def test_the_shipped_model_passes_clean_text(model: ProfanityCheck, text: str) -
 
 
 # -- all rules and the policy -------------------------------------------------------------------------
+
+
+def test_the_model_scores_as_the_packages_own_predict_prob(model: ProfanityCheck) -> None:
+    """ProfanityCheck reads scikit-learn's fitted calibration objects to skip its per-call
+    overhead (notifier/moderation/classifier.py): an upgrade that changes what they hold or how
+    the package scores fails here."""
+    from profanity_check import predict_prob
+
+    texts = [sample.text for sample in load_set()]
+    ours, theirs = model.scores(texts), [float(p) for p in predict_prob(texts)]
+    assert len(ours) == len(theirs) == len(texts) > 1_000
+    assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) < 1e-9
+    assert model.scores([]) == [] and model.scores(texts[:1]) == ours[:1]
 
 
 def test_evaluate_collects_every_rules_verdict_per_text(model: ProfanityCheck) -> None:

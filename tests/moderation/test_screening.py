@@ -4,6 +4,9 @@ every inbox, unread counts corrected, and recalling twice changes nothing; bans 
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio.to_thread
 import orjson
 import pytest
 from redis.asyncio import Redis
@@ -136,6 +139,57 @@ async def test_velocity_flags_an_actor_past_the_limit(s: Stack) -> None:
     page = await s.queue.page()
     assert [(i.id, [v.rule for v in i.verdicts]) for i in page.items] == [(f"e{limit}", ["velocity"])]
     assert len(await s.groups("alice")) == limit + 1  # flagged, still delivered
+
+
+async def test_the_velocity_count_and_the_content_index_share_the_actors_key_apart(s: Stack) -> None:
+    """The actor's `modc:` key holds their delivered content (for the log's retention) and their
+    last minute for the velocity rule: recalls read only the content, the rule counts only the
+    minute, and the key lasts as long as the longer need."""
+    limit = s.settings.moderation.velocity_per_min
+    held = comment("h1", "bob", "alice", HELD_TEXT, post="p-held")
+    await s.send(
+        held, *[comment(f"e{n}", "bob", "alice", f"comment number {n}", post=f"p{n}") for n in range(limit)]
+    )
+    found = await s.parts.content.of_actor("bob")
+    assert sorted(f.logged.event.id for f in found) == sorted(
+        f"e{n}" for n in range(limit)
+    )  # not the held one
+    flagged = [i.id for i in (await s.queue.page()).items if "velocity" in [v.rule for v in i.verdicts]]
+    assert flagged == [f"e{limit - 1}"]  # the held comment counted too: the limit + 1st event
+    assert await s.redis.pttl(keys.mod_content("bob")) > 86_400_000  # the content's retention
+
+    await s.send(comment("h2", "carl", "alice", HELD_TEXT, post="p-carl"))  # counted, never delivered
+    assert await s.parts.content.of_actor("carl") == []
+    assert 0 < await s.redis.pttl(keys.mod_content("carl")) <= 120_000  # two velocity windows
+
+
+@pytest.mark.parametrize("inline_chars", [0, 100_000])
+async def test_the_rules_decide_the_same_on_the_loop_and_in_a_thread(
+    s: Stack, inline_chars: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch with little text is screened on the event loop, a larger one in a thread."""
+    from notifier.moderation import screening
+
+    hops: list[object] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(*args: Any) -> Any:
+        hops.append(args[0])
+        return await run_sync(*args)
+
+    monkeypatch.setattr(screening, "INLINE_TEXT_CHARS", inline_chars)
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    await s.send(
+        comment("e1", "bob", "alice", CLEAN_TEXT),
+        comment("e2", "bob", "alice", HELD_TEXT, post="p2"),
+        comment("e3", "bob", "alice", FLAGGED_TEXT, post="p3"),
+    )
+    assert len(hops) == (1 if inline_chars == 0 else 0)
+    assert [(i.id, i.action) for i in sorted((await s.queue.page()).items, key=lambda i: i.id)] == [
+        ("e2", "hold"),
+        ("e3", "flag"),
+    ]
+    assert len(await s.groups("alice")) == 2  # the clean one and the flagged one
 
 
 async def test_duplicate_text_to_many_targets_is_flagged(s: Stack) -> None:

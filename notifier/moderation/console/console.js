@@ -16,6 +16,7 @@ const ui = {
   picked: new Set(), // item ids selected for a bulk decision
   live: null, // AbortController of the event stream
   refreshTimer: null,
+  rows: new WeakMap(), // queue row → the item it shows, as JSON
   note: { id: null, text: "" }, // the note being typed, per item
 };
 
@@ -85,8 +86,8 @@ async function signIn(token) {
   $("signout").hidden = false;
   $("help-button").hidden = false;
   $("who").textContent = `signed in as ${tokenUser(ui.token)}`;
-  listen();
-  await Promise.all([refresh(), refreshAudit(), refreshBans(), verifyAudit()]);
+  listen(); // its ready frame loads the queue, the audit trail and the bans
+  await verifyAudit();
 }
 
 function signOut() {
@@ -148,7 +149,10 @@ function onFrame(frame) {
   if (frame.startsWith("event: ready")) {
     $("live").textContent = "live";
     $("live").dataset.state = "ready";
-    scheduleRefresh(); // whatever changed while the stream was down
+    // subscribed: load what changed before, or while the stream was down
+    refreshAudit().catch(onError);
+    refreshBans().catch(onError);
+    scheduleRefresh(ui.selected);
     return;
   }
   const data = frame.split("\n").find((line) => line.startsWith("data: "));
@@ -159,6 +163,24 @@ function onFrame(frame) {
     if (["ban", "suspend", "unban"].includes(change.action)) refreshBans().catch(onError);
   }
   scheduleRefresh(change.kind === "item" ? change.id : change.item);
+}
+
+// One lane per panel: its fetches run one at a time, in the order asked, so a slow answer (to
+// the filter before a change, or from before a decision) never lands after a newer one and
+// replaces it. A refresh asked for while another waits its turn joins that one, so a burst of
+// changes costs one fetch.
+function lane() {
+  let tail = Promise.resolve();
+  return (run) => (tail = tail.catch(() => {}).then(run));
+}
+
+function coalesced(inLane, load) {
+  let waiting = null;
+  return () =>
+    (waiting ??= inLane(() => {
+      waiting = null;
+      return load();
+    }));
 }
 
 function scheduleRefresh(changedId) {
@@ -184,7 +206,11 @@ function queueQuery(after) {
   return `/v1/moderation/items?${params}`;
 }
 
-async function refresh() {
+const queueLane = lane();
+const refresh = coalesced(queueLane, loadQueue);
+const more = () => queueLane(loadMore);
+
+async function loadQueue() {
   const [page, stats] = await Promise.all([api(queueQuery(null)), api("/v1/moderation/stats")]);
   ui.items = page.items;
   ui.next = page.next;
@@ -202,7 +228,7 @@ function renderStats(s) {
   $("stats").textContent = `${s.pending} pending · ${s.claimed} claimed · ${s.held} held${wait}`;
 }
 
-async function more() {
+async function loadMore() {
   if (!ui.next) return;
   const page = await api(queueQuery(ui.next));
   ui.items = ui.items.concat(page.items);
@@ -214,32 +240,49 @@ function badge(text, cls = text) {
   return el("span", { class: `badge ${cls}`, text });
 }
 
+function row(item) {
+  const rules = [...new Set(item.verdicts.map((v) => v.rule))].join(", ");
+  const box = el("input", { type: "checkbox", "aria-label": `select ${item.id}` });
+  box.addEventListener("click", (event) => {
+    event.stopPropagation();
+    pick(item.id, box.checked);
+  });
+  const claim = item.state === "claimed" ? ` · claimed by ${item.claimed_by}` : "";
+  const li = el(
+    "li",
+    { "data-id": item.id, role: "option" },
+    box,
+    badge(item.action),
+    badge(item.state),
+    item.reporters ? badge(`${item.reporters} report${item.reporters > 1 ? "s" : ""}`, "reporters") : "",
+    el("span", { class: "text", text: item.text || `(${item.type} ${item.actor})` }),
+    el("span", { class: "meta", text: `${item.actor}${rules ? ` · ${rules}` : ""}${claim}` }),
+  );
+  li.addEventListener("click", () => select(item.id, true).catch(onError));
+  return li;
+}
+
+// Rows are kept while their item is unchanged: a live refresh must not replace the row a
+// moderator is clicking (or the one a screen reader is on), only the rows whose item changed.
 function renderQueue() {
   const list = $("queue");
-  list.replaceChildren(
-    ...ui.items.map((item) => {
-      const rules = [...new Set(item.verdicts.map((v) => v.rule))].join(", ");
-      const box = el("input", { type: "checkbox", checked: ui.picked.has(item.id), "aria-label": `select ${item.id}` });
-      box.addEventListener("click", (event) => {
-        event.stopPropagation();
-        pick(item.id, box.checked);
-      });
-      const claim = item.state === "claimed" ? ` · claimed by ${item.claimed_by}` : "";
-      const li = el(
-        "li",
-        { "data-id": item.id, role: "option" },
-        box,
-        badge(item.action),
-        badge(item.state),
-        item.reporters ? badge(`${item.reporters} report${item.reporters > 1 ? "s" : ""}`, "reporters") : "",
-        el("span", { class: "text", text: item.text || `(${item.type} ${item.actor})` }),
-        el("span", { class: "meta", text: `${item.actor}${rules ? ` · ${rules}` : ""}${claim}` }),
-      );
-      li.setAttribute("aria-selected", String(item.id === ui.selected));
-      li.addEventListener("click", () => select(item.id, true).catch(onError));
-      return li;
-    }),
-  );
+  const looks = new Map(ui.items.map((item) => [item.id, JSON.stringify(item)]));
+  const kept = new Map();
+  for (const li of [...list.children]) {
+    if (ui.rows.get(li) === looks.get(li.dataset.id)) kept.set(li.dataset.id, li);
+    else li.remove();
+  }
+  ui.items.forEach((item, at) => {
+    let li = kept.get(item.id);
+    if (!li) {
+      li = row(item);
+      ui.rows.set(li, looks.get(item.id));
+    }
+    if (list.children[at] !== li) list.insertBefore(li, list.children[at] || null);
+    const selected = String(item.id === ui.selected);
+    if (li.getAttribute("aria-selected") !== selected) li.setAttribute("aria-selected", selected);
+    li.querySelector("input").checked = ui.picked.has(item.id);
+  });
   $("queue-count").textContent = `${ui.items.length} item(s)${ui.next ? " and more" : ""}`;
   $("more").hidden = !ui.next;
   $("bulk").hidden = ui.picked.size === 0;
@@ -403,7 +446,9 @@ async function ban_() {
 
 // -- bans -------------------------------------------------------------------------------------
 
-async function refreshBans() {
+const refreshBans = coalesced(lane(), loadBans);
+
+async function loadBans() {
   const { bans } = await api("/v1/moderation/bans");
   $("bans").replaceChildren(
     ...bans.map((b) => {
@@ -429,7 +474,9 @@ async function unban(actor) {
 
 // -- audit ------------------------------------------------------------------------------------
 
-async function refreshAudit() {
+const refreshAudit = coalesced(lane(), loadAudit);
+
+async function loadAudit() {
   const page = await api("/v1/moderation/audit?order=newest&limit=30");
   $("audit-list").replaceChildren(
     ...page.records.map(({ record }) =>

@@ -4,12 +4,12 @@ report; each item once, with its context, indexed by state, actor and urgency; r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from redis.asyncio.client import Pipeline
 
-from feeds.scripts import run_checked
+from feeds.scripts import Query
 from schemas import keys
 from schemas.events import Event, encode_event, type_name
 
@@ -24,16 +24,17 @@ _ACTOR_INDEX_CAP: Final = 1_000
 
 
 class QueueIntake(QueueReads):
-    async def known(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """Items already recorded among `ids` → (stored state, action)."""
-        replies = await run_checked(
-            self._redis, [("HMGET", keys.mod_item(i), "state", "action") for i in ids]
-        )
-        return {
-            item_id: (state.decode(), action.decode())
-            for item_id, (state, action) in zip(ids, replies, strict=True)
-            if state is not None
-        }
+    def known(self, ids: Sequence[str]) -> Query[dict[str, tuple[str, str]]]:
+        """Items already recorded among `ids` → (stored state, action), to `ask`."""
+
+        def parse(replies: Sequence[Any]) -> dict[str, tuple[str, str]]:
+            return {
+                item_id: (state.decode(), action.decode())
+                for item_id, (state, action) in zip(ids, replies, strict=True)
+                if state is not None
+            }
+
+        return Query([("HMGET", keys.mod_item(i), "state", "action") for i in ids], parse)
 
     async def record(self, event: Event, position: str, action: Action, verdicts: Sequence[Verdict]) -> bool:
         """Enter an event the policy flagged, held or dropped (a drop is recorded as rejected by

@@ -16,6 +16,7 @@ from feeds.inbox import Inbox
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
 from notifier.fanout.consumer import FanoutWorker
+from notifier.runtime.eventlog import decode_entry
 from notifier.runtime.settings import Settings
 from schemas import keys
 from schemas.errors import Reason
@@ -141,7 +142,7 @@ async def test_a_requests_events_of_one_partition_are_one_append(
 
     async def first_read() -> list[bytes]:
         (_, entries), *_ = await redis.xread({stream: last}, block=5_000)
-        return [orjson.loads(fields[b"e"])["id"].encode() for _, fields in entries]
+        return [decode_entry(entry_id, fields).event.id.encode() for entry_id, fields in entries]
 
     async with anyio.create_task_group() as tg:
         read: list[list[bytes]] = []

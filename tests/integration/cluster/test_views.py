@@ -109,9 +109,11 @@ async def test_an_append_waits_for_a_replica_on_every_master(
 
 def test_the_cluster_scripts_publish_sharded() -> None:
     for script in (SHARDED_SCRIPTS.apply, SHARDED_SCRIPTS.mark_read):
-        assert "redis.call('SPUBLISH'," in script.source and "redis.call('PUBLISH'," not in script.source
+        assert "call('SPUBLISH'," in script.source and "call('PUBLISH'," not in script.source
+        assert "'SHARDNUMSUB'" in script.source and "'NUMSUB'" not in script.source
     for script in (SCRIPTS.apply, SCRIPTS.mark_read):
-        assert "redis.call('PUBLISH'," in script.source and "SPUBLISH" not in script.source
+        assert "call('PUBLISH'," in script.source and "SPUBLISH" not in script.source
+        assert "'NUMSUB'" in script.source and "SHARDNUMSUB" not in script.source
 
 
 async def test_the_register_sweep_reaches_every_master(

@@ -238,7 +238,6 @@ async def test_batches_of_two_partitions_processed_as_one_keep_entries_of_the_sa
     as one (what the worker does with batches ready at the same moment) may hold the same id.
     Each is applied and acknowledged in its own partition, and a failure stays with its own."""
     from notifier.runtime.eventlog import entry_fields
-    from schemas.events import encode_event
 
     worker = make_worker(redis, settings, "w")
     ok = Like(id="ok", actor="fan0", occurred_at=at(1), post="post-1", owner="ann")
@@ -248,7 +247,7 @@ async def test_batches_of_two_partitions_processed_as_one_keep_entries_of_the_sa
     for p, event in ((0, ok), (1, bad)):
         stream = keys.events(p)
         await redis.xgroup_create(stream, keys.FANOUT_GROUP, id="0", mkstream=True)
-        await redis.xadd(stream, entry_fields(encode_event(event), "posts", 1_000), id="5-1")
+        await redis.xadd(stream, entry_fields(event, "posts", 1_000), id="5-1")
         [(_, [(entry_id, fields)])] = await redis.xreadgroup(keys.FANOUT_GROUP, "w", {stream: ">"})
         assert entry_id == b"5-1"
         batches.append((p, [(entry_id, [x for pair in fields.items() for x in pair])]))  # as Redis sends it

@@ -3,6 +3,7 @@ log trimming that never loses work, and the startup checks of the Redis a role t
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -14,7 +15,7 @@ from notifier.runtime.checks import inspect_redis
 from notifier.runtime.eventlog import partition_of
 from notifier.runtime.settings import Settings
 from schemas import keys
-from schemas.events import Event, Like
+from schemas.events import Event, Like, encode_event
 
 from ...conftest import SettingsFactory
 from ..views import at, inbox_view, snapshot
@@ -72,6 +73,7 @@ async def test_a_redriven_dead_letter_applies_once_the_cause_is_fixed(
     letters = DeadLetters(redis)
     shown = await letters.show(ref)
     assert shown is not None and "WRONGTYPE" in shown.fields["error"]
+    assert orjson.loads(shown.fields["m"]) == orjson.loads(encode_event(poison))  # the stored event, as JSON
 
     await redis.delete(keys.inbox("eve"))  # the operator fixes the cause
     position = await letters.redrive(ref)

@@ -13,6 +13,7 @@ from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
 from notifier.runtime.settings import Settings
 from schemas import keys
+from schemas.cursor import Cursor
 from schemas.events import Comment, CommentDeleted, Event, Follow, Like, Mention, Unfollow, Unlike
 
 from ..views import at, inbox_view, snapshot
@@ -110,3 +111,26 @@ async def test_an_item_that_fails_leaves_the_others_of_its_call_applied(
         groups, unread, _ = await inbox_view(inbox, user)
         assert [(g["verb"], g["actors"]) for g in groups] == [("like", ["fan9"])] and unread == 1
     assert await redis.get(keys.inbox("eve")) == b"not a list"  # nothing half-applied to her
+
+
+@pytest.mark.parametrize("poisoned_post", ["p1", "p3"], ids=["middle", "last"])
+async def test_a_users_items_around_one_that_fails_are_applied_with_their_state(
+    redis: Redis, settings: Settings, poisoned_post: str
+) -> None:
+    """A call reads a user's state with their first item and writes it with their last: an item
+    of theirs that fails, in the middle or last, leaves the state of the others saved."""
+    inbox = Inbox(redis, settings.feeds)
+    ops = ops_of(
+        [Like(id=f"x{i}", actor="fan9", occurred_at=at(i), post=f"p{i}", owner="eve") for i in range(4)],
+        settings.feeds,
+    )
+    bad = next(op for op in ops if op.post == poisoned_post)
+    await redis.set(keys.group_actors("eve", bad.group_id), "not a set")
+
+    errors = await inbox.apply(ops)
+
+    assert [op.post for op, e in zip(ops, errors, strict=True) if e is not None] == [poisoned_post]
+    groups, unread, _ = await inbox_view(inbox, "eve")
+    assert sorted(g["post"] for g in groups) == sorted({"p0", "p1", "p2", "p3"} - {poisoned_post})
+    assert unread == 3 and await redis.llen(keys.changelog("eve")) == 3
+    assert Cursor.parse((await inbox.page("eve", None, 10)).cursor).number == 3

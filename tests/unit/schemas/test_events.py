@@ -25,7 +25,9 @@ from schemas.events import (
     Unlike,
     decode_event,
     decode_logged,
+    decode_stored,
     encode_event,
+    encode_stored,
     is_id,
     json_schema,
     type_name,
@@ -99,6 +101,31 @@ def test_the_log_takes_defaults_and_refuses_a_malformed_entry_without_the_constr
     # what ingest refused is not checked again: the log holds only what it accepted
     unchecked = decode_logged(orjson.dumps(body("like", post="a b")))
     assert isinstance(unchecked, Like) and unchecked.post == "a b"
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+@pytest.mark.parametrize("at", [AT, "2024-05-01T14:00:00.123456+02:00", "2024-05-01T06:30:00-05:30"])
+def test_the_stored_form_gives_back_the_same_event_offset_included(kind: str, at: str) -> None:
+    event = decode(body(kind, occurred_at=at))
+    stored = decode_stored(encode_stored(event))
+    assert type(stored) is STRUCTS[kind] and stored == event
+    assert stored.occurred_at.utcoffset() == event.occurred_at.utcoffset()
+    assert encode_event(stored) == encode_event(event)  # the same fingerprint, read back or not
+
+
+def test_the_stored_form_is_smaller_than_the_json() -> None:
+    mention = decode(body("mention", users=[f"user-{i:04}" for i in range(10)], comment=None, text=""))
+    assert len(encode_stored(mention)) < 0.7 * len(encode_event(mention))
+
+
+def test_a_malformed_stored_event_is_refused() -> None:
+    like = decode(body("like"))
+    good = msgspec.msgpack.decode(encode_stored(like))
+    for malformed in (b"\x93", msgspec.msgpack.encode(["like", "e-1"]), msgspec.msgpack.encode([*good, "x"])):
+        with pytest.raises((msgspec.DecodeError, msgspec.ValidationError)):
+            decode_stored(malformed)
+    with pytest.raises(msgspec.ValidationError):
+        decode_stored(msgspec.msgpack.encode(["nope", *good[1:]]))
 
 
 def test_optional_fields_take_their_defaults() -> None:

@@ -155,3 +155,23 @@ def test_bare_index_tags_would_bunch() -> None:
     slots = [key_slot(f"{{{p}}}".encode()) for p in range(16)]
     counts = [sum(lo <= s <= hi for s in slots) for lo, hi in THREE_MASTERS]
     assert max(counts) - min(counts) > 1, counts
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_a_users_names_are_the_same_tag_between_fixed_ends(user: str) -> None:
+    """What the apply script relies on to name a user's keys from their items key."""
+    names = [
+        keys.toggles,
+        keys.inbox,
+        keys.read_marks,
+        keys.changelog,
+        keys.group_actors_prefix,
+        keys.user_channel,
+    ]
+    tags = set()
+    for name in names:
+        before, after = keys.around_user(name)
+        made = name(user)
+        assert made.startswith(before) and made.endswith(after)
+        tags.add(made[len(before) : len(made) - len(after)])
+    assert len(tags) == 1 and user in tags.pop()

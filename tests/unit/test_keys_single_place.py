@@ -33,6 +33,8 @@ def key_families() -> tuple[set[str], set[str]]:
         if name.startswith("user_of_"):  # parses a channel or key name, makes none
             continue
         parameters = inspect.signature(function).parameters.values()
+        if any(p.annotation not in (int, str, "int", "str") for p in parameters):
+            continue  # takes something other than ids (around_user: a name function), makes none
         made = function(*[7 if p.annotation in (int, "int") else "sample" for p in parameters])
         if "{" in made:
             prefixes.add(made[: made.index("{")])

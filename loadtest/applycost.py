@@ -19,6 +19,15 @@ cluster-node-timeout (~120,000 instructions a second per server, under 1 % of a 
 from two checkouts with PYTHONPATH set to each for a before/after.
 
     python -m loadtest.applycost --callgrind --backends single,cluster-1,cluster --out FILE
+
+With `--native` (one Redis), the floor of another design instead: each item's command mix sent
+as plain pipelined commands, no Lua, a batch's reads in one round trip and its writes in the
+next, as a worker that computed the inbox itself would send them (the register, the state and
+the horizon; the group's newest actor; the inbox's newest record; then the actor added, the
+record pushed, the change logged, the register and the state written): what Redis would spend
+per item if the logic left the script.
+
+    python -m loadtest.applycost --callgrind --native --out FILE
 """
 
 from __future__ import annotations
@@ -35,11 +44,11 @@ from redis.asyncio import Connection, Redis
 
 from feeds.cluster import Cluster
 from feeds.inbox import Inbox
-from feeds.items import plan
+from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
-from feeds.scripts import scripts_for
+from feeds.scripts import Command, run_checked, scripts_for
 from notifier.runtime.settings import FanoutSettings
-from schemas import keys
+from schemas import keys, layouts
 
 from . import callgrind as cg
 from .clusterbench import KINDS, master_clients, opened
@@ -124,7 +133,66 @@ async def measure(
         return out
 
 
+def _native(op: ItemOp) -> tuple[list[Command], list[Command]]:
+    """The commands an apply of `op` runs, as plain commands with values of their usual sizes."""
+    items, inbox, log = keys.toggles(op.user), keys.inbox(op.user), keys.changelog(op.user)
+    actors = keys.group_actors_prefix(op.user) + op.group_id
+    ms = layouts.encode_ms(op.at_ms)
+    reads: list[Command] = [
+        ("HMGET", items, op.item, layouts.STATE_FIELD, layouts.HORIZON_FIELD),
+        ("ZRANGE", actors, -1, -1),
+        ("LINDEX", inbox, 0),
+    ]
+    writes: list[Command] = [
+        ("ZADD", actors, op.at_ms, ms + op.actor.encode()),
+        ("LPUSH", inbox, ms + op.group_id.encode()),
+        ("RPUSH", log, b"\x80\x01\x02u1 " + op.group_id.encode()),
+        ("HSET", items, op.item, b"a" + ms + op.event_id.encode(), layouts.STATE_FIELD, bytes(24)),
+    ]
+    return reads, writes
+
+
+async def measure_native(events: int, callgrind: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="applycost-") as tmp:
+        work = Path(tmp)
+        wrapper = cg.wrapper(work) if callgrind else ()
+        async with opened("single", work / "single", 0, wrapper, cg.OPTIONS) as redis:
+            log = workload(events, max(2, events // EVENTS_PER_USER), 1, "cost", END_MS)
+            ops = [op for event in log for op in plan(event, FeedLimits())]
+            await redis.config_resetstat()
+            pid = int((await redis.info("server"))["process_id"])
+            if callgrind:
+                await cg.control("-z", [pid])
+            per_batch = max(1, len(ops) * BATCH // max(1, len(log)))
+            for start in range(0, len(ops), per_batch):
+                commands = [_native(op) for op in ops[start : start + per_batch]]
+                await run_checked(redis, [c for reads, _ in commands for c in reads])
+                await run_checked(redis, [c for _, writes in commands for c in writes])
+            if callgrind:
+                await cg.control("-d", [pid])
+            stats = await redis.info("commandstats")
+        n = len(ops)
+        calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+        out: dict[str, Any] = {
+            "masters": 1,
+            "items": n,
+            "commands_per_item": round(sum(c for k, c in calls.items() if k not in _OWN) / n, 3),
+            "commands": dict(sorted(calls.items())),
+        }
+        if callgrind:
+            out["instructions_per_item"] = round(cg.dumped(work, [pid]) / n)
+        return out
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.native:
+        native = await measure_native(args.events, args.callgrind)
+        print(
+            f"native: items={native['items']} commands/item={native['commands_per_item']:.2f}"
+            + (f" instructions/item={native['instructions_per_item']}" if args.callgrind else "")
+        )
+        command = f"python -m loadtest.applycost --native --events {args.events}"
+        return {"command": command + (" --callgrind" if args.callgrind else ""), "native": native}
     out: dict[str, Any] = {
         "command": f"python -m loadtest.applycost --events {args.events} --online {args.online} "
         f"--backends {','.join(args.backends)}" + (" --callgrind" if args.callgrind else ""),
@@ -161,6 +229,7 @@ def main() -> None:
         help=f"comma-separated, of {', '.join(KINDS)}",
     )
     p.add_argument("--callgrind", action="store_true", help="count Redis's instructions (valgrind)")
+    p.add_argument("--native", action="store_true", help="the item's commands without the script (one Redis)")
     p.add_argument("--out", type=Path, help="write the results as JSON")
     p.add_argument("--profiles", type=Path, help="keep each master's callgrind dump here")
     args = p.parse_args()

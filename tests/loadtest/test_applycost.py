@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.applycost import measure
+from loadtest.applycost import measure, measure_native
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -32,3 +32,10 @@ async def test_a_cluster_runs_the_same_items_sharded() -> None:
     assert cluster["commands"]["spublish"] == single["commands"]["publish"]
     assert "publish" not in cluster["commands"]
     assert cluster["commands"]["hset"] == single["commands"]["hset"]
+
+
+async def test_the_native_floor_sends_each_items_commands_without_a_script() -> None:
+    native = await measure_native(200, callgrind=False)
+    assert native["items"] == 200 and native["commands_per_item"] == 7
+    assert "evalsha" not in native["commands"]
+    assert native["commands"]["hmget"] == native["commands"]["hset"] == 200

@@ -120,14 +120,15 @@ async def read_after(redis: Redis, user: str, cursor: Cursor, count: int) -> Rep
 
 
 async def _render_feed(redis: Redis, changes: list[Change]) -> list[Change]:
-    """The feed changes of `changes` (FEED_MARK, then p or q, then AUTHOR|POST, as lua/replay.lua
-    gives them) rendered: a push as the post now, if still live, else as its removal."""
+    """The feed changes of `changes` (FEED_MARK, then the op, OP_FEED_PUSH or OP_FEED_DROP, then
+    AUTHOR|POST, as lua/replay.lua gives them) rendered: a push as the post now, if still live,
+    else as its removal."""
     mark = FEED_MARK.encode()
     refs = [c.payload[len(mark) :].decode() for c in changes if c.payload.startswith(mark)]
     if not refs:
         return changes
     records: dict[str, bytes | None] = {}
-    pushed = sorted({ref[1:] for ref in refs if ref[0] == "p"})
+    pushed = sorted({ref[1:] for ref in refs if ref[0] == layouts.OP_FEED_PUSH})
     if pushed:
         async with redis.pipeline(transaction=False) as pipe:
             for member in pushed:
@@ -140,7 +141,7 @@ async def _render_feed(redis: Redis, changes: list[Change]) -> list[Change]:
             out.append(change)
             continue
         ref = change.payload[len(mark) :].decode()
-        record = live_post(records.get(ref[1:])) if ref[0] == "p" else None
+        record = live_post(records.get(ref[1:])) if ref[0] == layouts.OP_FEED_PUSH else None
         if record is not None:
             payload = protocol.feed_added(record)
         else:

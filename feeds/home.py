@@ -29,6 +29,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 
 from schemas import keys, protocol
+from schemas.layouts import OP_FEED_DROP, OP_FEED_PUSH
 
 from . import ranked
 from .cluster import shard_of, slot_of
@@ -85,22 +86,22 @@ class HomeFeeds:
         register = await self._redis.hget(keys.post_records(author), post)
         at_ms, record = live_time_ms(register), live_post(register)
         if at_ms is None or record is None:
-            await self._redis.hdel(keys.feed_pushes(author), "p" + post)
+            await self._redis.hdel(keys.feed_pushes(author), OP_FEED_PUSH + post)
             return True
-        started = await self._redis.hexists(keys.feed_pushes(author), "p" + post)
+        started = await self._redis.hexists(keys.feed_pushes(author), OP_FEED_PUSH + post)
         if not started:
             if await self._redis.zcard(keys.followers(author)) >= self._limits.celebrity_followers:
                 await self._redis.sadd(keys.pulled_authors(author), author)
                 return True
-        change: FeedChange = ("p", member(author, post), at_ms, protocol.feed_added(record))
-        return await self._fan_out(author, "p" + post, change, tag, post)
+        change: FeedChange = (OP_FEED_PUSH, member(author, post), at_ms, protocol.feed_added(record))
+        return await self._fan_out(author, OP_FEED_PUSH + post, change, tag, post)
 
     async def retract_post(self, author: str, post: str) -> bool:
         """Take a deleted post out of the feeds it was pushed to (reads hide it already), in
         slices like `publish`: True once done, False when followers are left."""
-        await self._redis.hdel(keys.feed_pushes(author), "p" + post)  # a push in progress stops
-        change: FeedChange = ("q", member(author, post), "", protocol.feed_removed(author, post))
-        return await self._fan_out(author, "q" + post, change)
+        await self._redis.hdel(keys.feed_pushes(author), OP_FEED_PUSH + post)  # a push in progress stops
+        change: FeedChange = (OP_FEED_DROP, member(author, post), "", protocol.feed_removed(author, post))
+        return await self._fan_out(author, OP_FEED_DROP + post, change)
 
     async def backfill(self, follows: Sequence[Follow]) -> None:
         """Push each followed author's newest posts into the follower's feed (after follows):
@@ -124,7 +125,7 @@ class HomeFeeds:
             for post, register in zip(ids, records, strict=True):
                 at_ms, record = live_time_ms(register), live_post(register)
                 if at_ms is not None and record is not None:
-                    changes.append(("p", member(author, post), at_ms, protocol.feed_added(record)))
+                    changes.append((OP_FEED_PUSH, member(author, post), at_ms, protocol.feed_added(record)))
             newest[author] = changes[::-1]
         await self._change(_per_user((user, newest.get(author, [])) for user, author in follows))
 
@@ -146,7 +147,13 @@ class HomeFeeds:
             prefix = (author + "|").encode()
             entries = [m.decode() for m in feeds[user] if m.startswith(prefix)]
             drops.append(
-                (user, [("q", e, "", protocol.feed_removed(author, e.partition("|")[2])) for e in entries])
+                (
+                    user,
+                    [
+                        (OP_FEED_DROP, e, "", protocol.feed_removed(author, e.partition("|")[2]))
+                        for e in entries
+                    ],
+                )
             )
         await self._change(_per_user(drops))
 

@@ -46,6 +46,14 @@ STATE_SEQ_BYTES: Final = 6
 STATE_UNREAD_BYTES: Final = 4
 MARKS_NONE: Final = 1
 MARKS_GROUPS: Final = 2
+# A change-log entry's op, the letter after its check (then what lua/replay.lua needs to render
+# it again): the inbox's four, and the home feed's two, which share the log.
+OP_UPSERT: Final = "u"
+OP_REMOVE: Final = "d"
+OP_READ: Final = "r"
+OP_SEEN: Final = "s"
+OP_FEED_PUSH: Final = "p"
+OP_FEED_DROP: Final = "q"
 USER_KEYS: Final = 4
 FEED_USER_KEYS: Final = USER_KEYS + 4
 
@@ -190,6 +198,12 @@ LUA_CONSTANTS: Final[dict[str, str]] = {
     "MARKS_GROUPS": str(MARKS_GROUPS),
     "STATE_SEQ_BYTES": str(STATE_SEQ_BYTES),
     "STATE_UNREAD_BYTES": str(STATE_UNREAD_BYTES),
+    "OP_UPSERT": lua_string(OP_UPSERT),
+    "OP_REMOVE": lua_string(OP_REMOVE),
+    "OP_READ": lua_string(OP_READ),
+    "OP_SEEN": lua_string(OP_SEEN),
+    "OP_FEED_PUSH": lua_string(OP_FEED_PUSH),
+    "OP_FEED_DROP": lua_string(OP_FEED_DROP),
     "USER_KEYS": str(USER_KEYS),
     "FEED_USER_KEYS": str(FEED_USER_KEYS),
 }

@@ -381,7 +381,7 @@ end
 
 -- A change as JSON: {"op":OP,"unread":N,"unseen":N + `tail`: its other fields and the closing
 -- brace; after `lead` (publish: the message's head, in one concatenation).
-local OPS = {u = 'upsert', d = 'remove', r = 'read', s = 'seen'}
+local OPS = {[OP_UPSERT] = 'upsert', [OP_REMOVE] = 'remove', [OP_READ] = 'read', [OP_SEEN] = 'seen'}
 -- Home-feed changes share the log (feeds/lua/feed_push.lua): `p` a post pushed into the feed,
 -- `q` one taken out; REF is AUTHOR|POST. Published and replayed behind FEED_MARK
 -- (schemas/layouts.py).
@@ -445,7 +445,7 @@ local function flush()
   HELD = nil
   local tail = h.tail
   if h.dropped then tail = tail:sub(1, -2) .. ',"dropped":[' .. table.concat(h.dropped, ',') .. ']}' end
-  publish(h.seq, 'u', h.unread, tail)
+  publish(h.seq, OP_UPSERT, h.unread, tail)
 end
 
 -- Append one change to the log and publish it as "EPOCH N CHECK[TAG] PAYLOAD" for live push
@@ -471,7 +471,7 @@ local function emit(op, ref, tail, dropped, g, read)
   end
   flush()
   if g then tail = view(g, read, true) end
-  if op == 'u' and HOLD_UPSERTS then
+  if op == OP_UPSERT and HOLD_UPSERTS then
     HELD = {seq = s.seq, unread = unread, tail = tail}
     return
   end
@@ -479,7 +479,7 @@ local function emit(op, ref, tail, dropped, g, read)
 end
 
 local function upserted(g, read)
-  emit('u', short(g.gid), nil, nil, g, read)
+  emit(OP_UPSERT, short(g.gid), nil, nil, g, read)
 end
 
 -- A group left the inbox (emptied, retracted or `capped`: dropped by the cap); its record is
@@ -488,7 +488,7 @@ local function removed(g, capped)
   if g.t > mark(g.gid) then add_unread(-1) end
   if S.groups then call('HDEL', K_MARKS, g.gid) end
   local id = jstr(g.gid)
-  emit('d', short(g.gid), ',"id":' .. id .. '}', capped and id)
+  emit(OP_REMOVE, short(g.gid), ',"id":' .. id .. '}', capped and id)
 end
 
 -- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in).

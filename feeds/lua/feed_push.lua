@@ -55,16 +55,16 @@ for u = 1, users do
   state()
   for c = a + 2, last, 4 do
     local op, m, at, payload = ARGV[c], ARGV[c + 1], ARGV[c + 2], ARGV[c + 3]
-    if op == 'p' then
+    if op == OP_FEED_PUSH then
       if not gone and not hidden(m, at) and call('ZADD', K_HOME, 'CH', at, m) == 1 then
         call('ZREMRANGEBYRANK', K_HOME, '0', cap)  -- the oldest beyond the cap go unlogged
         if call('ZSCORE', K_HOME, m) then
-          emit('p', m, payload)
+          emit(OP_FEED_PUSH, m, payload)
           logged = logged + 1
         end
       end
     elseif call('ZREM', K_HOME, m) == 1 then
-      emit('q', m, payload)
+      emit(OP_FEED_DROP, m, payload)
       logged = logged + 1
     end
   end

@@ -14,7 +14,7 @@ if ARGV[BASE + 1] == 'all' then
   end
   local n = s.unread
   add_unread(-n)
-  emit('r', '*', read_tail('*'))
+  emit(OP_READ, '*', read_tail('*'))
   save()
   return n
 end
@@ -46,6 +46,6 @@ for i = BASE + 2, #ARGV do
 end
 if #done == 0 then return 0 end
 local ids = table.concat(done, ' ')
-emit('r', ids, read_tail(ids))
+emit(OP_READ, ids, read_tail(ids))
 save()
 return #done

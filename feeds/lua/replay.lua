@@ -33,7 +33,7 @@ for i, entry in ipairs(entries) do
   local check, at = check_of(entry)
   local op, unread, ref = entry:match('^(%a)(%d+) (.*)$', at)
   entries[i] = {op, unread, ref, check}
-  if op == 'u' and found[ref] == nil then
+  if op == OP_UPSERT and found[ref] == nil then
     found[ref], missing = false, missing + 1
   end
 end
@@ -56,16 +56,16 @@ end
 for _, e in ipairs(entries) do
   local op, unread, ref = e[1], e[2], e[3]
   local tail
-  if op == 'p' or op == 'q' then  -- a home-feed change: feeds/changelog.py renders it
+  if op == OP_FEED_PUSH or op == OP_FEED_DROP then  -- a home-feed change: feeds/changelog.py renders it
     tail = FEED_MARK .. op .. ref
-  elseif op == 'r' then
+  elseif op == OP_READ then
     tail = read_tail(ref)
-  elseif op == 's' then
+  elseif op == OP_SEEN then
     tail = seen_tail(ref)
   else
-    tail = op == 'u' and rendered[ref]
+    tail = op == OP_UPSERT and rendered[ref]
     if not tail then  -- a remove; or an upsert of a group removed since (a later change says so)
-      op, tail = 'd', ',"id":' .. jstr(long(ref)) .. '}'
+      op, tail = OP_REMOVE, ',"id":' .. jstr(long(ref)) .. '}'
     end
   end
   out[#out + 1] = e[4]

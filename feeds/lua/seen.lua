@@ -11,6 +11,6 @@ at = int((at == '' or tonumber(at) > newest) and newest or tonumber(at))
 local old = call('HGET', K_MARKS, 'seen')
 if old and tonumber(old) >= tonumber(at) then return {unseen(), old} end
 call('HSET', K_MARKS, 'seen', at)
-emit('s', at, seen_tail(at))
+emit(OP_SEEN, at, seen_tail(at))
 save()
 return {unseen(), at}

@@ -218,9 +218,13 @@ _stored_decoder: Final = msgspec.msgpack.Decoder(functools.reduce(operator.or_, 
 _packer: Final = msgspec.msgpack.Encoder()
 
 
+_TAGS: Final[dict[type[Event], str]] = {t: str(t.__struct_config__.tag) for t in EVENT_TYPES}
+
+
 def encode_stored(event: Event) -> bytes:
-    values: list[Any] = [type_name(event), *msgspec.structs.astuple(event)]
-    values[1 + _TIME_AT] = event.occurred_at.isoformat()
+    values: list[Any] = [_TAGS[type(event)], *msgspec.structs.astuple(event)]
+    # the time as the contract's JSON writes it (msgspec's C formatting: a tenth of isoformat's cost)
+    values[1 + _TIME_AT] = _encoder.encode(event.occurred_at)[1:-1].decode()
     return _packer.encode(values)
 
 

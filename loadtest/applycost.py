@@ -37,7 +37,7 @@ import asyncio
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from redis.asyncio import Connection, Redis
@@ -133,11 +133,20 @@ async def measure(
         return out
 
 
+_STATE: Final = layouts.encode_state(
+    layouts.UserState("0123456789ab", 1, 1, read_all_ms=0, group_marks=False)
+)
+_LOGGED: Final = layouts.encode_log_check(layouts.CHECK_MIN) + layouts.OP_UPSERT.encode() + b"1 "
+
+
 def _native(op: ItemOp) -> tuple[list[Command], list[Command]]:
-    """The commands an apply of `op` runs, as plain commands with values of their usual sizes."""
+    """The commands an apply of `op` runs, as plain commands, with values in the layouts the
+    script stores (schemas/layouts.py)."""
     items, inbox, log = keys.toggles(op.user), keys.inbox(op.user), keys.changelog(op.user)
     actors = keys.group_actors_prefix(op.user) + op.group_id
     ms = layouts.encode_ms(op.at_ms)
+    window = op.group_id.rpartition(":")[2] if not op.single else ""
+    register = layouts.encode_register(layouts.Register("a", op.at_ms, op.event_id, window))
     reads: list[Command] = [
         ("HMGET", items, op.item, layouts.STATE_FIELD, layouts.HORIZON_FIELD),
         ("ZRANGE", actors, -1, -1),
@@ -146,8 +155,8 @@ def _native(op: ItemOp) -> tuple[list[Command], list[Command]]:
     writes: list[Command] = [
         ("ZADD", actors, op.at_ms, ms + op.actor.encode()),
         ("LPUSH", inbox, ms + op.group_id.encode()),
-        ("RPUSH", log, b"\x80\x01\x02u1 " + op.group_id.encode()),
-        ("HSET", items, op.item, b"a" + ms + op.event_id.encode(), layouts.STATE_FIELD, bytes(24)),
+        ("RPUSH", log, _LOGGED + op.group_id.encode()),
+        ("HSET", items, op.item, register, layouts.STATE_FIELD, _STATE),
     ]
     return reads, writes
 

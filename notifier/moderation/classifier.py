@@ -7,11 +7,11 @@ validates its input and runs each of its five calibrated SVMs through the full e
 takes microseconds. The fan-out screens a small batch at a time, so that fixed cost was most of
 a comment's screening. Here the five SVMs' weights and their sigmoid calibrations are read once
 (`_Linear`), and a call is one TF-IDF transform (the vectorizer's public `transform`) and one
-sparse-by-dense product. The attributes read belong to scikit-learn's fitted calibration
-objects (`calibrated_classifiers_`, each one's `estimator` and `calibrators`, a calibrator's `a_`
-and `b_`), some of them on private classes: `_Linear` is the only code that reads them, it refuses a model that is not what it
-expects, and tests/moderation/test_rules.py compares its scores with the package's own on the
-labelled set, so an upgrade that changes them fails there by name.
+sparse-by-dense product. The attributes read belong to scikit-learn's fitted calibration objects
+(`calibrated_classifiers_`, each one's `estimator` and `calibrators`, a calibrator's `a_` and
+`b_`), some of them on private classes: `_Linear` is the only code that reads them, it refuses a
+model that is not what it expects, and tests/moderation/test_rules.py compares its scores with
+the package's own on the labelled set, so an upgrade that changes them fails there by name.
 """
 
 from __future__ import annotations

@@ -49,7 +49,9 @@ class Signals(msgspec.Struct, frozen=True):
     """What the stateful counters saw, this event included."""
 
     recent_events: int = 0  # the actor's comments and mentions in the last minute
-    same_text_targets: int = 0  # distinct targets this text went to within the duplicate window
+    # distinct targets this text went to within the duplicate window, 0 when this event alone
+    # sent it to all of them (a mention of many users in one post is no duplicate)
+    same_text_targets: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,26 +45,33 @@ class ActivityCounters:
         """Record `seen` and return each one's counts (itself included), to `ask`."""
         dup_keys = [text_key(o.canonical_text) for o in seen]
         commands: list[Command] = []
-        counts: list[tuple[int, int | None]] = []  # per observation, where its replies are
+        counts: list[tuple[int, int | None, int]] = []  # per observation: where its replies are, its targets
         for o, dup in zip(seen, dup_keys, strict=True):
             counted, at = velocity(o.actor, o.event_id, o.accepted_ms, VELOCITY_WINDOW_MS)
             recent = len(commands) + at
             commands += counted
-            targets = None
+            targets, own = None, dict.fromkeys(o.targets, o.accepted_ms)
             if dup is not None:
                 targets = len(commands) + 2
-                commands += _count(
-                    keys.mod_duplicates(dup), dict.fromkeys(o.targets, o.accepted_ms), o, self._dup_window_ms
-                )
-            counts.append((recent, targets))
+                commands += _count(keys.mod_duplicates(dup), own, o, self._dup_window_ms)
+            counts.append((recent, targets, len(own)))
 
         def parse(replies: Sequence[Any]) -> list[Signals]:
             return [
-                Signals(recent_events=int(replies[r]), same_text_targets=0 if t is None else int(replies[t]))
-                for r, t in counts
+                Signals(recent_events=int(replies[r]), same_text_targets=_sent_again(replies, t, own))
+                for r, t, own in counts
             ]
 
         return Query(commands, parse)
+
+
+def _sent_again(replies: Sequence[Any], at: int | None, own: int) -> int:
+    """The text's distinct targets in the window (replies[at]), or 0 if this event alone sent it
+    to them: one post that mentions eight friends is not spam, the same text sent again is."""
+    if at is None:
+        return 0
+    targets = int(replies[at])
+    return targets if targets > own else 0
 
 
 def _count(key: str, members: dict[str, int], o: Observation, window_ms: int) -> list[Command]:

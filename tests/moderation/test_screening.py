@@ -200,6 +200,18 @@ async def test_duplicate_text_to_many_targets_is_flagged(s: Stack) -> None:
     assert [(i.id, [v.rule for v in i.verdicts]) for i in page.items] == [(f"e{limit}", ["duplicate"])]
 
 
+async def test_one_mention_of_many_users_is_no_duplicate_but_sending_it_again_is(s: Stack) -> None:
+    limit = s.settings.moderation.duplicate_targets
+    text = "Happy birthday to the best crew there is"
+    friends = [f"friend{n}" for n in range(limit + 3)]
+    await s.send(mention("e1", "bob", friends, text))
+    assert (await s.queue.page()).items == []
+    assert [len(await s.groups(f)) for f in friends] == [1] * len(friends)
+    await s.send(mention("e2", "bob", ["friend0", "stranger"], text, post="p2"))  # one new target
+    page = await s.queue.page()
+    assert [(i.id, [v.rule for v in i.verdicts]) for i in page.items] == [("e2", ["duplicate"])]
+
+
 async def test_short_common_replies_are_not_duplicates(s: Stack) -> None:
     await s.send(*[comment(f"e{n}", f"fan{n}", f"user{n}", "Nice!", post=f"p{n}") for n in range(6)])
     assert (await s.queue.page()).items == []

@@ -220,9 +220,12 @@ def around_user(name: Callable[[str], str]) -> tuple[str, str]:
     return before, after
 
 
+_CHANNEL_HEAD, _CHANNEL_TAIL = (len(part) for part in user_channel("\0").split("\0"))
+
+
 def user_of_channel(channel: str) -> str:
     """Inverse of `user_channel`."""
-    return channel[len("push:{u:") : -1]
+    return channel[_CHANNEL_HEAD : len(channel) - _CHANNEL_TAIL]
 
 
 def gateway_control() -> str:

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class FeedLimits:
     max_groups: int = 200  # groups kept per inbox; the oldest beyond are dropped
-    max_changes: int = 1_000  # change-log entries kept per user (resume window)
+    # change-log entries kept per user (the resume window): past a full inbox's worth of
+    # changes a refetch of the first page costs a client less than a replay, and a busy user's
+    # log held ~2x their inbox's bytes at 1,000
+    max_changes: int = 256
     shown_actors: int = 3  # latest actors listed per group
     aggregation_window_ms: int = 86_400_000  # likes of one post / new followers group per window
     max_posts: int = 1_000  # live posts kept per author timeline; the oldest beyond are dropped

@@ -27,6 +27,9 @@ local BASE = 6
 -- Numbers given to redis.call are formatted by Redis with %.17g (a few thousand instructions
 -- each): the hot paths pass strings.
 local KEEP_CHANGES = string.format('%d', -MAX_CHANGES)
+-- The log is trimmed back to MAX_CHANGES once it holds a sixteenth more: one LTRIM per
+-- MAX_CHANGES / 16 changes of a user at the bound, not one per change.
+local TRIM_PAST = MAX_CHANGES + math.floor(MAX_CHANGES / 16)
 
 -- The layouts' constants (MS_OFFSET, CHECK_MIN, STATE_FORMAT...) come from schemas/layouts.py,
 -- injected ahead of this file by feeds/scripts.py.
@@ -458,7 +461,7 @@ local function emit(op, ref, tail, dropped, g, read)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
   local unread = int(s.unread)
-  if call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref) > MAX_CHANGES then
+  if call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref) > TRIM_PAST then
     call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
   end
   if not listened() then return end

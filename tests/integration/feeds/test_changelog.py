@@ -65,6 +65,21 @@ async def _all(redis: Redis, user: str) -> list[changelog.Change]:
     return replay.changes
 
 
+async def test_a_log_at_its_bound_is_trimmed_a_sixteenth_at_a_time(redis: Redis, settings: Settings) -> None:
+    limits = dataclasses.replace(settings.feeds, max_changes=32)
+    inbox = Inbox(redis, limits)
+    seen, lengths = [], []
+    for op in [like_op("tim", i) for i in range(60)]:
+        seen += await logged(redis, inbox, [op])
+        lengths.append(await redis.llen(keys.changelog("tim")))
+    assert lengths[:34] == list(range(1, 35))  # up to a sixteenth past the bound...
+    assert lengths[34:] == [32, 33, 34] * 8 + [32, 33]  # ...then back to it: one LTRIM per 3 changes
+    # the 33 kept are changes 28..60: a cursor at 28 resumes, one at 27 (trimmed) refetches
+    resumed = await changelog.read_after(redis, "tim", seen[27], 100)
+    assert isinstance(resumed, Replay) and [c.cursor for c in resumed.changes] == seen[28:]
+    assert await changelog.read_after(redis, "tim", seen[26], 100) == Refetch(seen[-1])
+
+
 async def test_a_cursor_whose_change_was_trimmed_must_refetch(redis: Redis, settings: Settings) -> None:
     limits = dataclasses.replace(settings.feeds, max_changes=8)
     inbox = Inbox(redis, limits)

@@ -43,7 +43,8 @@ class TrimStats:
 
 
 class Registers:
-    """Trims item registers; the only writer of the watermark (field `<` of `keys.toggles`)."""
+    """Trims item registers; the only code that raises the watermark (field `<` of
+    `keys.toggles`; lua/apply.lua writes a new user's, empty, next to their state)."""
 
     def __init__(self, redis: Redis, limits: FeedLimits) -> None:
         self._redis = redis

@@ -74,9 +74,10 @@ local function register_of(item)
   _, old, HORIZON = state(item, HORIZON_FIELD)
   return old
 end
--- The register is the 'already applied' mark: written last.
+-- The register is the 'already applied' mark: written last. A new user's state goes with their
+-- first register (and their empty watermark: common.lua state()), near the hash's front.
 local function applied(item, register)
-  if LAST then save(item, register) else call('HSET', K_ITEMS, item, register) end
+  if LAST or S.no_horizon then save(item, register) else call('HSET', K_ITEMS, item, register) end
   return 1
 end
 

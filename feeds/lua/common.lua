@@ -60,6 +60,8 @@ else
   pack_ms = function(t) return be_bytes(t + MS_OFFSET, MS_BYTES) end
   unpack_ms = function(s) return be_number(s, 1, MS_BYTES) - MS_OFFSET end
 end
+-- The watermark of a user whose registers were never trimmed (lua/trim.lua): below every time.
+local NO_HORIZON = pack_ms(-MS_OFFSET)
 
 -- Numbers become text through string.format('%d'): a Lua number's own conversion (%.14g) costs
 -- twice as much, and is wrong past 14 digits. Remembered for the call: most repeat (counts, a
@@ -267,6 +269,10 @@ local function state(item, extra)
     seq, unread, shown = tonumber(seq), tonumber(unread), tonumber(shown)
   end
   S = {epoch = epoch, seq = seq, unread = unread, all = all, groups = groups, dirty = false}
+  -- a new user's watermark goes in right after their state, empty (NO_HORIZON): a field found
+  -- near the front of a listpack-encoded hash costs its lookup a few entries, a missing one a
+  -- scan of every register (~1.5 µs at 300)
+  S.no_horizon = extra == HORIZON_FIELD and not raw and not r[3]
   if SHOWN == 0 then SHOWN = shown or 3 end
   return S, r[1], r[3]
 end
@@ -274,7 +280,14 @@ end
 local function save(item, register)
   local packed = S.dirty and pack_state(S)
   S.dirty = false
-  if packed and item then
+  if packed and S.no_horizon then
+    S.no_horizon = false
+    if item then
+      call('HSET', K_ITEMS, item, register, STATE_FIELD, packed, HORIZON_FIELD, NO_HORIZON)
+    else
+      call('HSET', K_ITEMS, STATE_FIELD, packed, HORIZON_FIELD, NO_HORIZON)
+    end
+  elseif packed and item then
     call('HSET', K_ITEMS, item, register, STATE_FIELD, packed)
   elseif packed then
     call('HSET', K_ITEMS, STATE_FIELD, packed)

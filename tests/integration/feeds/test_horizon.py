@@ -19,7 +19,7 @@ from feeds.horizon import BeyondHorizon, Registers
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
-from schemas import keys
+from schemas import keys, layouts
 from schemas.events import Event
 from tests.unit.builders import DAY_S, like, unlike
 
@@ -118,6 +118,20 @@ async def run_both(trimmed: Redis, kept: Redis, history: History) -> None:
         assert await views(trimmed, a, user) == await views(kept, b, user), user
 
 
+async def test_a_new_users_watermark_is_empty_and_next_to_their_state(redis: Redis) -> None:
+    """Lookups of a listpack-encoded hash scan it from the front: the state and the watermark,
+    read with every apply, sit right after the first register, and the empty watermark refuses
+    nothing, however old."""
+    limits = FeedLimits()
+    inbox = Inbox(redis, limits)
+    ops = [op for i in range(20) for op in plan(like(f"fan{i}", "p1", "ivy", t=-DAY_S * (i + 1)), limits)]
+    assert await inbox.apply(ops) == [None] * 20
+    fields = await redis.hkeys(keys.toggles("ivy"))
+    assert fields[:3] == [b"l|p1|fan0", layouts.STATE_FIELD.encode(), layouts.HORIZON_FIELD.encode()]
+    assert await redis.hget(keys.toggles("ivy"), layouts.HORIZON_FIELD) == bytes(layouts.MS_BYTES)
+    assert sum(orjson.loads(g)["count"] for g in (await inbox.page("ivy", None, 50)).groups) == 20
+
+
 async def test_trimming_bounds_a_users_registers(redis: Redis) -> None:
     """Likes then unlikes of many fans, and groups dropped by the cap: past the horizon only
     what the inbox shows keeps a register; a late like of a trimmed item is refused."""
@@ -128,7 +142,7 @@ async def test_trimming_bounds_a_users_registers(redis: Redis) -> None:
     history: list[Event] = [*day, *undo]
     ops = [op for e in history for op in plan(e, limits)]
     assert await inbox.apply(ops) == [None] * len(ops)
-    assert await redis.hlen(keys.toggles("olga")) == 40 + 1  # and the state
+    assert await redis.hlen(keys.toggles("olga")) == 40 + 2  # and the state and the watermark
     shown = (await inbox.page("olga", None, 10)).groups
 
     cutoff_ms = like("x", t=DAY_S).at_ms

@@ -271,7 +271,7 @@ local function state(item, extra)
   S = {epoch = epoch, seq = seq, unread = unread, all = all, groups = groups, dirty = false}
   -- a new user's watermark goes in right after their state, empty (NO_HORIZON): a field found
   -- near the front of a listpack-encoded hash costs its lookup a few entries, a missing one a
-  -- scan of every register (~1.5 µs at 300)
+  -- scan of every register
   S.no_horizon = extra == HORIZON_FIELD and not raw and not r[3]
   if SHOWN == 0 then SHOWN = shown or 3 end
   return S, r[1], r[3]

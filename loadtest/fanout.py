@@ -31,9 +31,17 @@ from notifier.runtime.settings import IngestSettings, Settings
 from schemas.events import Comment, Event, Follow, Like, type_name
 
 from .graph import user_id
-from .metrics import GroupState, ProcessMeter, consumer_groups, process_summary
+from .metrics import (
+    CommandStats,
+    GroupState,
+    ProcessMeter,
+    command_stats,
+    commands_per_event,
+    consumer_groups,
+    process_summary,
+)
 from .progress import Progress
-from .report import fmt, resource_rows
+from .report import command_rows, fmt, resource_rows
 from .scenarios import Scenario
 from .stack import LocalStack, private_stack
 
@@ -168,12 +176,7 @@ def run(scenario: Scenario, *, extra_env: dict[str, str], progress: bool = True)
             for role, p in processes.items()
         },
         "inbox": inbox,
-        # INFO commandstats over the drain, per applied event: a script's own calls are counted
-        # both under their names and inside its EVALSHA's time
-        "redis_commands": {
-            name: {"calls": c["calls"], "us_per_event": round(c["usec"] / n, 2)}
-            for name, c in sorted(commands.items(), key=lambda kv: -kv[1]["usec"])
-        },
+        "redis_commands": commands_per_event(*commands, n),  # INFO commandstats over the drain
         "timeline": drain.timeline,
         "notes": notes,
     }
@@ -186,18 +189,18 @@ async def _measure(
     expected: dict[str, dict[str, set[str]]],
     limits: FeedLimits,
     progress: Progress,
-) -> tuple[float, Drain, dict[str, Any], dict[str, Any], dict[str, dict[str, int]]]:
+) -> tuple[float, Drain, dict[str, Any], dict[str, Any], tuple[CommandStats, CommandStats]]:
     redis = Redis.from_url(stack.redis_url, socket_timeout=10)
     try:
         preload_s = await _preload(redis, events, s.partitions, progress)
-        await redis.config_resetstat()  # commandstats count the drain alone
+        commands_before = await command_stats(redis)
         meter = ProcessMeter()
         stack.spawn_worker(s.worker_cpus)
         for role in ("worker", "redis"):
             for pid in stack.procs.pids()[role]:
                 meter.watch(role, pid)
         drain = await _drain(redis, stack, len(events), meter, s.drain_s, progress)
-        commands = await command_stats(redis)
+        commands = commands_before, await command_stats(redis)
         progress.done()
         cpu = {r: round(drain.cpu_end[r] - drain.cpu_start.get(r, 0.0), 2) for r in drain.cpu_end}
         processes = process_summary(meter, drain.busy_rows(), cpu, drain.seconds)
@@ -205,21 +208,6 @@ async def _measure(
     finally:
         await redis.aclose()
     return preload_s, drain, inbox, processes, commands
-
-
-# what this process sends during the drain (sampling the groups), not the worker's work
-_SAMPLER_COMMANDS: Final = frozenset({"xinfo|groups", "info", "config|resetstat"})
-
-
-async def command_stats(redis: Redis) -> dict[str, dict[str, int]]:
-    """INFO commandstats' calls and µs per command, the sampler's own left out."""
-    stats = await redis.info("commandstats")
-    out = {}
-    for name, row in stats.items():
-        command = name.removeprefix("cmdstat_")
-        if command not in _SAMPLER_COMMANDS:
-            out[command] = {"calls": int(row["calls"]), "usec": int(row["usec"])}
-    return out
 
 
 async def _preload(redis: Redis, events: list[Event], partitions: int, progress: Progress) -> float:
@@ -379,16 +367,7 @@ def markdown(r: dict[str, Any]) -> str:
         + ", ".join(f"{role} {fmt(us)} µs" for role, us in r["cpu_us_per_event"].items())
         + ".",
         "",
-        "## Redis time by command (INFO commandstats over the drain)",
-        "",
-        "EVALSHA's time includes the commands its scripts run, which are also counted under their own names.",
-        "",
-        "| command | calls | calls per event | µs per applied event |",
-        "|---|---:|---:|---:|",
-        *(
-            f"| {name} | {fmt(c['calls'])} | {c['calls'] / w['events']:.2f} | {fmt(c['us_per_event'])} |"
-            for name, c in r.get("redis_commands", {}).items()
-        ),
+        *command_rows(r.get("redis_commands", {}), "applied event"),
         "",
         "## Over time (seconds since the worker was started)",
         "",

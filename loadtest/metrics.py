@@ -297,3 +297,34 @@ def process_summary(
             "rss_peak_mb": round(meter.peak_rss.get(role, 0) / 2**20, 1),
         }
     return out
+
+
+# what the load generator itself sends while sampling (the groups' lag, memory), not the product's
+_SAMPLER_COMMANDS: Final = frozenset({"xinfo|groups", "info", "config|resetstat"})
+
+
+CommandStats = dict[str, dict[str, int]]  # command -> calls, usec (INFO commandstats)
+
+
+async def command_stats(redis: Redis) -> CommandStats:
+    """INFO commandstats' calls and µs per command, the sampler's own left out."""
+    stats = await redis.info("commandstats")
+    out = {}
+    for name, row in stats.items():
+        command = name.removeprefix("cmdstat_")
+        if command not in _SAMPLER_COMMANDS:
+            out[command] = {"calls": int(row["calls"]), "usec": int(row["usec"])}
+    return out
+
+
+def commands_per_event(before: CommandStats, after: CommandStats, events: int) -> dict[str, dict[str, float]]:
+    """Calls and µs of each command between two `command_stats`, per event, the costliest first.
+    A script's own calls are counted both under their names and inside its EVALSHA's time."""
+    rows = {}
+    for name, row in after.items():
+        was = before.get(name, {"calls": 0, "usec": 0})
+        calls, usec = row["calls"] - was["calls"], row["usec"] - was["usec"]
+        if calls > 0 and events:
+            per = {"per_event": round(calls / events, 2), "us_per_event": round(usec / events, 2)}
+            rows[name] = {"calls": calls, **per}
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["us_per_event"]))

@@ -98,6 +98,8 @@ def markdown(r: dict[str, Any]) -> str:
             "",
             *family_rows(m["families"]),
         ]
+    if r.get("redis_commands"):
+        lines += ["", *command_rows(r["redis_commands"], "accepted event")]
     lines += ["", "## Over time", "", *_timeline_rows(r)]
     f = r["fanout"]
     lines += [
@@ -131,6 +133,22 @@ def family_rows(families: Mapping[str, Mapping[str, Any]]) -> list[str]:
         cells = [fmt(row["keys"]), f"{row['bytes'] / 2**20:,.2f}", per, encodings]
         rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return rows
+
+
+def command_rows(commands: Mapping[str, Mapping[str, Any]], per: str) -> list[str]:
+    """The `redis_commands` of a result (loadtest.metrics.commands_per_event) as a table."""
+    return [
+        "## Redis time by command (INFO commandstats)",
+        "",
+        "EVALSHA's time includes the commands its scripts run, which are also counted under their own names.",
+        "",
+        f"| command | calls | calls per {per} | µs per {per} |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {name} | {fmt(c['calls'])} | {c.get('per_event', '')} | {fmt(c['us_per_event'])} |"
+            for name, c in commands.items()
+        ),
+    ]
 
 
 def resource_rows(processes: Mapping[str, Mapping[str, Any]]) -> list[str]:

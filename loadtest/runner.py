@@ -15,6 +15,7 @@ from typing import Any, Final
 import anyio
 from redis.asyncio import Redis
 
+from feeds.cluster import Cluster
 from notifier.runtime.redis import open_redis
 from notifier.runtime.settings import RedisSettings, Settings
 
@@ -22,10 +23,13 @@ from .cluster import ClusterLab
 from .graph import SocialGraph, user_id
 from .ledger import Ledger, check
 from .metrics import (
+    CommandStats,
     Footprint,
     GroupState,
     ProcessMeter,
     bytes_by_kind,
+    command_stats,
+    commands_per_event,
     consumer_groups,
     cpu_used,
     footprint,
@@ -121,6 +125,7 @@ class Phases:
     rss_connected: dict[str, dict[str, float]] = field(default_factory=dict)
     cpu_s: dict[str, float] = field(default_factory=dict)
     groups_before: GroupState | None = None
+    commands: tuple[CommandStats, CommandStats] | None = None  # one Redis: before producing, after draining
 
 
 async def _run(run: Run) -> dict[str, Any]:
@@ -203,6 +208,9 @@ async def _measure(run: Run, redis: Redis | None) -> dict[str, Any]:
         },
         "memory": memory,
         "processes": processes,
+        "redis_commands": (
+            commands_per_event(*phases.commands, ledger.counts()["accepted"]) if phases.commands else {}
+        ),
         "graph": {"users": graph.users, "skew": graph.skew, "top_user_share": round(graph.top_share(), 4)},
         "timeline": run.timeline,
         "timeline_latency": timeline_latency(verdict, phases.t0_ns),
@@ -227,10 +235,15 @@ async def _drive(
         phases.groups_before = groups
         sampler = _Sampler(run, observers, producer, meter, redis, phases.t0_ns, groups)
         tg.start_soon(sampler.loop)
+        # INFO commandstats of one Redis (a cluster's are per master: not summed)
+        single = redis if redis is not None and not isinstance(redis, Cluster) else None
+        commands_before = await command_stats(single) if single else None
         await producer.run(phases.t0_ns)
         phases.produce_s = (time.time_ns() - phases.t0_ns) / 1e9
         phases.drain_s = await _drain(run, observers, producer.ledger, sampler)
         sampler.stop()
+        if single and commands_before is not None:
+            phases.commands = (commands_before, await command_stats(single))
         phases.cpu_s = cpu_used(cpu_before, meter.cpu_seconds())  # while every process still runs
         await observers.stop()
     return phases

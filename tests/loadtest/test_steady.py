@@ -42,8 +42,11 @@ def test_steady_run_reaches_every_online_recipient_exactly_once(tmp_path: Path) 
     assert sum(row["bytes"] for row in memory["families"].values()) == sum(
         row["bytes"] for row in in_keys.values()
     )
+    commands = result["redis_commands"]  # INFO commandstats between producing and drained
+    assert commands["evalsha"]["us_per_event"] > 0 and commands["xadd"]["per_event"] >= 1  # its append
+    assert "xinfo|groups" not in commands and "info" not in commands  # the sampler's own
 
     paths = report.write(result, tmp_path, "steady")
     assert [p.suffix for p in paths] == [".json", ".md", ".png"]
     assert all(p.stat().st_size > 0 for p in paths)
-    assert "Ledger: PASS" in paths[1].read_text()
+    assert "Ledger: PASS" in paths[1].read_text() and "| evalsha |" in paths[1].read_text()

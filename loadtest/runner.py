@@ -242,7 +242,8 @@ async def _drive(
         phases.produce_s = (time.time_ns() - phases.t0_ns) / 1e9
         phases.drain_s = await _drain(run, observers, producer.ledger, sampler)
         sampler.stop()
-        if single and commands_before is not None:
+        if commands_before is not None:  # set with `single`
+            assert single is not None
             phases.commands = (commands_before, await command_stats(single))
         phases.cpu_s = cpu_used(cpu_before, meter.cpu_seconds())  # while every process still runs
         await observers.stop()

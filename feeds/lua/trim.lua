@@ -3,8 +3,9 @@
 -- register of a like or follow whose actor is in its group's set, of a comment or mention whose
 -- record is in the inbox, and every retraction (`x`: deletion wins, whatever comes later).
 -- The user's watermark (field `<`, 7 bytes like every time; all zero, below every time, until
--- a first trim: common.lua) rises to the cutoff first, in the same atomic call: apply.lua refuses an event at or below it for an item without a register,
--- which is what a trimmed register would have decided (or an event beyond the horizon).
+-- a first trim: common.lua) rises to the cutoff first, in the same atomic call: apply.lua
+-- refuses an event at or below it for an item without a register, which is what a trimmed
+-- register would have decided (or an event beyond the horizon).
 -- ARGV after the head: cutoff ms, HSCAN cursor, count. Returns {next cursor, registers deleted}.
 local CUTOFF, CURSOR, COUNT = tonumber(ARGV[BASE + 1]), ARGV[BASE + 2], ARGV[BASE + 3]
 local WATERMARK = HORIZON_FIELD  -- schemas/layouts.py

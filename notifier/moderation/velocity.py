@@ -50,11 +50,11 @@ class ActivityCounters:
             counted, at = velocity(o.actor, o.event_id, o.accepted_ms, VELOCITY_WINDOW_MS)
             recent = len(commands) + at
             commands += counted
-            targets, own = None, dict.fromkeys(o.targets, o.accepted_ms)
+            targets, sent = None, dict.fromkeys(o.targets, o.accepted_ms)
             if dup is not None:
                 targets = len(commands) + 2
-                commands += _count(keys.mod_duplicates(dup), own, o, self._dup_window_ms)
-            counts.append((recent, targets, len(own)))
+                commands += _count(keys.mod_duplicates(dup), sent, o, self._dup_window_ms)
+            counts.append((recent, targets, len(sent)))
 
         def parse(replies: Sequence[Any]) -> list[Signals]:
             return [

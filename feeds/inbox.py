@@ -17,7 +17,8 @@ from redis.exceptions import ResponseError
 from schemas import keys, layouts
 from schemas.cursor import Cursor
 
-from .cluster import shard_of, slot_of
+from .cluster import Cluster, shard_of, slot_of
+from .direct import DirectApply
 from .horizon import BeyondHorizon
 from .items import ItemOp
 from .limits import FeedLimits
@@ -30,7 +31,7 @@ from .scripts import STATE, head, run_commands, scripts_for, user_keys
 # 110,200 at 32, 105,000 at 64), and a call holds Redis for at most this many items (under 30 µs
 # of CPU each on a 2-vCPU benchmark machine, loadtest.clusterbench: under 1 ms).
 ITEMS_PER_CALL = 32
-REFUSED = -1  # lua/apply.lua's answer for an item beyond the user's trimmed horizon
+REFUSED = -1  # lua/apply.lua's answer for an item beyond the user's trimmed horizon (direct.py's too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,10 @@ class InboxPage:
         return _page_cursor(self.groups[-1])
 
 
+def _refused(op: ItemOp) -> BeyondHorizon:
+    return BeyondHorizon(f"{op.item} at {op.at_ms} of {op.user}")
+
+
 def _page_cursor(group_json: bytes) -> str:
     group = orjson.loads(group_json)
     return f"{group['last_at']}:{group['id']}"
@@ -58,10 +63,13 @@ def _page_cursor(group_json: bytes) -> str:
 class Inbox:
     """With `changelog`, the only code that reads or writes the inbox keys (`ni: nb: na: nr: nc:`)."""
 
-    def __init__(self, redis: Redis, limits: FeedLimits) -> None:
+    def __init__(self, redis: Redis, limits: FeedLimits, *, direct: bool = True) -> None:
+        """`direct`: on one Redis, apply the items of users nobody listens to from here, in
+        plain commands (feeds/direct.py); else every item by lua/apply.lua."""
         self._redis = redis
         self._limits = limits
         self._scripts = scripts_for(redis)
+        self._direct = DirectApply(redis, limits) if direct and not isinstance(redis, Cluster) else None
 
     @property
     def redis(self) -> Redis:
@@ -82,7 +90,14 @@ class Inbox:
         if not ops:
             return []
         tags = list(tags) or [""] * len(ops)
-        errors = await self._calls(ops, tags, range(len(ops)), shard_of)
+        errors: list[BaseException | None] = [None] * len(ops)
+        scripted: Sequence[int] = range(len(ops))
+        if self._direct is not None:
+            done, scripted = await self._direct.apply(ops, scripted)
+            for i, result in done.items():
+                errors[i] = _refused(ops[i]) if result == REFUSED else None
+        for i, error in zip(scripted, await self._calls(ops, tags, scripted, shard_of), strict=True):
+            errors[i] = error
         failed = [i for i, e in enumerate(errors) if e is not None and not isinstance(e, BeyondHorizon)]
         if failed and self._scripts.sharded:
             for i, error in zip(failed, await self._calls(ops, tags, failed, slot_of), strict=True):
@@ -97,6 +112,8 @@ class Inbox:
         group: Callable[[Redis, str], str],
     ) -> list[BaseException | None]:
         """The errors of ops[indexes], applied in calls of up to ITEMS_PER_CALL of one group."""
+        if not indexes:
+            return []
         common = head(None, self._limits)
         groups: dict[str, list[int]] = {}
         for i in indexes:
@@ -129,7 +146,7 @@ class Inbox:
                 if isinstance(result, BaseException):  # the whole call failed
                     errors[i] = result
                 elif result[at] == REFUSED:
-                    errors[i] = BeyondHorizon(f"{ops[i].item} at {ops[i].at_ms} of {ops[i].user}")
+                    errors[i] = _refused(ops[i])
                 else:
                     errors[i] = None if isinstance(result[at], int) else ResponseError(result[at].decode())
         return [errors[i] for i in indexes]

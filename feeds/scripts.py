@@ -5,9 +5,10 @@ Redis lost them (NOSCRIPT after a restart)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Generic, TypeVar, overload
@@ -133,25 +134,37 @@ async def _pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
     reply parsed by hiredis straight off the connection (`_replies`). redis-py's Pipeline costs
     several times more per command (argument encoding in Python, per-command bookkeeping),
     which shows at thousands of script calls a second."""
+    async with connection(redis) as roundtrip:
+        return await roundtrip(commands)
+
+
+@contextlib.asynccontextmanager
+async def connection(redis: Redis) -> AsyncIterator[Callable[[Sequence[Command]], Awaitable[list[Any]]]]:
+    """One pooled connection for round trips of lean pipelines (`_pipelined`) that must share
+    it (a WATCH, the reads it guards, then MULTI ... EXEC: feeds/direct.py). Anything raised
+    inside disconnects it: replies or a WATCH may be left on it."""
     pool = redis.connection_pool
     conn = await pool.get_connection()
     # one deadline for all the replies instead of a timeout armed per reply (a fifth of the
     # worker's CPU at thousands of replies a second)
     per_reply, conn.socket_timeout = conn.socket_timeout, None
-    try:
+
+    async def roundtrip(commands: Sequence[Command]) -> list[Any]:
         packed = b"".join(pack_command(c) for c in commands)  # type: ignore[arg-type]  # stub: 1-tuple
         async with asyncio.timeout(per_reply):
             await conn.send_packed_command(packed, check_health=False)
-            results = await _replies(conn, len(commands))
+            return await _replies(conn, len(commands))
+
+    try:
+        yield roundtrip
     except BaseException as exc:
-        await conn.disconnect()  # replies may be left unread: never reuse this connection
+        await conn.disconnect()
         if isinstance(exc, TimeoutError):
             raise RedisTimeoutError(f"no reply within {per_reply}s") from None
         raise
     finally:
         conn.socket_timeout = per_reply
         await pool.release(conn)
-    return results
 
 
 async def _replies(conn: Connection, count: int) -> list[Any]:

@@ -11,7 +11,7 @@ scripts' source, so Lua and Python share every number and separator.
   op letter: check 0).
 - A published change: `EPOCH N CHECK[@MS[@TRACEPARENT]] [FEED_MARK]PAYLOAD` (the tag after the
   check: the event's acceptance time and trace context, for the gateway's push latency and
-  tracing; FEED_MARK leads a home-feed change, which shares the inbox's log).
+  tracing; FEED_MARK leads a home-feed change, which shares the inbox's log); or RESYNC_MESSAGE.
 - An inbox script call (feeds/scripts.py): USER_KEYS keys per user (items, inbox, read marks,
   change log), item after item in an apply call; a home-feed push FEED_USER_KEYS (those, then
   the home feed, mutes, blocks and hide marks).
@@ -40,6 +40,11 @@ CHECK_BYTES: Final = 3
 PUBLISHED_SEPARATOR: Final = " "
 TAG_SEPARATOR: Final = "@"
 FEED_MARK: Final = "F"
+# Published on a user's channel instead of a change: "re-read the change log from your cursor"
+# (not in the change layout, so the gateway's hub resyncs the user's sessions). The fan-out's
+# direct apply (feeds/direct.py) sends it to a user who subscribed while it logged changes it
+# did not publish.
+RESYNC_MESSAGE: Final = "resync"
 STATE_FIELD: Final = "#"
 HORIZON_FIELD: Final = "<"  # the user's trimmed horizon (a time): feeds/horizon.py
 STATE_SEQ_BYTES: Final = 6

@@ -1,0 +1,416 @@
+"""The inbox apply computed here and sent as plain commands, for the users nobody listens to.
+
+lua/apply.lua costs Redis ~110,000 instructions an item, two thirds of them Lua around its
+commands; the same commands sent plain cost ~43,000 (`python -m loadtest.applycost --callgrind
+--native`). So on one Redis the fan-out applies here what needs no rendering: the items of users
+without a live client (most users, most of the time), whose changes are logged but not pushed.
+
+One batch is two round trips on one connection:
+1. WATCH each user's items, inbox and change-log keys (every inbox script writes one of them),
+   then read what lua/apply.lua reads: the items' registers, the state and the horizon, the
+   inbox's newest record, length and oldest records, the change log's length, whether the user
+   has read marks, the newest member of each like or follow group the items touch; and who
+   listens (PUBSUB NUMSUB).
+2. MULTI, the writes lua/apply.lua would make, PUBSUB NUMSUB again, EXEC. A watched key written
+   by anyone in between (the API's read marks, another worker) aborts the whole transaction:
+   then the script applies those users' items, as it would have (registers make that safe).
+
+A user whose items need more than this mirrors (someone listens: the change must be rendered
+and published; an item updates a register already there; a record goes below the inbox's
+newest; read marks of single groups; a state written before the read marks' summary) is left
+to the script, all of their items, before anything of theirs is sent. A client subscribing
+between the two round trips is told to re-read the log (layouts.RESYNC): the change was
+logged but not published.
+
+The differential test (tests/integration/feeds/test_differential.py) applies random histories
+this way and by the frozen oracle of the script; they end in the same views.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from schemas import keys, layouts
+
+from .items import ItemOp
+from .limits import FeedLimits
+from .scripts import Command, connection
+
+REFUSED = -1  # as lua/apply.lua: the item is older than the user's trimmed horizon
+
+# A user seen with a live client is sent straight to the script for this long (s): their first
+# read round trip would be wasted. Only a guess: who listens is asked again in each round trip.
+LISTENED_FOR_S = 5.0
+_LISTENED_MAX = 100_000  # users remembered at most; forgotten all at once past it
+
+_VERBS = {"l": "like", "f": "follow", "c": "comment", "m": "mention"}
+_NO_HORIZON = layouts.encode_ms(-layouts.MS_OFFSET)
+
+
+class _Script(Exception):
+    """This user's items need lua/apply.lua."""
+
+
+def _short(gid: str) -> str:
+    return gid[0] + gid[gid.index(":") + 1 :]
+
+
+def _long(short: str) -> str:
+    return f"{_VERBS[short[0]]}:{short[1:]}"
+
+
+def _group_of(rec: bytes) -> tuple[int, str]:
+    """A record's time and group id (lua/common.lua decode)."""
+    t, bar = layouts.decode_ms(rec), rec.find(b"|", layouts.MS_BYTES)
+    if bar < 0:
+        return t, _long(rec[layouts.MS_BYTES :].decode())
+    head = rec[layouts.MS_BYTES : bar].decode()
+    if head != "p":
+        return t, _long(head)
+    actor, post, _ = rec[bar + 1 :].decode().split("|", 2)
+    return t, f"mention:{post}:{actor}"
+
+
+def _newer(t1: int, g1: str, t2: int, g2: str) -> bool:
+    return t1 > t2 or (t1 == t2 and g1 > g2)
+
+
+@dataclass(slots=True)
+class _User:
+    """One user's items of the batch, what was read of them, and what to write."""
+
+    user: str
+    ops: list[int]
+    items: list[str]  # distinct, in the HMGET's order
+    gids: list[str]  # distinct like or follow groups the active items go to
+    tail: int  # how many of the inbox's oldest records are read
+    writes: list[Command] = field(default_factory=list)
+    results: list[int] = field(default_factory=list)
+
+
+class _Apply:
+    """lua/apply.lua's work for one user, on what was read: the same writes, or _Script."""
+
+    def __init__(self, u: _User, replies: Sequence[Any], limits: FeedLimits, check_head: bytes, epoch: str):
+        self.u, self.limits, self.check_head, self.epoch_new = u, limits, check_head, epoch
+        user = u.user
+        self.k_items, self.k_inbox, self.k_log = keys.toggles(user), keys.inbox(user), keys.changelog(user)
+        self.prefix = keys.group_actors_prefix(user)
+        for reply in replies:
+            if isinstance(reply, BaseException):  # a key of another type: the script says which
+                raise _Script
+        regs, self.head, self.size, bottom, self.log_len, marks, *newest = replies
+        n = len(u.items)
+        self.registers: dict[str, bytes | None] = dict(zip(u.items, regs[:n], strict=True))
+        raw_state, horizon = regs[n], regs[n + 1]
+        if raw_state and raw_state[0] != 0:
+            raise _Script  # the state's text of before
+        state = layouts.decode_state(raw_state)
+        if state.read_all_ms is not None and state.group_marks:
+            raise _Script  # some group may have a read mark of its own
+        self.state = state
+        self.epoch, self.seq, self.unread = state.epoch, state.last_change, state.unread
+        self.all = state.read_all_ms  # None: learned from the marks hash when needed (read_all)
+        self.has_marks = marks > 0
+        self.dirty = False
+        self.new_user = raw_state is None and horizon is None  # lua/common.lua state(): S.no_horizon
+        self.horizon = None if horizon is None else layouts.decode_ms(horizon)
+        self.bottom: list[bytes] = list(bottom)  # the inbox's oldest records, oldest last
+        self.newest = {
+            gid: (layouts.decode_ms(m[0]) if m else None) for gid, m in zip(u.gids, newest, strict=True)
+        }
+        self.log: list[bytes] = []
+        self.trimmed = False
+        self.fields: list[bytes | str] = []  # registers, in order
+
+    # -- the inbox list, as lua/common.lua keeps HEAD and SIZE ---------------------------
+
+    def _whole(self) -> bool:
+        return len(self.bottom) == self.size
+
+    def lpush(self, rec: bytes) -> int:
+        if self._whole():
+            self.bottom.insert(0, rec)
+        self.head, self.size = rec, self.size + 1
+        self.u.writes.append(("LPUSH", self.k_inbox, rec))
+        return self.size
+
+    def set_head(self, rec: bytes) -> None:
+        if self._whole():
+            self.bottom[0] = rec
+        self.head = rec
+        self.u.writes.append(("LSET", self.k_inbox, "0", rec))
+
+    def lrem(self, rec: bytes) -> None:
+        # a group's actor set exists exactly while its record is in the inbox: the record is
+        # there, and not the newest (lua/apply.lua change() replaces that one in place)
+        if rec in self.bottom:
+            self.bottom.remove(rec)
+        elif self._whole():
+            raise _Script  # not where the invariant puts it: let the script look
+        self.size -= 1
+        self.u.writes.append(("LREM", self.k_inbox, "1", rec))
+
+    def rpop(self) -> bytes:
+        if not self.bottom:
+            raise _Script  # more dropped than read
+        rec = self.bottom.pop()
+        self.size -= 1
+        if rec == self.head:
+            raise _Script
+        self.u.writes.append(("RPOP", self.k_inbox))
+        return rec
+
+    def insert(self, rec: bytes, t: int, gid: str) -> int:
+        here = self.head
+        if not here or t > layouts.decode_ms(here):
+            return self.lpush(rec)
+        ht, hgid = _group_of(here)
+        if _newer(t, gid, ht, hgid):
+            return self.lpush(rec)
+        if ht == t and hgid == gid:
+            self.set_head(rec)
+            return self.size
+        raise _Script  # below the newest record: the script seeks its place
+
+    # -- state, read marks, the change log ------------------------------------------------
+
+    def read_all(self) -> int:
+        if self.all is None:
+            if self.has_marks:
+                raise _Script  # the marks hash would be read (lua/common.lua read_all)
+            self.all = 0
+            self.dirty = self.dirty or self.epoch is not None
+        return self.all
+
+    def add_unread(self, d: int) -> None:
+        if d:
+            self.unread += d
+            self.dirty = True
+
+    def emit(self, op: str, ref: str) -> None:
+        self.epoch = self.epoch or self.epoch_new
+        self.seq += 1
+        self.dirty = True
+        self.log.append(self.check_head + f"{op}{self.unread} {ref}".encode())
+        self.log_len += 1
+        limit = self.limits.max_changes
+        if self.log_len > limit + limit // 16:  # lua/common.lua TRIM_PAST
+            self.log_len, self.trimmed = limit, True
+
+    def removed(self, t: int, gid: str) -> None:
+        if t > self.read_all():
+            self.add_unread(-1)
+        self.emit(layouts.OP_REMOVE, _short(gid))
+
+    def enforce_cap(self, size: int | None) -> None:
+        while size is not None and size > self.limits.max_groups:
+            t, gid = _group_of(self.rpop())
+            size -= 1
+            if gid[0] in "lf":
+                self.u.writes.append(("DEL", self.prefix + gid))
+                self.newest[gid] = None
+            self.removed(t, gid)
+
+    # -- an item ------------------------------------------------------------------------
+
+    def change(self, gid: str, t: int, ms: bytes, actor: str) -> int | None:
+        """lua/apply.lua change() for a new actor (no member leaves)."""
+        read = self.read_all()
+        top = self.head
+        if gid not in self.newest:
+            raise _Script  # not read (cannot happen: every active item's group is)
+        was = self.newest[gid]
+        now = t if was is None or t > was else was
+        self.u.writes.append(("ZADD", self.prefix + gid, str(t), ms + actor.encode()))
+        self.newest[gid] = now
+        if was == now:
+            self.emit(layouts.OP_UPSERT, _short(gid))
+            return None
+        size = None
+        rec = layouts.encode_ms(now) + _short(gid).encode()
+        old_rec = None if was is None else layouts.encode_ms(was) + _short(gid).encode()
+        if old_rec is not None and old_rec == top:  # on top, and staying there
+            self.set_head(rec)
+        else:
+            if old_rec is not None:
+                self.lrem(old_rec)
+            size = self.insert(rec, now, gid)
+        self.add_unread((1 if now > read else 0) - (1 if was is not None and was > read else 0))
+        self.emit(layouts.OP_UPSERT, _short(gid))
+        return size
+
+    def apply(self, op: ItemOp) -> int:
+        item, st, ts, eid = op.item, op.state, op.at_ms, op.event_id.encode()
+        kind = item[0]
+        old = self.registers.get(item)
+        if old is None and st != "x" and self.horizon is not None and ts <= self.horizon:
+            return REFUSED
+        if old is not None:
+            if old[:1] == b"x":
+                return 0
+            t = layouts.decode_ms(old[1:])
+            bar = old.find(b"|", 1 + layouts.MS_BYTES)
+            old_eid = old[1 + layouts.MS_BYTES : bar if bar >= 0 else len(old)]
+            if st != "x" and (ts < t or (ts == t and eid <= old_eid)):
+                return 0
+            raise _Script  # a register updated: a member may leave, a record move down
+        ms = layouts.encode_ms(ts)
+        window = op.group_id.rpartition(":")[2] if st == "a" and kind in "lf" else ""
+        register = st.encode() + ms + eid + (f"{layouts.REGISTER_WINDOW}{window}".encode() if window else b"")
+        if kind in "cm":
+            read = self.read_all()  # lua/apply.lua: mark(gid), whatever the state
+            if st == "a":
+                gid = op.group_id
+                head = _short(gid) if op.comment else "p"
+                rec = ms + f"{head}|{op.actor}|{op.post}|{op.text}".encode()
+                size = self.insert(rec, ts, gid)
+                self.add_unread(1 if ts > read else 0)
+                self.emit(layouts.OP_UPSERT, _short(gid))
+                self.enforce_cap(size)
+        elif st == "a":
+            self.enforce_cap(self.change(op.group_id, ts, ms, op.actor))
+        self.registers[item] = register
+        self.fields += (item, register)
+        return 1
+
+    def finish(self, shown: int) -> None:
+        """The user's log entries, registers and state, after their items' inbox writes."""
+        writes = self.u.writes
+        if self.log:
+            writes.append(("RPUSH", self.k_log, *self.log))
+            if self.trimmed:
+                writes.append(("LTRIM", self.k_log, f"{-self.log_len}", "-1"))
+        fields = self.fields
+        if self.dirty:
+            state = layouts.UserState(
+                self.epoch, self.seq, self.unread, shown or self.state.shown, self.all, False
+            )
+            extra: list[bytes | str] = [layouts.STATE_FIELD, layouts.encode_state(state)]
+            if self.new_user:  # next to the state, near the hash's front (lua/common.lua save)
+                extra += (layouts.HORIZON_FIELD, _NO_HORIZON)
+            fields = [*fields[:2], *extra, *fields[2:]]
+        if fields:
+            writes.append(("HSET", self.k_items, *fields))
+
+
+class DirectApply:
+    """The fan-out's apply of the users nobody listens to, on one Redis (see the module)."""
+
+    def __init__(self, redis: Redis, limits: FeedLimits) -> None:
+        self._redis, self._limits = redis, limits
+        self._listened: dict[str, float] = {}  # user -> until when they go to the script
+
+    async def apply(self, ops: Sequence[ItemOp], indexes: Sequence[int]) -> tuple[dict[int, int], list[int]]:
+        """Apply what it can of ops[indexes]: each applied op's result (1, 0 or REFUSED), and
+        the indexes left to the script, in their order."""
+        now = time.monotonic()
+        by_user: dict[str, list[int]] = {}
+        scripted: list[int] = []
+        for i in indexes:
+            user = ops[i].user
+            if self._listened.get(user, 0.0) > now:
+                scripted.append(i)
+            else:
+                by_user.setdefault(user, []).append(i)
+        if not by_user:
+            return {}, scripted
+        users = [self._plan(user, idx, ops) for user, idx in by_user.items()]
+        done: dict[int, int] = {}
+        async with connection(self._redis) as roundtrip:
+            watch: list[str] = []
+            for u in users:
+                watch += (keys.toggles(u.user), keys.inbox(u.user), keys.changelog(u.user))
+            reads: list[Command] = [("WATCH", *watch)]
+            for u in users:
+                reads += self._reads(u)
+            reads.append(("PUBSUB", "NUMSUB", *(keys.user_channel(u.user) for u in users)))
+            replies = await roundtrip(reads)
+            listeners = replies[-1]
+            direct: list[_User] = []
+            epoch = os.urandom(6).hex()  # lua/common.lua: the call's epoch candidate and check
+            check = layouts.CHECK_MIN + int(epoch[:6], 16) % layouts.CHECK_MIN
+            check_head = layouts.encode_log_check(check)
+            at = 1
+            for n, u in enumerate(users):
+                count = 6 + len(u.gids)
+                user_replies = replies[at : at + count]
+                at += count
+                if listeners[2 * n + 1] > 0:
+                    self._listened_now(u.user, now)
+                    scripted += u.ops
+                    continue
+                try:
+                    work = _Apply(u, user_replies, self._limits, check_head, epoch)
+                    u.results = [work.apply(ops[i]) for i in u.ops]
+                    work.finish(self._limits.shown_actors)
+                except _Script:
+                    scripted += u.ops
+                    continue
+                direct.append(u)
+            if not any(u.writes for u in direct):
+                await roundtrip([("UNWATCH",)])
+                applied = direct
+            else:
+                writes: list[Command] = [("MULTI",)]
+                for u in direct:
+                    writes += u.writes
+                writes.append(("PUBSUB", "NUMSUB", *(keys.user_channel(u.user) for u in direct)))
+                writes.append(("EXEC",))
+                exec_reply = (await roundtrip(writes))[-1]
+                if exec_reply is None:  # a watched key was written meanwhile: the script's turn
+                    scripted += [i for u in direct for i in u.ops]
+                    applied = []
+                else:
+                    if isinstance(exec_reply, BaseException):
+                        raise exec_reply
+                    for reply in exec_reply:
+                        if isinstance(reply, BaseException):
+                            raise ResponseError(f"direct apply: {reply}")
+                    listeners = exec_reply[-1]
+                    late = [u for n, u in enumerate(direct) if listeners[2 * n + 1] > 0]
+                    if late:  # subscribed since the reads: their changes were logged, not published
+                        await roundtrip(
+                            [("PUBLISH", keys.user_channel(u.user), layouts.RESYNC_MESSAGE) for u in late]
+                        )
+                        for u in late:
+                            self._listened_now(u.user, now)
+                    applied = direct
+        for u in applied:
+            done.update(zip(u.ops, u.results, strict=True))
+        scripted.sort()
+        return done, scripted
+
+    def _listened_now(self, user: str, now: float) -> None:
+        if len(self._listened) >= _LISTENED_MAX:
+            self._listened.clear()
+        self._listened[user] = now + LISTENED_FOR_S
+
+    @staticmethod
+    def _plan(user: str, idx: list[int], ops: Sequence[ItemOp]) -> _User:
+        items = list(dict.fromkeys(ops[i].item for i in idx))
+        active = [ops[i] for i in idx if ops[i].state == "a"]
+        gids = list(dict.fromkeys(op.group_id for op in active if op.item[0] in "lf"))
+        return _User(user, list(idx), items, gids, len(active))
+
+    @staticmethod
+    def _reads(u: _User) -> list[Command]:
+        user = u.user
+        inbox = keys.inbox(user)
+        prefix = keys.group_actors_prefix(user)
+        return [
+            ("HMGET", keys.toggles(user), *u.items, layouts.STATE_FIELD, layouts.HORIZON_FIELD),
+            ("LINDEX", inbox, "0"),
+            ("LLEN", inbox),
+            ("LRANGE", inbox, f"{-u.tail}", "-1") if u.tail else ("LRANGE", inbox, "1", "0"),
+            ("LLEN", keys.changelog(user)),
+            ("HLEN", keys.read_marks(user)),
+            *(("ZRANGE", prefix + gid, "-1", "-1") for gid in u.gids),
+        ]

@@ -106,7 +106,10 @@ class _Apply:
         for reply in replies:
             if isinstance(reply, BaseException):  # a key of another type: the script says which
                 raise _Script
-        regs, self.head, self.size, bottom, self.log_len, marks, *newest = replies
+        regs, head, size, bottom, log_len, marks, *newest = replies
+        self.head: bytes | None = head
+        self.size: int = size
+        self.log_len: int = log_len
         n = len(u.items)
         self.registers: dict[str, bytes | None] = dict(zip(u.items, regs[:n], strict=True))
         raw_state, horizon = regs[n], regs[n + 1]

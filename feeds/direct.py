@@ -5,16 +5,16 @@ commands; the same commands sent plain cost ~43,000 (`python -m loadtest.applyco
 --native`). So on one Redis the fan-out applies here what needs no rendering: the items of users
 without a live client (most users, most of the time), whose changes are logged but not pushed.
 
-One batch is two round trips on one connection:
+Up to WATCH_USERS users are two round trips on one connection:
 1. WATCH each user's items key (every inbox script that writes their inbox, change log or read
    marks writes their state there too; WATCH costs Redis 7.0 a scan of the keys the connection
-   already watches, so one key a user), then read what lua/apply.lua reads: the items' registers, the state and the horizon, the
-   inbox's newest record, length and oldest records, the change log's length, whether the user
-   has read marks, the newest member of each like or follow group the items touch; and who
-   listens (PUBSUB NUMSUB).
+   already watches, so one key a user), then read what lua/apply.lua reads: the items'
+   registers, the state and the horizon, the inbox's newest record, length and oldest records,
+   the change log's length, whether the user has read marks, the newest member of each like or
+   follow group the items touch; and who listens (PUBSUB NUMSUB).
 2. MULTI, the writes lua/apply.lua would make, PUBSUB NUMSUB again, EXEC. A watched key written
-   by anyone in between (the API's read marks, another worker) aborts the whole transaction:
-   then the script applies those users' items, as it would have (registers make that safe).
+   by anyone in between (the API's read marks, another worker) aborts the transaction: then the
+   script applies those users' items, as it would have (registers make that safe).
 
 A user whose items need more than this mirrors (someone listens: the change must be rendered
 and published; an item updates a register already there; a record goes below the inbox's
@@ -29,6 +29,7 @@ this way and by the frozen oracle of the script; they end in the same views.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Sequence
@@ -50,6 +51,10 @@ REFUSED = -1  # as lua/apply.lua: the item is older than the user's trimmed hori
 # read round trip would be wasted. Only a guess: who listens is asked again in each round trip.
 LISTENED_FOR_S = 5.0
 _LISTENED_MAX = 100_000  # users remembered at most; forgotten all at once past it
+# Users per transaction (each on a connection of its own, at once): Redis 7.0's WATCH looks for
+# each key among those the connection already watches, so a WATCH of n keys costs n^2 / 2
+# comparisons (~3 us of Redis an event at 290 users a batch in `python -m loadtest fanout`).
+WATCH_USERS = 64
 
 _VERBS = {"l": "like", "f": "follow", "c": "comment", "m": "mention"}
 _NO_HORIZON = layouts.encode_ms(-layouts.MS_OFFSET)
@@ -327,7 +332,21 @@ class DirectApply:
         if not by_user:
             return {}, scripted
         users = [self._plan(user, idx, ops) for user, idx in by_user.items()]
+        chunks = [users[i : i + WATCH_USERS] for i in range(0, len(users), WATCH_USERS)]
         done: dict[int, int] = {}
+        for applied, left in await asyncio.gather(*(self._transact(chunk, ops, now) for chunk in chunks)):
+            for u in applied:
+                done.update(zip(u.ops, u.results, strict=True))
+            scripted += left
+        scripted.sort()
+        return done, scripted
+
+    async def _transact(
+        self, users: list[_User], ops: Sequence[ItemOp], now: float
+    ) -> tuple[list[_User], list[int]]:
+        """One WATCH ... EXEC for `users`: those applied (their results set), and the ops left
+        to the script."""
+        scripted: list[int] = []
         async with connection(self._redis) as roundtrip:
             reads: list[Command] = [("WATCH", *(keys.toggles(u.user) for u in users))]
             for u in users:
@@ -384,10 +403,7 @@ class DirectApply:
                         for u in late:
                             self._listened_now(u.user, now)
                     applied = direct
-        for u in applied:
-            done.update(zip(u.ops, u.results, strict=True))
-        scripted.sort()
-        return done, scripted
+        return applied, scripted
 
     def _listened_now(self, user: str, now: float) -> None:
         if len(self._listened) >= _LISTENED_MAX:

@@ -63,9 +63,10 @@ def _page_cursor(group_json: bytes) -> str:
 class Inbox:
     """With `changelog`, the only code that reads or writes the inbox keys (`ni: nb: na: nr: nc:`)."""
 
-    def __init__(self, redis: Redis, limits: FeedLimits, *, direct: bool = True) -> None:
+    def __init__(self, redis: Redis, limits: FeedLimits, *, direct: bool = False) -> None:
         """`direct`: on one Redis, apply the items of users nobody listens to from here, in
-        plain commands (feeds/direct.py); else every item by lua/apply.lua."""
+        plain commands (feeds/direct.py); else every item by lua/apply.lua (the default: see
+        README "Performance" for what each costs)."""
         self._redis = redis
         self._limits = limits
         self._scripts = scripts_for(redis)

@@ -84,7 +84,7 @@ class FanoutWorker:
         self._settings = settings
         self._partitions = range(partitions)
         self._limits = limits
-        self._inbox = Inbox(redis, limits)
+        self._inbox = Inbox(redis, limits, direct=settings.direct_apply)
         self._dead = DeadLetters(redis)
         self.consumer = consumer
         self._blocking = blocking

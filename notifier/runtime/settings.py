@@ -77,6 +77,9 @@ class FanoutSettings:
     maintenance_interval_ms: int = 60_000  # log trimming and consumer reaping
     reap_idle_ms: int = 86_400_000  # consumers idle this long with nothing pending are removed
     sweep_users: int = 1_000  # users whose old item registers are trimmed per maintenance round
+    # one Redis only: apply the items of users nobody listens to from the worker in plain
+    # commands (feeds/direct.py) instead of the apply script; off: see README "Performance"
+    direct_apply: bool = False
 
 
 @dataclass(frozen=True, slots=True)

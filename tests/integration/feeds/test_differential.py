@@ -1,5 +1,6 @@
 """The inbox against its former self: random histories (duplicates, permutations, read marks,
-moderation recalls, small caps) applied by the product's scripts and by the frozen oracle
+moderation recalls, small caps) applied by the product (its direct apply and its scripts, or its
+scripts alone) and by the frozen oracle
 (tests/integration/feeds/oracle) on one redis-server end in the same inboxes, unread counts,
 change logs, as the clients read them."""
 
@@ -202,11 +203,14 @@ async def run(steps: Sequence[Step], inbox: Inbox, oracle: OracleInbox) -> None:
             )
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "script"])
 @settings(max_examples=80, deadline=None)
 @given(histories())
 async def test_the_product_and_the_oracle_show_the_same_views(
-    redis_url: str, history: tuple[FeedLimits, list[Step]]
+    redis_url: str, direct: bool, history: tuple[FeedLimits, list[Step]]
 ) -> None:
+    """`direct`: the fan-out's own apply (users nobody listens to: feeds/direct.py, handing to
+    the script what it does not mirror); else every item by the script (lua/apply.lua)."""
     limits, steps = history
     product = Redis.from_url(
         redis_url.replace("/0", "/1")
@@ -215,7 +219,7 @@ async def test_the_product_and_the_oracle_show_the_same_views(
     try:
         await product.flushdb()
         await frozen.flushdb()
-        inbox, oracle = Inbox(product, limits), OracleInbox(frozen, limits)
+        inbox, oracle = Inbox(product, limits, direct=direct), OracleInbox(frozen, limits)
         await run(steps, inbox, oracle)
         for user in USERS:
             assert await product_views(product, inbox, user) == await oracle_views(frozen, oracle, user), user

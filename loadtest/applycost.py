@@ -28,6 +28,10 @@ record pushed, the change logged, the register and the state written): what Redi
 per item if the logic left the script.
 
     python -m loadtest.applycost --callgrind --native --out FILE
+
+With `--direct`, the items go through the fan-out's direct apply (feeds/direct.py,
+NOTIFIER_FANOUT_DIRECT_APPLY): that design built, the users nobody listens to applied in plain
+commands, the others by the script.
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ async def _subscribe(redis: Redis, channels: list[str]) -> list[Connection]:
 
 
 async def measure(
-    kind: str, events: int, online_pct: int, callgrind: bool, profiles: Path | None
+    kind: str, events: int, online_pct: int, callgrind: bool, profiles: Path | None, direct: bool = False
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="applycost-") as tmp:
         work = Path(tmp)
@@ -96,7 +100,7 @@ async def measure(
             users = sorted({op.user for op in ops})
             online = users[: len(users) * online_pct // 100]
             subscribers = await _subscribe(redis, [keys.user_channel(u) for u in online])
-            inbox = Inbox(redis, limits)
+            inbox = Inbox(redis, limits, direct=direct)
             pids = []
             for m in masters:
                 await m.script_load(scripts_for(redis).apply.source)
@@ -204,12 +208,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return {"command": command + (" --callgrind" if args.callgrind else ""), "native": native}
     out: dict[str, Any] = {
         "command": f"python -m loadtest.applycost --events {args.events} --online {args.online} "
-        f"--backends {','.join(args.backends)}" + (" --callgrind" if args.callgrind else ""),
+        f"--backends {','.join(args.backends)}"
+        + (" --callgrind" if args.callgrind else "")
+        + (" --direct" if args.direct else ""),
         "batch_events": BATCH,
         "redis_options": " ".join(cg.OPTIONS),
     }
     for kind in args.backends:
-        result = await measure(kind, args.events, args.online, args.callgrind, args.profiles)
+        result = await measure(kind, args.events, args.online, args.callgrind, args.profiles, args.direct)
         out[kind] = result
         line = (
             f"{kind}: items={result['items']} online={args.online}% items/call={result['items_per_call']} "
@@ -239,6 +245,9 @@ def main() -> None:
     )
     p.add_argument("--callgrind", action="store_true", help="count Redis's instructions (valgrind)")
     p.add_argument("--native", action="store_true", help="the item's commands without the script (one Redis)")
+    p.add_argument(
+        "--direct", action="store_true", help="the fan-out's direct apply (feeds/direct.py; one Redis)"
+    )
     p.add_argument("--out", type=Path, help="write the results as JSON")
     p.add_argument("--profiles", type=Path, help="keep each master's callgrind dump here")
     args = p.parse_args()

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,10 @@ _LISTENED_MAX = 100_000  # users remembered at most; forgotten all at once past 
 # each key among those the connection already watches, so a WATCH of n keys costs n^2 / 2
 # comparisons (~3 us of Redis an event at 290 users a batch in `python -m loadtest fanout`).
 WATCH_USERS = 64
+
+# The inbox's newest records read (an item a little older than the newest goes among them).
+TOP_RECORDS = 8
+TOP_LAST = str(TOP_RECORDS - 1)
 
 _VERBS = {"l": "like", "f": "follow", "c": "comment", "m": "mention"}
 _NO_HORIZON = layouts.encode_ms(-layouts.MS_OFFSET)
@@ -111,19 +116,17 @@ class _Apply:
         self.prefix = keys.group_actors_prefix(user)
         for reply in replies:
             if isinstance(reply, BaseException):  # a key of another type: the script says which
-                raise _Script
-        regs, head, size, bottom, log_len, marks, *newest = replies
-        self.head: bytes | None = head
-        self.size: int = size
+                raise _Script("wrong type")
+        regs, top, size, bottom, log_len, marks, *newest = replies
         self.log_len: int = log_len
         n = len(u.items)
         self.registers: dict[str, bytes | None] = dict(zip(u.items, regs[:n], strict=True))
         raw_state, horizon = regs[n], regs[n + 1]
         if raw_state and raw_state[0] != 0:
-            raise _Script  # the state's text of before
+            raise _Script("old state")  # the state's text of before
         state = layouts.decode_state(raw_state)
         if state.read_all_ms is not None and state.group_marks:
-            raise _Script  # some group may have a read mark of its own
+            raise _Script("group read marks")  # some group may have a read mark of its own
         self.state = state
         self.epoch, self.seq, self.unread = state.epoch, state.last_change, state.unread
         self.all = state.read_all_ms  # None: learned from the marks hash when needed (read_all)
@@ -131,7 +134,12 @@ class _Apply:
         self.dirty = False
         self.new_user = raw_state is None and horizon is None  # lua/common.lua state(): S.no_horizon
         self.horizon = None if horizon is None else layouts.decode_ms(horizon)
-        self.bottom: list[bytes] = list(bottom)  # the inbox's oldest records, oldest last
+        # the inbox list: its newest records (`top`) and oldest (`bottom`), or all of it (`top`,
+        # with `bottom` None) once they meet
+        self.size: int = size
+        self.top: list[bytes] = list(top)
+        self.bottom: list[bytes] | None = list(bottom)
+        self._settle()
         self.newest = {
             gid: (layouts.decode_ms(m[0]) if m else None) for gid, m in zip(u.gids, newest, strict=True)
         }
@@ -139,62 +147,81 @@ class _Apply:
         self.trimmed = False
         self.fields: list[bytes | str] = []  # registers, in order
 
-    # -- the inbox list, as lua/common.lua keeps HEAD and SIZE ---------------------------
+    # -- the inbox list: what lua/common.lua's list functions write -----------------------
 
-    def _whole(self) -> bool:
-        return len(self.bottom) == self.size
+    def _settle(self) -> None:
+        """Join the ends once nothing is unknown between them."""
+        bottom = self.bottom
+        if bottom is not None and len(self.top) + len(bottom) >= self.size:
+            self.top += bottom[len(self.top) + len(bottom) - self.size :]
+            self.bottom = None
+
+    @property
+    def head(self) -> bytes | None:
+        return self.top[0] if self.top else None
 
     def lpush(self, rec: bytes) -> int:
-        if self._whole():
-            self.bottom.insert(0, rec)
-        self.head, self.size = rec, self.size + 1
+        self.top.insert(0, rec)
+        self.size += 1
         self.u.writes.append(("LPUSH", self.k_inbox, rec))
         return self.size
 
-    def set_head(self, rec: bytes) -> None:
-        if self._whole():
-            self.bottom[0] = rec
-        self.head = rec
-        self.u.writes.append(("LSET", self.k_inbox, "0", rec))
+    def set_at(self, at: int, rec: bytes) -> int:
+        self.top[at] = rec
+        self.u.writes.append(("LSET", self.k_inbox, str(at), rec))
+        return self.size
 
     def lrem(self, rec: bytes) -> None:
-        # a group's actor set exists exactly while its record is in the inbox: the record is
-        # there, and not the newest (lua/apply.lua change() replaces that one in place)
-        if rec in self.bottom:
+        # a group's actor set exists exactly while its record is in the inbox: if it is not
+        # among the records read, it is between them
+        if rec in self.top:
+            self.top.remove(rec)
+        elif self.bottom is not None and rec in self.bottom:
             self.bottom.remove(rec)
-        elif self._whole():
-            raise _Script  # not where the invariant puts it: let the script look
+        elif self.bottom is None:
+            raise _Script("record missing")  # not where the invariant puts it: let the script look
         self.size -= 1
         self.u.writes.append(("LREM", self.k_inbox, "1", rec))
+        self._settle()
 
     def rpop(self) -> bytes:
-        if not self.bottom:
-            raise _Script  # more dropped than read
-        rec = self.bottom.pop()
+        end = self.top if self.bottom is None else self.bottom
+        if not end or (self.bottom is None and len(end) == 1):
+            raise _Script("cap beyond the records read")
+        rec = end.pop()
         self.size -= 1
-        if rec == self.head:
-            raise _Script
         self.u.writes.append(("RPOP", self.k_inbox))
+        self._settle()
         return rec
 
     def insert(self, rec: bytes, t: int, gid: str) -> int:
+        """lua/common.lua insert: on top, in place of the same group and time, or before the
+        first record not newer; a place below the records read is the script's."""
         here = self.head
-        if not here or t > layouts.decode_ms(here):
+        if not here or t > layouts.decode_ms(here) or _newer(t, gid, *_group_of(here)):
             return self.lpush(rec)
-        ht, hgid = _group_of(here)
-        if _newer(t, gid, ht, hgid):
-            return self.lpush(rec)
-        if ht == t and hgid == gid:
-            self.set_head(rec)
+        for at, other in enumerate(self.top):
+            ot, ogid = _group_of(other)
+            if not _newer(ot, ogid, t, gid):
+                if ot == t and ogid == gid:
+                    return self.set_at(at, rec)
+                self.top.insert(at, rec)
+                self.size += 1
+                self.u.writes.append(("LINSERT", self.k_inbox, "BEFORE", other, rec))
+                return self.size
+        if self.bottom is None:  # older than every record
+            self.top.append(rec)
+            self.size += 1
+            self.u.writes.append(("RPUSH", self.k_inbox, rec))
             return self.size
-        raise _Script  # below the newest record: the script seeks its place
+        raise _Script("below the records read")
 
     # -- state, read marks, the change log ------------------------------------------------
 
     def read_all(self) -> int:
         if self.all is None:
             if self.has_marks:
-                raise _Script  # the marks hash would be read (lua/common.lua read_all)
+                raise _Script("read marks unknown")  # the hash is read (lua/common.lua read_all)
             self.all = 0
             self.dirty = self.dirty or self.epoch is not None
         return self.all
@@ -235,7 +262,7 @@ class _Apply:
         read = self.read_all()
         top = self.head
         if gid not in self.newest:
-            raise _Script  # not read (cannot happen: every active item's group is)
+            raise _Script("group not read")  # cannot happen: every active item's group is
         was = self.newest[gid]
         now = t if was is None or t > was else was
         self.u.writes.append(("ZADD", self.prefix + gid, str(t), ms + actor.encode()))
@@ -247,7 +274,7 @@ class _Apply:
         rec = layouts.encode_ms(now) + _short(gid).encode()
         old_rec = None if was is None else layouts.encode_ms(was) + _short(gid).encode()
         if old_rec is not None and old_rec == top:  # on top, and staying there
-            self.set_head(rec)
+            self.set_at(0, rec)
         else:
             if old_rec is not None:
                 self.lrem(old_rec)
@@ -270,7 +297,7 @@ class _Apply:
             old_eid = old[1 + layouts.MS_BYTES : bar if bar >= 0 else len(old)]
             if st != "x" and (ts < t or (ts == t and eid <= old_eid)):
                 return 0
-            raise _Script  # a register updated: a member may leave, a record move down
+            raise _Script("register updated")  # a member may leave, a record move down
         ms = layouts.encode_ms(ts)
         window = op.group_id.rpartition(":")[2] if st == "a" and kind in "lf" else ""
         register = st.encode() + ms + eid + (f"{layouts.REGISTER_WINDOW}{window}".encode() if window else b"")
@@ -316,6 +343,9 @@ class DirectApply:
     def __init__(self, redis: Redis, limits: FeedLimits) -> None:
         self._redis, self._limits = redis, limits
         self._listened: dict[str, float] = {}  # user -> until when they go to the script
+        # items by where they went: "direct", or why the script applied them ("listened",
+        # "conflict", or what _Apply could not mirror)
+        self.stats: Counter[str] = Counter()
 
     async def apply(self, ops: Sequence[ItemOp], indexes: Sequence[int]) -> tuple[dict[int, int], list[int]]:
         """Apply what it can of ops[indexes]: each applied op's result (1, 0 or REFUSED), and
@@ -327,6 +357,7 @@ class DirectApply:
             user = ops[i].user
             if self._listened.get(user, 0.0) > now:
                 scripted.append(i)
+                self.stats["listened"] += 1
             else:
                 by_user.setdefault(user, []).append(i)
         if not by_user:
@@ -337,6 +368,7 @@ class DirectApply:
         for applied, left in await asyncio.gather(*(self._transact(chunk, ops, now) for chunk in chunks)):
             for u in applied:
                 done.update(zip(u.ops, u.results, strict=True))
+                self.stats["direct"] += len(u.ops)
             scripted += left
         scripted.sort()
         return done, scripted
@@ -366,13 +398,15 @@ class DirectApply:
                 if listeners[2 * n + 1] > 0:
                     self._listened_now(u.user, now)
                     scripted += u.ops
+                    self.stats["listened"] += len(u.ops)
                     continue
                 try:
                     work = _Apply(u, user_replies, self._limits, check_head, epoch)
                     u.results = [work.apply(ops[i]) for i in u.ops]
                     work.finish(self._limits.shown_actors)
-                except _Script:
+                except _Script as why:
                     scripted += u.ops
+                    self.stats[str(why)] += len(u.ops)
                     continue
                 direct.append(u)
             if not any(u.writes for u in direct):
@@ -387,6 +421,7 @@ class DirectApply:
                 exec_reply = (await roundtrip(writes))[-1]
                 if exec_reply is None:  # a watched key was written meanwhile: the script's turn
                     scripted += [i for u in direct for i in u.ops]
+                    self.stats["conflict"] += sum(len(u.ops) for u in direct)
                     applied = []
                 else:
                     if isinstance(exec_reply, BaseException):
@@ -424,7 +459,7 @@ class DirectApply:
         prefix = keys.group_actors_prefix(user)
         return [
             ("HMGET", keys.toggles(user), *u.items, layouts.STATE_FIELD, layouts.HORIZON_FIELD),
-            ("LINDEX", inbox, "0"),
+            ("LRANGE", inbox, "0", TOP_LAST),
             ("LLEN", inbox),
             ("LRANGE", inbox, f"{-u.tail}", "-1") if u.tail else ("LRANGE", inbox, "1", "0"),
             ("LLEN", keys.changelog(user)),

@@ -152,6 +152,15 @@ class Inbox:
                     errors[i] = None if isinstance(result[at], int) else ResponseError(result[at].decode())
         return [errors[i] for i in indexes]
 
+    def take_direct_stats(self) -> dict[str, int]:
+        """Items by where the direct apply sent them since the last call (DirectApply.stats);
+        empty when it is off."""
+        if self._direct is None:
+            return {}
+        stats = dict(self._direct.stats)
+        self._direct.stats.clear()
+        return stats
+
     async def mark_read(self, user: str, group_ids: Sequence[str] | None) -> int:
         """Mark `group_ids` (None: all) read; returns how many were unread."""
         mode = ["all"] if group_ids is None else ["ids", *group_ids]

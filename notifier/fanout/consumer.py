@@ -525,6 +525,8 @@ async def apply_events(
     if counted is not None:
         counted.items_beyond_horizon.inc(len(refused))
         counted.items_applied.inc(len(errors) - sum(e is not None for e in errors))
+        for path, n in inbox.take_direct_stats().items():
+            counted.direct_items.labels(path).inc(n)
     follow_states = await graph.FollowGraph(inbox.redis).apply(follow_ops)
     post_states = await timeline.Timelines(inbox.redis, limits).apply(post_ops)
     home = HomeFeeds(inbox.redis, limits)

@@ -118,6 +118,12 @@ class Metrics:
         self.items_applied = c(
             "notifier_fanout_items_applied_total", "inbox items written (one per recipient)"
         )
+        self.direct_items = c(
+            "notifier_fanout_direct_items_total",
+            "inbox items offered to the direct apply (NOTIFIER_FANOUT_DIRECT_APPLY), by `path`: "
+            "direct, or why the script applied them (listened, conflict, below the records read ...)",
+            ("path",),
+        )
         self.items_beyond_horizon = c(
             "notifier_fanout_items_beyond_horizon_total",
             "inbox items refused: older than the recipient's trimmed horizon (feeds/horizon.py)",

@@ -59,7 +59,9 @@ async def _every_role(tmp_path: Path) -> None:
     worker_port, jobs_port = free_port(), free_port()
     async with Lab(tmp_path, appendonly=False, overrides={"NOTIFIER_GATEWAY_SEND_QUEUE_FRAMES": "2"}) as lab:
         api, gateway = lab.role("api", "api"), lab.role("gateway", "gateway")
-        worker = lab.worker("w1", {"NOTIFIER_METRICS_PORT": str(worker_port)})
+        # the direct apply on: a listened user's item goes to the script, the others' do not
+        direct = {"NOTIFIER_FANOUT_DIRECT_APPLY": "1"}
+        worker = lab.worker("w1", {"NOTIFIER_METRICS_PORT": str(worker_port), **direct})
         jobs = lab.role("jobs", "jobs", {"NOTIFIER_METRICS_PORT": str(jobs_port)})
         await lab.start(api, gateway, worker, jobs)
         ports = {"api": lab.api_port, "gateway": lab.gateway_port, "worker": worker_port, "jobs": jobs_port}
@@ -89,6 +91,7 @@ async def _every_role(tmp_path: Path) -> None:
         page = await scrape(worker_port)
         assert page.value("notifier_fanout_events_applied_total") == 1
         assert page.value("notifier_fanout_items_applied_total") == 1
+        assert page.value("notifier_fanout_direct_items_total", path="listened") == 1
         assert page.value("notifier_fanout_apply_seconds_count") >= 1
         assert set(page.labelled("notifier_fanout_lag_entries", "partition")) == {"0", "1", "2", "3"}
         assert page.value("notifier_fanout_pending_entries") == 0
@@ -127,7 +130,9 @@ async def _every_role(tmp_path: Path) -> None:
         assert page.value("notifier_fanout_lag_entries") == 5
         await worker.start()
         await wait_until(lambda: _lag(worker_port, 0), 30, what="lag back to 0", interval_s=0.1)
-        assert (await scrape(worker_port)).value("notifier_fanout_events_applied_total") == 5
+        page = await scrape(worker_port)
+        assert page.value("notifier_fanout_events_applied_total") == 5
+        assert page.value("notifier_fanout_direct_items_total", path="direct") == 5  # nobody listens
 
         # Redis drops the worker's connections: a failed round trip, then a recovery, counted
         assert await lab.redis.client_kill_filter(_type="normal", skipme=True) > 0

@@ -8,20 +8,22 @@ without a live client (most users, most of the time), whose changes are logged b
 Up to WATCH_USERS users are two round trips on one connection:
 1. WATCH each user's items key (every inbox script that writes their inbox, change log or read
    marks writes their state there too; WATCH costs Redis 7.0 a scan of the keys the connection
-   already watches, so one key a user), then read what lua/apply.lua reads: the items'
-   registers, the state and the horizon, the inbox's newest record, length and oldest records,
-   the change log's length, whether the user has read marks, the newest member of each like or
-   follow group the items touch; and who listens (PUBSUB NUMSUB).
+   already watches, so one key a user), then read the items' registers, the user's state and
+   horizon, and, unless the worker remembers them (_Known: as it last wrote them, still so
+   while the state and horizon are), their whole inbox, their change log's length and whether
+   they have read marks; and who listens (PUBSUB NUMSUB). The inbox gives what lua/apply.lua
+   reads of it and of the groups' actor sets (a like or follow group's record carries its
+   newest actor's time).
 2. MULTI, the writes lua/apply.lua would make, PUBSUB NUMSUB again, EXEC. A watched key written
    by anyone in between (the API's read marks, another worker) aborts the transaction: then the
    script applies those users' items, as it would have (registers make that safe).
 
 A user whose items need more than this mirrors (someone listens: the change must be rendered
-and published; an item updates a register already there; a record goes below the inbox's
-newest; read marks of single groups; a state written before the read marks' summary) is left
-to the script, all of their items, before anything of theirs is sent. A client subscribing
-between the two round trips is told to re-read the log (layouts.RESYNC): the change was
-logged but not published.
+and published; an item updates a register already there; read marks of single groups; a state
+written before the read marks' summary; a state another writer changed since the worker
+remembered it) is left to the script, all of their items, before anything of theirs is sent.
+A client subscribing between the two round trips is told to re-read the log
+(layouts.RESYNC_MESSAGE): the change was logged but not published.
 
 The differential test (tests/integration/feeds/test_differential.py) applies random histories
 this way and by the frozen oracle of the script; they end in the same views.
@@ -52,14 +54,13 @@ REFUSED = -1  # as lua/apply.lua: the item is older than the user's trimmed hori
 # read round trip would be wasted. Only a guess: who listens is asked again in each round trip.
 LISTENED_FOR_S = 5.0
 _LISTENED_MAX = 100_000  # users remembered at most; forgotten all at once past it
+# Users whose keys the worker remembers as it last wrote them (their inbox, up to max_groups
+# records, a few KB): the next batch for one of them reads only their registers and state.
+KNOWN_USERS = 10_000
 # Users per transaction (each on a connection of its own, at once): Redis 7.0's WATCH looks for
 # each key among those the connection already watches, so a WATCH of n keys costs n^2 / 2
 # comparisons (~3 us of Redis an event at 290 users a batch in `python -m loadtest fanout`).
 WATCH_USERS = 64
-
-# The inbox's newest records read (an item a little older than the newest goes among them).
-TOP_RECORDS = 8
-TOP_LAST = str(TOP_RECORDS - 1)
 
 _VERBS = {"l": "like", "f": "follow", "c": "comment", "m": "mention"}
 _NO_HORIZON = layouts.encode_ms(-layouts.MS_OFFSET)
@@ -93,17 +94,30 @@ def _newer(t1: int, g1: str, t2: int, g2: str) -> bool:
     return t1 > t2 or (t1 == t2 and g1 > g2)
 
 
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What a user's keys held after this worker's last commit to them: still so while their
+    state and horizon fields are (every script that writes their inbox, log or read marks
+    writes the state; a trim writes the horizon)."""
+
+    state: bytes | None  # the `#` field
+    horizon: bytes | None  # the `<` field
+    records: list[bytes]  # the inbox, newest first
+    log_len: int
+    has_marks: bool
+
+
 @dataclass(slots=True)
 class _User:
-    """One user's items of the batch, what was read of them, and what to write."""
+    """One user's items of the batch, what was known or read of them, and what to write."""
 
     user: str
     ops: list[int]
     items: list[str]  # distinct, in the HMGET's order
-    gids: list[str]  # distinct like or follow groups the active items go to
-    tail: int  # how many of the inbox's oldest records are read
+    known: _Known | None  # None: their inbox, log length and read marks are read too
     writes: list[Command] = field(default_factory=list)
     results: list[int] = field(default_factory=list)
+    after: _Known | None = None  # what their keys hold once the writes are committed
 
 
 class _Apply:
@@ -117,110 +131,106 @@ class _Apply:
         for reply in replies:
             if isinstance(reply, BaseException):  # a key of another type: the script says which
                 raise _Script("wrong type")
-        regs, top, size, bottom, log_len, marks, *newest = replies
-        self.log_len: int = log_len
+        regs = replies[0]
         n = len(u.items)
         self.registers: dict[str, bytes | None] = dict(zip(u.items, regs[:n], strict=True))
         raw_state, horizon = regs[n], regs[n + 1]
+        known = u.known
+        if known is None:
+            records, log_len, marks = replies[1:]
+            known = _Known(raw_state, horizon, records, log_len, marks > 0)
+        elif (raw_state, horizon) != (known.state, known.horizon):
+            raise _Script("written elsewhere")  # read again next time
         if raw_state and raw_state[0] != 0:
             raise _Script("old state")  # the state's text of before
         state = layouts.decode_state(raw_state)
         if state.read_all_ms is not None and state.group_marks:
             raise _Script("group read marks")  # some group may have a read mark of its own
-        self.state = state
+        self.known, self.state = known, state
         self.epoch, self.seq, self.unread = state.epoch, state.last_change, state.unread
         self.all = state.read_all_ms  # None: learned from the marks hash when needed (read_all)
-        self.has_marks = marks > 0
         self.dirty = False
         self.new_user = raw_state is None and horizon is None  # lua/common.lua state(): S.no_horizon
         self.horizon = None if horizon is None else layouts.decode_ms(horizon)
-        # the inbox list: its newest records (`top`) and oldest (`bottom`), or all of it (`top`,
-        # with `bottom` None) once they meet
-        self.size: int = size
-        self.top: list[bytes] = list(top)
-        self.bottom: list[bytes] | None = list(bottom)
-        self._settle()
-        self.newest = {
-            gid: (layouts.decode_ms(m[0]) if m else None) for gid, m in zip(u.gids, newest, strict=True)
-        }
+        self.records = list(known.records)
+        self.log_len = known.log_len
+        # like and follow groups in the inbox: their record's tail (short id) -> time, which is
+        # their newest actor's (a group's actor set exists exactly while its record is there)
+        self.groups: dict[bytes, int] = {}
+        for rec in self.records:
+            self._put(rec)
         self.log: list[bytes] = []
         self.trimmed = False
         self.fields: list[bytes | str] = []  # registers, in order
 
     # -- the inbox list: what lua/common.lua's list functions write -----------------------
 
-    def _settle(self) -> None:
-        """Join the ends once nothing is unknown between them."""
-        bottom = self.bottom
-        if bottom is not None and len(self.top) + len(bottom) >= self.size:
-            self.top += bottom[len(self.top) + len(bottom) - self.size :]
-            self.bottom = None
+    def _put(self, rec: bytes) -> None:
+        if b"|" not in rec[layouts.MS_BYTES :]:
+            self.groups[rec[layouts.MS_BYTES :]] = layouts.decode_ms(rec)
+
+    def _gone(self, rec: bytes) -> None:
+        if b"|" not in rec[layouts.MS_BYTES :]:
+            self.groups.pop(rec[layouts.MS_BYTES :], None)
 
     @property
     def head(self) -> bytes | None:
-        return self.top[0] if self.top else None
+        return self.records[0] if self.records else None
 
     def lpush(self, rec: bytes) -> int:
-        self.top.insert(0, rec)
-        self.size += 1
+        self.records.insert(0, rec)
+        self._put(rec)
         self.u.writes.append(("LPUSH", self.k_inbox, rec))
-        return self.size
+        return len(self.records)
 
     def set_at(self, at: int, rec: bytes) -> int:
-        self.top[at] = rec
+        self._gone(self.records[at])
+        self.records[at] = rec
+        self._put(rec)
         self.u.writes.append(("LSET", self.k_inbox, str(at), rec))
-        return self.size
+        return len(self.records)
 
     def lrem(self, rec: bytes) -> None:
-        # a group's actor set exists exactly while its record is in the inbox: if it is not
-        # among the records read, it is between them
-        if rec in self.top:
-            self.top.remove(rec)
-        elif self.bottom is not None and rec in self.bottom:
-            self.bottom.remove(rec)
-        elif self.bottom is None:
-            raise _Script("record missing")  # not where the invariant puts it: let the script look
-        self.size -= 1
-        self.u.writes.append(("LREM", self.k_inbox, "1", rec))
-        self._settle()
+        if rec in self.records:  # as LREM: nothing to do if it is not there
+            self.records.remove(rec)
+            self._gone(rec)
+            self.u.writes.append(("LREM", self.k_inbox, "1", rec))
 
     def rpop(self) -> bytes:
-        end = self.top if self.bottom is None else self.bottom
-        if not end or (self.bottom is None and len(end) == 1):
-            raise _Script("cap beyond the records read")
-        rec = end.pop()
-        self.size -= 1
+        rec = self.records.pop()
+        self._gone(rec)
         self.u.writes.append(("RPOP", self.k_inbox))
-        self._settle()
         return rec
 
     def insert(self, rec: bytes, t: int, gid: str) -> int:
         """lua/common.lua insert: on top, in place of the same group and time, or before the
-        first record not newer; a place below the records read is the script's."""
+        first record that is not newer (its seek), or last."""
         here = self.head
         if not here or t > layouts.decode_ms(here) or _newer(t, gid, *_group_of(here)):
             return self.lpush(rec)
-        for at, other in enumerate(self.top):
-            ot, ogid = _group_of(other)
-            if not _newer(ot, ogid, t, gid):
-                if ot == t and ogid == gid:
-                    return self.set_at(at, rec)
-                self.top.insert(at, rec)
-                self.size += 1
-                self.u.writes.append(("LINSERT", self.k_inbox, "BEFORE", other, rec))
-                return self.size
-        if self.bottom is None:  # older than every record
-            self.top.append(rec)
-            self.size += 1
-            self.u.writes.append(("RPUSH", self.k_inbox, rec))
-            return self.size
-        raise _Script("below the records read")
+        for at, other in enumerate(self.records):
+            ot = layouts.decode_ms(other)
+            if ot > t:
+                continue
+            ogid = _group_of(other)[1] if ot == t else ""
+            if ot == t and ogid > gid:
+                continue
+            if ot == t and ogid == gid:
+                return self.set_at(at, rec)
+            self.records.insert(at, rec)
+            self._put(rec)
+            self.u.writes.append(("LINSERT", self.k_inbox, "BEFORE", other, rec))
+            return len(self.records)
+        self.records.append(rec)  # older than every record
+        self._put(rec)
+        self.u.writes.append(("RPUSH", self.k_inbox, rec))
+        return len(self.records)
 
     # -- state, read marks, the change log ------------------------------------------------
 
     def read_all(self) -> int:
         if self.all is None:
-            if self.has_marks:
+            if self.known.has_marks:
                 raise _Script("read marks unknown")  # the hash is read (lua/common.lua read_all)
             self.all = 0
             self.dirty = self.dirty or self.epoch is not None
@@ -252,7 +262,6 @@ class _Apply:
             size -= 1
             if gid[0] in "lf":
                 self.u.writes.append(("DEL", self.prefix + gid))
-                self.newest[gid] = None
             self.removed(t, gid)
 
     # -- an item ------------------------------------------------------------------------
@@ -261,18 +270,16 @@ class _Apply:
         """lua/apply.lua change() for a new actor (no member leaves)."""
         read = self.read_all()
         top = self.head
-        if gid not in self.newest:
-            raise _Script("group not read")  # cannot happen: every active item's group is
-        was = self.newest[gid]
+        short = _short(gid).encode()
+        was = self.groups.get(short)
         now = t if was is None or t > was else was
         self.u.writes.append(("ZADD", self.prefix + gid, str(t), ms + actor.encode()))
-        self.newest[gid] = now
         if was == now:
             self.emit(layouts.OP_UPSERT, _short(gid))
             return None
         size = None
-        rec = layouts.encode_ms(now) + _short(gid).encode()
-        old_rec = None if was is None else layouts.encode_ms(was) + _short(gid).encode()
+        rec = layouts.encode_ms(now) + short
+        old_rec = None if was is None else layouts.encode_ms(was) + short
         if old_rec is not None and old_rec == top:  # on top, and staying there
             self.set_at(0, rec)
         else:
@@ -325,16 +332,20 @@ class _Apply:
             if self.trimmed:
                 writes.append(("LTRIM", self.k_log, f"{-self.log_len}", "-1"))
         fields = self.fields
+        state, horizon = self.known.state, self.known.horizon
         if self.dirty:
-            state = layouts.UserState(
-                self.epoch, self.seq, self.unread, shown or self.state.shown, self.all, False
+            shown = shown or self.state.shown
+            state = layouts.encode_state(
+                layouts.UserState(self.epoch, self.seq, self.unread, shown, self.all, False)
             )
-            extra: list[bytes | str] = [layouts.STATE_FIELD, layouts.encode_state(state)]
+            extra: list[bytes | str] = [layouts.STATE_FIELD, state]
             if self.new_user:  # next to the state, near the hash's front (lua/common.lua save)
-                extra += (layouts.HORIZON_FIELD, _NO_HORIZON)
+                horizon = _NO_HORIZON
+                extra += (layouts.HORIZON_FIELD, horizon)
             fields = [*fields[:2], *extra, *fields[2:]]
         if fields:
             writes.append(("HSET", self.k_items, *fields))
+        self.u.after = _Known(state, horizon, self.records, self.log_len, self.known.has_marks)
 
 
 class DirectApply:
@@ -343,6 +354,7 @@ class DirectApply:
     def __init__(self, redis: Redis, limits: FeedLimits) -> None:
         self._redis, self._limits = redis, limits
         self._listened: dict[str, float] = {}  # user -> until when they go to the script
+        self._known: dict[str, _Known] = {}  # the users last committed to, oldest first
         # items by where they went: "direct", or why the script applied them ("listened",
         # "conflict", or what _Apply could not mirror)
         self.stats: Counter[str] = Counter()
@@ -362,13 +374,15 @@ class DirectApply:
                 by_user.setdefault(user, []).append(i)
         if not by_user:
             return {}, scripted
-        users = [self._plan(user, idx, ops) for user, idx in by_user.items()]
+        users = [self._plan(user, idx, ops, self._known.pop(user, None)) for user, idx in by_user.items()]
         chunks = [users[i : i + WATCH_USERS] for i in range(0, len(users), WATCH_USERS)]
         done: dict[int, int] = {}
         for applied, left in await asyncio.gather(*(self._transact(chunk, ops, now) for chunk in chunks)):
             for u in applied:
                 done.update(zip(u.ops, u.results, strict=True))
                 self.stats["direct"] += len(u.ops)
+                if u.after is not None:
+                    self._remember(u.user, u.after)
             scripted += left
         scripted.sort()
         return done, scripted
@@ -392,7 +406,7 @@ class DirectApply:
             check_head = layouts.encode_log_check(check)
             at = 1
             for n, u in enumerate(users):
-                count = 6 + len(u.gids)
+                count = 1 if u.known else 4
                 user_replies = replies[at : at + count]
                 at += count
                 if listeners[2 * n + 1] > 0:
@@ -440,29 +454,31 @@ class DirectApply:
                     applied = direct
         return applied, scripted
 
+    def _remember(self, user: str, known: _Known) -> None:
+        if len(self._known) >= KNOWN_USERS:
+            del self._known[next(iter(self._known))]
+        self._known[user] = known
+
     def _listened_now(self, user: str, now: float) -> None:
         if len(self._listened) >= _LISTENED_MAX:
             self._listened.clear()
         self._listened[user] = now + LISTENED_FOR_S
 
     @staticmethod
-    def _plan(user: str, idx: list[int], ops: Sequence[ItemOp]) -> _User:
-        items = list(dict.fromkeys(ops[i].item for i in idx))
-        active = [ops[i] for i in idx if ops[i].state == "a"]
-        gids = list(dict.fromkeys(op.group_id for op in active if op.item[0] in "lf"))
-        return _User(user, list(idx), items, gids, len(active))
+    def _plan(user: str, idx: list[int], ops: Sequence[ItemOp], known: _Known | None) -> _User:
+        return _User(user, list(idx), list(dict.fromkeys(ops[i].item for i in idx)), known)
 
     @staticmethod
     def _reads(u: _User) -> list[Command]:
+        """The user's registers, state and horizon; unless known, their inbox, the length of
+        their change log and whether they have read marks."""
         user = u.user
-        inbox = keys.inbox(user)
-        prefix = keys.group_actors_prefix(user)
+        registers = ("HMGET", keys.toggles(user), *u.items, layouts.STATE_FIELD, layouts.HORIZON_FIELD)
+        if u.known is not None:
+            return [registers]
         return [
-            ("HMGET", keys.toggles(user), *u.items, layouts.STATE_FIELD, layouts.HORIZON_FIELD),
-            ("LRANGE", inbox, "0", TOP_LAST),
-            ("LLEN", inbox),
-            ("LRANGE", inbox, f"{-u.tail}", "-1") if u.tail else ("LRANGE", inbox, "1", "0"),
+            registers,
+            ("LRANGE", keys.inbox(user), "0", "-1"),
             ("LLEN", keys.changelog(user)),
             ("HLEN", keys.read_marks(user)),
-            *(("ZRANGE", prefix + gid, "-1", "-1") for gid in u.gids),
         ]

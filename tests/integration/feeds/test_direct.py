@@ -151,3 +151,34 @@ async def test_a_client_subscribing_between_the_reads_and_the_commit_is_told_to_
     finally:
         pubsub.close()
         other.close()
+
+
+async def test_a_user_written_elsewhere_since_the_worker_remembered_them_is_read_again(
+    redis: Redis, redis_url: str
+) -> None:
+    control = Redis.from_url(redis_url.replace("/0", "/3"))  # the same server's commandstats
+    try:
+        await control.flushdb()
+        inbox, scripted = Inbox(redis, LIMITS, direct=True), Inbox(control, LIMITS, direct=False)
+        first, second, third, fourth = ops_for("u1")
+        for views_of in (inbox, scripted):
+            assert await views_of.apply([first]) == [None]
+            assert await views_of.mark_read("u1", None) == 1  # the API writes the state
+        assert inbox.take_direct_stats() == {"direct": 1}
+        assert await scripted.apply([second, third, fourth]) == [None] * 3
+        await redis.config_resetstat()
+        assert await inbox.apply([second]) == [None]
+        # what the worker remembered is stale: the script applied the item
+        assert inbox.take_direct_stats() == {"written elsewhere": 1}
+        assert await script_calls(redis) == 1
+        # read again, then remembered: the next item reads only the registers and state
+        await redis.config_resetstat()
+        assert await inbox.apply([third]) == [None]
+        assert await inbox.apply([fourth]) == [None]
+        assert inbox.take_direct_stats() == {"direct": 2}
+        stats = await redis.info("commandstats")
+        assert stats["cmdstat_lrange"]["calls"] == 1 and stats["cmdstat_hmget"]["calls"] == 2
+        assert await script_calls(redis) == 0
+        assert await views(inbox, "u1") == await views(scripted, "u1")
+    finally:
+        await control.aclose()

@@ -90,6 +90,13 @@ def _group_of(rec: bytes) -> tuple[int, str]:
     return t, f"mention:{post}:{actor}"
 
 
+def _groups(records: Sequence[bytes]) -> dict[bytes, int]:
+    """The like and follow groups of an inbox: their record's tail (short id) -> its time, which
+    is their newest actor's (a group's actor set exists exactly while its record is there)."""
+    at = layouts.MS_BYTES
+    return {rec[at:]: layouts.decode_ms(rec) for rec in records if b"|" not in rec[at:]}
+
+
 def _newer(t1: int, g1: str, t2: int, g2: str) -> bool:
     return t1 > t2 or (t1 == t2 and g1 > g2)
 
@@ -103,6 +110,7 @@ class _Known:
     state: bytes | None  # the `#` field
     horizon: bytes | None  # the `<` field
     records: list[bytes]  # the inbox, newest first
+    groups: dict[bytes, int]  # its like and follow groups: their records' tail -> time
     log_len: int
     has_marks: bool
 
@@ -138,7 +146,7 @@ class _Apply:
         known = u.known
         if known is None:
             records, log_len, marks = replies[1:]
-            known = _Known(raw_state, horizon, records, log_len, marks > 0)
+            known = _Known(raw_state, horizon, records, _groups(records), log_len, marks > 0)
         elif (raw_state, horizon) != (known.state, known.horizon):
             raise _Script("written elsewhere")  # read again next time
         if raw_state and raw_state[0] != 0:
@@ -154,11 +162,7 @@ class _Apply:
         self.horizon = None if horizon is None else layouts.decode_ms(horizon)
         self.records = list(known.records)
         self.log_len = known.log_len
-        # like and follow groups in the inbox: their record's tail (short id) -> time, which is
-        # their newest actor's (a group's actor set exists exactly while its record is there)
-        self.groups: dict[bytes, int] = {}
-        for rec in self.records:
-            self._put(rec)
+        self.groups = dict(known.groups)
         self.log: list[bytes] = []
         self.trimmed = False
         self.fields: list[bytes | str] = []  # registers, in order
@@ -345,7 +349,7 @@ class _Apply:
             fields = [*fields[:2], *extra, *fields[2:]]
         if fields:
             writes.append(("HSET", self.k_items, *fields))
-        self.u.after = _Known(state, horizon, self.records, self.log_len, self.known.has_marks)
+        self.u.after = _Known(state, horizon, self.records, self.groups, self.log_len, self.known.has_marks)
 
 
 class DirectApply:

@@ -1,9 +1,12 @@
 """The inbox apply computed here and sent as plain commands, for the users nobody listens to.
 
 lua/apply.lua costs Redis ~110,000 instructions an item, two thirds of them Lua around its
-commands; the same commands sent plain cost ~43,000 (`python -m loadtest.applycost --callgrind
---native`). So on one Redis the fan-out applies here what needs no rendering: the items of users
-without a live client (most users, most of the time), whose changes are logged but not pushed.
+commands. Applied from here the same items cost Redis ~34,000 (`python -m loadtest.applycost
+--callgrind [--direct]`), but ~0.74x its CPU time per event and twice the worker's in the
+pinned fan-out benchmark (README "The direct apply"), so it is opt-in
+(NOTIFIER_FANOUT_DIRECT_APPLY), on one Redis only. It applies what needs no rendering: the items
+of users without a live client (most users, most of the time), whose changes are logged but not
+pushed.
 
 Up to WATCH_USERS users are two round trips on one connection:
 1. WATCH each user's items key (every inbox script that writes their inbox, change log or read

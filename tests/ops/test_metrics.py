@@ -132,7 +132,11 @@ async def _every_role(tmp_path: Path) -> None:
         await wait_until(lambda: _lag(worker_port, 0), 30, what="lag back to 0", interval_s=0.1)
         page = await scrape(worker_port)
         assert page.value("notifier_fanout_events_applied_total") == 5
-        assert page.value("notifier_fanout_direct_items_total", path="direct") == 5  # nobody listens
+        # nobody listens: every item direct, or the script's when a batch of another partition
+        # wrote the same user between this one's reads and its commit
+        paths = page.labelled("notifier_fanout_direct_items_total", "path")
+        assert sum(paths.values()) == 5 and set(paths) <= {"direct", "conflict"}, paths
+        assert paths["direct"] >= 1, paths
 
         # Redis drops the worker's connections: a failed round trip, then a recovery, counted
         assert await lab.redis.client_kill_filter(_type="normal", skipme=True) > 0

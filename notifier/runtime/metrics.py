@@ -121,7 +121,7 @@ class Metrics:
         self.direct_items = c(
             "notifier_fanout_direct_items_total",
             "inbox items offered to the direct apply (NOTIFIER_FANOUT_DIRECT_APPLY), by `path`: "
-            "direct, or why the script applied them (listened, conflict, below the records read ...)",
+            "direct, or why the script applied them (listened, conflict, written elsewhere ...)",
             ("path",),
         )
         self.items_beyond_horizon = c(

@@ -1,7 +1,8 @@
 """Users' notification inboxes: aggregated groups, unread state and the change log they feed.
 
-Every write to an inbox is atomic (Lua); a batch of writes is one pipelined round trip, several
-items to a script call. Writes are idempotent and order-insensitive (see lua/apply.lua).
+Every write to an inbox is atomic (Lua; or, with the opt-in direct apply, a MULTI/EXEC fenced
+by WATCH: feeds/direct.py); a batch of writes is one pipelined round trip, several items to a
+script call. Writes are idempotent and order-insensitive (see lua/apply.lua).
 """
 
 from __future__ import annotations

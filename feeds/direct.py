@@ -35,7 +35,6 @@ this way and by the frozen oracle of the script; they end in the same views.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -47,11 +46,10 @@ from redis.exceptions import ResponseError
 
 from schemas import keys, layouts
 
+from .horizon import REFUSED
 from .items import ItemOp
 from .limits import FeedLimits
-from .scripts import Command, connection
-
-REFUSED = -1  # as lua/apply.lua: the item is older than the user's trimmed horizon
+from .scripts import Command, connection, new_epoch
 
 # A user seen with a live client is sent straight to the script for this long (s): their first
 # read round trip would be wasted. Only a guess: who listens is asked again in each round trip.
@@ -62,42 +60,18 @@ _LISTENED_MAX = 100_000  # users remembered at most; forgotten all at once past 
 KNOWN_USERS = 10_000
 # Users per transaction (each on a connection of its own, at once): Redis 7.0's WATCH looks for
 # each key among those the connection already watches, so a WATCH of n keys costs n^2 / 2
-# comparisons (~3 us of Redis an event at 290 users a batch in `python -m loadtest fanout`).
+# comparisons (a batch's few hundred users in one WATCH were a visible share of Redis's time).
 WATCH_USERS = 64
-
-_VERBS = {"l": "like", "f": "follow", "c": "comment", "m": "mention"}
-_NO_HORIZON = layouts.encode_ms(-layouts.MS_OFFSET)
 
 
 class _Script(Exception):
     """This user's items need lua/apply.lua."""
 
 
-def _short(gid: str) -> str:
-    return gid[0] + gid[gid.index(":") + 1 :]
-
-
-def _long(short: str) -> str:
-    return f"{_VERBS[short[0]]}:{short[1:]}"
-
-
-def _group_of(rec: bytes) -> tuple[int, str]:
-    """A record's time and group id (lua/common.lua decode)."""
-    t, bar = layouts.decode_ms(rec), rec.find(b"|", layouts.MS_BYTES)
-    if bar < 0:
-        return t, _long(rec[layouts.MS_BYTES :].decode())
-    head = rec[layouts.MS_BYTES : bar].decode()
-    if head != "p":
-        return t, _long(head)
-    actor, post, _ = rec[bar + 1 :].decode().split("|", 2)
-    return t, f"mention:{post}:{actor}"
-
-
 def _groups(records: Sequence[bytes]) -> dict[bytes, int]:
     """The like and follow groups of an inbox: their record's tail (short id) -> its time, which
     is their newest actor's (a group's actor set exists exactly while its record is there)."""
-    at = layouts.MS_BYTES
-    return {rec[at:]: layouts.decode_ms(rec) for rec in records if b"|" not in rec[at:]}
+    return {r[layouts.MS_BYTES :]: layouts.decode_ms(r) for r in records if layouts.is_group_record(r)}
 
 
 def _newer(t1: int, g1: str, t2: int, g2: str) -> bool:
@@ -126,6 +100,8 @@ class _User:
     ops: list[int]
     items: list[str]  # distinct, in the HMGET's order
     known: _Known | None  # None: their inbox, log length and read marks are read too
+    key: str  # their items key (the one watched)
+    channel: str
     writes: list[Command] = field(default_factory=list)
     results: list[int] = field(default_factory=list)
     after: _Known | None = None  # what their keys hold once the writes are committed
@@ -134,10 +110,11 @@ class _User:
 class _Apply:
     """lua/apply.lua's work for one user, on what was read: the same writes, or _Script."""
 
-    def __init__(self, u: _User, replies: Sequence[Any], limits: FeedLimits, check_head: bytes, epoch: str):
-        self.u, self.limits, self.check_head, self.epoch_new = u, limits, check_head, epoch
+    def __init__(self, u: _User, replies: Sequence[Any], limits: FeedLimits, epoch: str):
+        self.u, self.limits, self.epoch_new = u, limits, epoch
+        self.check = layouts.check_of_epoch(epoch)  # lua/common.lua: the call's CHECK
         user = u.user
-        self.k_items, self.k_inbox, self.k_log = keys.toggles(user), keys.inbox(user), keys.changelog(user)
+        self.k_items, self.k_inbox, self.k_log = u.key, keys.inbox(user), keys.changelog(user)
         self.prefix = keys.group_actors_prefix(user)
         for reply in replies:
             if isinstance(reply, BaseException):  # a key of another type: the script says which
@@ -173,11 +150,11 @@ class _Apply:
     # -- the inbox list: what lua/common.lua's list functions write -----------------------
 
     def _put(self, rec: bytes) -> None:
-        if b"|" not in rec[layouts.MS_BYTES :]:
+        if layouts.is_group_record(rec):
             self.groups[rec[layouts.MS_BYTES :]] = layouts.decode_ms(rec)
 
     def _gone(self, rec: bytes) -> None:
-        if b"|" not in rec[layouts.MS_BYTES :]:
+        if layouts.is_group_record(rec):
             self.groups.pop(rec[layouts.MS_BYTES :], None)
 
     @property
@@ -213,13 +190,13 @@ class _Apply:
         """lua/common.lua insert: on top, in place of the same group and time, or before the
         first record that is not newer (its seek), or last."""
         here = self.head
-        if not here or t > layouts.decode_ms(here) or _newer(t, gid, *_group_of(here)):
+        if not here or t > layouts.decode_ms(here) or _newer(t, gid, *layouts.record_group(here)):
             return self.lpush(rec)
         for at, other in enumerate(self.records):
             ot = layouts.decode_ms(other)
             if ot > t:
                 continue
-            ogid = _group_of(other)[1] if ot == t else ""
+            ogid = layouts.record_group(other)[1] if ot == t else ""
             if ot == t and ogid > gid:
                 continue
             if ot == t and ogid == gid:
@@ -252,20 +229,19 @@ class _Apply:
         self.epoch = self.epoch or self.epoch_new
         self.seq += 1
         self.dirty = True
-        self.log.append(self.check_head + f"{op}{self.unread} {ref}".encode())
+        self.log.append(layouts.encode_log_entry(self.check, op, self.unread, ref))
         self.log_len += 1
-        limit = self.limits.max_changes
-        if self.log_len > limit + limit // 16:  # lua/common.lua TRIM_PAST
-            self.log_len, self.trimmed = limit, True
+        if self.log_len > layouts.trim_past(self.limits.max_changes):
+            self.log_len, self.trimmed = self.limits.max_changes, True
 
     def removed(self, t: int, gid: str) -> None:
         if t > self.read_all():
             self.add_unread(-1)
-        self.emit(layouts.OP_REMOVE, _short(gid))
+        self.emit(layouts.OP_REMOVE, layouts.short_group(gid))
 
     def enforce_cap(self, size: int | None) -> None:
         while size is not None and size > self.limits.max_groups:
-            t, gid = _group_of(self.rpop())
+            t, gid = layouts.record_group(self.rpop())
             size -= 1
             if gid[0] in "lf":
                 self.u.writes.append(("DEL", self.prefix + gid))
@@ -273,20 +249,20 @@ class _Apply:
 
     # -- an item ------------------------------------------------------------------------
 
-    def change(self, gid: str, t: int, ms: bytes, actor: str) -> int | None:
+    def change(self, gid: str, t: int, actor: str) -> int | None:
         """lua/apply.lua change() for a new actor (no member leaves)."""
         read = self.read_all()
         top = self.head
-        short = _short(gid).encode()
-        was = self.groups.get(short)
+        rec_of = layouts.encode_group_record
+        was = self.groups.get(layouts.short_group(gid).encode())
         now = t if was is None or t > was else was
-        self.u.writes.append(("ZADD", self.prefix + gid, str(t), ms + actor.encode()))
+        self.u.writes.append(("ZADD", self.prefix + gid, str(t), layouts.encode_ms(t) + actor.encode()))
         if was == now:
-            self.emit(layouts.OP_UPSERT, _short(gid))
+            self.emit(layouts.OP_UPSERT, layouts.short_group(gid))
             return None
         size = None
-        rec = layouts.encode_ms(now) + short
-        old_rec = None if was is None else layouts.encode_ms(was) + short
+        rec = rec_of(now, gid)
+        old_rec = None if was is None else rec_of(was, gid)
         if old_rec is not None and old_rec == top:  # on top, and staying there
             self.set_at(0, rec)
         else:
@@ -294,7 +270,7 @@ class _Apply:
                 self.lrem(old_rec)
             size = self.insert(rec, now, gid)
         self.add_unread((1 if now > read else 0) - (1 if was is not None and was > read else 0))
-        self.emit(layouts.OP_UPSERT, _short(gid))
+        self.emit(layouts.OP_UPSERT, layouts.short_group(gid))
         return size
 
     def apply(self, op: ItemOp) -> int:
@@ -312,21 +288,21 @@ class _Apply:
             if st != "x" and (ts < t or (ts == t and eid <= old_eid)):
                 return 0
             raise _Script("register updated")  # a member may leave, a record move down
-        ms = layouts.encode_ms(ts)
         window = op.group_id.rpartition(":")[2] if st == "a" and kind in "lf" else ""
-        register = st.encode() + ms + eid + (f"{layouts.REGISTER_WINDOW}{window}".encode() if window else b"")
+        register = layouts.encode_register(layouts.Register(st, ts, op.event_id, window))
         if kind in "cm":
             read = self.read_all()  # lua/apply.lua: mark(gid), whatever the state
             if st == "a":
                 gid = op.group_id
-                head = _short(gid) if op.comment else "p"
-                rec = ms + f"{head}|{op.actor}|{op.post}|{op.text}".encode()
+                rec = layouts.encode_single_record(
+                    ts, gid, op.actor, op.post, op.text, in_comment=bool(op.comment)
+                )
                 size = self.insert(rec, ts, gid)
                 self.add_unread(1 if ts > read else 0)
-                self.emit(layouts.OP_UPSERT, _short(gid))
+                self.emit(layouts.OP_UPSERT, layouts.short_group(gid))
                 self.enforce_cap(size)
         elif st == "a":
-            self.enforce_cap(self.change(op.group_id, ts, ms, op.actor))
+            self.enforce_cap(self.change(op.group_id, ts, op.actor))
         self.registers[item] = register
         self.fields += (item, register)
         return 1
@@ -347,7 +323,7 @@ class _Apply:
             )
             extra: list[bytes | str] = [layouts.STATE_FIELD, state]
             if self.new_user:  # next to the state, near the hash's front (lua/common.lua save)
-                horizon = _NO_HORIZON
+                horizon = layouts.NO_HORIZON
                 extra += (layouts.HORIZON_FIELD, horizon)
             fields = [*fields[:2], *extra, *fields[2:]]
         if fields:
@@ -401,16 +377,14 @@ class DirectApply:
         to the script."""
         scripted: list[int] = []
         async with connection(self._redis) as roundtrip:
-            reads: list[Command] = [("WATCH", *(keys.toggles(u.user) for u in users))]
+            reads: list[Command] = [("WATCH", *(u.key for u in users))]
             for u in users:
                 reads += self._reads(u)
-            reads.append(("PUBSUB", "NUMSUB", *(keys.user_channel(u.user) for u in users)))
+            reads.append(("PUBSUB", "NUMSUB", *(u.channel for u in users)))
             replies = await roundtrip(reads)
             listeners = replies[-1]
             direct: list[_User] = []
-            epoch = os.urandom(6).hex()  # lua/common.lua: the call's epoch candidate and check
-            check = layouts.CHECK_MIN + int(epoch[:6], 16) % layouts.CHECK_MIN
-            check_head = layouts.encode_log_check(check)
+            epoch = new_epoch()  # lua/common.lua: the call's epoch candidate
             at = 1
             for n, u in enumerate(users):
                 count = 1 if u.known else 4
@@ -422,7 +396,7 @@ class DirectApply:
                     self.stats["listened"] += len(u.ops)
                     continue
                 try:
-                    work = _Apply(u, user_replies, self._limits, check_head, epoch)
+                    work = _Apply(u, user_replies, self._limits, epoch)
                     u.results = [work.apply(ops[i]) for i in u.ops]
                     work.finish(self._limits.shown_actors)
                 except _Script as why:
@@ -437,7 +411,7 @@ class DirectApply:
                 writes: list[Command] = [("MULTI",)]
                 for u in direct:
                     writes += u.writes
-                writes.append(("PUBSUB", "NUMSUB", *(keys.user_channel(u.user) for u in direct)))
+                writes.append(("PUBSUB", "NUMSUB", *(u.channel for u in direct)))
                 writes.append(("EXEC",))
                 exec_reply = (await roundtrip(writes))[-1]
                 if exec_reply is None:  # a watched key was written meanwhile: the script's turn
@@ -453,9 +427,7 @@ class DirectApply:
                     listeners = exec_reply[-1]
                     late = [u for n, u in enumerate(direct) if listeners[2 * n + 1] > 0]
                     if late:  # subscribed since the reads: their changes were logged, not published
-                        await roundtrip(
-                            [("PUBLISH", keys.user_channel(u.user), layouts.RESYNC_MESSAGE) for u in late]
-                        )
+                        await roundtrip([("PUBLISH", u.channel, layouts.RESYNC_MESSAGE) for u in late])
                         for u in late:
                             self._listened_now(u.user, now)
                     applied = direct
@@ -473,14 +445,15 @@ class DirectApply:
 
     @staticmethod
     def _plan(user: str, idx: list[int], ops: Sequence[ItemOp], known: _Known | None) -> _User:
-        return _User(user, list(idx), list(dict.fromkeys(ops[i].item for i in idx)), known)
+        items = list(dict.fromkeys(ops[i].item for i in idx))
+        return _User(user, list(idx), items, known, keys.toggles(user), keys.user_channel(user))
 
     @staticmethod
     def _reads(u: _User) -> list[Command]:
         """The user's registers, state and horizon; unless known, their inbox, the length of
         their change log and whether they have read marks."""
         user = u.user
-        registers = ("HMGET", keys.toggles(user), *u.items, layouts.STATE_FIELD, layouts.HORIZON_FIELD)
+        registers = ("HMGET", u.key, *u.items, layouts.STATE_FIELD, layouts.HORIZON_FIELD)
         if u.known is not None:
             return [registers]
         return [

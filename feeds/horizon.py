@@ -22,6 +22,7 @@ from .limits import FeedLimits
 from .scripts import head, scripts_for, user_keys
 
 HSCAN_COUNT = 500  # registers looked at per trim call (a call holds Redis for ~this many)
+REFUSED = -1  # lua/apply.lua's (and feeds/direct.py's) result for an item refused as BeyondHorizon
 
 
 class BeyondHorizon(Exception):

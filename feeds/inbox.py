@@ -20,7 +20,7 @@ from schemas.cursor import Cursor
 
 from .cluster import Cluster, shard_of, slot_of
 from .direct import DirectApply
-from .horizon import BeyondHorizon
+from .horizon import REFUSED, BeyondHorizon
 from .items import ItemOp
 from .limits import FeedLimits
 from .scripts import STATE, head, run_commands, scripts_for, user_keys
@@ -32,7 +32,6 @@ from .scripts import STATE, head, run_commands, scripts_for, user_keys
 # 110,200 at 32, 105,000 at 64), and a call holds Redis for at most this many items (under 30 µs
 # of CPU each on a 2-vCPU benchmark machine, loadtest.clusterbench: under 1 ms).
 ITEMS_PER_CALL = 32
-REFUSED = -1  # lua/apply.lua's answer for an item beyond the user's trimmed horizon (direct.py's too)
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,7 +225,7 @@ class Hub:
             return
         try:
             change = Push(data)
-        except ValueError:  # not as this version publishes (a worker of another one): the log knows
+        except ValueError:  # layouts.RESYNC_MESSAGE, or a worker of another version: the log knows
             for listener in tuple(listeners):
                 listener.resync()
             return

@@ -8,7 +8,12 @@ scripts' source, so Lua and Python share every number and separator.
   x retracted for good), TIME, EVENT_ID, and for an active like or follow `|` WINDOW.
 - A change-log entry starts with its check as CHECK_BYTES big-endian bytes, CHECK_MIN to
   2 * CHECK_MIN - 1 (so its first byte is >= 128; an entry logged before checks starts with its
-  op letter: check 0).
+  op letter: check 0), then OP UNREAD ' ' REF. A log is trimmed back to its bound once it holds
+  a LOG_SLACK-th more (`trim_past`).
+- An inbox record (`keys.inbox`, newest first): TIME, then for a like or follow group its short
+  id (the verb's first letter, then what follows `VERB:`), for a comment or a mention HEAD `|`
+  ACTOR `|` POST `|` TEXT, HEAD the short id, or `p` for a mention in a post (whose group id,
+  `mention:POST:ACTOR`, the record holds).
 - A published change: `EPOCH N CHECK[@MS[@TRACEPARENT]] [FEED_MARK]PAYLOAD` (the tag after the
   check: the event's acceptance time and trace context, for the gateway's push latency and
   tracing; FEED_MARK leads a home-feed change, which shares the inbox's log); or RESYNC_MESSAGE.
@@ -61,6 +66,8 @@ OP_FEED_PUSH: Final = "p"
 OP_FEED_DROP: Final = "q"
 USER_KEYS: Final = 4
 FEED_USER_KEYS: Final = USER_KEYS + 4
+LOG_SLACK: Final = 16
+VERBS: Final = {"l": "like", "f": "follow", "c": "comment", "m": "mention"}
 
 RegisterState = Literal["a", "i", "x"]
 
@@ -71,6 +78,10 @@ def encode_ms(at_ms: int) -> bytes:
 
 def decode_ms(raw: bytes) -> int:
     return int.from_bytes(raw[:MS_BYTES], "big") - MS_OFFSET
+
+
+# The watermark of a user whose registers were never trimmed: below every time.
+NO_HORIZON: Final = (0).to_bytes(MS_BYTES, "big")  # encode_ms(-MS_OFFSET)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +116,60 @@ def decode_log_check(entry: bytes) -> tuple[int, bytes]:
     if entry and entry[0] >= 128:
         return int.from_bytes(entry[:CHECK_BYTES], "big"), entry[CHECK_BYTES:]
     return 0, entry
+
+
+def check_of_epoch(epoch: str) -> int:
+    """The check of the changes one script call (or one direct-apply transaction) logs, drawn
+    from its random epoch candidate (feeds/scripts.py new_epoch)."""
+    return CHECK_MIN + int(epoch[:6], 16) % CHECK_MIN
+
+
+def encode_log_entry(check: int, op: str, unread: int, ref: str) -> bytes:
+    return encode_log_check(check) + f"{op}{unread} {ref}".encode()
+
+
+def trim_past(max_changes: int) -> int:
+    """The length past which a change log is trimmed back to `max_changes`."""
+    return max_changes + max_changes // LOG_SLACK
+
+
+def short_group(gid: str) -> str:
+    return gid[0] + gid[gid.index(":") + 1 :]
+
+
+def long_group(short: str) -> str:
+    return f"{VERBS[short[0]]}:{short[1:]}"
+
+
+def encode_group_record(at_ms: int, gid: str) -> bytes:
+    """The record of a like or follow group."""
+    return encode_ms(at_ms) + short_group(gid).encode()
+
+
+def encode_single_record(
+    at_ms: int, gid: str, actor: str, post: str, text: str, *, in_comment: bool
+) -> bytes:
+    """The record of a comment, or of a mention (`in_comment`: in a comment, else in a post)."""
+    head = short_group(gid) if in_comment else "p"
+    return encode_ms(at_ms) + f"{head}|{actor}|{post}|{text}".encode()
+
+
+def record_group(record: bytes) -> tuple[int, str]:
+    """A record's time and group id."""
+    tail = record[MS_BYTES:]
+    bar = tail.find(b"|")  # after the time, whose bytes may hold a '|'
+    if bar < 0:
+        return decode_ms(record), long_group(tail.decode())
+    head = tail[:bar].decode()
+    if head != "p":
+        return decode_ms(record), long_group(head)
+    actor, post, _ = tail[bar + 1 :].decode().split("|", 2)
+    return decode_ms(record), f"mention:{post}:{actor}"
+
+
+def is_group_record(record: bytes) -> bool:
+    """A like or follow group's (many actors), not a comment's or a mention's."""
+    return b"|" not in record[MS_BYTES:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +276,7 @@ LUA_CONSTANTS: Final[dict[str, str]] = {
     "OP_FEED_DROP": lua_string(OP_FEED_DROP),
     "USER_KEYS": str(USER_KEYS),
     "FEED_USER_KEYS": str(FEED_USER_KEYS),
+    "LOG_SLACK": str(LOG_SLACK),
 }
 
 

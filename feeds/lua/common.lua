@@ -27,9 +27,10 @@ local BASE = 6
 -- Numbers given to redis.call are formatted by Redis with %.17g (a few thousand instructions
 -- each): the hot paths pass strings.
 local KEEP_CHANGES = string.format('%d', -MAX_CHANGES)
--- The log is trimmed back to MAX_CHANGES once it holds a sixteenth more: one LTRIM per
--- MAX_CHANGES / 16 changes of a user at the bound, not one per change.
-local TRIM_PAST = MAX_CHANGES + math.floor(MAX_CHANGES / 16)
+-- The log is trimmed back to MAX_CHANGES once it holds a LOG_SLACK-th more (schemas/layouts.py
+-- trim_past): one LTRIM per MAX_CHANGES / LOG_SLACK changes of a user at the bound, not one per
+-- change.
+local TRIM_PAST = MAX_CHANGES + math.floor(MAX_CHANGES / LOG_SLACK)
 
 -- The layouts' constants (MS_OFFSET, CHECK_MIN, STATE_FORMAT...) come from schemas/layouts.py,
 -- injected ahead of this file by feeds/scripts.py.

@@ -114,6 +114,35 @@ async def test_what_the_apply_stores_and_publishes_reads_back_with_the_layouts(r
         await pubsub.aclose()
 
 
+async def test_the_records_and_log_entries_the_apply_writes_are_the_layouts(redis: Redis) -> None:
+    """What feeds/direct.py writes from Python is what lua/apply.lua writes."""
+    inbox, t = Inbox(redis, FeedLimits()), 1_795_675_004_123
+    ops = [
+        ItemOp("olga", "l|p1|ann", "a", t, "e.1", "ann", "like:p1:20783", "like", "p1"),
+        ItemOp("olga", "c|c1", "a", t + 1, "e.2", "bo", "comment:c1", "comment", "p1", "c1", "hi | there"),
+        ItemOp("olga", "m|p:p2|cy", "a", t + 2, "e.3", "cy", "mention:p2:cy", "mention", "p2", "", "@olga"),
+        ItemOp("olga", "m|c:c9", "a", t + 3, "e.4", "dee", "mention:c9", "mention", "p3", "c9", ""),
+    ]
+    assert await inbox.apply(ops) == [None] * 4
+    records = await redis.lrange(keys.inbox("olga"), 0, -1)
+    assert records == [
+        layouts.encode_single_record(t + 3, "mention:c9", "dee", "p3", "", in_comment=True),
+        layouts.encode_single_record(t + 2, "mention:p2:cy", "cy", "p2", "@olga", in_comment=False),
+        layouts.encode_single_record(t + 1, "comment:c1", "bo", "p1", "hi | there", in_comment=True),
+        layouts.encode_group_record(t, "like:p1:20783"),
+    ]
+    assert [layouts.record_group(r) for r in records] == [(op.at_ms, op.group_id) for op in reversed(ops)]
+    assert [layouts.is_group_record(r) for r in records] == [False, False, False, True]
+    entries = await redis.lrange(keys.changelog("olga"), 0, -1)
+    check = layouts.decode_log_check(entries[0])[0]
+    assert entries == [
+        layouts.encode_log_entry(check, layouts.OP_UPSERT, n + 1, layouts.short_group(op.group_id))
+        for n, op in enumerate(ops)
+    ]
+    epoch = layouts.decode_state(await redis.hget(keys.toggles("olga"), layouts.STATE_FIELD)).epoch
+    assert epoch is not None and layouts.check_of_epoch(epoch) == check  # the log's first call's
+
+
 async def test_a_state_written_as_text_before_is_read_and_rewritten_binary(redis: Redis) -> None:
     await redis.hset(keys.toggles("olga"), layouts.STATE_FIELD, "a1b2c3d4e5f6 41 5 3")
     op = ItemOp("olga", "f|ann", "a", 1_795_675_004_123, "e.1", "ann", "follow:20783", "follow")

@@ -74,3 +74,25 @@ def test_states_round_trip(state: layouts.UserState) -> None:
 def test_the_text_state_of_before_is_still_read() -> None:
     assert layouts.decode_state(b"a1b2c3d4e5f6 12 3 2") == layouts.UserState("a1b2c3d4e5f6", 12, 3, 2)
     assert layouts.decode_state(None) == layouts.UserState(None, 0, 0)
+
+
+GROUP_IDS = ["like:p1:20783", "follow:20783", "comment:c1", "mention:c9", "mention:p2:cy"]
+
+
+@pytest.mark.parametrize("gid", GROUP_IDS)
+def test_group_ids_round_trip_through_their_short_form(gid: str) -> None:
+    assert layouts.long_group(layouts.short_group(gid)) == gid
+
+
+def test_records_name_their_group_even_when_the_time_holds_a_bar() -> None:
+    at = layouts.decode_ms(b"\x01|||||\x00")  # a time whose bytes are '|'
+    assert layouts.record_group(layouts.encode_group_record(at, "like:p1:3")) == (at, "like:p1:3")
+    mention = layouts.encode_single_record(at, "mention:p2:cy", "cy", "p2", "a | b", in_comment=False)
+    assert layouts.record_group(mention) == (at, "mention:p2:cy")
+    assert not layouts.is_group_record(mention)
+
+
+def test_the_empty_horizon_is_below_every_time_and_a_log_trims_past_its_slack() -> None:
+    assert layouts.NO_HORIZON == layouts.encode_ms(-layouts.MS_OFFSET)
+    assert layouts.trim_past(256) == 272 and layouts.trim_past(7) == 7
+    assert layouts.CHECK_MIN <= layouts.check_of_epoch("ffffff000000") < 2 * layouts.CHECK_MIN

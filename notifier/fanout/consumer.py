@@ -182,8 +182,11 @@ class FanoutWorker:
         history_done = False
         next_claim = 0.0
         # batches applied at once: while one waits for Redis, the next is read and screened
-        # (applying is order-insensitive and idempotent, so batches may overlap)
+        # (applying is order-insensitive and idempotent, so batches may overlap); only while the
+        # partition is behind (the last read filled a batch): caught up, the next read waits for
+        # the batches in hand, and gathers what arrives meanwhile
         slots = anyio.Semaphore(self._settings.batches_in_flight)
+        behind = False
         async with anyio.create_task_group() as tg:
             while not self._stopping.is_set():
                 try:
@@ -196,11 +199,14 @@ class FanoutWorker:
                         next_claim = time.monotonic() + self._settings.claim_interval_ms / 1000
                     await slots.acquire()
                     try:
+                        if not behind:
+                            await _settle(slots, self._settings.batches_in_flight)
                         # a fan-out waiting for its next slice: no blocking read in its way
                         entries = await self._read(partition, block=not self._waiting[partition])
                     except BaseException:
                         slots.release()
                         raise
+                    behind = len(entries) >= self._settings.batch_size
                     if entries:
                         tg.start_soon(self._apply_batch, partition, entries, slots, acks)
                     else:
@@ -402,6 +408,19 @@ class FanoutWorker:
             len(failed_at),
         )
         return [[e for e in entries if e[0] in unfinished.get(p, ())] for p, entries in batches]
+
+
+async def _settle(slots: anyio.Semaphore, size: int) -> None:
+    """Wait until the caller's slot is the only one of `slots` (of `size`) taken: every other
+    batch of the partition is applied."""
+    taken = 0
+    try:
+        while taken < size - 1:
+            await slots.acquire()
+            taken += 1
+    finally:
+        for _ in range(taken):
+            slots.release()
 
 
 _Queued = tuple[int, Sequence[RawEntry], asyncio.Future[list[RawEntry]]]  # partition, batch, result

@@ -65,7 +65,7 @@ class IngestSettings:
 @dataclass(frozen=True, slots=True)
 class FanoutSettings:
     batch_size: int = 256
-    batches_in_flight: int = 1  # per partition; 2: the next batch is read while one is applied
+    batches_in_flight: int = 1  # per partition, while it is behind (its last read filled a batch)
     block_ms: int = 2_000  # XREADGROUP BLOCK; must stay well below redis.socket_timeout_s
     min_idle_ms: int = 30_000  # pending this long → reclaimed by any consumer
     claim_interval_ms: int = 5_000

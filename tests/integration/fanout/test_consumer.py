@@ -189,15 +189,20 @@ async def test_a_poison_event_is_dead_lettered_after_max_deliveries_and_the_rest
 
 
 class HoldFirstBatch:
-    """A Screen that keeps the first batch it sees until released, and passes the others."""
+    """A Screen that keeps the first batch it sees until released, and passes the others; it
+    notes every batch's event ids."""
 
     def __init__(self) -> None:
         self.release = anyio.Event()
+        self.holding = anyio.Event()
         self.held: list[str] = []
+        self.batches: list[list[str]] = []
 
     async def screen(self, events: Sequence[LoggedEvent]) -> list[LoggedEvent]:
+        self.batches.append([e.event.id for e in events])
         if not self.held:
-            self.held = [e.event.id for e in events]
+            self.held = self.batches[0]
+            self.holding.set()
             await self.release.wait()
         return list(events)
 
@@ -229,6 +234,32 @@ async def test_a_slow_batch_does_not_hold_up_the_next_of_its_partition(
         worker.stop()
     groups, _, _ = await inbox_view(inbox, "ola")
     assert groups[0]["count"] == 2 and await pending_total(redis, 1) == 0
+
+
+async def test_a_caught_up_partition_reads_on_once_the_batch_in_hand_is_applied(
+    redis: Redis, settings: Settings
+) -> None:
+    """Batches overlap only while a partition is behind (its last read filled a batch): caught
+    up, what arrives while a batch is applied waits, and comes as one batch after it."""
+    fanout = dataclasses.replace(settings.fanout, batch_size=10, batches_in_flight=4)
+    screen = HoldFirstBatch()
+    worker = FanoutWorker(
+        redis, fanout, partitions=1, limits=settings.feeds, consumer="w1", blocking=True, screen=screen
+    )
+    log = EventLog(redis, dataclasses.replace(settings.ingest, partitions=1))
+    first, second, third = likes_and_follows("ola", 3, 0)
+    await log.append([first], "posts")
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        with anyio.fail_after(10):
+            await screen.holding.wait()
+        await log.append([second], "posts")
+        await log.append([third], "posts")
+        screen.release.set()
+        await applied(worker, 3)
+        worker.stop()
+    assert screen.batches == [["like-0"], ["like-1", "like-2"]]
+    assert await pending_total(redis, 1) == 0
 
 
 async def test_batches_of_two_partitions_processed_as_one_keep_entries_of_the_same_id_apart(

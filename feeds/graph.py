@@ -21,11 +21,14 @@ from schemas import keys
 from schemas.events import Event, Follow, Unfollow
 
 from . import ranked
+from .cluster import slot_of
 from .scripts import Arg, Command, Script, run_commands
 
 FOLLOW_SCRIPT = Script(resources.files(__package__).joinpath("lua", "graph_follow.lua").read_text())
 
 Side = Literal["followers", "following"]
+# ops per script call (its sides' arguments: 1 + 4 an op): a batch's follows share a few calls
+OPS_PER_CALL = 128
 
 
 class FollowOp(msgspec.Struct, frozen=True):
@@ -69,9 +72,10 @@ class FollowGraph:
         self._redis = redis
 
     async def apply(self, ops: Sequence[FollowOp]) -> list[str | BaseException]:
-        """Apply `ops` to both sides in one round trip, one script call per follower (following)
-        and per followed user (followers); per op the follow's state once applied (a | i | x),
-        or the error of either side."""
+        """Apply `ops` to both sides in one round trip: per follower (following) and per followed
+        user (followers) a side of the script, the sides of one slot (a single Redis: all)
+        sharing calls of up to OPS_PER_CALL ops; per op the follow's state once applied (a | i |
+        x), or the error of either side."""
         if not ops:
             return []
         following: dict[str, list[int]] = {}
@@ -79,11 +83,13 @@ class FollowGraph:
         for i, op in enumerate(ops):
             following.setdefault(op.follower, []).append(i)
             followers.setdefault(op.user, []).append(i)
-        calls = [
+        # (the op indexes, the side's keys, the other user of each op, whether it is a following side)
+        sides = [
             (
                 indexes,
                 [keys.following_registers(owner), keys.following(owner)],
                 [ops[i].user for i in indexes],
+                True,
             )
             for owner, indexes in following.items()
         ] + [
@@ -91,24 +97,47 @@ class FollowGraph:
                 indexes,
                 [keys.follower_registers(owner), keys.followers(owner)],
                 [ops[i].follower for i in indexes],
+                False,
             )
             for owner, indexes in followers.items()
         ]
+        slots: dict[str, list[int]] = {}
+        for n, (_, side_keys, _, _) in enumerate(sides):
+            slots.setdefault(slot_of(self._redis, side_keys[0]), []).append(n)
+        calls: list[list[int]] = []  # the sides of each call
+        for members in slots.values():
+            size = OPS_PER_CALL  # the current call's ops: full, so the first side starts one
+            for n in members:
+                if size + len(sides[n][0]) > OPS_PER_CALL:
+                    calls.append([])
+                    size = 0
+                calls[-1].append(n)
+                size += len(sides[n][0])
         commands: list[Command] = []
-        for indexes, side, others in calls:
+        for call in calls:
+            call_keys: list[str] = []
             args: list[Arg] = []
-            for i, other in zip(indexes, others, strict=True):
-                args += (other, ops[i].state, ops[i].at_ms, ops[i].event_id)
-            commands.append(FOLLOW_SCRIPT.command(side, args))
+            for n in call:
+                indexes, side_keys, others, _ = sides[n]
+                call_keys += side_keys
+                args.append(len(indexes))
+                for i, other in zip(indexes, others, strict=True):
+                    args += (other, ops[i].state, ops[i].at_ms, ops[i].event_id)
+            commands.append(FOLLOW_SCRIPT.command(call_keys, args))
         results = await run_commands(self._redis, [FOLLOW_SCRIPT], commands)
         states: list[str | BaseException] = [ResponseError("not applied")] * len(ops)
         errors: dict[int, BaseException] = {}
-        for n, ((indexes, _, _), result) in enumerate(zip(calls, results, strict=True)):
-            for k, i in enumerate(indexes):  # the whole call failed, or one state per op
-                if isinstance(result, BaseException):
-                    errors[i] = result
-                elif n < len(following):  # the following side's state: what the home feed acts on
-                    states[i] = result[k].decode()
+        for call, result in zip(calls, results, strict=True):
+            for at, n in enumerate(call):  # the whole call failed, a side failed, or a state per op
+                indexes, _, _, is_following = sides[n]
+                got = result if isinstance(result, BaseException) else result[at]
+                if isinstance(got, bytes):
+                    got = ResponseError(got.decode())
+                for k, i in enumerate(indexes):
+                    if isinstance(got, BaseException):
+                        errors[i] = got
+                    elif is_following:  # the following side's state: what the home feed acts on
+                        states[i] = got[k].decode()
         return [errors.get(i, state) for i, state in enumerate(states)]
 
     async def sever(self, follower: str, user: str, at_ms: int, event_id: str) -> None:

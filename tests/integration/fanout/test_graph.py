@@ -1,7 +1,7 @@
 """The follow graph and home feeds kept by the fan-out on a real redis-server: both sides agree
-across partitions, redelivery changes nothing, a failed graph write leaves its event pending, a
-fresh replay rebuilds the graph and the feeds, and a push to the threshold's worth of followers
-goes in short slices."""
+across partitions, redelivery changes nothing, a batch's sides share a script call and fail
+alone, a failed graph write leaves its event pending, a fresh replay rebuilds the graph and the
+feeds, and a push to the threshold's worth of followers goes in short slices."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import time
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from feeds import timeline
-from feeds.graph import FollowGraph
+from feeds.graph import FollowGraph, FollowOp
 from feeds.home import HomeFeeds
 from feeds.timeline import Timelines
 from notifier.fanout.replay import replay
@@ -76,6 +77,27 @@ async def test_the_fan_out_keeps_both_sides_and_redelivery_changes_nothing(
     assert await worker.drain() == len(events)
     assert await edges(redis) == (EXPECTED, EXPECTED)
     assert await pending_total(redis, settings.ingest.partitions) == 0
+
+
+async def test_a_batchs_sides_share_one_call_and_a_side_that_fails_fails_alone(redis: Redis) -> None:
+    await redis.set(keys.following("ann"), "not a sorted set")
+    ops = [
+        FollowOp("ann", "bob", "a", 1, "f-1"),
+        FollowOp("cat", "dan", "a", 2, "f-2"),
+        FollowOp("eve", "dan", "a", 3, "f-3"),
+        FollowOp("cat", "dan", "i", 4, "u-2"),
+    ]
+    graph = FollowGraph(redis)
+    assert await graph.apply([FollowOp("ivy", "jon", "a", 1, "f-0")]) == ["a"]  # the script loaded
+    calls = (await redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    states = await graph.apply(ops)
+    assert (await redis.info("commandstats"))["cmdstat_evalsha"]["calls"] == calls + 1
+    assert isinstance(states[0], ResponseError) and "WRONGTYPE" in str(states[0])
+    assert states[1:] == ["a", "a", "i"]  # each op's state once applied, in order
+    assert await graph.counts("bob") == (1, 0)  # ann's following failed, bob's followers did not
+    assert await graph.counts("dan") == (1, 0)
+    assert await graph.counts("cat") == (0, 0)
+    assert await graph.counts("eve") == (0, 1)
 
 
 async def test_a_failed_graph_write_leaves_the_event_pending_until_it_applies(

@@ -19,7 +19,8 @@ Up to WATCH_USERS users are two round trips on one connection:
    newest actor's time).
 2. MULTI, the writes lua/apply.lua would make, PUBSUB NUMSUB again, EXEC. A watched key written
    by anyone in between (the API's read marks, another worker) aborts the transaction: then the
-   script applies those users' items, as it would have (registers make that safe).
+   script applies those users' items, as it would have (registers make that safe). This
+   worker's batches of other partitions, applied at the same time, take turns on a user instead.
 
 A user whose items need more than this mirrors (someone listens: the change must be rendered
 and published; an item updates a register already there; read marks of single groups; a state
@@ -338,6 +339,9 @@ class DirectApply:
         self._redis, self._limits = redis, limits
         self._listened: dict[str, float] = {}  # user -> until when they go to the script
         self._known: dict[str, _Known] = {}  # the users last committed to, oldest first
+        # users in one of this worker's transactions (batches of partitions are applied at
+        # once): a batch with one of them waits for it, rather than WATCH the same key and lose
+        self._busy: dict[str, asyncio.Future[None]] = {}
         # items by where they went: "direct", or why the script applied them ("listened",
         # "conflict", or what _Apply could not mirror)
         self.stats: Counter[str] = Counter()
@@ -355,18 +359,33 @@ class DirectApply:
                 self.stats["listened"] += 1
             else:
                 by_user.setdefault(user, []).append(i)
-        if not by_user:
-            return {}, scripted
-        users = [self._plan(user, idx, ops, self._known.pop(user, None)) for user, idx in by_user.items()]
-        chunks = [users[i : i + WATCH_USERS] for i in range(0, len(users), WATCH_USERS)]
         done: dict[int, int] = {}
-        for applied, left in await asyncio.gather(*(self._transact(chunk, ops, now) for chunk in chunks)):
-            for u in applied:
-                done.update(zip(u.ops, u.results, strict=True))
-                self.stats["direct"] += len(u.ops)
-                if u.after is not None:
-                    self._remember(u.user, u.after)
-            scripted += left
+        while by_user:
+            free = {u: idx for u, idx in by_user.items() if u not in self._busy}
+            if not free:
+                await asyncio.wait({self._busy[u] for u in by_user})
+                continue
+            mine = asyncio.get_running_loop().create_future()
+            self._busy.update(dict.fromkeys(free, mine))
+            try:
+                users = [
+                    self._plan(user, idx, ops, self._known.pop(user, None)) for user, idx in free.items()
+                ]
+                chunks = [users[i : i + WATCH_USERS] for i in range(0, len(users), WATCH_USERS)]
+                for applied, left in await asyncio.gather(
+                    *(self._transact(chunk, ops, now) for chunk in chunks)
+                ):
+                    for u in applied:
+                        done.update(zip(u.ops, u.results, strict=True))
+                        self.stats["direct"] += len(u.ops)
+                        if u.after is not None:
+                            self._remember(u.user, u.after)
+                    scripted += left
+            finally:
+                for user in free:
+                    del self._busy[user]
+                mine.set_result(None)
+            by_user = {u: idx for u, idx in by_user.items() if u not in free}
         scripted.sort()
         return done, scripted
 

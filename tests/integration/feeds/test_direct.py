@@ -1,11 +1,13 @@
 """The fan-out's direct apply (feeds/direct.py) on a real redis-server: the items of users nobody
 listens to are applied without the script; a listened user's go through the script and are
 pushed; a write between its reads and its commit hands the batch to the script; a client that
-subscribes in between is told to re-read the log. The views always end as the script's would
+subscribes in between is told to re-read the log; two batches of the worker for one user take
+turns. The views always end as the script's would
 (tests/integration/feeds/test_differential.py checks that on random histories)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -180,5 +182,30 @@ async def test_a_user_written_elsewhere_since_the_worker_remembered_them_is_read
         assert stats["cmdstat_lrange"]["calls"] == 1 and stats["cmdstat_hmget"]["calls"] == 2
         assert await script_calls(redis) == 0
         assert await views(inbox, "u1") == await views(scripted, "u1")
+    finally:
+        await control.aclose()
+
+
+async def test_two_batches_of_the_worker_for_one_user_take_turns_instead_of_conflicting(
+    redis: Redis, redis_url: str
+) -> None:
+    """Batches of several partitions are applied at once: the second to reach a user its first
+    is applying waits for that user (its other users go on), instead of WATCHing the same key,
+    losing at EXEC and handing the user to the script."""
+    control = Redis.from_url(redis_url.replace("/0", "/3"))
+    try:
+        await control.flushdb()
+        inbox, scripted = Inbox(redis, LIMITS, direct=True), Inbox(control, LIMITS, direct=False)
+        first, second, third, fourth = ops_for("u1")
+        batches = [[first, second, ops_for("u2")[0]], [third, fourth, ops_for("u3")[0]]]
+        await asyncio.gather(redis.ping(), redis.ping())  # two pooled connections, as a busy worker has
+        await redis.config_resetstat()
+        assert await asyncio.gather(*(inbox.apply(b) for b in batches)) == [[None] * 3] * 2
+        assert inbox.take_direct_stats() == {"direct": 6}
+        assert await script_calls(redis) == 0
+        for batch in batches:
+            assert await scripted.apply(batch) == [None] * 3
+        for user in ("u1", "u2", "u3"):
+            assert await views(inbox, user) == await views(scripted, user)
     finally:
         await control.aclose()

@@ -363,7 +363,7 @@ class DirectApply:
         while by_user:
             free = {u: idx for u, idx in by_user.items() if u not in self._busy}
             if not free:
-                await asyncio.wait({self._busy[u] for u in by_user})
+                await asyncio.wait({self._busy[u] for u in by_user}, return_when=asyncio.FIRST_COMPLETED)
                 continue
             mine = asyncio.get_running_loop().create_future()
             self._busy.update(dict.fromkeys(free, mine))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 from redis.asyncio import Redis
@@ -29,6 +29,16 @@ FOLLOW_SCRIPT = Script(resources.files(__package__).joinpath("lua", "graph_follo
 Side = Literal["followers", "following"]
 # ops per script call (its sides' arguments: 1 + 4 an op): a batch's follows share a few calls
 OPS_PER_CALL = 128
+
+
+class _Side(NamedTuple):
+    """One user's following (or followers) side of a batch: its ops' indexes, its two keys
+    (registers, list), the other user of each op."""
+
+    ops: list[int]
+    keys: list[str]
+    others: list[str]
+    following: bool
 
 
 class FollowOp(msgspec.Struct, frozen=True):
@@ -83,45 +93,44 @@ class FollowGraph:
         for i, op in enumerate(ops):
             following.setdefault(op.follower, []).append(i)
             followers.setdefault(op.user, []).append(i)
-        # (the op indexes, the side's keys, the other user of each op, whether it is a following side)
         sides = [
-            (
-                indexes,
+            _Side(
+                idx,
                 [keys.following_registers(owner), keys.following(owner)],
-                [ops[i].user for i in indexes],
+                [ops[i].user for i in idx],
                 True,
             )
-            for owner, indexes in following.items()
+            for owner, idx in following.items()
         ] + [
-            (
-                indexes,
+            _Side(
+                idx,
                 [keys.follower_registers(owner), keys.followers(owner)],
-                [ops[i].follower for i in indexes],
+                [ops[i].follower for i in idx],
                 False,
             )
-            for owner, indexes in followers.items()
+            for owner, idx in followers.items()
         ]
         slots: dict[str, list[int]] = {}
-        for n, (_, side_keys, _, _) in enumerate(sides):
-            slots.setdefault(slot_of(self._redis, side_keys[0]), []).append(n)
+        for n, side in enumerate(sides):
+            slots.setdefault(slot_of(self._redis, side.keys[0]), []).append(n)
         calls: list[list[int]] = []  # the sides of each call
         for members in slots.values():
             size = OPS_PER_CALL  # the current call's ops: full, so the first side starts one
             for n in members:
-                if size + len(sides[n][0]) > OPS_PER_CALL:
+                if size + len(sides[n].ops) > OPS_PER_CALL:
                     calls.append([])
                     size = 0
                 calls[-1].append(n)
-                size += len(sides[n][0])
+                size += len(sides[n].ops)
         commands: list[Command] = []
         for call in calls:
             call_keys: list[str] = []
             args: list[Arg] = []
             for n in call:
-                indexes, side_keys, others, _ = sides[n]
-                call_keys += side_keys
-                args.append(len(indexes))
-                for i, other in zip(indexes, others, strict=True):
+                side = sides[n]
+                call_keys += side.keys
+                args.append(len(side.ops))
+                for i, other in zip(side.ops, side.others, strict=True):
                     args += (other, ops[i].state, ops[i].at_ms, ops[i].event_id)
             commands.append(FOLLOW_SCRIPT.command(call_keys, args))
         results = await run_commands(self._redis, [FOLLOW_SCRIPT], commands)
@@ -129,14 +138,13 @@ class FollowGraph:
         errors: dict[int, BaseException] = {}
         for call, result in zip(calls, results, strict=True):
             for at, n in enumerate(call):  # the whole call failed, a side failed, or a state per op
-                indexes, _, _, is_following = sides[n]
                 got = result if isinstance(result, BaseException) else result[at]
                 if isinstance(got, bytes):
                     got = ResponseError(got.decode())
-                for k, i in enumerate(indexes):
+                for k, i in enumerate(sides[n].ops):
                     if isinstance(got, BaseException):
                         errors[i] = got
-                    elif is_following:  # the following side's state: what the home feed acts on
+                    elif sides[n].following:  # the following side's state: what the home feed acts on
                         states[i] = got[k].decode()
         return [errors.get(i, state) for i, state in enumerate(states)]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import anyio
@@ -67,6 +67,29 @@ def shard_of(redis: Redis, key: Arg) -> str:
     slot = redis.keyslot(key)
     owners = redis.nodes_manager.slots_cache.get(slot)
     return str(owners[0].name) if owners else f"slot {slot}"
+
+
+def calls_of(
+    members: Iterable[int],
+    group_of: Callable[[int], str],
+    most: int,
+    weight: Callable[[int], int] = lambda _: 1,
+) -> list[tuple[str, list[int]]]:
+    """`members` (in their order) as script calls: those of one group (`slot_of` or `shard_of`
+    of their keys) together, each call weighing at most `most` (a heavier member alone)."""
+    groups: dict[str, list[int]] = {}
+    for m in members:
+        groups.setdefault(group_of(m), []).append(m)
+    calls: list[tuple[str, list[int]]] = []
+    for name, group in groups.items():
+        load = most  # the current call is full: the group's first member starts one
+        for m in group:
+            if load + weight(m) > most:
+                calls.append((name, []))
+                load = 0
+            calls[-1][1].append(m)
+            load += weight(m)
+    return calls
 
 
 async def client_for(redis: Redis, key: Arg) -> Redis:

@@ -21,7 +21,7 @@ from schemas import keys
 from schemas.events import Event, Follow, Unfollow
 
 from . import ranked
-from .cluster import slot_of
+from .cluster import calls_of, slot_of
 from .scripts import Arg, Command, Script, run_commands
 
 FOLLOW_SCRIPT = Script(resources.files(__package__).joinpath("lua", "graph_follow.lua").read_text())
@@ -110,20 +110,14 @@ class FollowGraph:
             )
             for owner, idx in followers.items()
         ]
-        slots: dict[str, list[int]] = {}
-        for n, side in enumerate(sides):
-            slots.setdefault(slot_of(self._redis, side.keys[0]), []).append(n)
-        calls: list[list[int]] = []  # the sides of each call
-        for members in slots.values():
-            size = OPS_PER_CALL  # the current call's ops: full, so the first side starts one
-            for n in members:
-                if size + len(sides[n].ops) > OPS_PER_CALL:
-                    calls.append([])
-                    size = 0
-                calls[-1].append(n)
-                size += len(sides[n].ops)
+        calls = calls_of(
+            range(len(sides)),
+            lambda n: slot_of(self._redis, sides[n].keys[0]),
+            OPS_PER_CALL,
+            lambda n: len(sides[n].ops),
+        )
         commands: list[Command] = []
-        for call in calls:
+        for _, call in calls:
             call_keys: list[str] = []
             args: list[Arg] = []
             for n in call:
@@ -136,7 +130,7 @@ class FollowGraph:
         results = await run_commands(self._redis, [FOLLOW_SCRIPT], commands)
         states: list[str | BaseException] = [ResponseError("not applied")] * len(ops)
         errors: dict[int, BaseException] = {}
-        for call, result in zip(calls, results, strict=True):
+        for (_, call), result in zip(calls, results, strict=True):
             for at, n in enumerate(call):  # the whole call failed, a side failed, or a state per op
                 got = result if isinstance(result, BaseException) else result[at]
                 if isinstance(got, bytes):

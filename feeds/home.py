@@ -32,7 +32,7 @@ from schemas import keys, protocol
 from schemas.layouts import OP_FEED_DROP, OP_FEED_PUSH
 
 from . import ranked
-from .cluster import shard_of, slot_of
+from .cluster import calls_of, shard_of, slot_of
 from .limits import FeedLimits
 from .preferences import PreferenceStore
 from .scripts import Arg, Command, head, run_checked, run_commands, scripts_for, user_keys
@@ -184,14 +184,7 @@ class HomeFeeds:
     ) -> list[Any]:
         """The result of the call that carried each of changes[indexes] (users grouped by `group`)."""
         records = keys.post_records(post[0]) if post else ""
-        groups: dict[str, list[int]] = {}
-        for i in indexes:
-            groups.setdefault(group(self._redis, keys.home(changes[i][0])), []).append(i)
-        calls: list[tuple[str, list[int]]] = [
-            (name, g[n : n + USERS_PER_CALL])
-            for name, g in groups.items()
-            for n in range(0, len(g), USERS_PER_CALL)
-        ]
+        calls = calls_of(indexes, lambda i: group(self._redis, keys.home(changes[i][0])), USERS_PER_CALL)
         commands: list[Command] = []
         for name, call in calls:
             checks = bool(records) and group(self._redis, records) == name

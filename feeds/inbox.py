@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 from schemas import keys, layouts
 from schemas.cursor import Cursor
 
-from .cluster import Cluster, shard_of, slot_of
+from .cluster import Cluster, calls_of, shard_of, slot_of
 from .direct import DirectApply
 from .horizon import REFUSED, BeyondHorizon
 from .items import ItemOp
@@ -116,15 +116,14 @@ class Inbox:
         if not indexes:
             return []
         common = head(None, self._limits)
-        groups: dict[str, list[int]] = {}
-        for i in indexes:
-            groups.setdefault(group(self._redis, keys.toggles(ops[i].user)), []).append(i)
         # a user's items side by side, in their order (a user's changes keep theirs): a call then
         # carries each of its users once and checks their change log once (lua/apply.lua)
-        for g in groups.values():
-            g.sort(key=lambda i: ops[i].user)
+        by_user = sorted(indexes, key=lambda i: ops[i].user)
         chunks = [
-            g[i : i + ITEMS_PER_CALL] for g in groups.values() for i in range(0, len(g), ITEMS_PER_CALL)
+            chunk
+            for _, chunk in calls_of(
+                by_user, lambda i: group(self._redis, keys.toggles(ops[i].user)), ITEMS_PER_CALL
+            )
         ]
         commands = []
         for chunk in chunks:

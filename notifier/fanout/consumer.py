@@ -362,7 +362,12 @@ class FanoutWorker:
         if not events:
             return [[] for _ in batches]
         # moderation: screened events not returned are held or dropped, and acked all the same
-        apply = events if self._screen is None else await self._screen.screen(events)
+        if self._screen is None:
+            apply: Sequence[LoggedEvent] = events
+        else:
+            phase = time.perf_counter()
+            apply = await self._screen.screen(events)
+            self._metrics.phase_screen.observe(time.perf_counter() - phase)
         unfinished_at: set[int] = set()
         failed_at = await apply_events(
             self._inbox, self._limits, apply, self._metrics, self._traced, unfinished_at
@@ -385,7 +390,9 @@ class FanoutWorker:
             self._metrics.events_failed.inc(len(errors))
             await self._dead.record_errors(partition, errors)
             log.warning("apply failed partition=%d entries=%d", partition, len(errors))
+        phase = time.perf_counter()
         acked = await self._dead.acknowledge_many(done)
+        self._metrics.phase_ack.observe(time.perf_counter() - phase)
         for partition, ids in done.items():
             self.stats.applied += len(ids)
             self._metrics.events_applied.inc(len(ids))
@@ -502,7 +509,10 @@ async def apply_events(
         post_owners += [i] * len(posts)
     # the recipients' preferences first: an item they turned off, muted or blocked is not
     # written, nor a follow between users who block each other (nor back-filled)
+    timed = counted or metrics.DISABLED
+    phase = time.perf_counter()
     kept = await PreferenceStore(inbox.redis).keep([op for _, op in planned], follow_ops)
+    timed.phase_preferences.observe(time.perf_counter() - phase)
     planned = [p for p, keep in zip(planned, kept.items, strict=True) if keep]
     follow_ops = [op for op, keep in zip(follow_ops, kept.follows, strict=True) if keep]
     follow_owners = [o for o, keep in zip(follow_owners, kept.follows, strict=True) if keep]
@@ -515,6 +525,7 @@ async def apply_events(
     tags = [
         push_tag(events[i].accepted_ms) if spans is None else spans.tag(i, events[i], op) for i, op in planned
     ]
+    phase = time.perf_counter()
     try:
         errors = await inbox.apply(ops, tags)
     except BaseException as exc:
@@ -523,6 +534,7 @@ async def apply_events(
         raise
     if spans is not None:
         spans.end(errors)
+    timed.phase_inbox.observe(time.perf_counter() - phase)
     failed: dict[int, str] = {}
 
     def fail(owner: int, error: BaseException) -> None:
@@ -546,6 +558,7 @@ async def apply_events(
         counted.items_applied.inc(len(errors) - sum(e is not None for e in errors))
         for path, n in inbox.take_direct_stats().items():
             counted.direct_items.labels(path).inc(n)
+    phase = time.perf_counter()
     follow_states = await graph.FollowGraph(inbox.redis).apply(follow_ops)
     post_states = await timeline.Timelines(inbox.redis, limits).apply(post_ops)
     home = HomeFeeds(inbox.redis, limits)
@@ -590,4 +603,5 @@ async def apply_events(
                 unfinished.add(owner)
         except ResponseError as exc:
             fail(owner, exc)
+    timed.phase_feeds.observe(time.perf_counter() - phase)
     return failed

@@ -111,6 +111,16 @@ class Metrics:
             "notifier_fanout_dead_letters", "entries in the dead-letter stream", ("partition",)
         )
         self.apply_seconds = h("notifier_fanout_apply_seconds", "screening, apply and ack of one batch")
+        phases = h(
+            "notifier_fanout_phase_seconds",
+            "one batch's time in each `phase`, in turn: screen (moderation), preferences, inbox "
+            "(the apply scripts: live changes leave Redis as they end), feeds (follow graph, "
+            "timelines, home feeds), ack",
+            ("phase",),
+        )
+        self.phase_screen, self.phase_preferences, self.phase_inbox, self.phase_feeds, self.phase_ack = (
+            phases.labels(phase) for phase in ("screen", "preferences", "inbox", "feeds", "ack")
+        )
         self.events_applied = c(
             "notifier_fanout_events_applied_total",
             "events acknowledged: applied, or held or dropped by moderation",
@@ -199,10 +209,10 @@ class Metrics:
     def _gauge(self, name: str, doc: str, labels: Iterable[str] = ()) -> Any:
         return Gauge(name, doc, tuple(labels), registry=self.registry) if self.enabled else _NULL
 
-    def _histogram(self, name: str, doc: str) -> Any:
+    def _histogram(self, name: str, doc: str, labels: Iterable[str] = ()) -> Any:
         if not self.enabled:
             return _NULL
-        histogram = LoopHistogram(name, doc)
+        histogram = LoopHistogram(name, doc, tuple(labels))
         self.add_collector(histogram.collect)
         return histogram
 
@@ -280,24 +290,49 @@ class _Count:
 
 
 class LoopHistogram:
-    """A histogram: `observe` is a bisect and two additions; exported at scrape time."""
+    """A histogram (or with `labelnames`, a family: `labels(...)` binds a child once):
+    `observe` is a bisect and two additions; exported at scrape time."""
 
-    def __init__(self, name: str, doc: str, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        self._name, self._doc, self._bounds = name, doc, buckets
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        labelnames: tuple[str, ...] = (),
+        buckets: tuple[float, ...] = LATENCY_BUCKETS,
+    ) -> None:
+        self._name, self._doc, self._labelnames, self._bounds = name, doc, labelnames, buckets
         self._counts = [0] * (len(buckets) + 1)
         self._sum = 0.0
+        self._children: dict[tuple[str, ...], LoopHistogram] = {}
+
+    def labels(self, *values: str) -> LoopHistogram:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = LoopHistogram(self._name, self._doc, buckets=self._bounds)
+        return child
 
     def observe(self, value: float) -> None:
         self._counts[bisect.bisect_left(self._bounds, value)] += 1
         self._sum += value
 
     def collect(self) -> Iterator[Metric]:
-        cumulative, total = [], 0
+        if not self._labelnames:
+            buckets = self._cumulative()
+            yield HistogramMetricFamily(self._name, self._doc, buckets=buckets, sum_value=self._sum)
+            return
+        family = HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
+        for values, child in self._children.items():
+            family.add_metric(list(values), child._cumulative(), child._sum)
+        yield family
+
+    def _cumulative(self) -> list[tuple[str, float]]:
+        cumulative: list[tuple[str, float]] = []
+        total = 0
         bounds = [str(float(b)) for b in self._bounds]  # `le` as prometheus-client writes it
         for bound, count in zip([*bounds, "+Inf"], self._counts, strict=True):
             total += count
             cumulative.append((bound, total))
-        yield HistogramMetricFamily(self._name, self._doc, buckets=cumulative, sum_value=self._sum)
+        return cumulative
 
 
 class _ByReason(dict[Reason, Any]):

@@ -93,6 +93,8 @@ async def _every_role(tmp_path: Path) -> None:
         assert page.value("notifier_fanout_items_applied_total") == 1
         assert page.value("notifier_fanout_direct_items_total", path="listened") == 1
         assert page.value("notifier_fanout_apply_seconds_count") >= 1
+        for phase in ("screen", "preferences", "inbox", "feeds", "ack"):  # each batch's, in turn
+            assert page.value("notifier_fanout_phase_seconds_count", phase=phase) >= 1, phase
         assert set(page.labelled("notifier_fanout_lag_entries", "partition")) == {"0", "1", "2", "3"}
         assert page.value("notifier_fanout_pending_entries") == 0
 

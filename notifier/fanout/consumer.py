@@ -491,10 +491,10 @@ async def apply_events(
     (one more reads the preferences; the follow graph's and the timelines' changes take one more
     each, when there are any), then the home feeds' (feeds/home.py); the error of each event
     that failed, by its index in `events` (a batch of several partitions may hold two entries
-    of the same id). `counted` counts the items written; `traced` traces the batch, each event
-    and each item. Given `unfinished`, a home-feed fan-out runs one slice and the indexes of the
-    events with followers left are added to it (apply them again to continue); else every
-    fan-out runs to its end."""
+    of the same id). `counted` counts the items written and times the phases; `traced` traces
+    the batch, each event and each item. Given `unfinished`, a home-feed fan-out runs one
+    slice and the indexes of the events with followers left are added to it (apply them again
+    to continue); else every fan-out runs to its end."""
     planned: list[tuple[int, ItemOp]] = []
     follow_ops: list[graph.FollowOp] = []
     post_ops: list[timeline.PostOp] = []

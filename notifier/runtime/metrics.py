@@ -114,8 +114,8 @@ class Metrics:
         phases = h(
             "notifier_fanout_phase_seconds",
             "one batch's time in each `phase`, in turn: screen (moderation), preferences, inbox "
-            "(the apply scripts: live changes leave Redis as they end), feeds (follow graph, "
-            "timelines, home feeds), ack",
+            "(the apply scripts; a batch's live changes leave Redis when its last call ends), feeds "
+            "(follow graph, timelines, home feeds), ack",
             ("phase",),
         )
         self.phase_screen, self.phase_preferences, self.phase_inbox, self.phase_feeds, self.phase_ack = (

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 _SMESSAGE: Final = frozenset({b"smessage", "smessage"})
 _SSUBSCRIBE: Final = frozenset({b"ssubscribe", "ssubscribe"})
 _SUNSUBSCRIBE: Final = frozenset({b"sunsubscribe", "sunsubscribe"})
+_MASTER: Final = frozenset({b"master", "master"})
 _LINK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_UNAVAILABLE)
 
 
@@ -73,7 +74,7 @@ class ShardedHub(Hub):
         return bool(self._links) and not any(link.dead for link in self._links.values())
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        first = True
+        first, refresh = True, False  # the first build trusts the map it was given, once
         with anyio.CancelScope() as self._scope:
             try:
                 async with anyio.create_task_group() as tg:
@@ -81,10 +82,12 @@ class ShardedHub(Hub):
                     tg.start_soon(self._keepalive_links)
                     while not self._stopping.is_set():
                         try:
-                            await self._repair(tg, refresh=not first)
+                            await self._repair(tg, refresh=refresh)
                         except _LINK_ERRORS as exc:
+                            refresh = True
                             await self._backoff.sleep(exc)
                             continue
+                        refresh = True
                         if first:
                             task_status.started()
                             first = False
@@ -149,9 +152,22 @@ class ShardedHub(Hub):
         return out
 
     async def _open(self, tg: TaskGroup, node: ClusterNode) -> _Link:
+        """A link to `node`, once it says it is a master. A replica accepts SSUBSCRIBE too: a map
+        taken just before a failover (or served by a restarted master from its old nodes.conf)
+        would leave channels on the old master, now a replica, and their pushes stopped there."""
         conn = self._cluster.node_client(node).connection_pool.make_connection()
         conn.socket_timeout = None  # reads wait; the keepalive finds a dead link
-        await conn.connect()
+        try:
+            with anyio.fail_after(SUBSCRIBE_TIMEOUT_S):  # TimeoutError is an OSError: a lost link
+                await conn.connect()
+                await conn.send_command("ROLE", check_health=False)
+                role: Any = await conn.read_response()
+            if role[0] not in _MASTER:
+                raise ClusterDownError(f"{node.name} is a {role[0]!r}, not a master: the slot map is stale")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.disconnect(nowait=True)
+            raise
         link = self._links[node.name] = _Link(node.name, conn)
         tg.start_soon(self._read_link, link)
         return link

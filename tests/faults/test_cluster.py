@@ -206,6 +206,10 @@ async def _master_killed(tmp_path: Path, cluster: ClusterLab, jobs_url: str, wai
             f"\n[cluster failover, WAIT {wait_replicas}] replica promoted {promoted_at - killed_at:.2f}s "
             f"after the SIGKILL; statuses meanwhile {dict(during)}; {verdict.report()}"
         )
+        for c in clients:  # where a client stopped, if it did
+            print(
+                f"  {c.user}: {c.connects} connects, {len(c.changes)} changes to {c.cursor}, drops {c.drops}"
+            )
         for event_id in verdict.lost:  # the loss window without WAIT: reported, never silent
             print(f"  LOST {event_id}: acked {killed_at - acked_at[event_id]:.3f}s before the kill")
         assert set(lab.ledger.histogram()) <= {"202", "503"}, lab.ledger.histogram()

@@ -1,7 +1,8 @@
 """The gateway's sharded hub on the session's Redis Cluster: a topology change is repaired where
 it happened. A slot migrating away resyncs only the sessions of that slot (a user of another
-slot on the same master, and users of other masters, keep their subscriptions), and a killed
-link to one master resyncs only the sessions that link carried."""
+slot on the same master, and users of other masters, keep their subscriptions), a killed
+link to one master resyncs only the sessions that link carried, and a stale slot map never
+puts a subscription on a replica."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from itertools import count
 
 import anyio
 import pytest
+from redis.asyncio.cluster import PRIMARY
 from redis.crc import key_slot
 
 from feeds import changelog
@@ -102,3 +104,33 @@ async def test_a_slot_migration_and_a_killed_link_resync_only_the_sessions_they_
         assert [sessions[u].resyncs for u in (alice, bob, carol)] == [1, 0, 1]
         hub.stop()
     await anyio.to_thread.run_sync(redis_cluster.move_slot, slot_of(alice), home)
+
+
+async def test_a_stale_map_naming_a_replica_as_master_puts_no_subscription_there(
+    cluster: Cluster, redis_cluster: ClusterLab
+) -> None:
+    """A just-restarted master answers CLUSTER SLOTS from its old nodes.conf until it hears
+    otherwise, and a replica accepts SSUBSCRIBE: the fault test's gateway once subscribed a
+    user on such a node and its pushes stopped. The hub asks a node's ROLE before linking to
+    it, and refreshes the map instead."""
+    home = redis_cluster.masters()[0]
+    [dave] = users_on(redis_cluster, home, 1)
+    [replica] = [
+        n for n in redis_cluster.live() if n.ask("ROLE")[0] == b"slave" and n.ask("ROLE")[2] == home.port
+    ]
+    await cluster.initialize()
+    manager = cluster.nodes_manager  # the map such a node serves: dave's slot on its replica
+    stale = manager.get_node(node_name=replica.address)
+    stale.server_type = PRIMARY
+    manager.slots_cache[slot_of(dave)] = [stale]
+    session = Recorder()
+    hub = ShardedHub(cluster, keepalive_s=0.5)
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.run)
+        await hub.register(dave, session)
+        channel = keys.user_channel(dave)
+        assert home.ask("PUBSUB", "SHARDNUMSUB", channel) == [channel.encode(), 1]
+        assert replica.ask("PUBSUB", "SHARDNUMSUB", channel) == [channel.encode(), 0]
+        await publish(cluster, dave, 1)
+        await session.until(pushed=1)
+        hub.stop()

@@ -14,15 +14,16 @@ from its author's record as it is now (a post deleted since is replayed as its r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from redis.asyncio import Redis
 
 from schemas import keys, layouts, protocol
 from schemas.cursor import Cursor
 
-from .scripts import SCRIPTS, head, user_keys
+from .scripts import SCRIPTS, Arg, head, run_commands, user_keys
 from .timeline import live_post
 
 
@@ -101,7 +102,25 @@ published = Live  # what a subscriber of `keys.user_channel` reads each message 
 
 async def tail(redis: Redis, user: str) -> Cursor:
     """The cursor of the log's last change (a count of 0 asks lua/replay.lua for only that)."""
-    _, epoch, number, check = await SCRIPTS.replay(redis, user_keys(user), [*head(user, None), "", 0, 0, 0])
+    return _tail(await SCRIPTS.replay(redis, user_keys(user), _tail_args(user)))
+
+
+async def tails(redis: Redis, users: Sequence[str]) -> list[Cursor]:
+    """`tail` of each of `users`, in one round trip (per master on a cluster)."""
+    commands = [SCRIPTS.replay.command(user_keys(u), _tail_args(u)) for u in users]
+    replies = await run_commands(redis, [SCRIPTS.replay], commands)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return [_tail(reply) for reply in replies]
+
+
+def _tail_args(user: str) -> list[Arg]:
+    return [*head(user, None), "", 0, 0, 0]
+
+
+def _tail(reply: list[Any]) -> Cursor:
+    _, epoch, number, check = reply
     return Cursor(epoch.decode(), int(number), int(check))
 
 

@@ -17,12 +17,15 @@ from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from feeds import changelog
+from feeds.cluster import REDIS_UNAVAILABLE
 from notifier.runtime import metrics, tracing
 from notifier.runtime.lifecycle import Backoff
 from schemas import keys, protocol
+from schemas.cursor import NO_EPOCH, Cursor
 
 from .wsserver import text_frame
 
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SESSIONS_BUCKETS: Final = (1, 2, 3, 4, 8, 16, 32)  # sessions per user (the default cap is 16)
 SUBSCRIBE_TIMEOUT_S: Final = 5.0
+POSITION_CHECK_USERS: Final = 1_000  # tails read per round trip
 KEEPALIVE_S: Final = 5.0  # PING this often; silence for 3x this long means the link is dead
 EXPIRY_SWEEP_S: Final = 1.0  # a session ends at most this long after its token expires
 
@@ -59,6 +63,10 @@ class Flushable(Protocol):
 class Listener(Protocol):
     expires_at: float  # unix seconds: when the client's token expires
 
+    @property
+    def cursor(self) -> Cursor:
+        """The change the client has last been sent."""
+
     def push_nowait(self, change: Push) -> None:
         """Queue a live change; never blocks (a full queue closes the session)."""
 
@@ -77,11 +85,16 @@ class Hub:
     The hub reads replies straight off one redis-py connection (no `PubSub` object): a
     message costs one parse and one dict lookup, with no timeout armed per read. A frozen or
     half-open link is caught by a keepalive PING instead of a socket timeout. It also ends the
-    sessions whose token expired (`Listener.expire`), within EXPIRY_SWEEP_S."""
+    sessions whose token expired (`Listener.expire`), within EXPIRY_SWEEP_S, and checks the
+    sessions' positions against their change logs every `position_check_s` (`_check_positions`;
+    0: never; the gateway role sets NOTIFIER_GATEWAY_POSITION_CHECK_S)."""
 
-    def __init__(self, redis: Redis, *, keepalive_s: float = KEEPALIVE_S) -> None:
+    def __init__(
+        self, redis: Redis, *, keepalive_s: float = KEEPALIVE_S, position_check_s: float = 0.0
+    ) -> None:
         self._redis = redis
         self._keepalive_s = keepalive_s
+        self._position_check_s = position_check_s
         self._listeners: dict[str, set[Listener]] = {}
         self._confirmed: dict[bytes, anyio.Event] = {}
         self._conn: AbstractConnection | None = None
@@ -127,6 +140,7 @@ class Hub:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._keepalive)
                 tg.start_soon(self._sweep_expired)
+                tg.start_soon(self._check_positions)
                 while not self._stopping.is_set():
                     conn = self._redis.connection_pool.make_connection()
                     conn.socket_timeout = None  # reads wait for traffic; the keepalive finds a dead link
@@ -200,6 +214,40 @@ class Hub:
                     listener.expire()
                 else:
                     self._next_expiry = min(self._next_expiry, listener.expires_at)
+
+    async def _check_positions(self) -> None:
+        """Pub/sub is at-most-once, and a resync covers only the losses the hub sees (a dropped
+        link, a moved slot). Every `position_check_s` this reads each user's change-log tail; a
+        session still before the tail read one round earlier missed a live push it should long
+        have had (a subscription lost without a word, a message dropped) and catches up from
+        the log (`Listener.resync`): counted, logged, never silent. Sessions in a replay or
+        behind a slow socket may be asked once more than needed; the catch-up is then empty."""
+        if self._position_check_s <= 0:
+            return
+        earlier: dict[str, Cursor] = {}
+        while True:
+            await anyio.sleep(self._position_check_s)
+            users = list(self._listeners)
+            now: dict[str, Cursor] = {}
+            try:
+                for at in range(0, len(users), POSITION_CHECK_USERS):
+                    chunk = users[at : at + POSITION_CHECK_USERS]
+                    now.update(zip(chunk, await changelog.tails(self._redis, chunk), strict=True))
+            except (*REDIS_UNAVAILABLE, RedisError) as exc:
+                log.debug("position check skipped: %s", exc)  # the links' own loops report Redis
+                continue
+            behind = [
+                listener
+                for user, tail in earlier.items()
+                for listener in tuple(self._listeners.get(user, ()))
+                if _behind(listener.cursor, tail)
+            ]
+            earlier = now
+            if behind:
+                log.warning("position check: %d sessions missed a live push; catching up", len(behind))
+                self.metrics.position_resyncs.inc(len(behind))
+                for listener in behind:
+                    listener.resync()
 
     async def _read(self, conn: AbstractConnection, backoff: Backoff) -> None:
         first = True
@@ -300,3 +348,11 @@ class Hub:
                     await conn.send_command("UNSUBSCRIBE", keys.user_channel(user), check_health=False)
                 except (RedisConnectionError, RedisTimeoutError, OSError):
                     pass  # the reconnect subscribes only users that still have sessions
+
+
+def _behind(ours: Cursor, tail: Cursor) -> bool:
+    """Whether a session at `ours` has not been sent the change at `tail` (another epoch: the
+    log was recreated, and the catch-up tells the client to refetch)."""
+    if tail.epoch == NO_EPOCH:
+        return False
+    return ours.epoch != tail.epoch or ours.number < tail.number

@@ -96,6 +96,10 @@ class Session:
 
     # -- Listener (called by the hub, never blocks) -------------------------------------
 
+    @property
+    def cursor(self) -> Cursor:
+        return self._cursor
+
     def push_nowait(self, change: Push) -> None:
         self._enqueue(change)
 

@@ -58,8 +58,10 @@ class ShardedHub(Hub):
     hub does after a reconnect: pub/sub stays the at-most-once fast path. Other links and
     their sessions are untouched."""
 
-    def __init__(self, cluster: Cluster, *, keepalive_s: float = KEEPALIVE_S) -> None:
-        super().__init__(cluster, keepalive_s=keepalive_s)
+    def __init__(
+        self, cluster: Cluster, *, keepalive_s: float = KEEPALIVE_S, position_check_s: float = 0.0
+    ) -> None:
+        super().__init__(cluster, keepalive_s=keepalive_s, position_check_s=position_check_s)
         self._cluster = cluster
         self._links: dict[str, _Link] = {}  # node name -> link
         self._leaving: set[bytes] = set()  # channels we unsubscribed (their sunsubscribe is ours)
@@ -80,6 +82,7 @@ class ShardedHub(Hub):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._sweep_expired)
                     tg.start_soon(self._keepalive_links)
+                    tg.start_soon(self._check_positions)
                     while not self._stopping.is_set():
                         try:
                             await self._repair(tg, refresh=refresh)
@@ -286,6 +289,7 @@ def _slot(channel: str) -> int:
     return int(key_slot(channel.encode()))
 
 
-def hub_for(redis: Redis) -> Hub:
+def hub_for(redis: Redis, *, position_check_s: float) -> Hub:
     """The hub for the role's Redis: sharded pub/sub on a cluster, plain pub/sub otherwise."""
-    return ShardedHub(redis) if isinstance(redis, Cluster) else Hub(redis)
+    hub = ShardedHub if isinstance(redis, Cluster) else Hub
+    return hub(redis, position_check_s=position_check_s)

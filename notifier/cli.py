@@ -121,7 +121,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         app = api_app(settings, client, pressure, [*_routes(settings, client), *ops], recent)
         services.append(_http(settings, with_request_ids(app), settings.http.api_port))
     if role in {"gateway", "up"}:
-        hub = hub_for(client)
+        hub = hub_for(client, position_check_s=settings.gateway.position_check_s)
 
         async def subscribed() -> str | None:
             return None if hub.subscribed else "pub/sub not subscribed"

@@ -177,6 +177,10 @@ class Metrics:
         self.refetches = c(
             "notifier_gateway_refetches_total", "refetch frames (the cursor fell out of the log)"
         )
+        self.position_resyncs = c(
+            "notifier_gateway_position_resyncs_total",
+            "sessions the position check found behind their change log (a live push missed), caught up",
+        )
         self._closes = c(
             "notifier_gateway_closes_total",
             "sessions ended by code (server closes) or by the client",

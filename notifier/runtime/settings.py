@@ -100,6 +100,7 @@ class GatewaySettings:
     max_frame_bytes: int = 65_536
     max_client_frames_per_s: float = 10.0  # sustained; bursts up to 4x; past it, closed 4429
     max_sessions_per_user: int = 16  # one more is refused with 4429
+    position_check_s: float = 30.0  # sessions checked against their change logs this often (0: never)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +255,8 @@ class Settings:
                 out.append(f"NOTIFIER_FANOUT_{name.upper()} must be at least 1")
         if self.gateway.send_queue_frames < 1:
             out.append("NOTIFIER_GATEWAY_SEND_QUEUE_FRAMES must be at least 1")
+        if self.gateway.position_check_s < 0:
+            out.append("NOTIFIER_GATEWAY_POSITION_CHECK_S must not be negative (0: never)")
         for limit in dataclasses.fields(self.feeds):  # a zero window divides by zero in feeds.items
             if getattr(self.feeds, limit.name) < 1:
                 out.append(f"NOTIFIER_FEEDS_{limit.name.upper()} must be at least 1")

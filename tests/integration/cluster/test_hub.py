@@ -16,9 +16,13 @@ from redis.crc import key_slot
 
 from feeds import changelog
 from feeds.cluster import Cluster
+from feeds.inbox import Inbox
+from feeds.items import ItemOp
 from gateway.shardedhub import ShardedHub
 from loadtest.cluster import ClusterLab, Node
+from notifier.runtime.settings import Settings
 from schemas import keys
+from schemas.cursor import START
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -30,6 +34,7 @@ class Recorder:
         self.pushed = 0
         self.resyncs = 0
         self.expires_at = math.inf
+        self.cursor = START  # the hub's position check is off here
         self.changed = anyio.Event()
 
     def expire(self) -> None:
@@ -133,4 +138,21 @@ async def test_a_stale_map_naming_a_replica_as_master_puts_no_subscription_there
         assert replica.ask("PUBSUB", "SHARDNUMSUB", channel) == [channel.encode(), 0]
         await publish(cluster, dave, 1)
         await session.until(pushed=1)
+        hub.stop()
+
+
+async def test_the_position_check_catches_up_a_session_behind_its_log_on_a_cluster(
+    cluster: Cluster, redis_cluster: ClusterLab, settings: Settings
+) -> None:
+    """As on one Redis (tests/integration/gateway/test_position_check.py): the tails are read
+    per master, and a session behind its log is caught up."""
+    [erin] = users_on(redis_cluster, redis_cluster.masters()[0], 1)
+    op = ItemOp(erin, "l|p1|fan", "a", 1_000, "e1", "fan", "like:p1:0", "like", "p1")
+    await Inbox(cluster, settings.feeds).apply([op])  # nobody listens: logged, not published
+    session = Recorder()  # at START, before that change
+    hub = ShardedHub(cluster, keepalive_s=0.5, position_check_s=0.2)
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.run)
+        await hub.register(erin, session)
+        await session.until(resyncs=1)
         hub.stop()

@@ -1,0 +1,87 @@
+"""The hub's position check against a real Redis: a session that missed a live push without the
+hub seeing a loss (here: its change was logged while nothing carried its channel) is caught up
+within two check periods, counted; sessions at their log's tail are left alone."""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+
+from feeds import changelog
+from feeds.inbox import Inbox
+from feeds.items import ItemOp
+from gateway.hub import Hub
+from notifier.runtime import metrics
+from notifier.runtime.settings import Settings
+from schemas.cursor import START, Cursor
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio, pytest.mark.timeout(30)]
+
+CHECK_S = 0.2
+
+
+class Recorder:
+    """A session as the hub sees it, at `cursor`; a resync catches it up to `caught_up`."""
+
+    def __init__(self, cursor: Cursor) -> None:
+        self.cursor = cursor
+        self.caught_up = cursor
+        self.resyncs = 0
+        self.expires_at = math.inf
+        self.resynced = anyio.Event()
+
+    def expire(self) -> None:
+        raise AssertionError("never expires")
+
+    def push_nowait(self, change: changelog.Live) -> None:
+        self.cursor = change.cursor
+
+    def resync(self) -> None:
+        self.resyncs += 1
+        self.cursor = self.caught_up
+        self.resynced.set()
+
+
+def like(user: str, i: int) -> ItemOp:
+    return ItemOp(user, f"l|p{i}|fan", "a", 1_000 + i, f"e{i}", "fan", f"like:p{i}:0", "like", f"p{i}")
+
+
+async def test_a_session_behind_its_change_log_is_caught_up_and_counted(
+    redis: Redis, settings: Settings
+) -> None:
+    inbox = Inbox(redis, settings.feeds)
+    await inbox.apply([like("bob", 0)])
+    bob = Recorder(await changelog.tail(redis, "bob"))  # at the tail: nothing to catch up
+    alice = Recorder(START)  # her session started before this change, which nobody pushed
+    await inbox.apply([like("alice", 1)])  # no subscriber: logged, not published
+    alice.caught_up = await changelog.tail(redis, "alice")
+    assert alice.caught_up.number == 1
+
+    counted = metrics.Metrics()
+    metrics.use(counted)  # this test's context: the hub reads it
+    hub = Hub(redis, position_check_s=CHECK_S)
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.run)
+        await hub.register("alice", alice)
+        await hub.register("bob", bob)
+        with anyio.fail_after(10 * CHECK_S):  # two rounds: the tail, then her cursor still before it
+            await alice.resynced.wait()
+        await anyio.sleep(3 * CHECK_S)  # three more rounds: caught up, she is not asked again
+        hub.stop()
+    assert (alice.resyncs, bob.resyncs) == (1, 0)
+    assert counted.registry.get_sample_value("notifier_gateway_position_resyncs_total") == 1
+
+
+async def test_tails_reads_every_users_last_change_in_one_round_trip(
+    redis: Redis, settings: Settings
+) -> None:
+    inbox = Inbox(redis, settings.feeds)
+    await inbox.apply([like("ann", 0), like("ann", 1), like("cy", 2)])
+    assert await changelog.tails(redis, ["ann", "cy", "nobody"]) == [
+        await changelog.tail(redis, "ann"),
+        await changelog.tail(redis, "cy"),
+        START,
+    ]

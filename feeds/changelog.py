@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from redis.asyncio import Redis
 
 from schemas import keys, layouts, protocol
-from schemas.cursor import Cursor
+from schemas.cursor import NO_EPOCH, Cursor
 
-from .scripts import SCRIPTS, Arg, head, run_commands, user_keys
+from .scripts import SCRIPTS, STATE, head, run_checked, user_keys
 from .timeline import live_post
 
 
@@ -102,26 +102,17 @@ published = Live  # what a subscriber of `keys.user_channel` reads each message 
 
 async def tail(redis: Redis, user: str) -> Cursor:
     """The cursor of the log's last change (a count of 0 asks lua/replay.lua for only that)."""
-    return _tail(await SCRIPTS.replay(redis, user_keys(user), _tail_args(user)))
-
-
-async def tails(redis: Redis, users: Sequence[str]) -> list[Cursor]:
-    """`tail` of each of `users`, in one round trip (per master on a cluster)."""
-    commands = [SCRIPTS.replay.command(user_keys(u), _tail_args(u)) for u in users]
-    replies = await run_commands(redis, [SCRIPTS.replay], commands)
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return [_tail(reply) for reply in replies]
-
-
-def _tail_args(user: str) -> list[Arg]:
-    return [*head(user, None), "", 0, 0, 0]
-
-
-def _tail(reply: list[Any]) -> Cursor:
-    _, epoch, number, check = reply
+    _, epoch, number, check = await SCRIPTS.replay(redis, user_keys(user), [*head(user, None), "", 0, 0, 0])
     return Cursor(epoch.decode(), int(number), int(check))
+
+
+async def positions(redis: Redis, users: Sequence[str]) -> list[tuple[str, int]]:
+    """Each user's log epoch (NO_EPOCH: nothing logged yet) and last change number, read from
+    their state: one HGET a user in one round trip (per master on a cluster), for checks that
+    need no change's check: Redis spends ~1/40 of `tail`'s script call on it."""
+    replies = await run_checked(redis, [("HGET", keys.toggles(u), STATE) for u in users])
+    states = [layouts.decode_state(raw) for raw in replies]
+    return [(state.epoch or NO_EPOCH, state.last_change) for state in states]
 
 
 async def read_after(redis: Redis, user: str, cursor: Cursor, count: int) -> Replay | Refetch:

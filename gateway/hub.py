@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 SESSIONS_BUCKETS: Final = (1, 2, 3, 4, 8, 16, 32)  # sessions per user (the default cap is 16)
 SUBSCRIBE_TIMEOUT_S: Final = 5.0
-POSITION_CHECK_USERS: Final = 1_000  # tails read per round trip
+POSITION_CHECK_USERS: Final = 1_000  # users' positions read per round trip
 KEEPALIVE_S: Final = 5.0  # PING this often; silence for 3x this long means the link is dead
 EXPIRY_SWEEP_S: Final = 1.0  # a session ends at most this long after its token expires
 
@@ -217,30 +217,31 @@ class Hub:
 
     async def _check_positions(self) -> None:
         """Pub/sub is at-most-once, and a resync covers only the losses the hub sees (a dropped
-        link, a moved slot). Every `position_check_s` this reads each user's change-log tail; a
-        session still before the tail read one round earlier missed a live push it should long
-        have had (a subscription lost without a word, a message dropped) and catches up from
-        the log (`Listener.resync`): counted, logged, never silent. Sessions in a replay or
-        behind a slow socket may be asked once more than needed; the catch-up is then empty."""
+        link, a moved slot). Every `position_check_s` this reads each user's last change number
+        (`changelog.positions`); a session still before the one read a round earlier missed a
+        live push it should long have had (a subscription lost without a word, a message
+        dropped) and catches up from the log (`Listener.resync`): counted, logged, never
+        silent. A session in a replay or behind a slow socket may be asked once more than
+        needed; its catch-up is then empty."""
         if self._position_check_s <= 0:
             return
-        earlier: dict[str, Cursor] = {}
+        earlier: dict[str, tuple[str, int]] = {}
         while True:
             await anyio.sleep(self._position_check_s)
             users = list(self._listeners)
-            now: dict[str, Cursor] = {}
+            now: dict[str, tuple[str, int]] = {}
             try:
                 for at in range(0, len(users), POSITION_CHECK_USERS):
                     chunk = users[at : at + POSITION_CHECK_USERS]
-                    now.update(zip(chunk, await changelog.tails(self._redis, chunk), strict=True))
+                    now.update(zip(chunk, await changelog.positions(self._redis, chunk), strict=True))
             except (*REDIS_UNAVAILABLE, RedisError) as exc:
                 log.debug("position check skipped: %s", exc)  # the links' own loops report Redis
                 continue
             behind = [
                 listener
-                for user, tail in earlier.items()
+                for user, (epoch, number) in earlier.items()
                 for listener in tuple(self._listeners.get(user, ()))
-                if _behind(listener.cursor, tail)
+                if _behind(listener.cursor, epoch, number)
             ]
             earlier = now
             if behind:
@@ -350,9 +351,9 @@ class Hub:
                     pass  # the reconnect subscribes only users that still have sessions
 
 
-def _behind(ours: Cursor, tail: Cursor) -> bool:
-    """Whether a session at `ours` has not been sent the change at `tail` (another epoch: the
-    log was recreated, and the catch-up tells the client to refetch)."""
-    if tail.epoch == NO_EPOCH:
+def _behind(ours: Cursor, epoch: str, number: int) -> bool:
+    """Whether a session at `ours` has not been sent change `number` of the log of `epoch`
+    (another epoch: the log was recreated, and the catch-up tells the client to refetch)."""
+    if epoch == NO_EPOCH:
         return False
-    return ours.epoch != tail.epoch or ours.number < tail.number
+    return ours.epoch != epoch or ours.number < number

@@ -75,13 +75,15 @@ async def test_a_session_behind_its_change_log_is_caught_up_and_counted(
     assert counted.registry.get_sample_value("notifier_gateway_position_resyncs_total") == 1
 
 
-async def test_tails_reads_every_users_last_change_in_one_round_trip(
+async def test_positions_are_each_users_last_change_in_one_round_trip(
     redis: Redis, settings: Settings
 ) -> None:
     inbox = Inbox(redis, settings.feeds)
     await inbox.apply([like("ann", 0), like("ann", 1), like("cy", 2)])
-    assert await changelog.tails(redis, ["ann", "cy", "nobody"]) == [
-        await changelog.tail(redis, "ann"),
-        await changelog.tail(redis, "cy"),
-        START,
+    ann, cy = await changelog.tail(redis, "ann"), await changelog.tail(redis, "cy")
+    assert await changelog.positions(redis, ["ann", "cy", "nobody"]) == [
+        (ann.epoch, ann.number),
+        (cy.epoch, cy.number),
+        (START.epoch, START.number),
     ]
+    assert ann.number == 2

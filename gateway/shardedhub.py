@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 _SMESSAGE: Final = frozenset({b"smessage", "smessage"})
 _SSUBSCRIBE: Final = frozenset({b"ssubscribe", "ssubscribe"})
 _SUNSUBSCRIBE: Final = frozenset({b"sunsubscribe", "sunsubscribe"})
-_MASTER: Final = frozenset({b"master", "master"})
 _LINK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_UNAVAILABLE)
 
 
@@ -155,7 +154,8 @@ class ShardedHub(Hub):
         return out
 
     async def _open(self, tg: TaskGroup, node: ClusterNode) -> _Link:
-        """A link to `node`, once it says it is a master. A replica accepts SSUBSCRIBE too: a map
+        """A link to `node`, once it says it is a master (its own line of CLUSTER NODES, which
+        any client of a cluster may send, unlike ROLE). A replica accepts SSUBSCRIBE too: a map
         taken just before a failover (or served by a restarted master from its old nodes.conf)
         would leave channels on the old master, now a replica, and their pushes stopped there."""
         conn = self._cluster.node_client(node).connection_pool.make_connection()
@@ -163,10 +163,12 @@ class ShardedHub(Hub):
         try:
             with anyio.fail_after(SUBSCRIBE_TIMEOUT_S):  # TimeoutError is an OSError: a lost link
                 await conn.connect()
-                await conn.send_command("ROLE", check_health=False)
-                role: Any = await conn.read_response()
-            if role[0] not in _MASTER:
-                raise ClusterDownError(f"{node.name} is a {role[0]!r}, not a master: the slot map is stale")
+                await conn.send_command("CLUSTER", "NODES", check_health=False)  # ROLE is @admin
+                flags = _own_flags(await conn.read_response())
+            if "master" not in flags:
+                raise ClusterDownError(
+                    f"{node.name} is {','.join(flags)}, not a master: the slot map is stale"
+                )
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await conn.disconnect(nowait=True)
@@ -283,6 +285,16 @@ async def _ssubscribe(conn: AbstractConnection, channels: Iterable[str]) -> None
         await conn.send_packed_command(
             conn.pack_commands([("SSUBSCRIBE", *group) for group in by_slot.values()]), check_health=False
         )
+
+
+def _own_flags(nodes: bytes | str) -> list[str]:
+    """The flags of the answering node's own line of a CLUSTER NODES reply (`myself,master`)."""
+    text = nodes.decode() if isinstance(nodes, bytes) else nodes
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 2 and "myself" in fields[2].split(","):
+            return fields[2].split(",")
+    raise ClusterDownError(f"no line of its own in CLUSTER NODES: {text[:200]!r}")
 
 
 def _slot(channel: str) -> int:

@@ -116,8 +116,8 @@ async def test_a_stale_map_naming_a_replica_as_master_puts_no_subscription_there
 ) -> None:
     """A just-restarted master answers CLUSTER SLOTS from its old nodes.conf until it hears
     otherwise, and a replica accepts SSUBSCRIBE: the fault test's gateway once subscribed a
-    user on such a node and its pushes stopped. The hub asks a node's ROLE before linking to
-    it, and refreshes the map instead."""
+    user on such a node and its pushes stopped. The hub asks a node whether it is a master
+    before linking to it, and refreshes the map instead."""
     home = redis_cluster.masters()[0]
     [dave] = users_on(redis_cluster, home, 1)
     [replica] = [

@@ -64,8 +64,9 @@ class Listener(Protocol):
     expires_at: float  # unix seconds: when the client's token expires
 
     @property
-    def cursor(self) -> Cursor:
-        """The change the client has last been sent."""
+    def cursor(self) -> Cursor | None:
+        """The change the client has last been sent; None while the session is busy (starting,
+        replaying, writing: it is not idle at a position the position check may judge)."""
 
     def push_nowait(self, change: Push) -> None:
         """Queue a live change; never blocks (a full queue closes the session)."""
@@ -221,8 +222,7 @@ class Hub:
         (`changelog.positions`); a session still before the one read a round earlier missed a
         live push it should long have had (a subscription lost without a word, a message
         dropped) and catches up from the log (`Listener.resync`): counted, logged, never
-        silent. A session in a replay or behind a slow socket may be asked once more than
-        needed; its catch-up is then empty."""
+        silent. Busy sessions (starting, replaying, writing to a slow socket) are not judged."""
         if self._position_check_s <= 0:
             return
         earlier: dict[str, tuple[str, int]] = {}
@@ -241,7 +241,7 @@ class Hub:
                 listener
                 for user, (epoch, number) in earlier.items()
                 for listener in tuple(self._listeners.get(user, ()))
-                if _behind(listener.cursor, epoch, number)
+                if (cursor := listener.cursor) is not None and _behind(cursor, epoch, number)
             ]
             earlier = now
             if behind:

@@ -97,8 +97,8 @@ class Session:
     # -- Listener (called by the hub, never blocks) -------------------------------------
 
     @property
-    def cursor(self) -> Cursor:
-        return self._cursor
+    def cursor(self) -> Cursor | None:
+        return self._cursor if self._outbox.waiting else None  # the writer idle, all written
 
     def push_nowait(self, change: Push) -> None:
         self._enqueue(change)

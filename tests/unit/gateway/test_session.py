@@ -221,6 +221,22 @@ async def test_a_full_transport_leaves_the_changes_to_the_writer_which_waits_for
 
 
 @pytest.mark.anyio
+async def test_the_hub_judges_a_sessions_position_only_while_its_writer_is_idle(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with live_session(redis, monkeypatch) as (session, client):
+        assert session.cursor == Cursor("e", 0, CHECK)  # idle, everything written
+        client.writable, client.drained = False, anyio.Event()
+        session.push_nowait(live(1))
+        await anyio.wait_all_tasks_blocked()  # the writer waits in the ASGI send
+        assert session.cursor is None  # busy: not judged behind a slow socket
+        client.drained.set()
+        await client.until_writes(1)
+        await anyio.wait_all_tasks_blocked()
+        assert session.cursor == Cursor("e", 1, CHECK)
+
+
+@pytest.mark.anyio
 async def test_what_precedes_a_resync_is_written_then_the_writer_replays_the_log(
     redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

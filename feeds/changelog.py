@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from schemas import keys, layouts, protocol
 from schemas.cursor import NO_EPOCH, Cursor
 
-from .scripts import SCRIPTS, STATE, head, run_checked, user_keys
+from .scripts import SCRIPTS, head, user_keys, user_states
 from .timeline import live_post
 
 
@@ -107,12 +107,10 @@ async def tail(redis: Redis, user: str) -> Cursor:
 
 
 async def positions(redis: Redis, users: Sequence[str]) -> list[tuple[str, int]]:
-    """Each user's log epoch (NO_EPOCH: nothing logged yet) and last change number, read from
-    their state: one HGET a user in one round trip (per master on a cluster), for checks that
-    need no change's check: Redis spends ~1/40 of `tail`'s script call on it."""
-    replies = await run_checked(redis, [("HGET", keys.toggles(u), STATE) for u in users])
-    states = [layouts.decode_state(raw) for raw in replies]
-    return [(state.epoch or NO_EPOCH, state.last_change) for state in states]
+    """Each user's log epoch (NO_EPOCH: nothing logged yet) and last change number, from their
+    state (`user_states`: a plain read, not `tail`'s script call), for checks that need no
+    change's check."""
+    return [(state.epoch or NO_EPOCH, state.last_change) for state in await user_states(redis, users)]
 
 
 async def read_after(redis: Redis, user: str, cursor: Cursor, count: int) -> Replay | Refetch:

@@ -15,7 +15,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from schemas import keys, layouts
+from schemas import keys
 from schemas.cursor import Cursor
 
 from .cluster import Cluster, calls_of, shard_of, slot_of
@@ -23,7 +23,7 @@ from .direct import DirectApply
 from .horizon import REFUSED, BeyondHorizon
 from .items import ItemOp
 from .limits import FeedLimits
-from .scripts import STATE, head, run_commands, scripts_for, user_keys
+from .scripts import head, run_commands, scripts_for, user_keys, user_states
 
 # Items per apply script call: they share a call's fixed cost, ~170,000 Redis instructions (the
 # script's prologue, which makes common.lua's functions anew each call, PUBSUB NUMSUB, the reply),
@@ -192,7 +192,8 @@ class Inbox:
         return int(unseen), int(mark)
 
     async def unread(self, user: str) -> int:
-        return layouts.decode_state(await self._redis.hget(keys.toggles(user), STATE)).unread
+        [state] = await user_states(self._redis, [user])
+        return state.unread
 
     async def badge(self, user: str) -> tuple[int, int]:
         """(unread, unseen), from a one-group page."""

@@ -291,6 +291,13 @@ def scripts_for(redis: Redis) -> InboxScripts:
 STATE = layouts.STATE_FIELD
 
 
+async def user_states(redis: Redis, users: Sequence[str]) -> list[layouts.UserState]:
+    """Each of `users`' state (log epoch and last change number, unread count...), one HGET a
+    user in one round trip (per master on a cluster)."""
+    replies = await run_checked(redis, [("HGET", keys.toggles(u), STATE) for u in users])
+    return [layouts.decode_state(raw) for raw in replies]
+
+
 def user_keys(user: str) -> list[str]:
     """KEYS of every inbox script (lua/common.lua; layouts.USER_KEYS of them)."""
     return [keys.toggles(user), keys.inbox(user), keys.read_marks(user), keys.changelog(user)]

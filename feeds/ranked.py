@@ -28,7 +28,7 @@ class Ranked:
 def parse_cursor(before: str) -> tuple[int, str] | None:
     """A `next_before` cursor's parts, or None when `before` is not one."""
     at, _, member = before.partition(":")
-    if not at.isdigit() or not member or len(before) > MAX_CURSOR_CHARS:
+    if not (at.isascii() and at.isdigit()) or not member or len(before) > MAX_CURSOR_CHARS:
         return None
     return int(at), member
 

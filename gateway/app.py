@@ -6,10 +6,14 @@ import logging
 from typing import Final
 
 from redis.asyncio import Redis
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from notifier.runtime.settings import Settings
+from schemas.errors import Reason, Rejected
 
 from .hub import Hub
 from .session import Session
@@ -19,6 +23,15 @@ log = logging.getLogger(__name__)
 
 WS_PATH: Final = "/v1/ws"
 POLICY_VIOLATION: Final = 1008  # before accept, uvicorn turns this close into HTTP 403
+
+
+async def _needs_upgrade(request: Request) -> Response:
+    raise Rejected(Reason.MALFORMED, f"{WS_PATH} takes WebSocket connections only (Upgrade: websocket)")
+
+
+# for the app behind gateway_app: a plain HTTP request to the WebSocket's path is told what it
+# is, not answered 404 as if nothing were there
+UPGRADE_ROUTE: Final = Route(WS_PATH, _needs_upgrade)
 
 
 def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> ASGIApp:

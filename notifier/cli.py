@@ -15,11 +15,10 @@ from typing import Final
 
 import anyio
 from redis.asyncio import Redis
-from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from gateway.app import gateway_app
+from gateway.app import UPGRADE_ROUTE, gateway_app
 from gateway.shardedhub import hub_for
 from gateway.wsserver import WebSocketProtocol
 from notifier import __version__, admin, openapi
@@ -44,7 +43,7 @@ from notifier.moderation.screening import Screener
 from notifier.runtime import logs, metrics, tokens, tracing
 from notifier.runtime.access import with_request_ids
 from notifier.runtime.checks import check_redis_when_up
-from notifier.runtime.health import Health, Started, ops_app, ops_routes
+from notifier.runtime.health import Health, Started, http_app, ops_app, ops_routes
 from notifier.runtime.lifecycle import Service, run_services, unless_signalled
 from notifier.runtime.redis import RedisHandle, open_redis
 from notifier.runtime.server import HttpService
@@ -128,12 +127,11 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
 
         health.add("pubsub", subscribed)
     if role == "gateway":
-        alone = gateway_app(
-            settings, client, hub, Starlette(routes=ops, exception_handlers=EXCEPTION_HANDLERS)
-        )
+        rest = http_app([*ops, UPGRADE_ROUTE], EXCEPTION_HANDLERS)
+        alone = gateway_app(settings, client, hub, rest)
         services += [hub, _http(settings, with_request_ids(alone), settings.http.gateway_port)]
     if role == "up":
-        rest = api_app(settings, client, pressure, [*_routes(settings, client), *ops], recent)
+        rest = api_app(settings, client, pressure, [*_routes(settings, client), *ops, UPGRADE_ROUTE], recent)
         app = with_request_ids(gateway_app(settings, client, hub, rest))
         services += [hub, _http(settings, app, settings.http.api_port)]
     services.append(Started(health))

@@ -11,6 +11,7 @@ import msgspec
 
 from .errors import Reason, Rejected
 from .events import ID_PATTERN
+from .nesting import TOO_DEEP
 
 _AT: Final = re.compile(r" - at `\$(.*)`\Z", re.DOTALL)
 _KINDS: Final = {
@@ -72,6 +73,8 @@ def refusal(exc: msgspec.DecodeError, pointer: str = "") -> Rejected:
 
 
 def _malformed(message: str) -> str:
+    if message == TOO_DEEP:
+        return "body is nested too deeply to be an object we take"
     if message.startswith("Input data was truncated"):
         return "body is not valid JSON: it ends too early"
     byte = re.search(r"\(byte (\d+)\)\Z", message)

@@ -1,7 +1,8 @@
 """Version 1 activity events: tagged, frozen structs decoded once at the edge.
 
-`id` is the producer's idempotency key; `occurred_at` is the event's own time, the
-last-writer-wins clock for toggles (like/unlike, follow/unfollow), never arrival time.
+`id` is the producer's idempotency key (remembered per actor: notifier/api/append.py);
+`occurred_at` is the event's own time, the last-writer-wins clock for toggles (like/unlike,
+follow/unfollow), never arrival time.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import msgspec
+
+from .nesting import shallow
 
 # `$` alone would also match before a final newline in Python (msgspec searches with `re`);
 # `(?!\n)` closes that, and the pattern stays valid ECMA regex for the exported JSON Schema.
@@ -146,7 +149,7 @@ def type_name(event: Event) -> str:
 
 def decode_event(raw: bytes) -> Event:
     """Decode and validate one event; raises msgspec.ValidationError or DecodeError."""
-    event: Event = _decoder.decode(raw)
+    event: Event = shallow(_decoder.decode, raw)
     return event
 
 

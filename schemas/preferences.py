@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 import msgspec
+
+from .nesting import shallow
 
 NotifyType = Literal["like", "follow", "comment", "mention"]
 Clock = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, 24-hour")]
@@ -24,7 +27,8 @@ class Preferences(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`off`: the notification types the user does not want (their events no longer reach the
     inbox; undoing what did reach it still does)."""
 
-    off: Annotated[list[NotifyType], msgspec.Meta(max_length=4)] = []
+    # each type kept once (decode): a few repeats are merged rather than refused
+    off: Annotated[list[NotifyType], msgspec.Meta(max_length=16)] = []
     quiet_hours: QuietHours | None = None
 
 
@@ -37,14 +41,18 @@ class InvalidTimezone(ValueError):
     pass
 
 
+@cache
+def _zones() -> frozenset[str]:
+    """The IANA zone names: not any path ZoneInfo would open (a folder such as `Europe`, or the
+    system's `localtime` and `posixrules` files)."""
+    return frozenset(available_timezones() - {"localtime", "posixrules", "Factory"})
+
+
 def decode(raw: bytes) -> Preferences:
     """Decode and validate; raises msgspec errors, or InvalidTimezone for an unknown zone."""
-    prefs = _decoder.decode(raw)
-    if prefs.quiet_hours is not None:
-        try:
-            ZoneInfo(prefs.quiet_hours.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidTimezone(f"unknown time zone {prefs.quiet_hours.timezone!r}") from None
+    prefs = shallow(_decoder.decode, raw)
+    if prefs.quiet_hours is not None and prefs.quiet_hours.timezone not in _zones():
+        raise InvalidTimezone(f"unknown time zone {prefs.quiet_hours.timezone!r}")
     return msgspec.structs.replace(prefs, off=sorted(set(prefs.off)))
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Final, TypeAlias
 import msgspec
 
 from .errors import Reason
+from .nesting import shallow
 
 
 class Auth(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="auth"):
@@ -28,7 +29,7 @@ _encode: Final = msgspec.json.Encoder()
 
 def decode_client(raw: str | bytes) -> ClientFrame:
     """Raises msgspec.DecodeError / ValidationError for anything that is not a client frame."""
-    frame: ClientFrame = _client.decode(raw)
+    frame: ClientFrame = shallow(_client.decode, raw)
     return frame
 
 

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from redis.asyncio import Redis
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -19,6 +18,7 @@ from feeds.inbox import Inbox
 from feeds.preferences import PreferenceStore, Relation
 from feeds.timeline import Timelines
 from notifier.runtime import logs, metrics, tracing
+from notifier.runtime.health import http_app
 from notifier.runtime.settings import Settings
 from schemas.errors import Reason, Rejected
 
@@ -111,11 +111,10 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def get_feed(request: Request) -> Response:
         return await feed.home_feed(request, home_feeds, auth)
 
-    async def get_prefs(request: Request) -> Response:
+    async def get_or_put_prefs(request: Request) -> Response:  # one route: 405 names both
+        if request.method == "PUT":
+            return await preferences.put_preferences(request, prefs, auth)
         return await preferences.get_preferences(request, prefs, auth)
-
-    async def put_prefs(request: Request) -> Response:
-        return await preferences.put_preferences(request, prefs, auth)
 
     def relation_routes(relation: Relation) -> list[BaseRoute]:
         async def listed(request: Request) -> Response:
@@ -137,8 +136,7 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         Route("/v1/me/notifications/read", post_read, methods=["POST"]),
         Route("/v1/me/notifications/seen", post_seen, methods=["POST"]),
         Route("/v1/me/feed", get_feed, methods=["GET"]),
-        Route("/v1/me/preferences", get_prefs, methods=["GET"]),
-        Route("/v1/me/preferences", put_prefs, methods=["PUT"]),
+        Route("/v1/me/preferences", get_or_put_prefs, methods=["GET", "PUT"]),
         *relation_routes("mutes"),
         *relation_routes("blocks"),
         *relation_routes("muted-posts"),
@@ -162,14 +160,10 @@ def api_app(
     handler itself on a single-event POST; its refusals are the same problem responses. With
     `recent`, accepted events are kept there for a Redis crash (recovery.py)."""
     post_events = ingest_endpoint(settings, redis, pressure, recent)
-    rest = Starlette(
+    rest = http_app(
         # the route answers only other methods (405): POSTs never reach it
-        routes=[
-            Route(INGEST_PATH, post_events, methods=["POST"]),
-            *client_routes(settings, redis),
-            *more_routes,
-        ],
-        exception_handlers=EXCEPTION_HANDLERS,
+        [Route(INGEST_PATH, post_events, methods=["POST"]), *client_routes(settings, redis), *more_routes],
+        EXCEPTION_HANDLERS,
     )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Final
 
 import msgspec
 import orjson
@@ -15,11 +16,14 @@ from notifier.runtime.settings import IngestSettings, ServiceKey
 from schemas import decoding
 from schemas.errors import CODES, Reason, Rejected
 from schemas.events import Event, decode_event, type_name
+from schemas.nesting import shallow
 
 from . import problems
 from .append import EventLog
 
 _Item = tuple[Event | None, Rejected | None]
+_BATCH: Final = msgspec.json.Decoder(list[msgspec.Raw])
+_ONE: Final = msgspec.json.Decoder(msgspec.Raw)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -47,11 +51,7 @@ def split_batch(body: bytes, max_events: int) -> tuple[list[msgspec.Raw], bool]:
     """The raw events of a body holding one event object or an array of them."""
     batched = body.lstrip()[:1] == b"["
     try:  # ValidationError is a DecodeError: either way the body is not the JSON we take
-        raws = (
-            msgspec.json.decode(body, type=list[msgspec.Raw])
-            if batched
-            else [msgspec.json.decode(body, type=msgspec.Raw)]
-        )
+        raws = shallow(_BATCH.decode, body) if batched else [shallow(_ONE.decode, body)]
     except msgspec.DecodeError as exc:
         raise decoding.refusal(exc) from None
     if batched:
@@ -105,11 +105,12 @@ async def ingest(
         raise Rejected(Reason.UNAVAILABLE, "storage did not answer in time; retry") from None
     results: list[dict[str, str]] = []
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-    for raw_item, (event, error) in zip(raws, items, strict=True):
+    for i, (raw_item, (event, error)) in enumerate(zip(raws, items, strict=True)):
         if event is not None:
             done = next(appended)
             if done.status == "conflict":
-                error = Rejected(Reason.CONFLICT, "event id reused with a different body", "/id")
+                pointer = f"/{i}/id" if batched else "/id"
+                error = Rejected(Reason.CONFLICT, "event id reused with a different body", pointer)
             else:
                 counts[done.status] += 1
                 results.append({"id": event.id, "status": done.status, "position": done.position})

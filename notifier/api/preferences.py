@@ -14,6 +14,7 @@ from feeds.hiding import Hiding
 from feeds.preferences import PreferenceStore, Relation
 from notifier.runtime.settings import AuthSettings
 from notifier.runtime.tokens import user_of
+from schemas import decoding
 from schemas import preferences as wire
 from schemas.errors import Reason, Rejected
 from schemas.events import is_id
@@ -41,10 +42,8 @@ async def put_preferences(request: Request, store: PreferenceStore, auth: AuthSe
     body = await read_body(request, MAX_BODY)
     try:
         prefs = wire.decode(body)
-    except msgspec.ValidationError as exc:
-        raise Rejected(Reason.INVALID, str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise Rejected(Reason.MALFORMED, f"body is not valid JSON: {exc}") from None
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise decoding.refusal(exc) from None
     except wire.InvalidTimezone as exc:
         raise Rejected(Reason.INVALID, str(exc), "/quiet_hours/timezone") from None
     await store.put(user, prefs)

@@ -107,4 +107,15 @@ def ops_app(
     exception_handlers: Mapping[Any, ExceptionHandler] | None = None,
 ) -> Starlette:
     """The HTTP app of the roles that serve nothing else (worker, jobs)."""
-    return Starlette(routes=[*ops_routes(health, metrics), *more], exception_handlers=exception_handlers)
+    return http_app([*ops_routes(health, metrics), *more], exception_handlers)
+
+
+def http_app(
+    routes: Sequence[BaseRoute], exception_handlers: Mapping[Any, ExceptionHandler] | None = None
+) -> Starlette:
+    """Every role's Starlette app. `/path/` is not redirected to `/path` (Starlette's default
+    answers 307 with a Location built from the client's Host header): a path no route takes is
+    a 404 problem, trailing slash or not."""
+    app = Starlette(routes=routes, exception_handlers=exception_handlers)
+    app.router.redirect_slashes = False
+    return app

@@ -15,6 +15,7 @@ from schemas.events import is_id
 from .settings import AuthSettings
 
 ALGORITHM: Final = "HS256"  # pinned: RFC 8725 §3.1
+_NEVER: Final = 2**53  # seconds: an expiry beyond it is kept as this (exact in a float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,9 @@ def verify(token: str, auth: AuthSettings) -> Claims:
     if not isinstance(user, str) or not is_id(user):
         raise Rejected(Reason.UNAUTHORIZED, "invalid token subject")
     role = payload.get("role", "user")
-    return Claims(user, float(payload["exp"]), role if isinstance(role, str) else "user")
+    # PyJWT checked that exp is an integer in the future; one past any float means "never"
+    expires_at = float(min(int(payload["exp"]), _NEVER))
+    return Claims(user, expires_at, role if isinstance(role, str) else "user")
 
 
 def _why(exc: jwt.PyJWTError) -> str:

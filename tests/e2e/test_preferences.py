@@ -34,21 +34,24 @@ async def test_preferences_are_stored_and_refused_precisely(redis: Redis, settin
         assert (response.status_code, response.json()) == (200, wanted)
         assert await app.me("olga", "/v1/me/preferences") == wanted
         assert await app.me("bob", "/v1/me/preferences") == {"off": [], "quiet_hours": None}
-        for body, status, reason in [
-            (b'{"off": ["likes"]}', 422, "invalid"),
-            (
-                b'{"quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Nowhere/Land"}}',
-                422,
-                "invalid",
-            ),
-            (b"{", 400, "malformed"),
+        zone = b'{"quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "%s"}}'
+        for body, status, reason, pointer in [
+            (b'{"off": ["likes"]}', 422, "invalid", "/off/0"),
+            (b'{"off": "like"}', 422, "invalid", "/off"),
+            (b'{"mute": []}', 422, "invalid", "/mute"),
+            (zone % b"Nowhere/Land", 422, "invalid", "/quiet_hours/timezone"),
+            (zone % b"Europe", 422, "invalid", "/quiet_hours/timezone"),  # a folder of the zone database
+            (b"{", 400, "malformed", None),
         ]:
             response = await app.http.put(
                 "/v1/me/preferences",
                 content=body,
                 headers={**auth(app, "olga"), "Content-Type": "application/json"},
             )
-            assert (response.status_code, response.json()["error"]) == (status, reason), body
+            problem = response.json()
+            assert (response.status_code, problem["error"]) == (status, reason), (body[:80], problem)
+            assert problem.get("pointer") == pointer, problem
+            assert "`" not in problem["detail"] and "$" not in problem["detail"], problem  # our words
         assert await app.me("olga", "/v1/me/preferences") == wanted
 
 

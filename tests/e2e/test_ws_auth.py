@@ -113,3 +113,14 @@ async def test_a_foreign_origin_is_refused_before_the_upgrade(app: App) -> None:
         await ws.send(auth(app.token("zoe")))
         with anyio.fail_after(FRAME_TIMEOUT_S):
             assert orjson.loads(await ws.recv())["type"] == "change"
+
+
+async def test_plain_http_to_the_websocket_path_is_told_to_upgrade(app: App) -> None:
+    response = await app.http.get("/v1/ws")
+    assert (response.status_code, response.json()["error"]) == (400, Reason.MALFORMED.value)
+    assert "WebSocket" in response.json()["detail"]
+
+
+async def test_a_frame_nested_too_deeply_is_malformed(app: App) -> None:
+    deep = '{"x": ' + "[" * 5000 + "]" * 5000 + ', "type": "ping"}'
+    await assert_closed(app, Reason.MALFORMED, deep)

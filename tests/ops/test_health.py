@@ -73,6 +73,13 @@ async def test_gateway_is_ready_once_its_pubsub_is_subscribed(
         assert await readyz(http.port) == (503, ["pubsub: pub/sub not subscribed"])
         await tg.start(hub.run)
         assert await readyz(http.port) == (200, [])
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+            # the gateway alone: plain HTTP at the WebSocket's path is told to upgrade; a path
+            # with a trailing slash is a 404 problem, not a redirect
+            plain = await client.get(f"http://127.0.0.1:{http.port}/v1/ws")
+            assert (plain.status_code, plain.json()["error"]) == (400, "malformed")
+            slashed = await client.get(f"http://127.0.0.1:{http.port}/readyz/")
+            assert (slashed.status_code, slashed.json()["error"]) == (404, "not_found")
         for service in reversed(services):
             service.stop()
 

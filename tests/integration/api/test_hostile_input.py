@@ -32,6 +32,18 @@ ROUTES: Final = [
     ("GET", "/v1/me/notifications", "user"),
     ("GET", "/v1/me/unread", "user"),
     ("POST", "/v1/me/notifications/read", "user"),
+    ("POST", "/v1/me/notifications/seen", "user"),
+    ("GET", "/v1/me/feed", "user"),
+    ("GET", "/v1/me/preferences", "user"),
+    ("PUT", "/v1/me/preferences", "user"),
+    ("GET", "/v1/me/mutes", "user"),
+    ("PUT", "/v1/me/mutes/{item_id}", "user"),
+    ("DELETE", "/v1/me/blocks/{item_id}", "user"),
+    ("GET", "/v1/me/muted-posts", "user"),
+    ("GET", "/v1/users/{item_id}/followers", "user"),
+    ("GET", "/v1/users/{item_id}/following", "user"),
+    ("GET", "/v1/users/{item_id}/follows", "user"),
+    ("GET", "/v1/users/{item_id}/posts", "user"),
     ("GET", "/v1/moderation/items", "moderator"),
     ("GET", "/v1/moderation/items/{item_id}", "moderator"),
     ("POST", "/v1/moderation/items/{item_id}/claim", "moderator"),
@@ -55,8 +67,9 @@ QUERY_PARAMS: Final = ["limit", "before", "state", "reason", "actor", "after", "
 BODY_FIELDS: Final = [
     "type", "id", "actor", "occurred_at", "post", "owner", "user", "comment", "text", "users",
     "mentioned", "ids", "all", "note", "decision", "reason", "duration_s", "remove_content",
-    "target", "kind",
+    "target", "kind", "at", "off", "quiet_hours", "start", "end", "timezone",
 ]  # fmt: skip
+DEEP: Final = b"[" * 5000 + b"]" * 5000  # past Python's recursion limit in any JSON decoder
 
 
 @asynccontextmanager
@@ -99,6 +112,17 @@ async def test_unknown_paths_and_methods_are_refused_in_the_same_format(
         assert "GET" in wrong.headers["allow"]
         post_only = await client.get("/v1/events")
         assert (post_only.status_code, post_only.json()["error"]) == (405, "method_not_allowed")
+        # one route per path: a 405 names every method the path takes
+        prefs = await client.delete("/v1/me/preferences")
+        assert (prefs.status_code, prefs.headers["allow"]) == (405, "GET, HEAD, PUT")
+        # a trailing slash is not redirected (Starlette's 307 with a Location from the Host header)
+        for method, path in [
+            ("POST", "/v1/events/"),
+            ("GET", "/v1/me/notifications/"),
+            ("PUT", "/v1/me/mutes/"),
+        ]:
+            slashed = await client.request(method, path)
+            assert (slashed.status_code, slashed.json()["error"]) == (404, "not_found"), (path, slashed.text)
 
 
 async def test_a_before_cursor_of_unicode_digits_is_refused_not_a_500(
@@ -110,6 +134,11 @@ async def test_a_before_cursor_of_unicode_digits_is_refused_not_a_500(
             response = await client.get("/v1/me/notifications", params={"before": before}, headers=auth)
             assert response.status_code == 422, (before, response.text)
             assert response.json()["pointer"] == "/before"
+        ranked = ["/v1/users/bob/followers", "/v1/users/bob/posts", "/v1/me/feed", "/v1/me/mutes"]
+        for path in ranked:  # the ranked lists' cursors: `SCORE:MEMBER`, the score ASCII digits
+            for before in ["²:x", "١٢:x"]:
+                response = await client.get(path, params={"before": before}, headers=auth)
+                assert response.status_code == 422, (path, before, response.text)
         for limit in ["²", "٣", " 5", "1_0", "0", "101"]:
             response = await client.get("/v1/me/notifications", params={"limit": limit}, headers=auth)
             assert response.status_code == 422, (limit, response.text)
@@ -175,7 +204,9 @@ def requests(draw: st.DrawFn) -> tuple[str, str, str, dict[str, str], bytes]:
         )
     # stdlib json: integers past 64 bits and NaN too
     body = draw(
-        st.sampled_from([json.dumps(fields), json.dumps([fields])]).map(str.encode) | st.binary(max_size=40)
+        st.sampled_from([json.dumps(fields), json.dumps([fields])]).map(str.encode)
+        | st.binary(max_size=40)
+        | st.sampled_from([DEEP, b'{"x": ' + DEEP + b', "type": "like"}', b'{"quiet_hours": ' + DEEP + b"}"])
     )
     return method, url_of(path, item_id), kind, params, body
 

@@ -158,3 +158,33 @@ async def test_a_requests_events_of_one_partition_are_one_append(
     assert statuses == ["accepted"] * (len(events) - 1) + ["rejected"]
     assert response.json()["results"][-1]["error"] == Reason.CONFLICT.value
     assert read == [[f"e-{a}".encode() for a in mine]]
+
+
+async def test_a_conflict_in_a_batch_points_at_its_events_id(api: httpx.AsyncClient) -> None:
+    """Like every per-event refusal, a conflict names where it is: `/N/id` in a batch."""
+    first = {**LIKE, "id": "e-conflict"}
+    response = await api.post("/v1/events", content=orjson.dumps([first, {**first, "post": "another"}]))
+    assert response.status_code == 202, response.text
+    accepted, conflict = response.json()["results"]
+    assert accepted["status"] == "accepted"
+    assert (conflict["error"], conflict["pointer"]) == (Reason.CONFLICT.value, "/1/id")
+    alone = await api.post("/v1/events", content=orjson.dumps({**first, "post": "yet-another"}))
+    assert (alone.status_code, alone.json()["pointer"]) == (422, "/id")
+
+
+async def test_an_id_is_remembered_per_actor(api: httpx.AsyncClient, settings: Settings) -> None:
+    """The dedupe record sits in the actor's partition (one atomic step with the append): the
+    same id from another actor is another event, as the README says; from the same actor with
+    another body it is a conflict."""
+    from notifier.runtime.eventlog import partition_of
+
+    actors = [f"ac-{i}" for i in range(40)]
+    ann = actors[0]
+    elsewhere = next(a for a in actors if partition_of(a, 4) != partition_of(ann, 4))
+    assert settings.ingest.partitions == 4
+    events = [{**LIKE, "id": "e-shared", "actor": ann}, {**LIKE, "id": "e-shared", "actor": elsewhere}]
+    response = await api.post("/v1/events", content=orjson.dumps(events))
+    assert [r["status"] for r in response.json()["results"]] == ["accepted", "accepted"]
+    again = await api.post("/v1/events", content=orjson.dumps([*events, {**events[0], "post": "other"}]))
+    statuses = [r["status"] for r in again.json()["results"]]
+    assert statuses == ["duplicate", "duplicate", "rejected"], again.text

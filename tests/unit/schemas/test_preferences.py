@@ -37,6 +37,19 @@ def test_what_breaks_the_contract_is_refused_precisely(raw: bytes, where: str) -
         wire.decode(raw)
 
 
-def test_an_unknown_time_zone_is_refused() -> None:
-    with pytest.raises(wire.InvalidTimezone, match="Mars/Olympus"):
-        wire.decode(b'{"quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Mars/Olympus"}}')
+@pytest.mark.parametrize(
+    "zone", ["Mars/Olympus", "Europe", "localtime", "posixrules", "../etc", "/etc/passwd"]
+)
+def test_what_is_not_an_iana_time_zone_is_refused(zone: str) -> None:
+    raw = b'{"quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "%s"}}' % zone.encode()
+    with pytest.raises(wire.InvalidTimezone, match=zone):
+        wire.decode(raw)
+
+
+def test_a_type_repeated_past_the_four_types_is_merged_not_refused() -> None:
+    assert wire.decode(b'{"off": ["like", "follow", "comment", "mention", "like", "like"]}').off == [
+        "comment",
+        "follow",
+        "like",
+        "mention",
+    ]

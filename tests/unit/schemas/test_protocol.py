@@ -39,7 +39,10 @@ def test_anything_else_is_refused(raw: str) -> None:
         protocol.decode_client(raw)
 
 
-@pytest.mark.parametrize("raw", ["", "{", "ping"])
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize("raw", ["", "{", "ping", DEEP, '{"x": ' + DEEP + ', "type": "ping"}'])
 def test_malformed_frames_are_decode_errors(raw: str) -> None:
     with pytest.raises(msgspec.DecodeError):
         protocol.decode_client(raw)

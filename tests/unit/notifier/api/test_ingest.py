@@ -94,7 +94,12 @@ def test_an_array_of_events_keeps_each_raw() -> None:
     assert [bytes(r) for r in raws] == [b'{"a": 1}', b'{"b": [2]}', b"3"]
 
 
-@pytest.mark.parametrize("body", [b"", b"{", b"[{}", b"not json", b"{} {}", b"[1,]"])
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"{", b"[{}", b"not json", b"{} {}", b"[1,]", DEEP, b'{"type": "like", "x": ' + DEEP + b"}"]
+)
 def test_invalid_json_is_malformed(body: bytes) -> None:
     with rejected(Reason.MALFORMED):
         split_batch(body, 10)

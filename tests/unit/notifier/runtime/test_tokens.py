@@ -55,6 +55,11 @@ def test_the_role_defaults_to_user() -> None:
     assert tokens.verify(signed(claims(role=["admin"])), AUTH).role == "user"
 
 
+@pytest.mark.parametrize("exp", [10**400, 2**64, 1e300])
+def test_an_expiry_past_any_float_is_kept_as_never_not_a_crash(exp: float) -> None:
+    assert tokens.verify(signed(claims(exp=exp)), AUTH).expires_at == 2.0**53
+
+
 def test_an_expired_token_says_so() -> None:
     assert refused(signed(claims(exp=int(time.time()) - 60))) is Reason.TOKEN_EXPIRED
 

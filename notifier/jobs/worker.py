@@ -16,8 +16,10 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 
+from feeds.cluster import REDIS_UNAVAILABLE
 from notifier.runtime import jobqueue, metrics
 from notifier.runtime.jobqueue import JobSet
+from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import JobsSettings
 from schemas import keys
 
@@ -27,18 +29,28 @@ MAX_TRIES: Final = 20  # per enqueue; an unfinished effect stays in its outbox a
 
 
 class _Worker(Worker):
-    """arq's Worker with its own poll loop (arq 0.28 `Worker.main` less its INFO round trip at
-    start, which the in-process fake Redis of `notifier up` without Redis does not know)."""
+    """arq's Worker with its own poll loop: arq 0.28 `Worker.main` less its INFO round trip at
+    start (which the in-process fake Redis of `notifier up` without Redis does not know), and
+    with a backoff where arq lets a poll's connection error end the worker (a Redis restart, a
+    stall past the socket timeout): the role outlives Redis as the other loops do."""
 
     async def main(self) -> None:
         self.ctx["redis"] = self.pool
         loop = asyncio.get_running_loop()
+        backoff = Backoff("jobs")
         while True:
             started = loop.time()
-            await self._poll_iteration()
-            if self.burst and (
-                0 <= self.max_burst_jobs <= self._jobs_started() or not await self.pool.zcard(self.queue_name)
-            ):
+            try:
+                await self._poll_iteration()
+                done = self.burst and (
+                    0 <= self.max_burst_jobs <= self._jobs_started()
+                    or not await self.pool.zcard(self.queue_name)
+                )
+            except REDIS_UNAVAILABLE as exc:
+                await backoff.sleep(exc)
+                continue
+            backoff.reset()
+            if done:
                 await asyncio.gather(*self.tasks.values())  # arq's own tasks: let them finish
                 return
             await anyio.sleep(max(0.0, self.poll_delay_s - (loop.time() - started)))

@@ -282,3 +282,23 @@ async def _pubsub_killed(tmp_path: Path) -> None:
         assert kills >= 5
         assert gateway.alive
         assert verdict.clean, verdict.report()
+
+
+def test_the_jobs_role_outlives_a_redis_outage(tmp_path: Path) -> None:
+    anyio.run(_jobs_outage, tmp_path)
+
+
+async def _jobs_outage(tmp_path: Path) -> None:
+    """arq's poll loop let a connection error end the worker, and the role with it, once Redis
+    stayed away longer than redis-py's own retries: the jobs role now backs off like the others."""
+    async with Lab(tmp_path, appendonly=False) as lab:
+        jobs = lab.role("jobs", "jobs")
+        await lab.start(jobs)
+        lab.server.sigkill()
+        await wait_until(
+            lambda: "redis unavailable in jobs" in jobs.log_text() or not jobs.alive, 30, what="a failed poll"
+        )
+        assert jobs.alive, jobs.log_text()[-3000:]
+        await lab.server.restart()
+        await wait_until(lambda: "redis back in jobs" in jobs.log_text(), 30, what="jobs recovered")
+        assert jobs.alive

@@ -237,9 +237,12 @@ class Hub:
             except (*REDIS_UNAVAILABLE, RedisError) as exc:
                 log.debug("position check skipped: %s", exc)  # the links' own loops report Redis
                 continue
+            # judged only where the log kept its epoch over the round: one recreated meanwhile
+            # (a Redis that lost its data) sends its sessions a refetch of its own
             behind = [
                 listener
                 for user, (epoch, number) in earlier.items()
+                if now.get(user, ("", 0))[0] == epoch
                 for listener in tuple(self._listeners.get(user, ()))
                 if (cursor := listener.cursor) is not None and _behind(cursor, epoch, number)
             ]

@@ -16,6 +16,7 @@ from feeds.items import ItemOp
 from gateway.hub import Hub
 from notifier.runtime import metrics
 from notifier.runtime.settings import Settings
+from schemas import keys
 from schemas.cursor import START, Cursor
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -87,3 +88,48 @@ async def test_positions_are_each_users_last_change_in_one_round_trip(
         (START.epoch, START.number),
     ]
     assert ann.number == 2
+
+
+async def test_a_session_moved_to_a_recreated_log_is_not_counted(
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis that lost its data recreates a user's log under a new epoch, and the session is
+    told to refetch: a check whose two reads straddle that is no evidence of a missed push."""
+    inbox = Inbox(redis, settings.feeds)
+    await inbox.apply([like("carl", 0), like("carl", 1)])
+    carl = Recorder(await changelog.tail(redis, "carl"))
+    reads = 0
+    read_again = anyio.Event()
+    real = changelog.positions
+
+    async def counted_positions(r: Redis, users: list[str]) -> list[tuple[str, int]]:
+        nonlocal reads, read_again
+        out = await real(r, users)
+        reads += 1
+        read_again.set()
+        return out
+
+    monkeypatch.setattr(changelog, "positions", counted_positions)
+    counted = metrics.Metrics()
+    metrics.use(counted)
+    hub = Hub(redis, position_check_s=CHECK_S)
+
+    async def rounds(n: int) -> None:
+        nonlocal read_again
+        for _ in range(n):
+            read_again = anyio.Event()
+            with anyio.fail_after(10 * CHECK_S):
+                await read_again.wait()
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.run)
+        await hub.register("carl", carl)
+        await rounds(1)  # the old epoch's position is read
+        await redis.delete(keys.toggles("carl"), keys.inbox("carl"), keys.changelog("carl"))
+        await inbox.apply([like("carl", 2)])  # a new log, a new epoch
+        carl.cursor = await changelog.tail(redis, "carl")  # the refetch moved the session there
+        assert carl.cursor.epoch != carl.caught_up.epoch
+        await rounds(3)  # one round straddling the new epoch, two on it
+        hub.stop()
+    assert carl.resyncs == 0
+    assert counted.registry.get_sample_value("notifier_gateway_position_resyncs_total") == 0

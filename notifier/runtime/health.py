@@ -37,13 +37,15 @@ class Health:
         self._checks.append((name, check))
 
     async def reasons(self) -> list[str]:
-        """Why the role is not ready; empty when it is."""
+        """Why the role is not ready; empty when it is. The checks run at once, so a frozen
+        Redis costs the probe one CHECK_TIMEOUT_S, not one per check."""
         if self.stopping:
             return ["stopping"]
         if not self.started:
             return ["services starting"]
-        out = []
-        for name, check in self._checks:
+        found: list[str | None] = [None] * len(self._checks)
+
+        async def judge(i: int, name: str, check: Check) -> None:
             try:
                 with anyio.fail_after(CHECK_TIMEOUT_S):
                     reason = await check()
@@ -52,8 +54,12 @@ class Health:
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             if reason is not None:
-                out.append(f"{name}: {reason}")
-        return out
+                found[i] = f"{name}: {reason}"
+
+        async with anyio.create_task_group() as tg:
+            for i, (name, check) in enumerate(self._checks):
+                tg.start_soon(judge, i, name, check)
+        return [reason for reason in found if reason is not None]
 
 
 async def _ping(redis: Redis) -> str | None:

@@ -239,14 +239,22 @@ class Metrics:
     # -- scrape ----------------------------------------------------------------------------
 
     async def render(self) -> bytes:
-        """The Prometheus text page, samplers run first (each bounded; a failure keeps the
-        gauges' previous values and is logged)."""
-        for sampler in self._samplers:
+        """The Prometheus text page, samplers run first, at once and each bounded (a frozen
+        Redis costs the scrape one SAMPLE_TIMEOUT_S); a failure keeps the gauges' previous
+        values and is logged."""
+
+        async def sample(sampler: Sampler) -> None:
             try:
                 with anyio.fail_after(SAMPLE_TIMEOUT_S):
                     await sampler()
+            except TimeoutError:
+                log.warning("metrics sampler failed: no answer within %ss", SAMPLE_TIMEOUT_S)
             except Exception as exc:  # a scrape must answer even when Redis does not
-                log.warning("metrics sampler failed: %s", exc)
+                log.warning("metrics sampler failed: %s: %s", type(exc).__name__, exc)
+
+        async with anyio.create_task_group() as tg:
+            for sampler in self._samplers:
+                tg.start_soon(sample, sampler)
         return generate_latest(self.registry)
 
 

@@ -3,6 +3,8 @@ labelled children), a reason's child appears once used, and disabled metrics are
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -64,3 +66,24 @@ def test_disabled_metrics_keep_no_sampler_or_collector() -> None:
     metrics.add_sampler(sampler)
     metrics.add_collector(lambda: iter(()))
     assert samples(metrics) == {} and ran == []
+
+
+def test_samplers_run_at_once_so_a_frozen_redis_costs_one_timeout() -> None:
+    """Each sampler waits for the other to start: one after the other, the first would time out."""
+    started = {"a": anyio.Event(), "b": anyio.Event()}
+    ran: list[str] = []
+
+    def sampler(mine: str, theirs: str) -> Callable[[], Awaitable[None]]:
+        async def sample() -> None:
+            started[mine].set()
+            with anyio.fail_after(5):
+                await started[theirs].wait()
+            ran.append(mine)
+
+        return sample
+
+    metrics = Metrics(enabled=True)
+    metrics.add_sampler(sampler("a", "b"))
+    metrics.add_sampler(sampler("b", "a"))
+    anyio.run(metrics.render)
+    assert sorted(ran) == ["a", "b"]

@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 
 from feeds.cluster import CLUSTER_UNAVAILABLE, REDIS_UNAVAILABLE, Cluster
 from notifier.runtime import metrics
+from notifier.runtime.eventlog import fanout_group, fanout_lag
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import IngestSettings
 from schemas import keys
@@ -86,20 +87,20 @@ class Pressure:
         return out
 
     async def _backlog(self, partition: int) -> int:
+        stream = keys.events(partition)
         try:
-            groups = await self._redis.xinfo_groups(keys.events(partition))
+            groups = await self._redis.xinfo_groups(stream)
         except CLUSTER_UNAVAILABLE:  # MOVED, ASK, CLUSTERDOWN are ResponseErrors, not "no stream"
             raise
         except ResponseError:  # no stream yet
             return 0
-        for group in groups:
-            name = group["name"]
-            if name in (keys.FANOUT_GROUP, keys.FANOUT_GROUP.encode()):
-                lag = group.get("lag")
-                if lag is None:  # unknown after deletions: the stream length bounds it
-                    lag = await self._redis.xlen(keys.events(partition))
-                return int(lag) + int(group["pending"])
-        return int(await self._redis.xlen(keys.events(partition)))  # no consumer yet
+        async with self._redis.pipeline(transaction=False) as pipe:  # one slot: one node
+            pipe.xlen(stream)
+            pipe.xrevrange(stream, count=1)
+            length, last = await pipe.execute()
+        group = fanout_group(groups)  # None: no consumer yet, the whole stream is behind
+        lag = fanout_lag(group, int(length), last[0][0] if last else None)
+        return lag + (int(group["pending"]) if group is not None else 0)
 
     def _update(self, refusal: Rejected | None) -> None:
         if (refusal is None) != (self._refusal is None):

@@ -8,21 +8,12 @@ import time
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
+from notifier.runtime.eventlog import fanout_group, fanout_lag
 from notifier.runtime.metrics import Metrics
 from schemas import keys
 
 from .deadletter import DeadLetters
-
-
-def _group(groups: Any) -> dict[Any, Any] | None:
-    if isinstance(groups, ResponseError):  # no stream yet
-        return None
-    for group in groups:
-        if group["name"] in (keys.FANOUT_GROUP, keys.FANOUT_GROUP.encode()):
-            return dict(group)
-    return None
 
 
 class Backlog:
@@ -40,7 +31,7 @@ class Backlog:
     async def missing_groups(self) -> str | None:
         """None when group `fanout` exists on every partition; else which partitions lack it."""
         missing = [
-            p for p, g in zip(self._partitions, await self._groups(), strict=True) if _group(g) is None
+            p for p, g in zip(self._partitions, await self._groups(), strict=True) if fanout_group(g) is None
         ]
         return f"consumer group missing on partitions {missing}" if missing else None
 
@@ -50,17 +41,15 @@ class Backlog:
             for p in self._partitions:
                 pipe.xlen(keys.events(p))
                 pipe.xpending(keys.events(p), keys.FANOUT_GROUP)
+                pipe.xrevrange(keys.events(p), count=1)
             replies = await pipe.execute(raise_on_error=False)
         dead_letters = await self._dead.sizes(len(self._partitions))
         now_ms = time.time() * 1000
         for i, p in enumerate(self._partitions):
-            (length, pending), dead = replies[2 * i : 2 * i + 2], dead_letters[i]
-            group = _group(groups[i])
+            (length, pending, last), dead = replies[3 * i : 3 * i + 3], dead_letters[i]
+            newest = last[0][0] if isinstance(last, list) and last else None
             label = str(p)
-            lag: Any = length if group is None else group.get("lag")
-            if lag is None:  # unknown after deletions: the stream length bounds it
-                lag = length
-            metrics.lag.labels(label).set(_int(lag))
+            metrics.lag.labels(label).set(fanout_lag(fanout_group(groups[i]), _int(length), newest))
             metrics.dead_letters.labels(label).set(_int(dead))
             count = int(pending["pending"]) if isinstance(pending, dict) else 0
             metrics.pending.labels(label).set(count)

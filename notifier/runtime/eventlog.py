@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import zlib
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
+from schemas import keys
 from schemas.events import Event, decode_logged, decode_stored, encode_stored
 
 
@@ -62,3 +63,34 @@ def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> LoggedEvent:
         accepted_ms=int(fields[_ACCEPTED]),
         trace=fields[_TRACE].decode() if _TRACE in fields else "",
     )
+
+
+def fanout_group(groups: Any) -> dict[Any, Any] | None:
+    """Group `fanout` in an XINFO GROUPS reply (an error reply: no stream yet), or None."""
+    if isinstance(groups, BaseException):
+        return None
+    for group in groups:
+        if group["name"] in (keys.FANOUT_GROUP, keys.FANOUT_GROUP.encode()):
+            return dict(group)
+    return None
+
+
+def fanout_lag(group: dict[Any, Any] | None, length: int, last_entry: bytes | str | None) -> int:
+    """Entries of a partition (`length` long, its newest entry `last_entry`) that group
+    `fanout` has not read yet. Redis's own `lag` (XINFO GROUPS) can stay wrong for good: an
+    AOF reload rewinds a group's entries-read to the last rewrite (Redis 7.0.15: a group that
+    had read everything reported the reads since as lag, and ingest's backpressure counted
+    them). So a group that has delivered the newest entry has none, and no lag is longer than
+    the stream; without `lag` (after deletions) the stream's length bounds it."""
+    if group is None:
+        return length
+    if last_entry is None or _stream_id(group["last-delivered-id"]) >= _stream_id(last_entry):
+        return 0
+    lag = group.get("lag")
+    return length if lag is None else min(int(lag), length)
+
+
+def _stream_id(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)

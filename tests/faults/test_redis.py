@@ -10,11 +10,16 @@ from typing import Final
 
 import anyio
 import pytest
+from redis.asyncio import Redis
 
+from notifier.api.pressure import Pressure
+from notifier.fanout.backlog import Backlog
+from notifier.runtime import metrics
+from notifier.runtime.settings import IngestSettings
 from schemas import keys
 
 from .checker import Verdict, check
-from .harness import PARTITIONS, Lab, RoleProcess, wait_until
+from .harness import PARTITIONS, Lab, RedisProcess, RoleProcess, wait_until
 from .inject import freeze_redis
 from .ledger import CommentFactory, Ledger
 from .observers import (
@@ -302,3 +307,55 @@ async def _jobs_outage(tmp_path: Path) -> None:
         await lab.server.restart()
         await wait_until(lambda: "redis back in jobs" in jobs.log_text(), 30, what="jobs recovered")
         assert jobs.alive
+
+
+def test_fanout_lag_after_an_aof_reload_is_what_is_unread(tmp_path: Path) -> None:
+    anyio.run(_lag_after_reload, tmp_path)
+
+
+async def _lag_after_reload(tmp_path: Path) -> None:
+    """An AOF reload rewinds a group's entries-read to the last rewrite, and Redis's own lag
+    keeps the reads since for good (7.0.15): a group that has read everything must still show
+    0 lag to operators and to ingest's backpressure, which would otherwise creep to a 503."""
+    server = RedisProcess(tmp_path / "redis", appendonly=True, appendfsync="always")
+    await server.start()
+    redis = Redis.from_url(server.url)
+    stream = keys.events(0)
+    try:
+
+        async def read_everything() -> None:
+            await redis.xreadgroup(keys.FANOUT_GROUP, "w", {stream: ">"}, count=100)
+
+        for _ in range(5):
+            await redis.xadd(stream, {"e": "x"})
+        await redis.xgroup_create(stream, keys.FANOUT_GROUP, id="0")
+        await read_everything()
+        await redis.bgrewriteaof()  # what Redis does on its own as the AOF grows
+
+        async def rewritten() -> bool:
+            return int((await redis.info("persistence"))["aof_rewrite_in_progress"]) == 0
+
+        await wait_until(rewritten, 10, what="AOF rewrite")
+        for _ in range(4):
+            await redis.xadd(stream, {"e": "x"})
+        await read_everything()
+        server.sigkill()
+        await server.restart()
+        (group,) = await redis.xinfo_groups(stream)
+        assert group["lag"] == 4, (
+            f"this Redis keeps entries-read over a reload ({group}): fanout_lag may trust it"
+        )
+
+        counted = metrics.Metrics()
+        metrics.use(counted)
+        await Backlog(redis, 1).sample(counted)
+        assert counted.registry.get_sample_value("notifier_fanout_lag_entries", {"partition": "0"}) == 0
+        settings = IngestSettings(partitions=1, max_backlog=9)  # 9 pending: at the limit, not over
+        assert await Pressure(redis, settings).sample() is None
+        # one unread: behind, Redis's count is all there is (5: the drift stays until caught up)
+        await redis.xadd(stream, {"e": "x"})
+        await Backlog(redis, 1).sample(counted)
+        assert counted.registry.get_sample_value("notifier_fanout_lag_entries", {"partition": "0"}) == 5
+    finally:
+        await redis.aclose()
+        server.stop()

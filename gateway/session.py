@@ -28,7 +28,7 @@ from schemas.errors import Reason, Rejected
 
 from .hub import Hub, Push
 from .outbox import Outbox
-from .wsserver import SEND_FRAMES
+from .wsserver import SEND_FRAMES, SERVICE_RESTART
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -163,7 +163,7 @@ class Session:
             first = closed.exceptions[0]
             assert isinstance(first, Closed)
             await self._close(first.rejected)
-        except* (WebSocketDisconnect, OSError) as gone:  # the client went away
+        except* (WebSocketDisconnect, OSError) as gone:  # the client went away, or the server stops
             first_gone = gone.exceptions[0]
             self._client_closed(first_gone.code if isinstance(first_gone, WebSocketDisconnect) else 1006)
         except* (RedisConnectionError, RedisTimeoutError):
@@ -179,6 +179,11 @@ class Session:
             await self._close(Rejected(Reason.UNAVAILABLE, "storage unavailable; reconnect with your cursor"))
 
     def _client_closed(self, code: int) -> None:
+        if code == SERVICE_RESTART:  # not the client: the server closed it as it shuts down
+            self._hub.metrics.closes_restart.inc()
+            extra = {"user": self.user or "-", "code": code, "reason": Reason.SHUTTING_DOWN.value}
+            access_log.info("ws close", extra=extra)
+            return
         self._hub.metrics.closes_client.inc()
         access_log.info("ws closed by client", extra={"user": self.user or "-", "code": code})
 

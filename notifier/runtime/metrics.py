@@ -188,6 +188,8 @@ class Metrics:
         )
         self.closes_by_reason = _ByReason(lambda r: self._closes.labels(str(_ws_code(r)), r.value))
         self.closes_client = self._closes.labels("", "client")
+        # the server's own shutdown: the transport closes with 1012 (gateway/wsserver.py)
+        self.closes_restart = self._closes.labels("1012", "shutting_down")
         self.push_seconds = h(
             "notifier_gateway_push_latency_seconds",
             "from the event's acceptance (ingest) to the socket write of its change",

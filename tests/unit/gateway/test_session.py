@@ -17,7 +17,7 @@ from feeds.changelog import Change, Replay
 from gateway.hub import Hub, Push
 from gateway.session import Session
 from gateway.wsserver import SEND_FRAMES
-from notifier.runtime import tokens
+from notifier.runtime import metrics, tokens
 from notifier.runtime.settings import AuthSettings, GatewaySettings
 from schemas import protocol
 from schemas.cursor import Cursor
@@ -255,3 +255,39 @@ async def test_what_precedes_a_resync_is_written_then_the_writer_replays_the_log
         await client.until_writes(3)
     replayed = protocol.change(str(Cursor("e", 2, CHECK)), logged.decode())
     assert client.writes == [("write", [live(1).text]), ("text", [replayed]), ("send", [live(3).text])]
+
+
+class LeavingClient(StuckClient):
+    """Authenticates, then its connection ends with `code` (1012: the server shutting down)."""
+
+    def __init__(self, token: str, code: int) -> None:
+        super().__init__(token)
+        self.code = code
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.sent:
+            self.sent.append("auth")
+            return {
+                "type": "websocket.receive",
+                "text": orjson.dumps({"type": "auth", "token": self._token}).decode(),
+            }
+        with anyio.fail_after(5):
+            await self.ready.wait()
+        return {"type": "websocket.disconnect", "code": self.code}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("code", "labels"), [(1012, ("1012", "shutting_down")), (1001, ("", "client"))])
+async def test_a_close_at_the_servers_shutdown_is_counted_as_the_servers(
+    redis: Redis, code: int, labels: tuple[str, str]
+) -> None:
+    counted = metrics.Metrics()
+    metrics.use(counted)
+    client = LeavingClient(tokens.issue(AUTH, "bob"), code)
+    session = Session(client, redis, Hub(redis), GatewaySettings(), AUTH)  # type: ignore[arg-type]
+    with anyio.fail_after(5):
+        await session.serve()
+    sample = counted.registry.get_sample_value
+    assert sample("notifier_gateway_closes_total", dict(zip(("code", "reason"), labels, strict=True))) == 1
+    other = ("", "client") if code == 1012 else ("1012", "shutting_down")
+    assert not sample("notifier_gateway_closes_total", dict(zip(("code", "reason"), other, strict=True)))

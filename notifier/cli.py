@@ -127,8 +127,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
 
         health.add("pubsub", subscribed)
     if role == "gateway":
-        rest = http_app([*ops, UPGRADE_ROUTE], EXCEPTION_HANDLERS)
-        alone = gateway_app(settings, client, hub, rest)
+        alone = gateway_app(settings, client, hub, http_app([*ops, UPGRADE_ROUTE], EXCEPTION_HANDLERS))
         services += [hub, _http(settings, with_request_ids(alone), settings.http.gateway_port)]
     if role == "up":
         rest = api_app(settings, client, pressure, [*_routes(settings, client), *ops, UPGRADE_ROUTE], recent)
@@ -179,7 +178,7 @@ async def _run_role(role: str, settings: Settings) -> None:
     async with open_redis(settings.redis, jobs_url=settings.jobs.redis_url) as redis:
         log.info("role=%s redis=%s", role, redis.description)
         if redis.blocking:  # a real server: the in-process fake has no config to check
-            errors = await unless_signalled(lambda: check_redis_when_up(redis.client))
+            errors = await unless_signalled(lambda: _waiting_for_redis(role, settings, redis))
             if errors is None:
                 return  # stopped while waiting for Redis
             if errors:
@@ -188,6 +187,26 @@ async def _run_role(role: str, settings: Settings) -> None:
         if role == "up":
             _announce(settings, services)
         await run_services(services, grace_s=settings.http.grace_s)
+
+
+async def _waiting_for_redis(role: str, settings: Settings, redis: RedisHandle) -> list[str]:
+    """`check_redis_when_up`, with the role's probes served on its port meanwhile: /livez 200,
+    /readyz 503 `services starting`. A role started during a Redis outage is then a live process
+    waiting, not one an orchestrator's startup probe restarts over and over."""
+    port = getattr(settings.http, _PORTS[role][1]) if role in _PORTS else settings.metrics.port
+    ops = ops_routes(Health(redis.client), metrics.current())  # never started: not ready
+    probes = _http(settings, http_app(ops, EXCEPTION_HANDLERS), port)
+    errors: list[str] = []
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(probes.run)
+            try:
+                errors = await check_redis_when_up(redis.client)
+            finally:
+                probes.stop()  # the role's own server takes the port next
+    finally:
+        probes.socket.close()
+    return errors
 
 
 def _announce(settings: Settings, services: Sequence[Service]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Final
 
 import anyio
+import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -19,7 +20,7 @@ from notifier.runtime.settings import IngestSettings
 from schemas import keys
 
 from .checker import Verdict, check
-from .harness import PARTITIONS, Lab, RedisProcess, RoleProcess, wait_until
+from .harness import PARTITIONS, Lab, RedisProcess, RoleProcess, free_port, service_env, wait_until
 from .inject import freeze_redis
 from .ledger import CommentFactory, Ledger
 from .observers import (
@@ -358,4 +359,48 @@ async def _lag_after_reload(tmp_path: Path) -> None:
         assert counted.registry.get_sample_value("notifier_fanout_lag_entries", {"partition": "0"}) == 5
     finally:
         await redis.aclose()
+        server.stop()
+
+
+@pytest.mark.parametrize("role", ["jobs", "api"])
+def test_a_role_started_before_redis_serves_its_probes_while_it_waits(tmp_path: Path, role: str) -> None:
+    anyio.run(_started_before_redis, tmp_path, role)
+
+
+async def _started_before_redis(tmp_path: Path, role: str) -> None:
+    """Kubernetes' startup probe must find a live process waiting for Redis (/livez 200, /readyz
+    503 `services starting`), not a closed port to restart it for, and the same port serves the
+    role once Redis comes."""
+    server = RedisProcess(tmp_path / "redis", appendonly=False)
+    server.port = free_port()  # nothing listens there yet
+    port = free_port()
+    setting = "NOTIFIER_HTTP_API_PORT" if role == "api" else "NOTIFIER_METRICS_PORT"
+    process = RoleProcess(role, role, service_env(server.url, {setting: str(port)}), tmp_path / f"{role}.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        process.spawn()
+        async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=5) as http:
+
+            async def live() -> bool:
+                try:
+                    return (await http.get("/livez")).status_code == 200
+                except httpx.TransportError:
+                    assert process.alive, process.log_text()[-3000:]
+                    return False
+
+            await wait_until(live, 30, what=f"{role}'s /livez while Redis is down")
+            waiting = await http.get("/readyz")
+            assert (waiting.status_code, waiting.json()["reasons"]) == (503, ["services starting"])
+            await server.restart()
+            await process.wait_ready()
+
+            async def ready() -> bool:
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(ready, 30, what=f"{role} ready once Redis answers")
+    finally:
+        process.kill()
         server.stop()

@@ -186,7 +186,7 @@ async def _run_role(role: str, settings: Settings) -> None:
         services = build_services(role, settings, redis)
         if role == "up":
             _announce(settings, services)
-        await run_services(services, grace_s=settings.http.grace_s)
+        await run_services(services, grace_s=settings.http.grace_s, drain_s=settings.http.drain_s)
 
 
 async def _waiting_for_redis(role: str, settings: Settings, redis: RedisHandle) -> list[str]:

@@ -27,24 +27,41 @@ class Service(Protocol):
         """Phase 1: take no new work, finish or release what is in hand, then return from run()."""
 
 
-async def run_services(services: Sequence[Service], *, grace_s: float, handle_signals: bool = True) -> None:
+async def run_services(
+    services: Sequence[Service], *, grace_s: float, drain_s: float = 0.0, handle_signals: bool = True
+) -> None:
     """Start `services` in order (each ready before the next), run until all return or a signal."""
     async with anyio.create_task_group() as outer:
         async with anyio.create_task_group() as inner:
             if handle_signals:
-                outer.start_soon(_stop_on_signal, services, grace_s, inner.cancel_scope)
+                outer.start_soon(_stop_on_signal, services, grace_s, drain_s, inner.cancel_scope)
             for service in services:
                 await inner.start(service.run)
             log.info("ready services=%d", len(services))
         outer.cancel_scope.cancel()
 
 
-async def _stop_on_signal(services: Sequence[Service], grace_s: float, force: anyio.CancelScope) -> None:
+async def _stop_on_signal(
+    services: Sequence[Service], grace_s: float, drain_s: float, force: anyio.CancelScope
+) -> None:
+    """On the first signal the last service stops (health.Started: /readyz turns 503 `stopping`);
+    for `drain_s` everything else goes on serving while load balancers take the process out,
+    then the rest stop, with `grace_s` to finish. A second signal cancels at once."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
-            log.info("stopping signal=%s grace_s=%s", signal.Signals(signum).name, grace_s)
+            log.info(
+                "stopping signal=%s drain_s=%s grace_s=%s", signal.Signals(signum).name, drain_s, grace_s
+            )
             break
-        for service in reversed(services):
+        others = list(services)
+        if others:
+            others.pop().stop()
+        with anyio.move_on_after(drain_s):
+            async for _ in signals:
+                log.warning("second signal: stopping now")
+                force.cancel()
+                return
+        for service in reversed(others):
             service.stop()
         with anyio.move_on_after(grace_s):
             async for _ in signals:

@@ -109,6 +109,7 @@ class HttpSettings:
     api_port: int = 8000
     gateway_port: int = 8001
     grace_s: float = 10.0  # SIGTERM → this long to finish, then cancel
+    drain_s: float = 0.0  # SIGTERM → this long not ready but still serving, before the grace
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +256,8 @@ class Settings:
                 out.append(f"NOTIFIER_FANOUT_{name.upper()} must be at least 1")
         if self.gateway.send_queue_frames < 1:
             out.append("NOTIFIER_GATEWAY_SEND_QUEUE_FRAMES must be at least 1")
+        if self.http.drain_s < 0:
+            out.append("NOTIFIER_HTTP_DRAIN_S must not be negative")
         if self.gateway.position_check_s < 0:
             out.append("NOTIFIER_GATEWAY_POSITION_CHECK_S must not be negative (0: never)")
         for limit in dataclasses.fields(self.feeds):  # a zero window divides by zero in feeds.items

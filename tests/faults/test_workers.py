@@ -15,7 +15,7 @@ import pytest
 from schemas import keys
 
 from .checker import check
-from .harness import PARTITIONS, Lab, wait_until
+from .harness import PARTITIONS, SERVICE_KEY, Lab, wait_until
 from .inject import kill_holding_entries
 from .ledger import CommentFactory
 from .observers import dead_letters, has_group, partition_backlogs, pending_of, quiesce
@@ -221,3 +221,33 @@ async def _all_workers_down(tmp_path: Path) -> None:
             f"{drain_s + accept_s:.2f}s after restart; {verdict.report()}"
         )
         assert verdict.clean, verdict.report()
+
+
+def test_sigterm_with_a_drain_keeps_serving_while_not_ready(tmp_path: Path) -> None:
+    anyio.run(_drained, tmp_path)
+
+
+async def _drained(tmp_path: Path) -> None:
+    """NOTIFIER_HTTP_DRAIN_S: after SIGTERM the api says `stopping` on /readyz and still answers
+    (ingest included) for that long, so a load balancer takes it out before its port closes."""
+    async with Lab(tmp_path) as lab:
+        api = lab.role("api", "api", {"NOTIFIER_HTTP_DRAIN_S": "2"})
+        await lab.start(api)
+        assert (await lab.http.get("/readyz")).status_code == 200
+        api.send(signal.SIGTERM)
+
+        async def stopping() -> bool:
+            answer = await lab.http.get("/readyz")
+            return answer.status_code == 503 and answer.json()["reasons"] == ["stopping"]
+
+        await wait_until(stopping, 5, what="/readyz says stopping")
+        assert (await lab.http.get("/livez")).status_code == 200
+        posted = await lab.http.post(
+            "/v1/events",
+            content=b'{"type": "follow", "id": "drain-1", "actor": "ann", "user": "bob", '
+            b'"occurred_at": "2026-01-01T00:00:00Z"}',
+            headers={"Authorization": f"Bearer {SERVICE_KEY}", "Content-Type": "application/json"},
+        )
+        assert posted.status_code == 202, posted.text  # still taking work while draining
+        assert api.alive
+        assert await api.wait_exit() == 0

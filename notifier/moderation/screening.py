@@ -156,7 +156,7 @@ class Screener:
             span.set_attribute("notifier.rules", [v.rule for v in found])
             span.end()
         if recorded:
-            log.info("screened texts=%d recorded=%d known=%d", len(fresh), recorded, known)
+            log.debug("screened texts=%d recorded=%d known=%d", len(fresh), recorded, known)
         return out
 
     def _count(self, action: Action) -> None:

@@ -90,5 +90,8 @@ def configure(level: str = "INFO", *, fmt: str = "text", access: bool = True, ro
     # uvicorn logs every WebSocket open/close at INFO: noise at thousands of connections (ours
     # are the access lines below, which can be turned off)
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+    # arq logs each job's start and end at INFO in a layout of its own (a periodic sweep every
+    # few seconds); the jobs role's own lines and metrics say what ran
+    logging.getLogger("arq").setLevel(max(logging.WARNING, root.level))
     # access lines are INFO: on with the level at INFO or below, unless turned off
     logging.getLogger(ACCESS_LOGGER).setLevel(logging.NOTSET if access else logging.WARNING)

@@ -307,24 +307,43 @@ class Hub:
         """Add `listener`; returns once its user's channel subscription is live (or the link is
         being rebuilt, which subscribes it and resyncs it)."""
         self.expire_by(listener.expires_at)
+        channel = keys.user_channel(user).encode()
         group = self._listeners.get(user)
         if group:
             group.add(listener)
+            # another session of the user is still waiting for the subscription: this one waits
+            # too, or it could read its log before the channel carries the next change
+            pending = self._confirmed.get(channel)
+            if pending is not None:
+                await self._confirmation(user, listener, pending)
             return
         self._listeners[user] = {listener}
         subscribe = self._subscriber(user)
         if subscribe is None:
             return
-        channel = keys.user_channel(user).encode()
         confirmed = self._confirmed[channel] = anyio.Event()
         try:
             await subscribe()
+        except BaseException:
+            self._confirmed.pop(channel, None)
+            with anyio.CancelScope(shield=True):
+                await self.unregister(user, listener)
+            raise
+        try:
+            await self._confirmation(user, listener, confirmed)
+        finally:
+            if not confirmed.is_set():
+                self._confirmed.pop(channel, None)
+
+    async def _confirmation(self, user: str, listener: Listener, confirmed: anyio.Event) -> None:
+        """Wait for `confirmed` (the channel's subscription is live); unregister `listener` if it
+        does not come in time or the wait is cancelled."""
+        try:
             with anyio.move_on_after(SUBSCRIBE_TIMEOUT_S):
                 await confirmed.wait()
             if not confirmed.is_set():
                 raise RedisTimeoutError(f"subscription not confirmed in {SUBSCRIBE_TIMEOUT_S}s")
         except BaseException:
-            self._confirmed.pop(channel, None)
             with anyio.CancelScope(shield=True):
                 await self.unregister(user, listener)
             raise

@@ -5,6 +5,7 @@ within two check periods, counted; sessions at their log's tail are left alone."
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import anyio
 import pytest
@@ -133,3 +134,49 @@ async def test_a_session_moved_to_a_recreated_log_is_not_counted(
         hub.stop()
     assert carl.resyncs == 0
     assert counted.registry.get_sample_value("notifier_gateway_position_resyncs_total") == 0
+
+
+async def test_a_second_session_waits_for_the_subscription_the_first_asked_for(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second session of a user registered while the first's SUBSCRIBE is unconfirmed
+    returned at once and could read its log before the channel carried the next change: a push
+    missed for good (a later one skips its number, which the live path accepts)."""
+    hub = Hub(redis)
+    gate = anyio.Event()
+    real = hub._subscriber
+
+    def slow(user: str) -> Any:
+        subscribe = real(user)
+        assert subscribe is not None
+
+        async def later() -> None:
+            await gate.wait()
+            await subscribe()
+
+        return later
+
+    monkeypatch.setattr(hub, "_subscriber", slow)
+    returned: list[str] = []
+    both = anyio.Event()
+
+    async def register(name: str, listener: Recorder) -> None:
+        await hub.register("dora", listener)
+        returned.append(name)
+        if len(returned) == 2:
+            both.set()
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.run)
+        tg.start_soon(register, "first", Recorder(START))
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(register, "second", Recorder(START))
+        await anyio.wait_all_tasks_blocked()
+        assert returned == []  # neither may read its log yet
+        gate.set()
+        with anyio.fail_after(5):
+            await both.wait()
+        assert await redis.pubsub_numsub(keys.user_channel("dora")) == [
+            (keys.user_channel("dora").encode(), 1)
+        ]
+        hub.stop()

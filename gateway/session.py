@@ -206,12 +206,7 @@ class Session:
             if not isinstance(frame, protocol.Auth):
                 raise Closed(Reason.UNAUTHORIZED, "the first frame must be auth")
             self._check_token(frame.token)
-            if frame.cursor is None:
-                return None
-            try:
-                return Cursor.parse(frame.cursor)
-            except Rejected as exc:
-                raise Closed(exc.reason, exc.detail) from None
+            return _cursor_of(frame)
         raise Closed(Reason.AUTH_TIMEOUT, f"no auth frame within {self._settings.auth_deadline_s}s")
 
     def _check_token(self, token: str) -> None:
@@ -364,10 +359,20 @@ class Session:
                     await self._ws.send_text(protocol.pong())
                 else:
                     self._check_token(frame.token)
+                    _cursor_of(frame)  # checked like the first one's, not used: the session is live
         except WebSocketDisconnect as gone:
             self._client_closed(gone.code)
         finally:  # however it ends, the writer stops too (its own end cancelled us already)
             scope.cancel()
+
+
+def _cursor_of(frame: protocol.Auth) -> Cursor | None:
+    if frame.cursor is None:
+        return None
+    try:
+        return Cursor.parse(frame.cursor)
+    except Rejected as exc:
+        raise Closed(exc.reason, exc.detail) from None
 
 
 def _frames(pushes: list[Push]) -> bytes:

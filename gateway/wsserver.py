@@ -250,8 +250,8 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             try:
                 self._put({"type": "websocket.receive", "text": data.decode()})
-            except UnicodeDecodeError:
-                log.exception("Invalid UTF-8 sequence received from client.")
+            except UnicodeDecodeError:  # the client's fault, one line (a traceback each let any
+                log.info("ws text frame not UTF-8: closed 1007")  # client fill the error log)
                 self._conn.fail(1007)
                 self._set_disconnect(1007)
                 self._close_sent = True

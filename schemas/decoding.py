@@ -31,7 +31,7 @@ _RULES: Final[tuple[tuple[re.Pattern[str], str], ...]] = tuple(
     for pattern, template in (
         (r"Object missing required field `(?P<field>.*)`", "{field} is required"),
         (r"Object contains unknown field `(?P<field>.*)`", "{field} is not a field of this object"),
-        (r"Expected `(?P<want>\w+)`, got `(?P<got>\w+)`", "{where} must be {want}, not {got}"),
+        (r"Expected `(?P<want>\w+(?: \| \w+)*)`, got `(?P<got>\w+)`", "{where} must be {want}, not {got}"),
         (r"Expected `str` of length >= (?P<n>\d+)", "{where} must be at least {n} characters long"),
         (r"Expected `str` of length <= (?P<n>\d+)", "{where} must be at most {n} characters long"),
         (r"Expected `array` of length >= (?P<n>\d+)", "{where} must hold at least {n} items"),
@@ -64,7 +64,7 @@ def refusal(exc: msgspec.DecodeError, pointer: str = "") -> Rejected:
         fields = match.groupdict()
         if "field" in fields:  # point at the missing or unknown member, not at its object
             path += "/" + fields["field"].replace("~", "~0").replace("/", "~1")
-        fields["want"] = _KINDS.get(fields.get("want", ""), fields.get("want", ""))
+        fields["want"] = " or ".join(_KINDS.get(k, k) for k in fields.get("want", "").split(" | "))
         fields["got"] = _KINDS.get(fields.get("got", ""), fields.get("got", ""))
         fields["regex"] = _PATTERNS.get(fields.get("regex", ""), "in the documented format")
         where = path.rsplit("/", 1)[-1] if path else "the body"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import anyio
@@ -124,3 +125,26 @@ async def test_plain_http_to_the_websocket_path_is_told_to_upgrade(app: App) -> 
 async def test_a_frame_nested_too_deeply_is_malformed(app: App) -> None:
     deep = '{"x": ' + "[" * 5000 + "]" * 5000 + ', "type": "ping"}'
     await assert_closed(app, Reason.MALFORMED, deep)
+
+
+async def test_a_refresh_with_a_garbage_cursor_is_malformed(app: App) -> None:
+    async with push_client(app, "zoe", cursor="-.0-0") as client:
+        await client.ws.send(auth(app.token("zoe"), cursor="-.0-0"))  # a well-formed one: fine
+        await client.ws.send('{"type": "ping"}')
+        assert await client.frame() == {"type": "pong"}
+        await client.ws.send(auth(app.token("zoe"), cursor="garbage"))
+        assert (await client.frame())["error"] == Reason.MALFORMED.value
+        with anyio.fail_after(FRAME_TIMEOUT_S), pytest.raises(ConnectionClosed):
+            await client.ws.recv()
+        assert client.ws.close_code == CODES[Reason.MALFORMED].ws_close
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_1007_without_a_traceback(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ws_connect(app) as ws:
+        await ws.send(b"\xff\xfe", text=True)
+        with anyio.fail_after(FRAME_TIMEOUT_S), pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 1007
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.records

@@ -84,3 +84,10 @@ def test_client_frames_too() -> None:
     with pytest.raises(msgspec.DecodeError) as caught:
         protocol.decode_client(b'{"type": "auth", "token": 5}')
     assert refusal(caught.value).detail == "token must be a string, not an integer"
+
+
+def test_a_union_of_kinds_is_named_in_words() -> None:
+    with pytest.raises(msgspec.DecodeError) as caught:
+        protocol.decode_client('{"type": "auth", "token": "t", "cursor": 5}')
+    error = refusal(caught.value)
+    assert (error.detail, error.pointer) == ("cursor must be a string or null, not an integer", "/cursor")

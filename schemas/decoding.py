@@ -67,9 +67,19 @@ def refusal(exc: msgspec.DecodeError, pointer: str = "") -> Rejected:
         fields["want"] = " or ".join(_KINDS.get(k, k) for k in fields.get("want", "").split(" | "))
         fields["got"] = _KINDS.get(fields.get("got", ""), fields.get("got", ""))
         fields["regex"] = _PATTERNS.get(fields.get("regex", ""), "in the documented format")
-        where = path.rsplit("/", 1)[-1] if path else "the body"
-        return Rejected(Reason.INVALID, template.format(where=where, **fields), pointer + path)
+        return Rejected(Reason.INVALID, template.format(where=_where(path), **fields), pointer + path)
     return Rejected(Reason.INVALID, message.replace("`", ""), pointer + path)
+
+
+def _where(path: str) -> str:
+    """A member's name for a detail: `/quiet_hours/start` → `start`, `/ids/0` → `ids[0]`."""
+    if not path:
+        return "the body"
+    parts = path.split("/")[1:]
+    indexes = ""
+    while parts and parts[-1].isdecimal():
+        indexes = f"[{parts.pop()}]" + indexes
+    return (parts[-1] if parts else "item") + indexes
 
 
 def _malformed(message: str) -> str:

@@ -66,6 +66,6 @@ async def test_body_errors_are_in_product_words(redis: Redis, settings: Settings
         headers = {"Authorization": f"Bearer {app.token('vic')}", "Content-Type": "application/json"}
         bad = await app.http.post("/v1/me/notifications/read", content=b'{"ids": [1]}', headers=headers)
         body = problem(bad, 422, "invalid")
-        assert (body["detail"], body["pointer"]) == ("0 must be a string, not an integer", "/ids/0")
+        assert (body["detail"], body["pointer"]) == ("ids[0] must be a string, not an integer", "/ids/0")
         broken = await app.http.post("/v1/me/notifications/read", content=b'{"ids": [', headers=headers)
         assert problem(broken, 400, "malformed")["detail"] == "body is not valid JSON: it ends too early"

@@ -15,9 +15,12 @@ from typing import Final
 
 import anyio
 from redis.asyncio import Redis
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from feeds.cluster import REDIS_UNAVAILABLE
 from gateway.app import UPGRADE_ROUTE, gateway_app
 from gateway.shardedhub import hub_for
 from gateway.wsserver import WebSocketProtocol
@@ -42,13 +45,13 @@ from notifier.moderation.routes import MODERATOR_ROLE, moderation_routes
 from notifier.moderation.screening import Screener
 from notifier.runtime import logs, metrics, tokens, tracing
 from notifier.runtime.access import with_request_ids
-from notifier.runtime.checks import check_redis_when_up
+from notifier.runtime.checks import check_redis, check_redis_when_up
 from notifier.runtime.health import Health, Started, http_app, ops_app, ops_routes
 from notifier.runtime.lifecycle import Service, run_services, unless_signalled
 from notifier.runtime.redis import RedisHandle, open_redis
 from notifier.runtime.server import HttpService
 from notifier.runtime.settings import Settings
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, Reason, Rejected
 
 log = logging.getLogger("notifier")
 
@@ -190,12 +193,19 @@ async def _run_role(role: str, settings: Settings) -> None:
 
 
 async def _waiting_for_redis(role: str, settings: Settings, redis: RedisHandle) -> list[str]:
-    """`check_redis_when_up`, with the role's probes served on its port meanwhile: /livez 200,
-    /readyz 503 `services starting`. A role started during a Redis outage is then a live process
-    waiting, not one an orchestrator's startup probe restarts over and over."""
+    """`check_redis`; if Redis does not answer, `check_redis_when_up` with the role's probes
+    served on its port meanwhile: /livez 200, /readyz 503 `services starting`, anything else 503
+    `unavailable`. A role started during a Redis outage is then a live process waiting, not one
+    an orchestrator's startup probe restarts over and over; with Redis up, the port opens only
+    for the role itself."""
+    try:
+        return await check_redis(redis.client)
+    except REDIS_UNAVAILABLE as exc:
+        log.warning("redis not answering at start-up (%s): waiting, probes served meanwhile", exc)
     port = getattr(settings.http, _PORTS[role][1]) if role in _PORTS else settings.metrics.port
     ops = ops_routes(Health(redis.client), metrics.current())  # never started: not ready
-    probes = _http(settings, http_app(ops, EXCEPTION_HANDLERS), port)
+    starting = Route("/{path:path}", _starting, methods=_ANY)
+    probes = _http(settings, http_app([*ops, starting], EXCEPTION_HANDLERS), port)
     errors: list[str] = []
     try:
         async with anyio.create_task_group() as tg:
@@ -207,6 +217,13 @@ async def _waiting_for_redis(role: str, settings: Settings, redis: RedisHandle) 
     finally:
         probes.socket.close()
     return errors
+
+
+_ANY: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+async def _starting(request: Request) -> Response:
+    raise Rejected(Reason.UNAVAILABLE, "starting: waiting for Redis; retry")
 
 
 def _announce(settings: Settings, services: Sequence[Service]) -> None:

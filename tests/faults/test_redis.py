@@ -391,6 +391,8 @@ async def _started_before_redis(tmp_path: Path, role: str) -> None:
             await wait_until(live, 30, what=f"{role}'s /livez while Redis is down")
             waiting = await http.get("/readyz")
             assert (waiting.status_code, waiting.json()["reasons"]) == (503, ["services starting"])
+            posted = await http.post("/v1/events", content=b"{}")  # the role's own routes: not yet
+            assert (posted.status_code, posted.json()["error"]) == (503, "unavailable")
             await server.restart()
             await process.wait_ready()
 

@@ -1,6 +1,6 @@
 """Version 1 activity events: tagged, frozen structs decoded once at the edge.
 
-`id` is the producer's idempotency key (remembered per actor: notifier/api/append.py);
+`id` is the producer's idempotency key (remembered in its actor's partition: notifier/api/append.py);
 `occurred_at` is the event's own time, the last-writer-wins clock for toggles (like/unlike,
 follow/unfollow), never arrival time.
 """

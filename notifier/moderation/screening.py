@@ -106,27 +106,37 @@ class Screener:
         passed: list[LoggedEvent] = []
         fresh: list[tuple[LoggedEvent, Signals]] = []
         dropped: list[LoggedEvent] = []
+        colliding: set[str] = set()
         for logged in events:
             ban = bans.get(logged.event.actor)
+            recorded = known.get(logged.event.id)
             if ban is not None and ban.covers(logged.accepted_ms) and isinstance(logged.event, _CREATES):
                 dropped.append(logged)
             elif not isinstance(logged.event, Comment | Mention):
                 passed.append(logged)
-            elif logged.event.id in known:  # screened before: its decision stands
-                if _follows_decision(*known[logged.event.id]):
-                    passed.append(logged)
-            else:
+            elif recorded is None:
                 fresh.append((logged, signal_of[id(logged)]))
+            elif recorded[2] == logged.event.actor:  # screened before: its decision stands
+                if _follows_decision(recorded[0], recorded[1]):
+                    passed.append(logged)
+            else:  # another actor's event under an id moderation has a record of
+                fresh.append((logged, signal_of[id(logged)]))
+                colliding.add(logged.event.id)
         await self._parts.bans.record_dropped(dropped)
         self.stats.banned += len(dropped)
-        delivered = await self._screen_texts(fresh, len(known))
+        delivered = await self._screen_texts(fresh, len(known), colliding)
         out = passed + delivered
         await self._parts.content.remember(out)  # its comments and mentions
         return out
 
     async def _screen_texts(
-        self, fresh: Sequence[tuple[LoggedEvent, Signals]], known: int
+        self, fresh: Sequence[tuple[LoggedEvent, Signals]], known: int, colliding: set[str]
     ) -> list[LoggedEvent]:
+        """Run the rules on `fresh`; record what the policy does not simply deliver. An event in
+        `colliding` reuses the id of another actor's recorded event (ingest deduplicates ids per
+        partition, and the two actors' partitions differ): its own record cannot be kept under
+        that id, so it is delivered only if the rules pass it, and otherwise not delivered,
+        logged and counted (`notifier_moderation_id_collisions_total`), never taken for the other."""
         if not fresh:  # all screened before (a redelivery): no rules
             return []
         queue = self._parts.queue
@@ -143,6 +153,15 @@ class Screener:
         recorded = 0
         for (logged, _), found in zip(fresh, verdicts, strict=True):
             action = self._policy.decide(found)
+            if action is not Action.DELIVER and logged.event.id in colliding:
+                log.warning(
+                    "event not delivered: id %r is another actor's moderated event; actor=%s action=%s",
+                    logged.event.id,
+                    logged.event.actor,
+                    action.value,
+                )
+                self._metrics.moderation_id_collisions.inc()
+                continue
             if action is not Action.DELIVER:
                 position = self._parts.content.position(logged)
                 recorded += await queue.record(logged.event, position, action, found)

@@ -158,6 +158,10 @@ class Metrics:
             "screened texts by deciding rule and action",
             ("rule", "action"),
         )
+        self.moderation_id_collisions = c(
+            "notifier_moderation_id_collisions_total",
+            "comments and mentions not delivered: their id is another actor's moderated event's",
+        )
         self.moderation_queue = g("notifier_moderation_queue_items", "review items waiting for a moderator")
         self.moderation_oldest = g(
             "notifier_moderation_oldest_waiting_age_seconds",

@@ -18,6 +18,7 @@ from notifier.moderation.classifier import ProfanityCheck
 from notifier.runtime.settings import Settings
 from schemas import keys
 from schemas.cursor import START
+from schemas.events import Comment
 
 from .builders import (
     ANN,
@@ -25,6 +26,7 @@ from .builders import (
     FLAGGED_TEXT,
     HELD_TEXT,
     Stack,
+    at,
     comment,
     like,
     logged,
@@ -267,3 +269,30 @@ async def test_moderation_can_be_switched_off(redis: Redis, settings_factory: Se
     off = stack(redis, settings, None)
     await off.send(comment("e1", "bob", "alice", HELD_TEXT))
     assert len(await off.groups("alice")) == 1
+
+
+async def test_another_actors_event_under_a_moderated_id_is_not_taken_for_it(s: Stack) -> None:
+    """Ingest deduplicates ids per partition, so two actors of different partitions can send the
+    same id. Moderation's records are keyed by id: the second event once passed as "screened
+    before" (abuse delivered unscreened) or vanished with the first's hold."""
+    from notifier.runtime.eventlog import partition_of
+
+    parts = s.settings.ingest.partitions
+    eve = "eve"
+    mal = next(
+        a for a in (f"mal{i}" for i in range(40)) if partition_of(a, parts) != partition_of(eve, parts)
+    )
+    await s.send(comment("x1", eve, "alice", HELD_TEXT), comment("x2", eve, "alice", HELD_TEXT))
+
+    def reusing(eid: str, text: str, comment_id: str) -> Comment:
+        return Comment(
+            id=eid, actor=mal, occurred_at=at(1), post="p2", owner="carol", comment=comment_id, text=text
+        )
+
+    await s.send(reusing("x1", HELD_TEXT, "c-abuse"))  # would be held: not delivered, counted
+    assert await s.groups("carol") == []
+    await s.send(reusing("x2", CLEAN_TEXT, "c-clean"))  # the rules pass it: delivered
+    assert [g["id"] for g in await s.groups("carol")] == ["comment:c-clean"]
+    for eid in ("x1", "x2"):  # the first events' items, untouched
+        item = await s.queue.get(eid)
+        assert item is not None and (item.actor, item.state) == (eve, "pending")

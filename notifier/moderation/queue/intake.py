@@ -24,17 +24,17 @@ _ACTOR_INDEX_CAP: Final = 1_000
 
 
 class QueueIntake(QueueReads):
-    def known(self, ids: Sequence[str]) -> Query[dict[str, tuple[str, str]]]:
-        """Items already recorded among `ids` → (stored state, action), to `ask`."""
+    def known(self, ids: Sequence[str]) -> Query[dict[str, tuple[str, str, str]]]:
+        """Items already recorded among `ids` → (stored state, action, actor), to `ask`."""
 
-        def parse(replies: Sequence[Any]) -> dict[str, tuple[str, str]]:
+        def parse(replies: Sequence[Any]) -> dict[str, tuple[str, str, str]]:
             return {
-                item_id: (state.decode(), action.decode())
-                for item_id, (state, action) in zip(ids, replies, strict=True)
+                item_id: (state.decode(), action.decode(), (actor or b"").decode())
+                for item_id, (state, action, actor) in zip(ids, replies, strict=True)
                 if state is not None
             }
 
-        return Query([("HMGET", keys.mod_item(i), "state", "action") for i in ids], parse)
+        return Query([("HMGET", keys.mod_item(i), "state", "action", "actor") for i in ids], parse)
 
     async def record(self, event: Event, position: str, action: Action, verdicts: Sequence[Verdict]) -> bool:
         """Enter an event the policy flagged, held or dropped (a drop is recorded as rejected by

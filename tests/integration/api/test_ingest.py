@@ -172,10 +172,12 @@ async def test_a_conflict_in_a_batch_points_at_its_events_id(api: httpx.AsyncCli
     assert (alone.status_code, alone.json()["pointer"]) == (422, "/id")
 
 
-async def test_an_id_is_remembered_per_actor(api: httpx.AsyncClient, settings: Settings) -> None:
+async def test_an_id_is_remembered_in_its_actors_partition(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
     """The dedupe record sits in the actor's partition (one atomic step with the append): the
-    same id from another actor is another event, as the README says; from the same actor with
-    another body it is a conflict."""
+    same id from an actor of another partition is another event, as the README says; from the
+    same actor with another body it is a conflict."""
     from notifier.runtime.eventlog import partition_of
 
     actors = [f"ac-{i}" for i in range(40)]

@@ -157,6 +157,10 @@ class FollowGraph:
         got = await ranked.page(self._redis, key, before, limit)
         return GraphPage([Member(m, at) for m, at in got.members], got.count, got.next_before)
 
+    async def follows(self, follower: str, user: str) -> bool:
+        """Whether `follower` follows `user` now."""
+        return await self._redis.zscore(keys.following(follower), user) is not None
+
     async def counts(self, user: str) -> tuple[int, int]:
         """(followers, following) of `user`."""
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -106,7 +106,7 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         return await graph.counts(request, follow_graph, auth)
 
     async def get_posts(request: Request) -> Response:
-        return await graph.list_posts(request, timelines, auth)
+        return await graph.list_posts(request, timelines, follow_graph, auth)
 
     async def get_feed(request: Request) -> Response:
         return await feed.home_feed(request, home_feeds, auth)

@@ -3,6 +3,8 @@ them, and their posts."""
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 import orjson
 from starlette.requests import Request
@@ -17,6 +19,9 @@ from schemas.errors import Reason, Rejected
 from schemas.events import is_id
 
 from .me import page_limit
+
+# in a post's record as feeds/timeline.py writes it (orjson: no spaces); only a hint, each is parsed
+_FOLLOWERS_ONLY: Final = b'"visibility":"followers"'
 
 
 def subject(request: Request) -> str:
@@ -58,10 +63,20 @@ async def counts(request: Request, graph: FollowGraph, auth: AuthSettings) -> Re
     )
 
 
-async def list_posts(request: Request, timelines: Timelines, auth: AuthSettings) -> Response:
-    """`GET /v1/users/{user}/posts`: the author's live posts, newest first."""
-    user_of(request, auth)
+async def list_posts(
+    request: Request, timelines: Timelines, graph: FollowGraph, auth: AuthSettings
+) -> Response:
+    """`GET /v1/users/{user}/posts`: the author's live posts, newest first; a `followers` post
+    only for the author and their followers (a page may then hold fewer than `limit`)."""
+    viewer = user_of(request, auth)
     author = subject(request)
     page = await timelines.page(author, before_cursor(request), page_limit(request))
-    body = {"posts": [msgspec.Raw(p) for p in page.posts], "count": page.count, "next": page.next_before}
+    posts = page.posts
+    if (
+        viewer != author
+        and any(_FOLLOWERS_ONLY in p for p in posts)
+        and not await graph.follows(viewer, author)
+    ):
+        posts = [p for p in posts if orjson.loads(p)["visibility"] != "followers"]
+    body = {"posts": [msgspec.Raw(p) for p in posts], "count": page.count, "next": page.next_before}
     return Response(msgspec.json.encode(body), media_type="application/json")

@@ -78,6 +78,26 @@ async def test_an_authors_posts_are_paged_and_a_deleted_one_is_gone(redis: Redis
         }
 
 
+async def test_a_followers_only_post_is_shown_to_its_author_and_followers_only(
+    redis: Redis, settings: Settings
+) -> None:
+    async with running_app(settings, redis) as app:
+        post = {"type": "post_created", "actor": "star", "occurred_at": at(1)}
+        await app.accept(
+            {**post, "id": "pc-open", "post": "open"},
+            {**post, "id": "pc-close", "post": "close", "visibility": "followers", "occurred_at": at(2)},
+            follow("f-1", "fan", "star"),
+        )
+        await app.worker.drain()
+        for viewer, shown in [
+            ("star", ["close", "open"]),
+            ("fan", ["close", "open"]),
+            ("stranger", ["open"]),
+        ]:
+            page = await app.me(viewer, "/v1/users/star/posts")
+            assert [p["id"] for p in page["posts"]] == shown, viewer
+
+
 @pytest.mark.parametrize(
     ("path", "pointer"),
     [

@@ -96,6 +96,8 @@ class Ledger:
     ) -> tuple[list[Link], str | None]:
         """Records oldest first after `after`, or newest first before it."""
         if newest_first:
+            if after is not None and after.split("-") in (["0"], ["0", "0"]):
+                return [], None  # nothing is before the first id (and Redis refuses the range)
             end = f"({after}" if after else "+"
             rows = await self.redis.xrevrange(keys.audit(), max=end, min="-", count=limit)
         else:
@@ -117,4 +119,10 @@ class Ledger:
 
 
 def _link(entry_id: bytes, fields: dict[bytes, bytes]) -> Link:
-    return Link(entry_id.decode(), fields[b"d"], fields[b"p"].decode(), fields[b"h"].decode())
+    """A stored record as it is: a field edited away reads as empty, and `verify` reports the
+    break rather than the read failing."""
+
+    def text(name: bytes) -> str:
+        return fields.get(name, b"").decode(errors="replace")
+
+    return Link(entry_id.decode(), fields.get(b"d", b""), text(b"p"), text(b"h"))

@@ -19,7 +19,7 @@ from notifier.runtime import jobqueue, tokens
 from notifier.runtime.settings import AuthSettings, Settings
 from schemas import decoding
 from schemas.errors import Reason, Rejected
-from schemas.events import Id, decode_event, is_id
+from schemas.events import ID_PATTERN, Id, decode_event, is_id
 
 from . import console, effects
 from .components import Components
@@ -43,9 +43,13 @@ class DecisionBody(msgspec.Struct, forbid_unknown_fields=True):
     note: Note = ""
 
 
+# a review item: an event's id, or `actor~ID` for a reported actor (queue/store.actor_item)
+ItemId = Annotated[str, msgspec.Meta(pattern=f"^(actor~)?{ID_PATTERN.removeprefix('^')}")]
+
+
 class BulkBody(msgspec.Struct, forbid_unknown_fields=True):
     decision: Literal["approve", "reject"]
-    ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=MAX_BULK)]
+    ids: Annotated[list[ItemId], msgspec.Meta(min_length=1, max_length=MAX_BULK)]
     note: Note = ""
 
 
@@ -97,6 +101,17 @@ async def _body(request: Request, kind: type[T]) -> T:
         return msgspec.json.decode(b"".join(chunks) or b"{}", type=kind)
     except msgspec.DecodeError as exc:
         raise decoding.refusal(exc) from None
+
+
+def _stored_json(body: bytes) -> msgspec.Raw | str:
+    """A record's stored JSON, spliced into the answer as it is; if someone edited it into
+    something that is not JSON, the text as a string (verify reports the break), never invalid
+    JSON in the answer."""
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body.decode(errors="replace")
+    return msgspec.Raw(body)
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -286,7 +301,7 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         limit = _int(request, "limit", 50, 1, MAX_PAGE)
         links, next_after = await parts.ledger.page(after, limit, newest_first=order == "newest")
         records = [
-            {"id": link.entry, "record": msgspec.Raw(link.body), "prev": link.prev, "hash": link.hash}
+            {"id": link.entry, "record": _stored_json(link.body), "prev": link.prev, "hash": link.hash}
             for link in links
         ]
         return _json({"records": records, "next": next_after})

@@ -99,6 +99,17 @@ async def test_no_route_changes_or_deletes_the_audit_trail(app: App, redis: Redi
     body = (await app.moderate("GET", "/v1/moderation/audit")).json()
     assert [r["record"]["action"] for r in body["records"]] == ["reject"]
     assert (await app.moderate("GET", "/v1/moderation/audit/verify")).json()["ok"] is True
+    newest = await app.moderate("GET", "/v1/moderation/audit?order=newest&after=0-0")
+    assert (newest.status_code, newest.json()["records"]) == (200, [])  # was a 500 from Redis
+
+    # someone with write access to Redis edits the record into something that is not JSON: the
+    # trail still answers valid JSON (the stored text as a string), and verify says it broke
+    [(entry_id, fields)] = await redis.xrange(keys.audit())
+    await redis.delete(keys.audit())
+    await redis.xadd(keys.audit(), {**fields, b"d": b'{"injected": '}, id=entry_id)
+    tampered = await app.moderate("GET", "/v1/moderation/audit")
+    assert tampered.json()["records"][0]["record"] == '{"injected": '
+    assert (await app.moderate("GET", "/v1/moderation/audit/verify")).json()["ok"] is False
 
 
 async def test_a_delivered_comment_rejected_later_is_recalled_from_a_connected_client(app: App) -> None:
@@ -175,12 +186,13 @@ async def test_listing_bulk_decisions_and_bans(app: App) -> None:
         "POST",
         "/v1/moderation/decisions",
         "ann",
-        {"decision": "reject", "ids": ["e3", "e4", "nope"], "note": "spam"},
+        {"decision": "reject", "ids": ["e3", "e4", "nope", "actor~nobody"], "note": "spam"},
     )
     assert [(r["id"], r["status"], r.get("error")) for r in bulk.json()["results"]] == [
         ("e3", "changed", None),
         ("e4", "refused", "claimed"),
         ("nope", "refused", "not_found"),
+        ("actor~nobody", "refused", "not_found"),  # an actor's item id is taken (it was a 422)
     ]
     ban = await app.moderate("POST", "/v1/moderation/bans", "ann", {"actor": "bob", "reason": "harassment"})
     assert sorted(ban.json()["rejected"]) == ["e0", "e1", "e2"]

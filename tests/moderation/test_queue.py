@@ -265,3 +265,28 @@ async def test_the_verifier_detects_a_truncated_tail(
     await redis.xdel(keys.audit(), rows[-1][0])
     result = await parts.ledger.verify()
     assert not result.ok and "head" in result.problem
+
+
+@pytest.mark.parametrize("edit", ["no hash", "not json"])
+async def test_a_record_edited_out_of_shape_is_reported_not_a_crash(
+    queue: ReviewQueue, redis: Redis, parts: Components, edit: str
+) -> None:
+    """A field removed or a body that is not JSON: verify says where the chain breaks, and a
+    page of the trail still reads (a KeyError made both a 500)."""
+    await decisions(queue, 3)
+    rows = await redis.xrange(keys.audit())
+    await redis.delete(keys.audit())
+    for entry_id, fields in rows:
+        if entry_id == rows[1][0]:
+            fields = (
+                {k: v for k, v in fields.items() if k != b"h"}
+                if edit == "no hash"
+                else {**fields, b"d": b"not json"}
+            )
+        await redis.xadd(keys.audit(), fields, id=entry_id)
+    result = await parts.ledger.verify()
+    assert (result.ok, result.broken_at) == (False, rows[1][0].decode())
+    page, _ = await parts.ledger.page(None, 10)
+    assert [link.entry for link in page] == [r[0].decode() for r in rows]
+    newest, more = await parts.ledger.page("0-0", 10, newest_first=True)
+    assert (newest, more) == ([], None)  # nothing is before the first id

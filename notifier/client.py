@@ -84,7 +84,8 @@ class InboxClient:
     """`await client.run()` until `stop()` (or a fatal close, raised as ClientStopped).
     `inbox` is the state; `cursor` the last position seen (opaque); `on_change(inbox)` is called
     after every change, load and reload; `on_feed(change)` with every home-feed change (`add`
-    with the post, or `remove`), which moves the cursor too. After a refetch, reload the feed."""
+    with the post, or `remove`), which moves the cursor too; `on_refetch()` after a `refetch`
+    reloaded the inbox: reload the home feed there."""
 
     def __init__(
         self,
@@ -94,6 +95,7 @@ class InboxClient:
         *,
         on_change: Callable[[Inbox], None] | None = None,
         on_feed: Callable[[Json], None] | None = None,
+        on_refetch: Callable[[], None] | None = None,
         backoff_base_s: float = 0.25,
         backoff_cap_s: float = 10.0,
         refresh_margin_s: float = 30.0,
@@ -107,6 +109,7 @@ class InboxClient:
         self._load = load
         self._on_change = on_change
         self._on_feed = on_feed
+        self._on_refetch = on_refetch
         self._base_s = backoff_base_s
         self._cap_s = backoff_cap_s
         self._margin_s = refresh_margin_s
@@ -202,6 +205,8 @@ class InboxClient:
         elif kind == "refetch":  # the cursor cannot be resumed: reload, then continue from here
             await self._reload()
             self.cursor = frame["cursor"]
+            if self._on_refetch is not None:
+                self._on_refetch()
         elif kind == "ready":
             self.cursor = frame["cursor"]
             self.ready.set()

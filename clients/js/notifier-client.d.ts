@@ -54,8 +54,10 @@ export interface InboxClientOptions {
   load: () => Promise<InboxPage>;
   storage?: CursorStorage;
   onChange?: (inbox: Inbox) => void;
-  /** each home-feed change: {op: "add", post} or {op: "remove", author, id}; after a refetch, reload the feed too */
+  /** each home-feed change: {op: "add", post} or {op: "remove", author, id} */
   onFeed?: (change: Record<string, unknown>) => void;
+  /** after a `refetch` (the cursor could not be resumed) reloaded the inbox: reload the home feed here */
+  onRefetch?: () => void;
   backoffBaseMs?: number;
   backoffCapMs?: number;
   refreshMarginS?: number;

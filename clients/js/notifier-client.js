@@ -71,15 +71,17 @@ export class InboxClient {
     storage = memoryStorage(),
     onChange = () => {},
     onFeed = () => {},
+    onRefetch = () => {},
     backoffBaseMs = 250,
     backoffCapMs = 10_000,
     refreshMarginS = 30,
     WebSocket: Socket = globalThis.WebSocket,
   }) {
-    Object.assign(this, { url, token, load, storage, onChange, onFeed, backoffBaseMs, backoffCapMs });
+    Object.assign(this, { url, token, load, storage, onChange, onFeed, onRefetch, backoffBaseMs, backoffCapMs });
     this.refreshMarginMs = refreshMarginS * 1000;
     this.Socket = Socket;
     this.inbox = new Inbox();
+    this.loaded = false; // this instance's inbox, loaded once: a stored cursor alone holds no groups
     this.closes = [];
     this.live = false;
     this.stopped = false;
@@ -113,7 +115,8 @@ export class InboxClient {
   // disconnect; the cursor is unchanged, so the gateway asks for the refetch again
   async attempt() {
     try {
-      if (this.cursor === null || this.cursor === undefined) await this.reload();
+      if (!this.loaded || this.cursor === null || this.cursor === undefined) await this.reload();
+      if (this.stopped) return false; // stopped while loading: no session
       return await this.session();
     } catch (error) {
       if (error instanceof ClientStopped) throw error;
@@ -126,6 +129,7 @@ export class InboxClient {
     const page = await this.load();
     this.inbox.load(page);
     this.storage.set(page.cursor);
+    this.loaded = true;
     this.onChange(this.inbox);
   }
 
@@ -136,6 +140,7 @@ export class InboxClient {
     } catch (error) {
       return false; // the token source is unreachable: back off and try again
     }
+    if (this.stopped) return false; // stopped while the token came: stop() had no socket to close
     let wentLive = false;
     let refresh = null;
     const socket = new this.Socket(this.url);
@@ -189,7 +194,15 @@ export class InboxClient {
       const left = expiry - Date.now();
       const wait = Math.max(MIN_REFRESH_MS, left - this.refreshMarginMs, left / 2);
       state.timer = setTimeout(async () => {
-        const fresh = await this.token();
+        let fresh;
+        try {
+          fresh = await this.token();
+        } catch (error) {
+          // the token source is down: try again soon; past `exp` the gateway closes 4419 and
+          // the client reconnects with backoff (never an unhandled rejection)
+          if (!state.cancelled && expiry - Date.now() > MIN_REFRESH_MS) plan(current);
+          return;
+        }
         if (state.cancelled || socket.readyState !== 1) return;
         socket.send(JSON.stringify({ type: "auth", token: fresh }));
         plan(fresh);
@@ -211,6 +224,7 @@ export class InboxClient {
     } else if (frame.type === "refetch") {
       await this.reload();
       this.storage.set(frame.cursor);
+      this.onRefetch();
     } else if (frame.type === "ready") {
       this.storage.set(frame.cursor);
       this.live = true;

@@ -91,12 +91,55 @@ test("loads, then follows live changes with their cursors", async () => {
 test("a cursor that cannot be resumed makes it reload, then continue", async () => {
   await post([like(1, "js-ben")]);
   const seen = until((inbox) => inbox.groups.size === 2);
-  const storage = memoryStorage("someotherepoch.1-0");
-  const { client, loads } = clientOf("js-ben", { storage, onChange: seen.onChange });
+  let refetches = 0;
+  const { client, loads } = clientOf("js-ben", { onChange: seen.onChange, onRefetch: () => { refetches += 1; } });
+  const load = client.load;
+  // the first load's cursor is of another epoch (as after a Redis that lost its data)
+  client.load = async () => ({ ...(await load()), cursor: loads.length ? "someotherepoch.1-0" : undefined });
   const running = client.run();
   await waitLive(client);
-  assert.equal(loads.length, 1); // the refetch, not a first load: the storage had a cursor
+  assert.equal(loads.length, 2); // the first load, then the refetch's
+  assert.equal(refetches, 1);
   await post([like(2, "js-ben")]);
+  assert.equal(await seen.reached, "ok");
+  client.stop();
+  await running;
+});
+
+test("a client started with a saved cursor loads its inbox first", async () => {
+  await post([like(1, "js-eve"), like(2, "js-eve")]);
+  const storage = memoryStorage();
+  const first = clientOf("js-eve", { storage }).client;
+  const firstRun = first.run();
+  await waitLive(first);
+  first.stop();
+  await firstRun;
+  await post([like(3, "js-eve")]);
+  const seen = until((inbox) => inbox.groups.size === 3);
+  const { client, loads } = clientOf("js-eve", { storage, onChange: seen.onChange }); // a page reload
+  const running = client.run();
+  assert.equal(await seen.reached, "ok");
+  assert.equal(loads.length, 1);
+  client.stop();
+  await running;
+});
+
+test("a token source that fails at a refresh is retried, never an unhandled rejection", async () => {
+  let calls = 0;
+  const seen = until((inbox) => inbox.unread === 1);
+  const { client } = clientOf("js-fay", {
+    token: async () => {
+      calls += 1;
+      if (calls === 2) throw new Error("token source down");
+      return mint("js-fay", 3);
+    },
+    refreshMarginS: 1.5,
+    onChange: seen.onChange,
+  });
+  const running = client.run();
+  await waitLive(client);
+  while (calls < 3) await new Promise((r) => setTimeout(r, 50)); // refreshed after the failure
+  await post([like(1, "js-fay")]);
   assert.equal(await seen.reached, "ok");
   client.stop();
   await running;

@@ -77,7 +77,15 @@ async def _restarts(tmp_path: Path) -> None:
             with anyio.fail_after(WAIT_S):
                 await posts.setdefault(f"p-{n}", anyio.Event()).wait()
 
-        client = InboxClient(lab.ws_url, token, load, on_change=on_change, backoff_cap_s=1.0)
+        refetches: list[int] = []
+        client = InboxClient(
+            lab.ws_url,
+            token,
+            load,
+            on_change=on_change,
+            on_refetch=lambda: refetches.append(len(loads)),  # the caller reloads its feed here
+            backoff_cap_s=1.0,
+        )
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.run)
             with anyio.fail_after(WAIT_S):
@@ -102,6 +110,7 @@ async def _restarts(tmp_path: Path) -> None:
             await wait_until(groups_exist, WAIT_S, what="fan-out groups recreated")
             await post_and_see(3)
             await wait_until(lambda: len(loads) == 2, WAIT_S, what="the client reloaded on refetch")
+            assert refetches == [2]  # told once, after the inbox's reload
             # reloaded: what REST shows now (the API may re-append what the restart lost)
             assert "p-3" in {g["post"] for g in client.inbox.groups.values()}
             assert client.inbox.unread == loads[-1]["unread"] + (

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Final
 
 import anyio
+from anyio.abc import TaskStatus
 from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import Response
@@ -207,9 +208,16 @@ async def _waiting_for_redis(role: str, settings: Settings, redis: RedisHandle) 
     starting = Route("/{path:path}", _starting, methods=_ANY)
     probes = _http(settings, http_app([*ops, starting], EXCEPTION_HANDLERS), port)
     errors: list[str] = []
+
+    async def serve(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        # shielded: a signal stops it through `stop()` (uvicorn cancelled mid-serve logs a
+        # CancelledError traceback)
+        with anyio.CancelScope(shield=True):
+            await probes.run(task_status=task_status)
+
     try:
         async with anyio.create_task_group() as tg:
-            await tg.start(probes.run)
+            await tg.start(serve)
             try:
                 errors = await check_redis_when_up(redis.client)
             finally:

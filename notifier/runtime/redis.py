@@ -135,9 +135,18 @@ async def open_redis(
         return
     client = _client(url, settings)
     try:
-        yield RedisHandle(client, True, "configured Redis")
+        yield RedisHandle(client, True, f"configured Redis {_address(url)}")
     finally:
         await client.aclose()
+
+
+def _address(url: str) -> str:
+    """Where `url` (or a cluster's comma-separated seeds) points, without credentials: for logs."""
+    shown = []
+    for seed in url.split(","):
+        parts = urlsplit(seed.strip() if "://" in seed else f"redis://{seed.strip()}")
+        shown.append(f"{parts.scheme}://{parts.hostname or ''}:{parts.port or 6379}{parts.path}")
+    return ",".join(shown)
 
 
 def _free_port() -> int:

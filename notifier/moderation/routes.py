@@ -44,7 +44,13 @@ class DecisionBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 # a review item: an event's id, or `actor~ID` for a reported actor (queue/store.actor_item)
-ItemId = Annotated[str, msgspec.Meta(pattern=f"^(actor~)?{ID_PATTERN.removeprefix('^')}")]
+ItemId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=f"^(actor~)?{ID_PATTERN.removeprefix('^')}",
+        description="a review item: an event id, or actor~ID for a reported actor",
+    ),
+]
 
 
 class BulkBody(msgspec.Struct, forbid_unknown_fields=True):

@@ -62,6 +62,11 @@ def live_post(register: bytes | None) -> bytes | None:
     return register.partition(b"\n")[2]
 
 
+def followers_only(post: bytes) -> bool:
+    """Whether a post (`live_post`'s JSON, as `plan` builds it) is for its author's followers."""
+    return bool(orjson.loads(post)["visibility"] == "followers")
+
+
 def live_time_ms(register: bytes | None) -> int | None:
     """The time of the post's live creation (its place in the timeline), or None."""
     if register is None or not register.startswith(b"a "):

@@ -180,7 +180,7 @@ class Session:
 
     def _client_closed(self, code: int) -> None:
         if code == SERVICE_RESTART:  # not the client: the server closed it as it shuts down
-            self._hub.metrics.closes_restart.inc()
+            self._hub.metrics.closes_at_shutdown(code).inc()
             extra = {"user": self.user or "-", "code": code, "reason": Reason.SHUTTING_DOWN.value}
             access_log.info("ws close", extra=extra)
             return

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from feeds import registers
+from feeds.changelog import entry_id
 from feeds.inbox import Inbox
 from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
@@ -138,7 +139,7 @@ class Explainer:
                 "error": letter.fields.get("error", ""),
             }
         last = await self._last_delivered(stream)
-        if last is not None and _entry_key(entry) <= _entry_key(last):
+        if last is not None and entry_id(entry) <= entry_id(last):
             return {"state": "applied"}
         return {"state": "waiting", "detail": "not read by fan-out yet (see notifier_fanout_lag_entries)"}
 
@@ -184,11 +185,6 @@ class Explainer:
             before = page.next_before
             if before is None:
                 return False
-
-
-def _entry_key(entry: str) -> tuple[int, int]:
-    ms, _, seq = entry.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def explain_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:

@@ -3,8 +3,6 @@ them, and their posts."""
 
 from __future__ import annotations
 
-from typing import Final
-
 import msgspec
 import orjson
 from starlette.requests import Request
@@ -12,16 +10,13 @@ from starlette.responses import Response
 
 from feeds.graph import FollowGraph, Side
 from feeds.ranked import parse_cursor
-from feeds.timeline import Timelines
+from feeds.timeline import Timelines, followers_only
 from notifier.runtime.settings import AuthSettings
 from notifier.runtime.tokens import user_of
 from schemas.errors import Reason, Rejected
 from schemas.events import is_id
 
 from .me import page_limit
-
-# in a post's record as feeds/timeline.py writes it (orjson: no spaces); only a hint, each is parsed
-_FOLLOWERS_ONLY: Final = b'"visibility":"followers"'
 
 
 def subject(request: Request) -> str:
@@ -72,11 +67,8 @@ async def list_posts(
     author = subject(request)
     page = await timelines.page(author, before_cursor(request), page_limit(request))
     posts = page.posts
-    if (
-        viewer != author
-        and any(_FOLLOWERS_ONLY in p for p in posts)
-        and not await graph.follows(viewer, author)
-    ):
-        posts = [p for p in posts if orjson.loads(p)["visibility"] != "followers"]
+    hidden = [followers_only(p) for p in posts]
+    if viewer != author and any(hidden) and not await graph.follows(viewer, author):
+        posts = [p for p, h in zip(posts, hidden, strict=True) if not h]
     body = {"posts": [msgspec.Raw(p) for p in posts], "count": page.count, "next": page.next_before}
     return Response(msgspec.json.encode(body), media_type="application/json")

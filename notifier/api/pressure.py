@@ -88,16 +88,19 @@ class Pressure:
 
     async def _backlog(self, partition: int) -> int:
         stream = keys.events(partition)
-        try:
-            groups = await self._redis.xinfo_groups(stream)
-        except CLUSTER_UNAVAILABLE:  # MOVED, ASK, CLUSTERDOWN are ResponseErrors, not "no stream"
-            raise
-        except ResponseError:  # no stream yet
-            return 0
-        async with self._redis.pipeline(transaction=False) as pipe:  # one slot: one node
+        async with self._redis.pipeline(transaction=False) as pipe:  # one slot: one round trip
+            pipe.xinfo_groups(stream)
             pipe.xlen(stream)
             pipe.xrevrange(stream, count=1)
-            length, last = await pipe.execute()
+            groups, length, last = await pipe.execute(raise_on_error=False)
+        for reply in (groups, length, last):
+            # MOVED, ASK, CLUSTERDOWN are ResponseErrors too: unknown, not "no stream"
+            if isinstance(reply, CLUSTER_UNAVAILABLE) or (
+                isinstance(reply, BaseException) and not isinstance(reply, ResponseError)
+            ):
+                raise reply
+        if isinstance(groups, ResponseError):  # no stream yet
+            return 0
         group = fanout_group(groups)  # None: no consumer yet, the whole stream is behind
         lag = fanout_lag(group, int(length), last[0][0] if last else None)
         return lag + (int(group["pending"]) if group is not None else 0)

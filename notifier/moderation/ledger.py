@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from feeds.changelog import entry_id
 from feeds.cluster import client_for
 from schemas import keys
 from schemas.errors import Reason, Rejected
@@ -96,7 +97,7 @@ class Ledger:
     ) -> tuple[list[Link], str | None]:
         """Records oldest first after `after`, or newest first before it."""
         if newest_first:
-            if after is not None and after.split("-") in (["0"], ["0", "0"]):
+            if after is not None and entry_id(after) == (0, 0):
                 return [], None  # nothing is before the first id (and Redis refuses the range)
             end = f"({after}" if after else "+"
             rows = await self.redis.xrevrange(keys.audit(), max=end, min="-", count=limit)

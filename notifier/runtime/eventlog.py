@@ -7,6 +7,7 @@ from typing import Any, Final
 
 import msgspec
 
+from feeds.changelog import entry_id
 from schemas import keys
 from schemas.events import Event, decode_logged, decode_stored, encode_stored
 
@@ -84,13 +85,7 @@ def fanout_lag(group: dict[Any, Any] | None, length: int, last_entry: bytes | st
     the stream; without `lag` (after deletions) the stream's length bounds it."""
     if group is None:
         return length
-    if last_entry is None or _stream_id(group["last-delivered-id"]) >= _stream_id(last_entry):
+    if last_entry is None or entry_id(group["last-delivered-id"]) >= entry_id(last_entry):
         return 0
     lag = group.get("lag")
     return length if lag is None else min(int(lag), length)
-
-
-def _stream_id(entry_id: bytes | str) -> tuple[int, int]:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)

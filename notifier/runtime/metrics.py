@@ -192,8 +192,6 @@ class Metrics:
         )
         self.closes_by_reason = _ByReason(lambda r: self._closes.labels(str(_ws_code(r)), r.value))
         self.closes_client = self._closes.labels("", "client")
-        # the server's own shutdown: the transport closes with 1012 (gateway/wsserver.py)
-        self.closes_restart = self._closes.labels("1012", "shutting_down")
         self.push_seconds = h(
             "notifier_gateway_push_latency_seconds",
             "from the event's acceptance (ingest) to the socket write of its change",
@@ -243,6 +241,12 @@ class Metrics:
             self.registry.register(_Collector(collect))
 
     # -- scrape ----------------------------------------------------------------------------
+
+    def closes_at_shutdown(self, code: int) -> _Count:
+        """The gateway's sessions its own shutdown closed, with the transport's `code`
+        (gateway/wsserver.py: a standard code, not one of CODES)."""
+        child: _Count = self._closes.labels(str(code), Reason.SHUTTING_DOWN.value)
+        return child
 
     async def render(self) -> bytes:
         """The Prometheus text page, samplers run first, at once and each bounded (a frozen

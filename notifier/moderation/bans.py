@@ -73,6 +73,8 @@ class Bans:
         first ban; a suspension may be replaced by another or turned into a ban."""
         if not reason.strip():
             raise Rejected(Reason.INVALID, "a ban needs a reason", "/reason")
+        if actor == who.user:
+            raise Rejected(Reason.INVALID, "a moderator cannot ban themselves", "/actor")
         now = self._ledger.clock()
         wanted = Ban(actor, now, who.user, reason, now + duration_s * 1000 if duration_s else 0)
         action = "suspend" if duration_s else "ban"

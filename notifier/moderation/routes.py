@@ -20,6 +20,7 @@ from notifier.runtime.settings import AuthSettings, Settings
 from schemas import decoding
 from schemas.errors import Reason, Rejected
 from schemas.events import ID_PATTERN, Id, decode_event, is_id
+from schemas.nesting import shallow
 
 from . import console, effects
 from .components import Components
@@ -94,17 +95,24 @@ def moderator(request: Request, auth: AuthSettings) -> Moderator:
     return Moderator(claims.user, claims.role, request_id)
 
 
+class NoBody(msgspec.Struct, forbid_unknown_fields=True):
+    """What claim and release take: nothing, or `{}`."""
+
+
 async def _body(request: Request, kind: type[T]) -> T:
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        raise Rejected(Reason.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
     size, chunks = 0, []
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise Rejected(Reason.TOO_LARGE, f"body larger than {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
+    raw = b"".join(chunks)
+    if kind is NoBody and not raw:
+        return cast(T, NoBody())
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise Rejected(Reason.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
     try:
-        return msgspec.json.decode(b"".join(chunks) or b"{}", type=kind)
+        return shallow(lambda b: msgspec.json.decode(b, type=kind), raw or b"{}")
     except msgspec.DecodeError as exc:
         raise decoding.refusal(exc) from None
 
@@ -210,10 +218,12 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
 
     async def claim(request: Request) -> Response:
         who = moderator(request, auth)
+        await _body(request, NoBody)
         return _json({"item": await queue.claim(_item_id(request), who)})
 
     async def release(request: Request) -> Response:
         who = moderator(request, auth)
+        await _body(request, NoBody)
         return _json({"item": await queue.release(_item_id(request), who)})
 
     async def approve(request: Request) -> Response:

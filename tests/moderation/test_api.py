@@ -130,6 +130,8 @@ async def test_a_delivered_comment_rejected_later_is_recalled_from_a_connected_c
         assert claimed.status_code == 200 and claimed.json()["item"]["claimed_by"] == "ann"
         taken = await app.moderate("POST", "/v1/moderation/items/e1/claim", "ben")
         assert (taken.status_code, taken.json()["error"]) == (409, "claimed")
+        not_theirs = await app.moderate("POST", "/v1/moderation/items/e1/release", "ben")
+        assert (not_theirs.status_code, not_theirs.json()["error"]) == (409, "claimed")
         rejected = await app.moderate("POST", "/v1/moderation/items/e1/reject", "ann", {"note": "insult"})
         assert rejected.status_code == 200, rejected.text
         assert rejected.json()["effect"] == "recall|e1"
@@ -214,6 +216,9 @@ async def test_listing_bulk_decisions_and_bans(app: App) -> None:
         ("POST", "/v1/moderation/bans", {"actor": "bob", "reason": ""}, 422),
         ("POST", "/v1/moderation/bans", {"actor": "bob", "reason": "x", "duration_s": -1}, 422),
         ("POST", "/v1/moderation/bans/bob/lift", {"reason": "x"}, 404),  # not banned
+        ("POST", "/v1/moderation/bans", {"actor": "ann", "reason": "x"}, 422),  # ann is the moderator
+        ("POST", "/v1/moderation/items/e1/claim", {"until": 1}, 422),  # claim and release take no body
+        ("POST", "/v1/moderation/items/e1/release", [], 422),
         ("GET", "/v1/moderation/items?order=random", None, 422),
         ("GET", "/v1/moderation/audit?after=x", None, 422),
         ("GET", "/v1/moderation/audit?order=sideways", None, 422),
@@ -225,6 +230,18 @@ async def test_bad_requests_are_refused_with_a_reason(
     response = await app.moderate(method, path, body=body)
     assert response.status_code == status, response.text
     assert set(response.json()) >= {"error", "detail"}
+
+
+async def test_malformed_bodies_are_refused_as_malformed(app: App) -> None:
+    headers = {**app.auth("ann"), "Content-Type": "application/json"}
+    for path in ("/v1/moderation/items/e1/claim", "/v1/moderation/items/e1/approve", "/v1/moderation/bans"):
+        deep = b"[" * 5_000 + b"]" * 5_000
+        for body in (b"{not json", deep, b'{"note": ' + deep + b"}"):
+            response = await app.http.post(path, headers=headers, content=body)
+            assert response.status_code in {400, 422}, (path, response.text)
+            assert response.json()["error"] in {"malformed", "invalid"}, (path, response.text)
+    bare = await app.http.post("/v1/moderation/items/e1/claim", headers={**app.auth("ann")}, content=b"{}")
+    assert (bare.status_code, bare.json()["error"]) == (415, "unsupported_media_type")
 
 
 async def test_users_report_over_http_and_see_the_outcome(app: App) -> None:

@@ -111,7 +111,11 @@ async def test_a_claim_blocks_others_until_it_expires(
 async def test_released_claims_free_the_item(queue: ReviewQueue) -> None:
     item = await held(queue)
     await queue.claim(item, ANN)
-    assert (await queue.release(item, BEN)).claimed_by == "ann"  # not ben's to release
+    with pytest.raises(Rejected) as refused:  # not ben's to release
+        await queue.release(item, BEN)
+    assert refused.value.reason is Reason.CLAIMED
+    stored = await queue.get(item)
+    assert stored is not None and stored.claimed_by == "ann"
     assert (await queue.release(item, ANN)).state == "pending"
     assert (await queue.claim(item, BEN)).claimed_by == "ben"
 

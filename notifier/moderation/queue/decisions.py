@@ -37,11 +37,13 @@ class QueueDecisions(QueueStore):
         return await self._ledger.transact([key], body)
 
     async def release(self, item_id: str, who: Moderator) -> Item:
+        """Give the lease back; releasing an item nobody holds changes nothing."""
         key = keys.mod_item(item_id)
 
         async def body(pipe: Pipeline) -> Item:
             item = await self._load(pipe, item_id)
-            if item.state != "claimed" or item.claimed_by != who.user:
+            check_claim(item, who)  # another's live claim is theirs to give back: 409
+            if item.state != "claimed":
                 return item
             pipe.multi()
             pipe.hset(key, mapping={"claimed_by": "", "claim_until_ms": 0})

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from schemas import keys
 from schemas import preferences as wire
+from schemas.errors import Reason, Rejected
 from schemas.preferences import Preferences
 
 from . import ranked
+from .cluster import client_for
 from .graph import FollowOp
 from .items import ItemOp
 from .scripts import Command, run_checked
@@ -30,6 +33,8 @@ from .scripts import Command, run_checked
 Relation = Literal["mutes", "blocks", "muted-posts"]
 # a hide mark's field per relation: the other user's or the post's id follows
 MARK = {"mutes": "m:", "blocks": "b:", "muted-posts": "p:"}
+OFF = "o:"  # a hide mark's field for a type's off period: the type follows (`put`)
+_ATTEMPTS = 16  # optimistic retries of `put` before answering "busy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,19 @@ def _hidden(mark: bytes | None, at_ms: int) -> bool:
     return mark is not None and at_ms <= int(mark)
 
 
+def _marks_of(op: ItemOp) -> tuple[str, str, str, str]:
+    """The hide marks that could hold back `op`: of its actor (mute, block), post, and type."""
+    return MARK["mutes"] + op.actor, MARK["blocks"] + op.actor, MARK["muted-posts"] + op.post, OFF + op.verb
+
+
+def _off_then(period: bytes | None, at_ms: int) -> bool:
+    """Whether `at_ms` is in a type's off period (`START-END`, END empty while off)."""
+    if period is None:
+        return False
+    start, _, end = period.partition(b"-")
+    return int(start) <= at_ms and (not end or at_ms <= int(end))
+
+
 class PreferenceStore:
     """The only code that reads or writes `pref: mute: mutep: block: hide:`."""
 
@@ -60,8 +78,34 @@ class PreferenceStore:
         raw = await self._redis.get(keys.preferences(user))
         return wire.DEFAULT if raw is None else wire.decode(raw)
 
-    async def put(self, user: str, prefs: Preferences) -> None:
-        await self._redis.set(keys.preferences(user), wire.encode(prefs))
+    async def put(self, user: str, prefs: Preferences, at_ms: int) -> None:
+        """Store `prefs`; a type turned off or back on moves its off period, the hide mark
+        `o:TYPE` = `START-END` (END empty while off): what happened in it stays hidden for
+        good, after the type is on again and in a replay, as after a mute. Periods merge into
+        one (from the first START), so a rebuild also hides what came between them."""
+        stored, marks = keys.preferences(user), keys.hide_marks(user)
+        for _ in range(_ATTEMPTS):
+            client = await client_for(self._redis, stored)
+            async with client.pipeline(transaction=True) as pipe:
+                await pipe.watch(stored, marks)
+                raw = await pipe.get(stored)
+                was = set((wire.decode(raw) if raw else wire.DEFAULT).off)
+                moved = sorted(was ^ set(prefs.off))
+                periods = await pipe.hmget(marks, [OFF + t for t in moved]) if moved else []
+                pipe.multi()
+                pipe.set(stored, wire.encode(prefs))
+                for kind, period in zip(moved, periods, strict=True):
+                    start = period.split(b"-", 1)[0].decode() if period else ""
+                    if kind in was:  # back on: the period ends now (started before we kept it: 0)
+                        pipe.hset(marks, OFF + kind, f"{start or 0}-{at_ms}")
+                    else:  # off from now (or again: from the first START on)
+                        pipe.hset(marks, OFF + kind, f"{start or at_ms}-")
+                try:
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
+        raise Rejected(Reason.UNAVAILABLE, "the preferences kept changing; retry")
 
     async def relate(self, user: str, relation: Relation, other: str, on: bool, at_ms: int) -> bool:
         """Mute or block `other` (a post for muted-posts) (on), or undo it; True if that changed
@@ -124,7 +168,7 @@ class PreferenceStore:
                 ("ZSCORE", keys.blocks(op.user), op.actor),
                 ("ZSCORE", keys.blocks(op.actor), op.user),
                 ("ZSCORE", keys.muted_posts(op.user), op.post or "\n"),  # no post: no member
-                ("HMGET", keys.hide_marks(op.user), "m:" + op.actor, "b:" + op.actor, "p:" + op.post),
+                ("HMGET", keys.hide_marks(op.user), *_marks_of(op)),
             ]
         for i in follow_reads:
             follow = follows[i]
@@ -145,6 +189,7 @@ class PreferenceStore:
             op = items[i]
             now = muted is not None or blocked is not None or blocked_by is not None or post_muted is not None
             marked = any(_hidden(m, op.at_ms) for m in marks[:2]) or (op.post and _hidden(marks[2], op.at_ms))
+            marked = marked or _off_then(marks[3], op.at_ms)
             if now or marked:
                 kept.items[i] = False
         for i in follow_reads:

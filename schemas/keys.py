@@ -203,7 +203,8 @@ def muted_posts(user_id: str) -> str:
 def hide_marks(user_id: str) -> str:
     """Hash: `m:ACTOR` / `b:USER` / `p:POST` -> the ms of the last mute or unmute of the actor,
     block or unblock between the user and USER (either way), mute or unmute of the post: what
-    happened at or before it stays hidden after an undo. User state."""
+    happened at or before it stays hidden after an undo; `o:TYPE` -> `START-END` (ms; END empty
+    while off), the type's off period: what happened in it stays hidden. User state."""
     return f"hide:{_user(user_id)}"
 
 

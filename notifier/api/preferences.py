@@ -46,7 +46,7 @@ async def put_preferences(request: Request, store: PreferenceStore, auth: AuthSe
         raise decoding.refusal(exc) from None
     except wire.InvalidTimezone as exc:
         raise Rejected(Reason.INVALID, str(exc), "/quiet_hours/timezone") from None
-    await store.put(user, prefs)
+    await store.put(user, prefs, int(time.time() * 1000))
     return Response(wire.encode(prefs), media_type="application/json")
 
 

@@ -17,6 +17,7 @@ from feeds.cluster import REDIS_UNAVAILABLE
 from feeds.inbox import Inbox
 from feeds.items import plan, retract
 from feeds.limits import FeedLimits
+from feeds.preferences import PreferenceStore
 from notifier.runtime import jobqueue
 from notifier.runtime.jobqueue import JobSet
 from notifier.runtime.settings import Settings
@@ -53,7 +54,12 @@ class Effects:
         ops = []
         if item is not None and item.state == wanted:
             event = decode_event(bytes(item.event))
-            ops = plan(event, self._limits) if wanted == "approved" else retract(event, self._limits)
+            if wanted == "approved":  # what the recipients' blocks, mutes and preferences let through,
+                ops = plan(event, self._limits)  # as the fan-out would have
+                kept = await PreferenceStore(self._inbox.redis).keep(ops)
+                ops = [op for op, keep in zip(ops, kept.items, strict=True) if keep]
+            else:
+                ops = retract(event, self._limits)
             errors = [e for e in await self._inbox.apply(ops) if e is not None]
             if errors:
                 raise errors[0]  # the job is retried; the applied part is idempotent

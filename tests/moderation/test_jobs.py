@@ -3,20 +3,24 @@ outbox retried until done, and a graceful stop under the supervisor's protocol."
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import orjson
 import pytest
 from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 
+from feeds.preferences import PreferenceStore
 from notifier.jobs.worker import JobsService
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.moderation.effects import enqueue, job_set
 from notifier.runtime.jobqueue import job_pool
 from notifier.runtime.settings import Settings
 from schemas import keys
+from schemas.preferences import Preferences
 
-from .builders import ANN, FLAGGED_TEXT, JOBS_TIMEOUT_S, Stack, comment, stack
+from .builders import ANN, FLAGGED_TEXT, HELD_TEXT, JOBS_TIMEOUT_S, Stack, comment, stack
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -54,6 +58,25 @@ async def test_an_effect_is_retried_until_done(s: Stack) -> None:
     await s.run_jobs()  # the sweep enqueues it again
     assert await s.outbox.pending() == []
     assert await s.groups("alice") == []
+
+
+async def test_an_approval_delivers_only_what_the_recipients_let_through(s: Stack) -> None:
+    """A held item approved later meets the recipients' blocks, mutes, muted posts and types
+    off as the fan-out would have: they may have changed while it waited for a moderator."""
+    recipients = ["alice", "dave", "erin", "fay", "gus"]
+    await s.send(*(comment(f"e{n}", "bob", u, HELD_TEXT, post=f"p{n}") for n, u in enumerate(recipients)))
+    store, now = PreferenceStore(s.redis), int(time.time() * 1000)
+    await store.relate("alice", "blocks", "bob", True, now)
+    await store.relate("dave", "mutes", "bob", True, now)
+    await store.relate("erin", "muted-posts", "p2", True, now)
+    await store.put("fay", Preferences(off=["comment"]), now)
+    for n in range(len(recipients)):
+        assert (await s.queue.decide(f"e{n}", "approve", ANN, "")).effect == f"deliver|e{n}"
+    await s.run_jobs()
+    assert await s.outbox.pending() == []
+    for user in recipients[:-1]:
+        assert await s.groups(user) == [] and await s.unread(user) == 0, user
+    assert [g["id"] for g in await s.groups("gus")] == ["comment:c-e4"]
 
 
 async def test_the_service_runs_the_outbox_and_stops_gracefully(

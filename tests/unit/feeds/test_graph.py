@@ -176,7 +176,7 @@ async def test_follows_and_mutes_or_off_in_any_order_keep_both_sides_agreeing(st
             elif what in ("mute", "unmute") and a != b:  # the followed user mutes the follower
                 await prefs.relate(b, "mutes", a, what == "mute", 1_000 * t)
             elif what in ("off", "on"):
-                await prefs.put(b, Preferences(off=["follow"] if what == "off" else []))
+                await prefs.put(b, Preferences(off=["follow"] if what == "off" else []), 1_000 * t)
         by_followers, by_following = await edges(redis)
         assert by_followers == by_following
     finally:

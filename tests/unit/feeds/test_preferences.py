@@ -24,6 +24,11 @@ pytestmark = pytest.mark.anyio
 LIMITS = FeedLimits()
 
 
+def ms(seconds: float) -> int:
+    """The server's clock at a preference change, on the events' time line (builders.at)."""
+    return int(at(seconds).timestamp() * 1000)
+
+
 async def apply(redis: Redis, events: list[Event]) -> None:
     logged = [LoggedEvent(f"{i}-0".encode(), e, "posts", 0) for i, e in enumerate(events)]
     assert await apply_events(Inbox(redis, LIMITS), LIMITS, logged) == {}
@@ -35,9 +40,33 @@ async def verbs(redis: Redis, user: str) -> list[tuple[str, int]]:
 
 
 async def test_a_type_turned_off_no_longer_reaches_the_inbox(redis: Redis) -> None:
-    await PreferenceStore(redis).put("olga", Preferences(off=["like"]))
+    await PreferenceStore(redis).put("olga", Preferences(off=["like"]), ms(-1))
     await apply(redis, [like("ann"), follow("bob"), comment("cid", "c1")])
     assert await verbs(redis, "olga") == [("comment", 1), ("follow", 1)]
+
+
+async def test_a_type_turned_back_on_lets_through_only_what_happened_outside_its_off_period(
+    redis: Redis,
+) -> None:
+    """The off period is remembered: turning a type back on never brings back what happened
+    while it was off, whether the event arrives late or the log is replayed."""
+    store = PreferenceStore(redis)
+    await apply(redis, [like("ann", t=1)])  # before the period: delivered
+    await store.put("olga", Preferences(off=["like"]), ms(2))
+    await apply(redis, [like("bob", t=3)])  # during it: dropped
+    await store.put("olga", Preferences(off=[]), ms(4))
+    assert await verbs(redis, "olga") == [("like", 1)]
+    await apply(redis, [like("bob", t=3), like("cid", t=3.5)])  # a replay, a late one: still dropped
+    assert await verbs(redis, "olga") == [("like", 1)]
+    await apply(redis, [like("dan", t=5), like("ann", post="p2", t=1.5)])  # after it, before it
+    assert await verbs(redis, "olga") == [("like", 1), ("like", 2)]
+    assert await redis.hget(keys.hide_marks("olga"), "o:like") == f"{ms(2)}-{ms(4)}".encode()
+    # off again: the period runs from its first start; on: it ends again
+    await store.put("olga", Preferences(off=["like", "follow"]), ms(6))
+    assert await redis.hget(keys.hide_marks("olga"), "o:like") == f"{ms(2)}-".encode()
+    assert await redis.hget(keys.hide_marks("olga"), "o:follow") == f"{ms(6)}-".encode()
+    await store.put("olga", Preferences(off=["follow"]), ms(7))
+    assert await redis.hget(keys.hide_marks("olga"), "o:like") == f"{ms(2)}-{ms(7)}".encode()
 
 
 async def test_a_muted_actor_no_longer_notifies_but_an_undo_still_applies(redis: Redis) -> None:
@@ -53,7 +82,7 @@ async def test_a_muted_actor_no_longer_notifies_but_an_undo_still_applies(redis:
 
 async def test_preferences_and_a_mute_of_one_user_both_hold_back(redis: Redis) -> None:
     store = PreferenceStore(redis)
-    await store.put("olga", Preferences(off=["follow"]))
+    await store.put("olga", Preferences(off=["follow"]), ms(-1))
     await store.relate("olga", "mutes", "ann", True, 0)
     await apply(redis, [like("ann"), follow("bob"), like("bob"), comment("cid", "c1")])
     assert await verbs(redis, "olga") == [("comment", 1), ("like", 1)]  # bob's like, cid's comment

@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from schemas import layouts
 from schemas.events import (
     Comment,
     CommentDeleted,
@@ -89,7 +90,7 @@ def _ops(event: Event, window_ms: int) -> list[ItemOp]:
                 retract.append(ItemOp(user, f"m|c:{comment}", "x", at, eid, actor, f"mention:{comment}"))
             return retract
         case Mention(post=post, users=users, comment=None, text=text):
-            gid = f"mention:{post}:{actor}"
+            gid = layouts.mention_in_post(post, actor)
             item = f"m|p:{post}|{actor}"
             return [
                 ItemOp(user, item, "a", at, eid, actor, gid, "mention", post, "", text)

@@ -134,7 +134,7 @@ class Producer:
         body: dict[str, Any] = {"id": ident, "actor": actor, "occurred_at": at}
         if k == 1:  # a comment is its own group: comment:ID, one per event
             body |= {"type": "comment", "post": ident, "owner": user_id(recipients[0]), "comment": ident}
-        else:  # a mention of a fresh post is one group per recipient: mention:ID:ACTOR
+        else:  # a mention of a fresh post is one group per recipient: mention:ID~ACTOR
             body |= {"type": "mention", "post": ident, "users": [user_id(r) for r in recipients]}
         return sent, body
 

@@ -17,7 +17,7 @@ from typing import Final, TypeAlias
 import msgspec
 import orjson
 
-from schemas import protocol
+from schemas import layouts, protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +52,12 @@ _SOCKETIO_CHANGE: Final = re.compile(rb'42\["change",\{"event":"([^"\\]*)"')
 
 
 def event_of_group(group_id: str) -> str | None:
-    """`comment:RUN.SEQ` or `mention:RUN.SEQ:ACTOR` → `RUN.SEQ` (the ids the producer chose)."""
+    """`comment:RUN.SEQ` or `mention:RUN.SEQ~ACTOR` → `RUN.SEQ` (the ids the producer chose)."""
     kind, _, rest = group_id.partition(":")
     if kind == "comment":
         return rest
     if kind == "mention":
-        return rest.partition(":")[0]
+        return rest.partition(layouts.MENTION_IN_POST)[0]
     return None
 
 

@@ -13,7 +13,7 @@ scripts' source, so Lua and Python share every number and separator.
 - An inbox record (`keys.inbox`, newest first): TIME, then for a like or follow group its short
   id (the verb's first letter, then what follows `VERB:`), for a comment or a mention HEAD `|`
   ACTOR `|` POST `|` TEXT, HEAD the short id, or `p` for a mention in a post (whose group id,
-  `mention:POST:ACTOR`, the record holds).
+  `mention:POST~ACTOR` (`mention_in_post`), the record holds).
 - A published change: `EPOCH N CHECK[@MS[@TRACEPARENT]] [FEED_MARK]PAYLOAD` (the tag after the
   check: the event's acceptance time and trace context, for the gateway's push latency and
   tracing; FEED_MARK leads a home-feed change, which shares the inbox's log); or RESYNC_MESSAGE.
@@ -133,6 +133,17 @@ def trim_past(max_changes: int) -> int:
     return max_changes + max_changes // LOG_SLACK
 
 
+# Between the post and the actor of a mention-in-post's group id: a character no id holds
+# (events.ID_PATTERN), so ids with ':' never make two groups one (`mention:a:b:c` was both b:c's
+# mention in post a and c's in post a:b, and a comment a:b:c's mentions).
+MENTION_IN_POST: Final = "~"
+
+
+def mention_in_post(post: str, actor: str) -> str:
+    """The group id of `actor`'s mention of the recipient in `post`."""
+    return f"mention:{post}{MENTION_IN_POST}{actor}"
+
+
 def short_group(gid: str) -> str:
     return gid[0] + gid[gid.index(":") + 1 :]
 
@@ -164,7 +175,7 @@ def record_group(record: bytes) -> tuple[int, str]:
     if head != "p":
         return decode_ms(record), long_group(head)
     actor, post, _ = tail[bar + 1 :].decode().split("|", 2)
-    return decode_ms(record), f"mention:{post}:{actor}"
+    return decode_ms(record), mention_in_post(post, actor)
 
 
 def is_group_record(record: bytes) -> bool:
@@ -277,6 +288,7 @@ LUA_CONSTANTS: Final[dict[str, str]] = {
     "USER_KEYS": str(USER_KEYS),
     "FEED_USER_KEYS": str(FEED_USER_KEYS),
     "LOG_SLACK": str(LOG_SLACK),
+    "MENTION_IN_POST": lua_string(MENTION_IN_POST),
 }
 
 

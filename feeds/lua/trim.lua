@@ -33,7 +33,7 @@ local function shown(item, reg, t)
   elseif item:sub(3, 4) == 'c:' then
     gid = 'mention:' .. item:sub(5)
   else
-    gid = 'mention:' .. item:match('^m|p:(.*)|') .. ':' .. item:match('[^|]*$')
+    gid = 'mention:' .. item:match('^m|p:(.*)|') .. MENTION_IN_POST .. item:match('[^|]*$')
   end
   return find(t, gid) ~= nil
 end

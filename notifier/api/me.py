@@ -23,7 +23,7 @@ MAX_PAGE = 100
 MAX_READ_IDS = 500
 _LIMIT: Final = re.compile(r"[0-9]{1,3}")
 # a page's `next`: the last group's time (ms, negative before 1970) and id (feeds.inbox)
-_PAGE_CURSOR: Final = re.compile(r"-?[0-9]{1,16}:[A-Za-z0-9_.:@-]{1,290}")
+_PAGE_CURSOR: Final = re.compile(r"-?[0-9]{1,16}:[A-Za-z0-9_.:@~-]{1,290}")
 
 
 class MarkRead(msgspec.Struct, forbid_unknown_fields=True):

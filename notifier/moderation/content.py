@@ -24,8 +24,8 @@ from redis.asyncio import Redis
 
 from feeds.scripts import Command, run_checked
 from notifier.runtime.eventlog import LoggedEvent, decode_entry, partition_of
-from schemas import keys
-from schemas.events import Comment, Mention
+from schemas import keys, layouts
+from schemas.events import Comment, Mention, is_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +60,14 @@ def _lasting(key: str, ms: int) -> list[Command]:
 
 def ref_of_group(group_id: str) -> str | None:
     """The reportable thing behind a notification group id (`comment:C`, `mention:C`,
-    `mention:POST:ACTOR`); None for groups that carry no text (likes, follows)."""
+    `mention:POST~ACTOR`: layouts.mention_in_post); None for groups that carry no text (likes,
+    follows) or not in these forms."""
     verb, _, rest = group_id.partition(":")
-    parts = rest.split(":")
-    if verb in {"comment", "mention"} and len(parts) == 1 and parts[0]:
-        return f"comment:{parts[0]}"
-    if verb == "mention" and len(parts) == 2 and all(parts):
-        return f"post:{parts[0]}:{parts[1]}"
+    post, in_post, actor = rest.partition(layouts.MENTION_IN_POST)
+    if verb == "mention" and in_post:
+        return f"post:{post}{layouts.MENTION_IN_POST}{actor}" if is_id(post) and is_id(actor) else None
+    if verb in {"comment", "mention"} and is_id(rest):
+        return f"comment:{rest}"
     return None
 
 
@@ -104,11 +105,13 @@ class ContentIndex:
 
     async def of_ref(self, ref: str) -> list[Located]:
         """The events behind `ref` (as `ref_of_group` makes it) still in the log."""
-        # a mention in a post delivered by an earlier version has a `modref:` key of its own
-        positions = [p.decode() for p in (await self._redis.hgetall(keys.mod_ref(ref))).values()]
         kind, _, rest = ref.partition(":")
+        post, _, actor = rest.partition(layouts.MENTION_IN_POST)
+        # a mention in a post delivered by an earlier version has a `modref:` key of its own,
+        # named `post:POST:ACTOR`
+        legacy = f"post:{post}:{actor}" if kind == "post" else ref
+        positions = [p.decode() for p in (await self._redis.hgetall(keys.mod_ref(legacy))).values()]
         if kind == "post":
-            post, _, actor = rest.partition(":")  # neither holds a ':' (ref_of_group)
             pattern = f"*{POST_SEPARATOR}{post}"  # ids hold no glob character (schemas.events)
             members = self._redis.zscan_iter(keys.mod_content(actor), match=pattern, count=1_000)
             async for member, _ in members:

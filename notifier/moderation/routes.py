@@ -77,7 +77,8 @@ class LiftBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class Target(msgspec.Struct, forbid_unknown_fields=True):
     kind: TargetKind
-    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:@-]{1,300}$(?!\n)")]  # ids, group ids
+    # an id, or a group id (which may hold layouts.MENTION_IN_POST)
+    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:@~-]{1,300}$(?!\n)")]
 
 
 class ReportBody(msgspec.Struct, forbid_unknown_fields=True):

@@ -42,7 +42,7 @@ def _published(event: str, **group: Any) -> str:
 FAST_NOTIFIER = [  # (cursor, payload): plain change frames of one of our events
     ("lt1.43-0", _published("lt1.42")),
     ("0192f3a1.7-0", _lua_upsert(_lua_view("comment:lt1.9"))),
-    ("e.5-3", _lua_upsert(_lua_view("mention:lt1.9:a3"))),
+    ("e.5-3", _lua_upsert(_lua_view("mention:lt1.9~a3"))),
     ("e.5-3", _lua_upsert(_lua_view("like:p1:3"))),  # not one of ours: no event
     ("e.6-0", _lua_upsert(_lua_view("comment:lt1.10", read=True), unread=0)),
     ("e.7-0", _lua_upsert(_lua_view("comment:lt1.11", text="plain words"))),
@@ -103,7 +103,7 @@ def test_frames_other_than_changes_take_the_full_parse(text: str) -> None:
 def test_the_fast_path_reads_the_event_ids_the_producers_chose() -> None:
     ours = NotifierProtocol()
     assert ours.change(protocol.change("e.1-0", _published("lt1.42")).encode()) == ("e.1-0", "lt1.42")
-    mention = _lua_upsert(_lua_view("mention:lt1.9:a3"))
+    mention = _lua_upsert(_lua_view("mention:lt1.9~a3"))
     assert ours.change(protocol.change("e.2-0", mention).encode()) == ("e.2-0", "lt1.9")
 
 

@@ -57,7 +57,7 @@ def test_stage_knobs_are_checked() -> None:
 
 def test_event_ids_come_back_from_group_ids() -> None:
     assert event_of_group("comment:lt1.42") == "lt1.42"
-    assert event_of_group("mention:lt1.42:a7") == "lt1.42"
+    assert event_of_group("mention:lt1.42~a7") == "lt1.42"
     assert event_of_group("like:p1:3") is None
 
 

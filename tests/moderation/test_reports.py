@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from notifier.fanout.replay import replay
 from notifier.moderation.classifier import ProfanityCheck
+from notifier.moderation.content import ref_of_group
 from notifier.moderation.reports import ReportReason
 from notifier.runtime.settings import Settings
 from schemas import keys
@@ -82,10 +83,22 @@ async def test_a_mention_in_a_post_is_found_among_its_actors_content_without_a_k
     )
     assert not await s.redis.exists(keys.mod_ref("post:p1:bob"))  # ~200 bytes an event saved
 
-    located = await s.parts.content.of_ref("post:p1:bob")
+    located = await s.parts.content.of_ref(ref_of_group("mention:p1~bob") or "")
 
     assert [f.logged.event.id for f in located] == ["m1"]
     assert sorted(f.logged.event.id for f in await s.parts.content.of_actor("bob")) == ["e1", "m1", "m2"]
+
+
+async def test_mentions_in_posts_whose_ids_hold_colons_are_told_apart(s: Stack) -> None:
+    await s.send(
+        mention("m1", "b:c", ["dave"], CLEAN_TEXT, post="a"),
+        mention("m2", "c", ["dave"], CLEAN_TEXT, post="a:b"),
+    )
+    for group, wanted in (("mention:a~b:c", "m1"), ("mention:a:b~c", "m2")):
+        ref = ref_of_group(group)
+        assert ref is not None
+        assert [f.logged.event.id for f in await s.parts.content.of_ref(ref)] == [wanted]
+    assert ref_of_group("mention:a~b~c") is None and ref_of_group("like:p1:20783") is None
 
 
 async def test_a_mention_in_a_post_indexed_by_an_earlier_version_is_still_found(s: Stack) -> None:
@@ -94,7 +107,7 @@ async def test_a_mention_in_a_post_indexed_by_an_earlier_version_is_still_found(
     await s.redis.delete(keys.mod_content("bob"))  # as an earlier version indexed it: a key of its own
     await s.redis.hset(keys.mod_ref("post:p1:bob"), "m1", found.position)
 
-    assert [f.logged.event.id for f in await s.parts.content.of_ref("post:p1:bob")] == ["m1"]
+    assert [f.logged.event.id for f in await s.parts.content.of_ref("post:p1~bob")] == ["m1"]
 
 
 async def test_what_cannot_be_reported_is_refused_with_a_reason(s: Stack) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -134,3 +135,28 @@ async def test_a_users_items_around_one_that_fails_are_applied_with_their_state(
     assert sorted(g["post"] for g in groups) == sorted({"p0", "p1", "p2", "p3"} - {poisoned_post})
     assert unread == 3 and await redis.llen(keys.changelog("eve")) == 3
     assert Cursor.parse((await inbox.page("eve", None, 10)).cursor).number == 3
+
+
+async def test_ids_holding_colons_never_make_two_mentions_one_group(redis: Redis, settings: Settings) -> None:
+    """Ids may hold ':': a mention in post `a` by `b:c`, one in post `a:b` by `c` and the mentions
+    in comment `a:b:c` are three groups (their ids were all `mention:a:b:c`: one was lost from
+    the view and the unread count kept a group nobody could mark read)."""
+    inbox = Inbox(redis, settings.feeds)
+    events = [
+        Mention(id="m1", actor="b:c", occurred_at=at(1), post="a", users=["ivy"]),
+        Mention(id="m2", actor="c", occurred_at=at(1), post="a:b", users=["ivy"]),
+        Mention(id="m3", actor="kate", occurred_at=at(1), post="p", users=["ivy"], comment="a:b:c"),
+    ]
+    ops = ops_of(events, settings.feeds)
+    assert await inbox.apply(ops) == [None] * 3
+    page = await inbox.page("ivy", None, 10)
+    assert sorted(orjson.loads(g)["id"] for g in page.groups) == [
+        "mention:a:b:c",
+        "mention:a:b~c",
+        "mention:a~b:c",
+    ]
+    assert await inbox.unread("ivy") == 3
+    await inbox.mark_read("ivy", ["mention:a~b:c", "mention:a:b~c"])
+    assert await inbox.unread("ivy") == 1
+    await inbox.mark_read("ivy", ["mention:a:b:c"])
+    assert await inbox.unread("ivy") == 0

@@ -120,14 +120,14 @@ async def test_the_records_and_log_entries_the_apply_writes_are_the_layouts(redi
     ops = [
         ItemOp("olga", "l|p1|ann", "a", t, "e.1", "ann", "like:p1:20783", "like", "p1"),
         ItemOp("olga", "c|c1", "a", t + 1, "e.2", "bo", "comment:c1", "comment", "p1", "c1", "hi | there"),
-        ItemOp("olga", "m|p:p2|cy", "a", t + 2, "e.3", "cy", "mention:p2:cy", "mention", "p2", "", "@olga"),
+        ItemOp("olga", "m|p:p2|cy", "a", t + 2, "e.3", "cy", "mention:p2~cy", "mention", "p2", "", "@olga"),
         ItemOp("olga", "m|c:c9", "a", t + 3, "e.4", "dee", "mention:c9", "mention", "p3", "c9", ""),
     ]
     assert await inbox.apply(ops) == [None] * 4
     records = await redis.lrange(keys.inbox("olga"), 0, -1)
     assert records == [
         layouts.encode_single_record(t + 3, "mention:c9", "dee", "p3", "", in_comment=True),
-        layouts.encode_single_record(t + 2, "mention:p2:cy", "cy", "p2", "@olga", in_comment=False),
+        layouts.encode_single_record(t + 2, "mention:p2~cy", "cy", "p2", "@olga", in_comment=False),
         layouts.encode_single_record(t + 1, "comment:c1", "bo", "p1", "hi | there", in_comment=True),
         layouts.encode_group_record(t, "like:p1:20783"),
     ]

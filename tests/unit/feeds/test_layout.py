@@ -84,7 +84,7 @@ async def test_every_kind_of_group_reads_back_as_written(redis: Redis, text: str
     expected = [
         {"id": "comment:c:1", "verb": "comment", "post": "p:1", "comment": "c:1", **with_text, **one},
         {"id": "mention:c:2", "verb": "mention", "post": "p:1", "comment": "c:2", **with_text, **one},
-        {"id": "mention:p:1:a:b@c.d_e-f", "verb": "mention", "post": "p:1", **with_text, **one},
+        {"id": "mention:p:1~a:b@c.d_e-f", "verb": "mention", "post": "p:1", **with_text, **one},
         {"id": f"like:p:1:{window}", "verb": "like", "post": "p:1", **one},
         {"id": f"follow:{window}", "verb": "follow", **one},
     ]

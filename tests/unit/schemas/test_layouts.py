@@ -76,7 +76,7 @@ def test_the_text_state_of_before_is_still_read() -> None:
     assert layouts.decode_state(None) == layouts.UserState(None, 0, 0)
 
 
-GROUP_IDS = ["like:p1:20783", "follow:20783", "comment:c1", "mention:c9", "mention:p2:cy"]
+GROUP_IDS = ["like:p1:20783", "follow:20783", "comment:c1", "mention:c9", "mention:p2~cy"]
 
 
 @pytest.mark.parametrize("gid", GROUP_IDS)
@@ -87,8 +87,8 @@ def test_group_ids_round_trip_through_their_short_form(gid: str) -> None:
 def test_records_name_their_group_even_when_the_time_holds_a_bar() -> None:
     at = layouts.decode_ms(b"\x01|||||\x00")  # a time whose bytes are '|'
     assert layouts.record_group(layouts.encode_group_record(at, "like:p1:3")) == (at, "like:p1:3")
-    mention = layouts.encode_single_record(at, "mention:p2:cy", "cy", "p2", "a | b", in_comment=False)
-    assert layouts.record_group(mention) == (at, "mention:p2:cy")
+    mention = layouts.encode_single_record(at, "mention:p2~cy", "cy", "p2", "a | b", in_comment=False)
+    assert layouts.record_group(mention) == (at, "mention:p2~cy")
     assert not layouts.is_group_record(mention)
 
 

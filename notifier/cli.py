@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import socket
 import sys
@@ -38,6 +39,7 @@ from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.janitor import Janitor
 from notifier.fanout.sweeper import Sweeper
 from notifier.jobs.worker import JobsService
+from notifier.moderation import policy
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.moderation.components import Components
 from notifier.moderation.effects import job_set as moderation_jobs
@@ -53,6 +55,7 @@ from notifier.runtime.redis import RedisHandle, open_redis
 from notifier.runtime.server import HttpService
 from notifier.runtime.settings import Settings
 from schemas.errors import ConfigError, Reason, Rejected
+from schemas.events import is_id
 
 log = logging.getLogger("notifier")
 
@@ -272,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env(_environ_for(args.command))
+        if errors := policy.problems(settings.moderation):  # the rules are moderation's to name
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -282,6 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.command} needs {missing}", file=sys.stderr)
         return 2
     if args.command == "token":
+        if not is_id(args.user) or not 0 < args.ttl_s < math.inf:
+            print(
+                "token needs a user id (1-128 of A-Z a-z 0-9 _ . : @ -) and a positive --ttl-s",
+                file=sys.stderr,
+            )
+            return 2
         print(tokens.issue(settings.auth, args.user, ttl_s=args.ttl_s, role=args.role))
         return 0
     try:

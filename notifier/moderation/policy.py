@@ -4,6 +4,7 @@ queue for review), hold (queue; deliver only once approved) or drop (record, nev
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Final
@@ -36,6 +37,17 @@ DEFAULTS: Final[dict[str, Threshold]] = {
     "classifier": Threshold("classifier", flag=0.8, hold=NEVER, drop=NEVER),
 }
 _FALLBACK: Final = Threshold("*", flag=0.5, hold=0.9, drop=NEVER)
+
+
+def problems(settings: ModerationSettings) -> list[str]:
+    """Threshold overrides naming no rule: a typo would silently leave the rule at its default."""
+    out = []
+    for override in settings.thresholds:
+        if override.rule not in DEFAULTS:
+            close = difflib.get_close_matches(override.rule, DEFAULTS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f" (rules: {', '.join(DEFAULTS)})"
+            out.append(f"NOTIFIER_MODERATION_THRESHOLDS: no rule {override.rule!r}{hint}")
+    return out
 
 
 def _merge(base: Threshold, override: Threshold) -> Threshold:

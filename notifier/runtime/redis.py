@@ -114,12 +114,16 @@ async def open_redis(
             finally:
                 await client.aclose()
         return
-    if url in {"", "embedded", "memory"} and not allow_fake:
+    if url == "embedded":  # forced: never the fake instead
+        raise ConfigError(
+            f"NOTIFIER_REDIS_URL=embedded needs redis-server on PATH (the private server on {folder})"
+        )
+    if url in {"", "memory"} and not allow_fake:
         raise ConfigError(
             "no Redis found: nothing answers at 127.0.0.1:6379, no private redis-server runs on "
             f"{folder}, and redis-server is not installed; set NOTIFIER_REDIS_URL"
         )
-    if url in {"", "embedded", "memory"}:
+    if url in {"", "memory"}:
         log.warning(
             "NO REDIS: running on an in-process fake Redis. Nothing persists and nothing is "
             "shared with other processes. Set NOTIFIER_REDIS_URL for real use."

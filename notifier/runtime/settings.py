@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -202,7 +203,11 @@ class Settings:
                         errors.append(f"{name}: {exc}")
             sections[f.name] = dataclasses.replace(section, **values)
         errors.extend(_unknown_names(environ))
-        dev = environ.get(f"{PREFIX}DEV", "").lower() in {"1", "true", "yes"}
+        dev = False
+        try:
+            dev = _bool(environ.get(f"{PREFIX}DEV", ""))
+        except ValueError as exc:
+            errors.append(f"{PREFIX}DEV: {exc}")
         disabled = environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
         tracing = "none" if disabled else environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
         settings = cls(**sections, tracing=tracing, dev=dev)
@@ -236,6 +241,17 @@ class Settings:
             out.append("NOTIFIER_FANOUT_BLOCK_MS must be below half of NOTIFIER_REDIS_SOCKET_TIMEOUT_S")
         if self.auth.jwt_secret and len(self.auth.jwt_secret) < 32:
             out.append("NOTIFIER_AUTH_JWT_SECRET must be at least 32 characters")
+        special = {"", "embedded", "memory"}  # a cluster's seeds may also be bare HOST:PORT
+        if (
+            not self.redis.cluster
+            and self.redis.url not in special
+            and not self.redis.url.startswith(REDIS_SCHEMES)
+        ):
+            out.append(
+                "NOTIFIER_REDIS_URL must be a redis://, rediss:// or unix:// URL, or embedded or memory"
+            )
+        if self.jobs.redis_url and not self.jobs.redis_url.startswith(REDIS_SCHEMES):
+            out.append("NOTIFIER_JOBS_REDIS_URL must be a redis://, rediss:// or unix:// URL")
         if self.redis.cluster and self.redis.url in {"", "embedded", "memory"}:
             out.append("NOTIFIER_REDIS_CLUSTER needs NOTIFIER_REDIS_URL: seed addresses, comma-separated")
         if self.redis.cluster and not self.jobs.redis_url:
@@ -244,44 +260,16 @@ class Settings:
             )
         if self.jobs.redis_url and not self.redis.cluster:
             out.append("NOTIFIER_JOBS_REDIS_URL is for a cluster; one Redis holds the job queue itself")
-        for name in ("max_lateness_s", "max_clock_skew_s"):
-            if getattr(self.ingest, name) < 0:
-                out.append(f"NOTIFIER_INGEST_{name.upper()} must not be negative")
-        if self.fanout.sweep_users < 0:
-            out.append("NOTIFIER_FANOUT_SWEEP_USERS must not be negative")
-        if not 1 <= self.ingest.partitions <= 1024:
+        out += self._out_of_range()
+        if self.ingest.partitions > 1024:
             out.append("NOTIFIER_INGEST_PARTITIONS must be between 1 and 1024")
-        for name in ("max_deliveries", "batch_size", "batches_in_flight"):
-            if getattr(self.fanout, name) < 1:
-                out.append(f"NOTIFIER_FANOUT_{name.upper()} must be at least 1")
-        if self.gateway.send_queue_frames < 1:
-            out.append("NOTIFIER_GATEWAY_SEND_QUEUE_FRAMES must be at least 1")
-        if self.http.drain_s < 0:
-            out.append("NOTIFIER_HTTP_DRAIN_S must not be negative")
-        if self.gateway.position_check_s < 0:
-            out.append("NOTIFIER_GATEWAY_POSITION_CHECK_S must not be negative (0: never)")
-        for limit in dataclasses.fields(self.feeds):  # a zero window divides by zero in feeds.items
-            if getattr(self.feeds, limit.name) < 1:
-                out.append(f"NOTIFIER_FEEDS_{limit.name.upper()} must be at least 1")
+        for name in ("http.api_port", "http.gateway_port", "metrics.port"):
+            if self._number(name) > 65535:
+                out.append(f"{_variable(name)} must be a port: 0 to 65535")
+        if self.gateway.max_frame_bytes < MIN_FRAME_BYTES:  # a hello with a token must fit
+            out.append(f"NOTIFIER_GATEWAY_MAX_FRAME_BYTES must be at least {MIN_FRAME_BYTES}")
         if self.feeds.post_tombstone_ms < self.fanout.retain_ms:  # a replay could resurrect a post
             out.append("NOTIFIER_FEEDS_POST_TOMBSTONE_MS must be at least NOTIFIER_FANOUT_RETAIN_MS")
-        for section, names in (
-            (
-                self.moderation,
-                (
-                    "velocity_per_min",
-                    "duplicate_targets",
-                    "duplicate_window_s",
-                    "claim_ttl_s",
-                    "reports_per_hour",
-                ),
-            ),
-            (self.jobs, ("poll_ms", "max_jobs", "retry_s", "sweep_s")),
-        ):
-            for name in names:
-                if getattr(section, name) <= 0:
-                    prefix = "MODERATION" if section is self.moderation else "JOBS"
-                    out.append(f"NOTIFIER_{prefix}_{name.upper()} must be positive")
         if self.tracing not in tracing.EXPORTERS:
             out.append(f"OTEL_TRACES_EXPORTER must be one of {sorted(tracing.EXPORTERS)}")
         elif self.tracing != "none" and not tracing.available():
@@ -291,6 +279,59 @@ class Settings:
         if self.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             out.append("NOTIFIER_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return out
+
+    def _number(self, name: str) -> Any:
+        section, _, field_name = name.partition(".")
+        return getattr(getattr(self, section), field_name)
+
+    def _out_of_range(self) -> list[str]:
+        """Every number setting finite and not negative, those in POSITIVE above 0: a value out
+        of range is refused at start, never found out later (an ingest answering every request
+        503, a gateway closing every socket, a loop spinning without a pause)."""
+        out = []
+        for section in dataclasses.fields(self):
+            values = getattr(self, section.name)
+            if not dataclasses.is_dataclass(values):
+                continue
+            for f in dataclasses.fields(values):
+                value, name = getattr(values, f.name), f"{section.name}.{f.name}"
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    continue
+                if not math.isfinite(value):
+                    out.append(f"{_variable(name)} must be a finite number")
+                elif value <= 0 and (name in POSITIVE or section.name == "feeds"):
+                    out.append(f"{_variable(name)} must be positive")
+                elif value < 0:
+                    out.append(f"{_variable(name)} must not be negative")
+        return out
+
+
+# The number settings that must be above 0 (every feeds limit too: a zero window divides by
+# zero in feeds.items, a zero cap empties inboxes); the other numbers must not be negative.
+POSITIVE: Final = frozenset(
+    {
+        "redis.socket_timeout_s", "redis.connect_timeout_s",
+        "ingest.partitions", "ingest.max_body_bytes", "ingest.max_batch_events", "ingest.dedupe_ttl_s",
+        "ingest.max_in_flight", "ingest.timeout_s", "ingest.max_backlog", "ingest.max_memory_ratio",
+        "ingest.pressure_interval_ms", "ingest.wait_timeout_ms", "ingest.restart_check_ms",
+        "fanout.batch_size", "fanout.batches_in_flight", "fanout.block_ms", "fanout.claim_interval_ms",
+        "fanout.max_deliveries", "fanout.idle_poll_ms", "fanout.retain_ms",
+        "fanout.maintenance_interval_ms", "fanout.reap_idle_ms",
+        "gateway.auth_deadline_s", "gateway.send_queue_frames", "gateway.replay_batch",
+        "gateway.ping_interval_s", "gateway.max_frame_bytes", "gateway.max_client_frames_per_s",
+        "gateway.max_sessions_per_user",
+        "moderation.velocity_per_min", "moderation.duplicate_targets", "moderation.duplicate_window_s",
+        "moderation.claim_ttl_s", "moderation.reports_per_hour",
+        "jobs.poll_ms", "jobs.max_jobs", "jobs.retry_s", "jobs.sweep_s",
+    }
+)  # fmt: skip
+MIN_FRAME_BYTES: Final = 1_024
+REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+
+
+def _variable(name: str) -> str:
+    """`ingest.timeout_s` → NOTIFIER_INGEST_TIMEOUT_S."""
+    return PREFIX + name.replace(".", "_").upper()
 
 
 def setting_names() -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 from notifier.cli import main
 from notifier.runtime.redis import ADDRESS_FILE, open_redis
 from notifier.runtime.settings import RedisSettings
+from schemas.errors import ConfigError
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -21,6 +22,16 @@ async def test_the_running_private_server_is_found(redis_url: str, tmp_path: Pat
     async with open_redis(settings, allow_fake=False) as handle:
         assert handle.description.startswith(f"the running private redis-server at {redis_url}")
         assert await handle.client.ping()
+
+
+async def test_embedded_without_redis_server_is_refused_not_faked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server to start
+    settings = RedisSettings(url="embedded", data_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="embedded needs redis-server"):
+        async with open_redis(settings):
+            pass
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,20 @@ def test_token_refuses_an_unknown_role(capsys: pytest.CaptureFixture[str]) -> No
     assert "invalid choice: 'moderater'" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [["token", "bad user"], ["token", ""], ["token", "amy", "--ttl-s", "-5"]])
+def test_token_refuses_what_no_api_would_take(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert "token needs a user id" in capsys.readouterr().err
+
+
+def test_a_mistyped_moderation_rule_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NOTIFIER_MODERATION_THRESHOLDS", '{"clasifier": {"hold": 0.97}}')
+    assert main(["token", "amy"]) == 2
+    assert "no rule 'clasifier' (did you mean classifier?)" in capsys.readouterr().err
+
+
 def test_a_mistyped_setting_is_named_with_the_closest_one(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

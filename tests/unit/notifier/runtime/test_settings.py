@@ -93,6 +93,40 @@ def test_every_bad_variable_is_reported_in_one_error() -> None:
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
+        ("NOTIFIER_HTTP_API_PORT", "70000"),
+        ("NOTIFIER_HTTP_API_PORT", "-1"),
+        ("NOTIFIER_METRICS_PORT", "65536"),
+        ("NOTIFIER_FANOUT_MIN_IDLE_MS", "-1"),
+        ("NOTIFIER_HTTP_GRACE_S", "-1"),
+        ("NOTIFIER_FANOUT_BLOCK_MS", "-5"),
+        ("NOTIFIER_FANOUT_SLOT", "-1"),
+        ("NOTIFIER_INGEST_MAX_IN_FLIGHT", "0"),
+        ("NOTIFIER_INGEST_MAX_BODY_BYTES", "-1"),
+        ("NOTIFIER_INGEST_MAX_BATCH_EVENTS", "0"),
+        ("NOTIFIER_INGEST_DEDUPE_TTL_S", "-1"),
+        ("NOTIFIER_INGEST_TIMEOUT_S", "-1"),
+        ("NOTIFIER_INGEST_TIMEOUT_S", "nan"),
+        ("NOTIFIER_INGEST_TIMEOUT_S", "inf"),
+        ("NOTIFIER_INGEST_PRESSURE_INTERVAL_MS", "0"),
+        ("NOTIFIER_INGEST_RESTART_CHECK_MS", "0"),
+        ("NOTIFIER_GATEWAY_MAX_SESSIONS_PER_USER", "0"),
+        ("NOTIFIER_GATEWAY_MAX_FRAME_BYTES", "0"),
+        ("NOTIFIER_GATEWAY_MAX_FRAME_BYTES", "1023"),
+        ("NOTIFIER_GATEWAY_AUTH_DEADLINE_S", "-1"),
+        ("NOTIFIER_REDIS_URL", "foo"),
+        ("NOTIFIER_REDIS_URL", "127.0.0.1:6379"),
+        ("NOTIFIER_DEV", "banana"),
+    ],
+)
+def test_a_value_that_would_break_the_product_later_is_refused_at_start(variable: str, value: str) -> None:
+    """Each was accepted and then crashed a role or left it answering every request with an
+    error (503, 413, a closed socket) or spinning."""
+    assert variable in problems({**BASE, variable: value})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
         ("NOTIFIER_INGEST_PARTITIONS", "0"),
         ("NOTIFIER_INGEST_PARTITIONS", "1025"),
         ("NOTIFIER_AUTH_JWT_SECRET", "s" * 31),

@@ -21,8 +21,12 @@ from redis.exceptions import (
     ClusterDownError,
     ClusterError,
     MovedError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
     RedisClusterException,
     RedisError,
+    ResponseError,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -37,9 +41,25 @@ Exchange = Callable[[Redis, Sequence[Command]], Any]  # scripts._pipelined: one 
 
 # What a cluster answers while a slot has no (known) master: failover, reshard, still forming.
 CLUSTER_UNAVAILABLE: Final = (ClusterError, TryAgainError, AskError, RedisClusterException)
-# What any Redis (one, or a cluster) raises while unreachable or while its topology changes:
-# retried with backoff by every loop, answered 503 by the API.
-REDIS_UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_UNAVAILABLE)
+# The error replies of a Redis refusing commands for now: out of memory (noeviction), a replica
+# since a failover (READONLY), an ACL changed under the product (NOPERM). Never the event's fault.
+REDIS_REFUSING: Final = (OutOfMemoryError, ReadOnlyError, NoPermissionError)
+_REFUSALS: Final = {"OOM": OutOfMemoryError, "READONLY": ReadOnlyError, "NOPERM": NoPermissionError}
+
+
+def error_reply(text: str) -> ResponseError:
+    """An error reply a script caught (pcall) and returned as text, as redis-py would raise it:
+    a refusal (REDIS_REFUSING) must not be taken for an error of the item's own."""
+    return _REFUSALS.get(text.split(" ", 1)[0], ResponseError)(text)
+# What any Redis (one, or a cluster) raises while unreachable, refusing, or while its topology
+# changes: retried with backoff by every loop, answered 503 by the API.
+REDIS_UNAVAILABLE: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    *CLUSTER_UNAVAILABLE,
+    *REDIS_REFUSING,
+)
 RETRY_PAUSE_S: Final = 0.1
 REFRESH_GAP_S: Final = 0.2  # between rounds while a slot has no master (failover, forming)
 _TRANSIENT: Final = (TryAgainError, ClusterDownError)  # retried after a pause, without a refresh

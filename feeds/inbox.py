@@ -13,12 +13,11 @@ from itertools import groupby
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from schemas import keys
 from schemas.cursor import Cursor
 
-from .cluster import Cluster, calls_of, shard_of, slot_of
+from .cluster import Cluster, calls_of, error_reply, shard_of, slot_of
 from .direct import DirectApply
 from .horizon import REFUSED, BeyondHorizon
 from .items import ItemOp
@@ -148,7 +147,7 @@ class Inbox:
                 elif result[at] == REFUSED:
                     errors[i] = _refused(ops[i])
                 else:
-                    errors[i] = None if isinstance(result[at], int) else ResponseError(result[at].decode())
+                    errors[i] = None if isinstance(result[at], int) else error_reply(result[at].decode())
         return [errors[i] for i in indexes]
 
     def take_direct_stats(self) -> dict[str, int]:

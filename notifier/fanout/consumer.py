@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 import anyio
 import msgspec
@@ -18,7 +19,7 @@ from redis.exceptions import ResponseError
 
 from feeds import graph, timeline
 from feeds.changelog import push_tag
-from feeds.cluster import REDIS_UNAVAILABLE
+from feeds.cluster import REDIS_REFUSING, REDIS_UNAVAILABLE
 from feeds.home import HomeFeeds
 from feeds.horizon import BeyondHorizon
 from feeds.inbox import Inbox
@@ -35,6 +36,10 @@ from schemas import keys
 from .deadletter import DeadLetters, Moved
 
 log = logging.getLogger(__name__)
+
+# an entry that reached max_deliveries with no error of its own recorded is dead-lettered only
+# after this many times as many (reclaim): its tries ended in crashes or Redis refusals
+NO_ERROR_DELIVERIES: Final = 4
 
 # an entry as Redis sends it: its id and its fields and values in turn (None: deleted from the
 # log while pending, as our own history may list it)
@@ -134,9 +139,19 @@ class FanoutWorker:
             stream, keys.FANOUT_GROUP, min="-", max="+", count=self._settings.batch_size, idle=idle
         )
         retry = 0
+        limit = self._settings.max_deliveries
+        failed = await self._dead.failed(
+            partition, [p["message_id"] for p in pending if p["times_delivered"] >= limit]
+        )
         for p in pending:
-            if p["times_delivered"] >= self._settings.max_deliveries:
-                error = f"gave up after {p['times_delivered']} deliveries"
+            times = p["times_delivered"]
+            # an event that failed on its own, max_deliveries times; one whose tries all ended
+            # before an error could be recorded (a worker crashing on it, or Redis refusing the
+            # writes: out of memory, READONLY) only after NO_ERROR_DELIVERIES times as many
+            if times >= limit and (failed.pop(0) or times >= limit * NO_ERROR_DELIVERIES):
+                error = f"gave up after {times} deliveries"
+                if times >= limit * NO_ERROR_DELIVERIES:
+                    error += ", none with an error of its own (a worker crash, or Redis refusing writes)"
                 moved = await self._dead.move(partition, p["message_id"], p["times_delivered"], error)
                 if moved is Moved.LOST:
                     self._lost(partition, p["message_id"])
@@ -244,6 +259,10 @@ class FanoutWorker:
                     if self._stopping.is_set():
                         raise
                     await backoff.sleep(exc)
+                    if isinstance(exc, REDIS_REFUSING):  # reachable: keep the batch ours meanwhile
+                        self.stats.redis_errors += 1
+                        with contextlib.suppress(*REDIS_UNAVAILABLE):  # (no delivery counted)
+                            await self._touch(partition, entries)
                     continue
                 backoff.reset()
                 if not entries or self._stopping.is_set():
@@ -535,6 +554,9 @@ async def apply_events(
     if spans is not None:
         spans.end(errors)
     timed.phase_inbox.observe(time.perf_counter() - phase)
+    refusal = next((e for e in errors if isinstance(e, REDIS_REFUSING)), None)
+    if refusal is not None:  # Redis refusing writes, not an event failing: the batch is retried
+        raise refusal
     failed: dict[int, str] = {}
 
     def fail(owner: int, error: BaseException) -> None:

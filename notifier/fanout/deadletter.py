@@ -94,6 +94,13 @@ class DeadLetters:
         if errors:
             await self._redis.hset(keys.fanout_errors(partition), mapping=errors)
 
+    async def failed(self, partition: int, entry_ids: Sequence[bytes]) -> list[bool]:
+        """Per entry, whether an apply of its event failed with an error of its own (recorded)."""
+        if not entry_ids:
+            return []
+        errors = await self._redis.hmget(keys.fanout_errors(partition), list(entry_ids))
+        return [e is not None for e in errors]
+
     async def acknowledge_many(self, entry_ids: Mapping[int, Sequence[bytes]]) -> dict[int, int]:
         """XACK the applied entries of each partition and clear their earlier errors, in one
         round trip (on a cluster, one per master, at once); per partition, how many were still

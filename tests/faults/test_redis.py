@@ -3,6 +3,7 @@ pub/sub connections killed. Every process is real; the checker judges what clien
 
 from __future__ import annotations
 
+import signal
 import time
 from functools import partial
 from pathlib import Path
@@ -26,6 +27,7 @@ from .ledger import CommentFactory, Ledger
 from .observers import (
     PushClient,
     connect_once,
+    dead_letters,
     has_group,
     inbox_group_ids,
     quiesce,
@@ -406,3 +408,43 @@ async def _started_before_redis(tmp_path: Path, role: str) -> None:
     finally:
         process.kill()
         server.stop()
+
+
+def test_a_redis_out_of_memory_fails_no_role_and_no_event(tmp_path: Path) -> None:
+    anyio.run(_out_of_memory, tmp_path)
+
+
+async def _out_of_memory(tmp_path: Path) -> None:
+    """maxmemory reached with noeviction (RELIABILITY T-R10): the api and jobs roles crashed on
+    the OOM error reply, and the worker counted every batch it could not write as a delivery of
+    its events, dead-lettering them. Now ingest answers 503, every role backs off and lives, and
+    when memory is raised again every accepted event arrives once; none is dead-lettered."""
+    overrides = {  # reclaims every second: without the fix, dead letters within the outage
+        "NOTIFIER_FANOUT_MIN_IDLE_MS": "1000",
+        "NOTIFIER_FANOUT_CLAIM_INTERVAL_MS": "200",
+        "NOTIFIER_FANOUT_MAX_DELIVERIES": "2",
+    }
+    async with Lab(tmp_path, appendonly=False, overrides=overrides) as lab:
+        worker = lab.worker("worker-0")
+        roles = [lab.role("api", "api"), worker, lab.role("jobs", "jobs")]
+        await lab.start(*roles)
+        factory = CommentFactory("oom", OWNERS)
+        worker.send(signal.SIGSTOP)  # what it has not applied when memory runs out
+        await lab.load(factory, count=100, duration_s=2)
+        used = int((await lab.redis.info("memory"))["used_memory"])
+        await lab.redis.config_set("maxmemory", used - 200_000)  # every write refused from now
+        worker.send(signal.SIGCONT)
+        await lab.load(factory, count=60, duration_s=3)
+        await anyio.sleep(4)  # well past min_idle_ms x max_deliveries x NO_ERROR_DELIVERIES
+        refused = [a for a in lab.ledger.attempts if a.http_status == 503]
+        assert all(role.alive for role in roles), {r.name: r.log_text()[-3000:] for r in roles}
+        await lab.redis.config_set("maxmemory", 0)
+        drain_s = await quiesce(lab.redis, PARTITIONS, DRAIN_TIMEOUT_S)
+        verdict = await check(lab.redis, lab.ledger, partitions=PARTITIONS, faults=["oom"])
+        print(
+            f"\n[T-R10] {len(refused)} answered 503 out of memory; drained {drain_s:.2f}s; {verdict.report()}"
+        )
+        assert refused, "ingest never refused while Redis was out of memory"
+        assert all(role.alive for role in roles)
+        assert await dead_letters(lab.redis, PARTITIONS) == []
+        assert verdict.clean and verdict.delivered == verdict.acked, verdict.report()

@@ -47,6 +47,18 @@ def dropped_letters(partition: int) -> str:
     return f"dlq-dropped:{_partition(partition)}"
 
 
+def fanout_done(partition: int) -> str:
+    """String: how many of the partition's entries the fan-out accounted for (acknowledged,
+    dropped from the group while pending, or older than the group): what tells entries deleted
+    from the log unread (notifier/fanout/deadletter.py)."""
+    return f"fanout-done:{_partition(partition)}"
+
+
+def fanout_gap(partition: int) -> str:
+    """String: how many entries deleted from the partition's log unread were reported."""
+    return f"fanout-gap:{_partition(partition)}"
+
+
 def fanout_errors(partition: int) -> str:
     """Hash: entry id -> last error while applying it (cleared on ack or dead-lettering)."""
     return f"fanout-errors:{_partition(partition)}"

@@ -296,12 +296,8 @@ class FanoutWorker:
         await backoff.sleep(exc)
 
     async def _ensure_group(self, partition: int) -> None:
-        try:
-            # from 0, not $: a stream recreated after data loss must not skip its first events
-            await self._redis.xgroup_create(keys.events(partition), keys.FANOUT_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        # from 0, not $: a stream recreated after data loss must not skip its first events
+        await self._dead.create_group(partition)
 
     async def _read_history(self, partition: int) -> None:
         """Our own pending entries (a restart under the same name), before anything new."""

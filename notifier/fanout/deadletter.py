@@ -28,7 +28,7 @@ class Moved(IntEnum):
 
 
 _ENTRY: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a stream id, as `dlq list` shows
-# KEYS: event log, dead letters, errors. ARGV: group, entry id, deliveries, fallback error,
+# KEYS: event log, dead letters, errors, done (_GAP). ARGV: group, entry id, deliveries, fallback error,
 # the error of an entry gone from the log. The move and the XACK are one step, in the
 # partition's slot. Only a still-pending entry moves: several workers' reclaim passes can pick
 # the same hopeless entry, and only the first may.
@@ -41,9 +41,79 @@ if #rows > 0 then
   for _, v in ipairs(rows[1][2]) do fields[#fields + 1] = v end
 end
 redis.call('XADD', KEYS[2], '*', unpack(fields))
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCRBY', KEYS[4], redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]))
 redis.call('HDEL', KEYS[3], ARGV[2])
 return #rows == 0 and 2 or 1
+""")
+
+# KEYS: event log, reported, dead letters, done. ARGV: group, `create` or `check`, error prefix.
+# `done` counts the partition's entries the fan-out accounted for: acknowledged (applied or
+# dead-lettered), dropped from the group while pending (deleted from the log: lost, reported),
+# or in the log before the group was made. Every entry ever added is done, pending, unread (lag)
+# or deleted from the log before anyone read it: an operator's XTRIM MAXLEN or XDEL (the
+# janitor trims only what was read). `check` reports those not reported yet (`reported`), once:
+# a dead letter without an event, and the reply {the group's last-delivered-id, how many}.
+# Unread is what the log holds past the group's last-delivered-id: all of it when the log's
+# first entry is past it, else Redis's lag (which has none while deletions lie ahead of the
+# group: then the count waits for the group to read on).
+# `create`: the group, from the log's start (MKSTREAM), unless it exists; what the log holds
+# then is the new group's to read, what was added before is done.
+_GAP: Final = Script("""
+local function map(reply)
+  local t = {}
+  for i = 1, #reply, 2 do t[reply[i]] = reply[i + 1] end
+  return t
+end
+local function newer(a, b)
+  local am, as = a:match('^(%d+)-(%d+)$')
+  local bm, bs = b:match('^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am > bm or (am == bm and as > bs)
+end
+local function baseline(done)
+  redis.call('SET', KEYS[4], done)
+  redis.call('SET', KEYS[2], 0)
+end
+if ARGV[2] == 'create' then
+  local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+  if type(made) == 'table' and made.err then
+    if made.err:find('BUSYGROUP', 1, true) then return 0 end
+    return redis.error_reply(made.err)
+  end
+  local s = map(redis.call('XINFO', 'STREAM', KEYS[1]))
+  baseline((s['entries-added'] or s['length']) - s['length'])
+  return 1
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local s = map(redis.call('XINFO', 'STREAM', KEYS[1]))
+local group
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local f = map(g)
+  if f['name'] == ARGV[1] then group = f end
+end
+if not group then return false end
+local last = group['last-delivered-id']
+-- unread: all the log holds when its first entry is past what the group read (a trim of its
+-- head), else Redis's lag
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+local unread = group['lag']
+if not first or newer(first[1], last) then unread = s['length'] end
+local added = s['entries-added']
+if not (added and unread) then return false end
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1])[1]
+local done = redis.call('GET', KEYS[4])
+if not done then  -- a group made before this count: nothing before now is known lost
+  baseline(added - pending - unread)
+  return false
+end
+local lost = added - tonumber(done) - pending - unread
+local reported = tonumber(redis.call('GET', KEYS[2]) or '0')
+if lost <= reported then return false end
+redis.call('SET', KEYS[2], lost)
+local err = ARGV[3] .. ': ' .. (lost - reported) .. ' entries deleted from the event log before the '
+  .. 'fan-out read them (it has read up to ' .. last .. ')'
+redis.call('XADD', KEYS[3], '*', 'orig', last, 'deliveries', '0', 'error', err)
+return {last, lost - reported}
 """)
 
 # KEYS: dead letters, target stream. ARGV: dead-letter id, `all` or not, then extra field/value
@@ -72,6 +142,15 @@ return id
 
 
 @dataclass(frozen=True, slots=True)
+class Gap:
+    """`lost` entries deleted from a partition's log before the fan-out read them (it had read
+    up to `read_up_to` when it found out)."""
+
+    read_up_to: str
+    lost: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     ref: str  # PARTITION/ID
     fields: dict[str, str]
@@ -85,7 +164,8 @@ def parse_ref(ref: str) -> tuple[int, str]:
 
 
 class DeadLetters:
-    """The only code that touches `dlq:`, `dlq-dropped:` and `fanout-errors:` keys."""
+    """The only code that touches `dlq:`, `dlq-dropped:`, `fanout-errors:`, `fanout-done:` and
+    `fanout-gap:` keys."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -107,12 +187,45 @@ class DeadLetters:
         pending."""
         commands: list[Command] = []
         for partition, ids in entry_ids.items():
-            commands += [
+            commands += [  # counted done first: a count read in between misses no entry (_GAP)
+                ("INCRBY", keys.fanout_done(partition), len(ids)),
                 ("XACK", keys.events(partition), keys.FANOUT_GROUP, *ids),
                 ("HDEL", keys.fanout_errors(partition), *ids),
             ]
         replies = await run_checked(self._redis, commands) if commands else []
-        return {p: int(acked) for p, acked in zip(entry_ids, replies[::2], strict=True)}
+        acked = {p: int(n) for p, n in zip(entry_ids, replies[1::3], strict=True)}
+        late = [
+            ("DECRBY", keys.fanout_done(p), len(ids) - acked[p])
+            for p, ids in entry_ids.items()
+            if acked[p] < len(ids)
+        ]
+        if late:  # acknowledged by another worker too, which counted them
+            await run_checked(self._redis, late)
+        return acked
+
+    async def create_group(self, partition: int) -> bool:
+        """The fan-out group of the partition, from the log's start, unless it exists; the log's
+        deletions before it are not losses (`unread_deleted`). True if it was created."""
+        made = await _GAP(self._redis, self._gap_keys(partition), [keys.FANOUT_GROUP, "create", LOST])
+        return bool(made)
+
+    @staticmethod
+    def _gap_keys(partition: int) -> list[str]:
+        return [
+            keys.events(partition),
+            keys.fanout_gap(partition),
+            keys.dead_letters(partition),
+            keys.fanout_done(partition),
+        ]
+
+    async def unread_deleted(self, partition: int) -> Gap | None:
+        """Entries deleted from the log before the fan-out read them, once each (see _GAP): a
+        dead letter without an event already records them."""
+        found = await _GAP(self._redis, self._gap_keys(partition), [keys.FANOUT_GROUP, "check", LOST])
+        if not found:
+            return None
+        read_up_to, lost = found
+        return Gap(read_up_to.decode(), int(lost))
 
     async def record_lost(self, partition: int, entry_id: bytes) -> None:
         """A dead letter without an event for an entry deleted from the log before it was
@@ -120,6 +233,7 @@ class DeadLetters:
         pipe = self._redis.pipeline(transaction=False)
         pipe.xadd(keys.dead_letters(partition), {"orig": entry_id, "deliveries": 0, "error": _LOST_ERROR})
         pipe.hdel(keys.fanout_errors(partition), entry_id)
+        pipe.incr(keys.fanout_done(partition))  # out of the group, reported: not an unread loss
         await pipe.execute()
 
     async def move(self, partition: int, entry_id: bytes, deliveries: int, error: str) -> Moved:
@@ -128,7 +242,12 @@ class DeadLetters:
         stream = keys.events(partition)
         moved = await _MOVE(
             self._redis,
-            [stream, keys.dead_letters(partition), keys.fanout_errors(partition)],
+            [
+                stream,
+                keys.dead_letters(partition),
+                keys.fanout_errors(partition),
+                keys.fanout_done(partition),
+            ],
             [keys.FANOUT_GROUP, entry_id, deliveries, error, _LOST_ERROR],
         )
         return Moved(moved)

@@ -1,5 +1,6 @@
 """Event-log upkeep: trim only what every consumer group has processed (MINID from the slowest
-group, never a blind MAXLEN), keep `retain_ms` of history for replay, reap dead consumers."""
+group, never a blind MAXLEN), keep `retain_ms` of history for replay, reap dead consumers, and
+report entries someone else deleted before the fan-out read them."""
 
 from __future__ import annotations
 
@@ -13,21 +14,26 @@ from redis.exceptions import ResponseError
 
 from feeds.changelog import entry_id
 from feeds.cluster import REDIS_UNAVAILABLE
+from notifier.runtime import metrics
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import FanoutSettings
 from schemas import keys
+
+from .deadletter import DeadLetters, Gap
 
 log = logging.getLogger(__name__)
 
 
 class Janitor:
-    """Service: every `maintenance_interval_ms`, trims each partition's log and reaps consumers."""
+    """Service: every `maintenance_interval_ms`, reports unread entries deleted from each
+    partition's log, trims it and reaps consumers."""
 
     def __init__(self, redis: Redis, settings: FanoutSettings, *, partitions: int) -> None:
         self._redis = redis
         self._settings = settings
         self._partitions = range(partitions)
         self._stopping = anyio.Event()
+        self._dead = DeadLetters(redis)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         backoff = Backoff("janitor")
@@ -35,6 +41,7 @@ class Janitor:
         while not self._stopping.is_set():
             try:
                 for p in self._partitions:
+                    await self.report_gap(p)
                     await self.trim(p)
                     await self.reap(p)
                 backoff.reset()
@@ -46,6 +53,24 @@ class Janitor:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def report_gap(self, partition: int) -> Gap | None:
+        """Entries deleted from the log before the fan-out read them (an operator's XTRIM
+        MAXLEN or XDEL: this janitor never trims past what was read) were never applied: a loss,
+        reported once by whichever worker finds it: a dead letter without an event, an ERROR
+        line and `notifier_fanout_lost_total`."""
+        gap = await self._dead.unread_deleted(partition)
+        if gap is not None:
+            metrics.current().lost.inc(gap.lost)
+            log.error(
+                "lost before processing partition=%d: %d entries were deleted from the event log "
+                "before the fan-out read them (it has read up to %s); never applied, a dead letter "
+                "records it",
+                partition,
+                gap.lost,
+                gap.read_up_to,
+            )
+        return gap
 
     async def safe_trim_point(self, partition: int) -> tuple[int, int] | None:
         """The lowest entry some group still needs: its oldest pending or first unread entry."""

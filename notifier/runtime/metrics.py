@@ -145,7 +145,7 @@ class Metrics:
         self.reclaimed = c("notifier_fanout_reclaimed_total", "entries claimed from idle consumers")
         self.lost = c(
             "notifier_fanout_lost_total",
-            "pending entries deleted from the log before processing (dead letters without an event)",
+            "entries deleted from the log before processing, pending or unread (dead letters, no event)",
         )
         self.stale_acks = c(
             "notifier_fanout_stale_acks_total",

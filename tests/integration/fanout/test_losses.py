@@ -16,6 +16,8 @@ from feeds.inbox import Inbox
 from notifier import admin
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.deadletter import LOST
+from notifier.fanout.janitor import Janitor
+from notifier.runtime import metrics
 from notifier.runtime.eventlog import LoggedEvent
 from notifier.runtime.settings import Settings
 from schemas import keys
@@ -171,3 +173,54 @@ async def test_an_error_reply_on_ack_leaves_the_batch_pending_and_the_worker_ali
         await redis.execute_command("ACL", "DELUSER", user)
     groups, _, _ = await inbox_view(Inbox(redis, settings.feeds), "ola")
     assert groups[0]["count"] == 2
+
+
+async def test_unread_entries_deleted_from_the_log_are_reported_once(
+    redis: Redis, settings: Settings
+) -> None:
+    """An operator's XTRIM MAXLEN (or XDEL) of entries the fan-out never read: they were lost
+    without a word (and the lag gauge showed 0); now one dead letter, an ERROR line and the
+    lost counter say how many, once, whichever worker's janitor finds it."""
+    one = dataclasses.replace(settings, ingest=dataclasses.replace(settings.ingest, partitions=1))
+    stream = keys.events(0)
+
+    def likes(owner: str, n: int) -> list[Like]:
+        return [
+            Like(id=f"{owner}-{i}", actor=f"fan{i}", occurred_at=at(i), post="p", owner=owner)
+            for i in range(n)
+        ]
+
+    await append(redis, one, likes("ola", 2))
+    worker = FanoutWorker(redis=redis, settings=one.fanout, partitions=1, limits=one.feeds, consumer="w")
+    await worker.drain()  # the group has read both
+    await append(redis, one, likes("pia", 5))  # five nobody reads
+    janitor, other = (Janitor(redis, one.fanout, partitions=1) for _ in range(2))
+    assert await janitor.report_gap(0) is None
+    counted = metrics.Metrics()
+    metrics.use(counted)
+    try:
+        await redis.xtrim(stream, maxlen=0, approximate=False)
+        gap = await janitor.report_gap(0)
+        assert gap is not None and gap.lost == 5, gap
+        assert await other.report_gap(0) is None  # reported once
+    finally:
+        metrics.use(metrics.DISABLED)
+    assert counted.registry.get_sample_value("notifier_fanout_lost_total") == 5
+    (letter,) = await redis.xrange(keys.dead_letters(0))
+    assert letter[1][b"error"].startswith(f"{LOST}: 5 entries deleted from the event log".encode()), letter
+    # an XDEL of one unread entry in the middle: Redis tells how many once the group read past it
+    await append(redis, one, likes("quin", 3))
+    middle = (await redis.xrange(stream))[1][0]
+    await redis.xdel(stream, middle)
+    await worker.drain()
+    gap = await other.report_gap(0)
+    assert gap is not None and gap.lost == 1, gap
+    # the janitor's own trims take only what was read, and a group made after deletions
+    # (recreated from the log's start) owes nothing for them
+    await worker.drain()
+    await janitor.trim(0, now_ms=2**50)
+    assert await janitor.report_gap(0) is None
+    await redis.xgroup_destroy(stream, keys.FANOUT_GROUP)
+    await worker.drain()
+    assert await janitor.report_gap(0) is None
+    assert len(await redis.xrange(keys.dead_letters(0))) == 2

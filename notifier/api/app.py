@@ -19,6 +19,7 @@ from feeds.preferences import PreferenceStore, Relation
 from feeds.timeline import Timelines
 from notifier.runtime import logs, metrics, tracing
 from notifier.runtime.health import http_app
+from notifier.runtime.routing import by_method
 from notifier.runtime.settings import Settings
 from schemas.errors import Reason, Rejected
 
@@ -111,10 +112,11 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def get_feed(request: Request) -> Response:
         return await feed.home_feed(request, home_feeds, auth)
 
-    async def get_or_put_prefs(request: Request) -> Response:  # one route: 405 names both
-        if request.method == "PUT":
-            return await preferences.put_preferences(request, prefs, auth)
+    async def get_prefs(request: Request) -> Response:
         return await preferences.get_preferences(request, prefs, auth)
+
+    async def put_prefs(request: Request) -> Response:
+        return await preferences.put_preferences(request, prefs, auth)
 
     def relation_routes(relation: Relation) -> list[BaseRoute]:
         async def listed(request: Request) -> Response:
@@ -136,7 +138,7 @@ def client_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         Route("/v1/me/notifications/read", post_read, methods=["POST"]),
         Route("/v1/me/notifications/seen", post_seen, methods=["POST"]),
         Route("/v1/me/feed", get_feed, methods=["GET"]),
-        Route("/v1/me/preferences", get_or_put_prefs, methods=["GET", "PUT"]),
+        by_method("/v1/me/preferences", GET=get_prefs, PUT=put_prefs),
         *relation_routes("mutes"),
         *relation_routes("blocks"),
         *relation_routes("muted-posts"),

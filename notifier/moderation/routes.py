@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from notifier.runtime import jobqueue, tokens
+from notifier.runtime.routing import by_method
 from notifier.runtime.settings import AuthSettings, Settings
 from schemas import decoding
 from schemas.errors import Reason, Rejected
@@ -358,15 +359,13 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
         Route("/v1/moderation/items/{item_id}/approve", approve, methods=["POST"]),
         Route("/v1/moderation/items/{item_id}/reject", reject, methods=["POST"]),
         Route("/v1/moderation/decisions", bulk, methods=["POST"]),
-        Route("/v1/moderation/bans", list_bans, methods=["GET"]),
-        Route("/v1/moderation/bans", ban, methods=["POST"]),
+        by_method("/v1/moderation/bans", GET=list_bans, POST=ban),
         Route("/v1/moderation/bans/{actor}/lift", lift, methods=["POST"]),
         Route("/v1/moderation/actors/{actor}", actor, methods=["GET"]),
         Route("/v1/moderation/stats", stats, methods=["GET"]),
         Route("/v1/moderation/live", live, methods=["GET"]),
         Route("/v1/moderation/audit", audit_trail, methods=["GET"]),
         Route("/v1/moderation/audit/verify", audit_verify, methods=["GET"]),
-        Route("/v1/me/reports", file_report, methods=["POST"]),
-        Route("/v1/me/reports", my_reports, methods=["GET"]),
+        by_method("/v1/me/reports", GET=my_reports, POST=file_report),
         *console.console_routes(),
     ]

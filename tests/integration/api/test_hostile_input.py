@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
+from starlette.routing import Route
 
-from notifier.api.app import api_app
+from notifier.api.app import api_app, client_routes
 from notifier.api.pressure import Pressure
 from notifier.explain import explain_routes
 from notifier.moderation.routes import MODERATOR_ROLE, moderation_routes
@@ -81,6 +82,16 @@ async def api(redis: Redis, settings: Settings) -> AsyncIterator[httpx.AsyncClie
         yield client
 
 
+def client_app_routes(redis: Redis, settings: Settings) -> list[Route]:
+    """Every route `api` serves behind ingest's own path, with the moderation and explain routes."""
+    routes = [
+        *client_routes(settings, redis),
+        *moderation_routes(settings, redis),
+        *explain_routes(settings, redis),
+    ]
+    return [r for r in routes if isinstance(r, Route)]
+
+
 def credential(kind: str, settings: Settings, *, ttl_s: float = 600) -> str:
     if kind == "service":
         return SERVICE_KEYS["posts"]
@@ -115,6 +126,12 @@ async def test_unknown_paths_and_methods_are_refused_in_the_same_format(
         # one route per path: a 405 names every method the path takes
         prefs = await client.delete("/v1/me/preferences")
         assert (prefs.status_code, prefs.headers["allow"]) == (405, "GET, HEAD, PUT")
+        for path in ("/v1/me/reports", "/v1/moderation/bans"):
+            both = await client.delete(path)
+            assert (both.status_code, both.headers["allow"]) == (405, "GET, HEAD, POST"), path
+        paths = [r.path for r in client_app_routes(redis, settings)]
+        assert {"/v1/me/preferences", "/v1/me/reports", "/v1/moderation/bans"} <= set(paths)
+        assert len(paths) == len(set(paths)), sorted(p for p in paths if paths.count(p) > 1)
         # a trailing slash is not redirected (Starlette's 307 with a Location from the Host header)
         for method, path in [
             ("POST", "/v1/events/"),

@@ -233,7 +233,7 @@ class Session:
         try:
             return protocol.decode_client(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise Closed(Reason.MALFORMED, f"bad frame: {decoding.refusal(exc).detail}") from None
+            raise Closed(Reason.MALFORMED, f"bad frame: {decoding.refusal(exc, body=raw).detail}") from None
 
     async def _live(self, cursor: Cursor | None) -> None:
         replayed = 0

@@ -11,7 +11,7 @@ import msgspec
 
 from .errors import Reason, Rejected
 from .events import ID_PATTERN
-from .nesting import TOO_DEEP
+from .nesting import TOO_DEEP, shallow
 
 _AT: Final = re.compile(r" - at `\$(.*)`\Z", re.DOTALL)
 _KINDS: Final = {
@@ -48,9 +48,16 @@ _RULES: Final[tuple[tuple[re.Pattern[str], str], ...]] = tuple(
 )
 
 
-def refusal(exc: msgspec.DecodeError, pointer: str = "") -> Rejected:
+def refusal(exc: msgspec.DecodeError, pointer: str = "", *, body: bytes | str | None = None) -> Rejected:
     """The refusal for a body msgspec would not decode; `pointer` is where that body sits in
-    the request (a batch's `/3`), extended to the offending member."""
+    the request (a batch's `/3`), extended to the offending member. Given the `body`, one that
+    is not JSON at all is malformed wherever its first type error lies (a typed decode stops
+    at that error before it reaches the broken syntax)."""
+    if isinstance(exc, msgspec.ValidationError) and body is not None:
+        try:
+            shallow(msgspec.json.decode, body)
+        except msgspec.DecodeError as syntax:
+            exc = syntax
     if not isinstance(exc, msgspec.ValidationError):
         return Rejected(Reason.MALFORMED, _malformed(str(exc)), pointer)
     message = str(exc)

@@ -53,7 +53,7 @@ def split_batch(body: bytes, max_events: int) -> tuple[list[msgspec.Raw], bool]:
     try:  # ValidationError is a DecodeError: either way the body is not the JSON we take
         raws = shallow(_BATCH.decode, body) if batched else [shallow(_ONE.decode, body)]
     except msgspec.DecodeError as exc:
-        raise decoding.refusal(exc) from None
+        raise decoding.refusal(exc, body=body) from None
     if batched:
         if not raws:
             raise Rejected(Reason.INVALID, "empty batch")

@@ -75,7 +75,7 @@ async def mark_read(request: Request, inbox: Inbox, auth: AuthSettings) -> Respo
     try:
         command = msgspec.json.decode(body, type=MarkRead)
     except msgspec.DecodeError as exc:
-        raise decoding.refusal(exc) from None
+        raise decoding.refusal(exc, body=body) from None
     if command.all == (command.ids is not None):
         raise Rejected(Reason.INVALID, 'send either {"ids": [...]} or {"all": true}')
     if command.ids is not None and not 1 <= len(command.ids) <= MAX_READ_IDS:
@@ -96,6 +96,6 @@ async def mark_seen(request: Request, inbox: Inbox, auth: AuthSettings) -> Respo
         try:
             command = msgspec.json.decode(body, type=MarkSeen)
         except msgspec.DecodeError as exc:
-            raise decoding.refusal(exc) from None
+            raise decoding.refusal(exc, body=body) from None
     unseen, mark = await inbox.mark_seen(user, command.at)
     return _json({"unseen": unseen, "seen_at": mark})

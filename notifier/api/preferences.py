@@ -43,7 +43,7 @@ async def put_preferences(request: Request, store: PreferenceStore, auth: AuthSe
     try:
         prefs = wire.decode(body)
     except msgspec.DecodeError as exc:  # ValidationError included
-        raise decoding.refusal(exc) from None
+        raise decoding.refusal(exc, body=body) from None
     except wire.InvalidTimezone as exc:
         raise Rejected(Reason.INVALID, str(exc), "/quiet_hours/timezone") from None
     await store.put(user, prefs, int(time.time() * 1000))

@@ -116,7 +116,7 @@ async def _body(request: Request, kind: type[T]) -> T:
     try:
         return shallow(lambda b: msgspec.json.decode(b, type=kind), raw or b"{}")
     except msgspec.DecodeError as exc:
-        raise decoding.refusal(exc) from None
+        raise decoding.refusal(exc, body=raw) from None
 
 
 def _stored_json(body: bytes) -> msgspec.Raw | str:

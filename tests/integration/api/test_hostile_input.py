@@ -248,3 +248,30 @@ async def test_no_input_to_any_route_gives_a_5xx(
                 assert_problem(response)
     finally:
         await redis.aclose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kind"),
+    [
+        ("POST", "/v1/me/notifications/read", "user"),
+        ("POST", "/v1/me/notifications/seen", "user"),
+        ("PUT", "/v1/me/preferences", "user"),
+        ("POST", "/v1/me/reports", "user"),
+        ("POST", "/v1/moderation/bans", "moderator"),
+        ("POST", "/v1/moderation/decisions", "moderator"),
+        ("POST", "/v1/events", "service"),
+    ],
+)
+async def test_a_body_that_is_not_json_is_malformed_wherever_its_first_type_error_lies(
+    redis: Redis, settings: Settings, method: str, path: str, kind: str
+) -> None:
+    """A typed decode stops at the first member of the wrong type before it reaches broken
+    syntax: `{"bogus":` was 422 `invalid` ("not a field") on every JSON route but ingest."""
+    headers = {"Authorization": f"Bearer {credential(kind, settings)}", "Content-Type": "application/json"}
+    async with api(redis, settings) as client:
+        for body in (b'{"bogus":', b'{"actor": 5 ,,,', b"[", b'{"all": true, "ids": [1, }'):
+            response = await client.request(method, path, headers=headers, content=body)
+            assert (response.status_code, response.json()["error"]) == (400, "malformed"), (
+                body,
+                response.text,
+            )

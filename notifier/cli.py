@@ -151,7 +151,7 @@ def _routes(settings: Settings, client: Redis) -> list[BaseRoute]:
     return [
         *moderation_routes(settings, client),
         *explain_routes(settings, client),
-        *openapi.routes(__version__),
+        *openapi.routes(__version__, demo=settings.dev),
         *demo,
     ]
 

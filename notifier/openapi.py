@@ -25,7 +25,7 @@ from notifier.moderation.records import Stats
 from notifier.moderation.routes import MAX_PAGE as MODERATION_MAX_PAGE
 from notifier.moderation.routes import BanBody, BulkBody, DecisionBody, LiftBody, ReportBody
 from schemas import http
-from schemas.events import Event
+from schemas.events import ID_PATTERN, Event
 from schemas.preferences import Preferences
 
 DOCUMENT_FILE: Final = Path(__file__).resolve().parents[1] / "schemas" / "openapi.json"
@@ -55,6 +55,7 @@ class Op:
     body: object = None
     params: tuple[Param, ...] = field(default_factory=tuple)
     also: tuple[int, ...] = ()  # more success statuses with the same answer
+    body_required: bool = True  # False: no body (or an empty one) is taken too
 
 
 def _limit(high: int, default: int) -> Param:
@@ -66,11 +67,14 @@ _MODERATION_PAGE: Final = (
     Param("state", {"type": "string", "enum": sorted(STATES)}),
     Param("reason", {"type": "string"}, description="a rule name"),
     Param("actor", {"type": "string"}),
+    Param("q", {"type": "string", "maxLength": 200}, description="text or actor contains (any case)"),
+    Param("order", {"type": "string", "enum": ["arrival", "urgency"], "default": "arrival"}),
     Param("after", {"type": "integer", "minimum": 0}, description="the previous page's `next`"),
     _limit(MODERATION_MAX_PAGE, 50),
 )
-_USER: Final = Param("user", {"type": "string"}, "path", "a user id")
-_POST: Final = Param("post", {"type": "string"}, "path", "a post id")
+_ID: Final = {"type": "string", "pattern": ID_PATTERN, "maxLength": 128}
+_USER: Final = Param("user", _ID, "path", "a user id")
+_POST: Final = Param("post", _ID, "path", "a post id")
 _FEED_PAGE: Final = (
     Param("before", {"type": "string"}, description="the previous page's `next` (opaque)"),
     _limit(INBOX_MAX_PAGE, 20),
@@ -126,6 +130,7 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         "Mark the inbox seen (not read) up to a time or the newest group; synced to every device",
         http.Seen,
         body=http.MarkSeen,
+        body_required=False,
     ),
     Op("get", "/v1/me/feed", "inbox", "The caller's home feed", http.FeedPage, params=_FEED_PAGE),
     Op("get", "/v1/me/preferences", "inbox", "The caller's preferences", Preferences),
@@ -298,15 +303,17 @@ OPERATIONS: Final[tuple[Op, ...]] = (
 _SECURITY: Final = {"ingest": "serviceKey", "inbox": "userToken", "moderation": "moderatorToken"}
 
 
-def document(version: str) -> Json:
+def document(version: str, *, demo: bool = True) -> Json:
+    """The whole HTTP API; without the demo page's routes (served in dev mode only) unless `demo`."""
+    operations = [op for op in OPERATIONS if demo or op.tag != "demo"]
     types: list[Any] = [http.Problem, http.IngestRefused]
-    for op in OPERATIONS:
+    for op in operations:
         types += [t for t in (op.body, op.reply) if isinstance(t, type) or t is Event]
     refs, components = msgspec.json.schema_components(types, ref_template=_REF)
     ref = {id(t): r for t, r in zip(types, refs, strict=True)}
     components["Event"] = ref[id(Event)]
     paths: Json = {}
-    for op in OPERATIONS:
+    for op in operations:
         paths.setdefault(op.path, {})[op.method] = _operation(op, ref)
     return {
         "openapi": "3.1.0",
@@ -348,7 +355,7 @@ def _operation(op: Op, ref: dict[int, Json]) -> Json:
         batch = {"type": "array", "items": one, "minItems": 1}
         out["requestBody"] = {"required": True, "content": {JSON: {"schema": {"oneOf": [one, batch]}}}}
     elif op.body is not None:
-        out["requestBody"] = {"required": True, "content": {JSON: {"schema": ref[id(op.body)]}}}
+        out["requestBody"] = {"required": op.body_required, "content": {JSON: {"schema": ref[id(op.body)]}}}
     problem = {"content": {PROBLEM: {"schema": {"$ref": _REF.format(name="Problem")}}}}
     responses: Json = {"default": {"description": "a problem: `error` says which", **problem}}
     for status in (op.status, *op.also):
@@ -375,14 +382,16 @@ def _operation_id(op: Op) -> str:
     return "_".join([op.method, *words]) or op.method
 
 
-def render(version: str) -> str:
-    """The committed file's exact text: sorted keys, two-space indent, trailing newline."""
-    return json.dumps(document(version), indent=2, sort_keys=True) + "\n"
+def render(version: str, *, demo: bool = True) -> str:
+    """The committed file's exact text (with the demo routes): sorted keys, two-space indent,
+    trailing newline."""
+    return json.dumps(document(version, demo=demo), indent=2, sort_keys=True) + "\n"
 
 
-def routes(version: str) -> list[BaseRoute]:
-    body = render(version).encode()
-    page = docs_page(document(version)).encode()
+def routes(version: str, *, demo: bool) -> list[BaseRoute]:
+    """/openapi.json and /docs: with the demo page's routes only where they are served (dev)."""
+    body = render(version, demo=demo).encode()
+    page = docs_page(document(version, demo=demo)).encode()
 
     async def openapi_json(request: Request) -> Response:
         return Response(body, media_type=JSON)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 import orjson
@@ -26,8 +26,13 @@ _LIMIT: Final = re.compile(r"[0-9]{1,3}")
 _PAGE_CURSOR: Final = re.compile(r"-?[0-9]{1,16}:[A-Za-z0-9_.:@~-]{1,290}")
 
 
+GroupId = Annotated[str, msgspec.Meta(max_length=300)]
+
+
 class MarkRead(msgspec.Struct, forbid_unknown_fields=True):
-    ids: list[str] | None = None
+    """`{"ids": [...]}` or `{"all": true}`."""
+
+    ids: Annotated[list[GroupId], msgspec.Meta(min_length=1, max_length=MAX_READ_IDS)] | None = None
     all: bool = False
 
 
@@ -78,10 +83,6 @@ async def mark_read(request: Request, inbox: Inbox, auth: AuthSettings) -> Respo
         raise decoding.refusal(exc, body=body) from None
     if command.all == (command.ids is not None):
         raise Rejected(Reason.INVALID, 'send either {"ids": [...]} or {"all": true}')
-    if command.ids is not None and not 1 <= len(command.ids) <= MAX_READ_IDS:
-        raise Rejected(Reason.INVALID, f"ids must hold 1..{MAX_READ_IDS} group ids", "/ids")
-    if command.ids is not None and any(len(i) > 300 for i in command.ids):
-        raise Rejected(Reason.INVALID, "group id too long", "/ids")
     marked = await inbox.mark_read(user, None if command.all else command.ids)
     return _json({"marked": marked, "unread": await inbox.unread(user)})
 

@@ -37,10 +37,12 @@ class Recipient:
     user: str
     item: str
     group: str
-    # applied | superseded | undone | retracted | capped_out | held | dropped | not_applied
+    # applied | superseded | undone | retracted | capped_out | held | dropped | not_applied |
+    # unreadable (the user's keys hold what the product did not write: `error` says what)
     state: str
     by_event: str = ""  # the event that holds the item now, when not this one
     pushed: bool | None = None  # a change was published for live push (None: cannot tell)
+    error: str = ""
 
 
 @dataclass(slots=True)
@@ -53,7 +55,11 @@ class Explanation:
     note: str = ""
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        out = asdict(self)
+        for recipient in out.get("recipients", []):
+            if not recipient["error"]:  # only an unreadable recipient has one
+                del recipient["error"]
+        return orjson.dumps(out)
 
 
 class Explainer:
@@ -151,8 +157,15 @@ class Explainer:
         return None
 
     async def _recipient(self, op: ItemOp, out: Explanation) -> Recipient:
-        [register] = await registers.read(self._redis, op.user, [op.item])
         recipient = Recipient(op.user, op.item, op.group_id, "not_applied")
+        try:
+            return await self._recipient_state(op, out, recipient)
+        except ResponseError as exc:  # a key of the wrong type, as what dead-lettered the event
+            recipient.state, recipient.error = "unreadable", str(exc)
+            return recipient
+
+    async def _recipient_state(self, op: ItemOp, out: Explanation, recipient: Recipient) -> Recipient:
+        [register] = await registers.read(self._redis, op.user, [op.item])
         moderation = out.moderation
         if register is None:
             if moderation is not None and not moderation["delivered"]:

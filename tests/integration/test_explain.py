@@ -76,6 +76,10 @@ async def test_waiting_then_pending_on_a_consumer_then_dead_lettered(s: Stack) -
     got = await explained(s, "e1")
     assert got["fanout"]["state"] == "dead_lettered" and got["fanout"]["deliveries"] == 5
     assert got["fanout"]["dead_letter"].startswith(f"{p}/")
+    # what dead-lettered an event is often a key of the wrong type: explained, not a 500
+    await s.redis.set(keys.toggles("olga"), "oops")
+    (olga,) = (await explained(s, "e1"))["recipients"]
+    assert olga["state"] == "unreadable" and "WRONGTYPE" in olga["error"], olga
 
 
 async def test_superseded_and_undone(s: Stack) -> None:

@@ -1,5 +1,6 @@
-"""Backpressure: ingest refuses new work (503, Retry-After) while fan-out is too far behind or
-Redis memory is nearly full, instead of accepting events it might lose."""
+"""Backpressure: ingest refuses new work (503, Retry-After) while fan-out is too far behind,
+Redis memory is nearly full, or Redis was set to evict keys, instead of accepting events it
+might lose."""
 
 from __future__ import annotations
 
@@ -59,6 +60,13 @@ class Pressure:
     async def sample(self) -> Rejected | None:
         """The refusal the current state calls for, if any."""
         for memory in await self._memories():
+            policy = memory.get("maxmemory_policy", "noeviction")
+            if policy != "noeviction":  # set since the start, which refuses such a Redis
+                return Rejected(
+                    Reason.UNAVAILABLE,
+                    f"Redis may evict keys (maxmemory-policy {policy}): events and inboxes could be "
+                    "lost; set maxmemory-policy noeviction",
+                )
             limit = int(memory.get("maxmemory", 0))
             if limit and int(memory.get("used_memory", 0)) > limit * self._settings.max_memory_ratio:
                 return Rejected(Reason.BACKLOG, "Redis memory nearly full; retry later")
@@ -109,6 +117,8 @@ class Pressure:
         if (refusal is None) != (self._refusal is None):
             if refusal is None:
                 log.warning("ingest accepting again")
+            elif refusal.reason is Reason.UNAVAILABLE:  # an operator must act
+                log.error("ingest refusing: %s", refusal.detail)
             else:
                 log.warning("ingest refusing: %s", refusal.detail)
         self._refusal = refusal

@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from feeds.inbox import Inbox
+from notifier.api.pressure import Pressure
 from notifier.fanout.deadletter import DeadLetters
 from notifier.fanout.janitor import Janitor
 from notifier.fanout.replay import replay
@@ -130,13 +131,20 @@ async def test_trimming_keeps_the_retention_window(redis: Redis, settings: Setti
     assert trimmed == 0  # processed, but younger than NOTIFIER_FANOUT_RETAIN_MS (a week)
 
 
-async def test_a_redis_that_may_evict_is_refused(redis: Redis) -> None:
+async def test_a_redis_that_may_evict_is_refused(redis: Redis, settings: Settings) -> None:
+    """At start a role refuses it; set while roles run, ingest refuses events (they could be
+    evicted) until it is noeviction again."""
+    pressure = Pressure(redis, settings.ingest)
+    assert await pressure.sample() is None
     await redis.config_set("maxmemory-policy", "allkeys-lru")
     try:
         found = await inspect_redis(redis)
+        refusal = await pressure.sample()
     finally:
         await redis.config_set("maxmemory-policy", "noeviction")
     assert any("maxmemory-policy" in e for e in found.errors)
+    assert refusal is not None and "maxmemory-policy allkeys-lru" in refusal.detail, refusal
+    assert await pressure.sample() is None
     ok = await inspect_redis(redis)
     assert ok.errors == []
     assert any("AOF is off" in w for w in ok.warnings)  # the suite's server runs without AOF

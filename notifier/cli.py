@@ -307,12 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-# the settings sections each role reads (besides NOTIFIER_LOG_LEVEL); `up` reads them all
+# the settings sections each role reads some of (http: every role's host, grace and drain;
+# fanout: the log's retention, which moderation's index and the api's recovery use); `up` all
 _SECTIONS: Final = {
-    "api": ("redis", "auth", "ingest", "feeds", "moderation", "http", "log", "metrics"),
-    "worker": ("redis", "ingest", "fanout", "feeds", "moderation", "log", "metrics"),
+    "api": ("redis", "auth", "ingest", "fanout", "feeds", "moderation", "http", "log", "metrics"),
+    "worker": ("redis", "ingest", "fanout", "feeds", "moderation", "http", "log", "metrics"),
     "gateway": ("redis", "auth", "gateway", "http", "log", "metrics"),
-    "jobs": ("redis", "jobs", "moderation", "feeds", "log", "metrics"),
+    "jobs": ("redis", "jobs", "ingest", "fanout", "moderation", "feeds", "http", "log", "metrics"),
 }
 _PORTS: Final = {
     "api": ("NOTIFIER_HTTP_API_PORT (HTTP)", "api_port"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Iterator
 
@@ -13,6 +14,8 @@ from anyio.abc import TaskStatus
 from starlette.types import ASGIApp
 
 from schemas.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class _Server(uvicorn.Server):
@@ -42,6 +45,7 @@ class HttpService:
         except OSError as exc:
             self.socket.close()
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self.host = host
         self.port: int = self.socket.getsockname()[1]
         config = uvicorn.Config(
             app,
@@ -74,6 +78,7 @@ class HttpService:
                 await anyio.sleep(0.005)
             if not self._server.started:
                 raise RuntimeError("HTTP server failed to start")
+            log.info("listening on %s:%d", self.host, self.port)  # port 0 in the settings: the one given
             task_status.started()
 
     def stop(self) -> None:

@@ -388,7 +388,10 @@ def _origins(text: str) -> frozenset[str]:
 
 
 def _services(text: str) -> tuple[ServiceKey, ...]:
-    """JSON: {"posts": {"key": "...", "events": ["like", "unlike"]}, ...}; events may be ["*"]."""
+    """JSON: {"posts": {"key": "...", "events": ["like", "unlike"]}, ...}; events may be ["*"].
+    Empty: none (a role that needs them says so)."""
+    if not text.strip():
+        return ()
     try:
         raw = orjson.loads(text)
     except orjson.JSONDecodeError as exc:

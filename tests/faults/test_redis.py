@@ -3,6 +3,7 @@ pub/sub connections killed. Every process is real; the checker judges what clien
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from functools import partial
@@ -428,6 +429,8 @@ async def _out_of_memory(tmp_path: Path) -> None:
         worker = lab.worker("worker-0")
         roles = [lab.role("api", "api"), worker, lab.role("jobs", "jobs")]
         await lab.start(*roles)
+        # the worker's probes asked for any free port (NOTIFIER_METRICS_PORT=0): the log names it
+        assert re.search(r"listening on 127\.0\.0\.1:[1-9][0-9]*", worker.log_text()), worker.log_text()
         factory = CommentFactory("oom", OWNERS)
         worker.send(signal.SIGSTOP)  # what it has not applied when memory runs out
         await lab.load(factory, count=100, duration_s=2)

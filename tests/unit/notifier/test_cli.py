@@ -34,6 +34,15 @@ def test_token_refuses_what_no_api_would_take(argv: list[str], capsys: pytest.Ca
     assert "token needs a user id" in capsys.readouterr().err
 
 
+def test_an_empty_service_key_setting_is_a_missing_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NOTIFIER_INGEST_SERVICES", "")
+    monkeypatch.setenv("NOTIFIER_AUTH_JWT_SECRET", "s" * 32)
+    assert main(["api"]) == 2
+    assert "api needs NOTIFIER_INGEST_SERVICES" in capsys.readouterr().err
+
+
 def test_a_mistyped_moderation_rule_is_refused_at_start(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

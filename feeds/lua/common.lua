@@ -319,10 +319,38 @@ end
 
 -- A group is unread while its time is after the user's read mark for it and the read-all mark.
 -- Only a user who marked some group read on its own has the hash read (most never do).
+-- A mention in a post was read under `mention:POST:ACTOR` before its group id took
+-- MENTION_IN_POST (2026-12-07): until those groups have left the inboxes, a group's own read
+-- mark is the later of the marks under both ids (and both go when it leaves).
+local function legacy_gid(gid)
+  local at = gid:find(MENTION_IN_POST, 1, true)
+  return at and gid:sub(1, at - 1) .. ':' .. gid:sub(at + 1) or nil
+end
+
+-- The read-all mark and each group's own (0: none) of `gids`, in one HMGET.
+local function marks_of(gids)
+  local fields, legacy = {'*'}, {}
+  for i, gid in ipairs(gids) do fields[i + 1] = gid end
+  for i, gid in ipairs(gids) do
+    local old = legacy_gid(gid)
+    if old then
+      fields[#fields + 1] = old
+      legacy[i] = #fields
+    end
+  end
+  local got = call('HMGET', K_MARKS, unpack(fields))
+  local out = {}
+  for i = 1, #gids do
+    out[i] = math.max(tonumber(got[i + 1] or '0'), tonumber(legacy[i] and got[legacy[i]] or '0'))
+  end
+  return tonumber(got[1] or '0'), out
+end
+
 local function mark(gid)
   local all = read_all()
   if not S.groups then return all end
-  return math.max(all, tonumber(call('HGET', K_MARKS, gid) or '0'))
+  local _, own = marks_of({gid})
+  return math.max(all, own[1])
 end
 
 -- JSON is assembled here rather than by cjson.encode of a table (several times cheaper), and
@@ -503,7 +531,7 @@ end
 -- already gone.
 local function removed(g, capped)
   if g.t > mark(g.gid) then add_unread(-1) end
-  if S.groups then call('HDEL', K_MARKS, g.gid) end
+  if S.groups then call('HDEL', K_MARKS, g.gid, legacy_gid(g.gid) or g.gid) end
   local id = jstr(g.gid)
   emit(OP_REMOVE, short(g.gid), ',"id":' .. id .. '}', capped and id)
 end

@@ -8,16 +8,15 @@ if before_id ~= '' then start = seek(tonumber(before_t), before_id, true) end
 local rows = call('LRANGE', K_INBOX, start, start + limit)  -- one more: is there a next page?
 local out = {0, s.unread, s.epoch or '-', s.seq, s.epoch and last_check() or 0, unseen(),
   call('HGET', K_MARKS, 'seen') or '0'}
-local groups, ids = {}, {'*'}
+local groups, ids = {}, {}
 for i = 1, math.min(#rows, limit) do
   groups[i] = decode(rows[i])
-  ids[i + 1] = groups[i].gid
+  ids[i] = groups[i].gid
 end
 if #groups > 0 then
-  local marks = call('HMGET', K_MARKS, unpack(ids))  -- the read-all mark, then each group's
-  local all = tonumber(marks[1] or '0')
+  local all, own = marks_of(ids)
   for i, g in ipairs(groups) do
-    out[#out + 1] = view(g, g.t <= math.max(all, tonumber(marks[i + 1] or '0')))
+    out[#out + 1] = view(g, g.t <= math.max(all, own[i]))
   end
 end
 if #rows > limit then out[1] = 1 end

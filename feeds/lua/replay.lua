@@ -38,7 +38,7 @@ for i, entry in ipairs(entries) do
   end
 end
 lookup(found, missing)
-local rendered, ids, groups = {}, {'*'}, {}
+local rendered, ids, groups = {}, {}, {}
 for id, rec in pairs(found) do
   if rec then
     groups[#groups + 1] = decode(rec)
@@ -46,10 +46,9 @@ for id, rec in pairs(found) do
   end
 end
 if #groups > 0 then
-  local marks = call('HMGET', K_MARKS, unpack(ids))  -- the read-all mark, then each group's
-  local all = tonumber(marks[1] or '0')
+  local all, own = marks_of(ids)
   for i, g in ipairs(groups) do
-    rendered[short(g.gid)] = view(g, g.t <= math.max(all, tonumber(marks[i + 1] or '0')), true)
+    rendered[short(g.gid)] = view(g, g.t <= math.max(all, own[i]), true)
   end
 end
 

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from feeds.inbox import ITEMS_PER_CALL, Inbox
-from feeds.items import ItemOp, plan
+from feeds.items import ItemOp, plan, retract
 from feeds.limits import FeedLimits
 from notifier.runtime.settings import Settings
 from schemas import keys
@@ -160,3 +160,29 @@ async def test_ids_holding_colons_never_make_two_mentions_one_group(redis: Redis
     assert await inbox.unread("ivy") == 1
     await inbox.mark_read("ivy", ["mention:a:b:c"])
     assert await inbox.unread("ivy") == 0
+
+
+async def test_a_mention_in_a_post_read_under_its_former_id_stays_read(
+    redis: Redis, settings: Settings
+) -> None:
+    """Before 2026-12-07 a mention in a post was `mention:POST:ACTOR` and read marks were kept
+    under that id: after the upgrade the group still reads as read, marking it again changes
+    nothing (the unread count is not taken down twice), and its removal takes both marks."""
+    inbox = Inbox(redis, settings.feeds)
+    mention = Mention(id="m1", actor="bob", occurred_at=at(1), post="p1", users=["ivy"])
+    other = Mention(id="m2", actor="cy", occurred_at=at(2), post="p2", users=["ivy"])
+    assert await inbox.apply(ops_of([mention, other], settings.feeds)) == [None, None]
+    assert await inbox.mark_read("ivy", ["mention:p1~bob"]) == 1
+    marks = keys.read_marks("ivy")
+    at_ms = await redis.hget(marks, "mention:p1~bob")
+    await redis.hdel(marks, "mention:p1~bob")
+    await redis.hset(marks, "mention:p1:bob", at_ms)  # as the former version kept it
+    page = await inbox.page("ivy", None, 10)
+    read = {g["id"]: g["read"] for g in map(orjson.loads, page.groups)}
+    assert read == {"mention:p1~bob": True, "mention:p2~cy": False}
+    assert await inbox.unread("ivy") == 1
+    assert await inbox.mark_read("ivy", ["mention:p1~bob"]) == 0
+    assert await inbox.unread("ivy") == 1
+    (recall,) = retract(mention, settings.feeds)  # a moderator's recall
+    assert await inbox.apply([recall]) == [None]
+    assert not await redis.hexists(marks, "mention:p1:bob") and await inbox.unread("ivy") == 1

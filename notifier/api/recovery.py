@@ -119,6 +119,9 @@ class RestartWatch:
         before = self._runs
         if before is not None:
             changed = {p for p, run in runs.of_partition.items() if before.of_partition.get(p) != run}
+            if changed and isinstance(self._redis, Cluster):  # a slot moved to another master
+                alive = await self._master_runs(self._redis)  # with its keys (MIGRATE): no loss
+                changed = {p for p in changed if before.of_partition.get(p) not in alive}
         else:  # no run seen yet, but events taken: the run that took them may be gone already
             changed = set(runs.of_partition) if len(self._recent) else set()
         if changed:
@@ -166,6 +169,15 @@ class RestartWatch:
         if self._first_seen[0] != runs.name:  # a promoted replica's uptime says nothing of when
             self._first_seen = (runs.name, now_ms)
         return Runs(of_partition, self._first_seen[1])
+
+    async def _master_runs(self, redis: Cluster) -> set[str]:
+        """The run ids of every master of the cluster now."""
+        runs = set()
+        for node in await redis.masters():
+            server = await redis.node_client(node).execute_command("INFO", "server", "replication")
+            if server.get("role") == "master":
+                runs.add(str(server["run_id"]))
+        return runs
 
     async def _append_again(self, partitions: set[int], old: str, new: str) -> None:
         kept = [k for k in self._recent.snapshot() if k.partition in partitions]

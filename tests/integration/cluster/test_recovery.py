@@ -88,3 +88,30 @@ async def test_a_promoted_replica_gets_its_partitions_appends_again(
     assert [decode_entry(i, f).event.id for i, f in entries].count(lost_like.id) == 1  # back, once
     await check(watch)
     assert watch.restarts == 1  # nothing changed since
+
+
+async def test_a_partition_moved_to_another_live_master_is_no_restart(
+    cluster: Cluster, redis_cluster: ClusterLab, cluster_settings: SettingsFactory
+) -> None:
+    """A reshard moves a partition's slot, keys and all (MIGRATE), between masters that both
+    live on: its run changes, yet nothing was lost, so nothing is appended again (the watch took
+    every move for a restart and appended everything it kept, up to 100,000 events)."""
+    settings = cluster_settings({"NOTIFIER_INGEST_PARTITIONS": "6"})
+    recent = RecentAppends(keep_s=600, keep_events=1000)
+    watch = RestartWatch(cluster, settings.ingest, recent)
+    await check(watch)
+    likes = [Like(id=f"m-{i}", actor=f"fan{i}", occurred_at=at(i), post="p", owner="eve") for i in range(12)]
+    assert {a.status for a in await EventLog(cluster, settings.ingest, recent).append(likes, "posts")} == {
+        "accepted"
+    }
+    slot = cluster.keyslot(keys.events(0))
+    owner = redis_cluster.node_of_slot(slot)
+    [target, *_] = [m for m in redis_cluster.masters() if m is not owner]
+    redis_cluster.move_slot(slot, target)
+    try:
+        await cluster.refresh()
+        await check(watch)
+        assert (watch.restarts, watch.reappended) == (0, 0)
+    finally:
+        redis_cluster.move_slot(slot, owner)
+        await cluster.refresh()

@@ -9,7 +9,7 @@ from typing import Any, Final
 import msgspec
 from redis.asyncio.client import Pipeline
 
-from feeds.scripts import Query
+from feeds.scripts import Query, run_checked
 from schemas import keys
 from schemas.events import Event, encode_event, type_name
 
@@ -135,11 +135,16 @@ class QueueIntake(QueueReads):
         return await self._ledger.transact(watched, body)
 
     async def _context(self, actor: str) -> Context:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.mod_actor(actor))
-            pipe.zrevrange(keys.mod_actor(actor), 0, self._settings.history_items - 1)
-            pipe.hexists(keys.mod_bans(), actor)
-            count, ids, banned = await pipe.execute()
+        # run_checked, not redis-py's cluster pipeline: that one gave up ("TTL exhausted") on the
+        # ASK redirections of a {mod} slot being migrated, stalling every screened batch
+        count, ids, banned = await run_checked(
+            self._redis,
+            [
+                ("ZCARD", keys.mod_actor(actor)),
+                ("ZREVRANGE", keys.mod_actor(actor), 0, self._settings.history_items - 1),
+                ("HEXISTS", keys.mod_bans(), actor),
+            ],
+        )
         recent = await self.recent([raw_id.decode() for raw_id in ids])
         return Context(earlier_items=int(count), recent=recent, banned=bool(banned))
 

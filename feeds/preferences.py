@@ -82,7 +82,8 @@ class PreferenceStore:
         """Store `prefs`; a type turned off or back on moves its off period, the hide mark
         `o:TYPE` = `START-END` (END empty while off): what happened in it stays hidden for
         good, after the type is on again and in a replay, as after a mute. Periods merge into
-        one (from the first START), so a rebuild also hides what came between them."""
+        one (from the first START), so a rebuild also hides what came between them. A type off
+        since before periods were kept has none: what it held back may come back in a replay."""
         stored, marks = keys.preferences(user), keys.hide_marks(user)
         for _ in range(_ATTEMPTS):
             client = await client_for(self._redis, stored)
@@ -96,8 +97,10 @@ class PreferenceStore:
                 pipe.set(stored, wire.encode(prefs))
                 for kind, period in zip(moved, periods, strict=True):
                     start = period.split(b"-", 1)[0].decode() if period else ""
-                    if kind in was:  # back on: the period ends now (started before we kept it: 0)
-                        pipe.hset(marks, OFF + kind, f"{start or 0}-{at_ms}")
+                    if kind in was and start:  # back on: the period ends now
+                        pipe.hset(marks, OFF + kind, f"{start}-{at_ms}")
+                    elif kind in was:  # off since before periods were kept (2026-12-07): unknown
+                        pass  # start; hiding from 0 would hide what was delivered before it
                     else:  # off from now (or again: from the first START on)
                         pipe.hset(marks, OFF + kind, f"{start or at_ms}-")
                 try:

@@ -54,6 +54,12 @@ def fanout_done(partition: int) -> str:
     return f"fanout-done:{_partition(partition)}"
 
 
+def fanout_counting(partition: int) -> str:
+    """Set: the fan-out consumers that count what they acknowledge in `fanout_done` (workers of
+    a version before that count do not: while one is active, no loss is told)."""
+    return f"fanout-counting:{_partition(partition)}"
+
+
 def fanout_gap(partition: int) -> str:
     """String: how many entries deleted from the partition's log unread were reported."""
     return f"fanout-gap:{_partition(partition)}"

@@ -27,16 +27,13 @@ for i = BASE + 2, #ARGV do
   end
 end
 lookup(found, missing)
-local live = {}
-for _, rec in pairs(found) do
-  if rec then
-    local g = decode(rec)
-    live[g.gid] = g
-  end
+local live = {}  -- by the short id asked for (a mention in a post's former one included)
+for ref, rec in pairs(found) do
+  if rec then live[ref] = decode(rec) end
 end
 local done = {}
 for i = BASE + 2, #ARGV do
-  local g = live[ARGV[i]]
+  local g = ARGV[i]:find(':', 1, true) and live[short(ARGV[i])]
   if g and g.t > mark(g.gid) then
     call('HSET', K_MARKS, g.gid, int(g.t))
     s.groups = true  -- the state's summary (mark() learned it), saved below

@@ -37,18 +37,22 @@ for i, entry in ipairs(entries) do
     found[ref], missing = false, missing + 1
   end
 end
-lookup(found, missing)
-local rendered, ids, groups = {}, {}, {}
-for id, rec in pairs(found) do
+local former = {}
+lookup(found, missing, former)
+-- a change logged before a mention in a post took its id of today names it by the former one:
+-- a client of then knows it so, and is told to reload rather than shown it twice
+if next(former) then return refetch() end
+local rendered, ids, groups, refs = {}, {}, {}, {}
+for ref, rec in pairs(found) do
   if rec then
     groups[#groups + 1] = decode(rec)
-    ids[#ids + 1] = groups[#groups].gid
+    ids[#ids + 1], refs[#groups] = groups[#groups].gid, ref
   end
 end
 if #groups > 0 then
   local all, own = marks_of(ids)
   for i, g in ipairs(groups) do
-    rendered[short(g.gid)] = view(g, g.t <= math.max(all, own[i]), true)
+    rendered[refs[i]] = view(g, g.t <= math.max(all, own[i]), true)
   end
 end
 

@@ -297,7 +297,7 @@ class FanoutWorker:
 
     async def _ensure_group(self, partition: int) -> None:
         # from 0, not $: a stream recreated after data loss must not skip its first events
-        await self._dead.create_group(partition)
+        await self._dead.create_group(partition, self.consumer)
 
     async def _read_history(self, partition: int) -> None:
         """Our own pending entries (a restart under the same name), before anything new."""

@@ -46,18 +46,23 @@ redis.call('HDEL', KEYS[3], ARGV[2])
 return #rows == 0 and 2 or 1
 """)
 
-# KEYS: event log, reported, dead letters, done. ARGV: group, `create` or `check`, error prefix.
+# KEYS: event log, reported, dead letters, done, counting consumers. ARGV: group, `create` or
+# `check`, error prefix, then the consumer (`create`) or how long a consumer stays active (`check`).
 # `done` counts the partition's entries the fan-out accounted for: acknowledged (applied or
 # dead-lettered), dropped from the group while pending (deleted from the log: lost, reported),
-# or in the log before the group was made. Every entry ever added is done, pending, unread (lag)
-# or deleted from the log before anyone read it: an operator's XTRIM MAXLEN or XDEL (the
-# janitor trims only what was read). `check` reports those not reported yet (`reported`), once:
-# a dead letter without an event, and the reply {the group's last-delivered-id, how many}.
-# Unread is what the log holds past the group's last-delivered-id: all of it when the log's
-# first entry is past it, else Redis's lag (which has none while deletions lie ahead of the
-# group: then the count waits for the group to read on).
-# `create`: the group, from the log's start (MKSTREAM), unless it exists; what the log holds
-# then is the new group's to read, what was added before is done.
+# or in the log before the group was made. Every entry ever added is done, pending, unread or
+# deleted from the log before anyone read it: an operator's XTRIM MAXLEN or XDEL (the janitor
+# trims only what was read). `check` reports those not reported yet (`reported`), once: a dead
+# letter without an event, and the reply {the group's last-delivered-id, how many}. Unread is
+# what the log holds past the group's last-delivered-id: all of it when the log's first entry is
+# past it, else Redis's lag (which has none while deletions lie ahead of the group: then the
+# count waits for the group to read on).
+# The count is trusted once `check` has set it (`reported` exists) while only consumers that
+# count (they were named to `create`: this version's workers) were active: a worker of a version
+# before the count acknowledges without counting, so while one is active (a rolling upgrade), or
+# before the first `check`, `check` sets the count from what Redis holds and reports nothing.
+# `create`: the group, from the log's start (MKSTREAM), unless it exists; what the log holds then
+# is the new group's to read, what was added before is done.
 _GAP: Final = Script("""
 local function map(reply)
   local t = {}
@@ -75,6 +80,7 @@ local function baseline(done)
   redis.call('SET', KEYS[2], 0)
 end
 if ARGV[2] == 'create' then
+  redis.call('SADD', KEYS[5], ARGV[4])
   local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
   if type(made) == 'table' and made.err then
     if made.err:find('BUSYGROUP', 1, true) then return 0 end
@@ -93,21 +99,25 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
 end
 if not group then return false end
 local last = group['last-delivered-id']
--- unread: all the log holds when its first entry is past what the group read (a trim of its
--- head), else Redis's lag
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
 local unread = group['lag']
 if not first or newer(first[1], last) then unread = s['length'] end
 local added = s['entries-added']
 if not (added and unread) then return false end
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1])[1]
-local done = redis.call('GET', KEYS[4])
-if not done then  -- a group made before this count: nothing before now is known lost
+local trusted = redis.call('EXISTS', KEYS[2]) == 1
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = map(c)
+  if f['idle'] < tonumber(ARGV[4]) and redis.call('SISMEMBER', KEYS[5], f['name']) == 0 then
+    trusted = false  -- a worker that does not count is active
+  end
+end
+if not trusted then
   baseline(added - pending - unread)
   return false
 end
-local lost = added - tonumber(done) - pending - unread
-local reported = tonumber(redis.call('GET', KEYS[2]) or '0')
+local lost = added - tonumber(redis.call('GET', KEYS[4]) or '0') - pending - unread
+local reported = tonumber(redis.call('GET', KEYS[2]))
 if lost <= reported then return false end
 redis.call('SET', KEYS[2], lost)
 local err = ARGV[3] .. ': ' .. (lost - reported) .. ' entries deleted from the event log before the '
@@ -164,8 +174,8 @@ def parse_ref(ref: str) -> tuple[int, str]:
 
 
 class DeadLetters:
-    """The only code that touches `dlq:`, `dlq-dropped:`, `fanout-errors:`, `fanout-done:` and
-    `fanout-gap:` keys."""
+    """The only code that touches `dlq:`, `dlq-dropped:`, `fanout-errors:`, `fanout-done:`,
+    `fanout-gap:` and `fanout-counting:` keys."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -203,10 +213,13 @@ class DeadLetters:
             await run_checked(self._redis, late)
         return acked
 
-    async def create_group(self, partition: int) -> bool:
+    async def create_group(self, partition: int, consumer: str) -> bool:
         """The fan-out group of the partition, from the log's start, unless it exists; the log's
-        deletions before it are not losses (`unread_deleted`). True if it was created."""
-        made = await _GAP(self._redis, self._gap_keys(partition), [keys.FANOUT_GROUP, "create", LOST])
+        deletions before it are not losses (`unread_deleted`), and `consumer` is one that counts
+        what it acknowledges. True if the group was created."""
+        made = await _GAP(
+            self._redis, self._gap_keys(partition), [keys.FANOUT_GROUP, "create", LOST, consumer]
+        )
         return bool(made)
 
     @staticmethod
@@ -216,12 +229,16 @@ class DeadLetters:
             keys.fanout_gap(partition),
             keys.dead_letters(partition),
             keys.fanout_done(partition),
+            keys.fanout_counting(partition),
         ]
 
-    async def unread_deleted(self, partition: int) -> Gap | None:
+    async def unread_deleted(self, partition: int, active_ms: int) -> Gap | None:
         """Entries deleted from the log before the fan-out read them, once each (see _GAP): a
-        dead letter without an event already records them."""
-        found = await _GAP(self._redis, self._gap_keys(partition), [keys.FANOUT_GROUP, "check", LOST])
+        dead letter without an event already records them. A consumer idle for less than
+        `active_ms` is active."""
+        found = await _GAP(
+            self._redis, self._gap_keys(partition), [keys.FANOUT_GROUP, "check", LOST, active_ms]
+        )
         if not found:
             return None
         read_up_to, lost = found

@@ -59,7 +59,8 @@ class Janitor:
         MAXLEN or XDEL: this janitor never trims past what was read) were never applied: a loss,
         reported once by whichever worker finds it: a dead letter without an event, an ERROR
         line and `notifier_fanout_lost_total`."""
-        gap = await self._dead.unread_deleted(partition)
+        # a worker that acknowledged within two rounds is active
+        gap = await self._dead.unread_deleted(partition, 2 * self._settings.maintenance_interval_ms)
         if gap is not None:
             metrics.current().lost.inc(gap.lost)
             log.error(

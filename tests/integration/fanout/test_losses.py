@@ -224,3 +224,51 @@ async def test_unread_entries_deleted_from_the_log_are_reported_once(
     await worker.drain()
     assert await janitor.report_gap(0) is None
     assert len(await redis.xrange(keys.dead_letters(0))) == 2
+
+
+async def test_an_upgraded_log_and_a_worker_that_does_not_count_are_no_loss(
+    redis: Redis, settings: Settings
+) -> None:
+    """A group made by a version before the count (upgrading), and a worker of that version
+    acknowledging beside this one (a rolling upgrade), leave acknowledged entries out of
+    `fanout-done`: they are no loss. The janitor reported them as lost."""
+    fanout = dataclasses.replace(settings.fanout, maintenance_interval_ms=100)  # active: idle < 200 ms
+    one = dataclasses.replace(
+        settings, ingest=dataclasses.replace(settings.ingest, partitions=1), fanout=fanout
+    )
+    stream = keys.events(0)
+
+    def likes(owner: str, n: int) -> list[Like]:
+        return [
+            Like(id=f"{owner}-{i}", actor=f"fan{i}", occurred_at=at(i), post="p", owner=owner)
+            for i in range(n)
+        ]
+
+    # as the former version left it: a group, entries read and acknowledged, no count
+    await append(redis, one, likes("ola", 3))
+    await redis.xgroup_create(stream, keys.FANOUT_GROUP, id="0")
+    old = await redis.xreadgroup(keys.FANOUT_GROUP, "old-worker", {stream: ">"})
+    await redis.xack(stream, keys.FANOUT_GROUP, *[i for i, _ in old[0][1]])
+    await append(redis, one, likes("pia", 2))
+    worker = FanoutWorker(redis=redis, settings=one.fanout, partitions=1, limits=one.feeds, consumer="new")
+    await worker.drain()  # acknowledges (and counts) before the janitor's first round
+    janitor = Janitor(redis, one.fanout, partitions=1)
+    assert await janitor.report_gap(0) is None
+    # the old worker, still running, takes and acknowledges more: not counted, not a loss
+    await append(redis, one, likes("quin", 4))
+    more = await redis.xreadgroup(keys.FANOUT_GROUP, "old-worker", {stream: ">"})
+    await redis.xack(stream, keys.FANOUT_GROUP, *[i for i, _ in more[0][1]])
+    assert await janitor.report_gap(0) is None
+
+    async def old_idle_ms() -> int:
+        consumers = await redis.xinfo_consumers(stream, keys.FANOUT_GROUP)
+        return int(next(c["idle"] for c in consumers if c["name"] == b"old-worker"))
+
+    with anyio.fail_after(5):  # the old worker stops: once it has been idle two rounds, losses count
+        while await old_idle_ms() < 200:  # noqa: ASYNC110 (Redis's clock: nothing to wait on)
+            await anyio.sleep(0.05)
+    assert await janitor.report_gap(0) is None
+    await append(redis, one, likes("rae", 3))
+    await redis.xtrim(stream, maxlen=0, approximate=False)
+    gap = await janitor.report_gap(0)
+    assert gap is not None and gap.lost == 3, gap

@@ -189,3 +189,24 @@ async def test_past_the_cap_a_new_group_is_one_live_frame_carrying_what_it_dropp
     # rendered as the views are now: the dropped groups' upserts come as removes
     ops = ["remove", "remove", "upsert", "remove", "upsert", "remove"]
     assert [orjson.loads(c.payload)["op"] for c in replay.changes] == ops
+
+
+async def test_a_change_logged_under_a_mention_in_a_posts_former_id_gets_refetch(
+    redis: Redis, settings: Settings
+) -> None:
+    """Before 2026-12-07 a mention in a post was `mention:POST:ACTOR`, and the log names its
+    changes so. Resuming across them was rendered as the group's removal (the log's id named no
+    group): the client lost it. It is told to refetch; marking it read by that id still works."""
+    inbox = Inbox(redis, settings.feeds)
+    mention = ItemOp(
+        "olga", "m|p:p1|bob", "a", 1_000, "e1", "bob", "mention:p1~bob", "mention", "p1", "", "hi"
+    )
+    before = await changelog.tail(redis, "olga")
+    [cursor] = await logged(redis, inbox, [mention])
+    log = keys.changelog("olga")
+    entry = (await redis.lrange(log, -1, -1))[0]
+    await redis.lset(log, -1, entry.replace(b"mp1~bob", b"mp1:bob"))  # as the former version logged it
+    assert await changelog.read_after(redis, "olga", before, 10) == Refetch(cursor)
+    assert await changelog.read_after(redis, "olga", cursor, 10) == Replay([])
+    assert await inbox.mark_read("olga", ["mention:p1:bob"]) == 1  # the former id, from a client of then
+    assert await inbox.unread("olga") == 0

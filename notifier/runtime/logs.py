@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import datetime
 import logging
+import re
 import sys
 from typing import Final
 
@@ -39,15 +40,31 @@ class _Context(logging.Filter):
         return True
 
 
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def _escaped(text: str) -> str:
+    """Control characters as escapes: a request path with %0a in it could forge log lines."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class TextFormatter(logging.Formatter):
-    """`TIME LEVEL LOGGER message key=value…`: the context fields appended to the message."""
+    """`TIME LEVEL LOGGER message key=value…`: the context fields appended to the message; one
+    line a record, whatever the message holds (a traceback follows on lines of its own)."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return _escaped(super().formatMessage(record))
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        context = [f"{k}={v}" for k in CONTEXT_FIELDS if (v := getattr(record, k, None)) not in (None, "")]
+        context = [
+            f"{k}={_escaped(str(v))}"
+            for k in CONTEXT_FIELDS
+            if (v := getattr(record, k, None)) not in (None, "")
+        ]
         rid = getattr(record, "request_id", "")
         if rid:
             context.append(f"request_id={rid}")

@@ -76,3 +76,19 @@ def test_access_lines_can_be_turned_off(captured: io.StringIO) -> None:
 def test_a_bad_format_is_refused() -> None:
     with pytest.raises(ConfigError, match="NOTIFIER_LOG_FORMAT must be text or json"):
         Settings.from_env({"NOTIFIER_LOG_FORMAT": "xml"})
+
+
+def test_a_text_line_cannot_be_split_by_what_it_logs(captured: io.StringIO) -> None:
+    """A request path with %0a decoded in it forged log lines of its own."""
+    configure(captured)
+    forged = "/nope\n2026-12-07 09:00:00,000 ERROR notifier.auth FORGED\r\u2028x"
+    logging.getLogger(logs.ACCESS_LOGGER).info("GET %s 404", forged, extra={"user": "a\nb"})
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("notifier.x").exception("failed")
+    lines = captured.getvalue().splitlines()
+    assert "\\n2026-12-07 09:00:00,000 ERROR notifier.auth FORGED\\r\\u2028x 404" in lines[0]
+    assert lines[0].endswith("user=a\\nb")
+    assert not lines[1].startswith("2026-12-07 09:00:00,000") and "failed" in lines[1]
+    assert any("ValueError: boom" in line for line in lines[2:])  # a traceback keeps its lines

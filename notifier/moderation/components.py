@@ -34,5 +34,12 @@ class Components:
         content = ContentIndex(
             redis, partitions=settings.ingest.partitions, retain_ms=settings.fanout.retain_ms
         )
-        reports = Reports(redis, queue, content, per_hour=settings.moderation.reports_per_hour, clock=clock)
+        reports = Reports(
+            redis,
+            queue,
+            content,
+            per_hour=settings.moderation.reports_per_hour,
+            clock=clock,
+            limits=settings.feeds,
+        )
         return cls(ledger, queue, Bans(ledger, queue, content), Outbox(redis), content, reports)

@@ -12,6 +12,9 @@ from typing import Final, Literal
 import msgspec
 from redis.asyncio import Redis
 
+from feeds import registers
+from feeds.items import plan
+from feeds.limits import FeedLimits
 from schemas import keys
 from schemas.errors import Reason, Rejected
 from schemas.events import Event
@@ -59,8 +62,16 @@ def _status(state: str) -> str:
 
 class Reports:
     def __init__(
-        self, redis: Redis, queue: ReviewQueue, content: ContentIndex, *, per_hour: int, clock: Clock
+        self,
+        redis: Redis,
+        queue: ReviewQueue,
+        content: ContentIndex,
+        *,
+        per_hour: int,
+        clock: Clock,
+        limits: FeedLimits,
     ) -> None:
+        self._limits = limits
         self._redis = redis
         self._queue = queue
         self._content = content
@@ -72,6 +83,10 @@ class Reports:
     ) -> Filed:
         await self._count(reporter)
         found = await self._locate(kind, target)
+        if kind == "notification":  # one of theirs: else a report would tell anyone what exists
+            found = await self._received(reporter, found)
+            if not found:
+                raise Rejected(Reason.NOT_FOUND, f"no notification {target!r} in your inbox", "/target")
         if all(actor == reporter for _, actor, _, _ in found):
             raise Rejected(Reason.INVALID, "you cannot report yourself", "/target")
         now = self._clock()
@@ -90,6 +105,19 @@ class Reports:
             await self._redis.zadd(keys.mod_reported_by(reporter), {item_id: now}, nx=True)
         await self._redis.zremrangebyrank(keys.mod_reported_by(reporter), 0, -MINE_KEPT - 1)
         return Filed([item_id for item_id, _, _, _ in found], new)
+
+    async def _received(
+        self, reporter: str, found: list[tuple[str, str, Event | None, str]]
+    ) -> list[tuple[str, str, Event | None, str]]:
+        """Of `found`, the events that notified `reporter` (their item's register is in the
+        reporter's views, whatever has become of it since)."""
+        mine = []
+        for row in found:
+            event = row[2]
+            items = [op.item for op in plan(event, self._limits) if op.user == reporter] if event else []
+            if any(r is not None for r in await registers.read(self._redis, reporter, items)):
+                mine.append(row)
+        return mine
 
     async def _count(self, reporter: str) -> None:
         window = self._clock() // (RATE_WINDOW_S * 1000)

@@ -32,6 +32,9 @@ async def test_a_report_creates_an_item_counts_reporters_once_and_recalls_when_u
     await s.send(comment("e1", "bob", "alice", CLEAN_TEXT))
     assert len(await s.groups("alice")) == 1 and await s.queue.get("e1") is None  # the policy let it pass
 
+    with pytest.raises(Rejected) as stranger:  # not in eve's inbox: as if it did not exist
+        await s.reports.file("eve", "notification", "comment:c-e1", HARASSMENT, "")
+    assert stranger.value.reason is Reason.NOT_FOUND and await s.queue.get("e1") is None
     first = await s.reports.file("alice", "notification", "comment:c-e1", HARASSMENT, "he follows me around")
     assert (first.items, first.new) == (["e1"], True)
     again = await s.reports.file("alice", "comment", "c-e1", ReportReason.SPAM, "")

@@ -338,8 +338,9 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
 
     async def live(request: Request) -> Response:
         moderator(request, auth)
+        until_s = tokens.claims_of(request, auth).expires_at  # no change reaches an expired token
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        return StreamingResponse(changes(redis), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(changes(redis, until_s), media_type="text/event-stream", headers=headers)
 
     async def file_report(request: Request) -> Response:
         user = tokens.user_of(request, auth)

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from notifier.moderation import replies
 from notifier.moderation.records import Stats
+from notifier.runtime import tokens
 from notifier.runtime.settings import Settings
 from schemas import keys
 
@@ -334,6 +335,19 @@ async def test_changes_are_pushed_to_open_consoles(app: App) -> None:
         "/v1/moderation/live", headers={"Authorization": f"Bearer {app.token('bob')}"}
     )
     assert refused.status_code == 403
+
+
+async def test_an_open_console_stream_ends_when_its_token_expires(app: App) -> None:
+    """The stream was checked once, at connect: an expired moderator token kept receiving."""
+    token = tokens.issue(app.settings.auth, "ben", ttl_s=1.5, role="moderator")
+    async with app.http.stream(
+        "GET", "/v1/moderation/live", headers={"Authorization": f"Bearer {token}"}
+    ) as stream:
+        lines = stream.aiter_lines()
+        with anyio.fail_after(10):
+            assert await anext(lines) == "event: ready"
+            rest = [line async for line in lines if line]
+    assert rest[-2:] == ["event: expired", "data: {}"]
 
 
 async def _until_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:

@@ -166,6 +166,8 @@ def undotted(text: str) -> str:
     are one space first: the pattern's optional whitespace around ` dot ` backtracked cubically
     on a long run of it (2,000 spaces held the worker, GIL and all, for seconds)."""
     return _DOT_EVASIONS.sub(".", _SPACES.sub(" ", fold(text)))
+
+
 _LINK: Final = re.compile(
     r"(?<![\w@.-])(?:(?:https?://|www\.)(?P<host>(?:[\w-]+\.)*[\w-]+)"
     rf"|(?P<bare>(?:[\w-]+\.)+(?:{_COMMON_TLDS}))(?![\w-]))",

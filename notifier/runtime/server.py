@@ -15,6 +15,8 @@ from starlette.types import ASGIApp
 
 from schemas.errors import ConfigError
 
+from .httpguard import GuardedHttpToolsProtocol
+
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +54,7 @@ class HttpService:
             lifespan="on",
             log_config=None,
             access_log=False,
+            http=GuardedHttpToolsProtocol,  # request heads bounded in size and time (httpguard)
             ws=ws,  # the gateway's lean protocol (gateway.wsserver), passed in by the composition root
             ws_max_size=max_frame_bytes,
             ws_ping_interval=ping_interval_s,

@@ -1,0 +1,77 @@
+"""Request heads bounded in size and time, for every HTTP server of the product.
+
+uvicorn's httptools protocol (the fast parser, the one `http="auto"` picks) has neither: a client
+could send header lines for ever (each kept: hundreds of MB for one connection) or hold a
+connection open by sending a head byte by byte (slowloris). This subclass is the one place that
+reaches into uvicorn's private protocol class (`uvicorn.protocols.http.httptools_impl`): it
+overrides four of its callbacks and reads `transport`, `loop` and `parser`.
+tests/ops/test_httpguard.py fails loudly if an upgrade of uvicorn changes them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Final
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD_BYTES: Final = 32 * 1024  # request line and headers
+HEAD_TIMEOUT_S: Final = 10.0  # from the connection, or the next request's first byte, to its head's end
+
+_TOO_LARGE: Final = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 31\r\nconnection: close\r\n\r\nrequest head larger than 32 KiB"
+)
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    max_head_bytes = MAX_HEAD_BYTES
+    head_timeout_s = HEAD_TIMEOUT_S
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
+
+    def _disarm(self) -> None:
+        self._in_head = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        if self._in_head and not self.transport.is_closing():
+            log.info("closed a connection whose request head took over %.0f s", self.head_timeout_s)
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._disarm()
+                self.transport.write(_TOO_LARGE)
+                self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._in_head:  # the next request on a kept-alive connection
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)

@@ -51,6 +51,8 @@ def error_reply(text: str) -> ResponseError:
     """An error reply a script caught (pcall) and returned as text, as redis-py would raise it:
     a refusal (REDIS_REFUSING) must not be taken for an error of the item's own."""
     return _REFUSALS.get(text.split(" ", 1)[0], ResponseError)(text)
+
+
 # What any Redis (one, or a cluster) raises while unreachable, refusing, or while its topology
 # changes: retried with backoff by every loop, answered 503 by the API.
 REDIS_UNAVAILABLE: Final = (

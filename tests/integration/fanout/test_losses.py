@@ -29,6 +29,13 @@ from .test_consumer import append, likes_and_follows, make_worker, read_without_
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
+def likes(owner: str, n: int) -> list[Like]:
+    """`n` likes of post p, each by its own fan, ids `OWNER-N`."""
+    return [
+        Like(id=f"{owner}-{i}", actor=f"fan{i}", occurred_at=at(i), post="p", owner=owner) for i in range(n)
+    ]
+
+
 async def until(condition: Callable[[], bool], what: str) -> None:
     """Wait (bounded) for a worker running in the background; it has no event to wait on."""
     with anyio.fail_after(10):  # `what` names the wait in the traceback
@@ -184,12 +191,6 @@ async def test_unread_entries_deleted_from_the_log_are_reported_once(
     one = dataclasses.replace(settings, ingest=dataclasses.replace(settings.ingest, partitions=1))
     stream = keys.events(0)
 
-    def likes(owner: str, n: int) -> list[Like]:
-        return [
-            Like(id=f"{owner}-{i}", actor=f"fan{i}", occurred_at=at(i), post="p", owner=owner)
-            for i in range(n)
-        ]
-
     await append(redis, one, likes("ola", 2))
     worker = FanoutWorker(redis=redis, settings=one.fanout, partitions=1, limits=one.feeds, consumer="w")
     await worker.drain()  # the group has read both
@@ -237,12 +238,6 @@ async def test_an_upgraded_log_and_a_worker_that_does_not_count_are_no_loss(
         settings, ingest=dataclasses.replace(settings.ingest, partitions=1), fanout=fanout
     )
     stream = keys.events(0)
-
-    def likes(owner: str, n: int) -> list[Like]:
-        return [
-            Like(id=f"{owner}-{i}", actor=f"fan{i}", occurred_at=at(i), post="p", owner=owner)
-            for i in range(n)
-        ]
 
     # as the former version left it: a group, entries read and acknowledged, no count
     await append(redis, one, likes("ola", 3))

@@ -232,6 +232,11 @@ class DeadLetters:
             keys.fanout_counting(partition),
         ]
 
+    async def uncount(self, partition: int, consumer: str | bytes) -> None:
+        """`consumer` left the group (reaped): its name leaves the counting ones (a name a day
+        for workers named after their pods would pile up)."""
+        await self._redis.srem(keys.fanout_counting(partition), consumer)
+
     async def unread_deleted(self, partition: int, active_ms: int) -> Gap | None:
         """Entries deleted from the log before the fan-out read them, once each (see _GAP): a
         dead letter without an event already records them. A consumer idle for less than

@@ -120,5 +120,6 @@ class Janitor:
         for consumer in consumers:
             if consumer["pending"] == 0 and consumer["idle"] > self._settings.reap_idle_ms:
                 await self._redis.xgroup_delconsumer(stream, keys.FANOUT_GROUP, consumer["name"])
+                await self._dead.uncount(partition, consumer["name"])
                 reaped += 1
         return reaped

@@ -3,12 +3,16 @@ log trimming that never loses work, and the startup checks of the Redis a role t
 
 from __future__ import annotations
 
+import dataclasses
+
+import anyio
 import orjson
 import pytest
 from redis.asyncio import Redis
 
 from feeds.inbox import Inbox
 from notifier.api.pressure import Pressure
+from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.deadletter import DeadLetters
 from notifier.fanout.janitor import Janitor
 from notifier.fanout.replay import replay
@@ -148,3 +152,25 @@ async def test_a_redis_that_may_evict_is_refused(redis: Redis, settings: Setting
     ok = await inspect_redis(redis)
     assert ok.errors == []
     assert any("AOF is off" in w for w in ok.warnings)  # the suite's server runs without AOF
+
+
+async def test_idle_consumers_holding_nothing_are_reaped_and_forgotten(
+    redis: Redis, settings: Settings
+) -> None:
+    fanout = dataclasses.replace(settings.fanout, reap_idle_ms=100)
+    one = dataclasses.replace(
+        settings, ingest=dataclasses.replace(settings.ingest, partitions=1), fanout=fanout
+    )
+    await append(redis, one, likes_and_follows("bob", likes=2, follows=0))
+    await FanoutWorker(redis=redis, settings=fanout, partitions=1, limits=one.feeds, consumer="gone").drain()
+    stream = keys.events(0)
+    await redis.xadd(stream, {"e": "x"})
+    await redis.xreadgroup(keys.FANOUT_GROUP, "busy", {stream: ">"})  # holds one pending entry
+    janitor = Janitor(redis, fanout, partitions=1)
+    assert await janitor.reap(0) == 0  # both active a moment ago
+    with anyio.fail_after(5):
+        while min(c["idle"] for c in await redis.xinfo_consumers(stream, keys.FANOUT_GROUP)) <= 100:  # noqa: ASYNC110
+            await anyio.sleep(0.05)  # Redis's clock: nothing to wait on
+    assert await janitor.reap(0) == 1
+    assert [c["name"] for c in await redis.xinfo_consumers(stream, keys.FANOUT_GROUP)] == [b"busy"]
+    assert not await redis.sismember(keys.fanout_counting(0), "gone")

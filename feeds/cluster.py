@@ -62,6 +62,15 @@ REDIS_UNAVAILABLE: Final = (
     *CLUSTER_UNAVAILABLE,
     *REDIS_REFUSING,
 )
+
+
+def closed_transport(exc: BaseException) -> bool:
+    """uvloop's RuntimeError for a write on a socket Redis just closed: redis-py connecting
+    (CLIENT SETINFO) while the server restarts raises it instead of a ConnectionError. An
+    outage like the others, never a bug of ours (a worker died of it in a chaos run)."""
+    return isinstance(exc, RuntimeError) and "handler is closed" in str(exc)
+
+
 RETRY_PAUSE_S: Final = 0.1
 REFRESH_GAP_S: Final = 0.2  # between rounds while a slot has no master (failover, forming)
 _TRANSIENT: Final = (TryAgainError, ClusterDownError)  # retried after a pause, without a refresh

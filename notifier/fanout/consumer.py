@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 
 from feeds import graph, timeline
 from feeds.changelog import push_tag
-from feeds.cluster import REDIS_REFUSING, REDIS_UNAVAILABLE
+from feeds.cluster import REDIS_REFUSING, REDIS_UNAVAILABLE, closed_transport
 from feeds.home import HomeFeeds
 from feeds.horizon import BeyondHorizon
 from feeds.inbox import Inbox
@@ -230,6 +230,10 @@ class FanoutWorker:
                             await anyio.sleep(self._settings.idle_poll_ms / 1000)
                     backoff.reset()
                 except REDIS_UNAVAILABLE as exc:
+                    await backoff.sleep(exc)
+                except RuntimeError as exc:
+                    if not closed_transport(exc):
+                        raise
                     await backoff.sleep(exc)
                 except ResponseError as exc:
                     if "UNBLOCKED" in str(exc):  # the stream's slot migrated away while we waited

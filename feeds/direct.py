@@ -25,7 +25,8 @@ Up to WATCH_USERS users are two round trips on one connection:
 A user whose items need more than this mirrors (someone listens: the change must be rendered
 and published; an item updates a register already there; read marks of single groups; a state
 written before the read marks' summary; a state another writer changed since the worker
-remembered it) is left to the script, all of their items, before anything of theirs is sent.
+remembered it; an inbox at its cap, which drops a group with its registers and raises the
+floor, or past it) is left to the script, all of their items, before anything of theirs is sent.
 A client subscribing between the two round trips is told to re-read the log
 (layouts.RESYNC_MESSAGE): the change was logged but not published.
 
@@ -140,6 +141,8 @@ class _Apply:
         self.all = state.read_all_ms  # None: learned from the marks hash when needed (read_all)
         self.dirty = False
         self.new_user = raw_state is None and horizon is None  # lua/common.lua state(): S.no_horizon
+        if horizon is not None and len(horizon) > layouts.MS_BYTES:
+            raise _Script("cap floor")  # the cap dropped a group: lua/common.lua below_floor
         self.horizon = None if horizon is None else layouts.decode_ms(horizon)
         self.records = list(known.records)
         self.log_len = known.log_len
@@ -180,12 +183,6 @@ class _Apply:
             self.records.remove(rec)
             self._gone(rec)
             self.u.writes.append(("LREM", self.k_inbox, "1", rec))
-
-    def rpop(self) -> bytes:
-        rec = self.records.pop()
-        self._gone(rec)
-        self.u.writes.append(("RPOP", self.k_inbox))
-        return rec
 
     def insert(self, rec: bytes, t: int, gid: str) -> int:
         """lua/common.lua insert: on top, in place of the same group and time, or before the
@@ -235,18 +232,9 @@ class _Apply:
         if self.log_len > layouts.trim_past(self.limits.max_changes):
             self.log_len, self.trimmed = self.limits.max_changes, True
 
-    def removed(self, t: int, gid: str) -> None:
-        if t > self.read_all():
-            self.add_unread(-1)
-        self.emit(layouts.OP_REMOVE, layouts.short_group(gid))
-
     def enforce_cap(self, size: int | None) -> None:
-        while size is not None and size > self.limits.max_groups:
-            t, gid = layouts.record_group(self.rpop())
-            size -= 1
-            if gid[0] in "lf":
-                self.u.writes.append(("DEL", self.prefix + gid))
-            self.removed(t, gid)
+        if size is not None and size > self.limits.max_groups:
+            raise _Script("capped")  # the dropped group's registers and the floor: lua/common.lua
 
     # -- an item ------------------------------------------------------------------------
 

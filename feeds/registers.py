@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from schemas import keys
-from schemas.layouts import Register, decode_register
+from schemas.layouts import HORIZON_FIELD, Register, decode_floor, decode_register
 
-__all__ = ["Register", "decode", "read"]
+__all__ = ["Register", "decode", "floor", "read"]
 
 decode = decode_register
 
@@ -21,3 +21,9 @@ async def read(redis: Redis, user: str, items: Sequence[str]) -> list[Register |
         return []
     raw = await redis.hmget(keys.toggles(user), list(items))
     return [None if r is None else decode(r) for r in raw]
+
+
+async def floor(redis: Redis, user: str) -> tuple[int, str] | None:
+    """The user's cap floor (schemas/layouts.py decode_floor): nothing at or below it enters
+    their inbox; the registers of what the cap dropped went with it."""
+    return decode_floor(await redis.hget(keys.toggles(user), HORIZON_FIELD))

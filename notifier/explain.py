@@ -25,7 +25,7 @@ from notifier.moderation.components import Components
 from notifier.moderation.routes import moderator
 from notifier.runtime.eventlog import LoggedEvent, decode_entry
 from notifier.runtime.settings import Settings
-from schemas import keys
+from schemas import keys, layouts
 from schemas.errors import Reason, Rejected
 
 DEAD_LETTER_SCAN = 10_000  # dead letters of the event's partition looked through
@@ -170,6 +170,8 @@ class Explainer:
         if register is None:
             if moderation is not None and not moderation["delivered"]:
                 recipient.state = "dropped" if moderation["action"] == "drop" else "held"
+            elif layouts.below_floor(await registers.floor(self._redis, op.user), op.at_ms, op.group_id):
+                recipient.state = "capped_out"  # below what the cap dropped: its register went with it
             return recipient
         mine = register.event_id == out.event_id
         if register.state == "x":

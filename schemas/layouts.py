@@ -178,6 +178,24 @@ def record_group(record: bytes) -> tuple[int, str]:
     return decode_ms(record), mention_in_post(post, actor)
 
 
+def decode_floor(mark: bytes | None) -> tuple[int, str] | None:
+    """The cap's floor in a user's HORIZON_FIELD, after the horizon's time: the time and group
+    id of the newest group the inbox cap dropped (lua/common.lua below_floor), or None."""
+    if mark is None or len(mark) <= MS_BYTES:
+        return None
+    return decode_ms(mark[MS_BYTES:]), long_group(mark[2 * MS_BYTES :].decode())
+
+
+def below_floor(floor: tuple[int, str] | None, at_ms: int, gid: str) -> bool:
+    """Whether an item of group `gid` at `at_ms` is at or below the floor: it enters the inbox
+    no more (lua/common.lua below_floor; `gid` '': an item leaving its group)."""
+    if floor is None:
+        return False
+    if at_ms != floor[0]:
+        return at_ms < floor[0]
+    return gid == "" or gid <= floor[1]
+
+
 def is_group_record(record: bytes) -> bool:
     """A like or follow group's (many actors), not a comment's or a mention's."""
     return b"|" not in record[MS_BYTES:]

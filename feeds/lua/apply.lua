@@ -75,9 +75,16 @@ local function register_of(item)
   return old
 end
 -- The register is the 'already applied' mark: written last. A new user's state goes with their
--- first register (and their empty watermark: common.lua state()), near the hash's front.
-local function applied(item, register)
-  if LAST or S.no_horizon then save(item, register) else call('HSET', K_ITEMS, item, register) end
+-- first register (and their empty watermark: common.lua state()), near the hash's front. None is
+-- written for an item whose group the cap dropped at once (`gid` in S.gone: common.lua
+-- enforce_cap): the floor answers for it.
+local function applied(item, register, gid)
+  if S.gone and S.gone[gid] then item = nil end
+  if LAST or S.no_horizon then
+    save(item, register)
+  elseif item then
+    call('HSET', K_ITEMS, item, register)
+  end
   return 1
 end
 
@@ -90,10 +97,16 @@ local function apply(a)  -- a: ARGV index before the item's fields
   -- REGISTER_WINDOW + the window of its group (like:POST:WINDOW, follow:WINDOW: the rest is in
   -- the item, l|POST|ACTOR or f|ACTOR, see items.py).
   local old, horizon = register_of(item), HORIZON
-  -- No register: the item is new, or its register was trimmed (trim.lua). An event at or below
-  -- the user's trimmed horizon could be one that register outranked: refused (-1), never
-  -- applied blindly. A retraction is final whatever came before: it always applies.
-  if not old and st ~= 'x' and horizon and ts <= unpack_ms(horizon) then return -1 end
+  S.gone = nil
+  -- No register: the item is new, or its register was trimmed (trim.lua) or dropped with its
+  -- group by the cap. At or below the cap's floor it has nothing to do (common.lua
+  -- below_floor). An event at or below the user's trimmed horizon could be one that register
+  -- outranked: refused (-1), never applied blindly. A retraction is final whatever came before:
+  -- it always applies.
+  if not old and st ~= 'x' then
+    if below_floor(ts, gid) then return 0 end
+    if horizon and ts <= unpack_ms(horizon) then return -1 end
+  end
   local old_state, old_ts, old_gid = 'none', nil, ''
   -- the window: after the group id's last ':' (anchored: an unanchored pattern is tried from
   -- every position, ~3,500 instructions an item)
@@ -132,6 +145,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   if kind == 'c' or kind == 'm' then
     local rec, live
     if old_state == 'a' then rec, live = find(old_ts, gid) end
+    if st == 'a' and not live and below_floor(ts, gid) then return 0 end
     local read = mark(gid)
     if st == 'a' then
       local post, comment, text = ARGV[a + 8], ARGV[a + 9], ARGV[a + 10]
@@ -150,9 +164,11 @@ local function apply(a)  -- a: ARGV index before the item's fields
       lrem(rec)
       removed(live)
     end
-    return applied(item, register)
+    return applied(item, register, gid)
   end
 
+  -- below the floor, an actor joins no group but the one they are in (common.lua below_floor)
+  if st == 'a' and old_gid ~= gid and below_floor(ts, gid) then return 0 end
   -- an actor's member in a group's set is the time of the item's register and the actor
   local new_gid = st == 'a' and gid or ''
   local old_member = old_state == 'a' and old:sub(2, MS_BYTES + 1) .. actor or nil
@@ -161,7 +177,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
     if old_gid ~= gid then old_member = nil end
     enforce_cap(change(gid, old_member, ms .. actor, ts, ARGV[a + 3]))
   end
-  return applied(item, register)
+  return applied(item, register, gid)
 end
 
 HOLD_UPSERTS = true

@@ -274,19 +274,27 @@ local function state(item, extra)
   -- near the front of a listpack-encoded hash costs its lookup a few entries, a missing one a
   -- scan of every register
   S.no_horizon = extra == HORIZON_FIELD and not raw and not r[3]
+  S.mark = r[3]  -- the field `<` (apply: see below_floor)
   if SHOWN == 0 then SHOWN = shown or 3 end
   return S, r[1], r[3]
 end
--- Write the state back if it changed, with the register of `item` if given.
+-- Write the state back if it changed, with the register of `item` if given, and the field `<`
+-- if the cap's floor rose (enforce_cap: always with a change, so with the state).
 local function save(item, register)
   local packed = S.dirty and pack_state(S)
   S.dirty = false
+  local mark = S.raised and S.mark
+  S.raised = false
   if packed and S.no_horizon then
     S.no_horizon = false
+    mark = mark or NO_HORIZON
+  end
+  if mark then
+    packed = packed or pack_state(S)
     if item then
-      call('HSET', K_ITEMS, item, register, STATE_FIELD, packed, HORIZON_FIELD, NO_HORIZON)
+      call('HSET', K_ITEMS, item, register, STATE_FIELD, packed, HORIZON_FIELD, mark)
     else
-      call('HSET', K_ITEMS, STATE_FIELD, packed, HORIZON_FIELD, NO_HORIZON)
+      call('HSET', K_ITEMS, STATE_FIELD, packed, HORIZON_FIELD, mark)
     end
   elseif packed and item then
     call('HSET', K_ITEMS, item, register, STATE_FIELD, packed)
@@ -536,12 +544,60 @@ local function removed(g, capped)
   emit(OP_REMOVE, short(g.gid), ',"id":' .. id .. '}', capped and id)
 end
 
--- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in).
+-- The cap's floor: the newest group (time, short id) the inbox cap dropped, kept in the field
+-- `<` after the horizon's MS_BYTES (feeds/horizon.py; absent: none dropped yet). Nothing at or
+-- below it enters the inbox again, neither a late item nor one the cap dropped (the inbox holds
+-- only groups newer than it), so a dropped group's registers go with it: its items come back,
+-- redelivered or replayed, as "nothing to do" without them. (Short ids order as the long ones:
+-- within a verb they share its prefix, and the verbs' first letters order as the verbs.)
+local function below_floor(t, gid)
+  local m = S.mark
+  if not m or #m <= MS_BYTES then return false end
+  local ft = S.floor_t
+  if not ft then
+    ft = unpack_ms(m:sub(MS_BYTES + 1, 2 * MS_BYTES))
+    S.floor_t = ft
+  end
+  if t ~= ft then return t < ft end
+  return gid == '' or short(gid) <= m:sub(2 * MS_BYTES + 1)
+end
+
+-- The item (feeds/items.py) of a comment's or a mention's record.
+local function single_item(g)
+  if g.verb == 'comment' then return 'c|' .. g.comment end
+  if g.comment then return 'm|c:' .. g.comment end
+  return 'm|p:' .. g.post .. '|' .. g.actor
+end
+
+-- The registers of a like or follow group's actors go with it up to DROP_MAX of them; a bigger
+-- group's stay for the horizon's sweep (lua/trim.lua), so one drop holds Redis a bounded time.
+local DROP_MAX, DROP_LAST = 1024, '1023'
+
+-- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in), with their
+-- registers and actor sets, and raise the floor to the last one. S.gone: the groups dropped by
+-- the item being applied (apply.lua writes no register of its own into one).
 local function enforce_cap(size)
   while size and size > MAX_GROUPS do
     local g = decode(rpop())
     size = size - 1
-    if not g.single then call('DEL', A_PREFIX .. g.gid) end
+    if g.single then
+      call('HDEL', K_ITEMS, single_item(g))
+    else
+      local akey = A_PREFIX .. g.gid
+      local members = call('ZRANGE', akey, '0', DROP_LAST)
+      if #members > 0 and #members < DROP_MAX then
+        local lead = g.verb == 'like' and 'l|' .. g.gid:match('^like:(.*):') .. '|' or 'f|'
+        for i, m in ipairs(members) do members[i] = lead .. m:sub(MS_BYTES + 1) end
+        call('HDEL', K_ITEMS, unpack(members))
+      end
+      call('DEL', akey)
+    end
+    if not below_floor(g.t, g.gid) then
+      S.mark = (S.mark and S.mark:sub(1, MS_BYTES) or NO_HORIZON) .. pack_ms(g.t) .. short(g.gid)
+      S.floor_t, S.raised = g.t, true
+    end
+    S.gone = S.gone or {}
+    S.gone[g.gid] = true
     removed(g, true)
   end
 end

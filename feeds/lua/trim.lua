@@ -2,10 +2,11 @@
 -- cutoff, and not behind anything the inbox shows. Kept: a register newer than the cutoff, the
 -- register of a like or follow whose actor is in its group's set, of a comment or mention whose
 -- record is in the inbox, and every retraction (`x`: deletion wins, whatever comes later).
--- The user's watermark (field `<`, 7 bytes like every time; all zero, below every time, until
--- a first trim: common.lua) rises to the cutoff first, in the same atomic call: apply.lua
--- refuses an event at or below it for an item without a register, which is what a trimmed
--- register would have decided (or an event beyond the horizon).
+-- The user's watermark (field `<`, 7 bytes like every time, the cap's floor after them if the
+-- cap dropped a group; all zero, below every time, until a first trim: common.lua) rises to
+-- the cutoff first, in the same atomic call: apply.lua refuses an event at or below it for an
+-- item without a register, which is what a trimmed register would have decided (or an event
+-- beyond the horizon).
 -- ARGV after the head: cutoff ms, HSCAN cursor, count. Returns {next cursor, registers deleted}.
 local CUTOFF, CURSOR, COUNT = tonumber(ARGV[BASE + 1]), ARGV[BASE + 2], ARGV[BASE + 3]
 local WATERMARK = HORIZON_FIELD  -- schemas/layouts.py
@@ -14,8 +15,8 @@ if call('EXISTS', K_ITEMS) == 0 then return {'0', 0} end  -- nothing to trim, no
 local mark = call('HGET', K_ITEMS, WATERMARK)
 if mark and unpack_ms(mark) >= CUTOFF then
   CUTOFF = unpack_ms(mark)
-else
-  call('HSET', K_ITEMS, WATERMARK, pack_ms(CUTOFF))
+else  -- the cap's floor after it stays (common.lua below_floor)
+  call('HSET', K_ITEMS, WATERMARK, pack_ms(CUTOFF) .. (mark and mark:sub(MS_BYTES + 1) or ''))
 end
 
 -- Whether the active register `reg` of `item` (time `t`) is behind what the inbox shows.

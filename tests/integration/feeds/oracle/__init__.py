@@ -1,6 +1,7 @@
 """The inbox as it was before the issue-12 storage rework: the oracle of the differential test.
 
-The Lua files here are copies of feeds/lua at main fa37a3e (the scripts the product ran then),
+The Lua files here are copies of feeds/lua at main fa37a3e (the scripts the product ran then,
+and one rule added since: the cap's floor, marked 2026-12-07),
 driven the way feeds/inbox.py and feeds/changelog.py drove them. They are frozen on purpose: the
 product's scripts may change shape (calls, records, keys), these must not, so that the test
 compares the new implementation with the old one. Delete this package once the new one has

@@ -18,6 +18,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   -- window of its group (like:POST:WINDOW, follow:WINDOW: the rest is in the item, l|POST|ACTOR
   -- or f|ACTOR, see items.py).
   local _, old = state(item)
+  if not old and st ~= 'x' and below_floor(ts, gid) then return 0 end  -- common.lua, 2026-12-07
   local old_state, old_ts, old_gid = 'none', nil, ''
   if old then
     local s, t = old:sub(1, 1), unpack_ms(old:sub(2, 8))
@@ -48,6 +49,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   if item:sub(1, 1) == 'c' or item:sub(1, 1) == 'm' then
     local rec, live
     if old_state == 'a' then rec, live = find(old_ts, gid) end
+    if st == 'a' and not live and below_floor(ts, gid) then return 0 end  -- 2026-12-07
     local read = mark(gid)
     if st == 'a' then
       local g = {t = ts, gid = gid, verb = verb, single = true, actor = actor, post = post, text = text}
@@ -118,6 +120,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   if follows == '1' then
     if st == 'a' then redis.call('SADD', K_FOLLOWERS, actor) else redis.call('SREM', K_FOLLOWERS, actor) end
   end
+  if st == 'a' and old_gid ~= gid and below_floor(ts, gid) then return 0 end  -- 2026-12-07
   -- an actor's member in a group's set is the time of the item's register and the actor
   local new_gid = st == 'a' and gid or ''
   local old_member = old_state == 'a' and pack_ms(old_ts) .. actor or nil

@@ -260,12 +260,30 @@ local function removed(g)
   emit('d', short(g.gid), ',"id":' .. jstr(g.gid) .. '}')
 end
 
+-- 2026-12-07, the one rule added since the freeze (README "The cap keeps what was newest when it
+-- dropped"; the product: feeds/lua/common.lua below_floor): the cap's floor is the newest group
+-- (time, id) the cap dropped, and nothing at or below it enters the inbox again. The product
+-- also deletes the dropped groups' registers; this oracle keeps them, so the differential test
+-- shows that deletion changes no view.
+local FLOOR_FIELD = 'floor'
+local function below_floor(t, gid)
+  local f = redis.call('HGET', K_ITEMS, FLOOR_FIELD)
+  if not f then return false end
+  local ft, fg = f:match('^(%-?%d+) (.*)$')
+  ft = tonumber(ft)
+  if t ~= ft then return t < ft end
+  return gid == '' or gid <= fg
+end
+
 -- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in).
 local function enforce_cap(size)
   while size and size > MAX_GROUPS do
     local g = decode(redis.call('RPOP', K_INBOX))
     size = size - 1
     if not g.single then redis.call('DEL', A_PREFIX .. g.gid) end
+    if not below_floor(g.t, g.gid) then
+      redis.call('HSET', K_ITEMS, FLOOR_FIELD, string.format('%d', g.t) .. ' ' .. g.gid)
+    end
     removed(g)
   end
 end

@@ -14,6 +14,7 @@ from redis.exceptions import ResponseError
 
 from feeds.cluster import CLUSTER_UNAVAILABLE, REDIS_UNAVAILABLE, Cluster
 from notifier.runtime import metrics
+from notifier.runtime.checks import evicts
 from notifier.runtime.eventlog import fanout_group, fanout_lag
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import IngestSettings
@@ -60,8 +61,8 @@ class Pressure:
     async def sample(self) -> Rejected | None:
         """The refusal the current state calls for, if any."""
         for memory in await self._memories():
-            policy = memory.get("maxmemory_policy", "noeviction")
-            if policy != "noeviction":  # set since the start, which refuses such a Redis
+            policy = memory.get("maxmemory_policy")
+            if evicts(policy):  # set since the start, which refuses such a Redis
                 return Rejected(
                     Reason.UNAVAILABLE,
                     f"Redis may evict keys (maxmemory-policy {policy}): events and inboxes could be "

@@ -25,6 +25,14 @@ class Findings:
     warnings: list[str] = field(default_factory=list)
 
 
+def evicts(policy: str | bytes | None) -> bool:
+    """Whether Redis under `policy` (its maxmemory-policy; None: not told) may evict keys: every
+    policy but noeviction may drop streams and inboxes when memory is full."""
+    if isinstance(policy, bytes):
+        policy = policy.decode()
+    return policy not in (None, "noeviction")
+
+
 async def inspect_redis(redis: Redis) -> Findings:
     found = Findings()
     if isinstance(redis, Cluster):
@@ -38,7 +46,7 @@ async def inspect_redis(redis: Redis) -> Findings:
     except ResponseError as exc:  # CONFIG denied by an ACL: say so, do not guess
         found.warnings.append(f"cannot read maxmemory-policy ({exc}); it must be noeviction")
     else:
-        if policy not in (None, "noeviction", b"noeviction"):
+        if evicts(policy):
             found.errors.append(
                 f"maxmemory-policy is {policy!r}: Redis may evict streams and inboxes; set it to noeviction"
             )

@@ -37,8 +37,9 @@ class MarkRead(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def page_limit(request: Request) -> int:
-    """The `limit` query parameter of a paged read: 1..MAX_PAGE, 20 when absent."""
-    limit_text = request.query_params.get("limit", "20")
+    """The `limit` query parameter of a paged read: 1..MAX_PAGE, 20 when absent (or empty, as
+    every query parameter of the API)."""
+    limit_text = request.query_params.get("limit") or "20"
     if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_PAGE:
         raise Rejected(Reason.INVALID, f"limit must be an integer 1..{MAX_PAGE}", "/limit")
     return int(limit_text)

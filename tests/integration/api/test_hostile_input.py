@@ -163,6 +163,9 @@ async def test_a_before_cursor_of_unicode_digits_is_refused_not_a_500(
             "/v1/me/notifications", params={"before": "-5:like:p:1", "limit": "7"}, headers=auth
         )
         assert ok.status_code == 200, ok.text  # a time before 1970 is a page cursor too
+        for path in ["/v1/me/notifications", "/v1/users/bob/followers", "/v1/me/feed"]:
+            blank = await client.get(f"{path}?limit=&before=", headers=auth)  # a form's blank fields
+            assert blank.status_code == 200, (path, blank.text)  # absent, as every empty parameter
 
 
 @pytest.mark.parametrize(("method", "path", "kind"), [*ROUTES, LIVE])

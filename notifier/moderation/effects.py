@@ -27,6 +27,7 @@ from schemas.events import decode_event
 from .components import Components
 from .outbox import Outbox
 from .queue import ReviewQueue
+from .retention import DecidedItems
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class EffectsContext(TypedDict, total=False):
 
     effects: Required[Effects]
     outbox: Required[Outbox]
+    decided: Required[DecidedItems]
     pool: Required[ArqRedis]
     retry_s: Required[float]
     job_try: int  # arq: 1 on the first run
@@ -104,6 +106,11 @@ async def sweep_job(ctx: EffectsContext) -> int:
     return enqueued
 
 
+async def expire_job(ctx: EffectsContext) -> int:
+    """Delete the review items decided longer ago than their retention (retention.py)."""
+    return await ctx["decided"].expire()
+
+
 async def enqueue(pool: ArqRedis, effect: str) -> bool:
     """Enqueue the job carrying out `effect` (`deliver|ID` or `recall|ID`); False if already queued."""
     kind, _, item_id = effect.partition("|")
@@ -122,12 +129,13 @@ def job_set(settings: Settings, redis: Redis) -> JobSet:
     ctx: EffectsContext = {
         "effects": Effects(parts.queue, parts.outbox, Inbox(redis, settings.feeds), settings.feeds),
         "outbox": parts.outbox,
+        "decided": DecidedItems(parts.ledger, settings.moderation.retain_decided_days),
         "pool": jobqueue.job_pool(redis),
         "retry_s": settings.jobs.retry_s,
     }
     # arq types ctx as dict[Any, Any]; ours is the EffectsContext it is built from
     return JobSet(
         functions=[cast("WorkerCoroutine", deliver_job), cast("WorkerCoroutine", recall_job)],
-        periodic=[cast("WorkerCoroutine", sweep_job)],
+        periodic=[cast("WorkerCoroutine", sweep_job), cast("WorkerCoroutine", expire_job)],
         ctx=ctx,
     )

@@ -139,6 +139,7 @@ class ModerationSettings:
     claim_ttl_s: float = 300.0  # a moderator's claim on an item lapses after this
     history_items: int = 10  # the actor's recent review items kept as an item's context
     reports_per_hour: int = 20  # reports one user may file per hour
+    retain_decided_days: int = 90  # a decided review item is deleted this long after (0: kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +269,12 @@ class Settings:
                 out.append(f"{_variable(name)} must be a port: 0 to 65535")
         if self.gateway.max_frame_bytes < MIN_FRAME_BYTES:  # a hello with a token must fit
             out.append(f"NOTIFIER_GATEWAY_MAX_FRAME_BYTES must be at least {MIN_FRAME_BYTES}")
+        retain_decided_ms = self.moderation.retain_decided_days * 86_400_000
+        if 0 < retain_decided_ms < self.fanout.retain_ms:  # a replay would screen its event again
+            out.append(
+                "NOTIFIER_MODERATION_RETAIN_DECIDED_DAYS must be 0 (keep) or at least "
+                "NOTIFIER_FANOUT_RETAIN_MS in days"
+            )
         if self.feeds.post_tombstone_ms < self.fanout.retain_ms:  # a replay could resurrect a post
             out.append("NOTIFIER_FEEDS_POST_TOMBSTONE_MS must be at least NOTIFIER_FANOUT_RETAIN_MS")
         if self.tracing not in tracing.EXPORTERS:

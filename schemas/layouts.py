@@ -188,12 +188,13 @@ def decode_floor(mark: bytes | None) -> tuple[int, str] | None:
 
 def below_floor(floor: tuple[int, str] | None, at_ms: int, gid: str) -> bool:
     """Whether an item of group `gid` at `at_ms` is at or below the floor: it enters the inbox
-    no more (lua/common.lua below_floor; `gid` '': an item leaving its group)."""
+    no more (lua/common.lua below_floor; `gid` '': an item leaving its group, below only
+    strictly before the floor's time)."""
     if floor is None:
         return False
     if at_ms != floor[0]:
         return at_ms < floor[0]
-    return gid == "" or gid <= floor[1]
+    return gid != "" and gid <= floor[1]
 
 
 def is_group_record(record: bytes) -> bool:

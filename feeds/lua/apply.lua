@@ -33,13 +33,16 @@ local function change(group, gone, added, t, score)
   local newest = call('ZRANGE', akey, '-1', '-1')[1]
   local was = newest and unpack_ms(newest)
   local now = was
-  if gone and call('ZREM', akey, gone) == 1 and gone == newest then
-    local left = call('ZRANGE', akey, '-1', '-1')[1]
-    now = left and unpack_ms(left)
+  local left = gone and call('ZREM', akey, gone) == 1
+  if left and gone == newest then
+    local rest = call('ZRANGE', akey, '-1', '-1')[1]
+    now = rest and unpack_ms(rest)
   end
   if added then
     call('ZADD', akey, score, added)
     if not now or t > now then now = t end
+  elseif not left then  -- a register that outlived its member (the cap dropped the group)
+    return
   end
   if not (was or now) then return end  -- not in the inbox (dropped by the cap), and still not
   local g = multi(now or was, group, true)
@@ -167,11 +170,14 @@ local function apply(a)  -- a: ARGV index before the item's fields
     return applied(item, register, gid)
   end
 
-  -- below the floor, an actor joins no group but the one they are in (common.lua below_floor)
-  if st == 'a' and old_gid ~= gid and below_floor(ts, gid) then return 0 end
   -- an actor's member in a group's set is the time of the item's register and the actor
   local new_gid = st == 'a' and gid or ''
   local old_member = old_state == 'a' and old:sub(2, MS_BYTES + 1) .. actor or nil
+  -- below the floor, an actor only moves within the group they are in, while it is shown
+  -- (common.lua below_floor); whether a register of a dropped group is left makes no difference
+  if st == 'a' and below_floor(ts, gid) then
+    if old_gid ~= gid or not call('ZSCORE', A_PREFIX .. gid, old_member) then return 0 end
+  end
   if old_member and old_gid ~= new_gid then change(old_gid, old_member, nil) end
   if st == 'a' then
     if old_gid ~= gid then old_member = nil end

@@ -559,7 +559,9 @@ local function below_floor(t, gid)
     S.floor_t = ft
   end
   if t ~= ft then return t < ft end
-  return gid == '' or short(gid) <= m:sub(2 * MS_BYTES + 1)
+  -- an item leaving its group (gid ''): only strictly before the floor's time, for an active
+  -- item at that time with a group id above the floor's is taken, and must meet this register
+  return gid ~= '' and short(gid) <= m:sub(2 * MS_BYTES + 1)
 end
 
 -- The item (feeds/items.py) of a comment's or a mention's record.

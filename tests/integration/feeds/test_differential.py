@@ -33,13 +33,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 USERS = ("u0", "u1", "u2", "u3")
 OWNERS = {"p0": "u0", "p1": "u1"}
 TIMES = (0, 1, 2, 3600, DAY_S, DAY_S + 1)  # ties, and a second aggregation window
+TIGHT = (0, 0, 1, 1, 2, DAY_S)  # more ties: around the cap's floor (lua/common.lua below_floor)
 TEXTS = ("hi", 'quote " and \\ back', "line\nbreak", "ünï €", "")
 LIMITS = (
     FeedLimits(),
     FeedLimits(max_groups=3, max_changes=7, shown_actors=2),  # the cap drops groups; the log trims
     FeedLimits(max_groups=2, max_changes=4, shown_actors=1),
+    FeedLimits(max_groups=1, max_changes=50, shown_actors=1),  # every new group drops one
 )
-GROUPS = ("like:p0:0", "like:p1:0", "like:p0:1", "follow:0", "follow:1", "comment:c0-u1-p0", "nope:x")
+_DAY = like("u0", "p0", "u0", 0).at_ms // FeedLimits().aggregation_window_ms  # the windows' numbers
+GROUPS = (
+    *(f"like:{post}:{window}" for post in OWNERS for window in (_DAY, _DAY + 1)),
+    *(f"follow:{window}" for window in (_DAY, _DAY + 1)),
+    "comment:c0-u1-p0",
+    "mention:p0~u1",
+    "nope:x",
+)
 
 
 @st.composite
@@ -92,7 +101,7 @@ def histories(draw: st.DrawFn) -> tuple[FeedLimits, list[Step]]:
     """A log of events, delivered shuffled with redeliveries, in batches; read marks and
     moderation recalls of some events interleaved. Drawn up front (no draws inside the loop)."""
     limits = draw(st.sampled_from(LIMITS))
-    log = draw(st.lists(events(), min_size=1, max_size=24))
+    log = draw(st.lists(events(draw(st.sampled_from((TIMES, TIGHT)))), min_size=1, max_size=24))
     log = [msgspec.structs.replace(e, id=f"{i:03}-{e.id}") for i, e in enumerate(log)]
     again = draw(st.lists(st.sampled_from(log), max_size=8))
     delivered: list[Event] = draw(st.permutations([*log, *again]))

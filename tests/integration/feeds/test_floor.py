@@ -20,7 +20,7 @@ from feeds.items import ItemOp, plan
 from feeds.limits import FeedLimits
 from schemas import keys, layouts
 from schemas.events import Event
-from tests.unit.builders import DAY_S, at, comment, like, mention, unlike
+from tests.unit.builders import DAY_S, at, comment, comment_deleted, follow, like, mention, unfollow, unlike
 
 from .test_differential import USERS, events, product_views
 
@@ -122,3 +122,42 @@ async def test_past_the_cap_every_redelivery_changes_nothing(
         assert {u: await redis.hgetall(keys.toggles(u)) for u in USERS} == stored
     finally:
         await redis.aclose()
+
+
+@pytest.mark.parametrize("undone", ["like", "follow"])
+@pytest.mark.parametrize("undo_first", [False, True], ids=["do-undo", "undo-do"])
+async def test_an_undo_at_the_floors_millisecond_wins_in_either_order(
+    redis: Redis, undone: str, undo_first: bool
+) -> None:
+    """An unlike carries no group: at the floor's time it is kept (its like, in a group above
+    the floor's id at the same time, would be taken) and outranks its like whatever the order."""
+    inbox = Inbox(redis, CAPPED)
+    setup = ops_of(comment("cat", "c1", t=2), comment("dan", "c2", t=3), comment("eli", "c3", t=4))
+    setup += ops_of(comment_deleted("eli", "c3", t=5))  # back under the cap, floor (2, comment:c1)
+    assert await inbox.apply(setup) == [None] * len(setup)
+    assert await registers.floor(redis, "olga") == (ms(2), "comment:c1")
+    if undone == "like":
+        pair = [like("eve", t=2, eid="e-1"), unlike("eve", t=2, eid="e-2")]
+    else:
+        pair = [follow("eve", t=2, eid="e-1"), unfollow("eve", t=2, eid="e-2")]
+    for event in reversed(pair) if undo_first else pair:
+        assert await inbox.apply(ops_of(event)) == [None]
+    assert [g for g, _, _ in await shown(inbox, "olga")] == ["comment:c2"]
+
+
+async def test_a_register_left_by_a_big_dropped_group_lets_nothing_below_the_floor_in(redis: Redis) -> None:
+    """A group of DROP_MAX actors or more keeps their registers when the cap drops it (one drop
+    holds Redis a bounded time); those registers decide nothing the floor does not: a re-like
+    below the floor stays out, and an unlike changes nothing and logs nothing."""
+    inbox = Inbox(redis, CAPPED)
+    fans = [like(f"a{i:04}", t=1) for i in range(1024)]
+    history = ops_of(*fans, comment("cat", "c1", t=5), comment("dan", "c2", t=6), comment("eli", "c3", t=7))
+    assert await inbox.apply(history) == [None] * len(history)
+    assert await redis.hexists(keys.toggles("olga"), "l|p1|a0000")  # kept: the group was big
+    assert await registers.floor(redis, "olga") == (ms(5), "comment:c1")
+    logged = await redis.llen(keys.changelog("olga"))
+
+    late = ops_of(like("a0000", t=3, eid="again"), unlike("a0001", t=8))
+    assert await inbox.apply(late) == [None, None]
+    assert [g for g, _, _ in await shown(inbox, "olga")] == ["comment:c3", "comment:c2"]
+    assert await redis.llen(keys.changelog("olga")) == logged

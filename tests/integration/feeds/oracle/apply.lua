@@ -81,6 +81,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
     -- another type
     local head = redis.call('LINDEX', K_INBOX, 0)
     local had_gone = gone and redis.call('ZREM', akey, gone) == 1
+    if not had_gone and not added then return end  -- 2026-12-07: nothing changed (common.lua)
     local new_added = added and redis.call('ZADD', akey, ARGV[a + 5], added) == 1
     local actors = actors_of(group)  -- the view's too
     local now = actors.top[1] and unpack_ms(actors.top[1])
@@ -120,7 +121,9 @@ local function apply(a)  -- a: ARGV index before the item's fields
   if follows == '1' then
     if st == 'a' then redis.call('SADD', K_FOLLOWERS, actor) else redis.call('SREM', K_FOLLOWERS, actor) end
   end
-  if st == 'a' and old_gid ~= gid and below_floor(ts, gid) then return 0 end  -- 2026-12-07
+  if st == 'a' and below_floor(ts, gid) then  -- 2026-12-07
+    if old_gid ~= gid or not redis.call('ZSCORE', A_PREFIX .. gid, pack_ms(old_ts) .. actor) then return 0 end
+  end
   -- an actor's member in a group's set is the time of the item's register and the actor
   local new_gid = st == 'a' and gid or ''
   local old_member = old_state == 'a' and pack_ms(old_ts) .. actor or nil

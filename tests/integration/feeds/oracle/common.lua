@@ -264,7 +264,9 @@ end
 -- dropped"; the product: feeds/lua/common.lua below_floor): the cap's floor is the newest group
 -- (time, id) the cap dropped, and nothing at or below it enters the inbox again. The product
 -- also deletes the dropped groups' registers; this oracle keeps them, so the differential test
--- shows that deletion changes no view.
+-- shows that deletion changes no view. Below the floor an actor only moves within the group
+-- they are a member of while it is shown (apply.lua), and a register that outlived its member
+-- changes nothing (change() below: it used to log an upsert of the group as it was).
 local FLOOR_FIELD = 'floor'
 local function below_floor(t, gid)
   local f = redis.call('HGET', K_ITEMS, FLOOR_FIELD)
@@ -272,7 +274,7 @@ local function below_floor(t, gid)
   local ft, fg = f:match('^(%-?%d+) (.*)$')
   ft = tonumber(ft)
   if t ~= ft then return t < ft end
-  return gid == '' or gid <= fg
+  return gid ~= '' and gid <= fg
 end
 
 -- Drop the oldest groups beyond the cap (`size`: the inbox's, if a group was put in).

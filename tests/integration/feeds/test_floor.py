@@ -136,6 +136,7 @@ async def test_an_undo_at_the_floors_millisecond_wins_in_either_order(
     setup += ops_of(comment_deleted("eli", "c3", t=5))  # back under the cap, floor (2, comment:c1)
     assert await inbox.apply(setup) == [None] * len(setup)
     assert await registers.floor(redis, "olga") == (ms(2), "comment:c1")
+    pair: list[Event]
     if undone == "like":
         pair = [like("eve", t=2, eid="e-1"), unlike("eve", t=2, eid="e-2")]
     else:

@@ -28,7 +28,7 @@ from schemas.errors import Reason, Rejected
 
 from .hub import Hub, Push
 from .outbox import Outbox
-from .wsserver import SEND_FRAMES, SERVICE_RESTART
+from .wsserver import SEND_FRAMES, SERVER_CLOSED, SERVICE_RESTART
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -165,7 +165,10 @@ class Session:
             await self._close(first.rejected)
         except* (WebSocketDisconnect, OSError) as gone:  # the client went away, or the server stops
             first_gone = gone.exceptions[0]
-            self._client_closed(first_gone.code if isinstance(first_gone, WebSocketDisconnect) else 1006)
+            if isinstance(first_gone, ServerClosed):
+                self._server_closed(first_gone)
+            else:
+                self._client_closed(first_gone.code if isinstance(first_gone, WebSocketDisconnect) else 1006)
         except* (RedisConnectionError, RedisTimeoutError):
             # Redis is down or frozen: a close the client can act on, not a traceback per socket
             self._hub.metrics.redis_errors("gateway session").inc()
@@ -177,6 +180,12 @@ class Session:
             log.warning("session closed on a redis error user=%s: %r", self.user or "-", reply)
             self._hub.metrics.redis_errors("gateway session").inc()
             await self._close(Rejected(Reason.UNAVAILABLE, "storage unavailable; reconnect with your cursor"))
+
+    def _server_closed(self, closed: ServerClosed) -> None:
+        """The connection failed for the client's fault, found by the server (ServerClosed)."""
+        self._hub.metrics.closes_by_transport(closed.code).inc()
+        extra = {"user": self.user or "-", "code": closed.code, "reason": closed.reason or "protocol"}
+        access_log.info("ws close", extra=extra)
 
     def _client_closed(self, code: int) -> None:
         if code == SERVICE_RESTART:  # not the client: the server closed it as it shuts down
@@ -228,7 +237,10 @@ class Session:
     async def _receive(self) -> protocol.ClientFrame:
         message = await self._ws.receive()
         if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
+            code = message.get("code", 1000)
+            if message.get(SERVER_CLOSED):
+                raise ServerClosed(code, message.get("reason"))
+            raise WebSocketDisconnect(code)
         raw = message.get("text") or message.get("bytes") or b""
         try:
             return protocol.decode_client(raw)
@@ -360,10 +372,17 @@ class Session:
                 else:
                     self._check_token(frame.token)
                     _cursor_of(frame)  # checked like the first one's, not used: the session is live
+        except ServerClosed as closed:
+            self._server_closed(closed)
         except WebSocketDisconnect as gone:
             self._client_closed(gone.code)
         finally:  # however it ends, the writer stops too (its own end cancelled us already)
             scope.cancel()
+
+
+class ServerClosed(WebSocketDisconnect):
+    """The server closed the connection for the client's fault (wsserver.SERVER_CLOSED): a
+    protocol error, a frame flood, a message too big, no pong."""
 
 
 def _cursor_of(frame: protocol.Auth) -> Cursor | None:

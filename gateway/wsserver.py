@@ -47,7 +47,18 @@ log = logging.getLogger("uvicorn.error")  # where uvicorn's protocols log
 # (the hub's flush) writes without waking it, and leaves the rest to the task.
 SEND_FRAMES: Final = "notifier.websocket.send_frames"
 CLOSE_TIMEOUT_S: Final = 10.0  # after the app's close frame, for the client's reply (as uvicorn)
+# Frames a client may send (control frames and fragments included): a bucket of FRAME_BURST
+# refilled at FRAMES_PER_S. Past it the connection is failed 1008: a flood of pings (each
+# answered with a pong) or of empty continuation frames costs the gateway CPU and memory that
+# the app's own message limit (gateway/session.py) never sees.
+FRAME_BURST: Final = 256
+FRAMES_PER_S: Final = 64
+MAX_FRAGMENTS: Final = 128  # of one message: past it, 1009 (bytes are bounded by ws_max_size)
 SERVICE_RESTART: Final = 1012  # the close code every client gets when the server shuts down
+# In a `websocket.disconnect` message: True when this server closed the connection for the
+# client's fault (a protocol error, a frame flood, invalid UTF-8, a message too big, no pong),
+# not the client: gateway/session.py counts and logs those apart.
+SERVER_CLOSED: Final = "notifier.server_closed"
 
 
 class WebSocketProtocol(asyncio.Protocol):
@@ -64,12 +75,15 @@ class WebSocketProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_app_state",
+        "_budget",
+        "_budget_at",
         "_close_sent",
         "_config",
         "_conn",
         "_denial",
         "_disconnect",
         "_drain",
+        "_failed",
         "_fragments",
         "_handshake_done",
         "_inbox",
@@ -106,6 +120,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._denial: tuple[int, list[tuple[str, str]], bytes] | None = None  # websocket.http.response
         self._handshake_done = False  # accepted, refused, or the connection is gone
         self._close_sent = False
+        self._failed = False  # closed for the client's fault: the app's sends are as if it left
         self._lost = False
         self._read_paused = False
         self._inbox: deque[Message] | None = None  # messages for the app, only while some wait
@@ -116,6 +131,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._text = False
         self._timer: asyncio.TimerHandle | None = None
         self._ping: bytes | None = None  # payload of the keepalive ping awaiting its pong
+        self._budget = float(FRAME_BURST)  # frames the client may still send now
+        self._budget_at = self._loop.time()
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -136,32 +153,63 @@ class WebSocketProtocol(asyncio.Protocol):
         return None  # the transport closes; connection_lost tells the app
 
     def pause_writing(self) -> None:
+        """The transport's buffer is full: senders wait, and the client is read no more (what
+        it sends may call for answers, a pong for each ping, that would pile up unsent)."""
         if self._drain is None:
             self._drain = self._loop.create_future()
+            if not self._read_paused and not self._transport.is_closing():
+                self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         drain, self._drain = self._drain, None
         if drain is not None and not drain.done():
             drain.set_result(None)
+        if drain is not None and not self._read_paused and not self._transport.is_closing():
+            self._transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         self._conn.receive_data(data)
         if self._conn.parser_exc is not None:  # e.g. a message over ws_max_size: closed 1009
             close = self._conn.close_sent
-            self._set_disconnect(close.code if close else 1006, close.reason if close else "")
-            self._close_sent = True
-        for event in self._conn.events_received():
+            self._set_disconnect(close.code if close else 1006, close.reason if close else "", server=True)
+            self._close_sent = self._failed = True
+        events = self._conn.events_received()
+        if self._handshake_done and not self._close_sent and not self._within_budget(events):
+            return
+        for event in events:
             if isinstance(event, Request):
                 self._handshake(event)
             elif isinstance(event, Frame):
                 self._frame(event)
         self._flush()
 
+    def _within_budget(self, events: list[Request | Response | Frame]) -> bool:
+        """Take this read's frames from the client's budget; past it, fail the connection 1008
+        (the frames are dropped: neither answered nor given to the app)."""
+        frames = sum(1 for event in events if isinstance(event, Frame))
+        if not frames:
+            return True
+        now = self._loop.time()
+        self._budget = min(FRAME_BURST, self._budget + (now - self._budget_at) * FRAMES_PER_S) - frames
+        self._budget_at = now
+        if self._budget >= 0:
+            return True
+        self._fail(1008, "too many frames")
+        return False
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Close the connection for the client's fault: a close frame, then the TCP connection."""
+        log.info("ws client failed the protocol (%s): closed %d", reason, code)
+        self._conn.fail(code, reason)
+        self._set_disconnect(code, reason, server=True)
+        self._close_sent = self._failed = True
+        self._flush()
+
     def shutdown(self) -> None:
         """Called by uvicorn on each connection when the server stops."""
         self._stop_timer()
         if self._close_sent:
-            self._transport.close()
+            self._shut()
             return
         if not self._handshake_done:
             self._send_500()
@@ -169,7 +217,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._set_disconnect(SERVICE_RESTART)
             self._conn.send_close(SERVICE_RESTART)
             self._flush()
-        self._transport.close()
+        self._shut()
 
     # -- from the client -----------------------------------------------------------------
 
@@ -226,6 +274,10 @@ class WebSocketProtocol(asyncio.Protocol):
             else:
                 self._fragments = [bytes(frame.data)]
         elif opcode is Opcode.CONT and self._fragments is not None:
+            if len(self._fragments) >= MAX_FRAGMENTS:
+                self._fragments = None
+                self._fail(1009, f"a message in over {MAX_FRAGMENTS} fragments")
+                return
             self._fragments.append(bytes(frame.data))
             if frame.fin:
                 data, self._fragments = b"".join(self._fragments), None
@@ -251,10 +303,7 @@ class WebSocketProtocol(asyncio.Protocol):
             try:
                 self._put({"type": "websocket.receive", "text": data.decode()})
             except UnicodeDecodeError:  # the client's fault, one line (a traceback each let any
-                log.info("ws text frame not UTF-8: closed 1007")  # client fill the error log)
-                self._conn.fail(1007)
-                self._set_disconnect(1007)
-                self._close_sent = True
+                self._fail(1007, "text not UTF-8")  # client fill the error log)
                 return
         if not self._read_paused:  # as uvicorn: read no more until the app has taken it
             self._read_paused = True
@@ -268,9 +317,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self._inbox.append(message)
         self._wake()
 
-    def _set_disconnect(self, code: int, reason: str = "") -> None:
+    def _set_disconnect(self, code: int, reason: str = "", *, server: bool = False) -> None:
         if self._disconnect is None:
             self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            if server:
+                self._disconnect[SERVER_CLOSED] = True
             self._wake()
 
     def _wake(self) -> None:
@@ -308,14 +359,14 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._send_500()
         finally:
             if not (self._close_sent and self._timer is not None):  # else awaiting the client's close
-                self._transport.close()
+                self._shut()
 
     # -- from the app --------------------------------------------------------------------
 
     async def send(self, message: Message) -> None:
         if self._drain is not None:
             await asyncio.shield(self._drain)  # shared by every sender: one cancelled must not end it
-        if self._lost:
+        if self._lost or self._failed:
             raise ClientDisconnected()
         kind = message["type"]
         if self._denial is not None:
@@ -449,7 +500,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._flush()
         self._resume_reading()  # read on, for the client's closing frame
         self._stop_timer()
-        self._timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._transport.close)
+        self._timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._transport.abort)
 
     def _send_500(self) -> None:
         if self._denial is not None or self._handshake_done or self._close_sent:
@@ -473,12 +524,23 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self._transport.write(b"".join(data))
         if data[-1] == b"":  # websockets' end of stream: a server closes the TCP connection
+            self._shut()
+
+    def _shut(self) -> None:
+        """Close the transport, and abort it if what it holds is not written CLOSE_TIMEOUT_S
+        later: a client that reads nothing (a zero TCP window) would hold the socket and its
+        buffer for ever."""
+        if self._lost:
+            return
+        if not self._transport.is_closing():
             self._transport.close()
+        self._stop_timer()
+        self._timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._transport.abort)
 
     def _resume_reading(self) -> None:
         if self._read_paused:
             self._read_paused = False
-            if not self._transport.is_closing():
+            if self._drain is None and not self._transport.is_closing():
                 self._transport.resume_reading()
 
     # -- keepalive: one timer, armed for the next ping, then for its pong ------------------
@@ -509,10 +571,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._close_sent or self._transport.is_closing():
             return
         if self._ping is not None:
-            self._conn.fail(1011, "keepalive ping timeout")
-            self._set_disconnect(1011, "keepalive ping timeout")
-            self._close_sent = True
-            self._flush()
+            self._fail(1011, "keepalive ping timeout")
             return
         interval, timeout = self._config.ws_ping_interval, self._config.ws_ping_timeout
         assert interval is not None and timeout is not None

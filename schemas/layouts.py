@@ -50,6 +50,11 @@ FEED_MARK: Final = "F"
 # direct apply (feeds/direct.py) sends it to a user who subscribed while it logged changes it
 # did not publish.
 RESYNC_MESSAGE: Final = "resync"
+# A user's changes one call logs past this many are not published one by one but as one
+# RESYNC_MESSAGE (lua/feed_push.lua: a follow's back-fill logs up to NOTIFIER_FEEDS_MAX_HOME at
+# once): the gateway replays them from the log a batch at a time, where hundreds of frames of
+# one read would overflow a session's send queue (4504) however fast its client reads.
+PUBLISHED_BURST: Final = 64
 STATE_FIELD: Final = "#"
 HORIZON_FIELD: Final = "<"  # the user's trimmed horizon (a time): feeds/horizon.py
 STATE_SEQ_BYTES: Final = 6
@@ -308,6 +313,8 @@ LUA_CONSTANTS: Final[dict[str, str]] = {
     "FEED_USER_KEYS": str(FEED_USER_KEYS),
     "LOG_SLACK": str(LOG_SLACK),
     "MENTION_IN_POST": lua_string(MENTION_IN_POST),
+    "RESYNC_MESSAGE": lua_string(RESYNC_MESSAGE),
+    "PUBLISHED_BURST": str(PUBLISHED_BURST),
 }
 
 

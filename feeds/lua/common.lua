@@ -484,6 +484,8 @@ end
 -- hot user's clients get one frame per new notification instead of two (schemas/protocol.py).
 -- The log keeps every change; a replay sends them one by one.
 local HOLD_UPSERTS, HELD = false, nil  -- HELD: {seq, unread, tail, dropped ids as JSON or nil}
+-- QUIET: log without publishing (lua/feed_push.lua: a burst told as one RESYNC_MESSAGE)
+local QUIET = false
 local function publish(seq, op, unread, tail)
   local sep = PUBLISHED_SEPARATOR
   -- a home-feed change (an op OPS does not name) is published as FEED_MARK and its payload,
@@ -514,7 +516,7 @@ local function emit(op, ref, tail, dropped, g, read)
   if call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref) > TRIM_PAST then
     call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
   end
-  if not listened() then return end
+  if QUIET or not listened() then return end
   local h = HELD
   if dropped and h then
     h.seq, h.unread = s.seq, unread

@@ -13,6 +13,7 @@
 -- post's time (a hide mark: reads hide it anyway, feeds/preferences.py decides what shows), nor
 -- at all once the checked post is deleted (its push and its deletion's clean-up then reach each
 -- user in the order Redis ran them: never an add after the remove).
+-- A user's changes past PUBLISHED_BURST are published as one RESYNC_MESSAGE (schemas/layouts.py).
 -- Idempotent: a change that finds the feed already so logs nothing (a resumed or redelivered
 -- fan-out sends no duplicate). Returns how many changes were logged, or -1 if the checked post
 -- is deleted (nothing of it pushed: the caller stops).
@@ -52,6 +53,9 @@ for u = 1, users do
   k = k + USER_KEYS
   K_HOME, K_MUTES, K_BLOCKS, K_HIDE = keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4]
   local last = a + 1 + 4 * tonumber(ARGV[a + 1])
+  local before = logged
+  -- a burst (a follow's back-fill) is logged, then told as one RESYNC_MESSAGE (layouts.py)
+  QUIET = tonumber(ARGV[a + 1]) > PUBLISHED_BURST
   state()
   for c = a + 2, last, 4 do
     local op, m, at, payload = ARGV[c], ARGV[c + 1], ARGV[c + 2], ARGV[c + 3]
@@ -69,6 +73,7 @@ for u = 1, users do
     end
   end
   save()
+  if QUIET and logged > before and listened() then call('PUBLISH', CHANNEL, RESYNC_MESSAGE) end
   a = last + 1
 end
 if gone then return -1 end

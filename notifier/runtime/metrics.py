@@ -242,6 +242,12 @@ class Metrics:
 
     # -- scrape ----------------------------------------------------------------------------
 
+    def closes_by_transport(self, code: int) -> _Count:
+        """Sessions the server's transport closed for the client's fault (a protocol error, a
+        frame flood, a message too big, no pong: gateway/wsserver.py), with their `code`."""
+        child: _Count = self._closes.labels(str(code), "protocol")
+        return child
+
     def closes_at_shutdown(self, code: int) -> _Count:
         """The gateway's sessions its own shutdown closed, with the transport's `code`
         (gateway/wsserver.py: a standard code, not one of CODES)."""

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from schemas import http, keys
 from tests.conftest import SettingsFactory
 
-from .harness import App, Json, at, follow, running_app
+from .harness import App, Json, at, follow, push_client, running_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -80,3 +80,24 @@ async def test_a_bad_feed_read_is_refused(redis: Redis, settings_factory: Settin
         )
         assert (response.status_code, response.json()["pointer"]) == (422, "/before")
         assert (await app.http.get("/v1/me/feed")).status_code == 401
+
+
+async def test_a_follows_back_fill_reaches_a_live_client_however_small_its_queue(
+    redis: Redis, settings_factory: SettingsFactory
+) -> None:
+    """Following an author logs up to NOTIFIER_FEEDS_MAX_HOME feed changes at once: published
+    one by one, that one read of the gateway's overflowed a send queue smaller than it and cut a
+    prompt client off 4504. Past layouts.PUBLISHED_BURST they are told as one resync, and the
+    session replays them from the log a batch at a time."""
+    settings = settings_factory({"NOTIFIER_GATEWAY_SEND_QUEUE_FRAMES": "16"})
+    async with running_app(settings, redis) as app:
+        await app.accept(*[post(f"p-{n}", "joe", f"j{n}", n) for n in range(100)])
+        await app.worker.drain()
+        async with push_client(app, "ann") as client:
+            await app.accept(follow("f-ann-joe", "ann", "joe", t=200))
+            await app.worker.drain()
+            frames = [await client.frame() for _ in range(100)]
+            assert [f["type"] for f in frames] == ["feed"] * 100, frames[-1]
+            assert {f["change"]["post"]["id"] for f in frames} == {f"j{n}" for n in range(100)}
+            numbers = [int(f["cursor"].split(".")[1].split("-")[0]) for f in frames]
+            assert numbers == sorted(numbers) and len(set(numbers)) == 100  # in order, none twice

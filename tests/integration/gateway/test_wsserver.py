@@ -21,7 +21,16 @@ from websockets.http11 import Request
 from websockets.protocol import CLOSED, CONNECTING, OPEN
 from websockets.uri import parse_uri
 
-from gateway.wsserver import SEND_FRAMES, WebSocketProtocol, frame_header, text_frame
+from gateway import wsserver
+from gateway.wsserver import (
+    FRAME_BURST,
+    MAX_FRAGMENTS,
+    SEND_FRAMES,
+    SERVER_CLOSED,
+    WebSocketProtocol,
+    frame_header,
+    text_frame,
+)
 from notifier.runtime.server import HttpService
 from tests.support import serving
 
@@ -101,14 +110,16 @@ def frames(texts: list[str]) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def server(app: App, *, ping_interval_s: float = 20.0) -> AsyncIterator[HttpService]:
+async def server(
+    app: App, *, ping_interval_s: float = 20.0, protocol: type[WebSocketProtocol] = WebSocketProtocol
+) -> AsyncIterator[HttpService]:
     http = HttpService(
         app,
         host="127.0.0.1",
         port=0,
         ping_interval_s=ping_interval_s,  # and the pong timeout, as the product configures it
         max_frame_bytes=MAX_FRAME_BYTES,
-        ws=WebSocketProtocol,
+        ws=protocol,
     )
     async with serving([http]):
         yield http
@@ -345,3 +356,93 @@ async def read_frames(stream: SocketStream, ws: ClientProtocol) -> list[Frame]:
     except anyio.EndOfStream:
         ws.receive_eof()
     return [event for event in ws.events_received() if isinstance(event, Frame)]
+
+
+# -- a client that floods frames the app never sees, or never reads --------------------------
+
+
+async def send_frames(stream: SocketStream, ws: ClientProtocol, frames: list[Frame]) -> None:
+    for frame in frames:
+        ws.send_frame(frame)
+    await stream.send(b"".join(ws.data_to_send()))
+
+
+async def close_received(stream: SocketStream, ws: ClientProtocol) -> tuple[int, str]:
+    with anyio.fail_after(TIMEOUT_S):
+        while ws.close_rcvd is None and ws.state is not CLOSED:
+            await read_frames(stream, ws)
+    assert ws.close_rcvd is not None
+    return ws.close_rcvd.code, ws.close_rcvd.reason
+
+
+@pytest.mark.parametrize(
+    "flood",
+    [
+        [Frame(Opcode.PING, b"x" * 125)] * (FRAME_BURST + 1),  # each would be answered with a pong
+        [Frame(Opcode.TEXT, b"a", fin=False), *[Frame(Opcode.CONT, b"", fin=False)] * FRAME_BURST],
+    ],
+    ids=["pings", "empty-fragments"],
+)
+async def test_a_flood_of_frames_the_app_never_sees_is_failed_1008(flood: list[Frame]) -> None:
+    app = App()
+    async with server(app) as http:
+        stream, ws = await sans_io_client(http)
+        async with stream:
+            await send_frames(stream, ws, flood)
+            assert await close_received(stream, ws) == (1008, "too many frames")
+        await app_ended(app)
+    assert app.disconnect is not None and app.disconnect["code"] == 1008
+    assert app.disconnect[SERVER_CLOSED] is True  # the server's doing, not the client's close
+
+
+async def test_a_message_in_too_many_fragments_is_failed_1009() -> None:
+    app = App()
+    async with server(app) as http:
+        stream, ws = await sans_io_client(http)
+        async with stream:
+            fragments = [Frame(Opcode.TEXT, b"a", fin=False)]
+            fragments += [Frame(Opcode.CONT, b"b", fin=False)] * MAX_FRAGMENTS
+            await send_frames(stream, ws, fragments)
+            code, _ = await close_received(stream, ws)
+        await app_ended(app)
+    assert code == 1009
+    assert app.disconnect is not None and app.disconnect[SERVER_CLOSED] is True
+
+
+class TrackedProtocol(WebSocketProtocol):
+    """Its one connection, and an event set once that connection is gone."""
+
+    made: TrackedProtocol | None = None
+    lost: anyio.Event | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        TrackedProtocol.made = self
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        assert TrackedProtocol.lost is not None
+        TrackedProtocol.lost.set()
+
+
+async def test_a_client_that_reads_nothing_is_not_read_until_it_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While its socket is full, what a client sends is not read (its pings' pongs would pile
+    up unsent); once the server closes, a client still reading nothing is aborted
+    CLOSE_TIMEOUT_S later: the server keeps nothing of it."""
+    monkeypatch.setattr(wsserver, "CLOSE_TIMEOUT_S", 0.5)
+    TrackedProtocol.lost = anyio.Event()
+    app = App()
+    async with server(app, protocol=TrackedProtocol) as http:
+        async with client(http, "/flood", max_queue=1, max_size=None):
+            with anyio.fail_after(TIMEOUT_S):
+                await app.accepted.wait()
+            with anyio.move_on_after(1):
+                await app.flooded.wait()  # the app's sends wait: the socket is full
+            made = TrackedProtocol.made
+            assert made is not None and not app.ended.is_set()
+            transport = cast(Any, made)._transport
+            assert not transport.is_reading()  # nor is the client read
+            http.stop()  # the close frame cannot reach it: the connection is aborted
+            with anyio.fail_after(TIMEOUT_S):
+                await TrackedProtocol.lost.wait()
+            await app_ended(app)

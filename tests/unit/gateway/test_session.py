@@ -16,7 +16,7 @@ from feeds import changelog
 from feeds.changelog import Change, Replay
 from gateway.hub import Hub, Push
 from gateway.session import Session
-from gateway.wsserver import SEND_FRAMES
+from gateway.wsserver import SEND_FRAMES, SERVER_CLOSED
 from notifier.runtime import metrics, tokens
 from notifier.runtime.settings import AuthSettings, GatewaySettings
 from schemas import protocol
@@ -260,9 +260,10 @@ async def test_what_precedes_a_resync_is_written_then_the_writer_replays_the_log
 class LeavingClient(StuckClient):
     """Authenticates, then its connection ends with `code` (1012: the server shutting down)."""
 
-    def __init__(self, token: str, code: int) -> None:
+    def __init__(self, token: str, code: int, server: bool = False) -> None:
         super().__init__(token)
         self.code = code
+        self.server = server  # the server's transport closed it for the client's fault
 
     async def receive(self) -> dict[str, Any]:
         if not self.sent:
@@ -273,21 +274,29 @@ class LeavingClient(StuckClient):
             }
         with anyio.fail_after(5):
             await self.ready.wait()
-        return {"type": "websocket.disconnect", "code": self.code}
+        gone = {"type": "websocket.disconnect", "code": self.code, "reason": "too many frames"}
+        return {**gone, SERVER_CLOSED: True} if self.server else gone
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("code", "labels"), [(1012, ("1012", "shutting_down")), (1001, ("", "client"))])
-async def test_a_close_at_the_servers_shutdown_is_counted_as_the_servers(
-    redis: Redis, code: int, labels: tuple[str, str]
+@pytest.mark.parametrize(
+    ("code", "server", "labels"),
+    [
+        (1012, False, ("1012", "shutting_down")),
+        (1001, False, ("", "client")),
+        (1008, True, ("1008", "protocol")),  # a frame flood the transport failed (gateway/wsserver.py)
+    ],
+)
+async def test_a_close_by_the_server_is_counted_as_the_servers(
+    redis: Redis, code: int, server: bool, labels: tuple[str, str]
 ) -> None:
     counted = metrics.Metrics()
     metrics.use(counted)
-    client = LeavingClient(tokens.issue(AUTH, "bob"), code)
+    client = LeavingClient(tokens.issue(AUTH, "bob"), code, server)
     session = Session(client, redis, Hub(redis), GatewaySettings(), AUTH)  # type: ignore[arg-type]
     with anyio.fail_after(5):
         await session.serve()
     sample = counted.registry.get_sample_value
     assert sample("notifier_gateway_closes_total", dict(zip(("code", "reason"), labels, strict=True))) == 1
-    other = ("", "client") if code == 1012 else ("1012", "shutting_down")
-    assert not sample("notifier_gateway_closes_total", dict(zip(("code", "reason"), other, strict=True)))
+    for other in {("", "client"), ("1012", "shutting_down"), ("1008", "protocol")} - {labels}:
+        assert not sample("notifier_gateway_closes_total", dict(zip(("code", "reason"), other, strict=True)))

@@ -301,10 +301,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.dev:
             log.warning("DEV MODE: demo service key and JWT secret in use; never expose this")
         anyio.run(run_role, args.command, settings, backend_options={"use_uvloop": True})
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    except (ConfigError, BaseExceptionGroup) as exc:
+        config = _config_error(exc)
+        if config is None:
+            raise
+        print(config, file=sys.stderr)
         return 2
     return 0
+
+
+def _config_error(exc: BaseException) -> ConfigError | None:
+    """The ConfigError `exc` is, or the first of a group of nothing else (one raised in a task
+    group, such as the port of the probes a role serves while it waits for Redis)."""
+    if isinstance(exc, ConfigError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        configs, rest = exc.split(ConfigError)
+        if configs is not None and rest is None:
+            return _config_error(configs.exceptions[0])
+    return None
 
 
 # the settings sections each role reads some of (http: every role's host, grace and drain;

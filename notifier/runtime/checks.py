@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
-from redis.exceptions import ClusterDownError, ResponseError
+from redis.exceptions import AuthenticationError, ClusterDownError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -68,8 +68,16 @@ async def _cluster_ready(cluster: Cluster) -> None:
 
 
 async def check_redis(redis: Redis) -> list[str]:
-    """Log warnings; return the errors that must stop the role."""
-    found = await inspect_redis(redis)
+    """Log warnings; return the errors that must stop the role. A refused password or a
+    database number Redis does not have is one of them, not an outage to wait out."""
+    try:
+        found = await inspect_redis(redis)
+    except AuthenticationError as exc:
+        return [f"authentication failed ({exc}): check the credentials in the Redis URL"]
+    except ResponseError as exc:
+        if "DB index is out of range" not in str(exc):
+            raise
+        return [f"{exc}: check the database number in the Redis URL"]
     for warning in found.warnings:
         log.warning("redis check: %s", warning)
     return found.errors

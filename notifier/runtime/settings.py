@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import orjson
+from redis.connection import parse_url
 
 from feeds.horizon import horizon_ms
 from feeds.limits import FeedLimits
@@ -243,16 +244,10 @@ class Settings:
         if self.auth.jwt_secret and len(self.auth.jwt_secret) < 32:
             out.append("NOTIFIER_AUTH_JWT_SECRET must be at least 32 characters")
         special = {"", "embedded", "memory"}  # a cluster's seeds may also be bare HOST:PORT
-        if (
-            not self.redis.cluster
-            and self.redis.url not in special
-            and not self.redis.url.startswith(REDIS_SCHEMES)
-        ):
-            out.append(
-                "NOTIFIER_REDIS_URL must be a redis://, rediss:// or unix:// URL, or embedded or memory"
-            )
-        if self.jobs.redis_url and not self.jobs.redis_url.startswith(REDIS_SCHEMES):
-            out.append("NOTIFIER_JOBS_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        if not self.redis.cluster and self.redis.url not in special:
+            out += _url_problems("NOTIFIER_REDIS_URL", self.redis.url, "or embedded or memory")
+        if self.jobs.redis_url:
+            out += _url_problems("NOTIFIER_JOBS_REDIS_URL", self.jobs.redis_url)
         if self.redis.cluster and self.redis.url in {"", "embedded", "memory"}:
             out.append("NOTIFIER_REDIS_CLUSTER needs NOTIFIER_REDIS_URL: seed addresses, comma-separated")
         if self.redis.cluster and not self.jobs.redis_url:
@@ -334,6 +329,18 @@ POSITIVE: Final = frozenset(
 )  # fmt: skip
 MIN_FRAME_BYTES: Final = 1_024
 REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+
+
+def _url_problems(name: str, url: str, alternatives: str = "") -> list[str]:
+    """What is wrong with a Redis URL, as redis-py reads it (a port or a database number that is
+    not a number failed at start with a traceback)."""
+    if not url.startswith(REDIS_SCHEMES):
+        return [f"{name} must be a redis://, rediss:// or unix:// URL {alternatives}".rstrip()]
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        return [f"{name} is not a valid Redis URL: {exc}"]
+    return []
 
 
 def _variable(name: str) -> str:

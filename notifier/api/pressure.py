@@ -62,6 +62,11 @@ class Pressure:
         """The refusal the current state calls for, if any."""
         for memory in await self._memories():
             policy = memory.get("maxmemory_policy")
+            if memory.get("role") == "slave":  # a promoted replica demoted, or the wrong node
+                return Rejected(
+                    Reason.UNAVAILABLE,
+                    "Redis is a read-only replica: it refuses writes; point NOTIFIER_REDIS_URL at its master",
+                )
             if evicts(policy):  # set since the start, which refuses such a Redis
                 return Rejected(
                     Reason.UNAVAILABLE,
@@ -80,7 +85,8 @@ class Pressure:
         return None
 
     async def _memories(self) -> list[dict[str, Any]]:
-        """INFO memory of every master (a cluster refuses writes to a full master's slots)."""
+        """INFO memory and replication of every master (a cluster refuses writes to a full
+        master's slots; a replica refuses them all)."""
         redis = self._redis
         nodes = (
             [redis.node_client(n) for n in await redis.masters()] if isinstance(redis, Cluster) else [redis]
@@ -88,7 +94,7 @@ class Pressure:
         out = []
         for node in nodes:
             try:
-                out.append(await node.info("memory"))
+                out.append(await node.info("memory", "replication"))
             except CLUSTER_UNAVAILABLE:
                 raise
             except ResponseError:  # INFO denied by an ACL, or the in-process fake lacks it: no signal

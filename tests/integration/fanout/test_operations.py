@@ -20,9 +20,10 @@ from notifier.runtime.checks import inspect_redis
 from notifier.runtime.eventlog import partition_of
 from notifier.runtime.settings import Settings
 from schemas import keys
+from schemas.errors import Reason
 from schemas.events import Event, Like, encode_event
 
-from ...conftest import SettingsFactory
+from ...conftest import SettingsFactory, free_port
 from ..views import at, inbox_view, snapshot
 from .test_consumer import append, likes_and_follows, make_worker
 
@@ -152,6 +153,21 @@ async def test_a_redis_that_may_evict_is_refused(redis: Redis, settings: Setting
     ok = await inspect_redis(redis)
     assert ok.errors == []
     assert any("AOF is off" in w for w in ok.warnings)  # the suite's server runs without AOF
+
+
+async def test_a_redis_turned_replica_is_refused_quietly(redis: Redis, settings: Settings) -> None:
+    """A master demoted to a replica refuses every write: ingest refuses events from its next
+    sample, with one line, instead of a warning per refused append."""
+    pressure = Pressure(redis, settings.ingest)
+    assert await pressure.sample() is None
+    await redis.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # a master nobody runs
+    try:
+        refusal = await pressure.sample()
+    finally:
+        await redis.execute_command("REPLICAOF", "NO", "ONE")
+    assert refusal is not None and refusal.reason is Reason.UNAVAILABLE, refusal
+    assert "read-only replica" in refusal.detail
+    assert await pressure.sample() is None
 
 
 async def test_idle_consumers_holding_nothing_are_reaped_and_forgotten(

@@ -42,6 +42,8 @@ class _Worker(Worker):
             started = loop.time()
             try:
                 await self._poll_iteration()
+                if backoff.failing:  # a poll may touch no Redis (every job slot busy): ask it
+                    await self.pool.ping()
                 done = self.burst and (
                     0 <= self.max_burst_jobs <= self._jobs_started()
                     or not await self.pool.zcard(self.queue_name)

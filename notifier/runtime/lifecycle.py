@@ -109,6 +109,11 @@ class Backoff:
         delay = min(self._cap_s, self._base_s * 2 ** min(self._failures, 16))
         await anyio.sleep(random.uniform(0, delay))
 
+    @property
+    def failing(self) -> bool:
+        """Since the last reset, the outage was met (and logged)."""
+        return self._failures > 0
+
     def reset(self) -> None:
         if self._failures:
             log.warning("redis back in %s after %d failed attempts", self._what, self._failures)

@@ -224,7 +224,7 @@ class _Apply:
             self.dirty = True
 
     def emit(self, op: str, ref: str) -> None:
-        self.epoch = self.epoch or self.epoch_new
+        self.epoch = self.epoch or layouts.user_epoch(self.epoch_new, self.k_log)
         self.seq += 1
         self.dirty = True
         self.log.append(layouts.encode_log_entry(self.check, op, self.unread, ref))

@@ -31,7 +31,9 @@ class ItemOp(msgspec.Struct, frozen=True):
     much to build.)
 
     `group_id` is the group the item is in while active; a comment or a mention (an item that is
-    a group of its own) names it whatever the state, so that a retraction finds it."""
+    a group of its own) names it whatever the state, so that a retraction finds it; an unlike or
+    an unfollow, the group its like or follow would be in at its time (what the cap's floor
+    compares it with: lua/common.lua below_floor)."""
 
     user: str
     item: str
@@ -73,12 +75,12 @@ def _ops(event: Event, window_ms: int) -> list[ItemOp]:
             gid = f"like:{post}:{bucket}"
             return [ItemOp(owner, f"l|{post}|{actor}", "a", at, eid, actor, gid, "like", post)]
         case Unlike(post=post, owner=owner):
-            return [ItemOp(owner, f"l|{post}|{actor}", "i", at, eid, actor)]
+            return [ItemOp(owner, f"l|{post}|{actor}", "i", at, eid, actor, f"like:{post}:{bucket}")]
         case Follow(user=user):
             gid = f"follow:{bucket}"
             return [ItemOp(user, f"f|{actor}", "a", at, eid, actor, gid, "follow")]
         case Unfollow(user=user):
-            return [ItemOp(user, f"f|{actor}", "i", at, eid, actor)]
+            return [ItemOp(user, f"f|{actor}", "i", at, eid, actor, f"follow:{bucket}")]
         case Comment(post=post, owner=owner, comment=comment, text=text):
             gid = f"comment:{comment}"
             item = f"c|{comment}"

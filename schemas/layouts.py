@@ -123,6 +123,19 @@ def decode_log_check(entry: bytes) -> tuple[int, bytes]:
     return 0, entry
 
 
+def user_epoch(candidate: str, log_key: str) -> str:
+    """The epoch a user's change log starts with: the call's random candidate (12 hex digits,
+    feeds/scripts.py new_epoch) made the user's own, its last 6 digits plus a hash of the log's
+    key modulo 2^24 (lua/common.lua user_epoch, plain Lua for the in-process fake Redis, which
+    has no redis.sha1hex). Users whose logs one call started get distinct epochs, so a cursor of
+    one user's log is `refetch` on another's, never a silent resume; the first 6 digits, which
+    the call's check is drawn from (check_of_epoch), stay."""
+    h = 0
+    for byte in log_key.encode():
+        h = (h * 31 + byte) % 2**24
+    return candidate[:6] + format((int(candidate[6:12], 16) + h) % 2**24, "06x")
+
+
 def check_of_epoch(epoch: str) -> int:
     """The check of the changes one script call (or one direct-apply transaction) logs, drawn
     from its random epoch candidate (feeds/scripts.py new_epoch)."""

@@ -503,6 +503,14 @@ local function flush()
   publish(h.seq, OP_UPSERT, h.unread, tail)
 end
 
+-- A new log's epoch: the call's candidate made the user's own (schemas/layouts.py user_epoch,
+-- which this mirrors: its last 6 hex digits plus a hash of the log's key, modulo 2^24).
+local function user_epoch()
+  local h = 0
+  for i = 1, #K_LOG do h = (h * 31 + K_LOG:byte(i)) % 16777216 end
+  return EPOCH_NEW:sub(1, 6) .. string.format('%06x', (tonumber(EPOCH_NEW:sub(7, 12), 16) + h) % 16777216)
+end
+
 -- Append one change to the log and publish it as "EPOCH N CHECK[TAG] PAYLOAD" for live push
 -- (schemas/layouts.py: the gateway makes the cursor of it; TAG: layouts.push_tag). The log keeps
 -- `CHECK OP UNREAD REF` (CHECK: CHECK_BYTES bytes; REF: a group's short id, or `*` or the ids
@@ -511,7 +519,7 @@ end
 -- JSON id of a group the inbox cap dropped, which rides on the held upsert if there is one.
 local function emit(op, ref, tail, dropped, g, read)
   local s = S
-  s.epoch, s.seq, s.dirty = s.epoch or EPOCH_NEW, s.seq + 1, true
+  s.epoch, s.seq, s.dirty = s.epoch or user_epoch(), s.seq + 1, true
   local unread = int(s.unread)
   if call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref) > TRIM_PAST then
     call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
@@ -561,8 +569,9 @@ local function below_floor(t, gid)
     S.floor_t = ft
   end
   if t ~= ft then return t < ft end
-  -- an item leaving its group (gid ''): only strictly before the floor's time, for an active
-  -- item at that time with a group id above the floor's is taken, and must meet this register
+  -- an item without a group (gid ''): only strictly before the floor's time, for an active
+  -- item at that time with a group id above the floor's is taken, and must meet its register
+  -- (an unlike or unfollow names the group its like or follow would be in: feeds/items.py)
   return gid ~= '' and short(gid) <= m:sub(2 * MS_BYTES + 1)
 end
 

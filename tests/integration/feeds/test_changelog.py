@@ -111,6 +111,26 @@ async def test_a_cursor_of_another_epoch_must_refetch(redis: Redis, settings: Se
     )
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["script", "direct"])
+async def test_a_cursor_of_another_users_log_must_refetch(
+    redis: Redis, settings: Settings, direct: bool
+) -> None:
+    """Logs one call starts get epochs of their own (schemas/layouts.py user_epoch): the same
+    call's check and change number in two users' logs used to make one's cursor resume the
+    other's log in silence."""
+    inbox = Inbox(redis, settings.feeds, direct=direct)
+    assert (
+        await inbox.apply([like_op("amy", 0), like_op("amy", 1), like_op("ben", 0), like_op("ben", 1)])
+        == [None] * 4
+    )
+    amy, ben = await changelog.tail(redis, "amy"), await changelog.tail(redis, "ben")
+    assert (amy.number, amy.check) == (ben.number, ben.check) and amy.epoch != ben.epoch
+    assert await changelog.read_after(redis, "amy", ben, 10) == Refetch(amy)
+    assert await changelog.read_after(redis, "ben", Cursor(ben.epoch, 1, ben.check), 10) == Replay(
+        (await _all(redis, "ben"))[1:]
+    )
+
+
 @pytest.mark.parametrize("text", ["", "no-dot", ".1-0", "e.x-1", "e." + "9" * 70])
 def test_a_malformed_cursor_is_rejected(text: str) -> None:
     with pytest.raises(Rejected) as raised:

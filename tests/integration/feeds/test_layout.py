@@ -11,6 +11,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from feeds import scripts
 from feeds.inbox import Inbox
 from feeds.items import ItemOp
 from feeds.limits import FeedLimits
@@ -114,8 +115,12 @@ async def test_what_the_apply_stores_and_publishes_reads_back_with_the_layouts(r
         await pubsub.aclose()
 
 
-async def test_the_records_and_log_entries_the_apply_writes_are_the_layouts(redis: Redis) -> None:
+async def test_the_records_and_log_entries_the_apply_writes_are_the_layouts(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What feeds/direct.py writes from Python is what lua/apply.lua writes."""
+    candidate = "0123456789ab"  # the call's epoch candidate
+    monkeypatch.setattr(scripts, "new_epoch", lambda: candidate)
     inbox, t = Inbox(redis, FeedLimits()), 1_795_675_004_123
     ops = [
         ItemOp("olga", "l|p1|ann", "a", t, "e.1", "ann", "like:p1:20783", "like", "p1"),
@@ -139,8 +144,9 @@ async def test_the_records_and_log_entries_the_apply_writes_are_the_layouts(redi
         layouts.encode_log_entry(check, layouts.OP_UPSERT, n + 1, layouts.short_group(op.group_id))
         for n, op in enumerate(ops)
     ]
+    assert check == layouts.check_of_epoch(candidate)  # the call's
     epoch = layouts.decode_state(await redis.hget(keys.toggles("olga"), layouts.STATE_FIELD)).epoch
-    assert epoch is not None and layouts.check_of_epoch(epoch) == check  # the log's first call's
+    assert epoch == layouts.user_epoch(candidate, keys.changelog("olga"))  # the user's own
 
 
 async def test_a_state_written_as_text_before_is_read_and_rewritten_binary(redis: Redis) -> None:

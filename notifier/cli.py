@@ -171,7 +171,9 @@ def _screener(settings: Settings, redis: RedisHandle) -> Screener | None:
 
 
 async def run_role(role: str, settings: Settings) -> None:
-    metrics.use(metrics.Metrics(enabled=settings.metrics.enabled))  # before any task: all inherit it
+    metrics.use(
+        metrics.Metrics(enabled=settings.metrics.enabled, role=role)
+    )  # before any task: all inherit it
     traced = None if settings.tracing == "none" else tracing.configure(role, settings.tracing)
     tracing.use(traced)
     try:

@@ -61,14 +61,30 @@ class _Null:
 
 _NULL: Final = _Null()
 
+# The roles that export each family (README "Metrics"): a family another role would only show
+# as zeros is not registered there (a `sum` or `absent` alert over them misleads). By name
+# prefix, the first that matches; `notifier up` and a Metrics without a role export them all.
+_FAMILY_ROLES: Final = (
+    ("notifier_ingest_", {"api"}),
+    ("notifier_fanout_lag_entries", {"worker", "api"}),
+    ("notifier_fanout_pending_entries", {"worker", "api"}),
+    ("notifier_fanout_oldest_pending_age_seconds", {"worker", "api"}),
+    ("notifier_fanout_dead_letters", {"worker", "api"}),
+    ("notifier_fanout_", {"worker"}),
+    ("notifier_moderation_outbox_effects", {"jobs"}),
+    ("notifier_moderation_", {"worker"}),
+    ("notifier_gateway_", {"gateway"}),
+)
+
 
 class Metrics:
     """Every metric a role may update. Label children used on a hot path are bound here once
     (`*_by_*` dicts), so an update is one `inc()`/`observe()`. Disabled, every metric is a no-op
     and `/metrics` answers 404, so the cost of metrics can be measured against none."""
 
-    def __init__(self, *, enabled: bool = True) -> None:
+    def __init__(self, *, enabled: bool = True, role: str | None = None) -> None:
         self.enabled = enabled
+        self._role = None if role == "up" else role
         self.registry = CollectorRegistry(auto_describe=False)
         self._samplers: list[Sampler] = []
         c, g, h = self._counter, self._gauge, self._histogram
@@ -207,18 +223,26 @@ class Metrics:
 
     # -- construction ----------------------------------------------------------------------
 
-    def _counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> Any:
+    def _exported(self, name: str) -> bool:
+        """Whether this process exports family `name` (_FAMILY_ROLES)."""
         if not self.enabled:
+            return False
+        if self._role is None:
+            return True
+        return next((self._role in roles for prefix, roles in _FAMILY_ROLES if name.startswith(prefix)), True)
+
+    def _counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> Any:
+        if not self._exported(name):
             return _NULL
         counter = LoopCounter(name, doc, tuple(labels))
         self.add_collector(counter.collect)
         return counter
 
     def _gauge(self, name: str, doc: str, labels: Iterable[str] = ()) -> Any:
-        return Gauge(name, doc, tuple(labels), registry=self.registry) if self.enabled else _NULL
+        return Gauge(name, doc, tuple(labels), registry=self.registry) if self._exported(name) else _NULL
 
     def _histogram(self, name: str, doc: str, labels: Iterable[str] = ()) -> Any:
-        if not self.enabled:
+        if not self._exported(name):
             return _NULL
         histogram = LoopHistogram(name, doc, tuple(labels))
         self.add_collector(histogram.collect)

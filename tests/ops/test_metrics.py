@@ -118,6 +118,18 @@ async def _every_role(tmp_path: Path) -> None:
         assert jobs_page.has("notifier_jobs_run_total") and jobs_page.has(
             "notifier_moderation_outbox_effects"
         )
+        # each role exports its own families only (README "Metrics"), never another's as zeros
+        pages = {role: await scrape(port) for role, port in ports.items()}
+        foreign = {
+            "api": ("notifier_gateway_", "notifier_fanout_apply", "notifier_moderation_"),
+            "worker": ("notifier_gateway_", "notifier_ingest_", "notifier_moderation_outbox"),
+            "gateway": ("notifier_ingest_", "notifier_fanout_", "notifier_moderation_"),
+            "jobs": ("notifier_gateway_", "notifier_ingest_", "notifier_fanout_"),
+        }
+        for role, prefixes in foreign.items():
+            names = {s.name for s in pages[role].samples}
+            assert not {n for n in names if n.startswith(prefixes)}, role
+            assert any(n.startswith("notifier_redis_") for n in names) or role == "gateway", role
         await wait_until(
             lambda: _jobs_ran(jobs_port), 30, what="the outbox sweep counted as a job run", interval_s=0.2
         )

@@ -19,12 +19,12 @@ from schemas import keys
 
 from . import outbox
 from .ledger import Ledger
+from .queue.store import INDEXES
 
 log = logging.getLogger(__name__)
 
 DAY_MS: Final = 86_400_000
 SCAN: Final = 500  # items of each decided index looked at per sweep, oldest first
-_INDEXES: Final = ("all", "open", "approved", "rejected", "held", "urgent", "claimed")
 
 
 class DecidedItems:
@@ -73,7 +73,7 @@ class DecidedItems:
             reporters = await pipe.hkeys(keys.mod_reports(item_id))
             pipe.multi()
             pipe.delete(key, keys.mod_reports(item_id))
-            for index in _INDEXES:
+            for index in INDEXES:
                 pipe.zrem(keys.mod_index(index), item_id)
             if actor is not None:
                 pipe.zrem(keys.mod_actor(actor.decode()), item_id)

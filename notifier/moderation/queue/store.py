@@ -19,6 +19,8 @@ Order = Literal["arrival", "urgency"]
 INDEX_OF: Final = {"pending": "open", "claimed": "open", "open": "open", "approved": "approved"}
 INDEX_OF_STORED: Final = {"pending": "open", "approved": "approved", "rejected": "rejected"}
 STATES: Final = frozenset({"pending", "claimed", "open", "approved", "rejected"})
+# every index an item may be listed in (keys.mod_index)
+INDEXES: Final = ("all", "open", "approved", "rejected", "held", "urgent", "claimed")
 REPORT: Final = "report"  # the action of an item that only people's reports put in the queue
 
 

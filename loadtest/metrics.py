@@ -155,6 +155,7 @@ KIND_OF_FAMILY: Final = {
         for make in (keys.toggles, keys.inbox, keys.changelog, keys.read_marks, keys.group_actors_prefix)
     },
     family(keys.events(0).encode()): "event log",
+    family(keys.idempotency(0, "e").encode()): "event log",
     family(keys.dedupe(0, "e").encode()): "event log",
     **{
         family(make("x").encode()): "moderation"

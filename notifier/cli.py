@@ -102,7 +102,12 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
             blocking=redis.blocking,
             screen=_screener(settings, redis),
         )
-        janitor = Janitor(client, settings.fanout, partitions=settings.ingest.partitions)
+        janitor = Janitor(
+            client,
+            settings.fanout,
+            partitions=settings.ingest.partitions,
+            window_s=settings.ingest.dedupe_ttl_s,
+        )
         sweeper = Sweeper(
             client,
             settings.feeds,

@@ -1,7 +1,7 @@
 """Every Redis key, channel, consumer group and job id. Nothing else formats one.
 
 All of one user's keys and its channel share the hash tag `{u:ID}`, and a partition's stream,
-dedupe keys and dead letters share `{p}`, so every script stays in one Redis Cluster slot.
+idempotency window and dead letters share `{p}`, so every script stays in one Redis Cluster slot.
 """
 
 from __future__ import annotations
@@ -32,8 +32,27 @@ def events(partition: int) -> str:
     return f"events:{_partition(partition)}"
 
 
+# An event's record in its partition's idempotency window is in one of this many hashes, by
+# its id (a layout: changing it loses the window's records for ids that move).
+IDEMPOTENCY_BUCKETS: Final = 64
+
+
+def idempotency(partition: int, event_id: str) -> str:
+    """Hash: event id -> its record (schemas/layouts.py encode_accepted) for each event the
+    partition accepted within `NOTIFIER_INGEST_DEDUPE_TTL_S`, in one of IDEMPOTENCY_BUCKETS by
+    the id's crc32: a field in a shared hash instead of a key with a TTL per event (~85 B
+    instead of ~185 of Redis an event). The janitor deletes the records past the window."""
+    return idempotency_bucket(partition, zlib.crc32(event_id.encode()) % IDEMPOTENCY_BUCKETS)
+
+
+def idempotency_bucket(partition: int, bucket: int) -> str:
+    return f"idem:{_partition(partition)}:{bucket}"
+
+
 def dedupe(partition: int, event_id: str) -> str:
-    """String with TTL: `stream id|fingerprint` of an accepted event, for idempotent ingest."""
+    """String with TTL: `stream id|fingerprint` of an event accepted by a version before the
+    idempotency window's hashes (2026-12-07). Read, never written: still a duplicate for a day
+    after the upgrade. Delete once no deployment upgrades from before it."""
     return f"dedupe:{_partition(partition)}:{event_id}"
 
 

@@ -295,6 +295,29 @@ def decode_state(raw: bytes | None) -> UserState:
     return UserState(epoch, seq, count, raw[at], decode_ms(raw[at + 2 :]), marks[0] == MARKS_GROUPS)
 
 
+# An accepted event's record in its partition's idempotency window (keys.idempotency): its
+# event-log entry id, then its fingerprint (blake2b of its contract JSON), FINGERPRINT_BYTES raw.
+FINGERPRINT_BYTES: Final = 12
+
+
+def encode_accepted(entry_id: str, fingerprint: bytes) -> bytes:
+    if len(fingerprint) != FINGERPRINT_BYTES:
+        raise ValueError(f"a fingerprint is {FINGERPRINT_BYTES} bytes: {fingerprint!r}")
+    return entry_id.encode() + fingerprint
+
+
+def decode_accepted(raw: bytes) -> tuple[str, bytes]:
+    """The entry id and the fingerprint of an accepted event's record."""
+    if len(raw) <= FINGERPRINT_BYTES:
+        raise ValueError(f"not an accepted event's record: {raw!r}")
+    return raw[:-FINGERPRINT_BYTES].decode(), raw[-FINGERPRINT_BYTES:]
+
+
+def accepted_ms(raw: bytes) -> int:
+    """When the event of a record was appended: its entry id's time."""
+    return int(decode_accepted(raw)[0].partition("-")[0])
+
+
 def lua_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 

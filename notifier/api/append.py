@@ -19,7 +19,7 @@ from feeds.scripts import Command, Script, run_commands
 from notifier.runtime import metrics, tracing
 from notifier.runtime.eventlog import entry_fields, partition_of
 from notifier.runtime.settings import IngestSettings
-from schemas import keys
+from schemas import keys, layouts
 from schemas.errors import Reason, Rejected
 from schemas.events import Event, encode_event
 
@@ -27,24 +27,33 @@ from .recent import RecentAppends
 
 log = logging.getLogger(__name__)
 
-# KEYS: event log, then each event's dedupe key. ARGV: ttl_s, then per event its fingerprint,
-# the number of its entry's field/value pairs and the pairs (`_event_args`). Returns per event
-# {1, new id, fingerprint} or {0, original id, original fingerprint}. A request's events of one
-# partition are one call: the fan-out's blocked reader wakes once for them, with all of them.
-_APPEND: Final = Script("""
-local out, a = {}, 2
-for i = 2, #KEYS do
-  local seen = redis.call('GET', KEYS[i])
-  local n = tonumber(ARGV[a + 1])  -- the entry's field/value pairs
+# KEYS: event log, then per event its idempotency bucket (keys.idempotency) and its key of the
+# former layout (keys.dedupe, read only). ARGV: per event its id, its fingerprint, the number
+# of its entry's field/value pairs and the pairs (`_event_args`). Returns per event
+# {1, new id, fingerprint} or {0, original id, original fingerprint} (raw; hex from a record of
+# the former layout). A request's events of one partition are one call: the fan-out's blocked
+# reader wakes once for them, with all of them.
+_APPEND: Final = Script(f"""
+local FP = {layouts.FINGERPRINT_BYTES}
+local out, a = {{}}, 1
+for i = 2, #KEYS, 2 do
+  local id, fp = ARGV[a], ARGV[a + 1]
+  local n = tonumber(ARGV[a + 2])  -- the entry's field/value pairs
+  local seen = redis.call('HGET', KEYS[i], id)
   if seen then
-    local bar = string.find(seen, '|', 1, true)
-    out[i - 1] = {0, string.sub(seen, 1, bar - 1), string.sub(seen, bar + 1)}
+    out[#out + 1] = {{0, string.sub(seen, 1, -FP - 1), string.sub(seen, -FP)}}
   else
-    local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, a + 2, a + 1 + 2 * n))
-    redis.call('SET', KEYS[i], id .. '|' .. ARGV[a], 'EX', ARGV[1])
-    out[i - 1] = {1, id, ARGV[a]}
+    seen = redis.call('GET', KEYS[i + 1])
+    if seen then
+      local bar = string.find(seen, '|', 1, true)
+      out[#out + 1] = {{0, string.sub(seen, 1, bar - 1), string.sub(seen, bar + 1)}}
+    else
+      local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, a + 3, a + 2 + 2 * n))
+      redis.call('HSET', KEYS[i], id, entry .. fp)
+      out[#out + 1] = {{1, entry, fp}}
+    end
   end
-  a = a + 2 + 2 * n
+  a = a + 3 + 2 * n
 end
 return out
 """)
@@ -52,16 +61,17 @@ return out
 _EventArgs = list[bytes | str | int]  # an event's part of an append call's ARGV
 
 
-def _append_command(partition: int, events: Sequence[tuple[str, _EventArgs]], ttl_s: int) -> Command:
+def _append_command(partition: int, events: Sequence[tuple[str, _EventArgs]]) -> Command:
     """The append call of `events` (each its id and `_event_args`) to one partition."""
-    args: list[bytes | str | int] = [ttl_s]
-    for _, event_args in events:
+    names, args = [keys.events(partition)], list[bytes | str | int]()
+    for event_id, event_args in events:
+        names += [keys.idempotency(partition, event_id), keys.dedupe(partition, event_id)]
         args += event_args
-    return _APPEND.command([keys.events(partition), *(keys.dedupe(partition, i) for i, _ in events)], args)
+    return _APPEND.command(names, args)
 
 
-def _event_args(fingerprint: str, fields: dict[str, bytes | str | int]) -> _EventArgs:
-    args: _EventArgs = [fingerprint, len(fields)]
+def _event_args(event_id: str, fingerprint: bytes, fields: dict[str, bytes | str | int]) -> _EventArgs:
+    args: _EventArgs = [event_id, fingerprint, len(fields)]
     for name, value in fields.items():
         args += [name, value]
     return args
@@ -92,7 +102,7 @@ class _Lane:
 
 
 class EventLog:
-    """The only writer of `events:` and `dedupe:` keys.
+    """The only writer of `events:` keys and of the idempotency window's records (`idem:`).
 
     Concurrent appends share round trips (group commit): a call that finds a round trip in
     flight queues its script calls, and the next round trip carries everything queued by
@@ -106,7 +116,6 @@ class EventLog:
         self._redis = redis
         self._recent = recent  # what was accepted lately, to append again after a Redis crash
         self._partitions = settings.partitions
-        self._ttl_s = settings.dedupe_ttl_s
         self._wait_replicas = settings.wait_replicas
         self._wait_timeout_ms = settings.wait_timeout_ms
         self._lanes: dict[str, _Lane] = {}  # master (shard_of) -> its group commit
@@ -123,19 +132,19 @@ class EventLog:
         if self._traced is not None:  # a child of the POST's span; its context goes into the entries
             span = self._traced.span("event_log.append", attributes={"notifier.events": len(events)})
             trace = self._traced.traceparent(span)
-        prints: list[str] = []
+        prints: list[bytes] = []
         # per partition, its events (index in `events`, id, ARGV part), in the request's order
         grouped: dict[int, list[tuple[int, str, _EventArgs]]] = {}
         for i, event in enumerate(events):
             # of the contract's JSON, as before the log stored another form: a retry across an
             # upgrade is still a duplicate, not a conflict
-            fingerprint = hashlib.blake2b(encode_event(event), digest_size=12).hexdigest()
+            fingerprint = hashlib.blake2b(encode_event(event), digest_size=layouts.FINGERPRINT_BYTES).digest()
             prints.append(fingerprint)
             fields = entry_fields(event, service, now_ms, trace)
             p = partition_of(event.actor, self._partitions)
-            grouped.setdefault(p, []).append((i, event.id, _event_args(fingerprint, fields)))
+            grouped.setdefault(p, []).append((i, event.id, _event_args(event.id, fingerprint, fields)))
         parts = list(grouped)
-        commands = [_append_command(p, [(e, a) for _, e, a in grouped[p]], self._ttl_s) for p in parts]
+        commands = [_append_command(p, [(e, a) for _, e, a in grouped[p]]) for p in parts]
         started = time.perf_counter()
         try:
             replies, replicas = await self._send(commands, parts)
@@ -165,22 +174,29 @@ class EventLog:
                 position = f"{p}/{entry_id.decode()}"
                 if new:
                     if self._recent is not None:  # one call per event, to append it again alone
-                        self._recent.add(p, _append_command(p, [(event_id, args)], self._ttl_s), now_ms)
+                        self._recent.add(p, _append_command(p, [(event_id, args)]), now_ms)
                     out[i] = Appended("accepted", position)
                 else:
-                    out[i] = Appended("duplicate" if theirs.decode() == prints[i] else "conflict", position)
+                    # the former layout's records hold the fingerprint in hex
+                    same = theirs in (prints[i], prints[i].hex().encode())
+                    out[i] = Appended("duplicate" if same else "conflict", position)
         return [out[i] for i in range(len(events))]
 
     async def position_of(self, event_id: str) -> tuple[int, str] | None:
-        """Where an accepted event is in the log (partition, entry id), from its dedupe record
-        (kept `dedupe_ttl_s`): every partition is asked, since the actor is not known."""
+        """Where an accepted event is in the log (partition, entry id), from its record in the
+        idempotency window (kept `dedupe_ttl_s`): every partition is asked, since the actor is
+        not known."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for p in range(self._partitions):
+                pipe.hget(keys.idempotency(p, event_id), event_id)
                 pipe.get(keys.dedupe(p, event_id))
             found = await pipe.execute()
-        for p, seen in enumerate(found):
-            if seen is not None:
-                return p, seen.decode().partition("|")[0]
+        for p in range(self._partitions):
+            record, former = found[2 * p], found[2 * p + 1]
+            if record is not None:
+                return p, layouts.decode_accepted(record)[0]
+            if former is not None:
+                return p, former.decode().partition("|")[0]
         return None
 
     async def _send(self, commands: list[Command], parts: list[int]) -> tuple[list[Any], int]:
@@ -257,7 +273,7 @@ class EventLog:
 
 async def append_again(redis: Redis, commands: Sequence[Command]) -> list[bool | BaseException]:
     """Run appends again (RecentAppends' script calls): for each, True if the event was missing
-    and is appended now, False if it is there (its dedupe key and entry are written together, so
-    a kept key means a kept entry), or the error."""
+    and is appended now, False if it is there (its idempotency record and entry are written
+    together, so a kept record means a kept entry), or the error."""
     replies = await run_commands(redis, [_APPEND], commands)
     return [r if isinstance(r, BaseException) else bool(int(r[0][0])) for r in replies]

@@ -1,11 +1,14 @@
 """Event-log upkeep: trim only what every consumer group has processed (MINID from the slowest
-group, never a blind MAXLEN), keep `retain_ms` of history for replay, reap dead consumers, and
-report entries someone else deleted before the fan-out read them."""
+group, never a blind MAXLEN), keep `retain_ms` of history for replay, reap dead consumers,
+report entries someone else deleted before the fan-out read them, and delete the idempotency
+window's records past it."""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
+from typing import Final
 
 import anyio
 from anyio.abc import TaskStatus
@@ -16,22 +19,36 @@ from feeds.changelog import entry_id
 from feeds.cluster import REDIS_UNAVAILABLE
 from notifier.runtime import metrics
 from notifier.runtime.lifecycle import Backoff
-from notifier.runtime.settings import FanoutSettings
-from schemas import keys
+from notifier.runtime.settings import FanoutSettings, IngestSettings
+from schemas import keys, layouts
 
 from .deadletter import DeadLetters, Gap
 
 log = logging.getLogger(__name__)
 
+SCAN_PAGE: Final = 1_000  # idempotency records read per HSCAN
+SWEEPS_PER_WINDOW: Final = 8  # each record is looked at this often within the window, at least
+
 
 class Janitor:
     """Service: every `maintenance_interval_ms`, reports unread entries deleted from each
-    partition's log, trims it and reaps consumers."""
+    partition's log, trims it, reaps consumers and sweeps its idempotency window (`window_s`:
+    ingest's `dedupe_ttl_s`)."""
 
-    def __init__(self, redis: Redis, settings: FanoutSettings, *, partitions: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: FanoutSettings,
+        *,
+        partitions: int,
+        window_s: int = IngestSettings().dedupe_ttl_s,
+    ) -> None:
         self._redis = redis
         self._settings = settings
         self._partitions = range(partitions)
+        self._window_ms = window_s * 1000
+        # idempotency bucket -> where its pass goes on, and how far a round
+        self._cursors: dict[str, tuple[int, int]] = {}
         self._stopping = anyio.Event()
         self._dead = DeadLetters(redis)
 
@@ -44,8 +61,10 @@ class Janitor:
                     await self.report_gap(p)
                     await self.trim(p)
                     await self.reap(p)
+                    await self.sweep_window(p)
                 backoff.reset()
             except REDIS_UNAVAILABLE as exc:
+                self._cursors.clear()  # a scan cursor may not survive a reconnect: start over
                 await backoff.sleep(exc)
                 continue
             with anyio.move_on_after(self._settings.maintenance_interval_ms / 1000):
@@ -123,3 +142,42 @@ class Janitor:
                 await self._dead.uncount(partition, consumer["name"])
                 reaped += 1
         return reaped
+
+    async def sweep_window(self, partition: int, *, now_ms: int | None = None) -> int:
+        """Delete the partition's idempotency records older than the window. Each bucket's scan
+        goes on from round to round, far enough each round to pass every record SWEEPS_PER_WINDOW
+        times a window, so a record outlives the window by at most an eighth of it (or a round).
+        Idempotent: workers may sweep side by side. Returns how many records went."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        oldest = now_ms - self._window_ms
+        rounds = max(1.0, self._window_ms / SWEEPS_PER_WINDOW / self._settings.maintenance_interval_ms)
+        deleted = 0
+        for bucket in range(keys.IDEMPOTENCY_BUCKETS):
+            key = keys.idempotency_bucket(partition, bucket)
+            # a pass's share a round is set as it starts: the pass ends within `rounds` rounds
+            cursor, share = self._cursors.pop(key, (0, 0))
+            if not cursor:
+                share = math.ceil(await self._redis.hlen(key) / rounds)
+            budget = share
+            while budget > 0:
+                cursor, records = await self._redis.hscan(key, cursor, count=min(budget, SCAN_PAGE))
+                budget -= max(len(records), 1)
+                past = [field for field, record in records.items() if _accepted_ms(record) < oldest]
+                if past:
+                    deleted += await self._redis.hdel(key, *past)
+                if cursor == 0:
+                    break
+            if cursor:
+                self._cursors[key] = (cursor, share)
+        if deleted:
+            log.info("idempotency window partition=%d records past it deleted=%d", partition, deleted)
+        return deleted
+
+
+def _accepted_ms(record: bytes) -> float:
+    """When a record's event was appended; a record not in the layout counts as new (kept: only
+    the append script writes these hashes, so it is not ours to delete)."""
+    try:
+        return layouts.accepted_ms(record)
+    except ValueError:
+        return math.inf

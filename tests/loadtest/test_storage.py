@@ -44,7 +44,7 @@ def test_key_families_are_the_text_before_the_hash_tag() -> None:
 
 def test_bytes_by_kind_sums_families_by_purpose_and_names_the_rest() -> None:
     inbox, log = family(keys.inbox("u1").encode()), family(keys.events(0).encode())
-    dedupe, graph = family(keys.dedupe(0, "e1").encode()), family(keys.following("u1").encode())
+    dedupe, graph = family(keys.idempotency(0, "e1").encode()), family(keys.following("u1").encode())
     families = {inbox: {"bytes": 600}, log: {"bytes": 200}, dedupe: {"bytes": 100}, graph: {"bytes": 50}}
 
     kinds = bytes_by_kind(families, Footprint(100, 30), Footprint(1_100, 60), stored=10)

@@ -108,6 +108,7 @@ def test_the_families_are_found() -> None:
     assert {
         "events:",
         "dedupe:",
+        "idem:",
         "nb:",
         "na:",
         "nc:",

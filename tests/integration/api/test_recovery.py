@@ -1,5 +1,5 @@
 """Appending again after a Redis restart, on a real redis-server: what the crash took back is
-appended again, what survived is left alone (its dedupe key and entry are written together). The
+appended again, what survived is left alone (its idempotency record and entry are written together). The
 watch itself is proved on a restarted redis-server (tests/faults/test_aof.py)."""
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ async def test_what_a_crash_took_back_is_appended_again_and_survivors_are_left(r
     assert len(recent) == 2
     await log.append([kept], "posts")  # a duplicate is not kept twice
     assert len(recent) == 2
-    # the crash took back the last append: its entry and its dedupe key (one script, one step)
+    # the crash took back the last append: its entry and its idempotency record (one script, one step)
     lost_id = appended[1].position.partition("/")[2]
     await redis.xdel(keys.events(0), lost_id)
-    await redis.delete(keys.dedupe(0, "e-lost"))
+    await redis.hdel(keys.idempotency(0, "e-lost"), "e-lost")
     again = await append_again(redis, [k.command for k in recent.snapshot()])
     assert again == [False, True]
     rows = await redis.xrange(keys.events(0))

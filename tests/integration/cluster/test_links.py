@@ -23,10 +23,10 @@ async def test_a_pipeline_on_a_transport_closed_by_a_map_reset_raises_a_lost_con
         raise AttributeError("'NoneType' object has no attribute 'writelines'")
 
     async with cluster.pipeline(transaction=False) as pipe:
-        pipe.get(keys.dedupe(0, "e1"))
+        pipe.hget(keys.idempotency(0, "e1"), "e1")
         assert await pipe.execute() == [None]  # the real thing works
     monkeypatch.setattr(ClusterPipeline, "_execute", closed_transport)
     async with cluster.pipeline(transaction=False) as pipe:
-        pipe.get(keys.dedupe(0, "e1"))
+        pipe.hget(keys.idempotency(0, "e1"), "e1")
         with pytest.raises(RedisConnectionError, match="cluster map refresh"):
             await pipe.execute()

@@ -74,9 +74,9 @@ async def test_a_promoted_replica_gets_its_partitions_appends_again(
     owned = {p for p in range(6) if redis_cluster.node_of_slot(cluster.keyslot(keys.events(p))) is owner}
     assert len(owned) < 6
     promoted = promote_replica_of(redis_cluster, owner)
-    # what asynchronous replication can lose at a failover: the last append, entry and dedupe key
+    # what asynchronous replication can lose at a failover: the last append, entry and record
     promoted.ask("XDEL", keys.events(partition), entry_id)
-    promoted.ask("DEL", keys.dedupe(partition, lost_like.id))
+    promoted.ask("HDEL", keys.idempotency(partition, lost_like.id), lost_like.id)
 
     with caplog.at_level(logging.WARNING, logger="notifier.api.recovery"):
         await check(watch)

@@ -1,5 +1,6 @@
 """Operator paths on a real redis-server: replay (event sourcing), dead-letter redrive and drop,
-log trimming that never loses work, and the startup checks of the Redis a role talks to."""
+log trimming that never loses work, the idempotency window's sweep, and the startup checks of
+the Redis a role talks to."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from feeds.inbox import Inbox
+from notifier.api.append import EventLog
 from notifier.api.pressure import Pressure
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.deadletter import DeadLetters
@@ -19,7 +21,7 @@ from notifier.fanout.replay import replay
 from notifier.runtime.checks import inspect_redis
 from notifier.runtime.eventlog import partition_of
 from notifier.runtime.settings import Settings
-from schemas import keys
+from schemas import keys, layouts
 from schemas.errors import Reason
 from schemas.events import Event, Like, encode_event
 
@@ -134,6 +136,44 @@ async def test_trimming_keeps_the_retention_window(redis: Redis, settings: Setti
     janitor = Janitor(redis, settings.fanout, partitions=settings.ingest.partitions)
     trimmed = sum([await janitor.trim(p) for p in range(settings.ingest.partitions)])
     assert trimmed == 0  # processed, but younger than NOTIFIER_FANOUT_RETAIN_MS (a week)
+
+
+async def test_the_janitor_sweeps_the_idempotency_window(redis: Redis, settings: Settings) -> None:
+    """Records older than the window go, younger ones stay; an event whose record went is new
+    again (the window is over); a record the append script did not write is left alone."""
+    events = likes_and_follows("bob", likes=40, follows=10)
+    log = EventLog(redis, settings.ingest)
+    await log.append(events, "posts")
+    janitor = Janitor(redis, settings.fanout, partitions=settings.ingest.partitions, window_s=60)
+    partitions = range(settings.ingest.partitions)
+    assert sum([await janitor.sweep_window(p) for p in partitions]) == 0  # all within the window
+    await redis.hset(keys.idempotency_bucket(0, 0), "not-ours", "?")
+    an_hour_on = (await redis.time())[0] * 1000 + 3_600_000
+    assert sum([await janitor.sweep_window(p, now_ms=an_hour_on) for p in partitions]) == 50
+    assert [await redis.hget(keys.idempotency_bucket(0, 0), "not-ours")] == [b"?"]
+    assert [a.status for a in await log.append(events[:1], "posts")] == ["accepted"]
+
+
+async def test_a_big_bucket_is_swept_a_share_a_round(redis: Redis, settings: Settings) -> None:
+    """A bucket in Redis's hashtable encoding is scanned across rounds, far enough each round to
+    pass every record SWEEPS_PER_WINDOW times a window: the rounds together reach them all."""
+    bucket = keys.idempotency_bucket(0, 7)
+    now_ms = (await redis.time())[0] * 1000
+    window_s = 80 * settings.fanout.maintenance_interval_ms // 1000  # 10 rounds a sweep
+    old = {
+        f"old-{i}": layouts.encode_accepted(f"{now_ms - window_s * 1000 - 1}-{i}", bytes(12))
+        for i in range(2_000)
+    }
+    young = {f"young-{i}": layouts.encode_accepted(f"{now_ms}-{i}", bytes(12)) for i in range(200)}
+    await redis.hset(bucket, mapping={**old, **young})
+    assert await redis.object("ENCODING", bucket) == b"hashtable"
+    janitor = Janitor(redis, settings.fanout, partitions=1, window_s=window_s)
+    rounds = []
+    while await redis.hlen(bucket) > len(young):
+        rounds.append(await janitor.sweep_window(0, now_ms=now_ms))
+        assert len(rounds) <= 12
+    assert sum(rounds) == len(old) and len(rounds) >= 8 and max(rounds) < len(old) // 4
+    assert sorted(await redis.hkeys(bucket)) == sorted(k.encode() for k in young)
 
 
 async def test_a_redis_that_may_evict_is_refused(redis: Redis, settings: Settings) -> None:

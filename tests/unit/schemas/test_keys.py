@@ -32,6 +32,7 @@ USER_KEYS: list[Callable[[str], str]] = [
 ]
 PARTITION_KEYS: list[Callable[[int], str]] = [
     keys.events,
+    lambda p: keys.idempotency(p, "evt-1"),
     lambda p: keys.dedupe(p, "evt-1"),
     keys.dead_letters,
     keys.dropped_letters,
@@ -42,6 +43,7 @@ PARTITION_KEYS: list[Callable[[int], str]] = [
 def test_exact_formats() -> None:
     # Pinned on purpose: a changed format leaves every existing key behind on upgrade.
     assert keys.events(3) == "events:{p8nb}"
+    assert keys.idempotency(3, "e-1") == "idem:{p8nb}:12"  # crc32("e-1") % 64
     assert keys.dedupe(3, "e-1") == "dedupe:{p8nb}:e-1"
     assert keys.dead_letters(3) == "dlq:{p8nb}"
     assert keys.dropped_letters(3) == "dlq-dropped:{p8nb}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from notifier.api.append import EventLog
 from notifier.api.ingest import check_event, read_body, require_json, split_batch
 from notifier.runtime.eventlog import decode_entry, partition_of
 from notifier.runtime.settings import IngestSettings, ServiceKey
-from schemas import keys
+from schemas import keys, layouts
 from schemas.errors import Reason, Rejected
 from schemas.events import TYPE_NAMES, Event, Like, encode_event
 from tests.unit.builders import comment, follow, like
@@ -211,9 +212,28 @@ async def test_append_accepts_then_deduplicates(redis: Redis) -> None:
         [(rid, fields)] = await redis.xrange(keys.events(int(partition)), min=entry_id, max=entry_id)
         logged = decode_entry(rid, fields)
         assert (logged.event, logged.service) == (event, "posts")
-        assert 0 < await redis.ttl(keys.dedupe(int(partition), event.id)) <= 60
+        record = await redis.hget(keys.idempotency(int(partition), event.id), event.id)
+        assert layouts.decode_accepted(record)[0] == entry_id  # a field of a shared hash, no TTL key
         stored += 1
     assert sum([await redis.xlen(keys.events(p)) for p in range(4)]) == stored
+    assert not [e for e in events if await redis.exists(keys.dedupe(partition_of(e.actor, 4), e.id))]
+
+
+@pytest.mark.anyio
+async def test_a_record_of_the_former_layout_still_answers(redis: Redis) -> None:
+    """An event accepted by a version that kept a `dedupe:` key per event (`ID|HEX`) is still a
+    duplicate of its retry, or a conflict, for as long as that key lives."""
+    log = EventLog(redis, IngestSettings(partitions=1, dedupe_ttl_s=60))
+    event = like("bob", eid="e-old")
+    entry = await redis.xadd(keys.events(0), {"before": "the upgrade"})
+    fingerprint = hashlib.blake2b(encode_event(event), digest_size=12).hexdigest()
+    await redis.set(keys.dedupe(0, "e-old"), f"{entry.decode()}|{fingerprint}", ex=60)
+    [retry] = await log.append([event], "posts")
+    assert (retry.status, retry.position) == ("duplicate", f"0/{entry.decode()}")
+    [reused] = await log.append([like("bob", post="p2", eid="e-old")], "posts")
+    assert reused.status == "conflict"
+    assert await redis.xlen(keys.events(0)) == 1
+    assert await log.position_of("e-old") == (0, entry.decode())
 
 
 @pytest.mark.anyio

@@ -263,7 +263,8 @@ class _Apply:
         return size
 
     def apply(self, op: ItemOp) -> int:
-        item, st, ts, eid = op.item, op.state, op.at_ms, op.event_id.encode()
+        token = layouts.register_token(op.event_id)
+        item, st, ts, eid = op.item, op.state, op.at_ms, token.encode()
         kind = item[0]
         old = self.registers.get(item)
         if old is None and st != "x" and self.horizon is not None and ts <= self.horizon:
@@ -278,7 +279,7 @@ class _Apply:
                 return 0
             raise _Script("register updated")  # a member may leave, a record move down
         window = op.group_id.rpartition(":")[2] if st == "a" and kind in "lf" else ""
-        register = layouts.encode_register(layouts.Register(st, ts, op.event_id, window))
+        register = layouts.encode_register(layouts.Register(st, ts, token, window))
         if kind in "cm":
             read = self.read_all()  # lua/apply.lua: mark(gid), whatever the state
             if st == "a":

@@ -14,7 +14,7 @@ from itertools import groupby
 import orjson
 from redis.asyncio import Redis
 
-from schemas import keys
+from schemas import keys, layouts
 from schemas.cursor import Cursor
 
 from .cluster import Cluster, calls_of, error_reply, shard_of, slot_of
@@ -134,7 +134,8 @@ class Inbox:
                 args.append(len(items))
                 for i in items:
                     op = ops[i]
-                    args += (op.item, op.state, op.at_ms, op.event_id, op.group_id, op.actor, tags[i])
+                    token = layouts.register_token(op.event_id)
+                    args += (op.item, op.state, op.at_ms, token, op.group_id, op.actor, tags[i])
                     if op.single:  # lua/apply.lua: only they use these
                         args += (op.post, op.comment, op.text)
             commands.append(self._scripts.apply_command(call_keys, args))

@@ -40,7 +40,9 @@ class Recipient:
     # applied | superseded | undone | retracted | capped_out | held | dropped | not_applied |
     # unreadable (the user's keys hold what the product did not write: `error` says what)
     state: str
-    by_event: str = ""  # the event that holds the item now, when not this one
+    # the event that holds the item now, when not this one: its id, or for an id longer than 9
+    # characters its register token (`~` and 8 characters: schemas/layouts.py register_token)
+    by_event: str = ""
     pushed: bool | None = None  # a change was published for live push (None: cannot tell)
     error: str = ""
 
@@ -173,16 +175,16 @@ class Explainer:
             elif layouts.below_floor(await registers.floor(self._redis, op.user), op.at_ms, op.group_id):
                 recipient.state = "capped_out"  # below what the cap dropped: its register went with it
             return recipient
-        mine = register.event_id == out.event_id
+        mine = register.set_by(out.event_id)
         if register.state == "x":
-            recipient.state, recipient.by_event = "retracted", "" if mine else register.event_id
+            recipient.state, recipient.by_event = "retracted", "" if mine else register.token
             return recipient
         if not mine:
-            newer = (register.at_ms, register.event_id) > (op.at_ms, op.event_id)
+            newer = (register.at_ms, register.token) > (op.at_ms, layouts.register_token(op.event_id))
             if not newer:
                 return recipient  # an older event holds the item: this one is not applied yet
             recipient.state = "undone" if register.state == "i" and op.state == "a" else "superseded"
-            recipient.by_event = register.event_id
+            recipient.by_event = register.token
             return recipient
         recipient.pushed = True  # the apply that wrote the register emitted (and published) a change
         if op.state == "a" and not await self._in_inbox(op.user, op.group_id):

@@ -5,7 +5,8 @@ scripts' source, so Lua and Python share every number and separator.
 - A time (ms) is MS_BYTES big-endian bytes of t + MS_OFFSET: every date an event can carry,
   exact in a Lua number, and ordered as the bytes are.
 - An item register (`keys.toggles` field per item): STATE (1 byte: a active, i inactive,
-  x retracted for good), TIME, EVENT_ID, and for an active like or follow `|` WINDOW.
+  x retracted for good), TIME, TOKEN (the event's `register_token`: what breaks a tie of
+  times), and for an active like or follow `|` WINDOW.
 - A change-log entry starts with its check as CHECK_BYTES big-endian bytes, CHECK_MIN to
   2 * CHECK_MIN - 1 (so its first byte is >= 128; an entry logged before checks starts with its
   op letter: check 0), then OP UNREAD ' ' REF. A log is trimmed back to its bound once it holds
@@ -34,6 +35,8 @@ scripts' source, so Lua and Python share every number and separator.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -89,25 +92,46 @@ def decode_ms(raw: bytes) -> int:
 NO_HORIZON: Final = (0).to_bytes(MS_BYTES, "big")  # encode_ms(-MS_OFFSET)
 
 
+# What an item register keeps of the event that set it (`register_token`): a digest of this
+# many bytes, in base64url after TOKEN_MARK, for an id longer than that.
+TOKEN_BYTES: Final = 6
+TOKEN_MARK: Final = "~"  # no event id holds it (events.ID_PATTERN)
+
+
+def register_token(event_id: str) -> str:
+    """What an item register keeps of the event that set it, to break a tie of times (last
+    writer wins by (time, token)) and to know the event again: the id itself when it is no
+    longer than a token, else TOKEN_MARK and a 48-bit digest of it. A register no longer
+    carries the producer's id whole (up to 128 characters; a UUID's 36): 9 bytes at most."""
+    if len(event_id) <= 1 + TOKEN_BYTES * 4 // 3:
+        return event_id
+    digest = hashlib.blake2b(event_id.encode(), digest_size=TOKEN_BYTES).digest()
+    return TOKEN_MARK + base64.urlsafe_b64encode(digest).decode()
+
+
 @dataclass(frozen=True, slots=True)
 class Register:
     state: RegisterState
     at_ms: int
-    event_id: str
+    token: str  # register_token of the event that set it (its id, in registers written before)
     window: str  # the group's window for an active like or follow ('' otherwise)
+
+    def set_by(self, event_id: str) -> bool:
+        """Whether event `event_id` set this register."""
+        return self.token in (register_token(event_id), event_id)
 
 
 def encode_register(register: Register) -> bytes:
     tail = f"{REGISTER_WINDOW}{register.window}" if register.window else ""
-    return register.state.encode() + encode_ms(register.at_ms) + f"{register.event_id}{tail}".encode()
+    return register.state.encode() + encode_ms(register.at_ms) + f"{register.token}{tail}".encode()
 
 
 def decode_register(raw: bytes) -> Register:
     state = raw[:1].decode()
     if state not in ("a", "i", "x") or len(raw) < 1 + MS_BYTES:
         raise ValueError(f"not an item register: {raw!r}")
-    event_id, _, window = raw[1 + MS_BYTES :].decode().partition(REGISTER_WINDOW)
-    return Register(state, decode_ms(raw[1:]), event_id, window)  # type: ignore[arg-type]  # checked above
+    token, _, window = raw[1 + MS_BYTES :].decode().partition(REGISTER_WINDOW)
+    return Register(state, decode_ms(raw[1:]), token, window)  # type: ignore[arg-type]  # checked above
 
 
 def encode_log_check(check: int) -> bytes:

@@ -3,9 +3,10 @@
 -- KEYS: the items key of each user, user after user (on a cluster, those of all but the first
 -- follow ARGV: lua/sharded_keys.lua); their other keys (common.lua) are named from it.
 -- ARGV after the head, per user (feeds/inbox.py): how many of their items follow, then per item
---   FIELDS: item, state (a active | i inactive | x retracted for good), time ms, event id, group
---   id, actor, push tag (layouts.push_tag, or ''); then for a comment or a mention (item c|...
---   or m|...) post, comment, text. The verb is the item's kind (VERBS). Every argument costs
+--   FIELDS: item, state (a active | i inactive | x retracted for good), time ms, the event's
+--   register token (layouts.register_token: what breaks a tie of times), group id, actor, push
+--   tag (layouts.push_tag, or ''); then for a comment or a mention (item c|... or m|...) post,
+--   comment, text. The verb is the item's kind (VERBS). Every argument costs
 --   Redis ~1,000-2,000 instructions: a like sends none it does not use, and a user's items key
 --   comes once, the rest of their names derived from it (user_names, feeds/scripts.py).
 -- Returns one result per item: 1 applied, 0 nothing to do (what is there is as new), -1 refused
@@ -96,7 +97,7 @@ local function apply(a)  -- a: ARGV index before the item's fields
   local gid, actor = ARGV[a + 5], ARGV[a + 6]
   local kind = item:sub(1, 1)
 
-  -- The register (schemas/layouts.py): state, time, event id, and for an active like or follow
+  -- The register (schemas/layouts.py): state, time, token, and for an active like or follow
   -- REGISTER_WINDOW + the window of its group (like:POST:WINDOW, follow:WINDOW: the rest is in
   -- the item, l|POST|ACTOR or f|ACTOR, see items.py).
   local old, horizon = register_of(item), HORIZON

@@ -27,6 +27,21 @@ def test_registers_round_trip(register: layouts.Register) -> None:
     assert layouts.decode_register(layouts.encode_register(register)) == register
 
 
+def test_a_register_keeps_a_short_id_and_a_token_of_a_long_one() -> None:
+    """The token bounds a register's size whatever the producer's ids; it holds no '|' (the
+    window's separator) and knows its event again, as does a register written before it."""
+    assert layouts.register_token("e-1234") == "e-1234"
+    uuid = "0b9f4a2e-6c1d-4f8a-9e3b-5d7c2a1f0e64"
+    token = layouts.register_token(uuid)
+    assert token.startswith(layouts.TOKEN_MARK) and len(token) == 9 and "|" not in token
+    assert token == layouts.register_token(uuid) != layouts.register_token(uuid[:-1] + "5")
+    register = layouts.decode_register(layouts.encode_register(layouts.Register("a", 5, token, "207")))
+    assert register.set_by(uuid) and not register.set_by("e-1234")
+    assert layouts.Register("a", 5, uuid, "").set_by(uuid)  # a register of before: the id whole
+    assert {len(layouts.register_token("x" * n)) for n in range(10, 129)} == {9}
+    assert layouts.register_token("x" * 9) == "x" * 9
+
+
 def test_a_register_of_another_layout_is_refused() -> None:
     with pytest.raises(ValueError):
         layouts.decode_register(b"q1234567e")

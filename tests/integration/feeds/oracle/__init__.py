@@ -21,7 +21,7 @@ from redis.commands.core import AsyncScript
 
 from feeds.items import ItemOp
 from feeds.limits import FeedLimits
-from schemas import keys
+from schemas import keys, layouts
 
 _LUA = Path(__file__).parent
 ITEMS_PER_CALL = 16
@@ -86,7 +86,7 @@ class OracleInbox:
                     op.item,
                     op.state,
                     op.at_ms,
-                    op.event_id,
+                    layouts.register_token(op.event_id),  # 2026-12-07: registers keep a token
                     op.group_id,
                     op.actor,
                     op.verb,

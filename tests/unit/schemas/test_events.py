@@ -116,6 +116,22 @@ def test_the_stored_form_gives_back_the_same_event_offset_included(kind: str, at
 def test_the_stored_form_is_smaller_than_the_json() -> None:
     mention = decode(body("mention", users=[f"user-{i:04}" for i in range(10)], comment=None, text=""))
     assert len(encode_stored(mention)) < 0.7 * len(encode_event(mention))
+    # a UTC time is a MessagePack timestamp, ~20 bytes less than its text
+    at_noon = {"users": ["u1"], "occurred_at": "2024-05-01T12:00:00.123456Z"}
+    utc, offset = (
+        decode(body("mention", **at_noon)),
+        decode(body("mention", **at_noon | {"occurred_at": "2024-05-01T14:00:00.123456+02:00"})),
+    )
+    assert utc.occurred_at == offset.occurred_at
+    assert len(encode_stored(offset)) - len(encode_stored(utc)) >= 20
+
+
+def test_an_entry_of_before_with_its_time_as_text_is_read() -> None:
+    """Entries written before 2026-12-07 hold a UTC time as text too."""
+    event = decode(body("like", occurred_at="2024-05-01T12:00:00.5Z"))
+    values = msgspec.msgpack.decode(encode_stored(event))
+    values[3] = "2024-05-01T12:00:00.5Z"
+    assert decode_stored(msgspec.msgpack.encode(values)) == event
 
 
 def test_a_malformed_stored_event_is_refused() -> None:

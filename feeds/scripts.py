@@ -65,11 +65,12 @@ async def run_commands(
     return results
 
 
-async def run_checked(redis: Redis, commands: Sequence[Command]) -> list[Any]:
+async def run_checked(redis: Redis, commands: Sequence[Command], scripts: Sequence[Script] = ()) -> list[Any]:
     """The replies of `commands` in one lean round trip (`run_commands`: per master on a
-    cluster), the first error reply raised. The fan-out's reads and acks go this way: it asks
-    several per item, and redis-py's Pipeline spent most of the worker's CPU on them."""
-    replies = await run_commands(redis, [], commands) if commands else []
+    cluster), the first error reply raised; `scripts`: those the commands may call. The
+    fan-out's reads and acks go this way: it asks several per item, and redis-py's Pipeline
+    spent most of the worker's CPU on them."""
+    replies = await run_commands(redis, scripts, commands) if commands else []
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
@@ -88,6 +89,7 @@ class Query(Generic[T]):
 
     commands: Sequence[Command]
     parse: Callable[[Sequence[Any]], T]
+    scripts: Sequence[Script] = ()  # those the commands call
 
 
 @overload
@@ -98,7 +100,8 @@ async def ask(redis: Redis, a: Query[T], b: Query[U], /) -> tuple[T, U]: ...
 async def ask(redis: Redis, a: Query[T], b: Query[U], c: Query[V], /) -> tuple[T, U, V]: ...
 async def ask(redis: Redis, *queries: Query[Any]) -> tuple[Any, ...]:
     """Independent queries in one round trip (`run_checked`), each one's answer."""
-    replies = await run_checked(redis, [c for q in queries for c in q.commands])
+    commands = [c for q in queries for c in q.commands]
+    replies = await run_checked(redis, commands, [s for q in queries for s in q.scripts])
     out, at = [], 0
     for q in queries:
         out.append(q.parse(replies[at : at + len(q.commands)]))

@@ -383,10 +383,39 @@ def mod_dropped_counts() -> str:
     return f"moddropn:{_MOD}"
 
 
+# Actors' content indexes share this many hashes (by the actor's crc32): a field per actor
+# instead of a key with a TTL (a layout: changing it loses every index for a retention).
+CONTENT_BUCKETS: Final = 1024
+
+
+def _content_tag(actor: str) -> str:
+    return f"{{c:{zlib.crc32(actor.encode()) % CONTENT_BUCKETS}}}"
+
+
 def mod_content(actor: str) -> str:
-    """Sorted set with TTL: the actor's delivered comments and mentions as `PARTITION/ENTRY` event-log
-    positions, by acceptance time, for the event log's retention (what ban-and-remove recalls);
-    and their last minute's event ids for the velocity rule (notifier/moderation/content.py)."""
+    """Hash: actor -> their screened comments and mentions (schemas/layouts.py CONTENT_*): the
+    delivered ones for the event log's retention (what ban-and-remove recalls and reports find),
+    the others for the velocity rule's minute (notifier/moderation/content.py). One of
+    CONTENT_BUCKETS; an actor with more than CONTENT_SPILL entries has `mod_content_spill`."""
+    return content_bucket(zlib.crc32(actor.encode()) % CONTENT_BUCKETS)
+
+
+def content_bucket(bucket: int) -> str:
+    return f"modc:{{c:{bucket}}}"
+
+
+def mod_content_spill(actor: str) -> str:
+    """Sorted set with TTL, in `mod_content(actor)`'s slot: the index of an actor with more
+    entries than a bucket's field keeps: positions (`PARTITION/ENTRY`, and ` POST` for a mention
+    in a post) scored by time, and the velocity minute's `-PARTITION/ENTRY` below them (scored
+    by time - 2^48)."""
+    return f"modc:{_content_tag(actor)}:{actor}"
+
+
+def mod_content_before(actor: str) -> str:
+    """Sorted set with TTL: an actor's index as versions before 2026-12-07 kept it (positions by
+    acceptance time, the velocity minute's event ids below them). Read, never written, until it
+    expires (the log's retention after the upgrade)."""
     return f"modc:{{a:{actor}}}"
 
 

@@ -342,6 +342,36 @@ def accepted_ms(raw: bytes) -> int:
     return int(decode_accepted(raw)[0].partition("-")[0])
 
 
+# An actor's content index (keys.mod_content field): entries separated by CONTENT_SEPARATOR,
+# each a flag, CONTENT_DELIVERED (let through: kept for the event log's retention, what a ban
+# recalls and a report finds) or CONTENT_COUNTED (screened, not delivered: kept for the velocity
+# rule's window), then the event's position PARTITION/ENTRY (its time: the entry id's), and for
+# a delivered mention in a post ' ' POST. Past CONTENT_SPILL entries the actor's index moves to
+# a sorted set of its own (keys.mod_content_spill), velocity members scored VELOCITY_SCORES below
+# their time.
+CONTENT_SEPARATOR: Final = ","  # neither a position nor an id (events.ID_PATTERN) holds one
+CONTENT_DELIVERED: Final = "+"
+CONTENT_COUNTED: Final = "-"
+CONTENT_SPILL: Final = 16
+VELOCITY_SCORES: Final = 2**48  # above any time in ms; the offset scores stay exact in a double
+
+
+@dataclass(frozen=True, slots=True)
+class ContentEntry:
+    delivered: bool
+    position: str  # PARTITION/ENTRY
+    post: str  # a delivered mention in a post's post, else ''
+
+
+def decode_content(raw: bytes | None) -> list[ContentEntry]:
+    out = []
+    for entry in (raw or b"").decode().split(CONTENT_SEPARATOR):
+        if entry:
+            position, _, post = entry[1:].partition(" ")
+            out.append(ContentEntry(entry[0] == CONTENT_DELIVERED, position, post))
+    return out
+
+
 def lua_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 

@@ -6,6 +6,7 @@ run any number of times; the outbox keeps every effect until one run finished it
 from __future__ import annotations
 
 import logging
+import time
 from typing import Final, Required, TypedDict, cast
 
 from arq import Retry
@@ -25,6 +26,7 @@ from schemas import keys
 from schemas.events import decode_event
 
 from .components import Components
+from .content import ContentIndex
 from .outbox import Outbox
 from .queue import ReviewQueue
 from .retention import DecidedItems
@@ -75,6 +77,8 @@ class EffectsContext(TypedDict, total=False):
     effects: Required[Effects]
     outbox: Required[Outbox]
     decided: Required[DecidedItems]
+    content: Required[ContentIndex]
+    sweep_ms: Required[int]  # how often the periodic jobs run
     pool: Required[ArqRedis]
     retry_s: Required[float]
     job_try: int  # arq: 1 on the first run
@@ -111,6 +115,12 @@ async def expire_job(ctx: EffectsContext) -> int:
     return await ctx["decided"].expire()
 
 
+async def content_sweep_job(ctx: EffectsContext) -> int:
+    """Prune the actors' content index (content.py): entries past the log's retention or the
+    velocity window, of actors who have not acted since."""
+    return await ctx["content"].sweep(int(time.time() * 1000), ctx["sweep_ms"])
+
+
 async def enqueue(pool: ArqRedis, effect: str) -> bool:
     """Enqueue the job carrying out `effect` (`deliver|ID` or `recall|ID`); False if already queued."""
     kind, _, item_id = effect.partition("|")
@@ -130,12 +140,18 @@ def job_set(settings: Settings, redis: Redis) -> JobSet:
         "effects": Effects(parts.queue, parts.outbox, Inbox(redis, settings.feeds), settings.feeds),
         "outbox": parts.outbox,
         "decided": DecidedItems(parts.ledger, settings.moderation.retain_decided_days),
+        "content": parts.content,
+        "sweep_ms": settings.jobs.sweep_s * 1000,
         "pool": jobqueue.job_pool(redis),
         "retry_s": settings.jobs.retry_s,
     }
     # arq types ctx as dict[Any, Any]; ours is the EffectsContext it is built from
     return JobSet(
         functions=[cast("WorkerCoroutine", deliver_job), cast("WorkerCoroutine", recall_job)],
-        periodic=[cast("WorkerCoroutine", sweep_job), cast("WorkerCoroutine", expire_job)],
+        periodic=[
+            cast("WorkerCoroutine", sweep_job),
+            cast("WorkerCoroutine", expire_job),
+            cast("WorkerCoroutine", content_sweep_job),
+        ],
         ctx=ctx,
     )

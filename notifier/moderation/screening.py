@@ -34,9 +34,9 @@ _CREATES = (Like, Follow, Comment, Mention)  # undo events (unlike, deletes) alw
 INLINE_TEXT_CHARS = 2_000  # a batch with at most this much text is screened on the event loop
 
 
-def _observed(logged: LoggedEvent) -> Observation:
+def _observed(logged: LoggedEvent, position: str) -> Observation:
     return Observation(
-        event_id=logged.event.id,
+        position=position,
         actor=logged.event.actor,
         accepted_ms=logged.accepted_ms,
         canonical_text=canonical(text_of(logged.event)).text,
@@ -78,7 +78,9 @@ class Screener:
         self._rules = list(rules) if rules is not None else build_rules(settings, model)
         self._policy = Policy(settings)
         self._parts = parts
-        self._counters = ActivityCounters(duplicate_window_ms=settings.duplicate_window_s * 1000)
+        self._counters = ActivityCounters(
+            parts.content, duplicate_window_ms=settings.duplicate_window_s * 1000
+        )
         self.stats = ScreenStats()
         self._metrics = metrics.current()
         self._traced = tracing.current()
@@ -93,14 +95,14 @@ class Screener:
         # One round trip for what the batch needs to know: the bans of its creations' actors
         # (undos and deletions always pass), which of its comments and mentions were screened
         # before (a redelivery follows its recorded decision), and the rules' counters, counting
-        # each comment and mention (idempotent by event id: a redelivery counts once; a banned
+        # each comment and mention (idempotent by position: a redelivery counts once; a banned
         # actor's count too, though their events are dropped).
         texts = [e for e in events if isinstance(e.event, Comment | Mention)]
         bans, known, signals = await ask(
             self._parts.ledger.redis,
             self._parts.bans.query(sorted({e.event.actor for e in events if isinstance(e.event, _CREATES)})),
             self._parts.queue.known([t.event.id for t in texts]),
-            self._counters.observe([_observed(t) for t in texts]),
+            self._counters.observe([_observed(t, self._parts.content.position(t)) for t in texts]),
         )
         signal_of = {id(t): s for t, s in zip(texts, signals, strict=True)}
         passed: list[LoggedEvent] = []

@@ -1,6 +1,7 @@
-"""The rules' memory: how many comments and mentions an actor sent in the last minute, and to
-how many targets one text went. Sorted sets keyed by event id and target, timed by acceptance
-(server time), so counting a redelivered or replayed event again changes nothing."""
+"""The rules' memory: how many comments and mentions an actor sent in the last minute (in their
+content index: content.py), and to how many targets one text went (sorted sets by target).
+Keyed by the event's position and by target, timed by acceptance (server time), so counting a
+redelivered or replayed event again changes nothing."""
 
 from __future__ import annotations
 
@@ -12,16 +13,15 @@ from typing import Any, Final
 from feeds.scripts import Command, Query
 from schemas import keys
 
-from .content import velocity
+from .content import ContentIndex
 from .rules import Signals
 
-VELOCITY_WINDOW_MS: Final = 60_000
 MIN_DUPLICATE_CHARS: Final = 12  # 'thanks!' and 'nice' are said to everyone: not spam
 
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    event_id: str
+    position: str  # in the event log: PARTITION/ENTRY
     actor: str
     accepted_ms: int
     canonical_text: str
@@ -36,9 +36,10 @@ def text_key(canonical_text: str) -> str | None:
 
 class ActivityCounters:
     """The only code that touches `moddup:` keys; the velocity count lives in the actor's
-    content key (content.py)."""
+    content index (content.py)."""
 
-    def __init__(self, *, duplicate_window_ms: int) -> None:
+    def __init__(self, content: ContentIndex, *, duplicate_window_ms: int) -> None:
+        self._content = content
         self._dup_window_ms = duplicate_window_ms
 
     def observe(self, seen: Sequence[Observation]) -> Query[list[Signals]]:
@@ -47,9 +48,8 @@ class ActivityCounters:
         commands: list[Command] = []
         counts: list[tuple[int, int | None, int]] = []  # per observation: where its replies are, its targets
         for o, dup in zip(seen, dup_keys, strict=True):
-            counted, at = velocity(o.actor, o.event_id, o.accepted_ms, VELOCITY_WINDOW_MS)
-            recent = len(commands) + at
-            commands += counted
+            recent = len(commands)
+            commands.append(self._content.count(o.actor, o.position))
             targets, sent = None, dict.fromkeys(o.targets, o.accepted_ms)
             if dup is not None:
                 targets = len(commands) + 2
@@ -62,7 +62,7 @@ class ActivityCounters:
                 for r, t, own in counts
             ]
 
-        return Query(commands, parse)
+        return Query(commands, parse, self._content.scripts)
 
 
 def _sent_again(replies: Sequence[Any], at: int | None, own: int) -> int:

@@ -107,9 +107,23 @@ async def test_mentions_in_posts_whose_ids_hold_colons_are_told_apart(s: Stack) 
 async def test_a_mention_in_a_post_indexed_by_an_earlier_version_is_still_found(s: Stack) -> None:
     await s.send(mention("m1", "bob", ["dave"], CLEAN_TEXT, post="p1"))
     (found,) = await s.parts.content.of_actor("bob")
-    await s.redis.delete(keys.mod_content("bob"))  # as an earlier version indexed it: a key of its own
+    await s.redis.hdel(keys.mod_content("bob"), "bob")  # as an earlier version indexed it: a key of its own
     await s.redis.hset(keys.mod_ref("post:p1:bob"), "m1", found.position)
 
+    assert [f.logged.event.id for f in await s.parts.content.of_ref("post:p1~bob")] == ["m1"]
+
+
+async def test_content_an_earlier_version_indexed_under_the_actors_own_key_is_still_found(s: Stack) -> None:
+    """Before 2026-12-07 an actor's index was a sorted set of their own (`modc:{a:ACTOR}`):
+    bans and reports still find what it holds until it expires."""
+    await s.send(
+        mention("m1", "bob", ["dave"], CLEAN_TEXT, post="p1"), comment("e2", "bob", "alice", CLEAN_TEXT)
+    )
+    found = {f.logged.event.id: f.position for f in await s.parts.content.of_actor("bob")}
+    await s.redis.hdel(keys.mod_content("bob"), "bob")
+    before = keys.mod_content_before("bob")
+    await s.redis.zadd(before, {f"{found['m1']} p1": 1, found["e2"]: 2, "m1": -5})  # and a velocity member
+    assert sorted(f.logged.event.id for f in await s.parts.content.of_actor("bob")) == ["e2", "m1"]
     assert [f.logged.event.id for f in await s.parts.content.of_ref("post:p1~bob")] == ["m1"]
 
 

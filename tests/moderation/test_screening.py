@@ -14,9 +14,10 @@ from redis.asyncio import Redis
 from feeds import changelog
 from feeds.changelog import Replay
 from notifier.fanout.replay import replay
+from notifier.moderation import content
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.runtime.settings import Settings
-from schemas import keys
+from schemas import keys, layouts
 from schemas.cursor import START
 from schemas.events import Comment
 
@@ -143,10 +144,11 @@ async def test_velocity_flags_an_actor_past_the_limit(s: Stack) -> None:
     assert len(await s.groups("alice")) == limit + 1  # flagged, still delivered
 
 
-async def test_the_velocity_count_and_the_content_index_share_the_actors_key_apart(s: Stack) -> None:
-    """The actor's `modc:` key holds their delivered content (for the log's retention) and their
-    last minute for the velocity rule: recalls read only the content, the rule counts only the
-    minute, and the key lasts as long as the longer need."""
+async def test_the_velocity_count_and_the_content_index_share_the_actors_index_apart(s: Stack) -> None:
+    """An actor's index holds their delivered content (for the log's retention) and their last
+    minute for the velocity rule: recalls read only the content, the rule counts the minute. Past
+    CONTENT_SPILL entries it moves to a sorted set of the actor's own; the jobs role's sweep
+    prunes what an actor who stopped left in a bucket."""
     limit = s.settings.moderation.velocity_per_min
     held = comment("h1", "bob", "alice", HELD_TEXT, post="p-held")
     await s.send(
@@ -158,11 +160,34 @@ async def test_the_velocity_count_and_the_content_index_share_the_actors_key_apa
     )  # not the held one
     flagged = [i.id for i in (await s.queue.page()).items if "velocity" in [v.rule for v in i.verdicts]]
     assert flagged == [f"e{limit - 1}"]  # the held comment counted too: the limit + 1st event
-    assert await s.redis.pttl(keys.mod_content("bob")) > 86_400_000  # the content's retention
+
+    many = [comment(f"f{n}", "erin", "alice", f"comment number {n}", post=f"q{n}") for n in range(20)]
+    await s.send(*many[: layouts.CONTENT_SPILL])
+    assert len(layouts.decode_content(await s.redis.hget(keys.mod_content("erin"), "erin"))) == 16
+    await s.send(*many[layouts.CONTENT_SPILL :])
+    assert await s.redis.hget(keys.mod_content("erin"), "erin") is None  # spilled
+    assert await s.redis.pttl(keys.mod_content_spill("erin")) > 86_400_000  # the content's retention
+    let_through = [e.id for e in many if (item := await s.queue.get(e.id)) is None or item.delivered]
+    assert 0 < len(let_through) < len(many)  # past twice the limit, the rule holds
+    assert sorted(f.logged.event.id for f in await s.parts.content.of_actor("erin")) == sorted(let_through)
+    velocity = await s.redis.zrangebyscore(keys.mod_content_spill("erin"), "-inf", 0)
+    assert len(velocity) == len(many)  # every one counted, once
 
     await s.send(comment("h2", "carl", "alice", HELD_TEXT, post="p-carl"))  # counted, never delivered
     assert await s.parts.content.of_actor("carl") == []
-    assert 0 < await s.redis.pttl(keys.mod_content("carl")) <= 120_000  # two velocity windows
+    [counted] = layouts.decode_content(await s.redis.hget(keys.mod_content("carl"), "carl"))
+    await s.send(comment("d1", "dave", "alice", CLEAN_TEXT, post="p-dave"))
+    [delivered] = layouts.decode_content(await s.redis.hget(keys.mod_content("dave"), "dave"))
+    assert (counted.delivered, delivered.delivered) == (False, True)
+
+    at = int(delivered.position.partition("/")[2].partition("-")[0])
+    every = content.SWEEP_EVERY_MS  # each call sweeps every bucket
+    assert await s.parts.content.sweep(at + 1_000, every) == 0  # both still needed
+    assert await s.parts.content.sweep(at + content.VELOCITY_WINDOW_MS + 1_000, every) == 1
+    assert await s.redis.hget(keys.mod_content("carl"), "carl") is None
+    assert [f.logged.event.id for f in await s.parts.content.of_actor("dave")] == ["d1"]
+    assert await s.parts.content.sweep(at + s.settings.fanout.retain_ms + 1, every) == 2  # bob's too
+    assert await s.parts.content.of_actor("dave") == []
 
 
 @pytest.mark.parametrize("inline_chars", [0, 100_000])

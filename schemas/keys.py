@@ -49,6 +49,18 @@ def idempotency_bucket(partition: int, bucket: int) -> str:
     return f"idem:{_partition(partition)}:{bucket}"
 
 
+def idempotency_lease(partition: int) -> str:
+    """String with TTL: the lease of the janitor sweeping the partition's idempotency window
+    this round (notifier/fanout/janitor.py sweep_window)."""
+    return f"idem-lease:{_partition(partition)}"
+
+
+def idempotency_sweep(partition: int) -> str:
+    """Hash: bucket -> `CURSOR SHARE`, where the scan of each of the partition's idempotency
+    buckets goes on."""
+    return f"idem-sweep:{_partition(partition)}"
+
+
 def dedupe(partition: int, event_id: str) -> str:
     """String with TTL: `stream id|fingerprint` of an event accepted by a version before the
     idempotency window's hashes (2026-12-07). Read, never written: still a duplicate for a day

@@ -47,8 +47,6 @@ class Janitor:
         self._settings = settings
         self._partitions = range(partitions)
         self._window_ms = window_s * 1000
-        # idempotency bucket -> where its pass goes on, and how far a round
-        self._cursors: dict[str, tuple[int, int]] = {}
         self._stopping = anyio.Event()
         self._dead = DeadLetters(redis)
 
@@ -64,7 +62,6 @@ class Janitor:
                     await self.sweep_window(p)
                 backoff.reset()
             except REDIS_UNAVAILABLE as exc:
-                self._cursors.clear()  # a scan cursor may not survive a reconnect: start over
                 await backoff.sleep(exc)
                 continue
             with anyio.move_on_after(self._settings.maintenance_interval_ms / 1000):
@@ -144,18 +141,26 @@ class Janitor:
         return reaped
 
     async def sweep_window(self, partition: int, *, now_ms: int | None = None) -> int:
-        """Delete the partition's idempotency records older than the window. Each bucket's scan
-        goes on from round to round, far enough each round to pass every record SWEEPS_PER_WINDOW
-        times a window, so a record outlives the window by at most an eighth of it (or a round).
-        Idempotent: workers may sweep side by side. Returns how many records went."""
+        """Delete the partition's idempotency records older than the window. One janitor a
+        round sweeps a partition, whichever takes its lease first (`keys.idempotency_sweep`:
+        every worker runs a janitor, and scanning the window is the costly part of its round).
+        Each bucket's scan goes on from round to round where the last one stopped (its place is
+        kept in Redis beside the lease), far enough each round to pass every record
+        SWEEPS_PER_WINDOW times a window: a record outlives the window by at most an eighth of
+        it (or a round). Returns how many records went (0 when another janitor has the round)."""
+        interval = self._settings.maintenance_interval_ms
+        lease, places = keys.idempotency_lease(partition), keys.idempotency_sweep(partition)
+        if not await self._redis.set(lease, "1", nx=True, px=interval):
+            return 0
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         oldest = now_ms - self._window_ms
-        rounds = max(1.0, self._window_ms / SWEEPS_PER_WINDOW / self._settings.maintenance_interval_ms)
-        deleted = 0
+        rounds = max(1.0, self._window_ms / SWEEPS_PER_WINDOW / interval)
+        kept = {int(b): v.decode().split(" ") for b, v in (await self._redis.hgetall(places)).items()}
+        deleted, ended = 0, []
         for bucket in range(keys.IDEMPOTENCY_BUCKETS):
             key = keys.idempotency_bucket(partition, bucket)
             # a pass's share a round is set as it starts: the pass ends within `rounds` rounds
-            cursor, share = self._cursors.pop(key, (0, 0))
+            cursor, share = (int(n) for n in kept.get(bucket, ("0", "0")))
             if not cursor:
                 share = math.ceil(await self._redis.hlen(key) / rounds)
             budget = share
@@ -168,7 +173,16 @@ class Janitor:
                 if cursor == 0:
                     break
             if cursor:
-                self._cursors[key] = (cursor, share)
+                kept[bucket] = [str(cursor), str(share)]
+            elif bucket in kept:
+                del kept[bucket]
+                ended.append(bucket)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if ended:
+                pipe.hdel(places, *ended)
+            if kept:
+                pipe.hset(places, mapping={b: " ".join(v) for b, v in kept.items()})
+            await pipe.execute()
         if deleted:
             log.info("idempotency window partition=%d records past it deleted=%d", partition, deleted)
         return deleted

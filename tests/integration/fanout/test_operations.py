@@ -149,14 +149,22 @@ async def test_the_janitor_sweeps_the_idempotency_window(redis: Redis, settings:
     assert sum([await janitor.sweep_window(p) for p in partitions]) == 0  # all within the window
     await redis.hset(keys.idempotency_bucket(0, 0), "not-ours", "?")
     an_hour_on = (await redis.time())[0] * 1000 + 3_600_000
+    assert sum([await janitor.sweep_window(p, now_ms=an_hour_on) for p in partitions]) == 0  # leased
+    await next_round(redis, partitions)
     assert sum([await janitor.sweep_window(p, now_ms=an_hour_on) for p in partitions]) == 50
     assert [await redis.hget(keys.idempotency_bucket(0, 0), "not-ours")] == [b"?"]
     assert [a.status for a in await log.append(events[:1], "posts")] == ["accepted"]
 
 
+async def next_round(redis: Redis, partitions: range) -> None:
+    """What the end of a maintenance round does: the sweep's leases expire."""
+    await redis.delete(*(keys.idempotency_lease(p) for p in partitions))
+
+
 async def test_a_big_bucket_is_swept_a_share_a_round(redis: Redis, settings: Settings) -> None:
     """A bucket in Redis's hashtable encoding is scanned across rounds, far enough each round to
-    pass every record SWEEPS_PER_WINDOW times a window: the rounds together reach them all."""
+    pass every record SWEEPS_PER_WINDOW times a window: the rounds together reach them all, one
+    janitor a round, each going on where the last one (any) stopped."""
     bucket = keys.idempotency_bucket(0, 7)
     now_ms = (await redis.time())[0] * 1000
     window_s = 80 * settings.fanout.maintenance_interval_ms // 1000  # 10 rounds a sweep
@@ -167,10 +175,13 @@ async def test_a_big_bucket_is_swept_a_share_a_round(redis: Redis, settings: Set
     young = {f"young-{i}": layouts.encode_accepted(f"{now_ms}-{i}", bytes(12)) for i in range(200)}
     await redis.hset(bucket, mapping={**old, **young})
     assert await redis.object("ENCODING", bucket) == b"hashtable"
-    janitor = Janitor(redis, settings.fanout, partitions=1, window_s=window_s)
-    rounds = []
+    janitors = [Janitor(redis, settings.fanout, partitions=1, window_s=window_s) for _ in range(3)]
+    rounds: list[int] = []
     while await redis.hlen(bucket) > len(young):
-        rounds.append(await janitor.sweep_window(0, now_ms=now_ms))
+        first, *others = janitors[len(rounds) % 3 :] + janitors[: len(rounds) % 3]
+        rounds.append(await first.sweep_window(0, now_ms=now_ms))
+        assert [await o.sweep_window(0, now_ms=now_ms) for o in others] == [0, 0]  # its round
+        await next_round(redis, range(1))
         assert len(rounds) <= 12
     assert sum(rounds) == len(old) and len(rounds) >= 8 and max(rounds) < len(old) // 4
     assert sorted(await redis.hkeys(bucket)) == sorted(k.encode() for k in young)

@@ -33,6 +33,8 @@ USER_KEYS: list[Callable[[str], str]] = [
 PARTITION_KEYS: list[Callable[[int], str]] = [
     keys.events,
     lambda p: keys.idempotency(p, "evt-1"),
+    keys.idempotency_lease,
+    keys.idempotency_sweep,
     lambda p: keys.dedupe(p, "evt-1"),
     keys.dead_letters,
     keys.dropped_letters,

@@ -13,10 +13,10 @@ from typing import Final
 import anyio
 from anyio.abc import TaskStatus
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from feeds.changelog import entry_id
-from feeds.cluster import REDIS_UNAVAILABLE
+from feeds.cluster import REDIS_REFUSING, REDIS_UNAVAILABLE
 from notifier.runtime import metrics
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import FanoutSettings, IngestSettings
@@ -55,11 +55,15 @@ class Janitor:
         task_status.started()
         while not self._stopping.is_set():
             try:
+                refused = None
                 for p in self._partitions:
-                    await self.report_gap(p)
-                    await self.trim(p)
-                    await self.reap(p)
-                    await self.sweep_window(p)
+                    for step in (self.report_gap, self.trim, self.reap, self.sweep_window):
+                        try:
+                            await step(p)
+                        except REDIS_REFUSING as exc:  # at maxmemory: what frees memory goes on
+                            refused = exc
+                if refused is not None:
+                    raise refused
                 backoff.reset()
             except REDIS_UNAVAILABLE as exc:
                 await backoff.sleep(exc)
@@ -150,19 +154,24 @@ class Janitor:
         it (or a round). Returns how many records went (0 when another janitor has the round)."""
         interval = self._settings.maintenance_interval_ms
         lease, places = keys.idempotency_lease(partition), keys.idempotency_sweep(partition)
-        if not await self._redis.set(lease, "1", nx=True, px=interval):
-            return 0
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        try:
+            if not await self._redis.set(lease, "1", nx=True, px=interval):
+                return 0
+        except OutOfMemoryError:
+            pass  # Redis at maxmemory takes deletions only: sweep, unleased, from the places kept
+        if now_ms is None:  # Redis's clock, which gave the records' entry ids their times
+            seconds, micros = await self._redis.time()
+            now_ms = seconds * 1000 + micros // 1000
         oldest = now_ms - self._window_ms
         rounds = max(1.0, self._window_ms / SWEEPS_PER_WINDOW / interval)
         kept = {int(b): v.decode().split(" ") for b, v in (await self._redis.hgetall(places)).items()}
         deleted, ended = 0, []
         for bucket in range(keys.IDEMPOTENCY_BUCKETS):
             key = keys.idempotency_bucket(partition, bucket)
-            # a pass's share a round is set as it starts: the pass ends within `rounds` rounds
             cursor, share = (int(n) for n in kept.get(bucket, ("0", "0")))
-            if not cursor:
-                share = math.ceil(await self._redis.hlen(key) / rounds)
+            # at least a `rounds`-th of the bucket a round: a bucket that grows (every one does
+            # after an upgrade, from empty) would outrun a share fixed as its pass began
+            share = max(share, math.ceil(await self._redis.hlen(key) / rounds))
             budget = share
             while budget > 0:
                 cursor, records = await self._redis.hscan(key, cursor, count=min(budget, SCAN_PAGE))
@@ -177,12 +186,15 @@ class Janitor:
             elif bucket in kept:
                 del kept[bucket]
                 ended.append(bucket)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if ended:
-                pipe.hdel(places, *ended)
-            if kept:
-                pipe.hset(places, mapping={b: " ".join(v) for b, v in kept.items()})
-            await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if ended:
+                    pipe.hdel(places, *ended)
+                if kept:
+                    pipe.hset(places, mapping={b: " ".join(v) for b, v in kept.items()})
+                await pipe.execute()
+        except OutOfMemoryError:
+            pass  # the next round goes on from the places kept before
         if deleted:
             log.info("idempotency window partition=%d records past it deleted=%d", partition, deleted)
         return deleted

@@ -187,6 +187,41 @@ async def test_a_big_bucket_is_swept_a_share_a_round(redis: Redis, settings: Set
     assert sorted(await redis.hkeys(bucket)) == sorted(k.encode() for k in young)
 
 
+async def test_a_growing_bucket_is_swept_all_the_same(redis: Redis, settings: Settings) -> None:
+    """Every bucket starts empty at the upgrade and grows: a round's share follows its size, so
+    a pass still ends within the rounds a window allows (a share fixed as the pass began, a few
+    records, never caught up with the table)."""
+    bucket = keys.idempotency_bucket(0, 3)
+    now_ms = (await redis.time())[0] * 1000
+    window_s = 80 * settings.fanout.maintenance_interval_ms // 1000  # 10 rounds a pass
+    past = f"{now_ms - window_s * 1000 - 1}"
+    old = {f"old-{i}": layouts.encode_accepted(f"{past}-{i}", bytes(12)) for i in range(600)}
+    await redis.hset(bucket, mapping=old)  # past 512 fields: a hashtable, scanned a share at a time
+    janitor = Janitor(redis, settings.fanout, partitions=1, window_s=window_s)
+    for n in range(14):
+        young = {f"young-{n}-{i}": layouts.encode_accepted(f"{now_ms}-{i}", bytes(12)) for i in range(2_000)}
+        await redis.hset(bucket, mapping=young)
+        await janitor.sweep_window(0, now_ms=now_ms)
+        await next_round(redis, range(1))
+    assert not [k for k in await redis.hkeys(bucket) if k.startswith(b"old-")]
+
+
+async def test_the_sweep_frees_memory_at_maxmemory(redis: Redis, settings: Settings) -> None:
+    """Redis at maxmemory (noeviction) refuses the lease and the places: the sweep deletes all
+    the same, as the keys' own TTLs did before."""
+    events = likes_and_follows("bob", likes=30, follows=0)
+    await EventLog(redis, settings.ingest).append(events, "posts")
+    janitor = Janitor(redis, settings.fanout, partitions=settings.ingest.partitions, window_s=60)
+    used = (await redis.info("memory"))["used_memory"]
+    await redis.config_set("maxmemory", used // 2)
+    try:
+        an_hour_on = (await redis.time())[0] * 1000 + 3_600_000
+        swept = [await janitor.sweep_window(p, now_ms=an_hour_on) for p in range(settings.ingest.partitions)]
+    finally:
+        await redis.config_set("maxmemory", 0)
+    assert sum(swept) == 30
+
+
 async def test_a_redis_that_may_evict_is_refused(redis: Redis, settings: Settings) -> None:
     """At start a role refuses it; set while roles run, ingest refuses events (they could be
     evicted) until it is noeviction again."""

@@ -24,7 +24,8 @@ from .items import ItemOp
 from .limits import FeedLimits
 from .scripts import head, scripts_for, user_keys
 
-# the event ids of hiding items: '~' sorts after every event id (schemas.events.ID_PATTERN)
+# the event ids of hiding items: '~' sorts after every event id (schemas.events.ID_PATTERN) and
+# every register token (schemas/layouts.py register_token: `{` and a digest)
 MUTE_ID: Final = "~mute"
 BLOCK_ID: Final = "~block"
 

@@ -150,7 +150,9 @@ def _native(op: ItemOp) -> tuple[list[Command], list[Command]]:
     actors = keys.group_actors_prefix(op.user) + op.group_id
     ms = layouts.encode_ms(op.at_ms)
     window = op.group_id.rpartition(":")[2] if not op.single else ""
-    register = layouts.encode_register(layouts.Register("a", op.at_ms, op.event_id, window))
+    register = layouts.encode_register(
+        layouts.Register("a", op.at_ms, layouts.register_token(op.event_id), window)
+    )
     reads: list[Command] = [
         ("HMGET", items, op.item, layouts.STATE_FIELD, layouts.HORIZON_FIELD),
         ("ZRANGE", actors, -1, -1),

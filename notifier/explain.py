@@ -41,7 +41,7 @@ class Recipient:
     # unreadable (the user's keys hold what the product did not write: `error` says what)
     state: str
     # the event that holds the item now, when not this one: its id, or for an id longer than 9
-    # characters its register token (`~` and 8 characters: schemas/layouts.py register_token)
+    # characters its register token (`{` and 8 characters: schemas/layouts.py register_token)
     by_event: str = ""
     pushed: bool | None = None  # a change was published for live push (None: cannot tell)
     error: str = ""

@@ -95,7 +95,7 @@ NO_HORIZON: Final = (0).to_bytes(MS_BYTES, "big")  # encode_ms(-MS_OFFSET)
 # What an item register keeps of the event that set it (`register_token`): a digest of this
 # many bytes, in base64url after TOKEN_MARK, for an id longer than that.
 TOKEN_BYTES: Final = 6
-TOKEN_MARK: Final = "~"  # no event id holds it (events.ID_PATTERN)
+TOKEN_MARK: Final = "{"  # above every id character (events.ID_PATTERN), below hiding ids (feeds/hiding.py)
 
 
 def register_token(event_id: str) -> str:
@@ -344,14 +344,17 @@ def accepted_ms(raw: bytes) -> int:
 
 # An actor's content index (keys.mod_content field): entries separated by CONTENT_SEPARATOR,
 # each a flag, CONTENT_DELIVERED (let through: kept for the event log's retention, what a ban
-# recalls and a report finds) or CONTENT_COUNTED (screened, not delivered: kept for the velocity
-# rule's window), then the event's position PARTITION/ENTRY (its time: the entry id's), and for
-# a delivered mention in a post ' ' POST. Past CONTENT_SPILL entries the actor's index moves to
+# recalls and a report finds; counted by the velocity rule), CONTENT_COUNTED (screened, not
+# delivered: kept for the velocity rule, notifier/moderation/content.py COUNTED_KEEP_MS) or
+# CONTENT_AGAIN (delivered, appended again long after its acceptance: never counted), then the
+# event's position PARTITION/ENTRY (its time: the entry id's), and for a delivered mention in a
+# post ' ' POST. Past CONTENT_SPILL entries the actor's index moves to
 # a sorted set of its own (keys.mod_content_spill), velocity members scored VELOCITY_SCORES below
 # their time.
 CONTENT_SEPARATOR: Final = ","  # neither a position nor an id (events.ID_PATTERN) holds one
 CONTENT_DELIVERED: Final = "+"
 CONTENT_COUNTED: Final = "-"
+CONTENT_AGAIN: Final = "*"
 CONTENT_SPILL: Final = 16
 VELOCITY_SCORES: Final = 2**48  # above any time in ms; the offset scores stay exact in a double
 
@@ -368,7 +371,7 @@ def decode_content(raw: bytes | None) -> list[ContentEntry]:
     for entry in (raw or b"").decode().split(CONTENT_SEPARATOR):
         if entry:
             position, _, post = entry[1:].partition(" ")
-            out.append(ContentEntry(entry[0] == CONTENT_DELIVERED, position, post))
+            out.append(ContentEntry(entry[0] != CONTENT_COUNTED, position, post))
     return out
 
 

@@ -17,7 +17,6 @@ and a report of one scans the actor's week of content.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -38,48 +37,66 @@ class Located:
 
 POST_SEPARATOR: Final = " "  # in an actor's member `POSITION POST`; neither holds a space
 VELOCITY_WINDOW_MS: Final = 60_000  # what the velocity rule counts an actor's events over
+# A counted entry is kept this long past the time of the actor's event being screened, so events
+# screened out of order up to this far apart (a reclaimed batch, a lagging partition) are
+# counted alike, in the actor's field or their own sorted set.
+COUNTED_KEEP_MS: Final = 3_600_000
 SWEEP_EVERY_MS: Final = 3_600_000  # every bucket is swept this often (the jobs role)
 
-_LUA_SEPARATOR, _LUA_DELIVERED, _LUA_COUNTED = (
+_LUA_SEPARATOR, _LUA_DELIVERED, _LUA_COUNTED, _LUA_AGAIN = (
     layouts.lua_string(c)
-    for c in (layouts.CONTENT_SEPARATOR, layouts.CONTENT_DELIVERED, layouts.CONTENT_COUNTED)
+    for c in (
+        layouts.CONTENT_SEPARATOR,
+        layouts.CONTENT_DELIVERED,
+        layouts.CONTENT_COUNTED,
+        layouts.CONTENT_AGAIN,
+    )
 )
 # KEYS: the actor's bucket (keys.mod_content), their spill key (keys.mod_content_spill).
 # ARGV: mode (c: count a screened event, d: it was delivered, p: prune), actor, position, post
-# ('' for none), the velocity window (ms), the oldest time a delivered entry is kept for, the
-# retention (ms), and the time now (mode p; else the position's time is). Returns the actor's
-# events in the window ending at the position's time, itself included (mode c), else 0.
-# Idempotent: an entry is its position.
+# ('' for none), the velocity window, COUNTED_KEEP_MS, the oldest time a delivered entry is kept
+# for, the retention (ms), and the event's acceptance time (ms: its entry field `t`), or for
+# mode p the time now. An event whose position is more than a window after its acceptance was
+# appended again (a redriven dead letter): it is counted as of its acceptance, where its first
+# append's entry already is (itself, if that is gone), and adds no counted entry (delivered, its
+# entry is CONTENT_AGAIN, never counted), so a redrive is no burst. Returns for mode c the
+# actor's events in the window ending at the event's time, itself included; for mode p 1 if
+# the field went; else 0. Idempotent: an entry is its position.
 _INDEX: Final = Script(f"""
 local bucket, spill = KEYS[1], KEYS[2]
 local mode, actor, pos, post = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local window, horizon, retain = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local window, keep = tonumber(ARGV[5]), tonumber(ARGV[6])
+local horizon, retain, at_ms = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local V, SPILL = {layouts.VELOCITY_SCORES}, {layouts.CONTENT_SPILL}
-local SEP, DELIVERED, COUNTED = {_LUA_SEPARATOR}, {_LUA_DELIVERED}, {_LUA_COUNTED}
+local SEP, DELIVERED, COUNTED, AGAIN = {_LUA_SEPARATOR}, {_LUA_DELIVERED}, {_LUA_COUNTED}, {_LUA_AGAIN}
 local function ms_of(position) return tonumber(position:match('/(%d+)')) end
 local function int(n) return string.format('%d', n) end
-local t = mode == 'p' and tonumber(ARGV[8]) or ms_of(pos)
+local t, again = at_ms, false  -- the time the event counts as of; appended again
+if mode ~= 'p' then
+  t = ms_of(pos)
+  if t - at_ms > window then t, again = at_ms, true end
+end
 local member = post ~= '' and pos .. ' ' .. post or pos
 local function last(ms)  -- the spill key lives at least `ms` more
   redis.call('PEXPIRE', spill, ms, 'NX')
   redis.call('PEXPIRE', spill, ms, 'GT')
 end
-local function count_in_spill()
-  local start = int(t - V - window)
-  redis.call('ZADD', spill, int(t - V), COUNTED .. pos)
-  redis.call('ZREMRANGEBYSCORE', spill, '-inf', '(' .. start)
-  last(2 * window)
-  return redis.call('ZCOUNT', spill, '(' .. start, int(t - V))
-end
 if redis.call('EXISTS', spill) == 1 then
-  if mode == 'c' then return count_in_spill() end
+  if mode == 'c' then
+    if not again then redis.call('ZADD', spill, int(t - V), COUNTED .. pos) end
+    redis.call('ZREMRANGEBYSCORE', spill, '-inf', '(' .. int(t - V - keep))
+    last(keep)
+    local n = redis.call('ZCOUNT', spill, '(' .. int(t - V - window), int(t - V))
+    return again and math.max(n, 1) or n
+  end
   if mode == 'd' then
-    redis.call('ZADD', spill, int(t), member)
+    redis.call('ZADD', spill, int(ms_of(pos)), member)
     redis.call('ZREMRANGEBYSCORE', spill, '0', '(' .. int(horizon))
     last(retain)
   end
   return 0
 end
+local delivered = again and AGAIN or DELIVERED
 local kept, n, found = {{}}, 0, false
 for entry in (redis.call('HGET', bucket, actor) or ''):gmatch('[^' .. SEP .. ']+') do
   local flag, rest = entry:sub(1, 1), entry:sub(2)
@@ -87,43 +104,48 @@ for entry in (redis.call('HGET', bucket, actor) or ''):gmatch('[^' .. SEP .. ']+
   local at = ms_of(p)
   if p == pos then
     found = true
-    if mode == 'd' then flag, rest = DELIVERED, member end
+    if mode == 'd' then flag, rest = delivered, member end
   end
-  if (flag == DELIVERED and at >= horizon) or at > t - window then
+  local live = at >= horizon  -- a delivered entry, or any at a sweep (mode p)
+  if flag == COUNTED and mode ~= 'p' then live = at > t - keep end
+  if live then
     kept[#kept + 1] = flag .. rest
-    if mode == 'c' and at > t - window and at <= t then n = n + 1 end
+    if mode == 'c' and flag ~= AGAIN and at > t - window and at <= t then n = n + 1 end
   end
 end
-if not found and mode == 'c' then
+if again and mode == 'c' then
+  n = math.max(n, 1)  -- its first append's entry is among them, unless that is gone: itself
+elseif not found and mode == 'c' then
   kept[#kept + 1] = COUNTED .. pos
   n = n + 1
 elseif not found and mode == 'd' then
-  kept[#kept + 1] = DELIVERED .. member
+  kept[#kept + 1] = delivered .. member
 end
 if #kept > SPILL then  -- the actor's own sorted set from now on
   for _, entry in ipairs(kept) do
-    local p = entry:sub(2):match('^%S+')
+    local flag, rest = entry:sub(1, 1), entry:sub(2)
+    local p = rest:match('^%S+')
     local at = ms_of(p)
-    if entry:sub(1, 1) == DELIVERED then redis.call('ZADD', spill, int(at), entry:sub(2)) end
-    if at > t - window then redis.call('ZADD', spill, int(at - V), COUNTED .. p) end
+    if flag ~= COUNTED then redis.call('ZADD', spill, int(at), rest) end
+    if flag ~= AGAIN and at > t - keep then redis.call('ZADD', spill, int(at - V), COUNTED .. p) end
   end
   redis.call('HDEL', bucket, actor)
   last(retain)
 elseif #kept == 0 then
-  redis.call('HDEL', bucket, actor)
+  return redis.call('HDEL', bucket, actor)
 else
   redis.call('HSET', bucket, actor, table.concat(kept, SEP))
 end
-return n
+return mode == 'c' and n or 0
 """)
 
 
 def _index(
-    mode: str, actor: str, position: str, post: str, horizon_ms: int, retain_ms: int, now_ms: int = 0
+    mode: str, actor: str, position: str, post: str, horizon_ms: int, retain_ms: int, at_ms: int
 ) -> Command:
     return _INDEX.command(
         [keys.mod_content(actor), keys.mod_content_spill(actor)],
-        [mode, actor, position, post, VELOCITY_WINDOW_MS, horizon_ms, retain_ms, now_ms],
+        [mode, actor, position, post, VELOCITY_WINDOW_MS, COUNTED_KEEP_MS, horizon_ms, retain_ms, at_ms],
     )
 
 
@@ -152,11 +174,13 @@ class ContentIndex:
     def position(self, logged: LoggedEvent) -> str:
         return f"{partition_of(logged.event.actor, self._partitions)}/{logged.entry_id.decode()}"
 
-    def count(self, actor: str, position: str) -> Command:
+    def count(self, actor: str, position: str, accepted_ms: int) -> Command:
         """The command that counts the event at `position` (a comment or a mention) among its
         actor's events of the VELOCITY_WINDOW_MS up to its acceptance (idempotent: counting it
         again changes nothing); it replies with the count, itself included."""
-        return _index("c", actor, position, "", _entry_ms(position) - self._retain_ms, self._retain_ms)
+        return _index(
+            "c", actor, position, "", _entry_ms(position) - self._retain_ms, self._retain_ms, accepted_ms
+        )
 
     async def remember(self, delivered: Sequence[LoggedEvent]) -> None:
         """Index delivered comments and mentions (idempotent: an entry is the event's position)."""
@@ -168,7 +192,9 @@ class ContentIndex:
             horizon = _entry_ms(at) - self._retain_ms
             comment = logged.event.comment  # what a user reports it by, else its post (and actor)
             post = "" if comment else logged.event.post
-            commands.append(_index("d", logged.event.actor, at, post, horizon, self._retain_ms))
+            commands.append(
+                _index("d", logged.event.actor, at, post, horizon, self._retain_ms, logged.accepted_ms)
+            )
             if comment:
                 ref = keys.mod_ref(f"comment:{comment}")
                 commands += [("HSET", ref, logged.event.id, at), ("PEXPIRE", ref, self._retain_ms)]
@@ -176,23 +202,27 @@ class ContentIndex:
             await run_checked(self._redis, commands, [_INDEX])
 
     async def sweep(self, now_ms: int, every_ms: int) -> int:
-        """Prune the next buckets' fields (idempotent; an actor who stopped leaves a field until
-        it is pruned), enough a call for every bucket to be swept each SWEEP_EVERY_MS when
-        called every `every_ms`; returns how many fields went."""
-        share = math.ceil(keys.CONTENT_BUCKETS * every_ms / SWEEP_EVERY_MS)
+        """Prune the buckets due: each has its time in the hour (SWEEP_EVERY_MS), and a call
+        every `every_ms` sweeps those whose time came since the last, so every bucket is swept
+        hourly whatever restarts the jobs role (an actor who stopped leaves a field until it
+        is). A sweep deletes only what is past the log's retention, by the wall clock: counted
+        entries go sooner only with the actor's own events (COUNTED_KEEP_MS), in event time, so
+        a lagging fan-out still counts what it screens late. Returns how many fields went."""
         horizon = now_ms - self._retain_ms
         gone = 0
-        for _ in range(min(share, keys.CONTENT_BUCKETS)):
-            bucket = keys.content_bucket(self._next_bucket)
-            self._next_bucket = (self._next_bucket + 1) % keys.CONTENT_BUCKETS
-            async for actor, raw in self._redis.hscan_iter(bucket, count=1_000):
-                entries = layouts.decode_content(raw)
-                if all(_kept(e, horizon, now_ms - VELOCITY_WINDOW_MS) for e in entries):
-                    continue
-                name = actor.decode()
-                prune = _index("p", name, "", "", horizon, self._retain_ms, now_ms)
-                await run_checked(self._redis, [prune], [_INDEX])
-                gone += not await self._redis.hexists(bucket, name)
+        for bucket in range(keys.CONTENT_BUCKETS):
+            due = bucket * SWEEP_EVERY_MS // keys.CONTENT_BUCKETS
+            if (now_ms - due) % SWEEP_EVERY_MS >= every_ms:
+                continue
+            page: list[Command] = []
+            async for actor, raw in self._redis.hscan_iter(keys.content_bucket(bucket), count=1_000):
+                if any(_entry_ms(e.position) < horizon for e in layouts.decode_content(raw)):
+                    page.append(_index("p", actor.decode(), "", "", horizon, self._retain_ms, now_ms))
+                if len(page) >= 100:
+                    gone += sum(await run_checked(self._redis, page, [_INDEX]))
+                    page = []
+            if page:
+                gone += sum(await run_checked(self._redis, page, [_INDEX]))
         return gone
 
     async def of_ref(self, ref: str) -> list[Located]:
@@ -240,9 +270,3 @@ class ContentIndex:
 
 def _entry_ms(position: str) -> int:
     return int(position.partition("/")[2].partition("-")[0])
-
-
-def _kept(entry: layouts.ContentEntry, horizon_ms: int, window_start_ms: int) -> bool:
-    """Whether the script keeps `entry` (what `sweep` looks for before asking it to prune)."""
-    at = _entry_ms(entry.position)
-    return (entry.delivered and at >= horizon_ms) or at > window_start_ms

@@ -49,7 +49,7 @@ class ActivityCounters:
         counts: list[tuple[int, int | None, int]] = []  # per observation: where its replies are, its targets
         for o, dup in zip(seen, dup_keys, strict=True):
             recent = len(commands)
-            commands.append(self._content.count(o.actor, o.position))
+            commands.append(self._content.count(o.actor, o.position, o.accepted_ms))
             targets, sent = None, dict.fromkeys(o.targets, o.accepted_ms)
             if dup is not None:
                 targets = len(commands) + 2

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from loadtest import report
+from loadtest.metrics import family
 from loadtest.runner import run_scenario
 from loadtest.scenarios import preset
+from schemas import keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90), pytest.mark.usefixtures("needs_redis_server")]
 
@@ -35,7 +37,8 @@ def test_steady_run_reaches_every_online_recipient_exactly_once(tmp_path: Path) 
     # no key with a TTL per event or per actor is left (the idempotency window and the content
     # index are fields of shared hashes): the expiry table barely grows
     assert 0 <= memory["by_kind"]["expiry table"]["bytes"] < memory["by_kind"]["event log"]["bytes"] / 10
-    assert memory["families"]["idem:"]["bytes"] > 0 and memory["families"]["modc:"]["bytes"] > 0
+    idem, modc = (family(k.encode()) for k in (keys.idempotency(0, "e"), keys.mod_content("a")))
+    assert memory["families"][idem]["bytes"] > 0 and memory["families"][modc]["bytes"] > 0
     by_fill = memory["inbox_by_fill"].values()
     assert sum(row["groups"] for row in by_fill) == memory["notifications_stored"]
     assert sum(row["users"] for row in by_fill) == 300

@@ -128,7 +128,8 @@ return {last, lost - reported}
 
 # KEYS: dead letters, target stream. ARGV: dead-letter id, `all` or not, then extra field/value
 # pairs. Copies the entry's original fields (runtime.eventlog.EVENT_FIELDS) or all of them, then
-# deletes it.
+# deletes it; a copy back into the log names the entry the event was first appended as
+# (REDRIVEN_FROM: the letter's `orig`, or what an earlier redrive named).
 _TAKE: Final = Script(
     """
 local rows = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
@@ -137,17 +138,24 @@ local fields = {}
 local all = ARGV[2] == 'all'
 local f = rows[1][2]
 local COPIED = {EVENT_FIELDS}
+local first
 for i = 1, #f, 2 do
   if all or COPIED[f[i]] then
     fields[#fields + 1] = f[i]; fields[#fields + 1] = f[i + 1]
   end
+  if f[i] == 'REDRIVEN_FROM' or (f[i] == 'orig' and not first) then first = f[i + 1] end
 end
 if #fields == 0 then return false end  -- a lost entry's dead letter: no event to redrive
+if not all and first then
+  fields[#fields + 1] = 'REDRIVEN_FROM'; fields[#fields + 1] = first
+end
 for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('XDEL', KEYS[1], ARGV[1])
 return id
-""".replace("{EVENT_FIELDS}", "{" + ", ".join(f"{name} = true" for name in eventlog.EVENT_FIELDS) + "}")
+""".replace(
+        "{EVENT_FIELDS}", "{" + ", ".join(f"{name} = true" for name in eventlog.EVENT_FIELDS) + "}"
+    ).replace("REDRIVEN_FROM", eventlog.REDRIVEN_FROM)
 )
 
 

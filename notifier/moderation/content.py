@@ -55,27 +55,30 @@ _LUA_SEPARATOR, _LUA_DELIVERED, _LUA_COUNTED, _LUA_AGAIN = (
 # KEYS: the actor's bucket (keys.mod_content), their spill key (keys.mod_content_spill).
 # ARGV: mode (c: count a screened event, d: it was delivered, p: prune), actor, position, post
 # ('' for none), the velocity window, COUNTED_KEEP_MS, the oldest time a delivered entry is kept
-# for, the retention (ms), and the event's acceptance time (ms: its entry field `t`), or for
-# mode p the time now. An event whose position is more than a window after its acceptance was
-# appended again (a redriven dead letter): it is counted as of its acceptance, where its first
-# append's entry already is (itself, if that is gone), and adds no counted entry (delivered, its
-# entry is CONTENT_AGAIN, never counted), so a redrive is no burst. Returns for mode c the
-# actor's events in the window ending at the event's time, itself included; for mode p 1 if
-# the field went; else 0. Idempotent: an entry is its position.
+# for, the retention (ms), then for modes c and d the position a redriven dead letter was first
+# appended at ('' for any other event), for mode p the time now. A redriven event is counted as
+# of its first append, as it was then (its first entry among those of that window, or itself if
+# that is gone), and adds no counted entry (delivered, its entry is CONTENT_AGAIN, never
+# counted): a redrive is no burst. Returns for mode c the actor's events in the window ending at
+# the event's time, itself included; for mode p 1 if the field went; else 0. Idempotent: an
+# entry is its position.
 _INDEX: Final = Script(f"""
 local bucket, spill = KEYS[1], KEYS[2]
 local mode, actor, pos, post = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local window, keep = tonumber(ARGV[5]), tonumber(ARGV[6])
-local horizon, retain, at_ms = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local horizon, retain = tonumber(ARGV[7]), tonumber(ARGV[8])
 local V, SPILL = {layouts.VELOCITY_SCORES}, {layouts.CONTENT_SPILL}
 local SEP, DELIVERED, COUNTED, AGAIN = {_LUA_SEPARATOR}, {_LUA_DELIVERED}, {_LUA_COUNTED}, {_LUA_AGAIN}
 local function ms_of(position) return tonumber(position:match('/(%d+)')) end
 local function int(n) return string.format('%d', n) end
-local t, again = at_ms, false  -- the time the event counts as of; appended again
-if mode ~= 'p' then
-  t = ms_of(pos)
-  if t - at_ms > window then t, again = at_ms, true end
+local t, first = nil, ''  -- the time the event counts as of; the first append of a redrive
+if mode == 'p' then
+  t = tonumber(ARGV[9])
+else
+  first = ARGV[9]
+  t = ms_of(first ~= '' and first or pos)
 end
+local again = first ~= ''
 local member = post ~= '' and pos .. ' ' .. post or pos
 local function last(ms)  -- the spill key lives at least `ms` more
   redis.call('PEXPIRE', spill, ms, 'NX')
@@ -87,7 +90,8 @@ if redis.call('EXISTS', spill) == 1 then
     redis.call('ZREMRANGEBYSCORE', spill, '-inf', '(' .. int(t - V - keep))
     last(keep)
     local n = redis.call('ZCOUNT', spill, '(' .. int(t - V - window), int(t - V))
-    return again and math.max(n, 1) or n
+    if again and not redis.call('ZSCORE', spill, COUNTED .. first) then n = n + 1 end
+    return n
   end
   if mode == 'd' then
     redis.call('ZADD', spill, int(ms_of(pos)), member)
@@ -97,7 +101,7 @@ if redis.call('EXISTS', spill) == 1 then
   return 0
 end
 local delivered = again and AGAIN or DELIVERED
-local kept, n, found = {{}}, 0, false
+local kept, n, found, found_first = {{}}, 0, false, false
 for entry in (redis.call('HGET', bucket, actor) or ''):gmatch('[^' .. SEP .. ']+') do
   local flag, rest = entry:sub(1, 1), entry:sub(2)
   local p = rest:match('^%S+')
@@ -106,15 +110,20 @@ for entry in (redis.call('HGET', bucket, actor) or ''):gmatch('[^' .. SEP .. ']+
     found = true
     if mode == 'd' then flag, rest = delivered, member end
   end
-  local live = at >= horizon  -- a delivered entry, or any at a sweep (mode p)
-  if flag == COUNTED and mode ~= 'p' then live = at > t - keep end
+  local live = at >= horizon  -- delivered entries: the log's retention
+  if flag == COUNTED then  -- the velocity rule's: an hour past the actor's event (two at a sweep)
+    live = at > t - (mode == 'p' and 2 * keep or keep)
+  end
   if live then
     kept[#kept + 1] = flag .. rest
-    if mode == 'c' and flag ~= AGAIN and at > t - window and at <= t then n = n + 1 end
+    if mode == 'c' and flag ~= AGAIN and at > t - window and at <= t then
+      n = n + 1
+      if p == first then found_first = true end
+    end
   end
 end
 if again and mode == 'c' then
-  n = math.max(n, 1)  -- its first append's entry is among them, unless that is gone: itself
+  if not found_first then n = n + 1 end  -- its first append's entry is gone: itself
 elseif not found and mode == 'c' then
   kept[#kept + 1] = COUNTED .. pos
   n = n + 1
@@ -122,17 +131,22 @@ elseif not found and mode == 'd' then
   kept[#kept + 1] = delivered .. member
 end
 if #kept > SPILL then  -- the actor's own sorted set from now on
+  local lasting = keep
   for _, entry in ipairs(kept) do
     local flag, rest = entry:sub(1, 1), entry:sub(2)
     local p = rest:match('^%S+')
     local at = ms_of(p)
-    if flag ~= COUNTED then redis.call('ZADD', spill, int(at), rest) end
+    if flag ~= COUNTED then
+      redis.call('ZADD', spill, int(at), rest)
+      lasting = retain
+    end
     if flag ~= AGAIN and at > t - keep then redis.call('ZADD', spill, int(at - V), COUNTED .. p) end
   end
   redis.call('HDEL', bucket, actor)
-  last(retain)
+  last(lasting)
 elseif #kept == 0 then
-  return redis.call('HDEL', bucket, actor)
+  local went = redis.call('HDEL', bucket, actor)
+  return mode == 'c' and n or went
 else
   redis.call('HSET', bucket, actor, table.concat(kept, SEP))
 end
@@ -141,11 +155,11 @@ return mode == 'c' and n or 0
 
 
 def _index(
-    mode: str, actor: str, position: str, post: str, horizon_ms: int, retain_ms: int, at_ms: int
+    mode: str, actor: str, position: str, post: str, horizon_ms: int, retain_ms: int, last: str | int
 ) -> Command:
     return _INDEX.command(
         [keys.mod_content(actor), keys.mod_content_spill(actor)],
-        [mode, actor, position, post, VELOCITY_WINDOW_MS, COUNTED_KEEP_MS, horizon_ms, retain_ms, at_ms],
+        [mode, actor, position, post, VELOCITY_WINDOW_MS, COUNTED_KEEP_MS, horizon_ms, retain_ms, last],
     )
 
 
@@ -167,20 +181,26 @@ class ContentIndex:
         self._redis = redis
         self._partitions = partitions
         self._retain_ms = retain_ms
-        self._next_bucket = 0  # where `sweep` goes on
+        self._swept_ms: int | None = None  # up to when `sweep` swept the buckets due
 
     scripts: Final = (_INDEX,)  # what its commands call
 
     def position(self, logged: LoggedEvent) -> str:
         return f"{partition_of(logged.event.actor, self._partitions)}/{logged.entry_id.decode()}"
 
-    def count(self, actor: str, position: str, accepted_ms: int) -> Command:
+    def first_position(self, logged: LoggedEvent) -> str:
+        """Where a redriven dead letter was first appended ('' for any other event)."""
+        if not logged.redriven_from:
+            return ""
+        return f"{partition_of(logged.event.actor, self._partitions)}/{logged.redriven_from.decode()}"
+
+    def count(self, actor: str, position: str, first_position: str = "") -> Command:
         """The command that counts the event at `position` (a comment or a mention) among its
-        actor's events of the VELOCITY_WINDOW_MS up to its acceptance (idempotent: counting it
-        again changes nothing); it replies with the count, itself included."""
-        return _index(
-            "c", actor, position, "", _entry_ms(position) - self._retain_ms, self._retain_ms, accepted_ms
-        )
+        actor's events of the VELOCITY_WINDOW_MS up to its acceptance, or a redriven one's as of
+        `first_position` (idempotent: counting it again changes nothing); it replies with the
+        count, itself included."""
+        horizon = _entry_ms(position) - self._retain_ms
+        return _index("c", actor, position, "", horizon, self._retain_ms, first_position)
 
     async def remember(self, delivered: Sequence[LoggedEvent]) -> None:
         """Index delivered comments and mentions (idempotent: an entry is the event's position)."""
@@ -192,9 +212,8 @@ class ContentIndex:
             horizon = _entry_ms(at) - self._retain_ms
             comment = logged.event.comment  # what a user reports it by, else its post (and actor)
             post = "" if comment else logged.event.post
-            commands.append(
-                _index("d", logged.event.actor, at, post, horizon, self._retain_ms, logged.accepted_ms)
-            )
+            first = self.first_position(logged)
+            commands.append(_index("d", logged.event.actor, at, post, horizon, self._retain_ms, first))
             if comment:
                 ref = keys.mod_ref(f"comment:{comment}")
                 commands += [("HSET", ref, logged.event.id, at), ("PEXPIRE", ref, self._retain_ms)]
@@ -203,20 +222,27 @@ class ContentIndex:
 
     async def sweep(self, now_ms: int, every_ms: int) -> int:
         """Prune the buckets due: each has its time in the hour (SWEEP_EVERY_MS), and a call
-        every `every_ms` sweeps those whose time came since the last, so every bucket is swept
-        hourly whatever restarts the jobs role (an actor who stopped leaves a field until it
-        is). A sweep deletes only what is past the log's retention, by the wall clock: counted
-        entries go sooner only with the actor's own events (COUNTED_KEEP_MS), in event time, so
-        a lagging fan-out still counts what it screens late. Returns how many fields went."""
+        sweeps those whose time came since the last call (at most an hour back; the first call
+        of a process, since `every_ms` ago), so every bucket is swept hourly whatever restarts
+        the jobs role or delays its calls (an actor who stopped leaves a field until it is). A
+        sweep deletes delivered entries past the log's retention and counted ones two
+        COUNTED_KEEP_MS old, by the wall clock (an actor's own events prune their counted entries
+        an hour behind, in event time). Returns how many fields went."""
+        since = now_ms - every_ms if self._swept_ms is None else max(self._swept_ms, now_ms - SWEEP_EVERY_MS)
+        self._swept_ms = now_ms
         horizon = now_ms - self._retain_ms
+        counted_horizon = now_ms - 2 * COUNTED_KEEP_MS
         gone = 0
         for bucket in range(keys.CONTENT_BUCKETS):
             due = bucket * SWEEP_EVERY_MS // keys.CONTENT_BUCKETS
-            if (now_ms - due) % SWEEP_EVERY_MS >= every_ms:
+            if (now_ms - due) % SWEEP_EVERY_MS >= now_ms - since:
                 continue
             page: list[Command] = []
             async for actor, raw in self._redis.hscan_iter(keys.content_bucket(bucket), count=1_000):
-                if any(_entry_ms(e.position) < horizon for e in layouts.decode_content(raw)):
+                entries = layouts.decode_content(raw)
+                if any(
+                    _entry_ms(e.position) < (horizon if e.delivered else counted_horizon) for e in entries
+                ):
                     page.append(_index("p", actor.decode(), "", "", horizon, self._retain_ms, now_ms))
                 if len(page) >= 100:
                     gone += sum(await run_checked(self._redis, page, [_INDEX]))

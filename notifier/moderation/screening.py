@@ -20,6 +20,7 @@ from notifier.runtime.settings import ModerationSettings, Settings
 from schemas.events import Comment, Follow, Like, Mention
 
 from .components import Components
+from .content import ContentIndex
 from .normalize import canonical
 from .policy import Action, Policy
 from .queue import REPORT
@@ -34,9 +35,10 @@ _CREATES = (Like, Follow, Comment, Mention)  # undo events (unlike, deletes) alw
 INLINE_TEXT_CHARS = 2_000  # a batch with at most this much text is screened on the event loop
 
 
-def _observed(logged: LoggedEvent, position: str) -> Observation:
+def _observed(logged: LoggedEvent, content: ContentIndex) -> Observation:
     return Observation(
-        position=position,
+        position=content.position(logged),
+        first_position=content.first_position(logged),
         actor=logged.event.actor,
         accepted_ms=logged.accepted_ms,
         canonical_text=canonical(text_of(logged.event)).text,
@@ -102,7 +104,7 @@ class Screener:
             self._parts.ledger.redis,
             self._parts.bans.query(sorted({e.event.actor for e in events if isinstance(e.event, _CREATES)})),
             self._parts.queue.known([t.event.id for t in texts]),
-            self._counters.observe([_observed(t, self._parts.content.position(t)) for t in texts]),
+            self._counters.observe([_observed(t, self._parts.content) for t in texts]),
         )
         signal_of = {id(t): s for t, s in zip(texts, signals, strict=True)}
         passed: list[LoggedEvent] = []

@@ -22,6 +22,7 @@ MIN_DUPLICATE_CHARS: Final = 12  # 'thanks!' and 'nice' are said to everyone: no
 @dataclass(frozen=True, slots=True)
 class Observation:
     position: str  # in the event log: PARTITION/ENTRY
+    first_position: str  # a redriven dead letter's first append ('' for any other event)
     actor: str
     accepted_ms: int
     canonical_text: str
@@ -49,7 +50,7 @@ class ActivityCounters:
         counts: list[tuple[int, int | None, int]] = []  # per observation: where its replies are, its targets
         for o, dup in zip(seen, dup_keys, strict=True):
             recent = len(commands)
-            commands.append(self._content.count(o.actor, o.position, o.accepted_ms))
+            commands.append(self._content.count(o.actor, o.position, o.first_position))
             targets, sent = None, dict.fromkeys(o.targets, o.accepted_ms)
             if dup is not None:
                 targets = len(commands) + 2

@@ -25,19 +25,23 @@ class LoggedEvent(msgspec.Struct, frozen=True):
     service: str
     accepted_ms: int
     trace: str = ""  # W3C traceparent of the append, when tracing is on
+    redriven_from: bytes = b""  # a redriven dead letter's: the entry id it was first appended as
 
 
 # An entry's fields (README "Redis keys"): the event (`EVENT`: schemas.events.encode_stored;
 # entries written before it hold the contract's JSON under `EVENT_JSON`), the calling service,
-# the acceptance time (ms), and the append's W3C traceparent when tracing is on.
+# the acceptance time (ms), the append's W3C traceparent when tracing is on, and for a redriven
+# dead letter the entry id it was first appended as (`REDRIVEN_FROM`: moderation's velocity
+# rule counts it as of then, notifier/moderation/content.py).
 EVENT: Final = "m"
 EVENT_JSON: Final = "e"
 SERVICE: Final = "s"
 ACCEPTED: Final = "t"
 TRACE: Final = "c"
+REDRIVEN_FROM: Final = "r"
 EVENT_FIELDS: Final = (EVENT, EVENT_JSON, SERVICE, ACCEPTED)  # what a redrive copies (no trace)
-_EVENT, _EVENT_JSON, _SERVICE, _ACCEPTED, _TRACE = (
-    f.encode() for f in (EVENT, EVENT_JSON, SERVICE, ACCEPTED, TRACE)
+_EVENT, _EVENT_JSON, _SERVICE, _ACCEPTED, _TRACE, _REDRIVEN_FROM = (
+    f.encode() for f in (EVENT, EVENT_JSON, SERVICE, ACCEPTED, TRACE, REDRIVEN_FROM)
 )
 
 
@@ -63,6 +67,7 @@ def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> LoggedEvent:
         service=fields[_SERVICE].decode(),
         accepted_ms=int(fields[_ACCEPTED]),
         trace=fields[_TRACE].decode() if _TRACE in fields else "",
+        redriven_from=fields.get(_REDRIVEN_FROM, b""),
     )
 
 

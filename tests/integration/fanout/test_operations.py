@@ -19,7 +19,7 @@ from notifier.fanout.deadletter import DeadLetters
 from notifier.fanout.janitor import Janitor
 from notifier.fanout.replay import replay
 from notifier.runtime.checks import inspect_redis
-from notifier.runtime.eventlog import partition_of
+from notifier.runtime.eventlog import decode_entry, partition_of
 from notifier.runtime.settings import Settings
 from schemas import keys, layouts
 from schemas.errors import Reason
@@ -89,6 +89,10 @@ async def test_a_redriven_dead_letter_applies_once_the_cause_is_fixed(
         f"{partition_of('fan0', settings.ingest.partitions)}/"
     )
     assert await letters.entries(settings.ingest.partitions) == []
+    p, _, entry = position.partition("/")
+    [(_, fields)] = await redis.xrange(keys.events(int(p)), min=entry, max=entry)
+    first = decode_entry(entry.encode(), fields).redriven_from.decode()
+    assert first == shown.fields["orig"]  # what moderation's velocity rule counts it as of
     await make_worker(redis, settings, "w").drain()
     groups, unread, _ = await inbox_view(Inbox(redis, settings.feeds), "eve")
     assert [(g["verb"], g["count"]) for g in groups] == [("like", 1)] and unread == 1

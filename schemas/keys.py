@@ -400,8 +400,12 @@ def mod_dropped_counts() -> str:
 CONTENT_BUCKETS: Final = 1024
 
 
-def _content_tag(actor: str) -> str:
-    return f"{{c:{zlib.crc32(actor.encode()) % CONTENT_BUCKETS}}}"
+def _content_tag(bucket: int) -> str:
+    return f"{{c:{bucket}}}"
+
+
+def _content_bucket_of(actor: str) -> int:
+    return zlib.crc32(actor.encode()) % CONTENT_BUCKETS
 
 
 def mod_content(actor: str) -> str:
@@ -409,11 +413,11 @@ def mod_content(actor: str) -> str:
     delivered ones for the event log's retention (what ban-and-remove recalls and reports find),
     the others for the velocity rule's minute (notifier/moderation/content.py). One of
     CONTENT_BUCKETS; an actor with more than CONTENT_SPILL entries has `mod_content_spill`."""
-    return content_bucket(zlib.crc32(actor.encode()) % CONTENT_BUCKETS)
+    return content_bucket(_content_bucket_of(actor))
 
 
 def content_bucket(bucket: int) -> str:
-    return f"modc:{{c:{bucket}}}"
+    return f"modc:{_content_tag(bucket)}"
 
 
 def mod_content_spill(actor: str) -> str:
@@ -421,7 +425,7 @@ def mod_content_spill(actor: str) -> str:
     entries than a bucket's field keeps: positions (`PARTITION/ENTRY`, and ` POST` for a mention
     in a post) scored by time, and the velocity minute's `-PARTITION/ENTRY` below them (scored
     by time - 2^48)."""
-    return f"modc:{_content_tag(actor)}:{actor}"
+    return f"modc:{_content_tag(_content_bucket_of(actor))}:{actor}"
 
 
 def mod_content_before(actor: str) -> str:

@@ -352,6 +352,7 @@ def accepted_ms(raw: bytes) -> int:
 # a sorted set of its own (keys.mod_content_spill), velocity members scored VELOCITY_SCORES below
 # their time.
 CONTENT_SEPARATOR: Final = ","  # neither a position nor an id (events.ID_PATTERN) holds one
+CONTENT_POST: Final = " "  # between a position and its post, in a field or a sorted set's member
 CONTENT_DELIVERED: Final = "+"
 CONTENT_COUNTED: Final = "-"
 CONTENT_AGAIN: Final = "*"
@@ -370,7 +371,7 @@ def decode_content(raw: bytes | None) -> list[ContentEntry]:
     out = []
     for entry in (raw or b"").decode().split(CONTENT_SEPARATOR):
         if entry:
-            position, _, post = entry[1:].partition(" ")
+            position, _, post = entry[1:].partition(CONTENT_POST)
             out.append(ContentEntry(entry[0] != CONTENT_COUNTED, position, post))
     return out
 

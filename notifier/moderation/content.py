@@ -23,6 +23,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from feeds.changelog import entry_id
 from feeds.scripts import Command, Script, run_checked
 from notifier.runtime.eventlog import LoggedEvent, decode_entry, partition_of
 from schemas import keys, layouts
@@ -35,7 +36,6 @@ class Located:
     logged: LoggedEvent
 
 
-POST_SEPARATOR: Final = " "  # in an actor's member `POSITION POST`; neither holds a space
 VELOCITY_WINDOW_MS: Final = 60_000  # what the velocity rule counts an actor's events over
 # A counted entry is kept this long past the time of the actor's event being screened, so events
 # screened out of order up to this far apart (a reclaimed batch, a lagging partition) are
@@ -43,10 +43,11 @@ VELOCITY_WINDOW_MS: Final = 60_000  # what the velocity rule counts an actor's e
 COUNTED_KEEP_MS: Final = 3_600_000
 SWEEP_EVERY_MS: Final = 3_600_000  # every bucket is swept this often (the jobs role)
 
-_LUA_SEPARATOR, _LUA_DELIVERED, _LUA_COUNTED, _LUA_AGAIN = (
+_LUA_SEPARATOR, _LUA_POST, _LUA_DELIVERED, _LUA_COUNTED, _LUA_AGAIN = (
     layouts.lua_string(c)
     for c in (
         layouts.CONTENT_SEPARATOR,
+        layouts.CONTENT_POST,
         layouts.CONTENT_DELIVERED,
         layouts.CONTENT_COUNTED,
         layouts.CONTENT_AGAIN,
@@ -69,7 +70,9 @@ local window, keep = tonumber(ARGV[5]), tonumber(ARGV[6])
 local horizon, retain = tonumber(ARGV[7]), tonumber(ARGV[8])
 local V, SPILL = {layouts.VELOCITY_SCORES}, {layouts.CONTENT_SPILL}
 local SEP, DELIVERED, COUNTED, AGAIN = {_LUA_SEPARATOR}, {_LUA_DELIVERED}, {_LUA_COUNTED}, {_LUA_AGAIN}
+local POST = {_LUA_POST}
 local function ms_of(position) return tonumber(position:match('/(%d+)')) end
+local function position_of(rest) return rest:sub(1, (rest:find(POST, 1, true) or 0) - 1) end
 local function int(n) return string.format('%d', n) end
 local t, first = nil, ''  -- the time the event counts as of; the first append of a redrive
 if mode == 'p' then
@@ -79,7 +82,7 @@ else
   t = ms_of(first ~= '' and first or pos)
 end
 local again = first ~= ''
-local member = post ~= '' and pos .. ' ' .. post or pos
+local member = post ~= '' and pos .. POST .. post or pos
 local function last(ms)  -- the spill key lives at least `ms` more
   redis.call('PEXPIRE', spill, ms, 'NX')
   redis.call('PEXPIRE', spill, ms, 'GT')
@@ -104,7 +107,7 @@ local delivered = again and AGAIN or DELIVERED
 local kept, n, found, found_first = {{}}, 0, false, false
 for entry in (redis.call('HGET', bucket, actor) or ''):gmatch('[^' .. SEP .. ']+') do
   local flag, rest = entry:sub(1, 1), entry:sub(2)
-  local p = rest:match('^%S+')
+  local p = position_of(rest)
   local at = ms_of(p)
   if p == pos then
     found = true
@@ -134,7 +137,7 @@ if #kept > SPILL then  -- the actor's own sorted set from now on
   local lasting = keep
   for _, entry in ipairs(kept) do
     local flag, rest = entry:sub(1, 1), entry:sub(2)
-    local p = rest:match('^%S+')
+    local p = position_of(rest)
     local at = ms_of(p)
     if flag ~= COUNTED then
       redis.call('ZADD', spill, int(at), rest)
@@ -185,14 +188,14 @@ class ContentIndex:
 
     scripts: Final = (_INDEX,)  # what its commands call
 
-    def position(self, logged: LoggedEvent) -> str:
-        return f"{partition_of(logged.event.actor, self._partitions)}/{logged.entry_id.decode()}"
+    def position(self, logged: LoggedEvent, entry_id: bytes | None = None) -> str:
+        """`PARTITION/ENTRY` of the event's entry (or of `entry_id`, in its partition)."""
+        entry = logged.entry_id if entry_id is None else entry_id
+        return f"{partition_of(logged.event.actor, self._partitions)}/{entry.decode()}"
 
     def first_position(self, logged: LoggedEvent) -> str:
         """Where a redriven dead letter was first appended ('' for any other event)."""
-        if not logged.redriven_from:
-            return ""
-        return f"{partition_of(logged.event.actor, self._partitions)}/{logged.redriven_from.decode()}"
+        return self.position(logged, logged.redriven_from) if logged.redriven_from else ""
 
     def count(self, actor: str, position: str, first_position: str = "") -> Command:
         """The command that counts the event at `position` (a comment or a mention) among its
@@ -261,17 +264,17 @@ class ContentIndex:
         positions = [p.decode() for p in (await self._redis.hgetall(keys.mod_ref(legacy))).values()]
         if kind == "post":
             positions += [e.position for e in await self._entries(actor) if e.post == post]
-            pattern = f"*{POST_SEPARATOR}{post}"  # ids hold no glob character (schemas.events)
+            pattern = f"*{layouts.CONTENT_POST}{post}"  # ids hold no glob character (schemas.events)
             for key in (keys.mod_content_spill(actor), keys.mod_content_before(actor)):
                 async for member, _ in self._redis.zscan_iter(key, match=pattern, count=1_000):
-                    positions.append(member.decode().partition(POST_SEPARATOR)[0])
+                    positions.append(member.decode().partition(layouts.CONTENT_POST)[0])
         return await self.load(list(dict.fromkeys(positions)))
 
     async def of_actor(self, actor: str) -> list[Located]:
         positions = [e.position for e in await self._entries(actor)]
         for key in (keys.mod_content_spill(actor), keys.mod_content_before(actor)):
             members = await self._redis.zrange(key, 0, "+inf", byscore=True)  # positions
-            positions += [m.decode().partition(POST_SEPARATOR)[0] for m in members]
+            positions += [m.decode().partition(layouts.CONTENT_POST)[0] for m in members]
         return await self.load(list(dict.fromkeys(positions)))
 
     async def _entries(self, actor: str) -> list[layouts.ContentEntry]:
@@ -295,4 +298,4 @@ class ContentIndex:
 
 
 def _entry_ms(position: str) -> int:
-    return int(position.partition("/")[2].partition("-")[0])
+    return entry_id(position.partition("/")[2])[0]

@@ -194,6 +194,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._budget_at = now
         if self._budget >= 0:
             return True
+        # websockets queued a pong for each ping of this read as it parsed them: not sent
+        self._conn.data_to_send()
         self._fail(1008, "too many frames")
         return False
 

@@ -61,7 +61,9 @@ def document(version: str) -> dict[str, Any]:
         for (name, kind), ref in zip(kinds.items(), refs, strict=True)
     }
     closes = {str(code): words for code, words in STANDARD_CLOSES.items()}
-    closes |= {str(codes.ws_close): reason.value for reason, codes in CODES.items()}
+    for reason, codes in CODES.items():  # several reasons share a code: every one is named
+        code = str(codes.ws_close)
+        closes[code] = f"{closes[code]}, {reason.value}" if code in closes else reason.value
     channel_ref = {"$ref": "#/channels/inbox"}
 
     def operation(action: str, names: Iterable[str], summary: str) -> dict[str, Any]:

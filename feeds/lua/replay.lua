@@ -9,16 +9,14 @@ local epoch, after, check = ARGV[BASE + 1], tonumber(ARGV[BASE + 2]), tonumber(A
 local count = tonumber(ARGV[BASE + 4])
 local s = state()
 if count == 0 then return {'tail', s.epoch or '-', s.seq, last_check()} end
+-- before the log ('-') is only ever handed out as -.0-0: another number or check names nothing
+local before_log = epoch == '-' and after == 0 and check == 0
 if not s.epoch then
-  if epoch == '-' then return {'replay', '-', 1} end
+  if before_log then return {'replay', '-', 1} end
   return {'refetch', '-', 0, 0}
 end
 local function refetch() return {'refetch', s.epoch, s.seq, last_check()} end
-if epoch == '-' then
-  after = 0
-elseif epoch ~= s.epoch then
-  return refetch()
-end
+if epoch ~= s.epoch and not before_log then return refetch() end
 local first = s.seq - call('LLEN', K_LOG) + 1  -- the oldest change still logged
 if after > s.seq or (after == 0 and first > 1) or (after > 0 and after < first) then return refetch() end
 local from = after - first  -- the index of the cursor's own change (-1: 0, the log's start)

@@ -21,7 +21,7 @@ _NOT_IN_DESCRIPTION: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")  # RFC
 MEDIA_TYPE: Final = "application/problem+json"
 TYPE_PREFIX: Final = "urn:notifier:problem:"  # + the reason: stable, and the same as `error`
 TITLES: Final[dict[Reason, str]] = {
-    Reason.MALFORMED: "Request body is not valid JSON",
+    Reason.MALFORMED: "Malformed request",
     Reason.INVALID: "Request breaks the contract",
     Reason.TOO_LATE: "Event older than the views' horizon",
     Reason.TOO_LARGE: "Request too large",

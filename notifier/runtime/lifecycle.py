@@ -1,4 +1,4 @@
-"""Services and their supervisor: start in order, stop on SIGTERM/SIGINT with a grace period,
+"""Services and their supervisor: start in order, stop on SIGTERM/SIGINT/SIGHUP with a grace period,
 force on a second signal or when the grace runs out. Also the capped, jittered Redis backoff."""
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from . import metrics
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# what stops a role gracefully: an orchestrator's SIGTERM, a Ctrl-C, its terminal closed
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Service(Protocol):
@@ -47,7 +50,7 @@ async def _stop_on_signal(
     """On the first signal the last service stops (health.Started: /readyz turns 503 `stopping`);
     for `drain_s` everything else goes on serving while load balancers take the process out,
     then the rest stop, with `grace_s` to finish. A second signal cancels at once."""
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async for signum in signals:
             log.info(
                 "stopping signal=%s drain_s=%s grace_s=%s", signal.Signals(signum).name, drain_s, grace_s
@@ -71,13 +74,13 @@ async def _stop_on_signal(
 
 
 async def unless_signalled(wait: Callable[[], Awaitable[T]]) -> T | None:
-    """`wait()`, or None if SIGTERM or SIGINT comes first: a role still waiting for Redis at
+    """`wait()`, or None if a stop signal (STOP_SIGNALS) comes first: a role still waiting for Redis at
     start-up stops cleanly (exit 0) instead of dying by the default signal handler."""
     done: list[T] = []
     async with anyio.create_task_group() as tg:
 
         async def watch() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
                 async for signum in signals:
                     log.info("stopping during start-up signal=%s", signal.Signals(signum).name)
                     tg.cancel_scope.cancel()

@@ -1,20 +1,25 @@
 """Opening Redis: a cluster from its seeds (NOTIFIER_REDIS_CLUSTER), a configured URL, else the
-default address, else a private redis-server, else an in-process fake (nothing persists; a loud
-warning says so)."""
+private redis-server a running `up` started, else the default address, else a new private
+redis-server, else an in-process fake (nothing persists; a loud warning says so)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -80,9 +85,10 @@ async def open_redis(
     settings: RedisSettings, *, jobs_url: str = "", allow_fake: bool = True
 ) -> AsyncIterator[RedisHandle]:
     """The configured Redis (`jobs_url`: on a cluster, the plain Redis of arq's job queue);
-    unconfigured: one answering at 127.0.0.1:6379, else the private redis-server a running `up`
-    started on the data folder, else a new private one there, else (when `allow_fake`) the
-    in-process fake."""
+    unconfigured: the private redis-server a running `up` started on the data folder (so that
+    operator commands act on what `up` serves, whatever starts answering at 6379 meanwhile),
+    else one answering at 127.0.0.1:6379, else a new private one there, else (when
+    `allow_fake`) the in-process fake."""
     url = settings.url
     if settings.cluster:
         cluster = _cluster(settings, jobs_url)
@@ -92,20 +98,18 @@ async def open_redis(
             await cluster.shutdown()
         return
     folder = Path(settings.data_dir) / "redis"
+    running = await _running_private(folder / ADDRESS_FILE, settings) if url in {"", "embedded"} else None
+    if running is not None:
+        client = _client(running, settings)
+        try:
+            yield RedisHandle(
+                client, True, f"the running private redis-server at {running} (data in {folder})"
+            )
+        finally:
+            await client.aclose()
+        return
     if url == "" and await _answers(DEFAULT_URL, settings):
         url = DEFAULT_URL
-    address = folder / ADDRESS_FILE
-    if url in {"", "embedded"} and address.is_file():
-        running = address.read_text(encoding="utf-8").strip()
-        if await _answers(running, settings):
-            client = _client(running, settings)
-            try:
-                yield RedisHandle(
-                    client, True, f"the running private redis-server at {running} (data in {folder})"
-                )
-            finally:
-                await client.aclose()
-            return
     if url in {"", "embedded"} and shutil.which("redis-server"):
         with _private_server(folder) as private_url:
             client = _client(private_url, settings)
@@ -153,6 +157,73 @@ def _address(url: str) -> str:
     return ",".join(shown)
 
 
+async def _running_private(address: Path, settings: RedisSettings) -> str | None:
+    """The URL of the private redis-server running on the data folder, if one answers there.
+    One whose owner (the process that started it, named in the address file) is gone was left
+    behind by a killed `up`: it is shut down (its append-only file written out), and the caller
+    starts a server of its own on the same data."""
+    found = _read_address(address)
+    if found is None:
+        return None
+    url, owner = found
+    if not await _answers(url, settings):
+        return None
+    if not owner.strip().isdigit() or _alive(int(owner)):
+        return url  # (an address file of a version that named no owner: adopted as before)
+    log.warning("a private redis-server at %s outlived the process that started it: stopping it", url)
+    client = Redis.from_url(url, socket_connect_timeout=settings.connect_timeout_s)
+    try:
+        await client.shutdown()
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        pass  # it closes the connection as it goes
+    finally:
+        await client.aclose()
+    for _ in range(200):  # up to 10 s for it to go
+        if not await _answers(url, settings):
+            break
+        await anyio.sleep(0.05)
+    _forget(address)
+    return None
+
+
+def _read_address(address: Path) -> tuple[str, str] | None:
+    """(URL, owner's pid or '') of the address file, if there is one."""
+    try:
+        url, _, owner = address.read_text(encoding="utf-8").strip().partition("\n")
+    except FileNotFoundError:
+        return None
+    return url, owner
+
+
+def _forget(address: Path) -> None:
+    address.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, what makes a child get SIGTERM when the process that started it dies, however
+    it dies (killed, its terminal closed): a private redis-server is never left behind. Looked up
+    before the fork, so that the child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return arm
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -174,12 +245,21 @@ def _private_server(data_dir: Path) -> Iterator[str]:
         "--maxmemory-policy", "noeviction",
         "--logfile", "redis.log",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a session of its own: a Ctrl-C in the terminal reaches `up`, which stops gracefully and
+    # then stops this server; not both at once (the roles' last writes would find Redis gone)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent(),
+    )
     try:
         _wait_listening(port, proc)
         log.warning("started a private redis-server on port %s, data in %s", port, data_dir)
         url = f"redis://127.0.0.1:{port}/0"
-        (data_dir / ADDRESS_FILE).write_text(url + "\n", encoding="utf-8")  # for operator commands
+        # for operator commands, and to tell a server whose owner was killed
+        (data_dir / ADDRESS_FILE).write_text(f"{url}\n{os.getpid()}\n", encoding="utf-8")
         yield url
     finally:
         (data_dir / ADDRESS_FILE).unlink(missing_ok=True)

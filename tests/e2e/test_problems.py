@@ -69,3 +69,12 @@ async def test_body_errors_are_in_product_words(redis: Redis, settings: Settings
         assert (body["detail"], body["pointer"]) == ("ids[0] must be a string, not an integer", "/ids/0")
         broken = await app.http.post("/v1/me/notifications/read", content=b'{"ids": [', headers=headers)
         assert problem(broken, 400, "malformed")["detail"] == "body is not valid JSON: it ends too early"
+
+
+async def test_plain_http_to_the_websocket_path_is_malformed_not_a_json_error(
+    redis: Redis, settings: Settings
+) -> None:
+    async with running_app(settings, redis) as app:
+        body = problem(await app.http.get("/v1/ws"), 400, "malformed")
+        assert body["detail"] == "/v1/ws takes WebSocket connections only (Upgrade: websocket)"
+        assert body["title"] == "Malformed request"  # not "body is not valid JSON": it has none

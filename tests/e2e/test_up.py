@@ -16,6 +16,8 @@ import httpx
 import orjson
 import pytest
 from anyio.abc import Process
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from websockets.asyncio.client import connect
 
 from tests.conftest import SERVICE_KEYS, base_env, free_port
@@ -145,3 +147,73 @@ async def test_a_role_still_waiting_for_redis_stops_cleanly_on_sigterm(role: str
                 process.kill()
                 with anyio.CancelScope(shield=True):
                     await process.wait()
+
+
+def _needs_redis_server() -> None:
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not on PATH"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+async def test_ctrl_c_stops_up_first_then_its_private_redis_server(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals its whole foreground process group: the private redis-server
+    must not get it too (the roles' last writes would find Redis gone); `up` stops, then stops
+    the server itself."""
+    _needs_redis_server()
+    port = free_port()
+    env = up_env("embedded", port, tmp_path)
+    log = bytearray()
+    command = [sys.executable, "-m", "notifier", "up"]
+    async with (
+        await anyio.open_process(
+            command, env=env, stdout=None, stderr=subprocess.PIPE, start_new_session=True
+        ) as process,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_collect, process, log)
+        try:
+            await _wait_accepting(process, port, log)
+            os.killpg(process.pid, signal.SIGINT)  # as the terminal does
+            with anyio.fail_after(GRACE_S + 5):
+                status = await process.wait()
+            assert status == 0, log.decode()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with anyio.CancelScope(shield=True):
+                    await process.wait()
+    assert b"stopping signal=SIGINT" in log
+    assert b"redis unavailable" not in log, log.decode()
+    server_log = (tmp_path / "redis" / "redis.log").read_text()
+    assert "Received SIGTERM" in server_log and "Received SIGINT" not in server_log, server_log
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the server's life is tied to up's on Linux")
+async def test_a_killed_up_takes_its_private_redis_server_with_it(tmp_path: Path) -> None:
+    _needs_redis_server()
+    port = free_port()
+    env = up_env("embedded", port, tmp_path)
+    log = bytearray()
+    command = [sys.executable, "-m", "notifier", "up"]
+    async with (
+        await anyio.open_process(command, env=env, stdout=None, stderr=subprocess.PIPE) as process,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_collect, process, log)
+        await _wait_accepting(process, port, log)
+        url = (tmp_path / "redis" / "address").read_text().split()[0]
+        process.kill()
+        await process.wait()
+    client = Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    await client.ping()
+                except (RedisConnectionError, OSError):
+                    break  # gone
+                await anyio.sleep(0.05)
+    finally:
+        await client.aclose()

@@ -148,6 +148,18 @@ async def test_a_cursor_past_the_end_of_the_log_must_refetch(redis: Redis, setti
             assert await changelog.read_after(redis, "ola", ahead, 10) == Refetch(tail)
 
 
+async def test_a_cursor_before_the_log_is_only_the_start(redis: Redis, settings: Settings) -> None:
+    """`-` (before the log) is only ever handed out as -.0-0: a forged -.N-C is refused, with
+    or without a log, instead of replaying from the start or echoing a cursor never issued."""
+    assert await changelog.read_after(redis, "pia", Cursor("-", 5, 77), 10) == Refetch(START)
+    assert await changelog.read_after(redis, "pia", Cursor("-", 0, 9), 10) == Refetch(START)
+    seen = await logged(redis, Inbox(redis, settings.feeds), [like_op("pia", i) for i in range(2)])
+    for forged in (Cursor("-", 5, 0), Cursor("-", 1, 0), Cursor("-", 0, seen[0].check)):
+        assert await changelog.read_after(redis, "pia", forged, 10) == Refetch(seen[-1])
+    replay = await changelog.read_after(redis, "pia", START, 10)
+    assert isinstance(replay, Replay) and [c.cursor for c in replay.changes] == seen
+
+
 async def test_a_number_reused_after_a_loss_must_refetch(redis: Redis, settings: Settings) -> None:
     """Redis lost the log's last change (an AOF with its tail cut): the next change reuses its
     number, under another check, and the cursor of the lost one names nothing."""

@@ -186,6 +186,11 @@ async def oracle_views(redis: Redis, oracle: OracleInbox, user: str) -> dict[str
         numbers = [int(number) + i for i in range(len(payloads))]
         half = (numbers[len(numbers) // 2], checks[len(numbers) // 2]) if numbers else (last, last_check)
         for after, check in (half, (half[0], half[1] + 1), (last, last_check)):
+            if epoch == START.epoch and (after, check) != (0, 0):
+                # before the log is only -.0-0: the product refuses another such cursor (the
+                # frozen oracle replayed from the start)
+                resumes.append(("refetch", 0))
+                continue
             kind, _, number, *rest = await oracle.replay(user, epoch, after, check, 10_000)
             resumes.append(
                 [orjson.loads(p) for p in rest[1::2]] if kind == b"replay" else ("refetch", int(number))

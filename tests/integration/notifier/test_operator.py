@@ -3,6 +3,10 @@ redis-server a running `up` started on the data folder), and refuse bad referenc
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,7 @@ from notifier.cli import main
 from notifier.runtime.redis import ADDRESS_FILE, open_redis
 from notifier.runtime.settings import RedisSettings
 from schemas.errors import ConfigError
+from tests.conftest import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -22,6 +27,50 @@ async def test_the_running_private_server_is_found(redis_url: str, tmp_path: Pat
     async with open_redis(settings, allow_fake=False) as handle:
         assert handle.description.startswith(f"the running private redis-server at {redis_url}")
         assert await handle.client.ping()
+
+
+async def test_the_running_private_server_comes_before_one_at_6379(redis_url: str, tmp_path: Path) -> None:
+    """Unconfigured, an operator command acts on what the running `up` serves, even if a Redis
+    starts answering at 127.0.0.1:6379 meanwhile (one may or may not answer there: either way)."""
+    (tmp_path / "redis").mkdir()
+    (tmp_path / "redis" / ADDRESS_FILE).write_text(f"{redis_url}\n{os.getpid()}\n")
+    async with open_redis(RedisSettings(url="", data_dir=str(tmp_path)), allow_fake=False) as handle:
+        assert handle.description.startswith(f"the running private redis-server at {redis_url}")
+
+
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None and not os.environ.get("CI"), reason="no redis-server"
+)
+async def test_a_private_server_whose_owner_was_killed_is_stopped_and_replaced(tmp_path: Path) -> None:
+    """A killed `up` leaves its server behind (where the platform cannot tie the server's life to
+    its owner's): the next start stops it and starts one of its own on the same data."""
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    port = free_port()
+    orphan = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+        (folder / ADDRESS_FILE).write_text(f"{url}\n{int(dead.stdout)}\n")  # its owner is gone
+        async with open_redis(
+            RedisSettings(url="embedded", data_dir=str(tmp_path)), allow_fake=False
+        ) as handle:
+            assert handle.description.startswith("private redis-server at")
+            assert url not in handle.description
+            assert orphan.wait(timeout=10) == 0  # shut down, not left running
+            assert (folder / ADDRESS_FILE).read_text().split() == [
+                handle.description.split()[3],
+                str(os.getpid()),
+            ]
+        assert not (folder / ADDRESS_FILE).exists()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
 
 
 async def test_embedded_without_redis_server_is_refused_not_faked(

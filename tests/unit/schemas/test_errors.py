@@ -55,3 +55,13 @@ def test_one_root() -> None:
 )
 def test_the_codes_clients_depend_on(reason: Reason, http: int, ws_close: int) -> None:
     assert (CODES[reason].http, CODES[reason].ws_close) == (http, ws_close)
+
+
+def test_the_asyncapi_document_names_every_reason_of_a_close_code() -> None:
+    """Several reasons share a close code (4409: duplicate, claimed, decided): the document
+    names each, not just the last one of the table."""
+    from schemas.asyncapi import document
+
+    closes = document("test")["channels"]["inbox"]["x-close-codes"]
+    for reason, codes in CODES.items():
+        assert reason.value in closes[str(codes.ws_close)].split(", ")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from notifier.cli import main
 from notifier.runtime.redis import ADDRESS_FILE, open_redis
@@ -47,30 +49,40 @@ async def test_a_private_server_whose_owner_was_killed_is_stopped_and_replaced(t
     folder = tmp_path / "redis"
     folder.mkdir()
     port = free_port()
-    orphan = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    command = ["redis-server", "--port", str(port), "--save", "", "--dir", str(folder)]
+    async with await anyio.open_process(command, stdout=None, stderr=None, start_new_session=True) as orphan:
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            client = Redis.from_url(url)
+            with anyio.fail_after(10):
+                while True:  # listening
+                    if await _pings(client):
+                        break
+                    await anyio.sleep(0.02)
+            await client.aclose()
+            dead = await anyio.run_process([sys.executable, "-c", "import os; print(os.getpid())"])
+            (folder / ADDRESS_FILE).write_text(f"{url}\n{int(dead.stdout)}\n")  # its owner is gone
+            settings = RedisSettings(url="embedded", data_dir=str(tmp_path))
+            async with open_redis(settings, allow_fake=False) as handle:
+                assert handle.description.startswith("private redis-server at")
+                assert url not in handle.description
+                with anyio.fail_after(10):
+                    assert await orphan.wait() == 0  # shut down, not left running
+                assert (folder / ADDRESS_FILE).read_text().split() == [
+                    handle.description.split()[3],
+                    str(os.getpid()),
+                ]
+            assert not (folder / ADDRESS_FILE).exists()
+        finally:
+            if orphan.returncode is None:
+                orphan.kill()
+
+
+async def _pings(client: Redis) -> bool:
     try:
-        url = f"redis://127.0.0.1:{port}/0"
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
-        (folder / ADDRESS_FILE).write_text(f"{url}\n{int(dead.stdout)}\n")  # its owner is gone
-        async with open_redis(
-            RedisSettings(url="embedded", data_dir=str(tmp_path)), allow_fake=False
-        ) as handle:
-            assert handle.description.startswith("private redis-server at")
-            assert url not in handle.description
-            assert orphan.wait(timeout=10) == 0  # shut down, not left running
-            assert (folder / ADDRESS_FILE).read_text().split() == [
-                handle.description.split()[3],
-                str(os.getpid()),
-            ]
-        assert not (folder / ADDRESS_FILE).exists()
-    finally:
-        if orphan.poll() is None:
-            orphan.kill()
-            orphan.wait()
+        return bool(await client.ping())
+    except (RedisConnectionError, OSError):
+        return False
 
 
 async def test_embedded_without_redis_server_is_refused_not_faked(

@@ -4,7 +4,7 @@ uvicorn's httptools protocol (the fast parser, the one `http="auto"` picks) has 
 could send header lines for ever (each kept: hundreds of MB for one connection) or hold a
 connection open by sending a head byte by byte (slowloris). This subclass is the one place that
 reaches into uvicorn's private protocol class (`uvicorn.protocols.http.httptools_impl`): it
-overrides four of its callbacks and reads `transport`, `loop` and `parser`.
+overrides six of its callbacks and reads `transport`, `loop` and `parser`.
 tests/ops/test_httpguard.py fails loudly if an upgrade of uvicorn changes them."""
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES: Final = 32 * 1024  # request line and headers
+MAX_URL_BYTES: Final = 8 * 1024  # the request line's target
+_HEAD_END: Final = b"\r\n\r\n"
 HEAD_TIMEOUT_S: Final = 10.0  # from the connection, or the next request's first byte, to its head's end
 
 _TOO_LARGE: Final = (
@@ -32,6 +34,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._seam = b""  # the last bytes read: a head's end may straddle two reads
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._arm()
@@ -39,6 +42,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _arm(self) -> None:
         self._in_head = True
         self._head_bytes = 0
+        self._url_bytes = 0
         if self._head_timer is not None:
             self._head_timer.cancel()
         self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
@@ -55,13 +59,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        # counted before the parser sees the read: a head that ends inside it would otherwise be
+        # taken whole, however large, and a body in the same read is not part of the head
+        keep = len(_HEAD_END) - 1
         if self._in_head and not self.transport.is_closing():
-            self._head_bytes += len(data)
+            straddles = (self._seam + data[:keep]).find(_HEAD_END)
+            if straddles >= 0:
+                self._head_bytes += straddles + len(_HEAD_END) - len(self._seam)
+            else:
+                end = data.find(_HEAD_END)
+                self._head_bytes += len(data) if end < 0 else end + len(_HEAD_END)
             if self._head_bytes > self.max_head_bytes:
                 self._disarm()
                 self.transport.write(_TOO_LARGE)
                 self.transport.close()
+                return
+        self._seam = data[-keep:] if len(data) >= keep else (self._seam + data)[-keep:]
+        super().data_received(data)
+
+    def on_url(self, url: bytes) -> None:
+        """A target over MAX_URL_BYTES fails the parse (uvicorn answers a plain-text 400)."""
+        self._url_bytes += len(url)  # (httptools may hand it over in pieces)
+        if self._url_bytes > MAX_URL_BYTES:
+            raise ValueError(f"request target longer than {MAX_URL_BYTES} bytes")
+        super().on_url(url)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

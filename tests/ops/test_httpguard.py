@@ -54,6 +54,7 @@ def test_the_guard_still_extends_what_it_overrides() -> None:
         "connection_made",
         "data_received",
         "on_message_begin",
+        "on_url",
         "on_headers_complete",
         "connection_lost",
     ):
@@ -83,6 +84,44 @@ async def test_an_endless_head_is_refused_431(port: int) -> None:
     assert sent < 1_000_000  # cut off early (unguarded, all 10 MB went in)
     # the 431 is written before the close; the reset of what we kept sending may drop it
     assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+
+
+@pytest.mark.parametrize("pieces", [1, 2, 7])
+async def test_a_head_over_the_limit_is_refused_431_however_it_arrives(port: int, pieces: int) -> None:
+    """A head that ends inside the read that crosses the limit is refused all the same (the
+    parser would have taken it whole)."""
+    head = b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 40_000 + b"\r\n\r\n"
+    step = -(-len(head) // pieces)
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        for at in range(0, len(head), step):
+            await stream.send(head[at : at + step])
+        answer = await closed_by_server(stream, 5)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+
+
+async def test_a_body_in_the_same_read_as_its_head_is_not_counted_as_head(port: int) -> None:
+    body = b"b" * 200_000
+    request = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    for cut in (len(request) - len(body) - 2, len(request) - len(body) - 1):  # its end straddles
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(request[:cut])
+            await anyio.sleep(0.05)
+            await stream.send(request[cut:])
+            answer = b""
+            with anyio.fail_after(5):
+                while not answer.endswith(b"200000"):
+                    answer += await stream.receive()
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+
+
+async def test_a_request_target_over_8_kib_is_refused_400(port: int) -> None:
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(b"GET /" + b"a" * 9_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await closed_by_server(stream, 5)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:100]
+    assert b"a" * 100 not in answer  # not echoed back
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        assert (await client.get("/echo", params={"q": "a" * 8_000})).status_code == 200
 
 
 async def test_a_head_sent_too_slowly_is_cut_off(port: int) -> None:

@@ -21,7 +21,7 @@ _NEVER: Final = 2**53  # seconds: an expiry beyond it is kept as this (exact in 
 @dataclass(frozen=True, slots=True)
 class Claims:
     user: str
-    expires_at: float  # unix seconds
+    expires_at: float  # unix seconds: past `exp` and the leeway, when no route takes the token
     role: str = "user"
 
 
@@ -63,8 +63,10 @@ def verify(token: str, auth: AuthSettings) -> Claims:
     if not isinstance(user, str) or not is_id(user):
         raise Rejected(Reason.UNAUTHORIZED, "invalid token subject")
     role = payload.get("role", "user")
-    # PyJWT checked that exp is an integer in the future; one past any float means "never"
-    expires_at = float(min(int(payload["exp"]), _NEVER))
+    # PyJWT checked that exp (with the leeway) is an integer in the future; one past any float
+    # means "never". A session lives as long as REST takes its token: not closed at `exp` when
+    # accepted within the leeway an instant before.
+    expires_at = float(min(int(payload["exp"]) + auth.jwt_leeway_s, _NEVER))
     return Claims(user, expires_at, role if isinstance(role, str) else "user")
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -98,10 +99,16 @@ async def test_a_refreshed_token_must_be_for_the_same_user(app: App) -> None:
 
 
 async def test_a_token_that_expires_while_live_ends_the_session(app: App) -> None:
-    got, code = await until_closed(app, auth(app.token("zoe", ttl_s=2), cursor=None))
+    """At `exp` plus the leeway: a token taken within the leeway (as REST takes it) opens a
+    session that lives until then, not one closed as expired at once."""
+    leeway = app.settings.auth.jwt_leeway_s
+    assert leeway >= 3
+    opened = time.monotonic()
+    got, code = await until_closed(app, auth(app.token("zoe", ttl_s=2 - leeway), cursor=None))
     assert code == CODES[Reason.TOKEN_EXPIRED].ws_close
     assert [f["type"] for f in got] == ["ready", "error"]
     assert got[1]["error"] == Reason.TOKEN_EXPIRED.value
+    assert time.monotonic() - opened > 1  # (2 s left at most, by the token's whole seconds)
 
 
 async def test_a_foreign_origin_is_refused_before_the_upgrade(app: App) -> None:

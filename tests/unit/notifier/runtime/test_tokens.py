@@ -40,14 +40,14 @@ def b64(data: bytes) -> str:
 def test_a_valid_token() -> None:
     expires = int(time.time()) + 600
     verified = tokens.verify(signed(claims(exp=expires, role="admin")), AUTH)
-    assert verified == tokens.Claims("bob", float(expires), "admin")
+    assert verified == tokens.Claims("bob", float(expires + AUTH.jwt_leeway_s), "admin")
 
 
 def test_issue_and_verify_round_trip() -> None:
     auth = AuthSettings(jwt_secret="k" * 64, jwt_issuer="https://idp.example")
     verified = tokens.verify(tokens.issue(auth, "alice@x", ttl_s=60), auth)
     assert (verified.user, verified.role) == ("alice@x", "user")
-    assert 0 < verified.expires_at - time.time() <= 60
+    assert 0 < verified.expires_at - time.time() <= 60 + auth.jwt_leeway_s
 
 
 def test_the_role_defaults_to_user() -> None:
@@ -65,7 +65,11 @@ def test_an_expired_token_says_so() -> None:
 
 
 def test_the_leeway_absorbs_clock_skew() -> None:
-    assert tokens.verify(signed(claims(exp=int(time.time()) - 2)), AUTH).user == "bob"
+    exp = int(time.time()) - 2
+    verified = tokens.verify(signed(claims(exp=exp)), AUTH)
+    assert verified.user == "bob"
+    # still in the future: a session it opens is not closed as expired at once
+    assert verified.expires_at == exp + AUTH.jwt_leeway_s > time.time()
 
 
 # The claims are built in the test, not at collection: a long suite would outlive their `exp`.

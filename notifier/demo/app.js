@@ -33,8 +33,9 @@ function render(inbox) {
   $("groups").replaceChildren(
     ...groups.map((group) => {
       const item = document.createElement("li");
-      const what = group.verb === "follow" ? "followed you" : `${group.verb}d ${group.post ?? ""}`;
-      item.textContent = `${group.actors.join(", ")} ${what}` + (group.count > 1 ? ` (${group.count})` : "");
+      const what = { follow: "followed you", like: "liked", comment: "commented on", mention: "mentioned you in" }[group.verb] ?? group.verb;
+      const on = group.verb === "follow" ? "" : ` ${group.post ?? ""}`;
+      item.textContent = `${group.actors.join(", ")} ${what}${on}` + (group.count > 1 ? ` (${group.count})` : "");
       item.className = group.read ? "read" : "unread";
       item.dataset.id = group.id;
       return item;

@@ -60,6 +60,11 @@ RESYNC_MESSAGE: Final = "resync"
 PUBLISHED_BURST: Final = 64
 STATE_FIELD: Final = "#"
 HORIZON_FIELD: Final = "<"  # the user's trimmed horizon (a time): feeds/horizon.py
+# `FIRST LAST`: the numbers of the latest burst's changes (lua/feed_push.lua). The log keeps
+# them whole until NOTIFIER_FEEDS_MAX_CHANGES changes came after them, however many they are,
+# so that a session told of the burst (RESYNC_MESSAGE) finds it there to re-read (common.lua
+# trim); the field goes once they are past.
+BURST_FIELD: Final = ">"
 STATE_SEQ_BYTES: Final = 6
 STATE_UNREAD_BYTES: Final = 4
 MARKS_NONE: Final = 1
@@ -391,6 +396,7 @@ LUA_CONSTANTS: Final[dict[str, str]] = {
     "FEED_MARK": lua_string(FEED_MARK),
     "STATE_FIELD": lua_string(STATE_FIELD),
     "HORIZON_FIELD": lua_string(HORIZON_FIELD),
+    "BURST_FIELD": lua_string(BURST_FIELD),
     "STATE_FORMAT": lua_string(f">I{STATE_SEQ_BYTES}i{STATE_UNREAD_BYTES}B"),
     "STATE_MARKS_FORMAT": lua_string(f">I{STATE_SEQ_BYTES}i{STATE_UNREAD_BYTES}BBI{MS_BYTES}"),
     "MARKS_NONE": str(MARKS_NONE),

@@ -26,7 +26,6 @@ local MAX_GROUPS, MAX_CHANGES, SHOWN = tonumber(ARGV[4]), tonumber(ARGV[5]), ton
 local BASE = 6
 -- Numbers given to redis.call are formatted by Redis with %.17g (a few thousand instructions
 -- each): the hot paths pass strings.
-local KEEP_CHANGES = string.format('%d', -MAX_CHANGES)
 -- The log is trimmed back to MAX_CHANGES once it holds a LOG_SLACK-th more (schemas/layouts.py
 -- trim_past): one LTRIM per MAX_CHANGES / LOG_SLACK changes of a user at the bound, not one per
 -- change.
@@ -511,6 +510,22 @@ local function user_epoch()
   return EPOCH_NEW:sub(1, 6) .. string.format('%06x', (tonumber(EPOCH_NEW:sub(7, 12), 16) + h) % 16777216)
 end
 
+-- The log (`n` long) back to its last MAX_CHANGES, or, while fewer than MAX_CHANGES changes
+-- came after the latest burst (BURST_FIELD: schemas/layouts.py), to the burst's first change.
+local function trim(n)
+  local keep = MAX_CHANGES
+  local burst = call('HGET', K_ITEMS, BURST_FIELD)
+  if burst then
+    local first, last = burst:match('^(%d+) (%d+)$')
+    if first and S.seq - tonumber(last) < MAX_CHANGES then
+      keep = math.max(keep, S.seq - tonumber(first) + 1)
+    else
+      call('HDEL', K_ITEMS, BURST_FIELD)
+    end
+  end
+  if n > keep then call('LTRIM', K_LOG, int(-keep), '-1') end
+end
+
 -- Append one change to the log and publish it as "EPOCH N CHECK[TAG] PAYLOAD" for live push
 -- (schemas/layouts.py: the gateway makes the cursor of it; TAG: layouts.push_tag). The log keeps
 -- `CHECK OP UNREAD REF` (CHECK: CHECK_BYTES bytes; REF: a group's short id, or `*` or the ids
@@ -521,9 +536,8 @@ local function emit(op, ref, tail, dropped, g, read)
   local s = S
   s.epoch, s.seq, s.dirty = s.epoch or user_epoch(), s.seq + 1, true
   local unread = int(s.unread)
-  if call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref) > TRIM_PAST then
-    call('LTRIM', K_LOG, KEEP_CHANGES, '-1')
-  end
+  local n = call('RPUSH', K_LOG, CHECK_HEAD .. op .. unread .. ' ' .. ref)
+  if n > TRIM_PAST and not QUIET then trim(n) end
   if QUIET or not listened() then return end
   local h = HELD
   if dropped and h then

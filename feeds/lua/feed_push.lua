@@ -13,7 +13,8 @@
 -- post's time (a hide mark: reads hide it anyway, feeds/preferences.py decides what shows), nor
 -- at all once the checked post is deleted (its push and its deletion's clean-up then reach each
 -- user in the order Redis ran them: never an add after the remove).
--- A user's changes past PUBLISHED_BURST are published as one RESYNC_MESSAGE (schemas/layouts.py).
+-- A user's changes past PUBLISHED_BURST are published as one RESYNC_MESSAGE (schemas/layouts.py),
+-- and the log keeps them whole until MAX_CHANGES changes came after them (BURST_FIELD).
 -- Idempotent: a change that finds the feed already so logs nothing (a resumed or redelivered
 -- fan-out sends no duplicate). Returns how many changes were logged, or -1 if the checked post
 -- is deleted (nothing of it pushed: the caller stops).
@@ -56,7 +57,7 @@ for u = 1, users do
   local before = logged
   -- a burst (a follow's back-fill) is logged, then told as one RESYNC_MESSAGE (layouts.py)
   QUIET = tonumber(ARGV[a + 1]) > PUBLISHED_BURST
-  state()
+  local first = state().seq + 1
   for c = a + 2, last, 4 do
     local op, m, at, payload = ARGV[c], ARGV[c + 1], ARGV[c + 2], ARGV[c + 3]
     if op == OP_FEED_PUSH then
@@ -73,7 +74,11 @@ for u = 1, users do
     end
   end
   save()
-  if QUIET and logged > before and listened() then call('PUBLISH', CHANNEL, RESYNC_MESSAGE) end
+  if QUIET and logged > before then
+    -- kept whole until MAX_CHANGES changes follow (common.lua trim), for the sessions to re-read
+    call('HSET', K_ITEMS, BURST_FIELD, int(first) .. ' ' .. int(S.seq))
+    if listened() then call('PUBLISH', CHANNEL, RESYNC_MESSAGE) end
+  end
   a = last + 1
 end
 if gone then return -1 end

@@ -7,10 +7,10 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from schemas import http, keys
+from schemas import http, keys, layouts
 from tests.conftest import SettingsFactory
 
-from .harness import App, Json, at, follow, push_client, running_app
+from .harness import App, Json, at, follow, like, push_client, running_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -101,3 +101,38 @@ async def test_a_follows_back_fill_reaches_a_live_client_however_small_its_queue
             assert {f["change"]["post"]["id"] for f in frames} == {f"j{n}" for n in range(100)}
             numbers = [int(f["cursor"].split(".")[1].split("-")[0]) for f in frames]
             assert numbers == sorted(numbers) and len(set(numbers)) == 100  # in order, none twice
+
+
+async def test_a_burst_longer_than_the_change_log_is_replayed_whole_not_refetched(
+    redis: Redis, settings_factory: SettingsFactory
+) -> None:
+    """A follow's back-fill (and an unfollow's removals) can log more changes than the log
+    keeps (NOTIFIER_FEEDS_MAX_HOME 500 against NOTIFIER_FEEDS_MAX_CHANGES 256 by default): the
+    log keeps a burst whole until that many changes came after it, so a prompt client re-reads
+    it instead of being told to refetch everything."""
+    settings = settings_factory(
+        {"NOTIFIER_FEEDS_MAX_CHANGES": "32", "NOTIFIER_GATEWAY_SEND_QUEUE_FRAMES": "16"}
+    )
+    async with running_app(settings, redis) as app:
+        await app.accept(*[post(f"p-{n}", "joe", f"j{n}", n) for n in range(100)])
+        await app.worker.drain()
+        async with push_client(app, "ann") as client:
+            await app.accept(follow("f-ann-joe", "ann", "joe", t=200))
+            await app.worker.drain()
+            frames = [await client.frame() for _ in range(100)]
+            assert [f["type"] for f in frames] == ["feed"] * 100, frames[-1]
+            assert {f["change"]["post"]["id"] for f in frames} == {f"j{n}" for n in range(100)}
+            unfollow = {**follow("u-ann-joe", "ann", "joe", t=300), "type": "unfollow"}
+            await app.accept(unfollow)
+            await app.worker.drain()
+            frames = [await client.frame() for _ in range(100)]
+            assert [f["type"] for f in frames] == ["feed"] * 100, frames[-1]
+            assert {(f["change"]["op"], f["change"]["id"]) for f in frames} == {
+                ("remove", f"j{n}") for n in range(100)
+            }
+        assert await redis.llen(keys.changelog("ann")) == 200  # no change came after them: all kept
+        # once as many changes as the log keeps came after the burst, it is trimmed as ever
+        await app.accept(*[like(f"l-{n}", f"fan{n}", f"a{n}", "ann", t=400 + n) for n in range(33)])
+        await app.worker.drain()
+        assert await redis.llen(keys.changelog("ann")) <= layouts.trim_past(32)
+        assert await redis.hget(keys.toggles("ann"), layouts.BURST_FIELD) is None

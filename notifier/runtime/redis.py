@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 ADDRESS_FILE = "address"  # in the data folder while a private redis-server runs there
+LOAD_WAIT_S = 60.0  # how long a private redis-server's loading of its data is waited for
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,11 +272,19 @@ def _private_server(data_dir: Path) -> Iterator[str]:
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Until the server listens, and has loaded its data (up to LOAD_WAIT_S more): the roles
+    then start on a Redis that answers, instead of each logging that it is still loading."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"redis-server exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2) as conn:
+            loaded = time.monotonic() + LOAD_WAIT_S
+            while time.monotonic() < loaded and proc.poll() is None:
+                conn.sendall(b"PING\r\n")
+                if not conn.recv(64).startswith(b"-LOADING"):
+                    return
+                time.sleep(0.05)
             return
         time.sleep(0.02)
     raise RuntimeError("redis-server did not start listening")

@@ -7,6 +7,7 @@ import re
 from typing import Final
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -80,7 +81,16 @@ def challenge(exc: Rejected) -> str:
 
 
 # What a handler may raise to refuse a request: each has its problem response in refusal().
-REFUSALS = (Rejected, RedisConnectionError, RedisTimeoutError, *CLUSTER_UNAVAILABLE)
+# (Redis at maxmemory refuses writes; a replica just promoted, or one written to, is read-only:
+# both pass, and the request may be retried.)
+REFUSALS = (
+    Rejected,
+    RedisConnectionError,
+    RedisTimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    *CLUSTER_UNAVAILABLE,
+)
 
 
 def refusal(exc: Exception) -> JSONResponse:
@@ -88,6 +98,10 @@ def refusal(exc: Exception) -> JSONResponse:
     exception handlers answer through this one mapping)."""
     if isinstance(exc, Rejected):
         return problem(exc)
+    if isinstance(exc, OutOfMemoryError):
+        return problem(Rejected(Reason.UNAVAILABLE, "storage is full (Redis at maxmemory); retry later"))
+    if isinstance(exc, ReadOnlyError):
+        return problem(Rejected(Reason.UNAVAILABLE, "storage is read-only (failing over?); retry shortly"))
     return problem(Rejected(Reason.UNAVAILABLE, "storage unavailable, retry shortly"))
 
 

@@ -17,7 +17,7 @@ from feeds.items import plan
 from feeds.limits import FeedLimits
 from schemas import keys
 from schemas.errors import Reason, Rejected
-from schemas.events import Event
+from schemas.events import Event, is_id
 
 from .content import ContentIndex, ref_of_group
 from .ledger import Clock
@@ -132,6 +132,12 @@ class Reports:
     async def _locate(self, kind: TargetKind, target: str) -> list[tuple[str, str, Event | None, str]]:
         """The review items a report on `target` goes to: (item id, actor, event, position)."""
         if kind == "actor":
+            if not is_id(target):  # an item no moderator could open or decide
+                raise Rejected(
+                    Reason.INVALID,
+                    "target.id must be a user id (1-128 of A-Z a-z 0-9 _ . : @ -)",
+                    "/target/id",
+                )
             return [(actor_item(target), target, None, "")]
         ref = f"comment:{target}" if kind == "comment" else ref_of_group(target)
         if ref is None:

@@ -8,6 +8,7 @@ import jwt
 import pytest
 from redis.asyncio import Redis
 
+from loadtest.cluster import ClusterLab
 from notifier.runtime.settings import Settings
 
 from .harness import Json, running_app
@@ -78,3 +79,33 @@ async def test_plain_http_to_the_websocket_path_is_malformed_not_a_json_error(
         body = problem(await app.http.get("/v1/ws"), 400, "malformed")
         assert body["detail"] == "/v1/ws takes WebSocket connections only (Upgrade: websocket)"
         assert body["title"] == "Malformed request"  # not "body is not valid JSON": it has none
+
+
+async def _set_maxmemory(backend: str, redis_url: str, lab: ClusterLab, value: int) -> None:
+    urls = [f"redis://127.0.0.1:{n.port}/0" for n in lab.masters()] if backend == "cluster" else [redis_url]
+    for url in urls:
+        node = Redis.from_url(url)
+        try:
+            await node.config_set("maxmemory", value)
+        finally:
+            await node.aclose()
+
+
+async def test_writes_at_maxmemory_are_503_unavailable_not_500(
+    redis: Redis, settings: Settings, backend: str, redis_url: str, redis_cluster: ClusterLab
+) -> None:
+    """Redis at maxmemory refuses writes (OOM): every route answers 503 with Retry-After, as
+    ingest does, not a 500 with a traceback; the connection stays usable."""
+    async with running_app(settings, redis) as app:
+        headers = {"Authorization": f"Bearer {app.token('vic')}", "Content-Type": "application/json"}
+        await _set_maxmemory(backend, redis_url, redis_cluster, 1)
+        try:
+            refused = await app.http.put("/v1/me/preferences", content=b'{"off": ["like"]}', headers=headers)
+            body = problem(refused, 503, "unavailable")
+            assert "maxmemory" in body["detail"] and refused.headers["retry-after"] == "1"
+            muted = await app.http.put("/v1/me/mutes/zed", headers=headers)
+            problem(muted, 503, "unavailable")
+        finally:
+            await _set_maxmemory(backend, redis_url, redis_cluster, 0)
+        again = await app.http.put("/v1/me/preferences", content=b'{"off": ["like"]}', headers=headers)
+        assert again.status_code == 200, again.text

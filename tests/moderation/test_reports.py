@@ -133,11 +133,15 @@ async def test_what_cannot_be_reported_is_refused_with_a_reason(s: Stack) -> Non
         ("notification", "like:p1:20783", Reason.INVALID),  # no text behind a like
         ("comment", "c-unknown", Reason.NOT_FOUND),
         ("actor", "alice", Reason.INVALID),  # yourself
+        # not a user id (a group id's `~`, too long): an item no moderator could open or decide
+        ("actor", "a~b", Reason.INVALID),
+        ("actor", "x" * 129, Reason.INVALID),
     ]
     for kind, target, reason in cases:
         with pytest.raises(Rejected) as refused:
             await s.reports.file("alice", kind, target, HARASSMENT, "")  # type: ignore[arg-type]
         assert refused.value.reason is reason, (kind, target)
+    assert await s.queue.get("actor~a~b") is None
     with pytest.raises(Rejected) as own:
         await s.reports.file("bob", "comment", "c-e1", HARASSMENT, "")
     assert own.value.reason is Reason.INVALID

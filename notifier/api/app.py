@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from redis.asyncio import Redis
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -176,6 +176,8 @@ def api_app(
             response = await post_events(Request(scope, receive))
         except REFUSALS as exc:
             response = refusal(exc)
+        except ClientDisconnect:  # gone before its body was whole: nobody to answer
+            return
         except Exception:
             await internal()(scope, receive, send)
             raise  # for the server's log, as Starlette's ServerErrorMiddleware does

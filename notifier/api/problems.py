@@ -10,7 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from feeds.cluster import CLUSTER_UNAVAILABLE
@@ -128,6 +128,12 @@ def internal() -> JSONResponse:
     return problem(Rejected(Reason.INTERNAL, "the server failed to handle this request"))
 
 
+async def on_disconnect(request: Request, exc: Exception) -> Response:
+    """The client went (or was cut off: notifier/runtime/httpguard.py) before its body was whole:
+    nobody reads the answer, and it is no error of ours to log."""
+    return problem(Rejected(Reason.MALFORMED, "the request body was cut off"))
+
+
 async def on_error(request: Request, exc: Exception) -> Response:
     """A bug: the client gets a problem, the log gets the traceback (Starlette re-raises it)."""
     return internal()
@@ -136,5 +142,6 @@ async def on_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS: Final = {
     **dict.fromkeys(REFUSALS, on_refusal),
     HTTPException: on_http_exception,
+    ClientDisconnect: on_disconnect,
     Exception: on_error,
 }

@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import anyio
 import httpx
 import jwt
+import orjson
 import pytest
 from redis.asyncio import Redis
 
 from loadtest.cluster import ClusterLab
+from notifier.runtime import httpguard
 from notifier.runtime.settings import Settings
+from tests.conftest import SERVICE_KEYS, SettingsFactory
 
-from .harness import Json, running_app
+from .harness import Json, like, running_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -109,3 +113,39 @@ async def test_writes_at_maxmemory_are_503_unavailable_not_500(
             await _set_maxmemory(backend, redis_url, redis_cluster, 0)
         again = await app.http.put("/v1/me/preferences", content=b'{"off": ["like"]}', headers=headers)
         assert again.status_code == 200, again.text
+
+
+async def test_a_stalled_body_gives_back_its_ingest_slot(
+    redis: Redis, settings_factory: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service whose body never arrives held its slot of the in-flight bound for as long as
+    it kept the connection: a few such stalls answered every service 503 overloaded."""
+    monkeypatch.setattr(httpguard.GuardedHttpToolsProtocol, "body_timeout_s", 0.5)
+    settings = settings_factory({"NOTIFIER_INGEST_MAX_IN_FLIGHT": "2"})
+    async with running_app(settings, redis) as app:
+        port = int(app.base_url.rsplit(":", 1)[1])
+        head = (
+            f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SERVICE_KEYS['posts']}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"ty'
+        ).encode()
+        stalled = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(2)]
+        try:
+            for stream in stalled:
+                await stream.send(head)
+            with anyio.fail_after(10):
+                while True:  # the two slots are freed once their bodies time out
+                    response = await app.http.post(
+                        "/v1/events",
+                        content=orjson.dumps(like("stall-1", "fan", "p1", "vic")),
+                        headers={
+                            "Authorization": f"Bearer {SERVICE_KEYS['posts']}",
+                            "Content-Type": "application/json",
+                        },
+                    )
+                    if response.status_code != 503:
+                        break
+                    await anyio.sleep(0.1)
+            assert response.status_code == 202, response.text
+        finally:
+            for stream in stalled:
+                await stream.aclose()

@@ -14,8 +14,10 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from websockets.asyncio.client import connect
 
 from notifier.runtime import httpguard
 from notifier.runtime.server import HttpService
@@ -27,10 +29,17 @@ async def echo(request: Request) -> PlainTextResponse:
     return PlainTextResponse(str(len(await request.body())))
 
 
+async def ws_echo(ws: WebSocket) -> None:
+    await ws.accept()
+    async for text in ws.iter_text():
+        await ws.send_text(text)
+
+
 @pytest.fixture
 async def port(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
     monkeypatch.setattr(httpguard.GuardedHttpToolsProtocol, "head_timeout_s", 0.5)
-    app = Starlette(routes=[Route("/echo", echo, methods=["GET", "POST"])])
+    monkeypatch.setattr(httpguard.GuardedHttpToolsProtocol, "body_timeout_s", 0.5)
+    app = Starlette(routes=[Route("/echo", echo, methods=["GET", "POST"]), WebSocketRoute("/ws", ws_echo)])
     service = HttpService(app, host="127.0.0.1", port=0, ping_interval_s=20, max_frame_bytes=65_536)
     async with anyio.create_task_group() as tg:
         await tg.start(service.run)
@@ -56,6 +65,7 @@ def test_the_guard_still_extends_what_it_overrides() -> None:
         "on_message_begin",
         "on_url",
         "on_headers_complete",
+        "on_message_complete",
         "connection_lost",
     ):
         assert name in vars(HttpToolsProtocol), f"uvicorn's HttpToolsProtocol lost {name}: check httpguard"
@@ -134,3 +144,28 @@ async def test_a_head_sent_too_slowly_is_cut_off(port: int) -> None:
         await stream.send(b"GET /echo HTTP/1.1\r\nHo")
         answer = await closed_by_server(stream, 5)
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"HTTP/1.1") == 1
+
+
+async def test_a_body_that_stalls_is_cut_off(port: int) -> None:
+    """A handler waiting for a body (and, for ingest, its slot of the in-flight bound) is freed
+    once the body takes too long, instead of for as long as the client keeps the connection."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(b'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"ty')
+        assert await closed_by_server(stream, 5) == b""
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:  # one that arrives in time
+        await stream.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+        await anyio.sleep(0.2)
+        await stream.send(b"cd")
+        answer = b""
+        with anyio.fail_after(5):
+            while not answer.endswith(b"\r\n\r\n4"):
+                answer += await stream.receive()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_a_websocket_outlives_the_body_timeout(port: int) -> None:
+    async with connect(f"ws://127.0.0.1:{port}/ws", proxy=None) as ws:
+        await anyio.sleep(1.0)  # twice the body timeout: the upgraded connection is not HTTP's
+        await ws.send("hi")
+        with anyio.fail_after(5):
+            assert await ws.recv() == "hi"

@@ -32,6 +32,7 @@ _RULES: Final[tuple[tuple[re.Pattern[str], str], ...]] = tuple(
         (r"Object missing required field `(?P<field>.*)`", "{field} is required"),
         (r"Object contains unknown field `(?P<field>.*)`", "{field} is not a field of this object"),
         (r"Expected `(?P<want>\w+(?: \| \w+)*)`, got `(?P<got>\w+)`", "{where} must be {want}, not {got}"),
+        (r"Expected `(?P<want>\w+(?: \| \w+)*)`", "{where} must be {want}"),  # (a tag: the kind's field)
         (r"Expected `str` of length >= (?P<n>\d+)", "{where} must be at least {n} characters long"),
         (r"Expected `str` of length <= (?P<n>\d+)", "{where} must be at most {n} characters long"),
         (r"Expected `array` of length >= (?P<n>\d+)", "{where} must hold at least {n} items"),

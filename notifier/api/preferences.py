@@ -23,6 +23,8 @@ from .graph import before_cursor, subject
 from .ingest import read_body, require_json
 from .me import page_limit
 
+NO_BODY_BYTES = 64  # what a route without a body reads at most: a client's `{}` and some spaces
+
 MAX_BODY = 4 * 1024
 
 
@@ -89,6 +91,8 @@ async def set_relation(
     other = _other(request, relation)
     if other == user and relation != "muted-posts":
         raise Rejected(Reason.INVALID, f"one cannot be in one's own {relation}", "/user")
+    if (await read_body(request, NO_BODY_BYTES)).strip() not in (b"", b"{}"):
+        raise Rejected(Reason.INVALID, f"{request.method} {request.url.path} takes no body (or {{}})")
     at_ms = int(time.time() * 1000)
     changed = await store.relate(user, relation, other, on, at_ms)
     hidden = 0

@@ -76,6 +76,14 @@ async def test_mutes_and_blocks_are_paged_and_applied_to_new_events(redis: Redis
         assert (page["count"], rest["next"]) == (2, None)
         response = await app.http.put("/v1/me/blocks/olga", headers=auth(app, "olga"))
         assert (response.status_code, response.json()["pointer"]) == (422, "/user")
+        # no body is taken (or `{}`): what is sent is refused, not ignored, and nothing changes
+        for body, status in [(b"garbage", 422), (b'{"user": "zed"}', 422), (b"{" * 100_000, 413)]:
+            refused = await app.http.put("/v1/me/mutes/zed", content=body, headers=auth(app, "olga"))
+            assert refused.status_code == status, refused.text
+        assert (await app.http.put("/v1/me/mutes/zed", content=b"{}", headers=auth(app, "olga"))).json()[
+            "changed"
+        ]
+        await app.http.delete("/v1/me/mutes/zed", headers=auth(app, "olga"))
         await app.http.put("/v1/me/blocks/dan", headers=auth(app, "dan"))  # nothing to do with olga
         await app.http.put("/v1/me/blocks/olga", headers=auth(app, "eve"))  # eve blocks olga
 

@@ -54,6 +54,7 @@ def refused(body: object) -> Rejected:
             None,
         ),
         ({**VALID, "type": "poke"}, "type 'poke' is not one of the documented values", "/3/type"),
+        ({**VALID, "type": 3}, "type must be a string", "/3/type"),  # not msgspec's "Expected `str`"
         ({**VALID, "type": "mention", "users": [], "owner": None}, None, None),
         ([VALID], "the body must be an object, not an array", "/3"),
     ],

@@ -20,7 +20,18 @@ from .policy import Action, Policy
 from .rules import Subject, TextClassifier
 from .ruleset import build_rules, evaluate
 
-SPLITS = ("dev", "held_out", "blind", "blind3", "blind4", "blind5", "outside_a", "outside_b", "outside_c")
+SPLITS = (
+    "dev",
+    "held_out",
+    "blind",
+    "blind3",
+    "blind4",
+    "blind5",
+    "audit",
+    "outside_a",
+    "outside_b",
+    "outside_c",
+)
 
 
 class Sample(msgspec.Struct, frozen=True):
@@ -28,7 +39,9 @@ class Sample(msgspec.Struct, frozen=True):
     category: str
     abusive: bool  # must be held or dropped; otherwise must not be
     # dev (tuned on) | held_out (drawn by hash) | blind* (written after rules, then tuned on)
-    # | outside_* (written by writers who never saw the rules; see the README for which were read)
+    # | audit (written by an auditor who had read the README's rules, 2026-12-07; scored, then
+    # tuned on) | outside_* (written by writers who never saw the rules; see the README for which
+    # were read)
     split: str
     evasion: str = ""  # spacing | leetspeak | homoglyph | fullwidth | stars | hyphen | acronym | …, or ""
 

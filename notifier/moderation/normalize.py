@@ -42,10 +42,21 @@ _CONFUSABLES: Final = str.maketrans(
         "х": "x", "χ": "x",
         "у": "y", "ү": "y", "γ": "y", "ʏ": "y",
         "ᴢ": "z",
+        # Coptic, Cherokee and Canadian syllabics letters that pass for Latin ones ('kⲩs', 'ꮯunt',
+        # 'ᑕᑌᑎT'); casefolding turns Cherokee small letters into these capitals
+        "ⲁ": "a", "ⲃ": "b", "ⲅ": "r", "ⲉ": "e", "ⲓ": "i", "ⲕ": "k", "ⲟ": "o", "ⲣ": "p", "ⲥ": "c",
+        "ⲧ": "t", "ⲩ": "y", "ⲭ": "x", "ⲱ": "w",
+        "Ꭺ": "a", "Ꮯ": "c", "Ꭼ": "e", "Ꮋ": "h", "Ꭵ": "i", "Ꮶ": "k", "Ꮃ": "w", "Ꮇ": "m", "Ꮪ": "s",
+        "Ꮓ": "z", "Ꭰ": "d",
+        "ᑕ": "c", "ᑌ": "u", "ᑎ": "n", "ᑭ": "p", "ᗷ": "b", "ᗪ": "d", "ᕼ": "h", "ᒪ": "l", "ᗰ": "m",
+        "ᔕ": "s", "ᐯ": "v", "ᗯ": "w", "ᘔ": "z", "ᖇ": "r", "ᓰ": "i",
     }
+    # negative squared letters ('🅵🆄🅲🅺': NFKC leaves them) and regional indicators ('🇰🇾🇸')
+    | {chr(0x1F170 + i): chr(ord("a") + i) for i in range(26)}
+    | {chr(0x1F1E6 + i): chr(ord("a") + i) for i in range(26)}
 )  # fmt: skip
 _LEET: Final = str.maketrans(
-    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b", "9": "g",
      "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e", "£": "l"}
 )  # fmt: skip
 _EDGE_PUNCTUATION: Final = ".,;:!?)]}\"'“”‘’«»…([{"
@@ -60,7 +71,26 @@ _MASKABLE: Final = (
 # Words a spelled-out run is read as ('f u c k y o u' -> 'fuck you'), when the run is all of them
 # or some of them with 'you' and a name after ('f u c k y o u b r a d' -> 'fuck you brad').
 _SPELLED: Final = frozenset(
-    (*_MASKABLE, "you", "u", "your", "ur", "yourself", "off", "up", "go", "screw", "shut", "loser", "idiot")
+    (
+        *_MASKABLE,
+        "you",
+        "u",
+        "your",
+        "ur",
+        "yourself",
+        "urself",
+        "off",
+        "up",
+        "go",
+        "screw",
+        "shut",
+        "loser",
+        "idiot",
+        "kill",
+        "die",
+        "neck",
+        "hope",
+    )
 )
 _SPELLED_LONGEST: Final = max(map(len, _SPELLED))
 _ADDRESSEE: Final = frozenset({"you", "u", "your", "ur", "yourself"})

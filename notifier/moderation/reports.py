@@ -85,8 +85,8 @@ class Reports:
         found = await self._locate(kind, target)
         if kind == "notification":  # one of theirs: else a report would tell anyone what exists
             found = await self._received(reporter, found)
-            if not found:
-                raise Rejected(Reason.NOT_FOUND, f"no notification {target!r} in your inbox", "/target")
+            if not found:  # the same answer as for one that does not exist: nothing is told
+                raise Rejected(Reason.NOT_FOUND, _not_found(kind, target), "/target")
         if all(actor == reporter for _, actor, _, _ in found):
             raise Rejected(Reason.INVALID, "you cannot report yourself", "/target")
         now = self._clock()
@@ -139,14 +139,23 @@ class Reports:
                     "/target/id",
                 )
             return [(actor_item(target), target, None, "")]
+        if kind == "comment" and not is_id(target):
+            raise Rejected(
+                Reason.INVALID,
+                "target.id must be a comment id (1-128 of A-Z a-z 0-9 _ . : @ -)",
+                "/target/id",
+            )
         ref = f"comment:{target}" if kind == "comment" else ref_of_group(target)
         if ref is None:
-            detail = "only comment and mention notifications can be reported; report the actor"
+            detail = (
+                f"{target!r} is not the id of a comment or mention notification"
+                if target.startswith(("comment:", "mention:"))
+                else "only comment and mention notifications can be reported; report the actor"
+            )
             raise Rejected(Reason.INVALID, detail, "/target")
         located = await self._content.of_ref(ref)
         if not located:
-            detail = f"no {kind} {target!r} (or older than the log's retention)"
-            raise Rejected(Reason.NOT_FOUND, detail, "/target")
+            raise Rejected(Reason.NOT_FOUND, _not_found(kind, target), "/target")
         return [(f.logged.event.id, f.logged.event.actor, f.logged.event, f.position) for f in located]
 
     async def mine(self, reporter: str, limit: int) -> list[Mine]:
@@ -171,3 +180,9 @@ class Reports:
         raw = await self._redis.hgetall(keys.mod_reports(item_id))
         found = [(k.decode(), msgspec.json.decode(v, type=Report)) for k, v in raw.items()]
         return sorted(found, key=lambda pair: pair[1].at_ms)
+
+
+def _not_found(kind: TargetKind, target: str) -> str:
+    if kind == "notification":  # whether it exists in someone else's inbox is not told
+        return f"no notification {target!r} in your inbox (or older than the log's retention)"
+    return f"no {kind} {target!r} (or older than the log's retention)"

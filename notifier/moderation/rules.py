@@ -21,8 +21,8 @@ MILD: Final = 0.6
 # Severe entries hold by default; mild ones flag. `*` marks a side that may run into other
 # letters (`*fuck*` also catches 'motherfucker'); plain entries match whole words only.
 BUILTIN_BLOCKLIST: Final = (
-    "kill yourself", "kill urself", "kill your self", "kys", "go die", "hope you die",
-    "neck yourself", "cunt", "retard", "faggot", "fag", "nigger", "nigga", "tranny",
+    "kill yourself", "kill urself", "kill your self", "killyourself", "killurself", "kys", "go die",
+    "hope you die", "neck yourself", "cunt", "retard", "faggot", "fag", "nigger", "nigga", "kike", "tranny",
     "whore", "slut", "rape you", "rapist",
     # euphemisms and abbreviations of the same
     "unalive yourself", "unalive urself", "unalive your self", "go unalive", "foad", "diaf",

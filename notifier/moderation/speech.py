@@ -17,7 +17,20 @@ from .normalize import Canonical, canonical, fold
 _QUOTED: Final = re.compile(
     r"\"[^\"]*\"|“[^”]*”|«[^»]*»|‘[^’]*’|(?<![\w'])'(?:[^'\n]|(?<=\w)'(?=\w))+'(?![\w'])"
 )
+# A quote that completes the writer's own words to someone is theirs, in scare quotes: after
+# 'you're a', 'you are so', 'hope you', 'go', or the writer's own 'I said' ('you're a "genius"',
+# 'you should go "die"', 'I said "kys" and I meant it'), not someone else's speech.
+_SCARE: Final = re.compile(
+    r"(?:\b(?:you|u|ya|ur|you['’]?re|you are|u r|you r)"
+    r"(?: (?:such|so|a|an|the|just|really|literally|total|complete|absolute|real|fucking|little|big))*"
+    r"|(?:^|[.!?,]\s*|\b(?:you|u|ya)(?: \w+)? |\bjust |\bplease |\bpls |\bnow )go"
+    r"|\bi (?:said|say|mean|meant))\s*$"
+)
 _MENTION: Final = re.compile(r"(?<![\w@])@[a-z0-9_][a-z0-9_.]*")
+# Words that open a phrase about a thing ('this game', 'the traffic'): @names right before one
+# point the text at those people without addressing what follows to them ('@ana this song is the
+# shit'), and an insult after one is said of that thing ('@dad look at this stupid printer').
+THING: Final = frozenset("this that these those the my our his her their its".split())
 MIN_OWN_WORDS: Final = 3  # a text that is all quote speaks for its writer
 SECOND_PERSON: Final = frozenset(
     {"you", "u", "ya", "ur", "your", "youre", "yours", "yourself", "urself", "yourselves", "thou"}
@@ -67,8 +80,15 @@ class Speech:
 @lru_cache(maxsize=4096)
 def speech(text: str) -> Speech:
     folded = fold(text)
-    quotes = _QUOTED.findall(folded)
-    outside = _QUOTED.sub(" ", folded)
+    quotes: list[str] = []
+
+    def set_apart(quote: re.Match[str]) -> str:
+        if _SCARE.search(folded, 0, quote.start()):
+            return " " + quote.group()[1:-1] + " "  # the writer's own words
+        quotes.append(quote.group())
+        return " "
+
+    outside = _QUOTED.sub(set_apart, folded)
     if quotes and len(canonical(outside).words) < MIN_OWN_WORDS:
         outside, quotes = folded, []
     mentions = len(_MENTION.findall(outside))
@@ -87,7 +107,23 @@ def speech(text: str) -> Speech:
 
 
 def addressed_at(own: Canonical) -> list[int]:
-    """Word positions in `own` where the writer addresses someone."""
+    """Word positions in `own` where the writer addresses someone (not @names that open a phrase
+    about a thing: THING)."""
     text = _NOT_ADDRESS.sub(lambda m: " ".join("x" for _ in m.group().split()), own.text)
     text = _IMPLIED_YOU.sub(lambda m: "you" + " x" * m.group().count(" "), text)
-    return [i for i, word in enumerate(text.split()) if word in SECOND_PERSON or word == "atmention"]
+    words = text.split()
+    out = []
+    for i, word in enumerate(words):
+        if word == "atmention":
+            after = next((w for w in words[i + 1 :] if w != "atmention"), "")
+            if after not in THING:
+                out.append(i)
+        elif word in SECOND_PERSON:
+            out.append(i)
+    return out
+
+
+def about_a_thing(words: list[str], address: int, at: int) -> bool:
+    """Whether the insult at word `at` is said of a thing named between it and the @name at
+    `address` ('@dad look at this stupid printer'), not of that person."""
+    return words[address] == "atmention" and address < at and any(w in THING for w in words[address + 1 : at])

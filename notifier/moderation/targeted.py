@@ -23,7 +23,7 @@ from .normalize import lexicon
 from .rules import AIMED, MILD, SEVERE, Subject, TextClassifier, Verdict
 from .speech import YOU as _YOU
 from .speech import YOUR as _YOUR
-from .speech import Speech, addressed_at, speech
+from .speech import Speech, about_a_thing, addressed_at, speech
 
 WINDOW_WORDS: Final = 6  # how far from 'you' an insult still reads as aimed at them
 MODEL_SCORE: Final = 0.9  # the model's score that, in a clause addressed to someone, reads as abuse
@@ -226,7 +226,7 @@ class TargetedRule:
             for i, (one, found) in enumerate(zip(said, out, strict=True))
             if found is None and not self._praise.search(one.own.text)
             for clause in one.clauses
-            if addressed_at(clause)
+            if any(not about_a_thing(clause.words, a, len(clause.words)) for a in addressed_at(clause))
         ]
         for (i, clause), score in zip(ask, self._model.scores([c for _, c in ask]), strict=True):
             if score >= MODEL_SCORE and out[i] is None:
@@ -272,7 +272,9 @@ class TargetedRule:
             if teasing and self._teasing.fullmatch(match.group()):
                 continue
             at = own.text.count(" ", 0, match.start())
-            near = [a for a in addressed if abs(a - at) <= WINDOW_WORDS]
+            near = [
+                a for a in addressed if abs(a - at) <= WINDOW_WORDS and not about_a_thing(own.words, a, at)
+            ]
             if near:
                 who = own.words[near[0]].replace("atmention", "@name")
                 return Verdict(self.name, f"insult aimed at someone: '{who}' … '{match.group()}'", AIMED)

@@ -136,12 +136,23 @@ async def test_what_cannot_be_reported_is_refused_with_a_reason(s: Stack) -> Non
         # not a user id (a group id's `~`, too long): an item no moderator could open or decide
         ("actor", "a~b", Reason.INVALID),
         ("actor", "x" * 129, Reason.INVALID),
+        ("comment", "a~b", Reason.INVALID),
+        ("notification", "comment:" + "a" * 250, Reason.INVALID),  # not a notification's id
     ]
     for kind, target, reason in cases:
         with pytest.raises(Rejected) as refused:
             await s.reports.file("alice", kind, target, HARASSMENT, "")  # type: ignore[arg-type]
         assert refused.value.reason is reason, (kind, target)
     assert await s.queue.get("actor~a~b") is None
+    # another user's notification gets the answer a notification that does not exist gets:
+    # a report tells nobody what is in someone else's inbox
+    details = []
+    for target in ("comment:c-e1", "comment:c-nope"):
+        with pytest.raises(Rejected) as missing:
+            await s.reports.file("carl", "notification", target, HARASSMENT, "")
+        assert missing.value.reason is Reason.NOT_FOUND
+        details.append(missing.value.detail.replace(target, "ID"))
+    assert details[0] == details[1]
     with pytest.raises(Rejected) as own:
         await s.reports.file("bob", "comment", "c-e1", HARASSMENT, "")
     assert own.value.reason is Reason.INVALID

@@ -33,6 +33,7 @@ from .reports import ReportReason, TargetKind
 MODERATOR_ROLE: Final = "moderator"
 MAX_BODY_BYTES: Final = 64 * 1024
 MAX_PAGE: Final = 100
+_RULE_NAME: Final = re.compile(r"[a-z0-9_-]{1,64}")
 MAX_BULK: Final = 100
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # fullmatch
 _AUDIT_ID: Final = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")  # a stream id below 2^64-1 (fullmatch)
@@ -134,9 +135,17 @@ def _json(body: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(body), status_code=status, media_type="application/json")
 
 
+def _one(request: Request, name: str) -> str | None:
+    """A query parameter given at most once (None: absent or empty)."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise Rejected(Reason.INVALID, f"{name} is given {len(values)} times; give it once", f"/{name}")
+    return values[0] if values and values[0] else None
+
+
 def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query_params.get(name)
-    if text is None or text == "":
+    text = _one(request, name)
+    if text is None:
         return default
     if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise Rejected(Reason.INVALID, f"{name} must be an integer {low}..{high}", f"/{name}")
@@ -172,21 +181,30 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
 
     async def list_items(request: Request) -> Response:
         moderator(request, auth)
-        state = request.query_params.get("state") or None
+        state = _one(request, "state")
         if state is not None and state not in STATES:
             raise Rejected(Reason.INVALID, f"state must be one of {sorted(STATES)}", "/state")
-        actor = request.query_params.get("actor") or None
+        actor = _one(request, "actor")
         if actor is not None and not is_id(actor):
             raise Rejected(Reason.INVALID, "actor is not a valid id", "/actor")
-        order = request.query_params.get("order") or "arrival"
+        order = _one(request, "order") or "arrival"
         if order not in {"arrival", "urgency"}:
             raise Rejected(Reason.INVALID, "order must be arrival or urgency", "/order")
-        text = request.query_params.get("q") or None
+        if order == "urgency" and state not in {None, "open", "pending", "claimed"}:
+            raise Rejected(
+                Reason.INVALID, "order=urgency ranks open items: state pending, claimed or open", "/order"
+            )
+        text = _one(request, "q")
         if text is not None and len(text) > 200:
             raise Rejected(Reason.INVALID, "q is at most 200 characters", "/q")
+        reason = _one(request, "reason")
+        if reason is not None and not _RULE_NAME.fullmatch(reason):
+            raise Rejected(
+                Reason.INVALID, "reason must be a rule's name (a-z, 0-9, _ and -, at most 64)", "/reason"
+            )
         page = await queue.page(
             state=state,
-            reason=request.query_params.get("reason") or None,
+            reason=reason,
             actor=actor,
             text=text,
             order=cast("Order", order),

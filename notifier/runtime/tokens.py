@@ -59,6 +59,8 @@ def verify(token: str, auth: AuthSettings) -> Claims:
         raise Rejected(Reason.TOKEN_EXPIRED, "token expired") from None
     except jwt.PyJWTError as exc:
         raise Rejected(Reason.UNAUTHORIZED, _why(exc)) from None
+    if isinstance(payload["exp"], bool) or not isinstance(payload["exp"], int | float):
+        raise Rejected(Reason.UNAUTHORIZED, "token's exp claim is not a number (RFC 7519 NumericDate)")
     user = payload["sub"]
     if not isinstance(user, str) or not is_id(user):
         raise Rejected(Reason.UNAUTHORIZED, "invalid token subject")

@@ -221,6 +221,10 @@ async def test_listing_bulk_decisions_and_bans(app: App) -> None:
         ("POST", "/v1/moderation/items/e1/claim", {"until": 1}, 422),  # claim and release take no body
         ("POST", "/v1/moderation/items/e1/release", [], 422),
         ("GET", "/v1/moderation/items?order=random", None, 422),
+        ("GET", "/v1/moderation/items?state=open&state=rejected", None, 422),  # which one?
+        ("GET", "/v1/moderation/items?order=urgency&state=approved", None, 422),  # ranks open items
+        ("GET", "/v1/moderation/items?reason=" + "x" * 5_000, None, 422),
+        ("GET", "/v1/moderation/items?reason=a%00b", None, 422),
         ("GET", "/v1/moderation/audit?after=x", None, 422),
         ("GET", "/v1/moderation/audit?order=sideways", None, 422),
     ],

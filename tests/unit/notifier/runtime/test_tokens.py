@@ -132,3 +132,9 @@ def test_refusals_do_not_leak_the_secret() -> None:
     with pytest.raises(Rejected) as caught:
         tokens.verify(signed(claims(), key="x" * 64), AUTH)
     assert AUTH.jwt_secret not in str(caught.value)
+
+
+def test_an_exp_that_is_not_a_number_is_refused() -> None:
+    """RFC 7519's NumericDate: PyJWT takes a numeric string, so a token minted by a lax issuer
+    would be honoured here and refused by stricter peers."""
+    assert refused(signed(claims(exp=str(int(time.time()) + 600)))) is Reason.UNAUTHORIZED

@@ -60,7 +60,7 @@ def refusal(exc: msgspec.DecodeError, pointer: str = "", *, body: bytes | str | 
         except msgspec.DecodeError as syntax:
             exc = syntax
     if not isinstance(exc, msgspec.ValidationError):
-        return Rejected(Reason.MALFORMED, _malformed(str(exc)), pointer)
+        return Rejected(Reason.MALFORMED, _malformed(str(exc), body), pointer)
     message = str(exc)
     found = _AT.search(message)
     path = _pointer(found.group(1)) if found else ""
@@ -90,10 +90,20 @@ def _where(path: str) -> str:
     return (parts[-1] if parts else "item") + indexes
 
 
-def _malformed(message: str) -> str:
+_SURROGATE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _malformed(message: str, body: bytes | str | None = None) -> str:
     if message == TOO_DEEP:
         return "body is nested too deeply to be an object we take"
     if message.startswith("Input data was truncated"):
+        # (msgspec says so of a string escaping half of a UTF-16 surrogate pair, too)
+        raw = body.encode() if isinstance(body, str) else body
+        if raw is not None and _SURROGATE.search(raw):
+            return (
+                "body is not valid JSON: it ends too early, or escapes a lone UTF-16 surrogate "
+                "(\\ud800-\\udfff)"
+            )
         return "body is not valid JSON: it ends too early"
     byte = re.search(r"\(byte (\d+)\)\Z", message)
     return "body is not valid JSON" + (f" (at byte {byte.group(1)})" if byte else "")

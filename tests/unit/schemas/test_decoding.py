@@ -28,7 +28,7 @@ def refused(body: object) -> Rejected:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     with pytest.raises(msgspec.DecodeError) as caught:
         decode_event(raw)
-    return refusal(caught.value, "/3")
+    return refusal(caught.value, "/3", body=raw)
 
 
 @pytest.mark.parametrize(
@@ -74,6 +74,10 @@ def test_contract_breaks_in_product_words(body: object, detail: str | None, poin
     [
         (b'{"type": "like"', "body is not valid JSON: it ends too early"),
         (b"{x}", "body is not valid JSON (at byte 1)"),
+        (  # a complete body: msgspec calls half a surrogate pair "truncated"
+            b'{"type": "\\ud800x"}',
+            "body is not valid JSON: it ends too early, or escapes a lone UTF-16 surrogate (\\ud800-\\udfff)",
+        ),
     ],
 )
 def test_bad_json_is_malformed(raw: bytes, detail: str) -> None:

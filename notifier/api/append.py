@@ -254,8 +254,9 @@ class EventLog:
         try:
             replies = await run_commands(self._redis, [_APPEND], commands, wait=wait)
         except BaseException as exc:
-            if isinstance(exc, Exception):
-                self._redis_errors.inc()
+            # failed, or cancelled by the request's timeout (a frozen Redis, the usual case): a
+            # failed round trip either way (a shutdown's cancel, rare, is counted too)
+            self._redis_errors.inc()
             # interrupted or failed: every caller in the batch learns it (the appends may or
             # may not have happened; a retry is deduplicated)
             for request in batch:

@@ -28,6 +28,20 @@ class Moved(IntEnum):
 
 
 _ENTRY: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # a stream id, as `dlq list` shows
+# KEYS: done, event log, errors; ARGV: the group, then entry ids. Counts the entries done and
+# acknowledges them in one step: counted first (a count read in between misses no entry: _GAP),
+# less those another worker acknowledged (and counted) already. One atomic call, because at
+# maxmemory Redis refuses INCRBY but not XACK: as separate commands an entry could be
+# acknowledged uncounted, and reported lost for good. Here INCRBY comes first, so a refusal
+# leaves nothing done; once a script has written, Redis lets it finish. Idempotent.
+_ACK: Final = Script("""
+local n = #ARGV - 1
+redis.call('INCRBY', KEYS[1], n)
+local acked = redis.call('XACK', KEYS[2], ARGV[1], unpack(ARGV, 2))
+if acked < n then redis.call('DECRBY', KEYS[1], n - acked) end
+redis.call('HDEL', KEYS[3], unpack(ARGV, 2))
+return acked
+""")
 # KEYS: event log, dead letters, errors, done (_GAP). ARGV: group, entry id, deliveries, fallback error,
 # the error of an entry gone from the log. The move and the XACK are one step, in the
 # partition's slot. Only a still-pending entry moves: several workers' reclaim passes can pick
@@ -200,26 +214,17 @@ class DeadLetters:
         return [e is not None for e in errors]
 
     async def acknowledge_many(self, entry_ids: Mapping[int, Sequence[bytes]]) -> dict[int, int]:
-        """XACK the applied entries of each partition and clear their earlier errors, in one
-        round trip (on a cluster, one per master, at once); per partition, how many were still
-        pending."""
-        commands: list[Command] = []
-        for partition, ids in entry_ids.items():
-            commands += [  # counted done first: a count read in between misses no entry (_GAP)
-                ("INCRBY", keys.fanout_done(partition), len(ids)),
-                ("XACK", keys.events(partition), keys.FANOUT_GROUP, *ids),
-                ("HDEL", keys.fanout_errors(partition), *ids),
-            ]
-        replies = await run_checked(self._redis, commands) if commands else []
-        acked = {p: int(n) for p, n in zip(entry_ids, replies[1::3], strict=True)}
-        late = [
-            ("DECRBY", keys.fanout_done(p), len(ids) - acked[p])
+        """XACK the applied entries of each partition, count them done and clear their earlier
+        errors: one atomic call per partition (_ACK), all in one round trip (on a cluster, one
+        per master, at once); per partition, how many were still pending."""
+        commands: list[Command] = [
+            _ACK.command(
+                [keys.fanout_done(p), keys.events(p), keys.fanout_errors(p)], [keys.FANOUT_GROUP, *ids]
+            )
             for p, ids in entry_ids.items()
-            if acked[p] < len(ids)
         ]
-        if late:  # acknowledged by another worker too, which counted them
-            await run_checked(self._redis, late)
-        return acked
+        replies = await run_checked(self._redis, commands, [_ACK]) if commands else []
+        return {p: int(n) for p, n in zip(entry_ids, replies, strict=True)}
 
     async def create_group(self, partition: int, consumer: str) -> bool:
         """The fan-out group of the partition, from the log's start, unless it exists; the log's

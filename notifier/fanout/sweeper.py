@@ -12,7 +12,7 @@ from anyio.abc import TaskStatus
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from feeds.cluster import REDIS_UNAVAILABLE
+from feeds.cluster import REDIS_REFUSING, REDIS_UNAVAILABLE
 from feeds.horizon import Registers, TrimStats
 from feeds.limits import FeedLimits
 from notifier.runtime.lifecycle import Backoff
@@ -81,6 +81,8 @@ class Sweeper:
                 break  # a full pass ended: the next round starts another
             try:
                 done.registers += await self._registers.trim(user, cutoff)
+            except REDIS_REFUSING:
+                raise  # Redis refuses every user alike (at maxmemory, read-only): backed off, counted
             except ResponseError as exc:  # one user's key of another type: the others go on
                 log.error("register trim failed user=%s: %s", user, exc)
             done.users += 1

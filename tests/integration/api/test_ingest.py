@@ -16,11 +16,13 @@ from feeds.inbox import Inbox
 from notifier.api.app import api_app
 from notifier.api.pressure import Pressure
 from notifier.fanout.consumer import FanoutWorker
+from notifier.runtime import metrics
 from notifier.runtime.eventlog import decode_entry
 from notifier.runtime.settings import Settings
 from schemas import keys
 from schemas.errors import Reason
 
+from ...conftest import SettingsFactory
 from ..views import BASE_TIME, inbox_view, logged_changes
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -190,3 +192,25 @@ async def test_an_id_is_remembered_in_its_actors_partition(
     again = await api.post("/v1/events", content=orjson.dumps([*events, {**events[0], "post": "other"}]))
     statuses = [r["status"] for r in again.json()["results"]]
     assert statuses == ["duplicate", "duplicate", "rejected"], again.text
+
+
+async def test_an_append_that_times_out_is_a_counted_redis_error(
+    redis: Redis, settings_factory: SettingsFactory
+) -> None:
+    """A frozen Redis, the usual case of a timeout, cancels the append's round trip: that is a
+    failed round trip of `ingest append` (notifier_redis_errors_total), not a silent one."""
+    counted = metrics.Metrics()
+    metrics.use(counted)
+    settings = settings_factory({"NOTIFIER_INGEST_TIMEOUT_S": "0.3"})
+    app = api_app(settings, redis, Pressure(redis, settings.ingest))
+    key = next(s.key for s in settings.ingest.services if s.name == "posts")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    await redis.execute_command("CLIENT", "PAUSE", "2000", "WRITE")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+            response = await client.post("/v1/events", json=LIKE, headers=headers)
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")
+    assert (response.status_code, response.json()["error"]) == (503, "unavailable"), response.text
+    errors = counted.registry.get_sample_value("notifier_redis_errors_total", {"component": "ingest append"})
+    assert errors == 1

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
 from feeds.inbox import Inbox
 from notifier.fanout.deadletter import DeadLetters
@@ -93,3 +94,24 @@ async def test_no_lateness_bound_means_no_trimming(redis: Redis, settings: Setti
     await make_worker(redis, settings, "w").drain()
     assert (await sweeper(redis, settings, 2**45).sweep_round()).users == 0
     assert await redis.hexists(keys.toggles("bob"), "l|p1|fan1")
+
+
+async def test_a_sweep_at_maxmemory_backs_off_instead_of_failing_each_user(
+    redis: Redis, bounded: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis at maxmemory refuses the trim's first write for every user alike: one refusal ends
+    the round (the loop backs off and counts it), not an ERROR line per user taken for a key of
+    another type."""
+    liked = Like(id="l1", actor="fan1", occurred_at=at(0), post="p1", owner="bob")
+    other = Like(id="l3", actor="fan3", occurred_at=at(2), post="p9", owner="eve")
+    await append(redis, bounded, [liked, other])
+    await make_worker(redis, bounded, "w").drain()
+    sweep = sweeper(redis, bounded, liked.at_ms + bounded.register_horizon_ms + DAY_MS)
+    used = (await redis.info("memory"))["used_memory"]
+    await redis.config_set("maxmemory", used // 2)
+    try:
+        with pytest.raises(OutOfMemoryError):
+            await sweep.sweep_round()
+    finally:
+        await redis.config_set("maxmemory", 0)
+    assert "register trim failed" not in caplog.text

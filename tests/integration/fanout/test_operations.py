@@ -10,6 +10,7 @@ import anyio
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
 from feeds.inbox import Inbox
 from notifier.api.append import EventLog
@@ -280,3 +281,34 @@ async def test_idle_consumers_holding_nothing_are_reaped_and_forgotten(
     assert await janitor.reap(0) == 1
     assert [c["name"] for c in await redis.xinfo_consumers(stream, keys.FANOUT_GROUP)] == [b"busy"]
     assert not await redis.sismember(keys.fanout_counting(0), "gone")
+
+
+async def test_an_ack_refused_at_maxmemory_leaves_its_entries_pending_and_uncounted(
+    redis: Redis, settings: Settings
+) -> None:
+    """At maxmemory Redis refuses INCRBY but not XACK: acknowledged as separate commands, the
+    entries were acknowledged uncounted, and once memory was raised the janitor reported them as
+    lost (a dead letter without an event, notifier_fanout_lost_total) though they were applied.
+    One atomic call refuses all of it or does all of it."""
+    await EventLog(redis, settings.ingest).append(likes_and_follows("bob", likes=10, follows=0), "posts")
+    letters = DeadLetters(redis)
+    lengths = [await redis.xlen(keys.events(p)) for p in range(settings.ingest.partitions)]
+    partition = next(p for p, n in enumerate(lengths) if n)
+    stream = keys.events(partition)
+    await letters.create_group(partition, "w1")
+    [(_, rows)] = await redis.xreadgroup(keys.FANOUT_GROUP, "w1", {stream: ">"})
+    ids = [entry for entry, _ in rows]
+    done = int(await redis.get(keys.fanout_done(partition)) or 0)
+    used = (await redis.info("memory"))["used_memory"]
+    await redis.config_set("maxmemory", used // 2)
+    try:
+        with pytest.raises(OutOfMemoryError):
+            await letters.acknowledge_many({partition: ids})
+    finally:
+        await redis.config_set("maxmemory", 0)
+    assert (await redis.xpending(stream, keys.FANOUT_GROUP))["pending"] == len(ids)
+    assert int(await redis.get(keys.fanout_done(partition)) or 0) == done
+    assert await letters.acknowledge_many({partition: ids}) == {partition: len(ids)}
+    assert await letters.acknowledge_many({partition: ids}) == {partition: 0}  # another worker's, too late
+    assert int(await redis.get(keys.fanout_done(partition))) == done + len(ids)
+    assert await letters.unread_deleted(partition, 60_000) is None  # nothing reported lost

@@ -106,6 +106,7 @@ async def test_a_sweep_at_maxmemory_backs_off_instead_of_failing_each_user(
     other = Like(id="l3", actor="fan3", occurred_at=at(2), post="p9", owner="eve")
     await append(redis, bounded, [liked, other])
     await make_worker(redis, bounded, "w").drain()
+    assert bounded.register_horizon_ms is not None
     sweep = sweeper(redis, bounded, liked.at_ms + bounded.register_horizon_ms + DAY_MS)
     used = (await redis.info("memory"))["used_memory"]
     await redis.config_set("maxmemory", used // 2)

@@ -71,11 +71,14 @@ class NotifierError(Exception):
 class Rejected(NotifierError):
     """A request, event or frame refused for `reason`; `pointer` is a JSON pointer into the input."""
 
-    def __init__(self, reason: Reason, detail: str, pointer: str = "") -> None:
+    def __init__(
+        self, reason: Reason, detail: str, pointer: str = "", *, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.pointer = pointer
+        self.retry_after_s = retry_after_s  # when a retry may succeed, if known (429, 503)
 
     @property
     def http_status(self) -> int:

@@ -65,7 +65,8 @@ def body_of(reason: Reason, detail: str, pointer: str = "") -> dict[str, object]
 def problem(exc: Rejected, *, headers: dict[str, str] | None = None) -> JSONResponse:
     body = body_of(exc.reason, exc.detail, exc.pointer)
     if exc.http_status in (429, 503):
-        headers = {"Retry-After": RETRY_AFTER_S, **(headers or {})}
+        after = RETRY_AFTER_S if exc.retry_after_s is None else str(exc.retry_after_s)
+        headers = {"Retry-After": after, **(headers or {})}
     if exc.http_status == 401:
         headers = {"WWW-Authenticate": challenge(exc), **(headers or {})}
     return JSONResponse(body, status_code=exc.http_status, headers=headers, media_type=MEDIA_TYPE)

@@ -127,7 +127,12 @@ class Reports:
             pipe.expire(key, RATE_WINDOW_S * 2)
             count, _ = await pipe.execute()
         if int(count) > self._per_hour:
-            raise Rejected(Reason.RATE_LIMITED, f"at most {self._per_hour} reports an hour; try again later")
+            ends_s = (window + 1) * RATE_WINDOW_S - self._clock() // 1000  # the window's end
+            raise Rejected(
+                Reason.RATE_LIMITED,
+                f"at most {self._per_hour} reports an hour; try again later",
+                retry_after_s=max(1, ends_s),
+            )
 
     async def _locate(self, kind: TargetKind, target: str) -> list[tuple[str, str, Event | None, str]]:
         """The review items a report on `target` goes to: (item id, actor, event, position)."""

@@ -167,6 +167,8 @@ async def test_reports_are_rate_limited_per_user(
     with pytest.raises(Rejected) as refused:
         await limited.reports.file("alice", "actor", "troll9", HARASSMENT, "")
     assert refused.value.reason is Reason.RATE_LIMITED
+    # told when the hour's window ends (Retry-After), not "1" as for a busy server
+    assert refused.value.retry_after_s is not None and 1 <= refused.value.retry_after_s <= 3_600
     await limited.reports.file("carl", "actor", "troll9", HARASSMENT, "")  # per user
 
 

@@ -65,3 +65,11 @@ def test_the_asyncapi_document_names_every_reason_of_a_close_code() -> None:
     closes = document("test")["channels"]["inbox"]["x-close-codes"]
     for reason, codes in CODES.items():
         assert reason.value in closes[str(codes.ws_close)].split(", ")
+
+
+def test_a_refusal_that_knows_when_to_retry_says_so_in_retry_after() -> None:
+    from notifier.api.problems import problem
+
+    assert problem(Rejected(Reason.RATE_LIMITED, "at most 20 reports an hour")).headers["retry-after"] == "1"
+    timed = problem(Rejected(Reason.RATE_LIMITED, "at most 20 reports an hour", retry_after_s=1_200))
+    assert (timed.status_code, timed.headers["retry-after"]) == (429, "1200")

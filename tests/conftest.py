@@ -92,7 +92,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     raise RuntimeError(f"redis-server would not start; see {directory / 'redis.log'}")
 
 
-def _require(exe: str, tier: str) -> None:
+def require_executable(exe: str, tier: str) -> None:
+    """Skip without `exe` on PATH; under CI, fail: a missing service is a defect there."""
     if shutil.which(exe) is None:
         message = f"{exe} is not on PATH; {tier} needs it"
         if os.environ.get("CI"):
@@ -105,8 +106,8 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterL
     """A Redis Cluster of our own for the whole session: 3 masters, one replica each, on free
     ports, short node timeout. Tests flush it first (`cluster` fixture) and must leave it whole
     (a test that kills a node restarts it and waits for `cluster_state:ok`)."""
-    _require("redis-server", "the cluster tests")
-    _require("redis-cli", "the cluster tests")
+    require_executable("redis-server", "the cluster tests")
+    require_executable("redis-cli", "the cluster tests")
     with private_cluster(tmp_path_factory.mktemp("cluster")) as lab:
         yield lab
 

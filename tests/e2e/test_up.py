@@ -4,11 +4,12 @@ a role is still waiting for Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -20,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from websockets.asyncio.client import connect
 
-from tests.conftest import SERVICE_KEYS, base_env, free_port
+from tests.conftest import SERVICE_KEYS, base_env, free_port, require_executable
 
 from .harness import FRAME_TIMEOUT_S, like
 
@@ -50,6 +51,32 @@ async def _collect(process: Process, into: bytearray) -> None:
         into += chunk
 
 
+@contextlib.asynccontextmanager
+async def started(
+    role: str, env: dict[str, str], *, own_session: bool = False
+) -> AsyncIterator[tuple[Process, bytearray]]:
+    """`notifier ROLE` as a process, its stderr collected; killed if still running at the end.
+    `own_session`: its own process group, as a terminal's foreground job."""
+    log = bytearray()
+    command = [sys.executable, "-m", "notifier", role]
+    opened = anyio.open_process(
+        command, env=env, stdout=None, stderr=subprocess.PIPE, start_new_session=own_session
+    )
+    async with await opened as process, anyio.create_task_group() as tg:
+        tg.start_soon(_collect, process, log)
+        try:
+            yield process, log
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with anyio.CancelScope(shield=True):
+                    await process.wait()
+
+
+def _needs_redis_server() -> None:
+    require_executable("redis-server", "the private server")
+
+
 async def _wait_accepting(process: Process, port: int, log: bytearray) -> None:
     """uvicorn listens last, once every other service of `up` is ready; an external process gives
     no other readiness signal, so poll the port."""
@@ -73,51 +100,36 @@ async def _token(env: dict[str, str], user: str) -> str:
 
 @pytest.mark.parametrize("mode", ["embedded", "memory"])
 async def test_up_pushes_a_like_to_its_owner_and_stops_cleanly_on_sigterm(mode: str, tmp_path: Path) -> None:
-    if mode == "embedded" and shutil.which("redis-server") is None:
-        message = "redis-server is not on PATH"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    if mode == "embedded":
+        _needs_redis_server()
     port = free_port()
     env = up_env(mode, port, tmp_path)
     token = await _token(env, "owner")
-    log = bytearray()
-    command = [sys.executable, "-m", "notifier", "up"]
-    async with (
-        await anyio.open_process(command, env=env, stdout=None, stderr=subprocess.PIPE) as process,
-        anyio.create_task_group() as tg,
-    ):
-        tg.start_soon(_collect, process, log)
-        try:
-            await _wait_accepting(process, port, log)
-            async with connect(f"ws://127.0.0.1:{port}/v1/ws", proxy=None, compression=None) as ws:
-                await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
-                with anyio.fail_after(FRAME_TIMEOUT_S):
-                    assert orjson.loads(await ws.recv())["type"] == "ready"
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False) as http:
-                    response = await http.post(
-                        "/v1/events",
-                        content=orjson.dumps(like("up-1", "fan", "post-1", "owner")),
-                        headers={
-                            "Authorization": f"Bearer {SERVICE_KEYS['posts']}",
-                            "Content-Type": "application/json",
-                        },
-                    )
-                assert response.status_code == 202, response.text
-                with anyio.fail_after(FRAME_TIMEOUT_S):
-                    frame = orjson.loads(await ws.recv())
-                assert frame["type"] == "change"
-                assert frame["change"]["group"]["actors"] == ["fan"]
+    async with started("up", env) as (process, log):
+        await _wait_accepting(process, port, log)
+        async with connect(f"ws://127.0.0.1:{port}/v1/ws", proxy=None, compression=None) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+            with anyio.fail_after(FRAME_TIMEOUT_S):
+                assert orjson.loads(await ws.recv())["type"] == "ready"
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False) as http:
+                response = await http.post(
+                    "/v1/events",
+                    content=orjson.dumps(like("up-1", "fan", "post-1", "owner")),
+                    headers={
+                        "Authorization": f"Bearer {SERVICE_KEYS['posts']}",
+                        "Content-Type": "application/json",
+                    },
+                )
+            assert response.status_code == 202, response.text
+            with anyio.fail_after(FRAME_TIMEOUT_S):
+                frame = orjson.loads(await ws.recv())
+            assert frame["type"] == "change"
+            assert frame["change"]["group"]["actors"] == ["fan"]
 
-            process.send_signal(signal.SIGTERM)
-            with anyio.fail_after(GRACE_S + 5):
-                status = await process.wait()
-            assert status == 0, log.decode()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                with anyio.CancelScope(shield=True):
-                    await process.wait()
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(GRACE_S + 5):
+            status = await process.wait()
+        assert status == 0, log.decode()
     if mode == "embedded":
         assert (tmp_path / "redis").is_dir()  # the private server kept its data where it was told
 
@@ -125,36 +137,16 @@ async def test_up_pushes_a_like_to_its_owner_and_stops_cleanly_on_sigterm(mode: 
 @pytest.mark.parametrize("role", ["worker", "api"])
 async def test_a_role_still_waiting_for_redis_stops_cleanly_on_sigterm(role: str, tmp_path: Path) -> None:
     env = up_env(f"redis://127.0.0.1:{free_port()}", free_port(), tmp_path)  # nothing listens there
-    log = bytearray()
-    command = [sys.executable, "-m", "notifier", role]
-    async with (
-        await anyio.open_process(command, env=env, stdout=None, stderr=subprocess.PIPE) as process,
-        anyio.create_task_group() as tg,
-    ):
-        tg.start_soon(_collect, process, log)
-        try:
-            with anyio.fail_after(START_TIMEOUT_S):
-                while b"redis unavailable in startup checks" not in log:
-                    assert process.returncode is None, log.decode()
-                    await anyio.sleep(0.02)
-            process.send_signal(signal.SIGTERM)
-            with anyio.fail_after(GRACE_S):
-                status = await process.wait()
-            assert status == 0, log.decode()
-            assert b"stopping during start-up signal=SIGTERM" in log
-        finally:
-            if process.returncode is None:
-                process.kill()
-                with anyio.CancelScope(shield=True):
-                    await process.wait()
-
-
-def _needs_redis_server() -> None:
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not on PATH"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    async with started(role, env) as (process, log):
+        with anyio.fail_after(START_TIMEOUT_S):
+            while b"redis unavailable in startup checks" not in log:
+                assert process.returncode is None, log.decode()
+                await anyio.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(GRACE_S):
+            status = await process.wait()
+        assert status == 0, log.decode()
+        assert b"stopping during start-up signal=SIGTERM" in log
 
 
 async def test_ctrl_c_stops_up_first_then_its_private_redis_server(tmp_path: Path) -> None:
@@ -163,27 +155,12 @@ async def test_ctrl_c_stops_up_first_then_its_private_redis_server(tmp_path: Pat
     the server itself."""
     _needs_redis_server()
     port = free_port()
-    env = up_env("embedded", port, tmp_path)
-    log = bytearray()
-    command = [sys.executable, "-m", "notifier", "up"]
-    async with (
-        await anyio.open_process(
-            command, env=env, stdout=None, stderr=subprocess.PIPE, start_new_session=True
-        ) as process,
-        anyio.create_task_group() as tg,
-    ):
-        tg.start_soon(_collect, process, log)
-        try:
-            await _wait_accepting(process, port, log)
-            os.killpg(process.pid, signal.SIGINT)  # as the terminal does
-            with anyio.fail_after(GRACE_S + 5):
-                status = await process.wait()
-            assert status == 0, log.decode()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                with anyio.CancelScope(shield=True):
-                    await process.wait()
+    async with started("up", up_env("embedded", port, tmp_path), own_session=True) as (process, log):
+        await _wait_accepting(process, port, log)
+        os.killpg(process.pid, signal.SIGINT)  # as the terminal does
+        with anyio.fail_after(GRACE_S + 5):
+            status = await process.wait()
+        assert status == 0, log.decode()
     assert b"stopping signal=SIGINT" in log
     assert b"redis unavailable" not in log, log.decode()
     server_log = (tmp_path / "redis" / "redis.log").read_text()
@@ -194,14 +171,7 @@ async def test_ctrl_c_stops_up_first_then_its_private_redis_server(tmp_path: Pat
 async def test_a_killed_up_takes_its_private_redis_server_with_it(tmp_path: Path) -> None:
     _needs_redis_server()
     port = free_port()
-    env = up_env("embedded", port, tmp_path)
-    log = bytearray()
-    command = [sys.executable, "-m", "notifier", "up"]
-    async with (
-        await anyio.open_process(command, env=env, stdout=None, stderr=subprocess.PIPE) as process,
-        anyio.create_task_group() as tg,
-    ):
-        tg.start_soon(_collect, process, log)
+    async with started("up", up_env("embedded", port, tmp_path)) as (process, log):
         await _wait_accepting(process, port, log)
         url = (tmp_path / "redis" / "address").read_text().split()[0]
         process.kill()

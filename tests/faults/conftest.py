@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
+
+from tests.conftest import require_executable
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -16,8 +15,4 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _redis_server_installed() -> None:
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not on PATH; the fault-injection tests need it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_executable("redis-server", "the fault-injection tests")

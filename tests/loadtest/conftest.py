@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
+
+from tests.conftest import require_executable
 
 
 @pytest.fixture
 def needs_redis_server() -> None:
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not on PATH; the load generator's stack needs it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_executable("redis-server", "the load generator's stack")

@@ -38,6 +38,20 @@ fresh token of the same user. Close codes: reconnect with backoff (keeping the c
 again); after 4419 mint a new token first."""
 
 
+def _discriminators_named(schema: Any) -> Any:
+    """msgspec writes a tagged union's discriminator as OpenAPI does (`{"propertyName": ...,
+    "mapping": ...}`); an AsyncAPI Schema Object names the property alone."""
+    if isinstance(schema, list):
+        return [_discriminators_named(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _discriminators_named(v) for k, v in schema.items()}
+    found = out.get("discriminator")
+    if isinstance(found, dict) and "propertyName" in found:
+        out["discriminator"] = found["propertyName"]
+    return out
+
+
 def document(version: str) -> dict[str, Any]:
     client = {"auth": protocol.Auth, "ping": protocol.Ping}
     server = {
@@ -50,6 +64,7 @@ def document(version: str) -> dict[str, Any]:
     }
     kinds = {**client, **server}
     refs, schemas = msgspec.json.schema_components(list(kinds.values()), ref_template=_REF)
+    schemas = _discriminators_named(schemas)
     messages = {
         name: {
             "name": name,

@@ -72,6 +72,14 @@ class Group(msgspec.Struct):
     first_at: int
     last_at: int
     read: bool
+    post: (
+        Annotated[str, msgspec.Meta(description="the post liked, commented on or mentioned in")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    comment: Annotated[str, msgspec.Meta(description="a comment's id")] | msgspec.UnsetType = msgspec.UNSET
+    text: Annotated[str, msgspec.Meta(description="a comment's or mention's text")] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
 
 
 class InboxPage(msgspec.Struct):

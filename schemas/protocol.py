@@ -3,11 +3,12 @@ JSON text built here (change frames by concatenation: the payload is already JSO
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, TypeAlias
+from typing import Annotated, Final, TypeAlias
 
 import msgspec
 
 from .errors import Reason
+from .http import Group, Post
 from .nesting import shallow
 
 
@@ -41,25 +42,76 @@ class ReadyFrame(msgspec.Struct, frozen=True, tag_field="type", tag="ready"):
     replayed: int
 
 
+# What each change says: built by the scripts that log it (lua/common.lua change_json) and by
+# feed_added / feed_removed below; typed here for the AsyncAPI document and its checks.
+Unread = Annotated[int, msgspec.Meta(description="the unread count after the change")]
+Unseen = Annotated[int, msgspec.Meta(description="the badge after it: groups active after the seen mark")]
+
+
+class Upsert(msgspec.Struct, frozen=True, tag_field="op", tag="upsert"):
+    """A group created or changed (as in REST)."""
+
+    group: Group
+    unread: Unread
+    unseen: Unseen
+    # live only: the groups the inbox cap dropped to make room for it (a replay sends removes)
+    dropped: (
+        Annotated[list[str], msgspec.Meta(description="ids the inbox cap removed for it")] | msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+class Remove(msgspec.Struct, frozen=True, tag_field="op", tag="remove"):
+    """A group emptied by undos, retracted, or dropped by the inbox cap."""
+
+    id: str
+    unread: Unread
+    unseen: Unseen
+
+
+class Read(msgspec.Struct, frozen=True, tag_field="op", tag="read"):
+    """Groups marked read: `groups` (their ids) or `all`."""
+
+    unread: Unread
+    unseen: Unseen
+    groups: list[str] | msgspec.UnsetType = msgspec.UNSET
+    all: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class Seen(msgspec.Struct, frozen=True, tag_field="op", tag="seen"):
+    """The inbox marked seen up to `seen_at` (ms), on this or another device."""
+
+    seen_at: int
+    unread: Unread
+    unseen: Unseen
+
+
+InboxChange: TypeAlias = Upsert | Remove | Read | Seen
+
+
 class ChangeFrame(msgspec.Struct, frozen=True, tag_field="type", tag="change"):
     """One change to the inbox, in log order: remember `cursor`."""
 
     cursor: Annotated[str, msgspec.Meta(description="opaque: the resume point")]
-    change: Annotated[
-        dict[str, Any],
-        msgspec.Meta(
-            description="op upsert (group; dropped: ids the inbox cap removed to make room for it, if "
-            "any), remove (id), read (groups | all) or seen (seen_at: the seen mark, ms); with unread, "
-            "and unseen (the badge: groups active after the seen mark)"
-        ),
-    ]
+    change: InboxChange
 
 
 Cursor = Annotated[str, msgspec.Meta(description="opaque: the resume point")]
-FeedChange = Annotated[
-    dict[str, Any],
-    msgspec.Meta(description="op add (post: id, author, kind, text, visibility, at) or remove (author, id)"),
-]
+
+
+class FeedAdd(msgspec.Struct, frozen=True, tag_field="op", tag="add"):
+    """A post pushed into the home feed (an add of a post already shown replaces it)."""
+
+    post: Post
+
+
+class FeedRemove(msgspec.Struct, frozen=True, tag_field="op", tag="remove"):
+    """A post left the home feed: deleted, or its author unfollowed."""
+
+    author: str
+    id: str
+
+
+FeedChange: TypeAlias = FeedAdd | FeedRemove
 
 
 class FeedFrame(msgspec.Struct, frozen=True, tag_field="type", tag="feed"):

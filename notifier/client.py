@@ -25,7 +25,9 @@ FATAL_CLOSES: Final = frozenset({4400, 4401, 4403})  # a bad frame, a bad token,
 MIN_REFRESH_S: Final = 0.5  # never faster: the gateway limits client frames (4429)
 
 TokenSource = Callable[[], Awaitable[str]]  # a fresh token for the same user, each call
-Loader = Callable[[], Awaitable[Mapping[str, Any]]]  # the inbox page: groups, unread, cursor
+# the inbox over REST: groups, unread, cursor; for the whole inbox, every page (follow `next`,
+# concatenate `groups`) with the first page's cursor and counts
+Loader = Callable[[], Awaitable[Mapping[str, Any]]]
 Json = dict[str, Any]
 
 
@@ -45,11 +47,13 @@ class Inbox:
     groups: dict[str, Json] = field(default_factory=dict)
     unread: int = 0
     unseen: int = 0  # the badge: groups active after the seen mark
+    seen_at: int = 0  # the seen mark (ms; 0: never marked): groups active after it are new
 
     def load(self, page: Mapping[str, Any]) -> None:
         self.groups = {g["id"]: g for g in page["groups"]}
         self.unread = int(page["unread"])
         self.unseen = int(page.get("unseen", 0))
+        self.seen_at = int(page.get("seen_at", 0))
 
     def apply(self, change: Mapping[str, Any]) -> None:
         op = change["op"]
@@ -64,6 +68,8 @@ class Inbox:
             for gid in ids:
                 if gid in self.groups:
                     self.groups[gid] = {**self.groups[gid], "read": True}
+        elif op == "seen":
+            self.seen_at = int(change["seen_at"])
         if "unread" in change:
             self.unread = int(change["unread"])
         if "unseen" in change:

@@ -30,10 +30,16 @@ export interface CursorStorage {
 
 export const FATAL_CLOSES: Set<number>;
 export function memoryStorage(initial?: string | null): CursorStorage;
-export function localStorageCursor(key: string, storage?: Storage): CursorStorage;
+/** what localStorageCursor needs of a Storage (a browser's localStorage by default) */
+export interface KeyValueStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+}
+export function localStorageCursor(key: string, storage?: KeyValueStorage): CursorStorage;
 export function expiresAt(token: string): number | null;
 
 export class ClientStopped extends Error {
+  constructor(code: number, reason: string);
   code: number;
   reason: string;
 }
@@ -42,6 +48,8 @@ export class Inbox {
   groups: Map<string, Group>;
   unread: number;
   unseen: number;
+  /** the seen mark (ms; 0: never marked): groups active after it are new */
+  seenAt: number;
   load(page: InboxPage): void;
   apply(change: Record<string, unknown>): void;
 }
@@ -50,7 +58,8 @@ export interface InboxClientOptions {
   url: string;
   /** a fresh token of the same user, each call */
   token: () => Promise<string>;
-  /** the inbox over REST: GET /v1/me/notifications */
+  /** the inbox over REST: GET /v1/me/notifications; for the whole inbox, every page (follow
+   * `next`, concatenate `groups`) with the first page's `cursor` and counts */
   load: () => Promise<InboxPage>;
   storage?: CursorStorage;
   onChange?: (inbox: Inbox) => void;
@@ -61,7 +70,8 @@ export interface InboxClientOptions {
   backoffBaseMs?: number;
   backoffCapMs?: number;
   refreshMarginS?: number;
-  WebSocket?: typeof WebSocket;
+  /** the WebSocket class (the platform's by default; Node 20 needs --experimental-websocket) */
+  WebSocket?: new (url: string) => unknown;
 }
 
 export class InboxClient {

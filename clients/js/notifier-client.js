@@ -38,12 +38,14 @@ export class Inbox {
     this.groups = new Map();
     this.unread = 0;
     this.unseen = 0;
+    this.seenAt = 0; // the seen mark (ms; 0: never marked): groups active after it are new
   }
 
   load(page) {
     this.groups = new Map(page.groups.map((g) => [g.id, g]));
     this.unread = page.unread;
     this.unseen = page.unseen ?? 0;
+    this.seenAt = page.seen_at ?? 0;
   }
 
   apply(change) {
@@ -58,6 +60,7 @@ export class Inbox {
         if (group) this.groups.set(id, { ...group, read: true });
       }
     }
+    else if (change.op === "seen") this.seenAt = change.seen_at;
     if (typeof change.unread === "number") this.unread = change.unread;
     if (typeof change.unseen === "number") this.unseen = change.unseen;
   }

@@ -45,4 +45,4 @@ async def test_the_js_client_against_the_gateway(redis: Redis, settings_factory:
             done = await anyio.run_process(command, cwd=CLIENT, env=environ, check=False)
     output = done.stdout.decode() + done.stderr.decode()
     assert done.returncode == 0, output[-6000:]
-    assert "# fail 0" in output and "# pass 8" in output, output[-3000:]
+    assert "# fail 0" in output and "# pass 9" in output, output[-3000:]

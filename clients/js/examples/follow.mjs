@@ -22,12 +22,22 @@ const client = new InboxClient({
   url: `${wsBase}/v1/ws`,
   token: async () => mint(),
   load: async () => {
+    // the whole inbox: every page, resumed from the first one's cursor
     loads += 1;
-    const response = await fetch(`${base}/v1/me/notifications?limit=100`, {
-      headers: { Authorization: `Bearer ${mint()}` },
-    });
-    if (!response.ok) throw new Error(`load answered ${response.status}`);
-    return response.json();
+    const get = async (before) => {
+      const query = before ? `&before=${encodeURIComponent(before)}` : "";
+      const response = await fetch(`${base}/v1/me/notifications?limit=100${query}`, {
+        headers: { Authorization: `Bearer ${mint()}` },
+      });
+      if (!response.ok) throw new Error(`load answered ${response.status}`);
+      return response.json();
+    };
+    const first = await get(null);
+    for (let page = first; page.next; ) {
+      page = await get(page.next);
+      first.groups.push(...page.groups);
+    }
+    return first;
   },
   backoffCapMs: 1000,
   onChange: (inbox) => {

@@ -15,3 +15,12 @@ test("an upsert that pushed groups past the inbox cap removes what it dropped", 
   inbox.apply({ op: "upsert", unread: 3, group: group("like:p4:0") });
   assert.equal(inbox.groups.size, 3);
 });
+
+test("the seen mark comes with the page and with a seen change from any device", () => {
+  const inbox = new Inbox();
+  assert.equal(inbox.seenAt, 0);
+  inbox.load({ groups: [group("like:p1:0")], unread: 1, unseen: 1, seen_at: 500, cursor: "e.1-9", next: null });
+  assert.equal(inbox.seenAt, 500);
+  inbox.apply({ op: "seen", seen_at: 900, unread: 1, unseen: 0 });
+  assert.deepEqual([inbox.seenAt, inbox.unseen], [900, 0]);
+});

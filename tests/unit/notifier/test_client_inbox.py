@@ -16,3 +16,12 @@ def test_an_upsert_that_pushed_groups_past_the_cap_removes_what_it_dropped() -> 
     assert sorted(inbox.groups) == ["like:p2:0", "like:p3:0"] and inbox.unread == 2
     inbox.apply({"op": "upsert", "unread": 3, "group": group("like:p4:0")})
     assert len(inbox.groups) == 3
+
+
+def test_the_seen_mark_comes_with_the_page_and_with_a_seen_change_from_any_device() -> None:
+    inbox = Inbox()
+    assert inbox.seen_at == 0
+    inbox.load({"groups": [group("like:p1:0")], "unread": 1, "unseen": 1, "seen_at": 500})
+    assert inbox.seen_at == 500
+    inbox.apply({"op": "seen", "seen_at": 900, "unread": 1, "unseen": 0})
+    assert (inbox.seen_at, inbox.unseen) == (900, 0)

@@ -23,6 +23,7 @@ from notifier.api.append import EventLog
 from notifier.fanout.deadletter import DeadLetters
 from notifier.moderation.components import Components
 from notifier.moderation.routes import moderator
+from notifier.runtime import query
 from notifier.runtime.eventlog import LoggedEvent, decode_entry
 from notifier.runtime.settings import Settings
 from schemas import keys, layouts
@@ -210,7 +211,7 @@ def explain_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def explain(request: Request) -> Response:
         moderator(request, settings.auth)  # operators and moderators only
         event_id = request.path_params["event_id"]
-        found = await explainer.explain(event_id, request.query_params.get("user"))
+        found = await explainer.explain(event_id, query.param(request, "user"))
         if found is None:
             raise Rejected(Reason.NOT_FOUND, f"no accepted event {event_id!r} in the log's dedupe window")
         return Response(found.to_json(), media_type="application/json")

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from feeds.graph import FollowGraph, Side
 from feeds.ranked import parse_cursor
 from feeds.timeline import Timelines, followers_only
+from notifier.runtime import query
 from notifier.runtime.settings import AuthSettings
 from notifier.runtime.tokens import user_of
 from schemas.errors import Reason, Rejected
@@ -27,7 +28,7 @@ def subject(request: Request) -> str:
 
 
 def before_cursor(request: Request) -> tuple[int, str] | None:
-    raw = request.query_params.get("before")
+    raw = query.param(request, "before")
     if not raw:
         return None
     before = parse_cursor(raw)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from feeds.inbox import Inbox
+from notifier.runtime import query
 from notifier.runtime.settings import AuthSettings
 from notifier.runtime.tokens import user_of
 from schemas import decoding
@@ -21,7 +22,6 @@ from .ingest import read_body, require_json
 
 MAX_PAGE = 100
 MAX_READ_IDS = 500
-_LIMIT: Final = re.compile(r"[0-9]{1,3}")
 # a page's `next`: the last group's time (ms, negative before 1970) and id (feeds.inbox)
 _PAGE_CURSOR: Final = re.compile(r"-?[0-9]{1,16}:[A-Za-z0-9_.:@~-]{1,290}")
 
@@ -37,12 +37,8 @@ class MarkRead(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def page_limit(request: Request) -> int:
-    """The `limit` query parameter of a paged read: 1..MAX_PAGE, 20 when absent (or empty, as
-    every query parameter of the API)."""
-    limit_text = request.query_params.get("limit") or "20"
-    if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_PAGE:
-        raise Rejected(Reason.INVALID, f"limit must be an integer 1..{MAX_PAGE}", "/limit")
-    return int(limit_text)
+    """The `limit` query parameter of a paged read: 1..MAX_PAGE, 20 when absent."""
+    return query.integer(request, "limit", 20, 1, MAX_PAGE)
 
 
 def _json(body: object) -> Response:
@@ -52,7 +48,7 @@ def _json(body: object) -> Response:
 async def list_notifications(request: Request, inbox: Inbox, auth: AuthSettings) -> Response:
     user = user_of(request, auth)
     limit = page_limit(request)
-    before = request.query_params.get("before") or None
+    before = query.param(request, "before")
     if before is not None and not _PAGE_CURSOR.fullmatch(before):
         raise Rejected(Reason.INVALID, "before must be a cursor from a previous page", "/before")
     page = await inbox.page(user, before, limit)

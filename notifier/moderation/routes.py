@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from notifier.runtime import jobqueue, tokens
+from notifier.runtime import jobqueue, query, tokens
 from notifier.runtime.routing import by_method
 from notifier.runtime.settings import AuthSettings, Settings
 from schemas import decoding
@@ -135,23 +135,6 @@ def _json(body: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(body), status_code=status, media_type="application/json")
 
 
-def _one(request: Request, name: str) -> str | None:
-    """A query parameter given at most once (None: absent or empty)."""
-    values = request.query_params.getlist(name)
-    if len(values) > 1:
-        raise Rejected(Reason.INVALID, f"{name} is given {len(values)} times; give it once", f"/{name}")
-    return values[0] if values and values[0] else None
-
-
-def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    text = _one(request, name)
-    if text is None:
-        return default
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
-        raise Rejected(Reason.INVALID, f"{name} must be an integer {low}..{high}", f"/{name}")
-    return int(text)
-
-
 def _item_id(request: Request) -> str:
     item_id = str(request.path_params["item_id"])
     bare = item_id.removeprefix("actor~")  # the item of a reported actor
@@ -181,23 +164,23 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
 
     async def list_items(request: Request) -> Response:
         moderator(request, auth)
-        state = _one(request, "state")
+        state = query.param(request, "state")
         if state is not None and state not in STATES:
             raise Rejected(Reason.INVALID, f"state must be one of {sorted(STATES)}", "/state")
-        actor = _one(request, "actor")
+        actor = query.param(request, "actor")
         if actor is not None and not is_id(actor):
             raise Rejected(Reason.INVALID, "actor is not a valid id", "/actor")
-        order = _one(request, "order") or "arrival"
+        order = query.param(request, "order") or "arrival"
         if order not in {"arrival", "urgency"}:
             raise Rejected(Reason.INVALID, "order must be arrival or urgency", "/order")
         if order == "urgency" and state not in {None, "open", "pending", "claimed"}:
             raise Rejected(
                 Reason.INVALID, "order=urgency ranks open items: state pending, claimed or open", "/order"
             )
-        text = _one(request, "q")
+        text = query.param(request, "q")
         if text is not None and len(text) > 200:
             raise Rejected(Reason.INVALID, "q is at most 200 characters", "/q")
-        reason = _one(request, "reason")
+        reason = query.param(request, "reason")
         if reason is not None and not _RULE_NAME.fullmatch(reason):
             raise Rejected(
                 Reason.INVALID, "reason must be a rule's name (a-z, 0-9, _ and -, at most 64)", "/reason"
@@ -208,8 +191,8 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
             actor=actor,
             text=text,
             order=cast("Order", order),
-            after=_int(request, "after", 0, 0, 2**62),
-            limit=_int(request, "limit", 50, 1, MAX_PAGE),
+            after=query.integer(request, "after", 0, 0, 2**62),
+            limit=query.integer(request, "limit", 50, 1, MAX_PAGE),
         )
         return _json({"items": page.items, "next": page.next})
 
@@ -294,7 +277,7 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
     async def actor(request: Request) -> Response:
         moderator(request, auth)
         name = _actor(request)
-        dropped = await bans.dropped(name, _int(request, "limit", 50, 1, MAX_PAGE))
+        dropped = await bans.dropped(name, query.integer(request, "limit", 50, 1, MAX_PAGE))
         return _json(
             {
                 "actor": name,
@@ -328,13 +311,13 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
 
     async def audit_trail(request: Request) -> Response:
         moderator(request, auth)
-        after = request.query_params.get("after") or None
+        after = query.param(request, "after")
         if after is not None and not _AUDIT_ID.fullmatch(after):
             raise Rejected(Reason.INVALID, "after must be a previous page's next", "/after")
-        order = request.query_params.get("order") or "oldest"
+        order = query.param(request, "order") or "oldest"
         if order not in {"oldest", "newest"}:
             raise Rejected(Reason.INVALID, "order must be oldest or newest", "/order")
-        limit = _int(request, "limit", 50, 1, MAX_PAGE)
+        limit = query.integer(request, "limit", 50, 1, MAX_PAGE)
         links, next_after = await parts.ledger.page(after, limit, newest_first=order == "newest")
         records = [
             {"id": link.entry, "record": _stored_json(link.body), "prev": link.prev, "hash": link.hash}
@@ -368,7 +351,7 @@ def moderation_routes(settings: Settings, redis: Redis) -> list[BaseRoute]:
 
     async def my_reports(request: Request) -> Response:
         user = tokens.user_of(request, auth)
-        return _json({"reports": await reports.mine(user, _int(request, "limit", 50, 1, MAX_PAGE))})
+        return _json({"reports": await reports.mine(user, query.integer(request, "limit", 50, 1, MAX_PAGE))})
 
     return [
         Route("/v1/moderation/items", list_items, methods=["GET"]),

@@ -104,6 +104,8 @@ async def test_a_followers_only_post_is_shown_to_its_author_and_followers_only(
         ("/v1/users/a%20b/followers", "/user"),
         ("/v1/users/star/following?limit=0", "/limit"),
         ("/v1/users/star/followers?limit=x", "/limit"),
+        ("/v1/users/star/followers?limit=5&limit=6", "/limit"),
+        ("/v1/users/star/followers?before=1:a&before=2:b", "/before"),
         ("/v1/users/star/followers?before=yesterday", "/before"),
         ("/v1/users/a%7Bb%7D/follows", "/user"),
         ("/v1/users/star/posts?before=1", "/before"),

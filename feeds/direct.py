@@ -148,7 +148,6 @@ class _Apply:
         self.log_len = known.log_len
         self.groups = dict(known.groups)
         self.log: list[bytes] = []
-        self.trimmed = False
         self.fields: list[bytes | str] = []  # registers, in order
 
     # -- the inbox list: what lua/common.lua's list functions write -----------------------
@@ -230,7 +229,9 @@ class _Apply:
         self.log.append(layouts.encode_log_entry(self.check, op, self.unread, ref))
         self.log_len += 1
         if self.log_len > layouts.trim_past(self.limits.max_changes):
-            self.log_len, self.trimmed = self.limits.max_changes, True
+            # the script trims: it keeps the latest burst whole (layouts.BURST_FIELD), which
+            # these reads do not see; a trim comes once every max_changes // LOG_SLACK changes
+            raise _Script("trim")
 
     def enforce_cap(self, size: int | None) -> None:
         if size is not None and size > self.limits.max_groups:
@@ -302,8 +303,6 @@ class _Apply:
         writes = self.u.writes
         if self.log:
             writes.append(("RPUSH", self.k_log, *self.log))
-            if self.trimmed:
-                writes.append(("LTRIM", self.k_log, f"{-self.log_len}", "-1"))
         fields = self.fields
         state, horizon = self.known.state, self.known.horizon
         if self.dirty:

@@ -209,3 +209,30 @@ async def test_two_batches_of_the_worker_for_one_user_take_turns_instead_of_conf
             assert await views(inbox, user) == await views(scripted, user)
     finally:
         await control.aclose()
+
+
+async def test_a_trim_of_the_change_log_goes_to_the_script_which_keeps_a_burst_whole(
+    redis: Redis, redis_url: str
+) -> None:
+    """A session told of a burst (layouts.BURST_FIELD) re-reads it from the log: the direct apply
+    does not read that field, so the change that would trim the log is the script's."""
+    control = Redis.from_url(redis_url.replace("/0", "/3"))
+    try:
+        await control.flushdb()
+        limits = FeedLimits(max_changes=16)  # trimmed past 17 changes
+        inbox, scripted = Inbox(redis, limits, direct=True), Inbox(control, limits, direct=False)
+        for views_of in (inbox, scripted):
+            for n in range(4):
+                assert await views_of.apply(plan(like(f"a{n}", f"p{n}", "u1", 10 + n), limits)) == [None]
+            # changes 2..4 were a burst (lua/feed_push.lua writes this after a quiet burst)
+            await views_of.redis.hset(keys.toggles("u1"), layouts.BURST_FIELD, "2 4")
+            for n in range(4, 18):
+                assert await views_of.apply(plan(like(f"a{n}", f"p{n}", "u1", 10 + n), limits)) == [None]
+        stats = inbox.take_direct_stats()
+        assert stats == {"direct": 17, "trim": 1}, stats
+        # 18 changes: the burst's first (2) is kept, not the last 16 only
+        assert await redis.llen(keys.changelog("u1")) == await control.llen(keys.changelog("u1")) == 17
+        pages = [await views_of.page("u1", None, 50) for views_of in (inbox, scripted)]
+        assert pages[0].groups == pages[1].groups and len(pages[0].groups) == 18
+    finally:
+        await control.aclose()

@@ -23,6 +23,7 @@ from hdrh.histogram import HdrHistogram
 
 from notifier.runtime import tokens
 from notifier.runtime.settings import AuthSettings
+from schemas.cursor import NO_EPOCH
 
 from .graph import user_id
 from .ledger import Receipts
@@ -60,6 +61,9 @@ class Box:
     received: int = 0
     connect_us: HdrHistogram = field(default_factory=new_histogram)  # open→ready, every (re)connect
     counts: Counter[str] = field(default_factory=Counter)
+    # users whose stream of changes was not seen whole (a number skipped, a refetch): a change
+    # pushed to them may have gone unseen, so a pair of theirs not received proves nothing
+    unseen: set[int] = field(default_factory=set)
     connected: int = 0
     stopping: bool = False
 
@@ -75,6 +79,7 @@ class Session:
         self.box = box
         self.proto = proto
         self.cursor: str | None = None
+        self.last: tuple[str, int] | None = None  # the epoch and number of the last change seen
         self.sock: Socket | None = None  # once ready: what a kick closes
         self.opened = 0.0  # perf_counter() when the current connection attempt began
         self.kicked = False
@@ -114,7 +119,7 @@ class Session:
         if change is not None:
             cursor, event = change
             if cursor is not None:
-                self.cursor = cursor
+                self._advance(cursor)
             if event is not None:
                 self._receipt(event)
             return
@@ -129,12 +134,31 @@ class Session:
         self._note(frame)
 
     def _note(self, frame: Frame) -> None:
-        if frame.cursor is not None:
-            self.cursor = frame.cursor
+        if frame.note == "refetch":
+            self.box.unseen.add(self.user)
+        if frame.ready and self.last is None and frame.cursor is not None:
+            self._advance(frame.cursor)  # where the first session's live changes start
+        elif frame.ready or frame.note == "refetch":
+            self.cursor = frame.cursor or self.cursor
+        elif frame.cursor is not None:
+            self._advance(frame.cursor, frame.folded)
         if frame.event is not None:
             self._receipt(frame.event)
         if frame.note:
             self.box.counts[frame.note] += 1
+
+    def _advance(self, cursor: str, folded: int = 0) -> None:
+        """A change's cursor (schemas/cursor.py `EPOCH.N-CHECK`): each change of a stream seen
+        whole is the one after the last (or after the `folded` changes it stands for too),
+        resumes included (the gateway replays from the cursor). A log that did not exist yet
+        (epoch `-`) is followed by any epoch's first change."""
+        self.cursor = cursor
+        epoch, _, rest = cursor.partition(".")
+        number = int(rest.partition("-")[0])
+        last = self.last
+        if last is not None and last != (epoch, number - 1 - folded) and last != (NO_EPOCH, 0):
+            self.box.unseen.add(self.user)
+        self.last = (epoch, number)
 
     def _receipt(self, event: str) -> None:
         run, _, seq = event.rpartition(".")
@@ -234,7 +258,12 @@ def _kick_all(tg: TaskGroup, sessions: list[Session]) -> None:
 
 
 def _summary(box: Box) -> dict[str, Any]:
-    return {"received": box.received, "connected": box.connected, "counts": dict(box.counts)}
+    return {
+        "received": box.received,
+        "connected": box.connected,
+        "counts": dict(box.counts),
+        "unseen": sorted(box.unseen),
+    }
 
 
 def _take(box: Box) -> tuple[bytes, bytes, bytes]:

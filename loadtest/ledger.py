@@ -74,6 +74,7 @@ class Verdict:
     unexpected: int  # pairs received that were never accepted for that user
     recovered: int  # pairs of events with an indeterminate POST result that arrived anyway
     lost_examples: list[tuple[int, int]]  # (user, seq), a few
+    lost_pairs: list[tuple[int, int]]  # (user, seq), all
     duplicated_examples: list[tuple[int, int]]
     # first receipt of each expected pair: receive time and its event's send/schedule/ack times
     received_ns: array[int] = field(default_factory=lambda: array("q"))
@@ -98,7 +99,7 @@ def check(ledger: Ledger, receipts: Receipts, *, examples: int = 10) -> Verdict:
         seen[key] += 1
         if key not in first or at < first[key]:
             first[key] = at
-    verdict = Verdict(0, 0, 0, 0, 0, 0, [], [])
+    verdict = Verdict(0, 0, 0, 0, 0, 0, [], [], [])
     expected: set[int] = set()
     for entry in ledger.entries:
         if entry.status not in DELIVERED_STATUSES:
@@ -110,6 +111,7 @@ def check(ledger: Ledger, receipts: Receipts, *, examples: int = 10) -> Verdict:
             copies = seen.get(key, 0)
             if copies == 0:
                 verdict.lost += 1
+                verdict.lost_pairs.append((user, entry.seq))
                 if len(verdict.lost_examples) < examples:
                     verdict.lost_examples.append((user, entry.seq))
                 continue

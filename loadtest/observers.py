@@ -52,6 +52,7 @@ class Observers:
     receipts: Receipts = field(default_factory=Receipts)
     connect_us: HdrHistogram = field(default_factory=new_histogram)
     counts: Counter[str] = field(default_factory=Counter)
+    unseen: set[int] = field(default_factory=set)  # users whose changes were not seen whole (clients.Box)
     failures: list[str] = field(default_factory=list)
     finished: anyio.Event = field(default_factory=anyio.Event)  # every child is done
 
@@ -126,6 +127,7 @@ class Observers:
             self._receive(*message[3])
             self.connect_us.add(decoded(message[4]))
             self.counts.update(message[2]["counts"])
+            self.unseen.update(message[2]["unseen"])
             child.done = True
 
     def _receive(self, users: bytes, seqs: bytes, times: bytes) -> None:

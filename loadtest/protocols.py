@@ -27,6 +27,7 @@ class Frame:
     event: str | None = None  # the "RUN.SEQ" id of the event a change frame is about
     reply: str | None = None  # to send back at once
     note: str | None = None  # something to count: refetch, close reasons, other ops
+    folded: int = 0  # the changes a change frame stands for besides its own: its `dropped` groups
 
 
 NOTHING: Final = Frame()
@@ -89,7 +90,7 @@ class NotifierProtocol(Protocol):
     def change(self, data: bytes) -> Change | None:
         """An upsert of a group whose count is 1 (each of our events is a group of its own)."""
         match = _NOTIFIER_CHANGE.match(data)
-        if match is None:
+        if match is None or b'"dropped":[' in data:  # removes folded in: `parse` counts them
             return None
         cursor, group_id = match.groups()
         return cursor.decode(), event_of_group(group_id.decode())
@@ -105,7 +106,9 @@ class NotifierProtocol(Protocol):
             event = event_of_group(str(group.get("id", "")))
             # each of our events is a group of its own: a count above 1 means aggregation merged two
             note = None if group.get("count", 1) == 1 else "group_count_above_1"
-            return Frame(cursor=frame["cursor"], event=event, note=note)
+            return Frame(
+                cursor=frame["cursor"], event=event, note=note, folded=len(change.get("dropped", ()))
+            )
         if kind == "ready":
             return Frame(ready=True, cursor=frame["cursor"])
         if kind == "refetch":

@@ -22,6 +22,7 @@ from notifier.runtime.settings import RedisSettings, Settings
 from .cluster import ClusterLab
 from .graph import SocialGraph, user_id
 from .ledger import Ledger, check
+from .lost import BY_DESIGN, explain_lost
 from .metrics import (
     CommandStats,
     Footprint,
@@ -57,7 +58,7 @@ class Run:
     target: Target
     progress: Progress
     source: SourceFactory
-    max_groups: int  # the inbox cap the target runs with
+    settings: Settings  # as the target's roles read them (what explain needs: loadtest/lost.py)
     run_id: str = field(default_factory=lambda: "lt" + secrets.token_hex(4))
     timeline: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -106,8 +107,11 @@ def run_scenario(
     with target_for(scenario, kind, given, extra_env or {}, cluster) as target:
         # a local stack's roles see extra_env's NOTIFIER_ variables only (stack.py); for a given
         # target, this process's environment is the best guess at the deployment's settings
-        max_groups = Settings.from_env(os.environ if given else extra_env or {}).feeds.max_groups
-        run = Run(scenario, target, Progress(enabled=progress), source, max_groups)
+        env = {
+            **(os.environ if given else extra_env or {}),
+            "NOTIFIER_INGEST_PARTITIONS": str(scenario.partitions),
+        }
+        run = Run(scenario, target, Progress(enabled=progress), source, Settings.from_env(env))
         result: dict[str, Any] = anyio.run(_run, run, backend="asyncio", backend_options={"use_uvloop": True})
     result["stack_env"] = {} if given is not None else dict(extra_env or {})
     return result
@@ -160,8 +164,13 @@ async def _measure(run: Run, redis: Redis | None) -> dict[str, Any]:
     final = await consumer_groups(redis, target.partitions) if redis else None
     memory = {}
     if memory_before is not None and s.stage == "pipeline":  # push alone stores nothing
-        memory = await _memory(redis, graph, ledger, memory_before, run.max_groups)
+        memory = await _memory(redis, graph, ledger, memory_before, run.settings.feeds.max_groups)
     verdict = check(ledger, observers.receipts)
+    lost_states: dict[str, int] = {}
+    if verdict.lost and redis is not None and s.stage == "pipeline" and target.kind == "notifier":
+        lost_states = await explain_lost(
+            redis, run.settings, run.run_id, verdict.lost_pairs, observers.unseen
+        )
     processes = _processes(meter, run.timeline, phases, len(graph.online))
     # (online recipient, event) pairs: every applied item when every user is online (users = clients)
     items = ledger.expected_pairs()
@@ -190,6 +199,9 @@ async def _measure(run: Run, redis: Redis | None) -> dict[str, Any]:
             "unexpected": verdict.unexpected,
             "recovered": verdict.recovered,
             "lost_examples": verdict.lost_examples,
+            # what explain says of the lost pairs; BY_DESIGN: the cap kept them out unpushed
+            "lost_states": lost_states,
+            "lost_by_design": lost_states.get(BY_DESIGN, 0),
             "duplicated_examples": verdict.duplicated_examples,
         },
         "clients": {

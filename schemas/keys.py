@@ -345,6 +345,12 @@ def mod_bans() -> str:
     return f"modban:{_MOD}"
 
 
+def mod_ban_windows() -> str:
+    """Hash: actor -> JSON [[from_ms, to_ms], ...], the windows of their lifted or replaced bans
+    and suspensions (newest last): an event accepted in one stays dropped, in a replay too."""
+    return f"modbanpast:{_MOD}"
+
+
 def mod_effects() -> str:
     """Set: `deliver|ID` / `recall|ID` side effects decided but not yet done (the jobs' outbox)."""
     return f"modfx:{_MOD}"

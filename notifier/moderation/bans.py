@@ -1,7 +1,7 @@
 """Bans and suspensions: who may not post (from when, until when), lifting them, rejecting what a
 banned actor has in the queue, recalling everything they had delivered (ban and remove), and
 the record of their events the fan-out dropped, and each actor's enforcement history. The only
-code that touches `modban:`, `modenf:` and `moddrop:`/`moddropn:` keys."""
+code that touches `modban:`, `modbanpast:`, `modenf:` and `moddrop:`/`moddropn:` keys."""
 
 from __future__ import annotations
 
@@ -24,6 +24,24 @@ from .records import Ban, Enforcement, Moderator, Outcome
 
 DROPPED_KEPT: Final = 1_000  # dropped event ids listed per actor (the count covers all)
 HISTORY_KEPT: Final = 100  # bans, suspensions and unbans kept per actor
+
+
+Window = tuple[int, int]  # [from_ms, to_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """An actor's ban or suspension (current, past or future) and the windows of those lifted or
+    replaced before: what screening drops."""
+
+    ban: Ban | None
+    past: tuple[Window, ...] = ()
+
+    def covers(self, accepted_ms: int) -> bool:
+        """Whether an event accepted at `accepted_ms` fell under a ban or suspension, then or now."""
+        if self.ban is not None and self.ban.covers(accepted_ms):
+            return True
+        return any(start <= accepted_ms < end for start, end in self.past)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +75,24 @@ class Bans:
         # one command for them all: the lean pipeline packs a command's arguments in C
         return Query([("HMGET", keys.mod_bans(), *actors)] if actors else [], parse)
 
+    def standing_query(self, actors: Sequence[str]) -> Query[dict[str, Standing]]:
+        """The standing of `actors` who have one (screening asks it with its other reads)."""
+
+        def parse(replies: Sequence[Any]) -> dict[str, Standing]:
+            if not replies:
+                return {}
+            current, windows = replies
+            out = {}
+            for actor, raw, past in zip(actors, current, windows, strict=True):
+                if raw or past:
+                    ban = msgspec.json.decode(raw, type=Ban) if raw else None
+                    out[actor] = Standing(ban, tuple(_windows(past)))
+            return out
+
+        if not actors:
+            return Query([], parse)
+        return Query([("HMGET", keys.mod_bans(), *actors), ("HMGET", keys.mod_ban_windows(), *actors)], parse)
+
     async def active(self) -> list[Ban]:
         """Bans, and suspensions not yet over, oldest first."""
         now = self._ledger.clock()
@@ -76,7 +112,8 @@ class Bans:
         if actor == who.user:
             raise Rejected(Reason.INVALID, "a moderator cannot ban themselves", "/actor")
         now = self._ledger.clock()
-        wanted = Ban(actor, now, who.user, reason, now + duration_s * 1000 if duration_s else 0)
+        until = now + duration_s * 1000 if duration_s else 0
+        wanted = Ban(actor, now, who.user, reason, until, remove_content=remove_content)
         action = "suspend" if duration_s else "ban"
 
         async def body(pipe: Pipeline) -> Ban:
@@ -84,8 +121,11 @@ class Bans:
             existing = msgspec.json.decode(raw, type=Ban) if raw else None
             if existing and not existing.until_ms and existing.covers(now):
                 return existing
+            past = await pipe.hget(keys.mod_ban_windows(), actor)
             head = await self._ledger.head(pipe)
             pipe.multi()
+            if existing is not None:  # a suspension replaced (or long over): its time stays covered
+                _keep_window(pipe, actor, past, existing.window(now))
             pipe.hset(keys.mod_bans(), actor, msgspec.json.encode(wanted))
             _remember(pipe, actor, Enforcement(action, now, who.user, reason, wanted.until_ms))
             after = {"banned": "yes", "until_ms": str(wanted.until_ms)}
@@ -94,25 +134,32 @@ class Bans:
             )
             return wanted
 
-        banned = await self._ledger.transact([keys.mod_bans(), keys.audit_head()], body)
+        banned = await self._ledger.transact(
+            [keys.mod_bans(), keys.mod_ban_windows(), keys.audit_head()], body
+        )
         outcomes = await self._reject_items(actor, who, reason, approved_too=remove_content)
         if remove_content:
             outcomes += await self._recall_delivered(actor, who, reason)
         return banned, outcomes
 
     async def unban(self, actor: str, who: Moderator, reason: str) -> Ban:
-        """Lift a ban or suspension (one audit record); later events pass again."""
+        """Lift a ban or suspension in force (one audit record); later events pass again, and
+        those accepted under it stay dropped (a replay too). A moderator cannot lift their own."""
         if not reason.strip():
             raise Rejected(Reason.INVALID, "lifting a ban needs a reason", "/reason")
+        if actor == who.user:
+            raise Rejected(Reason.INVALID, "a moderator cannot lift their own ban", "/actor")
         now = self._ledger.clock()
 
         async def body(pipe: Pipeline) -> Ban:
             raw = await pipe.hget(keys.mod_bans(), actor)
-            if not raw:
+            existing = msgspec.json.decode(raw, type=Ban) if raw else None
+            if existing is None or (existing.until_ms and existing.until_ms <= now):
                 raise Rejected(Reason.NOT_FOUND, f"{actor!r} is not banned")
-            existing = msgspec.json.decode(raw, type=Ban)
+            past = await pipe.hget(keys.mod_ban_windows(), actor)
             head = await self._ledger.head(pipe)
             pipe.multi()
+            _keep_window(pipe, actor, past, existing.window(now))
             pipe.hdel(keys.mod_bans(), actor)
             _remember(pipe, actor, Enforcement("unban", now, who.user, reason))
             self._ledger.append(
@@ -121,7 +168,7 @@ class Bans:
             )  # fmt: skip
             return existing
 
-        return await self._ledger.transact([keys.mod_bans(), keys.audit_head()], body)
+        return await self._ledger.transact([keys.mod_bans(), keys.mod_ban_windows(), keys.audit_head()], body)
 
     async def history(self, actor: str) -> list[Enforcement]:
         """The actor's bans, suspensions and unbans, newest first."""
@@ -185,6 +232,20 @@ class Bans:
     async def dropped_total(self) -> int:
         counts = await self._redis.hvals(keys.mod_dropped_counts())
         return sum(int(c) for c in counts)
+
+
+def _windows(raw: bytes | None) -> list[Window]:
+    return (
+        [(start, end) for start, end in msgspec.json.decode(raw, type=list[tuple[int, int]])] if raw else []
+    )
+
+
+def _keep_window(pipe: Pipeline, actor: str, raw: bytes | None, window: Window) -> None:
+    """Add `window` to the actor's past ones (the newest HISTORY_KEPT), if it covered any time."""
+    start, end = window
+    if end > start:
+        kept = [*_windows(raw), window][-HISTORY_KEPT:]
+        pipe.hset(keys.mod_ban_windows(), actor, msgspec.json.encode(kept))
 
 
 def _remember(pipe: Pipeline, actor: str, record: Enforcement) -> None:

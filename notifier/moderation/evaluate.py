@@ -28,6 +28,7 @@ SPLITS = (
     "blind4",
     "blind5",
     "audit",
+    "audit2",
     "outside_a",
     "outside_b",
     "outside_c",
@@ -40,8 +41,9 @@ class Sample(msgspec.Struct, frozen=True):
     abusive: bool  # must be held or dropped; otherwise must not be
     # dev (tuned on) | held_out (drawn by hash) | blind* (written after rules, then tuned on)
     # | audit (written by an auditor who had read the README's rules, 2026-12-07; scored, then
-    # tuned on) | outside_* (written by writers who never saw the rules; see the README for which
-    # were read)
+    # tuned on) | audit2 (the same, 2026-12-08: its abuse an auditor's misses, 3 of 18 caught
+    # before tuning; its clean texts the near-misses of that tuning) | outside_* (written by
+    # writers who never saw the rules; see the README for which were read)
     split: str
     evasion: str = ""  # spacing | leetspeak | homoglyph | fullwidth | stars | hyphen | acronym | …, or ""
 

@@ -50,6 +50,8 @@ _CONFUSABLES: Final = str.maketrans(
         "Ꮓ": "z", "Ꭰ": "d",
         "ᑕ": "c", "ᑌ": "u", "ᑎ": "n", "ᑭ": "p", "ᗷ": "b", "ᗪ": "d", "ᕼ": "h", "ᒪ": "l", "ᗰ": "m",
         "ᔕ": "s", "ᐯ": "v", "ᗯ": "w", "ᘔ": "z", "ᖇ": "r", "ᓰ": "i",
+        # Latin letters with hooks that NFKD leaves whole ('ƒuck')
+        "ƒ": "f", "ʄ": "f", "ɠ": "g", "ƙ": "k", "ɓ": "b", "ɗ": "d", "ƭ": "t", "ʈ": "t", "ƈ": "c",
     }
     # negative squared letters ('🅵🆄🅲🅺': NFKC leaves them) and regional indicators ('🇰🇾🇸')
     | {chr(0x1F170 + i): chr(ord("a") + i) for i in range(26)}
@@ -68,6 +70,11 @@ _MASKABLE: Final = (
     "asshole", "cunt", "dick", "dickhead", "bastard", "whore", "slut", "twat", "wanker", "piss",
     "damn", "hell", "crap", "retard", "faggot",
 )  # fmt: skip
+# Respellings of a word the rules know ('fck u', 'phuck off'), read as it.
+_RESPELLED: Final = {
+    **dict.fromkeys(("fck", "fuxk", "fcuk", "phuck", "phuk", "fucc", "fvck", "fuq"), "fuck"),
+    **dict.fromkeys(("fcking", "fking", "fuxking", "phucking", "fuckn", "fkn"), "fucking"),
+}
 # Words a spelled-out run is read as ('f u c k y o u' -> 'fuck you'), when the run is all of them
 # or some of them with 'you' and a name after ('f u c k y o u b r a d' -> 'fuck you brad').
 _SPELLED: Final = frozenset(
@@ -90,6 +97,8 @@ _SPELLED: Final = frozenset(
         "die",
         "neck",
         "hope",
+        "i",
+        "will",
     )
 )
 _SPELLED_LONGEST: Final = max(map(len, _SPELLED))
@@ -132,7 +141,7 @@ def _token_parts(raw: str) -> list[str]:
     parts = _PARTS.findall(token)
     if len(parts) >= 3 and all(len(p) == 1 for p in parts):
         return ["".join(parts)]  # f.u.c.k, f-u-c-k
-    return parts
+    return [_RESPELLED.get(part, part) for part in parts]
 
 
 # Letters canonical text cannot tell apart ('shlt', 'fvck', 'ug1y' read as 'ugiy').

@@ -89,10 +89,17 @@ class Ban(msgspec.Struct, frozen=True):
     by: str
     reason: str
     until_ms: int = 0  # a suspension ends here; 0: a ban, until lifted
+    # banned with their content removed: what they sent before the ban and the fan-out had not
+    # screened yet is dropped too (screening.py), as the ban would have recalled it
+    remove_content: bool = False
 
     def covers(self, accepted_ms: int) -> bool:
         """Whether an event accepted at `accepted_ms` falls under this ban or suspension."""
         return accepted_ms >= self.at_ms and (not self.until_ms or accepted_ms < self.until_ms)
+
+    def window(self, now_ms: int) -> tuple[int, int]:
+        """The time it covered [from, to), were it lifted at `now_ms`."""
+        return self.at_ms, min(now_ms, self.until_ms) if self.until_ms else now_ms
 
 
 class Enforcement(msgspec.Struct, frozen=True):
@@ -173,6 +180,10 @@ def decode_item(raw: dict[bytes, bytes], now_ms: int) -> Item:
 
 
 def check_claim(item: Item, who: Moderator) -> None:
+    """Whether `who` may claim or decide `item`: not one about themselves, nor one another
+    moderator holds."""
+    if item.actor == who.user:
+        raise Rejected(Reason.FORBIDDEN, "a moderator cannot claim or decide an item about themselves")
     if item.state == "claimed" and item.claimed_by != who.user:
         raise Rejected(Reason.CLAIMED, f"claimed by {item.claimed_by} until {item.claim_until_ms} (ms)")
 

@@ -85,8 +85,10 @@ class Reports:
         found = await self._locate(kind, target)
         if kind == "notification":  # one of theirs: else a report would tell anyone what exists
             found = await self._received(reporter, found)
-            if not found:  # the same answer as for one that does not exist: nothing is told
-                raise Rejected(Reason.NOT_FOUND, _not_found(kind, target), "/target")
+        elif kind == "comment":  # public while shown: one moderators took down is gone for all
+            found = [row for row in found if not await self._rejected(row[0])]
+        if not found:  # the same answer as for one that does not exist: nothing is told
+            raise Rejected(Reason.NOT_FOUND, _not_found(kind, target), "/target")
         if all(actor == reporter for _, actor, _, _ in found):
             raise Rejected(Reason.INVALID, "you cannot report yourself", "/target")
         now = self._clock()
@@ -118,6 +120,10 @@ class Reports:
             if any(r is not None for r in await registers.read(self._redis, reporter, items)):
                 mine.append(row)
         return mine
+
+    async def _rejected(self, item_id: str) -> bool:
+        item = await self._queue.get(item_id)
+        return item is not None and item.state == "rejected"
 
     async def _count(self, reporter: str) -> None:
         window = self._clock() // (RATE_WINDOW_S * 1000)

@@ -110,12 +110,14 @@ async def _body(request: Request, kind: type[T]) -> T:
             raise Rejected(Reason.TOO_LARGE, f"body larger than {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
-    if kind is NoBody and not raw:
-        return cast(T, NoBody())
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+    # no body at all is `{}`, whatever the type says: a body whose fields are optional (a
+    # decision's note) may be left out, and a required field missing is named
+    json_type = request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+    if raw and not json_type:
         raise Rejected(Reason.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
+    raw = raw or b"{}"
     try:
-        return shallow(lambda b: msgspec.json.decode(b, type=kind), raw or b"{}")
+        return shallow(lambda b: msgspec.json.decode(b, type=kind), raw)
     except msgspec.DecodeError as exc:
         raise decoding.refusal(exc, body=raw) from None
 

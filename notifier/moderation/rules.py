@@ -24,6 +24,9 @@ BUILTIN_BLOCKLIST: Final = (
     "kill yourself", "kill urself", "kill your self", "killyourself", "killurself", "kys", "go die",
     "hope you die", "neck yourself", "cunt", "retard", "faggot", "fag", "nigger", "nigga", "kike", "tranny",
     "whore", "slut", "rape you", "rapist",
+    # calls to violence against a people
+    "gas the jews", "gas all jews", "kill all jews", "kill the jews", "kill all muslims", "kill the muslims",
+    "kill all blacks", "kill all gays", "hang all gays", "kill all trans", "lynch them all",
     # euphemisms and abbreviations of the same
     "unalive yourself", "unalive urself", "unalive your self", "go unalive", "foad", "diaf",
     "die in a fire", "drink bleach", "go play in traffic", "jump off a bridge", "rope yourself",

@@ -102,7 +102,9 @@ class Screener:
         texts = [e for e in events if isinstance(e.event, Comment | Mention)]
         bans, known, signals = await ask(
             self._parts.ledger.redis,
-            self._parts.bans.query(sorted({e.event.actor for e in events if isinstance(e.event, _CREATES)})),
+            self._parts.bans.standing_query(
+                sorted({e.event.actor for e in events if isinstance(e.event, _CREATES)})
+            ),
             self._parts.queue.known([t.event.id for t in texts]),
             self._counters.observe([_observed(t, self._parts.content) for t in texts]),
         )
@@ -111,14 +113,26 @@ class Screener:
         fresh: list[tuple[LoggedEvent, Signals]] = []
         dropped: list[LoggedEvent] = []
         colliding: set[str] = set()
+        banned_since: list[tuple[LoggedEvent, Signals, bool]] = []
+        now = self._parts.ledger.clock()
         for logged in events:
-            ban = bans.get(logged.event.actor)
+            standing = bans.get(logged.event.actor)
             recorded = known.get(logged.event.id)
-            if ban is not None and ban.covers(logged.accepted_ms) and isinstance(logged.event, _CREATES):
+            if (
+                standing is not None
+                and standing.covers(logged.accepted_ms)
+                and isinstance(logged.event, _CREATES)
+            ):
                 dropped.append(logged)
             elif not isinstance(logged.event, Comment | Mention):
                 passed.append(logged)
             elif recorded is None:
+                if standing is not None and standing.ban is not None and standing.ban.covers(now):
+                    # sent before a ban now in force, screened after it: what the ban does to
+                    # the actor's items (rejects the open ones; with its content removed, all)
+                    # it does to this one, which was not an item yet
+                    banned_since.append((logged, signal_of[id(logged)], standing.ban.remove_content))
+                    continue
                 fresh.append((logged, signal_of[id(logged)]))
             elif recorded[2] == logged.event.actor:  # screened before: its decision stands
                 if _follows_decision(recorded[0], recorded[1]):
@@ -126,6 +140,13 @@ class Screener:
             else:  # another actor's event under an id moderation has a record of
                 fresh.append((logged, signal_of[id(logged)]))
                 colliding.add(logged.event.id)
+        if banned_since:
+            verdicts = evaluate(self._rules, [Subject(text_of(t.event), sig) for t, sig, _ in banned_since])
+            for (logged, signal, removed), found in zip(banned_since, verdicts, strict=True):
+                if removed or self._policy.decide(found) is not Action.DELIVER:
+                    dropped.append(logged)
+                else:
+                    fresh.append((logged, signal))
         await self._parts.bans.record_dropped(dropped)
         self.stats.banned += len(dropped)
         delivered = await self._screen_texts(fresh, len(known), colliding)

@@ -65,7 +65,8 @@ INSULT_NOUNS: Final = (
     "motherfucker", "prick", "douche", "douchebag", "neanderthal", "caveman", "coward", "degenerate",
     "lowlife", "scumbag", "dirtbag", "halfwit", "dimwit", "nitwit", "knobhead", "bellend", "prat",
     "simp", "incel", "parasite", "vermin", "maggot", "cockroach", "subhuman", "disgrace", "mf", "pos",
-    "crybaby", "troll", "laughing stock", "npc", "bozo", "walking l",
+    "crybaby", "troll", "laughing stock", "npc", "bozo", "walking l", "pedo", "paedo", "pedophile",
+    "paedophile", "nonce", "kiddie fiddler",
 )  # fmt: skip
 INSULTS: Final = (
     *INSULT_NOUNS, *(n + "s" for n in INSULT_NOUNS), *TEASING,
@@ -145,11 +146,21 @@ CLASSES: Final[tuple[tuple[str, float, str, tuple[str, ...]], ...]] = (
         r"(?:you|u) (?:re|are|r) dead", r"youre dead", rf"{_YOUR} days are numbered",
         rf"{_YOU} (?:will|ll|re gonna|are gonna|re going to|are going to) (?:die|regret|pay|be sorry)",
         rf"(?:hope|wish) (?:{_YOU}|{_YOUR}) (?:\w+ ){{0,2}}(?:burns?|dies?|die|rots?|suffers?|chokes?"
-        r"|crash(?:es)?|gets? (?:hit|hurt|killed|cancer|run over|shot|stabbed))\b",
+        r"|crash(?:es)?|gets? (?:hit|hurt|killed|cancer|run over|shot|stabbed|raped|murdered|beaten))\b",
+        rf"(?:hope|wish) (?:someone|somebody|some one|they|he|she) (?:\w+ )?(?:shoots|kills|stabs|rapes"
+        rf"|murders|hurts|beats|runs over) {_YOU}\b(?! (?:a|an|some|the|back|over|down)\b)",
+        rf"{_YOUR} (?:family|kids|children|mom|mum|mother|dad|father|wife|husband|sister|brother)"
+        r" (?:will|ll|is gonna|are gonna|is going to|are going to) (?:suffer|die|regret"
+        r"|pay\b(?! (?:a|an|the|your|ur|my|our|their|his|her|attention|rent|bills?|tax|taxes|off|back|cash"
+        r"|money|up|out|in|at)\b)(?! for (?!(?:this|that|it|what)\b)))",
+        rf"{_INTENT} (?:\w+ ){{0,2}}(?:burn|burning|torch|torching) {_YOUR} (?:house|home|place|car) down",
         rf"shut {_YOU} up (?:permanently|for good|forever)",
     )),
     ("veiled threat", SEVERE, "banter reported", (
-        rf"get what s coming (?:to {_YOU})?", r"deserve (?:everything bad|to suffer|to die|to be hurt)",
+        rf"get what s coming (?:to {_YOU})?",
+        r"deserve (?:everything bad|to suffer|to die|to be hurt)",
+        rf"{_YOU} (?:\w+ )?deserve to (?:be|get) (?:raped|killed|shot|beaten|murdered)\b"
+        r"(?! (?:down|at|out)\b)",
         rf"watch {_YOUR} back",
         rf"(?:better|should|go) (?:lock|check|watch) {_YOUR} (?:doors|windows|back|locks)",
         r"sleep with one eye open",
@@ -167,6 +178,10 @@ CLASSES: Final[tuple[tuple[str, float, str, tuple[str, ...]], ...]] = (
     ("incitement to self-harm", SEVERE, "", (
         r"(?:off|end|hang|rope|unalive|neck) (?:yourself|urself|your self|ur self)",
         r"jump off (?:a|the) (?:cliff|bridge|building|roof)",
+        r"(?:slit|cut|open) (?:your|ur|yer) (?:wrists|throat)\b",
+        r"(?:eat|suck on|swallow) a (?:bullet|shotgun)",
+        rf"(?:put|stick) a bullet (?:in|through) {_YOUR} (?:head|brain|skull|mouth)",
+        rf"blow {_YOUR} (?:brains|head) out",
         r"(?:eat|drink|choke on|go) (?:\w+ ){1,3}and die\b",
         rf"{_YOU} should (?:just |really |honestly |go )?(?:die|end it|disappear|not exist|stop breathing"
         r"|rope|kys|jump)\b",

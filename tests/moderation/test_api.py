@@ -162,6 +162,25 @@ async def test_a_held_comment_is_delivered_once_on_approval(app: App) -> None:
         assert (arrived["op"], arrived["group"]["id"], arrived["unread"]) == ("upsert", "comment:c-e1", 2)
         repeat = await app.moderate("POST", "/v1/moderation/items/e1/approve", "ben", {})
         assert repeat.json()["changed"] is False
+        # the note is optional: no body at all is a decision without one
+        again = await app.moderate("POST", "/v1/moderation/items/e1/approve", "ben")
+        assert (again.status_code, again.json()["changed"]) == (200, False), again.text
+        unnamed = await app.moderate("POST", "/v1/moderation/bans", "ben")
+        assert (unnamed.status_code, unnamed.json()["error"]) == (422, "invalid"), unnamed.text
+        assert unnamed.json()["detail"] == "actor is required"
+
+
+async def test_a_moderator_cannot_act_on_their_own_case(app: App) -> None:
+    await app.send(comment("e1", "ann", "alice", HELD_TEXT))
+    assert (await app.wait_for_item("e1"))["action"] == "hold"
+    for action in ("claim", "approve", "reject"):
+        own = await app.moderate("POST", f"/v1/moderation/items/e1/{action}", "ann", {})
+        assert (own.status_code, own.json()["error"]) == (403, "forbidden"), (action, own.text)
+    banned = await app.moderate("POST", "/v1/moderation/bans", "ben", {"actor": "ann", "reason": "abuse"})
+    assert banned.status_code == 200 and banned.json()["rejected"] == ["e1"]
+    lift = await app.moderate("POST", "/v1/moderation/bans/ann/lift", "ann", {"reason": "mine"})
+    assert (lift.status_code, lift.json()["pointer"]) == (422, "/actor"), lift.text
+    assert [b["actor"] for b in (await app.moderate("GET", "/v1/moderation/bans")).json()["bans"]] == ["ann"]
 
 
 async def test_listing_bulk_decisions_and_bans(app: App) -> None:
@@ -317,6 +336,8 @@ async def test_suspension_unban_dropped_events_and_numbers_over_http(app: App) -
     assert (await app.moderate("GET", "/v1/moderation/bans")).json()["bans"] == []
     newest = (await app.moderate("GET", "/v1/moderation/audit?order=newest&limit=1")).json()["records"]
     assert [r["record"]["action"] for r in newest] == ["unban"]
+    again = await app.moderate("POST", "/v1/moderation/bans/bob/lift", "ben", {"reason": "twice"})
+    assert (again.status_code, again.json()["error"]) == (404, "not_found")
 
 
 async def test_changes_are_pushed_to_open_consoles(app: App) -> None:

@@ -164,3 +164,67 @@ async def test_queue_numbers_and_positions_as_ingest_reports_them(s: Stack) -> N
         "rejected": 1,
     }
     assert counts["oldest_open_ms"] == item.created_ms
+
+
+async def test_what_a_lifted_or_replaced_ban_dropped_stays_dropped_in_a_replay(
+    redis: Redis, settings: Settings, model: ProfanityCheck
+) -> None:
+    """A replay screens the log's events again with their accepted times: one accepted while a
+    ban or suspension held stays dropped after the ban is lifted, or the suspension turned into
+    a ban (a replay never undoes a moderator's decision)."""
+    now = [wall_ms()]
+    s = stack(redis, settings, model, clock=lambda: now[0])
+    await s.bans.ban("bob", ANN, "spam")
+    await s.bans.ban("carl", ANN, "cool off", duration_s=3_600)
+    during = [
+        logged(comment(f"{a}1", a, "alice", CLEAN_TEXT, post=f"p{a}"), accepted_ms=now[0] + 10)
+        for a in ("bob", "carl")
+    ]
+    assert await s.screener.screen(during) == []
+    now[0] += 1_000
+    await s.bans.unban("bob", BEN, "appeal")
+    await s.bans.ban("carl", BEN, "for good")
+    now[0] += 1_000
+    assert await s.screener.screen(during) == []  # the replay
+    after = logged(comment("bob2", "bob", "alice", CLEAN_TEXT, post="p9"), accepted_ms=now[0])
+    assert [e.event.id for e in await s.screener.screen([*during, after])] == ["bob2"]
+    # the windows are kept by lifts and replacements, not by time passing
+    with pytest.raises(Rejected) as missing:
+        await s.bans.unban("bob", BEN, "again")
+    assert missing.value.reason is Reason.NOT_FOUND
+
+
+async def test_an_expired_suspension_is_not_there_to_lift(
+    redis: Redis, settings: Settings, model: ProfanityCheck
+) -> None:
+    now = [wall_ms()]
+    s = stack(redis, settings, model, clock=lambda: now[0])
+    await s.bans.ban("bob", ANN, "cool off", duration_s=10)
+    now[0] += 11_000
+    with pytest.raises(Rejected) as missing:
+        await s.bans.unban("bob", BEN, "early")
+    assert missing.value.reason is Reason.NOT_FOUND
+    assert await audit_actions(s) == ["suspend"]
+
+
+@pytest.mark.parametrize("remove_content", [False, True])
+async def test_what_was_sent_before_a_ban_and_screened_after_it_is_treated_as_the_ban_would(
+    redis: Redis, settings: Settings, model: ProfanityCheck, remove_content: bool
+) -> None:
+    """The fan-out screens an event after the ban that came in after it was accepted: the ban
+    would have rejected it as an open item (held or flagged), and with the actor's content
+    removed, recalled it even if clean."""
+    now = wall_ms()
+    s = stack(redis, settings, model, clock=lambda: now)
+    before = [
+        logged(comment("clean", "bob", "alice", CLEAN_TEXT, post="p1"), accepted_ms=now - 5_000),
+        logged(comment("held", "bob", "alice", HELD_TEXT, post="p2"), accepted_ms=now - 5_000),
+        logged(comment("flagged", "bob", "alice", FLAGGED_TEXT, post="p3"), accepted_ms=now - 5_000),
+    ]
+    _, rejected = await s.bans.ban("bob", ANN, "abuse", remove_content=remove_content)
+    assert rejected == []  # nothing of theirs screened yet
+    passed = [e.event.id for e in await s.screener.screen(before)]
+    assert passed == ([] if remove_content else ["clean"])
+    assert await s.queue.get("held") is None  # never an open item for someone to decide
+    dropped = await s.bans.dropped("bob", 10)
+    assert sorted(i for i, _ in dropped.events) == sorted({"clean", "held", "flagged"} - set(passed))

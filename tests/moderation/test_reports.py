@@ -56,6 +56,10 @@ async def test_a_report_creates_an_item_counts_reporters_once_and_recalls_when_u
     assert await s.groups("alice") == [] and await s.unread("alice") == 0
     mine = await s.reports.mine("alice", 10)
     assert [(m.item, m.actor, m.reason, m.status) for m in mine] == [("e1", "bob", "harassment", "upheld")]
+    # taken down, the comment is gone for everyone else: a report cannot tell what became of it
+    with pytest.raises(Rejected) as gone:
+        await s.reports.file("zoe", "comment", "c-e1", HARASSMENT, "")
+    assert gone.value.reason is Reason.NOT_FOUND and await s.reports.mine("zoe", 10) == []
 
 
 async def test_a_reported_delivered_comment_stays_delivered_through_a_replay(s: Stack) -> None:

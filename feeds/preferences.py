@@ -112,8 +112,12 @@ class PreferenceStore:
 
     async def relate(self, user: str, relation: Relation, other: str, on: bool, at_ms: int) -> bool:
         """Mute or block `other` (a post for muted-posts) (on), or undo it; True if that changed
-        anything. Either way the hide mark moves to `at_ms` (a block's on both users), so that
-        what happened until now stays hidden after an undo."""
+        anything. The hide mark moves to `at_ms` (a block's on both users), so that what happened
+        until now stays hidden after an undo; an undo of nothing moves nothing (it would hide for
+        good what the other did until now). The mark is written before the relation changes: a
+        retry after a failure in between finds the relation and writes both again."""
+        if not on and await self._redis.zscore(_key(relation, user), other) is None:
+            return False
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.hide_marks(user), MARK[relation] + other, at_ms)
             if relation == "blocks":

@@ -26,7 +26,8 @@ MAX_READ_IDS = 500
 _PAGE_CURSOR: Final = re.compile(r"-?[0-9]{1,16}:[A-Za-z0-9_.:@~-]{1,290}")
 
 
-GroupId = Annotated[str, msgspec.Meta(max_length=300)]
+# a group id (feeds/items.py): a kind, then ids of the event contract's alphabet, `:` and `~`
+GroupId = Annotated[str, msgspec.Meta(max_length=300, pattern=r"^[A-Za-z0-9_.:@~-]+$")]
 
 
 class MarkRead(msgspec.Struct, forbid_unknown_fields=True):

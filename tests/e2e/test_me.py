@@ -72,6 +72,11 @@ async def test_a_user_sees_and_marks_only_their_own_notifications(redis: Redis, 
         assert response.status_code == 200
         assert response.json() == {"marked": 0, "unread": 1}
         assert await app.me("vic") == vic
+        # what no group id can be is refused, not ignored
+        response = await app.http.post(
+            "/v1/me/notifications/read", json={"ids": ["bad id"]}, headers=bearer(app.token("wes"))
+        )
+        assert (response.status_code, response.json()["pointer"]) == (422, "/ids/0"), response.text
 
 
 async def test_marking_read_lowers_unread_and_is_pushed(redis: Redis, settings: Settings) -> None:

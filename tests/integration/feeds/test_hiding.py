@@ -88,6 +88,15 @@ async def test_a_mute_takes_the_actors_items_out_and_an_unmute_lets_only_later_o
     assert await shown(redis, "olga") == [("like:p9", ["cid"]), ("like:p1", ["cid"])]
     await apply(redis, like("l-5", "ann", "p1", "olga", 30))
     assert ("like:p1", ["ann", "cid"]) in await shown(redis, "olga")
+    # an undo repeated (a client's retry), and an undo of what never was, change nothing: what
+    # the other did until then still shows, late or replayed
+    store = PreferenceStore(redis)
+    assert await store.relate("olga", "mutes", "ann", False, ms(40)) is False
+    for relation in ("mutes", "blocks"):
+        assert await store.relate("olga", relation, "dee", False, ms(40)) is False
+    await apply(redis, like("l-6", "ann", "p6", "olga", 35), like("l-7", "dee", "p7", "olga", 36))
+    now = await shown(redis, "olga")
+    assert ("like:p6", ["ann"]) in now and ("like:p7", ["dee"]) in now
 
 
 @pytest.mark.parametrize("n", range(8))

@@ -15,6 +15,7 @@ from arq import Worker, cron
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from feeds.cluster import REDIS_UNAVAILABLE
 from notifier.runtime import jobqueue, metrics
@@ -48,7 +49,9 @@ class _Worker(Worker):
                     0 <= self.max_burst_jobs <= self._jobs_started()
                     or not await self.pool.zcard(self.queue_name)
                 )
-            except REDIS_UNAVAILABLE as exc:
+            except (*REDIS_UNAVAILABLE, WatchError) as exc:
+                # arq claims a job in a WATCH transaction and handles the conflict itself:
+                # a WatchError here is redis-py's for a connection lost while watching
                 await backoff.sleep(exc)
                 continue
             backoff.reset()

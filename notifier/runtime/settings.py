@@ -257,6 +257,8 @@ class Settings:
         if self.jobs.redis_url and not self.redis.cluster:
             out.append("NOTIFIER_JOBS_REDIS_URL is for a cluster; one Redis holds the job queue itself")
         out += self._out_of_range()
+        if self.ingest.max_memory_ratio > 1:  # above 1 the memory guard never acts
+            out.append("NOTIFIER_INGEST_MAX_MEMORY_RATIO must be above 0 and at most 1")
         if self.ingest.partitions > 1024:
             out.append("NOTIFIER_INGEST_PARTITIONS must be between 1 and 1024")
         for name in ("http.api_port", "http.gateway_port", "metrics.port"):
@@ -318,7 +320,7 @@ POSITIVE: Final = frozenset(
         "ingest.pressure_interval_ms", "ingest.wait_timeout_ms", "ingest.restart_check_ms",
         "fanout.batch_size", "fanout.batches_in_flight", "fanout.block_ms", "fanout.claim_interval_ms",
         "fanout.max_deliveries", "fanout.idle_poll_ms", "fanout.retain_ms",
-        "fanout.maintenance_interval_ms", "fanout.reap_idle_ms",
+        "fanout.maintenance_interval_ms", "fanout.reap_idle_ms", "fanout.min_idle_ms",
         "gateway.auth_deadline_s", "gateway.send_queue_frames", "gateway.replay_batch",
         "gateway.ping_interval_s", "gateway.max_frame_bytes", "gateway.max_client_frames_per_s",
         "gateway.max_sessions_per_user",

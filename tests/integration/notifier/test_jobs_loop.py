@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import WatchError
 
 from notifier.jobs.worker import build_worker
 from notifier.runtime.jobqueue import JobSet
@@ -47,3 +48,23 @@ async def test_redis_is_back_for_the_jobs_loop_once_it_answers(
         await worker.main()
     back = [r.getMessage() for r in caplog.records if "redis back" in r.getMessage()]
     assert back == ["redis back in jobs after 2 failed attempts"]
+
+
+async def test_a_connection_lost_while_a_job_claim_watches_is_an_outage_not_the_end(
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py turns a connection lost inside WATCH into a WatchError (arq's claim of a job):
+    that ended the role with a traceback when Redis stalled and restarted."""
+    worker = build_worker(settings.jobs, redis, JobSet(functions=[nothing]), burst=True)
+    lost = WatchError("A ConnectionError occurred on while watching one or more keys")
+    polls = outcomes(lost, None)
+    calls = []
+
+    async def poll() -> None:
+        calls.append(1)
+        if (failed := next(polls)) is not None:
+            raise failed
+
+    monkeypatch.setattr(worker, "_poll_iteration", poll)
+    await worker.main()
+    assert len(calls) == 2

@@ -97,6 +97,8 @@ def test_every_bad_variable_is_reported_in_one_error() -> None:
         ("NOTIFIER_HTTP_API_PORT", "-1"),
         ("NOTIFIER_METRICS_PORT", "65536"),
         ("NOTIFIER_FANOUT_MIN_IDLE_MS", "-1"),
+        ("NOTIFIER_FANOUT_MIN_IDLE_MS", "0"),  # every entry in hand claimed again at once
+        ("NOTIFIER_INGEST_MAX_MEMORY_RATIO", "7"),  # the memory guard never acts
         ("NOTIFIER_HTTP_GRACE_S", "-1"),
         ("NOTIFIER_FANOUT_BLOCK_MS", "-5"),
         ("NOTIFIER_FANOUT_SLOT", "-1"),

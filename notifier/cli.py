@@ -280,26 +280,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--role", default="user", choices=("user", MODERATOR_ROLE), help="default: user")
     admin.add_commands(sub)
     args = parser.parse_args(argv)
+    environ = _environ_for(args.command)
     try:
-        settings = Settings.from_env(_environ_for(args.command))
+        settings = Settings.from_env(environ)
         if errors := policy.problems(settings.moderation):  # the rules are moderation's to name
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return _refuse(str(exc), environ.get("NOTIFIER_LOG_FORMAT", "text"), args.command)
     log_settings = settings.log
     logs.configure(log_settings.level, fmt=log_settings.format, access=log_settings.access, role=args.command)
     missing = _missing_for(args.command, settings)
     if missing:
-        print(f"{args.command} needs {missing}", file=sys.stderr)
-        return 2
+        return _refuse(f"{args.command} needs {missing}", log_settings.format, args.command)
     if args.command == "token":
         if not is_id(args.user) or not 0 < args.ttl_s < math.inf:
-            print(
-                "token needs a user id (1-128 of A-Z a-z 0-9 _ . : @ -) and a positive --ttl-s",
-                file=sys.stderr,
-            )
-            return 2
+            why = "token needs a user id (1-128 of A-Z a-z 0-9 _ . : @ -) and a positive --ttl-s"
+            return _refuse(why, log_settings.format, args.command)
         print(tokens.issue(settings.auth, args.user, ttl_s=args.ttl_s, role=args.role))
         return 0
     try:
@@ -308,13 +304,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.dev:
             log.warning("DEV MODE: demo service key and JWT secret in use; never expose this")
         anyio.run(run_role, args.command, settings, backend_options={"use_uvloop": True})
-    except (ConfigError, BaseExceptionGroup) as exc:
+    except (Exception, BaseExceptionGroup) as exc:
         config = _config_error(exc)
         if config is None:
-            raise
-        print(config, file=sys.stderr)
-        return 2
+            if log_settings.format != "json":
+                raise
+            # a traceback of many lines would reach a log collector as many records
+            log.critical("%s stopped by an unexpected error", args.command, exc_info=exc)
+            return 1
+        return _refuse(str(config), log_settings.format, args.command)
     return 0
+
+
+def _refuse(message: str, fmt: str, role: str) -> int:
+    """Why a command cannot run, on stderr: one line (a message's indented problems joined with
+    `; `), one JSON object in the JSON log format, so that a log collector keeps the line that
+    explains a crash loop whole. Exit status 2."""
+    head, *rest = message.split("\n")
+    line = f"{head} {'; '.join(r.strip() for r in rest)}" if rest else head
+    if fmt == "json":
+        record = logging.makeLogRecord(
+            {
+                "name": "notifier",
+                "levelname": "CRITICAL",
+                "levelno": logging.CRITICAL,
+                "msg": line,
+                "role": role,
+            }
+        )
+        line = logs.JsonFormatter().format(record)
+    print(line, file=sys.stderr)
+    return 2
 
 
 def _config_error(exc: BaseException) -> ConfigError | None:

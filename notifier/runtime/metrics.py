@@ -108,7 +108,8 @@ class Metrics:
         self.ingest_events_rejected = _ByReason(lambda r: events.labels("rejected", r.value))
         self.append_seconds = h("notifier_ingest_append_seconds", "event-log append round trip, per request")
         self.backpressure = g(
-            "notifier_ingest_backpressure", "1 while ingest refuses events (backlog or memory)"
+            "notifier_ingest_backpressure",
+            "1 while ingest refuses events (fan-out backlog, Redis memory, an evicting policy, a replica)",
         )
 
         # fan-out (worker)

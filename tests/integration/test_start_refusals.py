@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
+import orjson
 import pytest
 
 from notifier.cli import main
@@ -37,6 +38,13 @@ def test_redis_refusing_the_url_is_one_line_and_exit_2(
     assert main(["worker"]) == 2
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err, err
+    assert err.splitlines()[-1].startswith("redis refused: "), err  # one line, after the log's
+    # in the JSON log format, one JSON object (a log collector keeps it whole)
+    monkeypatch.setenv("NOTIFIER_LOG_FORMAT", "json")
+    assert main(["worker"]) == 2
+    err = capsys.readouterr().err
+    line = orjson.loads(err.splitlines()[-1])
+    assert (line["level"], line["role"]) == ("CRITICAL", "worker") and said in line["message"], err
 
 
 def test_a_port_in_use_while_redis_is_away_is_one_line(
@@ -63,3 +71,9 @@ def test_a_redis_url_redis_py_cannot_read_is_refused_at_start(
     assert main(["worker"]) == 2
     err = capsys.readouterr().err
     assert "NOTIFIER_REDIS_URL is not a valid Redis URL" in err and "Traceback" not in err, err
+    # a setting that cannot be read is refused before the log is set up: in its format all the same
+    monkeypatch.setenv("NOTIFIER_LOG_FORMAT", "json")
+    monkeypatch.setenv("NOTIFIER_INGEST_PARTITIONS", "x")
+    assert main(["worker"]) == 2
+    line = orjson.loads(capsys.readouterr().err)
+    assert "NOTIFIER_INGEST_PARTITIONS" in line["message"] and "\n" not in line["message"], line

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
@@ -9,7 +11,7 @@ from redis.asyncio import Redis
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feeds.graph import FollowGraph
 from feeds.hiding import Hiding
@@ -27,7 +29,7 @@ from . import feed, graph, me, preferences
 from .append import EventLog
 from .ingest import ingest
 from .pressure import Pressure
-from .problems import EXCEPTION_HANDLERS, REFUSALS, internal, refusal
+from .problems import EXCEPTION_HANDLERS, REFUSALS, internal, problem, refusal
 from .recent import RecentAppends
 from .service_auth import authenticate
 
@@ -169,7 +171,28 @@ def api_app(
     )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != INGEST_PATH or scope["method"] != "POST":
+        if scope["type"] != "http":
+            await rest(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await _route(scope, receive, sending)
+        except asyncio.CancelledError:
+            # the stop's grace ran out with this request in hand (lifecycle.py): the server is
+            # stopping, which is said as such, not as uvicorn's plain-text 500 and a traceback
+            if not started:
+                stopping = Rejected(Reason.SHUTTING_DOWN, "the server stopped before answering; retry")
+                with contextlib.suppress(Exception):
+                    await problem(stopping)(scope, receive, send)
+
+    async def _route(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] != INGEST_PATH or scope["method"] != "POST":
             await rest(scope, receive, send)
             return
         try:

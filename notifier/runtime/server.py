@@ -40,8 +40,11 @@ class HttpService:
         max_frame_bytes: int,
         ws: type[asyncio.Protocol] | str = "websockets-sansio",
     ) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ipv6 = ":" in host  # an IPv6 address ('::' listens on both families)
+        self.socket = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if ipv6:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         try:
             self.socket.bind((host, port))
         except OSError as exc:
@@ -51,7 +54,7 @@ class HttpService:
         self.port: int = self.socket.getsockname()[1]
         config = uvicorn.Config(
             app,
-            lifespan="on",
+            lifespan="off",  # the supervisor starts and stops what the app needs (no startup hooks)
             log_config=None,
             access_log=False,
             http=GuardedHttpToolsProtocol,  # request heads bounded in size and time (httpguard)

@@ -7,13 +7,14 @@ from typing import Final
 
 from redis.asyncio import Redis
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from notifier.runtime.settings import Settings
 from schemas.errors import Reason, Rejected
+from schemas.problems import MEDIA_TYPE, body_of
 
 from .hub import Hub
 from .session import Session
@@ -22,7 +23,6 @@ from .wsserver import SEND_FRAMES
 log = logging.getLogger(__name__)
 
 WS_PATH: Final = "/v1/ws"
-POLICY_VIOLATION: Final = 1008  # before accept, uvicorn turns this close into HTTP 403
 
 
 async def _needs_upgrade(request: Request) -> Response:
@@ -55,7 +55,8 @@ def gateway_app(settings: Settings, redis: Redis, hub: Hub, rest: ASGIApp) -> AS
         if refused is not None:
             # cross-site WebSocket hijacking guard: exact allowlist; non-browser clients send none
             log.warning("ws origin refused origin=%r", refused[:200])
-            await ws.close(POLICY_VIOLATION)
+            denied = body_of(Reason.FORBIDDEN, "this Origin may not open a WebSocket here")
+            await ws.send_denial_response(JSONResponse(denied, status_code=403, media_type=MEDIA_TYPE))
             return
         connections.inc()
         # live frames in batches, straight to the server, where it offers that (wsserver.py)

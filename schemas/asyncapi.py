@@ -21,7 +21,7 @@ STANDARD_CLOSES: Final = {
     1000: "normal closure",
     1001: "the server is going away",
     1007: "a text frame that is not UTF-8",
-    1008: "a refused Origin (before the upgrade: HTTP 403); too many frames (pings, fragments)",
+    1008: "too many frames (pings, fragments); a refused Origin gets an HTTP 403 problem instead",
     1009: "a frame larger than the gateway's limit, or a message in too many fragments",
     1011: "the client stopped answering pings",
     1012: "the server restarts: reconnect with your cursor",

@@ -17,8 +17,8 @@ from schemas import decoding
 from schemas.errors import CODES, Reason, Rejected
 from schemas.events import Event, decode_event, type_name
 from schemas.nesting import shallow
+from schemas.problems import MEDIA_TYPE, body_of
 
-from . import problems
 from .append import EventLog
 
 _Item = tuple[Event | None, Rejected | None]
@@ -138,13 +138,13 @@ def _all_rejected(reply: dict[str, object], results: list[dict[str, str]]) -> Re
     reasons = {Reason(r["error"]) for r in results}
     reason = reasons.pop() if len(reasons) == 1 else Reason.INVALID
     if len(results) == 1:
-        problem = problems.body_of(reason, results[0]["detail"], results[0].get("pointer", ""))
+        problem = body_of(reason, results[0]["detail"], results[0].get("pointer", ""))
     else:
-        problem = problems.body_of(reason, f"all {len(results)} events were refused; see results")
+        problem = body_of(reason, f"all {len(results)} events were refused; see results")
     return Response(
         orjson.dumps({**problem, **reply}),
         status_code=CODES[reason].http,
-        media_type=problems.MEDIA_TYPE,
+        media_type=MEDIA_TYPE,
     )
 
 

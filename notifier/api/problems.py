@@ -14,52 +14,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from feeds.cluster import CLUSTER_UNAVAILABLE
-from schemas.errors import CODES, NoCredentials, Reason, Rejected
+from schemas.errors import NoCredentials, Reason, Rejected
+from schemas.problems import MEDIA_TYPE, body_of
 
 RETRY_AFTER_S = "1"
 REALM = "notifier"
 _NOT_IN_DESCRIPTION: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")  # RFC 6750 §3 error_description
-MEDIA_TYPE: Final = "application/problem+json"
-TYPE_PREFIX: Final = "urn:notifier:problem:"  # + the reason: stable, and the same as `error`
-TITLES: Final[dict[Reason, str]] = {
-    Reason.MALFORMED: "Malformed request",
-    Reason.INVALID: "Request breaks the contract",
-    Reason.TOO_LATE: "Event older than the views' horizon",
-    Reason.TOO_LARGE: "Request too large",
-    Reason.UNSUPPORTED_MEDIA_TYPE: "Unsupported media type",
-    Reason.UNAUTHORIZED: "Not authenticated",
-    Reason.FORBIDDEN: "Not allowed",
-    Reason.CONFLICT: "Event id reused with a different body",
-    Reason.DUPLICATE: "Already done",
-    Reason.NOT_FOUND: "Not found",
-    Reason.METHOD_NOT_ALLOWED: "Method not allowed",
-    Reason.OVERLOADED: "Too many requests in flight",
-    Reason.BACKLOG: "Delivery is behind; retry later",
-    Reason.UNAVAILABLE: "Storage unavailable",
-    Reason.AUTH_TIMEOUT: "Authentication took too long",
-    Reason.TOKEN_EXPIRED: "Token expired",
-    Reason.SLOW_CONSUMER: "Client too slow",
-    Reason.CURSOR_EXPIRED: "Cursor too old",
-    Reason.SHUTTING_DOWN: "Shutting down",
-    Reason.CLAIMED: "Claimed by another moderator",
-    Reason.DECIDED: "Already decided",
-    Reason.INTERNAL: "Internal error",
-    Reason.RATE_LIMITED: "Too many requests; retry later",
-}
-
-
-def body_of(reason: Reason, detail: str, pointer: str = "") -> dict[str, object]:
-    """The problem object for `reason` (callers may add their own extension members)."""
-    body: dict[str, object] = {
-        "type": TYPE_PREFIX + reason.value,
-        "title": TITLES.get(reason, reason.value.replace("_", " ").capitalize()),
-        "status": CODES[reason].http,
-        "detail": detail,
-        "error": reason.value,
-    }
-    if pointer:
-        body["pointer"] = pointer
-    return body
 
 
 def problem(exc: Rejected, *, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -115,7 +115,10 @@ async def test_a_foreign_origin_is_refused_before_the_upgrade(app: App) -> None:
     with pytest.raises(InvalidStatus) as refused:
         async with ws_connect(app, origin="https://evil.example"):
             pass
-    assert refused.value.response.status_code == 403
+    denied = refused.value.response
+    assert denied.status_code == 403
+    assert denied.headers["Content-Type"] == "application/problem+json"
+    assert orjson.loads(denied.body)["error"] == Reason.FORBIDDEN.value  # a problem, as every error
 
     async with ws_connect(app, origin=ALLOWED_ORIGIN) as ws:  # the allowlisted origin connects
         await ws.send(auth(app.token("zoe")))

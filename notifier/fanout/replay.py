@@ -53,7 +53,7 @@ async def replay(
         stats.deleted_keys = await delete_views(redis)
     inbox = Inbox(redis, limits)
     for p in range(partitions):
-        start = "-"
+        start, before = "-", stats.events
         while True:
             rows = await redis.xrange(keys.events(p), min=start, max="+", count=CHUNK)
             if not rows:
@@ -71,5 +71,5 @@ async def replay(
             start = "(" + rows[-1][0].decode()
             if len(rows) < CHUNK:
                 break
-        log.info("replayed partition=%d events=%d", p, stats.events)
+        log.info("replayed partition=%d events=%d total=%d", p, stats.events - before, stats.events)
     return stats

@@ -77,7 +77,11 @@ class RestartWatch:
         self._name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         # another api gets this long after a restart to note the new run before it is reported
         self._grace_ms = max(5_000, 10 * settings.restart_check_ms)
+        # an api notes every restart_check_ms; what it accepted is written within recovery_keep_s
+        self._safe_after_ms = 2 * settings.restart_check_ms + int(settings.recovery_keep_s * 1000)
         self._runs: Runs | None = None
+        self._noted_ms = 0  # when this api last noted its run in `ingest-watch`
+        self._previous: tuple[str, int] | None = None  # the run before, last seen alive then
         self._first_seen: tuple[str, int] = ("", 0)  # a cluster's fingerprint, when first seen
         self._stopping = anyio.Event()
         self.restarts = 0
@@ -129,8 +133,13 @@ class RestartWatch:
         self._runs = runs
         self._recent.confirm(asked_at_s)
         now_ms = int(time.time() * 1000)
+        if before is not None and before.name != runs.name:
+            # the latest this api saw the run before alive: what another api accepted well
+            # before then, Redis had written (`recovery_keep_s` is how long that may take)
+            self._previous = (before.name, self._noted_ms)
         await self._redis.hset(keys.ingest_watch(), self._name, f"{runs.name} {now_ms}")
-        await self._report_abandoned(runs, now_ms)
+        self._noted_ms = now_ms
+        await self._report_abandoned(runs, now_ms, self._previous)
         return True
 
     async def _look(self) -> Runs | None:
@@ -206,9 +215,11 @@ class RestartWatch:
             _span(lost),
         )
 
-    async def _report_abandoned(self, runs: Runs, now_ms: int) -> None:
+    async def _report_abandoned(self, runs: Runs, now_ms: int, alive: tuple[str, int] | None) -> None:
         """Report, once, each api whose note is on an earlier Redis run: it did not survive the
-        restart, and what it accepted after its last note may be lost."""
+        restart, and what it accepted after its last note may be lost. Unless this api saw that
+        run alive long after the note (`alive`: the run, when): that api stopped well before
+        the crash, and Redis had written what it accepted."""
         notes = await self._redis.hgetall(keys.ingest_watch())
         for name, note in notes.items():
             their_run, _, seen = note.decode().partition(" ")
@@ -221,6 +232,16 @@ class RestartWatch:
                 keys.ingest_watch(), name
             ):
                 continue  # it may still be appending again itself; or another api reported it
+            if alive is not None and alive[0] == their_run and seen_ms + self._safe_after_ms < alive[1]:
+                log.info(
+                    "api %s stopped noting at %s, well before Redis restarted (run %s alive at %s): "
+                    "nothing it accepted was at risk",
+                    name.decode(),
+                    _when(seen_ms),
+                    their_run,
+                    _when(alive[1]),
+                )
+                continue
             await self._count_unrecovered()
             partitions = self._settings.partitions
             log.error(

@@ -13,9 +13,12 @@ redoes it whole.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, Literal
 
 from redis.asyncio import Redis
+
+from schemas import keys
 
 from .graph import FollowGraph
 from .home import HomeFeeds
@@ -56,6 +59,29 @@ class Hiding:
             hidden += await self._hide(one, "actor", two, at_ms, BLOCK_ID)
             await self._graph.sever(two, one, at_ms, BLOCK_ID)  # both sides: following, followers
             await self._home.drop_authors([(one, two)])
+        return hidden
+
+    async def enforce(self, ops: Sequence[ItemOp]) -> int:
+        """Hide again, for the recipients of `ops` (written by the fan-out), what a mute, muted
+        post or block they hold now hides: one added after the fan-out read the preferences and
+        whose hiding pass ran before its writes. How many items left the inbox."""
+        pairs = sorted({(op.user, op.actor, op.post) for op in ops})
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user, actor, post in pairs:
+                pipe.zscore(keys.mutes(user), actor)
+                pipe.zscore(keys.blocks(user), actor)
+                pipe.zscore(keys.blocks(actor), user)
+                pipe.zscore(keys.muted_posts(user), post or "\n")  # no post: no member
+            found = await pipe.execute()
+        hidden = 0
+        for n, (user, actor, post) in enumerate(pairs):
+            muted, blocked, blocked_by, post_muted = found[4 * n : 4 * n + 4]
+            if blocked is not None or blocked_by is not None:
+                hidden += await self.block(user, actor, int(blocked if blocked is not None else blocked_by))
+            elif muted is not None:
+                hidden += await self.mute(user, actor, int(muted))
+            if post_muted is not None:
+                hidden += await self.mute_post(user, post, int(post_muted))
         return hidden
 
     async def _hide(self, user: str, target: Target, value: str, at_ms: int, event_id: str) -> int:

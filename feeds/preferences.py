@@ -127,7 +127,13 @@ class PreferenceStore:
             else:
                 pipe.zrem(_key(relation, user), other)
             replies = await pipe.execute()
+        if on:  # after the relation is written (a cluster's pipeline orders no two slots)
+            await self._redis.incr(keys.relations_changed())
         return bool(replies[-1])
+
+    async def relations_changed(self) -> int:
+        """The count of mutes, muted posts and blocks added so far (keys.relations_changed)."""
+        return int(await self._redis.get(keys.relations_changed()) or 0)
 
     async def page(
         self, user: str, relation: Relation, before: tuple[int, str] | None, limit: int

@@ -249,6 +249,14 @@ def muted_posts(user_id: str) -> str:
     return f"mutep:{_user(user_id)}"
 
 
+def relations_changed() -> str:
+    """String: a counter the API increments after each mute, muted post or block it adds. The
+    fan-out reads it before a batch's preference reads and after its writes: a change between
+    means a mute may have come after those reads and before the writes (its hiding pass before
+    them), so the batch's items are checked again (notifier/fanout/consumer.py)."""
+    return "relations-changed"
+
+
 def hide_marks(user_id: str) -> str:
     """Hash: `m:ACTOR` / `b:USER` / `p:POST` -> the ms of the last mute or unmute of the actor,
     block or unblock between the user and USER (either way), mute or unmute of the post: what

@@ -20,6 +20,7 @@ from redis.exceptions import ResponseError
 from feeds import graph, timeline
 from feeds.changelog import push_tag
 from feeds.cluster import REDIS_REFUSING, REDIS_UNAVAILABLE, closed_transport
+from feeds.hiding import Hiding
 from feeds.home import HomeFeeds
 from feeds.horizon import BeyondHorizon
 from feeds.inbox import Inbox
@@ -530,7 +531,11 @@ async def apply_events(
     # written, nor a follow between users who block each other (nor back-filled)
     timed = counted or metrics.DISABLED
     phase = time.perf_counter()
-    kept = await PreferenceStore(inbox.redis).keep([op for _, op in planned], follow_ops)
+    preferences = PreferenceStore(inbox.redis)
+    # a mute or block added between the preference reads and the writes below: its hiding pass
+    # may have looked before these items were written (keys.relations_changed)
+    relations = await preferences.relations_changed() if any(op.state == "a" for _, op in planned) else None
+    kept = await preferences.keep([op for _, op in planned], follow_ops)
     timed.phase_preferences.observe(time.perf_counter() - phase)
     planned = [p for p, keep in zip(planned, kept.items, strict=True) if keep]
     follow_ops = [op for op, keep in zip(follow_ops, kept.follows, strict=True) if keep]
@@ -557,6 +562,10 @@ async def apply_events(
     refusal = next((e for e in errors if isinstance(e, REDIS_REFUSING)), None)
     if refusal is not None:  # Redis refusing writes, not an event failing: the batch is retried
         raise refusal
+    if relations is not None and await preferences.relations_changed() != relations:
+        written = [op for op, error in zip(ops, errors, strict=True) if error is None and op.state == "a"]
+        if written:
+            await Hiding(inbox.redis, limits).enforce(written)
     failed: dict[int, str] = {}
 
     def fail(owner: int, error: BaseException) -> None:

@@ -166,3 +166,23 @@ async def test_a_block_severs_the_follows_whatever_the_order(redis: Redis, order
     assert [m.user for m in (await graph.page("bob", "following", None, 10)).members] == ["ann"]
     assert [m.user for m in (await graph.page("ann", "followers", None, 10)).members] == ["bob", "cid"]
     assert [orjson.loads(i)["id"] for i in (await feeds.page("bob", None, 10)).items] == []  # pa: before
+
+
+@pytest.mark.parametrize("relation", ["mutes", "blocks", "muted-posts"])
+async def test_a_mute_that_lands_between_the_fan_outs_reads_and_writes_still_hides(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch, relation: Relation
+) -> None:
+    """The fan-out read olga's preferences before she muted ann, and wrote ann's like after the
+    mute's hiding pass looked at her inbox: it finds the mute came in between and hides again."""
+    keep = PreferenceStore.keep
+
+    async def keep_then_mute(self: PreferenceStore, *args: object, **kwargs: object) -> object:
+        kept = await keep(self, *args, **kwargs)  # type: ignore[arg-type]
+        assert await relate(redis, "olga", relation, "p1" if relation == "muted-posts" else "ann", True, 10) == 0
+        return kept
+
+    monkeypatch.setattr(PreferenceStore, "keep", keep_then_mute)
+    await apply(redis, like("l-1", "ann", "p1", "olga", 5), like("l-2", "cid", "p2", "olga", 6))
+    assert await shown(redis, "olga") == [("like:p2", ["cid"])]
+    _, unread, _ = await inbox_view(Inbox(redis, LIMITS), "olga")
+    assert unread == 1

@@ -27,6 +27,7 @@ from .deadletter import DeadLetters, Gap
 log = logging.getLogger(__name__)
 
 SCAN_PAGE: Final = 1_000  # idempotency records read per HSCAN
+UNREAD_REPORT_S: Final = 600.0  # a partition no worker reads is logged this often at most
 SWEEPS_PER_WINDOW: Final = 8  # each record is looked at this often within the window, at least
 
 
@@ -49,6 +50,7 @@ class Janitor:
         self._window_ms = window_s * 1000
         self._stopping = anyio.Event()
         self._dead = DeadLetters(redis)
+        self._unread_reported = -math.inf
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         backoff = Backoff("janitor")
@@ -64,6 +66,7 @@ class Janitor:
                             refused = exc
                 if refused is not None:
                     raise refused
+                await self.report_unread_partition()
                 backoff.reset()
             except REDIS_UNAVAILABLE as exc:
                 await backoff.sleep(exc)
@@ -73,6 +76,26 @@ class Janitor:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def report_unread_partition(self) -> int:
+        """Entries in the partition after this worker's last: an api with a larger
+        NOTIFIER_INGEST_PARTITIONS writes there, and no worker like this one reads them. Logged
+        (an error, every UNREAD_REPORT_S at most); how many there are."""
+        beyond = len(self._partitions)
+        if beyond >= 1024:  # the most partitions there can be
+            return 0
+        waiting = int(await self._redis.xlen(keys.events(beyond)))
+        now = time.monotonic()
+        if waiting and now - self._unread_reported >= UNREAD_REPORT_S:
+            self._unread_reported = now
+            log.error(
+                "%d events in partition %d, which this worker does not read "
+                "(NOTIFIER_INGEST_PARTITIONS=%d): give every api and worker the same count",
+                waiting,
+                beyond,
+                beyond,
+            )
+        return waiting
 
     async def report_gap(self, partition: int) -> Gap | None:
         """Entries deleted from the log before the fan-out read them (an operator's XTRIM

@@ -5,6 +5,7 @@ the Redis a role talks to."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import anyio
 import orjson
@@ -312,3 +313,21 @@ async def test_an_ack_refused_at_maxmemory_leaves_its_entries_pending_and_uncoun
     assert await letters.acknowledge_many({partition: ids}) == {partition: 0}  # another worker's, too late
     assert int(await redis.get(keys.fanout_done(partition))) == done + len(ids)
     assert await letters.unread_deleted(partition, 60_000) is None  # nothing reported lost
+
+
+async def test_events_in_a_partition_no_worker_reads_are_reported(
+    redis: Redis, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An api with a larger NOTIFIER_INGEST_PARTITIONS than the workers: its events past their
+    partitions would wait for ever, unseen but for this error."""
+    janitor = Janitor(redis, settings.fanout, partitions=2)
+    assert await janitor.report_unread_partition() == 0
+    await redis.xadd(keys.events(2), {"e": "x"})
+    with caplog.at_level(logging.ERROR, logger="notifier.fanout.janitor"):
+        assert await janitor.report_unread_partition() == 1
+        assert await janitor.report_unread_partition() == 1  # logged once in UNREAD_REPORT_S
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "1 events in partition 2, which this worker does not read (NOTIFIER_INGEST_PARTITIONS=2): "
+        "give every api and worker the same count"
+    ], said

@@ -86,12 +86,22 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         services.append(_http(settings, with_request_ids(probes), settings.metrics.port))
     if role in {"worker", "api", "up"}:  # the api's page keeps the lag visible with no worker up
         backlog = Backlog(client, settings.ingest.partitions)
-        counted.add_sampler(lambda: backlog.sample(counted))
+        counted.add_sampler(
+            lambda: backlog.sample(counted),
+            counted.lag,
+            counted.pending,
+            counted.oldest_pending,
+            counted.dead_letters,
+        )
     if role in {"worker", "up"}:
         health.add("fanout", backlog.missing_groups)
         if settings.moderation.enabled:
             queue = Components.build(client, settings).queue
-            counted.add_sampler(lambda: _sample_review_queue(queue, counted))
+            counted.add_sampler(
+                lambda: _sample_review_queue(queue, counted),
+                counted.moderation_queue,
+                counted.moderation_oldest,
+            )
         consumer = settings.fanout.consumer or f"{socket.gethostname()}-{settings.fanout.slot}"
         worker = FanoutWorker(
             client,
@@ -127,7 +137,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
         async def sample_outbox() -> None:
             counted.outbox.set(len(await outbox.pending()))
 
-        counted.add_sampler(sample_outbox)
+        counted.add_sampler(sample_outbox, counted.outbox)
     if role == "api":
         app = api_app(settings, client, pressure, [*_routes(settings, client), *ops], recent)
         services.append(_http(settings, with_request_ids(app), settings.http.api_port))

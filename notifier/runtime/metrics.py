@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import contextvars
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final
@@ -58,6 +59,12 @@ class _Null:
     def observe(self, amount: float) -> None:
         pass
 
+    def clear(self) -> None:
+        pass
+
+    def collect(self) -> list[Any]:
+        return []
+
 
 _NULL: Final = _Null()
 
@@ -86,7 +93,7 @@ class Metrics:
         self.enabled = enabled
         self._role = None if role == "up" else role
         self.registry = CollectorRegistry(auto_describe=False)
-        self._samplers: list[Sampler] = []
+        self._samplers: list[tuple[Sampler, tuple[Any, ...]]] = []
         c, g, h = self._counter, self._gauge, self._histogram
 
         # ingest (api)
@@ -255,10 +262,10 @@ class Metrics:
     def redis_reconnects(self, component: str) -> Any:
         return self._redis_reconnects.labels(_DIGITS.sub("", component))
 
-    def add_sampler(self, sampler: Sampler) -> None:
-        """`sampler` sets gauges from Redis before each scrape (never on a hot path)."""
+    def add_sampler(self, sampler: Sampler, *gauges: Any) -> None:
+        """`sampler` sets `gauges` from Redis before each scrape (never on a hot path)."""
         if self.enabled:  # the shared DISABLED instance keeps nothing
-            self._samplers.append(sampler)
+            self._samplers.append((sampler, gauges))
 
     def add_collector(self, collect: Callable[[], Iterator[Metric]]) -> None:
         """`collect` yields metric families computed from in-process state at scrape time."""
@@ -281,21 +288,27 @@ class Metrics:
 
     async def render(self) -> bytes:
         """The Prometheus text page, samplers run first, at once and each bounded (a frozen
-        Redis costs the scrape one SAMPLE_TIMEOUT_S); a failure keeps the gauges' previous
-        values and is logged."""
+        Redis costs the scrape one SAMPLE_TIMEOUT_S). A failure is logged and leaves the
+        sampler's gauges out of the page, or NaN for one without labels (an unknown lag is no
+        sample, not the last one seen: alert on `absent()` or on notifier_redis_errors_total)."""
 
-        async def sample(sampler: Sampler) -> None:
+        async def sample(sampler: Sampler, gauges: tuple[Any, ...]) -> None:
             try:
                 with anyio.fail_after(SAMPLE_TIMEOUT_S):
                     await sampler()
+                return
             except TimeoutError:
                 log.warning("metrics sampler failed: no answer within %ss", SAMPLE_TIMEOUT_S)
             except Exception as exc:  # a scrape must answer even when Redis does not
                 log.warning("metrics sampler failed: %s: %s", type(exc).__name__, exc)
+            for gauge in gauges:
+                gauge.clear()  # a labelled gauge's samples go
+                if any(family.samples for family in gauge.collect()):
+                    gauge.set(math.nan)  # one without labels always has its sample: unknown
 
         async with anyio.create_task_group() as tg:
-            for sampler in self._samplers:
-                tg.start_soon(sample, sampler)
+            for sampler, gauges in self._samplers:
+                tg.start_soon(sample, sampler, gauges)
         return generate_latest(self.registry)
 
 

@@ -3,6 +3,7 @@ labelled children), a reason's child appears once used, and disabled metrics are
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -87,3 +88,24 @@ def test_samplers_run_at_once_so_a_frozen_redis_costs_one_timeout() -> None:
     metrics.add_sampler(sampler("b", "a"))
     anyio.run(metrics.render)
     assert sorted(ran) == ["a", "b"]
+
+
+def test_a_failed_sampler_leaves_its_gauges_unknown_not_stale() -> None:
+    """Redis away: the lag is not the last value seen (an alert on it would stay green)."""
+    metrics = Metrics(enabled=True)
+    failing = [False]
+
+    async def sample() -> None:
+        if failing[0]:
+            raise ConnectionError("redis away")
+        metrics.lag.labels("0").set(7)
+        metrics.outbox.set(3)
+
+    metrics.add_sampler(sample, metrics.lag, metrics.outbox)
+    seen = samples(metrics)
+    assert seen[("notifier_fanout_lag_entries", (("partition", "0"),))] == 7
+    assert seen[("notifier_moderation_outbox_effects", ())] == 3
+    failing[0] = True
+    seen = samples(metrics)
+    assert not [k for k in seen if k[0] == "notifier_fanout_lag_entries"]
+    assert math.isnan(seen[("notifier_moderation_outbox_effects", ())])

@@ -84,6 +84,20 @@ class Hiding:
                 hidden += await self.mute_post(user, post, int(post_muted))
         return hidden
 
+    async def retract_post(self, author: str, post: str, at_ms: int, event_id: str) -> int:
+        """A deleted post's notifications in its author's inbox (likes, comments, mentions on
+        it) retracted for good (`x`: a replay or a late redelivery does not bring them back);
+        how many. What arrives about the post after the deletion is applied as any activity."""
+        found = await scripts_for(self._redis).hidden(
+            self._redis, user_keys(author), [*head(author, None), "post", post]
+        )
+        ops = []
+        for n in range(0, len(found), 6):
+            item, _, gid, verb, item_post, actor = (f.decode() for f in found[n : n + 6])
+            ops.append(ItemOp(author, item, "x", at_ms, event_id, actor, gid, verb, item_post))
+        await self._apply(ops)
+        return len(ops)
+
     async def _hide(self, user: str, target: Target, value: str, at_ms: int, event_id: str) -> int:
         """Set inactive the active items of `user`'s inbox groups from the actor or on the post;
         how many."""

@@ -105,6 +105,14 @@ def _ops(event: Event, window_ms: int) -> list[ItemOp]:
                 ItemOp(user, item, "a", at, eid, actor, gid, "mention", post, comment, text)
                 for user in dict.fromkeys(users)
             ]
-        case PostCreated() | PostDeleted():
+        case PostDeleted(post=post, mentioned=mentioned):
+            # the mentions the post made go for good; what notified its author about it is
+            # found in their inbox when applied (feeds/hiding.py retract_post)
+            gid = layouts.mention_in_post(post, actor)
+            return [
+                ItemOp(user, f"m|p:{post}|{actor}", "x", at, eid, actor, gid)
+                for user in dict.fromkeys(mentioned)
+            ]
+        case PostCreated():
             return []  # posts notify nobody: they go to home feeds, not inboxes
     raise TypeError(f"unknown event {event!r}")

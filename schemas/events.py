@@ -112,9 +112,13 @@ class PostCreated(_Base, frozen=True, tag="post_created"):
 
 
 class PostDeleted(_Base, frozen=True, tag="post_deleted"):
-    """Removes `post` by `actor` (its author) for good from every feed, whatever the order."""
+    """Removes `post` by `actor` (its author) for good from every feed, whatever the order, and
+    the notifications about it: those in the author's inbox (likes, comments, mentions on it)
+    and the mentions it made (`mentioned`: whom the post mentioned, as the mention event named
+    them)."""
 
     post: Id
+    mentioned: Annotated[list[Id], msgspec.Meta(max_length=MAX_MENTIONS)] = []
 
 
 Event: TypeAlias = (

@@ -33,6 +33,7 @@ from notifier.runtime.eventlog import LoggedEvent, decode_entry
 from notifier.runtime.lifecycle import Backoff
 from notifier.runtime.settings import FanoutSettings
 from schemas import keys
+from schemas.events import PostDeleted
 
 from .deadletter import DeadLetters, Moved
 
@@ -577,6 +578,15 @@ async def apply_events(
             refused.append(f"{events[i].event.id}>{op.user}")
         elif error is not None:
             fail(i, error)
+    for i, logged in enumerate(events):
+        deleted = logged.event
+        if isinstance(deleted, PostDeleted):
+            try:  # what notified its author about it (its mentions are items of their own)
+                await Hiding(inbox.redis, limits).retract_post(
+                    deleted.actor, deleted.post, deleted.at_ms, deleted.id
+                )
+            except ResponseError as exc:
+                fail(i, exc)
     if refused:
         log.warning(
             "refused items=%d beyond the recipients' trimmed horizon (older than its retention "

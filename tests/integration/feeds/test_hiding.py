@@ -20,7 +20,7 @@ from feeds.limits import FeedLimits
 from feeds.preferences import PreferenceStore, Relation
 from notifier.fanout.consumer import apply_events
 from notifier.runtime.eventlog import LoggedEvent
-from schemas.events import Comment, Event, Follow, Like, Mention, PostCreated
+from schemas.events import Comment, Event, Follow, Like, Mention, PostCreated, PostDeleted
 
 from ..views import at, inbox_view, logged_changes
 
@@ -178,7 +178,9 @@ async def test_a_mute_that_lands_between_the_fan_outs_reads_and_writes_still_hid
 
     async def keep_then_mute(self: PreferenceStore, *args: object, **kwargs: object) -> object:
         kept = await keep(self, *args, **kwargs)  # type: ignore[arg-type]
-        assert await relate(redis, "olga", relation, "p1" if relation == "muted-posts" else "ann", True, 10) == 0
+        assert (
+            await relate(redis, "olga", relation, "p1" if relation == "muted-posts" else "ann", True, 10) == 0
+        )
         return kept
 
     monkeypatch.setattr(PreferenceStore, "keep", keep_then_mute)
@@ -186,3 +188,24 @@ async def test_a_mute_that_lands_between_the_fan_outs_reads_and_writes_still_hid
     assert await shown(redis, "olga") == [("like:p2", ["cid"])]
     _, unread, _ = await inbox_view(Inbox(redis, LIMITS), "olga")
     assert unread == 1
+
+
+async def test_a_deleted_post_takes_its_notifications_and_mentions_with_it_for_good(redis: Redis) -> None:
+    events: list[Event] = [
+        like("l-1", "ann", "p1", "olga", 1),
+        Comment(id="c-1", actor="cid", occurred_at=at(2), post="p1", owner="olga", comment="c1", text="hi"),
+        Mention(id="m-1", actor="olga", occurred_at=at(3), post="p1", users=["dee", "eve"]),
+        like("l-2", "bob", "p2", "olga", 4),
+    ]
+    await apply(redis, *events)
+    assert len(await shown(redis, "olga")) == 3 and len(await shown(redis, "dee")) == 1
+    deleted = PostDeleted(id="d-1", actor="olga", occurred_at=at(5), post="p1", mentioned=["dee", "eve"])
+    await apply(redis, deleted)
+    assert await shown(redis, "olga") == [("like:p2", ["bob"])]
+    assert await shown(redis, "dee") == [] and await shown(redis, "eve") == []
+    _, unread, _ = await inbox_view(Inbox(redis, LIMITS), "olga")
+    assert unread == 1
+    # a replay (or a late redelivery) of the whole log brings none of them back
+    await apply(redis, *events, deleted)
+    await apply(redis, *events)
+    assert await shown(redis, "olga") == [("like:p2", ["bob"])] and await shown(redis, "dee") == []

@@ -23,6 +23,68 @@ export interface InboxPage {
   next: string | null;
 }
 
+/** a post of the home feed (GET /v1/me/feed, a feed change's `add`) */
+export interface Post {
+  id: string;
+  author: string;
+  kind: "text" | "photo" | "video" | "link";
+  text: string;
+  visibility: "public" | "followers";
+  /** its time (ms) */
+  at: number;
+}
+
+/** a group created or changed; live, with the groups the inbox cap dropped for it */
+export interface Upsert {
+  op: "upsert";
+  group: Group;
+  unread: number;
+  unseen: number;
+  dropped?: string[];
+}
+
+/** a group emptied by undos, retracted, or dropped by the inbox cap */
+export interface Remove {
+  op: "remove";
+  id: string;
+  unread: number;
+  unseen: number;
+}
+
+/** groups marked read: `groups` (their ids) or `all` */
+export interface Read {
+  op: "read";
+  unread: number;
+  unseen: number;
+  groups?: string[];
+  all?: boolean;
+}
+
+/** the inbox marked seen up to `seen_at` (ms), on this or another device */
+export interface Seen {
+  op: "seen";
+  seen_at: number;
+  unread: number;
+  unseen: number;
+}
+
+/** the `change` of a WebSocket `change` frame */
+export type InboxChange = Upsert | Remove | Read | Seen;
+
+export interface FeedAdd {
+  op: "add";
+  post: Post;
+}
+
+export interface FeedRemove {
+  op: "remove";
+  author: string;
+  id: string;
+}
+
+/** the `change` of a WebSocket `feed` frame */
+export type FeedChange = FeedAdd | FeedRemove;
+
 export interface CursorStorage {
   get(): string | null;
   set(cursor: string): void;
@@ -51,7 +113,7 @@ export class Inbox {
   /** the seen mark (ms; 0: never marked): groups active after it are new */
   seenAt: number;
   load(page: InboxPage): void;
-  apply(change: Record<string, unknown>): void;
+  apply(change: InboxChange): void;
 }
 
 export interface InboxClientOptions {
@@ -63,8 +125,8 @@ export interface InboxClientOptions {
   load: () => Promise<InboxPage>;
   storage?: CursorStorage;
   onChange?: (inbox: Inbox) => void;
-  /** each home-feed change: {op: "add", post} or {op: "remove", author, id} */
-  onFeed?: (change: Record<string, unknown>) => void;
+  /** each home-feed change */
+  onFeed?: (change: FeedChange) => void;
   /** after a `refetch` (the cursor could not be resumed) reloaded the inbox: reload the home feed here */
   onRefetch?: () => void;
   backoffBaseMs?: number;

@@ -65,6 +65,16 @@ HORIZON_FIELD: Final = "<"  # the user's trimmed horizon (a time): feeds/horizon
 # so that a session told of the burst (RESYNC_MESSAGE) finds it there to re-read (common.lua
 # trim); the field goes once they are past.
 BURST_FIELD: Final = ">"
+
+
+def decode_burst(raw: bytes | str | None) -> tuple[int, int] | None:
+    """BURST_FIELD's `FIRST LAST` (as lua/feed_push.lua writes it, common.lua trim reads it)."""
+    if raw is None:
+        return None
+    first, last = (raw.decode() if isinstance(raw, bytes) else raw).split(" ")
+    return int(first), int(last)
+
+
 STATE_SEQ_BYTES: Final = 6
 STATE_UNREAD_BYTES: Final = 4
 MARKS_NONE: Final = 1

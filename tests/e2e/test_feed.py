@@ -114,6 +114,8 @@ async def test_a_follows_back_fill_reaches_a_live_client_however_small_its_queue
             removed = {(f["change"]["op"], f["change"]["id"]) for f in frames}
             assert removed == {("remove", f"j{n}") for n in range(100)}
         assert await redis.llen(keys.changelog("ann")) == 200  # no change came after them: all kept
+        # the latest burst: the unfollow's 100 removals, numbered after the follow's 100 adds
+        assert layouts.decode_burst(await redis.hget(keys.toggles("ann"), layouts.BURST_FIELD)) == (101, 200)
         # once as many changes as the log keeps came after the burst, it is trimmed as ever
         await app.accept(*[like(f"l-{n}", f"fan{n}", f"a{n}", "ann", t=400 + n) for n in range(33)])
         await app.worker.drain()

@@ -389,6 +389,8 @@ def _role_help(role: str) -> str:
     for section in sections:
         values = getattr(defaults, section)
         for field in dataclasses.fields(values):
+            if (section, field.name) == ("metrics", "port") and role in _PORTS:
+                continue  # a role with a port of its own serves /metrics there
             lines.append(f"  NOTIFIER_{section}_{field.name}".upper() + f" = {_shown(field.name, values)}")
     return "\n".join(lines)
 

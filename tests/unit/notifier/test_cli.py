@@ -114,6 +114,8 @@ def test_each_role_lists_its_ports_and_settings(
         main([role, "--help"])
     out = capsys.readouterr().out
     assert all(name in out for name in names), out
+    # a role with a port of its own serves /metrics there: the metrics port is not its setting
+    assert ("NOTIFIER_METRICS_PORT =" in out) == (role == "worker"), out
 
 
 def test_loadtest_lists_its_scenarios(capsys: pytest.CaptureFixture[str]) -> None:

@@ -137,8 +137,11 @@ class ClusterLab:
         return str(node.ask("CLUSTER", "MYID").decode())
 
     def move_slot(self, slot: int, target: Node) -> int:
-        """Migrate `slot` to `target` live, as `redis-cli --cluster reshard` does (IMPORTING /
-        MIGRATING, MIGRATE the keys in batches, then SETSLOT NODE everywhere); keys moved."""
+        """Migrate `slot` to `target` live, as `redis-cli --cluster reshard --cluster-pipeline N`
+        does with N at least the slot's keys (IMPORTING / MIGRATING, MIGRATE every key of the slot
+        at once, then SETSLOT NODE everywhere); keys moved. One MIGRATE moves a user's keys
+        together: in batches, a script could run on the user's register where the inbox it
+        names had not moved yet (README "Scaling": reshard)."""
         source = self.node_of_slot(slot)
         if source is target:
             return 0
@@ -146,7 +149,9 @@ class ClusterLab:
         target.ask("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
         source.ask("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
         moved = 0
-        while batch := source.ask("CLUSTER", "GETKEYSINSLOT", slot, 50):
+        while batch := source.ask(
+            "CLUSTER", "GETKEYSINSLOT", slot, max(1, source.ask("CLUSTER", "COUNTKEYSINSLOT", slot))
+        ):
             source.ask("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *batch)
             moved += len(batch)
         for node in [target, source, *self.masters()]:

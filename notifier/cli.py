@@ -310,7 +310,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         if args.command not in ROLES:
-            return anyio.run(admin.run_command, args, settings)
+            try:
+                return anyio.run(admin.run_command, args, settings)
+            except REDIS_UNAVAILABLE as exc:  # an outage, not a bad reference: say so, distinctly
+                why = f"redis unavailable ({type(exc).__name__}: {exc}); retry when it answers"
+                return _refuse(why, log_settings.format, args.command, status=3)
         if settings.dev:
             log.warning("DEV MODE: demo service key and JWT secret in use; never expose this")
         anyio.run(run_role, args.command, settings, backend_options={"use_uvloop": True})
@@ -326,10 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _refuse(message: str, fmt: str, role: str) -> int:
+def _refuse(message: str, fmt: str, role: str, *, status: int = 2) -> int:
     """Why a command cannot run, on stderr: one line (a message's indented problems joined with
     `; `), one JSON object in the JSON log format, so that a log collector keeps the line that
-    explains a crash loop whole. Exit status 2."""
+    explains a crash loop whole. Returns `status`: 2 for what must be fixed, 3 for an outage."""
     head, *rest = message.split("\n")
     line = f"{head} {'; '.join(r.strip() for r in rest)}" if rest else head
     if fmt == "json":
@@ -344,7 +348,7 @@ def _refuse(message: str, fmt: str, role: str) -> int:
         )
         line = logs.JsonFormatter().format(record)
     print(line, file=sys.stderr)
-    return 2
+    return status
 
 
 def _config_error(exc: BaseException) -> ConfigError | None:

@@ -77,3 +77,16 @@ def test_a_redis_url_redis_py_cannot_read_is_refused_at_start(
     assert main(["worker"]) == 2
     line = orjson.loads(capsys.readouterr().err)
     assert "NOTIFIER_INGEST_PARTITIONS" in line["message"] and "\n" not in line["message"], line
+
+
+@pytest.mark.parametrize("command", [["dlq", "list"], ["explain", "e1"], ["replay"]])
+def test_an_operator_command_without_redis_says_so_in_one_line_and_exits_3(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not a traceback and exit 1, which says "no such reference": a script can tell an outage."""
+    monkeypatch.setenv("NOTIFIER_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nobody there
+    monkeypatch.setenv("NOTIFIER_REDIS_CONNECT_TIMEOUT_S", "1")
+    monkeypatch.setenv("NOTIFIER_MODERATION_CLASSIFIER", "0")
+    assert main(command) == 3
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("redis unavailable (") and "Traceback" not in err, err

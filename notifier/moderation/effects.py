@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Final, Required, TypedDict, cast
 
 from arq import Retry
@@ -19,7 +20,7 @@ from feeds.inbox import Inbox
 from feeds.items import plan, retract
 from feeds.limits import FeedLimits
 from feeds.preferences import PreferenceStore
-from notifier.runtime import jobqueue
+from notifier.runtime import jobqueue, metrics
 from notifier.runtime.jobqueue import JobSet
 from notifier.runtime.settings import Settings
 from schemas import keys
@@ -102,23 +103,38 @@ async def recall_job(ctx: EffectsContext, item_id: str) -> int:
         raise _retry(ctx, ctx.get("job_try", 1)) from exc
 
 
+async def _periodic(name: str, run: Awaitable[int]) -> int:
+    """A periodic job's run; Redis away (a restart, a failover) is one line and a Redis error
+    counted, not a job failed for good: the next run does the work."""
+    try:
+        return await run
+    except REDIS_UNAVAILABLE as exc:
+        metrics.current().redis_errors("jobs").inc()
+        log.warning("redis unavailable in %s: %s: %s; the next run retries", name, type(exc).__name__, exc)
+        return 0
+
+
 async def sweep_job(ctx: EffectsContext) -> int:
     """Enqueue every effect still in the outbox (one in flight per effect: job ids are fixed)."""
-    enqueued = 0
-    for effect in await ctx["outbox"].pending():
-        enqueued += await enqueue(ctx["pool"], effect)
-    return enqueued
+
+    async def sweep() -> int:
+        enqueued = 0
+        for effect in await ctx["outbox"].pending():
+            enqueued += await enqueue(ctx["pool"], effect)
+        return enqueued
+
+    return await _periodic("outbox sweep", sweep())
 
 
 async def expire_job(ctx: EffectsContext) -> int:
     """Delete the review items decided longer ago than their retention (retention.py)."""
-    return await ctx["decided"].expire()
+    return await _periodic("review item expiry", ctx["decided"].expire())
 
 
 async def content_sweep_job(ctx: EffectsContext) -> int:
     """Prune the actors' content index (content.py): entries past the log's retention or the
     velocity window, of actors who have not acted since."""
-    return await ctx["content"].sweep(int(time.time() * 1000), ctx["sweep_ms"])
+    return await _periodic("content sweep", ctx["content"].sweep(int(time.time() * 1000), ctx["sweep_ms"]))
 
 
 async def enqueue(pool: ArqRedis, effect: str) -> bool:

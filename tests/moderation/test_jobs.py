@@ -3,16 +3,20 @@ outbox retried until done, and a graceful stop under the supervisor's protocol."
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import cast
 
 import anyio
 import orjson
 import pytest
 from arq.constants import job_key_prefix
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from feeds.preferences import PreferenceStore
 from notifier.jobs.worker import JobsService
+from notifier.moderation import effects
 from notifier.moderation.classifier import ProfanityCheck
 from notifier.moderation.effects import enqueue, job_set
 from notifier.runtime.jobqueue import job_pool
@@ -93,3 +97,20 @@ async def test_the_service_runs_the_outbox_and_stops_gracefully(
                 await anyio.sleep(0.02)
             service.stop()  # returns on its own: nothing is cancelled
     assert await s.groups("alice") == []
+
+
+async def test_a_periodic_job_meeting_redis_away_waits_for_its_next_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failover under the jobs role: not a job failed for good with a traceback, one line."""
+
+    class Away:
+        async def expire(self) -> int:
+            raise RedisConnectionError("connection reset")
+
+    with caplog.at_level(logging.WARNING, logger="notifier.moderation.effects"):
+        assert await effects.expire_job(cast("effects.EffectsContext", {"decided": Away()})) == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "redis unavailable in review item expiry: ConnectionError: connection reset; the next run retries"
+    ]

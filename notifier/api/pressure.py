@@ -63,9 +63,13 @@ class Pressure:
         for memory in await self._memories():
             policy = memory.get("maxmemory_policy")
             if memory.get("role") == "slave":  # a promoted replica demoted, or the wrong node
+                where = (
+                    "a failover is under way, or the slot map is stale"
+                    if isinstance(self._redis, Cluster)
+                    else "point NOTIFIER_REDIS_URL at its master"
+                )
                 return Rejected(
-                    Reason.UNAVAILABLE,
-                    "Redis is a read-only replica: it refuses writes; point NOTIFIER_REDIS_URL at its master",
+                    Reason.UNAVAILABLE, f"Redis is a read-only replica: it refuses writes; {where}"
                 )
             if evicts(policy):  # set since the start, which refuses such a Redis
                 return Rejected(

@@ -254,6 +254,10 @@ class Settings:
             out.append(
                 "NOTIFIER_REDIS_CLUSTER needs NOTIFIER_JOBS_REDIS_URL: a plain Redis for arq's job queue"
             )
+        if self.fanout.direct_apply and self.redis.cluster:
+            out.append(
+                "NOTIFIER_FANOUT_DIRECT_APPLY works on one Redis only: unset it with NOTIFIER_REDIS_CLUSTER"
+            )
         if self.jobs.redis_url and not self.redis.cluster:
             out.append("NOTIFIER_JOBS_REDIS_URL is for a cluster; one Redis holds the job queue itself")
         out += self._out_of_range()

@@ -243,3 +243,6 @@ def test_a_cluster_needs_seeds_and_a_jobs_redis() -> None:
     assert settings.redis.cluster and settings.jobs.redis_url == "redis://j:6379/0"
     assert "NOTIFIER_JOBS_REDIS_URL is for a cluster" in problems({"NOTIFIER_JOBS_REDIS_URL": "redis://j"})
     assert "redis://j" not in repr(settings)  # may embed a password
+    # the direct apply is for one Redis: with a cluster it would be ignored, so it is refused
+    direct = {**seeds, "NOTIFIER_JOBS_REDIS_URL": "redis://j:6379/0", "NOTIFIER_FANOUT_DIRECT_APPLY": "1"}
+    assert "NOTIFIER_FANOUT_DIRECT_APPLY works on one Redis only" in problems(direct)

@@ -15,7 +15,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import ResponseError, TryAgainError
 
 from feeds import graph, timeline
 from feeds.changelog import push_tag
@@ -38,6 +38,9 @@ from schemas.events import PostDeleted
 from .deadletter import DeadLetters, Moved
 
 log = logging.getLogger(__name__)
+
+# Redis Cluster's refusal of a script's key whose slot is not (or no longer) served here
+_NON_LOCAL: Final = "non local key"
 
 # an entry that reached max_deliveries with no error of its own recorded is dead-lettered only
 # after this many times as many (reclaim): its tries ended in crashes or Redis refusals
@@ -563,6 +566,9 @@ async def apply_events(
     refusal = next((e for e in errors if isinstance(e, REDIS_REFUSING)), None)
     if refusal is not None:  # Redis refusing writes, not an event failing: the batch is retried
         raise refusal
+    moving = next((e for e in errors if isinstance(e, ResponseError) and _NON_LOCAL in str(e)), None)
+    if moving is not None:  # a user's slot migrating: the batch waits for it, no event's fault
+        raise TryAgainError(f"a slot is migrating: {moving}")
     if relations is not None and await preferences.relations_changed() != relations:
         written = [op for op, error in zip(ops, errors, strict=True) if error is None and op.state == "a"]
         if written:

@@ -10,9 +10,12 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError, TryAgainError
 
 from feeds.inbox import Inbox
 from feeds.items import ItemOp
+from notifier.fanout.consumer import apply_events
+from notifier.runtime.eventlog import LoggedEvent
 from notifier.runtime.settings import Settings
 from schemas.events import Like
 
@@ -56,3 +59,21 @@ async def test_an_apply_cut_by_a_redis_blip_is_retried_in_hand_not_left_to_the_r
     groups, unread, _ = await inbox_view(Inbox(redis, settings.feeds), "bob")
     assert [(g["verb"], g["actors"]) for g in groups] == [("like", ["ana"])] and unread == 1
     assert await pending_total(redis, settings.ingest.partitions) == 0
+
+
+async def test_a_slot_migrating_under_an_apply_is_waited_for_not_counted_as_the_events_failure(
+    redis: Redis, settings: Settings
+) -> None:
+    """Redis Cluster refuses a script's key of a slot that moved away mid-call ("non local key"):
+    the batch is applied again once the migration is through, not dead-lettered for it."""
+    moving = ResponseError("ERR Script attempted to access a non local key in a cluster node script: f_1")
+
+    class Migrating(Inbox):
+        async def apply(self, ops: Sequence[ItemOp], tags: Sequence[str] = ()) -> list[BaseException | None]:
+            return [moving for _ in ops]
+
+    logged = LoggedEvent(
+        b"1-0", Like(id="l1", actor="ana", occurred_at=at(1), post="p", owner="bob"), "test", 0
+    )
+    with pytest.raises(TryAgainError, match="a slot is migrating"):
+        await apply_events(Migrating(redis, settings.feeds), settings.feeds, [logged])

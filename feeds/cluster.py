@@ -1,6 +1,7 @@
 """Redis Cluster, as the product uses it: redis-py's asyncio `RedisCluster` for single commands,
 plus what it lacks here: pipelined calls split by the master owning each key's slot (one lean
-pipeline per master, all at once, MOVED/ASK/TRYAGAIN/CLUSTERDOWN followed), WAIT on each master's
+pipeline per master, all at once, MOVED/ASK/TRYAGAIN/CLUSTERDOWN followed, but a script's ASK
+waited out: it reaches keys it does not name), WAIT on each master's
 own connection, and a plain client per master for pub/sub and WATCH/MULTI (redis-py 5's asyncio
 cluster has neither: redis/redis-py#2219). Two private names of redis-py's are used, for its own
 slot-map refresh and MOVED patching rather than a copy of them: `_initialize` and the nodes
@@ -74,6 +75,10 @@ def closed_transport(exc: BaseException) -> bool:
 RETRY_PAUSE_S: Final = 0.1
 REFRESH_GAP_S: Final = 0.2  # between rounds while a slot has no master (failover, forming)
 _TRANSIENT: Final = (TryAgainError, ClusterDownError)  # retried after a pause, without a refresh
+
+
+def _scripted(command: Command) -> bool:
+    return command[0] in ("EVALSHA", "EVAL", "FCALL")
 
 
 def key_of(command: Command) -> Arg:
@@ -270,7 +275,7 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
                         results,
                     )
             retry: list[int] = []
-            refresh = False
+            refresh = pause = False
             for name, indexes in rounds.items():
                 got = results[name]
                 if isinstance(got, BaseException):
@@ -286,6 +291,13 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
                     if isinstance(reply, MovedError):
                         self.moved(reply)
                         retry.append(i)
+                    elif isinstance(reply, AskError) and _scripted(commands[i]):
+                        # a script names one key and reaches the others from it: on the node
+                        # importing the slot it would find those not moved yet missing and
+                        # write them anew there (a user's inbox on two masters). It waits for
+                        # the slot to finish moving instead (MOVED then names its new master).
+                        retry.append(i)
+                        pause = True
                     elif isinstance(reply, AskError):
                         asking[i] = f"{reply.host}:{reply.port}"
                         retry.append(i)
@@ -302,10 +314,17 @@ class Cluster(RedisCluster):  # type: ignore[misc]  # redis-py is untyped here (
                 # fan-out leaves the batch pending without counting a failed delivery; ingest 503s)
                 if isinstance(failed, RedisError):
                     raise failed
-                raise ClusterDownError(f"no master served every slot within {self._retry_budget_s}s")
+                raise ClusterDownError(
+                    f"a slot had no master, or was still moving, for {self._retry_budget_s}s"
+                )
             if refresh:
                 await self.refresh()
-            if refresh or any(isinstance(replies[i], _TRANSIENT) for i in todo) or failed is not None:
+            if (
+                refresh
+                or pause
+                or any(isinstance(replies[i], _TRANSIENT) for i in todo)
+                or failed is not None
+            ):
                 await anyio.sleep(RETRY_PAUSE_S)
         if wait is not None:
             replies.append(replicas or 0)

@@ -41,6 +41,11 @@ class Script:
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
     async def __call__(self, redis: Redis, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        if isinstance(redis, Cluster):  # its ASK for a slot moving is waited out (cluster.py)
+            [reply] = await run_commands(redis, [self], [self.command(keys, args)])
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:

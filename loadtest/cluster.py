@@ -140,8 +140,8 @@ class ClusterLab:
         """Migrate `slot` to `target` live, as `redis-cli --cluster reshard --cluster-pipeline N`
         does with N at least the slot's keys (IMPORTING / MIGRATING, MIGRATE every key of the slot
         at once, then SETSLOT NODE everywhere); keys moved. One MIGRATE moves a user's keys
-        together: in batches, a script could run on the user's register where the inbox it
-        names had not moved yet (README "Scaling": reshard)."""
+        together: the scripts that wait while a slot's keys are split (README "Scaling",
+        reshard) wait the least."""
         source = self.node_of_slot(slot)
         if source is target:
             return 0

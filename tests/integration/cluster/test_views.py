@@ -8,18 +8,20 @@ from collections.abc import Sequence
 import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
+from redis.exceptions import ClusterDownError
 
 from feeds.cluster import Cluster
 from feeds.horizon import BeyondHorizon
 from feeds.inbox import Inbox
 from feeds.items import plan
 from feeds.scripts import SCRIPTS, SHARDED_SCRIPTS
+from loadtest.cluster import ClusterLab
 from notifier.api.append import EventLog
 from notifier.fanout.consumer import FanoutWorker
 from notifier.fanout.sweeper import Sweeper
 from notifier.runtime.settings import Settings
 from schemas import keys
-from schemas.events import Comment, Event, Follow, Like, Unlike
+from schemas.events import Comment, CommentDeleted, Event, Follow, Like, Unlike
 from tests.conftest import SettingsFactory
 
 from ..views import at, pending_total
@@ -142,3 +144,42 @@ async def test_the_register_sweep_reaches_every_master(
     late = Like(id="late", actor="fan", occurred_at=at(1), post=f"p-{USERS[0]}", owner=USERS[0])
     [refused] = await Inbox(cluster, settings.feeds).apply(plan(late, settings.feeds))
     assert isinstance(refused, BeyondHorizon)
+
+
+async def test_an_apply_waits_for_a_slot_whose_keys_move_in_batches(
+    cluster: Cluster, redis_cluster: ClusterLab, cluster_settings: SettingsFactory
+) -> None:
+    """A reshard moving a slot's keys in several MIGRATEs moved the user's register before their
+    inbox: an apply following ASK ran on the new master, found no inbox there and wrote one (the
+    undo lost, the keys on two masters). It waits for the slot to finish moving instead."""
+    settings = cluster_settings()
+    inbox = Inbox(cluster, settings.feeds)
+    comment = Comment(
+        id="c-1", actor="ann", occurred_at=at(1), post="p", owner="olga", comment="c1", text="hi"
+    )
+    assert await inbox.apply(plan(comment, settings.feeds)) == [None]
+    slot = key_slot(keys.toggles("olga").encode())
+    source = redis_cluster.node_of_slot(slot)
+    target = next(m for m in redis_cluster.masters() if m is not source)
+    target.ask("CLUSTER", "SETSLOT", slot, "IMPORTING", redis_cluster.node_id(source))
+    source.ask("CLUSTER", "SETSLOT", slot, "MIGRATING", redis_cluster.node_id(target))
+    source.ask(
+        "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", keys.toggles("olga")
+    )  # the register only
+    deleted = CommentDeleted(id="d-1", actor="ann", occurred_at=at(2), post="p", owner="olga", comment="c1")
+    waiting = Cluster(
+        [("127.0.0.1", n.port) for n in redis_cluster.live()], retry_budget_s=0.5, socket_timeout=5
+    )
+    try:
+        with pytest.raises(ClusterDownError):  # the slot did not settle within the budget
+            await Inbox(waiting, settings.feeds).apply(plan(deleted, settings.feeds))
+    finally:
+        await waiting.shutdown()
+    rest = source.ask("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+    # BUSYKEY here if the apply had written an inbox or change log on the target
+    source.ask("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *rest)
+    for node in redis_cluster.masters():
+        node.ask("CLUSTER", "SETSLOT", slot, "NODE", redis_cluster.node_id(target))
+    assert await inbox.apply(plan(deleted, settings.feeds)) == [None]
+    page = await inbox.page("olga", None, 10)
+    assert (page.groups, page.unread) == ([], 0)

@@ -112,6 +112,7 @@ def build_services(role: str, settings: Settings, redis: RedisHandle) -> list[Se
             blocking=redis.blocking,
             screen=_screener(settings, redis),
         )
+        health.add("fanout", worker.stuck)
         janitor = Janitor(
             client,
             settings.fanout,

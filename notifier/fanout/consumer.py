@@ -39,6 +39,8 @@ from .deadletter import DeadLetters, Moved
 
 log = logging.getLogger(__name__)
 
+# a batch in hand retried this long for Redis being away makes the worker not ready (`stuck`)
+STUCK_S: Final = 30.0
 # Redis Cluster's refusal of a script's key whose slot is not (or no longer) served here
 _NON_LOCAL: Final = "non local key"
 
@@ -101,10 +103,23 @@ class FanoutWorker:
         self._screen = screen
         self._stopping = anyio.Event()
         self._waiting = dict.fromkeys(self._partitions, 0)  # fan-outs waiting for a next slice
+        # since when a partition's batch in hand has been retried for Redis being away
+        self._retrying_since: dict[int, float] = {}
         self._together = _Together(self._process_many)
         self.stats = Stats()
         self._metrics = metrics.current()
         self._traced = tracing.current()
+
+    async def stuck(self) -> str | None:
+        """A readiness reason while a partition's batch in hand has been retried for Redis being
+        away longer than STUCK_S: a master gone for good, or a slot left half-migrated by an
+        interrupted reshard (`redis-cli --cluster fix` closes it); None otherwise."""
+        now = time.monotonic()
+        stuck = sorted(p for p, since in self._retrying_since.items() if now - since > STUCK_S)
+        if not stuck:
+            return None
+        longest = max(now - self._retrying_since[p] for p in stuck)
+        return f"batches retried for Redis for up to {longest:.0f}s on partitions {stuck}"
 
     # -- Service -------------------------------------------------------------------------
 
@@ -267,12 +282,14 @@ class FanoutWorker:
                 except REDIS_UNAVAILABLE as exc:
                     if self._stopping.is_set():
                         raise
+                    self.stats.redis_errors += 1
+                    self._retrying_since.setdefault(partition, time.monotonic())
                     await backoff.sleep(exc)
                     if isinstance(exc, REDIS_REFUSING):  # reachable: keep the batch ours meanwhile
-                        self.stats.redis_errors += 1
                         with contextlib.suppress(*REDIS_UNAVAILABLE):  # (no delivery counted)
                             await self._touch(partition, entries)
                     continue
+                self._retrying_since.pop(partition, None)
                 backoff.reset()
                 if not entries or self._stopping.is_set():
                     break  # an unfinished fan-out left pending resumes after the restart
@@ -289,6 +306,7 @@ class FanoutWorker:
                 await self._touch(partition, entries)
         except REDIS_UNAVAILABLE as exc:
             log.warning("batch left pending partition=%d entries=%d: %s", partition, len(entries), exc)
+            self._retrying_since.pop(partition, None)
         except ResponseError as exc:
             await self._redis_error(partition, exc, backoff, entries=len(entries))
         finally:

@@ -4,6 +4,7 @@ batch in hand again after a backoff: the event arrives at once, not after a recl
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 
 import anyio
@@ -14,7 +15,7 @@ from redis.exceptions import ResponseError, TryAgainError
 
 from feeds.inbox import Inbox
 from feeds.items import ItemOp
-from notifier.fanout.consumer import apply_events
+from notifier.fanout.consumer import STUCK_S, apply_events
 from notifier.runtime.eventlog import LoggedEvent
 from notifier.runtime.settings import Settings
 from schemas.events import Like
@@ -77,3 +78,37 @@ async def test_a_slot_migrating_under_an_apply_is_waited_for_not_counted_as_the_
     )
     with pytest.raises(TryAgainError, match="a slot is migrating"):
         await apply_events(Migrating(redis, settings.feeds), settings.feeds, [logged])
+
+
+async def test_a_batch_retried_for_long_makes_the_worker_not_ready(
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot left half-migrated, or a master gone for good: the batch in hand is retried for
+    ever, and readiness says so (every role looked ready while a partition stood still)."""
+    settings = dataclasses.replace(settings, fanout=dataclasses.replace(settings.fanout, min_idle_ms=600_000))
+    retried = anyio.Event()
+    calls = 0
+
+    async def away(
+        self: Inbox, ops: Sequence[ItemOp], tags: Sequence[str] = ()
+    ) -> list[BaseException | None]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first failure was counted: the batch is being retried
+            retried.set()
+        raise TryAgainError("a slot is migrating")
+
+    monkeypatch.setattr(Inbox, "apply", away)
+    worker = make_worker(redis, settings, "stuck")
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        await append(redis, settings, [Like(id="l1", actor="ana", occurred_at=at(1), post="p", owner="bob")])
+        with anyio.fail_after(20):
+            await retried.wait()
+        assert await worker.stuck() is None  # not yet for long
+        clock = time.monotonic()
+        monkeypatch.setattr(time, "monotonic", lambda: clock + STUCK_S + 1)
+        reason = await worker.stuck()
+        worker.stop()
+    assert reason is not None and reason.startswith("batches retried for Redis for up to ") and "[" in reason
+    assert worker.stats.redis_errors >= 1

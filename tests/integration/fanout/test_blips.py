@@ -3,9 +3,10 @@ batch in hand again after a backoff: the event arrives at once, not after a recl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import anyio
 import pytest
@@ -15,7 +16,7 @@ from redis.exceptions import ResponseError, TryAgainError
 
 from feeds.inbox import Inbox
 from feeds.items import ItemOp
-from notifier.fanout.consumer import STUCK_S, apply_events
+from notifier.fanout.consumer import STUCK_S, FanoutWorker, apply_events
 from notifier.runtime.eventlog import LoggedEvent
 from notifier.runtime.settings import Settings
 from schemas.events import Like
@@ -24,6 +25,24 @@ from ..views import at, inbox_view, pending_total
 from .test_consumer import append, make_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@contextlib.asynccontextmanager
+async def running(
+    redis: Redis, settings: Settings, name: str, seen: anyio.Event
+) -> AsyncIterator[FanoutWorker]:
+    """A worker running while ana's like of bob's post is appended, until `seen` is set; then the
+    body runs, and the worker stops."""
+    worker = make_worker(redis, settings, name)
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        await append(redis, settings, [Like(id="l1", actor="ana", occurred_at=at(1), post="p", owner="bob")])
+        with anyio.fail_after(20):
+            await seen.wait()
+        try:
+            yield worker
+        finally:
+            worker.stop()
 
 
 async def test_an_apply_cut_by_a_redis_blip_is_retried_in_hand_not_left_to_the_reclaim(
@@ -49,13 +68,8 @@ async def test_an_apply_cut_by_a_redis_blip_is_retried_in_hand_not_left_to_the_r
         return result
 
     monkeypatch.setattr(Inbox, "apply", blips_once)
-    worker = make_worker(redis, settings, "blipped")
-    async with anyio.create_task_group() as tg:
-        await tg.start(worker.run)
-        await append(redis, settings, [Like(id="l1", actor="ana", occurred_at=at(1), post="p", owner="bob")])
-        with anyio.fail_after(20):
-            await applied.wait()
-        worker.stop()
+    async with running(redis, settings, "blipped", applied):
+        pass
     assert calls == 2
     groups, unread, _ = await inbox_view(Inbox(redis, settings.feeds), "bob")
     assert [(g["verb"], g["actors"]) for g in groups] == [("like", ["ana"])] and unread == 1
@@ -99,16 +113,10 @@ async def test_a_batch_retried_for_long_makes_the_worker_not_ready(
         raise TryAgainError("a slot is migrating")
 
     monkeypatch.setattr(Inbox, "apply", away)
-    worker = make_worker(redis, settings, "stuck")
-    async with anyio.create_task_group() as tg:
-        await tg.start(worker.run)
-        await append(redis, settings, [Like(id="l1", actor="ana", occurred_at=at(1), post="p", owner="bob")])
-        with anyio.fail_after(20):
-            await retried.wait()
+    async with running(redis, settings, "stuck", retried) as worker:
         assert await worker.stuck() is None  # not yet for long
         clock = time.monotonic()
         monkeypatch.setattr(time, "monotonic", lambda: clock + STUCK_S + 1)
         reason = await worker.stuck()
-        worker.stop()
     assert reason is not None and reason.startswith("batches retried for Redis for up to ") and "[" in reason
     assert worker.stats.redis_errors >= 1

@@ -25,7 +25,7 @@ from .home import HomeFeeds
 from .inbox import Inbox
 from .items import ItemOp
 from .limits import FeedLimits
-from .scripts import head, scripts_for, user_keys
+from .scripts import head, run_checked, scripts_for, user_keys
 
 # the event ids of hiding items: '~' sorts after every event id (schemas.events.ID_PATTERN) and
 # every register token (schemas/layouts.py register_token: `{` and a digest)
@@ -66,28 +66,37 @@ class Hiding:
         post or block they hold now hides: one added after the fan-out read the preferences and
         whose hiding pass ran before its writes. How many items left the inbox."""
         pairs = sorted({(op.user, op.actor, op.post) for op in ops})
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for user, actor, post in pairs:
-                pipe.zscore(keys.mutes(user), actor)
-                pipe.zscore(keys.blocks(user), actor)
-                pipe.zscore(keys.blocks(actor), user)
-                pipe.zscore(keys.muted_posts(user), post or "\n")  # no post: no member
-            found = await pipe.execute()
+        found = await run_checked(
+            self._redis,
+            [
+                command
+                for user, actor, post in pairs
+                for command in (
+                    ("ZSCORE", keys.mutes(user), actor),
+                    ("ZSCORE", keys.blocks(user), actor),
+                    ("ZSCORE", keys.blocks(actor), user),
+                    ("ZSCORE", keys.muted_posts(user), post or "\n"),  # no post: no member
+                )
+            ],
+        )
         hidden = 0
         for n, (user, actor, post) in enumerate(pairs):
             muted, blocked, blocked_by, post_muted = found[4 * n : 4 * n + 4]
             if blocked is not None or blocked_by is not None:
-                hidden += await self.block(user, actor, int(blocked if blocked is not None else blocked_by))
+                hidden += await self.block(
+                    user, actor, int(float(blocked if blocked is not None else blocked_by))
+                )
             elif muted is not None:
-                hidden += await self.mute(user, actor, int(muted))
+                hidden += await self.mute(user, actor, int(float(muted)))
             if post_muted is not None:
-                hidden += await self.mute_post(user, post, int(post_muted))
+                hidden += await self.mute_post(user, post, int(float(post_muted)))
         return hidden
 
     async def retract_post(self, author: str, post: str, at_ms: int, event_id: str) -> int:
         """A deleted post's notifications in its author's inbox (likes, comments, mentions on
-        it) retracted for good (`x`: a replay or a late redelivery does not bring them back);
-        how many. What arrives about the post after the deletion is applied as any activity."""
+        it) retracted for good (`x`: a redelivery of those events does not bring them back);
+        how many. What is applied about the post after the deletion (another partition behind,
+        or a `replay --fresh` that reaches the deletion first) shows as any activity."""
         found = await scripts_for(self._redis).hidden(
             self._redis, user_keys(author), [*head(author, None), "post", post]
         )

@@ -39,6 +39,20 @@ from .deadletter import DeadLetters, Moved
 
 log = logging.getLogger(__name__)
 
+
+def _waiting(exc: ResponseError) -> TryAgainError:
+    return TryAgainError(f"a slot is migrating: {exc}")
+
+
+def _raise_if_waiting(exc: ResponseError) -> None:
+    """A refusal of Redis's own, or a key of a slot migrating: the batch waits (retried in hand),
+    not the event's failure."""
+    if isinstance(exc, REDIS_REFUSING):
+        raise exc
+    if _NON_LOCAL in str(exc):
+        raise _waiting(exc) from exc
+
+
 # a batch in hand retried this long for Redis being away makes the worker not ready (`stuck`)
 STUCK_S: Final = 30.0
 # Redis Cluster's refusal of a script's key whose slot is not (or no longer) served here
@@ -103,8 +117,8 @@ class FanoutWorker:
         self._screen = screen
         self._stopping = anyio.Event()
         self._waiting = dict.fromkeys(self._partitions, 0)  # fan-outs waiting for a next slice
-        # since when a partition's batch in hand has been retried for Redis being away
-        self._retrying_since: dict[int, float] = {}
+        # each batch in hand retried for Redis being away: its partition, and since when
+        self._retrying: dict[object, tuple[int, float]] = {}
         self._together = _Together(self._process_many)
         self.stats = Stats()
         self._metrics = metrics.current()
@@ -115,11 +129,10 @@ class FanoutWorker:
         away longer than STUCK_S: a master gone for good, or a slot left half-migrated by an
         interrupted reshard (`redis-cli --cluster fix` closes it); None otherwise."""
         now = time.monotonic()
-        stuck = sorted(p for p, since in self._retrying_since.items() if now - since > STUCK_S)
+        stuck = {p: now - since for p, since in self._retrying.values() if now - since > STUCK_S}
         if not stuck:
             return None
-        longest = max(now - self._retrying_since[p] for p in stuck)
-        return f"batches retried for Redis for up to {longest:.0f}s on partitions {stuck}"
+        return f"batches retried for Redis for up to {max(stuck.values()):.0f}s on partitions {sorted(stuck)}"
 
     # -- Service -------------------------------------------------------------------------
 
@@ -273,7 +286,7 @@ class FanoutWorker:
         idempotent), rather than waiting `min_idle_ms` for a reclaim; when stopping, or on an
         error reply (such as NOPERM), its entries stay pending and are reclaimed. Either holds
         the batch's slot, so the partition slows down meanwhile."""
-        held = True
+        held, batch = True, object()
         try:
             while entries:
                 try:
@@ -283,13 +296,13 @@ class FanoutWorker:
                     if self._stopping.is_set():
                         raise
                     self.stats.redis_errors += 1
-                    self._retrying_since.setdefault(partition, time.monotonic())
+                    self._retrying.setdefault(batch, (partition, time.monotonic()))
                     await backoff.sleep(exc)
                     if isinstance(exc, REDIS_REFUSING):  # reachable: keep the batch ours meanwhile
                         with contextlib.suppress(*REDIS_UNAVAILABLE):  # (no delivery counted)
                             await self._touch(partition, entries)
                     continue
-                self._retrying_since.pop(partition, None)
+                self._retrying.pop(batch, None)
                 backoff.reset()
                 if not entries or self._stopping.is_set():
                     break  # an unfinished fan-out left pending resumes after the restart
@@ -306,10 +319,10 @@ class FanoutWorker:
                 await self._touch(partition, entries)
         except REDIS_UNAVAILABLE as exc:
             log.warning("batch left pending partition=%d entries=%d: %s", partition, len(entries), exc)
-            self._retrying_since.pop(partition, None)
         except ResponseError as exc:
             await self._redis_error(partition, exc, backoff, entries=len(entries))
         finally:
+            self._retrying.pop(batch, None)
             if held:
                 slots.release()
 
@@ -586,11 +599,15 @@ async def apply_events(
         raise refusal
     moving = next((e for e in errors if isinstance(e, ResponseError) and _NON_LOCAL in str(e)), None)
     if moving is not None:  # a user's slot migrating: the batch waits for it, no event's fault
-        raise TryAgainError(f"a slot is migrating: {moving}")
+        raise _waiting(moving)
     if relations is not None and await preferences.relations_changed() != relations:
         written = [op for op, error in zip(ops, errors, strict=True) if error is None and op.state == "a"]
         if written:
-            await Hiding(inbox.redis, limits).enforce(written)
+            try:
+                await Hiding(inbox.redis, limits).enforce(written)
+            except ResponseError as exc:
+                _raise_if_waiting(exc)
+                log.warning("hiding again what a mute during the batch hides failed: %s", exc)
     failed: dict[int, str] = {}
 
     def fail(owner: int, error: BaseException) -> None:
@@ -610,6 +627,7 @@ async def apply_events(
                     deleted.actor, deleted.post, deleted.at_ms, deleted.id
                 )
             except ResponseError as exc:
+                _raise_if_waiting(exc)
                 fail(i, exc)
     if refused:
         log.warning(

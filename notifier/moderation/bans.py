@@ -120,6 +120,10 @@ class Bans:
             raw = await pipe.hget(keys.mod_bans(), actor)
             existing = msgspec.json.decode(raw, type=Ban) if raw else None
             if existing and not existing.until_ms and existing.covers(now):
+                if remove_content and not existing.remove_content:  # the ban stays, its content goes
+                    existing = msgspec.structs.replace(existing, remove_content=True)
+                    pipe.multi()
+                    pipe.hset(keys.mod_bans(), actor, msgspec.json.encode(existing))
                 return existing
             past = await pipe.hget(keys.mod_ban_windows(), actor)
             head = await self._ledger.head(pipe)

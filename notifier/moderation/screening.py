@@ -25,7 +25,7 @@ from .normalize import canonical
 from .policy import Action, Policy
 from .queue import REPORT
 from .records import text_of
-from .rules import Rule, Signals, Subject, TextClassifier
+from .rules import Rule, Signals, Subject, TextClassifier, Verdict
 from .ruleset import build_rules, evaluate
 from .velocity import ActivityCounters, Observation
 
@@ -145,6 +145,11 @@ class Screener:
             for (logged, signal, removed), found in zip(banned_since, verdicts, strict=True):
                 if removed or self._policy.decide(found) is not Action.DELIVER:
                     dropped.append(logged)
+                    # recorded as rejected, as the ban rejects: a replay after the ban is lifted
+                    # follows that decision (the ban's windows start after this event)
+                    banned = Verdict("ban", "sent before a ban, screened after it", 1.0)
+                    position = self._parts.content.position(logged)
+                    await self._parts.queue.record(logged.event, position, Action.DROP, [*found, banned])
                 else:
                     fresh.append((logged, signal))
         await self._parts.bans.record_dropped(dropped)

@@ -225,6 +225,22 @@ async def test_what_was_sent_before_a_ban_and_screened_after_it_is_treated_as_th
     assert rejected == []  # nothing of theirs screened yet
     passed = [e.event.id for e in await s.screener.screen(before)]
     assert passed == ([] if remove_content else ["clean"])
-    assert await s.queue.get("held") is None  # never an open item for someone to decide
+    held = await s.queue.get("held")  # never an open item for someone to decide: rejected
+    assert held is not None and held.state == "rejected" and "ban" in {v.rule for v in held.verdicts}
     dropped = await s.bans.dropped("bob", 10)
     assert sorted(i for i, _ in dropped.events) == sorted({"clean", "held", "flagged"} - set(passed))
+    # what the ban dropped stays dropped once it is lifted: a replay follows the decision
+    await s.bans.unban("bob", BEN, "appeal")
+    assert [e.event.id for e in await s.screener.screen(before)] == passed
+
+
+async def test_banning_again_with_content_removed_removes_it(
+    redis: Redis, settings: Settings, model: ProfanityCheck
+) -> None:
+    now = wall_ms()
+    s = stack(redis, settings, model, clock=lambda: now)
+    await s.bans.ban("bob", ANN, "abuse")
+    again, _ = await s.bans.ban("bob", BEN, "worse", remove_content=True)
+    assert again.remove_content and again.by == "ann"  # the first ban, now with its content removed
+    before = [logged(comment("clean", "bob", "alice", CLEAN_TEXT, post="p1"), accepted_ms=now - 5_000)]
+    assert await s.screener.screen(before) == []

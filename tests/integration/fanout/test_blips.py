@@ -14,12 +14,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, TryAgainError
 
+from feeds.hiding import Hiding
 from feeds.inbox import Inbox
 from feeds.items import ItemOp
 from notifier.fanout.consumer import STUCK_S, FanoutWorker, apply_events
 from notifier.runtime.eventlog import LoggedEvent
 from notifier.runtime.settings import Settings
-from schemas.events import Like
+from schemas.events import Like, PostDeleted
 
 from ..views import at, inbox_view, pending_total
 from .test_consumer import append, make_worker
@@ -120,3 +121,20 @@ async def test_a_batch_retried_for_long_makes_the_worker_not_ready(
         reason = await worker.stuck()
     assert reason is not None and reason.startswith("batches retried for Redis for up to ") and "[" in reason
     assert worker.stats.redis_errors >= 1
+
+
+async def test_a_post_retraction_meeting_a_migrating_slot_waits_too(
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retraction of a deleted post's notifications meets the same migration as the apply:
+    the batch waits, the deletion is not a failed delivery."""
+
+    async def moving(self: Hiding, *args: object) -> int:
+        raise ResponseError("ERR Script attempted to access a non local key in a cluster node script: f_1")
+
+    monkeypatch.setattr(Hiding, "retract_post", moving)
+    deleted = PostDeleted(id="d1", actor="bob", occurred_at=at(2), post="p")
+    with pytest.raises(TryAgainError, match="a slot is migrating"):
+        await apply_events(
+            Inbox(redis, settings.feeds), settings.feeds, [LoggedEvent(b"1-0", deleted, "test", 0)]
+        )

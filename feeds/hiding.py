@@ -97,28 +97,30 @@ class Hiding:
         it) retracted for good (`x`: a redelivery of those events does not bring them back);
         how many. What is applied about the post after the deletion (another partition behind,
         or a `replay --fresh` that reaches the deletion first) shows as any activity."""
-        found = await scripts_for(self._redis).hidden(
-            self._redis, user_keys(author), [*head(author, None), "post", post]
-        )
-        ops = []
-        for n in range(0, len(found), 6):
-            item, _, gid, verb, item_post, actor = (f.decode() for f in found[n : n + 6])
-            ops.append(ItemOp(author, item, "x", at_ms, event_id, actor, gid, verb, item_post))
+        ops = [
+            ItemOp(author, item, "x", at_ms, event_id, actor, gid, verb, item_post)
+            for item, _, gid, verb, item_post, actor in await self._active(author, "post", post)
+        ]
         await self._apply(ops)
         return len(ops)
 
     async def _hide(self, user: str, target: Target, value: str, at_ms: int, event_id: str) -> int:
         """Set inactive the active items of `user`'s inbox groups from the actor or on the post;
         how many."""
+        ops = [
+            ItemOp(user, item, "i", max(at_ms, int(t)), event_id, actor, gid, verb, post)
+            for item, t, gid, verb, post, actor in await self._active(user, target, value)
+        ]
+        await self._apply(ops)
+        return len(ops)
+
+    async def _active(self, user: str, target: Target, value: str) -> list[tuple[str, ...]]:
+        """lua/hidden.lua: the active items of `user`'s inbox from the actor or on the post, each
+        ITEM, TIME_MS, GROUP_ID, VERB, POST, ACTOR."""
         found = await scripts_for(self._redis).hidden(
             self._redis, user_keys(user), [*head(user, None), target, value]
         )
-        ops = []
-        for n in range(0, len(found), 6):
-            item, t, gid, verb, post, actor = (f.decode() for f in found[n : n + 6])
-            ops.append(ItemOp(user, item, "i", max(at_ms, int(t)), event_id, actor, gid, verb, post))
-        await self._apply(ops)
-        return len(ops)
+        return [tuple(f.decode() for f in found[n : n + 6]) for n in range(0, len(found), 6)]
 
     async def _apply(self, ops: list[ItemOp]) -> None:
         for error in await self._inbox.apply(ops):

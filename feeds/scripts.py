@@ -42,9 +42,7 @@ class Script:
 
     async def __call__(self, redis: Redis, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         if isinstance(redis, Cluster):  # its ASK for a slot moving is waited out (cluster.py)
-            [reply] = await run_commands(redis, [self], [self.command(keys, args)])
-            if isinstance(reply, Exception):
-                raise reply
+            [reply] = await run_checked(redis, [self.command(keys, args)], [self])
             return reply
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)

@@ -23,7 +23,7 @@ from hdrh.histogram import HdrHistogram
 
 from notifier.runtime import tokens
 from notifier.runtime.settings import AuthSettings
-from schemas.cursor import NO_EPOCH
+from schemas.cursor import NO_EPOCH, Cursor
 
 from .graph import user_id
 from .ledger import Receipts
@@ -153,12 +153,11 @@ class Session:
         resumes included (the gateway replays from the cursor). A log that did not exist yet
         (epoch `-`) is followed by any epoch's first change."""
         self.cursor = cursor
-        epoch, _, rest = cursor.partition(".")
-        number = int(rest.partition("-")[0])
+        at = Cursor.parse(cursor)
         last = self.last
-        if last is not None and last != (epoch, number - 1 - folded) and last != (NO_EPOCH, 0):
+        if last is not None and last != (at.epoch, at.number - 1 - folded) and last != (NO_EPOCH, 0):
             self.box.unseen.add(self.user)
-        self.last = (epoch, number)
+        self.last = (at.epoch, at.number)
 
     def _receipt(self, event: str) -> None:
         run, _, seq = event.rpartition(".")

@@ -40,23 +40,20 @@ from .deadletter import DeadLetters, Moved
 log = logging.getLogger(__name__)
 
 
-def _waiting(exc: ResponseError) -> TryAgainError:
-    return TryAgainError(f"a slot is migrating: {exc}")
-
-
-def _raise_if_waiting(exc: ResponseError) -> None:
-    """A refusal of Redis's own, or a key of a slot migrating: the batch waits (retried in hand),
-    not the event's failure."""
-    if isinstance(exc, REDIS_REFUSING):
-        raise exc
-    if _NON_LOCAL in str(exc):
-        raise _waiting(exc) from exc
-
-
 # a batch in hand retried this long for Redis being away makes the worker not ready (`stuck`)
 STUCK_S: Final = 30.0
 # Redis Cluster's refusal of a script's key whose slot is not (or no longer) served here
 _NON_LOCAL: Final = "non local key"
+
+
+def _raise_if_waiting(exc: ResponseError) -> None:
+    """A refusal of Redis's own, or a key of a slot migrating: the batch waits (retried in hand
+    with backoff), not the event's failure."""
+    if isinstance(exc, REDIS_REFUSING):
+        raise exc
+    if _NON_LOCAL in str(exc):
+        raise TryAgainError(f"a slot is migrating: {exc}") from exc
+
 
 # an entry that reached max_deliveries with no error of its own recorded is dead-lettered only
 # after this many times as many (reclaim): its tries ended in crashes or Redis refusals
@@ -594,12 +591,9 @@ async def apply_events(
     if spans is not None:
         spans.end(errors)
     timed.phase_inbox.observe(time.perf_counter() - phase)
-    refusal = next((e for e in errors if isinstance(e, REDIS_REFUSING)), None)
-    if refusal is not None:  # Redis refusing writes, not an event failing: the batch is retried
-        raise refusal
-    moving = next((e for e in errors if isinstance(e, ResponseError) and _NON_LOCAL in str(e)), None)
-    if moving is not None:  # a user's slot migrating: the batch waits for it, no event's fault
-        raise _waiting(moving)
+    for error in errors:  # Redis refusing writes, a slot migrating: not an event failing
+        if isinstance(error, ResponseError):
+            _raise_if_waiting(error)
     if relations is not None and await preferences.relations_changed() != relations:
         written = [op for op, error in zip(ops, errors, strict=True) if error is None and op.state == "a"]
         if written:
